@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Debian packages the project needs at run or test time (none yet: PyAV, decord and soundfile
+# wheels bundle their own FFmpeg and libsndfile).
+APT_PACKAGES :=
+
+.PHONY: setup system demo test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	@$(MAKE) --no-print-directory system
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# constraints.txt pins every package (torch==2.14.1 included), so a fresh install resolves the same set.
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+demo: setup
+	$(BIN)/reelsense demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf .reelsense .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Prefect flows and the `reelsense` command line: wiring only, no maths."""

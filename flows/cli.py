@@ -1,0 +1,135 @@
+"""The `reelsense` command line.
+
+    reelsense [--home DIR] ingest microlens DIR | items FILE | events FILE
+    reelsense [--home DIR] sql "SELECT ..." [--param VALUE ...]
+    reelsense sample --out DIR [--seed N]
+    reelsense [--home DIR] demo [--seed N]
+
+`--home` (env `REELSENSE_HOME`, default `./.reelsense`) holds everything a run writes. A
+`ReelsenseError` is printed as one line on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from warehouse import db
+from warehouse.errors import ReelsenseError
+from warehouse.ingest import IngestReport, ingest_events, ingest_items
+from warehouse.microlens import ingest_microlens
+from warehouse.store import Warehouse
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except ReelsenseError as exc:
+        print(f"reelsense: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reelsense: interrupted; finished writes are kept, rerun to complete", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reelsense", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--home", type=Path, default=Path(os.environ.get("REELSENSE_HOME", ".reelsense")),
+        help="folder for everything a run writes (env REELSENSE_HOME; default ./.reelsense)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="validate and load data into the warehouse")
+    kinds = ingest.add_subparsers(dest="kind", required=True, metavar="KIND")
+    microlens = kinds.add_parser("microlens", help="MicroLens folder: *_pairs.tsv, *_titles.csv, optional videos/")
+    microlens.add_argument("path", type=Path)
+    microlens.set_defaults(run=_ingest_microlens)
+    items = kinds.add_parser("items", help="CSV or Parquet: item_id,title,video_uri[,audio_uri]")
+    items.add_argument("path", type=Path)
+    items.set_defaults(run=_ingest_items)
+    events = kinds.add_parser("events", help="CSV or Parquet: user_id,item_id,event_ts,event[,watch_ratio]")
+    events.add_argument("path", type=Path)
+    events.set_defaults(run=_ingest_events)
+
+    sql = commands.add_parser("sql", help="run a read-only SQL query over the warehouse")
+    sql.add_argument("query")
+    sql.add_argument("--param", action="append", default=[], help="value for $1, $2, ... (repeatable)")
+    sql.add_argument("--max-rows", type=int, default=50)
+    sql.set_defaults(run=_sql)
+
+    sample = commands.add_parser("sample", help="generate the bundled sample platform")
+    sample.add_argument("--out", type=Path, required=True)
+    sample.add_argument("--seed", type=int, default=7)
+    sample.set_defaults(run=_sample)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline on the bundled sample")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:
+    db.refresh_views(wh)
+    for report in reports:
+        print(report.line())
+
+
+def _ingest_microlens(args: argparse.Namespace) -> None:
+    wh = Warehouse(args.home)
+    _print_reports(wh, ingest_microlens(wh, args.path))
+
+
+def _ingest_items(args: argparse.Namespace) -> None:
+    wh = Warehouse(args.home)
+    _print_reports(wh, [ingest_items(wh, args.path)])
+
+
+def _ingest_events(args: argparse.Namespace) -> None:
+    wh = Warehouse(args.home)
+    _print_reports(wh, [ingest_events(wh, args.path)])
+
+
+def _sql(args: argparse.Namespace) -> None:
+    table = db.query(Warehouse(args.home), args.query, args.param or None)
+    print(format_table(table, max_rows=args.max_rows))
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from extractors.sample import SampleConfig, generate_sample
+
+    truth = generate_sample(args.out, SampleConfig(seed=args.seed))
+    print(f"sample (seed {args.seed}): {len(truth['items'])} items, {len(truth['users'])} users -> {args.out}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from flows.demo import run_demo
+
+    run_demo(Warehouse(args.home), seed=args.seed)
+
+
+def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) -> str:
+    """A plain-text table, like DuckDB's shell prints, with long cells shortened."""
+    def cell(value: object) -> str:
+        text = "NULL" if value is None else str(value)
+        return text if len(text) <= max_width else text[: max_width - 3] + "..."
+
+    rows = [[cell(v) for v in row.values()] for row in table.slice(0, max_rows).to_pylist()]
+    header = table.column_names
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |", line]
+    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in rows]
+    out.append(line)
+    shown = f"{len(rows)} of {table.num_rows} rows" if table.num_rows > len(rows) else f"{table.num_rows} rows"
+    return "\n".join(out + [shown])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

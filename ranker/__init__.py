@@ -1,0 +1,1 @@
+"""Behaviour features, ranking models, metrics and explanations."""

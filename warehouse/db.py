@@ -1,0 +1,90 @@
+"""The DuckDB database of a warehouse: every table as a view over its Parquet files.
+
+`<home>/reelsense.duckdb` is a real DuckDB file. Each view's SQL lives in `warehouse/sql/views/`;
+a table with no files yet gets an empty view of the right types, so every query binds from the
+first run. Analysts can open the file with any DuckDB client; reelsense opens it read-only for
+queries and read-write only to (re)create views. Queries that take user values are parameterised.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from string import Template
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from warehouse.errors import QueryError, WarehouseNotFound
+from warehouse.schemas import TABLES, TableSpec
+from warehouse.store import Warehouse
+
+
+def refresh_views(wh: Warehouse) -> None:
+    """Create or replace the view of every table; call after a write that may add a table's first file."""
+    wh.home.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(wh.db_path))
+    try:
+        for spec in TABLES.values():
+            con.execute(view_sql(wh, spec))
+    finally:
+        con.close()
+
+
+def view_sql(wh: Warehouse, spec: TableSpec) -> str:
+    if not wh.has_rows_on_disk(spec):
+        return f"CREATE OR REPLACE VIEW {spec.name} AS {_empty_select(spec.schema)}"
+    template = resources.files("warehouse").joinpath(f"sql/views/{spec.name}.sql").read_text()
+    return Template(template).substitute(files=_sql_string(wh.parquet_glob(spec)))
+
+
+def connect(wh: Warehouse, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse database, with UTC timestamps."""
+    if not wh.db_path.exists():
+        raise WarehouseNotFound(
+            f"no warehouse at {wh.home} (no {wh.db_path.name}); run `reelsense ingest ...` or "
+            "`reelsense demo` first, or pass --home"
+        )
+    con = duckdb.connect(str(wh.db_path), read_only=read_only)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
+    """Run one read-only query; user values go in `params` ($1 or $name placeholders), never in `sql`."""
+    con = connect(wh, read_only=True)
+    try:
+        return con.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+    finally:
+        con.close()
+
+
+def table_counts(wh: Warehouse) -> dict[str, int]:
+    con = connect(wh, read_only=True)
+    try:
+        return {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}
+    finally:
+        con.close()
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _empty_select(schema: pa.Schema) -> str:
+    columns = ", ".join(f'CAST(NULL AS {_duckdb_type(f.type)}) AS "{f.name}"' for f in schema)
+    return f"SELECT {columns} WHERE false"
+
+
+def _duckdb_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
+        return _duckdb_type(arrow_type.value_type) + "[]"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    names = {
+        pa.string(): "VARCHAR", pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
+    }
+    return names[arrow_type]

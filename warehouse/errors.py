@@ -1,0 +1,33 @@
+"""The reelsense error family.
+
+Every error a user can cause derives from `ReelsenseError`; the CLI prints its message on one line
+and exits with status 2. Messages say what was found, what was expected and what to do.
+"""
+
+
+class ReelsenseError(Exception):
+    """Root of every error reelsense raises on purpose."""
+
+
+class SchemaError(ReelsenseError):
+    """A file or table does not have the columns or types a stage expects."""
+
+
+class InputFileError(ReelsenseError):
+    """An input file is missing or unreadable as a whole."""
+
+
+class WarehouseNotFound(ReelsenseError):
+    """A command needs a warehouse that has not been created yet."""
+
+
+class QueryError(ReelsenseError):
+    """A SQL query given by the user failed."""
+
+
+class MediaDecodeError(ReelsenseError):
+    """A video or audio file could not be decoded."""
+
+
+class ModelNotFound(ReelsenseError):
+    """A model checkpoint or weight file is missing."""

@@ -1,0 +1,300 @@
+"""Validated ingest of items and events files into the warehouse.
+
+Reads CSV or Parquet files (`reelsense ingest items FILE`, `reelsense ingest events FILE`) and
+writes the `items`, `events` and `failures` tables. A file that is missing or whose columns are
+wrong as a whole raises `InputFileError`/`SchemaError` (the CLI prints one line and exits 2). A bad
+row never stops the batch: it goes to `failures` with its reason and the raw record. Ids are opaque
+strings, stored verbatim. Re-ingesting the same file changes no count:
+input rows = accepted + quarantined + duplicates.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from warehouse import store
+from warehouse.errors import InputFileError, SchemaError
+from warehouse.schemas import EVENT_TYPES, EVENTS, FAILURES, ITEMS, user_partition
+
+ITEM_COLUMNS = ("item_id", "title", "video_uri")
+ITEM_OPTIONAL = ("audio_uri",)
+EVENT_COLUMNS = ("user_id", "item_id", "event_ts", "event")
+EVENT_OPTIONAL = ("watch_ratio",)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    table: str
+    source: str
+    input_rows: int
+    accepted: int
+    quarantined: int
+    duplicates: int
+
+    def line(self) -> str:
+        return (
+            f"{self.table}: {self.input_rows} rows in {Path(self.source).name}: "
+            f"{self.accepted} accepted, {self.quarantined} quarantined, {self.duplicates} duplicates"
+        )
+
+
+class Quarantine:
+    """Collects rejected rows of one ingest as `failures` rows."""
+
+    def __init__(self, stage: str, source: str) -> None:
+        self.stage, self.source, self.rows = stage, source, []
+        self.at = datetime.now(timezone.utc)
+
+    def add(self, error: str, record: dict[str, Any], *, item_id: Any = None, user_id: Any = None) -> None:
+        self.rows.append(
+            {
+                "stage": self.stage, "source": self.source, "error": error,
+                "item_id": item_id if isinstance(item_id, str) else None,
+                "user_id": user_id if isinstance(user_id, str) else None,
+                "record": json.dumps(record, ensure_ascii=False, default=_json_default, sort_keys=True),
+                "failed_at": self.at,
+            }
+        )
+
+    def write(self, wh: store.Warehouse) -> None:
+        if self.rows:
+            store.append(wh, FAILURES, pa.Table.from_pylist(self.rows, schema=FAILURES.schema))
+
+
+def read_input_file(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of a CSV or Parquet file as dicts; text cells stay bytes so bad UTF-8 is caught per row."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file; expected a CSV or Parquet file with columns {', '.join(required)}")
+    if path.suffix.lower() == ".parquet":
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
+    else:
+        table = _read_csv_as_bytes(path)
+    _check_columns(path, table.column_names, required, optional)
+    wanted = [c for c in (*required, *optional) if c in table.column_names]
+    return table.select(wanted).to_pylist()
+
+
+def _read_csv_as_bytes(path: Path) -> pa.Table:
+    with open(path, "rb") as handle:
+        header_line = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
+    header = next(csv.reader([header_line]), [])
+    try:
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.binary() for name in header}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise InputFileError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from exc
+
+
+def _check_columns(path: Path, found: list[str], required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    found = [name.lstrip("\ufeff") for name in found]
+    if not set(required) <= set(found):
+        expected = ", ".join(required) + (f" (optional: {', '.join(optional)})" if optional else "")
+        raise SchemaError(f"{path}: found columns [{', '.join(found)}]; expected {expected}")
+
+
+def ingest_events(wh: store.Warehouse, path: str | Path) -> IngestReport:
+    path = Path(path).absolute()
+    raw = read_input_file(path, EVENT_COLUMNS, EVENT_OPTIONAL)
+    quarantine = Quarantine("ingest-events", str(path))
+    good = []
+    for record in raw:
+        row, error = validate_event(record)
+        if error:
+            quarantine.add(error, record, item_id=row.get("item_id"), user_id=row.get("user_id"))
+        else:
+            good.append(row)
+    return _commit(wh, EVENTS, events_table(good), quarantine, len(raw), str(path))
+
+
+def validate_event(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """One raw event as a clean row, or the reason it is rejected."""
+    row: dict[str, Any] = {}
+    for name in (*EVENT_COLUMNS, *EVENT_OPTIONAL):
+        value, error = _text(record.get(name), name)
+        if error:
+            return row, error
+        row[name] = value
+    for name in ("user_id", "item_id"):
+        if not row[name]:
+            return row, f"missing {name}"
+    if row["event"] not in EVENT_TYPES:
+        return row, f"unknown event type {row['event']!r}; expected one of {', '.join(EVENT_TYPES)}"
+    row["event_ts"], error = parse_timestamp(record.get("event_ts"))
+    if error:
+        return row, error
+    row["watch_ratio"], error = parse_watch_ratio(record.get("watch_ratio"))
+    if error:
+        return row, error
+    row["user_bucket"] = user_partition(row["user_id"])
+    return row, None
+
+
+def events_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=EVENTS.schema)
+
+
+def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
+    """ISO-8601 text or Unix seconds (number or numeric text) as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc), None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "event_ts is not valid UTF-8"
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None, "missing event_ts"
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                return None, f"unparseable event_ts {text!r}; expected ISO-8601 or Unix seconds"
+            return parse_timestamp(parsed)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc), None
+        except (OverflowError, OSError, ValueError):
+            return None, f"event_ts {value!r} is out of range for Unix seconds"
+    return None, f"unparseable event_ts {value!r}; expected ISO-8601 or Unix seconds"
+
+
+def parse_watch_ratio(value: Any) -> tuple[float | None, str | None]:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        return None, f"watch_ratio {value!r} is not a number"
+    if math.isnan(ratio):
+        return None, "watch_ratio is NaN; leave it empty when unknown"
+    if ratio < 0 or math.isinf(ratio):
+        return None, f"watch_ratio {ratio} is out of range; expected a finite number >= 0"
+    return ratio, None
+
+
+def ingest_items(wh: store.Warehouse, path: str | Path) -> IngestReport:
+    path = Path(path).absolute()
+    raw = read_input_file(path, ITEM_COLUMNS, ITEM_OPTIONAL)
+    quarantine = Quarantine("ingest-items", str(path))
+    rows = validate_items(raw, quarantine, base_dir=path.parent, source=str(path))
+    return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw), str(path))
+
+
+def validate_items(
+    raw: list[dict[str, Any]], quarantine: Quarantine, *, base_dir: Path, source: str
+) -> list[dict[str, Any]]:
+    """Clean item rows. Exact repeats stay in (the store counts them as duplicates); a later row
+    that reuses an item_id with different content is quarantined."""
+    now = datetime.now(timezone.utc)
+    first_hash: dict[str, str] = {}
+    kept = []
+    for record in raw:
+        row, error = validate_item(record, base_dir)
+        if error is None and first_hash.setdefault(row["item_id"], row["content_hash"]) != row["content_hash"]:
+            error = f"item_id {row['item_id']!r} appears again in this file with different content"
+        if error:
+            quarantine.add(error, record, item_id=row.get("item_id"))
+            continue
+        kept.append({**row, "source": source, "ingested_at": now, "duration_s": None})
+    return kept
+
+
+def validate_item(record: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any], str | None]:
+    row: dict[str, Any] = {}
+    for name in (*ITEM_COLUMNS, *ITEM_OPTIONAL):
+        value, error = _text(record.get(name), name)
+        if error:
+            return row, error
+        row[name] = value or None
+    if not row["item_id"]:
+        return row, "missing item_id"
+    for name in ("video_uri", "audio_uri"):
+        if row[name]:
+            resolved = _local_media(row[name], base_dir)
+            if resolved is None:
+                return row, f"{name} {row[name]!r} does not exist; expected a local file path"
+            row[name] = str(resolved)
+    row["content_hash"] = content_hash(row["title"], row["video_uri"], row["audio_uri"])
+    return row, None
+
+
+def content_hash(title: str | None, *media_paths: str | None) -> str:
+    """sha256 over the title and the bytes of each media file: changes exactly when the content does."""
+    digest = hashlib.sha256((title or "").encode("utf-8"))
+    for media in media_paths:
+        digest.update(b"\0")
+        if media:
+            digest.update(file_sha256(Path(media)).encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _local_media(uri: str, base_dir: Path) -> Path | None:
+    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    if not path.is_absolute():
+        path = base_dir / path
+    return path.resolve() if path.is_file() else None
+
+
+def _text(value: Any, name: str) -> tuple[str | None, str | None]:
+    """A cell as text: bytes must be UTF-8; numbers (typed Parquet ids) become their decimal form."""
+    if value is None:
+        return None, None
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            return None, f"{name} is not valid UTF-8 (byte {value[exc.start]:#04x} at offset {exc.start})"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)), None
+    return str(value), None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return str(value)
+
+
+def _commit(
+    wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quarantine, input_rows: int, source: str
+) -> IngestReport:
+    result = store.append(wh, spec, good)
+    quarantine.write(wh)
+    return IngestReport(
+        table=spec.name, source=source, input_rows=input_rows, accepted=result.written,
+        quarantined=len(quarantine.rows), duplicates=result.duplicates,
+    )

@@ -1,0 +1,105 @@
+"""Ingest of the MicroLens dataset (Ni et al. 2023, arXiv 2309.15379).
+
+`reelsense ingest microlens DIR` reads from DIR:
+- `*_pairs.tsv`: `user_id<TAB>item ids in chronological order, space separated`. MicroLens logs
+  comments, so each (user, position) becomes one `event='comment'` whose `event_ts` is the ordinal
+  position: Unix second i for the user's i-th item (there are no real timestamps);
+- `*_titles.csv`: `item,title`, one item per row;
+- `videos/<item>.mp4` (optional): attached as the item's video where the file exists.
+Writes `items`, `events` and `failures` like every other ingest; bad lines are quarantined.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import numpy as np
+import pyarrow as pa
+
+from warehouse import store
+from warehouse.errors import InputFileError
+from warehouse.ingest import IngestReport, Quarantine, _commit, read_input_file, validate_items
+from warehouse.schemas import EVENTS, ITEMS, user_partition
+
+
+def find_file(root: Path, pattern: str) -> Path:
+    if not root.is_dir():
+        raise InputFileError(f"{root}: no such directory; expected the MicroLens folder with *_pairs.tsv and *_titles.csv")
+    matches = sorted(root.glob(pattern))
+    if len(matches) != 1:
+        found = ", ".join(p.name for p in root.iterdir())
+        raise InputFileError(f"{root}: expected exactly one {pattern}, found [{found}]")
+    return matches[0]
+
+
+def ingest_microlens(wh: store.Warehouse, root: str | Path) -> list[IngestReport]:
+    root = Path(root).absolute()
+    pairs, titles = find_file(root, "*_pairs.tsv"), find_file(root, "*_titles.csv")
+    return [_ingest_titles(wh, titles, root / "videos"), _ingest_pairs(wh, pairs)]
+
+
+def _ingest_titles(wh: store.Warehouse, path: Path, videos: Path) -> IngestReport:
+    raw = read_input_file(path, ("item", "title"))
+    records = []
+    for record in raw:
+        item = record["item"].decode("utf-8", errors="replace").strip() if record["item"] else ""
+        video = videos / f"{item}.mp4"
+        records.append({"item_id": record["item"], "title": record["title"],
+                        "video_uri": str(video) if item and video.is_file() else None})
+    quarantine = Quarantine("ingest-microlens", str(path))
+    rows = validate_items(records, quarantine, base_dir=path.parent, source=str(path))
+    return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw), str(path))
+
+
+def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
+    quarantine = Quarantine("ingest-microlens", str(path))
+    users: list[str] = []
+    items: list[str] = []
+    ordinals: list[int] = []
+    input_rows = 0
+    with open(path, "rb") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            parsed, error = _parse_pairs_line(line)
+            if parsed is None:
+                input_rows += 1
+                quarantine.add(f"line {line_no}: {error}", {"line": line.rstrip(b"\r\n")})
+                continue
+            user, user_items = parsed
+            input_rows += len(user_items)
+            users.extend([user] * len(user_items))
+            items.extend(user_items)
+            ordinals.extend(range(len(user_items)))
+    events = _events_table(users, items, ordinals)
+    return _commit(wh, EVENTS, events, quarantine, input_rows, str(path))
+
+
+def _parse_pairs_line(line: bytes) -> tuple[tuple[str, list[str]] | None, str | None]:
+    try:
+        text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None, "not valid UTF-8"
+    user, tab, rest = text.partition("\t")
+    if not tab or not user.strip():
+        return None, "expected `user_id<TAB>item ids`"
+    user_items = rest.split()
+    if not user_items:
+        return None, f"user {user!r} has no items"
+    return (user.strip(), user_items), None
+
+
+def _events_table(users: list[str], items: list[str], ordinals: list[int]) -> pa.Table:
+    user_array = pa.array(users, pa.string())
+    # One crc32 per distinct user, broadcast back to its events.
+    unique, inverse = np.unique(np.asarray(users, dtype=object), return_inverse=True)
+    buckets = np.array([user_partition(u) for u in unique], dtype=np.int16)[inverse]
+    ts = pa.array(np.asarray(ordinals, dtype=np.int64) * 1_000_000, pa.int64()).cast(EVENTS.schema.field("event_ts").type)
+    return pa.table(
+        {
+            "user_id": user_array,
+            "item_id": pa.array(items, pa.string()),
+            "event_ts": ts,
+            "event": pa.array(["comment"] * len(users), pa.string()),
+            "watch_ratio": pa.nulls(len(users), pa.float32()),
+            "user_bucket": pa.array(buckets, pa.int16()),
+        }
+    )
+

@@ -1,0 +1,184 @@
+"""Arrow schemas of every warehouse table, declared once.
+
+Stages talk to each other only through these tables. Each `TableSpec` says:
+- `schema`: the Arrow schema of the rows (the Parquet files hold exactly these columns, except a
+  hive partition column, which lives in the directory name);
+- `key`: the columns that identify a row; writing a row whose key is already stored is a no-op,
+  which is what makes every write idempotent;
+- `partition_by`: a column to partition the files by (hive style, `column=value/part-*.parquet`);
+- `latest_by`: for tables whose rows are versions of an entity (items), the entity id; the DuckDB
+  view then shows the newest version only.
+
+Bump `SCHEMA_VERSION` when a column changes meaning or type; it is stored in every Parquet file's
+metadata so a reader can refuse files it does not understand.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+EVENT_TYPES = ("impression", "watch", "like", "comment", "share")
+MODALITIES = ("frames", "text", "audio", "fused")
+SPLITS = ("train", "valid", "test")
+EVENT_PARTITIONS = 16
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]
+    partition_by: str | None = None
+    latest_by: str | None = None
+    # Columns whose Arrow type may vary between files of the same table (embedding dims).
+    variable_width: tuple[str, ...] = ()
+
+    @property
+    def file_schema(self) -> pa.Schema:
+        """The schema of one Parquet file: the row schema minus the partition column."""
+        if self.partition_by is None:
+            return self.schema
+        return self.schema.remove(self.schema.get_field_index(self.partition_by))
+
+
+ITEMS = TableSpec(
+    name="items",
+    schema=pa.schema(
+        [
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("title", pa.string()),
+            pa.field("video_uri", pa.string()),  # absolute path or URL of the video file
+            pa.field("audio_uri", pa.string()),  # separate audio file; null: the video's own track
+            pa.field("duration_s", pa.float64()),  # filled in by extract-items
+            pa.field("content_hash", pa.string(), nullable=False),  # sha256 of title + media bytes
+            pa.field("source", pa.string()),  # the file the row was ingested from
+            pa.field("ingested_at", _TS, nullable=False),
+        ]
+    ),
+    # An item whose title or media changes gets a new row; the view shows the newest one.
+    key=("item_id", "content_hash"),
+    latest_by="item_id",
+)
+
+EVENTS = TableSpec(
+    name="events",
+    schema=pa.schema(
+        [
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("event_ts", _TS, nullable=False),
+            pa.field("event", pa.string(), nullable=False),  # one of EVENT_TYPES
+            pa.field("watch_ratio", pa.float32()),  # watched seconds / duration; >1 means replays
+            pa.field("user_bucket", pa.int16(), nullable=False),  # user_partition(user_id)
+        ]
+    ),
+    key=("user_id", "item_id", "event_ts", "event"),
+    partition_by="user_bucket",
+)
+
+EMBEDDINGS = TableSpec(
+    name="embeddings",
+    schema=pa.schema(
+        [
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("modality", pa.string(), nullable=False),  # one of MODALITIES
+            pa.field("model", pa.string(), nullable=False),  # encoder name@version
+            pa.field("dim", pa.int32(), nullable=False),
+            # Each file holds one model's vectors, so its width is fixed per file.
+            pa.field("vector", pa.list_(pa.float32()), nullable=False),
+            pa.field("tags", pa.list_(pa.string())),  # readable labels (ImageNet, music tags)
+            pa.field("content_hash", pa.string(), nullable=False),
+            pa.field("created_at", _TS, nullable=False),
+        ]
+    ),
+    key=("item_id", "modality", "model", "content_hash"),
+    partition_by="modality",
+    variable_width=("vector",),
+)
+
+FAILURES = TableSpec(
+    name="failures",
+    schema=pa.schema(
+        [
+            pa.field("stage", pa.string(), nullable=False),  # ingest-items, extract-items, ...
+            pa.field("source", pa.string(), nullable=False),  # file or run the record came from
+            pa.field("item_id", pa.string()),
+            pa.field("user_id", pa.string()),
+            pa.field("error", pa.string(), nullable=False),
+            pa.field("record", pa.string()),  # the raw record, JSON, for inspection and replay
+            pa.field("failed_at", _TS, nullable=False),
+        ]
+    ),
+    key=("stage", "source", "record", "error"),
+)
+
+SAMPLES = TableSpec(
+    name="samples",
+    schema=pa.schema(
+        [
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("label", pa.int8(), nullable=False),
+            pa.field("event_ts", _TS, nullable=False),
+            pa.field("event", pa.string()),
+            pa.field("history_item_ids", pa.list_(pa.string()), nullable=False),
+            pa.field("history_events", pa.list_(pa.string()), nullable=False),
+            pa.field("history_watch_ratios", pa.list_(pa.float32()), nullable=False),
+            pa.field("split", pa.string(), nullable=False),  # one of SPLITS
+            pa.field("negative_kind", pa.string()),  # null for positives; uniform | popularity
+        ]
+    ),
+    key=("user_id", "item_id", "event_ts", "split", "label"),
+)
+
+SCORES = TableSpec(
+    name="scores",
+    schema=pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("score", pa.float32(), nullable=False),
+            pa.field("rank", pa.int32(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("scored_at", _TS, nullable=False),
+        ]
+    ),
+    key=("run_id", "user_id", "item_id"),
+)
+
+EXPLANATIONS = TableSpec(
+    name="explanations",
+    schema=pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("history_item_ids", pa.list_(pa.string())),
+            pa.field("attention", pa.list_(pa.float32())),  # one weight per history item
+            pa.field("modality_names", pa.list_(pa.string())),
+            pa.field("modality_contributions", pa.list_(pa.float32())),
+            pa.field("feature_names", pa.list_(pa.string())),
+            pa.field("feature_contributions", pa.list_(pa.float32())),  # LightGBM pred_contrib
+            pa.field("summary", pa.string()),  # the explanation in plain words
+        ]
+    ),
+    key=("run_id", "user_id", "item_id"),
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (ITEMS, EVENTS, EMBEDDINGS, FAILURES, SAMPLES, SCORES, EXPLANATIONS)
+}
+
+
+def user_partition(user_id: str) -> int:
+    """The events partition of a user: stable across runs, machines and Python versions."""
+    return zlib.crc32(user_id.encode("utf-8")) % EVENT_PARTITIONS

@@ -1,0 +1,3 @@
+-- explanations: see warehouse/schemas.py for the columns.
+CREATE OR REPLACE VIEW explanations AS
+SELECT * FROM read_parquet($files, union_by_name = true);

@@ -1,0 +1,3 @@
+-- failures: see warehouse/schemas.py for the columns.
+CREATE OR REPLACE VIEW failures AS
+SELECT * FROM read_parquet($files, union_by_name = true);

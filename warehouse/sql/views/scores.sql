@@ -1,0 +1,3 @@
+-- scores: see warehouse/schemas.py for the columns.
+CREATE OR REPLACE VIEW scores AS
+SELECT * FROM read_parquet($files, union_by_name = true);
