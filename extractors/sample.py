@@ -187,13 +187,15 @@ def write_clip(path: Path, topic: Topic, rng: np.random.Generator, duration_s: f
     with av.open(str(path), mode="w", options={"fflags": "+bitexact"}) as container:
         video = container.add_stream("libx264", rate=FPS)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        # One encoder thread: x264's output then depends on the input only (byte-identical reruns).
-        video.thread_count = 1
-        video.options = {"preset": "veryfast", "crf": "26"}
+        # With slower presets (veryfast, medium) and an audio stream beside it, x264's output was
+        # seen to vary from run to run; ultrafast on one thread gives byte-identical clips.
+        video.options = {"preset": "ultrafast", "crf": "26", "x264-params": "threads=1"}
         sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
         for index in range(n_frames):
             picture = render_frame(topic.pattern, tint, index / FPS, width, height, rng)
-            container.mux(video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
         container.mux(video.encode(None))
         for start in range(0, len(audio), 1024):
             chunk = audio[start : start + 1024][np.newaxis, :]  # (channels=1, samples)

@@ -1,0 +1,163 @@
+"""Ingest with validation: each bad-row case is quarantined with its reason, nothing is lost twice."""
+
+from __future__ import annotations
+
+import json
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import write_csv
+from flows.cli import main
+from warehouse import db
+from warehouse.ingest import ingest_events, ingest_items
+
+EVENT_HEADER = ["user_id", "item_id", "event_ts", "event", "watch_ratio"]
+
+GOOD_EVENTS = [
+    ["u1", "v1", "2026-01-01T10:00:00Z", "watch", "0.75"],
+    ["u1", "v1", "2026-01-01T10:00:01Z", "like", ""],
+    ["u2", "v2", "1767261600", "impression", ""],  # Unix seconds
+    ["u'2; DROP TABLE events;--", "v\"3😀", "2026-01-02 08:30:00", "comment", ""],
+    ["u3", "v1", "2026-01-03T00:00:00+02:00", "share", "1.4"],  # >1: watched again
+]
+BAD_EVENTS = {
+    "missing user_id": ["", "v1", "2026-01-01T10:00:00Z", "watch", "0.5"],
+    "missing item_id": ["u9", "", "2026-01-01T10:00:00Z", "watch", "0.5"],
+    "unknown event type 'buy'": ["u9", "v1", "2026-01-01T10:00:00Z", "buy", ""],
+    "unparseable event_ts 'yesterday'": ["u9", "v1", "yesterday", "watch", "0.5"],
+    "missing event_ts": ["u9", "v1", "", "watch", "0.5"],
+    "watch_ratio is NaN": ["u9", "v1", "2026-01-01T10:00:00Z", "watch", "nan"],
+    "watch_ratio -0.2 is out of range": ["u9", "v1", "2026-01-01T10:00:00Z", "watch", "-0.2"],
+    "watch_ratio 'lots' is not a number": ["u9", "v1", "2026-01-01T10:00:00Z", "watch", "lots"],
+}
+
+
+def counts(wh) -> dict[str, int]:
+    return db.table_counts(wh)
+
+
+def test_good_and_bad_events_are_separated_with_reasons(wh, tmp_path):
+    rows = GOOD_EVENTS + [GOOD_EVENTS[0]] + list(BAD_EVENTS.values())  # one exact duplicate
+    report = ingest_events(wh, write_csv(tmp_path / "events.csv", EVENT_HEADER, rows))
+    assert (report.accepted, report.quarantined, report.duplicates) == (len(GOOD_EVENTS), len(BAD_EVENTS), 1)
+    assert report.accepted + report.quarantined + report.duplicates == report.input_rows == len(rows)
+    db.refresh_views(wh)
+    errors = db.query(wh, "SELECT error, record FROM failures WHERE stage = 'ingest-events'").to_pylist()
+    assert len(errors) == len(BAD_EVENTS)
+    for reason in BAD_EVENTS:
+        assert any(e["error"].startswith(reason) for e in errors), reason
+    # The raw record is kept so the row can be fixed and replayed.
+    assert any(json.loads(e["record"])["event"] == "buy" for e in errors)
+
+
+def test_ids_are_stored_verbatim_and_queried_with_parameters(wh, tmp_path):
+    ingest_events(wh, write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS))
+    db.refresh_views(wh)
+    odd_user = "u'2; DROP TABLE events;--"
+    found = db.query(wh, "SELECT item_id FROM events WHERE user_id = $1", [odd_user])
+    assert found.column("item_id").to_pylist() == ['v"3😀']
+    assert counts(wh)["events"] == len(GOOD_EVENTS)
+
+
+def test_non_utf8_text_is_quarantined(wh, tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_bytes(b"user_id,item_id,event_ts,event\nu1,v1,2026-01-01T00:00:00Z,like\nu\xff\xfe,v1,2026-01-01T00:00:00Z,like\n")
+    report = ingest_events(wh, path)
+    assert (report.accepted, report.quarantined) == (1, 1)
+    db.refresh_views(wh)
+    assert "user_id is not valid UTF-8" in db.query(wh, "SELECT error FROM failures").column("error")[0].as_py()
+
+
+def test_reingest_changes_no_count(wh, tmp_path):
+    events = write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS + list(BAD_EVENTS.values()))
+    (tmp_path / "clip.mp4").write_bytes(b"not decoded at ingest")
+    items = write_csv(tmp_path / "items.csv", ["item_id", "title", "video_uri"],
+                      [["v1", "cats #pets", "clip.mp4"], ["v2", "missing clip", "nope.mp4"]])
+    for _ in range(2):
+        ingest_events(wh, events)
+        ingest_items(wh, items)
+        db.refresh_views(wh)
+        assert counts(wh) == {**counts(wh), "events": len(GOOD_EVENTS), "items": 1, "failures": len(BAD_EVENTS) + 1}
+    second = ingest_events(wh, events)
+    assert (second.accepted, second.duplicates) == (0, len(GOOD_EVENTS))
+
+
+def test_bad_items_are_quarantined(wh, tmp_path):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"x")
+    path = tmp_path / "items.csv"
+    path.write_bytes(
+        b"item_id,title,video_uri\n"
+        b"a,first,videos/a.mp4\n"
+        b",no id,\n"
+        b"b,gone,videos/b.mp4\n"
+        b"c,caf\xe9 latin-1,\n"
+        b"a,first,videos/a.mp4\n"
+        b"a,other title,videos/a.mp4\n"
+        b"d,,\n"
+    )
+    report = ingest_items(wh, path)
+    assert (report.accepted, report.quarantined, report.duplicates) == (2, 4, 1)
+    db.refresh_views(wh)
+    errors = " | ".join(db.query(wh, "SELECT error FROM failures ORDER BY error").column("error").to_pylist())
+    for reason in ("missing item_id", "video_uri 'videos/b.mp4' does not exist", "title is not valid UTF-8",
+                   "item_id 'a' appears again in this file with different content"):
+        assert reason in errors
+    stored = db.query(wh, "SELECT item_id, video_uri FROM items ORDER BY item_id").to_pylist()
+    assert stored == [{"item_id": "a", "video_uri": str((tmp_path / "videos" / "a.mp4").resolve())},
+                      {"item_id": "d", "video_uri": None}]
+
+
+def test_changed_item_content_adds_a_version_and_the_view_shows_the_newest(wh, tmp_path):
+    ingest_items(wh, write_csv(tmp_path / "a.csv", ["item_id", "title", "video_uri"], [["v1", "old title", ""]]))
+    ingest_items(wh, write_csv(tmp_path / "b.csv", ["item_id", "title", "video_uri"], [["v1", "new title", ""]]))
+    db.refresh_views(wh)
+    assert db.query(wh, "SELECT title FROM items").column("title").to_pylist() == ["new title"]
+
+
+def test_parquet_input_with_typed_columns(wh, tmp_path):
+    table = pa.table({"user_id": [1, 2], "item_id": [10, 11], "event_ts": pa.array([0, 60], pa.timestamp("s")),
+                      "event": ["watch", "like"], "watch_ratio": [0.5, None]})
+    pq.write_table(table, tmp_path / "events.parquet")
+    report = ingest_events(wh, tmp_path / "events.parquet")
+    assert report.accepted == 2
+    db.refresh_views(wh)
+    assert sorted(db.query(wh, "SELECT user_id FROM events").column("user_id").to_pylist()) == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        (b"user,item\nu1,v1\n", "found columns [user, item]; expected user_id, item_id, event_ts, event (optional: watch_ratio)"),
+    ],
+)
+def test_whole_file_errors_are_one_line_with_exit_2(tmp_path, capsys, content, message):
+    path = tmp_path / "events.csv"
+    if content is not None:
+        path.write_bytes(content)
+    status = main(["--home", str(tmp_path / "home"), "ingest", "events", str(path)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err and str(path) in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_ingest_prints_counts(tmp_path, capsys):
+    path = write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS + [BAD_EVENTS["unknown event type 'buy'"]])
+    assert main(["--home", str(tmp_path / "home"), "ingest", "events", str(path)]) == 0
+    assert f"{len(GOOD_EVENTS)} accepted, 1 quarantined, 0 duplicates" in capsys.readouterr().out
+
+
+def test_sql_is_read_only_and_missing_warehouse_is_explained(tmp_path, capsys):
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "sql", "SELECT 1"]) == 2
+    assert "no warehouse at" in capsys.readouterr().err
+    main(["--home", str(home), "ingest", "events", str(write_csv(tmp_path / "e.csv", EVENT_HEADER, GOOD_EVENTS))])
+    capsys.readouterr()
+    assert main(["--home", str(home), "sql", "CREATE TABLE t AS SELECT 1"]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert main(["--home", str(home), "sql", "SELECT count(*) AS n FROM events WHERE user_id = $1", "--param", "u1"]) == 0
+    assert "| 2 " in capsys.readouterr().out
+

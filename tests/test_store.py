@@ -1,0 +1,136 @@
+"""The Parquet store: schema round trips, idempotent appends, atomic files, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from warehouse import db, store
+from warehouse.errors import SchemaError
+from warehouse.schemas import EMBEDDINGS, EVENT_TYPES, EVENTS, ITEMS, TABLES, user_partition
+from warehouse.store import Warehouse
+
+ids = st.text(min_size=1, max_size=12)  # any unicode: quotes, semicolons, emoji
+moments = st.datetimes(
+    min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
+).map(lambda d: d.replace(microsecond=d.microsecond))
+ratios = st.none() | st.floats(min_value=0, max_value=50, width=32)
+
+
+def event_row(user_id: str, item_id: str, ts: datetime, event: str, ratio: float | None) -> dict:
+    return {"user_id": user_id, "item_id": item_id, "event_ts": ts, "event": event,
+            "watch_ratio": ratio, "user_bucket": user_partition(user_id)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(ids, ids, moments, st.sampled_from(EVENT_TYPES), ratios), max_size=30))
+def test_events_round_trip_through_parquet_and_duckdb(tmp_path_factory, rows):
+    wh = Warehouse(tmp_path_factory.mktemp("home"))
+    batch = pa.Table.from_pylist([event_row(*r) for r in rows], schema=EVENTS.schema)
+    result = store.append(wh, EVENTS, batch)
+    unique = {(r[0], r[1], r[2], r[3]): r for r in reversed(rows)}  # the first row of each key wins
+    assert result.written == len(unique) and result.duplicates == len(rows) - len(unique)
+    back = store.read(wh, EVENTS).to_pylist()
+    assert sorted(map(_event_key, back)) == sorted(map(_event_key, [event_row(*r) for r in unique.values()]))
+    db.refresh_views(wh)
+    assert db.query(wh, "SELECT count(*) AS n FROM events").column("n")[0].as_py() == len(unique)
+
+
+def _event_key(row: dict) -> tuple:
+    return (row["user_id"], row["item_id"], row["event_ts"], row["event"], row["watch_ratio"], row["user_bucket"])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(ids, st.none() | st.text(max_size=40)), max_size=20, unique_by=lambda r: r[0]))
+def test_items_round_trip(tmp_path_factory, rows):
+    wh = Warehouse(tmp_path_factory.mktemp("home"))
+    now = datetime.now(timezone.utc)
+    items = [{"item_id": i, "title": t, "video_uri": None, "audio_uri": None, "duration_s": None,
+              "content_hash": f"h-{i}", "source": "test", "ingested_at": now} for i, t in rows]
+    store.append(wh, ITEMS, pa.Table.from_pylist(items, schema=ITEMS.schema))
+    back = {r["item_id"]: r["title"] for r in store.read(wh, ITEMS).to_pylist()}
+    assert back == dict(rows)
+
+
+def test_append_twice_writes_once(wh):
+    batch = pa.Table.from_pylist([event_row("u1", "i1", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)],
+                                 schema=EVENTS.schema)
+    assert store.append(wh, EVENTS, batch) == store.WriteResult(written=1, duplicates=0)
+    assert store.append(wh, EVENTS, batch) == store.WriteResult(written=0, duplicates=1)
+    assert len(list(wh.part_files(EVENTS))) == 1
+
+
+def test_missing_column_is_a_schema_error(wh):
+    with pytest.raises(SchemaError, match=r"lacks columns \['event'"):
+        store.append(wh, EVENTS, pa.table({"user_id": ["u"], "item_id": ["i"], "event_ts": [1]}))
+
+
+def test_half_written_file_is_invisible_and_cleaned_up(wh):
+    batch = pa.Table.from_pylist([event_row("u1", "i1", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)],
+                                 schema=EVENTS.schema)
+    store.append(wh, EVENTS, batch)
+    db.refresh_views(wh)
+    # What a writer killed mid-write leaves behind: a truncated temp file.
+    stale = next(wh.part_files(EVENTS)).parent / ".part-crashed.parquet.tmp"
+    stale.write_bytes(b"PAR1 truncated")
+    assert db.query(wh, "SELECT count(*) AS n FROM events").column("n")[0].as_py() == 1
+    store.append(wh, EVENTS, batch)
+    assert not stale.exists()
+
+
+def _append_overlapping(home: str, start: int) -> None:
+    wh = Warehouse(home)
+    ts = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for chunk in range(start, start + 40, 10):
+        rows = [event_row(f"u{i}", "i", ts, "watch", 0.5) for i in range(chunk, chunk + 10)]
+        store.append(wh, EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema))
+
+
+def test_concurrent_writers_store_each_row_once(wh):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_overlapping, args=(str(wh.home), s)) for s in (0, 20)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    users = store.read(wh, EVENTS).column("user_id").to_pylist()
+    assert sorted(users) == sorted(f"u{i}" for i in range(60))
+
+
+def test_embeddings_keep_fixed_width_and_support_cosine_search(wh):
+    now = datetime.now(timezone.utc)
+    rng = np.random.default_rng(0)
+    for model, dim in (("a@1", 4), ("b@1", 3)):
+        vectors = rng.normal(size=(3, dim)).astype(np.float32)
+        vectors[1] = vectors[0] * 2  # same direction as item 0
+        batch = pa.table({
+            "item_id": ["x", "y", "z"], "modality": ["frames"] * 3, "model": [model] * 3, "dim": [dim] * 3,
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+            "tags": [["t"], None, []], "content_hash": ["h"] * 3, "created_at": [now] * 3,
+        })
+        store.append(wh, EMBEDDINGS, batch)
+    files = list(wh.part_files(EMBEDDINGS))
+    assert len(files) == 2 and all(f.parent.name == "modality=frames" for f in files)
+    assert {pq.read_schema(f).field("vector").type.list_size for f in files} == {3, 4}
+    db.refresh_views(wh)
+    nearest = db.query(wh, """
+        SELECT b.item_id FROM embeddings a JOIN embeddings b USING (model)
+        WHERE a.item_id = $item AND b.item_id <> a.item_id AND a.model = $model
+        ORDER BY array_cosine_similarity(a.vector::FLOAT[4], b.vector::FLOAT[4]) DESC LIMIT 1""",
+        {"item": "x", "model": "a@1"})
+    assert nearest.column("item_id").to_pylist() == ["y"]
+
+
+def test_every_table_has_a_view_from_the_start(wh):
+    db.refresh_views(wh)
+    for name, spec in TABLES.items():
+        empty = db.query(wh, f"SELECT * FROM {name}")
+        assert empty.num_rows == 0 and empty.column_names == spec.schema.names
