@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# constraints.txt pins every package (torch==2.14.1 included), so a fresh install resolves the same set.
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# The musicnn wheel only carries the tagger's TF1 checkpoint; its own pins (numpy<1.17,
+	# TensorFlow) are not wanted: reelsense runs a PyTorch port (extractors/musicnn.py).
+	$(BIN)/python -m pip install --quiet --no-deps musicnn==0.1.0
 	@touch $(STAMP)
 
 system:

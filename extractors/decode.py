@@ -9,7 +9,7 @@ mono float32, librosa (soxr) resamples to the encoder's rate. A file that cannot
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -27,7 +27,6 @@ class DecodedItem:
     sample_rate: int
     duration_s: float | None
     audio_missing: str | None = None  # why there is no audio
-    notes: list[str] = field(default_factory=list)
 
 
 def frame_indices(n_frames: int, n: int) -> list[int]:

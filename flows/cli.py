@@ -1,6 +1,7 @@
 """The `reelsense` command line.
 
     reelsense [--home DIR] ingest microlens DIR | items FILE | events FILE
+    reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N]
     reelsense [--home DIR] sql "SELECT ..." [--param VALUE ...]
     reelsense sample --out DIR [--seed N]
     reelsense [--home DIR] demo [--seed N]
@@ -20,9 +21,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from warehouse import db
-from warehouse.errors import ReelsenseError
+from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
+from warehouse.schemas import ITEMS
 from warehouse.store import Warehouse
 
 
@@ -57,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     events = kinds.add_parser("events", help="CSV or Parquet: user_id,item_id,event_ts,event[,watch_ratio]")
     events.add_argument("path", type=Path)
     events.set_defaults(run=_ingest_events)
+
+    extract = commands.add_parser("extract", help="embed frames, titles and audio of the items (flow extract-items)")
+    extract.add_argument("--config", type=Path, help="TOML file (see extractors/config.py)")
+    extract.add_argument("--preset", choices=["offline", "paper"], help="override the config's preset")
+    extract.add_argument("--force", action="store_true", help="recompute items that are already embedded")
+    extract.add_argument("--limit", type=int, help="only the first N items (by item_id)")
+    extract.add_argument("--dask-workers", type=int, default=0, help="run tasks on a local Dask cluster of N processes")
+    extract.set_defaults(run=_extract)
 
     sql = commands.add_parser("sql", help="run a read-only SQL query over the warehouse")
     sql.add_argument("query")
@@ -94,6 +104,18 @@ def _ingest_items(args: argparse.Namespace) -> None:
 def _ingest_events(args: argparse.Namespace) -> None:
     wh = Warehouse(args.home)
     _print_reports(wh, [ingest_events(wh, args.path)])
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from extractors.config import load_config
+    from flows.extract import run_extract, summary_line
+
+    config = load_config(args.config).replace(preset=args.preset)
+    wh = Warehouse(args.home)
+    if not wh.has_rows_on_disk(ITEMS):
+        raise WarehouseNotFound(f"no items in {wh.home}; run `reelsense ingest items FILE` (or `reelsense demo`) first")
+    summary = run_extract(str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers)
+    print(summary_line(summary))
 
 
 def _sql(args: argparse.Namespace) -> None:

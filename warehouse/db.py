@@ -8,6 +8,7 @@ queries and read-write only to (re)create views. Queries that take user values a
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from string import Template
 from typing import Any
@@ -27,6 +28,8 @@ def refresh_views(wh: Warehouse) -> None:
     try:
         for spec in TABLES.values():
             con.execute(view_sql(wh, spec))
+        for sql in vector_view_sqls(con):
+            con.execute(sql)
     finally:
         con.close()
 
@@ -36,6 +39,26 @@ def view_sql(wh: Warehouse, spec: TableSpec) -> str:
         return f"CREATE OR REPLACE VIEW {spec.name} AS {_empty_select(spec.schema)}"
     template = resources.files("warehouse").joinpath(f"sql/views/{spec.name}.sql").read_text()
     return Template(template).substitute(files=_sql_string(wh.parquet_glob(spec)))
+
+
+def vector_view_sqls(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """One view per (modality, model) exposing `vector` as FLOAT[dim] for the items' current
+    content, named `vectors_<modality>_<model name>` (the version is added only to tell apart two
+    versions of one model)."""
+    pairs = con.execute("SELECT DISTINCT modality, model, dim FROM embeddings ORDER BY ALL").fetchall()
+    names = [f"vectors_{m}_{_slug(model.split('@')[0])}" for m, model, _ in pairs]
+    template = resources.files("warehouse").joinpath("sql/vector_view.sql").read_text()
+    sqls = []
+    for (modality, model, dim), name in zip(pairs, names):
+        if names.count(name) > 1:
+            name = f"vectors_{modality}_{_slug(model)}"
+        sqls.append(Template(template).substitute(
+            name=name, modality=_sql_string(modality), model=_sql_string(model), dim=int(dim)))
+    return sqls
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def connect(wh: Warehouse, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -57,6 +80,25 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
         return con.sql(sql, params=params).to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+    finally:
+        con.close()
+
+
+def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with every view, reading the Parquet files directly: what stages
+    use to read, so a reader never holds (or waits for) the lock on the database file."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for spec in TABLES.values():
+        con.execute(view_sql(wh, spec).replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
+    return con
+
+
+def fetch(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows of a query over the tables as dicts, through `scratch`."""
+    con = scratch(wh)
+    try:
+        return con.sql(sql, params=params).to_arrow_table().to_pylist()
     finally:
         con.close()
 

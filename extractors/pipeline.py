@@ -1,0 +1,185 @@
+"""The work of extract-items, as plain functions the Prefect flow wires together.
+
+    plan_work(items, done, failed, encoders)  -> which items need which encoders
+    decode_batch(work, config, rates)          -> frames + audio per item (parallel threads)
+    embed_batch(decoded, encoders)             -> embeddings rows per model, failure rows
+
+Reads `items`; the flow writes the rows to `embeddings` and `failures`. An item is embedded once
+per (modality, model, content_hash): a rerun skips it, `--force` recomputes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from extractors.config import ExtractConfig
+from extractors.decode import DecodedItem, decode_audio, sample_frames
+from extractors.encoders import EfficientNetLite0, Embedded, Encoder, MiniLM, MusicnnTagger, model_id
+from warehouse.errors import MediaDecodeError
+from warehouse.schemas import EMBEDDINGS, FAILURES
+
+STAGE = "extract-items"
+
+
+@dataclass
+class WorkItem:
+    item_id: str
+    title: str | None
+    video_uri: str | None
+    audio_uri: str | None
+    content_hash: str
+    modalities: list[str] = field(default_factory=list)  # what this item still needs
+
+
+@dataclass
+class Prepared:
+    """An item of a batch, decoded."""
+
+    work: WorkItem
+    media: DecodedItem
+
+
+@dataclass
+class BatchResult:
+    embeddings: dict[str, pa.Table]  # model id -> rows (one width per table)
+    failures: list[dict[str, Any]]
+    embedded_items: int
+
+
+def build_encoders(config: ExtractConfig) -> dict[str, Encoder]:
+    """The encoder of each configured modality (constructed, not loaded)."""
+    if config.preset == "paper":
+        from extractors.paper_encoders import ClapAudio, ClipFrames, ClipModel, ClipText
+
+        clip = ClipModel(config.clip_arch, config.clip_checkpoint or None)
+        all_encoders: dict[str, Any] = {
+            "frames": ClipFrames(clip), "text": ClipText(clip),
+            "audio": ClapAudio(config.clap_checkpoint or None, audio_model=config.clap_audio_model, text_model=config.clap_text_model),
+        }
+    else:
+        all_encoders = {"frames": EfficientNetLite0(), "text": MiniLM(), "audio": MusicnnTagger()}
+    return {m: all_encoders[m] for m in config.modalities}
+
+
+@lru_cache(maxsize=2)
+def loaded_encoders(config: ExtractConfig) -> dict[str, Encoder]:
+    """Encoders loaded once per process (and per config), on the configured device."""
+    import torch
+
+    device = config.resolved_device()
+    if device == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    encoders = build_encoders(config)
+    for encoder in encoders.values():
+        encoder.load(device)
+    return encoders
+
+
+def model_ids(config: ExtractConfig) -> dict[str, str]:
+    """modality -> model id (`name@version`), known without loading any weights."""
+    return {m: model_id(e) for m, e in build_encoders(config).items()}
+
+
+def plan_work(
+    items: Sequence[dict[str, Any]], done: set[tuple[str, str, str, str]], failed: set[tuple[str, str]],
+    models: dict[str, str], *, force: bool = False,
+) -> tuple[list[WorkItem], int]:
+    """Items that still need an encoder, and how many were skipped as already embedded or failed."""
+    work, skipped = [], 0
+    for row in items:
+        item = WorkItem(row["item_id"], row["title"], row["video_uri"], row["audio_uri"], row["content_hash"])
+        has = {"frames": bool(item.video_uri), "text": bool(item.title), "audio": bool(item.audio_uri or item.video_uri)}
+        needed = [m for m, model in models.items() if has[m] and (force or (item.item_id, m, model, item.content_hash) not in done)]
+        if needed and (force or (item.item_id, item.content_hash) not in failed):
+            item.modalities = needed
+            work.append(item)
+        else:
+            skipped += 1
+    return work, skipped
+
+
+def decode_batch(work: Sequence[WorkItem], config: ExtractConfig, audio_rate: int | None) -> list[Prepared | dict[str, Any]]:
+    """Decode every item of the batch in parallel threads (decord, PyAV and soxr release the GIL).
+    An item that cannot be decoded comes back as a failures row instead."""
+    def one(item: WorkItem) -> Prepared | dict[str, Any]:
+        try:
+            return Prepared(item, decode_one(item, config, audio_rate))
+        except MediaDecodeError as exc:
+            return failure_row(item, str(exc))
+
+    with ThreadPoolExecutor(max_workers=config.decode_workers) as pool:
+        return list(pool.map(one, work))
+
+
+def decode_one(item: WorkItem, config: ExtractConfig, audio_rate: int | None) -> DecodedItem:
+    frames = duration = None
+    if "frames" in item.modalities:
+        frames, duration = sample_frames(item.video_uri, config.n_frames)
+    audio, missing = None, None
+    if "audio" in item.modalities and audio_rate:
+        audio, missing = decode_audio(item.audio_uri or item.video_uri, audio_rate)
+    return DecodedItem(item.item_id, frames, audio, audio_rate or 0, duration, audio_missing=missing)
+
+
+def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str, Encoder]) -> BatchResult:
+    """Encode a decoded batch: one encoder call per modality, across all of the batch's items."""
+    items = [d for d in decoded if isinstance(d, Prepared)]
+    failures = [d for d in decoded if isinstance(d, dict)]
+    now = datetime.now(timezone.utc)
+    tables: dict[str, pa.Table] = {}
+    embedded: set[str] = set()
+    for modality, encoder in encoders.items():
+        wanted = [d for d in items if modality in d.work.modalities]
+        inputs = [_input(d, modality) for d in wanted]
+        ready = [(d, x) for d, x in zip(wanted, inputs) if x is not None]
+        if modality == "audio":
+            failures += [failure_row(d.work, f"no audio: {d.media.audio_missing}", stage=f"{STAGE}:audio")
+                         for d in wanted if d.media.audio is None]
+        if not ready:
+            continue
+        out = encoder.embed([x for _, x in ready])
+        tables[model_id(encoder)] = embeddings_table([d.work for d, _ in ready], modality, model_id(encoder), out, now)
+        embedded.update(d.work.item_id for d, _ in ready)
+    return BatchResult(tables, failures, len(embedded))
+
+
+def _input(prepared: Prepared, modality: str) -> Any:
+    if modality == "frames":
+        return prepared.media.frames
+    if modality == "audio":
+        return prepared.media.audio
+    return prepared.work.title or None
+
+
+def embeddings_table(items: Sequence[WorkItem], modality: str, model: str, out: Embedded, now: datetime) -> pa.Table:
+    n, dim = out.vectors.shape
+    return pa.table({
+        "item_id": [w.item_id for w in items],
+        "modality": [modality] * n,
+        "model": [model] * n,
+        "dim": pa.array([dim] * n, pa.int32()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.vectors, np.float32).ravel()), dim),
+        "tags": out.tags,
+        "content_hash": [w.content_hash for w in items],
+        "created_at": pa.array([now] * n, EMBEDDINGS.schema.field("created_at").type),
+    })
+
+
+def failure_row(item: WorkItem, error: str, *, stage: str = STAGE) -> dict[str, Any]:
+    record = {"item_id": item.item_id, "video_uri": item.video_uri, "audio_uri": item.audio_uri, "content_hash": item.content_hash}
+    return {"stage": stage, "source": item.video_uri or item.audio_uri or "", "item_id": item.item_id, "user_id": None,
+            "error": error, "record": json.dumps(record, sort_keys=True), "failed_at": datetime.now(timezone.utc)}
+
+
+def failures_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=FAILURES.schema)
