@@ -92,15 +92,18 @@ def model_ids(config: ExtractConfig) -> dict[str, str]:
 
 def plan_work(
     items: Sequence[dict[str, Any]], done: set[tuple[str, str, str, str]], failed: set[tuple[str, str]],
-    models: dict[str, str], *, force: bool = False,
+    models: dict[str, str], *, no_audio: set[tuple[str, str]] = frozenset(), force: bool = False,
 ) -> tuple[list[WorkItem], int]:
-    """Items that still need an encoder, and how many were skipped as already embedded or failed."""
+    """Items that still need an encoder, and how many were skipped: already embedded, quarantined
+    (`failed`), or, for audio, known to have none (`no_audio`); keys are (item_id, content_hash)."""
     work, skipped = [], 0
     for row in items:
         item = WorkItem(row["item_id"], row["title"], row["video_uri"], row["audio_uri"], row["content_hash"])
-        has = {"frames": bool(item.video_uri), "text": bool(item.title), "audio": bool(item.audio_uri or item.video_uri)}
+        key = (item.item_id, item.content_hash)
+        has = {"frames": bool(item.video_uri), "text": bool(item.title),
+               "audio": bool(item.audio_uri or item.video_uri) and (force or key not in no_audio)}
         needed = [m for m, model in models.items() if has[m] and (force or (item.item_id, m, model, item.content_hash) not in done)]
-        if needed and (force or (item.item_id, item.content_hash) not in failed):
+        if needed and (force or key not in failed):
             item.modalities = needed
             work.append(item)
         else:

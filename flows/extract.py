@@ -39,10 +39,13 @@ def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | 
     done = {tuple(r.values()) for r in db.fetch(
         wh, "SELECT item_id, modality, model, content_hash FROM embeddings WHERE list_contains($models, model)",
         {"models": list(models.values())})}
-    failed = {tuple(r.values()) for r in db.fetch(
-        wh, "SELECT item_id, json_extract_string(record, '$.content_hash') AS h FROM failures WHERE stage = $stage",
-        {"stage": STAGE})}
-    return plan_work(items, done, failed, models, force=force)
+    failed, no_audio = (
+        {tuple(r.values()) for r in db.fetch(
+            wh, "SELECT item_id, json_extract_string(record, '$.content_hash') AS h FROM failures WHERE stage = $stage",
+            {"stage": stage})}
+        for stage in (STAGE, f"{STAGE}:audio")
+    )
+    return plan_work(items, done, failed, models, no_audio=no_audio, force=force)
 
 
 @task(name="decode-batch", cache_policy=NO_CACHE)

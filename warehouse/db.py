@@ -89,8 +89,11 @@ def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     use to read, so a reader never holds (or waits for) the lock on the database file."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    temp = "CREATE OR REPLACE TEMP VIEW"
     for spec in TABLES.values():
-        con.execute(view_sql(wh, spec).replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
+        con.execute(view_sql(wh, spec).replace("CREATE OR REPLACE VIEW", temp, 1))
+    for sql in vector_view_sqls(con):  # they read the table views just made
+        con.execute(sql.replace("CREATE OR REPLACE VIEW", temp, 1))
     return con
 
 

@@ -1,0 +1,110 @@
+"""Decoding: frames by seeking, audio to mono at the encoder's rate, every bad-media case."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from extractors.decode import decode_audio, decode_item, frame_indices, sample_frames
+from warehouse.errors import MediaDecodeError
+
+
+def write_video(path: Path, *, codec: str = "libx264", size: tuple[int, int] = (64, 48), frames: int = 24,
+                fps: int = 12, pts_step: list[int] | None = None, tone_hz: float | None = None, rate: int = 44100) -> Path:
+    """A clip whose i-th frame has brightness 10 * i, so the decoded frame tells where it came from."""
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if pts_step is not None:
+            video.time_base = Fraction(1, 1000)
+        audio = container.add_stream("aac", rate=rate, layout="mono") if tone_hz else None
+        pts = 0
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts = pts if pts_step is not None else i
+            pts += pts_step[i % len(pts_step)] if pts_step is not None else 1
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if audio is not None:
+            t = np.arange(int(rate * frames / fps)) / rate
+            wave = (0.5 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+            for start in range(0, len(wave), 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[None, start : start + 1024].copy(), format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = rate, start
+                container.mux(audio.encode(chunk))
+            container.mux(audio.encode(None))
+    return path
+
+
+def test_frame_indices_spread_over_the_clip():
+    assert frame_indices(80, 8) == [5, 15, 25, 35, 45, 55, 65, 75]
+    assert frame_indices(3, 8) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_frames_are_sampled_across_the_video(tmp_path, codec):
+    path = write_video(tmp_path / f"{codec}.mp4", codec=codec, frames=24)
+    frames, duration = sample_frames(path, 4)
+    assert frames.shape == (4, 48, 64, 3)
+    assert duration == pytest.approx(2.0, abs=0.1)
+    # Frames 3, 9, 15, 21 have brightness 30, 90, 150, 210 (lossy coding: within a few levels).
+    assert np.allclose(frames.mean(axis=(1, 2, 3)), [30, 90, 150, 210], atol=6)
+
+
+def test_portrait_clip_keeps_its_shape(tmp_path):
+    frames, _ = sample_frames(write_video(tmp_path / "portrait.mp4", size=(48, 96)), 2)
+    assert frames.shape == (2, 96, 48, 3)
+
+
+def test_variable_frame_rate_and_short_clips(tmp_path):
+    vfr = write_video(tmp_path / "vfr.mp4", frames=12, pts_step=[40, 120, 80])
+    frames, duration = sample_frames(vfr, 4)
+    assert len(frames) == 4 and duration > 0
+    short, _ = sample_frames(write_video(tmp_path / "short.mp4", frames=3), 8)
+    assert short.shape[0] == 3
+
+
+def test_audio_is_mono_at_the_requested_rate(tmp_path):
+    path = write_video(tmp_path / "tone.mp4", frames=12, tone_hz=440.0)
+    audio, missing = decode_audio(path, 16000)
+    assert missing is None and audio.dtype == np.float32 and audio.ndim == 1
+    assert len(audio) == pytest.approx(16000, rel=0.1)  # 1 s of video, 1 s of tone
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert np.fft.rfftfreq(len(audio), 1 / 16000)[spectrum.argmax()] == pytest.approx(440, abs=3)
+
+
+def test_video_without_audio_keeps_its_frames(tmp_path):
+    item = decode_item("v", str(write_video(tmp_path / "silent.mp4")), None, n_frames=4, sample_rate=16000)
+    assert item.frames.shape[0] == 4 and item.audio is None and item.audio_missing == "no audio track"
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, b"this is text, not a video"])
+def test_unreadable_files_raise_with_the_decoders_message(tmp_path, content):
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(MediaDecodeError, match="cannot decode video .*decord.*PyAV"):
+        sample_frames(path, 4)
+
+
+def test_truncated_file_raises(tmp_path):
+    whole = write_video(tmp_path / "whole.mp4", frames=48).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(MediaDecodeError, match=str(cut)):
+        sample_frames(cut, 4)
+
+
+@pytest.mark.data
+def test_real_clips_decode(shared_data):
+    clips = sorted(shared_data.glob("microlens-50k/videos/*.mp4")) + sorted(shared_data.glob("public-clips/*.mp4"))
+    assert len(clips) == 6
+    for clip in clips:
+        frames, duration = sample_frames(clip, 8)
+        assert frames.shape[0] == 8 and frames.shape[3] == 3 and duration > 3, clip
+    hevc, _ = sample_frames(clips[0], 2)  # MicroLens videos are HEVC 1280x720
+    assert hevc.shape[1:] == (720, 1280, 3)
