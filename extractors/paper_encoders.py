@@ -18,7 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from extractors.encoders import Embedded, _autocast, _loaded, frames_to_tensor, hashtags, split_by_item
+from extractors.encoders import (
+    Embedded, _autocast, _loaded, forward_in_chunks, frames_to_tensor, hashtags, micro_batch, split_by_item,
+)
 from warehouse.errors import ModelNotFound
 
 CLIP_HOWTO = (
@@ -100,7 +102,7 @@ class ClipFrames:
         x = torch.cat([frames_to_tensor(f, clip.size) for f in batch])
         x = ((x - clip.mean[:, None, None]) / clip.std[:, None, None]).to(clip.device)
         with _autocast(clip.device):
-            features = model.encode_image(x).float()  # (sum N, D)
+            features = forward_in_chunks(model.encode_image, x, micro_batch(clip.device, cpu=8, gpu=256)).float()  # (sum N, D)
         per_item = [f.mean(0) for f in split_by_item(features, [len(f) for f in batch])]
         vectors = torch.nn.functional.normalize(torch.stack(per_item), dim=-1)
         return Embedded(vectors.cpu().numpy().astype(np.float32), [[] for _ in batch])

@@ -29,6 +29,8 @@ from warehouse.store import Warehouse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # No telemetry from the embedded Prefect server: these machines may have no network.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0

@@ -1,8 +1,9 @@
 """`reelsense demo`: the whole pipeline on the bundled sample, end to end.
 
 Generates the sample platform into `<home>/sample` (kept between runs for the same seed), ingests
-its items and events, and prints the warehouse's table counts and an example DuckDB query. Later
-stages (extract, align, features, train, evaluate, score, report) join this same command.
+its items and events, embeds frames, titles and music (flow extract-items, offline preset), and
+prints the warehouse's table counts and two DuckDB queries. Later stages (align, features, train,
+evaluate, score, report) join this same command.
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 import json
 import time
 
+from extractors.config import ExtractConfig
 from flows.cli import format_table
+from flows.extract import run_extract, summary_line
 from warehouse import db
 from warehouse.ingest import ingest_events, ingest_items
 from warehouse.store import Warehouse
 
+NEAREST_QUERY = """
+SELECT b.item_id, i.title, b.tags,
+       round(array_cosine_similarity(a.vector, b.vector)::DOUBLE, 3) AS cosine
+FROM vectors_frames_efficientnet_lite0 a, vectors_frames_efficientnet_lite0 b
+JOIN items i ON i.item_id = b.item_id
+WHERE a.item_id = $item AND b.item_id <> a.item_id
+ORDER BY cosine DESC LIMIT 5
+"""
 EXAMPLE_QUERY = """
 SELECT event, count(*) AS events, count(DISTINCT user_id) AS users,
        round(avg(watch_ratio), 3) AS avg_watch_ratio
@@ -29,17 +40,21 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     sample_dir = wh.home / "sample"
     truth_path = sample_dir / "truth.json"
     if truth_path.exists() and json.loads(truth_path.read_text()).get("seed") == seed:
-        print(f"[1/2] sample: reusing {sample_dir} (seed {seed})")
+        print(f"[1/3] sample: reusing {sample_dir} (seed {seed})")
     else:
-        print(f"[1/2] sample: generating {sample_dir} (seed {seed}) ...")
+        print(f"[1/3] sample: generating {sample_dir} (seed {seed}) ...")
         generate_sample(sample_dir, SampleConfig(seed=seed))
-    print("[2/2] ingest:")
+    print("[2/3] ingest:")
     for report in (ingest_items(wh, sample_dir / "items.csv"), ingest_events(wh, sample_dir / "events.csv")):
         print("  " + report.line())
     db.refresh_views(wh)
+    print("[3/3] extract-items (Prefect flow; EfficientNet-Lite0, MiniLM, musicnn):", flush=True)
+    print("  " + summary_line(run_extract(str(wh.home), ExtractConfig())))
     print("\nwarehouse tables (DuckDB views in " + str(wh.db_path) + "):")
     for name, count in db.table_counts(wh).items():
         print(f"  {name:<13} {count:>8}")
     print("\nreelsense sql \"" + " ".join(EXAMPLE_QUERY.split()) + "\"")
     print(format_table(db.query(wh, EXAMPLE_QUERY)))
+    print("\nnearest items to v0001 (a cooking clip) by their frames:")
+    print(format_table(db.query(wh, NEAREST_QUERY, {"item": "v0001"})))
     print(f"\ndemo finished in {time.perf_counter() - started:.1f}s; home: {wh.home}")
