@@ -105,3 +105,11 @@ def test_real_clips_six_embedded_truncated_quarantined(prefect_harness, shared_d
     assert by_modality["audio"] == ["1002", "10034", "10040", "bigbuckbunny"]
     assert db.fetch(wh, "SELECT item_id FROM failures WHERE stage = 'extract-items'") == [{"item_id": "truncated"}]
     assert run_extract(str(wh.home), CONFIG)["vectors"] == 0
+
+
+@pytest.mark.slow
+def test_extract_on_a_local_dask_cluster_of_processes(prefect_harness, sample_items, wh):
+    ingest_items(wh, sample_items / "items.csv")
+    summary = run_extract(str(wh.home), CONFIG.replace(modalities=("text",)), dask_workers=2)
+    assert (summary["embedded"], summary["vectors"]) == (13, 13)
+    assert counts(wh) == {"text": 13}
