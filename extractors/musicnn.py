@@ -140,7 +140,7 @@ def convert(out: Path) -> Path:
     state = state_dict_from_tf(read_checkpoint(wheel_checkpoint_prefix()))
     MusiCNN().load_state_dict(state)  # fails loudly if any shape does not line up
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # concurrent first uses each write their own
     torch.save(state, tmp)
     os.replace(tmp, out)
     return out
