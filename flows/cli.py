@@ -2,6 +2,7 @@
 
     reelsense [--home DIR] ingest microlens DIR | items FILE | events FILE
     reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N]
+    reelsense [--home DIR] align [--retrain] [--seed N] [--topics truth.json]
     reelsense [--home DIR] sql "SELECT ..." [--param VALUE ...]
     reelsense sample --out DIR [--seed N]
     reelsense [--home DIR] demo [--seed N]
@@ -24,7 +25,7 @@ from warehouse import db
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
-from warehouse.schemas import ITEMS
+from warehouse.schemas import EMBEDDINGS, ITEMS
 from warehouse.store import Warehouse
 
 
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--limit", type=int, help="only the first N items (by item_id)")
     extract.add_argument("--dask-workers", type=int, default=0, help="run tasks on a local Dask cluster of N processes")
     extract.set_defaults(run=_extract)
+
+    align = commands.add_parser("align", help="align frames, text and audio in one space and fuse them (flow align-items)")
+    align.add_argument("--retrain", action="store_true", help="train a new alignment model even if one fits")
+    align.add_argument("--seed", type=int, default=0)
+    align.add_argument("--topics", type=Path, help="truth.json of the sample: also report same-topic neighbours")
+    align.set_defaults(run=_align)
 
     sql = commands.add_parser("sql", help="run a read-only SQL query over the warehouse")
     sql.add_argument("query")
@@ -118,6 +125,23 @@ def _extract(args: argparse.Namespace) -> None:
         raise WarehouseNotFound(f"no items in {wh.home}; run `reelsense ingest items FILE` (or `reelsense demo`) first")
     summary = run_extract(str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers)
     print(summary_line(summary))
+
+
+def _align(args: argparse.Namespace) -> None:
+    from extractors.align import AlignConfig
+    from flows.align import align_items, report_lines
+
+    wh = Warehouse(args.home)
+    if not wh.has_rows_on_disk(EMBEDDINGS):
+        raise WarehouseNotFound(f"no embeddings in {wh.home}; run `reelsense extract` first")
+    out = align_items(str(wh.home), retrain=args.retrain, config=AlignConfig(seed=args.seed),
+                      topics_path=str(args.topics) if args.topics else None)
+    if "report" not in out:
+        print(f"align-items: only {', '.join(out['modalities']) or 'no'} modality: nothing to align")
+        return
+    print(f"align-items: model aligned@{out['version']}, {out['written']} vectors written; "
+          f"held-out retrieval ({wh.reports_dir / 'alignment.json'}):")
+    print("\n".join("  " + line for line in report_lines(out["report"])))
 
 
 def _sql(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -19,3 +20,12 @@ def test_demo_runs_twice_with_the_same_counts(tmp_path):
     assert first == second and int(first["items"]) == 120 and int(first["events"]) > 5000
     assert "0 accepted, 0 quarantined, 120 duplicates" in outputs[1].stdout
     assert "| impression |" in outputs[0].stdout
+    # extract-items embedded every clip's frames, title and music; the rerun embedded nothing.
+    assert "120 embedded, 0 skipped, 0 quarantined" in outputs[0].stdout
+    assert "0 embedded, 120 skipped" in outputs[1].stdout
+    # align-items: fused vectors for every item, and held-out retrieval well above random.
+    assert int(first["embeddings"]) == 120 * 3 + 120 * 4
+    report = json.loads((tmp_path / "home" / "reports" / "alignment.json").read_text())
+    assert len(report["retrieval"]) == 6
+    for pair, result in report["retrieval"].items():
+        assert result["aligned"]["recall@10"] >= result["random"]["recall@10"] + 0.05, pair

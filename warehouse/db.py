@@ -43,15 +43,19 @@ def view_sql(wh: Warehouse, spec: TableSpec) -> str:
 
 def vector_view_sqls(con: duckdb.DuckDBPyConnection) -> list[str]:
     """One view per (modality, model) exposing `vector` as FLOAT[dim] for the items' current
-    content, named `vectors_<modality>_<model name>` (the version is added only to tell apart two
-    versions of one model)."""
-    pairs = con.execute("SELECT DISTINCT modality, model, dim FROM embeddings ORDER BY ALL").fetchall()
-    names = [f"vectors_{m}_{_slug(model.split('@')[0])}" for m, model, _ in pairs]
+    content. The newest version of a model is `vectors_<modality>_<model name>` (e.g.
+    vectors_fused_aligned); older versions keep the version in the name."""
+    rows = con.execute(
+        "SELECT modality, model, any_value(dim), max(created_at) AS newest FROM embeddings "
+        "GROUP BY modality, model ORDER BY modality, newest DESC, model"
+    ).fetchall()
     template = resources.files("warehouse").joinpath("sql/vector_view.sql").read_text()
-    sqls = []
-    for (modality, model, dim), name in zip(pairs, names):
-        if names.count(name) > 1:
+    sqls, taken = [], set()
+    for modality, model, dim, _ in rows:
+        name = f"vectors_{modality}_{_slug(model.split('@')[0])}"
+        if name in taken:
             name = f"vectors_{modality}_{_slug(model)}"
+        taken.add(name)
         sqls.append(Template(template).substitute(
             name=name, modality=_sql_string(modality), model=_sql_string(model), dim=int(dim)))
     return sqls
@@ -126,6 +130,8 @@ def _empty_select(schema: pa.Schema) -> str:
 def _duckdb_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
         return _duckdb_type(arrow_type.value_type) + "[]"
+    if pa.types.is_map(arrow_type):
+        return f"MAP({_duckdb_type(arrow_type.key_type)}, {_duckdb_type(arrow_type.item_type)})"
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
     names = {

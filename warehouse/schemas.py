@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: embeddings.fusion_weights
 
 EVENT_TYPES = ("impression", "watch", "like", "comment", "share")
 MODALITIES = ("frames", "text", "audio", "fused")
@@ -39,6 +39,9 @@ class TableSpec:
     latest_by: str | None = None
     # Columns whose Arrow type may vary between files of the same table (embedding dims).
     variable_width: tuple[str, ...] = ()
+    # Nullable columns added after schema version 1: files written before lack them, and they
+    # read back as nulls.
+    added_later: tuple[str, ...] = ()
 
     @property
     def file_schema(self) -> pa.Schema:
@@ -96,11 +99,14 @@ EMBEDDINGS = TableSpec(
             pa.field("tags", pa.list_(pa.string())),  # readable labels (ImageNet, music tags)
             pa.field("content_hash", pa.string(), nullable=False),
             pa.field("created_at", _TS, nullable=False),
+            # modality='fused' rows: each modality's weight in the fused vector of this item.
+            pa.field("fusion_weights", pa.map_(pa.string(), pa.float32())),
         ]
     ),
     key=("item_id", "modality", "model", "content_hash"),
     partition_by="modality",
     variable_width=("vector",),
+    added_later=("fusion_weights",),
 )
 
 FAILURES = TableSpec(

@@ -86,6 +86,9 @@ class WriteResult:
 
 def conform(spec: TableSpec, batch: pa.Table) -> pa.Table:
     """Select and cast `batch` to the table's schema, in schema order."""
+    for name in spec.added_later:
+        if name not in batch.column_names:
+            batch = batch.append_column(name, pa.nulls(batch.num_rows, spec.schema.field(name).type))
     missing = [name for name in spec.schema.names if name not in batch.column_names]
     if missing:
         raise SchemaError(
