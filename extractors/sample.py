@@ -60,8 +60,8 @@ _FILLER = ("today", "so", "my", "new", "best", "you", "must", "see", "this", "re
 class SampleConfig:
     seed: int = 7
     items_per_topic: int = 20
-    users: int = 60
-    cold_users: int = 8  # users with only a handful of impressions
+    users: int = 200
+    cold_users: int = 20  # users with only a handful of impressions
     shift_fraction: float = 0.8  # share of warm users whose interests shift once
 
 

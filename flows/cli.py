@@ -3,6 +3,7 @@
     reelsense [--home DIR] ingest microlens DIR | items FILE | events FILE
     reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N]
     reelsense [--home DIR] align [--retrain] [--seed N] [--topics truth.json]
+    reelsense [--home DIR] features | train [--models a,b] | evaluate [--max-users N]
     reelsense [--home DIR] sql "SELECT ..." [--param VALUE ...]
     reelsense sample --out DIR [--seed N]
     reelsense [--home DIR] demo [--seed N]
@@ -25,7 +26,8 @@ from warehouse import db
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
-from warehouse.schemas import EMBEDDINGS, ITEMS
+from ranker.names import ALL_MODELS
+from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES
 from warehouse.store import Warehouse
 
 
@@ -76,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--seed", type=int, default=0)
     align.add_argument("--topics", type=Path, help="truth.json of the sample: also report same-topic neighbours")
     align.set_defaults(run=_align)
+
+    features = commands.add_parser("features", help="behaviour sequences and samples with DuckDB SQL (flow build-features)")
+    features.add_argument("--seed", type=int, default=0)
+    features.set_defaults(run=_features)
+    train = commands.add_parser("train", help="train the rankers (flow train-ranker)")
+    train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto")
+    train.add_argument("--force", action="store_true", help="train again even if a model for the same data and seed exists")
+    train.set_defaults(run=_train)
+    evaluate = commands.add_parser("evaluate", help="evaluate the trained rankers (flow evaluate)")
+    evaluate.add_argument("--models", default=",".join(ALL_MODELS))
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--max-users", type=int, default=2000, help="test users ranked against all items (seeded sample)")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--dataset", default="", help="name of the data set in the report")
+    evaluate.set_defaults(run=_evaluate)
 
     sql = commands.add_parser("sql", help="run a read-only SQL query over the warehouse")
     sql.add_argument("query")
@@ -142,6 +161,63 @@ def _align(args: argparse.Namespace) -> None:
     print(f"align-items: model aligned@{out['version']}, {out['written']} vectors written; "
           f"held-out retrieval ({wh.reports_dir / 'alignment.json'}):")
     print("\n".join("  " + line for line in report_lines(out["report"])))
+
+
+def _features(args: argparse.Namespace) -> None:
+    from flows.rank import build_features
+
+    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
+    summary = build_features(str(wh.home), seed=args.seed)
+    print(f"build-features: {summary['positives']} positive interactions with histories "
+          f"({', '.join(f'{k} {v}' for k, v in summary['splits'].items())}), {summary['negatives']} sampled negatives -> samples")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from flows.rank import train_rankers
+
+    wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` first")
+    metas = train_rankers(str(wh.home), models=_models(args.models), seed=args.seed, device=args.device, force=args.force)
+    for name, meta in metas.items():
+        how = "reused (same data and seed)" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
+        print(f"train-ranker: {name:<22} {how:>28}  version {meta['version']}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from flows.rank import evaluate_rankers
+
+    wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` and `reelsense train` first")
+    try:
+        results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users,
+                                   device=args.device, dataset=args.dataset)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ReelsenseError(str(exc)) from exc
+    print(f"evaluate: {wh.reports_dir / 'results.json'}")
+    print("\n".join(results_lines(results)))
+
+
+def results_lines(results: dict) -> list[str]:
+    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'AUC':>8}   cold users NDCG@10   cold items NDCG@10"]
+    for name, r in results["models"].items():
+        cold_items = r["cold_items"].get("ndcg@10")
+        lines.append(f"{name:<22}{r['overall']['ndcg@10']:>9.4f}{r['overall']['hr@10']:>8.4f}{r['overall']['auc']:>8.4f}"
+                     f"   {r['cold_users']['ndcg@10']:>18.4f}   {'-' if cold_items is None else f'{cold_items:.4f}':>18}")
+    return lines
+
+
+def _models(text: str) -> list[str]:
+    known = ALL_MODELS
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise ReelsenseError(f"unknown rankers {unknown}; expected some of {', '.join(known)}")
+    return names
+
+
+def _require(home: Path, spec, message: str) -> Warehouse:
+    wh = Warehouse(home)
+    if not wh.has_rows_on_disk(spec):
+        raise WarehouseNotFound(message.format(home=wh.home))
+    return wh
 
 
 def _sql(args: argparse.Namespace) -> None:

@@ -3,8 +3,9 @@
 Generates the sample platform into `<home>/sample` (kept between runs for the same seed), ingests
 its items and events, embeds frames, titles and music (flow extract-items, offline preset), aligns
 and fuses them (flow align-items, writing reports/alignment.json), and prints the warehouse's table
-counts and two DuckDB queries. Later stages (features, train, evaluate, score, report) join this
-same command.
+counts and two DuckDB queries; then builds behaviour sequences (build-features), trains every ranker
+(train-ranker) and evaluates them (evaluate, writing reports/results.json). Scoring and the report
+are to join this same command.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from extractors.config import ExtractConfig
 from flows.cli import format_table
 from flows.align import align_items, report_lines
+from flows.cli import results_lines
+from flows.rank import build_features, evaluate_rankers, train_rankers
 from flows.extract import run_extract, summary_line
 from warehouse import db
 from warehouse.ingest import ingest_events, ingest_items
@@ -42,20 +45,29 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     sample_dir = wh.home / "sample"
     truth_path = sample_dir / "truth.json"
     if truth_path.exists() and json.loads(truth_path.read_text()).get("seed") == seed:
-        print(f"[1/4] sample: reusing {sample_dir} (seed {seed})")
+        print(f"[1/7] sample: reusing {sample_dir} (seed {seed})")
     else:
-        print(f"[1/4] sample: generating {sample_dir} (seed {seed}) ...")
+        print(f"[1/7] sample: generating {sample_dir} (seed {seed}) ...")
         generate_sample(sample_dir, SampleConfig(seed=seed))
-    print("[2/4] ingest:")
+    print("[2/7] ingest:")
     for report in (ingest_items(wh, sample_dir / "items.csv"), ingest_events(wh, sample_dir / "events.csv")):
         print("  " + report.line())
     db.refresh_views(wh)
-    print("[3/4] extract-items (Prefect flow; EfficientNet-Lite0, MiniLM, musicnn):", flush=True)
+    print("[3/7] extract-items (Prefect flow; EfficientNet-Lite0, MiniLM, musicnn):", flush=True)
     print("  " + summary_line(run_extract(str(wh.home), ExtractConfig())))
-    print("[4/4] align-items (contrastive heads + attention fusion; held-out retrieval vs random):", flush=True)
+    print("[4/7] align-items (contrastive heads + attention fusion; held-out retrieval vs random):", flush=True)
     aligned = align_items(str(wh.home), topics_path=str(truth_path))
     print(f"  model aligned@{aligned['version']}, {aligned['written']} vectors written; {wh.reports_dir / 'alignment.json'}")
     print("\n".join("  " + line for line in report_lines(aligned["report"])))
+    features = build_features(str(wh.home))
+    print(f"[5/7] build-features: {features['positives']} positive interactions with histories, "
+          f"{features['negatives']} sampled negatives -> samples", flush=True)
+    print("[6/7] train-ranker:", flush=True)
+    for name, meta in train_rankers(str(wh.home)).items():
+        took = "reused" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
+        print(f"  {name:<22} {took:>8}")
+    print(f"[7/7] evaluate (held-out last engagement of each user, ranked against all items; {wh.reports_dir / 'results.json'}):", flush=True)
+    print("\n".join("  " + line for line in results_lines(evaluate_rankers(str(wh.home), dataset="bundled sample (seed %d)" % seed))))
     print("\nwarehouse tables (DuckDB views in " + str(wh.db_path) + "):")
     for name, count in db.table_counts(wh).items():
         print(f"  {name:<13} {count:>8}")

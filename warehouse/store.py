@@ -128,6 +128,34 @@ def append(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
     return WriteResult(written=fresh.num_rows, duplicates=batch.num_rows - fresh.num_rows)
 
 
+def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
+    """Make `batch` the whole table (derived tables such as samples are rebuilt, not appended);
+    journaled like `replace`, so readers see the old table or the new one, never a mix after recovery."""
+    batch = conform(spec, batch)
+    table_dir = wh.table_dir(spec)
+    table_dir.mkdir(parents=True, exist_ok=True)
+    with _table_lock(table_dir):
+        old_files = sorted(wh.part_files(spec))
+        removed = sum(pq.read_metadata(path).num_rows for path in old_files)
+        writes = [(folder, part, _new_part_name()) for folder, part in _partitions(spec, table_dir, batch)] if batch.num_rows else []
+        _swap(table_dir, spec, writes, old_files)
+    return WriteResult(written=batch.num_rows, duplicates=removed)
+
+
+def _swap(table_dir: Path, spec: TableSpec, writes: list[tuple[Path, pa.Table, str]], old_files: list[Path]) -> None:
+    """Write the new files and remove the old ones under a journal (see `_recover`)."""
+    journal = table_dir / ".journal.json"
+    _write_json_atomic(journal, {
+        "add": [str((folder / name).relative_to(table_dir)) for folder, _, name in writes],
+        "remove": [str(path.relative_to(table_dir)) for path in old_files],
+    })
+    for folder, part, name in writes:
+        _write_atomic(folder, part, spec, name)
+    for path in old_files:
+        path.unlink()
+    journal.unlink()
+
+
 def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | None) -> pa.Table:
     """Rows of `batch` that are first in the batch for their key and whose key is not in the
     files matching `stored_glob` (None: nothing stored)."""
@@ -211,16 +239,7 @@ def replace(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
         removed = sum(pq.read_metadata(path).num_rows for path in old_files) - sum(t.num_rows for t in kept)
         writes = [(folder, part, _new_part_name()) for rows in [batch, *kept] if rows.num_rows
                   for folder, part in _partitions(spec, table_dir, rows)]
-        journal = table_dir / ".journal.json"
-        _write_json_atomic(journal, {
-            "add": [str((folder / name).relative_to(table_dir)) for folder, _, name in writes],
-            "remove": [str(path.relative_to(table_dir)) for path in old_files],
-        })
-        for folder, part, name in writes:
-            _write_atomic(folder, part, spec, name)
-        for path in old_files:
-            path.unlink()
-        journal.unlink()
+        _swap(table_dir, spec, writes, old_files)
     return WriteResult(written=batch.num_rows, duplicates=removed)
 
 

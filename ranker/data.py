@@ -1,0 +1,137 @@
+"""Training and evaluation data of the rankers, as NumPy arrays.
+
+`build_sequences` runs warehouse/sql/features/sequences.sql (DuckDB) over `events`: one row per
+positive interaction with its last-N history (item ids, event types, watch ratios) strictly before
+it, and a leave-one-out split. `load_dataset` maps item ids to indices (0 is padding) and looks up
+each item's content vector once (histories hold ids only). Content: the fused aligned vector
+where align-items has run, else the text vector of the most complete text model, else none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from warehouse import db
+from warehouse.store import Warehouse
+
+EVENT_INDEX = {"impression": 1, "watch": 2, "like": 3, "comment": 4, "share": 5}  # 0: padding
+BEHAVIOURS = ("engage", "watch", "like", "comment")
+
+
+def build_sequences(wh: Warehouse, max_history: int) -> pa.Table:
+    sql = resources.files("warehouse").joinpath("sql/features/sequences.sql").read_text()
+    con = db.scratch(wh)
+    try:
+        return con.sql(sql, params={"max_history": max_history}).to_arrow_table()
+    finally:
+        con.close()
+
+
+@dataclass
+class Queries:
+    """Who is asking: a user and a history (right-aligned, left-padded with 0)."""
+
+    users: npt.NDArray[np.object_]
+    hist_items: npt.NDArray[np.int64]  # (Q, L)
+    hist_events: npt.NDArray[np.int64]  # (Q, L)
+    hist_ratios: npt.NDArray[np.float32]  # (Q, L), -1 where unknown
+    cold: bool = False  # histories were cut: models must not use what they learned of these users
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def take(self, rows: npt.NDArray[np.int64]) -> Queries:
+        return Queries(self.users[rows], self.hist_items[rows], self.hist_events[rows], self.hist_ratios[rows], self.cold)
+
+    def cut(self, keep: npt.NDArray[np.int64]) -> Queries:
+        """Keep only the last `keep[i]` history steps of query i (cold-start users)."""
+        length = self.hist_items.shape[1]
+        mask = np.arange(length)[None, :] >= (length - keep[:, None])
+        return Queries(self.users, np.where(mask, self.hist_items, 0), np.where(mask, self.hist_events, 0),
+                       np.where(mask, self.hist_ratios, 0).astype(np.float32), cold=True)
+
+
+@dataclass
+class Dataset:
+    item_ids: list[str]  # index -> id; index 0 is padding
+    queries: Queries  # one per target row
+    targets: npt.NDArray[np.int64]  # (N,) item index
+    split: npt.NDArray[np.object_]  # (N,) train | valid | test
+    labels: dict[str, npt.NDArray[np.float32]]  # behaviour -> (N,) 0/1
+    behaviours: list[str]  # heads that have both classes in this data
+    content: npt.NDArray[np.float32]  # (n_items + 1, D); zeros where an item has none
+    content_source: str
+    train_counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_items + 1,)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids) - 1
+
+
+def _pad(lists: pa.ChunkedArray, length: int, index: dict[str, int] | None, dtype) -> np.ndarray:
+    out = np.zeros((len(lists), length), dtype=dtype)
+    for row, values in enumerate(lists.to_pylist()):
+        if values:
+            mapped = [index[v] for v in values] if index is not None else values
+            out[row, length - len(mapped):] = mapped
+    return out
+
+
+def load_dataset(wh: Warehouse, max_history: int = 20) -> Dataset:
+    table = build_sequences(wh, max_history)
+    items = [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events ORDER BY 1")]
+    index = {item: i + 1 for i, item in enumerate(items)}
+    queries = Queries(
+        users=np.asarray(table.column("user_id").to_pylist(), dtype=object),
+        hist_items=_pad(table.column("history_item_ids"), max_history, index, np.int64),
+        hist_events=_pad(table.column("history_events"), max_history, EVENT_INDEX, np.int64),
+        hist_ratios=_pad(table.column("history_watch_ratios"), max_history, None, np.float32),
+    )
+    labels = {
+        "engage": np.ones(table.num_rows, np.float32),
+        "watch": np.asarray(table.column("watched").to_pylist(), np.float32),
+        "like": np.asarray(table.column("liked").to_pylist(), np.float32),
+        "comment": np.asarray(table.column("commented").to_pylist(), np.float32),
+    }
+    # A behaviour gets a head where the positives disagree on it (MicroLens: all comments, one head).
+    behaviours = ["engage"] + [b for b in BEHAVIOURS[1:] if 0 < labels[b].mean() < 1]
+    content, source = content_matrix(wh, index)
+    data = Dataset(["<pad>", *items], queries, np.asarray([index[i] for i in table.column("item_id").to_pylist()], np.int64),
+                   np.asarray(table.column("split").to_pylist(), dtype=object), labels, behaviours, content, source)
+    train = data.split == "train"
+    counts = np.bincount(data.targets[train], minlength=len(items) + 1)
+    counts += np.bincount(data.queries.hist_items[train].ravel(), minlength=len(items) + 1)
+    counts[0] = 0
+    data.train_counts = counts
+    return data
+
+
+def content_matrix(wh: Warehouse, index: dict[str, int]) -> tuple[np.ndarray, str]:
+    models = db.fetch(wh, """
+        SELECT e.modality, e.model, count(*) AS n, max(e.created_at) AS newest FROM embeddings e
+        JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+        WHERE e.modality IN ('fused', 'text') GROUP BY e.modality, e.model
+        ORDER BY e.modality = 'fused' DESC, n DESC, newest DESC""")
+    if not models:
+        return np.zeros((len(index) + 1, 1), np.float32), "none"
+    modality, model = models[0]["modality"], models[0]["model"]
+    con = db.scratch(wh)
+    try:
+        rows = con.sql("""SELECT e.item_id, e.vector FROM embeddings e
+            JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+            WHERE e.modality = $modality AND e.model = $model""", params={"modality": modality, "model": model}).to_arrow_table()
+    finally:
+        con.close()
+    vectors = rows.column("vector").combine_chunks()
+    dim = len(vectors[0]) if len(vectors) else 1
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+    matrix = np.zeros((len(index) + 1, dim), np.float32)
+    for item, vector in zip(rows.column("item_id").to_pylist(), flat):
+        if item in index:
+            matrix[index[item]] = vector / (np.linalg.norm(vector) or 1.0)
+    return matrix, f"{modality}:{model}"

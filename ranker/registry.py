@@ -1,0 +1,29 @@
+"""The rankers by name: a plain dict. `lightgbm` re-ranks `lstm-attn`, so it is built with it."""
+
+from __future__ import annotations
+
+from ranker.bprmf import BprMF
+from ranker.names import ALL_MODELS, NEEDS_BASE
+from ranker.itemknn import ItemKNN
+from ranker.lightgbm_ctr import LightGBMCtr
+from ranker.popularity import Popularity
+from ranker.sequence import IdSequence, LstmAttn
+
+RANKERS = {
+    "popularity": lambda device: Popularity(),
+    "itemknn": lambda device: ItemKNN(),
+    "bpr-mf": lambda device: BprMF(),
+    "id-sequence": lambda device: IdSequence(device=device),
+    "lstm-attn": lambda device: LstmAttn(use_content=True, device=device),
+    "lstm-attn-no-content": lambda device: LstmAttn(use_content=False, device=device),
+}
+assert list(RANKERS) + list(NEEDS_BASE) == ALL_MODELS, "ranker/names.py and RANKERS disagree"
+
+
+def build(name: str, device: str, trained: dict) -> object:
+    if name in NEEDS_BASE:
+        base = NEEDS_BASE[name]
+        if base not in trained:
+            raise KeyError(f"{name} re-ranks {base}: train {base} first (list it before {name})")
+        return LightGBMCtr(trained[base])
+    return RANKERS[name](device)

@@ -1,0 +1,266 @@
+"""Sequence rankers: `id-sequence` (GRU4Rec-style, item ids only) and `lstm-attn`, the paper's
+behaviour-driven model, with its ablation `lstm-attn-no-content`.
+
+lstm-attn. Each history step is the item's content vector (projected) plus an item-id embedding
+plus an event-type embedding, with the watch ratio appended; an LSTM runs over the steps and a
+target-aware attention pools its states (query: the candidate item), keeping the weights for
+explanations; an MLP on [pooled, target, pooled * target, pooled . target] scores one head per behaviour (engage,
+and like / comment where the data has them). Trained with BCE on each positive against one uniform
+and one popularity-sampled negative per epoch (seeded), early-stopped on validation AUC. Items
+never seen in training keep no id embedding: they are represented by content alone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ranker.base import minibatches, sample_negatives
+from ranker.data import Dataset, Queries
+from ranker.metrics import auc
+
+
+class LstmAttnNet(nn.Module):
+    def __init__(self, n_items: int, content: torch.Tensor, n_heads: int, dim: int = 64, use_content: bool = True) -> None:
+        super().__init__()
+        self.dim, self.use_content = dim, use_content
+        self.register_buffer("content", content)  # (n_items + 1, D), looked up, never copied per row
+        self.register_buffer("seen", torch.ones(n_items + 1, dtype=torch.bool))
+        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.content_proj = nn.Linear(content.shape[1], dim)
+        self.event_emb = nn.Embedding(6, dim, padding_idx=0)
+        self.step = nn.Linear(dim + 1, dim)
+        self.lstm = nn.LSTM(dim, dim, batch_first=True)
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.mlp = nn.Sequential(nn.Linear(3 * dim + 1, dim), nn.ReLU(), nn.Linear(dim, n_heads))
+        # Id embeddings start at std 0.5: smaller ones (0.05) left training on a plateau for many
+        # epochs (dot products of tiny vectors give tiny gradients), larger ones (1.0) drown content.
+        for emb in (self.item_emb, self.event_emb):
+            nn.init.normal_(emb.weight, std=0.5)
+            emb.weight.data[0] = 0
+
+    def item_repr(self, items: torch.Tensor) -> torch.Tensor:
+        ids = self.item_emb(items) * self.seen[items].unsqueeze(-1)  # unseen items: content alone
+        if self.use_content:
+            return ids + self.content_proj(self.content[items])
+        return ids
+
+    def encode(self, hist_items: torch.Tensor, hist_events: torch.Tensor, hist_ratios: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        items = self.item_repr(hist_items)  # (B, T, d)
+        x = torch.relu(self.step(torch.cat([items + self.event_emb(hist_events), hist_ratios.clamp(-1, 3).unsqueeze(-1)], dim=-1)))
+        states, _ = self.lstm(x)  # (B, T, d)
+        # Residual around the LSTM: each state also carries its own item, so the target can be
+        # compared with what was watched directly, and with the sequence context the LSTM adds.
+        return states + items, hist_items > 0
+
+    def score(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """states (B, T, d), mask (B, T), targets (B, C) -> logits (B, C, heads), attention (B, C, T)."""
+        t = self.item_repr(targets)  # (B, C, d)
+        logits = torch.einsum("btd,bcd->bct", states, self.query(t)) / math.sqrt(self.dim)
+        weights = torch.softmax(logits.masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
+        weights = torch.nan_to_num(weights)  # empty history: no attention
+        pooled = torch.einsum("bct,btd->bcd", weights, states)
+        match = (pooled * t).sum(-1, keepdim=True) / math.sqrt(self.dim)  # how well the target fits the history
+        return self.mlp(torch.cat([pooled, t, pooled * t, match], dim=-1)), weights
+
+
+class IdSequenceNet(nn.Module):
+    """GRU4Rec-style: item-id embeddings, a GRU, full softmax over items with tied embeddings."""
+
+    def __init__(self, n_items: int, dim: int = 64) -> None:
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.gru = nn.GRU(dim, dim, batch_first=True)
+        self.bias = nn.Parameter(torch.zeros(n_items + 1))
+
+    def user(self, hist_items: torch.Tensor) -> torch.Tensor:
+        states, _ = self.gru(self.item_emb(hist_items))
+        return states[:, -1]  # histories are right-aligned: the last step is the latest
+
+    def logits(self, hist_items: torch.Tensor) -> torch.Tensor:
+        return self.user(hist_items) @ self.item_emb.weight.T + self.bias
+
+
+def epochs_for(n_rows: int, batch: int, max_epochs: int, min_steps: int = 1500) -> int:
+    """Enough epochs for about `min_steps` optimiser steps (small data needs many passes), at least
+    4 and at most `max_epochs`; early stopping may end sooner. MicroLens-50K: 4 epochs of ~1000 steps."""
+    steps_per_epoch = max(1, math.ceil(n_rows / batch))
+    return min(max_epochs, max(4, math.ceil(min_steps / steps_per_epoch)))
+
+
+def _tensors(queries: Queries, rows: np.ndarray, device: str) -> tuple[torch.Tensor, ...]:
+    return (torch.as_tensor(queries.hist_items[rows], device=device), torch.as_tensor(queries.hist_events[rows], device=device),
+            torch.as_tensor(queries.hist_ratios[rows], device=device))
+
+
+class LstmAttn:
+    probabilistic = True
+
+    def __init__(self, *, use_content: bool = True, dim: int = 64, max_epochs: int = 20, patience: int = 5,
+                 batch: int = 256, lr: float = 3e-3, device: str = "cpu") -> None:
+        self.name = "lstm-attn" if use_content else "lstm-attn-no-content"
+        self.use_content, self.dim, self.max_epochs, self.patience = use_content, dim, max_epochs, patience
+        self.batch, self.lr, self.device = batch, lr, device
+        self.net: LstmAttnNet | None = None
+        self.heads: list[str] = []
+        self.history: list[dict[str, float]] = []
+
+    def _build(self, data: Dataset) -> None:
+        self.heads = list(data.behaviours)
+        self.net = LstmAttnNet(data.n_items, torch.as_tensor(data.content), len(self.heads), self.dim, self.use_content).to(self.device)
+        self.net.seen.copy_(torch.as_tensor(data.train_counts > 0))
+        self.net.seen[0] = False
+
+    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        self._build(data)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        train = np.flatnonzero(data.split == "train")
+        labels = torch.as_tensor(np.stack([data.labels[h] for h in self.heads], 1))  # (N, heads)
+        valid = np.flatnonzero(data.split == "valid")
+        valid_negatives = np.stack(sample_negatives(data, len(valid), np.random.default_rng(seed + 1)), 1)
+        best, best_state, waited = -1.0, None, 0
+        for epoch in range(epochs_for(len(train), self.batch, self.max_epochs)):
+            self.net.train()
+            losses = []
+            for rows in minibatches(len(train), self.batch, rng):
+                idx = train[rows]
+                uniform, popular = sample_negatives(data, len(idx), rng)
+                candidates = torch.as_tensor(np.stack([data.targets[idx], uniform, popular], 1), device=self.device)
+                target = torch.zeros(len(idx), 3, len(self.heads), device=self.device)
+                target[:, 0] = labels[idx].to(self.device)
+                states, mask = self.net.encode(*_tensors(data.queries, idx, self.device))
+                logits, _ = self.net.score(states, mask, candidates)
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                losses.append(loss.item())
+            score = self._validation_auc(data, valid, valid_negatives) if len(valid) else -float(np.mean(losses))
+            self.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_auc": score})
+            if score > best + 1e-4:
+                best, waited = score, 0
+                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        self.net.load_state_dict(best_state)
+        self.net.eval()
+
+    def _validation_auc(self, data: Dataset, valid: np.ndarray, negatives: np.ndarray) -> float:
+        items = np.concatenate([data.targets[valid][:, None], negatives], 1)
+        scores = self.score_items(data, data.queries.take(valid), items)
+        labels = np.zeros_like(scores)
+        labels[:, 0] = 1
+        return auc(labels.ravel(), scores.ravel())
+
+    @torch.no_grad()
+    def score_items(self, data: Dataset, queries: Queries, items: np.ndarray, head: str = "engage") -> np.ndarray:
+        self.net.eval()
+        out = []
+        for rows in minibatches(len(queries), 1024):
+            states, mask = self.net.encode(*_tensors(queries, rows, self.device))
+            logits, _ = self.net.score(states, mask, torch.as_tensor(np.ascontiguousarray(items[rows]), device=self.device))
+            out.append(logits[..., self.heads.index(head)].cpu().numpy())
+        return np.concatenate(out)
+
+    @torch.no_grad()
+    def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
+        self.net.eval()
+        scores = np.empty((len(queries), data.n_items + 1), np.float32)
+        chunk = 2048
+        for rows in minibatches(len(queries), 64):
+            states, mask = self.net.encode(*_tensors(queries, rows, self.device))
+            for start in range(0, data.n_items + 1, chunk):
+                items = torch.arange(start, min(start + chunk, data.n_items + 1), device=self.device).expand(len(rows), -1)
+                logits, _ = self.net.score(states, mask, items)
+                scores[rows, start : start + items.shape[1]] = logits[..., 0].cpu().numpy()
+        scores[:, 0] = -np.inf
+        return scores
+
+    @torch.no_grad()
+    def attention(self, data: Dataset, queries: Queries, items: np.ndarray) -> np.ndarray:
+        """Attention (Q, T) of each query's history when scoring its item (for explanations)."""
+        states, mask = self.net.encode(*_tensors(queries, np.arange(len(queries)), self.device))
+        _, weights = self.net.score(states, mask, torch.as_tensor(items[:, None], device=self.device))
+        return weights[:, 0].cpu().numpy()
+
+    def save(self, path: Path) -> None:
+        torch.save({"heads": self.heads, "state": self.net.state_dict(), "history": self.history}, path)
+
+    def load(self, path: Path, data: Dataset) -> None:
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        self._build(data)
+        self.heads, self.history = saved["heads"], saved["history"]
+        self.net.load_state_dict(saved["state"])
+        self.net.eval()
+
+
+class IdSequence:
+    name, probabilistic = "id-sequence", False
+
+    def __init__(self, dim: int = 64, max_epochs: int = 20, patience: int = 5, batch: int = 256, lr: float = 3e-3, device: str = "cpu") -> None:
+        self.dim, self.max_epochs, self.patience, self.batch, self.lr, self.device = dim, max_epochs, patience, batch, lr, device
+        self.net: IdSequenceNet | None = None
+
+    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        self.net = IdSequenceNet(data.n_items, self.dim).to(self.device)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        train, valid = np.flatnonzero(data.split == "train"), np.flatnonzero(data.split == "valid")
+        best, best_state, waited = -1.0, None, 0
+        for _ in range(epochs_for(len(train), self.batch, self.max_epochs)):
+            self.net.train()
+            for rows in minibatches(len(train), self.batch, rng):
+                idx = train[rows]
+                logits = self.net.logits(torch.as_tensor(data.queries.hist_items[idx], device=self.device))
+                logits[:, 0] = float("-inf")
+                loss = nn.functional.cross_entropy(logits, torch.as_tensor(data.targets[idx], device=self.device))
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            self.net.eval()
+            score = self._validation_score(data, valid[:5000])
+            if score > best + 1e-4:
+                best, waited, best_state = score, 0, {k: v.clone() for k, v in self.net.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        self.net.load_state_dict(best_state)
+        self.net.eval()
+
+    def _validation_score(self, data: Dataset, rows: np.ndarray) -> float:
+        """Full-ranking AUC of the validation targets: 1 - the share of items scored above them."""
+        if not len(rows):
+            return 0.0
+        scores = self.score_all(data, data.queries.take(rows))
+        above = (scores > scores[np.arange(len(rows)), data.targets[rows]][:, None]).mean(1)
+        return float(1 - above.mean())
+
+    @torch.no_grad()
+    def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
+        out = []
+        for rows in minibatches(len(queries), 1024):
+            out.append(self.net.logits(torch.as_tensor(queries.hist_items[rows], device=self.device)).cpu().numpy())
+        scores = np.concatenate(out) if out else np.zeros((0, data.n_items + 1), np.float32)
+        scores[:, 0] = -np.inf
+        return scores
+
+    def score_items(self, data: Dataset, queries: Queries, items: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(self.score_all(data, queries), items, axis=1)
+
+    def save(self, path: Path) -> None:
+        torch.save(self.net.state_dict(), path)
+
+    def load(self, path: Path, data: Dataset) -> None:
+        self.net = IdSequenceNet(data.n_items, self.dim).to(self.device)
+        self.net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        self.net.eval()

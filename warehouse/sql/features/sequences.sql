@@ -1,0 +1,60 @@
+-- Behaviour sequences for every positive interaction, with leave-one-out splits.
+-- $max_history: the last N interactions kept per target.
+--
+-- 1. interactions: the events of one impression (watch, like, comment, share after it) are one
+--    interaction, anchored at the impression's time (ASOF join to the latest impression of the
+--    same user and item at or before the event); an event with no impression before it (MicroLens)
+--    is an interaction of its own.
+-- 2. positive: liked, commented, shared, or watched at least half (a bare impression is not).
+-- 3. history: every interaction of the user strictly before the target's time (RANGE ... 1
+--    PRECEDING on microseconds), so events sharing a timestamp never see each other: no leakage.
+-- 4. split: per user with at least 3 positives, the last positive is test, the one before valid.
+WITH ev AS (
+    SELECT user_id, item_id, epoch_us(event_ts) AS ts, event, watch_ratio FROM events
+),
+impressions AS (
+    SELECT user_id, item_id, ts FROM ev WHERE event = 'impression'
+),
+anchored AS (
+    SELECT e.*, coalesce(i.ts, e.ts) AS anchor_ts
+    FROM ev e ASOF LEFT JOIN impressions i
+      ON e.user_id = i.user_id AND e.item_id = i.item_id AND e.ts >= i.ts
+),
+interactions AS (
+    SELECT user_id, item_id, anchor_ts AS ts,
+           bool_or(event = 'watch') AS watched, max(watch_ratio) AS watch_ratio,
+           bool_or(event = 'like') AS liked, bool_or(event = 'comment') AS commented,
+           bool_or(event = 'share') AS shared,
+           CASE WHEN bool_or(event = 'comment') THEN 'comment' WHEN bool_or(event = 'share') THEN 'share'
+                WHEN bool_or(event = 'like') THEN 'like' WHEN bool_or(event = 'watch') THEN 'watch'
+                ELSE 'impression' END AS event
+    FROM anchored
+    GROUP BY user_id, item_id, anchor_ts
+),
+flagged AS (
+    SELECT *, (liked OR commented OR shared OR (watched AND coalesce(watch_ratio, 1) >= 0.5)) AS positive
+    FROM interactions
+),
+with_history AS (
+    SELECT *,
+           list(item_id) OVER w AS h_items,
+           list(event) OVER w AS h_events,
+           list(coalesce(watch_ratio, -1)::FLOAT) OVER w AS h_ratios
+    FROM flagged
+    WINDOW w AS (PARTITION BY user_id ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+targets AS (
+    SELECT *,
+           row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, item_id DESC) AS from_end,
+           count(*) OVER (PARTITION BY user_id) AS n_positive
+    FROM with_history WHERE positive
+)
+SELECT user_id, item_id, make_timestamptz(ts) AS event_ts, event,
+       watched, coalesce(watch_ratio, -1)::FLOAT AS watch_ratio, liked, commented,
+       coalesce(h_items[greatest(len(h_items) - $max_history + 1, 1):], []) AS history_item_ids,
+       coalesce(h_events[greatest(len(h_events) - $max_history + 1, 1):], []) AS history_events,
+       coalesce(h_ratios[greatest(len(h_ratios) - $max_history + 1, 1):], []) AS history_watch_ratios,
+       CASE WHEN n_positive >= 3 AND from_end = 1 THEN 'test'
+            WHEN n_positive >= 3 AND from_end = 2 THEN 'valid' ELSE 'train' END AS split
+FROM targets
+ORDER BY user_id, event_ts, item_id
