@@ -4,10 +4,11 @@ behaviour-driven model, with its ablation `lstm-attn-no-content`.
 lstm-attn. Each history step is the item's content vector (projected) plus an item-id embedding
 plus an event-type embedding, with the watch ratio appended; an LSTM runs over the steps and a
 target-aware attention pools its states (query: the candidate item), keeping the weights for
-explanations; an MLP on [pooled, target, pooled * target, pooled . target] scores one head per behaviour (engage,
-and like / comment where the data has them). Trained with BCE on each positive against one uniform
-and one popularity-sampled negative per epoch (seeded), early-stopped on validation AUC. Items
-never seen in training keep no id embedding: they are represented by content alone.
+explanations; an MLP on [pooled, target, pooled * target, pooled . target] scores one head per
+behaviour (engage, and like / comment where the data has them). Trained with BCE on each positive
+against 4 uniform and 4 popularity-sampled negatives, drawn afresh each epoch (seeded),
+early-stopped on validation AUC. Items never seen in training keep no id embedding: they are
+represented by content alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class LstmAttnNet(nn.Module):
         self.register_buffer("content", content)  # (n_items + 1, D), looked up, never copied per row
         self.register_buffer("seen", torch.ones(n_items + 1, dtype=torch.bool))
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.id_dropout = nn.Dropout(0.3)
         self.content_proj = nn.Linear(content.shape[1], dim)
         self.event_emb = nn.Embedding(6, dim, padding_idx=0)
         self.step = nn.Linear(dim + 1, dim)
@@ -44,7 +46,9 @@ class LstmAttnNet(nn.Module):
             emb.weight.data[0] = 0
 
     def item_repr(self, items: torch.Tensor) -> torch.Tensor:
-        ids = self.item_emb(items) * self.seen[items].unsqueeze(-1)  # unseen items: content alone
+        # Dropout on the id embeddings (training only): on MicroLens-50K lstm-attn overfit them
+        # after 3 epochs (validation AUC 0.895 at epoch 3, 0.850 at epoch 8) without it.
+        ids = self.id_dropout(self.item_emb(items)) * self.seen[items].unsqueeze(-1)  # unseen items: content alone
         if self.use_content:
             return ids + self.content_proj(self.content[items])
         return ids
@@ -59,7 +63,11 @@ class LstmAttnNet(nn.Module):
 
     def score(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """states (B, T, d), mask (B, T), targets (B, C) -> logits (B, C, heads), attention (B, C, T)."""
-        t = self.item_repr(targets)  # (B, C, d)
+        return self.score_repr(states, mask, self.item_repr(targets))
+
+    def score_repr(self, states: torch.Tensor, mask: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `score`, from target representations t (B, C, d); for full ranking t is computed
+        once for all items and broadcast over the users (an expanded view, no copy)."""
         logits = torch.einsum("btd,bcd->bct", states, self.query(t)) / math.sqrt(self.dim)
         weights = torch.softmax(logits.masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
         weights = torch.nan_to_num(weights)  # empty history: no attention
@@ -87,9 +95,10 @@ class IdSequenceNet(nn.Module):
 
 def epochs_for(n_rows: int, batch: int, max_epochs: int, min_steps: int = 1500) -> int:
     """Enough epochs for about `min_steps` optimiser steps (small data needs many passes), at least
-    4 and at most `max_epochs`; early stopping may end sooner. MicroLens-50K: 4 epochs of ~1000 steps."""
+    10 and at most `max_epochs`; early stopping may end sooner. On MicroLens-50K (~1000 steps an
+    epoch) lstm-attn's validation AUC still rose at epoch 4 (0.805, 0.864, 0.882, 0.887)."""
     steps_per_epoch = max(1, math.ceil(n_rows / batch))
-    return min(max_epochs, max(4, math.ceil(min_steps / steps_per_epoch)))
+    return min(max_epochs, max(10, math.ceil(min_steps / steps_per_epoch)))
 
 
 def _tensors(queries: Queries, rows: np.ndarray, device: str) -> tuple[torch.Tensor, ...]:
@@ -101,10 +110,10 @@ class LstmAttn:
     probabilistic = True
 
     def __init__(self, *, use_content: bool = True, dim: int = 64, max_epochs: int = 20, patience: int = 5,
-                 batch: int = 256, lr: float = 3e-3, device: str = "cpu") -> None:
+                 batch: int = 256, lr: float = 3e-3, negatives: int = 8, device: str = "cpu") -> None:
         self.name = "lstm-attn" if use_content else "lstm-attn-no-content"
         self.use_content, self.dim, self.max_epochs, self.patience = use_content, dim, max_epochs, patience
-        self.batch, self.lr, self.device = batch, lr, device
+        self.batch, self.lr, self.negatives, self.device = batch, lr, negatives, device
         self.net: LstmAttnNet | None = None
         self.heads: list[str] = []
         self.history: list[dict[str, float]] = []
@@ -130,9 +139,10 @@ class LstmAttn:
             losses = []
             for rows in minibatches(len(train), self.batch, rng):
                 idx = train[rows]
-                uniform, popular = sample_negatives(data, len(idx), rng)
-                candidates = torch.as_tensor(np.stack([data.targets[idx], uniform, popular], 1), device=self.device)
-                target = torch.zeros(len(idx), 3, len(self.heads), device=self.device)
+                half = self.negatives // 2  # as many uniform as popularity-sampled negatives
+                uniform, popular = (x.reshape(len(idx), half) for x in sample_negatives(data, len(idx) * half, rng))
+                candidates = torch.as_tensor(np.concatenate([data.targets[idx][:, None], uniform, popular], 1), device=self.device)
+                target = torch.zeros(len(idx), candidates.shape[1], len(self.heads), device=self.device)
                 target[:, 0] = labels[idx].to(self.device)
                 states, mask = self.net.encode(*_tensors(data.queries, idx, self.device))
                 logits, _ = self.net.score(states, mask, candidates)
@@ -174,13 +184,14 @@ class LstmAttn:
     def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
         self.net.eval()
         scores = np.empty((len(queries), data.n_items + 1), np.float32)
+        every_item = self.net.item_repr(torch.arange(data.n_items + 1, device=self.device))  # (n + 1, d), once
         chunk = 2048
         for rows in minibatches(len(queries), 64):
             states, mask = self.net.encode(*_tensors(queries, rows, self.device))
             for start in range(0, data.n_items + 1, chunk):
-                items = torch.arange(start, min(start + chunk, data.n_items + 1), device=self.device).expand(len(rows), -1)
-                logits, _ = self.net.score(states, mask, items)
-                scores[rows, start : start + items.shape[1]] = logits[..., 0].cpu().numpy()
+                t = every_item[start : start + chunk].expand(len(rows), -1, -1)  # (B, C, d)
+                logits, _ = self.net.score_repr(states, mask, t)
+                scores[rows, start : start + t.shape[1]] = logits[..., 0].cpu().numpy()
         scores[:, 0] = -np.inf
         return scores
 
