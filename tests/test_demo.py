@@ -13,7 +13,7 @@ import pytest
 @pytest.mark.slow
 def test_demo_runs_twice_with_the_same_counts(tmp_path):
     command = [sys.executable, "-m", "flows.cli", "--home", str(tmp_path / "home"), "demo"]
-    outputs = [subprocess.run(command, capture_output=True, text=True, timeout=600) for _ in range(2)]
+    outputs = [subprocess.run(command, capture_output=True, text=True, timeout=1500) for _ in range(2)]
     for run in outputs:
         assert run.returncode == 0, run.stderr
     first, second = (dict(re.findall(r"^  (\w+) +(\d+)$", run.stdout, flags=re.M)) for run in outputs)
