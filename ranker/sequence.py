@@ -93,6 +93,25 @@ class IdSequenceNet(nn.Module):
         return self.user(hist_items) @ self.item_emb.weight.T + self.bias
 
 
+class EarlyStopping:
+    """Keep the weights of the best validation score; stop after `patience` epochs without a gain."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.best, self.waited, self.state = patience, -math.inf, 0, None
+
+    def should_stop(self, score: float, net: nn.Module) -> bool:
+        if score > self.best + 1e-4:
+            self.best, self.waited = score, 0
+            self.state = {k: v.clone() for k, v in net.state_dict().items()}
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self, net: nn.Module) -> None:
+        net.load_state_dict(self.state)
+        net.eval()
+
+
 def epochs_for(n_rows: int, batch: int, max_epochs: int, min_steps: int = 1500) -> int:
     """Enough epochs for about `min_steps` optimiser steps (small data needs many passes), at least
     10 and at most `max_epochs`; early stopping may end sooner. On MicroLens-50K (~1000 steps an
@@ -133,7 +152,7 @@ class LstmAttn:
         labels = torch.as_tensor(np.stack([data.labels[h] for h in self.heads], 1))  # (N, heads)
         valid = np.flatnonzero(data.split == "valid")
         valid_negatives = np.stack(sample_negatives(data, len(valid), np.random.default_rng(seed + 1)), 1)
-        best, best_state, waited = -1.0, None, 0
+        stopper = EarlyStopping(self.patience)
         for epoch in range(epochs_for(len(train), self.batch, self.max_epochs)):
             self.net.train()
             losses = []
@@ -153,15 +172,9 @@ class LstmAttn:
                 losses.append(loss.item())
             score = self._validation_auc(data, valid, valid_negatives) if len(valid) else -float(np.mean(losses))
             self.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_auc": score})
-            if score > best + 1e-4:
-                best, waited = score, 0
-                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= self.patience:
-                    break
-        self.net.load_state_dict(best_state)
-        self.net.eval()
+            if stopper.should_stop(score, self.net):
+                break
+        stopper.restore(self.net)
 
     def _validation_auc(self, data: Dataset, valid: np.ndarray, negatives: np.ndarray) -> float:
         items = np.concatenate([data.targets[valid][:, None], negatives], 1)
@@ -226,7 +239,7 @@ class IdSequence:
         self.net = IdSequenceNet(data.n_items, self.dim).to(self.device)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         train, valid = np.flatnonzero(data.split == "train"), np.flatnonzero(data.split == "valid")
-        best, best_state, waited = -1.0, None, 0
+        stopper = EarlyStopping(self.patience)
         for _ in range(epochs_for(len(train), self.batch, self.max_epochs)):
             self.net.train()
             for rows in minibatches(len(train), self.batch, rng):
@@ -238,15 +251,9 @@ class IdSequence:
                 loss.backward()
                 optimiser.step()
             self.net.eval()
-            score = self._validation_score(data, valid[:5000])
-            if score > best + 1e-4:
-                best, waited, best_state = score, 0, {k: v.clone() for k, v in self.net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= self.patience:
-                    break
-        self.net.load_state_dict(best_state)
-        self.net.eval()
+            if stopper.should_stop(self._validation_score(data, valid[:5000]), self.net):
+                break
+        stopper.restore(self.net)
 
     def _validation_score(self, data: Dataset, rows: np.ndarray) -> float:
         """Full-ranking AUC of the validation targets: 1 - the share of items scored above them."""
