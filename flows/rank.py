@@ -25,8 +25,8 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from ranker.base import device_for, sample_negatives
-from ranker.data import Dataset, build_sequences, load_dataset
+from ranker.base import device_for
+from ranker.data import Dataset, build_sequences, item_vocabulary, load_dataset
 from ranker.evaluate import evaluate_model, evaluation_slices
 from ranker.registry import ALL_MODELS, NEEDS_BASE, build
 from warehouse import db, store
@@ -58,7 +58,7 @@ def build_features(home: str, max_history: int = MAX_HISTORY, seed: int = 0) -> 
 
 def _negative_samples(wh: Warehouse, table: pa.Table, seed: int) -> pa.Table:
     """One uniform and one popularity-proportional negative per positive (seeded), without history."""
-    items = [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events ORDER BY 1")]
+    items = item_vocabulary(wh)
     index = {item: i for i, item in enumerate(items)}
     train = np.asarray(table.column("split").to_pylist()) == "train"
     counts = np.bincount([index[i] for i, t in zip(table.column("item_id").to_pylist(), train) if t], minlength=len(items))

@@ -82,9 +82,14 @@ def _pad(lists: pa.ChunkedArray, length: int, index: dict[str, int] | None, dtyp
     return out
 
 
+def item_vocabulary(wh: Warehouse) -> list[str]:
+    """Every item id, from items and from events (an event may name an item with no metadata), sorted."""
+    return [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events ORDER BY 1")]
+
+
 def load_dataset(wh: Warehouse, max_history: int = 20) -> Dataset:
     table = build_sequences(wh, max_history)
-    items = [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events ORDER BY 1")]
+    items = item_vocabulary(wh)
     index = {item: i + 1 for i, item in enumerate(items)}
     queries = Queries(
         users=np.asarray(table.column("user_id").to_pylist(), dtype=object),
