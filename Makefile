@@ -4,9 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the project needs at run or test time (none yet: PyAV, decord and soundfile
-# wheels bundle their own FFmpeg and libsndfile).
-APT_PACKAGES :=
+# Debian packages the project needs at run or test time: headless Chromium for the report test
+# (PyAV, decord and soundfile wheels bundle their own FFmpeg and libsndfile).
+APT_PACKAGES := chromium chromium-driver
 
 .PHONY: setup system demo test lint clean
 
