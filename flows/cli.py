@@ -4,6 +4,10 @@
     reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N]
     reelsense [--home DIR] align [--retrain] [--seed N] [--topics truth.json]
     reelsense [--home DIR] features | train [--models a,b] | evaluate [--max-users N]
+    reelsense [--home DIR] score [--model NAME] [--k N] [--users a,b] [--run-id ID] [--dask-workers N]
+    reelsense [--home DIR] models
+    reelsense [--home DIR] report [--run-id ID] [--truth truth.json]
+    reelsense [--home DIR] explain --user U --item I [--run-id ID]
     reelsense [--home DIR] sql "SELECT ..." [--param VALUE ...]
     reelsense sample --out DIR [--seed N]
     reelsense [--home DIR] demo [--seed N]
@@ -27,7 +31,7 @@ from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
 from ranker.names import ALL_MODELS
-from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES
+from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES
 from warehouse.store import Warehouse
 
 
@@ -95,6 +99,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--dataset", default="", help="name of the data set in the report")
     evaluate.set_defaults(run=_evaluate)
+
+    score = commands.add_parser("score", help="top-K items for every user (flow score-batch) into `scores`")
+    score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS)
+    score.add_argument("--version", help="a saved version of the model (default: its latest)")
+    score.add_argument("--k", type=int, default=20, help="items kept per user")
+    score.add_argument("--candidates", type=int, default=200, help="candidates per user from embedding similarity")
+    score.add_argument("--users", help="comma-separated user ids (default: every user)")
+    score.add_argument("--run-id", help="rerunning with the same id completes a run without duplicating rows")
+    score.add_argument("--shards", type=int, default=4, help="user shards (groups of events partitions)")
+    score.add_argument("--device", default="auto")
+    score.add_argument("--dask-workers", type=int, default=0, help="run the shards on a local Dask cluster of N processes")
+    score.add_argument("--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"),
+                       help="run the shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)")
+    score.set_defaults(run=_score)
+    report = commands.add_parser("report", help="explanations, profiles, shifts, plots and the HTML report (flow analyze)")
+    report.add_argument("--run-id", help="the score-batch run to explain (default: the latest)")
+    report.add_argument("--truth", type=Path, help="the sample's truth.json: score detected shifts against the planted ones")
+    report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure")
+    report.add_argument("--device", default="auto")
+    report.set_defaults(run=_report)
+    explain = commands.add_parser("explain", help="why an item is ranked for a user, in words and numbers")
+    explain.add_argument("--user", required=True)
+    explain.add_argument("--item", required=True)
+    explain.add_argument("--run-id", help="read the explanation stored for this run (default: the latest run that has it)")
+    explain.add_argument("--device", default="auto")
+    explain.set_defaults(run=_explain)
+    models = commands.add_parser("models", help="list the trained rankers in the model registry")
+    models.set_defaults(run=_list_models)
 
     sql = commands.add_parser("sql", help="run a read-only SQL query over the warehouse")
     sql.add_argument("query")
@@ -218,6 +250,61 @@ def _require(home: Path, spec, message: str) -> Warehouse:
     if not wh.has_rows_on_disk(spec):
         raise WarehouseNotFound(message.format(home=wh.home))
     return wh
+
+
+def _score(args: argparse.Namespace) -> None:
+    from flows.score import run_score, summary_line
+
+    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
+    users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
+    summary = run_score(str(wh.home), dask_workers=args.dask_workers, dask_address=args.dask_address, model=args.model,
+                        k=args.k, n_candidates=args.candidates, users=users, run_id=args.run_id, shards=args.shards,
+                        device=args.device, version=args.version)
+    print(summary_line(summary))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from flows.analyze import analyze
+
+    wh = _require(args.home, SCORES, "no scores in {home}; run `reelsense score` first")
+    summary = analyze(str(wh.home), run_id=args.run_id, truth_path=str(args.truth) if args.truth else None,
+                      max_plot_users=args.plot_users, device=args.device)
+    print(report_line(wh, summary))
+
+
+def report_line(wh: Warehouse, summary: dict) -> str:
+    shifts = summary.get("shifts")
+    quality = (f"; planted shifts: precision {shifts['precision']:.2f}, recall {shifts['recall']:.2f}, F1 {shifts['f1']:.2f} "
+               f"(±{shifts['tolerance']} interactions)") if shifts else ""
+    return (f"analyze {summary['run_id']}: {summary['explanations']} explanations, {summary['pages']} user pages{quality}; "
+            f"{wh.reports_dir / 'index.html'}")
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from flows.analyze import explain_lines
+
+    wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` and `reelsense train` first")
+    print("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device)))
+
+
+def _list_models(args: argparse.Namespace) -> None:
+    from ranker.artifacts import list_models
+
+    wh = Warehouse(args.home)
+    saved = list_models(wh.models_dir)
+    if not saved:
+        print(f"no trained models in {wh.models_dir}; run `reelsense train`")
+        return
+    rows = [{"name": m["name"], "version": m["version"], "latest": "*" if m["latest"] else "", "seed": m["seed"],
+             "content": m.get("content"), "items": m.get("n_items"), "data": m["data_fingerprint"],
+             "fit_s": m.get("fit_seconds"), "ndcg@10": _metric(m, "overall", "ndcg@10"),
+             "cold_users_ndcg@10": _metric(m, "cold_users", "ndcg@10")} for m in saved]
+    print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows)))
+
+
+def _metric(meta: dict, slice_name: str, metric: str) -> str:
+    value = meta.get("metrics", {}).get(slice_name, {}).get(metric)
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _sql(args: argparse.Namespace) -> None:

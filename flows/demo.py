@@ -4,8 +4,9 @@ Generates the sample platform into `<home>/sample` (kept between runs for the sa
 its items and events, embeds frames, titles and music (flow extract-items, offline preset), aligns
 and fuses them (flow align-items, writing reports/alignment.json), and prints the warehouse's table
 counts and two DuckDB queries; then builds behaviour sequences (build-features), trains every ranker
-(train-ranker) and evaluates them (evaluate, writing reports/results.json). Scoring and the report
-are to join this same command.
+(train-ranker), evaluates them (evaluate, writing reports/results.json), scores every user's top 20
+(score-batch, into `scores` with a run id) and explains them (analyze: `explanations`, interest
+profiles and shifts, plots and the HTML report reports/index.html).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import json
 import time
 
 from extractors.config import ExtractConfig
-from flows.cli import format_table
 from flows.align import align_items, report_lines
-from flows.cli import results_lines
-from flows.rank import build_features, evaluate_rankers, train_rankers
+from flows.analyze import analyze, explain_lines
+from flows.cli import format_table, report_line, results_lines
 from flows.extract import run_extract, summary_line
+from flows.rank import build_features, evaluate_rankers, train_rankers
+from flows.score import score_batch
+from flows.score import summary_line as score_summary
 from warehouse import db
 from warehouse.ingest import ingest_events, ingest_items
 from warehouse.store import Warehouse
@@ -45,29 +48,37 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     sample_dir = wh.home / "sample"
     truth_path = sample_dir / "truth.json"
     if truth_path.exists() and json.loads(truth_path.read_text()).get("seed") == seed:
-        print(f"[1/7] sample: reusing {sample_dir} (seed {seed})")
+        print(f"[1/9] sample: reusing {sample_dir} (seed {seed})")
     else:
-        print(f"[1/7] sample: generating {sample_dir} (seed {seed}) ...")
+        print(f"[1/9] sample: generating {sample_dir} (seed {seed}) ...")
         generate_sample(sample_dir, SampleConfig(seed=seed))
-    print("[2/7] ingest:")
+    print("[2/9] ingest:")
     for report in (ingest_items(wh, sample_dir / "items.csv"), ingest_events(wh, sample_dir / "events.csv")):
         print("  " + report.line())
     db.refresh_views(wh)
-    print("[3/7] extract-items (Prefect flow; EfficientNet-Lite0, MiniLM, musicnn):", flush=True)
+    print("[3/9] extract-items (Prefect flow; EfficientNet-Lite0, MiniLM, musicnn):", flush=True)
     print("  " + summary_line(run_extract(str(wh.home), ExtractConfig())))
-    print("[4/7] align-items (contrastive heads + attention fusion; held-out retrieval vs random):", flush=True)
+    print("[4/9] align-items (contrastive heads + attention fusion; held-out retrieval vs random):", flush=True)
     aligned = align_items(str(wh.home), topics_path=str(truth_path))
     print(f"  model aligned@{aligned['version']}, {aligned['written']} vectors written; {wh.reports_dir / 'alignment.json'}")
     print("\n".join("  " + line for line in report_lines(aligned["report"])))
     features = build_features(str(wh.home))
-    print(f"[5/7] build-features: {features['positives']} positive interactions with histories, "
+    print(f"[5/9] build-features: {features['positives']} positive interactions with histories, "
           f"{features['negatives']} sampled negatives -> samples", flush=True)
-    print("[6/7] train-ranker:", flush=True)
+    print("[6/9] train-ranker:", flush=True)
     for name, meta in train_rankers(str(wh.home)).items():
         took = "reused" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
         print(f"  {name:<22} {took:>8}")
-    print(f"[7/7] evaluate (held-out last engagement of each user, ranked against all items; {wh.reports_dir / 'results.json'}):", flush=True)
+    print(f"[7/9] evaluate (held-out last engagement of each user, ranked against all items; {wh.reports_dir / 'results.json'}):", flush=True)
     print("\n".join("  " + line for line in results_lines(evaluate_rankers(str(wh.home), dataset="bundled sample (seed %d)" % seed))))
+    print("[8/9] score-batch (candidates by embedding similarity, re-ranked by lstm-attn):", flush=True)
+    scored = score_batch(str(wh.home), model="lstm-attn", k=20)
+    print("  " + score_summary(scored))
+    print("[9/9] analyze (explanations, interest profiles and shifts, plots, HTML report):", flush=True)
+    print("  " + report_line(wh, analyze(str(wh.home), run_id=scored["run_id"], truth_path=str(truth_path))))
+    user, item = _first_pair(wh, scored["run_id"])
+    print(f"\nreelsense explain --user {user} --item {item}")
+    print("\n".join(explain_lines(wh, user, item, run_id=scored["run_id"])[:3]))
     print("\nwarehouse tables (DuckDB views in " + str(wh.db_path) + "):")
     for name, count in db.table_counts(wh).items():
         print(f"  {name:<13} {count:>8}")
@@ -76,3 +87,8 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     print("\nnearest items to v0001 (a cooking clip) by their frames:")
     print(format_table(db.query(wh, NEAREST_QUERY, {"item": "v0001"})))
     print(f"\ndemo finished in {time.perf_counter() - started:.1f}s; home: {wh.home}")
+
+
+def _first_pair(wh: Warehouse, run_id: str) -> tuple[str, str]:
+    row = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = $run AND rank = 1 ORDER BY user_id LIMIT 1", {"run": run_id})[0]
+    return row["user_id"], row["item_id"]

@@ -12,12 +12,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +23,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import Dataset, build_sequences, item_vocabulary, load_dataset
 from ranker.evaluate import evaluate_model, evaluation_slices
@@ -78,47 +77,26 @@ def _negative_samples(wh: Warehouse, table: pa.Table, seed: int) -> pa.Table:
     })
 
 
-def fingerprint(data: Dataset) -> str:
-    digest = hashlib.sha256()
-    for array in (data.targets, data.queries.hist_items, np.asarray([s[:2] for s in data.split], dtype="S2")):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:16]
-
-
 @task(name="train-one-ranker", cache_policy=NO_CACHE)
 def train_one(home: str, name: str, data: Dataset, trained: dict, seed: int, device: str,
               force: bool = False) -> tuple[Any, dict[str, Any]]:
-    reused = None if force else _reusable(home, name, data, seed)
-    if reused is not None:  # same data, same seed: training again would give the same model
-        model = build(name, device, trained)
-        model.load(reused[0], data)
-        return model, {**reused[1], "reused": True}
+    models_dir = Warehouse(home).models_dir
+    saved = None if force else artifacts.latest(models_dir, name)
+    if saved is not None and saved["data_fingerprint"] == artifacts.fingerprint(data) and saved["seed"] == seed:
+        # Same data, same seed: training again would give the same model.
+        return artifacts.load(models_dir, name, data, trained, device), {**saved, "reused": True}
     started = time.perf_counter()
     model = build(name, device, trained)
     model.fit(data, seed=seed)
-    seconds = time.perf_counter() - started
-    version = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{fingerprint(data)[:8]}"
-    folder = Warehouse(home).models_dir / "rankers" / name / version
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "model")
-    meta = {"name": name, "version": version, "seed": seed, "device": device, "fit_seconds": round(seconds, 1),
-            "data_fingerprint": fingerprint(data), "content": data.content_source, "n_items": data.n_items,
-            "behaviours": data.behaviours, "history": getattr(model, "history", None) if isinstance(getattr(model, "history", None), list) else None,
+    history = getattr(model, "history", None)
+    meta = {"name": name, "version": artifacts.new_version(data), "seed": seed, "device": device,
+            "fit_seconds": round(time.perf_counter() - started, 1), "data_fingerprint": artifacts.fingerprint(data),
+            "feature_schema": artifacts.feature_schema(data), "content": data.content_source, "n_items": data.n_items,
+            "behaviours": data.behaviours, "history": history if isinstance(history, list) else None,
             "trained_at": datetime.now(timezone.utc).isoformat()}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-    (folder.parent / "LATEST").write_text(version + "\n")
+    artifacts.save(models_dir, model, meta)
+    model.version = meta["version"]
     return model, meta
-
-
-def _reusable(home: str, name: str, data: Dataset, seed: int) -> tuple[Path, dict[str, Any]] | None:
-    folder = Warehouse(home).models_dir / "rankers" / name
-    if not (folder / "LATEST").exists():
-        return None
-    version = (folder / "LATEST").read_text().strip()
-    meta = json.loads((folder / version / "meta.json").read_text())
-    if meta["data_fingerprint"] == fingerprint(data) and meta["seed"] == seed:
-        return folder / version / "model", meta
-    return None
 
 
 @flow(name="train-ranker", log_prints=True)
@@ -146,18 +124,7 @@ def _ordered(models: list[str]) -> list[str]:
 def load_trained(home: str, data: Dataset, models: list[str], device: str) -> dict[str, Any]:
     trained: dict[str, Any] = {}
     for name in _ordered(models):
-        folder = Warehouse(home).models_dir / "rankers" / name
-        if not (folder / "LATEST").exists():
-            raise FileNotFoundError(f"no trained {name} in {folder}; run `reelsense train` first")
-        version = (folder / "LATEST").read_text().strip()
-        meta = json.loads((folder / version / "meta.json").read_text())
-        if meta["data_fingerprint"] != fingerprint(data):
-            raise ValueError(f"{name} {version} was trained on other data (fingerprint {meta['data_fingerprint']}); "
-                             "rerun `reelsense train` after `reelsense features`")
-        model = build(name, device, trained)
-        model.load(folder / version / "model", data)
-        model.version = version
-        trained[name] = model
+        trained[name] = artifacts.load(Warehouse(home).models_dir, name, data, trained, device)
     return trained
 
 
@@ -181,7 +148,10 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
     for name in models:
         started = time.perf_counter()
         results["models"][name] = evaluate_model(trained[name], data, slices, seed=seed)
-        results["models"][name]["version"] = getattr(trained[name], "version", None)
+        results["models"][name]["version"] = trained[name].version
+        artifacts.record_metrics(wh.models_dir, name, trained[name].version,
+                                 {k: {m: v for m, v in r.items() if not isinstance(v, list)} for k, r in results["models"][name].items()
+                                  if isinstance(r, dict)})
         get_run_logger().info("evaluated %s in %.1fs", name, time.perf_counter() - started)
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
     (wh.reports_dir / "results.json").write_text(json.dumps(results, indent=1))

@@ -17,17 +17,20 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from warehouse import db
+from warehouse.schemas import EVENT_PARTITIONS
 from warehouse.store import Warehouse
 
 EVENT_INDEX = {"impression": 1, "watch": 2, "like": 3, "comment": 4, "share": 5}  # 0: padding
 BEHAVIOURS = ("engage", "watch", "like", "comment")
 
 
-def build_sequences(wh: Warehouse, max_history: int) -> pa.Table:
+def build_sequences(wh: Warehouse, max_history: int, buckets: list[int] | None = None) -> pa.Table:
+    """Sequences of the users in the given `events` partitions (user_bucket; default: all)."""
     sql = resources.files("warehouse").joinpath("sql/features/sequences.sql").read_text()
+    buckets = list(range(EVENT_PARTITIONS)) if buckets is None else [int(b) for b in buckets]
     con = db.scratch(wh)
     try:
-        return con.sql(sql, params={"max_history": max_history}).to_arrow_table()
+        return con.sql(sql, params={"max_history": max_history, "buckets": buckets}).to_arrow_table()
     finally:
         con.close()
 
@@ -66,6 +69,9 @@ class Dataset:
     behaviours: list[str]  # heads that have both classes in this data
     content: npt.NDArray[np.float32]  # (n_items + 1, D); zeros where an item has none
     content_source: str
+    target_events: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (N,) EVENT_INDEX
+    target_ratios: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) -1: unknown
+    event_ts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (N,) microseconds
     train_counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_items + 1,)
 
     @property
@@ -87,8 +93,10 @@ def item_vocabulary(wh: Warehouse) -> list[str]:
     return [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events ORDER BY 1")]
 
 
-def load_dataset(wh: Warehouse, max_history: int = 20) -> Dataset:
-    table = build_sequences(wh, max_history)
+def load_dataset(wh: Warehouse, max_history: int = 20, buckets: list[int] | None = None) -> Dataset:
+    """The rankers' data; `buckets` restricts it to the users of some events partitions (scoring
+    shards), with the same item vocabulary and content as the whole warehouse."""
+    table = build_sequences(wh, max_history, buckets)
     items = item_vocabulary(wh)
     index = {item: i + 1 for i, item in enumerate(items)}
     queries = Queries(
@@ -107,7 +115,10 @@ def load_dataset(wh: Warehouse, max_history: int = 20) -> Dataset:
     behaviours = ["engage"] + [b for b in BEHAVIOURS[1:] if 0 < labels[b].mean() < 1]
     content, source = content_matrix(wh, index)
     data = Dataset(["<pad>", *items], queries, np.asarray([index[i] for i in table.column("item_id").to_pylist()], np.int64),
-                   np.asarray(table.column("split").to_pylist(), dtype=object), labels, behaviours, content, source)
+                   np.asarray(table.column("split").to_pylist(), dtype=object), labels, behaviours, content, source,
+                   target_events=np.asarray([EVENT_INDEX[e] for e in table.column("event").to_pylist()], np.int64),
+                   target_ratios=np.asarray(table.column("watch_ratio").to_pylist(), np.float32),
+                   event_ts=table.column("event_ts").cast(pa.int64()).to_numpy())
     train = data.split == "train"
     counts = np.bincount(data.targets[train], minlength=len(items) + 1)
     counts += np.bincount(data.queries.hist_items[train].ravel(), minlength=len(items) + 1)
@@ -140,3 +151,51 @@ def content_matrix(wh: Warehouse, index: dict[str, int]) -> tuple[np.ndarray, st
         if item in index:
             matrix[index[item]] = vector / (np.linalg.norm(vector) or 1.0)
     return matrix, f"{modality}:{model}"
+
+
+@dataclass
+class ModalityVectors:
+    """Per-modality aligned vectors and fusion weights of every item (rows as in Dataset.content)."""
+
+    names: list[str]
+    vectors: dict[str, npt.NDArray[np.float32]]  # modality -> (n_items + 1, d), zeros where missing
+    weights: npt.NDArray[np.float32]  # (n_items + 1, M) fusion weights; 0 where a modality is missing
+
+    def fused_without(self, modality: str) -> npt.NDArray[np.float32]:
+        """The fused vectors rebuilt with one modality taken out (the other weights renormalise
+        through the final L2 normalisation, as in align-items' fusion)."""
+        fused = sum(self.weights[:, i : i + 1] * self.vectors[m] for i, m in enumerate(self.names) if m != modality)
+        norms = np.linalg.norm(fused, axis=1, keepdims=True)
+        return np.where(norms > 0, fused / np.maximum(norms, 1e-12), 0).astype(np.float32)
+
+
+def modality_vectors(wh: Warehouse, data: Dataset) -> ModalityVectors | None:
+    """The aligned per-modality vectors and fusion weights behind `data.content`, when it is the
+    fused vector of align-items (None otherwise)."""
+    if not data.content_source.startswith("fused:"):
+        return None
+    model = data.content_source.split(":", 1)[1]
+    index = {item: i for i, item in enumerate(data.item_ids) if i}
+    con = db.scratch(wh)
+    try:
+        rows = con.sql("""SELECT e.item_id, e.modality, e.vector, e.fusion_weights FROM embeddings e
+            JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+            WHERE e.model = $model""", params={"model": model}).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    fused = [r for r in rows if r["modality"] == "fused" and r["fusion_weights"]]
+    names = [k for k, _ in fused[0]["fusion_weights"]] if fused else []
+    if not names:
+        return None
+    dim = data.content.shape[1]
+    vectors = {m: np.zeros((len(data.item_ids), dim), np.float32) for m in names}
+    weights = np.zeros((len(data.item_ids), len(names)), np.float32)
+    for r in rows:
+        i = index.get(r["item_id"])
+        if i is None:
+            continue
+        if r["modality"] == "fused":
+            weights[i] = [dict(r["fusion_weights"]).get(m, 0.0) for m in names]
+        elif r["modality"] in vectors:
+            vectors[r["modality"]][i] = r["vector"]
+    return ModalityVectors(names, vectors, weights)

@@ -41,3 +41,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def ranked_home(tmp_path_factory, prefect_harness) -> Warehouse:
+    """tests/tiny_platform.py through build-features and train-ranker (lstm-attn + lightgbm)."""
+    from flows.rank import build_features, train_rankers
+    import tiny_platform
+
+    wh = tiny_platform.build(tmp_path_factory.mktemp("ranked") / "home")
+    build_features(str(wh.home))
+    train_rankers(str(wh.home), models=["lstm-attn", "lightgbm"], device="cpu")
+    return wh

@@ -28,8 +28,26 @@ def refresh_views(wh: Warehouse) -> None:
     try:
         for spec in TABLES.values():
             con.execute(view_sql(wh, spec))
-        for sql in vector_view_sqls(con):
+        for sql in vector_view_sqls(con) + derived_view_sqls():
             con.execute(sql)
+    finally:
+        con.close()
+
+
+DERIVED_VIEWS = ("item_tags",)  # views over the table views (warehouse/sql/views/<name>.sql)
+
+
+def derived_view_sqls() -> list[str]:
+    files = resources.files("warehouse")
+    return [f"CREATE OR REPLACE VIEW {name} AS " + files.joinpath(f"sql/views/{name}.sql").read_text() for name in DERIVED_VIEWS]
+
+
+def analysis(wh: Warehouse, name: str, params: dict[str, Any] | None = None) -> pa.Table:
+    """Run warehouse/sql/analysis/<name>.sql over the tables (through `scratch`)."""
+    sql = resources.files("warehouse").joinpath(f"sql/analysis/{name}.sql").read_text()
+    con = scratch(wh)
+    try:
+        return con.sql(sql, params=params).to_arrow_table()
     finally:
         con.close()
 
@@ -96,7 +114,7 @@ def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     temp = "CREATE OR REPLACE TEMP VIEW"
     for spec in TABLES.values():
         con.execute(view_sql(wh, spec).replace("CREATE OR REPLACE VIEW", temp, 1))
-    for sql in vector_view_sqls(con):  # they read the table views just made
+    for sql in vector_view_sqls(con) + derived_view_sqls():  # they read the table views just made
         con.execute(sql.replace("CREATE OR REPLACE VIEW", temp, 1))
     return con
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: embeddings.fusion_weights
+SCHEMA_VERSION = 3  # 2: embeddings.fusion_weights; 3: explanations.fusion_weights
 
 EVENT_TYPES = ("impression", "watch", "like", "comment", "share")
 MODALITIES = ("frames", "text", "audio", "fused")
@@ -171,13 +171,15 @@ EXPLANATIONS = TableSpec(
             pa.field("history_item_ids", pa.list_(pa.string())),
             pa.field("attention", pa.list_(pa.float32())),  # one weight per history item
             pa.field("modality_names", pa.list_(pa.string())),
-            pa.field("modality_contributions", pa.list_(pa.float32())),
+            pa.field("modality_contributions", pa.list_(pa.float32())),  # leave-one-modality-out, log-odds
+            pa.field("fusion_weights", pa.list_(pa.float32())),  # the target item's fusion weight per modality
             pa.field("feature_names", pa.list_(pa.string())),
             pa.field("feature_contributions", pa.list_(pa.float32())),  # LightGBM pred_contrib
             pa.field("summary", pa.string()),  # the explanation in plain words
         ]
     ),
     key=("run_id", "user_id", "item_id"),
+    added_later=("fusion_weights",),
 )
 
 TABLES: dict[str, TableSpec] = {

@@ -1,5 +1,6 @@
 -- Behaviour sequences for every positive interaction, with leave-one-out splits.
--- $max_history: the last N interactions kept per target.
+-- $max_history: the last N interactions kept per target; $buckets: the events partitions (user_bucket)
+-- to read (all of them for training; a shard of users for scoring).
 --
 -- 1. interactions: the events of one impression (watch, like, comment, share after it) are one
 --    interaction, anchored at the impression's time (ASOF join to the latest impression of the
@@ -11,6 +12,7 @@
 -- 4. split: per user with at least 3 positives, the last positive is test, the one before valid.
 WITH ev AS (
     SELECT user_id, item_id, epoch_us(event_ts) AS ts, event, watch_ratio FROM events
+    WHERE list_contains($buckets, user_bucket)
 ),
 impressions AS (
     SELECT user_id, item_id, ts FROM ev WHERE event = 'impression'

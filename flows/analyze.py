@@ -1,0 +1,201 @@
+"""analyze (Prefect flow; `reelsense report`, and the last step of `reelsense demo`).
+
+Reads a score-batch run (`scores`), the rankers, `events`, `embeddings` and the `item_tags` view;
+writes `explanations` (one row per scored pair: attention, modality contributions, LightGBM
+feature contributions, a summary in words) and a static report folder `<home>/reports/`:
+index.html, one page per user under users/, PNG plots under plots/, and JSON files
+(profiles.json, interest_shifts.json; shifts.json with precision / recall / F1 against the planted
+shifts when the sample's truth.json is given).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from tqdm import tqdm
+
+from flows.report import write_report
+from ranker import artifacts, plots
+from ranker.base import device_for
+from ranker.data import Dataset, load_dataset, modality_vectors
+from ranker.explain import explain_pairs, label, profile_words
+from ranker.scoring import current_queries
+from ranker.shifts import ShiftConfig, detect_shifts, drift_curve, match_shifts, tag_changes
+from warehouse import db, store
+from warehouse.errors import ReelsenseError
+from warehouse.schemas import EXPLANATIONS
+from warehouse.store import Warehouse
+
+MAX_HISTORY = 20
+SHIFT_TOLERANCE = 5  # interactions between a detected and a planted shift that still count as a match
+
+
+def latest_run(wh: Warehouse) -> str:
+    rows = db.fetch(wh, "SELECT run_id FROM scores GROUP BY run_id ORDER BY max(scored_at) DESC LIMIT 1")
+    if not rows:
+        raise ReelsenseError(f"no scores in {wh.home}; run `reelsense score` first")
+    return rows[0]["run_id"]
+
+
+def item_tags(wh: Warehouse) -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    for r in db.fetch(wh, "SELECT item_id, kind, list(tag ORDER BY position) AS tags FROM item_tags GROUP BY ALL"):
+        out.setdefault(r["item_id"], {})[r["kind"]] = r["tags"]
+    return out
+
+
+def history_ages(wh: Warehouse, queries, data: Dataset) -> np.ndarray:
+    """(Q, T) seconds between each history step's latest interaction and the user's latest event."""
+    rows = db.fetch(wh, "SELECT user_id, item_id, epoch(max(event_ts)) AS ts FROM events WHERE list_contains($users, user_id) GROUP BY ALL",
+                    {"users": [str(u) for u in queries.users]})
+    seen = {(r["user_id"], r["item_id"]): r["ts"] for r in rows}
+    newest: dict[str, float] = {}
+    for (user, _), ts in seen.items():
+        newest[user] = max(ts, newest.get(user, ts))
+    ages = np.zeros(queries.hist_items.shape, np.float64)
+    for q, user in enumerate(queries.users):
+        for t, item in enumerate(queries.hist_items[q]):
+            if item:
+                ages[q, t] = newest[user] - seen.get((user, data.item_ids[item]), newest[user])
+    return ages
+
+
+def load_explainers(wh: Warehouse, data: Dataset, device: str) -> tuple[Any, Any]:
+    """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it."""
+    model = artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, match="schema")
+    try:
+        ctr = artifacts.load(wh.models_dir, "lightgbm", data, {"lstm-attn": model}, device, match="schema")
+    except ReelsenseError:
+        ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
+    return model, ctr
+
+
+def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str, str]]) -> list[dict]:
+    """Explanations of (user, item) pairs against each user's current history."""
+    queries = current_queries(data)
+    row_of = {u: i for i, u in enumerate(queries.users)}
+    index = {item: i for i, item in enumerate(data.item_ids) if i}
+    unknown = [f"user {u!r}" for u, _ in pairs if u not in row_of] + [f"item {i!r}" for _, i in pairs if i not in index]
+    if unknown:
+        raise ReelsenseError(f"cannot explain: unknown {', '.join(sorted(set(unknown))[:5])} (a user needs at least one "
+                             "positive interaction in `events`, an item a row in `items` or `events`)")
+    if not pairs:
+        return []
+    rows_q = np.asarray([row_of[u] for u, _ in pairs], np.int64)
+    items = np.asarray([index[i] for _, i in pairs], np.int64)
+    pair_queries = queries.take(rows_q)
+    rows = explain_pairs(model, data, pair_queries, items, modalities=modality_vectors(wh, data), item_tags=item_tags(wh),
+                         history_age_s=history_ages(wh, pair_queries, data), ctr=ctr)
+    version = f"lstm-attn@{model.version}" + (f"+lightgbm@{ctr.version}" if ctr is not None else "")
+    return [{**r, "model_version": version} for r in rows]
+
+
+@task(name="explain-scores", cache_policy=NO_CACHE)
+def explain_scores(home: str, run_id: str, device: str) -> tuple[list[dict], Dataset]:
+    wh = Warehouse(home)
+    data = load_dataset(wh, MAX_HISTORY)
+    model, ctr = load_explainers(wh, data, device)
+    scored = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = $run ORDER BY user_id, rank", {"run": run_id})
+    rows = explain_for(wh, data, model, ctr, [(s["user_id"], s["item_id"]) for s in scored])
+    if rows:
+        store.append(wh, EXPLANATIONS, pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows]))
+        db.refresh_views(wh)
+    return rows, data
+
+
+def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dict | None,
+                config: ShiftConfig = ShiftConfig()) -> dict[str, dict[str, Any]]:
+    """Per user: the positive interactions in time order, the drift curve, detected shifts with the
+    tags that rose and fell, and (on the sample) the planted shifts as interaction indices."""
+    order = np.lexsort((data.event_ts, data.queries.users))
+    users = data.queries.users[order]
+    out = {}
+    for user in tqdm(np.unique(users), desc="interest shifts", unit="user", leave=False):
+        rows = order[users == user]
+        vectors = data.content[data.targets[rows]]
+        found = detect_shifts(vectors, config)
+        item_ids = [data.item_ids[i] for i in data.targets[rows]]
+        topic_tags = [tags.get(i, {}).get("hashtag", []) + tags.get(i, {}).get("music", [])[:1] for i in item_ids]
+        for shift in found:
+            shift.rose, shift.fell = tag_changes(topic_tags[: shift.index], topic_tags[shift.index :])
+        planted = []
+        if truth is not None and user in truth["users"]:
+            starts = [datetime.fromisoformat(s["from_ts"].replace("Z", "+00:00")).timestamp() * 1e6
+                      for s in truth["users"][user]["segments"][1:]]
+            planted = [int(np.sum(data.event_ts[rows] < ts)) for ts in starts]
+        out[str(user)] = {"interactions": len(rows), "item_ids": item_ids, "drift": drift_curve(vectors, config.window).tolist(),
+                          "shifts": [vars(s) for s in found], "planted": planted}
+    return out
+
+
+@flow(name="analyze", log_prints=True)
+def analyze(home: str, run_id: str | None = None, truth_path: str | None = None, max_plot_users: int = 40,
+            device: str = "auto") -> dict[str, Any]:
+    wh = Warehouse(home)
+    started = time.perf_counter()
+    run_id = run_id or latest_run(wh)
+    explanations, data = explain_scores(home, run_id, device_for(device))
+    tags = item_tags(wh)
+    truth = json.loads(Path(truth_path).read_text()) if truth_path else None
+    profiles: dict[str, dict[str, list]] = {}
+    for r in db.analysis(wh, "profiles", {"top": 5}).to_pylist():
+        profiles.setdefault(r["user_id"], {}).setdefault(r["kind"], []).append((r["tag"], r["share"]))
+    config = ShiftConfig()
+    shifts = user_shifts(data, tags, truth, config)
+    report_dir = wh.reports_dir
+    (report_dir / "plots").mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"run_id": run_id, "explanations": len(explanations), "users": len(shifts)}
+    if truth is not None:
+        metrics = match_shifts({u: s["planted"] for u, s in shifts.items()},
+                               {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE)
+        metrics.update(window=config.window, alpha=config.alpha, permutations=config.permutations,
+                       tolerance_unit="positive interactions", users=len(shifts))
+        (report_dir / "shifts.json").write_text(json.dumps(metrics, indent=1))
+        summary["shifts"] = metrics
+    (report_dir / "profiles.json").write_text(json.dumps(
+        {u: {"words": profile_words(p), "tags": p} for u, p in profiles.items()}, indent=1))
+    (report_dir / "interest_shifts.json").write_text(json.dumps(
+        {u: {k: v for k, v in s.items() if k not in ("drift", "item_ids")} for u, s in shifts.items()}, indent=1))
+    groups_of = (lambda item: truth["items"].get(item, "?")) if truth else (lambda item: label(tags.get(item, {})))
+    summary["pages"] = write_report(wh, data=data, explanations=explanations, profiles=profiles, shifts=shifts, tags=tags,
+                                    groups_of=groups_of, max_plot_users=max_plot_users, run_id=run_id)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    get_run_logger().info("analyze: %s", {k: v for k, v in summary.items() if k != "shifts"})
+    return summary
+
+
+def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = None, device: str = "auto") -> list[str]:
+    """`reelsense explain`: the stored explanation of a scored pair, or one computed now."""
+    stored = db.fetch(wh, """
+        SELECT e.* FROM explanations e LEFT JOIN (SELECT run_id, max(scored_at) AS t FROM scores GROUP BY run_id) s USING (run_id)
+        WHERE e.user_id = $user AND e.item_id = $item AND ($run IS NULL OR e.run_id = $run)
+        ORDER BY s.t DESC NULLS LAST LIMIT 1""", {"user": user, "item": item, "run": run_id})
+    if stored:
+        row, source = stored[0], f"scored in run {stored[0]['run_id']}"
+    elif run_id is not None:
+        raise ReelsenseError(f"run {run_id!r} has no explanation for user {user!r} and item {item!r}; "
+                             "`reelsense report --run-id` writes them, or leave out --run-id to compute one now")
+    else:
+        data = load_dataset(wh, MAX_HISTORY)
+        model, ctr = load_explainers(wh, data, device_for(device))
+        row, source = explain_for(wh, data, model, ctr, [(user, item)])[0], "computed now: this pair is in no scored run"
+    tags = item_tags(wh)
+    lines = [f"user {user}, item {item} ({label(tags.get(item, {}))}); {source}; model {row['model_version']}", "",
+             "Why: " + row["summary"], "", "attention over the history (newest last; weights sum to 1):"]
+    for hist_item, weight in zip(row["history_item_ids"], row["attention"]):
+        lines.append(f"  {hist_item:<14} {label(tags.get(hist_item, {})):<18} {weight:6.3f} {'#' * int(round(weight * 40))}")
+    lines += ["", "modality contributions (log-odds lost when left out; the item's fusion weight):"]
+    for name, value, fusion in zip(row["modality_names"], row["modality_contributions"], row["fusion_weights"] or []):
+        lines.append(f"  {name:<8} {value:+.3f}   fusion weight {fusion:.2f}")
+    if row.get("feature_names"):
+        lines += ["", "LightGBM feature contributions (pred_contrib, log-odds):"]
+        lines += [f"  {n:<18} {v:+.3f}" for n, v in zip(row["feature_names"], row["feature_contributions"])]
+    return lines

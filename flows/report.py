@@ -1,0 +1,154 @@
+"""The static HTML report: `<home>/reports/index.html`, `users/<user>.html`, `plots/*.png`.
+
+One folder that opens offline (relative links, no scripts, no fonts or styles from the network).
+Every value from the data is HTML-escaped. Called by the analyze flow (flows/analyze.py).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ranker import plots
+from ranker.data import Dataset
+from ranker.explain import label, profile_words
+from warehouse.store import Warehouse
+
+STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
+.muted{color:#666}.bar{display:inline-block;height:.8em;background:#c05;vertical-align:middle}"""
+
+
+def page(title: str, body: str, *, up: str = "") -> str:
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{up}<h1>{html.escape(title)}</h1>{body}</body></html>\n")
+
+
+def write_report(wh: Warehouse, *, data: Dataset, explanations: list[dict], profiles: dict, shifts: dict, tags: dict,
+                 groups_of: Callable[[str], str], max_plot_users: int, run_id: str) -> int:
+    """Write the report; return the number of user pages."""
+    out = wh.reports_dir
+    (out / "users").mkdir(parents=True, exist_ok=True)
+    by_user: dict[str, list[dict]] = {}
+    for row in explanations:
+        by_user.setdefault(row["user_id"], []).append(row)
+    has_content = np.flatnonzero(np.linalg.norm(data.content, axis=1) > 0)  # rows of data.content (0: padding)
+    coords = plots.tsne_coordinates(data.content[has_content]) if len(has_content) > 3 else np.zeros((0, 2), np.float32)
+    where = {data.item_ids[i]: k for k, i in enumerate(has_content)}
+    groups = [groups_of(data.item_ids[i]) for i in has_content]
+
+    def trajectory(user: str) -> np.ndarray:
+        return np.asarray([coords[where[i]] for i in shifts.get(user, {}).get("item_ids", []) if i in where]).reshape(-1, 2)
+
+    users = sorted(shifts, key=lambda u: (-len(shifts[u]["shifts"]), u))
+    featured = users[0] if users else None
+    figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
+    plotted = set(sorted(by_user)[:max_plot_users])
+    for user in sorted(set(shifts) | set(by_user)):
+        _user_page(out, user, data=data, rows=by_user.get(user, []), profile=profiles.get(user, {}), shift=shifts.get(user),
+                   tags=tags, plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None)
+    (out / "index.html").write_text(_index(wh, figures, sorted(set(shifts) | set(by_user)), profiles, shifts, run_id))
+    return len(set(shifts) | set(by_user))
+
+
+def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags) -> list[tuple[str, str]]:
+    figures = []
+    if len(coords):
+        plots.embedding_map(coords, groups, out / "plots" / "embedding_map.png", trajectory=trajectory(featured) if featured else None,
+                            who=featured or "", title=f"items by content (t-SNE of {data.content_source}), with {featured}'s path")
+        figures.append(("plots/embedding_map.png", "Item map: t-SNE of the content vectors, coloured by topic (sample) or top tag, "
+                        f"with the interactions of {featured} in time order."))
+    attention_user = featured if featured in by_user else next(iter(sorted(by_user)), None)
+    if attention_user:
+        rows = by_user[attention_user][:8]
+        plots.attention_heatmap(out / "plots" / "attention.png", *_attention_matrix(rows, tags), user=attention_user)
+        figures.append(("plots/attention.png", f"Attention of lstm-attn over {attention_user}'s history for their top-scored items."))
+    if by_user:
+        shown = sorted(by_user)[:30]
+        names = by_user[shown[0]][0]["modality_names"]
+        means = np.asarray([np.mean([r["modality_contributions"] for r in by_user[u]], 0) for u in shown]).reshape(len(shown), -1)
+        plots.modality_bars(shown, names, means, out / "plots" / "modality_contributions.png")
+        figures.append(("plots/modality_contributions.png", "Modality contributions per user: the log-odds lstm-attn loses when "
+                        "one modality is removed from every item's fused vector, averaged over the user's scored items."))
+    return figures
+
+
+def _attention_matrix(rows: list[dict], tags: dict) -> tuple[np.ndarray, list[str], list[str]]:
+    """Rows share one history (the user's current one): stack their attention."""
+    history = rows[0]["history_item_ids"]
+    matrix = np.asarray([r["attention"] for r in rows if r["history_item_ids"] == history], np.float32)
+    item_labels = [f"{r['item_id']} {label(tags.get(r['item_id'], {}))}" for r in rows if r["history_item_ids"] == history]
+    return matrix, [label(tags.get(i, {})) for i in history], item_labels
+
+
+def _index(wh: Warehouse, figures, users, profiles, shifts, run_id: str) -> str:
+    parts = []
+    results = wh.reports_dir / "results.json"
+    if results.exists():
+        parts.append("<h2>Rankers</h2>" + _results_table(json.loads(results.read_text())))
+    shifts_json = wh.reports_dir / "shifts.json"
+    if shifts_json.exists():
+        m = json.loads(shifts_json.read_text())
+        parts.append(f"<h2>Interest shifts against the planted ones</h2><p>precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+                     f"F1 <b>{m['f1']:.3f}</b> ({m['matched']} of {m['planted']} planted shifts found, {m['detected']} detected; "
+                     f"tolerance ±{m['tolerance']} {html.escape(str(m.get('tolerance_unit', '')))}).</p>")
+    parts.append("<h2>Plots</h2>" + "".join(f"<figure><img src='{src}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}"
+                                           f"</figcaption></figure>" for src, cap in figures))
+    rows = "".join(f"<tr><td><a href='users/{_file(u)}'>{html.escape(u)}</a></td><td>{len(shifts.get(u, {}).get('shifts', []))}</td>"
+                   f"<td>{html.escape(profile_words(profiles.get(u, {})))}</td></tr>" for u in users)
+    parts.append(f"<h2>Users ({len(users)})</h2><p class=muted>scores from run {html.escape(run_id)}</p>"
+                 f"<table><tr><th>user</th><th>shifts</th><th>interests</th></tr>{rows}</table>")
+    return page("reelsense report", "".join(parts))
+
+
+def _results_table(results: dict[str, Any]) -> str:
+    head = "<tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>AUC</th><th>cold users NDCG@10</th></tr>"
+    body = ""
+    for name, r in results["models"].items():
+        o, c = r["overall"], r["cold_users"]
+        ci = o.get("ndcg@10_ci95") or [float("nan")] * 2
+        body += (f"<tr><td>{html.escape(name)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
+                 f"<td>{o['hr@10']:.4f}</td><td>{o['auc']:.4f}</td><td>{c['ndcg@10']:.4f}</td></tr>")
+    return (f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; <code>{html.escape(results.get('command', ''))}</code></p>"
+            f"<table>{head}{body}</table>")
+
+
+def _user_page(out, user: str, *, data: Dataset, rows: list[dict], profile: dict, shift: dict | None, tags: dict, plot) -> None:
+    parts = [f"<p><b>Interests:</b> {html.escape(profile_words(profile))}</p>"]
+    if profile:
+        parts.append("<table><tr><th>kind</th><th>tags (share of weighted engagement)</th></tr>" + "".join(
+            f"<tr><td>{html.escape(kind)}</td><td>{html.escape(', '.join(f'{t} {s:.0%}' for t, s in values))}</td></tr>"
+            for kind, values in sorted(profile.items())) + "</table>")
+    if shift is not None:
+        found = shift["shifts"]
+        text = "; ".join(f"after interaction {s['index']} (drift {s['drift']:.2f}, p={s['p_value']:.3f}): rose "
+                         f"{', '.join(s['rose']) or '-'}, fell {', '.join(s['fell']) or '-'}" for s in found) or "none detected"
+        planted = f" Planted (sample truth): {shift['planted']}." if shift.get("planted") else ""
+        parts.append(f"<h2>Interest shifts</h2><p>{shift['interactions']} positive interactions. {html.escape(text)}.{html.escape(planted)}</p>")
+    if plot is not None and rows:
+        coords, groups, path = plot
+        matrix, history_labels, item_labels = _attention_matrix(rows[:8], tags)
+        drift = np.asarray(shift["drift"] if shift else [], dtype=np.float64)
+        plots.user_figure(out / "plots" / f"user_{_file(user, '.png')}", user=user, coords=coords, groups=groups, trajectory=path,
+                          attention=matrix, history_labels=history_labels, item_labels=item_labels, drift=drift,
+                          detected=[s["index"] for s in (shift or {}).get("shifts", [])], planted=(shift or {}).get("planted", []))
+        parts.append(f"<img src='../plots/user_{_file(user, '.png')}' alt='path, attention and drift of {html.escape(user)}'>")
+    if rows:
+        body = "".join(
+            f"<tr><td>{i + 1}</td><td>{html.escape(r['item_id'])}</td><td>{html.escape(label(tags.get(r['item_id'], {})))}</td>"
+            f"<td style='text-align:left'>{html.escape(r['summary'])}</td><td>"
+            + html.escape(", ".join(f"{m} {c:+.2f}" for m, c in zip(r["modality_names"], r["modality_contributions"]))) + "</td></tr>"
+            for i, r in enumerate(rows))
+        parts.append("<h2>Top-scored items and why</h2><table><tr><th>rank</th><th>item</th><th>label</th><th>why</th>"
+                     f"<th>modality contributions (log-odds)</th></tr>{body}</table>")
+    (out / "users" / _file(user)).write_text(page(f"user {user}", "".join(parts), up="<p><a href='../index.html'>back to the report</a></p>"))
+
+
+def _file(user: str, suffix: str = ".html") -> str:
+    """A file name for any user id (quotes, slashes, non-ASCII): safe characters kept, the rest hex-escaped."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else f"~{ord(c):x}" for c in user) + suffix

@@ -1,0 +1,127 @@
+"""The model registry on disk: `<home>/models/rankers/<name>/<version>/{model, meta.json}`.
+
+A version is written once and never changed; `<name>/LATEST` names the newest. meta.json holds the
+config (seed, device), the training history, the evaluation metrics once `evaluate` has run, and two
+descriptions of the data:
+- `data_fingerprint`: a hash of the exact training rows (evaluation refuses a model trained on
+  other rows, and training reuses a model for the same rows and seed);
+- `feature_schema`: what the model's inputs look like (item vocabulary, content source and width,
+  history length, heads). Scoring only needs this to match: new events for known items are fine,
+  a new item vocabulary or another content model is not.
+
+`reelsense models` lists the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ranker.data import Dataset
+from ranker.registry import build
+from warehouse.errors import ReelsenseError
+
+
+class ModelMismatch(ReelsenseError):
+    """A saved model does not fit the data it is asked to score."""
+
+
+def fingerprint(data: Dataset) -> str:
+    digest = hashlib.sha256()
+    for array in (data.targets, data.queries.hist_items, np.asarray([s[:2] for s in data.split], dtype="S2")):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def feature_schema(data: Dataset) -> dict[str, Any]:
+    items = hashlib.sha256("\n".join(data.item_ids).encode()).hexdigest()[:16]
+    return {"n_items": data.n_items, "item_vocabulary": items, "content": data.content_source,
+            "content_dim": int(data.content.shape[1]), "max_history": int(data.queries.hist_items.shape[1]),
+            "behaviours": list(data.behaviours)}
+
+
+def new_version(data: Dataset) -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{fingerprint(data)[:8]}"
+
+
+def save(models_dir: Path, model: Any, meta: dict[str, Any]) -> Path:
+    folder = models_dir / "rankers" / meta["name"] / meta["version"]
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model")
+    _write_json(folder / "meta.json", meta)
+    _write_text(folder.parent / "LATEST", meta["version"] + "\n")
+    return folder
+
+
+def latest(models_dir: Path, name: str) -> dict[str, Any] | None:
+    marker = models_dir / "rankers" / name / "LATEST"
+    if not marker.exists():
+        return None
+    return read_meta(models_dir, name, marker.read_text().strip())
+
+
+def read_meta(models_dir: Path, name: str, version: str) -> dict[str, Any]:
+    path = models_dir / "rankers" / name / version / "meta.json"
+    if not path.exists():
+        raise ModelMismatch(f"no model {name} version {version} in {models_dir / 'rankers'}; `reelsense models` lists them")
+    return json.loads(path.read_text())
+
+
+def list_models(models_dir: Path) -> list[dict[str, Any]]:
+    """Every saved version, newest first per name, with a `latest` flag."""
+    out = []
+    for folder in sorted((models_dir / "rankers").glob("*/*/meta.json")):
+        meta = json.loads(folder.read_text())
+        newest = latest(models_dir, meta["name"])
+        out.append({**meta, "latest": newest is not None and newest["version"] == meta["version"]})
+    return sorted(out, key=lambda m: (m["name"], m["version"]), reverse=False)
+
+
+def record_metrics(models_dir: Path, name: str, version: str, metrics: dict[str, Any]) -> None:
+    path = models_dir / "rankers" / name / version / "meta.json"
+    meta = json.loads(path.read_text())
+    _write_json(path, {**meta, "metrics": metrics})
+
+
+def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], device: str, *,
+         version: str | None = None, match: str = "fingerprint") -> Any:
+    """A saved ranker, checked against `data`: `match='fingerprint'` (evaluation: the same training
+    rows) or `'schema'` (scoring: the same feature schema)."""
+    meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
+    if meta is None:
+        raise ModelMismatch(f"no trained {name} in {models_dir / 'rankers'}; run `reelsense train --models {name}` first")
+    if match == "fingerprint" and meta["data_fingerprint"] != fingerprint(data):
+        raise ModelMismatch(f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
+                            f"the warehouse gives {fingerprint(data)}); rerun `reelsense train` after `reelsense features`")
+    if match == "schema":
+        check_schema(name, meta, feature_schema(data))
+    model = build(name, device, trained)
+    model.load(models_dir / "rankers" / name / meta["version"] / "model", data)
+    model.version = meta["version"]
+    return model
+
+
+def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any]) -> None:
+    saved = meta.get("feature_schema")
+    if saved is None:
+        raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); "
+                            "retrain it with `reelsense train --force`")
+    differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if saved.get(k) != schema[k]]
+    if differ:
+        raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); "
+                            "rerun `reelsense features` and `reelsense train` on this data, or score with a matching model")
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    _write_text(path, json.dumps(value, indent=1))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # atomic: a reader sees the old file or the new one

@@ -1,0 +1,170 @@
+"""Why an item was ranked for a user: attention, modality contributions, CTR feature contributions,
+and the same in plain words.
+
+- attention: lstm-attn's target-aware weights over the user's history (one per history step);
+- modality contributions, two ways: the fusion weights align-items gave the target item's
+  modalities, and leave-one-modality-out on lstm-attn: the score minus the score when that
+  modality is removed from every item's fused vector (history and target alike), i.e. how many
+  log-odds the model owes to seeing that modality;
+- LightGBM's per-feature contributions (`pred_contrib`) where the CTR stage is trained;
+- `summary`: the explanation in words, built from the items' tags (see the `item_tags` view).
+
+No I/O here: flows/analyze.py reads the tables and writes `explanations`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from ranker.data import Dataset, ModalityVectors, Queries
+
+MODALITY_WORDS = {"frames": "the picture", "audio": "the music", "text": "the title"}
+EVENT_VERBS = {1: "saw", 2: "watched", 3: "liked", 4: "commented on", 5: "shared"}  # ranker.data.EVENT_INDEX
+
+
+@torch.no_grad()
+def leave_one_modality_out(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int64],
+                           modalities: ModalityVectors | None) -> tuple[list[str], npt.NDArray[np.float32]]:
+    """(names, (Q, M)): lstm-attn's score of each query's item minus its score without each
+    modality. Without aligned modalities the content is one block, taken out as a whole."""
+    full = model.score_items(data, queries, items[:, None])[:, 0]
+    kind = data.content_source.split(":")[0]
+    names = modalities.names if modalities is not None else ([kind] if kind != "none" else [])
+    out = np.zeros((len(queries), len(names)), np.float32)
+    original = model.net.content.clone()
+    try:
+        for i, name in enumerate(names):
+            content = modalities.fused_without(name) if modalities is not None else np.zeros_like(data.content)
+            model.net.content.copy_(torch.as_tensor(content))
+            out[:, i] = full - model.score_items(data, queries, items[:, None])[:, 0]
+    finally:
+        model.net.content.copy_(original)
+    return names, out
+
+
+def attention(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int64], *, block: int = 1024) -> npt.NDArray[np.float32]:
+    """(Q, T) lstm-attn attention over each query's history when scoring its item."""
+    parts = [model.attention(data, queries.take(rows), items[rows])
+             for rows in np.array_split(np.arange(len(queries)), max(1, len(queries) // block))]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def when(seconds_before: float) -> str:
+    """'today', 'yesterday', '3 days ago', ... for an interaction this long before the user's latest."""
+    days = seconds_before / 86400
+    if days < 1:
+        return "today"
+    if days < 2:
+        return "yesterday"
+    if days < 14:
+        return f"{int(days)} days ago"
+    return f"{int(days // 7)} weeks ago"
+
+
+def label(tags: dict[str, list[str]]) -> str:
+    """An item in a word or two: its first hashtag, else keyword, else music or picture tag."""
+    for kind in ("hashtag", "keyword", "music", "picture"):
+        if tags.get(kind):
+            return ("#" if kind == "hashtag" else "") + tags[kind][0]
+    return "untagged"
+
+
+def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[dict[str, list[str]]],
+              history_events: list[int], history_age_s: list[float], modality_names: list[str],
+              contributions: npt.NDArray[np.float32], target_tags: dict[str, list[str]]) -> str:
+    """The explanation in words: the history items that carried most of the attention (grouped by
+    label, with what the user did and when), then which modality mattered most, with its tags."""
+    order = np.argsort(-attention_weights)
+    chosen, mass = [], 0.0
+    for i in order:  # the fewest history items holding half of the attention
+        if attention_weights[i] <= 0 or mass >= 0.5:
+            break
+        chosen.append(i)
+        mass += float(attention_weights[i])
+    parts = []
+    if chosen:
+        # The tag most of those items share names the group ('#travel' for #travel/#nature and #vlog/#travel).
+        shared = Counter(tag for i in chosen for tag in _topic_tags(history_tags[i]))
+        top_label = shared.most_common(1)[0][0] if shared else "untagged"
+        group = [i for i in chosen if top_label in _topic_tags(history_tags[i])] or chosen
+        count = len(group)
+        verbs = sorted({EVENT_VERBS.get(history_events[i], "saw") for i in group}, key=list(EVENT_VERBS.values()).index)
+        newest = min(history_age_s[i] for i in group)
+        noun = "video" if count == 1 else "videos"
+        parts.append(f"mostly because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
+                     f"(latest {when(newest)}; {mass:.0%} of the attention on {len(chosen)} of your {len(history_tags)} recent videos)")
+    else:
+        parts.append("no history to go on: ranked by the item's content and popularity")
+    if len(modality_names) > 1:
+        ranked = sorted(zip(modality_names, contributions), key=lambda x: -x[1])
+        (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
+        parts.append(f"{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
+                     f"({best_c:+.2f} vs {worst_c:+.2f} log-odds when left out)")
+    elif modality_names:
+        parts.append(f"its {modality_names[0]} content added {contributions[0]:+.2f} log-odds")
+    return "; ".join(parts)
+
+
+def _topic_tags(tags: dict[str, list[str]]) -> list[str]:
+    """The tags that name an item's topic: hashtags, else title keywords, else music tags."""
+    for kind, prefix in (("hashtag", "#"), ("keyword", ""), ("music", "")):
+        if tags.get(kind):
+            return [prefix + t for t in tags[kind][:3]]
+    return []
+
+
+def _modality_phrase(modality: str, tags: dict[str, list[str]]) -> str:
+    words = MODALITY_WORDS.get(modality, modality)
+    kind = {"frames": "picture", "audio": "music", "text": "hashtag"}.get(modality)
+    shown = tags.get(kind or "", [])[:2] or (tags.get("keyword", [])[:2] if modality == "text" else [])
+    return f"{words} ({', '.join(shown)})" if shown else words
+
+
+def explain_pairs(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int64], *,
+                  modalities: ModalityVectors | None, item_tags: dict[str, dict[str, list[str]]],
+                  history_age_s: npt.NDArray[np.float64], ctr=None) -> list[dict]:
+    """One explanation per (query, item) pair, as rows of the `explanations` table (less run_id
+    and model_version). history_age_s (Q, T): how long before the user's latest interaction each
+    history step happened. `ctr`: a trained LightGBMCtr over `model`, for feature contributions."""
+    weights = attention(model, data, queries, items)  # (Q, T)
+    names, contributions = leave_one_modality_out(model, data, queries, items, modalities)
+    fusion = modalities.weights[items] if modalities is not None else np.ones((len(items), len(names)), np.float32)
+    features = ctr.contributions(data, queries, items[:, None])[:, 0] if ctr is not None else None  # (Q, F + 1)
+    feature_names = [*ctr.feature_names, "bias"] if ctr is not None else None
+    rows = []
+    for q in range(len(queries)):
+        steps = np.flatnonzero(queries.hist_items[q] > 0)
+        hist_ids = [data.item_ids[i] for i in queries.hist_items[q, steps]]
+        target = data.item_ids[items[q]]
+        summary = summarise(attention_weights=weights[q, steps], history_tags=[item_tags.get(i, {}) for i in hist_ids],
+                            history_events=queries.hist_events[q, steps].tolist(), history_age_s=history_age_s[q, steps].tolist(),
+                            modality_names=names, contributions=contributions[q], target_tags=item_tags.get(target, {}))
+        rows.append({
+            "user_id": str(queries.users[q]), "item_id": target, "history_item_ids": hist_ids,
+            "attention": weights[q, steps].tolist(), "modality_names": names,
+            "modality_contributions": contributions[q].tolist(), "fusion_weights": fusion[q].tolist(),
+            "feature_names": feature_names, "feature_contributions": features[q].tolist() if features is not None else None,
+            "summary": summary,
+        })
+    return rows
+
+
+def profile_words(profile: dict[str, list[tuple[str, float]]]) -> str:
+    """A user's profile in a sentence, from their weighted tags by kind (see analysis/profiles.sql)."""
+    parts = []
+    topics = profile.get("hashtag") or profile.get("keyword") or []
+    if topics:
+        shown = [("#" if profile.get("hashtag") else "") + t for t, _ in topics[:3]]
+        parts.append(f"into {_and(shown)} ({sum(s for _, s in topics[:3]):.0%} of their tagged engagement)")
+    if profile.get("music"):
+        parts.append(f"music that sounds {_and([t for t, _ in profile['music'][:3]])}")
+    if profile.get("picture"):
+        parts.append(f"pictures the image model calls {_and([t for t, _ in profile['picture'][:2]])}")
+    return "; ".join(parts) if parts else "no tagged engagement yet"
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
