@@ -85,3 +85,18 @@ def _write_embeddings(wh: Warehouse, items: list[str], rng: np.random.Generator)
                      "tags": None, "content_hash": hashes[item], "created_at": now,
                      "fusion_weights": [(m, 1 / 3) for m in MODALITIES]})
     store.append(wh, EMBEDDINGS, pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema))
+
+
+def write_truth(path: Path) -> Path:
+    """truth.json in the sample's format: each user's interest segments, each item's topic."""
+    import json
+
+    users = {}
+    for u in range(USERS):
+        segments = [{"from_step": 0, "from_ts": START.isoformat()}]
+        if u < SHIFTERS:
+            segments.append({"from_step": SHIFT_STEP, "from_ts": (START + timedelta(hours=u, minutes=10 * SHIFT_STEP)).isoformat()})
+        users[f"user{u:02d}"] = {"segments": segments}
+    items = {f"i{t}{k:02d}": TOPICS[t] for t in range(len(TOPICS)) for k in range(30)}
+    path.write_text(json.dumps({"users": users, "items": items}))
+    return path

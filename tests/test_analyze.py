@@ -1,0 +1,129 @@
+"""analyze: explanations of scored pairs, `reelsense explain`, profiles, shifts against planted
+ones, and the HTML report opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import tiny_platform
+from flows.analyze import analyze, explain_lines
+from flows.score import score_batch
+from ranker import artifacts
+from ranker.data import load_dataset, modality_vectors
+from ranker.explain import leave_one_modality_out, summarise
+from ranker.scoring import current_queries
+from warehouse import db
+
+
+@pytest.fixture(scope="module")
+def analyzed(ranked_home, tmp_path_factory):
+    run = score_batch(str(ranked_home.home), model="lstm-attn", k=4, run_id="run-report")
+    truth = tiny_platform.write_truth(tmp_path_factory.mktemp("truth") / "truth.json")
+    return ranked_home, run, analyze(str(ranked_home.home), run_id="run-report", truth_path=str(truth), max_plot_users=3)
+
+
+def test_every_scored_pair_is_explained(analyzed):
+    wh, run, summary = analyzed
+    assert summary["explanations"] == run["written"] == tiny_platform.USERS * 4
+    rows = db.fetch(wh, "SELECT * FROM explanations WHERE run_id = 'run-report'")
+    assert len(rows) == tiny_platform.USERS * 4
+    for r in rows:
+        assert len(r["attention"]) == len(r["history_item_ids"]) == 20
+        assert abs(sum(r["attention"]) - 1) < 1e-4
+        assert r["modality_names"] == ["audio", "frames", "text"]
+        assert np.allclose(r["fusion_weights"], 1 / 3, atol=1e-6)
+        assert r["feature_names"][-1] == "bias" and len(r["feature_contributions"]) == len(r["feature_names"])
+        assert r["summary"].startswith("mostly because of the")
+        assert r["model_version"].startswith("lstm-attn@") and "+lightgbm@" in r["model_version"]
+
+
+def test_shifts_are_scored_against_the_planted_ones(analyzed):
+    wh, _, summary = analyzed
+    metrics = json.loads((wh.reports_dir / "shifts.json").read_text())
+    assert {"precision", "recall", "f1", "tolerance"} <= set(metrics)
+    assert metrics["planted"] == tiny_platform.SHIFTERS
+    assert metrics["f1"] >= 0.8, metrics
+    profiles = json.loads((wh.reports_dir / "profiles.json").read_text())
+    # user00 liked cooking, then sports: both lead their profile, and the words name them.
+    assert {t for t, _ in profiles["user00"]["tags"]["hashtag"][:2]} == {"cooking", "sports"}
+    assert "#cooking" in profiles["user00"]["words"] and "piano" in profiles["user00"]["words"]
+
+
+def test_leaving_out_a_modality_that_carries_nothing_costs_nothing(ranked_home):
+    data = load_dataset(ranked_home)
+    model = artifacts.load(ranked_home.models_dir, "lstm-attn", data, {}, "cpu", match="schema")
+    mv = modality_vectors(ranked_home, data)
+    mv.vectors["audio"][:] = 0  # audio now adds nothing to any fused vector
+    original = model.net.content.clone()
+    model.net.content.copy_(__import__("torch").as_tensor(mv.fused_without("none")))
+    try:
+        queries = current_queries(data)
+        names, contributions = leave_one_modality_out(model, data, queries, queries.hist_items[:, -1], mv)
+    finally:
+        model.net.content.copy_(original)
+    assert names == ["audio", "frames", "text"]
+    assert np.abs(contributions[:, 0]).max() < 1e-5
+    assert np.abs(contributions[:, 1:]).max() > 1e-3
+
+
+def test_summary_in_words_by_hand():
+    tags = [{"hashtag": ["travel", "nature"]}, {"hashtag": ["food"]}, {"hashtag": ["vlog", "travel"]}]
+    text = summarise(attention_weights=np.array([0.4, 0.15, 0.45], np.float32), history_tags=tags, history_events=[3, 2, 2],
+                     history_age_s=[200000.0, 100.0, 90000.0], modality_names=["audio", "frames", "text"],
+                     contributions=np.array([0.5, -0.1, 0.2], np.float32),
+                     target_tags={"music": ["piano", "slow", "soft"], "picture": ["plate"], "hashtag": ["travel"]})
+    assert text == ("mostly because of the 2 #travel videos you watched or liked (latest yesterday; 85% of the attention on "
+                    "2 of your 3 recent videos); the music (piano, slow) mattered more than the picture (plate) "
+                    "(+0.50 vs -0.10 log-odds when left out)")
+
+
+def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):
+    wh, _, _ = analyzed
+    pair = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = 'run-report' AND rank = 1 LIMIT 1")[0]
+    lines = explain_lines(wh, pair["user_id"], pair["item_id"])
+    text = "\n".join(lines)
+    assert "scored in run run-report" in text and "attention over the history" in text
+    assert "modality contributions" in text and "LightGBM feature contributions" in text
+    unscored = explain_lines(wh, "user00", "i000")
+    assert "computed now" in unscored[0]
+
+
+def test_report_renders_in_headless_chromium(analyzed):
+    wh, _, summary = analyzed
+    index = wh.reports_dir / "index.html"
+    pngs = sorted(p.name for p in (wh.reports_dir / "plots").glob("*.png"))
+    assert {"embedding_map.png", "attention.png", "modality_contributions.png"} <= set(pngs)
+    assert summary["pages"] == tiny_platform.USERS
+    driver = _chromium()
+    try:
+        driver.get(index.as_uri())
+        assert driver.title == "reelsense report"
+        images = driver.find_elements("tag name", "img")
+        assert len(images) == 3
+        for img in images:  # naturalWidth is 0 for an image the browser could not load or decode
+            assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 100
+        driver.find_element("link text", "user00").click()
+        assert driver.title == "user user00"
+        figure = driver.find_element("tag name", "img")
+        assert driver.execute_script("return arguments[0].naturalWidth", figure) > 100
+        assert "Top-scored items and why" in driver.page_source
+    finally:
+        driver.quit()
+
+
+def _chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.fail("headless Chromium is missing: `make system` installs the Debian packages chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
