@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # (PyAV, decord and soundfile wheels bundle their own FFmpeg and libsndfile).
 APT_PACKAGES := chromium chromium-driver
 
-.PHONY: setup system demo test lint clean
+.PHONY: setup system demo test lint clean serve deploy worker
 
 setup: $(STAMP)
 
@@ -36,6 +36,25 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Deployments: a local Prefect server (127.0.0.1, SQLite under ~/.prefect), then every flow served
+# from one process. In another shell: PREFECT_API_URL=$(PREFECT_API) .venv/bin/prefect deployment run 'extract-items/default'
+PREFECT_API := http://127.0.0.1:4200/api
+export REELSENSE_HOME ?= $(CURDIR)/.reelsense
+
+serve: setup
+	PREFECT_API_URL= $(BIN)/prefect server start --host 127.0.0.1 --port 4200 --background
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect server status --wait --timeout 120
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/reelsense serve
+
+# The prefect.yaml alternative: the same deployments in a process work pool, run by `make worker`.
+deploy: setup
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool inspect reelsense-process >/dev/null 2>&1 || \
+		PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool create reelsense-process --type process
+	PREFECT_API_URL=$(PREFECT_API) REELSENSE_REPO=$(CURDIR) $(BIN)/prefect --no-prompt deploy --all
+
+worker: setup
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect worker start --pool reelsense-process
 
 clean:
 	rm -rf .reelsense .pytest_cache .hypothesis

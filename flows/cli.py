@@ -6,6 +6,7 @@
     reelsense [--home DIR] features | train [--models a,b] | evaluate [--max-users N]
     reelsense [--home DIR] score [--model NAME] [--k N] [--users a,b] [--run-id ID] [--dask-workers N]
     reelsense [--home DIR] models
+    reelsense [--home DIR] serve [--name default] [--paused]
     reelsense [--home DIR] report [--run-id ID] [--truth truth.json]
     reelsense [--home DIR] explain --user U --item I [--run-id ID]
     reelsense [--home DIR] sql "SELECT ..." [--param VALUE ...]
@@ -125,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--run-id", help="read the explanation stored for this run (default: the latest run that has it)")
     explain.add_argument("--device", default="auto")
     explain.set_defaults(run=_explain)
+    serve = commands.add_parser("serve", help="serve every flow as a scheduled Prefect deployment (needs PREFECT_API_URL)")
+    serve.add_argument("--name", default="default", help="deployment name: `prefect deployment run 'extract-items/<name>'`")
+    serve.add_argument("--paused", action="store_true", help="register the schedules paused (runs only when triggered)")
+    serve.set_defaults(run=_serve)
     models = commands.add_parser("models", help="list the trained rankers in the model registry")
     models.set_defaults(run=_list_models)
 
@@ -285,6 +290,14 @@ def _explain(args: argparse.Namespace) -> None:
 
     wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` and `reelsense train` first")
     print("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device)))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from flows.serve import serve_all
+
+    wh = Warehouse(args.home)
+    wh.home.mkdir(parents=True, exist_ok=True)
+    serve_all(str(wh.home), name=args.name, paused=args.paused)
 
 
 def _list_models(args: argparse.Namespace) -> None:

@@ -66,13 +66,15 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     print(f"[5/9] build-features: {features['positives']} positive interactions with histories, "
           f"{features['negatives']} sampled negatives -> samples", flush=True)
     print("[6/9] train-ranker:", flush=True)
-    for name, meta in train_rankers(str(wh.home)).items():
+    metas = train_rankers(str(wh.home))
+    for name, meta in metas.items():
         took = "reused" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
         print(f"  {name:<22} {took:>8}")
     print(f"[7/9] evaluate (held-out last engagement of each user, ranked against all items; {wh.reports_dir / 'results.json'}):", flush=True)
     print("\n".join("  " + line for line in results_lines(evaluate_rankers(str(wh.home), dataset="bundled sample (seed %d)" % seed))))
     print("[8/9] score-batch (candidates by embedding similarity, re-ranked by lstm-attn):", flush=True)
-    scored = score_batch(str(wh.home), model="lstm-attn", k=20)
+    # One run id per model version: rerunning the demo completes that run and duplicates nothing.
+    scored = score_batch(str(wh.home), model="lstm-attn", k=20, run_id=f"demo-{metas['lstm-attn']['version']}")
     print("  " + score_summary(scored))
     print("[9/9] analyze (explanations, interest profiles and shifts, plots, HTML report):", flush=True)
     print("  " + report_line(wh, analyze(str(wh.home), run_id=scored["run_id"], truth_path=str(truth_path))))

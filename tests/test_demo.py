@@ -38,3 +38,17 @@ def test_demo_runs_twice_with_the_same_counts(tmp_path):
             assert ndcg["lstm-attn"][slice_name] > ndcg[baseline][slice_name], (baseline, slice_name, ndcg)
     assert {"auc_like", "auc_comment"} <= set(results["models"]["lstm-attn"]["overall"])
     assert "reused" in outputs[1].stdout  # the rerun trains nothing
+    # score-batch: every user's top 20 under one run id (the rerun added none); analyze: one
+    # explanation per scored pair, the report with its plots, planted shifts found.
+    assert int(first["scores"]) == int(first["explanations"]) == 200 * 20
+    assert "0 rows written, 4000 already there" in outputs[1].stdout
+    home = tmp_path / "home"
+    assert (home / "reports" / "index.html").exists() and len(list((home / "reports" / "plots").glob("*.png"))) >= 3
+    shifts = json.loads((home / "reports" / "shifts.json").read_text())
+    assert shifts["f1"] >= 0.6, shifts
+    pair = re.search(r"^reelsense explain --user (\S+) --item (\S+)$", outputs[0].stdout, flags=re.M)
+    explain = subprocess.run([sys.executable, "-m", "flows.cli", "--home", str(home), "explain", "--user", pair[1], "--item", pair[2]],
+                             capture_output=True, text=True, timeout=600)
+    assert explain.returncode == 0, explain.stderr
+    assert "attention over the history" in explain.stdout and "modality contributions" in explain.stdout
+    assert re.search(r"^  (audio|frames|text) +[+-]\d\.\d{3}", explain.stdout, flags=re.M)

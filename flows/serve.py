@@ -1,0 +1,61 @@
+"""`reelsense serve`: every flow as a named Prefect deployment with a cron schedule, served from one
+process (Prefect's `serve`), which runs each triggered or scheduled flow run in a subprocess.
+
+    make serve                                   # local Prefect server on 127.0.0.1:4200, then this
+    reelsense --home DIR serve [--name default] [--paused]
+    prefect deployment run 'extract-items/default'
+
+The deployments talk to the Prefect API named by PREFECT_API_URL (`make serve` points it at the
+local server; without it Prefect refuses to serve, as an ephemeral API cannot take triggers).
+Each deployment runs one flow run at a time (concurrency limit 1), so a slow run and the next
+scheduled one never write the same tables at once. Schedules are in UTC; `--paused` registers them
+paused (trigger runs by hand). prefect.yaml offers the same deployments for a process work pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# flow name -> (module:function, cron, what it does). The nightly chain leaves each step time to finish.
+DEPLOYMENTS: dict[str, tuple[str, str, str]] = {
+    "extract-items": ("flows.extract:extract_items", "0 * * * *", "embed new and changed items, hourly"),
+    "align-items": ("flows.align:align_items", "0 1 * * *", "align and fuse the modalities, nightly"),
+    "build-features": ("flows.rank:build_features", "30 1 * * *", "behaviour sequences and samples, nightly"),
+    "train-ranker": ("flows.rank:train_rankers", "0 2 * * *", "train the rankers (reused when the data is unchanged)"),
+    "evaluate": ("flows.rank:evaluate_rankers", "0 4 * * *", "evaluate every ranker, write the results"),
+    "score-batch": ("flows.score:score_batch", "30 4 * * *", "top-K for every user into `scores`"),
+    "analyze": ("flows.analyze:analyze", "0 5 * * *", "explanations, profiles, shifts and the HTML report"),
+}
+
+
+def load_flow(entrypoint: str):
+    import importlib
+
+    module, name = entrypoint.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_deployments(home: str, *, name: str = "default", paused: bool = False) -> list[Any]:
+    from prefect.deployments.runner import EntrypointType
+
+    out = []
+    for flow_name, (entrypoint, cron, what) in DEPLOYMENTS.items():
+        flow = load_flow(entrypoint)
+        assert flow.name == flow_name, f"{entrypoint} is flow {flow.name!r}, listed as {flow_name!r}"
+        out.append(flow.to_deployment(
+            name=name, cron=cron, paused=paused, parameters={"home": home}, description=what,
+            tags=["reelsense"], concurrency_limit=1, entrypoint_type=EntrypointType.MODULE_PATH))
+    return out
+
+
+def serve_all(home: str, *, name: str = "default", paused: bool = False) -> None:
+    """Register the deployments and run their flow runs until interrupted (blocks)."""
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    from warehouse.errors import ReelsenseError
+
+    if not PREFECT_API_URL.value():
+        raise ReelsenseError("PREFECT_API_URL is not set: start a Prefect server (`make serve` starts one on 127.0.0.1:4200) "
+                             "and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    serve(*build_deployments(home, name=name, paused=paused), pause_on_shutdown=False)
