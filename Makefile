@@ -43,8 +43,9 @@ PREFECT_API := http://127.0.0.1:4200/api
 export REELSENSE_HOME ?= $(CURDIR)/.reelsense
 
 serve: setup
-	PREFECT_API_URL= $(BIN)/prefect server start --host 127.0.0.1 --port 4200 --background
-	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect server status --wait --timeout 120
+	@PREFECT_API_URL= $(BIN)/prefect server start --host 127.0.0.1 --port 4200 & server=$$!; \
+	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq 120); do $(BIN)/python -c "import urllib.request as u; u.urlopen('$(PREFECT_API)/health', timeout=2)" 2>/dev/null && break; sleep 1; done; \
 	PREFECT_API_URL=$(PREFECT_API) $(BIN)/reelsense serve
 
 # The prefect.yaml alternative: the same deployments in a process work pool, run by `make worker`.
