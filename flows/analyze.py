@@ -174,6 +174,13 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
 
 def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = None, device: str = "auto") -> list[str]:
     """`reelsense explain`: the stored explanation of a scored pair, or one computed now."""
+    known = db.fetch(wh, "SELECT (SELECT count(*) FROM events WHERE user_id = $user) AS events, "
+                         "(SELECT count(*) FROM items WHERE item_id = $item) + (SELECT count(*) FROM events WHERE item_id = $item) AS item",
+                     {"user": user, "item": item})[0]
+    if not known["events"] or not known["item"]:
+        what = " and ".join(([f"unknown user {user!r} (no events)"] if not known["events"] else [])
+                            + ([f"unknown item {item!r}"] if not known["item"] else []))
+        raise ReelsenseError(f"cannot explain: {what}; `reelsense sql \"SELECT DISTINCT user_id FROM events LIMIT 5\"` lists some")
     stored = db.fetch(wh, """
         SELECT e.* FROM explanations e LEFT JOIN (SELECT run_id, max(scored_at) AS t FROM scores GROUP BY run_id) s USING (run_id)
         WHERE e.user_id = $user AND e.item_id = $item AND ($run IS NULL OR e.run_id = $run)

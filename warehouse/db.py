@@ -18,12 +18,14 @@ import pyarrow as pa
 
 from warehouse.errors import QueryError, WarehouseNotFound
 from warehouse.schemas import TABLES, TableSpec
+from warehouse import store
 from warehouse.store import Warehouse
 
 
 def refresh_views(wh: Warehouse) -> None:
     """Create or replace the view of every table; call after a write that may add a table's first file."""
     wh.home.mkdir(parents=True, exist_ok=True)
+    store.recover(wh)
     con = duckdb.connect(str(wh.db_path))
     try:
         for spec in TABLES.values():
@@ -90,6 +92,7 @@ def connect(wh: Warehouse, *, read_only: bool = True) -> duckdb.DuckDBPyConnecti
             f"no warehouse at {wh.home} (no {wh.db_path.name}); run `reelsense ingest ...` or "
             "`reelsense demo` first, or pass --home"
         )
+    store.recover(wh)  # a replace a crashed writer left half done is finished before anyone reads
     con = duckdb.connect(str(wh.db_path), read_only=read_only)
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -109,6 +112,7 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
 def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with every view, reading the Parquet files directly: what stages
     use to read, so a reader never holds (or waits for) the lock on the database file."""
+    store.recover(wh)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     temp = "CREATE OR REPLACE TEMP VIEW"

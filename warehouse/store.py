@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from warehouse.errors import SchemaError
+from warehouse.faults import crash_point
 from warehouse.schemas import SCHEMA_VERSION, TableSpec
 
 _PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -125,6 +126,7 @@ def append(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
         fresh = _new_rows(spec, batch, wh.parquet_glob(spec) if wh.has_rows_on_disk(spec) else None)
         if fresh.num_rows:
             _write_partitions(spec, table_dir, fresh)
+            crash_point("append:after-write")
     return WriteResult(written=fresh.num_rows, duplicates=batch.num_rows - fresh.num_rows)
 
 
@@ -151,6 +153,7 @@ def _swap(table_dir: Path, spec: TableSpec, writes: list[tuple[Path, pa.Table, s
     })
     for folder, part, name in writes:
         _write_atomic(folder, part, spec, name)
+    crash_point("swap:after-add")
     for path in old_files:
         path.unlink()
     journal.unlink()
@@ -215,6 +218,7 @@ def _write_atomic(folder: Path, rows: pa.Table, spec: TableSpec, name: str | Non
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     final = folder / name
+    crash_point("write:before-rename")
     os.replace(tmp, final)
     _fsync_dir(folder)
     return final
@@ -301,6 +305,17 @@ def _recover(table_dir: Path) -> None:
     for name in doomed:
         (table_dir / name).unlink(missing_ok=True)
     journal.unlink()
+
+
+def recover(wh: Warehouse) -> list[str]:
+    """Finish or undo the journaled writes a crashed writer left, in every table (readers call this
+    before they read, so they never see a replace half done); returns the tables recovered."""
+    done = []
+    for spec_dir in sorted(wh.tables_dir.glob("*/")) if wh.tables_dir.exists() else []:
+        if (spec_dir / ".journal.json").exists():
+            with _table_lock(spec_dir):  # recovery runs under the lock, before the block
+                done.append(spec_dir.name)
+    return done
 
 
 @contextmanager

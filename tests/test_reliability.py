@@ -1,0 +1,256 @@
+"""Reliability: the hostile corpus, crash and resume under SIGKILL, concurrent runs, fuzzing.
+
+Every run here is a real `reelsense` subprocess over a real warehouse; crashes are real SIGKILLs,
+either at a named point of a write (warehouse/faults.py) or at a moment chosen from outside.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hostile
+from extractors.sample import SampleConfig, generate_sample
+from warehouse import db
+from warehouse.errors import ReelsenseError
+from warehouse.store import Warehouse
+
+BIN = Path(sys.executable).parent
+EXTRACT_TOML = 'n_frames = 4\nbatch_items = 3\n'
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "REELSENSE_CRASH_AT"}
+    return {**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+class Run:
+    """A finished `reelsense` subprocess: its exit status and its output."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def start(home: Path, *args: str, crash_at: str | None = None) -> tuple[subprocess.Popen, Path]:
+    """Start `reelsense` in its own process group, output to files: a run killed with SIGKILL
+    leaves its ephemeral Prefect server (a child) behind, which would hold pipes open."""
+    env = clean_env()
+    if crash_at:
+        env["REELSENSE_CRASH_AT"] = crash_at
+    log = home.parent / f"{home.name}-{time.monotonic_ns()}.log"
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "reelsense"), "--home", str(home), *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, log
+
+
+def finish(proc: subprocess.Popen, log: Path, timeout: float = 900) -> Run:
+    try:
+        returncode = proc.wait(timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever the run left behind in its group
+        except ProcessLookupError:
+            pass
+    text = log.read_text(errors="replace")
+    return Run(returncode, text, text)
+
+
+def reelsense(home: Path, *args: str, crash_at: str | None = None) -> Run:
+    return finish(*start(home, *args, crash_at=crash_at))
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reliability")
+    generate_sample(root / "sample", SampleConfig(seed=3, items_per_topic=2, users=30, cold_users=2))
+    (root / "extract.toml").write_text(EXTRACT_TOML)
+    return root
+
+
+def fresh_home(sample: Path, name: str) -> Path:
+    home = sample / name
+    for kind in ("items", "events"):
+        assert reelsense(home, "ingest", kind, str(sample / "sample" / f"{kind}.csv")).returncode == 0
+    return home
+
+
+def embedding_keys(home: Path) -> list[tuple]:
+    return [tuple(r.values()) for r in db.fetch(Warehouse(home), "SELECT item_id, modality, model, content_hash FROM embeddings")]
+
+
+def visible_files_are_whole(home: Path) -> None:
+    """Every Parquet file DuckDB's globs can see opens and has its footer; temp files are hidden."""
+    for path in (home / "tables").rglob("*.parquet"):
+        assert not path.name.startswith("."), path
+        pq.read_metadata(path)
+
+
+# 1. Hostile inputs ----------------------------------------------------------------------------
+
+def test_hostile_corpus_is_embedded_or_quarantined_and_counts_add_up(tmp_path):
+    items, expected = hostile.write_media(tmp_path / "media")
+    counts = hostile.write_events(tmp_path / "events.csv")
+    home = tmp_path / "home"
+    ingested = reelsense(home, "ingest", "items", str(items))
+    assert ingested.returncode == 0, ingested.stderr
+    rejected = [k for k, v in expected.items() if v == "reject"]
+    assert f"{len(expected)} rows in items.csv: {len(expected) - len(rejected)} accepted, {len(rejected)} quarantined, 0 duplicates" \
+        in ingested.stdout
+    events = reelsense(home, "ingest", "events", str(tmp_path / "events.csv"))
+    assert (f"{counts['input']} rows in events.csv: {counts['accepted']} accepted, {counts['quarantined']} quarantined, "
+            f"{counts['duplicates']} duplicates") in events.stdout, events.stdout + events.stderr
+    run = reelsense(home, "extract", "--config", str(_toml(tmp_path)))
+    assert run.returncode == 0, run.stderr[-3000:]
+    wh = Warehouse(home)
+    embedded = {r["item_id"]: set(r["m"]) for r in db.fetch(wh, "SELECT item_id, list(modality) AS m FROM embeddings GROUP BY 1")}
+    failures = {r["item_id"]: r["error"] for r in db.fetch(wh, "SELECT item_id, error FROM failures WHERE stage = 'extract-items'")}
+    for item, expectation in expected.items():
+        if expectation == "embed":
+            assert {"frames", "text"} <= embedded.get(item, set()), item
+        elif expectation == "quarantine":
+            assert item not in embedded and "cannot decode video" in failures[item], item
+    assert {"audio", "frames", "text"} == embedded["vp9_webm"] == embedded["one_frame"]
+    assert "audio" not in embedded["no_audio"]
+    assert db.fetch(wh, "SELECT count(*) AS n FROM failures WHERE stage = 'extract-items:audio'")[0]["n"] == 2  # huge, no_audio
+    hostile_id = db.fetch(wh, "SELECT item_id FROM embeddings WHERE item_id = $1 LIMIT 1", ["id'with\"quotes;"])
+    assert hostile_id == [{"item_id": "id'with\"quotes;"}]
+    visible_files_are_whole(home)
+
+
+def _toml(folder: Path) -> Path:
+    path = folder / "extract.toml"
+    path.write_text(EXTRACT_TOML)
+    return path
+
+
+# 2. Crash and resume --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("point", ["append:after-write@2", "write:before-rename@3"])
+def test_extraction_killed_at_a_write_resumes_without_loss_or_duplicates(sample, point):
+    home = fresh_home(sample, f"crash-{point.split(':')[0]}")
+    killed = reelsense(home, "extract", "--config", str(sample / "extract.toml"), crash_at=point)
+    assert killed.returncode == -signal.SIGKILL
+    visible_files_are_whole(home)
+    partial = embedding_keys(home)
+    assert len(partial) == len(set(partial)) < 36
+    resumed = reelsense(home, "extract", "--config", str(sample / "extract.toml"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    keys = embedding_keys(home)
+    assert len(keys) == len(set(keys)) == 12 * 3 and set(partial) <= set(keys)
+    assert not list((home / "tables").rglob(".*.tmp"))
+
+
+def test_extraction_killed_from_outside_mid_run_resumes(sample):
+    home = fresh_home(sample, "crash-outside")
+    proc, log = start(home, "extract", "--config", str(sample / "extract.toml"))
+    deadline = time.monotonic() + 600
+    while not list((home / "tables" / "embeddings").rglob("*.parquet")) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"extract ended before it could be killed: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert finish(proc, log).returncode == -signal.SIGKILL
+    partial = embedding_keys(home)
+    assert 0 < len(partial) < 36 and len(partial) == len(set(partial))
+    assert reelsense(home, "extract", "--config", str(sample / "extract.toml")).returncode == 0
+    keys = embedding_keys(home)
+    assert len(keys) == len(set(keys)) == 36
+
+
+def test_feature_build_killed_mid_replace_is_rolled_forward_on_read(sample):
+    home = fresh_home(sample, "crash-features")
+    first = reelsense(home, "features")
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows_sql = "SELECT * FROM samples ORDER BY ALL"
+    clean = db.fetch(Warehouse(home), rows_sql)
+    killed = reelsense(home, "features", "--seed", "1", crash_at="swap:after-add")
+    assert killed.returncode == -signal.SIGKILL
+    assert (home / "tables" / "samples" / ".journal.json").exists()  # old and new files both on disk
+    after = db.fetch(Warehouse(home), rows_sql)  # the reader finishes the replace first
+    assert not (home / "tables" / "samples" / ".journal.json").exists()
+    assert len(after) == len(clean) and after != clean  # one version (seed 1's negatives), not both
+    again = reelsense(home, "features", "--seed", "1")
+    assert again.returncode == 0 and db.fetch(Warehouse(home), rows_sql) == after  # exactly the completed build
+    visible_files_are_whole(home)
+
+
+# 3. Concurrency -------------------------------------------------------------------------------
+
+def test_two_concurrent_extractions_embed_each_item_once(sample):
+    home = fresh_home(sample, "concurrent")
+    runs = [start(home, "extract", "--config", str(sample / "extract.toml")) for _ in range(2)]
+    for proc, log in runs:
+        run = finish(proc, log)
+        assert run.returncode == 0, run.stdout[-3000:]
+    keys = embedding_keys(home)
+    assert len(keys) == len(set(keys)) == 36
+
+
+# 4. Fuzzing -----------------------------------------------------------------------------------
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(text, text, st.one_of(st.just("2026-01-01T00:00:00Z"), text),
+                               st.sampled_from(["watch", "like", "bogus", ""]), st.one_of(st.just(""), text)), max_size=8))
+def test_fuzzed_event_rows_are_accepted_or_quarantined_never_lost(tmp_path_factory, rows):
+    from warehouse.ingest import ingest_events
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    import csv
+    with open(folder / "events.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "item_id", "event_ts", "event", "watch_ratio"])
+        writer.writerows(rows)
+    wh = Warehouse(folder / "home")
+    try:
+        report = ingest_events(wh, folder / "events.csv")
+    except ReelsenseError:
+        return  # a whole-file problem (e.g. a row csv cannot split into the header's columns) is one clear error
+    assert report.input_rows == len(rows)
+    assert report.accepted + report.quarantined + report.duplicates == report.input_rows
+    if report.accepted:
+        db.refresh_views(wh)
+        stored = db.fetch(wh, "SELECT user_id FROM events")
+        assert len(stored) == report.accepted
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=text.filter(bool))
+def test_hostile_ids_reach_sql_only_as_parameters(tmp_path_factory, value):
+    """`reelsense sql --param`, and the stages' own lookups, take any id as a value, never as SQL."""
+    import pyarrow as pa
+    from datetime import datetime, timezone
+
+    from warehouse import store
+    from warehouse.schemas import EVENTS, user_partition
+
+    wh = Warehouse(tmp_path_factory.mktemp("ids") / "home")
+    row = {"user_id": value, "item_id": value, "event_ts": datetime(2026, 1, 1, tzinfo=timezone.utc), "event": "like",
+           "watch_ratio": None, "user_bucket": user_partition(value)}
+    store.append(wh, EVENTS, pa.Table.from_pylist([row], schema=EVENTS.schema))
+    db.refresh_views(wh)
+    assert db.query(wh, "SELECT user_id FROM events WHERE user_id = $1", [value]).column("user_id").to_pylist() == [value]
+    assert [r["n"] for r in db.fetch(wh, "SELECT count(*) AS n FROM events WHERE list_contains($users, user_id)",
+                                     {"users": [value, "x"]})] == [1]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=text)
+def test_explain_with_any_id_is_a_clear_error(ranked_home, value):
+    from flows.analyze import explain_lines
+
+    with pytest.raises(ReelsenseError, match="unknown user"):
+        explain_lines(ranked_home, "?" + value, "i000")
