@@ -78,11 +78,29 @@ class ClipModel:
         self.model, self.device = model.eval(), device
 
 
+# Zero-shot labels for CLIP frame tags ("a video about <label>"): what short videos are about.
+ZERO_SHOT_LABELS = (
+    "cooking", "food", "sports", "football", "fitness", "dance", "music", "pets", "cats", "dogs", "travel",
+    "nature", "beach", "mountains", "city", "cars", "gaming", "beauty", "makeup", "fashion", "comedy",
+    "children", "animals", "art", "technology", "science", "news", "education", "family", "weddings",
+)
+
+
 class ClipFrames:
     modality, name = "frames", "clip"
 
-    def __init__(self, clip: ClipModel) -> None:
-        self.clip = clip
+    def __init__(self, clip: ClipModel, labels: Sequence[str] = ZERO_SHOT_LABELS, top_k: int = 3) -> None:
+        self.clip, self.labels, self.top_k = clip, tuple(labels), top_k
+        self._label_vectors: torch.Tensor | None = None
+
+    def _zero_shot(self, model) -> torch.Tensor:
+        """(labels, D) unit text vectors of the prompts, computed once per load."""
+        if self._label_vectors is None:
+            tokens = self.clip.tokenizer([f"a video about {label}" for label in self.labels]).to(self.clip.device)
+            with _autocast(self.clip.device):
+                text = model.encode_text(tokens).float()
+            self._label_vectors = torch.nn.functional.normalize(text, dim=-1)
+        return self._label_vectors
 
     @property
     def version(self) -> str:
@@ -105,7 +123,9 @@ class ClipFrames:
             features = forward_in_chunks(model.encode_image, x, micro_batch(clip.device, cpu=8, gpu=256)).float()  # (sum N, D)
         per_item = [f.mean(0) for f in split_by_item(features, [len(f) for f in batch])]
         vectors = torch.nn.functional.normalize(torch.stack(per_item), dim=-1)
-        return Embedded(vectors.cpu().numpy().astype(np.float32), [[] for _ in batch])
+        top = (vectors @ self._zero_shot(model).T).topk(min(self.top_k, len(self.labels)), dim=-1).indices  # (N, k)
+        tags = [[self.labels[i] for i in row] for row in top.cpu().tolist()]
+        return Embedded(vectors.cpu().numpy().astype(np.float32), tags)
 
 
 class ClipText:

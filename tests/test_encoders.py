@@ -73,6 +73,12 @@ def test_shared_suite_shape_dtype_and_determinism(every_encoder):
         np.testing.assert_allclose(alone, first.vectors[0], rtol=1e-4, atol=1e-5)
 
 
+def test_clip_frames_tag_with_zero_shot_prompts(every_encoder):
+    clip = next(e for e in every_encoder if isinstance(e, ClipFrames))
+    tags = clip.embed(INPUTS["frames"]).tags
+    assert [len(t) for t in tags] == [3, 3] and all(set(t) <= set(clip.labels) for t in tags)
+
+
 def test_image_encoder_sees_a_cat_in_a_real_photo():
     encoder = EfficientNetLite0(top_k=3)
     encoder.load("cpu")
