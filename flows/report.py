@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ranker import plots
 from ranker.data import Dataset
@@ -49,7 +50,7 @@ def write_report(wh: Warehouse, *, data: Dataset, explanations: list[dict], prof
     featured = users[0] if users else None
     figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     plotted = set(sorted(by_user)[:max_plot_users])
-    for user in sorted(set(shifts) | set(by_user)):
+    for user in tqdm(sorted(set(shifts) | set(by_user)), desc="report pages", unit="user", leave=False):
         _user_page(out, user, data=data, rows=by_user.get(user, []), profile=profiles.get(user, {}), shift=shifts.get(user),
                    tags=tags, plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None)
     (out / "index.html").write_text(_index(wh, figures, sorted(set(shifts) | set(by_user)), profiles, shifts, run_id))
