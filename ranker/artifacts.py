@@ -73,13 +73,13 @@ def read_meta(models_dir: Path, name: str, version: str) -> dict[str, Any]:
 
 
 def list_models(models_dir: Path) -> list[dict[str, Any]]:
-    """Every saved version, newest first per name, with a `latest` flag."""
+    """Every saved version, by name then version (versions sort by time), with a `latest` flag."""
     out = []
     for folder in sorted((models_dir / "rankers").glob("*/*/meta.json")):
         meta = json.loads(folder.read_text())
         newest = latest(models_dir, meta["name"])
         out.append({**meta, "latest": newest is not None and newest["version"] == meta["version"]})
-    return sorted(out, key=lambda m: (m["name"], m["version"]), reverse=False)
+    return sorted(out, key=lambda m: (m["name"], m["version"]))
 
 
 def record_metrics(models_dir: Path, name: str, version: str, metrics: dict[str, Any]) -> None:
