@@ -25,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import Dataset, build_sequences, item_vocabulary, load_dataset
+from ranker.data import Dataset, build_sequences, item_vocabulary, load_dataset, negative_samples
 from ranker.evaluate import evaluate_model, evaluation_slices
 from ranker.registry import ALL_MODELS, NEEDS_BASE, build
 from warehouse import db, store
@@ -46,35 +46,13 @@ def build_features(home: str, max_history: int = MAX_HISTORY, seed: int = 0) -> 
         "history_events": table.column("history_events"), "history_watch_ratios": table.column("history_watch_ratios"),
         "split": table.column("split"), "negative_kind": pa.nulls(table.num_rows, pa.string()),
     })
-    negatives = _negative_samples(wh, table, seed)
+    negatives = negative_samples(item_vocabulary(wh), table, seed)
     result = store.overwrite(wh, SAMPLES, pa.concat_tables([positives, negatives], promote_options="permissive"))
     db.refresh_views(wh)
     splits = {s: int(n) for s, n in zip(*np.unique(table.column("split").to_numpy(zero_copy_only=False), return_counts=True))}
     summary = {"positives": table.num_rows, "negatives": negatives.num_rows, "rows": result.written, "splits": splits}
     get_run_logger().info("build-features: %s", summary)
     return summary
-
-
-def _negative_samples(wh: Warehouse, table: pa.Table, seed: int) -> pa.Table:
-    """One uniform and one popularity-proportional negative per positive (seeded), without history."""
-    items = item_vocabulary(wh)
-    index = {item: i for i, item in enumerate(items)}
-    train = np.asarray(table.column("split").to_pylist()) == "train"
-    counts = np.bincount([index[i] for i, t in zip(table.column("item_id").to_pylist(), train) if t], minlength=len(items))
-    rng = np.random.default_rng(seed)
-    n = table.num_rows
-    uniform = rng.integers(0, len(items), n)
-    popular = rng.choice(len(items), size=n, p=(counts + 1e-3) / (counts + 1e-3).sum())
-    picked = np.concatenate([uniform, popular])
-    take = np.concatenate([np.arange(n), np.arange(n)])
-    empty_str = pa.array([[]] * (2 * n), pa.list_(pa.string()))
-    return pa.table({
-        "user_id": table.column("user_id").take(take), "item_id": pa.array([items[i] for i in picked]),
-        "label": pa.array(np.zeros(2 * n, np.int8)), "event_ts": table.column("event_ts").take(take),
-        "event": pa.nulls(2 * n, pa.string()), "history_item_ids": empty_str, "history_events": empty_str,
-        "history_watch_ratios": pa.array([[]] * (2 * n), pa.list_(pa.float32())),
-        "split": table.column("split").take(take), "negative_kind": pa.array(["uniform"] * n + ["popularity"] * n),
-    })
 
 
 @task(name="train-one-ranker", cache_policy=NO_CACHE)

@@ -153,6 +153,28 @@ def content_matrix(wh: Warehouse, index: dict[str, int]) -> tuple[np.ndarray, st
     return matrix, f"{modality}:{model}"
 
 
+def negative_samples(items: list[str], table: pa.Table, seed: int) -> pa.Table:
+    """Rows for `samples`: one uniform and one popularity-proportional (training counts) negative
+    item per positive row of `table` (build_sequences output), seeded, without history."""
+    index = {item: i for i, item in enumerate(items)}
+    train = np.asarray(table.column("split").to_pylist()) == "train"
+    counts = np.bincount([index[i] for i, t in zip(table.column("item_id").to_pylist(), train) if t], minlength=len(items))
+    rng = np.random.default_rng(seed)
+    n = table.num_rows
+    uniform = rng.integers(0, len(items), n)
+    popular = rng.choice(len(items), size=n, p=(counts + 1e-3) / (counts + 1e-3).sum())
+    picked = np.concatenate([uniform, popular])
+    take = np.concatenate([np.arange(n), np.arange(n)])
+    empty_str = pa.array([[]] * (2 * n), pa.list_(pa.string()))
+    return pa.table({
+        "user_id": table.column("user_id").take(take), "item_id": pa.array([items[i] for i in picked]),
+        "label": pa.array(np.zeros(2 * n, np.int8)), "event_ts": table.column("event_ts").take(take),
+        "event": pa.nulls(2 * n, pa.string()), "history_item_ids": empty_str, "history_events": empty_str,
+        "history_watch_ratios": pa.array([[]] * (2 * n), pa.list_(pa.float32())),
+        "split": table.column("split").take(take), "negative_kind": pa.array(["uniform"] * n + ["popularity"] * n),
+    })
+
+
 @dataclass
 class ModalityVectors:
     """Per-modality aligned vectors and fusion weights of every item (rows as in Dataset.content)."""
