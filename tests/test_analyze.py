@@ -127,3 +127,14 @@ def _chromium():
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--allow-file-access-from-files"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_report_command_line(analyzed, capsys):
+    from flows.cli import main
+
+    wh, _, _ = analyzed
+    assert main(["--home", str(wh.home), "report", "--run-id", "run-report", "--plot-users", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "analyze run-report: 144 explanations, 36 user pages" in out and "index.html" in out
+    assert main(["--home", str(wh.home), "explain", "--user", "nobody", "--item", "i000"]) == 2
+    assert "unknown user 'nobody'" in capsys.readouterr().err

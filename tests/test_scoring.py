@@ -88,3 +88,12 @@ def test_models_lists_the_registry(ranked_home, capsys):
     assert main(["--home", str(ranked_home.home), "models"]) == 0
     out = capsys.readouterr().out
     assert "lstm-attn" in out and "lightgbm" in out and "fused:aligned@tiny" in out
+
+
+def test_score_command_line(ranked_home, capsys):
+    from flows.cli import main
+
+    assert main(["--home", str(ranked_home.home), "score", "--k", "2", "--users", "user00,user01", "--run-id", "cli-run"]) == 0
+    assert "score-batch cli-run: 2 users x top 2 with lstm-attn: 4 rows written" in capsys.readouterr().out
+    assert main(["--home", str(ranked_home.home), "score", "--k", "5", "--candidates", "3"]) == 2  # k > candidates: exit 2
+    assert "need 1 <= k <= candidates" in capsys.readouterr().err
