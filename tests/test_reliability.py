@@ -197,6 +197,38 @@ def test_two_concurrent_extractions_embed_each_item_once(sample):
     assert len(keys) == len(set(keys)) == 36
 
 
+def _refresh_and_query(home: str, rounds: int) -> None:
+    wh = Warehouse(home)
+    for _ in range(rounds):
+        db.refresh_views(wh)
+        assert db.query(wh, "SELECT count(*) AS n FROM events").column("n")[0].as_py() == 1
+
+
+def test_concurrent_view_refreshes_and_queries_wait_instead_of_failing(tmp_path):
+    """DuckDB allows one read-write process or many readers; without the database lock, processes
+    refreshing views while others query fail with "Could not set lock on file"."""
+    import multiprocessing
+
+    import pyarrow as pa
+    from datetime import datetime, timezone
+
+    from warehouse import store
+    from warehouse.schemas import EVENTS, user_partition
+
+    wh = Warehouse(tmp_path / "home")
+    store.append(wh, EVENTS, pa.Table.from_pylist([{"user_id": "u", "item_id": "i", "event_ts": datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                                    "event": "like", "watch_ratio": None, "user_bucket": user_partition("u")}],
+                                                  schema=EVENTS.schema))
+    db.refresh_views(wh)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_refresh_and_query, args=(str(wh.home), 30)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(300)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+
+
 # 4. Fuzzing -----------------------------------------------------------------------------------
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40)

@@ -8,7 +8,10 @@ queries and read-write only to (re)create views. Queries that take user values a
 
 from __future__ import annotations
 
+import fcntl
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from string import Template
 from typing import Any
@@ -22,18 +25,32 @@ from warehouse import store
 from warehouse.store import Warehouse
 
 
+@contextmanager
+def _database_lock(wh: Warehouse, *, exclusive: bool) -> Iterator[None]:
+    """DuckDB lets one process open the file read-write, or any number read-only, never both:
+    writers of views take this lock exclusively, readers shared, so concurrent runs wait their
+    turn instead of failing with "Could not set lock on file"."""
+    with open(wh.home / ".reelsense.duckdb.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def refresh_views(wh: Warehouse) -> None:
     """Create or replace the view of every table; call after a write that may add a table's first file."""
     wh.home.mkdir(parents=True, exist_ok=True)
     store.recover(wh)
-    con = duckdb.connect(str(wh.db_path))
-    try:
-        for spec in TABLES.values():
-            con.execute(view_sql(wh, spec))
-        for sql in vector_view_sqls(con) + derived_view_sqls():
-            con.execute(sql)
-    finally:
-        con.close()
+    with _database_lock(wh, exclusive=True):
+        con = duckdb.connect(str(wh.db_path))
+        try:
+            for spec in TABLES.values():
+                con.execute(view_sql(wh, spec))
+            for sql in vector_view_sqls(con) + derived_view_sqls():
+                con.execute(sql)
+        finally:
+            con.close()
 
 
 DERIVED_VIEWS = ("item_tags",)  # views over the table views (warehouse/sql/views/<name>.sql)
@@ -85,28 +102,32 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def connect(wh: Warehouse, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """A connection to the warehouse database, with UTC timestamps."""
+@contextmanager
+def connect(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the warehouse database, with UTC timestamps (a context manager:
+    it holds the shared database lock while open)."""
     if not wh.db_path.exists():
         raise WarehouseNotFound(
             f"no warehouse at {wh.home} (no {wh.db_path.name}); run `reelsense ingest ...` or "
             "`reelsense demo` first, or pass --home"
         )
     store.recover(wh)  # a replace a crashed writer left half done is finished before anyone reads
-    con = duckdb.connect(str(wh.db_path), read_only=read_only)
-    con.execute("SET TimeZone = 'UTC'")
-    return con
+    with _database_lock(wh, exclusive=False):
+        con = duckdb.connect(str(wh.db_path), read_only=True)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            yield con
+        finally:
+            con.close()
 
 
 def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
     """Run one read-only query; user values go in `params` ($1 or $name placeholders), never in `sql`."""
-    con = connect(wh, read_only=True)
-    try:
-        return con.sql(sql, params=params).to_arrow_table()
-    except duckdb.Error as exc:
-        raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
-    finally:
-        con.close()
+    with connect(wh) as con:
+        try:
+            return con.sql(sql, params=params).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
 
 
 def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
@@ -133,11 +154,8 @@ def fetch(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
 
 
 def table_counts(wh: Warehouse) -> dict[str, int]:
-    con = connect(wh, read_only=True)
-    try:
+    with connect(wh) as con:
         return {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}
-    finally:
-        con.close()
 
 
 def _sql_string(text: str) -> str:
