@@ -1,7 +1,7 @@
 """The `reelsense` command line.
 
     reelsense [--home DIR] ingest microlens DIR | items FILE | events FILE
-    reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N]
+    reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N] [--shards N]
     reelsense [--home DIR] align [--retrain] [--seed N] [--topics truth.json]
     reelsense [--home DIR] features | train [--models a,b] | evaluate [--max-users N]
     reelsense [--home DIR] score [--model NAME] [--k N] [--users a,b] [--run-id ID] [--dask-workers N]
@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--preset", choices=["offline", "paper"], help="override the config's preset")
     extract.add_argument("--force", action="store_true", help="recompute items that are already embedded")
     extract.add_argument("--limit", type=int, help="only the first N items (by item_id)")
-    extract.add_argument("--dask-workers", type=int, default=0, help="run tasks on a local Dask cluster of N processes")
+    extract.add_argument("--dask-workers", type=int, default=0, help="run item shards on a local Dask cluster of N processes")
+    extract.add_argument("--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"),
+                         help="run item shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)")
+    extract.add_argument("--shards", type=int, default=0, help="item shards (default: 0 in-process, 4 per Dask worker)")
     extract.set_defaults(run=_extract)
 
     align = commands.add_parser("align", help="align frames, text and audio in one space and fuse them (flow align-items)")
@@ -179,7 +182,8 @@ def _extract(args: argparse.Namespace) -> None:
     wh = Warehouse(args.home)
     if not wh.has_rows_on_disk(ITEMS):
         raise WarehouseNotFound(f"no items in {wh.home}; run `reelsense ingest items FILE` (or `reelsense demo`) first")
-    summary = run_extract(str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers)
+    summary = run_extract(str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers,
+                          dask_address=args.dask_address, shards=args.shards)
     print(summary_line(summary))
 
 

@@ -1,19 +1,23 @@
 """extract-items: decode frames and audio, embed them in batches, write `embeddings` (Prefect flow).
 
-    reelsense extract [--config extract.toml] [--force] [--limit N] [--dask-workers N]
+    reelsense extract [--config extract.toml] [--force] [--limit N] [--dask-workers N | --dask-address ADDR] [--shards N]
 
 Reads `items`; writes `embeddings` (one row per item, modality and model) and `failures` (corrupt
 media, missing audio). Caching is by content hash, in the warehouse itself: an item whose
 (modality, model, content_hash) is stored is skipped, so a rerun after a crash does only what is
 left (each finished batch was committed atomically), and `--force` recomputes and replaces.
-Decoding of the next batch (threads, or Dask worker processes with --dask-workers) overlaps the
-encoding of the current one.
+On one machine, decoding of the next batch (a thread) overlaps the encoding of the current one.
+Scaled out (--dask-workers, --dask-address), items are partitioned by crc32(item_id) into shards
+that each worker decodes, embeds and commits on its own: the commits are idempotent appends, so
+workers never coordinate, and more workers give more throughput until the storage saturates.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+import zlib
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -71,16 +75,53 @@ def write_task(home: str, result: BatchResult, force: bool) -> dict[str, int]:
             "audio_missing": len(result.failures) - quarantined}
 
 
+@task(name="extract-shard", cache_policy=NO_CACHE)
+def extract_shard(home: str, work: list[WorkItem], config: ExtractConfig, force: bool, torch_threads: int = 0) -> dict[str, int]:
+    """Decode, embed and commit one shard of items, all on the worker that runs it (scale-out)."""
+    loaded_encoders(config)  # once per worker process (cached); it sets torch's threads to every core
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)  # worker processes sharing a machine share its cores
+    totals = {"vectors": 0, "embedded": 0, "quarantined": 0, "audio_missing": 0}
+    for start in range(0, len(work), config.batch_items):
+        decoded = decode_task.fn(work[start : start + config.batch_items], config)
+        counts = write_task.fn(home, embed_task.fn(decoded, config), force)
+        totals = {k: totals[k] + counts[k] for k in totals}
+    return totals
+
+
+def item_shards(work: list[WorkItem], shards: int) -> list[list[WorkItem]]:
+    """Items by partition (crc32 of the item id): the same item always lands in the same shard."""
+    parts: list[list[WorkItem]] = [[] for _ in range(shards)]
+    for item in work:
+        parts[zlib.crc32(item.item_id.encode("utf-8")) % shards].append(item)
+    return [p for p in parts if p]
+
+
 @flow(name="extract-items", log_prints=True)
-def extract_items(home: str, config: ExtractConfig = ExtractConfig(), force: bool = False, limit: int | None = None) -> dict[str, Any]:
-    """Embed every item that is not embedded yet; return the run summary."""
+def extract_items(home: str, config: ExtractConfig = ExtractConfig(), force: bool = False, limit: int | None = None,
+                  shards: int = 0, torch_threads: int = 0) -> dict[str, Any]:
+    """Embed every item that is not embedded yet; return the run summary. shards = 0: one
+    pipeline in this process (decoding the next batch while this one is encoded); shards > 0:
+    items partitioned into that many shard tasks, each decoded, embedded and committed by
+    whichever worker runs it (the Dask runner's processes or machines)."""
     logger = get_run_logger()
     started = time.perf_counter()
     work, skipped = plan_extraction(home, config, force, limit)
     batches = [work[i : i + config.batch_items] for i in range(0, len(work), config.batch_items)]
     logger.info("%d items to embed in %d batches (%s), %d skipped", len(work), len(batches), ", ".join(model_ids(config).values()), skipped)
     totals = {"vectors": 0, "embedded": 0, "quarantined": 0, "audio_missing": 0}
-    with tqdm(total=len(work), unit="item", desc="extract-items", file=sys.stderr, disable=not work) as bar:
+    if shards and work:
+        parts = item_shards(work, shards)
+        futures = [extract_shard.submit(home, part, config, force, torch_threads) for part in parts]
+        with tqdm(total=len(work), unit="item", desc="extract-items (shards)", file=sys.stderr) as bar:
+            for part, future in zip(parts, futures):
+                counts = future.result()
+                totals = {k: totals[k] + counts[k] for k in totals}
+                bar.update(len(part))
+        batches = []
+    with tqdm(total=len(work), unit="item", desc="extract-items", file=sys.stderr, disable=not batches) as bar:
         pending = decode_task.submit(batches[0], config) if batches else None
         for index in range(len(batches)):
             decoded = pending.result()
@@ -98,14 +139,21 @@ def extract_items(home: str, config: ExtractConfig = ExtractConfig(), force: boo
     return summary
 
 
-def run_extract(home: str, config: ExtractConfig, *, force: bool = False, limit: int | None = None, dask_workers: int = 0) -> dict[str, Any]:
-    """Run the flow, on Dask worker processes when `dask_workers` > 0."""
-    if dask_workers:
+def run_extract(home: str, config: ExtractConfig, *, force: bool = False, limit: int | None = None, dask_workers: int = 0,
+                dask_address: str | None = None, shards: int = 0) -> dict[str, Any]:
+    """Run the flow in this process, or sharded on Dask: a local cluster of `dask_workers`
+    processes (each with its share of the cores) or a running scheduler at `dask_address`."""
+    if dask_workers or dask_address:
         from prefect_dask import DaskTaskRunner
 
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "processes": True, "threads_per_worker": 1})
-        return extract_items.with_options(task_runner=runner)(home, config, force, limit)
-    return extract_items(home, config, force, limit)
+        if dask_address:
+            runner, threads = DaskTaskRunner(address=dask_address), 0
+        else:
+            runner = DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "processes": True, "threads_per_worker": 1})
+            threads = max(1, (os.cpu_count() or 1) // dask_workers)
+        shards = shards or 4 * max(dask_workers, 2)  # a few shards per worker evens out their sizes
+        return extract_items.with_options(task_runner=runner)(home, config, force, limit, shards, threads)
+    return extract_items(home, config, force, limit, shards)
 
 
 def summary_line(summary: dict[str, Any]) -> str:

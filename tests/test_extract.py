@@ -113,3 +113,19 @@ def test_extract_on_a_local_dask_cluster_of_processes(prefect_harness, sample_it
     summary = run_extract(str(wh.home), CONFIG.replace(modalities=("text",)), dask_workers=2)
     assert (summary["embedded"], summary["vectors"]) == (13, 13)
     assert counts(wh) == {"text": 13}
+
+
+def test_item_shards_embed_the_same_vectors_as_the_pipeline(prefect_harness, sample_items, tmp_path):
+    from warehouse.store import Warehouse
+
+    vectors = {}
+    for shards in (0, 3):
+        home = Warehouse(tmp_path / f"shards{shards}")
+        ingest_items(home, sample_items / "items.csv")
+        summary = run_extract(str(home.home), CONFIG.replace(modalities=("frames", "text")), shards=shards)
+        assert (summary["embedded"], summary["quarantined"], summary["vectors"]) == (12, 1, 24)
+        vectors[shards] = {(r["item_id"], r["modality"]): r["vector"]
+                           for r in db.fetch(home, "SELECT item_id, modality, vector FROM embeddings")}
+    assert vectors[0].keys() == vectors[3].keys()
+    for key, vector in vectors[0].items():
+        assert max(abs(a - b) for a, b in zip(vector, vectors[3][key])) < 1e-4, key
