@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from isolated import run_isolated
 
 RUNNERS = {"pipeline": 0, "dask1": 1, "dask2": 2}
 
@@ -43,14 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     for runner in args.runners.split(","):
-        context = multiprocessing.get_context("spawn")
-        queue = context.Queue()
-        proc = context.Process(target=one, args=(args.sample, runner, queue))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise SystemExit(f"{runner}: failed with exit code {proc.exitcode}")
-        results.append(queue.get())
+        results.append(run_isolated(one, args.sample, runner))
         print(json.dumps(results[-1]), flush=True)
     print(f"\ncpus: {os.cpu_count()}; sample {args.sample}")
     print(f"{'runner':<10}{'items':>7}{'seconds':>9}{'items/s':>9}")

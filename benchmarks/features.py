@@ -25,6 +25,8 @@ from warehouse import db, store
 from warehouse.schemas import EVENTS, user_partition
 from warehouse.store import Warehouse
 
+from isolated import run_isolated
+
 HISTORY = 20
 
 
@@ -77,14 +79,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
     results = {}
     for builder in ("duckdb", "pandas"):
-        process = context.Process(target=run, args=(builder, args.events, queue))
-        process.start()
-        name, rows, seconds, peak = queue.get()
-        process.join()
+        name, rows, seconds, peak = run_isolated(run, builder, args.events)
         results[name] = (rows, seconds, peak)
         print(f"{name:<7} {rows:>9} sequences in {seconds:7.2f}s  peak RSS {peak:7.0f} MB", flush=True)
     print(f"duckdb is {results['pandas'][1] / results['duckdb'][1]:.1f}x faster ({datetime.now(timezone.utc):%Y-%m-%d}, "

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import resource
 import time
+
+from isolated import run_isolated
 
 RUNNERS = {"threads": 0, "dask1": 1, "dask2": 2}
 
@@ -44,13 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     for runner in args.runners.split(","):
-        queue = multiprocessing.get_context("spawn").Queue()
-        proc = multiprocessing.get_context("spawn").Process(target=one, args=(args.home, args.model, runner, queue))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise SystemExit(f"{runner}: failed with exit code {proc.exitcode}")
-        results.append(queue.get())
+        results.append(run_isolated(one, args.home, args.model, runner))
         print(json.dumps(results[-1]), flush=True)
     print(f"\ncpus: {os.cpu_count()}; model {args.model}; home {args.home}")
     print(f"{'runner':<8}{'users':>8}{'rows':>10}{'seconds':>9}{'rows/s':>9}{'peak RSS MB':>13}{'child RSS MB':>14}")

@@ -91,9 +91,10 @@ def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str,
         return []
     rows_q = np.asarray([row_of[u] for u, _ in pairs], np.int64)
     items = np.asarray([index[i] for _, i in pairs], np.int64)
-    pair_queries = queries.take(rows_q)
-    rows = explain_pairs(model, data, pair_queries, items, modalities=modality_vectors(wh, data), item_tags=item_tags(wh),
-                         history_age_s=history_ages(wh, pair_queries, data), ctr=ctr)
+    users_q, pair_user = np.unique(rows_q, return_inverse=True)  # a user's pairs share one history
+    ages = history_ages(wh, queries.take(users_q), data)[pair_user]
+    rows = explain_pairs(model, data, queries.take(rows_q), items, modalities=modality_vectors(wh, data), item_tags=item_tags(wh),
+                         history_age_s=ages, ctr=ctr)
     version = f"lstm-attn@{model.version}" + (f"+lightgbm@{ctr.version}" if ctr is not None else "")
     return [{**r, "model_version": version} for r in rows]
 
@@ -115,11 +116,12 @@ def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dic
                 config: ShiftConfig = ShiftConfig()) -> dict[str, dict[str, Any]]:
     """Per user: the positive interactions in time order, the drift curve, detected shifts with the
     tags that rose and fell, and (on the sample) the planted shifts as interaction indices."""
-    order = np.lexsort((data.event_ts, data.queries.users))
+    order = np.lexsort((data.event_ts, data.queries.users))  # by user, then time
     users = data.queries.users[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
     out = {}
-    for user in tqdm(np.unique(users), desc="interest shifts", unit="user", leave=False):
-        rows = order[users == user]
+    for rows in tqdm(np.split(order, starts[1:]) if len(users) else [], desc="interest shifts", unit="user", leave=False):
+        user = data.queries.users[rows[0]]
         vectors = data.content[data.targets[rows]]
         found = detect_shifts(vectors, config)
         item_ids = [data.item_ids[i] for i in data.targets[rows]]

@@ -227,11 +227,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from flows.rank import evaluate_rankers
 
     wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` and `reelsense train` first")
-    try:
-        results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users,
-                                   device=args.device, dataset=args.dataset)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ReelsenseError(str(exc)) from exc
+    results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users,
+                               device=args.device, dataset=args.dataset)
     print(f"evaluate: {wh.reports_dir / 'results.json'}")
     print("\n".join(results_lines(results)))
 

@@ -75,6 +75,13 @@ def write_task(home: str, result: BatchResult, force: bool) -> dict[str, int]:
             "audio_missing": len(result.failures) - quarantined}
 
 
+COUNTS = ("vectors", "embedded", "quarantined", "audio_missing")
+
+
+def _add(totals: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
+    return {k: totals[k] + counts[k] for k in COUNTS}
+
+
 @task(name="extract-shard", cache_policy=NO_CACHE)
 def extract_shard(home: str, work: list[WorkItem], config: ExtractConfig, force: bool, torch_threads: int = 0) -> dict[str, int]:
     """Decode, embed and commit one shard of items, all on the worker that runs it (scale-out)."""
@@ -83,11 +90,10 @@ def extract_shard(home: str, work: list[WorkItem], config: ExtractConfig, force:
         import torch
 
         torch.set_num_threads(torch_threads)  # worker processes sharing a machine share its cores
-    totals = {"vectors": 0, "embedded": 0, "quarantined": 0, "audio_missing": 0}
+    totals = dict.fromkeys(COUNTS, 0)
     for start in range(0, len(work), config.batch_items):
         decoded = decode_task.fn(work[start : start + config.batch_items], config)
-        counts = write_task.fn(home, embed_task.fn(decoded, config), force)
-        totals = {k: totals[k] + counts[k] for k in totals}
+        totals = _add(totals, write_task.fn(home, embed_task.fn(decoded, config), force))
     return totals
 
 
@@ -97,6 +103,31 @@ def item_shards(work: list[WorkItem], shards: int) -> list[list[WorkItem]]:
     for item in work:
         parts[zlib.crc32(item.item_id.encode("utf-8")) % shards].append(item)
     return [p for p in parts if p]
+
+
+def _run_shards(home: str, work: list[WorkItem], config: ExtractConfig, force: bool, shards: int, torch_threads: int,
+                bar: tqdm) -> dict[str, int]:
+    parts = item_shards(work, shards)
+    futures = [extract_shard.submit(home, part, config, force, torch_threads) for part in parts]
+    totals = dict.fromkeys(COUNTS, 0)
+    for part, future in zip(parts, futures):
+        totals = _add(totals, future.result())
+        bar.update(len(part))
+    return totals
+
+
+def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force: bool, bar: tqdm) -> dict[str, int]:
+    """Batches in order, decoding the next one (a task) while this one is encoded and committed."""
+    batches = [work[i : i + config.batch_items] for i in range(0, len(work), config.batch_items)]
+    totals = dict.fromkeys(COUNTS, 0)
+    pending = decode_task.submit(batches[0], config) if batches else None
+    for index, batch in enumerate(batches):
+        decoded = pending.result()
+        pending = decode_task.submit(batches[index + 1], config) if index + 1 < len(batches) else None
+        totals = _add(totals, write_task(home, embed_task(decoded, config), force))
+        bar.update(len(batch))
+        bar.set_postfix(quarantined=totals["quarantined"])
+    return totals
 
 
 @flow(name="extract-items", log_prints=True)
@@ -109,27 +140,13 @@ def extract_items(home: str, config: ExtractConfig = ExtractConfig(), force: boo
     logger = get_run_logger()
     started = time.perf_counter()
     work, skipped = plan_extraction(home, config, force, limit)
-    batches = [work[i : i + config.batch_items] for i in range(0, len(work), config.batch_items)]
-    logger.info("%d items to embed in %d batches (%s), %d skipped", len(work), len(batches), ", ".join(model_ids(config).values()), skipped)
-    totals = {"vectors": 0, "embedded": 0, "quarantined": 0, "audio_missing": 0}
-    if shards and work:
-        parts = item_shards(work, shards)
-        futures = [extract_shard.submit(home, part, config, force, torch_threads) for part in parts]
-        with tqdm(total=len(work), unit="item", desc="extract-items (shards)", file=sys.stderr) as bar:
-            for part, future in zip(parts, futures):
-                counts = future.result()
-                totals = {k: totals[k] + counts[k] for k in totals}
-                bar.update(len(part))
-        batches = []
-    with tqdm(total=len(work), unit="item", desc="extract-items", file=sys.stderr, disable=not batches) as bar:
-        pending = decode_task.submit(batches[0], config) if batches else None
-        for index in range(len(batches)):
-            decoded = pending.result()
-            pending = decode_task.submit(batches[index + 1], config) if index + 1 < len(batches) else None
-            counts = write_task(home, embed_task(decoded, config), force)
-            totals = {k: totals[k] + counts[k] for k in totals}
-            bar.update(len(batches[index]))
-            bar.set_postfix(quarantined=totals["quarantined"])
+    how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
+    logger.info("%d items to embed in %s (%s), %d skipped", len(work), how, ", ".join(model_ids(config).values()), skipped)
+    with tqdm(total=len(work), unit="item", desc="extract-items", file=sys.stderr, disable=not work) as bar:
+        if shards:
+            totals = _run_shards(home, work, config, force, shards, torch_threads, bar)
+        else:
+            totals = _run_pipeline(home, work, config, force, bar)
     db.refresh_views(Warehouse(home))
     seconds = time.perf_counter() - started
     summary = {**totals, "skipped": skipped, "seconds": round(seconds, 2),

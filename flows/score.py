@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import load_dataset
-from ranker.names import ALL_MODELS, NEEDS_BASE
+from ranker.names import ALL_MODELS
 from ranker.scoring import current_queries, rerank, similarity_candidates
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -47,11 +47,7 @@ def score_shard(home: str, buckets: list[int], model_name: str, run_id: str, *, 
     wh = Warehouse(home)
     started = time.perf_counter()
     data = load_dataset(wh, MAX_HISTORY, buckets=buckets)
-    trained: dict[str, Any] = {}
-    if model_name in NEEDS_BASE:  # lightgbm re-ranks its base model, loaded first
-        base = NEEDS_BASE[model_name]
-        trained[base] = artifacts.load(wh.models_dir, base, data, trained, device, match="schema")
-    model = artifacts.load(wh.models_dir, model_name, data, trained, device, version=version, match="schema")
+    model = artifacts.load_with_base(wh.models_dir, model_name, data, device, version=version, match="schema")
     queries = current_queries(data)
     if users is not None:
         queries = queries.take(np.flatnonzero(np.isin(queries.users, users)))

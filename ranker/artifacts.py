@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ranker.data import Dataset
+from ranker.names import NEEDS_BASE
 from ranker.registry import build
 from warehouse.errors import ReelsenseError
 
@@ -104,6 +105,15 @@ def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], de
     model.load(models_dir / "rankers" / name / meta["version"] / "model", data)
     model.version = meta["version"]
     return model
+
+
+def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, version: str | None = None,
+                   match: str = "fingerprint") -> Any:
+    """`load`, with the base model of a ranker that re-ranks another (lightgbm: lstm-attn) loaded first."""
+    trained: dict[str, Any] = {}
+    if name in NEEDS_BASE:
+        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, match=match)
+    return load(models_dir, name, data, trained, device, version=version, match=match)
 
 
 def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any]) -> None:

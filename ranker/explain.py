@@ -19,10 +19,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ranker.data import Dataset, ModalityVectors, Queries
+from ranker.base import minibatches
+from ranker.data import EVENT_INDEX, Dataset, ModalityVectors, Queries
 
 MODALITY_WORDS = {"frames": "the picture", "audio": "the music", "text": "the title"}
-EVENT_VERBS = {1: "saw", 2: "watched", 3: "liked", 4: "commented on", 5: "shared"}  # ranker.data.EVENT_INDEX
+EVENT_VERBS = {EVENT_INDEX[event]: verb for event, verb in
+               {"impression": "saw", "watch": "watched", "like": "liked", "comment": "commented on", "share": "shared"}.items()}
 
 
 @torch.no_grad()
@@ -47,9 +49,8 @@ def leave_one_modality_out(model, data: Dataset, queries: Queries, items: npt.ND
 
 def attention(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int64], *, block: int = 1024) -> npt.NDArray[np.float32]:
     """(Q, T) lstm-attn attention over each query's history when scoring its item."""
-    parts = [model.attention(data, queries.take(rows), items[rows])
-             for rows in np.array_split(np.arange(len(queries)), max(1, len(queries) // block))]
-    return np.concatenate(parts).astype(np.float32)
+    parts = [model.attention(data, queries.take(rows), items[rows]) for rows in minibatches(len(queries), block)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(queries.hist_items.shape, np.float32)
 
 
 def when(seconds_before: float) -> str:

@@ -20,6 +20,13 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
 
+def _save(fig, path: Path, *, dpi: int) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)  # figures are not garbage-collected by pyplot: one page per user would pile up
+    return path
+
+
 def tsne_coordinates(vectors: npt.NDArray[np.float32], seed: int = 0) -> npt.NDArray[np.float32]:
     """(n, 2) t-SNE coordinates (cosine distances; perplexity scaled down for small sets)."""
     from sklearn.manifold import TSNE
@@ -39,10 +46,7 @@ def embedding_map(coords: npt.NDArray[np.float32], groups: list[str], path: Path
     fig, ax = plt.subplots(figsize=(7.5, 6))
     _draw_map(ax, coords, groups, trajectory, who)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=90)
 
 
 def _draw_map(ax, coords, groups, trajectory, who: str) -> None:
@@ -76,10 +80,7 @@ def user_figure(path: Path, *, user: str, coords, groups, trajectory, attention:
     ax.set_xlabel("positive interactions, in time order")
     ax.set_title("interest drift")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=80)
 
 
 def attention_heatmap(path: Path, attention: npt.NDArray[np.float32], history_labels: list[str], item_labels: list[str],
@@ -87,10 +88,7 @@ def attention_heatmap(path: Path, attention: npt.NDArray[np.float32], history_la
     fig, ax = plt.subplots(figsize=(9, 4.5))
     _draw_attention(fig, ax, attention, history_labels, item_labels)
     ax.set_title(f"{user}: attention over the history (rows: top-scored items; right: newest)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=90)
 
 
 def _draw_attention(fig, ax, attention, history_labels, item_labels) -> None:
@@ -114,7 +112,4 @@ def modality_bars(users: list[str], names: list[str], contributions: npt.NDArray
     ax.set_ylabel("log-odds lost when left out")
     ax.set_title("modality contributions per user (mean over their scored items)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=90)

@@ -19,9 +19,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from warehouse import store
 from warehouse.errors import QueryError, WarehouseNotFound
 from warehouse.schemas import TABLES, TableSpec
-from warehouse import store
 from warehouse.store import Warehouse
 
 
