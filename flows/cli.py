@@ -9,7 +9,7 @@
     reelsense [--home DIR] serve [--name default] [--paused]
     reelsense [--home DIR] report [--run-id ID] [--truth truth.json]
     reelsense [--home DIR] explain --user U --item I [--run-id ID]
-    reelsense [--home DIR] sql "SELECT ..." [--param VALUE ...]
+    reelsense [--home DIR] sql "SELECT ..." [--param VALUE | --param NAME=VALUE ...] [--format table|csv|json]
     reelsense sample --out DIR [--seed N]
     reelsense [--home DIR] demo [--seed N]
 
@@ -20,6 +20,10 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -136,10 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the trained rankers in the model registry")
     models.set_defaults(run=_list_models)
 
-    sql = commands.add_parser("sql", help="run a read-only SQL query over the warehouse")
+    sql = commands.add_parser("sql", help="run one read-only SELECT over the warehouse (COPY, SET, CREATE, ... are refused; "
+                                          "files are read only under <home>/tables)")
     sql.add_argument("query")
-    sql.add_argument("--param", action="append", default=[], help="value for $1, $2, ... (repeatable)")
-    sql.add_argument("--max-rows", type=int, default=50)
+    sql.add_argument("--param", action="append", default=[], metavar="VALUE|NAME=VALUE",
+                     help="repeatable: values for $1, $2, ... in order, or NAME=VALUE for $NAME")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="table (cells cut at --width) or csv / json (full values)")
+    sql.add_argument("--max-rows", type=int, help="rows printed (default: 50 for table, all for csv and json)")
+    sql.add_argument("--width", type=int, default=48, help="widest table cell in characters; 0: no limit")
     sql.set_defaults(run=_sql)
 
     sample = commands.add_parser("sample", help="generate the bundled sample platform")
@@ -322,8 +331,19 @@ def _metric(meta: dict, slice_name: str, metric: str) -> str:
 
 
 def _sql(args: argparse.Namespace) -> None:
-    table = db.query(Warehouse(args.home), args.query, args.param or None)
-    print(format_table(table, max_rows=args.max_rows))
+    if args.max_rows is not None and args.max_rows < 0:
+        raise ReelsenseError(f"--max-rows is {args.max_rows}; expected 0 or more (leave it out for the default)")
+    if args.width < 0 or 0 < args.width < 4:
+        raise ReelsenseError(f"--width is {args.width}; expected 4 or more characters, or 0 for no limit")
+    wh = Warehouse(args.home)
+    table = db.query(wh, args.query, db.bind_params(args.query, args.param))
+    if args.format == "table":
+        print(format_table(table, max_rows=50 if args.max_rows is None else args.max_rows, max_width=args.width))
+        return
+    shown = table if args.max_rows is None else table.slice(0, args.max_rows)
+    print(format_csv(shown) if args.format == "csv" else format_json(shown), end="")
+    if shown.num_rows < table.num_rows:  # on stderr: stdout stays a valid CSV or JSON document
+        print(f"reelsense: {shown.num_rows} of {table.num_rows} rows (--max-rows)", file=sys.stderr)
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -340,13 +360,14 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) -> str:
-    """A plain-text table, like DuckDB's shell prints, with long cells shortened."""
+    """A plain-text table, like DuckDB's shell prints, with cells longer than `max_width` shortened
+    (0: no limit). Columns are taken by position, so repeated names (a self-join) are all shown."""
     def cell(value: object) -> str:
-        text = "NULL" if value is None else str(value)
-        return text if len(text) <= max_width else text[: max_width - 3] + "..."
+        text = "NULL" if value is None else str(value).replace("\n", "\\n")
+        return text if not max_width or len(text) <= max_width else text[: max_width - 3] + "..."
 
-    rows = [[cell(v) for v in row.values()] for row in table.slice(0, max_rows).to_pylist()]
     header = table.column_names
+    rows = list(zip(*_columns(table.slice(0, max_rows), cell))) if header else []
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |", line]
@@ -354,6 +375,51 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
     out.append(line)
     shown = f"{len(rows)} of {table.num_rows} rows" if table.num_rows > len(rows) else f"{table.num_rows} rows"
     return "\n".join(out + [shown])
+
+
+def format_csv(table: pa.Table) -> str:
+    """CSV with a header row and whole values: NULL as an empty field, lists and structs as JSON."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.column_names)
+    writer.writerows(zip(*_columns(table, lambda v: "" if v is None else v if isinstance(v, str) else _json_text(v))))
+    return buffer.getvalue()
+
+
+def format_json(table: pa.Table) -> str:
+    """A JSON array with one object per row (one per line) and whole values; a repeated column
+    name gets a suffix (a, a_1), as DuckDB's own Python results do."""
+    names: list[str] = []
+    for name in table.column_names:
+        unique, n = name, 0
+        while unique in names:
+            n += 1
+            unique = f"{name}_{n}"
+        names.append(unique)
+    rows = [json.dumps(dict(zip(names, row)), ensure_ascii=False, default=str) for row in zip(*_columns(table, _plain))]
+    return "[" + ",\n ".join(rows) + "]\n"
+
+
+def _columns(table: pa.Table, convert) -> list[list]:
+    return [[convert(v) for v in table.column(i).to_pylist()] for i in range(table.num_columns)]
+
+
+def _plain(value: object) -> object:
+    """A value json.dumps writes as valid JSON (NaN and infinities become null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _json_text(value: object) -> str:
+    plain = _plain(value)
+    return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,14 @@
 a table with no files yet gets an empty view of the right types, so every query binds from the
 first run. Analysts can open the file with any DuckDB client; reelsense opens it read-only for
 queries and read-write only to (re)create views. Queries that take user values are parameterised.
+
+Guarantees:
+- Read-only. Every connection that reads the warehouse (`connect`, `scratch`) may read files only
+  under `<home>/tables/`, loads no extension, reaches no network, and has its settings locked;
+  `query` (what `reelsense sql` runs) also refuses any statement but one SELECT, so COPY, EXPORT,
+  SET, CREATE, ATTACH or PRAGMA never run.
+- Relocatable. The views hold absolute paths (so any DuckDB client can read them); `connect`
+  checks that they point into this home and rebuilds them when the home was copied or moved.
 """
 
 from __future__ import annotations
@@ -104,30 +112,109 @@ def _slug(text: str) -> str:
 
 @contextmanager
 def connect(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection to the warehouse database, with UTC timestamps (a context manager:
-    it holds the shared database lock while open)."""
+    """A read-only connection to the warehouse database, with UTC timestamps and file access only
+    under `<home>/tables/` (a context manager: it holds the shared database lock while open)."""
     if not wh.db_path.exists():
         raise WarehouseNotFound(
             f"no warehouse at {wh.home} (no {wh.db_path.name}); run `reelsense ingest ...` or "
             "`reelsense demo` first, or pass --home"
         )
     store.recover(wh)  # a replace a crashed writer left half done is finished before anyone reads
+    stale = _views_elsewhere(wh)
+    if stale:
+        _rebuild_moved_views(wh, stale)
     with _database_lock(wh, exclusive=False):
         con = duckdb.connect(str(wh.db_path), read_only=True)
         try:
-            con.execute("SET TimeZone = 'UTC'")
+            _lock_down(wh, con)
             yield con
         finally:
             con.close()
 
 
+def _lock_down(wh: Warehouse, con: duckdb.DuckDBPyConnection) -> None:
+    """The settings of every reading connection: files only under <home>/tables/ (the views' Parquet;
+    the trailing slash keeps a sibling such as tables_old/ out), no extensions or network, and then
+    no more SET, so a query cannot undo any of it."""
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET allowed_directories = [{_sql_string(str(wh.tables_dir) + '/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _views_elsewhere(wh: Warehouse) -> list[str]:
+    """Tables that have files in this home but whose view reads another path: the home was copied
+    or moved since the views were made (they hold absolute paths)."""
+    with _database_lock(wh, exclusive=False):
+        con = duckdb.connect(str(wh.db_path), read_only=True)
+        try:
+            stored = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+        finally:
+            con.close()
+    return [spec.name for spec in TABLES.values()
+            if wh.has_rows_on_disk(spec) and _sql_string(wh.parquet_glob(spec)) not in (stored.get(spec.name) or "")]
+
+
+def _rebuild_moved_views(wh: Warehouse, stale: list[str]) -> None:
+    try:
+        refresh_views(wh)
+    except (duckdb.Error, OSError) as exc:
+        raise QueryError(
+            f"the views of {', '.join(stale)} in {wh.db_path} read files outside {wh.tables_dir} (the home was copied "
+            f"or moved), and rebuilding them failed: {str(exc).splitlines()[0]}; make {wh.home} writable and rerun"
+        ) from exc
+
+
 def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
-    """Run one read-only query; user values go in `params` ($1 or $name placeholders), never in `sql`."""
+    """Run one read-only SELECT (what `reelsense sql` runs); user values go in `params` ($1 or $name
+    placeholders), never in `sql`. Any other statement, or more than one, is refused before it runs."""
     with connect(wh) as con:
+        _require_one_select(con, sql)
         try:
             return con.sql(sql, params=params).to_arrow_table()
+        except duckdb.PermissionException as exc:
+            raise QueryError(f"query refused: {str(exc).splitlines()[0]}; queries read files only under "
+                             f"{wh.tables_dir} (through the views)") from exc
         except duckdb.Error as exc:
             raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+
+
+READ_ONLY_HINT = "the warehouse is read-only here: `reelsense sql` runs one SELECT (WITH, FROM-first, DESCRIBE, SHOW and SUMMARIZE count)"
+
+
+def _require_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+    if not statements:
+        raise QueryError('empty query: found no SQL statement; expected one SELECT, e.g. "SELECT count(*) FROM events"')
+    kinds = [s.type.name for s in statements]
+    if len(statements) > 1 or kinds[0] != "SELECT":
+        found = f"{len(kinds)} statements ({', '.join(kinds)})" if len(kinds) > 1 else f"a {kinds[0]} statement"
+        raise QueryError(f"found {found}; {READ_ONLY_HINT}; nothing was run")
+
+
+def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | None:
+    """`--param` values for the query's placeholders: $1, $2, ... take them in order, verbatim;
+    $name takes `name=value`."""
+    try:
+        names = set().union(*(s.named_parameters for s in duckdb.extract_statements(sql)))
+    except duckdb.Error as exc:
+        raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+    if not values:
+        return None
+    if all(name.isdigit() for name in names):
+        return list(values)
+    named: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or name not in names:
+            raise QueryError(f"--param {value!r} matches no placeholder: the query has "
+                             f"{', '.join('$' + n for n in sorted(names))}; expected NAME=VALUE, e.g. "
+                             f"--param {sorted(names)[0]}=...")
+        named[name] = text
+    return named
 
 
 def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
@@ -135,7 +222,7 @@ def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     use to read, so a reader never holds (or waits for) the lock on the database file."""
     store.recover(wh)
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    _lock_down(wh, con)
     temp = "CREATE OR REPLACE TEMP VIEW"
     for spec in TABLES.values():
         con.execute(view_sql(wh, spec).replace("CREATE OR REPLACE VIEW", temp, 1))

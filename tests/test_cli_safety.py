@@ -1,0 +1,173 @@
+"""What a new user broke in an hour (issue 17), each through the real CLI: `reelsense sql` is read-only
+and prints any result; a copied or moved home answers from itself; `report` of an unknown run is an
+error and reports of different runs live side by side; `explain` suggests a query that helps."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import write_csv
+from flows.cli import main
+from warehouse import db
+from warehouse.errors import QueryError
+from warehouse.store import Warehouse
+
+HEADER = ["user_id", "item_id", "event_ts", "event", "watch_ratio"]
+EVENTS = [["u1", "v1", "2026-01-01T10:00:00Z", "watch", "0.75"], ["u1", "v2", "2026-01-01T10:01:00Z", "like", ""],
+          ["u2", "v1", "2026-01-01T10:02:00Z", "like", ""], ["u3", "v3", "2026-01-01T10:03:00Z", "comment", ""]]
+
+
+def _ingest(home: Path, rows: list[list[str]], path: Path) -> None:
+    assert main(["--home", str(home), "ingest", "events", str(write_csv(path, HEADER, rows))]) == 0
+
+
+@pytest.fixture
+def home(tmp_path: Path, capsys) -> Path:
+    _ingest(tmp_path / "home", EVENTS, tmp_path / "events.csv")
+    capsys.readouterr()
+    return tmp_path / "home"
+
+
+def _sql(home: Path, capsys, *args: str) -> tuple[int, str, str]:
+    status = main(["--home", str(home), "sql", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _files(home: Path) -> dict[str, bytes]:
+    """Every file of the home but the lock file, with its bytes."""
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file() and "lock" not in p.name}
+
+
+# -- 1. `reelsense sql` is read-only ------------------------------------------------------------------
+
+ATTACKS = {
+    "copy over a stored file": "COPY (SELECT * FROM events WHERE false) TO '{part}' (FORMAT parquet)",
+    "copy a new file into a table": "COPY (SELECT 'x' AS a) TO '{home}/tables/items/part-x.parquet' (FORMAT parquet)",
+    "export the database": "EXPORT DATABASE '{outside}/export'",
+    "create a temp table": "CREATE TEMP TABLE t AS SELECT 1 AS a",
+    "change a setting": "SET enable_external_access = true",
+    "a second statement": "SELECT 1; COPY (SELECT 1 AS a) TO '{outside}/x.csv'",
+    "attach another database": "ATTACH '{outside}/other.duckdb' AS other",
+    "read a file outside the home": "SELECT * FROM read_csv('{outside}/secret.csv')",
+    "read /etc/passwd": "SELECT * FROM read_csv('/etc/passwd')",
+    "read outside through ..": "SELECT * FROM read_text('{home}/tables/../../secret.csv')",
+    "read a sibling of tables/": "SELECT * FROM read_csv('{home}/tables_old/secret.csv')",
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_sql_refuses_writes_settings_and_reads_outside_the_home(home, tmp_path, capsys, attack):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_csv(outside / "secret.csv", ["secret"], [["hunter2"]])
+    (home / "tables_old").mkdir()
+    write_csv(home / "tables_old" / "secret.csv", ["secret"], [["hunter2"]])
+    part = next((home / "tables" / "events").glob("*/*.parquet"))
+    before = _files(home)
+    status, out, err = _sql(home, capsys, ATTACKS[attack].format(part=part, home=home, outside=outside))
+    assert status == 2, out
+    assert err.startswith("reelsense: error: ") and err.count("\n") == 1 and "hunter2" not in out + err
+    assert "read-only" in err or f"only under {home / 'tables'}" in err
+    assert _files(home) == before and sorted(p.name for p in outside.iterdir()) == ["secret.csv"]
+    status, out, _ = _sql(home, capsys, "SELECT count(*) AS n FROM events")
+    assert status == 0 and "| 4 |" in out
+
+
+def test_sql_still_reads_the_home_tables_and_stages_cannot_read_outside(home, tmp_path, capsys):
+    status, out, _ = _sql(home, capsys, f"SELECT count(*) AS n FROM read_parquet('{home}/tables/events/*/*.parquet')")
+    assert status == 0 and "| 4 |" in out
+    status, out, _ = _sql(home, capsys, "DESCRIBE events")
+    assert status == 0 and "user_id" in out
+    write_csv(tmp_path / "secret.csv", ["secret"], [["hunter2"]])
+    # The stages' in-memory connection (db.scratch, behind db.fetch) has the same settings.
+    with pytest.raises(Exception, match="disabled by configuration"):
+        db.fetch(Warehouse(home), f"SELECT * FROM read_csv('{tmp_path / 'secret.csv'}')")
+    with pytest.raises(Exception, match="locked"):
+        db.fetch(Warehouse(home), "SET enable_external_access = true")
+
+
+# -- 6. a copied or moved home answers from itself -----------------------------------------------------
+
+def test_a_copied_home_answers_from_the_copy_and_a_moved_one_still_works(home, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(home, copy, symlinks=True)  # cp -a
+    _ingest(home, [["u9", "v9", "2026-01-02T00:00:00Z", "like", ""]], tmp_path / "more.csv")  # the original grows
+    capsys.readouterr()
+    count = "SELECT count(*) AS n, max(user_id) AS last_user FROM events"
+    assert _sql(copy, capsys, count, "--format", "json")[1] == '[{"n": 4, "last_user": "u3"}]\n'
+    assert _sql(home, capsys, count, "--format", "json")[1] == '[{"n": 5, "last_user": "u9"}]\n'
+    moved = tmp_path / "moved"
+    home.rename(moved)  # mv home moved: nothing is left at the old path
+    status, out, err = _sql(moved, capsys, count, "--format", "json")
+    assert (status, out) == (0, '[{"n": 5, "last_user": "u9"}]\n'), err
+    # the moved home's own views now name its own files, for any DuckDB client
+    assert not any(str(home) + "/" in str(sql) for _, sql in db.query(Warehouse(moved), "SELECT view_name, sql FROM duckdb_views()").to_pylist())
+
+
+# -- 7. `reelsense sql` prints any result --------------------------------------------------------------
+
+def test_sql_prints_repeated_column_names(home, capsys):
+    status, out, _ = _sql(home, capsys, "SELECT 1 AS a, 2 AS a")
+    assert status == 0 and "| a | a |" in out and "| 1 | 2 |" in out
+    status, out, _ = _sql(home, capsys, "SELECT a.item_id, b.item_id FROM events a JOIN events b USING (user_id) "
+                                        "WHERE a.item_id < b.item_id")
+    assert status == 0 and "| item_id | item_id |" in out and "| v1      | v2      |" in out
+    status, out, _ = _sql(home, capsys, "SELECT 1 AS a, 2 AS a", "--format", "json")
+    assert json.loads(out) == [{"a": 1, "a_1": 2}]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["", ], "empty query"),
+    (["  -- only a comment\n"], "empty query"),
+    (["SELECT 1", "--max-rows", "-1"], "--max-rows is -1"),
+    (["SELECT 1", "--width", "-5"], "--width is -5"),
+    (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "nobody=u1"], "the query has $user"),
+    (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "u1"], "expected NAME=VALUE"),
+])
+def test_sql_bad_input_is_a_one_line_error(home, capsys, args, message):
+    status, _, err = _sql(home, capsys, *args)
+    assert status == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_sql_shows_whole_values_in_csv_json_and_wide_tables(home, capsys):
+    query = "SELECT repeat('x', 120) || '|end' AS long, [1, 2] AS list, NULL AS nothing, 'a\nb' AS lines"
+    status, out, _ = _sql(home, capsys, query)
+    assert status == 0 and "|end" not in out and "..." in out  # the table cuts cells at 48 characters
+    status, out, _ = _sql(home, capsys, query, "--width", "0")
+    assert status == 0 and "x" * 120 + "|end" in out and "a\\nb" in out  # one line per row
+    status, out, _ = _sql(home, capsys, query, "--format", "csv")
+    assert status == 0
+    assert list(csv.reader(io.StringIO(out))) == [["long", "list", "nothing", "lines"], ["x" * 120 + "|end", "[1, 2]", "", "a\nb"]]
+    status, out, _ = _sql(home, capsys, query, "--format", "json")
+    assert status == 0 and json.loads(out) == [{"long": "x" * 120 + "|end", "list": [1, 2], "nothing": None, "lines": "a\nb"}]
+
+
+def test_sql_max_rows_limits_every_format(home, capsys):
+    query = "SELECT user_id FROM events ORDER BY user_id, item_id"
+    status, out, _ = _sql(home, capsys, query, "--max-rows", "2")
+    assert status == 0 and out.rstrip().endswith("2 of 4 rows")
+    status, out, err = _sql(home, capsys, query, "--format", "json", "--max-rows", "2")
+    assert status == 0 and json.loads(out) == [{"user_id": "u1"}, {"user_id": "u1"}] and "2 of 4 rows" in err
+    status, out, _ = _sql(home, capsys, query, "--format", "csv")
+    assert out.splitlines() == ["user_id", "u1", "u1", "u2", "u3"]  # csv and json print every row by default
+
+
+def test_sql_takes_named_and_positional_parameters(home, capsys):
+    status, out, _ = _sql(home, capsys, "SELECT count(*) AS n FROM events WHERE user_id = $user AND event = $event",
+                          "--param", "user=u1", "--param", "event=like", "--format", "json")
+    assert status == 0 and json.loads(out) == [{"n": 1}]
+    status, out, _ = _sql(home, capsys, "SELECT count(*) AS n FROM events WHERE user_id = $1 AND $2 = 'a=b'",
+                          "--param", "u1", "--param", "a=b", "--format", "json")  # $1, $2 take values verbatim
+    assert status == 0 and json.loads(out) == [{"n": 2}]
+
+
+def test_bind_params_refuses_a_value_for_no_placeholder():
+    with pytest.raises(QueryError, match=r"the query has \$a, \$b"):
+        db.bind_params("SELECT $a, $b", ["a=1", "c=2"])
