@@ -4,7 +4,7 @@
     reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N] [--shards N]
     reelsense [--home DIR] align [--retrain] [--seed N] [--topics truth.json]
     reelsense [--home DIR] features | train [--models a,b] | evaluate [--max-users N]
-    reelsense [--home DIR] score [--model NAME] [--k N] [--users a,b] [--run-id ID] [--dask-workers N]
+    reelsense [--home DIR] score [--model NAME] [--k N] [--users a,b] [--run-id ID [--replace]] [--dask-workers N]
     reelsense [--home DIR] models
     reelsense [--home DIR] serve [--name default] [--paused]
     reelsense [--home DIR] report [--run-id ID] [--truth truth.json]
@@ -114,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--k", type=int, default=20, help="items kept per user")
     score.add_argument("--candidates", type=int, default=200, help="candidates per user from embedding similarity")
     score.add_argument("--users", help="comma-separated user ids (default: every user)")
-    score.add_argument("--run-id", help="rerunning with the same id completes a run without duplicating rows")
+    score.add_argument("--run-id", help="rerunning with the same id and model version completes a run without duplicating "
+                       "rows; a run id belongs to one model version")
+    score.add_argument("--replace", action="store_true",
+                       help="delete the run's scores and explanations first (to reuse a run id with another model)")
     score.add_argument("--shards", type=int, default=4, help="user shards (groups of events partitions)")
     score.add_argument("--device", default="auto")
     score.add_argument("--dask-workers", type=int, default=0, help="run the shards on a local Dask cluster of N processes")
@@ -268,13 +271,27 @@ def _require(home: Path, spec, message: str) -> Warehouse:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from flows.score import run_score, summary_line
+    from flows.score import check_arguments, claim_run, known_users, model_version, run_score, summary_line
 
+    # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
+    check_arguments(args.model, args.k, args.candidates)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
-    users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
+    users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users else None
+    if users is not None:
+        known = set(known_users(wh, users))
+        unknown = [u for u in users if u not in known]
+        if not known:
+            raise ReelsenseError(f"none of the users given to --users has events: {', '.join(unknown)}; "
+                                 "`reelsense sql \"SELECT DISTINCT user_id FROM events\"` lists them")
+        if unknown:
+            print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}; "
+                  f"scoring the other {len(known)}", file=sys.stderr)
+        users = [u for u in users if u in known]
+    if args.run_id and not args.replace:
+        claim_run(wh, args.run_id, f"{args.model}@{model_version(wh, args.model, args.version)}", replace=False)
     summary = run_score(str(wh.home), dask_workers=args.dask_workers, dask_address=args.dask_address, model=args.model,
                         k=args.k, n_candidates=args.candidates, users=users, run_id=args.run_id, shards=args.shards,
-                        device=args.device, version=args.version)
+                        device=args.device, version=args.version, replace=args.replace)
     print(summary_line(summary))
 
 

@@ -1,16 +1,23 @@
 """score-batch (Prefect flow; `reelsense score`): every user's top-K items now, into `scores`.
 
     reelsense score [--model lstm-attn] [--k 20] [--candidates 200] [--users u1,u2] [--run-id ID]
-                    [--shards 4] [--dask-workers N | --dask-address tcp://host:8786]
+                    [--replace] [--shards 4] [--dask-workers N | --dask-address tcp://host:8786]
 
 Users are sharded by their `events` partition (user_bucket): a shard task reads only its users'
-events, loads the model (checked against the warehouse's feature schema), generates candidates by
-embedding similarity and re-ranks them (ranker/scoring.py), and appends its rows to `scores` with
-the run id and the model version. Appends are idempotent by (run_id, user_id, item_id), so a run
-repeated with the same `--run-id` after a crash completes the missing shards and duplicates nothing.
-Shards run on threads by default, or on a Dask cluster: local worker processes (`--dask-workers`)
-or a running scheduler (`--dask-address`, env REELSENSE_DASK_ADDRESS), whose workers must see the
-same warehouse path.
+events, and their engaged items (warehouse/sql/analysis/engaged_items.sql), loads the model
+(checked against the warehouse's feature schema), generates candidates by embedding similarity
+among the items each user has not engaged with and re-ranks them (ranker/scoring.py), and appends
+its rows to `scores` with the run id and the model version. A user with fewer than K unseen items
+gets fewer rows.
+
+A run id belongs to one model version (`claim_run`): reusing it with another model or version is
+refused, unless `replace=True` (`--replace`), which first removes the run's scores and
+explanations (`store.overwrite` of each table without the run: journaled, so a crash leaves the old
+table or the new one). Appends are idempotent by (run_id, user_id, item_id), so a run repeated with
+the same `--run-id` and model version after a crash completes the missing shards and duplicates
+nothing. Shards run on threads by default, or on a Dask cluster: local worker processes
+(`--dask-workers`) or a running scheduler (`--dask-address`, env REELSENSE_DASK_ADDRESS), whose
+workers must see the same warehouse path.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -28,10 +36,10 @@ from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import load_dataset
 from ranker.names import ALL_MODELS
-from ranker.scoring import current_queries, rerank, similarity_candidates
+from ranker.scoring import current_queries, engaged_pairs, rerank, similarity_candidates
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import EVENT_PARTITIONS, SCORES
+from warehouse.schemas import EVENT_PARTITIONS, EXPLANATIONS, SCORES, TableSpec
 from warehouse.store import Warehouse
 
 MAX_HISTORY = 20
@@ -41,9 +49,13 @@ def new_run_id() -> str:
     return f"score-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
 
 
+class RunConflict(ReelsenseError):
+    """A score run id already holds the rows of another model version."""
+
+
 @task(name="score-shard", cache_policy=NO_CACHE)
 def score_shard(home: str, buckets: list[int], model_name: str, run_id: str, *, k: int, n_candidates: int,
-                users: list[str] | None, device: str, version: str | None) -> dict[str, Any]:
+                users: list[str] | None, device: str, version: str) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
     data = load_dataset(wh, MAX_HISTORY, buckets=buckets)
@@ -53,19 +65,75 @@ def score_shard(home: str, buckets: list[int], model_name: str, run_id: str, *, 
         queries = queries.take(np.flatnonzero(np.isin(queries.users, users)))
     if len(queries) == 0:
         return {"users": 0, "written": 0, "duplicates": 0, "seconds": time.perf_counter() - started}
-    candidates = similarity_candidates(data, queries, n_candidates)
-    items, scores = rerank(model, data, queries, candidates, k)
-    n, k_kept = items.shape
+    engaged = db.analysis(wh, "engaged_items", {"buckets": [int(b) for b in buckets]})
+    seen = engaged_pairs(data, queries, engaged.column("user_id").to_pylist(), engaged.column("item_id").to_pylist())
+    candidates = similarity_candidates(data, queries, n_candidates, engaged=seen)
+    items, scores = rerank(model, data, queries, candidates, k)  # (Q, k); 0: fewer than k unseen items
+    kept = items > 0
+    n = int(kept.sum())
     item_ids = np.asarray(data.item_ids, dtype=object)
     rows = pa.table({
-        "run_id": pa.array([run_id] * (n * k_kept)), "user_id": pa.array(np.repeat(queries.users, k_kept).tolist()),
-        "item_id": pa.array(item_ids[items.ravel()].tolist()), "score": pa.array(scores.ravel(), pa.float32()),
-        "rank": pa.array(np.tile(np.arange(1, k_kept + 1, dtype=np.int32), n)),
-        "model_version": pa.array([f"{model_name}@{model.version}"] * (n * k_kept)),
-        "scored_at": pa.array([datetime.now(timezone.utc)] * (n * k_kept), pa.timestamp("us", tz="UTC")),
+        "run_id": pa.array([run_id] * n), "user_id": pa.array(np.repeat(queries.users, kept.sum(1)).tolist()),
+        "item_id": pa.array(item_ids[items[kept]].tolist()), "score": pa.array(scores[kept], pa.float32()),
+        "rank": pa.array(np.cumsum(kept, axis=1)[kept], pa.int32()),  # kept items are each row's first ones
+        "model_version": pa.array([f"{model_name}@{model.version}"] * n),
+        "scored_at": pa.array([datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC")),
     })
     result = store.append(wh, SCORES, rows)
-    return {"users": n, "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
+    return {"users": len(queries), "written": result.written, "duplicates": result.duplicates,
+            "seconds": time.perf_counter() - started}
+
+
+def check_arguments(model: str, k: int, n_candidates: int) -> None:
+    """Refuse arguments no run can use (the CLI calls this before it starts any flow)."""
+    if model not in ALL_MODELS:
+        raise ReelsenseError(f"unknown ranker {model!r}; expected one of {', '.join(ALL_MODELS)}")
+    if k < 1 or n_candidates < k:
+        raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}; "
+                             "pass --k 1 or more and --candidates at least --k")
+
+
+def model_version(wh: Warehouse, model: str, version: str | None) -> str:
+    """The version a run with `model` (and `version`, default: the latest) will score with."""
+    meta = artifacts.read_meta(wh.models_dir, model, version) if version else artifacts.latest(wh.models_dir, model)
+    if meta is None:
+        raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; "
+                                      f"run `reelsense train --models {model}` first")
+    return meta["version"]
+
+
+def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) -> int:
+    """Make `run_id` a run of `model_version` ("name@version"). A run holding another version's
+    scores is refused, or with `replace` removed first (its scores and explanations); a run of the
+    same version is left as it is, to be completed. Returns the rows removed."""
+    if replace:  # explanations first: a crash in between leaves scores to explain again, never stale explanations
+        return sum(_remove_run(wh, spec, run_id) for spec in (EXPLANATIONS, SCORES))
+    held = db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
+    others = [r for r in held if r["model_version"] != model_version]
+    if others:
+        found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
+        raise RunConflict(f"run id {run_id!r} already holds {found}, and this run scores with {model_version}; "
+                          f"a run id belongs to one model version: pick another --run-id, or pass --replace "
+                          f"to delete run {run_id!r} (its scores and explanations) first")
+    return 0
+
+
+def known_users(wh: Warehouse, users: list[str]) -> list[str]:
+    """The users of `users` that have any event in the warehouse."""
+    return [r["user_id"] for r in db.analysis(wh, "known_users", {"users": users}).to_pylist()]
+
+
+def _remove_run(wh: Warehouse, spec: TableSpec, run_id: str) -> int:
+    """Rewrite `spec`'s table without the rows of `run_id`; returns how many went. Concurrent writers
+    of the same table are not serialised with the read (see docs/RELIABILITY.md)."""
+    if not wh.has_rows_on_disk(spec):
+        return 0
+    table = store.read(wh, spec)
+    kept = table.filter(pc.not_equal(table.column("run_id"), run_id))
+    if kept.num_rows == table.num_rows:
+        return 0
+    store.overwrite(wh, spec, kept)
+    return table.num_rows - kept.num_rows
 
 
 def shard_buckets(shards: int) -> list[list[int]]:
@@ -76,20 +144,21 @@ def shard_buckets(shards: int) -> list[list[int]]:
 
 @flow(name="score-batch", log_prints=True)
 def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: int = 200, users: list[str] | None = None,
-                run_id: str | None = None, shards: int = 4, device: str = "auto", version: str | None = None) -> dict[str, Any]:
-    if model not in ALL_MODELS:
-        raise ReelsenseError(f"unknown ranker {model!r}; expected one of {', '.join(ALL_MODELS)}")
-    if k < 1 or n_candidates < k:
-        raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}")
+                run_id: str | None = None, shards: int = 4, device: str = "auto", version: str | None = None,
+                replace: bool = False) -> dict[str, Any]:
+    check_arguments(model, k, n_candidates)
+    wh = Warehouse(home)
+    version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
     run_id = run_id or new_run_id()
+    removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
     started = time.perf_counter()
     futures = [score_shard.submit(home, buckets, model, run_id, k=k, n_candidates=n_candidates, users=users,
                                   device=device_for(device), version=version) for buckets in shard_buckets(shards)]
     parts = [f.result() for f in futures]
-    db.refresh_views(Warehouse(home))
+    db.refresh_views(wh)
     seconds = time.perf_counter() - started
     summary = {"run_id": run_id, "model": model, "users": sum(p["users"] for p in parts), "written": sum(p["written"] for p in parts),
-               "duplicates": sum(p["duplicates"] for p in parts), "seconds": round(seconds, 2), "k": k}
+               "duplicates": sum(p["duplicates"] for p in parts), "seconds": round(seconds, 2), "k": k, "replaced": removed}
     get_run_logger().info("score-batch: %s", summary)
     return summary
 
@@ -107,5 +176,7 @@ def run_score(home: str, *, dask_workers: int = 0, dask_address: str | None = No
 
 def summary_line(summary: dict[str, Any]) -> str:
     rate = summary["written"] / summary["seconds"] if summary["seconds"] else 0.0
+    replaced = f", {summary['replaced']} rows of the old run removed" if summary.get("replaced") else ""
     return (f"score-batch {summary['run_id']}: {summary['users']} users x top {summary['k']} with {summary['model']}: "
-            f"{summary['written']} rows written, {summary['duplicates']} already there; {summary['seconds']:.1f}s ({rate:.0f} rows/s)")
+            f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "
+            f"{summary['seconds']:.1f}s ({rate:.0f} rows/s)")

@@ -2,16 +2,25 @@
 
 1. `current_queries`: every user's latest history: the last positive interaction and the history
    before it (the ranker's own input layout), so a user is scored on everything known of them.
-2. `similarity_candidates`: the user's interest vector (recency-weighted mean of the content vectors
+2. `engaged_pairs`: what each user may no longer be recommended: every item they engaged with (any
+   event other than a bare impression, at any time: warehouse/sql/analysis/engaged_items.sql), not
+   only the items still in their last-N history. Items a user was only shown stay eligible.
+3. `similarity_candidates`: the user's interest vector (recency-weighted mean of the content vectors
    of the history) against every item's content vector, a brute-force matrix product in blocks of
-   users (19k items x 64-384 dims is small enough that an ANN index does not pay), items already in
-   the history excluded; users or items without content fall back to popularity.
-3. `rerank`: the chosen ranker scores each user's candidates; the top K are kept.
+   users (19k items x 64-384 dims is small enough that an ANN index does not pay), engaged items
+   excluded; users or items without content fall back to popularity. A user with fewer unseen
+   items than `n_candidates` gets fewer candidates: the rest of the row is 0 (padding).
+4. `rerank`: the chosen ranker scores each user's candidates; the top K are kept. Padding never
+   makes the top K: a user with fewer than K unseen items gets fewer items (0 fills the row).
 
-Reads nothing and writes nothing: flows/score.py wires it to the warehouse.
+This is the "history masked" protocol: the ranker evaluation masks the same engaged set, so what
+it measures is what scoring serves. Reads nothing and writes nothing: flows/score.py wires it to
+the warehouse.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -39,33 +48,58 @@ def interest_vectors(data: Dataset, queries: Queries, half_life: float = 5.0) ->
     return (vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9)).astype(np.float32)
 
 
-def similarity_candidates(data: Dataset, queries: Queries, n_candidates: int, *, block: int = 1024) -> npt.NDArray[np.int64]:
-    """(Q, C) item indices with the highest cosine to each user's interest, history items excluded.
+def engaged_pairs(data: Dataset, queries: Queries, user_ids: Sequence[str],
+                  item_ids: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(query rows, item indices), sorted by row: the (user, item) pairs of the engaged set mapped
+    onto `queries` (one query per user, as `current_queries` gives) and the item vocabulary of `data`.
+    Pairs of users without a query, or of items outside the vocabulary (ingested since), are dropped."""
+    row_of = {user: row for row, user in enumerate(queries.users)}
+    index = {item: i for i, item in enumerate(data.item_ids) if i}
+    pairs = [(row_of[u], index[i]) for u, i in zip(user_ids, item_ids) if u in row_of and i in index]
+    pairs_array = np.asarray(sorted(pairs), np.int64).reshape(-1, 2)
+    return pairs_array[:, 0], pairs_array[:, 1]
+
+
+def similarity_candidates(data: Dataset, queries: Queries, n_candidates: int, *,
+                          engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+                          block: int = 1024) -> npt.NDArray[np.int64]:
+    """(Q, C) item indices with the highest cosine to each user's interest, best first, never an
+    item of `engaged` (`engaged_pairs`); 0 (padding) where a user has fewer than C unseen items.
     Ties (no content) are broken by training popularity, so cold users get the popular items."""
     n_candidates = min(n_candidates, data.n_items)
     # A tie-breaker far below any cosine difference: popularity rank, scaled into [0, 1e-4).
     popularity = np.argsort(np.argsort(data.train_counts)).astype(np.float32) / (len(data.train_counts) * 1e4)
     item_matrix = data.content.T  # (D, n_items + 1)
+    engaged_rows, engaged_items = engaged
     out = np.empty((len(queries), n_candidates), np.int64)
     for start in range(0, len(queries), block):
-        q = queries.take(np.arange(start, min(start + block, len(queries))))
+        stop = min(start + block, len(queries))
+        q = queries.take(np.arange(start, stop))
         sims = interest_vectors(data, q) @ item_matrix + popularity  # (B, n_items + 1)
-        sims[:, 0] = -np.inf
-        np.put_along_axis(sims, q.hist_items, -np.inf, axis=1)  # seen items (and padding again)
+        sims[:, 0] = -np.inf  # padding
+        lo, hi = np.searchsorted(engaged_rows, [start, stop])
+        sims[engaged_rows[lo:hi] - start, engaged_items[lo:hi]] = -np.inf
         top = np.argpartition(-sims, n_candidates - 1, axis=1)[:, :n_candidates]
-        out[start : start + len(q)] = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), 1), 1)
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), 1, kind="stable"), 1)
+        out[start:stop] = np.where(np.isfinite(np.take_along_axis(sims, top, 1)), top, 0)  # engaged: none
     return out
 
 
 def rerank(model, data: Dataset, queries: Queries, candidates: npt.NDArray[np.int64], k: int,
            *, block: int = 2048) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """The model's top `k` of each row of candidates: item indices (Q, k) and scores (Q, k), best first."""
+    """The model's top `k` of each row of candidates: item indices (Q, k) and scores (Q, k), best
+    first. Padding candidates (0) are never kept: a row with fewer than `k` of them ends in 0s
+    (score -inf)."""
     k = min(k, candidates.shape[1])
     items = np.empty((len(queries), k), np.int64)
     scores = np.empty((len(queries), k), np.float32)
     for start in range(0, len(queries), block):
         rows = np.arange(start, min(start + block, len(queries)))
-        scored = np.asarray(model.score_items(data, queries.take(rows), candidates[rows]), np.float32)  # (B, C)
+        real = candidates[rows] > 0  # (B, C)
+        # Models are shown a real item in place of padding (item 1), whose score is then discarded.
+        shown = np.where(real, candidates[rows], 1)
+        scored = np.asarray(model.score_items(data, queries.take(rows), shown), np.float32)  # (B, C)
+        scored = np.where(real, scored, -np.inf)
         best = np.argsort(-scored, axis=1, kind="stable")[:, :k]
         items[rows] = np.take_along_axis(candidates[rows], best, 1)
         scores[rows] = np.take_along_axis(scored, best, 1)

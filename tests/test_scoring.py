@@ -1,19 +1,29 @@
 """score-batch: candidates by embedding similarity, re-ranking, the scores table, idempotent run
-ids, Dask shards, and the registry refusing a model that does not fit the data."""
+ids, Dask shards, and the registry refusing a model that does not fit the data. Through the CLI:
+engaged items are never recommended, a run id belongs to one model version, bad arguments and
+unknown users are named before any flow starts (issue 17)."""
 
 from __future__ import annotations
 
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import tiny_platform
+from conftest import write_csv
+from flows.cli import main
 from flows.score import score_batch, run_score, shard_buckets
 from ranker import artifacts
 from ranker.data import load_dataset
-from ranker.scoring import current_queries, similarity_candidates
-from warehouse import db
+from ranker.scoring import current_queries, engaged_pairs, similarity_candidates
+from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import EVENT_PARTITIONS
+from warehouse.schemas import EVENT_PARTITIONS, EXPLANATIONS
+from warehouse.store import Warehouse
 
 
 def test_current_queries_end_with_each_users_latest_positive(ranked_home):
@@ -29,10 +39,13 @@ def test_current_queries_end_with_each_users_latest_positive(ranked_home):
 def test_candidates_are_unseen_items_of_the_users_current_topic(ranked_home):
     data = load_dataset(ranked_home)
     queries = current_queries(data)
-    candidates = similarity_candidates(data, queries, 4)
+    engaged = db.analysis(ranked_home, "engaged_items", {"buckets": list(range(EVENT_PARTITIONS))})
+    seen = engaged_pairs(data, queries, engaged.column("user_id").to_pylist(), engaged.column("item_id").to_pylist())
+    candidates = similarity_candidates(data, queries, 4, engaged=seen)
     for q in range(len(queries)):
-        history = set(queries.hist_items[q]) - {0}
-        assert not history & set(candidates[q]), "a candidate was already in the history"
+        liked = {data.item_ids.index(r["item_id"]) for r in engaged.to_pylist() if r["user_id"] == queries.users[q]}
+        assert set(queries.hist_items[q]) - {0} <= liked
+        assert not liked & set(candidates[q]), "a candidate was already engaged with"
         recent = [tiny_platform.topic_of(data.item_ids[i]) for i in queries.hist_items[q, -5:]]
         top_topic = max(set(recent), key=recent.count)
         assert tiny_platform.topic_of(data.item_ids[candidates[q, 0]]) == top_topic
@@ -97,3 +110,115 @@ def test_score_command_line(ranked_home, capsys):
     assert "score-batch cli-run: 2 users x top 2 with lstm-attn: 4 rows written" in capsys.readouterr().out
     assert main(["--home", str(ranked_home.home), "score", "--k", "5", "--candidates", "3"]) == 2  # k > candidates: exit 2
     assert "need 1 <= k <= candidates" in capsys.readouterr().err
+
+
+# Issue 17, through the real CLI, on a copy of the trained tiny warehouse.
+
+@pytest.fixture
+def home(ranked_home: Warehouse, tmp_path: Path) -> Warehouse:
+    """A copy of the trained tiny warehouse that a test may change."""
+    shutil.copytree(ranked_home.home, tmp_path / "home")
+    wh = Warehouse(tmp_path / "home")
+    db.refresh_views(wh)  # the copied database's views may still read the original's files
+    return wh
+
+
+def _cli(wh: Warehouse, *args: str) -> int:
+    return main(["--home", str(wh.home), *args])
+
+
+def _engaged_scores(wh: Warehouse, run_id: str) -> int:
+    return db.fetch(wh, """SELECT count(*) AS n FROM scores s WHERE s.run_id = $run AND EXISTS (SELECT 1 FROM events e
+        WHERE e.user_id = s.user_id AND e.item_id = s.item_id AND e.event <> 'impression')""", {"run": run_id})[0]["n"]
+
+
+def test_score_never_recommends_an_item_the_user_engaged_with(home, capsys):
+    # 90 items and 200 candidates: every item is a candidate; liked items used to come back.
+    assert _cli(home, "score", "--k", "5", "--run-id", "masked") == 0
+    assert _engaged_scores(home, "masked") == 0
+    per_user = db.fetch(home, "SELECT count(*) AS n, list(rank ORDER BY rank) AS ranks FROM scores "
+                              "WHERE run_id = 'masked' GROUP BY user_id")
+    assert len(per_user) == tiny_platform.USERS and all(r["ranks"] == [1, 2, 3, 4, 5] for r in per_user)
+    # The user likes their rank-1 item now: the next run must not recommend it again.
+    top = db.fetch(home, "SELECT item_id FROM scores WHERE run_id = 'masked' AND user_id = 'user00' AND rank = 1")[0]["item_id"]
+    newest = tiny_platform.START + timedelta(days=30)
+    write_csv(home.home / "like.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"],
+              [["user00", top, newest.isoformat(), "like", ""]])
+    assert _cli(home, "ingest", "events", str(home.home / "like.csv")) == 0
+    assert _cli(home, "score", "--k", "5", "--users", "user00", "--run-id", "after-like") == 0
+    again = [r["item_id"] for r in db.fetch(home, "SELECT item_id FROM scores WHERE run_id = 'after-like'")]
+    assert len(again) == 5 and top not in again
+    assert _engaged_scores(home, "after-like") == 0
+
+
+def test_a_user_with_fewer_unseen_items_than_k_gets_fewer_rows(home, capsys):
+    items = sorted(r["item_id"] for r in db.fetch(home, "SELECT item_id FROM items"))
+    liked = {r["item_id"] for r in db.fetch(home, "SELECT item_id FROM events WHERE user_id = 'user00'")}
+    left = [i for i in items if i not in liked][:3]
+    later = tiny_platform.START + timedelta(days=30)
+    # user00 likes every other item (likes only: the model's heads stay as trained); the 3 left are
+    # only shown, and a bare impression does not mask an item.
+    rows = [["user00", i, (later + timedelta(minutes=n)).isoformat(), "like", ""]
+            for n, i in enumerate(i for i in items if i not in left)]
+    rows += [["user00", i, (later - timedelta(minutes=1)).isoformat(), "impression", ""] for i in left]
+    assert _cli(home, "ingest", "events", str(write_csv(home.home / "liked.csv", ["user_id", "item_id", "event_ts", "event",
+                                                                                   "watch_ratio"], rows))) == 0
+    for model in ("lstm-attn", "lightgbm"):
+        assert _cli(home, "score", "--model", model, "--k", "5", "--candidates", "10", "--users", "user00,user01",
+                    "--run-id", f"few-{model}") == 0
+        got = db.fetch(home, "SELECT user_id, list(item_id ORDER BY rank) AS items, list(rank ORDER BY rank) AS ranks "
+                             "FROM scores WHERE run_id = $run GROUP BY user_id ORDER BY user_id", {"run": f"few-{model}"})
+        assert sorted(got[0]["items"]) == left and got[0]["ranks"] == [1, 2, 3], model
+        assert got[1]["user_id"] == "user01" and got[1]["ranks"] == [1, 2, 3, 4, 5], model
+        assert _engaged_scores(home, f"few-{model}") == 0
+
+
+def _explanation(run_id: str, user: str, item: str) -> dict:
+    return {**{name: None for name in EXPLANATIONS.schema.names}, "run_id": run_id, "user_id": user, "item_id": item,
+            "model_version": "lstm-attn@x", "summary": "why"}
+
+
+def test_a_run_id_belongs_to_one_model_version(home, capsys):
+    n = tiny_platform.USERS * 3
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
+    store.append(home, EXPLANATIONS, pa.Table.from_pylist([_explanation("c1", "user00", "i000"),
+                                                            _explanation("kept", "user00", "i000")], EXPLANATIONS.schema))
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm") == 2
+    err = capsys.readouterr().err
+    assert f"run id 'c1' already holds {n} rows of lstm-attn@" in err and "--replace" in err
+    assert len(err.strip().splitlines()) == 1
+    held = db.fetch(home, "SELECT model_version, count(*) AS n FROM scores WHERE run_id = 'c1' GROUP BY ALL")
+    assert len(held) == 1 and held[0]["n"] == n and held[0]["model_version"].startswith("lstm-attn@")
+    # The same model version completes the run, duplicating nothing.
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
+    assert f"0 rows written, {n} already there" in capsys.readouterr().out
+    # --replace removes the old run's scores and explanations first.
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 0
+    assert f"{n} rows written, 0 already there, {n + 1} rows of the old run removed" in capsys.readouterr().out
+    rows = db.fetch(home, "SELECT user_id, model_version, rank FROM scores WHERE run_id = 'c1'")
+    assert len(rows) == n and {r["model_version"].split("@")[0] for r in rows} == {"lightgbm"}
+    assert sum(r["rank"] == 1 for r in rows) == tiny_platform.USERS
+    assert [r["run_id"] for r in db.fetch(home, "SELECT run_id FROM explanations")] == ["kept"]
+
+
+def test_score_names_unknown_users(home, capsys):
+    assert _cli(home, "score", "--k", "2", "--users", "nobody,user00", "--run-id", "some") == 0
+    captured = capsys.readouterr()
+    assert "reelsense: warning: unknown users (no events): nobody; scoring the other 1" in captured.err
+    assert "1 users x top 2" in captured.out
+    assert _cli(home, "score", "--k", "2", "--users", "nobody,ghost", "--run-id", "none") == 2
+    assert "none of the users given to --users has events: nobody, ghost" in capsys.readouterr().err
+
+
+def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeypatch):
+    import flows.score
+
+    monkeypatch.setattr(flows.score, "run_score", lambda *a, **k: pytest.fail("a flow started for bad arguments"))
+    for args in (["--k", "0"], ["--k", "-3"], ["--k", "5", "--candidates", "4"]):
+        assert _cli(home, "score", *args) == 2, args
+        err = capfd.readouterr().err
+        assert "reelsense: error: need 1 <= k <= candidates" in err and "Traceback" not in err, args
+    with pytest.raises(SystemExit) as exit_info:  # argparse: not one of the rankers
+        _cli(home, "score", "--model", "nope")
+    assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capfd.readouterr().err
