@@ -2,17 +2,18 @@
 
 Reads a score-batch run (`scores`), the rankers, `events`, `embeddings` and the `item_tags` view;
 writes `explanations` (one row per scored pair: attention, modality contributions, LightGBM
-feature contributions, a summary in words) and a static report folder `<home>/reports/`:
-index.html, one page per user under users/, PNG plots under plots/, and JSON files
-(profiles.json, interest_shifts.json; shifts.json with precision / recall / F1 against the planted
-shifts when the sample's truth.json is given).
+feature contributions, a summary in words) and a static report folder per run,
+`<home>/reports/<run>/`: index.html, one page per user under users/, PNG plots under plots/, and
+JSON files (report.json, profiles.json, interest_shifts.json; shifts.json with precision / recall /
+F1 against the planted shifts when the sample's truth.json is given); `<home>/reports/index.html`
+lists the runs' reports. An unknown run id is an error that writes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
-from flows.report import write_report
+from flows.report import run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts, plots
 from ranker.base import device_for
 from ranker.data import Dataset, load_dataset, modality_vectors
@@ -38,11 +39,20 @@ MAX_HISTORY = 20
 SHIFT_TOLERANCE = 5  # interactions between a detected and a planted shift that still count as a match
 
 
-def latest_run(wh: Warehouse) -> str:
-    rows = db.fetch(wh, "SELECT run_id FROM scores GROUP BY run_id ORDER BY max(scored_at) DESC LIMIT 1")
-    if not rows:
+def check_run(wh: Warehouse, run_id: str | None) -> dict[str, Any]:
+    """The score-batch run to report (the latest when `run_id` is None): its id, scored_at, model
+    version and rows. An unknown run is an error, raised before anything is written."""
+    runs = db.analysis(wh, "runs").to_pylist()
+    if not runs:
         raise ReelsenseError(f"no scores in {wh.home}; run `reelsense score` first")
-    return rows[0]["run_id"]
+    if run_id is None:
+        return runs[0]
+    found = [r for r in runs if r["run_id"] == run_id]
+    if not found:
+        known = ", ".join(r["run_id"] for r in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; "
+                             "leave out --run-id to report the latest")
+    return found[0]
 
 
 def item_tags(wh: Warehouse) -> dict[str, dict[str, list[str]]]:
@@ -143,7 +153,8 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
             device: str = "auto") -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
-    run_id = run_id or latest_run(wh)
+    run = check_run(wh, run_id)
+    run_id = run["run_id"]
     explanations, data = explain_scores(home, run_id, device_for(device))
     tags = item_tags(wh)
     truth = json.loads(Path(truth_path).read_text()) if truth_path else None
@@ -152,23 +163,29 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
         profiles.setdefault(r["user_id"], {}).setdefault(r["kind"], []).append((r["tag"], r["share"]))
     config = ShiftConfig()
     shifts = user_shifts(data, tags, truth, config)
-    report_dir = wh.reports_dir
-    (report_dir / "plots").mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"run_id": run_id, "explanations": len(explanations), "users": len(shifts)}
-    if truth is not None:
-        metrics = match_shifts({u: s["planted"] for u, s in shifts.items()},
-                               {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE)
-        metrics.update(window=config.window, alpha=config.alpha, permutations=config.permutations,
-                       tolerance_unit="positive interactions", users=len(shifts))
-        (report_dir / "shifts.json").write_text(json.dumps(metrics, indent=1))
-        summary["shifts"] = metrics
-    (report_dir / "profiles.json").write_text(json.dumps(
-        {u: {"words": profile_words(p), "tags": p} for u, p in profiles.items()}, indent=1))
-    (report_dir / "interest_shifts.json").write_text(json.dumps(
-        {u: {k: v for k, v in s.items() if k not in ("drift", "item_ids")} for u, s in shifts.items()}, indent=1))
-    groups_of = (lambda item: truth["items"].get(item, "?")) if truth else (lambda item: label(tags.get(item, {})))
-    summary["pages"] = write_report(wh, data=data, explanations=explanations, profiles=profiles, shifts=shifts, tags=tags,
-                                    groups_of=groups_of, max_plot_users=max_plot_users, run_id=run_id)
+    with run_folder(wh, run_id) as report_dir:
+        (report_dir / "plots").mkdir(parents=True, exist_ok=True)
+        if truth is not None:
+            metrics = match_shifts({u: s["planted"] for u, s in shifts.items()},
+                                   {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE)
+            metrics.update(window=config.window, alpha=config.alpha, permutations=config.permutations,
+                           tolerance_unit="positive interactions", users=len(shifts))
+            (report_dir / "shifts.json").write_text(json.dumps(metrics, indent=1))
+            summary["shifts"] = metrics
+        (report_dir / "profiles.json").write_text(json.dumps(
+            {u: {"words": profile_words(p), "tags": p} for u, p in profiles.items()}, indent=1))
+        (report_dir / "interest_shifts.json").write_text(json.dumps(
+            {u: {k: v for k, v in s.items() if k not in ("drift", "item_ids")} for u, s in shifts.items()}, indent=1))
+        groups_of = (lambda item: truth["items"].get(item, "?")) if truth else (lambda item: label(tags.get(item, {})))
+        summary["pages"] = write_report(wh, report_dir, data=data, explanations=explanations, profiles=profiles, shifts=shifts,
+                                        tags=tags, groups_of=groups_of, max_plot_users=max_plot_users, run_id=run_id)
+        (report_dir / "report.json").write_text(json.dumps(
+            {"run_id": run_id, "model_version": run["model_version"], "scored_at": run["scored_at"].isoformat(),
+             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "explanations": summary["explanations"], "pages": summary["pages"]}, indent=1))
+    summary["report"] = str(run_dir(wh, run_id) / "index.html")
+    write_runs_index(wh)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     get_run_logger().info("analyze: %s", {k: v for k, v in summary.items() if k != "shifts"})
     return summary
@@ -180,9 +197,14 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
                          "(SELECT count(*) FROM items WHERE item_id = $item) + (SELECT count(*) FROM events WHERE item_id = $item) AS item",
                      {"user": user, "item": item})[0]
     if not known["events"] or not known["item"]:
-        what = " and ".join(([f"unknown user {user!r} (no events)"] if not known["events"] else [])
-                            + ([f"unknown item {item!r}"] if not known["item"] else []))
-        raise ReelsenseError(f"cannot explain: {what}; `reelsense sql \"SELECT DISTINCT user_id FROM events LIMIT 5\"` lists some")
+        unknown = []  # (what, id, why, a query that lists some that exist)
+        if not known["events"]:
+            unknown.append(("user", user, "(no events)", "SELECT DISTINCT user_id FROM events ORDER BY user_id LIMIT 5"))
+        if not known["item"]:
+            unknown.append(("item", item, "(not in items or events)", "SELECT item_id, title FROM items ORDER BY item_id LIMIT 5"))
+        what = " and ".join(f"unknown {kind} {value!r} {why}" for kind, value, why, _ in unknown)
+        hints = "; ".join(f'`reelsense sql "{sql}"` lists some {kind}s' for kind, _, _, sql in unknown)
+        raise ReelsenseError(f"cannot explain: {what}; {hints}")
     stored = db.fetch(wh, """
         SELECT e.* FROM explanations e LEFT JOIN (SELECT run_id, max(scored_at) AS t FROM scores GROUP BY run_id) s USING (run_id)
         WHERE e.user_id = $user AND e.item_id = $item AND ($run IS NULL OR e.run_id = $run)

@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)")
     score.set_defaults(run=_score)
     report = commands.add_parser("report", help="explanations, profiles, shifts, plots and the HTML report (flow analyze)")
-    report.add_argument("--run-id", help="the score-batch run to explain (default: the latest)")
+    report.add_argument("--run-id", help="the score-batch run to explain (default: the latest); "
+                        "its report goes to <home>/reports/<run>/, and <home>/reports/index.html lists them")
     report.add_argument("--truth", type=Path, help="the sample's truth.json: score detected shifts against the planted ones")
     report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure")
     report.add_argument("--device", default="auto")
@@ -296,10 +297,11 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from flows.analyze import analyze
+    from flows.analyze import analyze, check_run
 
     wh = _require(args.home, SCORES, "no scores in {home}; run `reelsense score` first")
-    summary = analyze(str(wh.home), run_id=args.run_id, truth_path=str(args.truth) if args.truth else None,
+    run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow starts
+    summary = analyze(str(wh.home), run_id=run_id, truth_path=str(args.truth) if args.truth else None,
                       max_plot_users=args.plot_users, device=args.device)
     print(report_line(wh, summary))
 
@@ -309,7 +311,7 @@ def report_line(wh: Warehouse, summary: dict) -> str:
     quality = (f"; planted shifts: precision {shifts['precision']:.2f}, recall {shifts['recall']:.2f}, F1 {shifts['f1']:.2f} "
                f"(±{shifts['tolerance']} interactions)") if shifts else ""
     return (f"analyze {summary['run_id']}: {summary['explanations']} explanations, {summary['pages']} user pages{quality}; "
-            f"{wh.reports_dir / 'index.html'}")
+            f"{summary['report']}")
 
 
 def _explain(args: argparse.Namespace) -> None:

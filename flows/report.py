@@ -1,14 +1,23 @@
-"""The static HTML report: `<home>/reports/index.html`, `users/<user>.html`, `plots/*.png`.
+"""The static HTML report of a score-batch run: `<home>/reports/<run>/index.html`,
+`users/<user>.html`, `plots/*.png`, and `<home>/reports/index.html` listing every run's report
+(newest run first; `<home>/reports/latest` names the newest run's index).
 
-One folder that opens offline (relative links, no scripts, no fonts or styles from the network).
-Every value from the data is HTML-escaped. Called by the analyze flow (flows/analyze.py).
+Each run's report is one folder that opens offline (relative links, no scripts, no fonts or styles
+from the network), written aside and swapped in whole, so a report of one run never overwrites
+another's and a failed report leaves the previous one as it was. Every value from the data is
+HTML-escaped. Called by the analyze flow (flows/analyze.py).
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,10 +39,59 @@ def page(title: str, body: str, *, up: str = "") -> str:
             f"<style>{STYLE}</style></head><body>{up}<h1>{html.escape(title)}</h1>{body}</body></html>\n")
 
 
-def write_report(wh: Warehouse, *, data: Dataset, explanations: list[dict], profiles: dict, shifts: dict, tags: dict,
-                 groups_of: Callable[[str], str], max_plot_users: int, run_id: str) -> int:
-    """Write the report; return the number of user pages."""
-    out = wh.reports_dir
+def run_dir(wh: Warehouse, run_id: str) -> Path:
+    """`reports/<run>/`: any run id maps to its own folder name (see `_file`)."""
+    return wh.reports_dir / _file(run_id, "")
+
+
+@contextmanager
+def run_folder(wh: Warehouse, run_id: str) -> Iterator[Path]:
+    """A fresh folder for a run's report; when the block ends it replaces `reports/<run>/` whole,
+    and when the block fails it is removed and the run's previous report stays."""
+    final = run_dir(wh, run_id)
+    tag = uuid.uuid4().hex[:8]
+    work = wh.reports_dir / f".{final.name}.tmp-{tag}"
+    work.mkdir(parents=True)
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    old = final.rename(wh.reports_dir / f".{final.name}.old-{tag}") if final.exists() else None
+    work.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_runs_index(wh: Warehouse) -> Path:
+    """`reports/index.html` listing every run's report (from each `reports/<run>/report.json`),
+    newest run first, and `reports/latest` naming the newest one's index. Returns the index."""
+    runs = [json.loads(f.read_text()) | {"dir": f.parent.name} for f in wh.reports_dir.glob("*/report.json")
+            if not f.parent.name.startswith(".")]  # not a report being written
+    runs.sort(key=lambda r: (r.get("scored_at") or "", r.get("written_at") or ""), reverse=True)
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(r['dir'])}/index.html'>{html.escape(r['run_id'])}</a>{' (latest)' if i == 0 else ''}</td>"
+        f"<td>{html.escape(str(r.get('model_version', '')))}</td><td>{html.escape(str(r.get('scored_at', '')))}</td>"
+        f"<td>{r['explanations']}</td><td>{r['pages']}</td><td>{html.escape(str(r.get('written_at', '')))}</td></tr>"
+        for i, r in enumerate(runs))
+    body = ("<table><tr><th>run</th><th>model</th><th>scored at</th><th>explanations</th><th>user pages</th>"
+            f"<th>report written at</th></tr>{rows}</table>")
+    index = wh.reports_dir / "index.html"
+    _write_atomic(index, page("reelsense reports", body))
+    if runs:
+        _write_atomic(wh.reports_dir / "latest", f"{runs[0]['dir']}/index.html\n")
+    return index
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[dict], profiles: dict, shifts: dict,
+                 tags: dict, groups_of: Callable[[str], str], max_plot_users: int, run_id: str) -> int:
+    """Write the report of a run into `out`; return the number of user pages."""
     (out / "users").mkdir(parents=True, exist_ok=True)
     by_user: dict[str, list[dict]] = {}
     for row in explanations:
@@ -53,7 +111,7 @@ def write_report(wh: Warehouse, *, data: Dataset, explanations: list[dict], prof
     for user in tqdm(sorted(set(shifts) | set(by_user)), desc="report pages", unit="user", leave=False):
         _user_page(out, user, data=data, rows=by_user.get(user, []), profile=profiles.get(user, {}), shift=shifts.get(user),
                    tags=tags, plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None)
-    (out / "index.html").write_text(_index(wh, figures, sorted(set(shifts) | set(by_user)), profiles, shifts, run_id))
+    (out / "index.html").write_text(_index(wh, out, figures, sorted(set(shifts) | set(by_user)), profiles, shifts, run_id))
     return len(set(shifts) | set(by_user))
 
 
@@ -87,12 +145,12 @@ def _attention_matrix(rows: list[dict], tags: dict) -> tuple[np.ndarray, list[st
     return matrix, [label(tags.get(i, {})) for i in history], item_labels
 
 
-def _index(wh: Warehouse, figures, users, profiles, shifts, run_id: str) -> str:
+def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str) -> str:
     parts = []
     results = wh.reports_dir / "results.json"
     if results.exists():
         parts.append("<h2>Rankers</h2>" + _results_table(json.loads(results.read_text())))
-    shifts_json = wh.reports_dir / "shifts.json"
+    shifts_json = out / "shifts.json"
     if shifts_json.exists():
         m = json.loads(shifts_json.read_text())
         parts.append(f"<h2>Interest shifts against the planted ones</h2><p>precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
@@ -104,7 +162,7 @@ def _index(wh: Warehouse, figures, users, profiles, shifts, run_id: str) -> str:
                    f"<td>{html.escape(profile_words(profiles.get(u, {})))}</td></tr>" for u in users)
     parts.append(f"<h2>Users ({len(users)})</h2><p class=muted>scores from run {html.escape(run_id)}</p>"
                  f"<table><tr><th>user</th><th>shifts</th><th>interests</th></tr>{rows}</table>")
-    return page("reelsense report", "".join(parts))
+    return page("reelsense report", "".join(parts), up=f"<p><a href='../index.html'>all reports</a> · run {html.escape(run_id)}</p>")
 
 
 def _results_table(results: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 import tiny_platform
 from flows.analyze import analyze, explain_lines
+from flows.report import run_dir
 from flows.score import score_batch
 from ranker import artifacts
 from ranker.data import load_dataset, modality_vectors
@@ -43,11 +44,11 @@ def test_every_scored_pair_is_explained(analyzed):
 
 def test_shifts_are_scored_against_the_planted_ones(analyzed):
     wh, _, summary = analyzed
-    metrics = json.loads((wh.reports_dir / "shifts.json").read_text())
+    metrics = json.loads((run_dir(wh, "run-report") / "shifts.json").read_text())
     assert {"precision", "recall", "f1", "tolerance"} <= set(metrics)
     assert metrics["planted"] == tiny_platform.SHIFTERS
     assert metrics["f1"] >= 0.8, metrics
-    profiles = json.loads((wh.reports_dir / "profiles.json").read_text())
+    profiles = json.loads((run_dir(wh, "run-report") / "profiles.json").read_text())
     # user00 liked cooking, then sports: both lead their profile, and the words name them.
     assert {t for t, _ in profiles["user00"]["tags"]["hashtag"][:2]} == {"cooking", "sports"}
     assert "#cooking" in profiles["user00"]["words"] and "piano" in profiles["user00"]["words"]
@@ -94,8 +95,9 @@ def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):
 
 def test_report_renders_in_headless_chromium(analyzed):
     wh, _, summary = analyzed
-    index = wh.reports_dir / "index.html"
-    pngs = sorted(p.name for p in (wh.reports_dir / "plots").glob("*.png"))
+    index = run_dir(wh, "run-report") / "index.html"
+    assert summary["report"] == str(index)
+    pngs = sorted(p.name for p in (index.parent / "plots").glob("*.png"))
     assert {"embedding_map.png", "attention.png", "modality_contributions.png"} <= set(pngs)
     assert summary["pages"] == tiny_platform.USERS
     driver = _chromium()

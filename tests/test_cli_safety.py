@@ -171,3 +171,57 @@ def test_sql_takes_named_and_positional_parameters(home, capsys):
 def test_bind_params_refuses_a_value_for_no_placeholder():
     with pytest.raises(QueryError, match=r"the query has \$a, \$b"):
         db.bind_params("SELECT $a, $b", ["a=1", "c=2"])
+
+
+# -- 8. `report`: an unknown run is an error; each run has its own report ------------------------------
+
+@pytest.fixture(scope="module")
+def scored_home(ranked_home, tmp_path_factory) -> Path:
+    """A copy of the trained tiny platform (its own scores and reports) with two score-batch runs:
+    `full` (every user) and then `two` (2 users)."""
+    from flows.score import score_batch
+
+    home = tmp_path_factory.mktemp("scored") / "home"
+    shutil.copytree(ranked_home.home, home, symlinks=True)
+    score_batch(str(home), model="lstm-attn", k=3, run_id="full", device="cpu")
+    score_batch(str(home), model="lstm-attn", k=3, run_id="two", users=["user00", "user01"], device="cpu")
+    return home
+
+
+def test_report_of_an_unknown_run_is_an_error_that_leaves_the_reports_untouched(scored_home, capsys):
+    assert main(["--home", str(scored_home), "report", "--run-id", "full", "--plot-users", "1", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    before = _files(scored_home)
+    assert main(["--home", str(scored_home), "report", "--run-id", "nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "no scores with run id 'nonexistent'" in err and "two, full" in err and err.count("\n") == 1
+    assert _files(scored_home) == before
+
+
+def test_reports_of_different_runs_do_not_overwrite_each_other(scored_home, capsys):
+    reports = scored_home / "reports"
+    for run in ("full", "two"):
+        assert main(["--home", str(scored_home), "report", "--run-id", run, "--plot-users", "1", "--device", "cpu"]) == 0
+        out = capsys.readouterr().out
+        assert out.rstrip().endswith(f"; {reports / run / 'index.html'}"), out  # the path printed is the run's
+    full, two = (reports / run / "index.html" for run in ("full", "two"))
+    assert "scores from run full" in full.read_text() and "scores from run two" in two.read_text()
+    assert (reports / "full" / "plots" / "attention.png").exists() and (reports / "two" / "plots" / "attention.png").exists()
+    explained = {run: json.loads((reports / run / "report.json").read_text())["explanations"] for run in ("full", "two")}
+    assert explained == {"full": 36 * 3, "two": 2 * 3}
+    index = (reports / "index.html").read_text()
+    assert "href='two/index.html'>two</a> (latest)" in index and "href='full/index.html'>full</a><" in index
+    assert (reports / "latest").read_text() == "two/index.html\n"
+    # reporting the older run again keeps `two` the latest: latest is the newest scored run
+    assert main(["--home", str(scored_home), "report", "--run-id", "full", "--plot-users", "0", "--device", "cpu"]) == 0
+    assert (reports / "latest").read_text() == "two/index.html\n" and "scores from run two" in two.read_text()
+    assert not [p.name for p in reports.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+
+
+def test_explain_of_an_unknown_item_suggests_a_query_that_lists_items(scored_home, capsys):
+    assert main(["--home", str(scored_home), "explain", "--user", "user00", "--item", "v9999"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown item 'v9999'" in err and "SELECT item_id, title FROM items" in err and "user_id" not in err
+    assert main(["--home", str(scored_home), "explain", "--user", "nobody", "--item", "i000"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown user 'nobody'" in err and "SELECT DISTINCT user_id FROM events" in err and "FROM items" not in err

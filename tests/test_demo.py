@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,8 +44,11 @@ def test_demo_runs_twice_with_the_same_counts(tmp_path):
     assert int(first["scores"]) == int(first["explanations"]) == 200 * 20
     assert "0 rows written, 4000 already there" in outputs[1].stdout
     home = tmp_path / "home"
-    assert (home / "reports" / "index.html").exists() and len(list((home / "reports" / "plots").glob("*.png"))) >= 3
-    shifts = json.loads((home / "reports" / "shifts.json").read_text())
+    # the run's report is in its own folder, the path the demo prints; reports/index.html lists the runs
+    report = Path(re.search(r"^  analyze \S+: .*; (\S+/index\.html)$", outputs[0].stdout, flags=re.M)[1])
+    assert report.parent.parent == home / "reports" and (home / "reports" / "index.html").exists()
+    assert report.exists() and len(list((report.parent / "plots").glob("*.png"))) >= 3
+    shifts = json.loads((report.parent / "shifts.json").read_text())
     assert shifts["f1"] >= 0.6, shifts
     pair = re.search(r"^reelsense explain --user (\S+) --item (\S+)$", outputs[0].stdout, flags=re.M)
     explain = subprocess.run([sys.executable, "-m", "flows.cli", "--home", str(home), "explain", "--user", pair[1], "--item", pair[2]],
