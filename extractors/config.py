@@ -22,13 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from warehouse.errors import ReelsenseError
+from warehouse.errors import ConfigError  # noqa: F401  (raised here; importable from here as before)
 
 PRESETS = ("offline", "paper")
-
-
-class ConfigError(ReelsenseError):
-    """A configuration file or value is wrong."""
 
 
 @dataclass(frozen=True)

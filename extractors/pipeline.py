@@ -25,7 +25,7 @@ import pyarrow as pa
 from extractors.config import ExtractConfig
 from extractors.decode import DecodedItem, decode_audio, sample_frames
 from extractors.encoders import EfficientNetLite0, Embedded, Encoder, MiniLM, MusicnnTagger, model_id
-from warehouse.errors import MediaDecodeError
+from warehouse.errors import ConfigError, MediaDecodeError
 from warehouse.schemas import EMBEDDINGS, FAILURES
 
 STAGE = "extract-items"
@@ -51,7 +51,9 @@ class Prepared:
 
 @dataclass
 class BatchResult:
-    embeddings: dict[str, pa.Table]  # model id -> rows (one width per table)
+    # (modality, model id) -> rows: the warehouse key of a vector is (item, modality, model,
+    # content_hash), so two modalities may share a model (CLIP's image and text towers).
+    embeddings: dict[tuple[str, str], pa.Table]
     failures: list[dict[str, Any]]
     embedded_items: int
 
@@ -68,7 +70,23 @@ def build_encoders(config: ExtractConfig) -> dict[str, Encoder]:
         }
     else:
         all_encoders = {"frames": EfficientNetLite0(), "text": MiniLM(), "audio": MusicnnTagger()}
-    return {m: all_encoders[m] for m in config.modalities}
+    encoders = {m: all_encoders[m] for m in config.modalities}
+    check_encoder_keys(encoders)
+    return encoders
+
+
+def check_encoder_keys(encoders: dict[str, Encoder]) -> None:
+    """Refuse encoders that would write under one warehouse key: each sits in the slot of its own
+    modality, and no two share (modality, model id)."""
+    seen: dict[tuple[str, str], str] = {}
+    for slot, encoder in encoders.items():
+        if encoder.modality != slot:
+            raise ConfigError(f"encoder {model_id(encoder)} embeds {encoder.modality!r} but is configured for {slot!r}")
+        key = (encoder.modality, model_id(encoder))
+        if key in seen:
+            raise ConfigError(f"encoders for {seen[key]!r} and {slot!r} would both write {key[0]} vectors of model {key[1]}; "
+                              "give each its own modality or model version")
+        seen[key] = slot
 
 
 @lru_cache(maxsize=2)
@@ -151,7 +169,16 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
         if not ready:
             continue
         out = encoder.embed([x for _, x in ready])
-        tables[model_id(encoder)] = embeddings_table([d.work for d, _ in ready], modality, model_id(encoder), out, now)
+        key = (modality, model_id(encoder))
+        if len(out.vectors) != len(ready) or len(out.tags) != len(ready):
+            # Never write a partial or misaligned table: the items go to failures, and a rerun retries them.
+            reason = (f"encoder {key[1]} returned {len(out.vectors)} vectors and {len(out.tags)} tag lists "
+                      f"for {len(ready)} {modality} inputs")
+            failures += [failure_row(d.work, reason, stage=f"{STAGE}:{modality}") for d, _ in ready]
+            continue
+        if key in tables:
+            raise ConfigError(f"two encoders would write {modality} vectors of model {key[1]} in one batch")
+        tables[key] = embeddings_table([d.work for d, _ in ready], modality, key[1], out, now)
         embedded.update(d.work.item_id for d, _ in ready)
     return BatchResult(tables, failures, len(embedded))
 

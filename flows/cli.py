@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
     try:
+        if args.command in FLOW_COMMANDS:
+            from flows.console import hide_user_error_tracebacks
+
+            hide_user_error_tracebacks()
         return args.run(args) or 0
     except ReelsenseError as exc:
         print(f"reelsense: error: {exc}", file=sys.stderr)
@@ -52,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reelsense: interrupted; finished writes are kept, rerun to complete", file=sys.stderr)
         return 130
+
+
+# Commands that run Prefect flows: user errors raised inside them print one line, no traceback.
+FLOW_COMMANDS = {"extract", "align", "features", "train", "evaluate", "score", "report", "demo", "serve", "benchmark"}
 
 
 def build_parser() -> argparse.ArgumentParser:

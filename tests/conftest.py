@@ -53,3 +53,21 @@ def ranked_home(tmp_path_factory, prefect_harness) -> Warehouse:
     build_features(str(wh.home))
     train_rankers(str(wh.home), models=["lstm-attn", "lightgbm"], device="cpu")
     return wh
+
+
+@pytest.fixture(scope="session")
+def random_checkpoints(tmp_path_factory):
+    """CLIP ViT-B-32 and CLAP HTSAT-tiny checkpoints saved from randomly initialised models."""
+    import torch
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import laion_clap  # noqa: F401
+    import open_clip
+    from clap_module import create_model
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    torch.save({"state_dict": open_clip.create_model("ViT-B-32").state_dict()}, root / "clip-random-init.pt")
+    clap, _ = create_model("HTSAT-tiny", "transformer", precision="fp32", device="cpu", enable_fusion=False)
+    torch.save({"state_dict": clap.state_dict()}, root / "clap-random-init.pt")
+    return root

@@ -25,22 +25,6 @@ INPUTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def random_checkpoints(tmp_path_factory):
-    """CLIP ViT-B-32 and CLAP HTSAT-tiny checkpoints saved from randomly initialised models."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import laion_clap  # noqa: F401
-    import open_clip
-    from clap_module import create_model
-
-    root = tmp_path_factory.mktemp("checkpoints")
-    torch.manual_seed(0)
-    torch.save({"state_dict": open_clip.create_model("ViT-B-32").state_dict()}, root / "clip-random-init.pt")
-    clap, _ = create_model("HTSAT-tiny", "transformer", precision="fp32", device="cpu", enable_fusion=False)
-    torch.save({"state_dict": clap.state_dict()}, root / "clap-random-init.pt")
-    return root
-
-
 def offline_encoders():
     return [EfficientNetLite0(), MiniLM(), MusicnnTagger()]
 

@@ -31,3 +31,7 @@ class MediaDecodeError(ReelsenseError):
 
 class ModelNotFound(ReelsenseError):
     """A model checkpoint or weight file is missing."""
+
+
+class ConfigError(ReelsenseError):
+    """A configuration file or option is invalid."""
