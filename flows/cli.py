@@ -35,7 +35,7 @@ from warehouse import db
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
-from ranker.names import ALL_MODELS
+from ranker.names import ALL_MODELS, NEEDS_BASE
 from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES
 from warehouse.store import Warehouse
 
@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate the trained rankers (flow evaluate)")
     evaluate.add_argument("--models", default=",".join(ALL_MODELS))
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--max-users", type=int, default=2000, help="test users ranked against all items (seeded sample)")
+    evaluate.add_argument("--max-users", type=int, help="a quick evaluation on a seeded sample of test users, written to "
+                          "results-quick.json and not recorded in the registry (default: every test user)")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--dataset", default="", help="name of the data set in the report")
     evaluate.set_defaults(run=_evaluate)
@@ -238,9 +239,14 @@ def _train(args: argparse.Namespace) -> None:
     from flows.rank import train_rankers
 
     wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` first")
-    metas = train_rankers(str(wh.home), models=_models(args.models), seed=args.seed, device=args.device, force=args.force)
+    models = _models(args.models)
+    for name in models:
+        base = NEEDS_BASE.get(name)
+        if base and base not in models:
+            print(f"train-ranker: {name} re-ranks {base}, so {base} is trained (or reused) too")
+    metas = train_rankers(str(wh.home), models=models, seed=args.seed, device=args.device, force=args.force)
     for name, meta in metas.items():
-        how = "reused (same data and seed)" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
+        how = "reused (same data, content, settings, code)" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
         print(f"train-ranker: {name:<22} {how:>28}  version {meta['version']}")
 
 
@@ -250,16 +256,20 @@ def _evaluate(args: argparse.Namespace) -> None:
     wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` and `reelsense train` first")
     results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users,
                                device=args.device, dataset=args.dataset)
-    print(f"evaluate: {wh.reports_dir / 'results.json'}")
+    print(f"evaluate ({results['evaluation']}): {results['path']}")
     print("\n".join(results_lines(results)))
 
 
 def results_lines(results: dict) -> list[str]:
-    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'AUC':>8}   cold users NDCG@10   cold items NDCG@10"]
+    """The results table of the terminal: NDCG@10 under both protocols, cold items, and the paired
+    difference to sasrec (history unmasked)."""
+    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}   vs sasrec NDCG@10 (95% CI)"]
     for name, r in results["models"].items():
-        cold_items = r["cold_items"].get("ndcg@10")
-        lines.append(f"{name:<22}{r['overall']['ndcg@10']:>9.4f}{r['overall']['hr@10']:>8.4f}{r['overall']['auc']:>8.4f}"
-                     f"   {r['cold_users']['ndcg@10']:>18.4f}   {'-' if cold_items is None else f'{cold_items:.4f}':>18}")
+        o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
+        vs = r.get("vs_sasrec", {}).get("unmasked")
+        vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
+        cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
+        lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}   {vs_text}")
     return lines
 
 
@@ -348,7 +358,7 @@ def _list_models(args: argparse.Namespace) -> None:
     rows = [{"name": m["name"], "version": m["version"], "latest": "*" if m["latest"] else "", "seed": m["seed"],
              "content": m.get("content"), "items": m.get("n_items"), "data": m["data_fingerprint"],
              "fit_s": m.get("fit_seconds"), "ndcg@10": _metric(m, "overall", "ndcg@10"),
-             "cold_users_ndcg@10": _metric(m, "cold_users", "ndcg@10")} for m in saved]
+             "masked_ndcg@10": _metric(m, "masked", "ndcg@10")} for m in saved]
     print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows)))
 
 

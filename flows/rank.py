@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -26,13 +27,14 @@ from prefect.cache_policies import NO_CACHE
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import Dataset, build_sequences, item_vocabulary, load_dataset, negative_samples
-from ranker.evaluate import evaluate_model, evaluation_slices
+from ranker.evaluate import PROTOCOLS, compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.registry import ALL_MODELS, NEEDS_BASE, build
 from warehouse import db, store
 from warehouse.schemas import SAMPLES
 from warehouse.store import Warehouse
 
 MAX_HISTORY = 20
+REFERENCE = "sasrec"  # the peer every model is compared with, paired over users
 
 
 @flow(name="build-features", log_prints=True)
@@ -59,16 +61,19 @@ def build_features(home: str, max_history: int = MAX_HISTORY, seed: int = 0) -> 
 def train_one(home: str, name: str, data: Dataset, trained: dict, seed: int, device: str,
               force: bool = False) -> tuple[Any, dict[str, Any]]:
     models_dir = Warehouse(home).models_dir
+    model = build(name, device, trained)
+    key = artifacts.reuse_key(name, model, data, seed)
     saved = None if force else artifacts.latest(models_dir, name)
-    if saved is not None and saved["data_fingerprint"] == artifacts.fingerprint(data) and saved["seed"] == seed:
-        # Same data, same seed: training again would give the same model.
+    if saved is not None and saved.get("reuse_key") == key:
+        # Same rows, items, content, hyper-parameters, seed and code: training again would give the same model.
         return artifacts.load(models_dir, name, data, trained, device), {**saved, "reused": True}
     started = time.perf_counter()
-    model = build(name, device, trained)
     model.fit(data, seed=seed)
     history = getattr(model, "history", None)
     meta = {"name": name, "version": artifacts.new_version(data), "seed": seed, "device": device,
             "fit_seconds": round(time.perf_counter() - started, 1), "data_fingerprint": artifacts.fingerprint(data),
+            "reuse_key": key, "code_version": artifacts.code_version(),
+            "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
             "feature_schema": artifacts.feature_schema(data), "content": data.content_source, "n_items": data.n_items,
             "behaviours": data.behaviours, "history": history if isinstance(history, list) else None,
             "trained_at": datetime.now(timezone.utc).isoformat()}
@@ -107,51 +112,78 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, max_users: int = 2000,
+def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, max_users: int | None = None,
                      device: str = "auto", dataset: str = "") -> dict[str, Any]:
+    """Every model on all test users (or a seeded sample of `max_users`: a quick evaluation, written
+    to results-quick.json and never recorded in the registry), both protocols, paired against sasrec."""
     wh = Warehouse(home)
     data = load_dataset(wh, MAX_HISTORY)
     trained = load_trained(home, data, models, device_for(device))
-    slices = evaluation_slices(data, max_users=max_users, seed=seed)
-    results = {"models": {}, "dataset": dataset or str(wh.home), "seed": seed,
-               "command": " ".join(["reelsense", *sys.argv[1:]]),
-               "protocol": {
-                   "split": "leave-one-out per user: last positive = test, second-to-last = valid",
-                   "ranking": f"full ranking of the test target against all {data.n_items} items, history items not masked",
-                   "users": {k: int(len(v[0])) for k, v in slices.items()},
-                   "cold_users": "the same users' histories cut to their last 1, 2 or 3 steps (labelled as cut)",
-                   "cold_items": "test targets never seen in training",
-                   "ctr": "AUC / GAUC / logloss on 25 uniform + 25 popularity-sampled negatives per target (sampled, seeded)",
-                   "ci95": "bootstrap over users, 1000 resamples", "content": data.content_source}}
+    rows = test_rows(data, max_users=max_users, seed=seed)
+    quick = len(rows) < int((data.split == "test").sum())
+    results: dict[str, Any] = {
+        "models": {}, "dataset": dataset or str(wh.home), "seed": seed, "command": " ".join(["reelsense", *sys.argv[1:]]),
+        "evaluation": f"quick: {len(rows)} seeded test users of {int((data.split == 'test').sum())}" if quick else "full: every test user",
+        "protocol": {
+            "split": "leave-one-out per user: last positive = test, second-to-last = valid",
+            "ranking": f"full ranking of each test target against all {data.n_items} items",
+            "unmasked": "history items keep their scores (RecBole's default for sequential models)",
+            "masked": "every item the user engaged with before the target is removed, the target excepted "
+                      "(MicroLens's official code; score-batch never recommends them either)",
+            "users": {k: int(len(v)) for k, v in evaluation_slices(data, rows).items()},
+            "natural_cold_items": "test targets never seen in training, ranked among all items",
+            "warm_items": "test targets seen in training",
+            "ctr_sampled": "AUC / GAUC / logloss on 25 uniform + 25 popularity-sampled negatives per target, 2000 seeded users",
+            "vs_sasrec": "per-user NDCG@10 minus sasrec's, paired bootstrap over users (1000 resamples), 95% CI",
+            "ci95": "bootstrap over users, 1000 resamples", "content": data.content_source}}
+    ranks = {}
     for name in models:
         started = time.perf_counter()
-        results["models"][name] = evaluate_model(trained[name], data, slices, seed=seed)
-        results["models"][name]["version"] = trained[name].version
-        artifacts.record_metrics(wh.models_dir, name, trained[name].version,
-                                 {k: {m: v for m, v in r.items() if not isinstance(v, list)} for k, r in results["models"][name].items()
-                                  if isinstance(r, dict)})
+        metrics, ranks[name] = evaluate_model(trained[name], data, rows, seed=seed)
+        results["models"][name] = {**metrics, "version": trained[name].version}
         get_run_logger().info("evaluated %s in %.1fs", name, time.perf_counter() - started)
+    if REFERENCE in ranks:
+        for name in models:
+            if name != REFERENCE:
+                results["models"][name]["vs_sasrec"] = compare_to(ranks[REFERENCE], ranks[name], seed=seed)
+    if not quick:
+        for name in models:
+            r = results["models"][name]
+            artifacts.record_metrics(wh.models_dir, name, trained[name].version, {
+                "overall": _scalars(r["unmasked"]["overall"]), "masked": _scalars(r["masked"]["overall"]),
+                "natural_cold_items": _scalars(r["unmasked"]["natural_cold_items"]), "ctr_sampled": _scalars(r["ctr_sampled"])})
+    stem = "results-quick" if quick else "results"
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
-    (wh.reports_dir / "results.json").write_text(json.dumps(results, indent=1))
-    (wh.reports_dir / "results.md").write_text(results_markdown(results))
+    artifacts.write_text(wh.reports_dir / f"{stem}.json", json.dumps(results, indent=1))
+    artifacts.write_text(wh.reports_dir / f"{stem}.md", results_markdown(results))
+    results["path"] = str(wh.reports_dir / f"{stem}.json")
     return results
 
 
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not isinstance(v, list)}
+
+
 def results_markdown(results: dict[str, Any]) -> str:
-    lines = [f"# Results: {results['dataset']}", "", f"`{results['command']}` (seed {results['seed']})", ""]
-    for slice_name in ("overall", "cold_users", "cold_items"):
-        users = results["protocol"]["users"].get(slice_name, 0)
-        lines += [f"## {slice_name} ({users} users)", "",
-                  "| model | HR@10 | NDCG@10 (95% CI) | HR@20 | NDCG@20 | AUC | GAUC | logloss |", "|---|---|---|---|---|---|---|---|"]
-        for name, by_slice in results["models"].items():
-            r = by_slice.get(slice_name, {})
-            if not r.get("users"):
-                continue
-            ci = r["ndcg@10_ci95"]
-            logloss = f"{r['logloss']:.4f}" if r.get("logloss") is not None else "-"
-            lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} ({ci[0]:.4f}-{ci[1]:.4f}) | {r['hr@20']:.4f} | "
-                         f"{r['ndcg@20']:.4f} | {r['auc']:.4f} | {r['gauc']:.4f} | {logloss} |")
+    lines = [f"# Results: {results['dataset']}", "", f"`{results['command']}` (seed {results['seed']}; {results['evaluation']})", ""]
+    users = results["protocol"]["users"]
+    for protocol in PROTOCOLS:
+        lines += [f"## history {protocol} ({users['overall']} users; {users['natural_cold_items']} natural cold-item targets)", "",
+                  "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 | vs sasrec NDCG@10 (paired 95% CI) |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, r in results["models"].items():
+            o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
+            vs = r.get("vs_sasrec", {}).get(protocol)
+            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
+            cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
+            lines.append(f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
+                         f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |")
         lines.append("")
+    lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
+    for name, r in results["models"].items():
+        c = r["ctr_sampled"]
+        loss = "-" if c.get("logloss") is None else f"{c['logloss']:.4f}"
+        lines.append(f"| {name} | {c['auc']:.4f} | {c['gauc']:.4f} | {loss} |")
     protocol = results["protocol"]
-    lines += ["Protocol: " + "; ".join(f"{k}: {v}" for k, v in protocol.items() if k != "users"), ""]
+    lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in protocol.items() if k != "users"), ""]
     return "\n".join(lines)

@@ -4,10 +4,13 @@ A version is written once and never changed; `<name>/LATEST` names the newest. m
 config (seed, device), the training history, the evaluation metrics once `evaluate` has run, and two
 descriptions of the data:
 - `data_fingerprint`: a hash of the exact training rows (evaluation refuses a model trained on
-  other rows, and training reuses a model for the same rows and seed);
+  other rows);
+- `reuse_key`: the rows, the item vocabulary, the content vectors, the hyper-parameters, the seed
+  and the code version; training reuses a saved model only when this matches;
 - `feature_schema`: what the model's inputs look like (item vocabulary, content source and width,
   history length, heads). Scoring only needs this to match: new events for known items are fine,
-  a new item vocabulary or another content model is not.
+  another content model is not, and a new item vocabulary only for models that map items by id
+  and score new items by content (`sasrec-content`).
 
 `reelsense models` lists the registry.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,29 @@ def fingerprint(data: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
+def code_version() -> str:
+    """A hash of the ranker package's source: a model is reused only by the code that trained it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def reuse_key(name: str, model: Any, data: Dataset, seed: int) -> str:
+    """What a trained model depends on: the training rows, the item vocabulary, the content
+    vectors themselves (a changed title or `align --retrain` changes them), the model's
+    hyper-parameters, the seed and the code. Training reuses a saved model only when all match."""
+    digest = hashlib.sha256()
+    config = getattr(model, "config", None)
+    params = repr(config) if config is not None else repr(sorted((k, v) for k, v in vars(model).items()
+                                                                  if isinstance(v, (int, float, str, bool))))
+    base = getattr(getattr(model, "base", None), "version", "")  # a re-ranker depends on its base model
+    for part in (name, base, fingerprint(data), json.dumps(feature_schema(data), sort_keys=True), params, str(seed), code_version()):
+        digest.update(part.encode() + b"\0")
+    digest.update(np.ascontiguousarray(data.content).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def feature_schema(data: Dataset) -> dict[str, Any]:
     items = hashlib.sha256("\n".join(data.item_ids).encode()).hexdigest()[:16]
     return {"n_items": data.n_items, "item_vocabulary": items, "content": data.content_source,
@@ -55,7 +82,7 @@ def save(models_dir: Path, model: Any, meta: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / "model")
     _write_json(folder / "meta.json", meta)
-    _write_text(folder.parent / "LATEST", meta["version"] + "\n")
+    write_text(folder.parent / "LATEST", meta["version"] + "\n")
     return folder
 
 
@@ -100,7 +127,7 @@ def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], de
         raise ModelMismatch(f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
                             f"the warehouse gives {fingerprint(data)}); rerun `reelsense train` after `reelsense features`")
     if match == "schema":
-        check_schema(name, meta, feature_schema(data))
+        check_schema(name, meta, feature_schema(data), new_items_ok=name in MAPS_ITEMS_BY_ID)
     model = build(name, device, trained)
     model.load(models_dir / "rankers" / name / meta["version"] / "model", data)
     model.version = meta["version"]
@@ -116,22 +143,32 @@ def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, v
     return load(models_dir, name, data, trained, device, version=version, match=match)
 
 
-def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any]) -> None:
+# Rankers whose checkpoints map item ids (not indices) and score unseen items by content: a grown
+# item vocabulary is fine for them.
+MAPS_ITEMS_BY_ID = {"sasrec-content"}
+
+
+def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any], *, new_items_ok: bool = False) -> None:
     saved = meta.get("feature_schema")
     if saved is None:
         raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); "
                             "retrain it with `reelsense train --force`")
-    differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if saved.get(k) != schema[k]]
+    skip = {"n_items", "item_vocabulary"} if new_items_ok else set()
+    differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if k not in skip and saved.get(k) != schema[k]]
     if differ:
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); "
                             "rerun `reelsense features` and `reelsense train` on this data, or score with a matching model")
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    _write_text(path, json.dumps(value, indent=1))
+    write_text(path, json.dumps(value, indent=1))
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # atomic: a reader sees the old file or the new one
+def write_text(path: Path, text: str) -> None:
+    """Atomic: a reader sees the old file or the new one, never half of one (temp, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)

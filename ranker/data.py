@@ -18,10 +18,15 @@ import pyarrow as pa
 
 from warehouse import db
 from warehouse.schemas import EVENT_PARTITIONS
+from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
 EVENT_INDEX = {"impression": 1, "watch": 2, "like": 3, "comment": 4, "share": 5}  # 0: padding
 BEHAVIOURS = ("engage", "watch", "like", "comment")
+
+
+def _sql(name: str) -> str:
+    return resources.files("warehouse").joinpath(f"sql/features/{name}.sql").read_text()
 
 
 def build_sequences(wh: Warehouse, max_history: int, buckets: list[int] | None = None) -> pa.Table:
@@ -73,6 +78,10 @@ class Dataset:
     target_ratios: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) -1: unknown
     event_ts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (N,) microseconds
     train_counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_items + 1,)
+    # (n_items + 1,) items that have a content vector; content rankers cannot score the others
+    scorable: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    # items with raw embeddings but no vector of the fused content model (align-items not rerun)
+    unaligned: list[str] = field(default_factory=list)
 
     @property
     def n_items(self) -> int:
@@ -114,11 +123,14 @@ def load_dataset(wh: Warehouse, max_history: int = 20, buckets: list[int] | None
     # A behaviour gets a head where the positives disagree on it (MicroLens: all comments, one head).
     behaviours = ["engage"] + [b for b in BEHAVIOURS[1:] if 0 < labels[b].mean() < 1]
     content, source = content_matrix(wh, index)
+    unaligned = [] if not source.startswith("fused:") else [
+        r["item_id"] for r in db.fetch(wh, _sql("unaligned_items"), {"model": source.split(":", 1)[1]})]
     data = Dataset(["<pad>", *items], queries, np.asarray([index[i] for i in table.column("item_id").to_pylist()], np.int64),
                    np.asarray(table.column("split").to_pylist(), dtype=object), labels, behaviours, content, source,
                    target_events=np.asarray([EVENT_INDEX[e] for e in table.column("event").to_pylist()], np.int64),
                    target_ratios=np.asarray(table.column("watch_ratio").to_pylist(), np.float32),
-                   event_ts=table.column("event_ts").cast(pa.int64()).to_numpy())
+                   event_ts=table.column("event_ts").cast(pa.int64()).to_numpy(),
+                   scorable=np.linalg.norm(content, axis=1) > 0, unaligned=unaligned)
     train = data.split == "train"
     counts = np.bincount(data.targets[train], minlength=len(items) + 1)
     counts += np.bincount(data.queries.hist_items[train].ravel(), minlength=len(items) + 1)
@@ -221,3 +233,18 @@ def modality_vectors(wh: Warehouse, data: Dataset) -> ModalityVectors | None:
         elif r["modality"] in vectors:
             vectors[r["modality"]][i] = r["vector"]
     return ModalityVectors(names, vectors, weights)
+
+
+class MissingContent(ReelsenseError):
+    """A content ranker was asked to run without the content vectors it needs."""
+
+
+def check_content(data: Dataset, name: str) -> None:
+    """A content ranker refuses to run on zeros: no content at all, or items left unaligned."""
+    if data.content_source == "none":
+        raise MissingContent(f"{name} needs content vectors, and the warehouse has none; run `reelsense extract` "
+                             "(and `reelsense align` for several modalities) first, or train an id-only ranker")
+    if len(data.unaligned):
+        shown = ", ".join(data.unaligned[:5]) + (" ..." if len(data.unaligned) > 5 else "")
+        raise MissingContent(f"{len(data.unaligned)} items have raw embeddings but no {data.content_source} vector "
+                             f"({shown}); run `reelsense align` to project them, then train or score again")

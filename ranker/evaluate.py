@@ -1,57 +1,126 @@
-"""The evaluation harness: every ranker, the same split, the same queries, the same negatives.
+"""The evaluation harness: every ranker, the same split, the same queries, paired over users.
 
-- Full ranking of the test target against ALL items (history items included: none are masked),
-  HR@10/20 and NDCG@10/20, with bootstrap 95% intervals over users (one test target per user).
+- Full ranking of each test target against ALL items under two protocols, side by side:
+  `unmasked` (history items keep their scores: RecBole's default for sequential models) and
+  `masked` (every item the user engaged with before the target is removed, the target itself
+  excepted: MicroLens's official code, and what score-batch does). HR@10/20 and NDCG@10/20 with
+  bootstrap 95% intervals over users (one test target per user).
+- Paired comparisons: the per-user NDCG@10 difference of each model to a reference model
+  (`sasrec`), with a paired bootstrap 95% interval (the same resampled users for both models).
 - CTR-style metrics on sampled negatives (25 uniform + 25 popularity-proportional per target,
-  seeded, shared by all models): AUC, GAUC (per user), logloss for models whose scores are log-odds.
-- Slices: overall; cold_users (the same users' histories cut to their last 1-3 steps, labelled
-  as cut); cold_items (test targets never seen in training, scored by content where a model has it).
+  seeded, shared by all models): AUC, GAUC, logloss where scores are log-odds.
+- Slices named for what they are: overall; natural_cold_items (test targets never seen in
+  training, ranked among all items); warm_items (the other test targets). The withheld-users and
+  withheld-items splits, which need their own training run, are in ranker/coldstart.py.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
+import numpy.typing as npt
 
 from ranker.base import sample_negatives
 from ranker.data import Dataset, Queries
 from ranker.metrics import auc, bootstrap_ci, gauc, hit_rate, logloss, ndcg, target_ranks
 
+PROTOCOLS = ("unmasked", "masked")
 
-def evaluation_slices(data: Dataset, *, max_users: int, seed: int) -> dict[str, tuple[np.ndarray, Queries]]:
-    rng = np.random.default_rng(seed)
+
+def test_rows(data: Dataset, *, max_users: int | None, seed: int) -> npt.NDArray[np.int64]:
+    """Every test row (one per user), or a seeded sample of `max_users` of them."""
     test = np.flatnonzero(data.split == "test")
-    rows = np.sort(rng.choice(test, min(max_users, len(test)), replace=False))
-    queries = data.queries.take(rows)
-    keep = 1 + np.arange(len(rows)) % 3  # 1, 2 or 3 history steps
-    cold_item_rows = test[data.train_counts[data.targets[test]] == 0]
-    if len(cold_item_rows) > max_users:
-        cold_item_rows = np.sort(rng.choice(cold_item_rows, max_users, replace=False))
-    return {
-        "overall": (rows, queries),
-        "cold_users": (rows, queries.cut(keep)),
-        "cold_items": (cold_item_rows, data.queries.take(cold_item_rows)),
-    }
+    if max_users is None or len(test) <= max_users:
+        return test
+    return np.sort(np.random.default_rng(seed).choice(test, max_users, replace=False))
 
 
-def evaluate_model(model, data: Dataset, slices: dict, *, seed: int, batch: int = 256) -> dict[str, dict]:
-    out = {}
-    for name, (rows, queries) in slices.items():
-        if len(rows) == 0:
-            out[name] = {"users": 0}
-            continue
-        targets = data.targets[rows]
-        ranks = np.concatenate([
-            target_ranks(model.score_all(data, queries.take(part)), targets[part])
-            for part in np.array_split(np.arange(len(rows)), max(1, len(rows) // batch))
-        ])
-        result: dict[str, float | int | list] = {"users": int(len(rows))}
-        for k in (10, 20):
-            for metric, values in ((f"hr@{k}", hit_rate(ranks, k)), (f"ndcg@{k}", ndcg(ranks, k))):
-                result[metric] = float(values.mean())
-                result[f"{metric}_ci95"] = list(bootstrap_ci(values, seed=seed))
-        result.update(ctr_metrics(model, data, rows, queries, seed=seed))
-        out[name] = result
+def evaluation_slices(data: Dataset, rows: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[np.int64]]:
+    """Positions into `rows` of each slice."""
+    cold = data.train_counts[data.targets[rows]] == 0
+    return {"overall": np.arange(len(rows)), "natural_cold_items": np.flatnonzero(cold), "warm_items": np.flatnonzero(~cold)}
+
+
+def earlier_items(data: Dataset, rows: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
+    """For each row, every item its user engaged with before it (all of them, not only the last
+    MAX_HISTORY steps of the query): the set the masked protocol removes."""
+    by_user: dict[str, list[int]] = defaultdict(list)
+    for row in np.argsort(data.event_ts, kind="stable"):
+        by_user[data.queries.users[row]].append(int(row))
+    out = []
+    for row in rows:
+        mine = by_user[data.queries.users[row]]
+        earlier = [data.targets[r] for r in mine if data.event_ts[r] < data.event_ts[row]]
+        out.append(np.unique(np.concatenate([np.asarray(earlier, np.int64), data.queries.hist_items[row]])))
     return out
+
+
+def mask_seen(scores: npt.NDArray[np.float32], seen: list[npt.NDArray[np.int64]], targets: npt.NDArray[np.int64]) -> None:
+    """In place: items seen before are -inf, except each row's own target (and padding stays -inf)."""
+    for i, items in enumerate(seen):
+        keep = scores[i, targets[i]]
+        scores[i, items] = -np.inf
+        scores[i, targets[i]] = keep
+    scores[:, 0] = -np.inf
+
+
+def ranks_by_protocol(model, data: Dataset, rows: npt.NDArray[np.int64], queries: Queries,
+                      *, batch: int = 512) -> dict[str, npt.NDArray[np.float64]]:
+    """1-based rank of each row's target among all items, under both protocols (one scoring pass)."""
+    targets = data.targets[rows]
+    seen = earlier_items(data, rows)
+    out: dict[str, list] = {p: [] for p in PROTOCOLS}
+    for start in range(0, len(rows), batch):
+        part = np.arange(start, min(start + batch, len(rows)))
+        scores = np.array(model.score_all(data, queries.take(part)), dtype=np.float32, copy=True)
+        out["unmasked"].append(target_ranks(scores, targets[part]))
+        mask_seen(scores, [seen[i] for i in part], targets[part])
+        out["masked"].append(target_ranks(scores, targets[part]))
+    return {p: np.concatenate(v) if v else np.zeros(0) for p, v in out.items()}
+
+
+def ranking_metrics(ranks: npt.NDArray[np.float64], *, seed: int) -> dict[str, float | int | list[float]]:
+    result: dict[str, float | int | list[float]] = {"users": int(len(ranks))}
+    if not len(ranks):
+        return result
+    for k in (10, 20):
+        for metric, values in ((f"hr@{k}", hit_rate(ranks, k)), (f"ndcg@{k}", ndcg(ranks, k))):
+            result[metric] = float(values.mean())
+            result[f"{metric}_ci95"] = list(bootstrap_ci(values, seed=seed))
+    return result
+
+
+def paired_bootstrap(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], *, n_resamples: int = 1000,
+                     seed: int = 0) -> dict[str, float]:
+    """Mean of a - b over the same users, with a 95% percentile interval from resampling users
+    (both models see the same resample), and the ratio of the means."""
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"paired bootstrap needs two equal, non-empty arrays, got {len(a)} and {len(b)}")
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"diff": float(diff.mean()), "ci95": [float(low), float(high)],
+            "ratio": float(np.mean(a) / np.mean(b)) if np.mean(b) > 0 else float("nan")}
+
+
+def evaluate_model(model, data: Dataset, rows: npt.NDArray[np.int64], *, seed: int,
+                   ctr_users: int = 2000) -> tuple[dict, dict[str, npt.NDArray[np.float64]]]:
+    """Metrics of one model per protocol and slice, and its per-user ranks (for paired comparisons)."""
+    queries = data.queries.take(rows)
+    ranks = ranks_by_protocol(model, data, rows, queries)
+    slices = evaluation_slices(data, rows)
+    result = {p: {name: ranking_metrics(ranks[p][pos], seed=seed) for name, pos in slices.items()} for p in PROTOCOLS}
+    sample = np.sort(np.random.default_rng(seed + 3).choice(len(rows), min(ctr_users, len(rows)), replace=False))
+    result["ctr_sampled"] = {"users": int(len(sample)), **ctr_metrics(model, data, rows[sample], queries.take(sample), seed=seed)}
+    return result, ranks
+
+
+def compare_to(reference: dict[str, npt.NDArray[np.float64]], ranks: dict[str, npt.NDArray[np.float64]],
+               *, seed: int) -> dict[str, dict[str, float]]:
+    """NDCG@10 of a model minus the reference's, paired over the same users, per protocol."""
+    return {p: paired_bootstrap(ndcg(ranks[p], 10), ndcg(reference[p], 10), seed=seed) for p in PROTOCOLS}
 
 
 def ctr_metrics(model, data: Dataset, rows: np.ndarray, queries: Queries, *, seed: int) -> dict[str, float | None]:
@@ -59,11 +128,12 @@ def ctr_metrics(model, data: Dataset, rows: np.ndarray, queries: Queries, *, see
     uniform, popular = sample_negatives(data, len(rows) * 25, rng)
     items = np.concatenate([data.targets[rows][:, None], uniform.reshape(len(rows), 25), popular.reshape(len(rows), 25)], 1)
     scores = model.score_items(data, queries, items)
+    finite = np.where(np.isfinite(scores), scores, np.nanmin(np.where(np.isfinite(scores), scores, np.nan)) - 1)
     labels = np.zeros_like(scores)
     labels[:, 0] = 1
     users = np.repeat(queries.users, items.shape[1])
-    result = {"auc": auc(labels.ravel(), scores.ravel()), "gauc": gauc(users, labels.ravel(), scores.ravel()),
-              "logloss": logloss(labels.ravel(), 1 / (1 + np.exp(-scores.ravel()))) if model.probabilistic else None}
+    result = {"auc": auc(labels.ravel(), finite.ravel()), "gauc": gauc(users, labels.ravel(), finite.ravel()),
+              "logloss": logloss(labels.ravel(), 1 / (1 + np.exp(-finite.ravel()))) if model.probabilistic else None}
     heads = getattr(model, "heads", [])
     for head in heads[1:]:  # per-behaviour heads of lstm-attn: like, comment on the sample
         head_scores = model.score_items(data, queries, items, head=head)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ranker.base import minibatches, sample_negatives
-from ranker.data import Dataset, Queries
+from ranker.data import Dataset, Queries, check_content
 from ranker.metrics import auc
 
 
@@ -138,6 +138,8 @@ class LstmAttn:
         self.history: list[dict[str, float]] = []
 
     def _build(self, data: Dataset) -> None:
+        if self.use_content:
+            check_content(data, self.name)
         self.heads = list(data.behaviours)
         self.net = LstmAttnNet(data.n_items, torch.as_tensor(data.content), len(self.heads), self.dim, self.use_content).to(self.device)
         self.net.seen.copy_(torch.as_tensor(data.train_counts > 0))

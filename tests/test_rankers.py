@@ -16,7 +16,7 @@ from ranker.data import build_sequences, load_dataset
 from ranker.names import ALL_MODELS
 from ranker.registry import build
 from warehouse import db, store
-from warehouse.schemas import EVENTS, user_partition
+from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, user_partition
 from warehouse.store import Warehouse
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -40,8 +40,30 @@ def checkerboard(tmp_path_factory):
             for step in range(12):
                 rows.append((f"{group}{u}", f"{group}{rng.integers(1, 5)}", step))
     store.append(wh, EVENTS, _events(rows))
-    db.refresh_views(wh)
+    write_content(wh, {f"{g}{k}": (1.0 if g == "a" else -1.0) for g in "ab" for k in range(1, 5)})
     return load_dataset(wh, max_history=10)
+
+
+def write_content(wh: Warehouse, items: dict[str, float], *, dim: int = 8, seed: int = 0) -> None:
+    """Items with a text vector each: `items` maps an item id to its group's direction (+1 / -1
+    along the first axis), plus a little seeded noise, as extract-items would write them."""
+    rng = np.random.default_rng(seed)
+    now = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    ids = list(items)
+    store.append(wh, ITEMS, pa.Table.from_pylist([
+        {"item_id": i, "title": f"item {i}", "video_uri": None, "audio_uri": None, "duration_s": None,
+         "content_hash": f"h-{i}", "source": "test", "ingested_at": now} for i in ids], schema=ITEMS.schema))
+    vectors = rng.normal(0, 0.3, (len(ids), dim)).astype(np.float32)
+    vectors[:, 0] += np.asarray([items[i] for i in ids], np.float32)
+    store.append(wh, EMBEDDINGS, pa.table({
+        "item_id": ids, "modality": ["text"] * len(ids), "model": ["planted@1"] * len(ids),
+        "dim": pa.array([dim] * len(ids), pa.int32()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+        "tags": pa.array([[] for _ in ids], pa.list_(pa.string())), "content_hash": [f"h-{i}" for i in ids],
+        "created_at": pa.array([now] * len(ids), pa.timestamp("us", tz="UTC")),
+        "fusion_weights": pa.nulls(len(ids), pa.map_(pa.string(), pa.float32())),
+    }).cast(EMBEDDINGS.schema))
+    db.refresh_views(wh)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,203 @@
+"""The MicroLens-50K ranking table: every model, all test users, both protocols, cold start.
+
+    .venv/bin/python benchmarks/microlens.py --home HOME [--out benchmarks/results/microlens-50k.json]
+        [--models popularity,itemknn,bpr-mf,sasrec,sasrec-content] [--seeds 0,1,2] [--max-epochs N]
+
+HOME: `reelsense ingest microlens ../shared/data/microlens-50k` and
+`reelsense extract --config configs/microlens-text.toml` (MiniLM titles). Steps, in order, each
+written to the JSON (and its .md) as soon as it finishes, so an interrupted run is resumed by
+running the same command again (finished steps are skipped):
+1. each model with seed 0 on the leave-one-out split, all test users ranked against all items,
+   history unmasked and masked; paired bootstrap of each model's NDCG@10 against `sasrec`;
+2. the cold-start split (ranker/coldstart.py: 20% of items and 10% of users withheld from
+   training, seed 0) for popularity, sasrec and sasrec-content;
+3. seeds 1 and 2 of sasrec and sasrec-content (mean +- sd over the seeds).
+Measured, never asserted; wall time per step is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ranker.coldstart import NEW_USER_STEPS, cold_split, item_cold_rows, user_cold_rows
+from ranker.data import load_dataset
+from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
+from ranker.metrics import ndcg
+from ranker.registry import build
+from ranker.sasrec import Sasrec, SasrecConfig
+from warehouse.store import Warehouse
+
+MAX_HISTORY = 20
+REFERENCE = "sasrec"
+
+
+def make(name: str, max_epochs: int | None) -> object:
+    model = build(name, "cpu", {})
+    if isinstance(model, Sasrec) and max_epochs:
+        model.config = dataclasses.replace(model.config, max_epochs=max_epochs)
+    return model
+
+
+def fit(model, data, seed: int) -> dict:
+    started = time.perf_counter()
+    model.fit(data, seed=seed)
+    return {"fit_seconds": round(time.perf_counter() - started, 1), "history": getattr(model, "history", None),
+            "config": dataclasses.asdict(model.config) if isinstance(getattr(model, "config", None), SasrecConfig) else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--out", default="benchmarks/results/microlens-50k.json")
+    parser.add_argument("--models", default="popularity,itemknn,bpr-mf,sasrec,sasrec-content")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max-epochs", type=int, help="cap on epochs (default: the model's own, 300 for SASRec)")
+    parser.add_argument("--max-users", type=int, help="test users (default: all)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.setdefault("steps", {})
+    results.update({"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "machine": f"{platform.node()}, "
+                    f"{torch.get_num_threads()} torch threads", "max_history": MAX_HISTORY, "max_epochs": args.max_epochs})
+
+    def save() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(out)
+        out.with_suffix(".md").write_text(markdown(results))
+
+    started = time.perf_counter()
+    data = load_dataset(Warehouse(args.home), MAX_HISTORY)
+    results["data"] = {"users": int(len(np.unique(data.queries.users))), "items": data.n_items, "rows": int(len(data.targets)),
+                       "content": data.content_source, "load_seconds": round(time.perf_counter() - started, 1)}
+    rows = test_rows(data, max_users=args.max_users, seed=0)
+    ranks: dict[str, dict] = {}
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    for name in models:  # 1. every model, seed 0
+        key = f"main/{name}/seed{seeds[0]}"
+        if key in results["steps"]:
+            continue
+        model = make(name, args.max_epochs)
+        step = fit(model, data, seeds[0])
+        t = time.perf_counter()
+        metrics, ranks[name] = evaluate_model(model, data, rows, seed=0)
+        step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - t, 1),
+                    ndcg10_per_user={p: ndcg(ranks[name][p], 10).tolist() for p in PROTOCOLS})
+        results["steps"][key] = step
+        save()
+        print(f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
+              f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)", flush=True)
+    paired(results, models, seeds[0])
+    save()
+
+    split = cold_split(data, seed=0)  # 2. cold start
+    item_rows, user_rows = item_cold_rows(data, split), user_cold_rows(data, split)
+    for name in [m for m in ("popularity", "sasrec", "sasrec-content") if m in models]:
+        key = f"cold/{name}/seed{seeds[0]}"
+        if key in results["steps"]:
+            continue
+        model = make(name, args.max_epochs)
+        step = fit(model, split.train_data, seeds[0])
+        t = time.perf_counter()
+        step["item_cold"] = {s: {p: ranking_metrics(r, seed=0) for p, r in ranks_by_protocol(
+            model, data, rows_, data.queries.take(rows_)).items()} for s, rows_ in item_rows.items()}
+        step["user_cold"] = {str(k): {p: ranking_metrics(r, seed=0) for p, r in ranks_by_protocol(
+            model, data, rows_, data.queries.take(rows_)).items()} for k, rows_ in user_rows.items()}
+        step["eval_seconds"] = round(time.perf_counter() - t, 1)
+        results["steps"][key] = step
+        save()
+        print(f"{key}: item-cold HR@10 {step['item_cold']['cold_targets']['unmasked'].get('hr@10', 0):.4f} vs warm "
+              f"{step['item_cold']['warm_targets']['unmasked'].get('hr@10', 0):.4f}", flush=True)
+
+    for seed in seeds[1:]:  # 3. more seeds for the claims
+        for name in [m for m in ("sasrec", "sasrec-content") if m in models]:
+            key = f"main/{name}/seed{seed}"
+            if key in results["steps"]:
+                continue
+            model = make(name, args.max_epochs)
+            step = fit(model, data, seed)
+            metrics, _ = evaluate_model(model, data, rows, seed=0)
+            step.update(metrics=metrics)
+            results["steps"][key] = step
+            save()
+    save()
+
+
+def paired(results: dict, models: list[str], seed: int) -> None:
+    steps = results["steps"]
+    ref = steps.get(f"main/{REFERENCE}/seed{seed}")
+    if ref is None:
+        return
+    results["paired_vs_sasrec"] = {}
+    for name in models:
+        step = steps.get(f"main/{name}/seed{seed}")
+        if step and name != REFERENCE:
+            # NDCG@10 per user is a function of the rank: compare the stored per-user values directly.
+            mine = {p: np.asarray(step["ndcg10_per_user"][p]) for p in PROTOCOLS}
+            theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
+            results["paired_vs_sasrec"][name] = compare_to_values(theirs, mine, seed=0)
+
+
+def compare_to_values(reference: dict, values: dict, *, seed: int) -> dict:
+    from ranker.evaluate import paired_bootstrap
+
+    return {p: paired_bootstrap(values[p], reference[p], seed=seed) for p in PROTOCOLS}
+
+
+def markdown(results: dict) -> str:
+    steps = results["steps"]
+    lines = [f"# MicroLens-50K ({results.get('data', {}).get('content', '?')})", "", f"`{results['command']}`", ""]
+    for protocol in PROTOCOLS:
+        lines += [f"## history {protocol}, all test users, seed 0", "",
+                  "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold-target HR@10 | vs sasrec NDCG@10 (paired 95% CI) | fit s | epochs |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for key, step in steps.items():
+            if not key.startswith("main/") or not key.endswith("/seed0"):
+                continue
+            name = key.split("/")[1]
+            m = step["metrics"][protocol]
+            o, cold = m["overall"], m["natural_cold_items"]
+            vs = results.get("paired_vs_sasrec", {}).get(name, {}).get(protocol)
+            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), x{vs['ratio']:.2f}" if vs else "-"
+            epochs = len(step["history"]) if step.get("history") else "-"
+            lines.append(f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
+                         f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold.get('hr@10', 0):.4f} ({cold['users']}) | {vs_text} | "
+                         f"{step['fit_seconds']} | {epochs} |")
+        lines.append("")
+    seeds = {}
+    for key, step in steps.items():
+        if key.startswith("main/") and step.get("metrics"):
+            seeds.setdefault(key.split("/")[1], []).append(step["metrics"]["unmasked"]["overall"]["ndcg@10"])
+    lines += ["## seeds (history unmasked, NDCG@10)", "", "| model | seeds | mean +- sd |", "|---|---|---|"]
+    for name, values in seeds.items():
+        lines.append(f"| {name} | {len(values)} | {np.mean(values):.4f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.4f} |")
+    lines += ["", "## cold start (20% of items and 10% of users withheld from training, seed 0; history unmasked)", "",
+              "| model | withheld-item targets HR@10 / NDCG@10 | kept-item targets HR@10 / NDCG@10 | "
+              + " | ".join(f"new users, {k} known: NDCG@10 (users)" for k in NEW_USER_STEPS) + " |",
+              "|---|---|---|" + "---|" * len(NEW_USER_STEPS)]
+    for key, step in steps.items():
+        if not key.startswith("cold/"):
+            continue
+        c, w = step["item_cold"]["cold_targets"]["unmasked"], step["item_cold"]["warm_targets"]["unmasked"]
+        users = " | ".join(f"{step['user_cold'][str(k)]['unmasked'].get('ndcg@10', 0):.4f} ({step['user_cold'][str(k)]['unmasked']['users']})"
+                           for k in NEW_USER_STEPS)
+        lines.append(f"| {key.split('/')[1]} | {c.get('hr@10', 0):.4f} / {c.get('ndcg@10', 0):.4f} ({c['users']}) | "
+                     f"{w.get('hr@10', 0):.4f} / {w.get('ndcg@10', 0):.4f} ({w['users']}) | {users} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

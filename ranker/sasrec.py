@@ -1,0 +1,270 @@
+"""`sasrec` (the peer: item ids only) and `sasrec-content` (the same encoder over content-first items).
+
+SASRec (Kang & McAuley 2018) as RecBole runs it, with RecBole's defaults for the model
+(recbole/properties/model/SASRec.yaml: 2 layers, 2 heads, hidden 64, inner 256, GELU, hidden and
+attention dropout 0.5, layer-norm eps 1e-12, normal init std 0.02, loss CE) and for training
+(overall.yaml: Adam, learning rate 1e-3, batch 2048, at most 300 epochs, early stopping after 10
+epochs without gain). Like RecBole, every prefix of a user's sequence is one training row whose
+next item is the target, the loss is softmax cross-entropy over ALL items at the last position,
+and the output layer is tied to the input item embeddings. Two deviations, both stated in results:
+the history window is the warehouse's MAX_HISTORY (20; RecBole 50: 781 of 50,000 MicroLens-50K
+users have more than 20 items), and early stopping watches validation NDCG@10 from full ranking
+(RecBole's default watches MRR@10).
+
+Content-first items (`sasrec-content`, after Pembek et al., RecSys 2025): item i is
+    e_i = W c_i + delta_i,   ||delta_i|| <= rho * ||W c_i||,
+with c_i the item's frozen content vector (fused, else text; looked up from the warehouse at load
+time, never stored in the checkpoint), W a learned projection, and delta_i a trainable id
+correction kept small by the norm bound. In each training batch delta is dropped whole for a seeded
+share of items, so the content path also learns from positives. Items never seen in training have
+no delta: they are W c_i alone, which is how items added after training are scored without
+retraining (the checkpoint maps its deltas by item id, not by index).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ranker.base import minibatches
+from ranker.data import Dataset, MissingContent, Queries, check_content
+from ranker.metrics import ndcg, target_ranks
+from ranker.sequence import EarlyStopping
+
+
+@dataclass(frozen=True)
+class SasrecConfig:
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    inner: int = 256
+    dropout: float = 0.5
+    attn_dropout: float = 0.5
+    init_std: float = 0.02
+    lr: float = 1e-3
+    batch: int = 2048
+    max_epochs: int = 300
+    patience: int = 10
+    valid_users: int = 10000  # validation NDCG@10 on a seeded sample of the validation rows, each epoch
+    # content-first items (sasrec-content only)
+    id_drop: float = 0.5  # share of items whose delta is dropped whole in a training batch
+    delta_ratio: float = 0.5  # rho: ||delta_i|| <= rho * ||W c_i||
+
+
+class ItemTower(nn.Module):
+    """Item vectors (n_items + 1, d): id embeddings (sasrec) or W c + bounded delta (sasrec-content)."""
+
+    def __init__(self, n_items: int, dim: int, content_dim: int, delta_ratio: float) -> None:
+        super().__init__()
+        self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.proj = nn.Linear(content_dim, dim) if content_dim else None
+        self.delta_ratio = delta_ratio
+        # Looked up from the warehouse on load, never saved: new items score without retraining.
+        self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
+        self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
+
+    def forward(self, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Every item's vector (n_items + 1, d); `keep` (n_items + 1,) bool drops deltas whole."""
+        if self.proj is None:
+            return self.ids.weight
+        base = self.proj(self.content)  # (n + 1, d)
+        delta = self.ids.weight
+        bound = self.delta_ratio * base.detach().norm(dim=-1, keepdim=True)
+        delta = delta * torch.clamp(bound / (delta.norm(dim=-1, keepdim=True) + 1e-12), max=1.0)
+        mask = self.has_delta if keep is None else self.has_delta & keep
+        out = base + delta * mask.unsqueeze(-1)
+        out = out.clone()
+        out[0] = 0
+        return out
+
+
+class Block(nn.Module):
+    """One SASRec layer as RecBole writes it: post-norm attention and a GELU feed-forward."""
+
+    def __init__(self, cfg: SasrecConfig) -> None:
+        super().__init__()
+        self.heads, self.attn_dropout = cfg.heads, cfg.attn_dropout
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
+        self.out = nn.Linear(cfg.dim, cfg.dim)
+        self.norm1 = nn.LayerNorm(cfg.dim, eps=1e-12)
+        self.ff = nn.Sequential(nn.Linear(cfg.dim, cfg.inner), nn.GELU(), nn.Linear(cfg.inner, cfg.dim))
+        self.norm2 = nn.LayerNorm(cfg.dim, eps=1e-12)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in self.qkv(x).chunk(3, dim=-1))
+        p = self.attn_dropout if self.training else 0.0
+        att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], dropout_p=p)  # (B, H, T, dh)
+        x = self.norm1(x + self.drop(self.out(att.transpose(1, 2).reshape(b, t, d))))
+        return self.norm2(x + self.drop(self.ff(x)))
+
+
+class SasrecNet(nn.Module):
+    def __init__(self, n_items: int, max_len: int, cfg: SasrecConfig, content_dim: int = 0) -> None:
+        super().__init__()
+        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio)
+        self.pos = nn.Embedding(max_len, cfg.dim)
+        self.norm = nn.LayerNorm(cfg.dim, eps=1e-12)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.apply(lambda m: _init(m, cfg.init_std))
+
+    def user(self, hist_items: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+        """hist_items (B, T), right-aligned and left-padded with 0 -> the state after the latest step (B, d)."""
+        real = hist_items > 0
+        positions = (real.long().cumsum(1) - 1).clamp(min=0)  # 0 = the oldest item kept, as RecBole counts
+        x = self.drop(self.norm(item_vectors[hist_items] + self.pos(positions) * real.unsqueeze(-1)))
+        t = hist_items.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        # Real queries see real keys up to themselves; a padding query sees only itself (no NaN rows).
+        allowed = causal & (real.unsqueeze(1) | torch.eye(t, dtype=torch.bool, device=x.device))  # (B, T, T)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return x[:, -1]
+
+
+def _init(module: nn.Module, std: float) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        module.weight.data.normal_(0.0, std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        module.bias.data.zero_()
+    if isinstance(module, nn.LayerNorm):
+        module.weight.data.fill_(1.0)
+        module.bias.data.zero_()
+
+
+def softmax_loss(user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each row's target against every item (column 0, padding, excluded)."""
+    logits = user @ item_vectors.T  # (B, n + 1)
+    logits[:, 0] = float("-inf")
+    return nn.functional.cross_entropy(logits, targets)
+
+
+class Sasrec:
+    probabilistic = False
+
+    def __init__(self, *, use_content: bool = False, config: SasrecConfig = SasrecConfig(), device: str = "cpu") -> None:
+        self.name = "sasrec-content" if use_content else "sasrec"
+        self.use_content, self.config, self.device = use_content, config, device
+        self.net: SasrecNet | None = None
+        self.history: list[dict[str, float]] = []
+        self.heads = ["engage"]
+        self.item_ids: list[str] = []
+
+    def _build(self, data: Dataset) -> None:
+        content_dim = 0
+        if self.use_content:
+            check_content(data, self.name)
+            content_dim = data.content.shape[1]
+        self.item_ids = list(data.item_ids)
+        self.net = SasrecNet(data.n_items, data.queries.hist_items.shape[1], self.config, content_dim).to(self.device)
+        self._set_items(data, seen=data.train_counts > 0)
+
+    def _set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
+        tower = self.net.items
+        if self.use_content:
+            tower.content.copy_(torch.as_tensor(data.content, device=self.device))
+        tower.has_delta.copy_(torch.as_tensor(seen, device=self.device))
+        tower.has_delta[0] = False
+
+    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+        cfg = self.config
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        self._build(data)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        # As RecBole: a prefix of at least one item predicts the next one.
+        train = np.flatnonzero((data.split == "train") & (data.queries.hist_items[:, -1] > 0))
+        valid = np.flatnonzero(data.split == "valid")
+        if len(valid) > cfg.valid_users:
+            valid = np.sort(np.random.default_rng(seed + 1).choice(valid, cfg.valid_users, replace=False))
+        stopper = EarlyStopping(cfg.patience)
+        drop_rng = torch.Generator().manual_seed(seed)
+        for epoch in range(cfg.max_epochs):
+            started = time.perf_counter()
+            self.net.train()
+            losses = []
+            steps = math.ceil(len(train) / cfg.batch)
+            bar = tqdm(minibatches(len(train), cfg.batch, rng), total=steps, desc=f"{self.name} epoch {epoch + 1}",
+                       unit="batch", file=sys.stderr, leave=False, disable=steps < 20)
+            for rows in bar:
+                idx = train[rows]
+                keep = (torch.rand(data.n_items + 1, generator=drop_rng) >= cfg.id_drop).to(self.device)
+                vectors = self.net.items(keep if self.use_content else None)
+                user = self.net.user(torch.as_tensor(data.queries.hist_items[idx], device=self.device), vectors)
+                loss = softmax_loss(user, vectors, torch.as_tensor(data.targets[idx], device=self.device))
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            score = self.validation_ndcg(data, valid) if len(valid) else -float(np.mean(losses))
+            self.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "valid_ndcg@10": score,
+                                 "seconds": round(time.perf_counter() - started, 1)})
+            print(f"{self.name} epoch {epoch + 1}: loss {np.mean(losses):.4f}, valid NDCG@10 {score:.4f}, "
+                  f"{time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+            if stopper.should_stop(score, self.net):
+                break
+        stopper.restore(self.net)
+
+    def validation_ndcg(self, data: Dataset, rows: npt.NDArray[np.int64]) -> float:
+        """Mean NDCG@10 of the validation targets ranked against every item (history not masked)."""
+        scores = self.score_all(data, data.queries.take(rows))
+        return float(ndcg(target_ranks(scores, data.targets[rows]), 10).mean())
+
+    @torch.no_grad()
+    def user_vectors(self, queries: Queries) -> tuple[torch.Tensor, torch.Tensor]:
+        self.net.eval()
+        vectors = self.net.items()
+        users = [self.net.user(torch.as_tensor(queries.hist_items[rows], device=self.device), vectors)
+                 for rows in minibatches(len(queries), 4096)]
+        return (torch.cat(users) if users else torch.zeros(0, vectors.shape[1], device=self.device)), vectors
+
+    @torch.no_grad()
+    def score_all(self, data: Dataset, queries: Queries) -> npt.NDArray[np.float32]:
+        users, vectors = self.user_vectors(queries)
+        scores = (users @ vectors.T).cpu().numpy()
+        scores[:, 0] = -np.inf
+        if self.use_content:
+            scores[:, ~data.scorable] = -np.inf  # neither content nor a trained id: nothing to score with
+        return scores
+
+    def score_items(self, data: Dataset, queries: Queries, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        return np.take_along_axis(self.score_all(data, queries), items, axis=1)
+
+    def save(self, path: Path) -> None:
+        torch.save({"config": asdict(self.config), "item_ids": self.item_ids, "state": self.net.state_dict(),
+                    "has_delta": self.net.items.has_delta.cpu(), "history": self.history}, path)
+
+    def load(self, path: Path, data: Dataset) -> None:
+        """Load a checkpoint onto `data`'s item vocabulary: ids it was trained on keep their
+        delta, items it never saw (new since training) are content alone."""
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        self.config, self.history = SasrecConfig(**saved["config"]), saved["history"]
+        self._build(data)
+        state = saved["state"]
+        old = {item: i for i, item in enumerate(saved["item_ids"])}
+        rows = np.asarray([old.get(item, -1) for item in data.item_ids])
+        known = torch.as_tensor(rows >= 0)
+        ids = torch.zeros(data.n_items + 1, self.config.dim)
+        ids[known] = state["items.ids.weight"][torch.as_tensor(rows[rows >= 0])]
+        state["items.ids.weight"] = ids
+        width = state.get("items.proj.weight")
+        if width is not None and width.shape[1] != data.content.shape[1]:
+            raise MissingContent(f"{self.name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "
+                                 f"{data.content.shape[1]}-d ({data.content_source}); retrain with `reelsense train --force`")
+        self.net.load_state_dict(state)
+        seen = np.zeros(data.n_items + 1, bool)
+        seen[known.numpy()] = saved["has_delta"].numpy()[rows[rows >= 0]]
+        self._set_items(data, seen)
+        self.net.eval()

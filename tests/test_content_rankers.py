@@ -1,0 +1,147 @@
+"""Content-first rankers and the evaluation v2 harness, on data whose right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ranker.coldstart import cold_split, item_cold_rows, user_cold_rows
+from ranker.data import MissingContent, load_dataset
+from ranker.evaluate import paired_bootstrap, ranks_by_protocol
+from ranker.popularity import Popularity
+from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
+from test_rankers import _events, write_content
+from warehouse import db, store
+from warehouse.schemas import EVENTS
+from warehouse.store import Warehouse
+
+FAST = SasrecConfig(max_epochs=60, patience=60, batch=256, lr=3e-3, dropout=0.1, attn_dropout=0.1)
+
+
+def planted(root, *, with_content: bool = True):
+    """Group A users engage with a1-a4, group B with b1-b4; each user's held-out last item is a new
+    item of their own group (a5 or b5), never seen in training: only content can tell a5 from b5."""
+    wh = Warehouse(root)
+    rng = np.random.default_rng(1)
+    rows = []
+    for group in "ab":
+        for u in range(30):
+            rows += [(f"{group}{u}", f"{group}{rng.integers(1, 5)}", step) for step in range(10)]
+            rows.append((f"{group}{u}", f"{group}5", 10))
+    store.append(wh, EVENTS, _events(rows))
+    if with_content:
+        write_content(wh, {f"{g}{k}": (1.0 if g == "a" else -1.0) for g in "ab" for k in range(1, 6)})
+    db.refresh_views(wh)
+    return wh
+
+
+@pytest.fixture(scope="module")
+def planted_wh(tmp_path_factory):
+    return planted(tmp_path_factory.mktemp("planted"))
+
+
+def cold_wins(model, data) -> float:
+    """Share of test users whose own group's new item outscores the other group's new item."""
+    index = {item: i for i, item in enumerate(data.item_ids)}
+    test = np.flatnonzero(data.split == "test")
+    other = np.array([index["b5" if data.queries.users[r][0] == "a" else "a5"] for r in test])
+    scores = model.score_all(data, data.queries.take(test))
+    return float(np.mean(scores[np.arange(len(test)), data.targets[test]] > scores[np.arange(len(test)), other]))
+
+
+def test_only_a_content_model_finds_a_target_that_only_content_identifies(planted_wh):
+    data = load_dataset(planted_wh, max_history=10)
+    assert data.train_counts[data.item_ids.index("a5")] == 0  # a5 and b5 are test targets only
+    content = Sasrec(use_content=True, config=FAST)
+    content.fit(data, seed=0)
+    ids = Sasrec(use_content=False, config=FAST)
+    ids.fit(data, seed=0)
+    assert cold_wins(content, data) >= 0.9
+    assert cold_wins(ids, data) <= 0.75  # an untrained id embedding says nothing about the group
+
+
+def test_new_items_are_scored_by_content_without_retraining(planted_wh, tmp_path):
+    data = load_dataset(planted_wh, max_history=10)
+    model = Sasrec(use_content=True, config=FAST)
+    model.fit(data, seed=0)
+    model.save(tmp_path / "model")
+    before = model.score_all(data, data.queries.take(np.flatnonzero(data.split == "test")))
+    write_content(planted_wh, {"a9": 1.0, "b9": -1.0}, seed=5)  # two items arrive after training
+    grown = load_dataset(planted_wh, max_history=10)
+    assert grown.n_items == data.n_items + 2
+    loaded = Sasrec(use_content=True)
+    loaded.load(tmp_path / "model", grown)
+    test = np.flatnonzero(grown.split == "test")
+    scores = loaded.score_all(grown, grown.queries.take(test))
+    old = [grown.item_ids.index(i) for i in data.item_ids[1:]]
+    np.testing.assert_allclose(scores[:, old], before[:, 1:], rtol=1e-4, atol=1e-4)  # known items: unchanged
+    a9, b9 = grown.item_ids.index("a9"), grown.item_ids.index("b9")
+    group_a = np.array([grown.queries.users[r][0] == "a" for r in test])
+    assert np.isfinite(scores[:, a9]).all()
+    assert np.mean(np.where(group_a, scores[:, a9] > scores[:, b9], scores[:, b9] > scores[:, a9])) >= 0.9
+
+
+def test_a_content_ranker_without_content_is_an_error(tmp_path):
+    data = load_dataset(planted(tmp_path / "bare", with_content=False), max_history=10)
+    with pytest.raises(MissingContent, match="needs content vectors, and the warehouse has none; run `reelsense extract`"):
+        Sasrec(use_content=True, config=FAST).fit(data, seed=0)
+
+
+def test_softmax_loss_matches_a_hand_computation():
+    user = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    items = torch.tensor([[9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # row 0: padding, never a class
+    targets = torch.tensor([1, 3])
+    # user 0 logits over items 1-3: [1, 0, 1] -> -log(e / (2e + 1)); user 1: [0, 2, 2] -> -log(e^2 / (2e^2 + 1))
+    expected = (-np.log(np.e / (2 * np.e + 1)) - np.log(np.e**2 / (2 * np.e**2 + 1))) / 2
+    assert softmax_loss(user, items, targets).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_masking_removes_earlier_items_but_never_the_target(tmp_path):
+    """Everyone watched `hit` early; u0's test target is `x`, and `hit` (the most popular item)
+    outranks it unless the history is masked. u1's target is `hit` itself, watched again: masking
+    must not remove it."""
+    wh = Warehouse(tmp_path)
+    rows = [(f"u{u}", "hit", 0) for u in range(6)] + [(f"u{u}", f"f{u}", 1) for u in range(6)]
+    rows += [("u0", "x", 2), ("u0", "y", 3), ("u0", "x2", 4)]
+    rows += [("u1", "z", 2), ("u1", "y", 3), ("u1", "hit", 4)]
+    store.append(wh, EVENTS, _events(rows))
+    db.refresh_views(wh)
+    data = load_dataset(wh, max_history=10)
+    model = Popularity()
+    model.fit(data, seed=0)
+    test = np.flatnonzero(data.split == "test")
+    ranks = ranks_by_protocol(model, data, test, data.queries.take(test))
+    by_user = dict(zip(data.queries.users[test], zip(ranks["unmasked"], ranks["masked"])))
+    unmasked, masked = by_user["u0"]
+    assert masked < unmasked  # hit (and y) no longer above x2
+    assert by_user["u1"][1] == 1.0  # the re-watched target is still ranked, and first
+
+
+def test_paired_bootstrap_on_a_constructed_case():
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0, 1, 2000)
+    shifted = paired_bootstrap(b + 0.05, b)
+    assert shifted["diff"] == pytest.approx(0.05) and shifted["ci95"] == pytest.approx([0.05, 0.05])
+    noisy = paired_bootstrap(b + 0.05 + rng.normal(0, 0.2, 2000), b)
+    assert noisy["ci95"][0] > 0 and noisy["ci95"][0] < 0.05 < noisy["ci95"][1]
+    same = paired_bootstrap(b + rng.normal(0, 0.2, 2000), b, seed=1)
+    assert same["ci95"][0] < 0 < same["ci95"][1]
+    with pytest.raises(ValueError, match="equal"):
+        paired_bootstrap(b, b[:10])
+
+
+def test_cold_split_never_trains_on_withheld_items_or_users(planted_wh):
+    data = load_dataset(planted_wh, max_history=10)
+    split = cold_split(data, item_share=0.2, user_share=0.1, seed=3)
+    train = split.train_data
+    fitted = np.isin(train.split, ["train", "valid"])
+    assert not split.withheld_items[train.targets[fitted]].any()
+    assert not split.withheld_items[train.queries.hist_items[fitted]].any()
+    assert not np.isin(train.queries.users[fitted], list(split.withheld_users)).any()
+    assert (train.train_counts[split.withheld_items] == 0).all()
+    rows = item_cold_rows(data, split)
+    assert split.withheld_items[data.targets[rows["cold_targets"]]].all()
+    for k, user_rows in user_cold_rows(data, split).items():
+        assert ((data.queries.hist_items[user_rows] > 0).sum(1) == k).all()
+        assert len(user_rows) == len(split.withheld_users)  # every withheld user has 11 positives
