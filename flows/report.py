@@ -149,7 +149,10 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
     parts = []
     results = wh.reports_dir / "results.json"
     if results.exists():
-        parts.append("<h2>Rankers</h2>" + _results_table(json.loads(results.read_text())))
+        loaded = json.loads(results.read_text())
+        current = all("unmasked" in r for r in loaded.get("models", {}).values())
+        parts.append("<h2>Rankers</h2>" + (_results_table(loaded) if current else
+                     "<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>"))
     shifts_json = out / "shifts.json"
     if shifts_json.exists():
         m = json.loads(shifts_json.read_text())
@@ -166,15 +169,18 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
 
 
 def _results_table(results: dict[str, Any]) -> str:
-    head = "<tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>AUC</th><th>cold users NDCG@10</th></tr>"
+    head = ("<tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>NDCG@10, history masked</th>"
+            "<th>vs sasrec (paired 95% CI)</th><th>AUC (sampled)</th></tr>")
     body = ""
     for name, r in results["models"].items():
-        o, c = r["overall"], r["cold_users"]
+        o, m = r["unmasked"]["overall"], r["masked"]["overall"]
         ci = o.get("ndcg@10_ci95") or [float("nan")] * 2
+        vs = r.get("vs_sasrec", {}).get("unmasked")
+        vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
         body += (f"<tr><td>{html.escape(name)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
-                 f"<td>{o['hr@10']:.4f}</td><td>{o['auc']:.4f}</td><td>{c['ndcg@10']:.4f}</td></tr>")
-    return (f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; <code>{html.escape(results.get('command', ''))}</code></p>"
-            f"<table>{head}{body}</table>")
+                 f"<td>{o['hr@10']:.4f}</td><td>{m['ndcg@10']:.4f}</td><td>{vs_text}</td><td>{r['ctr_sampled']['auc']:.4f}</td></tr>")
+    return (f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "
+            f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>")
 
 
 def _user_page(out, user: str, *, data: Dataset, rows: list[dict], profile: dict, shift: dict | None, tags: dict, plot) -> None:

@@ -75,12 +75,16 @@ class LightGBMCtr:
         return contrib.reshape(*items.shape, len(FEATURES) + 1)
 
     def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
-        """The base model's ranking, with its top `top_k` re-ordered by the trees (placed above the rest)."""
+        """The base model's ranking, with its top `top_k` re-ordered by the trees: in each row every
+        item outside the top `top_k` scores below every re-ranked item (its base order kept)."""
         scores = self.base.score_all(data, queries)
         top = np.argsort(-scores, axis=1)[:, : self.top_k]
-        reranked = self.score_items(data, queries, top)
-        out = scores - scores[np.isfinite(scores)].max() - 1 if np.isfinite(scores).any() else scores
-        out = out - (reranked.max() - reranked.min() + 1)  # everything outside the top_k below it
+        reranked = self.score_items(data, queries, top)  # (Q, top_k)
+        finite = np.where(np.isfinite(scores), scores, -np.inf)
+        row_max = finite.max(1, keepdims=True)
+        row_max = np.where(np.isfinite(row_max), row_max, 0.0)
+        # Shift the rest so that its best item sits 1 below the row's lowest re-ranked score.
+        out = scores - row_max + (reranked.min(1, keepdims=True) - 1)
         np.put_along_axis(out, top, reranked, axis=1)
         out[:, 0] = -np.inf
         return out.astype(np.float32)

@@ -126,3 +126,20 @@ def test_histories_hold_only_strictly_earlier_interactions(tmp_path_factory, row
     for user, n in positives.items():
         splits = Counter(r["split"] for r in table if r["user_id"] == user)
         assert splits == ({"train": n - 2, "valid": 1, "test": 1} if n >= 3 else {"train": n})
+
+
+def test_lightgbm_ranks_every_item_outside_its_top_k_below_every_reranked_item(checkerboard, trained):
+    data, model = checkerboard, trained["lightgbm"]
+    model.top_k, saved_k = 3, model.top_k  # fewer than the items, so the cut is visible
+    queries = data.queries.take(np.flatnonzero(data.split == "test"))
+    try:
+        base = model.base.score_all(data, queries)
+        scores = model.score_all(data, queries)
+    finally:
+        model.top_k = saved_k
+    for row in range(len(queries)):
+        top = np.argsort(-base[row])[:3]
+        rest = np.setdiff1d(np.arange(1, data.n_items + 1), top)
+        assert scores[row, top].min() > scores[row, rest].max()
+        # outside the top, the base model's order is kept
+        assert (np.argsort(-scores[row, rest], kind="stable") == np.argsort(-base[row, rest], kind="stable")).all()

@@ -64,7 +64,15 @@ def build(home: Path) -> Warehouse:
     return wh
 
 
-def _write_embeddings(wh: Warehouse, items: list[str], rng: np.random.Generator) -> None:
+def add_item_vectors(wh: Warehouse, item_id: str, *, aligned: bool, seed: int = 1) -> None:
+    """Vectors for an item ingested after the platform was built, as extract-items writes them
+    (raw models), and align-items too when `aligned` (aligned per modality, and fused)."""
+    _write_embeddings(wh, [item_id], np.random.default_rng(seed), aligned=aligned)
+    db.refresh_views(wh)
+
+
+def _write_embeddings(wh: Warehouse, items: list[str], rng: np.random.Generator, *, aligned: bool = True) -> None:
+    with_aligned = aligned
     hashes = {r["item_id"]: r["content_hash"] for r in db.fetch(wh, "SELECT item_id, content_hash FROM items")}
     centres = {m: rng.normal(size=(len(TOPICS), 16)) for m in MODALITIES}
     rows = []
@@ -79,7 +87,10 @@ def _write_embeddings(wh: Warehouse, items: list[str], rng: np.random.Generator)
                     "text": [topic_of(item)]}[m]
             base = {"item_id": item, "modality": m, "dim": 16, "content_hash": hashes[item], "created_at": now, "fusion_weights": None}
             rows.append({**base, "model": f"toy-{m}@1", "vector": aligned[m].tolist(), "tags": tags})
-            rows.append({**base, "model": "aligned@tiny", "vector": aligned[m].tolist(), "tags": None})
+            if with_aligned:
+                rows.append({**base, "model": "aligned@tiny", "vector": aligned[m].tolist(), "tags": None})
+        if not with_aligned:
+            continue
         fused = sum(aligned.values())
         rows.append({"item_id": item, "modality": "fused", "model": "aligned@tiny", "dim": 16, "vector": (fused / np.linalg.norm(fused)).tolist(),
                      "tags": None, "content_hash": hashes[item], "created_at": now,
