@@ -29,21 +29,20 @@ import numpy as np
 import torch
 
 from ranker.coldstart import NEW_USER_STEPS, cold_split, item_cold_rows, user_cold_rows
-from ranker.data import load_dataset
+from ranker.data import MAX_HISTORY, load_dataset
 from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
 from ranker.metrics import ndcg
 from ranker.registry import build
 from ranker.sasrec import Sasrec, SasrecConfig
 from warehouse.store import Warehouse
 
-MAX_HISTORY = 20
 REFERENCE = "sasrec"
 
 
-def make(name: str, max_epochs: int | None) -> object:
+def make(name: str, overrides: dict) -> object:
     model = build(name, "cpu", {})
-    if isinstance(model, Sasrec) and max_epochs:
-        model.config = dataclasses.replace(model.config, max_epochs=max_epochs)
+    if isinstance(model, Sasrec):
+        model.config = dataclasses.replace(model.config, **{k: v for k, v in overrides.items() if v is not None})
     return model
 
 
@@ -61,6 +60,9 @@ def main() -> None:
     parser.add_argument("--models", default="popularity,itemknn,bpr-mf,sasrec,sasrec-content")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-epochs", type=int, help="cap on epochs (default: the model's own, 300 for SASRec)")
+    parser.add_argument("--cold-max-epochs", type=int, help="cap on epochs of the cold-start split's models")
+    parser.add_argument("--batch", type=int, help="SASRec batch size (default: RecBole's 2048)")
+    parser.add_argument("--patience", type=int, help="SASRec early-stopping patience in epochs (default: RecBole's 10)")
     parser.add_argument("--max-users", type=int, help="test users (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -68,7 +70,11 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("steps", {})
     results.update({"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "machine": f"{platform.node()}, "
-                    f"{torch.get_num_threads()} torch threads", "max_history": MAX_HISTORY, "max_epochs": args.max_epochs})
+                    f"{torch.get_num_threads()} torch threads", "max_history": MAX_HISTORY,
+                    "overrides": {"max_epochs": args.max_epochs, "cold_max_epochs": args.cold_max_epochs,
+                                  "batch": args.batch, "patience": args.patience}})
+    overrides = {"max_epochs": args.max_epochs, "batch": args.batch, "patience": args.patience}
+    cold_overrides = {**overrides, "max_epochs": args.cold_max_epochs or args.max_epochs}
 
     def save() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +96,7 @@ def main() -> None:
         key = f"main/{name}/seed{seeds[0]}"
         if key in results["steps"]:
             continue
-        model = make(name, args.max_epochs)
+        model = make(name, overrides)
         step = fit(model, data, seeds[0])
         t = time.perf_counter()
         metrics, ranks[name] = evaluate_model(model, data, rows, seed=0)
@@ -105,11 +111,11 @@ def main() -> None:
 
     split = cold_split(data, seed=0)  # 2. cold start
     item_rows, user_rows = item_cold_rows(data, split), user_cold_rows(data, split)
-    for name in [m for m in ("popularity", "sasrec", "sasrec-content") if m in models]:
+    for name in [m for m in ("popularity", "sasrec-content", "sasrec") if m in models]:
         key = f"cold/{name}/seed{seeds[0]}"
         if key in results["steps"]:
             continue
-        model = make(name, args.max_epochs)
+        model = make(name, cold_overrides)
         step = fit(model, split.train_data, seeds[0])
         t = time.perf_counter()
         step["item_cold"] = {s: {p: ranking_metrics(r, seed=0) for p, r in ranks_by_protocol(
@@ -127,7 +133,7 @@ def main() -> None:
             key = f"main/{name}/seed{seed}"
             if key in results["steps"]:
                 continue
-            model = make(name, args.max_epochs)
+            model = make(name, overrides)
             step = fit(model, data, seed)
             metrics, _ = evaluate_model(model, data, rows, seed=0)
             step.update(metrics=metrics)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from flows.report import run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts, plots
 from ranker.base import device_for
-from ranker.data import Dataset, load_dataset, modality_vectors
+from ranker.data import MAX_HISTORY, Dataset, load_dataset, modality_vectors
 from ranker.explain import explain_pairs, label, profile_words
 from ranker.scoring import current_queries
 from ranker.shifts import ShiftConfig, detect_shifts, drift_curve, match_shifts, tag_changes
@@ -35,7 +35,6 @@ from warehouse.errors import ReelsenseError
 from warehouse.schemas import EXPLANATIONS
 from warehouse.store import Warehouse
 
-MAX_HISTORY = 20
 SHIFT_TOLERANCE = 5  # interactions between a detected and a planted shift that still count as a match
 
 

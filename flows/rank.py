@@ -26,14 +26,13 @@ from prefect.cache_policies import NO_CACHE
 
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import Dataset, build_sequences, item_vocabulary, load_dataset, negative_samples
+from ranker.data import MAX_HISTORY, Dataset, build_sequences, item_vocabulary, load_dataset, negative_samples
 from ranker.evaluate import PROTOCOLS, compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.registry import ALL_MODELS, NEEDS_BASE, build
 from warehouse import db, store
 from warehouse.schemas import SAMPLES
 from warehouse.store import Warehouse
 
-MAX_HISTORY = 20
 REFERENCE = "sasrec"  # the peer every model is compared with, paired over users
 
 

@@ -34,7 +34,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import load_dataset
+from ranker.data import MAX_HISTORY, load_dataset
 from ranker.names import ALL_MODELS
 from ranker.scoring import current_queries, engaged_pairs, rerank, similarity_candidates
 from warehouse import db, store
@@ -42,7 +42,6 @@ from warehouse.errors import ReelsenseError
 from warehouse.schemas import EVENT_PARTITIONS, EXPLANATIONS, SCORES, TableSpec
 from warehouse.store import Warehouse
 
-MAX_HISTORY = 20
 
 
 def new_run_id() -> str:

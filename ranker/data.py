@@ -21,6 +21,9 @@ from warehouse.schemas import EVENT_PARTITIONS
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
+# The history window of every ranker: part of the feature schema (a model trained on one length
+# cannot score another), defined here once.
+MAX_HISTORY = 20
 EVENT_INDEX = {"impression": 1, "watch": 2, "like": 3, "comment": 4, "share": 5}  # 0: padding
 BEHAVIOURS = ("engage", "watch", "like", "comment")
 
@@ -102,7 +105,7 @@ def item_vocabulary(wh: Warehouse) -> list[str]:
     return [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events ORDER BY 1")]
 
 
-def load_dataset(wh: Warehouse, max_history: int = 20, buckets: list[int] | None = None) -> Dataset:
+def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None) -> Dataset:
     """The rankers' data; `buckets` restricts it to the users of some events partitions (scoring
     shards), with the same item vocabulary and content as the whole warehouse."""
     table = build_sequences(wh, max_history, buckets)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -50,25 +52,31 @@ def cold_wins(model, data) -> float:
     return float(np.mean(scores[np.arange(len(test)), data.targets[test]] > scores[np.arange(len(test)), other]))
 
 
-def test_only_a_content_model_finds_a_target_that_only_content_identifies(planted_wh):
+@pytest.fixture(scope="module")
+def fitted(planted_wh):
+    """The planted data, and sasrec-content and sasrec trained on it (seed 0)."""
     data = load_dataset(planted_wh, max_history=10)
-    assert data.train_counts[data.item_ids.index("a5")] == 0  # a5 and b5 are test targets only
-    content = Sasrec(use_content=True, config=FAST)
+    content, ids = Sasrec(use_content=True, config=FAST), Sasrec(use_content=False, config=FAST)
     content.fit(data, seed=0)
-    ids = Sasrec(use_content=False, config=FAST)
     ids.fit(data, seed=0)
+    return data, content, ids
+
+
+def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted):
+    data, content, ids = fitted
+    assert data.train_counts[data.item_ids.index("a5")] == 0  # a5 and b5 are test targets only
     assert cold_wins(content, data) >= 0.9
     assert cold_wins(ids, data) <= 0.75  # an untrained id embedding says nothing about the group
 
 
-def test_new_items_are_scored_by_content_without_retraining(planted_wh, tmp_path):
-    data = load_dataset(planted_wh, max_history=10)
-    model = Sasrec(use_content=True, config=FAST)
-    model.fit(data, seed=0)
+def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, tmp_path):
+    data, model, _ = fitted
     model.save(tmp_path / "model")
     before = model.score_all(data, data.queries.take(np.flatnonzero(data.split == "test")))
-    write_content(planted_wh, {"a9": 1.0, "b9": -1.0}, seed=5)  # two items arrive after training
-    grown = load_dataset(planted_wh, max_history=10)
+    copy = Warehouse(tmp_path / "copy")
+    shutil.copytree(planted_wh.home, copy.home)
+    write_content(copy, {"a9": 1.0, "b9": -1.0}, seed=5)  # two items arrive after training
+    grown = load_dataset(copy, max_history=10)
     assert grown.n_items == data.n_items + 2
     loaded = Sasrec(use_content=True)
     loaded.load(tmp_path / "model", grown)
