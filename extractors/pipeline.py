@@ -174,7 +174,7 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
             # Never write a partial or misaligned table: the items go to failures, and a rerun retries them.
             reason = (f"encoder {key[1]} returned {len(out.vectors)} vectors and {len(out.tags)} tag lists "
                       f"for {len(ready)} {modality} inputs")
-            failures += [failure_row(d.work, reason, stage=f"{STAGE}:{modality}") for d, _ in ready]
+            failures += [failure_row(d.work, reason, stage=f"{STAGE}:{modality}:encoder") for d, _ in ready]
             continue
         if key in tables:
             raise ConfigError(f"two encoders would write {modality} vectors of model {key[1]} in one batch")

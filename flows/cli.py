@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Commands that run Prefect flows: user errors raised inside them print one line, no traceback.
-FLOW_COMMANDS = {"extract", "align", "features", "train", "evaluate", "score", "report", "demo", "serve", "benchmark"}
+FLOW_COMMANDS = {"extract", "align", "features", "train", "evaluate", "score", "report", "demo", "serve"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,6 +254,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from flows.rank import evaluate_rankers
 
     wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` and `reelsense train` first")
+    if args.max_users is not None and args.max_users < 1:
+        raise ReelsenseError(f"--max-users must be at least 1, got {args.max_users}; leave it out to evaluate every test user")
     results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users,
                                device=args.device, dataset=args.dataset)
     print(f"evaluate ({results['evaluation']}): {results['path']}")

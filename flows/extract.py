@@ -70,7 +70,9 @@ def write_task(home: str, result: BatchResult, force: bool) -> dict[str, int]:
     write = store.replace if force else store.append
     written = sum(write(wh, EMBEDDINGS, table).written for table in result.embeddings.values())
     store.append(wh, FAILURES, failures_table(result.failures))
-    quarantined = sum(1 for f in result.failures if f["stage"] == STAGE)
+    # Stages: STAGE (undecodable media), STAGE:audio (no audio track), STAGE:<modality>:encoder
+    # (an encoder returned the wrong number of vectors; retried on the next run).
+    quarantined = sum(1 for f in result.failures if f["stage"] != f"{STAGE}:audio")
     return {"vectors": written, "embedded": result.embedded_items, "quarantined": quarantined,
             "audio_missing": len(result.failures) - quarantined}
 

@@ -2,8 +2,9 @@
 
 `cold_split(data, item_share=0.2, user_share=0.1, seed)`:
 - withheld items: a seeded share of the items that occur in the data. Rows whose target is one
-  of them leave the training and validation rows, and they are cut out of every training and
-  validation history (the histories are re-packed), so training never sees them at all;
+  of them leave the training and validation rows, they are cut out of every training and
+  validation history (the histories are re-packed), and `Dataset.withheld` keeps them out of the
+  training softmax as negatives too, so training never sees them at all;
 - withheld users: a seeded share of the users; none of their rows is trained or validated on.
 The returned `Dataset` is the one to train on (its `train_counts` show the withheld items as
 never seen). `item_cold_rows` and `user_cold_rows` give the rows to evaluate on, from the
@@ -48,7 +49,7 @@ def cold_split(data: Dataset, *, item_share: float = 0.2, user_share: float = 0.
     counts = np.bincount(data.targets[split == "train"], minlength=data.n_items + 1)
     counts += np.bincount(hist.hist_items[split == "train"].ravel(), minlength=data.n_items + 1)
     counts[0] = 0
-    train = replace(data, queries=hist, split=split, train_counts=counts)
+    train = replace(data, queries=hist, split=split, train_counts=counts, withheld=withheld)
     return ColdSplit(train, withheld, cold_users)
 
 

@@ -85,6 +85,8 @@ class Dataset:
     scorable: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     # items with raw embeddings but no vector of the fused content model (align-items not rerun)
     unaligned: list[str] = field(default_factory=list)
+    # (n_items + 1,) items withheld from training entirely (cold-start split): not even negatives
+    withheld: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def n_items(self) -> int:
@@ -133,7 +135,8 @@ def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[in
                    target_events=np.asarray([EVENT_INDEX[e] for e in table.column("event").to_pylist()], np.int64),
                    target_ratios=np.asarray(table.column("watch_ratio").to_pylist(), np.float32),
                    event_ts=table.column("event_ts").cast(pa.int64()).to_numpy(),
-                   scorable=np.linalg.norm(content, axis=1) > 0, unaligned=unaligned)
+                   scorable=np.linalg.norm(content, axis=1) > 0, unaligned=unaligned,
+                   withheld=np.zeros(len(items) + 1, bool))
     train = data.split == "train"
     counts = np.bincount(data.targets[train], minlength=len(items) + 1)
     counts += np.bincount(data.queries.hist_items[train].ravel(), minlength=len(items) + 1)

@@ -22,8 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ranker.base import sample_negatives
-from ranker.data import Dataset, Queries
+from ranker.data import EVENT_INDEX, Dataset, Queries
 from ranker.metrics import auc, bootstrap_ci, gauc, hit_rate, logloss, ndcg, target_ranks
+from warehouse.errors import ReelsenseError
 
 PROTOCOLS = ("unmasked", "masked")
 
@@ -31,6 +32,9 @@ PROTOCOLS = ("unmasked", "masked")
 def test_rows(data: Dataset, *, max_users: int | None, seed: int) -> npt.NDArray[np.int64]:
     """Every test row (one per user), or a seeded sample of `max_users` of them."""
     test = np.flatnonzero(data.split == "test")
+    if not len(test):
+        raise ReelsenseError("no test users: a user needs at least 3 positive interactions (the last is the test "
+                             "target, the one before validation); ingest more events")
     if max_users is None or len(test) <= max_users:
         return test
     return np.sort(np.random.default_rng(seed).choice(test, max_users, replace=False))
@@ -43,8 +47,10 @@ def evaluation_slices(data: Dataset, rows: npt.NDArray[np.int64]) -> dict[str, n
 
 
 def earlier_items(data: Dataset, rows: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
-    """For each row, every item its user engaged with before it (all of them, not only the last
-    MAX_HISTORY steps of the query): the set the masked protocol removes."""
+    """For each row, the items its user engaged with before it, as score-batch defines engaged
+    (any event but a bare impression): every earlier positive target of the user (not only the
+    last MAX_HISTORY steps), and the history steps that were more than an impression. This is the
+    set the masked protocol removes. (A weak watch older than the history window is not in it.)"""
     by_user: dict[str, list[int]] = defaultdict(list)
     for row in np.argsort(data.event_ts, kind="stable"):
         by_user[data.queries.users[row]].append(int(row))
@@ -52,7 +58,8 @@ def earlier_items(data: Dataset, rows: npt.NDArray[np.int64]) -> list[npt.NDArra
     for row in rows:
         mine = by_user[data.queries.users[row]]
         earlier = [data.targets[r] for r in mine if data.event_ts[r] < data.event_ts[row]]
-        out.append(np.unique(np.concatenate([np.asarray(earlier, np.int64), data.queries.hist_items[row]])))
+        engaged = data.queries.hist_items[row][data.queries.hist_events[row] > EVENT_INDEX["impression"]]
+        out.append(np.unique(np.concatenate([np.asarray(earlier, np.int64), engaged])))
     return out
 
 
@@ -102,7 +109,7 @@ def paired_bootstrap(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], *, 
     means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(1)
     low, high = np.percentile(means, [2.5, 97.5])
     return {"diff": float(diff.mean()), "ci95": [float(low), float(high)],
-            "ratio": float(np.mean(a) / np.mean(b)) if np.mean(b) > 0 else float("nan")}
+            "ratio": float(np.mean(a) / np.mean(b)) if np.mean(b) > 0 else None}
 
 
 def evaluate_model(model, data: Dataset, rows: npt.NDArray[np.int64], *, seed: int,

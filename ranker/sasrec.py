@@ -143,10 +143,14 @@ def _init(module: nn.Module, std: float) -> None:
         module.bias.data.zero_()
 
 
-def softmax_loss(user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each row's target against every item (column 0, padding, excluded)."""
+def softmax_loss(user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor,
+                 excluded: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of each row's target against every item; column 0 (padding) and the
+    `excluded` items (n + 1,) bool, withheld from training entirely, are not classes."""
     logits = user @ item_vectors.T  # (B, n + 1)
     logits[:, 0] = float("-inf")
+    if excluded is not None:
+        logits = logits.masked_fill(excluded, float("-inf"))
     return nn.functional.cross_entropy(logits, targets)
 
 
@@ -190,6 +194,7 @@ class Sasrec:
             valid = np.sort(np.random.default_rng(seed + 1).choice(valid, cfg.valid_users, replace=False))
         stopper = EarlyStopping(cfg.patience)
         drop_rng = torch.Generator().manual_seed(seed)
+        excluded = torch.as_tensor(data.withheld, device=self.device) if data.withheld.any() else None
         for epoch in range(cfg.max_epochs):
             started = time.perf_counter()
             self.net.train()
@@ -202,7 +207,7 @@ class Sasrec:
                 keep = (torch.rand(data.n_items + 1, generator=drop_rng) >= cfg.id_drop).to(self.device)
                 vectors = self.net.items(keep if self.use_content else None)
                 user = self.net.user(torch.as_tensor(data.queries.hist_items[idx], device=self.device), vectors)
-                loss = softmax_loss(user, vectors, torch.as_tensor(data.targets[idx], device=self.device))
+                loss = softmax_loss(user, vectors, torch.as_tensor(data.targets[idx], device=self.device), excluded)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -219,8 +224,9 @@ class Sasrec:
 
     def validation_ndcg(self, data: Dataset, rows: npt.NDArray[np.int64]) -> float:
         """Mean NDCG@10 of the validation targets ranked against every item (history not masked)."""
-        scores = self.score_all(data, data.queries.take(rows))
-        return float(ndcg(target_ranks(scores, data.targets[rows]), 10).mean())
+        values = [ndcg(target_ranks(self.score_all(data, data.queries.take(part)), data.targets[part]), 10)
+                  for part in np.array_split(rows, max(1, len(rows) // 2048))]  # blocks: (2048, n_items) at a time
+        return float(np.concatenate(values).mean())
 
     @torch.no_grad()
     def user_vectors(self, queries: Queries) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
 from ranker.coldstart import cold_split, item_cold_rows, user_cold_rows
 from ranker.data import MissingContent, load_dataset
-from ranker.evaluate import paired_bootstrap, ranks_by_protocol
+from ranker.evaluate import earlier_items, paired_bootstrap, ranks_by_protocol
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
 from test_rankers import _events, write_content
@@ -153,3 +154,18 @@ def test_cold_split_never_trains_on_withheld_items_or_users(planted_wh):
     for k, user_rows in user_cold_rows(data, split).items():
         assert ((data.queries.hist_items[user_rows] > 0).sum(1) == k).all()
         assert len(user_rows) == len(split.withheld_users)  # every withheld user has 11 positives
+
+
+def test_the_masked_set_is_what_scoring_calls_engaged_not_bare_impressions(tmp_path):
+    """u0 was shown `b` (a bare impression) and engaged with a, c, d before the test target e:
+    the masked protocol removes a, c and d, as score-batch never recommends them, and keeps b."""
+    wh = Warehouse(tmp_path)
+    rows = _events([("u0", "a", 0), ("u0", "c", 2), ("u0", "d", 3), ("u0", "e", 4)])
+    shown = _events([("u0", "b", 1)]).to_pylist()
+    shown[0]["event"] = "impression"
+    store.append(wh, EVENTS, pa.concat_tables([rows, pa.Table.from_pylist(shown, schema=EVENTS.schema)]))
+    db.refresh_views(wh)
+    data = load_dataset(wh, max_history=10)
+    test = np.flatnonzero(data.split == "test")
+    assert [data.item_ids[i] for i in data.queries.hist_items[test[0]] if i] == ["a", "b", "c", "d"]
+    assert sorted(data.item_ids[i] for i in earlier_items(data, test)[0]) == ["a", "c", "d"]

@@ -81,7 +81,7 @@ def test_an_encoder_that_returns_too_few_vectors_sends_its_items_to_failures():
     result = embed_batch(decoded, {"text": _Echo("text", vectors=2)})
     assert result.embeddings == {} and result.embedded_items == 0
     assert [f["item_id"] for f in result.failures] == ["v0", "v1", "v2"]
-    assert "returned 2 vectors" in result.failures[0]["error"] and result.failures[0]["stage"] == "extract-items:text"
+    assert "returned 2 vectors" in result.failures[0]["error"] and result.failures[0]["stage"] == "extract-items:text:encoder"
 
 
 def test_a_missing_checkpoint_is_one_line_and_exit_2(six_items, tmp_path):
