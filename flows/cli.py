@@ -263,15 +263,24 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def results_lines(results: dict) -> list[str]:
-    """The results table of the terminal: NDCG@10 under both protocols, cold items, and the paired
+    """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
+    what score-batch would write (its candidates re-ranked by the model), and the paired
     difference to sasrec (history unmasked)."""
-    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}   vs sasrec NDCG@10 (95% CI)"]
+    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}"
+             f"{'served NDCG@10':>16}   vs sasrec NDCG@10 (95% CI)"]
+    recall = None
     for name, r in results["models"].items():
         o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
         vs = r.get("vs_sasrec", {}).get("unmasked")
         vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
         cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
-        lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}   {vs_text}")
+        served = r.get("scoring_path", {})
+        recall = served.get("candidate_recall", recall)
+        served_text = f"{served['ndcg@10']:.4f}" if "ndcg@10" in served else "-"
+        lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}{served_text:>16}   {vs_text}")
+    if recall is not None:
+        lines.append(f"served: score-batch's path, the similarity candidates (engaged items removed) re-ranked; "
+                     f"the candidates hold {recall:.1%} of the test targets")
     return lines
 
 

@@ -72,6 +72,7 @@ def train_one(home: str, name: str, data: Dataset, trained: dict, seed: int, dev
     meta = {"name": name, "version": artifacts.new_version(data), "seed": seed, "device": device,
             "fit_seconds": round(time.perf_counter() - started, 1), "data_fingerprint": artifacts.fingerprint(data),
             "reuse_key": key, "code_version": artifacts.code_version(),
+            "base_version": getattr(getattr(model, "base", None), "version", None),
             "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
             "feature_schema": artifacts.feature_schema(data), "content": data.content_source, "n_items": data.n_items,
             "behaviours": data.behaviours, "history": history if isinstance(history, list) else None,
@@ -133,6 +134,8 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
             "natural_cold_items": "test targets never seen in training, ranked among all items",
             "warm_items": "test targets seen in training",
             "ctr_sampled": "AUC / GAUC / logloss on 25 uniform + 25 popularity-sampled negatives per target, 2000 seeded users",
+            "scoring_path": "score-batch's path: 200 similarity candidates (engaged items removed, the target excepted) re-ranked "
+                            "by the model; recall of the candidates, and NDCG@10 / HR@10 of the top 10 written",
             "vs_sasrec": "per-user NDCG@10 minus sasrec's, paired bootstrap over users (1000 resamples), 95% CI",
             "ci95": "bootstrap over users, 1000 resamples", "content": data.content_source}}
     ranks = {}
@@ -178,6 +181,17 @@ def results_markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
                          f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |")
         lines.append("")
+    lines += ["## the score-batch path (similarity candidates, engaged items removed, re-ranked by the model)", "",
+              "| model | candidates | recall of the candidates (95% CI) | NDCG@10 of the top 10 written (95% CI) | HR@10 |",
+              "|---|---|---|---|---|"]
+    for name, r in results["models"].items():
+        p = r.get("scoring_path", {})
+        if "ndcg@10" not in p:
+            continue
+        recall, low, high = p["candidate_recall"], *p["candidate_recall_ci95"]
+        lines.append(f"| {name} | {p['candidates']} | {recall:.4f} ({low:.4f}-{high:.4f}) | "
+                     f"{p['ndcg@10']:.4f} ({p['ndcg@10_ci95'][0]:.4f}-{p['ndcg@10_ci95'][1]:.4f}) | {p['hr@10']:.4f} |")
+    lines.append("")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
     for name, r in results["models"].items():
         c = r["ctr_sampled"]

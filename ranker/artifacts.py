@@ -139,7 +139,10 @@ def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, v
     """`load`, with the base model of a ranker that re-ranks another (lightgbm: lstm-attn) loaded first."""
     trained: dict[str, Any] = {}
     if name in NEEDS_BASE:
-        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, match=match)
+        # The base version this re-ranker was trained on top of (older registries: the latest base).
+        meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
+        base_version = (meta or {}).get("base_version")
+        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, version=base_version, match=match)
     return load(models_dir, name, data, trained, device, version=version, match=match)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from ranker.data import Dataset, Queries
+from ranker.data import EVENT_INDEX, Dataset, Queries
 
 NEW_USER_STEPS = (1, 2, 3, 5)
 
@@ -71,9 +71,16 @@ def item_cold_rows(data: Dataset, split: ColdSplit) -> dict[str, npt.NDArray[np.
 
 
 def user_cold_rows(data: Dataset, split: ColdSplit) -> dict[int, npt.NDArray[np.int64]]:
-    """For each k, the rows (one per withheld user with more than k positives) whose history is
-    exactly the user's first k interactions."""
+    """For each k, one row per withheld user with more than k engagements: the earliest row whose
+    history holds exactly k engagements (watch, like, comment, share; bare impressions in the
+    history are context, not interactions) and whose window still holds the whole history."""
     mine = np.isin(data.queries.users, list(split.withheld_users))
-    length = (data.queries.hist_items > 0).sum(1)
-    full = length < data.queries.hist_items.shape[1]  # the window holds the whole history
-    return {k: np.flatnonzero(mine & full & (length == k)) for k in NEW_USER_STEPS}
+    engaged = (data.queries.hist_events > EVENT_INDEX["impression"]).sum(1)
+    full = (data.queries.hist_items > 0).sum(1) < data.queries.hist_items.shape[1]
+    out = {}
+    for k in NEW_USER_STEPS:
+        rows = np.flatnonzero(mine & full & (engaged == k))
+        # The earliest such row per user (rows of one user are in time order).
+        _, first = np.unique(data.queries.users[rows], return_index=True)
+        out[k] = np.sort(rows[first])
+    return out

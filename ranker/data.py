@@ -9,6 +9,7 @@ where align-items has run, else the text vector of the most complete text model,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -128,8 +129,7 @@ def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[in
     # A behaviour gets a head where the positives disagree on it (MicroLens: all comments, one head).
     behaviours = ["engage"] + [b for b in BEHAVIOURS[1:] if 0 < labels[b].mean() < 1]
     content, source = content_matrix(wh, index)
-    unaligned = [] if not source.startswith("fused:") else [
-        r["item_id"] for r in db.fetch(wh, _sql("unaligned_items"), {"model": source.split(":", 1)[1]})]
+    unaligned = [] if not source.startswith("fused:") else unaligned_items(wh, source.split(":", 1)[1])
     data = Dataset(["<pad>", *items], queries, np.asarray([index[i] for i in table.column("item_id").to_pylist()], np.int64),
                    np.asarray(table.column("split").to_pylist(), dtype=object), labels, behaviours, content, source,
                    target_events=np.asarray([EVENT_INDEX[e] for e in table.column("event").to_pylist()], np.int64),
@@ -143,6 +143,15 @@ def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[in
     counts[0] = 0
     data.train_counts = counts
     return data
+
+
+def unaligned_items(wh: Warehouse, fused_model: str) -> list[str]:
+    """Items with raw embeddings of the models that `fused_model` (aligned@<version>) was trained
+    on, but no fused vector: extracted after align-items last ran. Raw embeddings of other models
+    (another preset extracted alongside) are not the alignment's inputs and do not count."""
+    meta = wh.models_dir / "align" / fused_model.split("@", 1)[-1] / "meta.json"
+    raw = list(json.loads(meta.read_text())["raw_models"].values()) if meta.exists() else None
+    return [r["item_id"] for r in db.fetch(wh, _sql("unaligned_items"), {"model": fused_model, "raw": raw})]
 
 
 def content_matrix(wh: Warehouse, index: dict[str, int]) -> tuple[np.ndarray, str]:

@@ -12,6 +12,9 @@
 - Slices named for what they are: overall; natural_cold_items (test targets never seen in
   training, ranked among all items); warm_items (the other test targets). The withheld-users and
   withheld-items splits, which need their own training run, are in ranker/coldstart.py.
+- The scoring path as score-batch runs it (`scoring_path`): the share of test targets among the
+  200 similarity candidates (recall@200 of the candidate generator), and NDCG@10 / HR@10 of the
+  top 10 the model writes after re-ranking them.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import numpy.typing as npt
 from ranker.base import sample_negatives
 from ranker.data import EVENT_INDEX, Dataset, Queries
 from ranker.metrics import auc, bootstrap_ci, gauc, hit_rate, logloss, ndcg, target_ranks
+from ranker.scoring import rerank, similarity_candidates
 from warehouse.errors import ReelsenseError
 
 PROTOCOLS = ("unmasked", "masked")
+CANDIDATES = 200  # score-batch's default number of similarity candidates per user
 
 
 def test_rows(data: Dataset, *, max_users: int | None, seed: int) -> npt.NDArray[np.int64]:
@@ -121,7 +126,33 @@ def evaluate_model(model, data: Dataset, rows: npt.NDArray[np.int64], *, seed: i
     result = {p: {name: ranking_metrics(ranks[p][pos], seed=seed) for name, pos in slices.items()} for p in PROTOCOLS}
     sample = np.sort(np.random.default_rng(seed + 3).choice(len(rows), min(ctr_users, len(rows)), replace=False))
     result["ctr_sampled"] = {"users": int(len(sample)), **ctr_metrics(model, data, rows[sample], queries.take(sample), seed=seed)}
+    result["scoring_path"] = scoring_path(model, data, rows, seed=seed)
     return result, ranks
+
+
+def scoring_path(model, data: Dataset, rows: npt.NDArray[np.int64], *, n_candidates: int = CANDIDATES,
+                 k: int = 10, seed: int = 0) -> dict[str, float | int | list[float]]:
+    """What score-batch would serve for each test row (ranker/scoring.py): `n_candidates` items by
+    embedding similarity to the history, the engaged set removed as in the masked protocol (the
+    target excepted), re-ranked by `model`; the target's place in the top `k` written.
+    `candidate_recall`: the share of targets among the candidates (`candidates` of them: fewer
+    where the catalogue is smaller than `n_candidates`)."""
+    queries = data.queries.take(rows)
+    targets = data.targets[rows]
+    seen = [items[items != t] for items, t in zip(earlier_items(data, rows), targets)]
+    engaged = (np.repeat(np.arange(len(rows)), [len(s) for s in seen]).astype(np.int64),
+               np.concatenate(seen).astype(np.int64) if seen else np.zeros(0, np.int64))
+    candidates = similarity_candidates(data, queries, n_candidates, engaged=engaged)
+    recalled = (candidates == targets[:, None]).any(1).astype(np.float64)
+    top, _ = rerank(model, data, queries, candidates, k)
+    hit = top == targets[:, None]
+    ranks = np.where(hit.any(1), hit.argmax(1) + 1, np.inf)  # beyond the written top k: a miss
+    result: dict[str, float | int | list[float]] = {"users": int(len(rows)), "candidates": int(candidates.shape[1])}
+    if len(rows):
+        for name, values in (("candidate_recall", recalled), (f"hr@{k}", hit_rate(ranks, k)), (f"ndcg@{k}", ndcg(ranks, k))):
+            result[name] = float(values.mean())
+            result[f"{name}_ci95"] = list(bootstrap_ci(values, seed=seed))
+    return result
 
 
 def compare_to(reference: dict[str, npt.NDArray[np.float64]], ranks: dict[str, npt.NDArray[np.float64]],

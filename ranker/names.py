@@ -1,7 +1,7 @@
 """Ranker names, importable without torch (the CLI lists them before loading any model)."""
 
 BASE_MODELS = [
-    "popularity", "itemknn", "bpr-mf", "id-sequence", "sasrec", "sasrec-content", "lstm-attn", "lstm-attn-no-content",
+    "popularity", "itemknn", "bpr-mf", "sasrec", "sasrec-content", "lstm-attn", "lstm-attn-no-content",
 ]
 NEEDS_BASE = {"lightgbm": "lstm-attn"}  # lightgbm re-ranks lstm-attn's candidates
 ALL_MODELS = [*BASE_MODELS, *NEEDS_BASE]

@@ -8,13 +8,12 @@ from ranker.itemknn import ItemKNN
 from ranker.lightgbm_ctr import LightGBMCtr
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec
-from ranker.sequence import IdSequence, LstmAttn
+from ranker.sequence import LstmAttn
 
 RANKERS = {
     "popularity": lambda device: Popularity(),
     "itemknn": lambda device: ItemKNN(),
     "bpr-mf": lambda device: BprMF(),
-    "id-sequence": lambda device: IdSequence(device=device),
     "sasrec": lambda device: Sasrec(use_content=False, device=device),
     "sasrec-content": lambda device: Sasrec(use_content=True, device=device),
     "lstm-attn": lambda device: LstmAttn(use_content=True, device=device),

@@ -13,9 +13,10 @@
 4. `rerank`: the chosen ranker scores each user's candidates; the top K are kept. Padding never
    makes the top K: a user with fewer than K unseen items gets fewer items (0 fills the row).
 
-This is the "history masked" protocol: the ranker evaluation masks the same engaged set, so what
-it measures is what scoring serves. Reads nothing and writes nothing: flows/score.py wires it to
-the warehouse.
+The ranker evaluation's "history masked" protocol masks the same engaged set, and its
+`scoring_path` (ranker/evaluate.py) measures this whole path: how many test targets the candidates
+hold, and NDCG@10 of the top 10 written. Reads nothing and writes nothing: flows/score.py wires it
+to the warehouse.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def similarity_candidates(data: Dataset, queries: Queries, n_candidates: int, *,
 def rerank(model, data: Dataset, queries: Queries, candidates: npt.NDArray[np.int64], k: int,
            *, block: int = 2048) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """The model's top `k` of each row of candidates: item indices (Q, k) and scores (Q, k), best
-    first. Padding candidates (0) are never kept: a row with fewer than `k` of them ends in 0s
-    (score -inf)."""
+    first. Padding candidates (0) and candidates the model scores -inf are never kept: a row with
+    fewer than `k` others ends in 0s (score -inf)."""
     k = min(k, candidates.shape[1])
     items = np.empty((len(queries), k), np.int64)
     scores = np.empty((len(queries), k), np.float32)
@@ -99,8 +100,10 @@ def rerank(model, data: Dataset, queries: Queries, candidates: npt.NDArray[np.in
         # Models are shown a real item in place of padding (item 1), whose score is then discarded.
         shown = np.where(real, candidates[rows], 1)
         scored = np.asarray(model.score_items(data, queries.take(rows), shown), np.float32)  # (B, C)
-        scored = np.where(real, scored, -np.inf)
+        # A candidate the model cannot score (-inf: sasrec-content on an item without content) is
+        # dropped like padding, never written as a recommendation.
+        scored = np.where(real & np.isfinite(scored), scored, -np.inf)
         best = np.argsort(-scored, axis=1, kind="stable")[:, :k]
-        items[rows] = np.take_along_axis(candidates[rows], best, 1)
         scores[rows] = np.take_along_axis(scored, best, 1)
+        items[rows] = np.where(np.isfinite(scores[rows]), np.take_along_axis(candidates[rows], best, 1), 0)
     return items, scores

@@ -1,5 +1,5 @@
-"""Sequence rankers: `id-sequence` (GRU4Rec-style, item ids only) and `lstm-attn`, the paper's
-behaviour-driven model, with its ablation `lstm-attn-no-content`.
+"""`lstm-attn`, the paper's behaviour-driven sequence ranker, and its ablation `lstm-attn-no-content`.
+(The GRU4Rec-style `id-sequence` of earlier versions is retired: `sasrec` is the id-only sequence peer.)
 
 lstm-attn. Each history step is the item's content vector (projected) plus an item-id embedding
 plus an event-type embedding, with the watch ratio appended; an LSTM runs over the steps and a
@@ -74,23 +74,6 @@ class LstmAttnNet(nn.Module):
         pooled = torch.einsum("bct,btd->bcd", weights, states)
         match = (pooled * t).sum(-1, keepdim=True) / math.sqrt(self.dim)  # how well the target fits the history
         return self.mlp(torch.cat([pooled, t, pooled * t, match], dim=-1)), weights
-
-
-class IdSequenceNet(nn.Module):
-    """GRU4Rec-style: item-id embeddings, a GRU, full softmax over items with tied embeddings."""
-
-    def __init__(self, n_items: int, dim: int = 64) -> None:
-        super().__init__()
-        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
-        self.gru = nn.GRU(dim, dim, batch_first=True)
-        self.bias = nn.Parameter(torch.zeros(n_items + 1))
-
-    def user(self, hist_items: torch.Tensor) -> torch.Tensor:
-        states, _ = self.gru(self.item_emb(hist_items))
-        return states[:, -1]  # histories are right-aligned: the last step is the latest
-
-    def logits(self, hist_items: torch.Tensor) -> torch.Tensor:
-        return self.user(hist_items) @ self.item_emb.weight.T + self.bias
 
 
 class EarlyStopping:
@@ -225,62 +208,4 @@ class LstmAttn:
         self._build(data)
         self.heads, self.history = saved["heads"], saved["history"]
         self.net.load_state_dict(saved["state"])
-        self.net.eval()
-
-
-class IdSequence:
-    name, probabilistic = "id-sequence", False
-
-    def __init__(self, dim: int = 64, max_epochs: int = 20, patience: int = 5, batch: int = 256, lr: float = 3e-3, device: str = "cpu") -> None:
-        self.dim, self.max_epochs, self.patience, self.batch, self.lr, self.device = dim, max_epochs, patience, batch, lr, device
-        self.net: IdSequenceNet | None = None
-
-    def fit(self, data: Dataset, *, seed: int = 0) -> None:
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        self.net = IdSequenceNet(data.n_items, self.dim).to(self.device)
-        optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-        train, valid = np.flatnonzero(data.split == "train"), np.flatnonzero(data.split == "valid")
-        stopper = EarlyStopping(self.patience)
-        for _ in range(epochs_for(len(train), self.batch, self.max_epochs)):
-            self.net.train()
-            for rows in minibatches(len(train), self.batch, rng):
-                idx = train[rows]
-                logits = self.net.logits(torch.as_tensor(data.queries.hist_items[idx], device=self.device))
-                logits[:, 0] = float("-inf")
-                loss = nn.functional.cross_entropy(logits, torch.as_tensor(data.targets[idx], device=self.device))
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-            self.net.eval()
-            if stopper.should_stop(self._validation_score(data, valid[:5000]), self.net):
-                break
-        stopper.restore(self.net)
-
-    def _validation_score(self, data: Dataset, rows: np.ndarray) -> float:
-        """Full-ranking AUC of the validation targets: 1 - the share of items scored above them."""
-        if not len(rows):
-            return 0.0
-        scores = self.score_all(data, data.queries.take(rows))
-        above = (scores > scores[np.arange(len(rows)), data.targets[rows]][:, None]).mean(1)
-        return float(1 - above.mean())
-
-    @torch.no_grad()
-    def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
-        out = []
-        for rows in minibatches(len(queries), 1024):
-            out.append(self.net.logits(torch.as_tensor(queries.hist_items[rows], device=self.device)).cpu().numpy())
-        scores = np.concatenate(out) if out else np.zeros((0, data.n_items + 1), np.float32)
-        scores[:, 0] = -np.inf
-        return scores
-
-    def score_items(self, data: Dataset, queries: Queries, items: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(self.score_all(data, queries), items, axis=1)
-
-    def save(self, path: Path) -> None:
-        torch.save(self.net.state_dict(), path)
-
-    def load(self, path: Path, data: Dataset) -> None:
-        self.net = IdSequenceNet(data.n_items, self.dim).to(self.device)
-        self.net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
         self.net.eval()

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from ranker.coldstart import cold_split, item_cold_rows, user_cold_rows
-from ranker.data import MissingContent, load_dataset
-from ranker.evaluate import earlier_items, paired_bootstrap, ranks_by_protocol
+from ranker.coldstart import ColdSplit, cold_split, item_cold_rows, user_cold_rows
+from ranker.data import EVENT_INDEX, MissingContent, load_dataset
+from ranker.evaluate import earlier_items, paired_bootstrap, ranks_by_protocol, scoring_path
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
 from test_rankers import _events, write_content
@@ -169,3 +169,35 @@ def test_the_masked_set_is_what_scoring_calls_engaged_not_bare_impressions(tmp_p
     test = np.flatnonzero(data.split == "test")
     assert [data.item_ids[i] for i in data.queries.hist_items[test[0]] if i] == ["a", "b", "c", "d"]
     assert sorted(data.item_ids[i] for i in earlier_items(data, test)[0]) == ["a", "c", "d"]
+
+
+def test_a_new_users_k_known_interactions_are_engagements_not_impressions(tmp_path):
+    """u0 engaged with a, c, d, e, f and was shown b (a bare impression) between a and c: the row
+    that knows 2 interactions predicts d from a and c (b is context, not an interaction), and each
+    k has exactly one row for the user."""
+    wh = Warehouse(tmp_path)
+    rows = _events([("u0", "a", 0), ("u0", "c", 2), ("u0", "d", 3), ("u0", "e", 4), ("u0", "f", 5)])
+    shown = _events([("u0", "b", 1)]).to_pylist()
+    shown[0]["event"] = "impression"
+    store.append(wh, EVENTS, pa.concat_tables([rows, pa.Table.from_pylist(shown, schema=EVENTS.schema)]))
+    db.refresh_views(wh)
+    data = load_dataset(wh, max_history=10)
+    by_k = user_cold_rows(data, ColdSplit(data, np.zeros(data.n_items + 1, bool), {"u0"}))
+    for k, target in zip((1, 2, 3), "cde"):
+        (row,) = by_k[k]
+        assert data.item_ids[data.targets[row]] == target
+        known = [data.item_ids[i] for i, e in zip(data.queries.hist_items[row], data.queries.hist_events[row])
+                 if i and e != EVENT_INDEX["impression"]]
+        assert len(known) == k and known[0] == "a"
+    assert len(by_k[5]) == 0  # f follows only 4 engagements
+
+
+def test_the_scoring_path_recalls_by_content_and_the_content_model_serves_it(fitted):
+    """score-batch's path on the planted data: each user's own group's new item is the most
+    similar item they have not engaged with, so 3 similarity candidates always hold it; the
+    content model puts it first, the id-only model cannot tell it from the other group's."""
+    data, content, ids = fitted
+    rows = np.flatnonzero(data.split == "test")
+    served = {name: scoring_path(model, data, rows, n_candidates=3, k=1) for name, model in (("content", content), ("ids", ids))}
+    assert served["content"]["candidate_recall"] == served["ids"]["candidate_recall"] == 1.0
+    assert served["content"]["hr@1"] >= 0.8 and served["content"]["hr@1"] > served["ids"]["hr@1"], served

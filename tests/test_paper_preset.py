@@ -84,9 +84,12 @@ def test_an_encoder_that_returns_too_few_vectors_sends_its_items_to_failures():
     assert "returned 2 vectors" in result.failures[0]["error"] and result.failures[0]["stage"] == "extract-items:text:encoder"
 
 
-def test_a_missing_checkpoint_is_one_line_and_exit_2(six_items, tmp_path):
+def test_a_missing_checkpoint_is_one_line_and_exit_2(six_items, tmp_path, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
     home = tmp_path / "home"
-    env = {**os.environ, "REELSENSE_CLIP_CHECKPOINT": "", "REELSENSE_CLAP_CHECKPOINT": ""}
+    # The session's Prefect test server, rather than an ephemeral one started by the subprocess.
+    env = {**os.environ, "REELSENSE_CLIP_CHECKPOINT": "", "REELSENSE_CLAP_CHECKPOINT": "", "PREFECT_API_URL": PREFECT_API_URL.value()}
     cli = [sys.executable, "-m", "flows.cli", "--home", str(home)]
     subprocess.run([*cli, "ingest", "items", str(six_items / "items.csv")], check=True, capture_output=True, env=env)
     run = subprocess.run([*cli, "extract", "--preset", "paper"], capture_output=True, text=True, env=env)

@@ -28,9 +28,23 @@ BIN = Path(sys.executable).parent
 EXTRACT_TOML = 'n_frames = 4\nbatch_items = 3\n'
 
 
+# The API of the session's Prefect test server (set by the `prefect_api` fixture): flow runs of the
+# subprocesses report there instead of each starting its own ephemeral server (~12 s apiece).
+API: dict[str, str] = {}
+
+
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "REELSENSE_CRASH_AT"}
-    return {**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return {**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **API}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_api(prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    API["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    yield
+    API.clear()
 
 
 class Run:

@@ -5,6 +5,7 @@ unknown users are named before any flow starts (issue 17)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -180,6 +181,8 @@ def _explanation(run_id: str, user: str, item: str) -> dict:
 
 def test_a_run_id_belongs_to_one_model_version(home, capsys):
     n = tiny_platform.USERS * 3
+    others = {r["run_id"] for r in db.fetch(home, "SELECT DISTINCT run_id FROM explanations")}
+    assert "c1" not in others
     assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
     store.append(home, EXPLANATIONS, pa.Table.from_pylist([_explanation("c1", "user00", "i000"),
                                                             _explanation("kept", "user00", "i000")], EXPLANATIONS.schema))
@@ -199,7 +202,10 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     rows = db.fetch(home, "SELECT user_id, model_version, rank FROM scores WHERE run_id = 'c1'")
     assert len(rows) == n and {r["model_version"].split("@")[0] for r in rows} == {"lightgbm"}
     assert sum(r["rank"] == 1 for r in rows) == tiny_platform.USERS
-    assert [r["run_id"] for r in db.fetch(home, "SELECT run_id FROM explanations")] == ["kept"]
+    # Only run c1's explanations went; other runs' (the fixture's own, and "kept") stay.
+    left = {r["run_id"] for r in db.fetch(home, "SELECT DISTINCT run_id FROM explanations")}
+    assert "c1" not in left and "kept" in left
+    assert left == others | {"kept"}
 
 
 def test_score_names_unknown_users(home, capsys):
@@ -222,3 +228,35 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
     with pytest.raises(SystemExit) as exit_info:  # argparse: not one of the rankers
         _cli(home, "score", "--model", "nope")
     assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capfd.readouterr().err
+
+
+def test_lightgbm_reranks_the_base_version_it_was_trained_on_not_the_latest(home):
+    """A newer lstm-attn (trained after lightgbm) must not slide under the older lightgbm."""
+    from ranker.data import MAX_HISTORY
+
+    rankers = home.models_dir / "rankers" / "lstm-attn"
+    trained_on = artifacts.latest(home.models_dir, "lightgbm")["base_version"]
+    assert trained_on == artifacts.latest(home.models_dir, "lstm-attn")["version"]
+    newer = rankers / "zz-newer"
+    shutil.copytree(rankers / trained_on, newer)
+    meta = json.loads((newer / "meta.json").read_text())
+    (newer / "meta.json").write_text(json.dumps({**meta, "version": "zz-newer"}))
+    (rankers / "LATEST").write_text("zz-newer\n")
+    data = load_dataset(home, MAX_HISTORY)
+    model = artifacts.load_with_base(home.models_dir, "lightgbm", data, "cpu", match="schema")
+    assert model.base.version == trained_on
+    assert artifacts.load(home.models_dir, "lstm-attn", data, {}, "cpu", match="schema").version == "zz-newer"
+
+
+def test_rerank_never_keeps_a_candidate_the_model_cannot_score():
+    """sasrec-content scores an item without content -inf: it is dropped like padding."""
+    from ranker.data import Queries
+    from ranker.scoring import rerank
+
+    class ByItem:  # scores item i as i, except item 3 (no content): -inf
+        def score_items(self, data, queries, items):
+            return np.where(items == 3, -np.inf, items.astype(np.float32))
+
+    queries = Queries(np.array(["u"]), np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64), np.zeros((1, 2), np.float32))
+    items, scores = rerank(ByItem(), None, queries, np.array([[3, 1, 2, 0]]), k=4)
+    assert items.tolist() == [[2, 1, 0, 0]] and np.isneginf(scores[0, 2:]).all()
