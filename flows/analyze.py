@@ -81,7 +81,8 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str) -> tuple[Any, Any
     """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it."""
     model = artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, match="schema")
     try:
-        ctr = artifacts.load(wh.models_dir, "lightgbm", data, {"lstm-attn": model}, device, match="schema")
+        # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
+        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, match="schema")
     except ReelsenseError:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
     return model, ctr

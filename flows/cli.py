@@ -35,7 +35,7 @@ from warehouse import db
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
-from ranker.names import ALL_MODELS, NEEDS_BASE
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE
 from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES
 from warehouse.store import Warehouse
 
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS)
     score.add_argument("--version", help="a saved version of the model (default: its latest)")
     score.add_argument("--k", type=int, default=20, help="items kept per user")
-    score.add_argument("--candidates", type=int, default=200, help="candidates per user from embedding similarity")
+    score.add_argument("--candidates", type=int, default=CANDIDATES, help="candidates per user from embedding similarity")
     score.add_argument("--users", help="comma-separated user ids (default: every user)")
     score.add_argument("--run-id", help="rerunning with the same id and model version completes a run without duplicating "
                        "rows; a run id belongs to one model version")
@@ -268,19 +268,19 @@ def results_lines(results: dict) -> list[str]:
     difference to sasrec (history unmasked)."""
     lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}"
              f"{'served NDCG@10':>16}   vs sasrec NDCG@10 (95% CI)"]
-    recall = None
+    recall = repeats = None
     for name, r in results["models"].items():
         o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
         vs = r.get("vs_sasrec", {}).get("unmasked")
         vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
         cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
         served = r.get("scoring_path", {})
-        recall = served.get("candidate_recall", recall)
+        recall, repeats = served.get("candidate_recall", recall), served.get("repeat_targets", repeats)
         served_text = f"{served['ndcg@10']:.4f}" if "ndcg@10" in served else "-"
         lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}{served_text:>16}   {vs_text}")
     if recall is not None:
-        lines.append(f"served: score-batch's path, the similarity candidates (engaged items removed) re-ranked; "
-                     f"the candidates hold {recall:.1%} of the test targets")
+        lines.append(f"served: score-batch's path, the similarity candidates (engaged items removed) re-ranked; the "
+                     f"candidates hold {recall:.1%} of the test targets ({repeats:.1%} are repeats, never served)")
     return lines
 
 

@@ -35,7 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, load_dataset
-from ranker.names import ALL_MODELS
+from ranker.names import ALL_MODELS, CANDIDATES
 from ranker.scoring import current_queries, engaged_pairs, rerank, similarity_candidates
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -142,7 +142,7 @@ def shard_buckets(shards: int) -> list[list[int]]:
 
 
 @flow(name="score-batch", log_prints=True)
-def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: int = 200, users: list[str] | None = None,
+def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: int = CANDIDATES, users: list[str] | None = None,
                 run_id: str | None = None, shards: int = 4, device: str = "auto", version: str | None = None,
                 replace: bool = False) -> dict[str, Any]:
     check_arguments(model, k, n_candidates)

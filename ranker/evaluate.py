@@ -14,7 +14,8 @@
   withheld-items splits, which need their own training run, are in ranker/coldstart.py.
 - The scoring path as score-batch runs it (`scoring_path`): the share of test targets among the
   200 similarity candidates (recall@200 of the candidate generator), and NDCG@10 / HR@10 of the
-  top 10 the model writes after re-ranking them.
+  top 10 the model writes after re-ranking them. Items engaged with before are never candidates,
+  so a repeated target is a miss there (its share is reported as `repeat_targets`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ import numpy.typing as npt
 from ranker.base import sample_negatives
 from ranker.data import EVENT_INDEX, Dataset, Queries
 from ranker.metrics import auc, bootstrap_ci, gauc, hit_rate, logloss, ndcg, target_ranks
+from ranker.names import CANDIDATES
 from ranker.scoring import rerank, similarity_candidates
 from warehouse.errors import ReelsenseError
 
 PROTOCOLS = ("unmasked", "masked")
-CANDIDATES = 200  # score-batch's default number of similarity candidates per user
 
 
 def test_rows(data: Dataset, *, max_users: int | None, seed: int) -> npt.NDArray[np.int64]:
@@ -77,11 +78,12 @@ def mask_seen(scores: npt.NDArray[np.float32], seen: list[npt.NDArray[np.int64]]
     scores[:, 0] = -np.inf
 
 
-def ranks_by_protocol(model, data: Dataset, rows: npt.NDArray[np.int64], queries: Queries,
-                      *, batch: int = 512) -> dict[str, npt.NDArray[np.float64]]:
-    """1-based rank of each row's target among all items, under both protocols (one scoring pass)."""
+def ranks_by_protocol(model, data: Dataset, rows: npt.NDArray[np.int64], queries: Queries, *, batch: int = 512,
+                      seen: list[npt.NDArray[np.int64]] | None = None) -> dict[str, npt.NDArray[np.float64]]:
+    """1-based rank of each row's target among all items, under both protocols (one scoring pass);
+    `seen`: `earlier_items(data, rows)`, when the caller has it already."""
     targets = data.targets[rows]
-    seen = earlier_items(data, rows)
+    seen = earlier_items(data, rows) if seen is None else seen
     out: dict[str, list] = {p: [] for p in PROTOCOLS}
     for start in range(0, len(rows), batch):
         part = np.arange(start, min(start + batch, len(rows)))
@@ -121,25 +123,28 @@ def evaluate_model(model, data: Dataset, rows: npt.NDArray[np.int64], *, seed: i
                    ctr_users: int = 2000) -> tuple[dict, dict[str, npt.NDArray[np.float64]]]:
     """Metrics of one model per protocol and slice, and its per-user ranks (for paired comparisons)."""
     queries = data.queries.take(rows)
-    ranks = ranks_by_protocol(model, data, rows, queries)
+    seen = earlier_items(data, rows)
+    ranks = ranks_by_protocol(model, data, rows, queries, seen=seen)
     slices = evaluation_slices(data, rows)
     result = {p: {name: ranking_metrics(ranks[p][pos], seed=seed) for name, pos in slices.items()} for p in PROTOCOLS}
     sample = np.sort(np.random.default_rng(seed + 3).choice(len(rows), min(ctr_users, len(rows)), replace=False))
     result["ctr_sampled"] = {"users": int(len(sample)), **ctr_metrics(model, data, rows[sample], queries.take(sample), seed=seed)}
-    result["scoring_path"] = scoring_path(model, data, rows, seed=seed)
+    result["scoring_path"] = scoring_path(model, data, rows, seed=seed, seen=seen)
     return result, ranks
 
 
 def scoring_path(model, data: Dataset, rows: npt.NDArray[np.int64], *, n_candidates: int = CANDIDATES,
-                 k: int = 10, seed: int = 0) -> dict[str, float | int | list[float]]:
+                 k: int = 10, seed: int = 0, seen: list[npt.NDArray[np.int64]] | None = None) -> dict[str, float | int | list[float]]:
     """What score-batch would serve for each test row (ranker/scoring.py): `n_candidates` items by
-    embedding similarity to the history, the engaged set removed as in the masked protocol (the
-    target excepted), re-ranked by `model`; the target's place in the top `k` written.
+    embedding similarity to the history, every item engaged with before removed (the target too:
+    score-batch never recommends a repeat, so a repeated target is a miss here, unlike in the
+    masked protocol), re-ranked by `model`; the target's place in the top `k` written.
     `candidate_recall`: the share of targets among the candidates (`candidates` of them: fewer
-    where the catalogue is smaller than `n_candidates`)."""
+    where the catalogue is smaller than `n_candidates`); `repeat_targets`: the share of targets
+    engaged with before, which no candidate list holds."""
     queries = data.queries.take(rows)
     targets = data.targets[rows]
-    seen = [items[items != t] for items, t in zip(earlier_items(data, rows), targets)]
+    seen = earlier_items(data, rows) if seen is None else seen
     engaged = (np.repeat(np.arange(len(rows)), [len(s) for s in seen]).astype(np.int64),
                np.concatenate(seen).astype(np.int64) if seen else np.zeros(0, np.int64))
     candidates = similarity_candidates(data, queries, n_candidates, engaged=engaged)
@@ -147,7 +152,9 @@ def scoring_path(model, data: Dataset, rows: npt.NDArray[np.int64], *, n_candida
     top, _ = rerank(model, data, queries, candidates, k)
     hit = top == targets[:, None]
     ranks = np.where(hit.any(1), hit.argmax(1) + 1, np.inf)  # beyond the written top k: a miss
-    result: dict[str, float | int | list[float]] = {"users": int(len(rows)), "candidates": int(candidates.shape[1])}
+    repeats = np.array([t in s for s, t in zip(seen, targets)], bool)
+    result: dict[str, float | int | list[float]] = {"users": int(len(rows)), "candidates": int(candidates.shape[1]),
+                                                    "repeat_targets": float(repeats.mean()) if len(rows) else 0.0}
     if len(rows):
         for name, values in (("candidate_recall", recalled), (f"hr@{k}", hit_rate(ranks, k)), (f"ndcg@{k}", ndcg(ranks, k))):
             result[name] = float(values.mean())

@@ -102,8 +102,8 @@ def rerank(model, data: Dataset, queries: Queries, candidates: npt.NDArray[np.in
         scored = np.asarray(model.score_items(data, queries.take(rows), shown), np.float32)  # (B, C)
         # A candidate the model cannot score (-inf: sasrec-content on an item without content) is
         # dropped like padding, never written as a recommendation.
-        scored = np.where(real & np.isfinite(scored), scored, -np.inf)
+        scored = np.where(real & ~np.isnan(scored), scored, -np.inf)
         best = np.argsort(-scored, axis=1, kind="stable")[:, :k]
         scores[rows] = np.take_along_axis(scored, best, 1)
-        items[rows] = np.where(np.isfinite(scores[rows]), np.take_along_axis(candidates[rows], best, 1), 0)
+        items[rows] = np.where(np.isneginf(scores[rows]), 0, np.take_along_axis(candidates[rows], best, 1))
     return items, scores

@@ -35,3 +35,37 @@ def test_an_item_extracted_but_not_aligned_is_refused_not_scored_as_zeros(ranked
     err = capsys.readouterr().err
     assert "1 items have raw embeddings but no fused:aligned@tiny vector (i0new); run `reelsense align`" in err
     assert "Traceback" not in err
+
+
+def test_only_the_alignments_own_raw_models_make_an_item_unaligned(ranked_home, tmp_path):
+    """Raw vectors of a model the alignment was not trained on (another preset extracted
+    alongside) do not make a new item "unaligned"; those of its own raw models do."""
+    import json
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from ranker.data import unaligned_items
+    from warehouse import db, store
+    from warehouse.schemas import EMBEDDINGS
+
+    home = tmp_path / "home"
+    shutil.copytree(ranked_home.home, home)
+    (tmp_path / "new.csv").write_text("item_id,title,video_uri\ni0new,brand new cooking clip #cooking,\n")
+    assert main(["--home", str(home), "ingest", "items", str(tmp_path / "new.csv")]) == 0
+    wh = Warehouse(home)
+    (wh.models_dir / "align" / "tiny").mkdir(parents=True)
+    (wh.models_dir / "align" / "tiny" / "meta.json").write_text(
+        json.dumps({"raw_models": {m: f"toy-{m}@1" for m in ("audio", "frames", "text")}}))
+    content_hash = db.fetch(wh, "SELECT content_hash FROM items WHERE item_id = 'i0new'")[0]["content_hash"]
+
+    def add_raw(model: str) -> None:
+        store.append(wh, EMBEDDINGS, pa.Table.from_pylist([{
+            "item_id": "i0new", "modality": "text", "model": model, "dim": 2, "vector": [1.0, 0.0], "tags": None,
+            "content_hash": content_hash, "created_at": datetime.now(timezone.utc), "fusion_weights": None}], EMBEDDINGS.schema))
+        db.refresh_views(wh)
+
+    add_raw("other-text@2")
+    assert unaligned_items(wh, "aligned@tiny") == []
+    add_raw("toy-text@1")
+    assert unaligned_items(wh, "aligned@tiny") == ["i0new"]

@@ -55,8 +55,9 @@ class Run:
 
 
 def start(home: Path, *args: str, crash_at: str | None = None) -> tuple[subprocess.Popen, Path]:
-    """Start `reelsense` in its own process group, output to files: a run killed with SIGKILL
-    leaves its ephemeral Prefect server (a child) behind, which would hold pipes open."""
+    """Start `reelsense` in its own process group, output to files: a run killed with SIGKILL may
+    leave children behind (a Dask worker, or an ephemeral Prefect server where no API is set),
+    which would hold pipes open."""
     env = clean_env()
     if crash_at:
         env["REELSENSE_CRASH_AT"] = crash_at
