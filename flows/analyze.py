@@ -150,7 +150,7 @@ def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dic
 
 @flow(name="analyze", log_prints=True)
 def analyze(home: str, run_id: str | None = None, truth_path: str | None = None, max_plot_users: int = 40,
-            device: str = "auto") -> dict[str, Any]:
+            device: str = "auto", max_pages: int = 300) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
     run = check_run(wh, run_id)
@@ -179,7 +179,7 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
             {u: {k: v for k, v in s.items() if k not in ("drift", "item_ids")} for u, s in shifts.items()}, indent=1))
         groups_of = (lambda item: truth["items"].get(item, "?")) if truth else (lambda item: label(tags.get(item, {})))
         summary["pages"] = write_report(wh, report_dir, data=data, explanations=explanations, profiles=profiles, shifts=shifts,
-                                        tags=tags, groups_of=groups_of, max_plot_users=max_plot_users, run_id=run_id)
+                                        tags=tags, groups_of=groups_of, max_plot_users=max_plot_users, run_id=run_id, max_pages=max_pages)
         (report_dir / "report.json").write_text(json.dumps(
             {"run_id": run_id, "model_version": run["model_version"], "scored_at": run["scored_at"].isoformat(),
              "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

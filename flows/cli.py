@@ -43,6 +43,9 @@ from warehouse.store import Warehouse
 def main(argv: Sequence[str] | None = None) -> int:
     # No telemetry from the embedded Prefect server: these machines may have no network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Without PREFECT_API_URL each flow command starts a local Prefect server; Prefect waits 20 s for
+    # it, which a busy 2-core machine can exceed.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     args = build_parser().parse_args(argv)
     try:
         if args.command in FLOW_COMMANDS:
@@ -56,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reelsense: interrupted; finished writes are kept, rerun to complete", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        if not str(exc).startswith("Timed out while attempting to connect to ephemeral Prefect API server"):
+            raise
+        print("reelsense: error: the local Prefect server did not start within "
+              f"{os.environ['PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS']} s, so no flow ran; rerun when the machine "
+              "is less busy, wait longer (export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=300), or point "
+              "PREFECT_API_URL at a running server (`make serve`)", file=sys.stderr)
+        return 2
 
 
 # Commands that run Prefect flows: user errors raised inside them print one line, no traceback.
@@ -109,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="train again even if a model for the same data and seed exists")
     train.set_defaults(run=_train)
     evaluate = commands.add_parser("evaluate", help="evaluate the trained rankers (flow evaluate)")
-    evaluate.add_argument("--models", default=",".join(ALL_MODELS))
+    evaluate.add_argument("--models", default=",".join(ALL_MODELS),
+                          help="comma-separated trained rankers to evaluate (default: all); the report keeps the other "
+                               "models' earlier results on the same data; include sasrec to get paired differences")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--max-users", type=int, help="a quick evaluation on a seeded sample of test users, written to "
                           "results-quick.json and not recorded in the registry (default: every test user)")
@@ -137,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run-id", help="the score-batch run to explain (default: the latest); "
                         "its report goes to <home>/reports/<run>/, and <home>/reports/index.html lists them")
     report.add_argument("--truth", type=Path, help="the sample's truth.json: score detected shifts against the planted ones")
-    report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure")
+    report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure (default: 40)")
+    report.add_argument("--pages", type=int, default=300, help="user pages: the run's most active users (default: 300)")
     report.add_argument("--device", default="auto")
     report.set_defaults(run=_report)
     explain = commands.add_parser("explain", help="why an item is ranked for a user, in words and numbers")
@@ -277,10 +291,13 @@ def results_lines(results: dict) -> list[str]:
         served = r.get("scoring_path", {})
         recall, repeats = served.get("candidate_recall", recall), served.get("repeat_targets", repeats)
         served_text = f"{served['ndcg@10']:.4f}" if "ndcg@10" in served else "-"
+        name = f"{name} *" if name in results.get("kept_from_earlier", []) else name
         lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}{served_text:>16}   {vs_text}")
     if recall is not None:
         lines.append(f"served: score-batch's path, the similarity candidates (engaged items removed) re-ranked; the "
                      f"candidates hold {recall:.1%} of the test targets ({repeats:.1%} are repeats, never served)")
+    if results.get("kept_from_earlier"):
+        lines.append("* not evaluated by this command: kept from an earlier evaluate of the same data, seed and users")
     return lines
 
 
@@ -329,9 +346,11 @@ def _report(args: argparse.Namespace) -> None:
     from flows.analyze import analyze, check_run
 
     wh = _require(args.home, SCORES, "no scores in {home}; run `reelsense score` first")
+    if args.pages < 0 or args.plot_users < 0:
+        raise ReelsenseError(f"--pages and --plot-users take 0 or more, got {args.pages} and {args.plot_users}")
     run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow starts
     summary = analyze(str(wh.home), run_id=run_id, truth_path=str(args.truth) if args.truth else None,
-                      max_plot_users=args.plot_users, device=args.device)
+                      max_plot_users=args.plot_users, device=args.device, max_pages=args.pages)
     print(report_line(wh, summary))
 
 

@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,6 +154,7 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
         for name in models:
             if name != REFERENCE:
                 results["models"][name]["vs_sasrec"] = compare_to(ranks[REFERENCE], ranks[name], seed=seed)
+                results["models"][name]["vs_sasrec_version"] = trained[REFERENCE].version
     if not quick:
         for name in models:
             r = results["models"][name]
@@ -160,11 +162,32 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
                 "overall": _scalars(r["unmasked"]["overall"]), "masked": _scalars(r["masked"]["overall"]),
                 "natural_cold_items": _scalars(r["unmasked"]["natural_cold_items"]), "ctr_sampled": _scalars(r["ctr_sampled"])})
     stem = "results-quick" if quick else "results"
+    results["data_fingerprint"] = artifacts.fingerprint(data)
+    results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models)
+    results["kept_from_earlier"] = [name for name in results["models"] if name not in models]
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(wh.reports_dir / f"{stem}.json", json.dumps(results, indent=1))
     artifacts.write_text(wh.reports_dir / f"{stem}.md", results_markdown(results))
     results["path"] = str(wh.reports_dir / f"{stem}.json")
     return results
+
+
+def merged_models(path: Path, results: dict[str, Any], evaluated: list[str]) -> dict[str, Any]:
+    """`evaluate --models a,b` updates a and b in the report and keeps the other models' results, when
+    they were measured on the same data, seed and test users; otherwise the report holds only this
+    run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
+    version (its per-user ranks are not stored, so it cannot be paired again)."""
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    same = all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation"))
+    kept = {name: dict(r) for name, r in previous.get("models", {}).items() if same and name not in evaluated}
+    reference = results["models"].get(REFERENCE, {}).get("version")
+    for r in kept.values():
+        if reference and r.get("vs_sasrec_version") != reference:
+            r.pop("vs_sasrec", None)
+            r.pop("vs_sasrec_version", None)
+    merged = {**kept, **results["models"]}
+    order = {name: i for i, name in enumerate(ALL_MODELS)}
+    return dict(sorted(merged.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +197,8 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
 def results_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Results: {results['dataset']}", "", f"`{results['command']}` (seed {results['seed']}; {results['evaluation']})", ""]
     users = results["protocol"]["users"]
+    if results.get("kept_from_earlier"):
+        lines += [f"Kept from an earlier evaluation of the same data and users: {', '.join(results['kept_from_earlier'])}.", ""]
     for protocol in PROTOCOLS:
         lines += [f"## history {protocol} ({users['overall']} users; {users['natural_cold_items']} natural cold-item targets)", "",
                   "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 | vs sasrec NDCG@10 (paired 95% CI) |",

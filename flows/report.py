@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,8 +91,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[dict], profiles: dict, shifts: dict,
-                 tags: dict, groups_of: Callable[[str], str], max_plot_users: int, run_id: str) -> int:
-    """Write the report of a run into `out`; return the number of user pages."""
+                 tags: dict, groups_of: Callable[[str], str], max_plot_users: int, run_id: str, max_pages: int = 300) -> int:
+    """Write the report of a run into `out`; return the number of user pages: the run's users (all
+    users where the run has no explanations), the `max_pages` most active of them."""
     (out / "users").mkdir(parents=True, exist_ok=True)
     by_user: dict[str, list[dict]] = {}
     for row in explanations:
@@ -107,12 +109,14 @@ def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[
     users = sorted(shifts, key=lambda u: (-len(shifts[u]["shifts"]), u))
     featured = users[0] if users else None
     figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
-    plotted = set(sorted(by_user)[:max_plot_users])
-    for user in tqdm(sorted(set(shifts) | set(by_user)), desc="report pages", unit="user", leave=False):
+    activity = Counter(data.queries.users.tolist())  # positive interactions per user
+    paged = sorted(sorted(by_user or shifts, key=lambda u: (-activity[u], u))[:max_pages])
+    plotted = set(paged[:max_plot_users])
+    for user in tqdm(paged, desc="report pages", unit="user", leave=False):
         _user_page(out, user, data=data, rows=by_user.get(user, []), profile=profiles.get(user, {}), shift=shifts.get(user),
                    tags=tags, plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None)
-    (out / "index.html").write_text(_index(wh, out, figures, sorted(set(shifts) | set(by_user)), profiles, shifts, run_id))
-    return len(set(shifts) | set(by_user))
+    (out / "index.html").write_text(_index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts)))
+    return len(paged)
 
 
 def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags) -> list[tuple[str, str]]:
@@ -145,7 +149,7 @@ def _attention_matrix(rows: list[dict], tags: dict) -> tuple[np.ndarray, list[st
     return matrix, [label(tags.get(i, {})) for i in history], item_labels
 
 
-def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str) -> str:
+def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str, total: int) -> str:
     parts = []
     results = wh.reports_dir / "results.json"
     if results.exists():
@@ -163,7 +167,8 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
                                            f"</figcaption></figure>" for src, cap in figures))
     rows = "".join(f"<tr><td><a href='users/{_file(u)}'>{html.escape(u)}</a></td><td>{len(shifts.get(u, {}).get('shifts', []))}</td>"
                    f"<td>{html.escape(profile_words(profiles.get(u, {})))}</td></tr>" for u in users)
-    parts.append(f"<h2>Users ({len(users)})</h2><p class=muted>scores from run {html.escape(run_id)}</p>"
+    more = f"; pages for the {len(users)} most active of its {total} users" if total > len(users) else ""
+    parts.append(f"<h2>Users ({len(users)})</h2><p class=muted>scores from run {html.escape(run_id)}{more}</p>"
                  f"<table><tr><th>user</th><th>shifts</th><th>interests</th></tr>{rows}</table>")
     return page("reelsense report", "".join(parts), up=f"<p><a href='../index.html'>all reports</a> · run {html.escape(run_id)}</p>")
 

@@ -153,7 +153,11 @@ def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: 
     started = time.perf_counter()
     futures = [score_shard.submit(home, buckets, model, run_id, k=k, n_candidates=n_candidates, users=users,
                                   device=device_for(device), version=version) for buckets in shard_buckets(shards)]
-    parts = [f.result() for f in futures]
+    try:
+        parts = [f.result() for f in futures]
+    except ReelsenseError as exc:  # a shard failed: the others' rows stay, and the run can be completed
+        raise ReelsenseError(f"{exc}; the shards that finished wrote their rows to run {run_id}: fix the cause and rerun "
+                             f"with --run-id {run_id} to complete that run (or --replace to start it over)") from exc
     db.refresh_views(wh)
     seconds = time.perf_counter() - started
     summary = {"run_id": run_id, "model": model, "users": sum(p["users"] for p in parts), "written": sum(p["written"] for p in parts),
@@ -174,8 +178,8 @@ def run_score(home: str, *, dask_workers: int = 0, dask_address: str | None = No
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    rate = summary["written"] / summary["seconds"] if summary["seconds"] else 0.0
+    rate = f" ({summary['written'] / summary['seconds']:.0f} rows/s)" if summary["written"] and summary["seconds"] else ""
     replaced = f", {summary['replaced']} rows of the old run removed" if summary.get("replaced") else ""
     return (f"score-batch {summary['run_id']}: {summary['users']} users x top {summary['k']} with {summary['model']}: "
             f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "
-            f"{summary['seconds']:.1f}s ({rate:.0f} rows/s)")
+            f"{summary['seconds']:.1f}s{rate}")

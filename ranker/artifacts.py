@@ -156,7 +156,9 @@ def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any], *, new
     if saved is None:
         raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); "
                             "retrain it with `reelsense train --force`")
-    skip = {"n_items", "item_vocabulary"} if new_items_ok else set()
+    # Behaviours are labels, not features: a model scores with the heads it was trained with, and a
+    # shard of users (or tonight's new events) may hold fewer or more behaviours than training saw.
+    skip = {"behaviours"} | ({"n_items", "item_vocabulary"} if new_items_ok else set())
     differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if k not in skip and saved.get(k) != schema[k]]
     if differ:
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); "

@@ -91,12 +91,12 @@ def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[
         shared = Counter(tag for i in chosen for tag in _topic_tags(history_tags[i]))
         top_label = shared.most_common(1)[0][0] if shared else "untagged"
         group = [i for i in chosen if top_label in _topic_tags(history_tags[i])] or chosen
-        count = len(group)
+        count, group_mass = len(group), float(sum(attention_weights[i] for i in group))
         verbs = sorted({EVENT_VERBS.get(history_events[i], "saw") for i in group}, key=list(EVENT_VERBS.values()).index)
         newest = min(history_age_s[i] for i in group)
         noun = "video" if count == 1 else "videos"
         parts.append(f"mostly because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
-                     f"(latest {when(newest)}; {mass:.0%} of the attention on {len(chosen)} of your {len(history_tags)} recent videos)")
+                     f"(latest {when(newest)}; {group_mass:.0%} of the attention, on {count} of your {len(history_tags)} recent videos)")
     else:
         parts.append("no history to go on: ranked by the item's content and popularity")
     if len(modality_names) > 1:

@@ -120,10 +120,10 @@ class LstmAttn:
         self.heads: list[str] = []
         self.history: list[dict[str, float]] = []
 
-    def _build(self, data: Dataset) -> None:
+    def _build(self, data: Dataset, heads: list[str] | None = None) -> None:
         if self.use_content:
             check_content(data, self.name)
-        self.heads = list(data.behaviours)
+        self.heads = list(heads if heads is not None else data.behaviours)  # a loaded model keeps its trained heads
         self.net = LstmAttnNet(data.n_items, torch.as_tensor(data.content), len(self.heads), self.dim, self.use_content).to(self.device)
         self.net.seen.copy_(torch.as_tensor(data.train_counts > 0))
         self.net.seen[0] = False
@@ -205,7 +205,7 @@ class LstmAttn:
 
     def load(self, path: Path, data: Dataset) -> None:
         saved = torch.load(path, map_location=self.device, weights_only=False)
-        self._build(data)
-        self.heads, self.history = saved["heads"], saved["history"]
+        self._build(data, saved["heads"])
+        self.history = saved["history"]
         self.net.load_state_dict(saved["state"])
         self.net.eval()

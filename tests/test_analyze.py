@@ -77,9 +77,15 @@ def test_summary_in_words_by_hand():
                      history_age_s=[200000.0, 100.0, 90000.0], modality_names=["audio", "frames", "text"],
                      contributions=np.array([0.5, -0.1, 0.2], np.float32),
                      target_tags={"music": ["piano", "slow", "soft"], "picture": ["plate"], "hashtag": ["travel"]})
-    assert text == ("mostly because of the 2 #travel videos you watched or liked (latest yesterday; 85% of the attention on "
+    assert text == ("mostly because of the 2 #travel videos you watched or liked (latest yesterday; 85% of the attention, on "
                     "2 of your 3 recent videos); the music (piano, slow) mattered more than the picture (plate) "
                     "(+0.50 vs -0.10 log-odds when left out)")
+    # The count and the attention share are of the same videos: the #travel ones, not the #food one
+    # that also sits among the most attended (probe finding: "the 1 #food video ... 62% on 3 videos").
+    text = summarise(attention_weights=np.array([0.3, 0.25, 0.05], np.float32), history_tags=tags, history_events=[3, 2, 2],
+                     history_age_s=[200000.0, 100.0, 90000.0], modality_names=["text"],
+                     contributions=np.array([0.2], np.float32), target_tags={})
+    assert text.startswith("mostly because of the 1 #travel video you liked (latest 2 days ago; 30% of the attention, on 1 of your 3 recent")
 
 
 def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):

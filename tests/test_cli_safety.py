@@ -209,6 +209,9 @@ def test_reports_of_different_runs_do_not_overwrite_each_other(scored_home, caps
     assert (reports / "full" / "plots" / "attention.png").exists() and (reports / "two" / "plots" / "attention.png").exists()
     explained = {run: json.loads((reports / run / "report.json").read_text())["explanations"] for run in ("full", "two")}
     assert explained == {"full": 36 * 3, "two": 2 * 3}
+    # A 2-user run gets 2 user pages (it used to get one per user of the warehouse); --pages caps them.
+    pages = {run: sorted(p.name for p in (reports / run / "users").glob("*.html")) for run in ("full", "two")}
+    assert len(pages["full"]) == 36 and pages["two"] == ["user00.html", "user01.html"]
     index = (reports / "index.html").read_text()
     assert "href='two/index.html'>two</a> (latest)" in index and "href='full/index.html'>full</a><" in index
     assert (reports / "latest").read_text() == "two/index.html\n"
@@ -216,6 +219,10 @@ def test_reports_of_different_runs_do_not_overwrite_each_other(scored_home, caps
     assert main(["--home", str(scored_home), "report", "--run-id", "full", "--plot-users", "0", "--device", "cpu"]) == 0
     assert (reports / "latest").read_text() == "two/index.html\n" and "scores from run two" in two.read_text()
     assert not [p.name for p in reports.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    assert main(["--home", str(scored_home), "report", "--run-id", "full", "--pages", "5", "--plot-users", "0"]) == 0
+    assert "108 explanations, 5 user pages" in capsys.readouterr().out
+    assert len(list((reports / "full" / "users").glob("*.html"))) == 5
+    assert "pages for the 5 most active of its 36 users" in full.read_text()
 
 
 def test_explain_of_an_unknown_item_suggests_a_query_that_lists_items(scored_home, capsys):
@@ -225,3 +232,26 @@ def test_explain_of_an_unknown_item_suggests_a_query_that_lists_items(scored_hom
     assert main(["--home", str(scored_home), "explain", "--user", "nobody", "--item", "i000"]) == 2
     err = capsys.readouterr().err
     assert "unknown user 'nobody'" in err and "SELECT DISTINCT user_id FROM events" in err and "FROM items" not in err
+
+
+def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
+    # Probe finding: on a busy machine the local Prefect server missed Prefect's 20 s start-up
+    # window and `reelsense features` printed a 40-line RuntimeError traceback. A wait of 0 s makes
+    # the same failure certain.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    _ingest(tmp_path / "home", EVENTS, tmp_path / "events.csv")
+    run = subprocess.run([str(Path(sys.executable).parent / "reelsense"), "--home", str(tmp_path / "home"), "features"],
+                         env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("reelsense: error:")]
+    assert len(errors) == 1 and "Prefect server did not start within 0 s" in errors[0] and "PREFECT_API_URL" in errors[0]
+    # Beside it only Prefect's own start/stop lines of the temporary server (every flow command prints them).
+    assert all("temporary server" in line or "prefect.io/docs" in line or line in errors
+               for line in run.stderr.strip().splitlines()), run.stderr

@@ -9,8 +9,9 @@ import pytest
 
 from conftest import write_csv
 from flows.cli import main
-from warehouse import db
+from warehouse import db, store
 from warehouse.ingest import ingest_events, ingest_items
+from warehouse.schemas import ITEMS
 
 EVENT_HEADER = ["user_id", "item_id", "event_ts", "event", "watch_ratio"]
 
@@ -114,6 +115,21 @@ def test_changed_item_content_adds_a_version_and_the_view_shows_the_newest(wh, t
     ingest_items(wh, write_csv(tmp_path / "b.csv", ["item_id", "title", "video_uri"], [["v1", "new title", ""]]))
     db.refresh_views(wh)
     assert db.query(wh, "SELECT title FROM items").column("title").to_pylist() == ["new title"]
+
+
+def test_an_item_changed_back_to_earlier_content_shows_the_latest_ingest(wh, tmp_path):
+    # Probe finding: the third ingest (the old title again) was counted as a duplicate of the first
+    # version, and the view kept showing "new title".
+    old = write_csv(tmp_path / "a.csv", ["item_id", "title", "video_uri"], [["v1", "old title", ""]])
+    ingest_items(wh, old)
+    ingest_items(wh, write_csv(tmp_path / "b.csv", ["item_id", "title", "video_uri"], [["v1", "new title", ""]]))
+    back = ingest_items(wh, old)
+    assert (back.accepted, back.duplicates) == (1, 0)
+    db.refresh_views(wh)
+    assert db.query(wh, "SELECT title FROM items").column("title").to_pylist() == ["old title"]
+    again = ingest_items(wh, old)  # the current version again: a duplicate, nothing written
+    assert (again.accepted, again.duplicates) == (0, 1)
+    assert store.read(wh, ITEMS).num_rows == 3  # three versions: old, new, old
 
 
 def test_parquet_input_with_typed_columns(wh, tmp_path):

@@ -174,6 +174,47 @@ def test_a_user_with_fewer_unseen_items_than_k_gets_fewer_rows(home, capsys):
         assert _engaged_scores(home, f"few-{model}") == 0
 
 
+def test_scoring_shards_whose_users_hold_fewer_behaviours_than_training(home, capsys):
+    # The tiny platform holds likes only; one watch-without-like by user00 gives the whole warehouse
+    # `watch` and `like` heads, which the shards without user00 do not have. Scoring used to stop at
+    # the first such shard ("behaviours: model [...] data [...]"), leaving a partial run.
+    item = sorted({r["item_id"] for r in db.fetch(home, "SELECT item_id FROM items")}
+                  - {r["item_id"] for r in db.fetch(home, "SELECT item_id FROM events WHERE user_id = 'user00'")})[0]
+    later = (tiny_platform.START + timedelta(days=30)).isoformat()
+    path = write_csv(home.home / "watch.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"],
+                     [["user00", item, later, "watch", "0.9"]])
+    assert _cli(home, "ingest", "events", str(path)) == 0
+    assert load_dataset(home).behaviours == ["engage", "watch", "like"]
+    assert _cli(home, "train", "--models", "popularity") == 0
+    assert _cli(home, "score", "--model", "popularity", "--k", "3", "--shards", "16", "--run-id", "pop") == 0
+    per_user = db.fetch(home, "SELECT user_id, count(*) AS n FROM scores WHERE run_id = 'pop' GROUP BY user_id")
+    assert len(per_user) == tiny_platform.USERS and {r["n"] for r in per_user} == {3}
+    # lstm-attn, trained before the watch, still scores with the one head it has.
+    assert _cli(home, "score", "--k", "3", "--run-id", "old-heads") == 0
+
+
+def test_evaluating_some_models_keeps_the_others_results(home, capsys):
+    assert _cli(home, "evaluate", "--models", "lstm-attn,lightgbm") == 0
+    first = json.loads((home.reports_dir / "results.json").read_text())
+    assert list(first["models"]) == ["lstm-attn", "lightgbm"] and first["kept_from_earlier"] == []
+    capsys.readouterr()
+    # Evaluating one model again used to overwrite the report with that model alone.
+    assert _cli(home, "evaluate", "--models", "lightgbm") == 0
+    out = capsys.readouterr().out
+    again = json.loads((home.reports_dir / "results.json").read_text())
+    assert list(again["models"]) == ["lstm-attn", "lightgbm"] and again["kept_from_earlier"] == ["lstm-attn"]
+    assert again["models"]["lstm-attn"] == first["models"]["lstm-attn"]
+    assert "lstm-attn *" in out and "kept from an earlier evaluate" in out
+    assert "Kept from an earlier evaluation" in (home.reports_dir / "results.md").read_text()
+    # Other data (one more event): earlier results no longer count.
+    later = (tiny_platform.START + timedelta(days=30)).isoformat()
+    assert _cli(home, "ingest", "events", str(write_csv(home.home / "one.csv", ["user_id", "item_id", "event_ts", "event",
+                                                                                "watch_ratio"], [["user00", "i000", later, "like", ""]]))) == 0
+    assert _cli(home, "train", "--models", "popularity") == 0
+    assert _cli(home, "evaluate", "--models", "popularity") == 0
+    assert list(json.loads((home.reports_dir / "results.json").read_text())["models"]) == ["popularity"]
+
+
 def _explanation(run_id: str, user: str, item: str) -> dict:
     return {**{name: None for name in EXPLANATIONS.schema.names}, "run_id": run_id, "user_id": user, "item_id": item,
             "model_version": "lstm-attn@x", "summary": "why"}

@@ -65,8 +65,9 @@ ITEMS = TableSpec(
             pa.field("ingested_at", _TS, nullable=False),
         ]
     ),
-    # An item whose title or media changes gets a new row; the view shows the newest one.
-    key=("item_id", "content_hash"),
+    # An item whose title or media changes gets a new row; the view shows the newest one. Ingest
+    # skips a row equal to the item's current version, so a return to earlier content is a new row.
+    key=("item_id", "content_hash", "ingested_at"),
     latest_by="item_id",
 )
 
