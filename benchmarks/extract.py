@@ -97,7 +97,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "sample"
         generate_sample(root, SampleConfig(items_per_topic=max(1, args.sample_items // 6), users=2, cold_users=0))
-        bench(f"bundled sample (seed 7)", root / "items.csv")
+        bench("bundled sample (seed 7)", root / "items.csv")
         clips = sorted(args.real.glob("microlens-50k/videos/*.mp4")) + sorted(args.real.glob("public-clips/*.mp4"))
         if clips:
             csv_path = Path(tmp) / "real.csv"

@@ -17,6 +17,7 @@ import io
 import itertools
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -208,8 +209,15 @@ def random_projection(vectors: Vectors, dim: int, seed: int) -> Vectors:
     return {m: (np.nan_to_num(v) @ rng.normal(size=(v.shape[1], dim))).astype(np.float32) for m, v in sorted(vectors.items())}
 
 
+def model_bytes(model: AlignmentModel) -> bytes:
+    """The checkpoint `load_model` reads (flows/align.py writes it atomically)."""
+    buffer = io.BytesIO()
+    torch.save({"input_dims": model.input_dims, "config": asdict(model.config), "state_dict": model.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
 def save_model(model: AlignmentModel, path) -> None:
-    torch.save({"input_dims": model.input_dims, "config": asdict(model.config), "state_dict": model.state_dict()}, path)
+    Path(path).write_bytes(model_bytes(model))
 
 
 def load_model(path) -> AlignmentModel:

@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from extractors.align import (
-    AlignConfig, AlignmentModel, apply_alignment, evaluate_alignment, load_model, save_model, train_alignment,
+    AlignConfig, AlignmentModel, apply_alignment, evaluate_alignment, load_model, model_bytes, train_alignment,
     vectors_from_rows,
 )
 from warehouse import db, store
@@ -67,15 +67,15 @@ def train_task(home: str, raw_models: dict[str, str], item_ids: list[str], vecto
     version = result.model.version()
     folder = Warehouse(home).models_dir / "align" / version
     folder.mkdir(parents=True, exist_ok=True)
-    save_model(result.model, folder / "model.pt")
+    store.write_atomic(folder / "model.pt", model_bytes(result.model))
     meta = {
         "version": version, "raw_models": raw_models, "config": result.model.config.__dict__,
         "train_item_ids": [item_ids[i] for i in result.train_idx], "val_item_ids": [item_ids[i] for i in result.val_idx],
         "best_epoch": result.best_epoch, "history": result.history,
         "trained_at": datetime.now(timezone.utc).isoformat(),
     }
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-    (folder.parent / "LATEST").write_text(version + "\n")
+    store.write_atomic(folder / "meta.json", json.dumps(meta, indent=1))
+    store.write_atomic(folder.parent / "LATEST", version + "\n")  # after the model and its meta: never a pointer to half a model
     return result.model, meta
 
 
@@ -142,7 +142,7 @@ def write_report(home: str, model: AlignmentModel, meta: dict[str, Any], item_id
     })
     path = Warehouse(home).reports_dir / "alignment.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
+    store.write_atomic(path, json.dumps(report, indent=1))
     return report
 
 

@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
 from flows.report import run_dir, run_folder, write_report, write_runs_index
-from ranker import artifacts, plots
+from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, load_dataset, modality_vectors
 from ranker.explain import explain_pairs, label, profile_words

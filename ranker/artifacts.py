@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 from ranker.data import Dataset
 from ranker.names import NEEDS_BASE
 from ranker.registry import build
+from warehouse import store
 from warehouse.errors import ReelsenseError
 
 
@@ -171,9 +171,4 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """Atomic: a reader sees the old file or the new one, never half of one (temp, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    store.write_atomic(path, text)

@@ -6,12 +6,10 @@ checkpoints saved from randomly initialised models: it proves the loading mechan
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 import skimage.data
-import torch
 
 from extractors.encoders import EfficientNetLite0, MiniLM, MusicnnTagger, hashtags, model_id
 from extractors.paper_encoders import ClapAudio, ClipFrames, ClipModel, ClipText

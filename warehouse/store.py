@@ -282,9 +282,17 @@ def _rows_without_keys(spec: TableSpec, path: Path, batch: pa.Table) -> pa.Table
 
 
 def _write_json_atomic(path: Path, value: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value))
-    with open(tmp, "rb") as handle:
+    write_atomic(path, json.dumps(value))
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a whole file so that a reader (or a crash) sees the old file or the new one, never half
+    of one: a hidden temporary file, fsync, rename, fsync of the folder. Every artifact outside the
+    tables (models, pointers, reports) is written this way."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
