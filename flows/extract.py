@@ -29,6 +29,7 @@ from extractors.pipeline import (
     STAGE, BatchResult, WorkItem, build_encoders, decode_batch, embed_batch, failures_table, loaded_encoders, model_ids, plan_work,
 )
 from warehouse import db, store
+from warehouse.ingest import media_path
 from warehouse.schemas import EMBEDDINGS, FAILURES
 from warehouse.store import Warehouse
 
@@ -37,7 +38,8 @@ from warehouse.store import Warehouse
 def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int]:
     wh = Warehouse(home)
     models = model_ids(config)
-    items = db.fetch(wh, "SELECT item_id, title, video_uri, audio_uri, content_hash FROM items ORDER BY item_id")
+    items = [{**r, "video_uri": media_path(wh, r["video_uri"]), "audio_uri": media_path(wh, r["audio_uri"])}
+             for r in db.fetch(wh, "SELECT item_id, title, video_uri, audio_uri, content_hash FROM items ORDER BY item_id")]
     if limit is not None:
         items = items[:limit]
     done = {tuple(r.values()) for r in db.fetch(

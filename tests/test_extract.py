@@ -53,6 +53,23 @@ def test_extract_embeds_quarantines_and_is_incremental(prefect_harness, sample_i
     assert set(after) == set(before) | {"broken"} and all(after[i] > before[i] for i in before)
 
 
+def test_media_inside_the_home_are_found_after_the_home_moves(prefect_harness, sample_items, tmp_path):
+    # Probe finding: items.video_uri held absolute paths into the home, so a moved home (the demo's
+    # sample lives in it) could no longer decode its own videos.
+    from warehouse.store import Warehouse
+
+    home = tmp_path / "home"
+    shutil.copytree(sample_items, home / "media")
+    ingest_items(Warehouse(home), home / "media" / "items.csv")
+    uris = {r["video_uri"] for r in db.fetch(Warehouse(home), "SELECT video_uri FROM items")}
+    assert "media/videos/v0001.mp4" in uris and not any(u.startswith("/") for u in uris)
+    moved = tmp_path / "elsewhere" / "home"
+    moved.parent.mkdir()
+    shutil.move(home, moved)
+    summary = run_extract(str(moved), CONFIG.replace(modalities=("frames",)))
+    assert (summary["embedded"], summary["quarantined"]) == (12, 1)  # the broken clip, as in the home it came from
+
+
 def test_vectors_are_queryable_and_topics_are_nearest(prefect_harness, sample_items, wh):
     ingest_items(wh, sample_items / "items.csv")
     run_extract(str(wh.home), CONFIG.replace(modalities=("frames",)))

@@ -295,13 +295,31 @@ def _commit(
 ) -> IngestReport:
     same = 0
     if spec is ITEMS:
-        good, same = _changed_items(wh, good)
+        good, same = _changed_items(wh, _home_relative(wh, good))
     result = store.append(wh, spec, good)
     quarantine.write(wh)
     return IngestReport(
         table=spec.name, source=source, input_rows=input_rows, accepted=result.written,
         quarantined=len(quarantine.rows), duplicates=result.duplicates + same,
     )
+
+
+def _home_relative(wh: store.Warehouse, rows: pa.Table) -> pa.Table:
+    """Media files inside the home (the demo's sample, or videos a user copied there) are stored
+    relative to it, so a copied or moved home still finds them; `media_path` resolves them."""
+    home = wh.home.resolve()
+    for name in ("video_uri", "audio_uri"):
+        values = [None if v is None else (Path(v).relative_to(home).as_posix() if Path(v).is_relative_to(home) else v)
+                  for v in rows.column(name).to_pylist()]
+        rows = rows.set_column(rows.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    return rows
+
+
+def media_path(wh: store.Warehouse, uri: str | None) -> str | None:
+    """The file of an items.video_uri / audio_uri: absolute as ingested, or relative to the home."""
+    if not uri or Path(uri).is_absolute():
+        return uri
+    return str(wh.home.resolve() / uri)
 
 
 def _changed_items(wh: store.Warehouse, rows: pa.Table) -> tuple[pa.Table, int]:

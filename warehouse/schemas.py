@@ -57,7 +57,7 @@ ITEMS = TableSpec(
         [
             pa.field("item_id", pa.string(), nullable=False),
             pa.field("title", pa.string()),
-            pa.field("video_uri", pa.string()),  # absolute path or URL of the video file
+            pa.field("video_uri", pa.string()),  # the video file: absolute, or relative to the home when inside it
             pa.field("audio_uri", pa.string()),  # separate audio file; null: the video's own track
             pa.field("duration_s", pa.float64()),  # filled in by extract-items
             pa.field("content_hash", pa.string(), nullable=False),  # sha256 of title + media bytes
