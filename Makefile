@@ -34,8 +34,12 @@ system:
 demo: setup
 	$(BIN)/reelsense demo
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest
+
+# ruff with the rule set in pyproject.toml ([tool.ruff.lint]); no format check yet.
+lint: setup
+	$(BIN)/ruff check .
 
 # Deployments: a local Prefect server (127.0.0.1, SQLite under ~/.prefect), then every flow served
 # from one process. In another shell: PREFECT_API_URL=$(PREFECT_API) .venv/bin/prefect deployment run 'extract-items/default'

@@ -19,13 +19,12 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from isolated import run_isolated
 
 from ranker.data import build_sequences
 from warehouse import db, store
 from warehouse.schemas import EVENTS, user_partition
 from warehouse.store import Warehouse
-
-from isolated import run_isolated
 
 HISTORY = 20
 

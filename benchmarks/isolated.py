@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from queue import Empty
-from typing import Any, Callable
+from typing import Any
 
 
 def run_isolated(target: Callable[..., None], *args: Any) -> Any:
@@ -20,6 +21,6 @@ def run_isolated(target: Callable[..., None], *args: Any) -> Any:
             break
         except Empty:
             if not process.is_alive():
-                raise SystemExit(f"{getattr(target, '__name__', target)}{args}: exited with {process.exitcode} before reporting")
+                raise SystemExit(f"{getattr(target, '__name__', target)}{args}: exited with {process.exitcode} before reporting") from None
     process.join()
     return result

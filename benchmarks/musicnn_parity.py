@@ -111,11 +111,12 @@ def main() -> None:
         "# musicnn port parity", "",
         "`.venv/bin/python benchmarks/musicnn_parity.py --tf-python <tf venv>/bin/python` "
         "(TensorFlow 2.21 + tf_keras, musicnn 0.1.0 MTT_musicnn; CPU).", "",
-        "| clip | port input | patches | max abs diff, tag probabilities | max abs diff, penultimate (patch 1) | same top-5 tags | original top-5 tags | musicnn's float16 log-mel: cells overflowed, tag error |",
+        "| clip | port input | patches | max abs diff, tag probabilities | max abs diff, penultimate (patch 1) | same top-5 tags "
+        "| original top-5 tags | musicnn's float16 log-mel: cells overflowed, tag error |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {c} | {l} | {n} | {t:.2e} | {p:.2e} | {'yes' if same else 'no'} | {tags} | {ovf:.1%}, {err:.2f} |"
-              for c, l, n, t, p, same, tags, ovf, err in rows]
+    lines += [f"| {c} | {kind} | {n} | {t:.2e} | {p:.2e} | {'yes' if same else 'no'} | {tags} | {ovf:.1%}, {err:.2f} |"
+              for c, kind, n, t, p, same, tags, ovf, err in rows]
     lines += ["", "musicnn's extractor() fills the features of patches 2.. with patch 1's (musicnn 0.1.0 bug), "
               "so penultimate features are compared on patch 1; tag probabilities on every patch."]
     args.out.write_text("\n".join(lines) + "\n")

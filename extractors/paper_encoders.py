@@ -19,7 +19,14 @@ import numpy.typing as npt
 import torch
 
 from extractors.encoders import (
-    Embedded, _autocast, _loaded, forward_in_chunks, frames_to_tensor, hashtags, micro_batch, split_by_item,
+    Embedded,
+    _autocast,
+    _loaded,
+    forward_in_chunks,
+    frames_to_tensor,
+    hashtags,
+    micro_batch,
+    split_by_item,
 )
 from warehouse.errors import ModelNotFound
 

@@ -23,7 +23,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from extractors.align import (
-    AlignConfig, AlignmentModel, apply_alignment, evaluate_alignment, load_model, model_bytes, train_alignment,
+    AlignConfig,
+    AlignmentModel,
+    apply_alignment,
+    evaluate_alignment,
+    load_model,
+    model_bytes,
+    train_alignment,
     vectors_from_rows,
 )
 from warehouse import db, store

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE
 from warehouse import db
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
-from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE
 from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES
 from warehouse.store import Warehouse
 

@@ -71,7 +71,7 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
         took = "reused" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
         print(f"  {name:<22} {took:>8}")
     print(f"[7/9] evaluate (held-out last engagement of each user, ranked against all items; {wh.reports_dir / 'results.json'}):", flush=True)
-    print("\n".join("  " + line for line in results_lines(evaluate_rankers(str(wh.home), dataset="bundled sample (seed %d)" % seed))))
+    print("\n".join("  " + line for line in results_lines(evaluate_rankers(str(wh.home), dataset=f"bundled sample (seed {seed})"))))
     print("[8/9] score-batch (candidates by embedding similarity, re-ranked by lstm-attn):", flush=True)
     # One run id per model version: rerunning the demo completes that run and duplicates nothing.
     scored = score_batch(str(wh.home), model="lstm-attn", k=20, run_id=f"demo-{metas['lstm-attn']['version']}")

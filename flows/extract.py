@@ -26,7 +26,16 @@ from tqdm import tqdm
 
 from extractors.config import ExtractConfig
 from extractors.pipeline import (
-    STAGE, BatchResult, WorkItem, build_encoders, decode_batch, embed_batch, failures_table, loaded_encoders, model_ids, plan_work,
+    STAGE,
+    BatchResult,
+    WorkItem,
+    build_encoders,
+    decode_batch,
+    embed_batch,
+    failures_table,
+    loaded_encoders,
+    model_ids,
+    plan_work,
 )
 from warehouse import db, store
 from warehouse.ingest import media_path

@@ -43,7 +43,6 @@ from warehouse.schemas import EVENT_PARTITIONS, EXPLANATIONS, SCORES, TableSpec
 from warehouse.store import Warehouse
 
 
-
 def new_run_id() -> str:
     return f"score-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
 

@@ -18,8 +18,8 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from warehouse import db
-from warehouse.schemas import EVENT_PARTITIONS
 from warehouse.errors import ReelsenseError
+from warehouse.schemas import EVENT_PARTITIONS
 from warehouse.store import Warehouse
 
 # The history window of every ranker: part of the feature schema (a model trained on one length

@@ -15,6 +15,7 @@ No I/O here: flows/analyze.py reads the tables and writes `explanations`.
 from __future__ import annotations
 
 from collections import Counter
+
 import numpy as np
 import numpy.typing as npt
 import torch

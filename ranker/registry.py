@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ranker.bprmf import BprMF
-from ranker.names import ALL_MODELS, NEEDS_BASE
 from ranker.itemknn import ItemKNN
 from ranker.lightgbm_ctr import LightGBMCtr
+from ranker.names import ALL_MODELS, NEEDS_BASE
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec
 from ranker.sequence import LstmAttn

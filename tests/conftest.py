@@ -46,8 +46,9 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def ranked_home(tmp_path_factory, prefect_harness) -> Warehouse:
     """tests/tiny_platform.py through build-features and train-ranker (lstm-attn + lightgbm)."""
-    from flows.rank import build_features, train_rankers
     import tiny_platform
+
+    from flows.rank import build_features, train_rankers
 
     wh = tiny_platform.build(tmp_path_factory.mktemp("ranked") / "home")
     build_features(str(wh.home))

@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from extractors.align import (
-    AlignConfig, alignment_loss, apply_alignment, evaluate_alignment, load_model, save_model, to_tensors,
+    AlignConfig,
+    alignment_loss,
+    apply_alignment,
+    evaluate_alignment,
+    load_model,
+    save_model,
+    to_tensors,
     train_alignment,
 )
 from flows.align import align_items

@@ -8,8 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 import tiny_platform
+
 from flows.analyze import analyze, explain_lines
 from flows.report import run_dir
 from flows.score import score_batch

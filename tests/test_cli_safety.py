@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import write_csv
+
 from flows.cli import main
 from warehouse import db
 from warehouse.errors import QueryError

@@ -8,13 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from test_rankers import _events, write_content
 
 from ranker.coldstart import ColdSplit, cold_split, item_cold_rows, user_cold_rows
 from ranker.data import EVENT_INDEX, MissingContent, load_dataset
 from ranker.evaluate import earlier_items, paired_bootstrap, ranks_by_protocol, scoring_path
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
-from test_rankers import _events, write_content
 from warehouse import db, store
 from warehouse.schemas import EVENTS
 from warehouse.store import Warehouse

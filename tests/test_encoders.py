@@ -6,7 +6,6 @@ checkpoints saved from randomly initialised models: it proves the loading mechan
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import skimage.data

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import write_csv
+
 from flows.cli import main
 from warehouse import db, store
 from warehouse.ingest import ingest_events, ingest_items

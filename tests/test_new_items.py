@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import tiny_platform
+
 from flows.cli import main
 from warehouse.store import Warehouse
 

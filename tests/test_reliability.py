@@ -13,12 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import hostile
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hostile
 from extractors.sample import SampleConfig, generate_sample
 from warehouse import db
 from warehouse.errors import ReelsenseError
@@ -223,9 +223,9 @@ def test_concurrent_view_refreshes_and_queries_wait_instead_of_failing(tmp_path)
     """DuckDB allows one read-write process or many readers; without the database lock, processes
     refreshing views while others query fail with "Could not set lock on file"."""
     import multiprocessing
+    from datetime import datetime, timezone
 
     import pyarrow as pa
-    from datetime import datetime, timezone
 
     from warehouse import store
     from warehouse.schemas import EVENTS, user_partition
@@ -278,8 +278,9 @@ def test_fuzzed_event_rows_are_accepted_or_quarantined_never_lost(tmp_path_facto
 @given(value=text.filter(bool))
 def test_hostile_ids_reach_sql_only_as_parameters(tmp_path_factory, value):
     """`reelsense sql --param`, and the stages' own lookups, take any id as a value, never as SQL."""
-    import pyarrow as pa
     from datetime import datetime, timezone
+
+    import pyarrow as pa
 
     from warehouse import store
     from warehouse.schemas import EVENTS, user_partition

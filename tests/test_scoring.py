@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-
 import tiny_platform
 from conftest import write_csv
+
 from flows.cli import main
-from flows.score import score_batch, run_score, shard_buckets
+from flows.score import run_score, score_batch, shard_buckets
 from ranker import artifacts
 from ranker.data import load_dataset
 from ranker.scoring import current_queries, engaged_pairs, similarity_candidates

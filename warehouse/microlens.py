@@ -12,6 +12,7 @@ Writes `items`, `events` and `failures` like every other ingest; bad lines are q
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
