@@ -1,4 +1,5 @@
-"""What reaches the terminal: user errors as one line, never as Prefect tracebacks.
+"""What reaches the terminal: the tables and summary lines the CLI and the demo print (drawn here
+once), and user errors as one line, never as Prefect tracebacks.
 
 A `ReelsenseError` raised inside a flow or task (a missing checkpoint, a refused run id) is a user
 error: the CLI prints it as `reelsense: error: ...` and exits 2. Prefect's own console handler would
@@ -10,7 +11,14 @@ tracebacks included.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
+import math
+from typing import Any
+
+import pyarrow as pa
 
 from warehouse.errors import ReelsenseError
 
@@ -47,3 +55,102 @@ def hide_user_error_tracebacks() -> None:
         for handler in logger.handlers:
             if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, HideUserErrors) for f in handler.filters):
                 handler.addFilter(HideUserErrors())
+
+
+# Tables and summary lines of the terminal (the CLI and the demo print these) -------------------
+
+def results_lines(results: dict) -> list[str]:
+    """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
+    what score-batch would write (its candidates re-ranked by the model), and the paired
+    difference to sasrec (history unmasked)."""
+    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}"
+             f"{'served NDCG@10':>16}   vs sasrec NDCG@10 (95% CI)"]
+    recall = repeats = None
+    for name, r in results["models"].items():
+        o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
+        vs = r.get("vs_sasrec", {}).get("unmasked")
+        vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
+        cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
+        served = r.get("scoring_path", {})
+        recall, repeats = served.get("candidate_recall", recall), served.get("repeat_targets", repeats)
+        served_text = f"{served['ndcg@10']:.4f}" if "ndcg@10" in served else "-"
+        name = f"{name} *" if name in results.get("kept_from_earlier", []) else name
+        lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}{served_text:>16}   {vs_text}")
+    if recall is not None:
+        lines.append(f"served: score-batch's path, the similarity candidates (engaged items removed) re-ranked; the "
+                     f"candidates hold {recall:.1%} of the test targets ({repeats:.1%} are repeats, never served)")
+    if results.get("kept_from_earlier"):
+        lines.append("* not evaluated by this command: kept from an earlier evaluate of the same data, seed and users")
+    return lines
+
+
+def report_line(wh: Any, summary: dict) -> str:
+    shifts = summary.get("shifts")
+    quality = (f"; planted shifts: precision {shifts['precision']:.2f}, recall {shifts['recall']:.2f}, F1 {shifts['f1']:.2f} "
+               f"(±{shifts['tolerance']} interactions)") if shifts else ""
+    return (f"analyze {summary['run_id']}: {summary['explanations']} explanations, {summary['pages']} user pages{quality}; "
+            f"{summary['report']}")
+
+
+def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) -> str:
+    """A plain-text table, like DuckDB's shell prints, with cells longer than `max_width` shortened
+    (0: no limit). Columns are taken by position, so repeated names (a self-join) are all shown."""
+    def cell(value: object) -> str:
+        text = "NULL" if value is None else str(value).replace("\n", "\\n")
+        return text if not max_width or len(text) <= max_width else text[: max_width - 3] + "..."
+
+    header = table.column_names
+    rows = list(zip(*_columns(table.slice(0, max_rows), cell))) if header else []
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |", line]
+    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in rows]
+    out.append(line)
+    noun = "row" if table.num_rows == 1 else "rows"
+    shown = f"{len(rows)} of {table.num_rows} {noun}" if table.num_rows > len(rows) else f"{table.num_rows} {noun}"
+    return "\n".join(out + [shown])
+
+
+def format_csv(table: pa.Table) -> str:
+    """CSV with a header row and whole values: NULL as an empty field, lists and structs as JSON."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.column_names)
+    writer.writerows(zip(*_columns(table, lambda v: "" if v is None else v if isinstance(v, str) else _json_text(v))))
+    return buffer.getvalue()
+
+
+def format_json(table: pa.Table) -> str:
+    """A JSON array with one object per row (one per line) and whole values; a repeated column
+    name gets a suffix (a, a_1), as DuckDB's own Python results do."""
+    names: list[str] = []
+    for name in table.column_names:
+        unique, n = name, 0
+        while unique in names:
+            n += 1
+            unique = f"{name}_{n}"
+        names.append(unique)
+    rows = [json.dumps(dict(zip(names, row)), ensure_ascii=False, default=str) for row in zip(*_columns(table, _plain))]
+    return "[" + ",\n ".join(rows) + "]\n"
+
+
+def _columns(table: pa.Table, convert) -> list[list]:
+    return [[convert(v) for v in table.column(i).to_pylist()] for i in range(table.num_columns)]
+
+
+def _plain(value: object) -> object:
+    """A value json.dumps writes as valid JSON (NaN and infinities become null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _json_text(value: object) -> str:
+    plain = _plain(value)
+    return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)

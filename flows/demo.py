@@ -17,7 +17,7 @@ import time
 from extractors.config import ExtractConfig
 from flows.align import align_items, report_lines
 from flows.analyze import analyze, explain_lines
-from flows.cli import format_table, report_line, results_lines
+from flows.console import format_table, report_line, results_lines
 from flows.extract import run_extract, summary_line
 from flows.rank import build_features, evaluate_rankers, train_rankers
 from flows.score import score_batch

@@ -115,7 +115,7 @@ def test_a_copied_home_answers_from_the_copy_and_a_moved_one_still_works(home, t
 
 def test_sql_prints_repeated_column_names(home, capsys):
     status, out, _ = _sql(home, capsys, "SELECT 1 AS a, 2 AS a")
-    assert status == 0 and "| a | a |" in out and "| 1 | 2 |" in out
+    assert status == 0 and "| a | a |" in out and "| 1 | 2 |" in out and out.rstrip().endswith("\n1 row")
     status, out, _ = _sql(home, capsys, "SELECT a.item_id, b.item_id FROM events a JOIN events b USING (user_id) "
                                         "WHERE a.item_id < b.item_id")
     assert status == 0 and "| item_id | item_id |" in out and "| v1      | v2      |" in out
