@@ -33,7 +33,6 @@ from ranker.data import MAX_HISTORY, load_dataset
 from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
 from ranker.metrics import ndcg
 from ranker.registry import build
-from ranker.sasrec import Sasrec, SasrecConfig
 from warehouse.store import Warehouse
 
 REFERENCE = "sasrec"
@@ -41,8 +40,9 @@ REFERENCE = "sasrec"
 
 def make(name: str, overrides: dict) -> object:
     model = build(name, "cpu", {})
-    if isinstance(model, Sasrec):
-        model.config = dataclasses.replace(model.config, **{k: v for k, v in overrides.items() if v is not None})
+    if dataclasses.is_dataclass(getattr(model, "config", None)):  # sasrec*, lstm-attn*
+        fields = {f.name for f in dataclasses.fields(model.config)}
+        model.config = dataclasses.replace(model.config, **{k: v for k, v in overrides.items() if v is not None and k in fields})
     return model
 
 
@@ -50,7 +50,7 @@ def fit(model, data, seed: int) -> dict:
     started = time.perf_counter()
     model.fit(data, seed=seed)
     return {"fit_seconds": round(time.perf_counter() - started, 1), "history": getattr(model, "history", None),
-            "config": dataclasses.asdict(model.config) if isinstance(getattr(model, "config", None), SasrecConfig) else None}
+            "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None}
 
 
 def main() -> None:

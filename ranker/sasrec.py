@@ -11,20 +11,14 @@ the history window is the warehouse's MAX_HISTORY (20; RecBole 50: 781 of 50,000
 users have more than 20 items), and early stopping watches validation NDCG@10 from full ranking
 (RecBole's default watches MRR@10).
 
-Content-first items (`sasrec-content`, after Pembek et al., RecSys 2025): item i is
-    e_i = W c_i + delta_i,   ||delta_i|| <= rho * ||W c_i||,
-with c_i the item's frozen content vector (fused, else text; looked up from the warehouse at load
-time, never stored in the checkpoint), W a learned projection, and delta_i a trainable id
-correction kept small by the norm bound. In each training batch delta is dropped whole for a seeded
-share of items, so the content path also learns from positives. Items never seen in training have
-no delta: they are W c_i alone, which is how items added after training are scored without
-retraining (the checkpoint maps its deltas by item id, not by index).
+`sasrec-content` is the same encoder over content-first items (ranker/training.py: a projection
+of the frozen content vector plus a small, bounded id correction), so items never seen in training,
+or added after it, are scored by their content without retraining.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,12 +27,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ranker.base import minibatches
-from ranker.data import Dataset, MissingContent, Queries, check_content
-from ranker.metrics import ndcg, target_ranks
-from ranker.sequence import EarlyStopping
+from ranker.data import Dataset, Queries, check_content
+from ranker.training import EarlyStopping, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
 
 
 @dataclass(frozen=True)
@@ -58,33 +50,6 @@ class SasrecConfig:
     # content-first items (sasrec-content only)
     id_drop: float = 0.5  # share of items whose delta is dropped whole in a training batch
     delta_ratio: float = 0.5  # rho: ||delta_i|| <= rho * ||W c_i||
-
-
-class ItemTower(nn.Module):
-    """Item vectors (n_items + 1, d): id embeddings (sasrec) or W c + bounded delta (sasrec-content)."""
-
-    def __init__(self, n_items: int, dim: int, content_dim: int, delta_ratio: float) -> None:
-        super().__init__()
-        self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
-        self.proj = nn.Linear(content_dim, dim) if content_dim else None
-        self.delta_ratio = delta_ratio
-        # Looked up from the warehouse on load, never saved: new items score without retraining.
-        self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
-        self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
-
-    def forward(self, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Every item's vector (n_items + 1, d); `keep` (n_items + 1,) bool drops deltas whole."""
-        if self.proj is None:
-            return self.ids.weight
-        base = self.proj(self.content)  # (n + 1, d)
-        delta = self.ids.weight
-        bound = self.delta_ratio * base.detach().norm(dim=-1, keepdim=True)
-        delta = delta * torch.clamp(bound / (delta.norm(dim=-1, keepdim=True) + 1e-12), max=1.0)
-        mask = self.has_delta if keep is None else self.has_delta & keep
-        out = base + delta * mask.unsqueeze(-1)
-        out = out.clone()
-        out[0] = 0
-        return out
 
 
 class Block(nn.Module):
@@ -175,11 +140,7 @@ class Sasrec:
         self._set_items(data, seen=data.train_counts > 0)
 
     def _set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
-        tower = self.net.items
-        if self.use_content:
-            tower.content.copy_(torch.as_tensor(data.content, device=self.device))
-        tower.has_delta.copy_(torch.as_tensor(seen, device=self.device))
-        tower.has_delta[0] = False
+        self.net.items.set_items(data, seen)
 
     def fit(self, data: Dataset, *, seed: int = 0) -> None:
         cfg = self.config
@@ -189,9 +150,7 @@ class Sasrec:
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         # As RecBole: a prefix of at least one item predicts the next one.
         train = np.flatnonzero((data.split == "train") & (data.queries.hist_items[:, -1] > 0))
-        valid = np.flatnonzero(data.split == "valid")
-        if len(valid) > cfg.valid_users:
-            valid = np.sort(np.random.default_rng(seed + 1).choice(valid, cfg.valid_users, replace=False))
+        valid = validation_rows(data, cfg.valid_users, seed)
         stopper = EarlyStopping(cfg.patience)
         drop_rng = torch.Generator().manual_seed(seed)
         excluded = torch.as_tensor(data.withheld, device=self.device) if data.withheld.any() else None
@@ -200,8 +159,7 @@ class Sasrec:
             self.net.train()
             losses = []
             steps = math.ceil(len(train) / cfg.batch)
-            bar = tqdm(minibatches(len(train), cfg.batch, rng), total=steps, desc=f"{self.name} epoch {epoch + 1}",
-                       unit="batch", file=sys.stderr, leave=False, disable=steps < 20)
+            bar = epoch_bar(minibatches(len(train), cfg.batch, rng), steps, self.name, epoch)
             for rows in bar:
                 idx = train[rows]
                 keep = (torch.rand(data.n_items + 1, generator=drop_rng) >= cfg.id_drop).to(self.device)
@@ -213,20 +171,11 @@ class Sasrec:
                 optimiser.step()
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-            score = self.validation_ndcg(data, valid) if len(valid) else -float(np.mean(losses))
-            self.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "valid_ndcg@10": score,
-                                 "seconds": round(time.perf_counter() - started, 1)})
-            print(f"{self.name} epoch {epoch + 1}: loss {np.mean(losses):.4f}, valid NDCG@10 {score:.4f}, "
-                  f"{time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+            score = validation_ndcg(self, data, valid) if len(valid) else -float(np.mean(losses))
+            end_epoch(self, epoch, losses, score, started)
             if stopper.should_stop(score, self.net):
                 break
         stopper.restore(self.net)
-
-    def validation_ndcg(self, data: Dataset, rows: npt.NDArray[np.int64]) -> float:
-        """Mean NDCG@10 of the validation targets ranked against every item (history not masked)."""
-        values = [ndcg(target_ranks(self.score_all(data, data.queries.take(part)), data.targets[part]), 10)
-                  for part in np.array_split(rows, max(1, len(rows) // 2048))]  # blocks: (2048, n_items) at a time
-        return float(np.concatenate(values).mean())
 
     @torch.no_grad()
     def user_vectors(self, queries: Queries) -> tuple[torch.Tensor, torch.Tensor]:
@@ -259,18 +208,7 @@ class Sasrec:
         self.config, self.history = SasrecConfig(**saved["config"]), saved["history"]
         self._build(data)
         state = saved["state"]
-        old = {item: i for i, item in enumerate(saved["item_ids"])}
-        rows = np.asarray([old.get(item, -1) for item in data.item_ids])
-        known = torch.as_tensor(rows >= 0)
-        ids = torch.zeros(data.n_items + 1, self.config.dim)
-        ids[known] = state["items.ids.weight"][torch.as_tensor(rows[rows >= 0])]
-        state["items.ids.weight"] = ids
-        width = state.get("items.proj.weight")
-        if width is not None and width.shape[1] != data.content.shape[1]:
-            raise MissingContent(f"{self.name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "
-                                 f"{data.content.shape[1]}-d ({data.content_source}); retrain with `reelsense train --force`")
+        seen = remap_items(state, "items.", saved["item_ids"], saved["has_delta"], data, name=self.name)
         self.net.load_state_dict(state)
-        seen = np.zeros(data.n_items + 1, bool)
-        seen[known.numpy()] = saved["has_delta"].numpy()[rows[rows >= 0]]
         self._set_items(data, seen)
         self.net.eval()

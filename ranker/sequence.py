@@ -1,211 +1,250 @@
 """`lstm-attn`, the paper's behaviour-driven sequence ranker, and its ablation `lstm-attn-no-content`.
 (The GRU4Rec-style `id-sequence` of earlier versions is retired: `sasrec` is the id-only sequence peer.)
 
-lstm-attn. Each history step is the item's content vector (projected) plus an item-id embedding
-plus an event-type embedding, with the watch ratio appended; an LSTM runs over the steps and a
-target-aware attention pools its states (query: the candidate item), keeping the weights for
-explanations; an MLP on [pooled, target, pooled * target, pooled . target] scores one head per
-behaviour (engage, and like / comment where the data has them). Trained with BCE on each positive
-against 4 uniform and 4 popularity-sampled negatives, drawn afresh each epoch (seeded),
-early-stopped on validation AUC. Items never seen in training keep no id embedding: they are
-represented by content alone.
+Each history step is the item's vector (content-first for lstm-attn: ranker/training.py; an id
+embedding for the ablation) plus an embedding of what the user did (impression, watch, like,
+comment, share), with the watch ratio appended; an LSTM runs over the steps, and each state also
+carries its own item (a residual). A candidate item e attends over the states, with its own
+attention weights (target-aware, kept for explanations):
+
+    a_t(e) = softmax_t((W s_t) . e / sqrt(d)),    score(e) = (s_T + sum_t a_t(e) s_t) . e
+
+so the score stays a dot product with the item vector, and full ranking is two matrix products
+with every item, (B, T, d) x (d, n): no per-pair MLP. Trained with softmax cross-entropy: over
+every item where the catalogue holds at most `full_softmax_max` items (the bundled sample), else
+over the target and `negatives` shared negatives drawn each batch in proportion to training
+frequency^0.75, with the log-Q correction (Bengio & Senecal 2008; Yi et al., RecSys 2019), which
+keeps the target-aware attention affordable on 2 cores: (B, 1 + K, T) scores a step instead of
+(B, n, T). Early stopping on validation NDCG@10 from full ranking, one line per epoch.
+
+Heads: `engage` is the score above. Where the data's positives disagree on a behaviour (like,
+comment on the sample), a head adds log P(behaviour | engaged), a logistic model on the pooled
+history times the item, trained on the positive rows.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
-from ranker.base import minibatches, sample_negatives
+from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
-from ranker.metrics import auc
+from ranker.training import EarlyStopping, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
+
+
+@dataclass(frozen=True)
+class LstmAttnConfig:
+    dim: int = 64
+    dropout: float = 0.2
+    lr: float = 1e-3
+    batch: int = 256
+    max_epochs: int = 200
+    patience: int = 10
+    negatives: int = 1024  # shared sampled negatives per batch (catalogues above full_softmax_max)
+    full_softmax_max: int = 4096
+    valid_users: int = 10000
+    id_drop: float = 0.5  # content-first items: share of items whose id correction is dropped in a batch
+    delta_ratio: float = 0.5
 
 
 class LstmAttnNet(nn.Module):
-    def __init__(self, n_items: int, content: torch.Tensor, n_heads: int, dim: int = 64, use_content: bool = True) -> None:
+    def __init__(self, n_items: int, cfg: LstmAttnConfig, content_dim: int, n_heads: int) -> None:
         super().__init__()
-        self.dim, self.use_content = dim, use_content
-        self.register_buffer("content", content)  # (n_items + 1, D), looked up, never copied per row
-        self.register_buffer("seen", torch.ones(n_items + 1, dtype=torch.bool))
-        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
-        self.id_dropout = nn.Dropout(0.3)
-        self.content_proj = nn.Linear(content.shape[1], dim)
-        self.event_emb = nn.Embedding(6, dim, padding_idx=0)
-        self.step = nn.Linear(dim + 1, dim)
-        self.lstm = nn.LSTM(dim, dim, batch_first=True)
-        self.query = nn.Linear(dim, dim, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(3 * dim + 1, dim), nn.ReLU(), nn.Linear(dim, n_heads))
-        # Id embeddings start at std 0.5: smaller ones (0.05) left training on a plateau for many
-        # epochs (dot products of tiny vectors give tiny gradients), larger ones (1.0) drown content.
-        for emb in (self.item_emb, self.event_emb):
-            nn.init.normal_(emb.weight, std=0.5)
-            emb.weight.data[0] = 0
+        self.dim = cfg.dim
+        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio)
+        nn.init.normal_(self.items.ids.weight, std=0.1)
+        self.event_emb = nn.Embedding(6, cfg.dim, padding_idx=0)
+        self.step = nn.Linear(cfg.dim + 1, cfg.dim)
+        self.lstm = nn.LSTM(cfg.dim, cfg.dim, batch_first=True)
+        self.query = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.behaviours = nn.Linear(cfg.dim, n_heads - 1) if n_heads > 1 else None  # like / comment / ... given engagement
 
-    def item_repr(self, items: torch.Tensor) -> torch.Tensor:
-        # Dropout on the id embeddings (training only): on MicroLens-50K lstm-attn overfit them
-        # after 3 epochs (validation AUC 0.895 at epoch 3, 0.850 at epoch 8) without it.
-        ids = self.id_dropout(self.item_emb(items)) * self.seen[items].unsqueeze(-1)  # unseen items: content alone
-        if self.use_content:
-            return ids + self.content_proj(self.content[items])
-        return ids
+    def encode(self, vectors: torch.Tensor, hist_items: torch.Tensor, hist_events: torch.Tensor,
+               hist_ratios: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """History (B, T), right-aligned -> states (B, T, d) and the mask of real steps (B, T)."""
+        items = vectors[hist_items]  # (B, T, d)
+        x = torch.relu(self.step(torch.cat([items + self.event_emb(hist_events), hist_ratios.clamp(-1, 3).unsqueeze(-1)], -1)))
+        states, _ = self.lstm(self.drop(x))
+        return self.drop(states) + items, hist_items > 0
 
-    def encode(self, hist_items: torch.Tensor, hist_events: torch.Tensor, hist_ratios: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        items = self.item_repr(hist_items)  # (B, T, d)
-        x = torch.relu(self.step(torch.cat([items + self.event_emb(hist_events), hist_ratios.clamp(-1, 3).unsqueeze(-1)], dim=-1)))
-        states, _ = self.lstm(x)  # (B, T, d)
-        # Residual around the LSTM: each state also carries its own item, so the target can be
-        # compared with what was watched directly, and with the sequence context the LSTM adds.
-        return states + items, hist_items > 0
-
-    def score(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """states (B, T, d), mask (B, T), targets (B, C) -> logits (B, C, heads), attention (B, C, T)."""
-        return self.score_repr(states, mask, self.item_repr(targets))
-
-    def score_repr(self, states: torch.Tensor, mask: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like `score`, from target representations t (B, C, d); for full ranking t is computed
-        once for all items and broadcast over the users (an expanded view, no copy)."""
-        logits = torch.einsum("btd,bcd->bct", states, self.query(t)) / math.sqrt(self.dim)
+    def attention(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets (B, C, d) per row, or (C, d) shared by every row -> attention (B, C, T) and each
+        state's match with each target, s_t . e (B, C, T)."""
+        pattern = "btd,bcd->bct" if targets.dim() == 3 else "btd,cd->bct"
+        logits = torch.einsum(pattern, self.query(states), targets) / math.sqrt(self.dim)
         weights = torch.softmax(logits.masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
-        weights = torch.nan_to_num(weights)  # empty history: no attention
+        return torch.nan_to_num(weights), torch.einsum(pattern, states, targets)  # empty history: no attention
+
+    def engage(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """score(e) = (s_T + sum_t a_t(e) s_t) . e -> scores (B, C), attention (B, C, T)."""
+        weights, match = self.attention(states, mask, targets)
+        last = states[:, -1] @ targets.transpose(-1, -2) if targets.dim() == 2 else torch.einsum("bd,bcd->bc", states[:, -1], targets)
+        return last + (weights * match).sum(-1), weights
+
+    def given_engaged(self, states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C, heads - 1) of each behaviour given that the user engages with the target (B, C, d)."""
         pooled = torch.einsum("bct,btd->bcd", weights, states)
-        match = (pooled * t).sum(-1, keepdim=True) / math.sqrt(self.dim)  # how well the target fits the history
-        return self.mlp(torch.cat([pooled, t, pooled * t, match], dim=-1)), weights
+        return self.behaviours(pooled * targets)
 
 
-class EarlyStopping:
-    """Keep the weights of the best validation score; stop after `patience` epochs without a gain."""
-
-    def __init__(self, patience: int) -> None:
-        self.patience, self.best, self.waited, self.state = patience, -math.inf, 0, None
-
-    def should_stop(self, score: float, net: nn.Module) -> bool:
-        if score > self.best + 1e-4:
-            self.best, self.waited = score, 0
-            self.state = {k: v.clone() for k, v in net.state_dict().items()}
-            return False
-        self.waited += 1
-        return self.waited >= self.patience
-
-    def restore(self, net: nn.Module) -> None:
-        net.load_state_dict(self.state)
-        net.eval()
-
-
-def epochs_for(n_rows: int, batch: int, max_epochs: int, min_steps: int = 1500) -> int:
-    """Enough epochs for about `min_steps` optimiser steps (small data needs many passes), at least
-    10 and at most `max_epochs`; early stopping may end sooner. On MicroLens-50K (~1000 steps an
-    epoch) lstm-attn's validation AUC still rose at epoch 4 (0.805, 0.864, 0.882, 0.887)."""
-    steps_per_epoch = max(1, math.ceil(n_rows / batch))
-    return min(max_epochs, max(10, math.ceil(min_steps / steps_per_epoch)))
-
-
-def _tensors(queries: Queries, rows: np.ndarray, device: str) -> tuple[torch.Tensor, ...]:
+def _history(queries: Queries, rows: npt.NDArray[np.int64], device: str) -> tuple[torch.Tensor, ...]:
     return (torch.as_tensor(queries.hist_items[rows], device=device), torch.as_tensor(queries.hist_events[rows], device=device),
             torch.as_tensor(queries.hist_ratios[rows], device=device))
 
 
 class LstmAttn:
-    probabilistic = True
+    probabilistic = False  # softmax scores, not log-odds
 
-    def __init__(self, *, use_content: bool = True, dim: int = 64, max_epochs: int = 20, patience: int = 5,
-                 batch: int = 256, lr: float = 3e-3, negatives: int = 8, device: str = "cpu") -> None:
+    def __init__(self, *, use_content: bool = True, config: LstmAttnConfig = LstmAttnConfig(), device: str = "cpu") -> None:
         self.name = "lstm-attn" if use_content else "lstm-attn-no-content"
-        self.use_content, self.dim, self.max_epochs, self.patience = use_content, dim, max_epochs, patience
-        self.batch, self.lr, self.negatives, self.device = batch, lr, negatives, device
+        self.use_content, self.config, self.device = use_content, config, device
         self.net: LstmAttnNet | None = None
         self.heads: list[str] = []
+        self.item_ids: list[str] = []
         self.history: list[dict[str, float]] = []
 
     def _build(self, data: Dataset, heads: list[str] | None = None) -> None:
+        content_dim = 0
         if self.use_content:
             check_content(data, self.name)
+            content_dim = data.content.shape[1]
         self.heads = list(heads if heads is not None else data.behaviours)  # a loaded model keeps its trained heads
-        self.net = LstmAttnNet(data.n_items, torch.as_tensor(data.content), len(self.heads), self.dim, self.use_content).to(self.device)
-        self.net.seen.copy_(torch.as_tensor(data.train_counts > 0))
-        self.net.seen[0] = False
+        self.item_ids = list(data.item_ids)
+        self.net = LstmAttnNet(data.n_items, self.config, content_dim, len(self.heads)).to(self.device)
+        self.net.items.set_items(data, data.train_counts > 0)
 
     def fit(self, data: Dataset, *, seed: int = 0) -> None:
+        cfg = self.config
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         self._build(data)
-        optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         train = np.flatnonzero(data.split == "train")
-        labels = torch.as_tensor(np.stack([data.labels[h] for h in self.heads], 1))  # (N, heads)
-        valid = np.flatnonzero(data.split == "valid")
-        valid_negatives = np.stack(sample_negatives(data, len(valid), np.random.default_rng(seed + 1)), 1)
-        stopper = EarlyStopping(self.patience)
-        for epoch in range(epochs_for(len(train), self.batch, self.max_epochs)):
+        valid = validation_rows(data, cfg.valid_users, seed)
+        labels = torch.as_tensor(np.stack([data.labels[h] for h in self.heads[1:]], 1) if len(self.heads) > 1
+                                 else np.zeros((len(data.targets), 0), np.float32))
+        excluded = torch.as_tensor(data.withheld, device=self.device)
+        excluded[0] = True
+        full = data.n_items <= cfg.full_softmax_max
+        sampling = np.where(excluded.cpu().numpy(), 0.0, np.maximum(data.train_counts, 1).astype(np.float64) ** 0.75)
+        sampling /= sampling.sum()
+        log_q = torch.as_tensor(np.log(np.maximum(sampling * cfg.negatives, 1e-30)), dtype=torch.float32, device=self.device)
+        drop = torch.Generator().manual_seed(seed)
+        stopper = EarlyStopping(cfg.patience)
+        for epoch in range(cfg.max_epochs):
+            started = time.perf_counter()
             self.net.train()
-            losses = []
-            for rows in minibatches(len(train), self.batch, rng):
+            losses: list[float] = []
+            bar = epoch_bar(minibatches(len(train), cfg.batch, rng), math.ceil(len(train) / cfg.batch), self.name, epoch)
+            for rows in bar:
                 idx = train[rows]
-                half = self.negatives // 2  # as many uniform as popularity-sampled negatives
-                uniform, popular = (x.reshape(len(idx), half) for x in sample_negatives(data, len(idx) * half, rng))
-                candidates = torch.as_tensor(np.concatenate([data.targets[idx][:, None], uniform, popular], 1), device=self.device)
-                target = torch.zeros(len(idx), candidates.shape[1], len(self.heads), device=self.device)
-                target[:, 0] = labels[idx].to(self.device)
-                states, mask = self.net.encode(*_tensors(data.queries, idx, self.device))
-                logits, _ = self.net.score(states, mask, candidates)
-                loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+                keep = (torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop).to(self.device)
+                vectors = self.net.items(keep if self.use_content else None)
+                states, mask = self.net.encode(vectors, *_history(data.queries, idx, self.device))
+                targets = torch.as_tensor(data.targets[idx], device=self.device)
+                if full:
+                    scores, _ = self.net.engage(states, mask, vectors)  # (B, n + 1)
+                    loss = nn.functional.cross_entropy(scores.masked_fill(excluded, float("-inf")), targets)
+                else:
+                    loss = self._sampled_loss(states, mask, vectors, targets, rng.choice(len(sampling), cfg.negatives, p=sampling), log_q)
+                if len(self.heads) > 1:
+                    own = vectors[targets][:, None]  # (B, 1, d)
+                    _, weights = self.net.engage(states, mask, own)
+                    given = self.net.given_engaged(states, weights, own)[:, 0]
+                    loss = loss + nn.functional.binary_cross_entropy_with_logits(given, labels[idx].to(self.device))
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
                 losses.append(loss.item())
-            score = self._validation_auc(data, valid, valid_negatives) if len(valid) else -float(np.mean(losses))
-            self.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_auc": score})
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            score = validation_ndcg(self, data, valid) if len(valid) else -float(np.mean(losses))
+            end_epoch(self, epoch, losses, score, started)
             if stopper.should_stop(score, self.net):
                 break
         stopper.restore(self.net)
 
-    def _validation_auc(self, data: Dataset, valid: np.ndarray, negatives: np.ndarray) -> float:
-        items = np.concatenate([data.targets[valid][:, None], negatives], 1)
-        scores = self.score_items(data, data.queries.take(valid), items)
-        labels = np.zeros_like(scores)
-        labels[:, 0] = 1
-        return auc(labels.ravel(), scores.ravel())
+    def _sampled_loss(self, states: torch.Tensor, mask: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor,
+                      negatives: npt.NDArray[np.int64], log_q: torch.Tensor) -> torch.Tensor:
+        """Softmax cross-entropy of each target against K shared negatives, log-Q corrected; a
+        negative that is the row's own target is not a class for that row."""
+        shared = torch.as_tensor(negatives, device=self.device)
+        positive, _ = self.net.engage(states, mask, vectors[targets][:, None])  # (B, 1)
+        negative, _ = self.net.engage(states, mask, vectors[shared])  # (B, K)
+        negative = (negative - log_q[shared]).masked_fill(shared[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([positive - log_q[targets][:, None], negative], 1)
+        return nn.functional.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=self.device))
 
     @torch.no_grad()
-    def score_items(self, data: Dataset, queries: Queries, items: np.ndarray, head: str = "engage") -> np.ndarray:
+    def score_items(self, data: Dataset, queries: Queries, items: npt.NDArray[np.int64], head: str = "engage",
+                    content: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+        """Scores (Q, C) of each query's items (Q, C); a behaviour head adds log P(behaviour | engaged).
+        `content` replaces the content vectors for this call (explanations)."""
         self.net.eval()
+        vectors = self._vectors(content)
         out = []
         for rows in minibatches(len(queries), 1024):
-            states, mask = self.net.encode(*_tensors(queries, rows, self.device))
-            logits, _ = self.net.score(states, mask, torch.as_tensor(np.ascontiguousarray(items[rows]), device=self.device))
-            out.append(logits[..., self.heads.index(head)].cpu().numpy())
-        return np.concatenate(out)
+            states, mask = self.net.encode(vectors, *_history(queries, rows, self.device))
+            targets = vectors[torch.as_tensor(np.ascontiguousarray(items[rows]), device=self.device)]
+            scores, weights = self.net.engage(states, mask, targets)
+            if head != "engage":
+                given = self.net.given_engaged(states, weights, targets)[..., self.heads.index(head) - 1]
+                scores = scores + nn.functional.logsigmoid(given)
+            out.append(scores.cpu().numpy())
+        return self._unscorable(data, np.concatenate(out) if out else np.zeros(items.shape, np.float32), items)
 
     @torch.no_grad()
-    def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
+    def score_all(self, data: Dataset, queries: Queries) -> npt.NDArray[np.float32]:
         self.net.eval()
+        vectors = self._vectors(None)
         scores = np.empty((len(queries), data.n_items + 1), np.float32)
-        every_item = self.net.item_repr(torch.arange(data.n_items + 1, device=self.device))  # (n + 1, d), once
-        chunk = 2048
-        for rows in minibatches(len(queries), 64):
-            states, mask = self.net.encode(*_tensors(queries, rows, self.device))
-            for start in range(0, data.n_items + 1, chunk):
-                t = every_item[start : start + chunk].expand(len(rows), -1, -1)  # (B, C, d)
-                logits, _ = self.net.score_repr(states, mask, t)
-                scores[rows, start : start + t.shape[1]] = logits[..., 0].cpu().numpy()
+        for rows in minibatches(len(queries), 256):
+            states, mask = self.net.encode(vectors, *_history(queries, rows, self.device))
+            for start in range(0, data.n_items + 1, 2048):
+                part, _ = self.net.engage(states, mask, vectors[start : start + 2048])
+                scores[rows, start : start + part.shape[1]] = part.cpu().numpy()
         scores[:, 0] = -np.inf
+        if self.use_content:
+            scores[:, ~data.scorable] = -np.inf  # neither content nor a trained id: nothing to score with
         return scores
 
     @torch.no_grad()
-    def attention(self, data: Dataset, queries: Queries, items: np.ndarray) -> np.ndarray:
+    def attention(self, data: Dataset, queries: Queries, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """Attention (Q, T) of each query's history when scoring its item (for explanations)."""
-        states, mask = self.net.encode(*_tensors(queries, np.arange(len(queries)), self.device))
-        _, weights = self.net.score(states, mask, torch.as_tensor(items[:, None], device=self.device))
+        self.net.eval()
+        vectors = self._vectors(None)
+        states, mask = self.net.encode(vectors, *_history(queries, np.arange(len(queries)), self.device))
+        _, weights = self.net.engage(states, mask, vectors[torch.as_tensor(items, device=self.device)][:, None])
         return weights[:, 0].cpu().numpy()
 
+    def _vectors(self, content: npt.NDArray[np.float32] | None) -> torch.Tensor:
+        override = None if content is None or not self.use_content else torch.as_tensor(content, device=self.device)
+        return self.net.items(content=override)
+
+    def _unscorable(self, data: Dataset, scores: npt.NDArray[np.float32], items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        if self.use_content:
+            scores = np.where(data.scorable[items], scores, -np.inf).astype(np.float32)
+        return scores
+
     def save(self, path: Path) -> None:
-        torch.save({"heads": self.heads, "state": self.net.state_dict(), "history": self.history}, path)
+        torch.save({"config": asdict(self.config), "heads": self.heads, "item_ids": self.item_ids, "state": self.net.state_dict(),
+                    "has_delta": self.net.items.has_delta.cpu(), "history": self.history}, path)
 
     def load(self, path: Path, data: Dataset) -> None:
-        saved = torch.load(path, map_location=self.device, weights_only=False)
+        """Load a checkpoint onto `data`'s item vocabulary: ids it was trained on keep their
+        correction, items it never saw (new since training) are content alone."""
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        self.config, self.history = replace(LstmAttnConfig(), **saved["config"]), saved["history"]
         self._build(data, saved["heads"])
-        self.history = saved["history"]
-        self.net.load_state_dict(saved["state"])
+        state = saved["state"]
+        seen = remap_items(state, "items.", saved["item_ids"], saved["has_delta"], data, name=self.name)
+        self.net.load_state_dict(state)
+        self.net.items.set_items(data, seen)
         self.net.eval()

@@ -59,13 +59,12 @@ def test_leaving_out_a_modality_that_carries_nothing_costs_nothing(ranked_home):
     model = artifacts.load(ranked_home.models_dir, "lstm-attn", data, {}, "cpu", match="schema")
     mv = modality_vectors(ranked_home, data)
     mv.vectors["audio"][:] = 0  # audio now adds nothing to any fused vector
-    original = model.net.content.clone()
-    model.net.content.copy_(__import__("torch").as_tensor(mv.fused_without("none")))
-    try:
-        queries = current_queries(data)
-        names, contributions = leave_one_modality_out(model, data, queries, queries.hist_items[:, -1], mv)
-    finally:
-        model.net.content.copy_(original)
+    data.content = mv.fused_without("none")  # the model scores with the content it is given
+    model.net.items.content.copy_(__import__("torch").as_tensor(data.content))
+    before = model.net.items.content.clone()
+    queries = current_queries(data)
+    names, contributions = leave_one_modality_out(model, data, queries, queries.hist_items[:, -1], mv)
+    assert (model.net.items.content == before).all()  # explanations never change the model's buffers
     assert names == ["audio", "frames", "text"]
     assert np.abs(contributions[:, 0]).max() < 1e-5
     assert np.abs(contributions[:, 1:]).max() > 1e-3

@@ -15,11 +15,13 @@ from ranker.data import EVENT_INDEX, MissingContent, load_dataset
 from ranker.evaluate import earlier_items, paired_bootstrap, ranks_by_protocol, scoring_path
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
+from ranker.sequence import LstmAttn, LstmAttnConfig
 from warehouse import db, store
 from warehouse.schemas import EVENTS
 from warehouse.store import Warehouse
 
 FAST = SasrecConfig(max_epochs=60, patience=60, batch=256, lr=3e-3, dropout=0.1, attn_dropout=0.1)
+FAST_LSTM = LstmAttnConfig(max_epochs=60, patience=60, batch=256, lr=3e-3, dropout=0.1)
 
 
 def planted(root, *, with_content: bool = True):
@@ -53,11 +55,18 @@ def cold_wins(model, data) -> float:
     return float(np.mean(scores[np.arange(len(test)), data.targets[test]] > scores[np.arange(len(test)), other]))
 
 
-@pytest.fixture(scope="module")
-def fitted(planted_wh):
-    """The planted data, and sasrec-content and sasrec trained on it (seed 0)."""
+def _pair(family: str):
+    if family == "sasrec":
+        return Sasrec(use_content=True, config=FAST), Sasrec(use_content=False, config=FAST)
+    return LstmAttn(use_content=True, config=FAST_LSTM), LstmAttn(use_content=False, config=FAST_LSTM)
+
+
+@pytest.fixture(scope="module", params=["sasrec", "lstm-attn"])
+def fitted(planted_wh, request):
+    """The planted data, and a content model with its id-only twin trained on it (seed 0):
+    sasrec-content and sasrec, or lstm-attn and lstm-attn-no-content."""
     data = load_dataset(planted_wh, max_history=10)
-    content, ids = Sasrec(use_content=True, config=FAST), Sasrec(use_content=False, config=FAST)
+    content, ids = _pair(request.param)
     content.fit(data, seed=0)
     ids.fit(data, seed=0)
     return data, content, ids
@@ -66,8 +75,8 @@ def fitted(planted_wh):
 def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted):
     data, content, ids = fitted
     assert data.train_counts[data.item_ids.index("a5")] == 0  # a5 and b5 are test targets only
-    assert cold_wins(content, data) >= 0.9
-    assert cold_wins(ids, data) <= 0.75  # an untrained id embedding says nothing about the group
+    assert cold_wins(content, data) >= 0.9, content.name
+    assert cold_wins(ids, data) <= 0.75, ids.name  # an untrained id embedding says nothing about the group
 
 
 def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, tmp_path):
@@ -79,7 +88,7 @@ def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, 
     write_content(copy, {"a9": 1.0, "b9": -1.0}, seed=5)  # two items arrive after training
     grown = load_dataset(copy, max_history=10)
     assert grown.n_items == data.n_items + 2
-    loaded = Sasrec(use_content=True)
+    loaded = type(model)(use_content=True)
     loaded.load(tmp_path / "model", grown)
     test = np.flatnonzero(grown.split == "test")
     scores = loaded.score_all(grown, grown.queries.take(test))
@@ -104,6 +113,29 @@ def test_softmax_loss_matches_a_hand_computation():
     # user 0 logits over items 1-3: [1, 0, 1] -> -log(e / (2e + 1)); user 1: [0, 2, 2] -> -log(e^2 / (2e^2 + 1))
     expected = (-np.log(np.e / (2 * np.e + 1)) - np.log(np.e**2 / (2 * np.e**2 + 1))) / 2
     assert softmax_loss(user, items, targets).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_sampled_softmax_over_every_item_with_uniform_q_is_the_full_softmax(planted_wh):
+    # lstm-attn's sampled loss (target + shared negatives, log-Q corrected, accidental hits removed)
+    # must equal the exact softmax when the "sample" is every item and q is uniform.
+    data = load_dataset(planted_wh, max_history=10)
+    model = LstmAttn(use_content=True, config=FAST_LSTM)
+    model._build(data)
+    model.net.eval()
+    rows = np.flatnonzero(data.split == "train")[:32]
+    vectors = model.net.items()
+    states, mask = model.net.encode(vectors, *[torch.as_tensor(a[rows]) for a in
+                                               (data.queries.hist_items, data.queries.hist_events, data.queries.hist_ratios)])
+    targets = torch.as_tensor(data.targets[rows])
+    scores, _ = model.net.engage(states, mask, vectors)
+    exact = torch.nn.functional.cross_entropy(scores.masked_fill(torch.arange(data.n_items + 1) == 0, float("-inf")), targets)
+    sampled = model._sampled_loss(states, mask, vectors, targets, np.arange(1, data.n_items + 1), torch.full((data.n_items + 1,), 0.7))
+    assert sampled.item() == pytest.approx(exact.item(), rel=1e-5)
+    # For one row, a larger q for its target lowers the target's corrected logit: the loss rises.
+    one = (states[:1], mask[:1], vectors, targets[:1], np.arange(1, data.n_items + 1))
+    skewed = torch.zeros(data.n_items + 1)
+    skewed[targets[0]] = 2.0
+    assert model._sampled_loss(*one, skewed).item() > model._sampled_loss(*one, torch.zeros(data.n_items + 1)).item()
 
 
 def test_masking_removes_earlier_items_but_never_the_target(tmp_path):

@@ -178,3 +178,21 @@ def test_sql_is_read_only_and_missing_warehouse_is_explained(tmp_path, capsys):
     assert main(["--home", str(home), "sql", "SELECT count(*) AS n FROM events WHERE user_id = $1", "--param", "u1"]) == 0
     assert "| 2 " in capsys.readouterr().out
 
+
+
+def _ingest_items_at(home: str, path: str) -> int:
+    from warehouse.store import Warehouse
+
+    return ingest_items(Warehouse(home), path).accepted
+
+
+def test_concurrent_ingests_of_the_same_items_store_each_row_once(wh, tmp_path):
+    # Review finding: the current-version check ran outside the table lock, so two ingests of one
+    # file at the same time both stored every row. It now runs inside `store.append`, under the lock.
+    import multiprocessing
+
+    path = write_csv(tmp_path / "many.csv", ["item_id", "title", "video_uri"], [[f"v{i}", f"title {i}", ""] for i in range(500)])
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        accepted = pool.starmap(_ingest_items_at, [(str(wh.home), str(path))] * 2)
+    assert sorted(accepted) == [0, 500]
+    assert store.read(wh, ITEMS).num_rows == 500

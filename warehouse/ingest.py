@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -293,14 +292,13 @@ def _json_default(value: Any) -> Any:
 def _commit(
     wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quarantine, input_rows: int, source: str
 ) -> IngestReport:
-    same = 0
     if spec is ITEMS:
-        good, same = _changed_items(wh, _home_relative(wh, good))
+        good = _home_relative(wh, good)
     result = store.append(wh, spec, good)
     quarantine.write(wh)
     return IngestReport(
         table=spec.name, source=source, input_rows=input_rows, accepted=result.written,
-        quarantined=len(quarantine.rows), duplicates=result.duplicates + same,
+        quarantined=len(quarantine.rows), duplicates=result.duplicates,
     )
 
 
@@ -321,22 +319,3 @@ def media_path(wh: store.Warehouse, uri: str | None) -> str | None:
         return uri
     return str(wh.home.resolve() / uri)
 
-
-def _changed_items(wh: store.Warehouse, rows: pa.Table) -> tuple[pa.Table, int]:
-    """The item rows whose content differs from the item's current version (the `items` view's
-    newest row), and how many were the same. An item whose content goes back to an earlier version
-    gets a new row, so the latest ingest wins (its earlier embeddings count again)."""
-    if rows.num_rows == 0 or not wh.has_rows_on_disk(ITEMS):
-        return rows, 0
-    con = duckdb.connect()
-    try:
-        con.register("batch", rows.select(["item_id", "content_hash"]).append_column("_row", pa.array(range(rows.num_rows))))
-        keep = con.execute("""
-            WITH current AS (
-                SELECT item_id, content_hash FROM read_parquet(?, union_by_name = true)
-                QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ingested_at DESC, content_hash) = 1)
-            SELECT b._row FROM batch b LEFT JOIN current c USING (item_id)
-            WHERE c.content_hash IS DISTINCT FROM b.content_hash ORDER BY b._row""", [wh.parquet_glob(ITEMS)]).fetchnumpy()["_row"]
-    finally:
-        con.close()
-    return rows.take(pa.array(keep, pa.int64())), rows.num_rows - len(keep)

@@ -7,7 +7,9 @@ Stages talk to each other only through these tables. Each `TableSpec` says:
   which is what makes every write idempotent;
 - `partition_by`: a column to partition the files by (hive style, `column=value/part-*.parquet`);
 - `latest_by`: for tables whose rows are versions of an entity (items), the entity id; the DuckDB
-  view then shows the newest version only.
+  view then shows the newest version only (by `version_order`), and a write skips a row only
+  when its key equals the entity's current version, so a return to earlier content is a new
+  version.
 
 Bump `SCHEMA_VERSION` when a column changes meaning or type; it is stored in every Parquet file's
 metadata so a reader can refuse files it does not understand.
@@ -37,6 +39,7 @@ class TableSpec:
     key: tuple[str, ...]
     partition_by: str | None = None
     latest_by: str | None = None
+    version_order: str = ""  # ORDER BY of the versions of an entity, newest first (the view's too)
     # Columns whose Arrow type may vary between files of the same table (embedding dims).
     variable_width: tuple[str, ...] = ()
     # Nullable columns added after schema version 1: files written before lack them, and they
@@ -65,10 +68,10 @@ ITEMS = TableSpec(
             pa.field("ingested_at", _TS, nullable=False),
         ]
     ),
-    # An item whose title or media changes gets a new row; the view shows the newest one. Ingest
-    # skips a row equal to the item's current version, so a return to earlier content is a new row.
-    key=("item_id", "content_hash", "ingested_at"),
+    # An item whose title or media changes gets a new row; the view shows the newest one.
+    key=("item_id", "content_hash"),
     latest_by="item_id",
+    version_order="ingested_at DESC, content_hash",  # as warehouse/sql/views/items.sql
 )
 
 EVENTS = TableSpec(

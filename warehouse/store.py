@@ -172,6 +172,9 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | None) -> pa.T
     if stored_glob is not None:
         match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
         stored = f"read_parquet(?, hive_partitioning = {str(spec.partition_by is not None).lower()})"
+        if spec.latest_by:  # versioned entities: only the current version counts as already stored
+            stored = (f"(SELECT * FROM {stored} QUALIFY row_number() OVER "
+                      f"(PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)")
         sql = (
             f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) "
             f"WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"

@@ -1,0 +1,134 @@
+"""What the trainable sequence rankers (`sasrec*`, `lstm-attn*`) share: the content-first item
+tower, early stopping on validation NDCG@10 from full ranking, the per-epoch progress, and loading
+item parameters by item id (so items added after training are scored without retraining).
+
+Content-first items (after Pembek et al., RecSys 2025): item i is
+    e_i = W c_i + delta_i,   ||delta_i|| <= rho * ||W c_i||,
+with c_i the item's frozen content vector (fused, else text; looked up from the warehouse at load
+time, never stored in a checkpoint), W a learned projection, and delta_i a trainable id correction
+kept small by the norm bound. In each training batch delta is dropped whole for a seeded share of
+items, so the content path also learns from positives. Items never seen in training have no
+delta: they are W c_i alone. Without content (the id-only rankers) e_i is an id embedding.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ranker.data import Dataset, MissingContent
+from ranker.metrics import ndcg, target_ranks
+
+
+class ItemTower(nn.Module):
+    """Item vectors (n_items + 1, d): id embeddings (content_dim 0) or W c + bounded delta."""
+
+    def __init__(self, n_items: int, dim: int, content_dim: int, delta_ratio: float) -> None:
+        super().__init__()
+        self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.proj = nn.Linear(content_dim, dim) if content_dim else None
+        self.delta_ratio = delta_ratio
+        # Looked up from the warehouse on load, never saved: new items score without retraining.
+        self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
+        self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
+
+    def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None) -> torch.Tensor:
+        """Every item's vector (n_items + 1, d). `keep` (n_items + 1,) bool drops deltas whole;
+        `content` replaces the content vectors for this call (explanations leave a modality out
+        this way, without touching the model's own buffer)."""
+        if self.proj is None:
+            return self.ids.weight
+        base = self.proj(self.content if content is None else content)  # (n + 1, d)
+        delta = self.ids.weight
+        bound = self.delta_ratio * base.detach().norm(dim=-1, keepdim=True)
+        delta = delta * torch.clamp(bound / (delta.norm(dim=-1, keepdim=True) + 1e-12), max=1.0)
+        mask = self.has_delta if keep is None else self.has_delta & keep
+        out = base + delta * mask.unsqueeze(-1)
+        out = out.clone()
+        out[0] = 0
+        return out
+
+    def set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
+        if self.proj is not None:
+            self.content.copy_(torch.as_tensor(data.content, device=self.content.device))
+        self.has_delta.copy_(torch.as_tensor(seen, device=self.has_delta.device))
+        self.has_delta[0] = False
+
+
+def remap_items(state: dict[str, torch.Tensor], prefix: str, saved_items: list[str], saved_has_delta: torch.Tensor,
+                data: Dataset, *, name: str) -> npt.NDArray[np.bool_]:
+    """Move a checkpoint's per-item rows (`<prefix>ids.weight`) onto `data`'s vocabulary, by item id:
+    items it was trained on keep their row, items new since training get zeros and no delta.
+    Returns which items have a trained delta. A content projection of another width is refused."""
+    width = state.get(f"{prefix}proj.weight")
+    if width is not None and width.shape[1] != data.content.shape[1]:
+        raise MissingContent(f"{name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "
+                             f"{data.content.shape[1]}-d ({data.content_source}); retrain with `reelsense train --force`")
+    old = {item: i for i, item in enumerate(saved_items)}
+    rows = np.asarray([old.get(item, -1) for item in data.item_ids])
+    known = rows >= 0
+    weights = state[f"{prefix}ids.weight"]
+    ids = torch.zeros(data.n_items + 1, weights.shape[1])
+    ids[torch.as_tensor(known)] = weights[torch.as_tensor(rows[known])]
+    state[f"{prefix}ids.weight"] = ids
+    seen = np.zeros(data.n_items + 1, bool)
+    seen[known] = saved_has_delta.numpy()[rows[known]]
+    return seen
+
+
+class EarlyStopping:
+    """Keep the weights of the best validation score; stop after `patience` epochs without a gain."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.best, self.waited, self.state = patience, -math.inf, 0, None
+
+    def should_stop(self, score: float, net: nn.Module) -> bool:
+        if score > self.best + 1e-4:
+            self.best, self.waited = score, 0
+            self.state = {k: v.clone() for k, v in net.state_dict().items()}
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self, net: nn.Module) -> None:
+        net.load_state_dict(self.state)
+        net.eval()
+
+
+def validation_rows(data: Dataset, limit: int, seed: int) -> npt.NDArray[np.int64]:
+    """The validation rows early stopping watches: all of them, or a seeded sample of `limit`."""
+    valid = np.flatnonzero(data.split == "valid")
+    if len(valid) > limit:
+        valid = np.sort(np.random.default_rng(seed + 1).choice(valid, limit, replace=False))
+    return valid
+
+
+def validation_ndcg(model: Any, data: Dataset, rows: npt.NDArray[np.int64]) -> float:
+    """Mean NDCG@10 of the validation targets ranked against every item (history not masked)."""
+    values = [ndcg(target_ranks(model.score_all(data, data.queries.take(part)), data.targets[part]), 10)
+              for part in np.array_split(rows, max(1, len(rows) // 2048))]  # blocks: (2048, n_items) at a time
+    return float(np.concatenate(values).mean())
+
+
+def epoch_bar(batches: Iterable[Any], steps: int, name: str, epoch: int) -> Iterator[Any]:
+    """A progress bar within an epoch (on stderr; hidden for epochs of fewer than 20 batches)."""
+    return tqdm(batches, total=steps, desc=f"{name} epoch {epoch + 1}", unit="batch", file=sys.stderr, leave=False,
+                disable=steps < 20)
+
+
+def end_epoch(model: Any, epoch: int, losses: list[float], score: float, started: float) -> None:
+    """Record the epoch in `model.history` and print its one line: loss, validation NDCG@10, seconds."""
+    seconds = time.perf_counter() - started
+    model.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "valid_ndcg@10": score,
+                          "seconds": round(seconds, 1)})
+    print(f"{model.name} epoch {epoch + 1}: loss {np.mean(losses):.4f}, valid NDCG@10 {score:.4f}, {seconds:.0f}s",
+          file=sys.stderr, flush=True)
