@@ -92,7 +92,9 @@ def main() -> None:
     ranks: dict[str, dict] = {}
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
-    steps = {s.strip() for s in args.steps.split(",")}
+    steps = {s.strip() for s in args.steps.split(",") if s.strip()}
+    if not steps or steps - {"main", "cold", "seeds"}:
+        parser.error(f"--steps takes main, cold and seeds, got {args.steps!r}")
 
     for name in models if "main" in steps else []:  # 1. every model, seed 0
         key = f"main/{name}/seed{seeds[0]}"

@@ -28,6 +28,7 @@ from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, load_dataset, modality_vectors
 from ranker.explain import explain_pairs, label, profile_words
+from ranker.names import REPORT_PAGES
 from ranker.scoring import current_queries
 from ranker.shifts import ShiftConfig, detect_shifts, drift_curve, match_shifts, tag_changes
 from warehouse import db, store
@@ -150,7 +151,7 @@ def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dic
 
 @flow(name="analyze", log_prints=True)
 def analyze(home: str, run_id: str | None = None, truth_path: str | None = None, max_plot_users: int = 40,
-            device: str = "auto", max_pages: int = 300) -> dict[str, Any]:
+            device: str = "auto", max_pages: int = REPORT_PAGES) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
     run = check_run(wh, run_id)

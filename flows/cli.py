@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flows.console import format_csv, format_json, format_table, report_line, results_lines
-from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES
 from warehouse import db
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
@@ -59,10 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:
         if not str(exc).startswith("Timed out while attempting to connect to ephemeral Prefect API server"):
             raise
-        print("reelsense: error: the local Prefect server did not start within "
-              f"{os.environ['PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS']} s, so no flow ran; rerun when the machine "
-              "is less busy, wait longer (export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=300), or point "
-              "PREFECT_API_URL at a running server (`make serve`)", file=sys.stderr)
+        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as WAIT
+
+        detail = str(exc).split("server.", 1)[1].strip().splitlines()[0] if "exited with code" in str(exc) else ""
+        why = f" (Prefect: {detail[:300]})" if detail else ""
+        print(f"reelsense: error: the local Prefect server did not start within {WAIT.value()} s{why}, so no flow ran; "
+              "rerun when the machine is less busy, wait longer (export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=300), "
+              "or point PREFECT_API_URL at a running server (`make serve`)", file=sys.stderr)
         return 2
 
 
@@ -148,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "its report goes to <home>/reports/<run>/, and <home>/reports/index.html lists them")
     report.add_argument("--truth", type=Path, help="the sample's truth.json: score detected shifts against the planted ones")
     report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure (default: 40)")
-    report.add_argument("--pages", type=int, default=300, help="user pages: the run's most active users (default: 300)")
+    report.add_argument("--pages", type=int, default=REPORT_PAGES, help=f"user pages: the run's most active users (default: {REPORT_PAGES})")
     report.add_argument("--device", default="auto")
     report.set_defaults(run=_report)
     explain = commands.add_parser("explain", help="why an item is ranked for a user, in words and numbers")

@@ -163,7 +163,7 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
                 "natural_cold_items": _scalars(r["unmasked"]["natural_cold_items"]), "ctr_sampled": _scalars(r["ctr_sampled"])})
     stem = "results-quick" if quick else "results"
     results["data_fingerprint"] = artifacts.fingerprint(data)
-    results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models)
+    results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir)
     results["kept_from_earlier"] = [name for name in results["models"] if name not in models]
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(wh.reports_dir / f"{stem}.json", json.dumps(results, indent=1))
@@ -172,14 +172,16 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
     return results
 
 
-def merged_models(path: Path, results: dict[str, Any], evaluated: list[str]) -> dict[str, Any]:
+def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], models_dir: Path) -> dict[str, Any]:
     """`evaluate --models a,b` updates a and b in the report and keeps the other models' results, when
-    they were measured on the same data, seed and test users; otherwise the report holds only this
-    run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
+    they were measured on the same data, content, seed and test users and are still the latest
+    version of their model; otherwise the report holds only this run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
     version (its per-user ranks are not stored, so it cannot be paired again)."""
     previous = json.loads(path.read_text()) if path.exists() else {}
-    same = all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation"))
-    kept = {name: dict(r) for name, r in previous.get("models", {}).items() if same and name not in evaluated}
+    same = (all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation"))
+            and previous.get("protocol", {}).get("content") == results["protocol"]["content"])
+    kept = {name: dict(r) for name, r in previous.get("models", {}).items() if same and name not in evaluated
+            and r.get("version") == (artifacts.latest(models_dir, name) or {}).get("version")}  # no stale versions
     reference = results["models"].get(REFERENCE, {}).get("version")
     for r in kept.values():
         if reference and r.get("vs_sasrec_version") != reference:

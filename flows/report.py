@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 import uuid
 from collections import Counter
@@ -27,12 +26,15 @@ from tqdm import tqdm
 from ranker import plots
 from ranker.data import Dataset
 from ranker.explain import label, profile_words
+from ranker.names import REPORT_PAGES
+from warehouse import store
 from warehouse.store import Warehouse
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
 .muted{color:#666}.bar{display:inline-block;height:.8em;background:#c05;vertical-align:middle}"""
+
 
 
 def page(title: str, body: str, *, up: str = "") -> str:
@@ -78,20 +80,16 @@ def write_runs_index(wh: Warehouse) -> Path:
     body = ("<table><tr><th>run</th><th>model</th><th>scored at</th><th>explanations</th><th>user pages</th>"
             f"<th>report written at</th></tr>{rows}</table>")
     index = wh.reports_dir / "index.html"
-    _write_atomic(index, page("reelsense reports", body))
+    store.write_atomic(index, page("reelsense reports", body))
     if runs:
-        _write_atomic(wh.reports_dir / "latest", f"{runs[0]['dir']}/index.html\n")
+        store.write_atomic(wh.reports_dir / "latest", f"{runs[0]['dir']}/index.html\n")
     return index
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[dict], profiles: dict, shifts: dict,
-                 tags: dict, groups_of: Callable[[str], str], max_plot_users: int, run_id: str, max_pages: int = 300) -> int:
+                 tags: dict, groups_of: Callable[[str], str], max_plot_users: int, run_id: str, max_pages: int = REPORT_PAGES) -> int:
     """Write the report of a run into `out`; return the number of user pages: the run's users (all
     users where the run has no explanations), the `max_pages` most active of them."""
     (out / "users").mkdir(parents=True, exist_ok=True)
@@ -182,10 +180,13 @@ def _results_table(results: dict[str, Any]) -> str:
         ci = o.get("ndcg@10_ci95") or [float("nan")] * 2
         vs = r.get("vs_sasrec", {}).get("unmasked")
         vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
-        body += (f"<tr><td>{html.escape(name)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
+        shown = f"{name} *" if name in results.get("kept_from_earlier", []) else name
+        body += (f"<tr><td>{html.escape(shown)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
                  f"<td>{o['hr@10']:.4f}</td><td>{m['ndcg@10']:.4f}</td><td>{vs_text}</td><td>{r['ctr_sampled']['auc']:.4f}</td></tr>")
     return (f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "
-            f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>")
+            f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>"
+            + ("<p class=muted>* kept from an earlier evaluate of the same data, seed and users</p>"
+               if results.get("kept_from_earlier") else ""))
 
 
 def _user_page(out, user: str, *, data: Dataset, rows: list[dict], profile: dict, shift: dict | None, tags: dict, plot) -> None:

@@ -155,8 +155,9 @@ def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: 
     try:
         parts = [f.result() for f in futures]
     except ReelsenseError as exc:  # a shard failed: the others' rows stay, and the run can be completed
-        raise ReelsenseError(f"{exc}; the shards that finished wrote their rows to run {run_id}: fix the cause and rerun "
-                             f"with --run-id {run_id} to complete that run (or --replace to start it over)") from exc
+        raise ReelsenseError(f"{exc}; run {run_id} is incomplete (shards that finished kept their rows): fix the cause, then "
+                             f"`reelsense score --model {model} --version {version} --run-id {run_id}` completes it, or add "
+                             f"--replace to start it over with the latest model") from exc
     db.refresh_views(wh)
     seconds = time.perf_counter() - started
     summary = {"run_id": run_id, "model": model, "users": sum(p["users"] for p in parts), "written": sum(p["written"] for p in parts),

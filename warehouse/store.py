@@ -290,8 +290,9 @@ def _write_json_atomic(path: Path, value: object) -> None:
 
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write a whole file so that a reader (or a crash) sees the old file or the new one, never half
-    of one: a hidden temporary file, fsync, rename, fsync of the folder. Every artifact outside the
-    tables (models, pointers, reports) is written this way."""
+    of one: a hidden temporary file, fsync, rename, fsync of the folder. Used for the registry's
+    metadata and LATEST pointers, the align model, results.json/.md and the reports' index files
+    (a report's own folder is written aside and swapped in whole, flows/report.py)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
