@@ -10,7 +10,7 @@ running the same command again (finished steps are skipped):
 1. each model with seed 0 on the leave-one-out split, all test users ranked against all items,
    history unmasked and masked; paired bootstrap of each model's NDCG@10 against `sasrec`;
 2. the cold-start split (ranker/coldstart.py: 20% of items and 10% of users withheld from
-   training, seed 0) for popularity, sasrec and sasrec-content;
+   training, seed 0) for popularity, sasrec, sasrec-content and lstm-attn;
 3. seeds 1 and 2 of sasrec and sasrec-content (mean +- sd over the seeds).
 Measured, never asserted; wall time per step is recorded.
 """
@@ -49,7 +49,8 @@ def make(name: str, overrides: dict) -> object:
 def fit(model, data, seed: int) -> dict:
     started = time.perf_counter()
     model.fit(data, seed=seed)
-    return {"fit_seconds": round(time.perf_counter() - started, 1), "history": getattr(model, "history", None),
+    return {"command": " ".join(["python", *sys.argv]), "fit_seconds": round(time.perf_counter() - started, 1),
+            "history": getattr(model, "history", None),
             "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None}
 
 
@@ -115,7 +116,7 @@ def main() -> None:
 
     split = cold_split(data, seed=0)  # 2. cold start
     item_rows, user_rows = item_cold_rows(data, split), user_cold_rows(data, split)
-    for name in [m for m in ("popularity", "sasrec-content", "sasrec") if m in models and "cold" in steps]:
+    for name in [m for m in ("popularity", "sasrec-content", "sasrec", "lstm-attn") if m in models and "cold" in steps]:
         key = f"cold/{name}/seed{seeds[0]}"
         if key in results["steps"]:
             continue

@@ -68,12 +68,13 @@ class LstmAttnNet(nn.Module):
         self.behaviours = nn.Linear(cfg.dim, n_heads - 1) if n_heads > 1 else None  # like / comment / ... given engagement
 
     def encode(self, vectors: torch.Tensor, hist_items: torch.Tensor, hist_events: torch.Tensor,
-               hist_ratios: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """History (B, T), right-aligned -> states (B, T, d) and the mask of real steps (B, T)."""
+               hist_ratios: torch.Tensor, real: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """History (B, T) of rows of `vectors`, right-aligned -> states (B, T, d) and the mask of
+        real steps (B, T); `real` is that mask when the rows are renumbered (0 is not padding)."""
         items = vectors[hist_items]  # (B, T, d)
         x = torch.relu(self.step(torch.cat([items + self.event_emb(hist_events), hist_ratios.clamp(-1, 3).unsqueeze(-1)], -1)))
         states, _ = self.lstm(self.drop(x))
-        return self.drop(states) + items, hist_items > 0
+        return self.drop(states) + items, (hist_items > 0) if real is None else real
 
     def attention(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Targets (B, C, d) per row, or (C, d) shared by every row -> attention (B, C, T) and each
@@ -147,14 +148,24 @@ class LstmAttn:
             for rows in bar:
                 idx = train[rows]
                 keep = (torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop).to(self.device)
-                vectors = self.net.items(keep if self.use_content else None)
-                states, mask = self.net.encode(vectors, *_history(data.queries, idx, self.device))
+                hist_items, hist_events, hist_ratios = _history(data.queries, idx, self.device)
                 targets = torch.as_tensor(data.targets[idx], device=self.device)
                 if full:
+                    vectors = self.net.items(keep if self.use_content else None)
+                    states, mask = self.net.encode(vectors, hist_items, hist_events, hist_ratios)
                     scores, _ = self.net.engage(states, mask, vectors)  # (B, n + 1)
                     loss = nn.functional.cross_entropy(scores.masked_fill(excluded, float("-inf")), targets)
                 else:
-                    loss = self._sampled_loss(states, mask, vectors, targets, rng.choice(len(sampling), cfg.negatives, p=sampling), log_q)
+                    # Only the items this batch touches get a vector (positions renumbered), not all n.
+                    negatives = torch.as_tensor(rng.choice(len(sampling), cfg.negatives, p=sampling), device=self.device)
+                    used, position = torch.unique(torch.cat([hist_items.ravel(), targets, negatives, targets.new_zeros(1)]),
+                                                  return_inverse=True)
+                    where = position[: hist_items.numel()].view_as(hist_items)
+                    local = torch.full((data.n_items + 1,), -1, dtype=torch.long, device=self.device)
+                    local[used] = torch.arange(len(used), device=self.device)
+                    vectors = self.net.items(keep if self.use_content else None, rows=used)
+                    states, mask = self.net.encode(vectors, where, hist_events, hist_ratios, real=hist_items > 0)
+                    loss = self._sampled_loss(states, mask, vectors, local[targets], local[negatives], log_q[used])
                 if len(self.heads) > 1:
                     own = vectors[targets][:, None]  # (B, 1, d)
                     _, weights = self.net.engage(states, mask, own)
@@ -174,7 +185,8 @@ class LstmAttn:
     def _sampled_loss(self, states: torch.Tensor, mask: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor,
                       negatives: npt.NDArray[np.int64], log_q: torch.Tensor) -> torch.Tensor:
         """Softmax cross-entropy of each target against K shared negatives, log-Q corrected; a
-        negative that is the row's own target is not a class for that row."""
+        negative that is the row's own target is not a class for that row. Items are rows of
+        `vectors` and `log_q`."""
         shared = torch.as_tensor(negatives, device=self.device)
         positive, _ = self.net.engage(states, mask, vectors[targets][:, None])  # (B, 1)
         negative, _ = self.net.engage(states, mask, vectors[shared])  # (B, K)

@@ -41,21 +41,20 @@ class ItemTower(nn.Module):
         self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
         self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
 
-    def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None) -> torch.Tensor:
-        """Every item's vector (n_items + 1, d). `keep` (n_items + 1,) bool drops deltas whole;
-        `content` replaces the content vectors for this call (explanations leave a modality out
-        this way, without touching the model's own buffer)."""
+    def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Every item's vector (n_items + 1, d), or only those of `rows` (R,) -> (R, d). `keep`
+        (n_items + 1,) bool drops deltas whole; `content` replaces the content vectors for this
+        call (explanations leave a modality out this way, without touching the model's buffer)."""
+        rows = torch.arange(self.ids.num_embeddings, device=self.ids.weight.device) if rows is None else rows
         if self.proj is None:
-            return self.ids.weight
-        base = self.proj(self.content if content is None else content)  # (n + 1, d)
-        delta = self.ids.weight
+            return self.ids(rows) * (rows > 0).unsqueeze(-1)  # padding: zeros
+        base = self.proj((self.content if content is None else content)[rows])  # (R, d)
+        delta = self.ids(rows)
         bound = self.delta_ratio * base.detach().norm(dim=-1, keepdim=True)
         delta = delta * torch.clamp(bound / (delta.norm(dim=-1, keepdim=True) + 1e-12), max=1.0)
-        mask = self.has_delta if keep is None else self.has_delta & keep
-        out = base + delta * mask.unsqueeze(-1)
-        out = out.clone()
-        out[0] = 0
-        return out
+        mask = self.has_delta[rows] if keep is None else self.has_delta[rows] & keep[rows]
+        return (base + delta * mask.unsqueeze(-1)) * (rows > 0).unsqueeze(-1)  # padding: zeros
 
     def set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
         if self.proj is not None:

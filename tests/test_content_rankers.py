@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -58,10 +59,11 @@ def cold_wins(model, data) -> float:
 def _pair(family: str):
     if family == "sasrec":
         return Sasrec(use_content=True, config=FAST), Sasrec(use_content=False, config=FAST)
-    return LstmAttn(use_content=True, config=FAST_LSTM), LstmAttn(use_content=False, config=FAST_LSTM)
+    config = FAST_LSTM if family == "lstm-attn" else replace(FAST_LSTM, full_softmax_max=0, negatives=8)  # sampled softmax
+    return LstmAttn(use_content=True, config=config), LstmAttn(use_content=False, config=config)
 
 
-@pytest.fixture(scope="module", params=["sasrec", "lstm-attn"])
+@pytest.fixture(scope="module", params=["sasrec", "lstm-attn", "lstm-attn-sampled"])
 def fitted(planted_wh, request):
     """The planted data, and a content model with its id-only twin trained on it (seed 0):
     sasrec-content and sasrec, or lstm-attn and lstm-attn-no-content."""
