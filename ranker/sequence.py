@@ -77,22 +77,23 @@ class LstmAttnNet(nn.Module):
         return self.drop(states) + items, (hist_items > 0) if real is None else real
 
     def attention(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Targets (B, C, d) per row, or (C, d) shared by every row -> attention (B, C, T) and each
-        state's match with each target, s_t . e (B, C, T)."""
-        pattern = "btd,bcd->bct" if targets.dim() == 3 else "btd,cd->bct"
-        logits = torch.einsum(pattern, self.query(states), targets) / math.sqrt(self.dim)
-        weights = torch.softmax(logits.masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
-        return torch.nan_to_num(weights), torch.einsum(pattern, states, targets)  # empty history: no attention
+        """Targets (B, C, d) per row, or (C, d) shared by every row -> attention (B, T, C) and each
+        state's match with each target, s_t . e (B, T, C). Laid out with T before C, so the softmax
+        over the history runs on contiguous memory; an empty history attends to nothing."""
+        columns = targets.transpose(-1, -2)  # (d, C) or (B, d, C)
+        logits = (self.query(states) @ columns) / math.sqrt(self.dim)  # (B, T, C)
+        weights = torch.softmax(logits.masked_fill(~mask[:, :, None], -1e9), dim=1) * mask[:, :, None]
+        return weights, states @ columns
 
     def engage(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """score(e) = (s_T + sum_t a_t(e) s_t) . e -> scores (B, C), attention (B, C, T)."""
+        """score(e) = (s_T + sum_t a_t(e) s_t) . e -> scores (B, C), attention (B, T, C)."""
         weights, match = self.attention(states, mask, targets)
-        last = states[:, -1] @ targets.transpose(-1, -2) if targets.dim() == 2 else torch.einsum("bd,bcd->bc", states[:, -1], targets)
-        return last + (weights * match).sum(-1), weights
+        last = (states[:, -1:] @ targets.transpose(-1, -2))[:, 0]  # (B, C)
+        return last + (weights * match).sum(1), weights
 
     def given_engaged(self, states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits (B, C, heads - 1) of each behaviour given that the user engages with the target (B, C, d)."""
-        pooled = torch.einsum("bct,btd->bcd", weights, states)
+        pooled = weights.transpose(1, 2) @ states  # (B, C, d)
         return self.behaviours(pooled * targets)
 
 
@@ -234,7 +235,7 @@ class LstmAttn:
         vectors = self._vectors(None)
         states, mask = self.net.encode(vectors, *_history(queries, np.arange(len(queries)), self.device))
         _, weights = self.net.engage(states, mask, vectors[torch.as_tensor(items, device=self.device)][:, None])
-        return weights[:, 0].cpu().numpy()
+        return weights[:, :, 0].cpu().numpy()
 
     def _vectors(self, content: npt.NDArray[np.float32] | None) -> torch.Tensor:
         override = None if content is None or not self.use_content else torch.as_tensor(content, device=self.device)
