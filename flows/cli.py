@@ -282,6 +282,8 @@ def _models(text: str) -> list[str]:
     unknown = [m for m in names if m not in known]
     if unknown:
         raise ReelsenseError(f"unknown rankers {unknown}; expected some of {', '.join(known)}")
+    if not names:
+        raise ReelsenseError(f"--models {text!r} names no ranker; give some of {', '.join(known)}, comma-separated")
     return names
 
 

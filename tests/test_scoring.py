@@ -269,6 +269,9 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
     with pytest.raises(SystemExit) as exit_info:  # argparse: not one of the rankers
         _cli(home, "score", "--model", "nope")
     assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capfd.readouterr().err
+    for command in ("train", "evaluate"):  # probe finding: `--models ,,` evaluated every model
+        assert _cli(home, command, "--models", ",,") == 2
+        assert "--models ',,' names no ranker" in capfd.readouterr().err
 
 
 def test_lightgbm_reranks_the_base_version_it_was_trained_on_not_the_latest(home):
