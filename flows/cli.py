@@ -20,7 +20,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,21 @@ from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
 from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES
 from warehouse.store import Warehouse
+
+
+def _device(text: str) -> str:
+    """--device: auto, cpu, cuda or cuda:N (argparse prints a one-line error for anything else)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
+    return text
+
+
+def _count(text: str) -> int:
+    """A number of workers or shards: 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: expected 0 or more")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--preset", choices=["offline", "paper"], help="override the config's preset")
     extract.add_argument("--force", action="store_true", help="recompute items that are already embedded")
     extract.add_argument("--limit", type=int, help="only the first N items (by item_id)")
-    extract.add_argument("--dask-workers", type=int, default=0, help="run item shards on a local Dask cluster of N processes")
+    extract.add_argument("--dask-workers", type=_count, default=0, help="run item shards on a local Dask cluster of N processes")
     extract.add_argument("--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"),
                          help="run item shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)")
     extract.add_argument("--shards", type=int, default=0, help="item shards (default: 0 in-process, 4 per Dask worker)")
@@ -116,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the rankers (flow train-ranker)")
     train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto")
+    train.add_argument("--device", default="auto", type=_device)
     train.add_argument("--force", action="store_true", help="train again even if a model for the same data and seed exists")
     train.set_defaults(run=_train)
     evaluate = commands.add_parser("evaluate", help="evaluate the trained rankers (flow evaluate)")
@@ -126,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--max-users", type=int, help="a quick evaluation on a seeded sample of test users, written to "
                           "results-quick.json and not recorded in the registry (default: every test user)")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", type=_device)
     evaluate.add_argument("--dataset", default="", help="name of the data set in the report")
     evaluate.set_defaults(run=_evaluate)
 
@@ -141,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--replace", action="store_true",
                        help="delete the run's scores and explanations first (to reuse a run id with another model)")
     score.add_argument("--shards", type=int, default=4, help="user shards (groups of events partitions)")
-    score.add_argument("--device", default="auto")
-    score.add_argument("--dask-workers", type=int, default=0, help="run the shards on a local Dask cluster of N processes")
+    score.add_argument("--device", default="auto", type=_device)
+    score.add_argument("--dask-workers", type=_count, default=0, help="run the shards on a local Dask cluster of N processes")
     score.add_argument("--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"),
                        help="run the shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)")
     score.set_defaults(run=_score)
@@ -152,13 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--truth", type=Path, help="the sample's truth.json: score detected shifts against the planted ones")
     report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure (default: 40)")
     report.add_argument("--pages", type=int, default=REPORT_PAGES, help=f"user pages: the run's most active users (default: {REPORT_PAGES})")
-    report.add_argument("--device", default="auto")
+    report.add_argument("--device", default="auto", type=_device)
     report.set_defaults(run=_report)
     explain = commands.add_parser("explain", help="why an item is ranked for a user, in words and numbers")
     explain.add_argument("--user", required=True)
     explain.add_argument("--item", required=True)
     explain.add_argument("--run-id", help="read the explanation stored for this run (default: the latest run that has it)")
-    explain.add_argument("--device", default="auto")
+    explain.add_argument("--device", default="auto", type=_device)
     explain.set_defaults(run=_explain)
     serve = commands.add_parser("serve", help="serve every flow as a scheduled Prefect deployment (needs PREFECT_API_URL)")
     serve.add_argument("--name", default="default", help="deployment name: `prefect deployment run 'extract-items/<name>'`")
@@ -300,7 +317,9 @@ def _score(args: argparse.Namespace) -> None:
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
     check_arguments(args.model, args.k, args.candidates)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
-    users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users else None
+    users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users is not None else None
+    if users == []:
+        raise ReelsenseError(f"--users {args.users!r} names no user; give comma-separated user ids, or leave --users out to score everyone")
     if users is not None:
         known = set(known_users(wh, users))
         unknown = [u for u in users if u not in known]
@@ -325,6 +344,12 @@ def _report(args: argparse.Namespace) -> None:
     wh = _require(args.home, SCORES, "no scores in {home}; run `reelsense score` first")
     if args.pages < 0 or args.plot_users < 0:
         raise ReelsenseError(f"--pages and --plot-users take 0 or more, got {args.pages} and {args.plot_users}")
+    if args.truth is not None:
+        try:
+            json.loads(args.truth.read_text())["users"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ReelsenseError(f"--truth {args.truth}: not a sample's truth.json ({type(exc).__name__}: {exc}); "
+                                 "`reelsense sample` writes one beside its items.csv") from None
     run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow starts
     summary = analyze(str(wh.home), run_id=run_id, truth_path=str(args.truth) if args.truth else None,
                       max_plot_users=args.plot_users, device=args.device, max_pages=args.pages)

@@ -155,9 +155,14 @@ def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: 
     try:
         parts = [f.result() for f in futures]
     except ReelsenseError as exc:  # a shard failed: the others' rows stay, and the run can be completed
-        raise ReelsenseError(f"{exc}; run {run_id} is incomplete (shards that finished kept their rows): fix the cause, then "
-                             f"`reelsense score --model {model} --version {version} --run-id {run_id}` completes it, or add "
-                             f"--replace to start it over with the latest model") from exc
+        db.refresh_views(wh)
+        held = sum(r["n_rows"] for r in db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist()) \
+            if wh.has_rows_on_disk(SCORES) else 0
+        if not held:
+            raise
+        raise ReelsenseError(f"{exc}; run {run_id} is incomplete ({held} rows from shards that finished are kept): fix the "
+                             f"cause, then `reelsense score --model {model} --version {version} --run-id {run_id}` completes "
+                             "it, or add --replace to start it over") from exc
     db.refresh_views(wh)
     seconds = time.perf_counter() - started
     summary = {"run_id": run_id, "model": model, "users": sum(p["users"] for p in parts), "written": sum(p["written"] for p in parts),

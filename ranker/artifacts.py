@@ -148,7 +148,7 @@ def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, v
 
 # Rankers whose checkpoints map item ids (not indices) and score unseen items by content: a grown
 # item vocabulary is fine for them.
-MAPS_ITEMS_BY_ID = {"sasrec-content"}
+MAPS_ITEMS_BY_ID = {"sasrec-content", "lstm-attn"}
 
 
 def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any], *, new_items_ok: bool = False) -> None:
@@ -162,7 +162,7 @@ def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any], *, new
     differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if k not in skip and saved.get(k) != schema[k]]
     if differ:
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); "
-                            "rerun `reelsense features` and `reelsense train` on this data, or score with a matching model")
+                            "rerun `reelsense train` on this data, or score with a matching model")
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

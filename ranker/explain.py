@@ -95,7 +95,9 @@ def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[
                      f"(latest {when(newest)}; {group_mass:.0%} of the attention, on {count} of your {len(history_tags)} recent videos)")
     else:
         parts.append("no history to go on: ranked by the item's content and popularity")
-    if len(modality_names) > 1:
+    if not np.isfinite(contributions).all():  # the item has no content vector: nothing to take out
+        parts.append("it has no content vector, so no modality contributed")
+    elif len(modality_names) > 1:
         ranked = sorted(zip(modality_names, contributions), key=lambda x: -x[1])
         (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
         parts.append(f"{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "

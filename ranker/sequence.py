@@ -37,6 +37,7 @@ from torch import nn
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
 from ranker.training import EarlyStopping, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
+from warehouse.errors import ReelsenseError
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,9 @@ class LstmAttn:
         """Load a checkpoint onto `data`'s item vocabulary: ids it was trained on keep their
         correction, items it never saw (new since training) are content alone."""
         saved = torch.load(path, map_location="cpu", weights_only=False)
+        if "config" not in saved:
+            raise ReelsenseError(f"{path.parent.name} of {self.name} was saved by an older reelsense (BCE-trained lstm-attn); "
+                                f"retrain it with `reelsense train --models {self.name} --force`")
         self.config, self.history = replace(LstmAttnConfig(), **saved["config"]), saved["history"]
         self._build(data, saved["heads"])
         state = saved["state"]

@@ -87,6 +87,25 @@ def test_summary_in_words_by_hand():
     assert text.startswith("mostly because of the 1 #travel video you liked (latest 2 days ago; 30% of the attention, on 1 of your 3 recent")
 
 
+def test_an_item_without_content_gets_no_modality_sentence_not_nan():
+    text = summarise(attention_weights=np.array([1.0], np.float32), history_tags=[{"hashtag": ["food"]}], history_events=[3],
+                     history_age_s=[10.0], modality_names=["audio", "text"], contributions=np.array([np.nan, np.nan], np.float32),
+                     target_tags={})
+    assert text.endswith("it has no content vector, so no modality contributed") and "nan" not in text
+
+
+def test_an_lstm_attn_checkpoint_from_before_the_rework_is_a_clear_error(ranked_home, tmp_path):
+    import torch
+
+    from ranker.sequence import LstmAttn
+    from warehouse.errors import ReelsenseError
+
+    (tmp_path / "v1").mkdir()
+    torch.save({"heads": ["engage"], "state": {}, "history": []}, tmp_path / "v1" / "model")  # the old format
+    with pytest.raises(ReelsenseError, match=r"saved by an older reelsense .*`reelsense train --models lstm-attn --force`"):
+        LstmAttn().load(tmp_path / "v1" / "model", load_dataset(ranked_home))
+
+
 def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):
     wh, _, _ = analyzed
     pair = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = 'run-report' AND rank = 1 LIMIT 1")[0]

@@ -225,6 +225,14 @@ def test_reports_of_different_runs_do_not_overwrite_each_other(scored_home, caps
     assert "pages for the 5 most active of its 36 users" in full.read_text()
 
 
+def test_report_with_a_bad_truth_file_is_a_one_line_error(scored_home, tmp_path, capsys):
+    (tmp_path / "items.csv").write_text("item_id,title\n")
+    for truth, reason in ((tmp_path / "missing.json", "FileNotFoundError"), (tmp_path / "items.csv", "JSONDecodeError")):
+        assert main(["--home", str(scored_home), "report", "--run-id", "full", "--truth", str(truth)]) == 2
+        err = capsys.readouterr().err
+        assert f"--truth {truth}: not a sample's truth.json ({reason}" in err and err.count("\n") == 1
+
+
 def test_explain_of_an_unknown_item_suggests_a_query_that_lists_items(scored_home, capsys):
     assert main(["--home", str(scored_home), "explain", "--user", "user00", "--item", "v9999"]) == 2
     err = capsys.readouterr().err

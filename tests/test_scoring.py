@@ -269,6 +269,12 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
     with pytest.raises(SystemExit) as exit_info:  # argparse: not one of the rankers
         _cli(home, "score", "--model", "nope")
     assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capfd.readouterr().err
+    for args, message in ((["--users", ""], "--users '' names no user"), (["--users", ",,"], "--users ',,' names no user")):
+        assert _cli(home, "score", *args) == 2 and message in capfd.readouterr().err
+    for args in (["--device", "nope"], ["--dask-workers", "-1"]):  # probe: a torch traceback; a hang
+        with pytest.raises(SystemExit) as exit_info:
+            _cli(home, "score", *args)
+        assert exit_info.value.code == 2 and "expected" in capfd.readouterr().err, args
     for command in ("train", "evaluate"):  # probe finding: `--models ,,` evaluated every model
         assert _cli(home, command, "--models", ",,") == 2
         assert "--models ',,' names no ranker" in capfd.readouterr().err
