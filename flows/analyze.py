@@ -224,7 +224,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
              "Why: " + row["summary"], "", "attention over the history (newest last; weights sum to 1):"]
     for hist_item, weight in zip(row["history_item_ids"], row["attention"]):
         lines.append(f"  {hist_item:<14} {label(tags.get(hist_item, {})):<18} {weight:6.3f} {'#' * int(round(weight * 40))}")
-    lines += ["", "modality contributions (log-odds lost when left out; the item's fusion weight):"]
+    lines += ["", "modality contributions (score lost when left out; the item's fusion weight):"]
     for name, value, fusion in zip(row["modality_names"], row["modality_contributions"], row["fusion_weights"] or []):
         lines.append(f"  {name:<8} {value:+.3f}   fusion weight {fusion:.2f}")
     if row.get("feature_names"):

@@ -134,7 +134,7 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
         names = by_user[shown[0]][0]["modality_names"]
         means = np.asarray([np.mean([r["modality_contributions"] for r in by_user[u]], 0) for u in shown]).reshape(len(shown), -1)
         plots.modality_bars(shown, names, means, out / "plots" / "modality_contributions.png")
-        figures.append(("plots/modality_contributions.png", "Modality contributions per user: the log-odds lstm-attn loses when "
+        figures.append(("plots/modality_contributions.png", "Modality contributions per user: the score lstm-attn loses when "
                         "one modality is removed from every item's fused vector, averaged over the user's scored items."))
     return figures
 
@@ -216,7 +216,7 @@ def _user_page(out, user: str, *, data: Dataset, rows: list[dict], profile: dict
             + html.escape(", ".join(f"{m} {c:+.2f}" for m, c in zip(r["modality_names"], r["modality_contributions"]))) + "</td></tr>"
             for i, r in enumerate(rows))
         parts.append("<h2>Top-scored items and why</h2><table><tr><th>rank</th><th>item</th><th>label</th><th>why</th>"
-                     f"<th>modality contributions (log-odds)</th></tr>{body}</table>")
+                     f"<th>modality contributions (score lost when left out)</th></tr>{body}</table>")
     (out / "users" / _file(user)).write_text(page(f"user {user}", "".join(parts), up="<p><a href='../index.html'>back to the report</a></p>"))
 
 

@@ -4,8 +4,8 @@ and the same in plain words.
 - attention: lstm-attn's target-aware weights over the user's history (one per history step);
 - modality contributions, two ways: the fusion weights align-items gave the target item's
   modalities, and leave-one-modality-out on lstm-attn: the score minus the score when that
-  modality is removed from every item's fused vector (history and target alike), i.e. how many
-  log-odds the model owes to seeing that modality;
+  modality is removed from every item's fused vector (history and target alike), i.e. how much
+  of its score (a softmax logit for lstm-attn) the model owes to seeing that modality;
 - LightGBM's per-feature contributions (`pred_contrib`) where the CTR stage is trained;
 - `summary`: the explanation in words, built from the items' tags (see the `item_tags` view).
 
@@ -71,7 +71,8 @@ def label(tags: dict[str, list[str]]) -> str:
 
 def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[dict[str, list[str]]],
               history_events: list[int], history_age_s: list[float], modality_names: list[str],
-              contributions: npt.NDArray[np.float32], target_tags: dict[str, list[str]]) -> str:
+              contributions: npt.NDArray[np.float32], target_tags: dict[str, list[str]],
+              history_items: list[str] | None = None) -> str:
     """The explanation in words: the history items that carried most of the attention (grouped by
     label, with what the user did and when), then which modality mattered most, with its tags."""
     order = np.argsort(-attention_weights)
@@ -87,12 +88,14 @@ def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[
         shared = Counter(tag for i in chosen for tag in _topic_tags(history_tags[i]))
         top_label = shared.most_common(1)[0][0] if shared else "untagged"
         group = [i for i in chosen if top_label in _topic_tags(history_tags[i])] or chosen
-        count, group_mass = len(group), float(sum(attention_weights[i] for i in group))
+        group_mass = float(sum(attention_weights[i] for i in group))
+        count = len({history_items[i] for i in group}) if history_items else len(group)  # a video seen twice counts once
         verbs = sorted({EVENT_VERBS.get(history_events[i], "saw") for i in group}, key=list(EVENT_VERBS.values()).index)
         newest = min(history_age_s[i] for i in group)
         noun = "video" if count == 1 else "videos"
         parts.append(f"mostly because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
-                     f"(latest {when(newest)}; {group_mass:.0%} of the attention, on {count} of your {len(history_tags)} recent videos)")
+                     f"(latest {when(newest)}; {group_mass:.0%} of the attention, on {len(group)} of your "
+                     f"{len(history_tags)} recent interactions)")
     else:
         parts.append("no history to go on: ranked by the item's content and popularity")
     if not np.isfinite(contributions).all():  # the item has no content vector: nothing to take out
@@ -101,9 +104,9 @@ def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[
         ranked = sorted(zip(modality_names, contributions), key=lambda x: -x[1])
         (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
         parts.append(f"{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
-                     f"({best_c:+.2f} vs {worst_c:+.2f} log-odds when left out)")
+                     f"({best_c:+.2f} vs {worst_c:+.2f} in score when left out)")
     elif modality_names:
-        parts.append(f"its {modality_names[0]} content added {contributions[0]:+.2f} log-odds")
+        parts.append(f"its {modality_names[0]} content added {contributions[0]:+.2f} to the score")
     return "; ".join(parts)
 
 
@@ -140,7 +143,8 @@ def explain_pairs(model, data: Dataset, queries: Queries, items: npt.NDArray[np.
         target = data.item_ids[items[q]]
         summary = summarise(attention_weights=weights[q, steps], history_tags=[item_tags.get(i, {}) for i in hist_ids],
                             history_events=queries.hist_events[q, steps].tolist(), history_age_s=history_age_s[q, steps].tolist(),
-                            modality_names=names, contributions=contributions[q], target_tags=item_tags.get(target, {}))
+                            modality_names=names, contributions=contributions[q], target_tags=item_tags.get(target, {}),
+                            history_items=hist_ids)
         rows.append({
             "user_id": str(queries.users[q]), "item_id": target, "history_item_ids": hist_ids,
             "attention": weights[q, steps].tolist(), "modality_names": names,

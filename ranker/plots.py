@@ -109,7 +109,7 @@ def modality_bars(users: list[str], names: list[str], contributions: npt.NDArray
         ax.bar(np.arange(len(users)) + i * width, contributions[:, i], width, label=name)
     ax.set_xticks(np.arange(len(users)) + 0.4 - width / 2, users, rotation=60, fontsize=7)
     ax.axhline(0, color="black", lw=0.5)
-    ax.set_ylabel("log-odds lost when left out")
+    ax.set_ylabel("score lost when left out")
     ax.set_title("modality contributions per user (mean over their scored items)")
     ax.legend(fontsize=8)
     return _save(fig, path, dpi=90)
