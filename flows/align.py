@@ -38,7 +38,7 @@ from warehouse.store import Warehouse
 
 RAW_MODELS_SQL = """
 SELECT e.modality, e.model, count(*) AS items
-FROM embeddings e JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+FROM current_embeddings e
 WHERE e.modality <> 'fused' AND NOT starts_with(e.model, 'aligned@')
 GROUP BY ALL ORDER BY e.modality, items DESC, e.model
 """
@@ -51,8 +51,7 @@ def load_raw_vectors(home: str) -> tuple[dict[str, str], list[str], list[str], d
     for row in db.fetch(wh, RAW_MODELS_SQL):
         raw_models.setdefault(row["modality"], row["model"])  # the most complete model per modality
     rows = db.fetch(wh, """
-        SELECT e.item_id, e.content_hash, e.modality, e.vector FROM embeddings e
-        JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+        SELECT e.item_id, e.content_hash, e.modality, e.vector FROM current_embeddings e
         WHERE list_contains($models, e.model)""", {"models": list(raw_models.values())})
     item_ids, hashes, vectors = vectors_from_rows(rows, sorted(raw_models))
     return raw_models, item_ids, hashes, vectors

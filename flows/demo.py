@@ -27,10 +27,9 @@ from warehouse.ingest import ingest_events, ingest_items
 from warehouse.store import Warehouse
 
 NEAREST_QUERY = """
-SELECT b.item_id, i.title, b.tags,
+SELECT b.item_id, b.title, b.tags,
        round(array_cosine_similarity(a.vector, b.vector)::DOUBLE, 3) AS cosine
 FROM vectors_frames_efficientnet_lite0 a, vectors_frames_efficientnet_lite0 b
-JOIN items i ON i.item_id = b.item_id
 WHERE a.item_id = $item AND b.item_id <> a.item_id
 ORDER BY cosine DESC LIMIT 5
 """

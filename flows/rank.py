@@ -32,6 +32,7 @@ from ranker.evaluate import PROTOCOLS, compare_to, evaluate_model, evaluation_sl
 from ranker.names import CANDIDATES
 from ranker.registry import ALL_MODELS, NEEDS_BASE, build
 from warehouse import db, store
+from warehouse.errors import ConfigError
 from warehouse.schemas import SAMPLES
 from warehouse.store import Warehouse
 
@@ -101,7 +102,7 @@ def _ordered(models: list[str]) -> list[str]:
     """Bases before the models that re-rank them."""
     unknown = sorted(set(models) - set(ALL_MODELS))
     if unknown:
-        raise KeyError(f"unknown rankers {unknown}; known: {', '.join(ALL_MODELS)}")
+        raise ConfigError(f"unknown rankers {unknown}; known: {', '.join(ALL_MODELS)}")
     needed = set(models) | {NEEDS_BASE[m] for m in models if m in NEEDS_BASE}
     return [m for m in ALL_MODELS if m in needed]
 

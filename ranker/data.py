@@ -157,8 +157,7 @@ def unaligned_items(wh: Warehouse, fused_model: str) -> list[str]:
 
 def content_matrix(wh: Warehouse, index: dict[str, int]) -> tuple[np.ndarray, str]:
     models = db.fetch(wh, """
-        SELECT e.modality, e.model, count(*) AS n, max(e.created_at) AS newest FROM embeddings e
-        JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+        SELECT e.modality, e.model, count(*) AS n, max(e.created_at) AS newest FROM current_embeddings e
         WHERE e.modality IN ('fused', 'text') GROUP BY e.modality, e.model
         ORDER BY e.modality = 'fused' DESC, n DESC, newest DESC""")
     if not models:
@@ -166,8 +165,7 @@ def content_matrix(wh: Warehouse, index: dict[str, int]) -> tuple[np.ndarray, st
     modality, model = models[0]["modality"], models[0]["model"]
     con = db.scratch(wh)
     try:
-        rows = con.sql("""SELECT e.item_id, e.vector FROM embeddings e
-            JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+        rows = con.sql("""SELECT e.item_id, e.vector FROM current_embeddings e
             WHERE e.modality = $modality AND e.model = $model""", params={"modality": modality, "model": model}).to_arrow_table()
     finally:
         con.close()
@@ -228,8 +226,7 @@ def modality_vectors(wh: Warehouse, data: Dataset) -> ModalityVectors | None:
     index = {item: i for i, item in enumerate(data.item_ids) if i}
     con = db.scratch(wh)
     try:
-        rows = con.sql("""SELECT e.item_id, e.modality, e.vector, e.fusion_weights FROM embeddings e
-            JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+        rows = con.sql("""SELECT e.item_id, e.modality, e.vector, e.fusion_weights FROM current_embeddings e
             WHERE e.model = $model""", params={"model": model}).to_arrow_table().to_pylist()
     finally:
         con.close()

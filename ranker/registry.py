@@ -1,4 +1,7 @@
-"""The rankers by name: a plain dict. `lightgbm` re-ranks `lstm-attn`, so it is built with it."""
+"""The rankers by name: a plain dict. `lightgbm` re-ranks `lstm-attn`, so it is built with it.
+
+The names themselves live in ranker/names.py (importable without torch); a test checks that this
+dict builds exactly those."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from ranker.names import ALL_MODELS, NEEDS_BASE
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec
 from ranker.sequence import LstmAttn
+from warehouse.errors import ConfigError
 
 RANKERS = {
     "popularity": lambda device: Popularity(),
@@ -19,13 +23,14 @@ RANKERS = {
     "lstm-attn": lambda device: LstmAttn(use_content=True, device=device),
     "lstm-attn-no-content": lambda device: LstmAttn(use_content=False, device=device),
 }
-assert list(RANKERS) + list(NEEDS_BASE) == ALL_MODELS, "ranker/names.py and RANKERS disagree"
 
 
 def build(name: str, device: str, trained: dict) -> object:
     if name in NEEDS_BASE:
         base = NEEDS_BASE[name]
         if base not in trained:
-            raise KeyError(f"{name} re-ranks {base}: train {base} first (list it before {name})")
+            raise ConfigError(f"{name} re-ranks {base}: train {base} first (list it before {name})")
         return LightGBMCtr(trained[base])
+    if name not in RANKERS:
+        raise ConfigError(f"unknown ranker {name!r}; known: {', '.join(ALL_MODELS)}")
     return RANKERS[name](device)

@@ -91,6 +91,23 @@ def test_unreadable_files_raise_with_the_decoders_message(tmp_path, content):
         sample_frames(path, 4)
 
 
+def test_a_programming_error_is_not_taken_for_a_bad_video(tmp_path, monkeypatch):
+    """Only decoder errors become MediaDecodeError (and a quarantined item); a bug in our own code
+    must stop the run, not quarantine every video as undecodable."""
+    import extractors.decode as decode
+
+    path = write_video(tmp_path / "ok.mp4", frames=8)
+
+    def broken(*_args):
+        raise TypeError("a bug, not a bad file")
+
+    monkeypatch.setattr(decode, "_frames_decord", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        sample_frames(path, 4)
+    monkeypatch.setattr(decode, "_frames_decord", lambda *_: (_ for _ in ()).throw(RuntimeError("decord cannot open it")))
+    assert sample_frames(path, 4)[0].shape[0] == 4  # a decoder error falls back to PyAV
+
+
 def test_truncated_file_raises(tmp_path):
     whole = write_video(tmp_path / "whole.mp4", frames=48).read_bytes()
     cut = tmp_path / "cut.mp4"

@@ -143,3 +143,17 @@ def test_lightgbm_ranks_every_item_outside_its_top_k_below_every_reranked_item(c
         assert scores[row, top].min() > scores[row, rest].max()
         # outside the top, the base model's order is kept
         assert (np.argsort(-scores[row, rest], kind="stable") == np.argsort(-base[row, rest], kind="stable")).all()
+
+
+def test_ranker_names_are_defined_once_and_unknown_names_are_config_errors():
+    """ranker/names.py (importable without torch) and the registry list the same rankers, in order;
+    a name that is not a ranker, or a re-ranker without its base, is a ConfigError saying what to do."""
+    from ranker.names import NEEDS_BASE
+    from ranker.registry import RANKERS, build
+    from warehouse.errors import ConfigError
+
+    assert list(RANKERS) + list(NEEDS_BASE) == ALL_MODELS
+    with pytest.raises(ConfigError, match="unknown ranker 'sasrec2'; known: popularity"):
+        build("sasrec2", "cpu", {})
+    with pytest.raises(ConfigError, match="train lstm-attn first"):
+        build("lightgbm", "cpu", {})

@@ -55,13 +55,13 @@ def refresh_views(wh: Warehouse) -> None:
         try:
             for spec in TABLES.values():
                 con.execute(view_sql(wh, spec))
-            for sql in vector_view_sqls(con) + derived_view_sqls():
+            for sql in derived_view_sqls() + vector_view_sqls(con):
                 con.execute(sql)
         finally:
             con.close()
 
 
-DERIVED_VIEWS = ("item_tags",)  # views over the table views (warehouse/sql/views/<name>.sql)
+DERIVED_VIEWS = ("current_embeddings", "item_tags")  # views over the table views (warehouse/sql/views/<name>.sql), in order
 
 
 def derived_view_sqls() -> list[str]:
@@ -226,7 +226,7 @@ def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     temp = "CREATE OR REPLACE TEMP VIEW"
     for spec in TABLES.values():
         con.execute(view_sql(wh, spec).replace("CREATE OR REPLACE VIEW", temp, 1))
-    for sql in vector_view_sqls(con) + derived_view_sqls():  # they read the table views just made
+    for sql in derived_view_sqls() + vector_view_sqls(con):  # they read the table views just made
         con.execute(sql.replace("CREATE OR REPLACE VIEW", temp, 1))
     return con
 

@@ -1,12 +1,10 @@
 -- Items whose current content has raw embeddings (frames, text, audio) but no vector of the fused
 -- model $model: extracted after align-items last ran. A content ranker refuses to score them with zeros.
 -- $raw: the raw models the alignment was trained on (NULL: any raw model counts).
-SELECT DISTINCT e.item_id FROM embeddings e
-JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+SELECT DISTINCT e.item_id FROM current_embeddings e
 WHERE e.modality <> 'fused' AND NOT starts_with(e.model, 'aligned@')
   AND ($raw IS NULL OR list_contains($raw, e.model))
   AND e.item_id NOT IN (
-    SELECT f.item_id FROM embeddings f
-    JOIN items j ON j.item_id = f.item_id AND j.content_hash = f.content_hash
+    SELECT f.item_id FROM current_embeddings f
     WHERE f.modality = 'fused' AND f.model = $model)
 ORDER BY 1

@@ -4,7 +4,7 @@
 -- position: 1 = the most salient tag of that kind.
 WITH current_tags AS (
     SELECT DISTINCT e.item_id, e.modality, e.tags
-    FROM embeddings e JOIN items i ON i.item_id = e.item_id AND i.content_hash = e.content_hash
+    FROM current_embeddings e
     WHERE e.tags IS NOT NULL AND len(e.tags) > 0 AND NOT starts_with(e.model, 'aligned@') AND e.modality <> 'fused'
 ),
 model_tags AS (
