@@ -71,6 +71,23 @@ def test_non_utf8_text_is_quarantined(wh, tmp_path):
     assert "user_id is not valid UTF-8" in db.query(wh, "SELECT error FROM failures").column("error")[0].as_py()
 
 
+def test_a_csv_line_with_the_wrong_number_of_fields_is_quarantined_and_the_rest_kept(wh, tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_bytes(b"user_id,item_id,event_ts,event\n"
+                     b"u1,v1,2026-01-01T00:00:00Z,like\n"
+                     b"u2,v2,2026-01-01T00:00:00Z,like,extra,fields\n"  # an unquoted comma too many
+                     b"u3,v3\n"
+                     b"u4,v4,2026-01-02T00:00:00Z,watch\n")
+    report = ingest_events(wh, path)
+    assert (report.input_rows, report.accepted, report.quarantined) == (4, 2, 2)
+    db.refresh_views(wh)
+    assert sorted(db.query(wh, "SELECT user_id FROM events").column("user_id").to_pylist()) == ["u1", "u4"]
+    failures = db.query(wh, "SELECT error, record FROM failures ORDER BY error").to_pylist()
+    assert "expected 4 fields (user_id, item_id, event_ts, event), found 2" in failures[0]["error"]
+    assert "expected 4 fields (user_id, item_id, event_ts, event), found 6" in failures[1]["error"]
+    assert "u2,v2,2026-01-01T00:00:00Z,like,extra,fields" in failures[1]["record"]  # the line itself, to fix and replay
+
+
 def test_reingest_changes_no_count(wh, tmp_path):
     events = write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS + list(BAD_EVENTS.values()))
     (tmp_path / "clip.mp4").write_bytes(b"not decoded at ingest")

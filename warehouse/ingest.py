@@ -72,8 +72,11 @@ class Quarantine:
             store.append(wh, FAILURES, pa.Table.from_pylist(self.rows, schema=FAILURES.schema))
 
 
-def read_input_file(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Rows of a CSV or Parquet file as dicts; text cells stay bytes so bad UTF-8 is caught per row."""
+def read_input_file(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
+                    quarantine: Quarantine | None = None) -> list[dict[str, Any]]:
+    """Rows of a CSV or Parquet file as dicts; text cells stay bytes so bad UTF-8 is caught per row.
+    A CSV line with the wrong number of fields goes to `quarantine` (with its text) and the rest of
+    the file is read; without a quarantine it is an error."""
     if not path.is_file():
         raise InputFileError(f"{path}: no such file; expected a CSV or Parquet file with columns {', '.join(required)}")
     if path.suffix.lower() == ".parquet":
@@ -82,21 +85,30 @@ def read_input_file(path: Path, required: tuple[str, ...], optional: tuple[str, 
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     else:
-        table = _read_csv_as_bytes(path)
+        table = _read_csv_as_bytes(path, quarantine)
     _check_columns(path, table.column_names, required, optional)
     wanted = [c for c in (*required, *optional) if c in table.column_names]
     return table.select(wanted).to_pylist()
 
 
-def _read_csv_as_bytes(path: Path) -> pa.Table:
+def _read_csv_as_bytes(path: Path, quarantine: Quarantine | None = None) -> pa.Table:
     with open(path, "rb") as handle:
         header_line = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
     header = next(csv.reader([header_line]), [])
+
+    def malformed(row: pacsv.InvalidRow) -> str:
+        if quarantine is None:
+            return "error"
+        where = f"line {row.number}: " if row.number is not None else ""
+        quarantine.add(f"{where}expected {row.expected_columns} fields ({', '.join(header)}), found {row.actual_columns}; "
+                       "quote a field that holds a comma", {"line": row.text})
+        return "skip"
+
     try:
         return pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=True),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=malformed),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.binary() for name in header}, strings_can_be_null=False
             ),
@@ -114,8 +126,9 @@ def _check_columns(path: Path, found: list[str], required: tuple[str, ...], opti
 
 def ingest_events(wh: store.Warehouse, path: str | Path) -> IngestReport:
     path = Path(path).absolute()
-    raw = read_input_file(path, EVENT_COLUMNS, EVENT_OPTIONAL)
     quarantine = Quarantine("ingest-events", str(path))
+    raw = read_input_file(path, EVENT_COLUMNS, EVENT_OPTIONAL, quarantine)
+    malformed = len(quarantine.rows)
     good = []
     for record in raw:
         row, error = validate_event(record)
@@ -123,7 +136,7 @@ def ingest_events(wh: store.Warehouse, path: str | Path) -> IngestReport:
             quarantine.add(error, record, item_id=row.get("item_id"), user_id=row.get("user_id"))
         else:
             good.append(row)
-    return _commit(wh, EVENTS, events_table(good), quarantine, len(raw), str(path))
+    return _commit(wh, EVENTS, events_table(good), quarantine, len(raw) + malformed, str(path))
 
 
 def validate_event(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -200,10 +213,11 @@ def parse_watch_ratio(value: Any) -> tuple[float | None, str | None]:
 
 def ingest_items(wh: store.Warehouse, path: str | Path) -> IngestReport:
     path = Path(path).absolute()
-    raw = read_input_file(path, ITEM_COLUMNS, ITEM_OPTIONAL)
     quarantine = Quarantine("ingest-items", str(path))
+    raw = read_input_file(path, ITEM_COLUMNS, ITEM_OPTIONAL, quarantine)
+    malformed = len(quarantine.rows)
     rows = validate_items(raw, quarantine, base_dir=path.parent, source=str(path))
-    return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw), str(path))
+    return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw) + malformed, str(path))
 
 
 def validate_items(

@@ -39,16 +39,17 @@ def ingest_microlens(wh: store.Warehouse, root: str | Path) -> list[IngestReport
 
 
 def _ingest_titles(wh: store.Warehouse, path: Path, videos: Path) -> IngestReport:
-    raw = read_input_file(path, ("item", "title"))
+    quarantine = Quarantine("ingest-microlens", str(path))
+    raw = read_input_file(path, ("item", "title"), quarantine=quarantine)
+    malformed = len(quarantine.rows)
     records = []
     for record in raw:
         item = record["item"].decode("utf-8", errors="replace").strip() if record["item"] else ""
         video = videos / f"{item}.mp4"
         records.append({"item_id": record["item"], "title": record["title"],
                         "video_uri": str(video) if item and video.is_file() else None})
-    quarantine = Quarantine("ingest-microlens", str(path))
     rows = validate_items(records, quarantine, base_dir=path.parent, source=str(path))
-    return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw), str(path))
+    return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw) + malformed, str(path))
 
 
 def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
