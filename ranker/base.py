@@ -19,6 +19,8 @@ from ranker.data import Dataset, Queries
 class Ranker(Protocol):
     name: str
     probabilistic: bool  # scores are log-odds of engaging (logloss is meaningful)
+    version: str  # the registry's version once saved or loaded (ranker/artifacts.py); "" before
+    heads: list[str]  # what it predicts: ["engage"], then per-behaviour heads ("like", ...) where it has them
 
     def fit(self, data: Dataset, *, seed: int = 0) -> None: ...
 

@@ -19,6 +19,8 @@ from ranker.data import Dataset, Queries
 
 class BprMF:
     name, probabilistic = "bpr-mf", False
+    version = ""
+    heads = ["engage"]  # one objective; never mutated
 
     def __init__(self, dim: int = 64, epochs: int = 30, lr: float = 5e-3, reg: float = 1e-5, batch: int = 4096) -> None:
         self.dim, self.epochs, self.lr, self.reg, self.batch = dim, epochs, lr, reg, batch

@@ -179,8 +179,7 @@ def ctr_metrics(model, data: Dataset, rows: np.ndarray, queries: Queries, *, see
     users = np.repeat(queries.users, items.shape[1])
     result = {"auc": auc(labels.ravel(), finite.ravel()), "gauc": gauc(users, labels.ravel(), finite.ravel()),
               "logloss": logloss(labels.ravel(), 1 / (1 + np.exp(-finite.ravel()))) if model.probabilistic else None}
-    heads = getattr(model, "heads", [])
-    for head in heads[1:]:  # per-behaviour heads of lstm-attn: like, comment on the sample
+    for head in model.heads[1:]:  # per-behaviour heads of lstm-attn: like, comment on the sample
         head_scores = model.score_items(data, queries, items, head=head)
         head_labels = np.zeros_like(head_scores)
         head_labels[:, 0] = data.labels[head][rows]

@@ -14,6 +14,8 @@ from ranker.data import Dataset, Queries
 
 class ItemKNN:
     name, probabilistic = "itemknn", False
+    version = ""
+    heads = ["engage"]  # one objective; never mutated
 
     def __init__(self, neighbours: int = 100) -> None:
         self.neighbours = neighbours

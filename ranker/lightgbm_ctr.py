@@ -21,6 +21,8 @@ FEATURES = ("base_score", "cos_mean_interest", "cos_last_item", "max_cos_last3",
 
 class LightGBMCtr:
     name, probabilistic = "lightgbm", True
+    version = ""
+    heads = ["engage"]  # one objective; never mutated
     feature_names = list(FEATURES)
 
     def __init__(self, base, *, top_k: int = 100, train_users: int = 5000, hard_negatives: int = 20) -> None:

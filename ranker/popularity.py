@@ -11,6 +11,8 @@ from ranker.data import Dataset, Queries
 
 class Popularity:
     name, probabilistic = "popularity", False
+    version = ""
+    heads = ["engage"]  # one objective; never mutated
 
     def __init__(self) -> None:
         self.counts = np.zeros(1)

@@ -121,6 +121,7 @@ def softmax_loss(user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.
 
 class Sasrec:
     probabilistic = False
+    version = ""
 
     def __init__(self, *, use_content: bool = False, config: SasrecConfig = SasrecConfig(), device: str = "cpu") -> None:
         self.name = "sasrec-content" if use_content else "sasrec"

@@ -105,6 +105,7 @@ def _history(queries: Queries, rows: npt.NDArray[np.int64], device: str) -> tupl
 
 class LstmAttn:
     probabilistic = False  # softmax scores, not log-odds
+    version = ""
 
     def __init__(self, *, use_content: bool = True, config: LstmAttnConfig = LstmAttnConfig(), device: str = "cpu") -> None:
         self.name = "lstm-attn" if use_content else "lstm-attn-no-content"
