@@ -150,12 +150,3 @@ def write_report(home: str, model: AlignmentModel, meta: dict[str, Any], item_id
     store.write_atomic(path, json.dumps(report, indent=1))
     return report
 
-
-def report_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"{'pair':<16}{'R@1':>7}{'R@10':>7}{'median':>8}   random R@10   topic-NN (random)"]
-    for pair, r in report["retrieval"].items():
-        a, b = r["aligned"], r["random"]
-        topic = report.get("topic_neighbours", {}).get(pair)
-        tail = f"   {topic['aligned']:.2f} ({topic['random']:.2f})" if topic else ""
-        lines.append(f"{pair:<16}{a['recall@1']:>7.2f}{a['recall@10']:>7.2f}{a['median_rank']:>8.1f}   {b['recall@10']:>11.2f}{tail}")
-    return lines

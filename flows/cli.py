@@ -229,7 +229,8 @@ def _ingest_events(args: argparse.Namespace) -> None:
 
 def _extract(args: argparse.Namespace) -> None:
     from extractors.config import load_config
-    from flows.extract import run_extract, summary_line
+    from flows.console import extract_line
+    from flows.extract import run_extract
 
     config = load_config(args.config).replace(preset=args.preset)
     wh = Warehouse(args.home)
@@ -237,12 +238,13 @@ def _extract(args: argparse.Namespace) -> None:
         raise WarehouseNotFound(f"no items in {wh.home}; run `reelsense ingest items FILE` (or `reelsense demo`) first")
     summary = run_extract(str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers,
                           dask_address=args.dask_address, shards=args.shards)
-    print(summary_line(summary))
+    print(extract_line(summary))
 
 
 def _align(args: argparse.Namespace) -> None:
     from extractors.align import AlignConfig
-    from flows.align import align_items, report_lines
+    from flows.align import align_items
+    from flows.console import alignment_lines
 
     wh = Warehouse(args.home)
     if not wh.has_rows_on_disk(EMBEDDINGS):
@@ -254,7 +256,7 @@ def _align(args: argparse.Namespace) -> None:
         return
     print(f"align-items: model aligned@{out['version']}, {out['written']} vectors written; "
           f"held-out retrieval ({wh.reports_dir / 'alignment.json'}):")
-    print("\n".join("  " + line for line in report_lines(out["report"])))
+    print("\n".join("  " + line for line in alignment_lines(out["report"])))
 
 
 def _features(args: argparse.Namespace) -> None:
@@ -312,7 +314,8 @@ def _require(home: Path, spec, message: str) -> Warehouse:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from flows.score import check_arguments, claim_run, known_users, model_version, run_score, summary_line
+    from flows.console import score_line
+    from flows.score import check_arguments, claim_run, known_users, model_version, run_score
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
     check_arguments(args.model, args.k, args.candidates)
@@ -335,7 +338,7 @@ def _score(args: argparse.Namespace) -> None:
     summary = run_score(str(wh.home), dask_workers=args.dask_workers, dask_address=args.dask_address, model=args.model,
                         k=args.k, n_candidates=args.candidates, users=users, run_id=args.run_id, shards=args.shards,
                         device=args.device, version=args.version, replace=args.replace)
-    print(summary_line(summary))
+    print(score_line(summary))
 
 
 def _report(args: argparse.Namespace) -> None:

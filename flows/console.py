@@ -84,6 +84,30 @@ def results_lines(results: dict) -> list[str]:
     return lines
 
 
+def extract_line(summary: dict[str, Any]) -> str:
+    return (f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
+            f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
+            f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)")
+
+
+def alignment_lines(report: dict[str, Any]) -> list[str]:
+    lines = [f"{'pair':<16}{'R@1':>7}{'R@10':>7}{'median':>8}   random R@10   topic-NN (random)"]
+    for pair, r in report["retrieval"].items():
+        a, b = r["aligned"], r["random"]
+        topic = report.get("topic_neighbours", {}).get(pair)
+        tail = f"   {topic['aligned']:.2f} ({topic['random']:.2f})" if topic else ""
+        lines.append(f"{pair:<16}{a['recall@1']:>7.2f}{a['recall@10']:>7.2f}{a['median_rank']:>8.1f}   {b['recall@10']:>11.2f}{tail}")
+    return lines
+
+
+def score_line(summary: dict[str, Any]) -> str:
+    rate = f" ({summary['written'] / summary['seconds']:.0f} rows/s)" if summary["written"] and summary["seconds"] else ""
+    replaced = f", {summary['replaced']} rows of the old run removed" if summary.get("replaced") else ""
+    return (f"score-batch {summary['run_id']}: {summary['users']} users x top {summary['k']} with {summary['model']}: "
+            f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "
+            f"{summary['seconds']:.1f}s{rate}")
+
+
 def report_line(wh: Any, summary: dict) -> str:
     shifts = summary.get("shifts")
     quality = (f"; planted shifts: precision {shifts['precision']:.2f}, recall {shifts['recall']:.2f}, F1 {shifts['f1']:.2f} "

@@ -15,13 +15,12 @@ import json
 import time
 
 from extractors.config import ExtractConfig
-from flows.align import align_items, report_lines
+from flows.align import align_items
 from flows.analyze import analyze, explain_lines
-from flows.console import format_table, report_line, results_lines
-from flows.extract import run_extract, summary_line
+from flows.console import alignment_lines, extract_line, format_table, report_line, results_lines, score_line
+from flows.extract import run_extract
 from flows.rank import build_features, evaluate_rankers, train_rankers
 from flows.score import score_batch
-from flows.score import summary_line as score_summary
 from warehouse import db
 from warehouse.ingest import ingest_events, ingest_items
 from warehouse.store import Warehouse
@@ -56,11 +55,11 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
         print("  " + report.line())
     db.refresh_views(wh)
     print("[3/9] extract-items (Prefect flow; EfficientNet-Lite0, MiniLM, musicnn):", flush=True)
-    print("  " + summary_line(run_extract(str(wh.home), ExtractConfig())))
+    print("  " + extract_line(run_extract(str(wh.home), ExtractConfig())))
     print("[4/9] align-items (contrastive heads + attention fusion; held-out retrieval vs random):", flush=True)
     aligned = align_items(str(wh.home), topics_path=str(truth_path))
     print(f"  model aligned@{aligned['version']}, {aligned['written']} vectors written; {wh.reports_dir / 'alignment.json'}")
-    print("\n".join("  " + line for line in report_lines(aligned["report"])))
+    print("\n".join("  " + line for line in alignment_lines(aligned["report"])))
     features = build_features(str(wh.home))
     print(f"[5/9] build-features: {features['positives']} positive interactions with histories, "
           f"{features['negatives']} sampled negatives -> samples", flush=True)
@@ -74,7 +73,7 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     print("[8/9] score-batch (candidates by embedding similarity, re-ranked by lstm-attn):", flush=True)
     # One run id per model version: rerunning the demo completes that run and duplicates nothing.
     scored = score_batch(str(wh.home), model="lstm-attn", k=20, run_id=f"demo-{metas['lstm-attn']['version']}")
-    print("  " + score_summary(scored))
+    print("  " + score_line(scored))
     print("[9/9] analyze (explanations, interest profiles and shifts, plots, HTML report):", flush=True)
     print("  " + report_line(wh, analyze(str(wh.home), run_id=scored["run_id"], truth_path=str(truth_path))))
     user, item = _first_pair(wh, scored["run_id"])

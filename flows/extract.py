@@ -14,7 +14,6 @@ workers never coordinate, and more workers give more throughput until the storag
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import zlib
@@ -37,6 +36,7 @@ from extractors.pipeline import (
     model_ids,
     plan_work,
 )
+from flows.runners import dask_runner
 from warehouse import db, store
 from warehouse.ingest import media_path
 from warehouse.schemas import EMBEDDINGS, FAILURES
@@ -173,20 +173,10 @@ def run_extract(home: str, config: ExtractConfig, *, force: bool = False, limit:
                 dask_address: str | None = None, shards: int = 0) -> dict[str, Any]:
     """Run the flow in this process, or sharded on Dask: a local cluster of `dask_workers`
     processes (each with its share of the cores) or a running scheduler at `dask_address`."""
-    if dask_workers or dask_address:
-        from prefect_dask import DaskTaskRunner
-
-        if dask_address:
-            runner, threads = DaskTaskRunner(address=dask_address), 0
-        else:
-            runner = DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "processes": True, "threads_per_worker": 1})
-            threads = max(1, (os.cpu_count() or 1) // dask_workers)
+    dask = dask_runner(dask_workers, dask_address)
+    if dask:
+        runner, threads = dask
         shards = shards or 4 * max(dask_workers, 2)  # a few shards per worker evens out their sizes
         return extract_items.with_options(task_runner=runner)(home, config, force, limit, shards, threads)
     return extract_items(home, config, force, limit, shards)
 
-
-def summary_line(summary: dict[str, Any]) -> str:
-    return (f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
-            f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
-            f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)")

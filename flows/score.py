@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, load_dataset
@@ -173,18 +174,8 @@ def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: 
 
 def run_score(home: str, *, dask_workers: int = 0, dask_address: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run the flow on threads, local Dask worker processes, or a running Dask scheduler."""
-    if dask_workers or dask_address:
-        from prefect_dask import DaskTaskRunner
-
-        runner = (DaskTaskRunner(address=dask_address) if dask_address else
-                  DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "processes": True, "threads_per_worker": 1}))
-        return score_batch.with_options(task_runner=runner)(home, **kwargs)
+    dask = dask_runner(dask_workers, dask_address)
+    if dask:
+        return score_batch.with_options(task_runner=dask[0])(home, **kwargs)
     return score_batch(home, **kwargs)
 
-
-def summary_line(summary: dict[str, Any]) -> str:
-    rate = f" ({summary['written'] / summary['seconds']:.0f} rows/s)" if summary["written"] and summary["seconds"] else ""
-    replaced = f", {summary['replaced']} rows of the old run removed" if summary.get("replaced") else ""
-    return (f"score-batch {summary['run_id']}: {summary['users']} users x top {summary['k']} with {summary['model']}: "
-            f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "
-            f"{summary['seconds']:.1f}s{rate}")

@@ -1,0 +1,22 @@
+"""Where a flow's tasks run: on this process's threads (the default), on a local Dask cluster of
+worker processes, or on a running Dask scheduler. One factory for every flow that shards work
+(extract-items by item shards, score-batch by user partitions)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def dask_runner(workers: int = 0, address: str | None = None) -> tuple[Any, int] | None:
+    """(task runner, torch threads per task) for Dask, or None to run on threads here. A local
+    cluster has `workers` single-threaded processes, each task using its share of the cores; on a
+    running scheduler (`address`) the workers' own settings decide (0: leave torch's default)."""
+    if not workers and not address:
+        return None
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address), 0
+    cluster = {"n_workers": workers, "processes": True, "threads_per_worker": 1}
+    return DaskTaskRunner(cluster_kwargs=cluster), max(1, (os.cpu_count() or 1) // workers)
