@@ -157,3 +157,19 @@ def test_ranker_names_are_defined_once_and_unknown_names_are_config_errors():
         build("sasrec2", "cpu", {})
     with pytest.raises(ConfigError, match="train lstm-attn first"):
         build("lightgbm", "cpu", {})
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_scores_move_with_the_candidates_when_they_are_shuffled(checkerboard, trained, name, seed):
+    """score_items is a function of each (user, item) pair: shuffling a user's candidates shuffles
+    their scores the same way (no model may depend on where an item sits in the list)."""
+    data, model = checkerboard, trained[name]
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(np.flatnonzero(data.split == "test"), 3, replace=False)
+    items = np.stack([rng.choice(np.arange(1, data.n_items + 1), 6, replace=False) for _ in rows])
+    order = rng.permutation(6)
+    queries = data.queries.take(rows)
+    np.testing.assert_allclose(model.score_items(data, queries, items[:, order]),
+                               model.score_items(data, queries, items)[:, order], rtol=1e-5, atol=1e-5)
