@@ -18,6 +18,17 @@ import numpy.typing as npt
 
 from warehouse.errors import MediaDecodeError
 
+try:
+    from decord._ffi.base import DECORDError
+except ImportError:  # decord missing or broken: PyAV decodes every video
+    DECORDError = RuntimeError  # noqa: N816
+
+# What the decoders raise for a file they cannot read: decord's DECORDError (an Exception of its
+# own), PyAV's FFmpegError, and the RuntimeError/OSError/ValueError both use. A programming error
+# (TypeError, AttributeError, ...) is not among them: it stops the run instead of quarantining
+# every item as an undecodable video. ImportError is, for decord only: without it PyAV decodes.
+DECODER_ERRORS = (DECORDError, av.FFmpegError, RuntimeError, OSError, ValueError)
+
 
 @dataclass
 class DecodedItem:
@@ -43,23 +54,13 @@ def sample_frames(path: str | Path, n: int = 8) -> tuple[npt.NDArray[np.uint8], 
         return _frames_decord(str(path), n)
     except MediaDecodeError:
         raise
-    except _decoder_errors() as decord_error:
+    except (*DECODER_ERRORS, ImportError) as decord_error:
         try:
             return _frames_pyav(str(path), n)
-        except (av.FFmpegError, OSError, ValueError) as pyav_error:
+        except DECODER_ERRORS as pyav_error:
             raise MediaDecodeError(
                 f"{path}: cannot decode video (decord: {_first_line(decord_error)}; PyAV: {_first_line(pyav_error)})"
             ) from pyav_error
-
-
-def _decoder_errors() -> tuple[type[BaseException], ...]:
-    """What decoders raise for a file they cannot read: decord's DECORDError (an Exception of its
-    own) and the RuntimeError/OSError/ValueError both libraries use; PyAV's FFmpegError. A
-    programming error (TypeError, AttributeError, ...) is not among them: it stops the run instead
-    of being quarantined as an undecodable video."""
-    from decord._ffi.base import DECORDError
-
-    return (DECORDError, av.FFmpegError, RuntimeError, OSError, ValueError)
 
 
 def _frames_decord(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:

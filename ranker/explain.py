@@ -104,7 +104,7 @@ def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[
         ranked = sorted(zip(modality_names, contributions), key=lambda x: -x[1])
         (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
         parts.append(f"{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
-                     f"({best_c:+.2f} vs {worst_c:+.2f} in score when left out)")
+                     f"(leaving it out costs {best_c:+.2f} vs {worst_c:+.2f} of the score)")
     elif modality_names:
         parts.append(f"its {modality_names[0]} content added {contributions[0]:+.2f} to the score")
     return "; ".join(parts)

@@ -32,5 +32,5 @@ def build(name: str, device: str, trained: dict) -> object:
             raise ConfigError(f"{name} re-ranks {base}: train {base} first (list it before {name})")
         return LightGBMCtr(trained[base])
     if name not in RANKERS:
-        raise ConfigError(f"unknown ranker {name!r}; known: {', '.join(ALL_MODELS)}")
+        raise ConfigError(f"unknown ranker {name!r}; pass one of {', '.join(ALL_MODELS)} (`reelsense models` lists the trained ones)")
     return RANKERS[name](device)

@@ -78,7 +78,7 @@ def test_summary_in_words_by_hand():
                      target_tags={"music": ["piano", "slow", "soft"], "picture": ["plate"], "hashtag": ["travel"]})
     assert text == ("mostly because of the 2 #travel videos you watched or liked (latest yesterday; 85% of the attention, on "
                     "2 of your 3 recent interactions); the music (piano, slow) mattered more than the picture (plate) "
-                    "(+0.50 vs -0.10 in score when left out)")
+                    "(leaving it out costs +0.50 vs -0.10 of the score)")
     # The count and the attention share are of the same videos: the #travel ones, not the #food one
     # that also sits among the most attended (probe finding: "the 1 #food video ... 62% on 3 videos").
     text = summarise(attention_weights=np.array([0.3, 0.25, 0.05], np.float32), history_tags=tags, history_events=[3, 2, 2],

@@ -11,6 +11,7 @@ from conftest import write_csv
 
 from flows.cli import main
 from warehouse import db, store
+from warehouse.errors import InputFileError
 from warehouse.ingest import ingest_events, ingest_items
 from warehouse.schemas import ITEMS
 
@@ -77,15 +78,38 @@ def test_a_csv_line_with_the_wrong_number_of_fields_is_quarantined_and_the_rest_
                      b"u1,v1,2026-01-01T00:00:00Z,like\n"
                      b"u2,v2,2026-01-01T00:00:00Z,like,extra,fields\n"  # an unquoted comma too many
                      b"u3,v3\n"
+                     b"u3,v3\n"  # the same bad line twice: two failures, told apart by line number
                      b"u4,v4,2026-01-02T00:00:00Z,watch\n")
     report = ingest_events(wh, path)
-    assert (report.input_rows, report.accepted, report.quarantined) == (4, 2, 2)
+    assert (report.input_rows, report.accepted, report.quarantined) == (5, 2, 3)
     db.refresh_views(wh)
     assert sorted(db.query(wh, "SELECT user_id FROM events").column("user_id").to_pylist()) == ["u1", "u4"]
     failures = db.query(wh, "SELECT error, record FROM failures ORDER BY error").to_pylist()
-    assert "expected 4 fields (user_id, item_id, event_ts, event), found 2" in failures[0]["error"]
-    assert "expected 4 fields (user_id, item_id, event_ts, event), found 6" in failures[1]["error"]
-    assert "u2,v2,2026-01-01T00:00:00Z,like,extra,fields" in failures[1]["record"]  # the line itself, to fix and replay
+    assert [f["error"] for f in failures] == [
+        "line 3: expected 4 fields (user_id, item_id, event_ts, event), found 6; quote a field that holds a comma",
+        "line 4: expected 4 fields (user_id, item_id, event_ts, event), found 2; a field is missing",
+        "line 5: expected 4 fields (user_id, item_id, event_ts, event), found 2; a field is missing"]
+    assert json.loads(failures[0]["record"]) == {"line": "u2,v2,2026-01-01T00:00:00Z,like,extra,fields"}  # to fix and replay
+
+
+def test_a_malformed_line_that_is_not_utf8_is_quarantined_too(wh, tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_bytes(b"item_id,title,video_uri\nv1,first,\nv\xe9,caf\xe9,,extra\nv3,third,\n")
+    report = ingest_items(wh, path)
+    assert (report.input_rows, report.accepted, report.quarantined) == (3, 2, 1)
+    db.refresh_views(wh)
+    error = db.query(wh, "SELECT error FROM failures").column("error")[0].as_py()
+    assert error == "line 3: expected 3 fields (item_id, title, video_uri), found 4; quote a field that holds a comma"
+
+
+@pytest.mark.parametrize("odd_byte", [b"", b"\xe9"], ids=["utf8", "latin1"])  # the fast and the slow reader
+def test_a_quote_never_closed_refuses_the_file_instead_of_swallowing_it(wh, tmp_path, odd_byte):
+    path = tmp_path / "events.csv"
+    good = b"".join(b"u%d,v1,2026-01-01T00:00:00Z,like\n" % i for i in range(50))
+    path.write_bytes(b"user_id,item_id,event_ts,event\nu0,v1" + odd_byte + b",2026-01-01T00:00:00Z,like\nu1,\"v2,2026-01-01,like\n" + good)
+    with pytest.raises(InputFileError, match="opens a quote that is never closed"):
+        ingest_events(wh, path)
+    assert not list(wh.home.rglob("*.parquet"))  # nothing written, not even to failures
 
 
 def test_reingest_changes_no_count(wh, tmp_path):

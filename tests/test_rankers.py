@@ -153,7 +153,7 @@ def test_ranker_names_are_defined_once_and_unknown_names_are_config_errors():
     from warehouse.errors import ConfigError
 
     assert list(RANKERS) + list(NEEDS_BASE) == ALL_MODELS
-    with pytest.raises(ConfigError, match="unknown ranker 'sasrec2'; known: popularity"):
+    with pytest.raises(ConfigError, match="unknown ranker 'sasrec2'; pass one of popularity"):
         build("sasrec2", "cpu", {})
     with pytest.raises(ConfigError, match="train lstm-attn first"):
         build("lightgbm", "cpu", {})

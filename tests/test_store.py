@@ -130,6 +130,28 @@ def test_embeddings_keep_fixed_width_and_support_cosine_search(wh):
     assert nearest.column("item_id").to_pylist() == ["y"]
 
 
+def test_current_embeddings_hold_only_the_current_contents_vectors_and_title(wh):
+    """An item whose title changed keeps both versions' vectors in `embeddings`; `current_embeddings`
+    and the vector views show the new version's vector and title only."""
+    t0, t1 = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)
+    item = {"item_id": "x", "video_uri": None, "audio_uri": None, "duration_s": None, "source": "test"}
+    store.append(wh, ITEMS, pa.Table.from_pylist([{**item, "title": "old title", "content_hash": "h1", "ingested_at": t0},
+                                                  {**item, "item_id": "y", "title": "other", "content_hash": "h9", "ingested_at": t0}],
+                                                 schema=ITEMS.schema))
+    store.append(wh, ITEMS, pa.Table.from_pylist([{**item, "title": "new title", "content_hash": "h2", "ingested_at": t1}], schema=ITEMS.schema))
+    store.append(wh, EMBEDDINGS, pa.table({
+        "item_id": ["x", "x", "y"], "modality": ["text"] * 3, "model": ["m@1"] * 3, "dim": [2] * 3,
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], pa.float32()), 2),
+        "tags": [[], [], []], "content_hash": ["h1", "h2", "h9"], "created_at": [t0, t1, t0]}))
+    db.refresh_views(wh)
+    assert db.query(wh, "SELECT count(*) AS n FROM embeddings").column("n")[0].as_py() == 3
+    current = db.query(wh, "SELECT item_id, content_hash, title, vector FROM current_embeddings ORDER BY item_id").to_pylist()
+    assert [(r["item_id"], r["content_hash"], r["title"], r["vector"]) for r in current] == [
+        ("x", "h2", "new title", [0.0, 1.0]), ("y", "h9", "other", [1.0, 1.0])]
+    view = db.query(wh, "SELECT item_id, title FROM vectors_text_m ORDER BY item_id").to_pylist()
+    assert view == [{"item_id": "x", "title": "new title"}, {"item_id": "y", "title": "other"}]
+
+
 def test_every_table_has_a_view_from_the_start(wh):
     db.refresh_views(wh)
     for name, spec in TABLES.items():
@@ -170,3 +192,15 @@ def test_a_replace_cut_short_is_rolled_forward_or_back(wh, landed):
     values = sorted(r["vector"][0] for r in store.read(wh, EMBEDDINGS).to_pylist())
     assert values == ([2.0, 2.0] if landed else [1.0, 1.0])
     assert not (wh.table_dir(EMBEDDINGS) / ".journal.json").exists()
+
+
+def test_a_home_from_an_earlier_version_gets_the_views_it_lacks_on_open(wh):
+    import duckdb
+
+    store.append(wh, EVENTS, pa.Table.from_pylist([event_row("u", "i", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)],
+                                                  schema=EVENTS.schema))
+    db.refresh_views(wh)
+    con = duckdb.connect(str(wh.db_path))
+    con.execute("DROP VIEW current_embeddings")  # as a home made before the view existed
+    con.close()
+    assert db.query(wh, "SELECT count(*) AS n FROM current_embeddings").column("n")[0].as_py() == 0

@@ -143,16 +143,18 @@ def _lock_down(wh: Warehouse, con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _views_elsewhere(wh: Warehouse) -> list[str]:
-    """Tables that have files in this home but whose view reads another path: the home was copied
-    or moved since the views were made (they hold absolute paths)."""
+    """Tables that have files in this home but whose view reads another path (the home was copied
+    or moved since the views were made: they hold absolute paths), and derived views this version
+    defines that the database lacks (a home made by an earlier version)."""
     with _database_lock(wh, exclusive=False):
         con = duckdb.connect(str(wh.db_path), read_only=True)
         try:
             stored = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
         finally:
             con.close()
-    return [spec.name for spec in TABLES.values()
-            if wh.has_rows_on_disk(spec) and _sql_string(wh.parquet_glob(spec)) not in (stored.get(spec.name) or "")]
+    moved = [spec.name for spec in TABLES.values()
+             if wh.has_rows_on_disk(spec) and _sql_string(wh.parquet_glob(spec)) not in (stored.get(spec.name) or "")]
+    return moved + [name for name in DERIVED_VIEWS if name not in stored]
 
 
 def _rebuild_moved_views(wh: Warehouse, stale: list[str]) -> None:
@@ -160,8 +162,8 @@ def _rebuild_moved_views(wh: Warehouse, stale: list[str]) -> None:
         refresh_views(wh)
     except (duckdb.Error, OSError) as exc:
         raise QueryError(
-            f"the views of {', '.join(stale)} in {wh.db_path} read files outside {wh.tables_dir} (the home was copied "
-            f"or moved), and rebuilding them failed: {str(exc).splitlines()[0]}; make {wh.home} writable and rerun"
+            f"the views of {', '.join(stale)} in {wh.db_path} are missing or read files outside {wh.tables_dir} (the home "
+            f"was made by an earlier version, copied or moved), and rebuilding them failed: {str(exc).splitlines()[0]}; make {wh.home} writable and rerun"
         ) from exc
 
 
@@ -226,7 +228,7 @@ def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     temp = "CREATE OR REPLACE TEMP VIEW"
     for spec in TABLES.values():
         con.execute(view_sql(wh, spec).replace("CREATE OR REPLACE VIEW", temp, 1))
-    for sql in derived_view_sqls() + vector_view_sqls(con):  # they read the table views just made
+    for sql in derived_view_sqls() + vector_view_sqls(con):  # over the table views just made, in order
         con.execute(sql.replace("CREATE OR REPLACE VIEW", temp, 1))
     return con
 

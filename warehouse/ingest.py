@@ -10,6 +10,7 @@ input rows = accepted + quarantined + duplicates.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -92,29 +93,86 @@ def read_input_file(path: Path, required: tuple[str, ...], optional: tuple[str, 
 
 
 def _read_csv_as_bytes(path: Path, quarantine: Quarantine | None = None) -> pa.Table:
+    """The CSV with every column as bytes. With a quarantine, a line with the wrong number of fields
+    goes there (with its line number and text) and the rest is read; a quote that is never closed
+    (it would swallow the lines after it as one field) refuses the file."""
     with open(path, "rb") as handle:
         header_line = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
     header = next(csv.reader([header_line]), [])
+    if quarantine is not None and not _is_utf8(path):
+        # pyarrow cannot hand a line that is not UTF-8 to the handler below: such files are read here
+        return _read_csv_in_python(path, header, quarantine)
+    rejected: list[tuple[int | None, int, str]] = []  # (line, fields found, text)
+    unclosed: list[int | None] = []
 
     def malformed(row: pacsv.InvalidRow) -> str:
         if quarantine is None:
             return "error"
-        where = f"line {row.number}: " if row.number is not None else ""
-        quarantine.add(f"{where}expected {row.expected_columns} fields ({', '.join(header)}), found {row.actual_columns}; "
-                       "quote a field that holds a comma", {"line": row.text})
+        if "\n" in row.text or "\r" in row.text:
+            unclosed.append(row.number)
+            return "error"
+        rejected.append((row.number, row.actual_columns, row.text))
         return "skip"
 
     try:
-        return pacsv.read_csv(
+        table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(use_threads=True),
+            # one thread where rows may be quarantined: pyarrow numbers the lines only then
+            read_options=pacsv.ReadOptions(use_threads=quarantine is None),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=malformed),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.binary() for name in header}, strings_can_be_null=False
             ),
         )
     except pa.ArrowInvalid as exc:
+        if unclosed:
+            where = f"line {unclosed[0]}" if unclosed[0] is not None else "a line"
+            raise InputFileError(f"{path}: {where} opens a quote that is never closed, so the lines after it read as one "
+                                 "field; fix the quoting and ingest the file again") from exc
         raise InputFileError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from exc
+    for number, found, text in rejected:
+        quarantine.add(_field_count_error(number, len(header), found, header), {"line": text})
+    return table
+
+
+def _is_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as handle:
+        try:
+            while chunk := handle.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _read_csv_in_python(path: Path, header: list[str], quarantine: Quarantine) -> pa.Table:
+    """The slow path of _read_csv_as_bytes, for files that are not valid UTF-8 throughout (each bad
+    cell is then quarantined with its row, as on the fast path)."""
+    columns: list[list[bytes]] = [[] for _ in header]
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        for row in reader:
+            if not row:
+                continue  # blank lines, as pyarrow skips them
+            if len(row) != len(header):
+                if any("\n" in value or "\r" in value for value in row):
+                    raise InputFileError(f"{path}: the line before line {reader.line_num} opens a quote that is never closed, "
+                                         "so the lines after it read as one field; fix the quoting and ingest the file again")
+                text = ",".join(row).encode("utf-8", errors="surrogateescape")
+                quarantine.add(_field_count_error(reader.line_num, len(header), len(row), header), {"line": text})
+                continue
+            for column, value in zip(columns, row):
+                column.append(value.encode("utf-8", errors="surrogateescape"))
+    return pa.table({name: pa.array(values, pa.binary()) for name, values in zip(header, columns)})
+
+
+def _field_count_error(line: int | None, expected: int, found: int, header: list[str]) -> str:
+    where = f"line {line}: " if line is not None else ""
+    hint = "quote a field that holds a comma" if found > expected else "a field is missing"
+    return f"{where}expected {expected} fields ({', '.join(header)}), found {found}; {hint}"
 
 
 def _check_columns(path: Path, found: list[str], required: tuple[str, ...], optional: tuple[str, ...]) -> None:

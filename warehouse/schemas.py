@@ -175,7 +175,7 @@ EXPLANATIONS = TableSpec(
             pa.field("history_item_ids", pa.list_(pa.string())),
             pa.field("attention", pa.list_(pa.float32())),  # one weight per history item
             pa.field("modality_names", pa.list_(pa.string())),
-            pa.field("modality_contributions", pa.list_(pa.float32())),  # leave-one-modality-out, log-odds
+            pa.field("modality_contributions", pa.list_(pa.float32())),  # leave-one-modality-out: score minus the score without it
             pa.field("fusion_weights", pa.list_(pa.float32())),  # the target item's fusion weight per modality
             pa.field("feature_names", pa.list_(pa.string())),
             pa.field("feature_contributions", pa.list_(pa.float32())),  # LightGBM pred_contrib
