@@ -57,7 +57,7 @@ def sample_frames(path: str | Path, n: int = 8) -> tuple[npt.NDArray[np.uint8], 
     except (*DECODER_ERRORS, ImportError) as decord_error:
         try:
             return _frames_pyav(str(path), n)
-        except DECODER_ERRORS as pyav_error:
+        except (*DECODER_ERRORS, MediaDecodeError) as pyav_error:  # both decoders' reasons go in the message
             raise MediaDecodeError(
                 f"{path}: cannot decode video (decord: {_first_line(decord_error)}; PyAV: {_first_line(pyav_error)})"
             ) from pyav_error
