@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # (PyAV, decord and soundfile wheels bundle their own FFmpeg and libsndfile).
 APT_PACKAGES := chromium chromium-driver
 
-.PHONY: setup system demo test lint clean serve deploy worker
+.PHONY: setup system demo test test-e2e lint clean serve deploy worker
 
 setup: $(STAMP)
 
@@ -34,8 +34,14 @@ system:
 demo: setup
 	$(BIN)/reelsense demo
 
+# The tests a change needs (every test but the end-to-end ones; under 12 minutes on 2 cores).
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not e2e"
+
+# End to end: the demo twice through the CLI, and a deployment run on a real Prefect server
+# (about 10 minutes on 2 cores). CI runs them after `make test`.
+test-e2e: setup
+	$(BIN)/python -m pytest -m e2e
 
 # ruff with the rule set in pyproject.toml ([tool.ruff.lint]); no format check yet.
 lint: setup

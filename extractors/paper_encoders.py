@@ -70,13 +70,17 @@ class ClipModel:
     def version(self) -> str:
         return Path(self.checkpoint).stem if self.checkpoint else "unset"
 
+    def require_checkpoint(self) -> Path:
+        """The checkpoint's path, or ModelNotFound saying how to get one (checked before a run starts)."""
+        return require_file(self.checkpoint, f"CLIP {self.arch}", CLIP_HOWTO.format(arch=self.arch))
+
     def load(self, device: str = "cpu") -> None:
         if self.model is not None:
             return
         offline_hub()
         import open_clip
 
-        path = require_file(self.checkpoint, f"CLIP {self.arch}", CLIP_HOWTO.format(arch=self.arch))
+        path = self.require_checkpoint()
         model, _, preprocess = open_clip.create_model_and_transforms(self.arch, pretrained=str(path), device=device)
         normalize = next(t for t in preprocess.transforms if type(t).__name__ == "Normalize")
         self.mean, self.std = torch.tensor(normalize.mean), torch.tensor(normalize.std)
@@ -99,6 +103,9 @@ class ClipFrames:
     def __init__(self, clip: ClipModel, labels: Sequence[str] = ZERO_SHOT_LABELS, top_k: int = 3) -> None:
         self.clip, self.labels, self.top_k = clip, tuple(labels), top_k
         self._label_vectors: torch.Tensor | None = None
+
+    def require_checkpoint(self) -> Path:
+        return self.clip.require_checkpoint()
 
     def _zero_shot(self, model) -> torch.Tensor:
         """(labels, D) unit text vectors of the prompts, computed once per load."""
@@ -142,6 +149,7 @@ class ClipText:
         self.clip = clip
 
     version = ClipFrames.version
+    require_checkpoint = ClipFrames.require_checkpoint
     dim = ClipFrames.dim
     load = ClipFrames.load
 
@@ -171,8 +179,11 @@ class ClapAudio:
     def version(self) -> str:
         return f"{self.audio_model}-{Path(self.checkpoint).stem if self.checkpoint else 'unset'}"
 
+    def require_checkpoint(self) -> Path:
+        return require_file(self.checkpoint, "CLAP", CLAP_HOWTO)
+
     def load(self, device: str = "cpu") -> None:
-        path = require_file(self.checkpoint, "CLAP", CLAP_HOWTO)
+        path = self.require_checkpoint()
         offline_hub()
         import laion_clap  # noqa: F401  (puts laion-clap's clap_module on the import path)
         from clap_module import create_model

@@ -75,6 +75,14 @@ def build_encoders(config: ExtractConfig) -> dict[str, Encoder]:
     return encoders
 
 
+def check_checkpoints(config: ExtractConfig) -> None:
+    """Raise ModelNotFound for a configured encoder whose checkpoint file is not there, before any
+    flow starts (the paper preset's CLIP and CLAP; the offline encoders ship their weights)."""
+    for encoder in build_encoders(config).values():
+        if hasattr(encoder, "require_checkpoint"):
+            encoder.require_checkpoint()
+
+
 def check_encoder_keys(encoders: dict[str, Encoder]) -> None:
     """Refuse encoders that would write under one warehouse key: each sits in the slot of its own
     modality, and no two share (modality, model id)."""

@@ -229,6 +229,7 @@ def _ingest_events(args: argparse.Namespace) -> None:
 
 def _extract(args: argparse.Namespace) -> None:
     from extractors.config import load_config
+    from extractors.pipeline import check_checkpoints
     from flows.console import extract_line
     from flows.extract import run_extract
 
@@ -236,6 +237,7 @@ def _extract(args: argparse.Namespace) -> None:
     wh = Warehouse(args.home)
     if not wh.has_rows_on_disk(ITEMS):
         raise WarehouseNotFound(f"no items in {wh.home}; run `reelsense ingest items FILE` (or `reelsense demo`) first")
+    check_checkpoints(config)  # a missing checkpoint is one line before any flow starts, not after decoding
     summary = run_extract(str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers,
                           dask_address=args.dask_address, shards=args.shards)
     print(extract_line(summary))

@@ -21,8 +21,8 @@ from warehouse import db, store
 from warehouse.schemas import EVENTS
 from warehouse.store import Warehouse
 
-FAST = SasrecConfig(max_epochs=60, patience=60, batch=256, lr=3e-3, dropout=0.1, attn_dropout=0.1)
-FAST_LSTM = LstmAttnConfig(max_epochs=60, patience=60, batch=256, lr=3e-3, dropout=0.1)
+FAST = SasrecConfig(max_epochs=30, patience=30, batch=256, lr=3e-3, dropout=0.1, attn_dropout=0.1)
+FAST_LSTM = LstmAttnConfig(max_epochs=30, patience=30, batch=256, lr=3e-3, dropout=0.1)
 
 
 def planted(root, *, with_content: bool = True):

@@ -12,6 +12,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_runs_twice_with_the_same_counts(tmp_path):
     command = [sys.executable, "-m", "flows.cli", "--home", str(tmp_path / "home"), "demo"]
     outputs = [subprocess.run(command, capture_output=True, text=True, timeout=1500) for _ in range(2)]

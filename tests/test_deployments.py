@@ -52,6 +52,7 @@ def _wait(condition, timeout: float, what: str, proc: subprocess.Popen | None = 
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_a_deployment_run_lands_in_the_warehouse(tmp_path):
     sample = tmp_path / "sample"
     generate_sample(sample, SampleConfig(seed=5, items_per_topic=1, users=3, cold_users=1))

@@ -95,6 +95,7 @@ def test_a_missing_checkpoint_is_one_line_and_exit_2(six_items, tmp_path, prefec
     run = subprocess.run([*cli, "extract", "--preset", "paper"], capture_output=True, text=True, env=env)
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
+    assert "flow run" not in run.stderr.lower()  # refused before any flow started (nothing decoded first)
     errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
     assert errors == ["reelsense: error: no CLIP ViT-B-32 checkpoint configured; download an open_clip checkpoint for "
                       "ViT-B-32 (e.g. open_clip_pytorch_model.bin from https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K) "
