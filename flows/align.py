@@ -36,23 +36,14 @@ from warehouse import db, store
 from warehouse.schemas import EMBEDDINGS
 from warehouse.store import Warehouse
 
-RAW_MODELS_SQL = """
-SELECT e.modality, e.model, count(*) AS items
-FROM current_embeddings e
-WHERE e.modality <> 'fused' AND NOT starts_with(e.model, 'aligned@')
-GROUP BY ALL ORDER BY e.modality, items DESC, e.model
-"""
-
 
 @task(name="load-raw-vectors", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def load_raw_vectors(home: str) -> tuple[dict[str, str], list[str], list[str], dict[str, np.ndarray]]:
     wh = Warehouse(home)
     raw_models: dict[str, str] = {}
-    for row in db.fetch(wh, RAW_MODELS_SQL):
+    for row in db.analysis(wh, "raw_models").to_pylist():
         raw_models.setdefault(row["modality"], row["model"])  # the most complete model per modality
-    rows = db.fetch(wh, """
-        SELECT e.item_id, e.content_hash, e.modality, e.vector FROM current_embeddings e
-        WHERE list_contains($models, e.model)""", {"models": list(raw_models.values())})
+    rows = db.analysis(wh, "raw_vectors", {"models": list(raw_models.values())}).to_pylist()
     item_ids, hashes, vectors = vectors_from_rows(rows, sorted(raw_models))
     return raw_models, item_ids, hashes, vectors
 

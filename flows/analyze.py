@@ -57,15 +57,14 @@ def check_run(wh: Warehouse, run_id: str | None) -> dict[str, Any]:
 
 def item_tags(wh: Warehouse) -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
-    for r in db.fetch(wh, "SELECT item_id, kind, list(tag ORDER BY position) AS tags FROM item_tags GROUP BY ALL"):
+    for r in db.analysis(wh, "item_tag_lists").to_pylist():
         out.setdefault(r["item_id"], {})[r["kind"]] = r["tags"]
     return out
 
 
 def history_ages(wh: Warehouse, queries, data: Dataset) -> np.ndarray:
     """(Q, T) seconds between each history step's latest interaction and the user's latest event."""
-    rows = db.fetch(wh, "SELECT user_id, item_id, epoch(max(event_ts)) AS ts FROM events WHERE list_contains($users, user_id) GROUP BY ALL",
-                    {"users": [str(u) for u in queries.users]})
+    rows = db.analysis(wh, "last_interactions", {"users": [str(u) for u in queries.users]}).to_pylist()
     seen = {(r["user_id"], r["item_id"]): r["ts"] for r in rows}
     newest: dict[str, float] = {}
     for (user, _), ts in seen.items():
@@ -115,7 +114,7 @@ def explain_scores(home: str, run_id: str, device: str) -> tuple[list[dict], Dat
     wh = Warehouse(home)
     data = load_dataset(wh, MAX_HISTORY)
     model, ctr = load_explainers(wh, data, device)
-    scored = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = $run ORDER BY user_id, rank", {"run": run_id})
+    scored = db.analysis(wh, "run_pairs", {"run": run_id}).to_pylist()
     rows = explain_for(wh, data, model, ctr, [(s["user_id"], s["item_id"]) for s in scored])
     if rows:
         store.append(wh, EXPLANATIONS, pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows]))
@@ -194,9 +193,7 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
 
 def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = None, device: str = "auto") -> list[str]:
     """`reelsense explain`: the stored explanation of a scored pair, or one computed now."""
-    known = db.fetch(wh, "SELECT (SELECT count(*) FROM events WHERE user_id = $user) AS events, "
-                         "(SELECT count(*) FROM items WHERE item_id = $item) + (SELECT count(*) FROM events WHERE item_id = $item) AS item",
-                     {"user": user, "item": item})[0]
+    known = db.analysis(wh, "known_pair", {"user": user, "item": item}).to_pylist()[0]
     if not known["events"] or not known["item"]:
         unknown = []  # (what, id, why, a query that lists some that exist)
         if not known["events"]:
@@ -206,10 +203,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         what = " and ".join(f"unknown {kind} {value!r} {why}" for kind, value, why, _ in unknown)
         hints = "; ".join(f'`reelsense sql "{sql}"` lists some {kind}s' for kind, _, _, sql in unknown)
         raise ReelsenseError(f"cannot explain: {what}; {hints}")
-    stored = db.fetch(wh, """
-        SELECT e.* FROM explanations e LEFT JOIN (SELECT run_id, max(scored_at) AS t FROM scores GROUP BY run_id) s USING (run_id)
-        WHERE e.user_id = $user AND e.item_id = $item AND ($run IS NULL OR e.run_id = $run)
-        ORDER BY s.t DESC NULLS LAST LIMIT 1""", {"user": user, "item": item, "run": run_id})
+    stored = db.analysis(wh, "stored_explanation", {"user": user, "item": item, "run": run_id}).to_pylist()
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
     elif run_id is not None:

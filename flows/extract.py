@@ -48,16 +48,12 @@ def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | 
     wh = Warehouse(home)
     models = model_ids(config)
     items = [{**r, "video_uri": media_path(wh, r["video_uri"]), "audio_uri": media_path(wh, r["audio_uri"])}
-             for r in db.fetch(wh, "SELECT item_id, title, video_uri, audio_uri, content_hash FROM items ORDER BY item_id")]
+             for r in db.analysis(wh, "extract_items").to_pylist()]
     if limit is not None:
         items = items[:limit]
-    done = {tuple(r.values()) for r in db.fetch(
-        wh, "SELECT item_id, modality, model, content_hash FROM embeddings WHERE list_contains($models, model)",
-        {"models": list(models.values())})}
+    done = {tuple(r.values()) for r in db.analysis(wh, "extracted_keys", {"models": list(models.values())}).to_pylist()}
     failed, no_audio = (
-        {tuple(r.values()) for r in db.fetch(
-            wh, "SELECT item_id, json_extract_string(record, '$.content_hash') AS h FROM failures WHERE stage = $stage",
-            {"stage": stage})}
+        {tuple(r.values()) for r in db.analysis(wh, "failed_extractions", {"stage": stage}).to_pylist()}
         for stage in (STAGE, f"{STAGE}:audio")
     )
     return plan_work(items, done, failed, models, no_audio=no_audio, force=force)

@@ -105,7 +105,7 @@ def _pad(lists: pa.ChunkedArray, length: int, index: dict[str, int] | None, dtyp
 
 def item_vocabulary(wh: Warehouse) -> list[str]:
     """Every item id, from items and from events (an event may name an item with no metadata), sorted."""
-    return [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events ORDER BY 1")]
+    return db.analysis(wh, "item_vocabulary").column("item_id").to_pylist()
 
 
 def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None) -> Dataset:
@@ -156,19 +156,11 @@ def unaligned_items(wh: Warehouse, fused_model: str) -> list[str]:
 
 
 def content_matrix(wh: Warehouse, index: dict[str, int]) -> tuple[np.ndarray, str]:
-    models = db.fetch(wh, """
-        SELECT e.modality, e.model, count(*) AS n, max(e.created_at) AS newest FROM current_embeddings e
-        WHERE e.modality IN ('fused', 'text') GROUP BY e.modality, e.model
-        ORDER BY e.modality = 'fused' DESC, n DESC, newest DESC""")
+    models = db.analysis(wh, "content_models").to_pylist()
     if not models:
         return np.zeros((len(index) + 1, 1), np.float32), "none"
     modality, model = models[0]["modality"], models[0]["model"]
-    con = db.scratch(wh)
-    try:
-        rows = con.sql("""SELECT e.item_id, e.vector FROM current_embeddings e
-            WHERE e.modality = $modality AND e.model = $model""", params={"modality": modality, "model": model}).to_arrow_table()
-    finally:
-        con.close()
+    rows = db.analysis(wh, "content_vectors", {"modality": modality, "model": model})
     vectors = rows.column("vector").combine_chunks()
     dim = len(vectors[0]) if len(vectors) else 1
     flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
@@ -224,12 +216,7 @@ def modality_vectors(wh: Warehouse, data: Dataset) -> ModalityVectors | None:
         return None
     model = data.content_source.split(":", 1)[1]
     index = {item: i for i, item in enumerate(data.item_ids) if i}
-    con = db.scratch(wh)
-    try:
-        rows = con.sql("""SELECT e.item_id, e.modality, e.vector, e.fusion_weights FROM current_embeddings e
-            WHERE e.model = $model""", params={"model": model}).to_arrow_table().to_pylist()
-    finally:
-        con.close()
+    rows = db.analysis(wh, "model_vectors", {"model": model}).to_pylist()
     fused = [r for r in rows if r["modality"] == "fused" and r["fusion_weights"]]
     names = [k for k, _ in fused[0]["fusion_weights"]] if fused else []
     if not names:
