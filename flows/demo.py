@@ -90,5 +90,5 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
 
 
 def _first_pair(wh: Warehouse, run_id: str) -> tuple[str, str]:
-    row = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = $run AND rank = 1 ORDER BY user_id LIMIT 1", {"run": run_id})[0]
+    row = db.analysis(wh, "first_pair", {"run": run_id}).to_pylist()[0]
     return row["user_id"], row["item_id"]
