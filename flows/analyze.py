@@ -220,7 +220,8 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         lines.append(f"  {hist_item:<14} {label(tags.get(hist_item, {})):<18} {weight:6.3f} {'#' * int(round(weight * 40))}")
     lines += ["", "modality contributions (score lost when left out; the item's fusion weight):"]
     for name, value, fusion in zip(row["modality_names"], row["modality_contributions"], row["fusion_weights"] or []):
-        lines.append(f"  {name:<8} {value:+.3f}   fusion weight {fusion:.2f}")
+        shown = f"{value:+.3f}" if value is not None and np.isfinite(value) else "     -"  # no content vector: nothing to take out
+        lines.append(f"  {name:<8} {shown}   fusion weight {fusion:.2f}")
     if row.get("feature_names"):
         lines += ["", "LightGBM feature contributions (pred_contrib, log-odds):"]
         lines += [f"  {n:<18} {v:+.3f}" for n, v in zip(row["feature_names"], row["feature_contributions"])]

@@ -43,6 +43,13 @@ def _device(text: str) -> str:
     """--device: auto, cpu, cuda or cuda:N (argparse prints a one-line error for anything else)."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
+    if text.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device torch can use; pass --device cpu or auto")
+        if ":" in text and int(text.split(":")[1]) >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
     return text
 
 

@@ -39,7 +39,8 @@ def leave_one_modality_out(model, data: Dataset, queries: Queries, items: npt.ND
     out = np.zeros((len(queries), len(names)), np.float32)
     for i, name in enumerate(names):
         content = modalities.fused_without(name) if modalities is not None else np.zeros_like(data.content)
-        out[:, i] = full - model.score_items(data, queries, items[:, None], content=content)[:, 0]  # the model is not changed
+        with np.errstate(invalid="ignore"):  # an item without content scores -inf both ways: NaN, "nothing to take out"
+            out[:, i] = full - model.score_items(data, queries, items[:, None], content=content)[:, 0]  # the model is not changed
     return names, out
 
 

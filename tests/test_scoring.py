@@ -275,6 +275,12 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
         with pytest.raises(SystemExit) as exit_info:
             _cli(home, "score", *args)
         assert exit_info.value.code == 2 and "expected" in capfd.readouterr().err, args
+    import torch
+
+    if not torch.cuda.is_available():  # probe finding: --device cuda on a CPU machine was a traceback per shard
+        with pytest.raises(SystemExit) as exit_info:
+            _cli(home, "score", "--device", "cuda")
+        assert exit_info.value.code == 2 and "no CUDA device torch can use; pass --device cpu or auto" in capfd.readouterr().err
     for command in ("train", "evaluate"):  # probe finding: `--models ,,` evaluated every model
         assert _cli(home, command, "--models", ",,") == 2
         assert "--models ',,' names no ranker" in capfd.readouterr().err
