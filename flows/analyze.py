@@ -212,7 +212,8 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     else:
         data = load_dataset(wh, MAX_HISTORY)
         model, ctr = load_explainers(wh, data, device_for(device))
-        row, source = explain_for(wh, data, model, ctr, [(user, item)])[0], "computed now: this pair is in no scored run"
+        row = explain_for(wh, data, model, ctr, [(user, item)])[0]
+        source = "computed now: no stored explanation of this pair (`reelsense report` stores them for a scored run)"
     tags = item_tags(wh)
     lines = [f"user {user}, item {item} ({label(tags.get(item, {}))}); {source}; model {row['model_version']}", "",
              "Why: " + row["summary"], "", "attention over the history (newest last; weights sum to 1):"]

@@ -246,5 +246,6 @@ def check_content(data: Dataset, name: str) -> None:
                              "(and `reelsense align` for several modalities) first, or train an id-only ranker")
     if len(data.unaligned):
         shown = ", ".join(data.unaligned[:5]) + (" ..." if len(data.unaligned) > 5 else "")
-        raise MissingContent(f"{len(data.unaligned)} items have raw embeddings but no {data.content_source} vector "
+        have = "item has" if len(data.unaligned) == 1 else "items have"
+        raise MissingContent(f"{len(data.unaligned)} {have} raw embeddings but no {data.content_source} vector "
                              f"({shown}); run `reelsense align` to project them, then train or score again")

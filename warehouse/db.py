@@ -193,7 +193,7 @@ def _require_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryError('empty query: found no SQL statement; expected one SELECT, e.g. "SELECT count(*) FROM events"')
     kinds = [s.type.name for s in statements]
     if len(statements) > 1 or kinds[0] != "SELECT":
-        found = f"{len(kinds)} statements ({', '.join(kinds)})" if len(kinds) > 1 else f"a {kinds[0]} statement"
+        found = f"{len(kinds)} statements ({', '.join(kinds)})" if len(kinds) > 1 else f"{'an' if kinds[0][0] in 'AEIOU' else 'a'} {kinds[0]} statement"
         raise QueryError(f"found {found}; {READ_ONLY_HINT}; nothing was run")
 
 
