@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flows.console import format_csv, format_json, format_table, report_line, results_lines
-from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES, check_rankers
 from warehouse import db
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
@@ -305,13 +305,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _models(text: str) -> list[str]:
-    known = ALL_MODELS
     names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in known]
-    if unknown:
-        raise ReelsenseError(f"unknown rankers {unknown}; expected some of {', '.join(known)}")
+    check_rankers(names)
     if not names:
-        raise ReelsenseError(f"--models {text!r} names no ranker; give some of {', '.join(known)}, comma-separated")
+        raise ReelsenseError(f"--models {text!r} names no ranker; give some of {', '.join(ALL_MODELS)}, comma-separated")
     return names
 
 

@@ -29,10 +29,9 @@ from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_sequences, item_vocabulary, load_dataset, negative_samples
 from ranker.evaluate import PROTOCOLS, compare_to, evaluate_model, evaluation_slices, test_rows
-from ranker.names import CANDIDATES
+from ranker.names import CANDIDATES, check_rankers
 from ranker.registry import ALL_MODELS, NEEDS_BASE, build
 from warehouse import db, store
-from warehouse.errors import ConfigError
 from warehouse.schemas import SAMPLES
 from warehouse.store import Warehouse
 
@@ -100,9 +99,7 @@ def train_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, devi
 
 def _ordered(models: list[str]) -> list[str]:
     """Bases before the models that re-rank them."""
-    unknown = sorted(set(models) - set(ALL_MODELS))
-    if unknown:
-        raise ConfigError(f"unknown rankers {unknown}; known: {', '.join(ALL_MODELS)}")
+    check_rankers(models)
     needed = set(models) | {NEEDS_BASE[m] for m in models if m in NEEDS_BASE}
     return [m for m in ALL_MODELS if m in needed]
 

@@ -36,7 +36,7 @@ from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, load_dataset
-from ranker.names import ALL_MODELS, CANDIDATES
+from ranker.names import CANDIDATES, check_rankers
 from ranker.scoring import current_queries, engaged_pairs, rerank, similarity_candidates
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -85,8 +85,7 @@ def score_shard(home: str, buckets: list[int], model_name: str, run_id: str, *, 
 
 def check_arguments(model: str, k: int, n_candidates: int) -> None:
     """Refuse arguments no run can use (the CLI calls this before it starts any flow)."""
-    if model not in ALL_MODELS:
-        raise ReelsenseError(f"unknown ranker {model!r}; expected one of {', '.join(ALL_MODELS)}")
+    check_rankers([model])
     if k < 1 or n_candidates < k:
         raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}; "
                              "pass --k 1 or more and --candidates at least --k")

@@ -1,5 +1,7 @@
 """Ranker names, importable without torch (the CLI lists them before loading any model)."""
 
+from warehouse.errors import ConfigError
+
 BASE_MODELS = [
     "popularity", "itemknn", "bpr-mf", "sasrec", "sasrec-content", "lstm-attn", "lstm-attn-no-content",
 ]
@@ -7,3 +9,11 @@ NEEDS_BASE = {"lightgbm": "lstm-attn"}  # lightgbm re-ranks lstm-attn's candidat
 ALL_MODELS = [*BASE_MODELS, *NEEDS_BASE]
 CANDIDATES = 200  # similarity candidates per user that score-batch re-ranks, by default (and evaluate measures)
 REPORT_PAGES = 300  # user pages a report writes by default: the run's most active users
+
+
+def check_rankers(names: list[str]) -> None:
+    """The one check of ranker names (CLI, flows, registry): unknown names are a ConfigError."""
+    unknown = [name for name in names if name not in ALL_MODELS]
+    if unknown:
+        raise ConfigError(f"unknown ranker{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                          f"pass {'one' if len(names) == 1 else 'some'} of {', '.join(ALL_MODELS)}")

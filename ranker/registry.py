@@ -8,7 +8,7 @@ from __future__ import annotations
 from ranker.bprmf import BprMF
 from ranker.itemknn import ItemKNN
 from ranker.lightgbm_ctr import LightGBMCtr
-from ranker.names import ALL_MODELS, NEEDS_BASE
+from ranker.names import NEEDS_BASE, check_rankers
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec
 from ranker.sequence import LstmAttn
@@ -31,6 +31,5 @@ def build(name: str, device: str, trained: dict) -> object:
         if base not in trained:
             raise ConfigError(f"{name} re-ranks {base}: train {base} first (list it before {name})")
         return LightGBMCtr(trained[base])
-    if name not in RANKERS:
-        raise ConfigError(f"unknown ranker {name!r}; pass one of {', '.join(ALL_MODELS)} (`reelsense models` lists the trained ones)")
+    check_rankers([name])
     return RANKERS[name](device)

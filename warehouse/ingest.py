@@ -73,11 +73,11 @@ class Quarantine:
             store.append(wh, FAILURES, pa.Table.from_pylist(self.rows, schema=FAILURES.schema))
 
 
-def read_input_file(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
-                    quarantine: Quarantine | None = None) -> list[dict[str, Any]]:
+def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantine,
+                    optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Rows of a CSV or Parquet file as dicts; text cells stay bytes so bad UTF-8 is caught per row.
     A CSV line with the wrong number of fields goes to `quarantine` (with its text) and the rest of
-    the file is read; without a quarantine it is an error."""
+    the file is read."""
     if not path.is_file():
         raise InputFileError(f"{path}: no such file; expected a CSV or Parquet file with columns {', '.join(required)}")
     if path.suffix.lower() == ".parquet":
@@ -92,22 +92,20 @@ def read_input_file(path: Path, required: tuple[str, ...], optional: tuple[str, 
     return table.select(wanted).to_pylist()
 
 
-def _read_csv_as_bytes(path: Path, quarantine: Quarantine | None = None) -> pa.Table:
-    """The CSV with every column as bytes. With a quarantine, a line with the wrong number of fields
-    goes there (with its line number and text) and the rest is read; a quote that is never closed
+def _read_csv_as_bytes(path: Path, quarantine: Quarantine) -> pa.Table:
+    """The CSV with every column as bytes. A line with the wrong number of fields goes to the
+    quarantine (with its line number and text) and the rest is read; a quote that is never closed
     (it would swallow the lines after it as one field) refuses the file."""
     with open(path, "rb") as handle:
         header_line = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
     header = next(csv.reader([header_line]), [])
-    if quarantine is not None and not _is_utf8(path):
+    if not _is_utf8(path):
         # pyarrow cannot hand a line that is not UTF-8 to the handler below: such files are read here
         return _read_csv_in_python(path, header, quarantine)
     rejected: list[tuple[int | None, int, str]] = []  # (line, fields found, text)
     unclosed: list[int | None] = []
 
     def malformed(row: pacsv.InvalidRow) -> str:
-        if quarantine is None:
-            return "error"
         if "\n" in row.text or "\r" in row.text:
             unclosed.append(row.number)
             return "error"
@@ -117,8 +115,8 @@ def _read_csv_as_bytes(path: Path, quarantine: Quarantine | None = None) -> pa.T
     try:
         table = pacsv.read_csv(
             path,
-            # one thread where rows may be quarantined: pyarrow numbers the lines only then
-            read_options=pacsv.ReadOptions(use_threads=quarantine is None),
+            # one thread: pyarrow numbers the lines only then (a quarantined line says which it was)
+            read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=malformed),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.binary() for name in header}, strings_can_be_null=False
@@ -185,7 +183,7 @@ def _check_columns(path: Path, found: list[str], required: tuple[str, ...], opti
 def ingest_events(wh: store.Warehouse, path: str | Path) -> IngestReport:
     path = Path(path).absolute()
     quarantine = Quarantine("ingest-events", str(path))
-    raw = read_input_file(path, EVENT_COLUMNS, EVENT_OPTIONAL, quarantine)
+    raw = read_input_file(path, EVENT_COLUMNS, quarantine, EVENT_OPTIONAL)
     malformed = len(quarantine.rows)
     good = []
     for record in raw:
@@ -272,7 +270,7 @@ def parse_watch_ratio(value: Any) -> tuple[float | None, str | None]:
 def ingest_items(wh: store.Warehouse, path: str | Path) -> IngestReport:
     path = Path(path).absolute()
     quarantine = Quarantine("ingest-items", str(path))
-    raw = read_input_file(path, ITEM_COLUMNS, ITEM_OPTIONAL, quarantine)
+    raw = read_input_file(path, ITEM_COLUMNS, quarantine, ITEM_OPTIONAL)
     malformed = len(quarantine.rows)
     rows = validate_items(raw, quarantine, base_dir=path.parent, source=str(path))
     return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw) + malformed, str(path))

@@ -40,7 +40,7 @@ def ingest_microlens(wh: store.Warehouse, root: str | Path) -> list[IngestReport
 
 def _ingest_titles(wh: store.Warehouse, path: Path, videos: Path) -> IngestReport:
     quarantine = Quarantine("ingest-microlens", str(path))
-    raw = read_input_file(path, ("item", "title"), quarantine=quarantine)
+    raw = read_input_file(path, ("item", "title"), quarantine)
     malformed = len(quarantine.rows)
     records = []
     for record in raw:
