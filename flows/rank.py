@@ -29,8 +29,8 @@ from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_sequences, item_vocabulary, load_dataset, negative_samples
 from ranker.evaluate import PROTOCOLS, compare_to, evaluate_model, evaluation_slices, test_rows
-from ranker.names import CANDIDATES, check_rankers
-from ranker.registry import ALL_MODELS, NEEDS_BASE, build
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, check_rankers
+from ranker.registry import build
 from warehouse import db, store
 from warehouse.schemas import SAMPLES
 from warehouse.store import Warehouse
