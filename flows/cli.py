@@ -31,11 +31,11 @@ import pyarrow as pa
 
 from flows.console import format_csv, format_json, format_table, report_line, results_lines
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES, check_rankers
-from warehouse import db
+from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
-from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES
+from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES, TABLES
 from warehouse.store import Warehouse
 
 
@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--width", type=int, default=48, help="widest table cell in characters; 0: no limit")
     sql.set_defaults(run=_sql)
 
+    compact = commands.add_parser("compact", help="merge each table's small Parquet files (one per append) into one per partition")
+    compact.add_argument("tables", nargs="*", metavar="TABLE", help=f"tables to compact (default: all of {', '.join(TABLES)})")
+    compact.set_defaults(run=_compact)
+
     sample = commands.add_parser("sample", help="generate the bundled sample platform")
     sample.add_argument("--out", type=Path, required=True)
     sample.add_argument("--seed", type=int, default=7)
@@ -211,6 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _compact(args: argparse.Namespace) -> None:
+    unknown = [name for name in args.tables if name not in TABLES]
+    if unknown:
+        raise ReelsenseError(f"unknown table {unknown[0]!r}; pass some of {', '.join(TABLES)} (or none: every table)")
+    wh = Warehouse(args.home)
+    if not wh.tables_dir.exists():
+        raise WarehouseNotFound(f"no warehouse in {wh.home}; run `reelsense ingest` (or `reelsense demo`) first")
+    for name in args.tables or list(TABLES):
+        before, after = store.compact(wh, TABLES[name])
+        if before:
+            print(f"compact {name}: {before} files -> {after}")
+    db.refresh_views(wh)
 
 
 def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:

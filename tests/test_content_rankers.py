@@ -17,6 +17,7 @@ from ranker.evaluate import earlier_items, paired_bootstrap, ranks_by_protocol, 
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
 from ranker.sequence import LstmAttn, LstmAttnConfig
+from ranker.training import next_item_sequences
 from warehouse import db, store
 from warehouse.schemas import EVENTS
 from warehouse.store import Warehouse
@@ -188,6 +189,45 @@ def test_cold_split_never_trains_on_withheld_items_or_users(planted_wh):
     for k, user_rows in user_cold_rows(data, split).items():
         assert ((data.queries.hist_items[user_rows] > 0).sum(1) == k).all()
         assert len(user_rows) == len(split.withheld_users)  # every withheld user has 11 positives
+
+
+def _prefix_pairs(data) -> list[tuple[tuple[int, ...], int]]:
+    """(history, target) of every training row with a history: the pairs RecBole trains on."""
+    rows = np.flatnonzero((data.split == "train") & (data.queries.hist_items[:, -1] > 0))
+    return sorted((tuple(int(i) for i in data.queries.hist_items[r] if i), int(data.targets[r])) for r in rows)
+
+
+def _sequence_pairs(data) -> list[tuple[tuple[int, ...], int]]:
+    inputs, labels = next_item_sequences(data)
+    return sorted((tuple(int(i) for i in inputs[u, : j + 1] if i), int(labels[u, j]))
+                  for u, j in zip(*np.nonzero(labels)))
+
+
+def test_next_item_sequences_hold_the_pairs_of_the_training_rows(planted_wh, tmp_path):
+    """sasrec trains every step of a user's sequence at once: the (prefix, next item) pairs must be
+    exactly those of the training rows, no validation or test target among them; a bare impression
+    or a weak watch is context, never a label; a cold split's withheld items appear nowhere."""
+    data = load_dataset(planted_wh, max_history=12)
+    assert _sequence_pairs(data) == _prefix_pairs(data)
+    split = cold_split(data, item_share=0.2, user_share=0.1, seed=3)
+    inputs, labels = next_item_sequences(split.train_data)
+    assert not split.withheld_items[inputs].any() and not split.withheld_items[labels[labels > 0]].any()
+    assert _sequence_pairs(split.train_data) == _prefix_pairs(split.train_data)
+
+    wh = Warehouse(tmp_path)
+    rows = _events([("u0", "a", 0), ("u0", "c", 2), ("u0", "d", 3), ("u0", "w", 4), ("u0", "e", 5), ("u0", "f", 6), ("u0", "g", 7)])
+    rows = rows.to_pylist()
+    rows[3]["event"], rows[3]["watch_ratio"] = "watch", 0.3  # w: watched under half, not a positive
+    shown = _events([("u0", "b", 1)]).to_pylist()
+    shown[0]["event"] = "impression"
+    store.append(wh, EVENTS, pa.Table.from_pylist(rows + shown, schema=EVENTS.schema))
+    db.refresh_views(wh)
+    data = load_dataset(wh, max_history=10)
+    inputs, labels = next_item_sequences(data)
+    name = lambda i: data.item_ids[i] if i else "-"  # noqa: E731
+    assert [name(i) for i in inputs[0] if i] == ["a", "b", "c", "d", "w"]  # the last training row predicts e
+    assert [name(i) for i, x in zip(labels[0], inputs[0]) if x] == ["-", "c", "d", "-", "e"]
+    assert _sequence_pairs(data) == _prefix_pairs(data)
 
 
 def test_the_masked_set_is_what_scoring_calls_engaged_not_bare_impressions(tmp_path):

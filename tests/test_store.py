@@ -6,6 +6,7 @@ import json
 import multiprocessing
 from datetime import datetime, timezone
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -204,3 +205,69 @@ def test_a_home_from_an_earlier_version_gets_the_views_it_lacks_on_open(wh):
     con.execute("DROP VIEW current_embeddings")  # as a home made before the view existed
     con.close()
     assert db.query(wh, "SELECT count(*) AS n FROM current_embeddings").column("n")[0].as_py() == 0
+
+
+def _embedding_batch(model: str, dim: int, items: list[str], seed: int) -> pa.Table:
+    vectors = np.random.default_rng(seed).normal(size=(len(items), dim)).astype(np.float32)
+    now = datetime.now(timezone.utc)
+    return pa.table({
+        "item_id": items, "modality": ["text"] * len(items), "model": [model] * len(items), "dim": [dim] * len(items),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim), "tags": [None] * len(items),
+        "content_hash": ["h"] * len(items), "created_at": [now] * len(items),
+    })
+
+
+def test_compact_merges_small_files_per_partition_and_schema_and_keeps_every_row(wh):
+    """Six appends of events (two users, two partitions) and of two embedding models of different
+    widths: compaction leaves one file per partition for events, one per model width for
+    embeddings, and exactly the same rows (vectors bit for bit)."""
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for step in range(6):
+        rows = [event_row(u, f"i{step}", start.replace(hour=step), "like", None) for u in ("u1", "u2")]
+        store.append(wh, EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema))
+        store.append(wh, EMBEDDINGS, _embedding_batch("a@1", 4, [f"x{step}"], step))
+        store.append(wh, EMBEDDINGS, _embedding_batch("b@1", 3, [f"x{step}"], 10 + step))
+    events, embeddings = store.read(wh, EVENTS), store.read(wh, EMBEDDINGS)
+    buckets = {user_partition("u1"), user_partition("u2")}
+    assert store.compact(wh, EVENTS) == (12, len(buckets))
+    assert store.compact(wh, EMBEDDINGS) == (12, 2)
+    assert {pq.read_schema(f).field("vector").type.list_size for f in wh.part_files(EMBEDDINGS)} == {3, 4}
+    assert store.read(wh, EVENTS).sort_by("event_ts").equals(events.sort_by("event_ts"))
+    by_key = lambda t: sorted(t.to_pylist(), key=lambda r: (r["model"], r["item_id"]))  # noqa: E731
+    assert by_key(store.read(wh, EMBEDDINGS)) == by_key(embeddings)
+    assert store.compact(wh, EVENTS) == (len(buckets), len(buckets))  # nothing left to merge
+    db.refresh_views(wh)
+    assert db.query(wh, "SELECT count(*) AS n FROM events").column("n")[0].as_py() == 12
+
+
+def test_append_compacts_a_partition_that_holds_too_many_small_files(wh, monkeypatch):
+    monkeypatch.setattr(store, "SMALL_FILES_LIMIT", 4)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for step in range(11):
+        row = event_row("u1", "i", start.replace(minute=step), "like", None)
+        store.append(wh, EVENTS, pa.Table.from_pylist([row], schema=EVENTS.schema))
+    assert len(list(wh.part_files(EVENTS))) <= 5
+    assert store.read(wh, EVENTS).num_rows == 11
+    again = store.append(wh, EVENTS, store.read(wh, EVENTS))  # every key is still found after compaction
+    assert again == store.WriteResult(written=0, duplicates=11)
+
+
+def test_an_append_reads_only_the_partitions_its_keys_can_live_in(wh):
+    """Events are partitioned by user: an append of one user's events never opens another
+    partition's files (here one is unreadable), so its cost follows the batch, not the table."""
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    users = [f"u{i}" for i in range(40)]
+    mine, other = "u0", next(u for u in users if user_partition(u) != user_partition("u0"))
+    store.append(wh, EVENTS, pa.Table.from_pylist([event_row(u, "i", start, "like", None) for u in (mine, other)],
+                                                  schema=EVENTS.schema))
+    (wh.table_dir(EVENTS) / f"user_bucket={user_partition(other)}" / "part-broken.parquet").write_bytes(b"not parquet")
+    batch = pa.Table.from_pylist([event_row(mine, "i", start, "like", None), event_row(mine, "j", start, "like", None)],
+                                 schema=EVENTS.schema)
+    assert store.append(wh, EVENTS, batch) == store.WriteResult(written=1, duplicates=1)
+    with pytest.raises(duckdb.Error):  # a table whose key does not decide the partition still reads every file
+        (wh.table_dir(ITEMS)).mkdir(parents=True)
+        (wh.table_dir(ITEMS) / "part-broken.parquet").write_bytes(b"not parquet")
+        now = datetime.now(timezone.utc)
+        store.append(wh, ITEMS, pa.Table.from_pylist([{"item_id": "a", "title": "t", "video_uri": None, "audio_uri": None,
+                                                       "duration_s": None, "content_hash": "h", "source": "test",
+                                                       "ingested_at": now}], schema=ITEMS.schema))

@@ -45,6 +45,9 @@ class TableSpec:
     # Nullable columns added after schema version 1: files written before lack them, and they
     # read back as nulls.
     added_later: tuple[str, ...] = ()
+    # The key decides the partition (the partition column is in the key, or a function of it):
+    # rows of different partitions can never share a key, so appends check their own partitions only.
+    key_decides_partition: bool = False
 
     @property
     def file_schema(self) -> pa.Schema:
@@ -88,6 +91,7 @@ EVENTS = TableSpec(
     ),
     key=("user_id", "item_id", "event_ts", "event"),
     partition_by="user_bucket",
+    key_decides_partition=True,  # user_bucket = user_partition(user_id)
 )
 
 EMBEDDINGS = TableSpec(
@@ -109,6 +113,7 @@ EMBEDDINGS = TableSpec(
     ),
     key=("item_id", "modality", "model", "content_hash"),
     partition_by="modality",
+    key_decides_partition=True,  # modality is in the key
     variable_width=("vector",),
     added_later=("fusion_weights",),
 )

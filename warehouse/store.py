@@ -13,6 +13,12 @@ dedupe-then-write step, so concurrent writers of overlapping rows store each row
 rewrites the affected files under a journal (`.journal.json`: the files it adds and removes), so a
 crash between writing and removing is rolled forward or back by the next writer: rows are never
 lost or doubled.
+
+Costs stay with the batch, not the table: where the key decides the partition (events by user,
+embeddings by modality), an append checks its keys against the partitions it writes only; and
+`compact` merges a partition's small files (each append writes one per partition) into one,
+under the same journal. `append` compacts a partition by itself once it holds more than
+`SMALL_FILES_LIMIT` small files, so a nightly job never leaves thousands of files behind.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ from warehouse.faults import crash_point
 from warehouse.schemas import SCHEMA_VERSION, TableSpec
 
 _PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Compaction: files under SMALL_FILE_BYTES are "small"; a partition with more than
+# SMALL_FILES_LIMIT of them is compacted after an append, its small files merged into one.
+SMALL_FILE_BYTES = 32 * 1024 * 1024
+SMALL_FILES_LIMIT = 64
 
 
 class Warehouse:
@@ -123,11 +133,65 @@ def append(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
     table_dir = wh.table_dir(spec)
     table_dir.mkdir(parents=True, exist_ok=True)
     with _table_lock(table_dir):
-        fresh = _new_rows(spec, batch, wh.parquet_glob(spec) if wh.has_rows_on_disk(spec) else None)
+        fresh = _new_rows(spec, batch, _colliding_files(wh, spec, batch))
         if fresh.num_rows:
-            _write_partitions(spec, table_dir, fresh)
+            written = _write_partitions(spec, table_dir, fresh)
             crash_point("append:after-write")
+            for folder in {path.parent for path in written}:
+                if len(_small_files(folder)) > SMALL_FILES_LIMIT:
+                    _compact_folder(spec, table_dir, folder)
     return WriteResult(written=fresh.num_rows, duplicates=batch.num_rows - fresh.num_rows)
+
+
+def _colliding_files(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[str] | None:
+    """The stored files a batch's keys could collide with (None: none stored). Where the key
+    decides the partition, only the partitions the batch writes; else every file of the table."""
+    if not wh.has_rows_on_disk(spec):
+        return None
+    if spec.partition_by is None or not spec.key_decides_partition:
+        return [wh.parquet_glob(spec)]
+    table_dir = wh.table_dir(spec)
+    values = pc.unique(batch.column(spec.partition_by)).to_pylist()
+    folders = [table_dir / f"{spec.partition_by}={value}" for value in values]
+    globs = [str(folder / "*.parquet") for folder in folders if next(folder.glob("*.parquet"), None) is not None]
+    return globs or None
+
+
+def compact(wh: Warehouse, spec: TableSpec) -> tuple[int, int]:
+    """Merge the small files of every partition of a table into one file per partition (files
+    already large are left alone). Journaled like `replace`: a crash at any point leaves the old
+    files or the new one, never both or neither, once the next reader or writer recovers.
+    Returns (files before, files after)."""
+    table_dir = wh.table_dir(spec)
+    if not table_dir.exists():
+        return 0, 0
+    with _table_lock(table_dir):
+        before = sum(1 for _ in wh.part_files(spec))
+        folders = sorted({path.parent for path in wh.part_files(spec)})
+        for folder in folders:
+            if len(_small_files(folder)) > 1:
+                _compact_folder(spec, table_dir, folder)
+        return before, sum(1 for _ in wh.part_files(spec))
+
+
+def _small_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.glob("*.parquet") if path.stat().st_size < SMALL_FILE_BYTES)
+
+
+def _compact_folder(spec: TableSpec, table_dir: Path, folder: Path) -> None:
+    """Rewrite the small files of one partition folder as one file per file schema (embeddings of
+    models of different widths stay in separate files); the caller holds the table lock."""
+    groups: dict[str, list[Path]] = {}
+    for path in _small_files(folder):
+        groups.setdefault(pq.read_schema(path).remove_metadata().to_string(), []).append(path)
+    merged = [files for files in groups.values() if len(files) > 1]
+    if not merged:
+        return
+    writes = []
+    for files in merged:
+        rows = pa.concat_tables(pq.read_table(path).replace_schema_metadata(None) for path in files)
+        writes.append((folder, rows, _new_part_name()))
+    _swap(table_dir, spec, writes, [path for files in merged for path in files])
 
 
 def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
