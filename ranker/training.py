@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ranker.data import Dataset, MissingContent
+from ranker.data import EVENT_INDEX, Dataset, MissingContent
 from ranker.metrics import ndcg, target_ranks
 
 
@@ -101,6 +101,29 @@ class EarlyStopping:
     def restore(self, net: nn.Module) -> None:
         net.load_state_dict(self.state)
         net.eval()
+
+
+def next_item_sequences(data: Dataset) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Every user's training sequence as (input, next item) pairs at each position, for models that
+    predict the next item at every step of a causal encoder (SASRec as Kang & McAuley train it).
+
+    One row per user: the history of the user's last training row followed by that row's target.
+    Returns `inputs` (U, T), the history as stored (right-aligned), and `labels` (U, T): at step j,
+    the item at step j + 1 (the row's target after the last step) where that item was a positive
+    interaction (sequences.sql's rule: liked, commented, shared, or watched at least half) and step
+    j is real; 0 elsewhere (no loss). These are the (prefix, next positive) pairs of the training
+    rows, computed in one pass per user instead of one pass per row; steps older than the window
+    (users with more than MAX_HISTORY interactions before their last training target) are lost.
+    Rows are grouped by user in time order (sequences.sql's ORDER BY)."""
+    train = np.flatnonzero(data.split == "train")
+    users = data.queries.users[train]
+    last = train[np.r_[users[1:] != users[:-1], True]] if len(train) else train
+    inputs = data.queries.hist_items[last]
+    labels = np.concatenate([inputs[:, 1:], data.targets[last][:, None]], 1)
+    events, ratios = data.queries.hist_events[last][:, 1:], data.queries.hist_ratios[last][:, 1:]
+    watched_enough = (events == EVENT_INDEX["watch"]) & ((ratios < 0) | (ratios >= 0.5))  # -1: ratio unknown
+    positive = np.concatenate([(events >= EVENT_INDEX["like"]) | watched_enough, np.ones((len(last), 1), bool)], 1)
+    return inputs, np.where(positive & (inputs > 0), labels, 0)
 
 
 def validation_rows(data: Dataset, limit: int, seed: int) -> npt.NDArray[np.int64]:
