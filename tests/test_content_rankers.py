@@ -75,11 +75,26 @@ def fitted(planted_wh, request):
     return data, content, ids
 
 
-def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted):
+def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted, tmp_path):
+    """The content model prefers each user's own group's new item; swap the two new items' content
+    vectors (no retraining) and it follows the content to the other one. The id-only model's choice
+    between them does not move: it never reads content, so whichever it prefers was decided by its
+    initialisation (0, 0.5 or 1 of the users depending on the seed: no evidence of the group)."""
     data, content, ids = fitted
-    assert data.train_counts[data.item_ids.index("a5")] == 0  # a5 and b5 are test targets only
+    a5, b5 = data.item_ids.index("a5"), data.item_ids.index("b5")
+    assert data.train_counts[a5] == 0 and data.train_counts[b5] == 0  # a5 and b5 are test targets only
     assert cold_wins(content, data) >= 0.9, content.name
-    assert cold_wins(ids, data) <= 0.75, ids.name  # an untrained id embedding says nothing about the group
+    swapped = data.content.copy()
+    swapped[[a5, b5]] = swapped[[b5, a5]]
+    mirrored = replace(data, content=swapped)
+    for model in (content, ids):
+        model.save(tmp_path / model.name)
+        reloaded = type(model)(use_content=model.use_content)
+        reloaded.load(tmp_path / model.name, mirrored)
+        if model is content:
+            assert cold_wins(reloaded, mirrored) <= 0.1, model.name
+        else:
+            assert cold_wins(reloaded, mirrored) == cold_wins(model, data), model.name
 
 
 def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, tmp_path):
@@ -268,10 +283,11 @@ def test_a_new_users_k_known_interactions_are_engagements_not_impressions(tmp_pa
 
 def test_the_scoring_path_recalls_by_content_and_the_content_model_serves_it(fitted):
     """score-batch's path on the planted data: each user's own group's new item is the most
-    similar item they have not engaged with, so 3 similarity candidates always hold it; the
-    content model puts it first, the id-only model cannot tell it from the other group's."""
+    similar item they have not engaged with, so 3 similarity candidates always hold it, whichever
+    model re-ranks them; the content model puts it first. (What the id-only model serves first is
+    decided by its initialisation: the test above.)"""
     data, content, ids = fitted
     rows = np.flatnonzero(data.split == "test")
     served = {name: scoring_path(model, data, rows, n_candidates=3, k=1) for name, model in (("content", content), ("ids", ids))}
     assert served["content"]["candidate_recall"] == served["ids"]["candidate_recall"] == 1.0
-    assert served["content"]["hr@1"] >= 0.8 and served["content"]["hr@1"] > served["ids"]["hr@1"], served
+    assert served["content"]["hr@1"] >= 0.8, served
