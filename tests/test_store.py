@@ -207,7 +207,7 @@ def test_a_home_from_an_earlier_version_gets_the_views_it_lacks_on_open(wh):
     assert db.query(wh, "SELECT count(*) AS n FROM current_embeddings").column("n")[0].as_py() == 0
 
 
-def _embedding_batch(model: str, dim: int, items: list[str], seed: int) -> pa.Table:
+def _text_vectors(model: str, dim: int, items: list[str], seed: int) -> pa.Table:
     vectors = np.random.default_rng(seed).normal(size=(len(items), dim)).astype(np.float32)
     now = datetime.now(timezone.utc)
     return pa.table({
@@ -225,8 +225,8 @@ def test_compact_merges_small_files_per_partition_and_schema_and_keeps_every_row
     for step in range(6):
         rows = [event_row(u, f"i{step}", start.replace(hour=step), "like", None) for u in ("u1", "u2")]
         store.append(wh, EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema))
-        store.append(wh, EMBEDDINGS, _embedding_batch("a@1", 4, [f"x{step}"], step))
-        store.append(wh, EMBEDDINGS, _embedding_batch("b@1", 3, [f"x{step}"], 10 + step))
+        store.append(wh, EMBEDDINGS, _text_vectors("a@1", 4, [f"x{step}"], step))
+        store.append(wh, EMBEDDINGS, _text_vectors("b@1", 3, [f"x{step}"], 10 + step))
     events, embeddings = store.read(wh, EVENTS), store.read(wh, EMBEDDINGS)
     buckets = {user_partition("u1"), user_partition("u2")}
     assert store.compact(wh, EVENTS) == (12, len(buckets))

@@ -239,11 +239,20 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | None) -> pa.T
         if spec.latest_by:  # versioned entities: only the current version counts as already stored
             stored = (f"(SELECT * FROM {stored} QUALIFY row_number() OVER "
                       f"(PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)")
+        # Only stored rows whose first key column lies within the batch's range can match: a filter
+        # DuckDB pushes into the Parquet scan, so row groups outside it (other score runs, other
+        # users' partitions) are skipped on their statistics instead of read.
+        first = batch.column(spec.key[0])
+        params: list = [stored_glob]
+        if first.null_count == 0:
+            low, high = pc.min_max(first).values()
+            stored = f"(SELECT * FROM {stored} WHERE {_quote(spec.key[0])} BETWEEN ? AND ?)"
+            params += [low.as_py(), high.as_py()]
         sql = (
             f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) "
             f"WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"
         )
-        rows = con.execute(sql + " ORDER BY b._row", [stored_glob]).fetchnumpy()["_row"]
+        rows = con.execute(sql + " ORDER BY b._row", params).fetchnumpy()["_row"]
     else:
         rows = con.execute(sql + " ORDER BY _row").fetchnumpy()["_row"]
     con.close()
