@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
 from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES, TABLES
+from warehouse.settings import override, read_toml
 from warehouse.store import Warehouse
 
 
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     align = commands.add_parser("align", help="align frames, text and audio in one space and fuse them (flow align-items)")
     align.add_argument("--retrain", action="store_true", help="train a new alignment model even if one fits")
-    align.add_argument("--seed", type=int, default=0)
+    align.add_argument("--seed", type=int, help="seed of the alignment (default: the config's, 0)")
+    align.add_argument("--config", type=Path, help="TOML file of AlignConfig settings (extractors/align.py), e.g. epochs = 100")
     align.add_argument("--topics", type=Path, help="truth.json of the sample: also report same-topic neighbours")
     align.set_defaults(run=_align)
 
@@ -142,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", type=_device)
     train.add_argument("--force", action="store_true", help="train again even if a model for the same data and seed exists")
+    train.add_argument("--config", type=Path, help="rankers TOML file: a table per ranker overriding its settings, e.g. "
+                                                   "[sasrec] patience = 3 (configs/microlens-rankers.toml)")
     train.set_defaults(run=_train)
     evaluate = commands.add_parser("evaluate", help="evaluate the trained rankers (flow evaluate)")
     evaluate.add_argument("--models", default=",".join(ALL_MODELS),
@@ -273,10 +278,13 @@ def _align(args: argparse.Namespace) -> None:
     from flows.align import align_items
     from flows.console import alignment_lines
 
+    config = override(AlignConfig(), read_toml(args.config), str(args.config)) if args.config else AlignConfig()
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
     wh = Warehouse(args.home)
     if not wh.has_rows_on_disk(EMBEDDINGS):
         raise WarehouseNotFound(f"no embeddings in {wh.home}; run `reelsense extract` first")
-    out = align_items(str(wh.home), retrain=args.retrain, config=AlignConfig(seed=args.seed),
+    out = align_items(str(wh.home), retrain=args.retrain, config=config,
                       topics_path=str(args.topics) if args.topics else None)
     if "report" not in out:
         print(f"align-items: only {', '.join(out['modalities']) or 'no'} modality: nothing to align")
@@ -298,13 +306,18 @@ def _features(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from flows.rank import train_rankers
 
-    wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` first")
     models = _models(args.models)
+    settings = None
+    if args.config:
+        from ranker.registry import load_settings
+
+        settings = load_settings(args.config)  # checked before any training: unknown keys, wrong types
+    wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` first")
     for name in models:
         base = NEEDS_BASE.get(name)
         if base and base not in models:
             print(f"train-ranker: {name} re-ranks {base}, so {base} is trained (or reused) too")
-    metas = train_rankers(str(wh.home), models=models, seed=args.seed, device=args.device, force=args.force)
+    metas = train_rankers(str(wh.home), models=models, seed=args.seed, device=args.device, force=args.force, settings=settings)
     for name, meta in metas.items():
         how = "reused (same data, content, settings, code)" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
         print(f"train-ranker: {name:<22} {how:>28}  version {meta['version']}")

@@ -60,9 +60,9 @@ def build_features(home: str, max_history: int = MAX_HISTORY, seed: int = 0) -> 
 
 @task(name="train-one-ranker", cache_policy=NO_CACHE)
 def train_one(home: str, name: str, data: Dataset, trained: dict, seed: int, device: str,
-              force: bool = False) -> tuple[Any, dict[str, Any]]:
+              force: bool = False, settings: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     models_dir = Warehouse(home).models_dir
-    model = build(name, device, trained)
+    model = build(name, device, trained, settings)
     key = artifacts.reuse_key(name, model, data, seed)
     saved = None if force else artifacts.latest(models_dir, name)
     if saved is not None and saved.get("reuse_key") == key:
@@ -86,13 +86,16 @@ def train_one(home: str, name: str, data: Dataset, trained: dict, seed: int, dev
 
 @flow(name="train-ranker", log_prints=True)
 def train_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, device: str = "auto",
-                  force: bool = False) -> dict[str, Any]:
+                  force: bool = False, settings: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Train (or reuse) each ranker; `settings` maps a ranker name to overrides of its config
+    (a rankers TOML file, `reelsense train --config`); the registry stores the config it trained with."""
     logger = get_run_logger()
     data = load_dataset(Warehouse(home), MAX_HISTORY)
     trained: dict[str, Any] = {}
     metas = {}
     for name in _ordered(models):
-        trained[name], metas[name] = train_one(home, name, data, trained, seed, device_for(device), force)
+        trained[name], metas[name] = train_one(home, name, data, trained, seed, device_for(device), force,
+                                               (settings or {}).get(name))
         logger.info("trained %s in %.1fs (version %s)", name, metas[name]["fit_seconds"], metas[name]["version"])
     return metas
 

@@ -5,6 +5,10 @@ dict builds exactly those."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Any
+
 from ranker.bprmf import BprMF
 from ranker.itemknn import ItemKNN
 from ranker.lightgbm_ctr import LightGBMCtr
@@ -13,6 +17,7 @@ from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec
 from ranker.sequence import LstmAttn
 from warehouse.errors import ConfigError
+from warehouse.settings import override, read_toml
 
 RANKERS = {
     "popularity": lambda device: Popularity(),
@@ -25,11 +30,34 @@ RANKERS = {
 }
 
 
-def build(name: str, device: str, trained: dict) -> object:
+def build(name: str, device: str, trained: dict, settings: dict[str, Any] | None = None) -> object:
+    """A fresh ranker; `settings` (from a rankers TOML table) override its config's defaults."""
     if name in NEEDS_BASE:
         base = NEEDS_BASE[name]
         if base not in trained:
             raise ConfigError(f"{name} re-ranks {base}: train {base} first (list it before {name})")
         return LightGBMCtr(trained[base])
     check_rankers([name])
-    return RANKERS[name](device)
+    model = RANKERS[name](device)
+    if settings:
+        if not dataclasses.is_dataclass(getattr(model, "config", None)):
+            raise ConfigError(f"{name} has no settings to change; settings tables are for {', '.join(configurable())}")
+        model.config = override(model.config, settings, f"[{name}]")
+    return model
+
+
+def configurable() -> list[str]:
+    return [name for name, make in RANKERS.items() if dataclasses.is_dataclass(getattr(make("cpu"), "config", None))]
+
+
+def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A rankers TOML file: one table per ranker, e.g. `[sasrec]` with `patience = 3`; each key
+    overrides a field of that ranker's config dataclass (ranker/sasrec.py SasrecConfig,
+    ranker/sequence.py LstmAttnConfig). Checked here, before any training starts."""
+    tables = read_toml(path)
+    for name, values in tables.items():
+        if name not in configurable() or not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{name}] is not a ranker with settings; use tables named "
+                              f"{', '.join(f'[{n}]' for n in configurable())}")
+        override(RANKERS[name]("cpu").config, values, f"{path} [{name}]")  # unknown keys, wrong types: now
+    return tables

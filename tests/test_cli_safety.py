@@ -263,3 +263,42 @@ def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
     # Beside it only Prefect's own start/stop lines of the temporary server (every flow command prints them).
     assert all("temporary server" in line or "prefect.io/docs" in line or line in errors
                for line in run.stderr.strip().splitlines()), run.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[sasrec2]\npatience = 3\n", "[sasrec2] is not a ranker with settings; use tables named [sasrec]"),
+    ("[popularity]\nk = 3\n", "[popularity] is not a ranker with settings"),
+    ("[sasrec]\npatiense = 3\n", "[sasrec]: unknown keys ['patiense']; expected some of"),
+    ("[sasrec]\npatience = \"3\"\n", "[sasrec].patience must be int (default 10), got '3'"),
+    ("[lstm-attn]\nlr = true\n", "[lstm-attn].lr must be float (default 0.001), got True"),
+    ("[sasrec\n", "not valid TOML"),
+])
+def test_train_settings_with_a_mistake_are_one_line_errors_before_training(home, tmp_path, capsys, text, message):
+    (tmp_path / "rankers.toml").write_text(text)
+    assert main(["--home", str(home), "train", "--models", "sasrec", "--config", str(tmp_path / "rankers.toml")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (home / "models").exists()  # nothing trained
+
+
+def test_train_settings_are_used_stored_and_retrain_when_changed(ranked_home, tmp_path, capsys):
+    home = tmp_path / "home"
+    shutil.copytree(ranked_home.home, home)
+    settings = tmp_path / "rankers.toml"
+    versions = []
+    for epochs in (2, 2, 3):
+        settings.write_text(f"[sasrec]\nmax_epochs = {epochs}\nlr = 0.002\n")
+        assert main(["--home", str(home), "train", "--models", "sasrec", "--device", "cpu", "--config", str(settings)]) == 0
+        out = capsys.readouterr().out
+        meta = json.loads((home / "models" / "rankers" / "sasrec" / out.split("version ")[-1].strip() / "meta.json").read_text())
+        assert meta["config"]["max_epochs"] == epochs and meta["config"]["lr"] == 0.002 and len(meta["history"]) <= epochs
+        versions.append((meta["version"], "reused" in out))
+    assert versions[1] == (versions[0][0], True)  # the same settings: the model is reused
+    assert versions[2][0] != versions[0][0] and not versions[2][1]  # changed settings: trained again
+
+
+def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path, capsys):
+    (tmp_path / "align.toml").write_text("epoch = 3\n")
+    assert main(["--home", str(home), "align", "--config", str(tmp_path / "align.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "align.toml: unknown keys ['epoch']; expected some of ['batch_size', 'dim', 'epochs'" in err and err.count("\n") == 1
