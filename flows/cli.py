@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--width", type=int, default=48, help="widest table cell in characters; 0: no limit")
     sql.set_defaults(run=_sql)
 
-    compact = commands.add_parser("compact", help="merge each table's small Parquet files (one per append) into one per partition")
+    compact = commands.add_parser("compact", help="merge each table's small Parquet files (one per append); run it while "
+                                                  "no other reelsense command uses the home")
     compact.add_argument("tables", nargs="*", metavar="TABLE", help=f"tables to compact (default: all of {', '.join(TABLES)})")
     compact.set_defaults(run=_compact)
 
@@ -232,8 +233,7 @@ def _compact(args: argparse.Namespace) -> None:
     for name in args.tables or list(TABLES):
         before, after = store.compact(wh, TABLES[name])
         if before:
-            print(f"compact {name}: {before} files -> {after}")
-    db.refresh_views(wh)
+            print(f"compact {name}: {before} files -> {after}" if after < before else f"compact {name}: {before} files, nothing to merge")
 
 
 def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ranker.data import EVENT_INDEX, Dataset, MissingContent
+from ranker.data import Dataset, MissingContent
 from ranker.metrics import ndcg, target_ranks
 
 
@@ -104,26 +104,44 @@ class EarlyStopping:
 
 
 def next_item_sequences(data: Dataset) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Every user's training sequence as (input, next item) pairs at each position, for models that
-    predict the next item at every step of a causal encoder (SASRec as Kang & McAuley train it).
+    """The training rows as sequences whose every labelled step is one (prefix, next item) pair,
+    for models that predict the next item at each step of a causal encoder (SASRec as Kang &
+    McAuley train it): one encoder pass per user instead of one per training row.
 
-    One row per user: the history of the user's last training row followed by that row's target.
-    Returns `inputs` (U, T), the history as stored (right-aligned), and `labels` (U, T): at step j,
-    the item at step j + 1 (the row's target after the last step) where that item was a positive
-    interaction (sequences.sql's rule: liked, commented, shared, or watched at least half) and step
-    j is real; 0 elsewhere (no loss). These are the (prefix, next positive) pairs of the training
-    rows, computed in one pass per user instead of one pass per row; steps older than the window
-    (users with more than MAX_HISTORY interactions before their last training target) are lost.
-    Rows are grouped by user in time order (sequences.sql's ORDER BY)."""
+    Returns `inputs` (S, T), histories as stored (right-aligned), and `labels` (S, T): the target
+    at each step whose prefix is a training row's history, 0 elsewhere (no loss). Each user's last
+    training row is one sequence; an earlier training row of the user is a label inside it when its
+    history is exactly that sequence's prefix and its target the next step, and a sequence of its
+    own otherwise (events sharing a timestamp, which never see each other, or a history window that
+    no longer starts where the last row's does). So the labelled pairs are exactly the training
+    rows with a history, no more, no fewer (a test checks it). Rows are grouped by user in time
+    order (sequences.sql's ORDER BY)."""
+    hist, targets, users = data.queries.hist_items, data.targets, data.queries.users
     train = np.flatnonzero(data.split == "train")
-    users = data.queries.users[train]
-    last = train[np.r_[users[1:] != users[:-1], True]] if len(train) else train
-    inputs = data.queries.hist_items[last]
-    labels = np.concatenate([inputs[:, 1:], data.targets[last][:, None]], 1)
-    events, ratios = data.queries.hist_events[last][:, 1:], data.queries.hist_ratios[last][:, 1:]
-    watched_enough = (events == EVENT_INDEX["watch"]) & ((ratios < 0) | (ratios >= 0.5))  # -1: ratio unknown
-    positive = np.concatenate([(events >= EVENT_INDEX["like"]) | watched_enough, np.ones((len(last), 1), bool)], 1)
-    return inputs, np.where(positive & (inputs > 0), labels, 0)
+    if not len(train):
+        return hist[:0], hist[:0]
+    length = hist.shape[1]
+    last_rows = train[np.r_[users[train][1:] != users[train][:-1], True]]
+    sequence_of = {users[row]: i for i, row in enumerate(last_rows)}
+    real = (hist > 0).sum(1)
+    labels = np.zeros((len(last_rows), length), np.int64)
+    extra: list[int] = []
+    for row in train[real[train] > 0]:
+        i = sequence_of[users[row]]
+        last = last_rows[i]
+        if row == last:
+            labels[i, -1] = targets[row]
+            continue
+        m, n = real[row], real[last]  # the row's history is a prefix of the last row's (length n)?
+        prefix = hist[last, length - n : length - n + m]
+        if m < n and np.array_equal(prefix, hist[row, length - m :]) and hist[last, length - n + m] == targets[row]:
+            labels[i, length - n + m - 1] = targets[row]
+        else:
+            extra.append(row)
+    extra_rows = np.asarray(extra, np.int64)
+    extra_labels = np.zeros((len(extra_rows), length), np.int64)
+    extra_labels[:, -1] = targets[extra_rows]
+    return np.concatenate([hist[last_rows], hist[extra_rows]]), np.concatenate([labels, extra_labels])
 
 
 def validation_rows(data: Dataset, limit: int, seed: int) -> npt.NDArray[np.int64]:

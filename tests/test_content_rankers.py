@@ -219,19 +219,25 @@ def _sequence_pairs(data) -> list[tuple[tuple[int, ...], int]]:
 
 
 def test_next_item_sequences_hold_the_pairs_of_the_training_rows(planted_wh, tmp_path):
-    """sasrec trains every step of a user's sequence at once: the (prefix, next item) pairs must be
-    exactly those of the training rows, no validation or test target among them; a bare impression
-    or a weak watch is context, never a label; a cold split's withheld items appear nowhere."""
+    """sasrec trains many steps of a sequence at once: its labelled (prefix, next item) pairs must
+    be exactly those of the training rows (no validation or test target, a bare impression or a
+    weak watch context only, events sharing a timestamp never seeing each other, windows cut at
+    max_history), and a cold split's withheld items appear nowhere."""
+    for window in (12, 4):  # 11 events a user: whole histories, then windows that slide
+        data = load_dataset(planted_wh, max_history=window)
+        assert _sequence_pairs(data) == _prefix_pairs(data)
+    inputs, _ = next_item_sequences(data)
+    assert len(inputs) > len(np.unique(data.queries.users))  # slid windows: rows of their own
     data = load_dataset(planted_wh, max_history=12)
-    assert _sequence_pairs(data) == _prefix_pairs(data)
     split = cold_split(data, item_share=0.2, user_share=0.1, seed=3)
     inputs, labels = next_item_sequences(split.train_data)
     assert not split.withheld_items[inputs].any() and not split.withheld_items[labels[labels > 0]].any()
     assert _sequence_pairs(split.train_data) == _prefix_pairs(split.train_data)
+    assert len(inputs) == len(np.unique(split.train_data.queries.users[split.train_data.split == "train"]))
 
     wh = Warehouse(tmp_path)
-    rows = _events([("u0", "a", 0), ("u0", "c", 2), ("u0", "d", 3), ("u0", "w", 4), ("u0", "e", 5), ("u0", "f", 6), ("u0", "g", 7)])
-    rows = rows.to_pylist()
+    rows = _events([("u0", "a", 0), ("u0", "c", 2), ("u0", "d", 3), ("u0", "w", 4), ("u0", "e", 5), ("u0", "x", 6),
+                    ("u0", "y", 6), ("u0", "f", 7), ("u0", "g", 8), ("u0", "h", 9)]).to_pylist()
     rows[3]["event"], rows[3]["watch_ratio"] = "watch", 0.3  # w: watched under half, not a positive
     shown = _events([("u0", "b", 1)]).to_pylist()
     shown[0]["event"] = "impression"
@@ -240,8 +246,12 @@ def test_next_item_sequences_hold_the_pairs_of_the_training_rows(planted_wh, tmp
     data = load_dataset(wh, max_history=10)
     inputs, labels = next_item_sequences(data)
     name = lambda i: data.item_ids[i] if i else "-"  # noqa: E731
-    assert [name(i) for i in inputs[0] if i] == ["a", "b", "c", "d", "w"]  # the last training row predicts e
-    assert [name(i) for i, x in zip(labels[0], inputs[0]) if x] == ["-", "c", "d", "-", "e"]
+    pairs = [([name(i) for i in inputs[r, : j + 1] if i], name(labels[r, j])) for r, j in zip(*np.nonzero(labels))]
+    pairs = [(p[:6] + sorted(p[6:]), t) for p, t in pairs]  # x and y may come in either order after their time
+    assert sorted(pairs) == sorted([
+        (["a", "b"], "c"), (["a", "b", "c"], "d"), (["a", "b", "c", "d", "w"], "e"),
+        (["a", "b", "c", "d", "w", "e"], "x"), (["a", "b", "c", "d", "w", "e"], "y"),  # x and y share a time
+        (["a", "b", "c", "d", "w", "e", "x", "y"], "f")])  # g valid, h test
     assert _sequence_pairs(data) == _prefix_pairs(data)
 
 

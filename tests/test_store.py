@@ -240,16 +240,31 @@ def test_compact_merges_small_files_per_partition_and_schema_and_keeps_every_row
     assert db.query(wh, "SELECT count(*) AS n FROM events").column("n")[0].as_py() == 12
 
 
-def test_append_compacts_a_partition_that_holds_too_many_small_files(wh, monkeypatch):
-    monkeypatch.setattr(store, "SMALL_FILES_LIMIT", 4)
+def test_compaction_merges_into_files_of_bounded_size(wh, monkeypatch):
+    """Eleven small files of one partition, merged into files of about SMALL_FILE_BYTES (here a
+    few files' worth): several merged files, not one unbounded one; every key is still found."""
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for step in range(11):
         row = event_row("u1", "i", start.replace(minute=step), "like", None)
         store.append(wh, EVENTS, pa.Table.from_pylist([row], schema=EVENTS.schema))
-    assert len(list(wh.part_files(EVENTS))) <= 5
+    size = max(path.stat().st_size for path in wh.part_files(EVENTS))
+    monkeypatch.setattr(store, "SMALL_FILE_BYTES", 3 * size)
+    before, after = store.compact(wh, EVENTS)
+    assert before == 11 and 3 <= after <= 6
     assert store.read(wh, EVENTS).num_rows == 11
-    again = store.append(wh, EVENTS, store.read(wh, EVENTS))  # every key is still found after compaction
+    again = store.append(wh, EVENTS, store.read(wh, EVENTS))
     assert again == store.WriteResult(written=0, duplicates=11)
+
+
+def test_a_row_in_the_wrong_partition_is_refused(wh):
+    """Appends check keys within the partition a key decides: a row whose user_bucket is not its
+    user's would escape that check, so it is refused."""
+    row = event_row("u1", "i", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)
+    store.append(wh, EVENTS, pa.Table.from_pylist([row], schema=EVENTS.schema))
+    row["user_bucket"] = (row["user_bucket"] + 1) % 16
+    with pytest.raises(SchemaError, match="1 rows have a user_bucket that their user_id does not give"):
+        store.append(wh, EVENTS, pa.Table.from_pylist([row], schema=EVENTS.schema))
+    assert store.read(wh, EVENTS).num_rows == 1
 
 
 def test_an_append_reads_only_the_partitions_its_keys_can_live_in(wh):

@@ -18,7 +18,9 @@ metadata so a reader can refuse files it does not understand.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -45,9 +47,10 @@ class TableSpec:
     # Nullable columns added after schema version 1: files written before lack them, and they
     # read back as nulls.
     added_later: tuple[str, ...] = ()
-    # The key decides the partition (the partition column is in the key, or a function of it):
-    # rows of different partitions can never share a key, so appends check their own partitions only.
-    key_decides_partition: bool = False
+    # The key decides the partition: (key column, function of it giving the partition value). Rows
+    # of different partitions never share a key, so an append checks its own partitions only (and
+    # refuses a row whose partition value is not the function's).
+    partition_of: tuple[str, Callable[[Any], Any]] | None = None
 
     @property
     def file_schema(self) -> pa.Schema:
@@ -91,7 +94,7 @@ EVENTS = TableSpec(
     ),
     key=("user_id", "item_id", "event_ts", "event"),
     partition_by="user_bucket",
-    key_decides_partition=True,  # user_bucket = user_partition(user_id)
+    partition_of=("user_id", lambda user_id: user_partition(user_id)),
 )
 
 EMBEDDINGS = TableSpec(
@@ -113,7 +116,7 @@ EMBEDDINGS = TableSpec(
     ),
     key=("item_id", "modality", "model", "content_hash"),
     partition_by="modality",
-    key_decides_partition=True,  # modality is in the key
+    partition_of=("modality", lambda modality: modality),  # modality is in the key
     variable_width=("vector",),
     added_later=("fusion_weights",),
 )

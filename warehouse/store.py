@@ -15,10 +15,12 @@ crash between writing and removing is rolled forward or back by the next writer:
 lost or doubled.
 
 Costs stay with the batch, not the table: where the key decides the partition (events by user,
-embeddings by modality), an append checks its keys against the partitions it writes only; and
-`compact` merges a partition's small files (each append writes one per partition) into one,
-under the same journal. `append` compacts a partition by itself once it holds more than
-`SMALL_FILES_LIMIT` small files, so a nightly job never leaves thousands of files behind.
+embeddings by modality), an append checks its keys against the partitions it writes only, and
+the stored scan is cut to the batch's range of the first key column. `compact` merges each
+partition's small files (every append writes one per partition) into files of about
+`SMALL_FILE_BYTES`, under the same journal. It removes files, and readers glob without taking
+the table lock, so it runs as maintenance (`reelsense compact`) while no other command uses the
+home, never inside an append.
 """
 
 from __future__ import annotations
@@ -44,10 +46,8 @@ from warehouse.faults import crash_point
 from warehouse.schemas import SCHEMA_VERSION, TableSpec
 
 _PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
-# Compaction: files under SMALL_FILE_BYTES are "small"; a partition with more than
-# SMALL_FILES_LIMIT of them is compacted after an append, its small files merged into one.
+# Compaction merges files under SMALL_FILE_BYTES into files of about that size (bounded memory).
 SMALL_FILE_BYTES = 32 * 1024 * 1024
-SMALL_FILES_LIMIT = 64
 
 
 class Warehouse:
@@ -135,11 +135,8 @@ def append(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
     with _table_lock(table_dir):
         fresh = _new_rows(spec, batch, _colliding_files(wh, spec, batch))
         if fresh.num_rows:
-            written = _write_partitions(spec, table_dir, fresh)
+            _write_partitions(spec, table_dir, fresh)
             crash_point("append:after-write")
-            for folder in {path.parent for path in written}:
-                if len(_small_files(folder)) > SMALL_FILES_LIMIT:
-                    _compact_folder(spec, table_dir, folder)
     return WriteResult(written=fresh.num_rows, duplicates=batch.num_rows - fresh.num_rows)
 
 
@@ -148,8 +145,14 @@ def _colliding_files(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[st
     decides the partition, only the partitions the batch writes; else every file of the table."""
     if not wh.has_rows_on_disk(spec):
         return None
-    if spec.partition_by is None or not spec.key_decides_partition:
+    if spec.partition_by is None or spec.partition_of is None:
         return [wh.parquet_glob(spec)]
+    column, partition = spec.partition_of
+    wrong = [key for key, value in zip(batch.column(column).to_pylist(), batch.column(spec.partition_by).to_pylist())
+             if partition(key) != value]
+    if wrong:  # a row in the wrong partition would escape the duplicate check: refuse it
+        raise SchemaError(f"{spec.name}: {len(wrong)} rows have a {spec.partition_by} that their {column} does not give "
+                          f"(first: {column} {wrong[0]!r}); the partition of a row follows from its key (warehouse/schemas.py)")
     table_dir = wh.table_dir(spec)
     values = pc.unique(batch.column(spec.partition_by)).to_pylist()
     folders = [table_dir / f"{spec.partition_by}={value}" for value in values]
@@ -158,9 +161,10 @@ def _colliding_files(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[st
 
 
 def compact(wh: Warehouse, spec: TableSpec) -> tuple[int, int]:
-    """Merge the small files of every partition of a table into one file per partition (files
-    already large are left alone). Journaled like `replace`: a crash at any point leaves the old
-    files or the new one, never both or neither, once the next reader or writer recovers.
+    """Merge the small files of every partition of a table into files of about SMALL_FILE_BYTES
+    (files already that large are left alone). Journaled like `replace`: a crash at any point
+    leaves the old files or the new ones, never both or neither, once the next reader or writer
+    recovers. Not safe while another process reads the table (see the module docstring).
     Returns (files before, files after)."""
     table_dir = wh.table_dir(spec)
     if not table_dir.exists():
@@ -179,19 +183,22 @@ def _small_files(folder: Path) -> list[Path]:
 
 
 def _compact_folder(spec: TableSpec, table_dir: Path, folder: Path) -> None:
-    """Rewrite the small files of one partition folder as one file per file schema (embeddings of
-    models of different widths stay in separate files); the caller holds the table lock."""
+    """Rewrite the small files of one partition folder as files of about SMALL_FILE_BYTES, one
+    file schema each (embeddings of different widths stay apart), one journaled swap per merged
+    file so memory holds one output at a time; the caller holds the table lock."""
     groups: dict[str, list[Path]] = {}
     for path in _small_files(folder):
         groups.setdefault(pq.read_schema(path).remove_metadata().to_string(), []).append(path)
-    merged = [files for files in groups.values() if len(files) > 1]
-    if not merged:
-        return
-    writes = []
-    for files in merged:
-        rows = pa.concat_tables(pq.read_table(path).replace_schema_metadata(None) for path in files)
-        writes.append((folder, rows, _new_part_name()))
-    _swap(table_dir, spec, writes, [path for files in merged for path in files])
+    for files in groups.values():
+        chunk: list[Path] = []
+        for path in [*files, None]:
+            if path is not None and (not chunk or sum(f.stat().st_size for f in chunk) < SMALL_FILE_BYTES):
+                chunk.append(path)
+                continue
+            if len(chunk) > 1:
+                rows = pa.concat_tables(pq.read_table(f).replace_schema_metadata(None) for f in chunk)
+                _swap(table_dir, spec, [(folder, rows, _new_part_name())], chunk)
+            chunk = [path] if path is not None else []
 
 
 def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
@@ -223,9 +230,9 @@ def _swap(table_dir: Path, spec: TableSpec, writes: list[tuple[Path, pa.Table, s
     journal.unlink()
 
 
-def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | None) -> pa.Table:
+def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | None) -> pa.Table:
     """Rows of `batch` that are first in the batch for their key and whose key is not in the
-    files matching `stored_glob` (None: nothing stored)."""
+    files matching `stored_glob` (a glob or a list of globs; None: nothing stored)."""
     if batch.num_rows == 0:
         return batch
     con = duckdb.connect()
@@ -240,8 +247,8 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | None) -> pa.T
             stored = (f"(SELECT * FROM {stored} QUALIFY row_number() OVER "
                       f"(PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)")
         # Only stored rows whose first key column lies within the batch's range can match: a filter
-        # DuckDB pushes into the Parquet scan, so row groups outside it (other score runs, other
-        # users' partitions) are skipped on their statistics instead of read.
+        # DuckDB pushes into the Parquet scan, so row groups outside the range (other score runs:
+        # run_id leads the key of scores) are skipped on their statistics instead of read.
         first = batch.column(spec.key[0])
         params: list = [stored_glob]
         if first.null_count == 0:
