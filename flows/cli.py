@@ -212,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("tables", nargs="*", metavar="TABLE", help=f"tables to compact (default: all of {', '.join(TABLES)})")
     compact.set_defaults(run=_compact)
 
+    prune = commands.add_parser("prune", help="keep the N newest score runs (their scores, explanations, reports and "
+                                              "the model versions they used); delete the rest")
+    prune.add_argument("--keep-runs", type=int, required=True, metavar="N")
+    prune.set_defaults(run=_prune)
+
     sample = commands.add_parser("sample", help="generate the bundled sample platform")
     sample.add_argument("--out", type=Path, required=True)
     sample.add_argument("--seed", type=int, default=7)
@@ -234,6 +239,16 @@ def _compact(args: argparse.Namespace) -> None:
         before, after = store.compact(wh, TABLES[name])
         if before:
             print(f"compact {name}: {before} files -> {after}" if after < before else f"compact {name}: {before} files, nothing to merge")
+
+
+def _prune(args: argparse.Namespace) -> None:
+    from flows.prune import prune_runs
+
+    wh = _require(args.home, SCORES, "no scores in {home}; nothing to prune")
+    out = prune_runs(wh, args.keep_runs)
+    print(f"prune: kept {len(out['kept_runs'])} runs ({', '.join(out['kept_runs'])}); removed {len(out['runs'])} runs "
+          f"({out['rows']['scores']} scores, {out['rows']['explanations']} explanations) and "
+          f"{len(out['model_versions'])} model versions no kept run uses")
 
 
 def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:

@@ -122,12 +122,16 @@ def known_users(wh: Warehouse, users: list[str]) -> list[str]:
 
 
 def _remove_run(wh: Warehouse, spec: TableSpec, run_id: str) -> int:
-    """Rewrite `spec`'s table without the rows of `run_id`; returns how many went. Concurrent writers
+    return remove_runs(wh, spec, {run_id})
+
+
+def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:
+    """Rewrite `spec`'s table without the rows of `run_ids`; returns how many went. Concurrent writers
     of the same table are not serialised with the read (see docs/RELIABILITY.md)."""
-    if not wh.has_rows_on_disk(spec):
+    if not wh.has_rows_on_disk(spec) or not run_ids:
         return 0
     table = store.read(wh, spec)
-    kept = table.filter(pc.not_equal(table.column("run_id"), run_id))
+    kept = table.filter(pc.invert(pc.is_in(table.column("run_id"), pa.array(sorted(run_ids), pa.string()))))
     if kept.num_rows == table.num_rows:
         return 0
     store.overwrite(wh, spec, kept)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,22 @@ def list_models(models_dir: Path) -> list[dict[str, Any]]:
         newest = latest(models_dir, meta["name"])
         out.append({**meta, "latest": newest is not None and newest["version"] == meta["version"]})
     return sorted(out, key=lambda m: (m["name"], m["version"]))
+
+
+def prune_versions(models_dir: Path, kept: set[str]) -> list[str]:
+    """Delete the saved versions ("name@version") that are not in `kept`, not their ranker's
+    latest, and not the base of a version that stays (a re-ranker loads its base's version).
+    Returns the deleted ones."""
+    metas = list_models(models_dir)
+    stays = {f"{m['name']}@{m['version']}" for m in metas if m["latest"] or f"{m['name']}@{m['version']}" in kept}
+    stays |= {f"{NEEDS_BASE[m['name']]}@{m['base_version']}" for m in metas
+              if f"{m['name']}@{m['version']}" in stays and m.get("base_version") and m["name"] in NEEDS_BASE}
+    gone = []
+    for m in metas:
+        if f"{m['name']}@{m['version']}" not in stays:
+            shutil.rmtree(models_dir / "rankers" / m["name"] / m["version"])
+            gone.append(f"{m['name']}@{m['version']}")
+    return gone
 
 
 def record_metrics(models_dir: Path, name: str, version: str, metrics: dict[str, Any]) -> None:

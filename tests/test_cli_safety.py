@@ -302,3 +302,35 @@ def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path,
     assert main(["--home", str(home), "align", "--config", str(tmp_path / "align.toml")]) == 2
     err = capsys.readouterr().err
     assert "align.toml: unknown keys ['epoch']; expected some of ['batch_size', 'dim', 'epochs'" in err and err.count("\n") == 1
+
+
+def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_use(ranked_home, tmp_path, capsys):
+    """lstm-attn v1 (lightgbm re-ranks it), retrained as v2 for run `old` (reported), retrained as
+    v3 for run `new`. Keeping one run removes old's scores, explanations and report, and v2, which
+    only old used; v3 (latest, used by new) and v1 (lightgbm's base) stay."""
+    from flows.score import score_batch
+
+    home = tmp_path / "home"
+    shutil.copytree(ranked_home.home, home, symlinks=True)
+    rankers = home / "models" / "rankers"
+    versions = [(rankers / "lstm-attn" / "LATEST").read_text().strip()]
+    for run_id, users in (("old", ["user00", "user01"]), ("new", ["user02"])):
+        assert main(["--home", str(home), "train", "--models", "lstm-attn", "--force", "--device", "cpu"]) == 0
+        versions.append((rankers / "lstm-attn" / "LATEST").read_text().strip())
+        score_batch(str(home), model="lstm-attn", k=3, run_id=run_id, users=users, device="cpu")
+    assert main(["--home", str(home), "report", "--run-id", "old", "--plot-users", "0", "--device", "cpu"]) == 0
+    v1, v2, v3 = versions
+    assert json.loads(next((rankers / "lightgbm").glob("*/meta.json")).read_text())["base_version"] == v1
+    capsys.readouterr()
+    assert main(["--home", str(home), "prune", "--keep-runs", "0"]) == 2
+    assert "--keep-runs must be at least 1" in capsys.readouterr().err
+    assert main(["--home", str(home), "prune", "--keep-runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "kept 1 runs (new); removed 1 runs (6 scores, 6 explanations) and 1 model versions" in out, out
+    wh = Warehouse(home)
+    assert db.fetch(wh, "SELECT DISTINCT run_id FROM scores") == [{"run_id": "new"}]
+    assert db.fetch(wh, "SELECT count(*) AS n FROM explanations WHERE run_id = 'old'") == [{"n": 0}]
+    assert not (home / "reports" / "old").exists() and "old/index.html" not in (home / "reports" / "index.html").read_text()
+    assert sorted(p.name for p in (rankers / "lstm-attn").iterdir() if p.is_dir()) == sorted([v1, v3])
+    assert main(["--home", str(home), "prune", "--keep-runs", "1"]) == 0  # again: nothing more to remove
+    assert "removed 0 runs (0 scores, 0 explanations) and 0 model versions" in capsys.readouterr().out

@@ -1,0 +1,38 @@
+"""Retention: `reelsense prune --keep-runs N` keeps the N newest score runs and what they need.
+
+The older runs' explanations, then their scores (each table rewritten once and journaled, so a crash
+leaves scores to explain again, never explanations of deleted scores), then their report folders
+go. Registry versions go when no kept run scored with them, they are not their ranker's latest,
+and no version that stays re-ranks them. A maintenance command: run it while no score-batch runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from flows.report import run_dir, write_runs_index
+from flows.score import remove_runs
+from ranker import artifacts
+from warehouse import db
+from warehouse.errors import ReelsenseError
+from warehouse.schemas import EXPLANATIONS, SCORES
+from warehouse.store import Warehouse
+
+
+def prune_runs(wh: Warehouse, keep: int) -> dict[str, Any]:
+    """Keep the `keep` newest runs (by their latest scored_at); returns what went."""
+    if keep < 1:
+        raise ReelsenseError(f"--keep-runs must be at least 1, got {keep}; prune keeps the newest N score runs")
+    runs = db.analysis(wh, "runs").to_pylist() if wh.has_rows_on_disk(SCORES) else []
+    doomed = {r["run_id"] for r in runs[keep:]}
+    removed = {spec.name: remove_runs(wh, spec, doomed) for spec in (EXPLANATIONS, SCORES)}
+    for run_id in sorted(doomed):
+        folder = run_dir(wh, run_id)
+        if folder.exists():
+            shutil.rmtree(folder)
+    if doomed and wh.reports_dir.exists():
+        write_runs_index(wh)
+    versions = artifacts.prune_versions(wh.models_dir, {r["model_version"] for r in runs[:keep]})
+    return {"runs": sorted(doomed), "rows": removed, "kept_runs": [r["run_id"] for r in runs[:keep]],
+            "model_versions": versions}
