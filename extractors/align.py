@@ -24,6 +24,9 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from warehouse.errors import ConfigError
+from warehouse.settings import check_ranges
+
 Vectors = dict[str, npt.NDArray[np.float32]]  # modality -> (N, dim); rows of missing items are NaN
 
 
@@ -38,6 +41,11 @@ class AlignConfig:
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_ranges(self, positive=("dim", "hidden", "epochs", "patience", "batch_size", "lr"))
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"align: val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
 
 
 class AlignmentModel(nn.Module):

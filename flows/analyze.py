@@ -79,7 +79,11 @@ def history_ages(wh: Warehouse, queries, data: Dataset) -> np.ndarray:
 
 def load_explainers(wh: Warehouse, data: Dataset, device: str) -> tuple[Any, Any]:
     """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it."""
-    model = artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, match="schema")
+    try:
+        model = artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, match="schema")
+    except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
+        raise artifacts.ModelMismatch(f"explanations come from lstm-attn (its attention and modality contributions), "
+                                      f"whichever ranker scored the run: {exc}; run `reelsense train --models lstm-attn`") from exc
     try:
         # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
         ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, match="schema")

@@ -235,7 +235,7 @@ def _compact(args: argparse.Namespace) -> None:
     wh = Warehouse(args.home)
     if not wh.tables_dir.exists():
         raise WarehouseNotFound(f"no warehouse in {wh.home}; run `reelsense ingest` (or `reelsense demo`) first")
-    for name in args.tables or list(TABLES):
+    for name in dict.fromkeys(args.tables or TABLES):
         before, after = store.compact(wh, TABLES[name])
         if before:
             print(f"compact {name}: {before} files -> {after}" if after < before else f"compact {name}: {before} files, nothing to merge")

@@ -143,8 +143,10 @@ def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], de
     if match == "fingerprint" and meta["data_fingerprint"] != fingerprint(data):
         raise ModelMismatch(f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
                             f"the warehouse gives {fingerprint(data)}); rerun `reelsense train` after `reelsense features`")
-    if match == "schema":
-        check_schema(name, meta, feature_schema(data), new_items_ok=name in MAPS_ITEMS_BY_ID)
+    # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
+    # another text model) are not the data the model was trained on.
+    check_schema(name, meta, feature_schema(data), new_items_ok=match == "schema" and name in MAPS_ITEMS_BY_ID,
+                 fix="rerun `reelsense train` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"))
     model = build(name, device, trained)
     model.load(models_dir / "rankers" / name / meta["version"] / "model", data)
     model.version = meta["version"]
@@ -168,7 +170,8 @@ def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, v
 MAPS_ITEMS_BY_ID = {"sasrec-content", "lstm-attn"}
 
 
-def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any], *, new_items_ok: bool = False) -> None:
+def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any], *, new_items_ok: bool = False,
+                 fix: str = "rerun `reelsense train` on this data, or score with a matching model") -> None:
     saved = meta.get("feature_schema")
     if saved is None:
         raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); "
@@ -178,8 +181,7 @@ def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any], *, new
     skip = {"behaviours"} | ({"n_items", "item_vocabulary"} if new_items_ok else set())
     differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if k not in skip and saved.get(k) != schema[k]]
     if differ:
-        raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); "
-                            "rerun `reelsense train` on this data, or score with a matching model")
+        raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

@@ -56,7 +56,10 @@ def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
     ranker/sequence.py LstmAttnConfig). Checked here, before any training starts."""
     tables = read_toml(path)
     for name, values in tables.items():
-        if name not in configurable() or not isinstance(values, dict):
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: `{name} = {values!r}` sits outside a table; settings go in a table named after "
+                              f"their ranker, e.g. [sasrec] then {name} = {values!r}")
+        if name not in configurable():
             raise ConfigError(f"{path}: [{name}] is not a ranker with settings; use tables named "
                               f"{', '.join(f'[{n}]' for n in configurable())}")
         override(RANKERS[name]("cpu").config, values, f"{path} [{name}]")  # unknown keys, wrong types: now

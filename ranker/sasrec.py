@@ -33,6 +33,8 @@ from torch import nn
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
 from ranker.training import EarlyStopping, ItemTower, end_epoch, epoch_bar, next_item_sequences, remap_items, validation_ndcg, validation_rows
+from warehouse.errors import ConfigError
+from warehouse.settings import check_ranges
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class SasrecConfig:
     # for id_drop 0.5 / delta_ratio 0.5, and 0.0248 for sasrec (benchmarks/results/microlens-50k.md).
     id_drop: float = 0.2  # share of items whose delta is dropped whole in a training batch
     delta_ratio: float = 2.0  # rho: ||delta_i|| <= rho * ||W c_i||
+
+    def __post_init__(self) -> None:
+        check_ranges(self, positive=("dim", "layers", "heads", "inner", "batch", "max_epochs", "patience", "valid_users",
+                                     "lr", "init_std", "delta_ratio"), shares=("dropout", "attn_dropout", "id_drop"))
+        if self.dim % self.heads:
+            raise ConfigError(f"sasrec: dim {self.dim} must be a multiple of heads {self.heads}")
 
 
 class Block(nn.Module):

@@ -38,6 +38,7 @@ from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
 from ranker.training import EarlyStopping, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
 from warehouse.errors import ReelsenseError
+from warehouse.settings import check_ranges
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class LstmAttnConfig:
     valid_users: int = 10000
     id_drop: float = 0.5  # content-first items: share of items whose id correction is dropped in a batch
     delta_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_ranges(self, positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio"),
+                     shares=("dropout", "id_drop"))
 
 
 class LstmAttnNet(nn.Module):

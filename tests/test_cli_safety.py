@@ -272,6 +272,11 @@ def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
     ("[sasrec]\npatience = \"3\"\n", "[sasrec].patience must be int (default 10), got '3'"),
     ("[lstm-attn]\nlr = true\n", "[lstm-attn].lr must be float (default 0.001), got True"),
     ("[sasrec\n", "not valid TOML"),
+    ("[sasrec]\nheads = 3\n", "[sasrec]: sasrec: dim 64 must be a multiple of heads 3"),
+    ("[sasrec]\ndropout = 1.5\n", "[sasrec]: SasrecConfig.dropout must be in [0, 1), got 1.5"),
+    ("[sasrec]\nmax_epochs = 0\n", "[sasrec]: SasrecConfig.max_epochs must be above 0, got 0"),
+    ("[lstm-attn]\nbatch = 0\n", "[lstm-attn]: LstmAttnConfig.batch must be above 0, got 0"),
+    ("max_epochs = 2\n", "`max_epochs = 2` sits outside a table; settings go in a table named after their ranker"),
 ])
 def test_train_settings_with_a_mistake_are_one_line_errors_before_training(home, tmp_path, capsys, text, message):
     (tmp_path / "rankers.toml").write_text(text)
@@ -302,6 +307,9 @@ def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path,
     assert main(["--home", str(home), "align", "--config", str(tmp_path / "align.toml")]) == 2
     err = capsys.readouterr().err
     assert "align.toml: unknown keys ['epoch']; expected some of ['batch_size', 'dim', 'epochs'" in err and err.count("\n") == 1
+    (tmp_path / "align.toml").write_text("epochs = 0\n")
+    assert main(["--home", str(home), "align", "--config", str(tmp_path / "align.toml")]) == 2
+    assert "align.toml: AlignConfig.epochs must be above 0, got 0" in capsys.readouterr().err
 
 
 def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_use(ranked_home, tmp_path, capsys):

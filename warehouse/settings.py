@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; pass a TOML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -42,4 +44,19 @@ def override(config: T, values: dict[str, Any], where: str) -> T:
         if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
             raise ConfigError(f"{where}.{key} must be {expected.__name__} (default {defaults[key]!r}), got {value!r}")
         checked[key] = value
-    return dataclasses.replace(config, **checked)
+    try:
+        return dataclasses.replace(config, **checked)
+    except ConfigError as exc:  # a value out of range: name the file too
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def check_ranges(config: Any, *, positive: tuple[str, ...] = (), shares: tuple[str, ...] = ()) -> None:
+    """A config's values that no run can use are a `ConfigError` at construction: counts, sizes and
+    rates must be above 0; dropouts and shares must lie in [0, 1)."""
+    kind = type(config).__name__
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{kind}.{name} must be above 0, got {getattr(config, name)!r}")
+    for name in shares:
+        if not 0 <= getattr(config, name) < 1:
+            raise ConfigError(f"{kind}.{name} must be in [0, 1), got {getattr(config, name)!r}")
