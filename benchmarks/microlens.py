@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-epochs", type=int, help="cap on epochs (default: the model's own, 300 for SASRec)")
     parser.add_argument("--cold-max-epochs", type=int, help="cap on epochs of the cold-start split's models")
-    parser.add_argument("--batch", type=int, help="SASRec batch size (default: RecBole's 2048)")
+    parser.add_argument("--batch", type=int, help="batch size: users a step for sasrec* (default 128, SASRec+), rows for "
+                                                  "lstm-attn* (default 256)")
     parser.add_argument("--patience", type=int, help="SASRec early-stopping patience in epochs (default: RecBole's 10)")
     parser.add_argument("--max-users", type=int, help="test users (default: all)")
     parser.add_argument("--steps", default="main,cold,seeds", help="which steps to run (main, cold, seeds; default all)")
