@@ -53,7 +53,7 @@ class SasrecConfig:
     valid_users: int = 10000  # validation NDCG@10 on a seeded sample of the validation rows, each epoch
     # content-first items (sasrec-content only)
     # Chosen on validation NDCG@10 of MicroLens-50K after 3 epochs (seed 0): 0.0269 against 0.0166
-    # for id_drop 0.5 / delta_ratio 0.5, and 0.0248 for sasrec (benchmarks/results/microlens-50k.md).
+    # for id_drop 0.5 / delta_ratio 0.5, and 0.0248 for sasrec (benchmarks/content_first.py).
     id_drop: float = 0.2  # share of items whose delta is dropped whole in a training batch
     delta_ratio: float = 2.0  # rho: ||delta_i|| <= rho * ||W c_i||
 
