@@ -55,12 +55,13 @@ def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
     overrides a field of that ranker's config dataclass (ranker/sasrec.py SasrecConfig,
     ranker/sequence.py LstmAttnConfig). Checked here, before any training starts."""
     tables = read_toml(path)
+    named = configurable()
     for name, values in tables.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: `{name} = {values!r}` sits outside a table; settings go in a table named after "
                               f"their ranker, e.g. [sasrec] then {name} = {values!r}")
-        if name not in configurable():
+        if name not in named:
             raise ConfigError(f"{path}: [{name}] is not a ranker with settings; use tables named "
-                              f"{', '.join(f'[{n}]' for n in configurable())}")
+                              f"{', '.join(f'[{n}]' for n in named)}")
         override(RANKERS[name]("cpu").config, values, f"{path} [{name}]")  # unknown keys, wrong types: now
     return tables

@@ -167,8 +167,7 @@ class Sasrec:
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         # Every labelled step of a sequence predicts its training row's target: exactly the pairs of
         # RecBole's prefix rows, at about one encoder pass per user (ranker/training.py next_item_sequences).
-        inputs, labels = next_item_sequences(data)
-        users = np.arange(len(inputs))  # sequences: one per user, plus the rows that fit no user's sequence
+        inputs, labels = next_item_sequences(data)  # one sequence per user, plus rows that fit no user's sequence
         valid = validation_rows(data, cfg.valid_users, seed)
         stopper = EarlyStopping(cfg.patience)
         drop_rng = torch.Generator().manual_seed(seed)
@@ -177,10 +176,9 @@ class Sasrec:
             started = time.perf_counter()
             self.net.train()
             losses = []
-            steps = math.ceil(len(users) / cfg.batch)
-            bar = epoch_bar(minibatches(len(users), cfg.batch, rng), steps, self.name, epoch)
-            for rows in bar:
-                idx = users[rows]
+            steps = math.ceil(len(inputs) / cfg.batch)
+            bar = epoch_bar(minibatches(len(inputs), cfg.batch, rng), steps, self.name, epoch)
+            for idx in bar:
                 keep = (torch.rand(data.n_items + 1, generator=drop_rng) >= cfg.id_drop).to(self.device)
                 vectors = self.net.items(keep if self.use_content else None)
                 states = self.net.states(torch.as_tensor(inputs[idx], device=self.device), vectors)

@@ -190,15 +190,18 @@ def _compact_folder(spec: TableSpec, table_dir: Path, folder: Path) -> None:
     for path in _small_files(folder):
         groups.setdefault(pq.read_schema(path).remove_metadata().to_string(), []).append(path)
     for files in groups.values():
-        chunk: list[Path] = []
-        for path in [*files, None]:
-            if path is not None and (not chunk or sum(f.stat().st_size for f in chunk) < SMALL_FILE_BYTES):
-                chunk.append(path)
-                continue
+        chunks: list[list[Path]] = [[]]
+        size = 0
+        for path in files:
+            if chunks[-1] and size >= SMALL_FILE_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(path)
+            size += path.stat().st_size
+        for chunk in chunks:
             if len(chunk) > 1:
                 rows = pa.concat_tables(pq.read_table(f).replace_schema_metadata(None) for f in chunk)
                 _swap(table_dir, spec, [(folder, rows, _new_part_name())], chunk)
-            chunk = [path] if path is not None else []
 
 
 def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
