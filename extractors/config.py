@@ -4,8 +4,11 @@
     preset = "offline"          # offline (EfficientNet-Lite0, MiniLM, musicnn) | paper (CLIP, CLAP)
     modalities = ["frames", "text", "audio"]
     n_frames = 8                # frames sampled per video
+    frame_sampling = "exact"    # exact | keyframes (nearest keyframes, scaled in FFmpeg; much faster)
+    decode_short_side = 256     # keyframes mode: frames scaled to this shorter side before Python
     batch_items = 16            # items per batch (batches span items)
-    decode_workers = 2          # parallel decoding threads, overlapped with encoding
+    decode_workers = 0          # parallel decoding threads; 0 = one per CPU core
+    prefetch_batches = 2        # batches decoded ahead of the encoder
     device = "auto"             # auto (CUDA when present) | cpu | cuda | cuda:1
     clip_arch = "ViT-B-32"
     clip_checkpoint = ""        # or env REELSENSE_CLIP_CHECKPOINT
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +29,7 @@ from typing import Any
 from warehouse.errors import ConfigError  # noqa: F401  (raised here; importable from here as before)
 
 PRESETS = ("offline", "paper")
+FRAME_SAMPLINGS = ("exact", "keyframes")  # extractors.decode: how frames are picked
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,11 @@ class ExtractConfig:
     preset: str = "offline"
     modalities: tuple[str, ...] = ("frames", "text", "audio")
     n_frames: int = 8
+    frame_sampling: str = "exact"
+    decode_short_side: int = 256
     batch_items: int = 16
-    decode_workers: int = 2
+    decode_workers: int = 0
+    prefetch_batches: int = 2
     device: str = "auto"
     clip_arch: str = "ViT-B-32"
     clip_checkpoint: str = ""
@@ -47,12 +55,23 @@ class ExtractConfig:
         unknown = set(self.modalities) - {"frames", "text", "audio"}
         if unknown or not self.modalities:
             raise ConfigError(f"modalities {list(self.modalities)} must be a non-empty subset of frames, text, audio")
-        for name in ("n_frames", "batch_items", "decode_workers"):
+        if self.frame_sampling not in FRAME_SAMPLINGS:
+            raise ConfigError(f"frame_sampling {self.frame_sampling!r} is not one of {', '.join(FRAME_SAMPLINGS)}")
+        for name in ("n_frames", "batch_items", "prefetch_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("decode_workers", "decode_short_side"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
 
     def replace(self, **changes: Any) -> ExtractConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def workers(self) -> int:
+        """Decoding threads: as configured, or one per CPU core this process may use."""
+        if self.decode_workers:
+            return self.decode_workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     def resolved_device(self) -> str:
         if self.device != "auto":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -156,16 +157,35 @@ def load_musicnn(weights: Path | None = None) -> MusiCNN:
     return model.eval()
 
 
-def log_mel_patches(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Mono 16 kHz audio -> log-mel patches (P, 187, 96), float32 throughout."""
+def log_mel_patches(audio: npt.NDArray[np.float32], device: str = "cpu") -> torch.Tensor:
+    """Mono 16 kHz audio -> log-mel patches (P, 187, 96), float32, on `device`. The STFT runs in
+    torch where the encoder runs; it matches librosa's melspectrogram (its defaults: periodic Hann
+    window, centred frames zero-padded, power 2, Slaney mel filters) within float32 rounding
+    (`librosa_log_mel`, tests/test_encoders.py)."""
+    x = torch.from_numpy(np.ascontiguousarray(audio, np.float32)).to(device)
+    spec = torch.stft(x, N_FFT, hop_length=HOP, window=torch.hann_window(N_FFT, device=device), center=True,
+                      pad_mode="constant", return_complex=True).abs().pow(2)  # (257, T)
+    rep = torch.log10(10000 * (mel_filters(device) @ spec).T + 1)  # (T, 96)
+    if rep.shape[0] < PATCH_FRAMES:
+        rep = rep.repeat(int(np.ceil(PATCH_FRAMES / max(rep.shape[0], 1))), 1)[:PATCH_FRAMES]
+    usable = rep.shape[0] // PATCH_FRAMES * PATCH_FRAMES
+    return rep[:usable].reshape(-1, PATCH_FRAMES, N_MELS)
+
+
+@lru_cache(maxsize=4)
+def mel_filters(device: str) -> torch.Tensor:
+    """librosa's Slaney mel filter bank (96, 257), once per device."""
+    import librosa
+
+    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)).float().to(device)
+
+
+def librosa_log_mel(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The reference: librosa's log-mel (T, 96) as musicnn's extractor computes it, in float32."""
     import librosa
 
     mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE, hop_length=HOP, n_fft=N_FFT, n_mels=N_MELS).T
-    rep = np.log10(10000 * mel.astype(np.float32) + 1)  # (T, 96)
-    if rep.shape[0] < PATCH_FRAMES:
-        rep = np.tile(rep, (int(np.ceil(PATCH_FRAMES / max(rep.shape[0], 1))), 1))[:PATCH_FRAMES]
-    starts = range(0, rep.shape[0] - PATCH_FRAMES + 1, PATCH_FRAMES)
-    return np.stack([rep[s : s + PATCH_FRAMES] for s in starts]).astype(np.float32)
+    return np.log10(10000 * mel.astype(np.float32) + 1)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from extractors.encoders import (
     frames_to_tensor,
     hashtags,
     micro_batch,
+    sampled_version,
     split_by_item,
 )
 from warehouse.errors import ModelNotFound
@@ -100,8 +101,9 @@ ZERO_SHOT_LABELS = (
 class ClipFrames:
     modality, name = "frames", "clip"
 
-    def __init__(self, clip: ClipModel, labels: Sequence[str] = ZERO_SHOT_LABELS, top_k: int = 3) -> None:
-        self.clip, self.labels, self.top_k = clip, tuple(labels), top_k
+    def __init__(self, clip: ClipModel, labels: Sequence[str] = ZERO_SHOT_LABELS, top_k: int = 3, *,
+                 sampling: str = "exact") -> None:
+        self.clip, self.labels, self.top_k, self.sampling = clip, tuple(labels), top_k, sampling
         self._label_vectors: torch.Tensor | None = None
 
     def require_checkpoint(self) -> Path:
@@ -118,7 +120,7 @@ class ClipFrames:
 
     @property
     def version(self) -> str:
-        return f"{self.clip.arch}-{self.clip.version}"
+        return sampled_version(f"{self.clip.arch}-{self.clip.version}", self.sampling)
 
     @property
     def dim(self) -> int:
@@ -131,8 +133,8 @@ class ClipFrames:
     def embed(self, batch: Sequence[npt.NDArray[np.uint8]]) -> Embedded:
         clip = self.clip
         model = _loaded(clip.model, self)
-        x = torch.cat([frames_to_tensor(f, clip.size) for f in batch])
-        x = ((x - clip.mean[:, None, None]) / clip.std[:, None, None]).to(clip.device)
+        x = torch.cat([frames_to_tensor(f, clip.size, clip.device) for f in batch])  # (sum N, 3, S, S) on the device
+        x = (x - clip.mean[:, None, None].to(clip.device)) / clip.std[:, None, None].to(clip.device)
         with _autocast(clip.device):
             features = forward_in_chunks(model.encode_image, x, micro_batch(clip.device, cpu=8, gpu=256)).float()  # (sum N, D)
         per_item = [f.mean(0) for f in split_by_item(features, [len(f) for f in batch])]
@@ -148,7 +150,10 @@ class ClipText:
     def __init__(self, clip: ClipModel) -> None:
         self.clip = clip
 
-    version = ClipFrames.version
+    @property
+    def version(self) -> str:
+        return f"{self.clip.arch}-{self.clip.version}"
+
     require_checkpoint = ClipFrames.require_checkpoint
     dim = ClipFrames.dim
     load = ClipFrames.load

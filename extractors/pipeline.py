@@ -1,8 +1,12 @@
 """The work of extract-items, as plain functions the Prefect flow wires together.
 
     plan_work(items, done, failed, encoders)  -> which items need which encoders
-    decode_batch(work, config, rates)          -> frames + audio per item (parallel threads)
+    decode_batch(work, config, rates)          -> frames + audio per item (a shared pool of threads)
+    prefetched(batches, submit, depth)         -> batches in order, the next `depth` decoding meanwhile
     embed_batch(decoded, encoders)             -> embeddings rows per model, failure rows
+
+An item whose media cannot be decoded, or whose input an encoder cannot take, becomes a failures
+row; the rest of its batch goes on.
 
 Reads `items`; the flow writes the rows to `embeddings` and `failures`. An item is embedded once
 per (modality, model, content_hash): a rerun skips it, `--force` recomputes it.
@@ -10,9 +14,10 @@ per (modality, model, content_hash): a rerun skips it, `--force` recomputes it.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -65,11 +70,11 @@ def build_encoders(config: ExtractConfig) -> dict[str, Encoder]:
 
         clip = ClipModel(config.clip_arch, config.clip_checkpoint or None)
         all_encoders: dict[str, Any] = {
-            "frames": ClipFrames(clip), "text": ClipText(clip),
+            "frames": ClipFrames(clip, sampling=config.frame_sampling), "text": ClipText(clip),
             "audio": ClapAudio(config.clap_checkpoint or None, audio_model=config.clap_audio_model, text_model=config.clap_text_model),
         }
     else:
-        all_encoders = {"frames": EfficientNetLite0(), "text": MiniLM(), "audio": MusicnnTagger()}
+        all_encoders = {"frames": EfficientNetLite0(sampling=config.frame_sampling), "text": MiniLM(), "audio": MusicnnTagger()}
     encoders = {m: all_encoders[m] for m in config.modalities}
     check_encoder_keys(encoders)
     return encoders
@@ -137,27 +142,79 @@ def plan_work(
     return work, skipped
 
 
+@lru_cache(maxsize=4)
+def decoder_pool(workers: int) -> ThreadPoolExecutor:
+    """One pool of decoding threads per process and size, shared by every batch in flight, so
+    decoding several batches ahead never runs more than `workers` decoders at once. Threads, not
+    processes: decord, PyAV and FFmpeg's scaler and resampler release the GIL (benchmarks/extract.py
+    measures both)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+
+
 def decode_batch(work: Sequence[WorkItem], config: ExtractConfig, audio_rate: int | None) -> list[Prepared | dict[str, Any]]:
-    """Decode every item of the batch in parallel threads (decord, PyAV and soxr release the GIL).
-    An item that cannot be decoded comes back as a failures row instead."""
+    """Decode every item of the batch on the shared decoder pool. An item that cannot be decoded
+    comes back as a failures row instead."""
     def one(item: WorkItem) -> Prepared | dict[str, Any]:
         try:
             return Prepared(item, decode_one(item, config, audio_rate))
         except MediaDecodeError as exc:
             return failure_row(item, str(exc))
 
-    with ThreadPoolExecutor(max_workers=config.decode_workers) as pool:
-        return list(pool.map(one, work))
+    return list(decoder_pool(config.workers()).map(one, work))
+
+
+def prefetched(batches: Sequence[Any], submit: Callable[[Any], Any], depth: int) -> Iterator[tuple[Any, Any]]:
+    """(batch, decoded) in order, with up to `depth` later batches decoding meanwhile. `submit(batch)`
+    starts a batch's decoding and returns a future (a Prefect task's or a pool's)."""
+    pending = collections.deque(submit(batch) for batch in batches[:depth])
+    for index, batch in enumerate(batches):
+        decoded = pending.popleft().result()
+        if index + depth < len(batches):
+            pending.append(submit(batches[index + depth]))
+        yield batch, decoded
 
 
 def decode_one(item: WorkItem, config: ExtractConfig, audio_rate: int | None) -> DecodedItem:
     frames = duration = None
     if "frames" in item.modalities:
-        frames, duration = sample_frames(item.video_uri, config.n_frames)
+        frames, duration = sample_frames(item.video_uri, config.n_frames, sampling=config.frame_sampling,
+                                         short_side=config.decode_short_side)
     audio, missing = None, None
     if "audio" in item.modalities and audio_rate:
         audio, missing = decode_audio(item.audio_uri or item.video_uri, audio_rate)
     return DecodedItem(item.item_id, frames, audio, audio_rate or 0, duration, audio_missing=missing)
+
+
+# What an encoder raises for an input it cannot take (torch's shape and memory errors are
+# RuntimeErrors): the item is quarantined. A programming error (TypeError, ...) stops the run.
+ENCODER_ERRORS = (RuntimeError, ValueError)
+
+
+def encode_each(encoder: Encoder, inputs: list[Any]) -> tuple[Embedded | None, list[str | None]]:
+    """The batch in one call; if that raises, each input alone, so one bad input fails only
+    itself. Returns the vectors of the inputs that encoded (None if none did) and, per input,
+    None or the error that quarantines it."""
+    try:
+        return encoder.embed(inputs), [None] * len(inputs)
+    except ENCODER_ERRORS as batch_error:
+        if len(inputs) == 1:
+            return None, [f"{type(batch_error).__name__}: {_first_line(batch_error)}"]
+    parts: list[Embedded] = []
+    errors: list[str | None] = []
+    for x in inputs:
+        try:
+            parts.append(encoder.embed([x]))
+            errors.append(None)
+        except ENCODER_ERRORS as exc:
+            errors.append(f"{type(exc).__name__}: {_first_line(exc)}")
+    if not parts:
+        return None, errors
+    return Embedded(np.concatenate([p.vectors for p in parts]), [t for p in parts for t in p.tags]), errors
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else ""
 
 
 def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str, Encoder]) -> BatchResult:
@@ -176,8 +233,13 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
                          for d in wanted if d.media.audio is None]
         if not ready:
             continue
-        out = encoder.embed([x for _, x in ready])
         key = (modality, model_id(encoder))
+        out, errors = encode_each(encoder, [x for _, x in ready])
+        failures += [failure_row(d.work, f"encoder {key[1]} cannot take this {modality} input: {error}",
+                                 stage=f"{STAGE}:{modality}:encoder") for (d, _), error in zip(ready, errors) if error]
+        ready = [r for r, error in zip(ready, errors) if error is None]
+        if out is None:
+            continue
         if len(out.vectors) != len(ready) or len(out.tags) != len(ready):
             # Never write a partial or misaligned table: the items go to failures, and a rerun retries them.
             reason = (f"encoder {key[1]} returned {len(out.vectors)} vectors and {len(out.tags)} tag lists "

@@ -6,7 +6,8 @@ Reads `items`; writes `embeddings` (one row per item, modality and model) and `f
 media, missing audio). Caching is by content hash, in the warehouse itself: an item whose
 (modality, model, content_hash) is stored is skipped, so a rerun after a crash does only what is
 left (each finished batch was committed atomically), and `--force` recomputes and replaces.
-On one machine, decoding of the next batch (a thread) overlaps the encoding of the current one.
+On one machine, the next `prefetch_batches` batches are decoded (by a shared pool of decoding
+threads, one per core by default) while the current one is encoded and committed.
 Scaled out (--dask-workers, --dask-address), items are partitioned by crc32(item_id) into shards
 that each worker decodes, embeds and commits on its own: the commits are idempotent appends, so
 workers never coordinate, and more workers give more throughput until the storage saturates.
@@ -35,6 +36,7 @@ from extractors.pipeline import (
     loaded_encoders,
     model_ids,
     plan_work,
+    prefetched,
 )
 from flows.runners import dask_runner
 from warehouse import db, store
@@ -78,7 +80,8 @@ def write_task(home: str, result: BatchResult, force: bool) -> dict[str, int]:
     written = sum(write(wh, EMBEDDINGS, table).written for table in result.embeddings.values())
     store.append(wh, FAILURES, failures_table(result.failures))
     # Stages: STAGE (undecodable media), STAGE:audio (no audio track), STAGE:<modality>:encoder
-    # (an encoder returned the wrong number of vectors; retried on the next run).
+    # (an encoder could not take the item's input, or returned the wrong number of vectors;
+    # retried on the next run, since a device out of memory is one such error).
     quarantined = sum(1 for f in result.failures if f["stage"] != f"{STAGE}:audio")
     return {"vectors": written, "embedded": result.embedded_items, "quarantined": quarantined,
             "audio_missing": len(result.failures) - quarantined}
@@ -126,13 +129,11 @@ def _run_shards(home: str, work: list[WorkItem], config: ExtractConfig, force: b
 
 
 def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force: bool, bar: tqdm) -> dict[str, int]:
-    """Batches in order, decoding the next one (a task) while this one is encoded and committed."""
+    """Batches in order; up to `prefetch_batches` of the next ones decode (tasks on the shared
+    decoder pool) while this one is encoded and committed, so the encoder need not wait."""
     batches = [work[i : i + config.batch_items] for i in range(0, len(work), config.batch_items)]
     totals = dict.fromkeys(COUNTS, 0)
-    pending = decode_task.submit(batches[0], config) if batches else None
-    for index, batch in enumerate(batches):
-        decoded = pending.result()
-        pending = decode_task.submit(batches[index + 1], config) if index + 1 < len(batches) else None
+    for batch, decoded in prefetched(batches, lambda b: decode_task.submit(b, config), config.prefetch_batches):
         totals = _add(totals, write_task(home, embed_task(decoded, config), force))
         bar.update(len(batch))
         bar.set_postfix(quarantined=totals["quarantined"])
@@ -143,7 +144,7 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
 def extract_items(home: str, config: ExtractConfig = ExtractConfig(), force: bool = False, limit: int | None = None,
                   shards: int = 0, torch_threads: int = 0) -> dict[str, Any]:
     """Embed every item that is not embedded yet; return the run summary. shards = 0: one
-    pipeline in this process (decoding the next batch while this one is encoded); shards > 0:
+    pipeline in this process (decoding the next batches while this one is encoded); shards > 0:
     items partitioned into that many shard tasks, each decoded, embedded and committed by
     whichever worker runs it (the Dask runner's processes or machines)."""
     logger = get_run_logger()

@@ -14,12 +14,17 @@ from warehouse.errors import MediaDecodeError
 
 
 def write_video(path: Path, *, codec: str = "libx264", size: tuple[int, int] = (64, 48), frames: int = 24,
-                fps: int = 12, pts_step: list[int] | None = None, tone_hz: float | None = None, rate: int = 44100) -> Path:
-    """A clip whose i-th frame has brightness 10 * i, so the decoded frame tells where it came from."""
+                fps: int = 12, pts_step: list[int] | None = None, tone_hz: float | None = None, rate: int = 44100,
+                gop: int | None = None, container_format: str | None = None) -> Path:
+    """A clip whose i-th frame has brightness 10 * i, so the decoded frame tells where it came from.
+    `gop`: a keyframe exactly every `gop` frames (scene-cut keyframes off)."""
     width, height = size
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", format=container_format) as container:
         video = container.add_stream(codec, rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if gop is not None:
+            params = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+            video.options = {"x264-params": params} if codec == "libx264" else {"x265-params": params + ":log-level=error"}
         if pts_step is not None:
             video.time_base = Fraction(1, 1000)
         audio = container.add_stream("aac", rate=rate, layout="mono") if tone_hz else None
@@ -67,6 +72,46 @@ def test_variable_frame_rate_and_short_clips(tmp_path):
     assert len(frames) == 4 and duration > 0
     short, _ = sample_frames(write_video(tmp_path / "short.mp4", frames=3), 8)
     assert short.shape[0] == 3
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_keyframe_sampling_takes_the_nearest_keyframe_within_a_segment(tmp_path, codec):
+    """24 frames at 12 fps, keyframes at frames 0, 8, 16. Four segments of 0.5 s want frames 3, 9,
+    15 and 21; the nearest keyframes are 0, 8, 16 and 16 (brightness 10 x frame)."""
+    path = write_video(tmp_path / f"gop8-{codec}.mp4", codec=codec, gop=8)
+    frames, duration = sample_frames(path, 4, sampling="keyframes")
+    assert frames.shape == (4, 48, 64, 3) and duration == pytest.approx(2.0, abs=0.1)  # never enlarged
+    assert np.allclose(frames.mean(axis=(1, 2, 3)), [0, 80, 160, 160], atol=6)
+
+
+def test_keyframe_sampling_decodes_exactly_where_no_keyframe_is_near(tmp_path):
+    """One keyframe (frame 0): only the first wanted time (frame 3) is within a segment of it; the
+    others are the exact frames 9, 15, 21."""
+    frames, _ = sample_frames(write_video(tmp_path / "one-gop.mp4", gop=100), 4, sampling="keyframes")
+    assert np.allclose(frames.mean(axis=(1, 2, 3)), [0, 90, 150, 210], atol=6)
+
+
+def test_keyframe_sampling_scales_inside_ffmpeg_keeping_the_aspect(tmp_path):
+    landscape, _ = sample_frames(write_video(tmp_path / "wide.mp4", gop=6), 4, sampling="keyframes", short_side=24)
+    portrait, _ = sample_frames(write_video(tmp_path / "tall.mp4", size=(48, 96), gop=6), 4, sampling="keyframes",
+                                short_side=24)
+    assert landscape.shape == (4, 24, 32, 3) and portrait.shape == (4, 48, 24, 3)
+
+
+def test_keyframe_sampling_of_odd_clips(tmp_path):
+    """Variable frame rate, fewer frames than wanted, and a raw H.264 stream without a container
+    index (keyframe times unknown: the exact path decodes it)."""
+    vfr, _ = sample_frames(write_video(tmp_path / "vfr.mp4", frames=12, pts_step=[40, 120, 80], gop=4), 4,
+                           sampling="keyframes")
+    assert len(vfr) == 4
+    short, _ = sample_frames(write_video(tmp_path / "short.mp4", frames=3), 8, sampling="keyframes")
+    assert len(short) == 8 and set(short.mean(axis=(1, 2, 3)).round(-1)) <= {0, 10, 20}  # its 3 frames, repeated
+    raw = write_video(tmp_path / "raw.h264", gop=8, container_format="h264")
+    exact, _ = sample_frames(raw, 4)
+    keyframes, _ = sample_frames(raw, 4, sampling="keyframes")
+    np.testing.assert_array_equal(keyframes, exact)
+    with pytest.raises(ValueError, match="not one of exact, keyframes"):
+        sample_frames(raw, 4, sampling="nearest")
 
 
 def test_audio_is_mono_at_the_requested_rate(tmp_path):
@@ -125,3 +170,7 @@ def test_real_clips_decode(shared_data):
         assert frames.shape[0] == 8 and frames.shape[3] == 3 and duration > 3, clip
     hevc, _ = sample_frames(clips[0], 2)  # MicroLens videos are HEVC 1280x720
     assert hevc.shape[1:] == (720, 1280, 3)
+    for clip in clips:  # keyframes mode: 8 frames, the shorter side at most 256 (carphone is 176x144)
+        exact, _ = sample_frames(clip, 1)
+        frames, _ = sample_frames(clip, 8, sampling="keyframes")
+        assert frames.shape[0] == 8 and min(frames.shape[1:3]) == min(256, *exact.shape[1:3]), clip

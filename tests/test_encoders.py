@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import skimage.data
 
+from extractors.decode import decode_audio
 from extractors.encoders import EfficientNetLite0, MiniLM, MusicnnTagger, hashtags, model_id
+from extractors.musicnn import librosa_log_mel, log_mel_patches
 from extractors.paper_encoders import ClapAudio, ClipFrames, ClipModel, ClipText
 from warehouse.errors import ModelNotFound
 
@@ -97,6 +99,42 @@ def test_musicnn_stays_finite_on_loud_audio():
     encoder.load("cpu")
     loud = np.sign(np.sin(2 * np.pi * 80 * np.arange(16000 * 3) / 16000)).astype(np.float32) * 30
     assert np.isfinite(encoder.embed([loud]).vectors).all()
+
+
+def test_log_mel_in_torch_matches_librosa():
+    """The STFT runs where musicnn runs (the GPU when there is one); its log-mel is librosa's."""
+    t = np.arange(int(16000 * 6.5)) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 440 * t) + RNG.normal(0, 0.05, len(t))).astype(np.float32)
+    patches = log_mel_patches(audio)  # 6.5 s: 2 whole patches of 187 frames (3 s each)
+    reference = librosa_log_mel(audio)
+    assert patches.shape == (2, 187, 96)
+    np.testing.assert_allclose(patches.numpy(), reference[: 2 * 187].reshape(2, 187, 96), atol=1e-4)
+    short = log_mel_patches(audio[:8000])  # 0.5 s: one patch, repeat-padded
+    np.testing.assert_allclose(short[0, :32].numpy(), librosa_log_mel(audio[:8000])[:32], atol=1e-4)
+    np.testing.assert_allclose(short[0, 32:64].numpy(), short[0, :32].numpy())
+
+
+@pytest.mark.data
+def test_musicnn_vectors_agree_between_ffmpeg_and_soxr_resampling(shared_data):
+    """decode_audio resamples inside FFmpeg; the former path decoded at the native rate and
+    resampled with librosa's soxr_hq. musicnn's vectors of the 4 real tracks agree to 0.999."""
+    import av
+    import librosa
+
+    encoder = MusicnnTagger()
+    encoder.load("cpu")
+    clips = sorted(shared_data.glob("microlens-50k/videos/*.mp4")) + [shared_data / "public-clips" / "bigbuckbunny.mp4"]
+    for clip in clips:
+        with av.open(str(clip)) as container:
+            stream = container.streams.audio[0]
+            mono = av.AudioResampler(format="flt", layout="mono")
+            native = np.concatenate([o.to_ndarray().reshape(-1) for f in container.decode(stream) for o in mono.resample(f)])
+            rate = stream.codec_context.sample_rate
+        soxr = librosa.resample(native, orig_sr=rate, target_sr=16000, res_type="soxr_hq").astype(np.float32)
+        ffmpeg, _ = decode_audio(clip, 16000)
+        assert abs(len(ffmpeg) - len(soxr)) <= 16, clip
+        a, b = encoder.embed([soxr, ffmpeg]).vectors
+        assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.999, clip
 
 
 def test_missing_paper_checkpoints_name_the_file_and_how_to_get_it(tmp_path):
