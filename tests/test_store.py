@@ -153,6 +153,29 @@ def test_current_embeddings_hold_only_the_current_contents_vectors_and_title(wh)
     assert view == [{"item_id": "x", "title": "new title"}, {"item_id": "y", "title": "other"}]
 
 
+def test_stages_see_a_new_vector_model_as_soon_as_its_file_lands(wh):
+    """`scratch` remembers which vector views to make until a file of `embeddings` changes: a model
+    appended (or its files compacted) is visible to the next read of the same process."""
+    now = datetime.now(timezone.utc)
+
+    def add(model: str) -> None:
+        store.append(wh, EMBEDDINGS, pa.table({
+            "item_id": ["x"], "modality": ["text"], "model": [model], "dim": [2],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array([1.0, 0.0], pa.float32()), 2),
+            "tags": [[]], "content_hash": ["h"], "created_at": [now]}))
+
+    def views() -> set[str]:
+        rows = db.fetch(wh, "SELECT view_name FROM duckdb_views() WHERE view_name LIKE 'vectors_%'")
+        return {r["view_name"] for r in rows}
+
+    add("first@1")
+    assert views() == views() == {"vectors_text_first"}
+    add("second@1")
+    assert views() == {"vectors_text_first", "vectors_text_second"}
+    store.compact(wh, EMBEDDINGS)
+    assert views() == {"vectors_text_first", "vectors_text_second"}
+
+
 def test_every_table_has_a_view_from_the_start(wh):
     db.refresh_views(wh)
     for name, spec in TABLES.items():

@@ -86,14 +86,27 @@ def view_sql(wh: Warehouse, spec: TableSpec) -> str:
     return Template(template).substitute(files=_sql_string(wh.parquet_glob(spec)))
 
 
-def vector_view_sqls(con: duckdb.DuckDBPyConnection) -> list[str]:
+# (embeddings glob, its files' names, sizes and mtimes) -> the (modality, model, dim) rows the
+# vector views are made from: the GROUP BY over every vector runs once per change of the table,
+# not on every `scratch` of a process (load_dataset alone opens four).
+_VECTOR_MODELS: dict[tuple, list[tuple]] = {}
+
+
+def vector_view_sqls(con: duckdb.DuckDBPyConnection, wh: Warehouse | None = None) -> list[str]:
     """One view per (modality, model) exposing `vector` as FLOAT[dim] for the items' current
     content. The newest version of a model is `vectors_<modality>_<model name>` (e.g.
-    vectors_fused_aligned); older versions keep the version in the name."""
-    rows = con.execute(
-        "SELECT modality, model, any_value(dim), max(created_at) AS newest FROM embeddings "
-        "GROUP BY modality, model ORDER BY modality, newest DESC, model"
-    ).fetchall()
+    vectors_fused_aligned); older versions keep the version in the name. With `wh`, the models
+    are remembered until a file of `embeddings` changes."""
+    key = _embeddings_fingerprint(wh) if wh is not None else None
+    rows = _VECTOR_MODELS.get(key) if key is not None else None
+    if rows is None:
+        rows = con.execute(
+            "SELECT modality, model, any_value(dim), max(created_at) AS newest FROM embeddings "
+            "GROUP BY modality, model ORDER BY modality, newest DESC, model"
+        ).fetchall()
+        if key is not None:
+            _VECTOR_MODELS.clear()  # one warehouse's state is worth keeping, not every past one
+            _VECTOR_MODELS[key] = rows
     template = resources.files("warehouse").joinpath("sql/vector_view.sql").read_text()
     sqls, taken = [], set()
     for modality, model, dim, _ in rows:
@@ -104,6 +117,17 @@ def vector_view_sqls(con: duckdb.DuckDBPyConnection) -> list[str]:
         sqls.append(Template(template).substitute(
             name=name, modality=_sql_string(modality), model=_sql_string(model), dim=int(dim)))
     return sqls
+
+
+def _embeddings_fingerprint(wh: Warehouse) -> tuple | None:
+    """What identifies the current files of `embeddings`; None while a writer is changing them."""
+    folder = wh.tables_dir / "embeddings"
+    try:
+        files = sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
+                       for f in folder.rglob("*.parquet") if not f.name.startswith(".")) if folder.exists() else []
+    except FileNotFoundError:  # a file compacted or replaced away between listing and stat
+        return None
+    return (str(folder.resolve()), tuple(files))
 
 
 def _slug(text: str) -> str:
@@ -228,7 +252,7 @@ def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     temp = "CREATE OR REPLACE TEMP VIEW"
     for spec in TABLES.values():
         con.execute(view_sql(wh, spec).replace("CREATE OR REPLACE VIEW", temp, 1))
-    for sql in derived_view_sqls() + vector_view_sqls(con):  # over the table views just made, in order
+    for sql in derived_view_sqls() + vector_view_sqls(con, wh):  # over the table views just made, in order
         con.execute(sql.replace("CREATE OR REPLACE VIEW", temp, 1))
     return con
 
