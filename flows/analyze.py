@@ -154,7 +154,7 @@ def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dic
 
 @flow(name="analyze", log_prints=True)
 def analyze(home: str, run_id: str | None = None, truth_path: str | None = None, max_plot_users: int = 40,
-            device: str = "auto", max_pages: int = REPORT_PAGES) -> dict[str, Any]:
+            device: str = "auto", max_pages: int = REPORT_PAGES, shift_config: ShiftConfig = ShiftConfig()) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
     run = check_run(wh, run_id)
@@ -165,15 +165,14 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
     profiles: dict[str, dict[str, list]] = {}
     for r in db.analysis(wh, "profiles", {"top": 5}).to_pylist():
         profiles.setdefault(r["user_id"], {}).setdefault(r["kind"], []).append((r["tag"], r["share"]))
-    config = ShiftConfig()
-    shifts = user_shifts(data, tags, truth, config)
+    shifts = user_shifts(data, tags, truth, shift_config)
     summary: dict[str, Any] = {"run_id": run_id, "explanations": len(explanations), "users": len(shifts)}
     with run_folder(wh, run_id) as report_dir:
         (report_dir / "plots").mkdir(parents=True, exist_ok=True)
         if truth is not None:
             metrics = match_shifts({u: s["planted"] for u, s in shifts.items()},
                                    {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE)
-            metrics.update(window=config.window, alpha=config.alpha, permutations=config.permutations,
+            metrics.update(window=shift_config.window, alpha=shift_config.alpha, permutations=shift_config.permutations,
                            tolerance_unit="positive interactions", users=len(shifts))
             (report_dir / "shifts.json").write_text(json.dumps(metrics, indent=1))
             summary["shifts"] = metrics

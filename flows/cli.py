@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure (default: 40)")
     report.add_argument("--pages", type=int, default=REPORT_PAGES, help=f"user pages: the run's most active users (default: {REPORT_PAGES})")
     report.add_argument("--device", default="auto", type=_device)
+    report.add_argument("--config", type=Path, help="TOML file of interest-shift settings (ranker/shifts.py ShiftConfig), "
+                        "e.g. window = 16")
     report.set_defaults(run=_report)
     explain = commands.add_parser("explain", help="why an item is ranked for a user, in words and numbers")
     explain.add_argument("--user", required=True)
@@ -395,6 +397,7 @@ def _score(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from flows.analyze import analyze, check_run
+    from ranker.shifts import ShiftConfig
 
     wh = _require(args.home, SCORES, "no scores in {home}; run `reelsense score` first")
     if args.pages < 0 or args.plot_users < 0:
@@ -405,9 +408,10 @@ def _report(args: argparse.Namespace) -> None:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReelsenseError(f"--truth {args.truth}: not a sample's truth.json ({type(exc).__name__}: {exc}); "
                                  "`reelsense sample` writes one beside its items.csv") from None
+    shift_config = override(ShiftConfig(), read_toml(args.config), str(args.config)) if args.config else ShiftConfig()
     run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow starts
     summary = analyze(str(wh.home), run_id=run_id, truth_path=str(args.truth) if args.truth else None,
-                      max_plot_users=args.plot_users, device=args.device, max_pages=args.pages)
+                      max_plot_users=args.plot_users, device=args.device, max_pages=args.pages, shift_config=shift_config)
     print(report_line(wh, summary))
 
 

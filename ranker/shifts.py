@@ -8,6 +8,8 @@ highest drift is at least as high is the p-value; below `alpha`, the change is r
 segmentation repeats the search on both sides, so several shifts can be found.
 
 `match_shifts` scores detections against planted ones within a tolerance (in interactions).
+`ShiftConfig` is read from TOML by `reelsense report --config FILE` (keys: window, permutations,
+alpha, seed; unknown keys are an error).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from warehouse.errors import ConfigError
+from warehouse.settings import check_ranges
+
 
 @dataclass(frozen=True)
 class ShiftConfig:
@@ -27,6 +32,11 @@ class ShiftConfig:
     permutations: int = 200
     alpha: float = 0.05
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_ranges(self, positive=("window", "permutations", "alpha"))
+        if not self.alpha < 1:
+            raise ConfigError(f"ShiftConfig.alpha is a significance level in (0, 1), got {self.alpha!r}")
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ranker.shifts import ShiftConfig, detect_shifts, drift_curve, match_shifts, tag_changes
 
@@ -65,3 +66,19 @@ def test_tags_that_rose_and_fell():
     # shares before: food 3/3, piano 1/3; after: sports 2/2, piano 1/2
     rose, fell = tag_changes([["food"], ["food", "piano"], ["food"]], [["sports"], ["sports", "piano"]])
     assert rose == ["sports", "piano"] and fell == ["food"]
+
+
+def test_shift_settings_from_toml_refuse_unknown_keys_and_impossible_values(tmp_path):
+    from warehouse.errors import ConfigError
+    from warehouse.settings import override, read_toml
+
+    path = tmp_path / "shifts.toml"
+    path.write_text("window = 16\nalpha = 0.01\n")
+    assert override(ShiftConfig(), read_toml(path), str(path)) == ShiftConfig(window=16, alpha=0.01)
+    path.write_text("windows = 16\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['windows'\]"):
+        override(ShiftConfig(), read_toml(path), str(path))
+    for bad in ("window = 0", "alpha = 1.5", "permutations = -3"):
+        path.write_text(bad + "\n")
+        with pytest.raises(ConfigError, match="ShiftConfig"):
+            override(ShiftConfig(), read_toml(path), str(path))
