@@ -96,7 +96,14 @@ def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[
     by_user: dict[str, list[dict]] = {}
     for row in explanations:
         by_user.setdefault(row["user_id"], []).append(row)
-    has_content = np.flatnonzero(np.linalg.norm(data.content, axis=1) > 0)  # rows of data.content (0: padding)
+    users = sorted(shifts, key=lambda u: (-len(shifts[u]["shifts"]), u))
+    featured = users[0] if users else None
+    activity = Counter(data.queries.users.tolist())  # positive interactions per user
+    paged = sorted(sorted(by_user or shifts, key=lambda u: (-activity[u], u))[:max_pages])
+    plotted = set(paged[:max_plot_users])
+    row_of = {item_id: row for row, item_id in enumerate(data.item_ids)}
+    drawn = {row_of[i] for u in plotted | {featured} for i in shifts.get(u, {}).get("item_ids", []) if i in row_of}
+    has_content = plots.map_rows(np.flatnonzero(np.linalg.norm(data.content, axis=1) > 0), drawn)  # rows of data.content (0: padding)
     coords = plots.tsne_coordinates(data.content[has_content]) if len(has_content) > 3 else np.zeros((0, 2), np.float32)
     where = {data.item_ids[i]: k for k, i in enumerate(has_content)}
     groups = [groups_of(data.item_ids[i]) for i in has_content]
@@ -104,12 +111,7 @@ def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[
     def trajectory(user: str) -> np.ndarray:
         return np.asarray([coords[where[i]] for i in shifts.get(user, {}).get("item_ids", []) if i in where]).reshape(-1, 2)
 
-    users = sorted(shifts, key=lambda u: (-len(shifts[u]["shifts"]), u))
-    featured = users[0] if users else None
     figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
-    activity = Counter(data.queries.users.tolist())  # positive interactions per user
-    paged = sorted(sorted(by_user or shifts, key=lambda u: (-activity[u], u))[:max_pages])
-    plotted = set(paged[:max_plot_users])
     for user in tqdm(paged, desc="report pages", unit="user", leave=False):
         _user_page(out, user, data=data, rows=by_user.get(user, []), profile=profiles.get(user, {}), shift=shifts.get(user),
                    tags=tags, plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None)
@@ -122,7 +124,7 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     if len(coords):
         plots.embedding_map(coords, groups, out / "plots" / "embedding_map.png", trajectory=trajectory(featured) if featured else None,
                             who=featured or "", title=f"items by content (t-SNE of {data.content_source}), with {featured}'s path")
-        figures.append(("plots/embedding_map.png", "Item map: t-SNE of the content vectors, coloured by topic (sample) or top tag, "
+        figures.append(("plots/embedding_map.png", f"Item map: t-SNE of the content vectors ({len(coords):,} items: all, or a seeded {plots.MAP_ITEMS:,} and the drawn users' items), coloured by topic (sample) or top tag, "
                         f"with the interactions of {featured} in time order."))
     attention_user = featured if featured in by_user else next(iter(sorted(by_user)), None)
     if attention_user:

@@ -169,3 +169,15 @@ def test_report_command_line(analyzed, capsys):
     assert "analyze run-report: 144 explanations, 36 user pages" in out and "index.html" in out
     assert main(["--home", str(wh.home), "explain", "--user", "nobody", "--item", "i000"]) == 2
     assert "unknown user 'nobody'" in capsys.readouterr().err
+
+
+def test_the_item_map_samples_a_large_catalogue_but_keeps_the_drawn_users_items():
+    from ranker.plots import map_rows
+
+    candidates = np.arange(1, 101)  # row 0 is padding, never a candidate
+    np.testing.assert_array_equal(map_rows(candidates, [5], limit=100), candidates)
+    rows = map_rows(candidates, [3, 97, 0, 500], limit=10)
+    assert len(rows) <= 12 and {3, 97} <= set(rows.tolist()) and set(rows.tolist()) <= set(candidates.tolist())
+    assert np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(rows, map_rows(candidates, [3, 97], limit=10))  # seeded
+    assert not np.array_equal(map_rows(candidates, [], limit=10), map_rows(candidates, [], limit=10, seed=1))
