@@ -124,7 +124,8 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     if len(coords):
         plots.embedding_map(coords, groups, out / "plots" / "embedding_map.png", trajectory=trajectory(featured) if featured else None,
                             who=featured or "", title=f"items by content (t-SNE of {data.content_source}), with {featured}'s path")
-        figures.append(("plots/embedding_map.png", f"Item map: t-SNE of the content vectors ({len(coords):,} items: all, or a seeded {plots.MAP_ITEMS:,} and the drawn users' items), coloured by topic (sample) or top tag, "
+        figures.append(("plots/embedding_map.png", f"Item map: t-SNE of the content vectors ({len(coords):,} items: all of them, or a seeded "
+                        f"{plots.MAP_ITEMS:,} and the drawn users' items), coloured by topic (sample) or top tag, "
                         f"with the interactions of {featured} in time order."))
     attention_user = featured if featured in by_user else next(iter(sorted(by_user)), None)
     if attention_user:
