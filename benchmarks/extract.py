@@ -21,6 +21,7 @@ table; measured, never asserted in tests.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import tempfile
@@ -106,7 +107,8 @@ class GpuUtilisation:
                 import pynvml
 
                 pynvml.nvmlInit()
-                self.handle, self.read = pynvml.nvmlDeviceGetHandleByIndex(0), pynvml.nvmlDeviceGetUtilizationRates
+                index = torch.device(device).index or 0
+                self.handle, self.read = pynvml.nvmlDeviceGetHandleByIndex(index), pynvml.nvmlDeviceGetUtilizationRates
             except Exception as exc:  # noqa: BLE001 - a benchmark reports what it could not measure
                 print(f"  (no GPU utilisation: {exc})")
 
@@ -141,7 +143,7 @@ def bench(label: str, rows: list[tuple[str, str, str]], config: ExtractConfig, a
 
     decoded, decode_s = timed(lambda: [decode_batch(b, config, rate) for b in batches], "cpu")
     frames = sum(len(d.media.frames) for batch in decoded for d in batch if isinstance(d, Prepared))
-    with ProcessPoolExecutor(max_workers=config.workers()) as pool:
+    with ProcessPoolExecutor(max_workers=config.workers(), mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(decode_one, work[: config.workers()], [config] * config.workers(), [rate] * config.workers()))
         _, process_s = timed(lambda: list(pool.map(decode_one, work, [config] * n, [rate] * n, chunksize=1)), "cpu")
     ceiling_s = encode_ceiling(decoded, encoders, device)

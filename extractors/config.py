@@ -5,7 +5,7 @@
     modalities = ["frames", "text", "audio"]
     n_frames = 8                # frames sampled per video
     frame_sampling = "exact"    # exact | keyframes (nearest keyframes, scaled in FFmpeg; much faster)
-    decode_short_side = 256     # keyframes mode: frames scaled to this shorter side before Python
+    decode_short_side = 256     # keyframes mode: shorter side scaled to this in FFmpeg (never enlarged; 0: not scaled)
     batch_items = 16            # items per batch (batches span items)
     decode_workers = 0          # parallel decoding threads; 0 = one per CPU core
     prefetch_batches = 2        # batches decoded ahead of the encoder
@@ -30,6 +30,7 @@ from warehouse.errors import ConfigError  # noqa: F401  (raised here; importable
 
 PRESETS = ("offline", "paper")
 FRAME_SAMPLINGS = ("exact", "keyframes")  # extractors.decode: how frames are picked
+MIN_SHORT_SIDE = 224  # EfficientNet-Lite0's and CLIP ViT-B-32's input size
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,11 @@ class ExtractConfig:
         for name in ("n_frames", "batch_items", "prefetch_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("decode_workers", "decode_short_side"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.decode_workers < 0:
+            raise ConfigError(f"decode_workers must be 0 (one per core) or more, got {self.decode_workers}")
+        if self.decode_short_side != 0 and self.decode_short_side < MIN_SHORT_SIDE:
+            raise ConfigError(f"decode_short_side must be 0 (not scaled) or at least {MIN_SHORT_SIDE} (the encoders' input "
+                              f"size: smaller frames would be enlarged again), got {self.decode_short_side}")
 
     def replace(self, **changes: Any) -> ExtractConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

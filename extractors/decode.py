@@ -64,9 +64,16 @@ def sample_frames(path: str | Path, n: int = 8, *, sampling: str = "exact",
         try:
             return _frames_keyframes(str(path), n, short_side)
         except (*DECODER_ERRORS, MediaDecodeError):
-            pass  # no index to seek with, or an odd stream: the exact path decodes it or says why not
-    elif sampling != "exact":
+            # No keyframe index, or an odd stream: the exact path decodes it (scaled the same way,
+            # so every "keyframes" vector is made from frames of one size) or says why not.
+            frames, duration = _frames_exact(str(path), n)
+            return np.stack([_scaled(f, short_side) for f in frames]), duration
+    if sampling != "exact":
         raise ValueError(f"frame sampling {sampling!r} is not one of {', '.join(FRAME_SAMPLINGS)}")
+    return _frames_exact(str(path), n)
+
+
+def _frames_exact(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:
     try:
         return _frames_decord(str(path), n)
     except MediaDecodeError:
@@ -76,7 +83,7 @@ def sample_frames(path: str | Path, n: int = 8, *, sampling: str = "exact",
             return _frames_pyav(str(path), n)
         except (*DECODER_ERRORS, MediaDecodeError) as pyav_error:  # both decoders' reasons go in the message
             raise MediaDecodeError(
-                f"{path}: cannot decode video (decord: {_first_line(decord_error)}; PyAV: {_first_line(pyav_error)})"
+                f"{path}: cannot decode video (decord: {first_line(decord_error)}; PyAV: {first_line(pyav_error)})"
             ) from pyav_error
 
 
@@ -97,28 +104,32 @@ def _frames_pyav(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:
             raise MediaDecodeError(f"{path}: no video stream")
         stream = container.streams.video[0]
         duration = _duration_s(container, stream)
-        if duration is None:  # no index to seek with: decode all, keep n
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-            if not frames:
-                raise MediaDecodeError(f"{path}: the video stream has no frames")
-            picked = [frames[i] for i in frame_indices(len(frames), n)]
-            return np.stack(picked), len(frames) / float(stream.average_rate or 25)
         picked = []
-        for i in range(n):
+        for i in range(n if duration is not None else 0):
             try:
                 picked.append(_frame_at_time(container, stream, (i + 0.5) * duration / n, duration).to_ndarray(format="rgb24"))
             except MediaDecodeError:
                 continue  # a damaged stretch: the other frames still describe the video
-        if not picked:
-            raise MediaDecodeError(f"{path}: no frame could be decoded")
-        return np.stack(picked), duration
+        if picked:
+            return np.stack(picked), duration
+    with av.open(path) as container:  # no index, or seeking found nothing (some MPEG-TS): count, then decode in order
+        stream = container.streams.video[0]
+        total = sum(1 for packet in container.demux(stream) if packet.size)
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        wanted = set(frame_indices(total, n))
+        frames = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(stream)) if i in wanted]
+    if not frames:
+        raise MediaDecodeError(f"{path}: the video stream has no frames")
+    return np.stack(frames), duration or total / float(stream.average_rate or 25)
 
 
 def _frames_keyframes(path: str, n: int, short_side: int) -> tuple[npt.NDArray[np.uint8], float]:
-    """The keyframe nearest each wanted time if one lies within a segment (duration / n) of it, else
-    the exact frame there. Keyframe times come from demuxing alone (no decoding); each chosen
+    """For each of n segments, the keyframe nearest its centre if one lies inside the segment, else
+    the exact frame at its centre. Keyframe times come from demuxing alone (no decoding); each chosen
     keyframe is decoded once, right after a seek to it. (Decoding with skip_frame="NONKEY" instead
-    lost keyframes of the MicroLens HEVC clips and returned the rest out of order.)"""
+    lost keyframes of the MicroLens HEVC clips and returned the rest out of order.) Times count
+    from the stream's start: MPEG-TS and re-muxed files start at a non-zero timestamp."""
     with av.open(path) as container:
         if not container.streams.video:
             raise MediaDecodeError(f"{path}: no video stream")
@@ -131,7 +142,7 @@ def _frames_keyframes(path: str, n: int, short_side: int) -> tuple[npt.NDArray[n
         segment = duration / n
         targets = [(i + 0.5) * segment for i in range(n)]
         nearest = [int(np.abs(seconds - t).argmin()) for t in targets]
-        near = [abs(seconds[k] - t) <= segment for k, t in zip(nearest, targets)]
+        near = [abs(seconds[k] - t) <= segment / 2 for k, t in zip(nearest, targets)]  # inside its own segment
         exact = iter(_frames_at_times(container, stream, [t for t, ok in zip(targets, near) if not ok], duration, seconds))
         by_key: dict[int, npt.NDArray[np.uint8]] = {}
         picked = []
@@ -154,8 +165,9 @@ def _frames_at_times(container: av.container.InputContainer, stream: av.video.st
             container.seek(int(target / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True)
             frames = container.decode(stream)
         for frame in frames:
-            position, last = (frame.time if frame.time is not None else position), frame
-            if frame.time is None or frame.time >= target - 1e-3 or frame.time + 1e-3 >= duration:
+            time = _seconds(frame, stream)
+            position, last = (time if time is not None else position), frame
+            if time is None or time >= target - 1e-3 or time + 1e-3 >= duration:
                 out.append(frame)
                 break
         else:  # the stream ended before `target` (its last frame is shorter than the container says)
@@ -179,9 +191,24 @@ def _frame_at_time(container: av.container.InputContainer, stream: av.video.stre
     """The first frame at or after `target` seconds: seek back to a keyframe, decode forward."""
     container.seek(int(target / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True)
     for frame in container.decode(stream):
-        if frame.time is None or frame.time >= target - 1e-3 or frame.time + 1e-3 >= duration:
+        time = _seconds(frame, stream)
+        if time is None or time >= target - 1e-3 or time + 1e-3 >= duration:
             return frame
     raise MediaDecodeError(f"{container.name}: no frame at {target:.2f} s")
+
+
+def _seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float | None:
+    """A frame's time from the stream's start (`frame.time` counts from the timestamp origin)."""
+    if frame.pts is None or stream.time_base is None:
+        return None
+    return float((frame.pts - (stream.start_time or 0)) * stream.time_base)
+
+
+def _scaled(frame: npt.NDArray[np.uint8], short_side: int) -> npt.NDArray[np.uint8]:
+    """An RGB array scaled as `_rgb` scales a decoded frame (FFmpeg's area filter)."""
+    if not short_side or min(frame.shape[:2]) <= short_side:
+        return frame
+    return _rgb(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"), short_side)
 
 
 def _rgb(frame: av.VideoFrame, short_side: int) -> npt.NDArray[np.uint8]:
@@ -196,7 +223,7 @@ def _rgb(frame: av.VideoFrame, short_side: int) -> npt.NDArray[np.uint8]:
 def decode_audio(path: str | Path, sample_rate: int) -> tuple[npt.NDArray[np.float32] | None, str | None]:
     """The first audio track as mono float32 at `sample_rate`, or (None, reason). FFmpeg downmixes
     and resamples in the decoding pass (musicnn's vectors agree with the former soxr path to a
-    cosine of at least 0.999 on the real tracks: tests/test_decode.py)."""
+    cosine of at least 0.999 on the real tracks: tests/test_encoders.py)."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -206,7 +233,7 @@ def decode_audio(path: str | Path, sample_rate: int) -> tuple[npt.NDArray[np.flo
             chunks = [out.to_ndarray().reshape(-1) for frame in container.decode(stream) for out in resampler.resample(frame)]
             chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]  # the resampler's tail
     except av.FFmpegError as exc:
-        raise MediaDecodeError(f"{path}: cannot decode audio ({_first_line(exc)})") from exc
+        raise MediaDecodeError(f"{path}: cannot decode audio ({first_line(exc)})") from exc
     if not chunks or sum(len(c) for c in chunks) == 0:
         return None, "audio track has no samples"
     return np.concatenate(chunks).astype(np.float32), None
@@ -230,11 +257,11 @@ def decode_item(
 def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / 1_000_000
+    if container.duration is not None:  # microseconds, including the container's start offset
+        return (container.duration - max(container.start_time or 0, 0)) / 1_000_000
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__

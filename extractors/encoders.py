@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from warehouse.errors import ModelNotFound
+from warehouse.errors import EncoderInputError, ModelNotFound
 
 FRAME_SIZE = 224
 
@@ -54,6 +54,7 @@ def frames_to_tensor(frames: npt.NDArray[np.uint8], size: int = FRAME_SIZE, devi
     centre crop. Portrait and landscape frames keep their aspect ratio. On CUDA the uint8 frames
     cross from pinned memory without blocking, and are resized there: a quarter of the bytes of
     float frames, and the resize off the CPU."""
+    check_frames(frames)
     x = torch.from_numpy(np.ascontiguousarray(frames))  # (N, H, W, 3) uint8
     if device.startswith("cuda"):
         x = x.pin_memory().to(device, non_blocking=True)
@@ -66,10 +67,29 @@ def frames_to_tensor(frames: npt.NDArray[np.uint8], size: int = FRAME_SIZE, devi
     return x[:, :, top : top + size, left : left + size]
 
 
-def sampled_version(version: str, sampling: str) -> str:
-    """A frames encoder's version names how its frames were picked: keyframe vectors differ from
-    exact ones, so the two never share a warehouse key (and a switch re-embeds)."""
-    return version if sampling == "exact" else f"{version}+{sampling}"
+def check_frames(frames: Any) -> None:
+    """Frames an image encoder can take: a non-empty (N, H, W, 3) uint8 array."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 \
+            or 0 in frames.shape:
+        found = f"{frames.dtype} array of shape {frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
+        raise EncoderInputError(f"frames must be a non-empty (N, H, W, 3) uint8 array, got a {found}")
+
+
+def check_audio(audio: Any) -> None:
+    """Audio an audio encoder can take: a non-empty, finite, 1-D float array."""
+    if not isinstance(audio, np.ndarray) or audio.ndim != 1 or audio.size == 0 or audio.dtype.kind != "f" \
+            or not np.isfinite(audio).all():
+        found = f"{audio.dtype} array of shape {audio.shape}" if isinstance(audio, np.ndarray) else type(audio).__name__
+        raise EncoderInputError(f"audio must be a non-empty, finite, 1-D float array, got a {found} (or non-finite samples)")
+
+
+def sampled_version(version: str, sampling: str, short_side: int) -> str:
+    """A frames encoder's version names how its frames were picked and scaled: keyframe vectors
+    differ from exact ones, and with the scale, so none of them share a warehouse key (a switch
+    re-embeds). "exact" frames are never scaled before the encoder."""
+    if sampling == "exact":
+        return version
+    return f"{version}+{sampling}{short_side or '-native'}"
 
 
 def split_by_item(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
@@ -99,9 +119,9 @@ class EfficientNetLite0:
     # photo this gives a more confident 'Egyptian cat' than the ImageNet mean/std does.
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
-    def __init__(self, *, top_k: int = 3, sampling: str = "exact") -> None:
+    def __init__(self, *, top_k: int = 3, sampling: str = "exact", short_side: int = 256) -> None:
         self.top_k = top_k
-        self.version = sampled_version("imagenet-57934424", sampling)
+        self.version = sampled_version("imagenet-57934424", sampling, short_side)
         self.model: torch.nn.Module | None = None
         self.device = "cpu"
 
@@ -207,6 +227,8 @@ class MusicnnTagger:
         from extractors.musicnn import MTT_LABELS, log_mel_patches
 
         model = _loaded(self.model, self)
+        for audio in batch:
+            check_audio(audio)
         patches = [log_mel_patches(audio, self.device) for audio in batch]
         x = torch.cat(patches)  # (sum P, 187, 96)
         logits, penultimate = forward_in_chunks(model, x, self.chunk)

@@ -22,6 +22,7 @@ from extractors.encoders import (
     Embedded,
     _autocast,
     _loaded,
+    check_audio,
     forward_in_chunks,
     frames_to_tensor,
     hashtags,
@@ -102,8 +103,9 @@ class ClipFrames:
     modality, name = "frames", "clip"
 
     def __init__(self, clip: ClipModel, labels: Sequence[str] = ZERO_SHOT_LABELS, top_k: int = 3, *,
-                 sampling: str = "exact") -> None:
-        self.clip, self.labels, self.top_k, self.sampling = clip, tuple(labels), top_k, sampling
+                 sampling: str = "exact", short_side: int = 256) -> None:
+        self.clip, self.labels, self.top_k = clip, tuple(labels), top_k
+        self.sampling, self.short_side = sampling, short_side
         self._label_vectors: torch.Tensor | None = None
 
     def require_checkpoint(self) -> Path:
@@ -120,7 +122,7 @@ class ClipFrames:
 
     @property
     def version(self) -> str:
-        return sampled_version(f"{self.clip.arch}-{self.clip.version}", self.sampling)
+        return sampled_version(f"{self.clip.arch}-{self.clip.version}", self.sampling, self.short_side)
 
     @property
     def dim(self) -> int:
@@ -217,6 +219,7 @@ class ClapAudio:
         model = _loaded(self.model, self)
         inputs = []
         for audio in batch:
+            check_audio(audio)
             # The middle 10 s, quantised to int16 as laion-clap does: deterministic (its own
             # cropping of longer audio is random).
             start = max(0, (len(audio) - self.max_samples) // 2)

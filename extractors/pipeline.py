@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,9 +29,9 @@ import numpy as np
 import pyarrow as pa
 
 from extractors.config import ExtractConfig
-from extractors.decode import DecodedItem, decode_audio, sample_frames
+from extractors.decode import DecodedItem, decode_audio, first_line, sample_frames
 from extractors.encoders import EfficientNetLite0, Embedded, Encoder, MiniLM, MusicnnTagger, model_id
-from warehouse.errors import ConfigError, MediaDecodeError
+from warehouse.errors import ConfigError, EncoderInputError, MediaDecodeError
 from warehouse.schemas import EMBEDDINGS, FAILURES
 
 STAGE = "extract-items"
@@ -70,11 +71,12 @@ def build_encoders(config: ExtractConfig) -> dict[str, Encoder]:
 
         clip = ClipModel(config.clip_arch, config.clip_checkpoint or None)
         all_encoders: dict[str, Any] = {
-            "frames": ClipFrames(clip, sampling=config.frame_sampling), "text": ClipText(clip),
+            "frames": ClipFrames(clip, sampling=config.frame_sampling, short_side=config.decode_short_side), "text": ClipText(clip),
             "audio": ClapAudio(config.clap_checkpoint or None, audio_model=config.clap_audio_model, text_model=config.clap_text_model),
         }
     else:
-        all_encoders = {"frames": EfficientNetLite0(sampling=config.frame_sampling), "text": MiniLM(), "audio": MusicnnTagger()}
+        all_encoders = {"frames": EfficientNetLite0(sampling=config.frame_sampling, short_side=config.decode_short_side),
+                        "text": MiniLM(), "audio": MusicnnTagger()}
     encoders = {m: all_encoders[m] for m in config.modalities}
     check_encoder_keys(encoders)
     return encoders
@@ -142,13 +144,19 @@ def plan_work(
     return work, skipped
 
 
-@lru_cache(maxsize=4)
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
 def decoder_pool(workers: int) -> ThreadPoolExecutor:
     """One pool of decoding threads per process and size, shared by every batch in flight, so
-    decoding several batches ahead never runs more than `workers` decoders at once. Threads, not
-    processes: decord, PyAV and FFmpeg's scaler and resampler release the GIL (benchmarks/extract.py
-    measures both)."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    decoding several batches ahead never runs more than `workers` decoders at once (made under a
+    lock: the first batches are submitted together). Threads, not processes: decord, PyAV and
+    FFmpeg's scaler and resampler release the GIL (benchmarks/extract.py measures both)."""
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+        return _POOLS[workers]
 
 
 def decode_batch(work: Sequence[WorkItem], config: ExtractConfig, audio_rate: int | None) -> list[Prepared | dict[str, Any]]:
@@ -185,36 +193,36 @@ def decode_one(item: WorkItem, config: ExtractConfig, audio_rate: int | None) ->
     return DecodedItem(item.item_id, frames, audio, audio_rate or 0, duration, audio_missing=missing)
 
 
-# What an encoder raises for an input it cannot take (torch's shape and memory errors are
-# RuntimeErrors): the item is quarantined. A programming error (TypeError, ...) stops the run.
-ENCODER_ERRORS = (RuntimeError, ValueError)
+def encoder_errors() -> tuple[type[BaseException], ...]:
+    """What quarantines an item: input its encoder checked and refused, or a batch that did not fit
+    in the device's memory and then does not fit alone. Any other error (torch's RuntimeErrors of
+    shape, dtype or device, a CUDA fault, a bug) stops the run: quarantining it would hide it."""
+    import torch
+
+    return (EncoderInputError, torch.OutOfMemoryError)
 
 
 def encode_each(encoder: Encoder, inputs: list[Any]) -> tuple[Embedded | None, list[str | None]]:
     """The batch in one call; if that raises, each input alone, so one bad input fails only
     itself. Returns the vectors of the inputs that encoded (None if none did) and, per input,
     None or the error that quarantines it."""
+    errors_to_quarantine = encoder_errors()
     try:
         return encoder.embed(inputs), [None] * len(inputs)
-    except ENCODER_ERRORS as batch_error:
+    except errors_to_quarantine as batch_error:
         if len(inputs) == 1:
-            return None, [f"{type(batch_error).__name__}: {_first_line(batch_error)}"]
+            return None, [f"{type(batch_error).__name__}: {first_line(batch_error)}"]
     parts: list[Embedded] = []
     errors: list[str | None] = []
     for x in inputs:
         try:
             parts.append(encoder.embed([x]))
             errors.append(None)
-        except ENCODER_ERRORS as exc:
-            errors.append(f"{type(exc).__name__}: {_first_line(exc)}")
+        except errors_to_quarantine as exc:
+            errors.append(f"{type(exc).__name__}: {first_line(exc)}")
     if not parts:
         return None, errors
     return Embedded(np.concatenate([p.vectors for p in parts]), [t for p in parts for t in p.tags]), errors
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else ""
 
 
 def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str, Encoder]) -> BatchResult:

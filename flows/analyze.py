@@ -172,7 +172,7 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
         if truth is not None:
             metrics = match_shifts({u: s["planted"] for u, s in shifts.items()},
                                    {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE)
-            metrics.update(window=shift_config.window, alpha=shift_config.alpha, permutations=shift_config.permutations,
+            metrics.update(window=shift_config.window, alpha=shift_config.alpha, permutations=shift_config.permutations, seed=shift_config.seed,
                            tolerance_unit="positive interactions", users=len(shifts))
             (report_dir / "shifts.json").write_text(json.dumps(metrics, indent=1))
             summary["shifts"] = metrics

@@ -174,6 +174,8 @@ def run_extract(home: str, config: ExtractConfig, *, force: bool = False, limit:
     if dask:
         runner, threads = dask
         shards = shards or 4 * max(dask_workers, 2)  # a few shards per worker evens out their sizes
+        if threads and not config.decode_workers:  # local workers share this machine's cores: so do their decoders
+            config = config.replace(decode_workers=threads)
         return extract_items.with_options(task_runner=runner)(home, config, force, limit, shards, threads)
     return extract_items(home, config, force, limit, shards)
 

@@ -36,7 +36,9 @@ class ShiftConfig:
     def __post_init__(self) -> None:
         check_ranges(self, positive=("window", "permutations", "alpha"))
         if not self.alpha < 1:
-            raise ConfigError(f"ShiftConfig.alpha is a significance level in (0, 1), got {self.alpha!r}")
+            raise ConfigError(f"ShiftConfig.alpha is a significance level: give a value in (0, 1) such as 0.05, got {self.alpha!r}")
+        if self.seed < 0:
+            raise ConfigError(f"ShiftConfig.seed must be 0 or more, got {self.seed!r}")
 
 
 @dataclass

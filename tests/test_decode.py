@@ -15,9 +15,10 @@ from warehouse.errors import MediaDecodeError
 
 def write_video(path: Path, *, codec: str = "libx264", size: tuple[int, int] = (64, 48), frames: int = 24,
                 fps: int = 12, pts_step: list[int] | None = None, tone_hz: float | None = None, rate: int = 44100,
-                gop: int | None = None, container_format: str | None = None) -> Path:
+                gop: int | None = None, container_format: str | None = None, offset: int = 0) -> Path:
     """A clip whose i-th frame has brightness 10 * i, so the decoded frame tells where it came from.
-    `gop`: a keyframe exactly every `gop` frames (scene-cut keyframes off)."""
+    `gop`: a keyframe exactly every `gop` frames (scene-cut keyframes off); `offset`: the first
+    frame's timestamp, in frames (MPEG-TS and re-muxed files do not start at 0)."""
     width, height = size
     with av.open(str(path), "w", format=container_format) as container:
         video = container.add_stream(codec, rate=fps)
@@ -31,7 +32,7 @@ def write_video(path: Path, *, codec: str = "libx264", size: tuple[int, int] = (
         pts = 0
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 10 * i, np.uint8), format="rgb24")
-            frame.pts = pts if pts_step is not None else i
+            frame.pts = pts if pts_step is not None else i + offset
             pts += pts_step[i % len(pts_step)] if pts_step is not None else 1
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
@@ -77,11 +78,25 @@ def test_variable_frame_rate_and_short_clips(tmp_path):
 @pytest.mark.parametrize("codec", ["libx264", "libx265"])
 def test_keyframe_sampling_takes_the_nearest_keyframe_within_a_segment(tmp_path, codec):
     """24 frames at 12 fps, keyframes at frames 0, 8, 16. Four segments of 0.5 s want frames 3, 9,
-    15 and 21; the nearest keyframes are 0, 8, 16 and 16 (brightness 10 x frame)."""
+    15 and 21; keyframes 0, 8 and 16 lie inside the first three segments, none inside the last,
+    whose exact frame (21) is decoded (brightness 10 x frame)."""
     path = write_video(tmp_path / f"gop8-{codec}.mp4", codec=codec, gop=8)
     frames, duration = sample_frames(path, 4, sampling="keyframes")
     assert frames.shape == (4, 48, 64, 3) and duration == pytest.approx(2.0, abs=0.1)  # never enlarged
-    assert np.allclose(frames.mean(axis=(1, 2, 3)), [0, 80, 160, 160], atol=6)
+    assert np.allclose(frames.mean(axis=(1, 2, 3)), [0, 80, 160, 210], atol=6)
+
+
+@pytest.mark.parametrize("suffix, container_format", [(".mp4", None), (".mkv", None), (".ts", "mpegts")])
+def test_both_samplings_count_time_from_the_streams_start(tmp_path, suffix, container_format):
+    """The first frame stamped at 1 s (12 frames in), as in MPEG-TS and re-muxed files: both
+    samplings still pick frames 3, 9, 15 and 21 of the clip (the keyframe at frame 0 for the first
+    segment in keyframes mode)."""
+    path = write_video(tmp_path / f"offset{suffix}", gop=100, offset=12, container_format=container_format)
+    exact, duration = sample_frames(path, 4)
+    assert np.allclose(exact.mean(axis=(1, 2, 3)), [30, 90, 150, 210], atol=6) and duration == pytest.approx(2.0, abs=0.1)
+    keyframes, _ = sample_frames(path, 4, sampling="keyframes")
+    first = 30 if suffix == ".ts" else 0  # seeking in MPEG-TS finds nothing: it is decoded in order, exactly
+    assert np.allclose(keyframes.mean(axis=(1, 2, 3)), [first, 90, 150, 210], atol=6)
 
 
 def test_keyframe_sampling_decodes_exactly_where_no_keyframe_is_near(tmp_path):

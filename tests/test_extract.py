@@ -129,13 +129,13 @@ def test_real_clips_six_embedded_truncated_quarantined(prefect_harness, shared_d
     vectors = {(r["item_id"], r["model"]): np.asarray(r["vector"]) for r in db.fetch(
         wh, "SELECT item_id, model, vector FROM embeddings WHERE modality = 'frames'")}
     exact_model, keyframe_model = sorted({m for _, m in vectors})
-    assert keyframe_model == exact_model + "+keyframes"
+    assert keyframe_model == exact_model + "+keyframes256"
     cosines = [float(vectors[c.stem, exact_model] @ vectors[c.stem, keyframe_model]
                      / np.linalg.norm(vectors[c.stem, exact_model]) / np.linalg.norm(vectors[c.stem, keyframe_model]))
                for c in clips]
-    # The accuracy keyframes cost, at 4 frames a clip (measured 2026-11-29): 0.78 for 10040 (3
-    # keyframes in 29 s), 0.85 bikes, 0.91 1002 and 10034, 0.98 bigbuckbunny, 0.998 carphone.
-    # Resizing in FFmpeg alone costs at most 0.005 of it (docs in the README's extraction section).
+    # The accuracy keyframes cost, at 4 frames a clip (measured 2026-11-29): 0.78 for 10040 (4
+    # keyframes in 29 s, one at each segment's edge), 0.85 bikes, 0.91 1002 and 10034, 0.98
+    # bigbuckbunny, 0.998 carphone. Resizing in FFmpeg alone costs at most 0.005 of it (README).
     assert min(cosines) >= 0.75 and np.mean(cosines) >= 0.88, cosines
 
 
@@ -164,9 +164,9 @@ def test_item_shards_embed_the_same_vectors_as_the_pipeline(prefect_harness, sam
 
 
 def test_an_input_an_encoder_cannot_take_fails_only_its_own_item():
-    """One item whose frames the network refuses (4 channels) is quarantined with the encoder's
-    error; the others of its batch are embedded as if it were not there. A programming error is
-    not an input error: it stops the run."""
+    """One item whose frames the encoder refuses (4 channels) is quarantined with the encoder's
+    reason; the others of its batch are embedded as if it were not there. An error that is not the
+    input's (here an encoder used before it was loaded) stops the run."""
     from extractors.decode import DecodedItem
     from extractors.pipeline import Prepared, WorkItem, embed_batch, loaded_encoders
 
@@ -185,12 +185,15 @@ def test_an_input_an_encoder_cannot_take_fails_only_its_own_item():
     assert table["item_id"].to_pylist() == ["a", "c"] and result.embedded_items == 2
     (failure,) = result.failures
     assert failure["item_id"] == "b" and failure["stage"] == "extract-items:frames:encoder"
-    assert "cannot take this frames input: RuntimeError" in failure["error"]
+    assert "cannot take this frames input: EncoderInputError: frames must be a non-empty (N, H, W, 3) uint8 array, " \
+           "got a uint8 array of shape (2, 48, 64, 4)" in failure["error"]
     together = np.asarray(table["vector"].to_pylist(), np.float32)
     alone = embed_batch([prepared("a", good["a"]), prepared("c", good["c"])], encoders).embeddings[key]
     np.testing.assert_allclose(together, np.asarray(alone["vector"].to_pylist(), np.float32), rtol=1e-4, atol=1e-5)
-    with pytest.raises(TypeError):
-        embed_batch([prepared("a", good["a"]), prepared("d", np.array(["not", "frames"]))], encoders)
+    from extractors.encoders import EfficientNetLite0
+
+    with pytest.raises(RuntimeError, match="before load"):  # an error of ours, not of the input: the run stops
+        embed_batch([prepared("a", good["a"]), prepared("c", good["c"])], {"frames": EfficientNetLite0()})
 
 
 def test_frame_sampling_and_decoders_in_the_config(tmp_path):
@@ -200,6 +203,12 @@ def test_frame_sampling_and_decoders_in_the_config(tmp_path):
         ExtractConfig(frame_sampling="nearest")
     with pytest.raises(ReelsenseError, match="prefetch_batches must be at least 1"):
         ExtractConfig(prefetch_batches=0)
+    with pytest.raises(ReelsenseError, match="decode_short_side must be 0 .* or at least 224"):
+        ExtractConfig(decode_short_side=64)
+    from extractors.pipeline import model_ids
+
+    assert model_ids(ExtractConfig(frame_sampling="keyframes", decode_short_side=320))["frames"].endswith("+keyframes320")
+    assert model_ids(ExtractConfig(frame_sampling="keyframes", decode_short_side=0))["frames"].endswith("+keyframes-native")
     path = tmp_path / "extract.toml"
     path.write_text('frame_sampling = "keyframes"\ndecode_short_side = 320\n')
     assert load_config(path) == ExtractConfig(frame_sampling="keyframes", decode_short_side=320)

@@ -88,21 +88,19 @@ def reelsense(home: Path, *args: str, crash_at: str | None = None) -> Run:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
+    """The sample platform, and a home holding its items and events (ingested once by two
+    `reelsense ingest` runs) that `fresh_home` copies: a copy is cheaper than two more runs."""
     root = tmp_path_factory.mktemp("reliability")
     generate_sample(root / "sample", SampleConfig(seed=3, items_per_topic=2, users=30, cold_users=2))
     (root / "extract.toml").write_text(EXTRACT_TOML)
+    for kind in ("items", "events"):
+        assert reelsense(root / "ingested", "ingest", kind, str(root / "sample" / f"{kind}.csv")).returncode == 0
     return root
 
 
 def fresh_home(sample: Path, name: str) -> Path:
-    """A copy of one home holding the sample's items and events (ingested once per module by two
-    `reelsense ingest` runs; a copy is cheaper than two more)."""
-    base = sample / "ingested"
-    if not base.exists():
-        for kind in ("items", "events"):
-            assert reelsense(base, "ingest", kind, str(sample / "sample" / f"{kind}.csv")).returncode == 0
     home = sample / name
-    shutil.copytree(base, home)
+    shutil.copytree(sample / "ingested", home)
     return home
 
 

@@ -78,7 +78,7 @@ def test_shift_settings_from_toml_refuse_unknown_keys_and_impossible_values(tmp_
     path.write_text("windows = 16\n")
     with pytest.raises(ConfigError, match=r"unknown keys \['windows'\]"):
         override(ShiftConfig(), read_toml(path), str(path))
-    for bad in ("window = 0", "alpha = 1.5", "permutations = -3"):
+    for bad in ("window = 0", "alpha = 1.5", "permutations = -3", "seed = -1"):
         path.write_text(bad + "\n")
         with pytest.raises(ConfigError, match="ShiftConfig"):
             override(ShiftConfig(), read_toml(path), str(path))

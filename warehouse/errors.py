@@ -29,6 +29,11 @@ class MediaDecodeError(ReelsenseError):
     """A video or audio file could not be decoded."""
 
 
+class EncoderInputError(ReelsenseError):
+    """An item's decoded media an encoder cannot take (wrong shape or type, empty, not finite):
+    the item is quarantined, the rest of its batch goes on."""
+
+
 class ModelNotFound(ReelsenseError):
     """A model checkpoint or weight file is missing."""
 
