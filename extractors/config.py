@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from warehouse.errors import ConfigError  # noqa: F401  (raised here; importable from here as before)
+from warehouse.settings import override
 
 PRESETS = ("offline", "paper")
 FRAME_SAMPLINGS = ("exact", "keyframes")  # extractors.decode: how frames are picked
@@ -94,10 +95,6 @@ def load_config(path: str | Path | None) -> ExtractConfig:
         values = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    known = {f.name for f in dataclasses.fields(ExtractConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {unknown}; expected some of {sorted(known)}")
-    if "modalities" in values:
+    if isinstance(values.get("modalities"), list):
         values["modalities"] = tuple(values["modalities"])
-    return ExtractConfig(**values)
+    return override(ExtractConfig(), values, str(path))  # unknown keys, wrong types and ranges name the file

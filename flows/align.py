@@ -41,8 +41,15 @@ from warehouse.store import Warehouse
 def load_raw_vectors(home: str) -> tuple[dict[str, str], list[str], list[str], dict[str, np.ndarray]]:
     wh = Warehouse(home)
     raw_models: dict[str, str] = {}
-    for row in db.analysis(wh, "raw_models").to_pylist():
-        raw_models.setdefault(row["modality"], row["model"])  # the most complete model per modality
+    stored = db.analysis(wh, "raw_models").to_pylist()
+    for row in stored:
+        raw_models.setdefault(row["modality"], row["model"])  # the most complete model per modality (then the newest)
+    for modality, model in raw_models.items():
+        others = [f"{r['model']} ({r['items']} items)" for r in stored if r["modality"] == modality and r["model"] != model]
+        if others:  # e.g. exact and keyframe-sampled frames: say which one the alignment learns from
+            covered = next(r["items"] for r in stored if r["model"] == model)
+            get_run_logger().warning("align: %s vectors of %s (%d items, the most complete); also stored: %s",
+                                     modality, model, covered, ", ".join(others))
     rows = db.analysis(wh, "raw_vectors", {"models": list(raw_models.values())}).to_pylist()
     item_ids, hashes, vectors = vectors_from_rows(rows, sorted(raw_models))
     return raw_models, item_ids, hashes, vectors

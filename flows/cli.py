@@ -123,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--config", type=Path, help="TOML file (see extractors/config.py)")
     extract.add_argument("--preset", choices=["offline", "paper"], help="override the config's preset")
     extract.add_argument("--force", action="store_true", help="recompute items that are already embedded")
-    extract.add_argument("--limit", type=int, help="only the first N items (by item_id)")
+    extract.add_argument("--limit", type=_count, help="only the first N items (by item_id)")
     extract.add_argument("--dask-workers", type=_count, default=0, help="run item shards on a local Dask cluster of N processes")
     extract.add_argument("--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"),
                          help="run item shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)")
-    extract.add_argument("--shards", type=int, default=0, help="item shards (default: 0 in-process, 4 per Dask worker)")
+    extract.add_argument("--shards", type=_count, default=0, help="item shards (default: 0 in-process, 4 per Dask worker)")
     extract.set_defaults(run=_extract)
 
     align = commands.add_parser("align", help="align frames, text and audio in one space and fuse them (flow align-items)")

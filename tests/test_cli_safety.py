@@ -312,6 +312,27 @@ def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path,
     assert "align.toml: AlignConfig.epochs must be above 0, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text, message", [
+    ('decode_workers = "2"\n', 'extract.toml.decode_workers must be int (default 0), got \'2\''),
+    ('modalities = "frames"\n', "extract.toml.modalities must be tuple"),
+    ("prefetch_batches = 0\n", "extract.toml: prefetch_batches must be at least 1, got 0"),
+    ('frame_sampling = "nearest"\n', "extract.toml: frame_sampling 'nearest' is not one of exact, keyframes"),
+    ("decode_short_side = 64\n", "extract.toml: decode_short_side must be 0 (not scaled) or at least 224"),
+])
+def test_extract_settings_with_a_mistake_are_one_line_errors_naming_the_file(home, tmp_path, capsys, text, message):
+    (tmp_path / "extract.toml").write_text(text)
+    assert main(["--home", str(home), "extract", "--config", str(tmp_path / "extract.toml")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("args", [["--limit", "-1"], ["--shards", "-1"]])
+def test_extract_refuses_negative_counts(home, capsys, args):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--home", str(home), "extract", *args])
+    assert exit_.value.code == 2 and "expected 0 or more" in capsys.readouterr().err
+
+
 def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_use(ranked_home, tmp_path, capsys):
     """lstm-attn v1 (lightgbm re-ranks it), retrained as v2 for run `old` (reported), retrained as
     v3 for run `new`. Keeping one run removes old's scores, explanations and report, and v2, which

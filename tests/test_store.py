@@ -174,6 +174,8 @@ def test_stages_see_a_new_vector_model_as_soon_as_its_file_lands(wh):
     assert views() == {"vectors_text_first", "vectors_text_second"}
     store.compact(wh, EMBEDDINGS)
     assert views() == {"vectors_text_first", "vectors_text_second"}
+    add("first@1+keyframes256")  # a sampling of its inputs gets a view of its own; the newest does not take the name
+    assert views() == {"vectors_text_first", "vectors_text_second", "vectors_text_first_keyframes256"}
 
 
 def test_every_table_has_a_view_from_the_start(wh):

@@ -95,7 +95,8 @@ _VECTOR_MODELS: dict[tuple, list[tuple]] = {}
 def vector_view_sqls(con: duckdb.DuckDBPyConnection, wh: Warehouse | None = None) -> list[str]:
     """One view per (modality, model) exposing `vector` as FLOAT[dim] for the items' current
     content. The newest version of a model is `vectors_<modality>_<model name>` (e.g.
-    vectors_fused_aligned); older versions keep the version in the name. With `wh`, the models
+    vectors_fused_aligned, vectors_frames_efficientnet_lite0_keyframes256 for keyframe-sampled
+    frames); older versions keep the version in the name. With `wh`, the models
     are remembered until a file of `embeddings` changes."""
     key = _embeddings_fingerprint(wh) if wh is not None else None
     rows = _VECTOR_MODELS.get(key) if key is not None else None
@@ -110,7 +111,7 @@ def vector_view_sqls(con: duckdb.DuckDBPyConnection, wh: Warehouse | None = None
     template = resources.files("warehouse").joinpath("sql/vector_view.sql").read_text()
     sqls, taken = [], set()
     for modality, model, dim, _ in rows:
-        name = f"vectors_{modality}_{_slug(model.split('@')[0])}"
+        name = f"vectors_{modality}_{_slug(view_stem(model))}"
         if name in taken:
             name = f"vectors_{modality}_{_slug(model)}"
         taken.add(name)
@@ -128,6 +129,16 @@ def _embeddings_fingerprint(wh: Warehouse) -> tuple | None:
     except FileNotFoundError:  # a file compacted or replaced away between listing and stat
         return None
     return (str(folder.resolve()), tuple(files))
+
+
+def view_stem(model: str) -> str:
+    """The part of a model id a vector view is named by: its name, and how its inputs were
+    sampled when that is part of its version ('efficientnet_lite0@imagenet-57934424+keyframes256'
+    -> 'efficientnet_lite0_keyframes256'), so the exact and keyframe vectors of one network keep
+    views of their own instead of the newest taking the name."""
+    name, _, version = model.partition("@")
+    _, plus, sampling = version.partition("+")
+    return f"{name}_{sampling}" if plus else name
 
 
 def _slug(text: str) -> str:

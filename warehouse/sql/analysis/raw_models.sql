@@ -1,7 +1,7 @@
 -- The raw (not aligned) embedding models per modality, with how many current items each covers:
--- the inputs align-items can train on (it takes the most complete model of each modality; of
--- models equally complete, the newest, so after re-extracting with other settings, such as
--- keyframe sampling, align follows them as the vector views do).
+-- the inputs align-items can train on. It takes the most complete model of each modality and, of
+-- models equally complete (exact and keyframe-sampled frames of every item), the newest; it logs
+-- its choice whenever a modality has more than one.
 SELECT modality, model, count(*) AS items, max(created_at) AS newest
 FROM current_embeddings
 WHERE modality <> 'fused' AND NOT starts_with(model, 'aligned@')
