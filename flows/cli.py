@@ -4,7 +4,7 @@
     reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N] [--shards N]
     reelsense [--home DIR] align [--retrain] [--seed N] [--topics truth.json]
     reelsense [--home DIR] features | train [--models a,b] | evaluate [--max-users N]
-    reelsense [--home DIR] score [--model NAME] [--k N] [--users a,b] [--run-id ID [--replace]] [--dask-workers N]
+    reelsense [--home DIR] score [--model NAME] [--version V] [--k N] [--candidates N] [--users a,b] [--run-id ID [--replace]] [--dask-workers N]
     reelsense [--home DIR] models
     reelsense [--home DIR] serve [--name default] [--paused]
     reelsense [--home DIR] report [--run-id ID] [--truth truth.json]
