@@ -107,7 +107,8 @@ def _frames_pyav(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:
         picked = []
         for i in range(n if duration is not None else 0):
             try:
-                picked.append(_frame_at_time(container, stream, (i + 0.5) * duration / n, duration).to_ndarray(format="rgb24"))
+                target = (i + 0.5) * duration / n  # each seeks on its own (no keyframe index here)
+                picked.append(_frames_at_times(container, stream, [target], duration, NO_KEYS)[0].to_ndarray(format="rgb24"))
             except MediaDecodeError:
                 continue  # a damaged stretch: the other frames still describe the video
         if picked:
@@ -153,6 +154,9 @@ def _frames_keyframes(path: str, n: int, short_side: int) -> tuple[npt.NDArray[n
         return np.stack(picked), duration
 
 
+NO_KEYS = np.zeros(0)  # keyframe times unknown: `_frames_at_times` seeks for every target
+
+
 def _frames_at_times(container: av.container.InputContainer, stream: av.video.stream.VideoStream, targets: list[float],
                      duration: float, key_seconds: npt.NDArray[np.float64]) -> list[av.VideoFrame]:
     """The first frame at or after each of the (increasing) `targets`, in one forward pass where no
@@ -184,17 +188,6 @@ def _frame_at_pts(container: av.container.InputContainer, stream: av.video.strea
         if frame.pts is None or frame.pts >= pts:  # frames before the keyframe (open GOP) are skipped
             return _rgb(frame, short_side)
     raise MediaDecodeError(f"{container.name}: the keyframe at pts {pts} did not decode")
-
-
-def _frame_at_time(container: av.container.InputContainer, stream: av.video.stream.VideoStream, target: float,
-                   duration: float) -> av.VideoFrame:
-    """The first frame at or after `target` seconds: seek back to a keyframe, decode forward."""
-    container.seek(int(target / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True)
-    for frame in container.decode(stream):
-        time = _seconds(frame, stream)
-        if time is None or time >= target - 1e-3 or time + 1e-3 >= duration:
-            return frame
-    raise MediaDecodeError(f"{container.name}: no frame at {target:.2f} s")
 
 
 def _seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float | None:

@@ -279,11 +279,19 @@ def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
     ("max_epochs = 2\n", "`max_epochs = 2` sits outside a table; settings go in a table named after their ranker"),
 ])
 def test_train_settings_with_a_mistake_are_one_line_errors_before_training(home, tmp_path, capsys, text, message):
-    (tmp_path / "rankers.toml").write_text(text)
-    assert main(["--home", str(home), "train", "--models", "sasrec", "--config", str(tmp_path / "rankers.toml")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1, err
+    err = settings_error(capsys, tmp_path / "rankers.toml", text, ["--home", str(home), "train", "--models", "sasrec"])
+    assert message in err, err
     assert not (home / "models").exists()  # nothing trained
+
+
+def settings_error(capsys, path, text: str, argv: list[str]) -> str:
+    """Write `text` to the settings file `path`, run the command with `--config path`; it must exit
+    2 with a one-line error, which is returned."""
+    path.write_text(text)
+    assert main([*argv, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
 
 
 def test_train_settings_are_used_stored_and_retrain_when_changed(ranked_home, tmp_path, capsys):
@@ -303,13 +311,10 @@ def test_train_settings_are_used_stored_and_retrain_when_changed(ranked_home, tm
 
 
 def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path, capsys):
-    (tmp_path / "align.toml").write_text("epoch = 3\n")
-    assert main(["--home", str(home), "align", "--config", str(tmp_path / "align.toml")]) == 2
-    err = capsys.readouterr().err
-    assert "align.toml: unknown keys ['epoch']; expected some of ['batch_size', 'dim', 'epochs'" in err and err.count("\n") == 1
-    (tmp_path / "align.toml").write_text("epochs = 0\n")
-    assert main(["--home", str(home), "align", "--config", str(tmp_path / "align.toml")]) == 2
-    assert "align.toml: AlignConfig.epochs must be above 0, got 0" in capsys.readouterr().err
+    align = ["--home", str(home), "align"]
+    err = settings_error(capsys, tmp_path / "align.toml", "epoch = 3\n", align)
+    assert "align.toml: unknown keys ['epoch']; expected some of ['batch_size', 'dim', 'epochs'" in err
+    assert "align.toml: AlignConfig.epochs must be above 0, got 0" in settings_error(capsys, tmp_path / "align.toml", "epochs = 0\n", align)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -320,10 +325,8 @@ def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path,
     ("decode_short_side = 64\n", "extract.toml: decode_short_side must be 0 (not scaled) or at least 224"),
 ])
 def test_extract_settings_with_a_mistake_are_one_line_errors_naming_the_file(home, tmp_path, capsys, text, message):
-    (tmp_path / "extract.toml").write_text(text)
-    assert main(["--home", str(home), "extract", "--config", str(tmp_path / "extract.toml")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1, err
+    err = settings_error(capsys, tmp_path / "extract.toml", text, ["--home", str(home), "extract"])
+    assert message in err, err
 
 
 @pytest.mark.parametrize("args", [["--limit", "-1"], ["--shards", "-1"]])

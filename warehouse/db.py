@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from warehouse import store
 from warehouse.errors import QueryError, WarehouseNotFound
-from warehouse.schemas import TABLES, TableSpec
+from warehouse.schemas import EMBEDDINGS, TABLES, TableSpec
 from warehouse.store import Warehouse
 
 
@@ -122,13 +122,11 @@ def vector_view_sqls(con: duckdb.DuckDBPyConnection, wh: Warehouse | None = None
 
 def _embeddings_fingerprint(wh: Warehouse) -> tuple | None:
     """What identifies the current files of `embeddings`; None while a writer is changing them."""
-    folder = wh.tables_dir / "embeddings"
     try:
-        files = sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
-                       for f in folder.rglob("*.parquet") if not f.name.startswith(".")) if folder.exists() else []
+        files = sorted((str(f), stat.st_size, stat.st_mtime_ns) for f in wh.part_files(EMBEDDINGS) for stat in [f.stat()])
     except FileNotFoundError:  # a file compacted or replaced away between listing and stat
         return None
-    return (str(folder.resolve()), tuple(files))
+    return tuple(files)
 
 
 def view_stem(model: str) -> str:
