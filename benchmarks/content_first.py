@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ranker.data import load_dataset
+from ranker.data import ensure_samples, load_dataset
 from ranker.sasrec import Sasrec, SasrecConfig
 from warehouse.store import Warehouse
 
@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--home", required=True)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
+    ensure_samples(Warehouse(args.home))
     data = load_dataset(Warehouse(args.home))
     for name, content, settings in [("sasrec", False, {}), ("content 0.2 / 2.0", True, dict(id_drop=0.2, delta_ratio=2.0)),
                                     ("content 0.5 / 0.5", True, dict(id_drop=0.5, delta_ratio=0.5))]:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ranker.coldstart import NEW_USER_STEPS, cold_split, item_cold_rows, user_cold_rows
-from ranker.data import MAX_HISTORY, load_dataset
+from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
 from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
 from ranker.metrics import ndcg
 from ranker.registry import build
@@ -85,8 +85,13 @@ def main() -> None:
         tmp.write_text(json.dumps(results, indent=1))
         tmp.replace(out)
         out.with_suffix(".md").write_text(markdown(results))
+        # The same without the per-user arrays (tens of MB): small enough to keep beside the .md.
+        slim = {**results, "steps": {k: {f: v for f, v in step.items() if f != "ndcg10_per_user"}
+                                     for k, step in results["steps"].items()}}
+        out.with_suffix(".summary.json").write_text(json.dumps(slim, indent=1))
 
     started = time.perf_counter()
+    ensure_samples(Warehouse(args.home), MAX_HISTORY)  # build-features, where events changed since
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)
     results["data"] = {"users": int(len(np.unique(data.queries.users))), "items": data.n_items, "rows": int(len(data.targets)),
                        "content": data.content_source, "load_seconds": round(time.perf_counter() - started, 1)}
@@ -124,10 +129,14 @@ def main() -> None:
         model = make(name, cold_overrides)
         step = fit(model, split.train_data, seeds[0])
         t = time.perf_counter()
-        step["item_cold"] = {s: {p: ranking_metrics(r, seed=0) for p, r in ranks_by_protocol(
-            model, data, rows_, data.queries.take(rows_)).items()} for s, rows_ in item_rows.items()}
-        step["user_cold"] = {str(k): {p: ranking_metrics(r, seed=0) for p, r in ranks_by_protocol(
-            model, data, rows_, data.queries.take(rows_)).items()} for k, rows_ in user_rows.items()}
+        slices = {**item_rows, **{f"new_users_{k}": rows_ for k, rows_ in user_rows.items()}}
+        slice_ranks = {s: ranks_by_protocol(model, data, rows_, data.queries.take(rows_)) for s, rows_ in slices.items()}
+        step["item_cold"] = {s: {p: ranking_metrics(r, seed=0) for p, r in slice_ranks[s].items()} for s in item_rows}
+        step["user_cold"] = {str(k): {p: ranking_metrics(r, seed=0) for p, r in slice_ranks[f"new_users_{k}"].items()}
+                             for k in user_rows}
+        # Per-user NDCG@10 of every slice, so that models are compared on the same users (paired).
+        step["ndcg10_per_user"] = {s: {p: ndcg(r, 10).tolist() for p, r in by_protocol.items()}
+                                   for s, by_protocol in slice_ranks.items()}
         step["eval_seconds"] = round(time.perf_counter() - t, 1)
         results["steps"][key] = step
         save()
@@ -141,26 +150,48 @@ def main() -> None:
                 continue
             model = make(name, overrides)
             step = fit(model, data, seed)
-            metrics, _ = evaluate_model(model, data, rows, seed=0)
-            step.update(metrics=metrics)
+            metrics, seed_ranks = evaluate_model(model, data, rows, seed=0)
+            step.update(metrics=metrics, ndcg10_per_user={p: ndcg(seed_ranks[p], 10).tolist() for p in PROTOCOLS})
             results["steps"][key] = step
             save()
+            print(f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
+                  f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)", flush=True)
+    for seed in seeds:
+        paired(results, models, seed)
+    paired_cold(results, seeds[0])
     save()
 
 
 def paired(results: dict, models: list[str], seed: int) -> None:
+    """Each model against sasrec trained with the same seed, over the same test users."""
     steps = results["steps"]
     ref = steps.get(f"main/{REFERENCE}/seed{seed}")
-    if ref is None:
+    if ref is None or "ndcg10_per_user" not in ref:
         return
-    results["paired_vs_sasrec"] = {}
+    table = results.setdefault("paired_vs_sasrec", {}) if seed == 0 else results.setdefault(
+        "paired_vs_sasrec_by_seed", {}).setdefault(str(seed), {})
     for name in models:
         step = steps.get(f"main/{name}/seed{seed}")
-        if step and name != REFERENCE:
+        if step and name != REFERENCE and "ndcg10_per_user" in step:
             # NDCG@10 per user is a function of the rank: compare the stored per-user values directly.
             mine = {p: np.asarray(step["ndcg10_per_user"][p]) for p in PROTOCOLS}
             theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
-            results["paired_vs_sasrec"][name] = compare_to_values(theirs, mine, seed=0)
+            table[name] = compare_to_values(theirs, mine, seed=0)
+
+
+def paired_cold(results: dict, seed: int) -> None:
+    """The cold-start slices, each model against sasrec on the same rows (paired bootstrap)."""
+    steps = results["steps"]
+    ref = steps.get(f"cold/{REFERENCE}/seed{seed}", {}).get("ndcg10_per_user")
+    if ref is None:
+        return
+    out = results.setdefault("paired_cold_vs_sasrec", {})
+    for key, step in steps.items():
+        name = key.split("/")[1]
+        if key.startswith("cold/") and key.endswith(f"/seed{seed}") and name != REFERENCE and "ndcg10_per_user" in step:
+            out[name] = {s: compare_to_values({p: np.asarray(v) for p, v in ref[s].items()},
+                                              {p: np.asarray(v) for p, v in by_protocol.items()}, seed=0)
+                         for s, by_protocol in step["ndcg10_per_user"].items()}
 
 
 def compare_to_values(reference: dict, values: dict, *, seed: int) -> dict:
@@ -199,6 +230,15 @@ def markdown(results: dict) -> str:
     for name, values in seeds.items():
         spread = f" +- {np.std(values, ddof=1):.4f}" if len(values) > 1 else " (one seed: no spread)"
         lines.append(f"| {name} | {len(values)} | {np.mean(values):.4f}{spread} |")
+    by_seed = {"0": results.get("paired_vs_sasrec", {}), **results.get("paired_vs_sasrec_by_seed", {})}
+    if any(by_seed.values()):
+        lines += ["", "## against sasrec trained with the same seed (paired over the same test users, NDCG@10 difference, 95% CI)", "",
+                  "| model | seed | unmasked | masked |", "|---|---|---|---|"]
+        for seed, table in sorted(by_seed.items()):
+            for name, vs in table.items():
+                cells = [f"{vs[p]['diff']:+.4f} ({vs[p]['ci95'][0]:+.4f}, {vs[p]['ci95'][1]:+.4f}), x{vs[p]['ratio']:.2f}"
+                         for p in PROTOCOLS]
+                lines.append(f"| {name} | {seed} | {' | '.join(cells)} |")
     if not any(key.startswith("cold/") for key in steps):
         return "\n".join(lines) + "\n"
     lines += ["", "## cold start (20% of items and 10% of users withheld from training, seed 0; history unmasked)", "",
@@ -213,6 +253,14 @@ def markdown(results: dict) -> str:
                            for k in NEW_USER_STEPS)
         lines.append(f"| {key.split('/')[1]} | {c.get('hr@10', 0):.4f} / {c.get('ndcg@10', 0):.4f} ({c['users']}) | "
                      f"{w.get('hr@10', 0):.4f} / {w.get('ndcg@10', 0):.4f} ({w['users']}) | {users} |")
+    if results.get("paired_cold_vs_sasrec"):
+        lines += ["", "## cold start against sasrec (paired over the same rows, history unmasked, NDCG@10 difference, 95% CI)", "",
+                  "| model | slice | difference | ratio |", "|---|---|---|---|"]
+        for name, table in results["paired_cold_vs_sasrec"].items():
+            for slice_name, vs in table.items():
+                u = vs["unmasked"]
+                ratio = f"x{u['ratio']:.2f}" if u["ratio"] is not None else "- (sasrec 0)"
+                lines.append(f"| {name} | {slice_name} | {u['diff']:+.4f} ({u['ci95'][0]:+.4f}, {u['ci95'][1]:+.4f}) | {ratio} |")
     return "\n".join(lines) + "\n"
 
 

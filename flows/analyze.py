@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
+from flows.rank import current_samples
 from flows.report import run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts
 from ranker.base import device_for
@@ -159,6 +160,7 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
     started = time.perf_counter()
     run = check_run(wh, run_id)
     run_id = run["run_id"]
+    current_samples(home)
     explanations, data = explain_scores(home, run_id, device_for(device))
     tags = item_tags(wh)
     truth = json.loads(Path(truth_path).read_text()) if truth_path else None
@@ -213,6 +215,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         raise ReelsenseError(f"run {run_id!r} has no explanation for user {user!r} and item {item!r}; "
                              "`reelsense report --run-id` writes them, or leave out --run-id to compute one now")
     else:
+        current_samples(str(wh.home))
         data = load_dataset(wh, MAX_HISTORY)
         model, ctr = load_explainers(wh, data, device_for(device))
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]

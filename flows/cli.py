@@ -36,7 +36,7 @@ from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
 from warehouse.microlens import ingest_microlens
-from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SAMPLES, SCORES, TABLES
+from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SCORES, TABLES
 from warehouse.settings import override, read_toml
 from warehouse.store import Warehouse
 
@@ -138,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     align.set_defaults(run=_align)
 
     features = commands.add_parser("features", help="behaviour sequences and samples with DuckDB SQL (flow build-features)")
-    features.add_argument("--seed", type=int, default=0)
     features.set_defaults(run=_features)
     train = commands.add_parser("train", help="train the rankers (flow train-ranker)")
     train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
@@ -315,9 +314,9 @@ def _features(args: argparse.Namespace) -> None:
     from flows.rank import build_features
 
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
-    summary = build_features(str(wh.home), seed=args.seed)
-    print(f"build-features: {summary['positives']} positive interactions with histories "
-          f"({', '.join(f'{k} {v}' for k, v in summary['splits'].items())}), {summary['negatives']} sampled negatives -> samples")
+    summary = build_features(str(wh.home))
+    print(f"build-features: {summary['positives']} positive interactions of {summary['users']} users with their "
+          f"histories ({', '.join(f'{k} {v}' for k, v in summary['splits'].items())}) -> samples")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -329,7 +328,7 @@ def _train(args: argparse.Namespace) -> None:
         from ranker.registry import load_settings
 
         settings = load_settings(args.config)  # checked before any training: unknown keys, wrong types
-    wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` first")
+    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
     for name in models:
         base = NEEDS_BASE.get(name)
         if base and base not in models:
@@ -343,7 +342,7 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from flows.rank import evaluate_rankers
 
-    wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` and `reelsense train` first")
+    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
     if args.max_users is not None and args.max_users < 1:
         raise ReelsenseError(f"--max-users must be at least 1, got {args.max_users}; leave it out to evaluate every test user")
     results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users,
@@ -418,7 +417,7 @@ def _report(args: argparse.Namespace) -> None:
 def _explain(args: argparse.Namespace) -> None:
     from flows.analyze import explain_lines
 
-    wh = _require(args.home, SAMPLES, "no samples in {home}; run `reelsense features` and `reelsense train` first")
+    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
     print("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device)))
 
 

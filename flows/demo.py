@@ -61,8 +61,8 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     print(f"  model aligned@{aligned['version']}, {aligned['written']} vectors written; {wh.reports_dir / 'alignment.json'}")
     print("\n".join("  " + line for line in alignment_lines(aligned["report"])))
     features = build_features(str(wh.home))
-    print(f"[5/9] build-features: {features['positives']} positive interactions with histories, "
-          f"{features['negatives']} sampled negatives -> samples", flush=True)
+    print(f"[5/9] build-features: {features['positives']} positive interactions of {features['users']} users "
+          "with their histories -> samples", flush=True)
     print("[6/9] train-ranker:", flush=True)
     metas = train_rankers(str(wh.home))
     for name, meta in metas.items():

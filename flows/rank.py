@@ -1,8 +1,9 @@
 """build-features, train-ranker and evaluate (Prefect flows; `reelsense features | train | evaluate`).
 
 - build-features: behaviour sequences from `events` with DuckDB SQL (ranker/data.py), written to
-  `samples` (positives with their histories, and one uniform and one popularity-sampled negative per
-  positive, seeded);
+  `samples` (each positive interaction with its history, labels and split): the one input of
+  training, evaluation, scoring and the report. Those flows rebuild it first when `events` changed
+  since it was built;
 - train-ranker: fits each ranker on the train split, saves it to
   `<home>/models/rankers/<name>/<version>/` with its config, training history and the fingerprint
   of the data it saw;
@@ -21,41 +22,42 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import MAX_HISTORY, Dataset, build_sequences, item_vocabulary, load_dataset, negative_samples
+from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
 from ranker.evaluate import PROTOCOLS, compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, check_rankers
 from ranker.registry import build
-from warehouse import db, store
-from warehouse.schemas import SAMPLES
 from warehouse.store import Warehouse
 
 REFERENCE = "sasrec"  # the peer every model is compared with, paired over users
 
 
 @flow(name="build-features", log_prints=True)
-def build_features(home: str, max_history: int = MAX_HISTORY, seed: int = 0) -> dict[str, Any]:
-    wh = Warehouse(home)
-    table = build_sequences(wh, max_history)
-    positives = pa.table({
-        "user_id": table.column("user_id"), "item_id": table.column("item_id"),
-        "label": pa.array(np.ones(table.num_rows, np.int8)), "event_ts": table.column("event_ts"),
-        "event": table.column("event"), "history_item_ids": table.column("history_item_ids"),
-        "history_events": table.column("history_events"), "history_watch_ratios": table.column("history_watch_ratios"),
-        "split": table.column("split"), "negative_kind": pa.nulls(table.num_rows, pa.string()),
-    })
-    negatives = negative_samples(item_vocabulary(wh), table, seed)
-    result = store.overwrite(wh, SAMPLES, pa.concat_tables([positives, negatives], promote_options="permissive"))
-    db.refresh_views(wh)
+def build_features(home: str, max_history: int = MAX_HISTORY) -> dict[str, Any]:
+    table = build_samples(Warehouse(home), max_history)
     splits = {s: int(n) for s, n in zip(*np.unique(table.column("split").to_numpy(zero_copy_only=False), return_counts=True))}
-    summary = {"positives": table.num_rows, "negatives": negatives.num_rows, "rows": result.written, "splits": splits}
+    summary = {"positives": table.num_rows, "users": len(pc.unique(table.column("user_id"))), "splits": splits}
     get_run_logger().info("build-features: %s", summary)
     return summary
+
+
+def current_samples(home: str) -> None:
+    """Rebuild `samples` first when `events` changed since build-features last ran (train, evaluate,
+    score, report and explain read nothing else), and say so."""
+    reason = ensure_samples(Warehouse(home), MAX_HISTORY)
+    if reason is None:
+        return
+    message = f"{reason}: rebuilt `samples` from `events` (build-features) first"
+    try:
+        get_run_logger().info(message)
+    except MissingContextError:  # outside a flow run: `reelsense explain`
+        print(message, file=sys.stderr)
 
 
 @task(name="train-one-ranker", cache_policy=NO_CACHE)
@@ -90,6 +92,7 @@ def train_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, devi
     """Train (or reuse) each ranker; `settings` maps a ranker name to overrides of its config
     (a rankers TOML file, `reelsense train --config`); the registry stores the config it trained with."""
     logger = get_run_logger()
+    current_samples(home)
     data = load_dataset(Warehouse(home), MAX_HISTORY)
     trained: dict[str, Any] = {}
     metas = {}
@@ -123,6 +126,7 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
     """Every model on all test users (or a seeded sample of `max_users`: a quick evaluation, written
     to results-quick.json and never recorded in the registry), both protocols, paired against sasrec."""
     wh = Warehouse(home)
+    current_samples(home)
     data = load_dataset(wh, MAX_HISTORY)
     trained = load_trained(home, data, models, device_for(device))
     rows = test_rows(data, max_users=max_users, seed=seed)

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.rank import current_samples
 from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
@@ -151,6 +152,7 @@ def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: 
     check_arguments(model, k, n_candidates)
     wh = Warehouse(home)
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
+    current_samples(home)  # once, before the shards read it
     run_id = run_id or new_run_id()
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
     started = time.perf_counter()

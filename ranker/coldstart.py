@@ -6,7 +6,7 @@
   validation history (the histories are re-packed), and `Dataset.withheld` keeps them out of the
   training softmax as negatives too, so training never sees them at all;
 - withheld users: a seeded share of the users; none of their rows is trained or validated on.
-The returned `Dataset` is the one to train on (its `train_counts` show the withheld items as
+The returned `Dataset` is the one to train on (its `in_training` shows the withheld items as
 never seen). `item_cold_rows` and `user_cold_rows` give the rows to evaluate on, from the
 original data:
 - item-cold: test rows of the users kept in training, labelled cold (target withheld) or warm;
@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from ranker.data import EVENT_INDEX, Dataset, Queries
+from ranker.data import EVENT_INDEX, Dataset, Queries, training_counts
 
 NEW_USER_STEPS = (1, 2, 3, 5)
 
@@ -46,10 +46,8 @@ def cold_split(data: Dataset, *, item_share: float = 0.2, user_share: float = 0.
     trainable = (data.split != "test") & ~user_cold & ~withheld[data.targets]
     split = np.where(trainable, data.split, "excluded").astype(object)
     hist = _without(data.queries, withheld)
-    counts = np.bincount(data.targets[split == "train"], minlength=data.n_items + 1)
-    counts += np.bincount(hist.hist_items[split == "train"].ravel(), minlength=data.n_items + 1)
-    counts[0] = 0
-    train = replace(data, queries=hist, split=split, train_counts=counts, withheld=withheld)
+    counts, seen = training_counts(data.targets, split, hist.hist_items, data.n_items)
+    train = replace(data, queries=hist, split=split, train_counts=counts, in_training=seen, withheld=withheld)
     return ColdSplit(train, withheld, cold_users)
 
 

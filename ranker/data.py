@@ -1,14 +1,18 @@
-"""Training and evaluation data of the rankers, as NumPy arrays.
+"""Training and evaluation data of the rankers, as NumPy arrays, from the `samples` table.
 
-`build_sequences` runs warehouse/sql/features/sequences.sql (DuckDB) over `events`: one row per
+`build_samples` runs warehouse/sql/features/sequences.sql (DuckDB) over `events`: one row per
 positive interaction with its last-N history (item ids, event types, watch ratios) strictly before
-it, and a leave-one-out split. `load_dataset` maps item ids to indices (0 is padding) and looks up
-each item's content vector once (histories hold ids only). Content: the fused aligned vector
-where align-items has run, else the text vector of the most complete text model, else none.
+it, and a leave-one-out split. It writes them to `samples` (flow build-features), with a record of
+the events files and the SQL they came from. `load_dataset` reads `samples` (refusing rows built
+from older events: `StaleSamples`), pads the histories with Arrow (no Python loop over rows), maps
+item ids to indices (0 is padding) and looks up each item's content vector once (histories hold
+ids only). Content: the fused aligned vector where align-items has run, else the text vector of the
+most complete text model, else none.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,10 +20,11 @@ from importlib import resources
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from warehouse import db
+from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import EVENT_PARTITIONS
+from warehouse.schemas import EVENT_PARTITIONS, EVENTS, SAMPLES
 from warehouse.store import Warehouse
 
 # The history window of every ranker: part of the feature schema (a model trained on one length
@@ -35,13 +40,65 @@ def _sql(name: str) -> str:
 
 def build_sequences(wh: Warehouse, max_history: int, buckets: list[int] | None = None) -> pa.Table:
     """Sequences of the users in the given `events` partitions (user_bucket; default: all)."""
-    sql = resources.files("warehouse").joinpath("sql/features/sequences.sql").read_text()
     buckets = list(range(EVENT_PARTITIONS)) if buckets is None else [int(b) for b in buckets]
     con = db.scratch(wh)
     try:
-        return con.sql(sql, params={"max_history": max_history, "buckets": buckets}).to_arrow_table()
+        return con.sql(_sql("sequences"), params={"max_history": max_history, "buckets": buckets}).to_arrow_table()
     finally:
         con.close()
+
+
+class StaleSamples(ReelsenseError):
+    """`samples` is missing, or was built from other events, SQL or a shorter history window."""
+
+
+def _samples_source(wh: Warehouse, max_history: int) -> dict:
+    return {"events": store.files_state(wh, EVENTS), "max_history": max_history,
+            "sequences_sql": hashlib.sha256(_sql("sequences").encode()).hexdigest()[:16]}
+
+
+def stale_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> str | None:
+    """Why `samples` cannot serve histories of `max_history` steps now, or None when it can."""
+    record = store.built_from(wh, SAMPLES)
+    if record is None or not wh.has_rows_on_disk(SAMPLES):
+        return "`samples` has not been built (or its build was interrupted)"
+    now = _samples_source(wh, max_history)
+    if record.get("events") != now["events"]:
+        return "`events` changed since `samples` was built"
+    if record.get("sequences_sql") != now["sequences_sql"]:
+        return "the sequence SQL changed since `samples` was built"
+    if record.get("max_history", 0) < max_history:
+        return f"`samples` holds histories of {record.get('max_history')} steps, {max_history} were asked for"
+    return None
+
+
+def build_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> pa.Table:
+    """Rebuild `samples` from `events` (the flow build-features); returns the rows written."""
+    source = _samples_source(wh, max_history)  # before reading: events written meanwhile make it stale
+    table = build_sequences(wh, max_history)
+    store.overwrite(wh, SAMPLES, table, built_from=source)
+    db.refresh_views(wh)
+    return table
+
+
+def ensure_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> str | None:
+    """Rebuild `samples` when it cannot serve `max_history` steps of the current events; returns
+    why it was rebuilt, or None when it was current."""
+    reason = stale_samples(wh, max_history)
+    if reason is not None:
+        build_samples(wh, max(max_history, MAX_HISTORY))
+    return reason
+
+
+def read_samples(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None) -> pa.Table:
+    """The rows of `samples` (of the users in `buckets`, default all); `StaleSamples` when they do
+    not describe the current events."""
+    reason = stale_samples(wh, max_history)
+    if reason is not None:
+        raise StaleSamples(f"{reason}: run `reelsense features` (the flow build-features) to rebuild it from "
+                           f"{wh.table_dir(EVENTS)}, then run this again")
+    buckets = list(range(EVENT_PARTITIONS)) if buckets is None else [int(b) for b in buckets]
+    return db.analysis(wh, "samples_of", {"buckets": buckets})
 
 
 @dataclass
@@ -81,7 +138,10 @@ class Dataset:
     target_events: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (N,) EVENT_INDEX
     target_ratios: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) -1: unknown
     event_ts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (N,) microseconds
-    train_counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_items + 1,)
+    # (n_items + 1,) popularity: positives of the train split per item (`training_counts`)
+    train_counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    # (n_items + 1,) items training saw at all: a train target, or in a train row's history
+    in_training: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     # (n_items + 1,) items that have a content vector; content rankers cannot score the others
     scorable: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     # items with raw embeddings but no vector of the fused content model (align-items not rerun)
@@ -94,12 +154,28 @@ class Dataset:
         return len(self.item_ids) - 1
 
 
-def _pad(lists: pa.ChunkedArray, length: int, index: dict[str, int] | None, dtype) -> np.ndarray:
-    out = np.zeros((len(lists), length), dtype=dtype)
-    for row, values in enumerate(lists.to_pylist()):
-        if values:
-            mapped = [index[v] for v in values] if index is not None else values
-            out[row, length - len(mapped):] = mapped
+def _positions(values: pa.Array | pa.ChunkedArray, lookup: list[str]) -> npt.NDArray[np.int64]:
+    """Each value's position in `lookup` plus one (0 stays padding), vectorised in Arrow."""
+    positions = pc.index_in(values, value_set=pa.array(lookup, pa.string()))
+    if positions.null_count:
+        unknown = pc.unique(pc.filter(values, pc.is_null(positions))).to_pylist()[:5]
+        raise StaleSamples(f"`samples` names values that are no longer known ({unknown}); run `reelsense features`")
+    return positions.to_numpy(zero_copy_only=False).astype(np.int64) + 1
+
+
+def _pad(lists: pa.ChunkedArray, length: int, lookup: list[str] | None, dtype) -> np.ndarray:
+    """(rows, length) matrix of the lists, right-aligned and left-padded with 0, the last `length`
+    values of each kept; with `lookup`, each value becomes its position in `lookup` plus one."""
+    column = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
+    sizes = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
+    flat = pc.list_flatten(column)
+    values = _positions(flat, lookup) if lookup is not None else flat.to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(len(sizes)), sizes)
+    step = np.arange(len(values)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # position within its list
+    col = length - sizes[rows] + step
+    keep = col >= 0
+    out = np.zeros((len(sizes), length), dtype=dtype)
+    out[rows[keep], col[keep]] = values[keep]
     return out
 
 
@@ -109,40 +185,47 @@ def item_vocabulary(wh: Warehouse) -> list[str]:
 
 
 def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None) -> Dataset:
-    """The rankers' data; `buckets` restricts it to the users of some events partitions (scoring
-    shards), with the same item vocabulary and content as the whole warehouse."""
-    table = build_sequences(wh, max_history, buckets)
+    """The rankers' data, from `samples`; `buckets` restricts it to the users of some events
+    partitions (scoring shards), with the same item vocabulary and content as the whole warehouse."""
+    table = read_samples(wh, max_history, buckets)
     items = item_vocabulary(wh)
     index = {item: i + 1 for i, item in enumerate(items)}
     queries = Queries(
-        users=np.asarray(table.column("user_id").to_pylist(), dtype=object),
-        hist_items=_pad(table.column("history_item_ids"), max_history, index, np.int64),
-        hist_events=_pad(table.column("history_events"), max_history, EVENT_INDEX, np.int64),
+        users=table.column("user_id").to_numpy(zero_copy_only=False).astype(object),
+        hist_items=_pad(table.column("history_item_ids"), max_history, items, np.int64),
+        hist_events=_pad(table.column("history_events"), max_history, list(EVENT_INDEX), np.int64),
         hist_ratios=_pad(table.column("history_watch_ratios"), max_history, None, np.float32),
     )
-    labels = {
-        "engage": np.ones(table.num_rows, np.float32),
-        "watch": np.asarray(table.column("watched").to_pylist(), np.float32),
-        "like": np.asarray(table.column("liked").to_pylist(), np.float32),
-        "comment": np.asarray(table.column("commented").to_pylist(), np.float32),
-    }
+    flag = lambda name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float32)  # noqa: E731
+    labels = {"engage": np.ones(table.num_rows, np.float32), "watch": flag("watched"), "like": flag("liked"),
+              "comment": flag("commented")}
     # A behaviour gets a head where the positives disagree on it (MicroLens: all comments, one head).
     behaviours = ["engage"] + [b for b in BEHAVIOURS[1:] if 0 < labels[b].mean() < 1]
     content, source = content_matrix(wh, index)
     unaligned = [] if not source.startswith("fused:") else unaligned_items(wh, source.split(":", 1)[1])
-    data = Dataset(["<pad>", *items], queries, np.asarray([index[i] for i in table.column("item_id").to_pylist()], np.int64),
-                   np.asarray(table.column("split").to_pylist(), dtype=object), labels, behaviours, content, source,
-                   target_events=np.asarray([EVENT_INDEX[e] for e in table.column("event").to_pylist()], np.int64),
-                   target_ratios=np.asarray(table.column("watch_ratio").to_pylist(), np.float32),
+    data = Dataset(["<pad>", *items], queries, _positions(table.column("item_id"), items),
+                   table.column("split").to_numpy(zero_copy_only=False).astype(object), labels, behaviours, content, source,
+                   target_events=_positions(table.column("event"), list(EVENT_INDEX)),
+                   target_ratios=table.column("watch_ratio").to_numpy().astype(np.float32),
                    event_ts=table.column("event_ts").cast(pa.int64()).to_numpy(),
                    scorable=np.linalg.norm(content, axis=1) > 0, unaligned=unaligned,
                    withheld=np.zeros(len(items) + 1, bool))
-    train = data.split == "train"
-    counts = np.bincount(data.targets[train], minlength=len(items) + 1)
-    counts += np.bincount(data.queries.hist_items[train].ravel(), minlength=len(items) + 1)
-    counts[0] = 0
-    data.train_counts = counts
+    data.train_counts, data.in_training = training_counts(data.targets, data.split, data.queries.hist_items, data.n_items)
     return data
+
+
+def training_counts(targets: npt.NDArray[np.int64], split: npt.NDArray[np.object_], hist_items: npt.NDArray[np.int64],
+                    n_items: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """The one definition of popularity, and what training saw: per item (index 0 is padding), the
+    positives of the train split (each interaction once; used by `popularity`, negative sampling,
+    the CTR features and the candidates' tie-break), and whether it is a train target or in the
+    history of a train row (what makes an item warm: the natural cold-item slice, the id corrections)."""
+    train = split == "train"
+    counts = np.bincount(targets[train], minlength=n_items + 1)
+    seen = counts > 0
+    seen[np.unique(hist_items[train])] = True
+    counts[0], seen[0] = 0, False
+    return counts, seen
 
 
 def unaligned_items(wh: Warehouse, fused_model: str) -> list[str]:
@@ -169,28 +252,6 @@ def content_matrix(wh: Warehouse, index: dict[str, int]) -> tuple[np.ndarray, st
         if item in index:
             matrix[index[item]] = vector / (np.linalg.norm(vector) or 1.0)
     return matrix, f"{modality}:{model}"
-
-
-def negative_samples(items: list[str], table: pa.Table, seed: int) -> pa.Table:
-    """Rows for `samples`: one uniform and one popularity-proportional (training counts) negative
-    item per positive row of `table` (build_sequences output), seeded, without history."""
-    index = {item: i for i, item in enumerate(items)}
-    train = np.asarray(table.column("split").to_pylist()) == "train"
-    counts = np.bincount([index[i] for i, t in zip(table.column("item_id").to_pylist(), train) if t], minlength=len(items))
-    rng = np.random.default_rng(seed)
-    n = table.num_rows
-    uniform = rng.integers(0, len(items), n)
-    popular = rng.choice(len(items), size=n, p=(counts + 1e-3) / (counts + 1e-3).sum())
-    picked = np.concatenate([uniform, popular])
-    take = np.concatenate([np.arange(n), np.arange(n)])
-    empty_str = pa.array([[]] * (2 * n), pa.list_(pa.string()))
-    return pa.table({
-        "user_id": table.column("user_id").take(take), "item_id": pa.array([items[i] for i in picked]),
-        "label": pa.array(np.zeros(2 * n, np.int8)), "event_ts": table.column("event_ts").take(take),
-        "event": pa.nulls(2 * n, pa.string()), "history_item_ids": empty_str, "history_events": empty_str,
-        "history_watch_ratios": pa.array([[]] * (2 * n), pa.list_(pa.float32())),
-        "split": table.column("split").take(take), "negative_kind": pa.array(["uniform"] * n + ["popularity"] * n),
-    })
 
 
 @dataclass

@@ -48,7 +48,7 @@ def test_rows(data: Dataset, *, max_users: int | None, seed: int) -> npt.NDArray
 
 def evaluation_slices(data: Dataset, rows: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[np.int64]]:
     """Positions into `rows` of each slice."""
-    cold = data.train_counts[data.targets[rows]] == 0
+    cold = ~data.in_training[data.targets[rows]]
     return {"overall": np.arange(len(rows)), "natural_cold_items": np.flatnonzero(cold), "warm_items": np.flatnonzero(~cold)}
 
 

@@ -41,7 +41,7 @@ class LightGBMCtr:
         cos_recent = np.einsum("qcd,qtd->qct", cand, hist[:, -3:])  # last three steps
         counts = data.train_counts[items]
         length = np.broadcast_to((queries.hist_items > 0).sum(1, keepdims=True), items.shape)
-        columns = [base_scores, cos_mean, cos_recent[..., -1], cos_recent.max(-1), np.log1p(counts), (counts == 0), length]
+        columns = [base_scores, cos_mean, cos_recent[..., -1], cos_recent.max(-1), np.log1p(counts), ~data.in_training[items], length]
         return np.stack([np.asarray(c, np.float32) for c in columns], -1).reshape(-1, len(FEATURES))
 
     def fit(self, data: Dataset, *, seed: int = 0) -> None:

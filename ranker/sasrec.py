@@ -154,7 +154,7 @@ class Sasrec:
             content_dim = data.content.shape[1]
         self.item_ids = list(data.item_ids)
         self.net = SasrecNet(data.n_items, data.queries.hist_items.shape[1], self.config, content_dim).to(self.device)
-        self._set_items(data, seen=data.train_counts > 0)
+        self._set_items(data, seen=data.in_training)
 
     def _set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
         self.net.items.set_items(data, seen)

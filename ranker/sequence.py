@@ -128,7 +128,7 @@ class LstmAttn:
         self.heads = list(heads if heads is not None else data.behaviours)  # a loaded model keeps its trained heads
         self.item_ids = list(data.item_ids)
         self.net = LstmAttnNet(data.n_items, self.config, content_dim, len(self.heads)).to(self.device)
-        self.net.items.set_items(data, data.train_counts > 0)
+        self.net.items.set_items(data, data.in_training)
 
     def fit(self, data: Dataset, *, seed: int = 0) -> None:
         cfg = self.config

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from test_rankers import _events, write_content
+from test_rankers import _events, dataset, write_content
 
 from ranker.coldstart import ColdSplit, cold_split, item_cold_rows, user_cold_rows
-from ranker.data import EVENT_INDEX, MissingContent, load_dataset
+from ranker.data import EVENT_INDEX, MissingContent
 from ranker.evaluate import earlier_items, paired_bootstrap, ranks_by_protocol, scoring_path
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
@@ -69,7 +69,7 @@ def _pair(family: str):
 def fitted(planted_wh, request):
     """The planted data, and a content model with its id-only twin trained on it (seed 0):
     sasrec-content and sasrec, or lstm-attn and lstm-attn-no-content."""
-    data = load_dataset(planted_wh, max_history=10)
+    data = dataset(planted_wh, max_history=10)
     content, ids = _pair(request.param)
     content.fit(data, seed=0)
     ids.fit(data, seed=0)
@@ -84,7 +84,7 @@ def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted
     prefers (0, 0.5 or 1 of the users, by seed) was set by its initialisation, not by the group."""
     data, content, ids = fitted
     a5, b5 = data.item_ids.index("a5"), data.item_ids.index("b5")
-    assert data.train_counts[a5] == 0 and data.train_counts[b5] == 0  # a5 and b5 are test targets only
+    assert not data.in_training[a5] and not data.in_training[b5]  # a5 and b5 are test targets only
     assert cold_wins(content, data) >= 0.9, content.name
     swapped = data.content.copy()
     swapped[[a5, b5]] = swapped[[b5, a5]]
@@ -108,7 +108,7 @@ def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, 
     copy = Warehouse(tmp_path / "copy")
     shutil.copytree(planted_wh.home, copy.home)
     write_content(copy, {"a9": 1.0, "b9": -1.0}, seed=5)  # two items arrive after training
-    grown = load_dataset(copy, max_history=10)
+    grown = dataset(copy, max_history=10)
     assert grown.n_items == data.n_items + 2
     loaded = type(model)(use_content=True)
     loaded.load(tmp_path / "model", grown)
@@ -123,7 +123,7 @@ def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, 
 
 
 def test_a_content_ranker_without_content_is_an_error(tmp_path):
-    data = load_dataset(planted(tmp_path / "bare", with_content=False), max_history=10)
+    data = dataset(planted(tmp_path / "bare", with_content=False), max_history=10)
     with pytest.raises(MissingContent, match="needs content vectors, and the warehouse has none; run `reelsense extract`"):
         Sasrec(use_content=True, config=FAST).fit(data, seed=0)
 
@@ -140,7 +140,7 @@ def test_softmax_loss_matches_a_hand_computation():
 def test_sampled_softmax_over_every_item_with_uniform_q_is_the_full_softmax(planted_wh):
     # lstm-attn's sampled loss (target + shared negatives, log-Q corrected, accidental hits removed)
     # must equal the exact softmax when the "sample" is every item and q is uniform.
-    data = load_dataset(planted_wh, max_history=10)
+    data = dataset(planted_wh, max_history=10)
     model = LstmAttn(use_content=True, config=FAST_LSTM)
     model._build(data)
     model.net.eval()
@@ -170,7 +170,7 @@ def test_masking_removes_earlier_items_but_never_the_target(tmp_path):
     rows += [("u1", "z", 2), ("u1", "y", 3), ("u1", "hit", 4)]
     store.append(wh, EVENTS, _events(rows))
     db.refresh_views(wh)
-    data = load_dataset(wh, max_history=10)
+    data = dataset(wh, max_history=10)
     model = Popularity()
     model.fit(data, seed=0)
     test = np.flatnonzero(data.split == "test")
@@ -195,14 +195,14 @@ def test_paired_bootstrap_on_a_constructed_case():
 
 
 def test_cold_split_never_trains_on_withheld_items_or_users(planted_wh):
-    data = load_dataset(planted_wh, max_history=10)
+    data = dataset(planted_wh, max_history=10)
     split = cold_split(data, item_share=0.2, user_share=0.1, seed=3)
     train = split.train_data
     fitted = np.isin(train.split, ["train", "valid"])
     assert not split.withheld_items[train.targets[fitted]].any()
     assert not split.withheld_items[train.queries.hist_items[fitted]].any()
     assert not np.isin(train.queries.users[fitted], list(split.withheld_users)).any()
-    assert (train.train_counts[split.withheld_items] == 0).all()
+    assert (train.train_counts[split.withheld_items] == 0).all() and not train.in_training[split.withheld_items].any()
     rows = item_cold_rows(data, split)
     assert split.withheld_items[data.targets[rows["cold_targets"]]].all()
     for k, user_rows in user_cold_rows(data, split).items():
@@ -228,11 +228,11 @@ def test_next_item_sequences_hold_the_pairs_of_the_training_rows(planted_wh, tmp
     weak watch context only, events sharing a timestamp never seeing each other, windows cut at
     max_history), and a cold split's withheld items appear nowhere."""
     for window in (12, 4):  # 11 events a user: whole histories, then windows that slide
-        data = load_dataset(planted_wh, max_history=window)
+        data = dataset(planted_wh, max_history=window)
         assert _sequence_pairs(data) == _prefix_pairs(data)
     inputs, _ = next_item_sequences(data)
     assert len(inputs) > len(np.unique(data.queries.users))  # slid windows: rows of their own
-    data = load_dataset(planted_wh, max_history=12)
+    data = dataset(planted_wh, max_history=12)
     split = cold_split(data, item_share=0.2, user_share=0.1, seed=3)
     inputs, labels = next_item_sequences(split.train_data)
     assert not split.withheld_items[inputs].any() and not split.withheld_items[labels[labels > 0]].any()
@@ -247,7 +247,7 @@ def test_next_item_sequences_hold_the_pairs_of_the_training_rows(planted_wh, tmp
     shown[0]["event"] = "impression"
     store.append(wh, EVENTS, pa.Table.from_pylist(rows + shown, schema=EVENTS.schema))
     db.refresh_views(wh)
-    data = load_dataset(wh, max_history=10)
+    data = dataset(wh, max_history=10)
     inputs, labels = next_item_sequences(data)
     name = lambda i: data.item_ids[i] if i else "-"  # noqa: E731
     pairs = [([name(i) for i in inputs[r, : j + 1] if i], name(labels[r, j])) for r, j in zip(*np.nonzero(labels))]
@@ -268,7 +268,7 @@ def test_the_masked_set_is_what_scoring_calls_engaged_not_bare_impressions(tmp_p
     shown[0]["event"] = "impression"
     store.append(wh, EVENTS, pa.concat_tables([rows, pa.Table.from_pylist(shown, schema=EVENTS.schema)]))
     db.refresh_views(wh)
-    data = load_dataset(wh, max_history=10)
+    data = dataset(wh, max_history=10)
     test = np.flatnonzero(data.split == "test")
     assert [data.item_ids[i] for i in data.queries.hist_items[test[0]] if i] == ["a", "b", "c", "d"]
     assert sorted(data.item_ids[i] for i in earlier_items(data, test)[0]) == ["a", "c", "d"]
@@ -284,7 +284,7 @@ def test_a_new_users_k_known_interactions_are_engagements_not_impressions(tmp_pa
     shown[0]["event"] = "impression"
     store.append(wh, EVENTS, pa.concat_tables([rows, pa.Table.from_pylist(shown, schema=EVENTS.schema)]))
     db.refresh_views(wh)
-    data = load_dataset(wh, max_history=10)
+    data = dataset(wh, max_history=10)
     by_k = user_cold_rows(data, ColdSplit(data, np.zeros(data.n_items + 1, bool), {"u0"}))
     for k, target in zip((1, 2, 3), "cde"):
         (row,) = by_k[k]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ranker.data import build_sequences, load_dataset
+from ranker.data import EVENT_INDEX, build_sequences, ensure_samples, load_dataset
 from ranker.names import ALL_MODELS
 from ranker.registry import build
 from warehouse import db, store
@@ -41,7 +41,13 @@ def checkerboard(tmp_path_factory):
                 rows.append((f"{group}{u}", f"{group}{rng.integers(1, 5)}", step))
     store.append(wh, EVENTS, _events(rows))
     write_content(wh, {f"{g}{k}": (1.0 if g == "a" else -1.0) for g in "ab" for k in range(1, 5)})
-    return load_dataset(wh, max_history=10)
+    return dataset(wh, max_history=10)
+
+
+def dataset(wh: Warehouse, max_history: int = 10):
+    """The rankers' data of a test home: `samples` built from its events first (build-features)."""
+    ensure_samples(wh, max_history)
+    return load_dataset(wh, max_history)
 
 
 def write_content(wh: Warehouse, items: dict[str, float], *, dim: int = 8, seed: int = 0) -> None:
@@ -173,3 +179,25 @@ def test_scores_move_with_the_candidates_when_they_are_shuffled(checkerboard, tr
     queries = data.queries.take(rows)
     np.testing.assert_allclose(model.score_items(data, queries, items[:, order]),
                                model.score_items(data, queries, items)[:, order], rtol=1e-5, atol=1e-5)
+
+
+def test_the_dataset_is_the_samples_table_padded_right_aligned(tmp_path):
+    """load_dataset pads `samples` with Arrow (no Python loop): each row's last `max_history` history
+    steps, right-aligned and left-padded with 0, in the item index of the vocabulary; a window
+    shorter than the stored one is cut from the left."""
+    rng = np.random.default_rng(3)
+    wh = Warehouse(tmp_path)
+    store.append(wh, EVENTS, _events([(f"u{rng.integers(0, 4)}", f"i{rng.integers(0, 9)}", int(t)) for t in range(60)]))
+    db.refresh_views(wh)
+    ensure_samples(wh)
+    rows = db.fetch(wh, "SELECT * FROM samples ORDER BY user_id, event_ts, item_id")
+    for window in (3, 20):
+        data = load_dataset(wh, window)
+        index = {item: i for i, item in enumerate(data.item_ids)}
+        assert len(rows) == len(data.targets) and [data.item_ids[t] for t in data.targets] == [r["item_id"] for r in rows]
+        for row, items, events, ratios in zip(rows, data.queries.hist_items, data.queries.hist_events, data.queries.hist_ratios):
+            kept = row["history_item_ids"][-window:]
+            pad = window - len(kept)
+            assert items.tolist() == [0] * pad + [index[i] for i in kept]
+            assert events.tolist() == [0] * pad + [EVENT_INDEX[e] for e in row["history_events"][-window:]]
+            assert ratios.tolist() == pytest.approx([0] * pad + row["history_watch_ratios"][-window:])

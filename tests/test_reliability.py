@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import hostile
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extractors.sample import SampleConfig, generate_sample
+from ranker.data import StaleSamples, load_dataset
 from warehouse import db
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
@@ -198,14 +200,22 @@ def test_feature_build_killed_mid_replace_is_rolled_forward_on_read(sample):
     assert first.returncode == 0, first.stderr[-2000:]
     rows_sql = "SELECT * FROM samples ORDER BY ALL"
     clean = db.fetch(Warehouse(home), rows_sql)
-    killed = reelsense(home, "features", "--seed", "1", crash_at="swap:after-add")
+    user = clean[0]["user_id"]  # a new engagement, after everything: one more sample, and new splits
+    later = (max(r["event_ts"] for r in clean) + timedelta(days=1)).isoformat()
+    (home / "later.csv").write_text(f"user_id,item_id,event_ts,event,watch_ratio\n{user},{clean[0]['item_id']},{later},like,\n")
+    assert reelsense(home, "ingest", "events", str(home / "later.csv")).returncode == 0
+    killed = reelsense(home, "features", crash_at="swap:after-add")
     assert killed.returncode == -signal.SIGKILL
     assert (home / "tables" / "samples" / ".journal.json").exists()  # old and new files both on disk
     after = db.fetch(Warehouse(home), rows_sql)  # the reader finishes the replace first
     assert not (home / "tables" / "samples" / ".journal.json").exists()
-    assert len(after) == len(clean) and after != clean  # one version (seed 1's negatives), not both
-    again = reelsense(home, "features", "--seed", "1")
+    assert len(after) == len(clean) + 1  # one version (the new events'), not both
+    # The build died before recording what it was built from: readers rebuild rather than trust it.
+    with pytest.raises(StaleSamples):
+        load_dataset(Warehouse(home))
+    again = reelsense(home, "features")
     assert again.returncode == 0 and db.fetch(Warehouse(home), rows_sql) == after  # exactly the completed build
+    assert load_dataset(Warehouse(home)).n_items > 0
     visible_files_are_whole(home)
 
 

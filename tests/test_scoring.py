@@ -19,7 +19,7 @@ from conftest import write_csv
 from flows.cli import main
 from flows.score import run_score, score_batch, shard_buckets
 from ranker import artifacts
-from ranker.data import load_dataset
+from ranker.data import StaleSamples, ensure_samples, load_dataset
 from ranker.scoring import current_queries, engaged_pairs, similarity_candidates
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -184,6 +184,9 @@ def test_scoring_shards_whose_users_hold_fewer_behaviours_than_training(home, ca
     path = write_csv(home.home / "watch.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"],
                      [["user00", item, later, "watch", "0.9"]])
     assert _cli(home, "ingest", "events", str(path)) == 0
+    with pytest.raises(StaleSamples, match="`events` changed since `samples` was built"):
+        load_dataset(home)  # training on the samples of yesterday's events would be silent and wrong
+    assert ensure_samples(home) is not None and ensure_samples(home) is None  # rebuilt once, then current
     assert load_dataset(home).behaviours == ["engage", "watch", "like"]
     assert _cli(home, "train", "--models", "popularity") == 0
     assert _cli(home, "score", "--model", "popularity", "--k", "3", "--shards", "16", "--run-id", "pop") == 0

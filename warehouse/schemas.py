@@ -137,23 +137,29 @@ FAILURES = TableSpec(
     key=("stage", "source", "record", "error"),
 )
 
+# One row per positive interaction with its last-N history: the one input of training, evaluation,
+# scoring and analysis (ranker/data.py). Rebuilt whole by build-features from `events`; a reader
+# refuses rows built from older events (`.built_from.json` beside the files).
 SAMPLES = TableSpec(
     name="samples",
     schema=pa.schema(
         [
             pa.field("user_id", pa.string(), nullable=False),
             pa.field("item_id", pa.string(), nullable=False),
-            pa.field("label", pa.int8(), nullable=False),
             pa.field("event_ts", _TS, nullable=False),
-            pa.field("event", pa.string()),
+            pa.field("event", pa.string(), nullable=False),  # the strongest event of the interaction
+            pa.field("watched", pa.bool_(), nullable=False),
+            pa.field("watch_ratio", pa.float32(), nullable=False),  # -1: unknown
+            pa.field("liked", pa.bool_(), nullable=False),
+            pa.field("commented", pa.bool_(), nullable=False),
             pa.field("history_item_ids", pa.list_(pa.string()), nullable=False),
             pa.field("history_events", pa.list_(pa.string()), nullable=False),
             pa.field("history_watch_ratios", pa.list_(pa.float32()), nullable=False),
             pa.field("split", pa.string(), nullable=False),  # one of SPLITS
-            pa.field("negative_kind", pa.string()),  # null for positives; uniform | popularity
+            pa.field("user_bucket", pa.int16(), nullable=False),  # the user's events partition (scoring shards)
         ]
     ),
-    key=("user_id", "item_id", "event_ts", "split", "label"),
+    key=("user_id", "item_id", "event_ts"),
 )
 
 SCORES = TableSpec(

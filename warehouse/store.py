@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -46,6 +47,8 @@ from warehouse.faults import crash_point
 from warehouse.schemas import SCHEMA_VERSION, TableSpec
 
 _PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Beside a derived table's files: what it was built from (see `overwrite`).
+BUILT_FROM = ".built_from.json"
 # Compaction merges files under SMALL_FILE_BYTES into files of about that size (bounded memory).
 SMALL_FILE_BYTES = 32 * 1024 * 1024
 
@@ -204,18 +207,44 @@ def _compact_folder(spec: TableSpec, table_dir: Path, folder: Path) -> None:
                 _swap(table_dir, spec, [(folder, rows, _new_part_name())], chunk)
 
 
-def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
+def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table, *, built_from: dict[str, Any] | None = None) -> WriteResult:
     """Make `batch` the whole table (derived tables such as samples are rebuilt, not appended);
-    journaled like `replace`, so readers see the old table or the new one, never a mix after recovery."""
+    journaled like `replace`, so readers see the old table or the new one, never a mix after recovery.
+    `built_from` records what a derived table was made from (`built_from()` reads it back): the
+    record is removed before the swap and written after it, so a crash in between leaves the table
+    without a record, never with the record of other rows."""
     batch = conform(spec, batch)
     table_dir = wh.table_dir(spec)
     table_dir.mkdir(parents=True, exist_ok=True)
+    record = table_dir / BUILT_FROM
     with _table_lock(table_dir):
+        record.unlink(missing_ok=True)
         old_files = sorted(wh.part_files(spec))
         removed = sum(pq.read_metadata(path).num_rows for path in old_files)
         writes = [(folder, part, _new_part_name()) for folder, part in _partitions(spec, table_dir, batch)] if batch.num_rows else []
         _swap(table_dir, spec, writes, old_files)
+        if built_from is not None:
+            _write_json_atomic(record, built_from)
     return WriteResult(written=batch.num_rows, duplicates=removed)
+
+
+def built_from(wh: Warehouse, spec: TableSpec) -> dict[str, Any] | None:
+    """What the derived table `spec` was last built from (`overwrite(..., built_from=)`), or None."""
+    path = wh.table_dir(spec) / BUILT_FROM
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def files_state(wh: Warehouse, spec: TableSpec) -> list[list[Any]]:
+    """The files of a table by name and size, sorted: it changes with every append, compaction or
+    replace (part names are never reused), and survives copying the home (mtimes do not)."""
+    root = wh.table_dir(spec)
+    try:
+        return sorted([str(f.relative_to(root)), f.stat().st_size] for f in wh.part_files(spec))
+    except FileNotFoundError:  # a file compacted away between listing and stat: a changing table
+        return [["<changing>", -1]]
 
 
 def _swap(table_dir: Path, spec: TableSpec, writes: list[tuple[Path, pa.Table, str]], old_files: list[Path]) -> None:

@@ -1,4 +1,5 @@
--- Behaviour sequences for every positive interaction, with leave-one-out splits.
+-- Behaviour sequences for every positive interaction, with leave-one-out splits: the rows of
+-- `samples` (build-features writes them; ranker/data.py reads them).
 -- $max_history: the last N interactions kept per target; $buckets: the events partitions (user_bucket)
 -- to read (all of them for training; a shard of users for scoring).
 --
@@ -11,7 +12,7 @@
 --    PRECEDING on microseconds), so events sharing a timestamp never see each other: no leakage.
 -- 4. split: per user with at least 3 positives, the last positive is test, the one before valid.
 WITH ev AS (
-    SELECT user_id, item_id, epoch_us(event_ts) AS ts, event, watch_ratio FROM events
+    SELECT user_id, item_id, epoch_us(event_ts) AS ts, event, watch_ratio, user_bucket FROM events
     WHERE list_contains($buckets, user_bucket)
 ),
 impressions AS (
@@ -23,7 +24,7 @@ anchored AS (
       ON e.user_id = i.user_id AND e.item_id = i.item_id AND e.ts >= i.ts
 ),
 interactions AS (
-    SELECT user_id, item_id, anchor_ts AS ts,
+    SELECT user_id, item_id, anchor_ts AS ts, any_value(user_bucket) AS user_bucket,
            bool_or(event = 'watch') AS watched, max(watch_ratio) AS watch_ratio,
            bool_or(event = 'like') AS liked, bool_or(event = 'comment') AS commented,
            bool_or(event = 'share') AS shared,
@@ -57,6 +58,7 @@ SELECT user_id, item_id, make_timestamptz(ts) AS event_ts, event,
        coalesce(h_events[greatest(len(h_events) - $max_history + 1, 1):], []) AS history_events,
        coalesce(h_ratios[greatest(len(h_ratios) - $max_history + 1, 1):], []) AS history_watch_ratios,
        CASE WHEN n_positive >= 3 AND from_end = 1 THEN 'test'
-            WHEN n_positive >= 3 AND from_end = 2 THEN 'valid' ELSE 'train' END AS split
+            WHEN n_positive >= 3 AND from_end = 2 THEN 'valid' ELSE 'train' END AS split,
+       user_bucket
 FROM targets
 ORDER BY user_id, event_ts, item_id
