@@ -43,9 +43,12 @@ test: setup lint
 test-e2e: setup
 	$(BIN)/python -m pytest -m e2e
 
-# ruff with the rule set in pyproject.toml ([tool.ruff.lint]); no format check yet.
+# ruff (the rule set in pyproject.toml [tool.ruff.lint], and the formatter's check), then mypy on
+# the storage layer and the ranker interface ([tool.mypy]).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Deployments: a local Prefect server (127.0.0.1, SQLite under ~/.prefect), then every flow served
 # from one process. In another shell: PREFECT_API_URL=$(PREFECT_API) .venv/bin/prefect deployment run 'extract-items/default'

@@ -233,8 +233,8 @@ def unaligned_items(wh: Warehouse, fused_model: str) -> list[str]:
     on, but no fused vector: extracted after align-items last ran. Raw embeddings of other models
     (another preset extracted alongside) are not the alignment's inputs and do not count."""
     meta = wh.models_dir / "align" / fused_model.split("@", 1)[-1] / "meta.json"
-    raw = list(json.loads(meta.read_text()).get("raw_models", {}).values()) if meta.exists() else []
-    raw = raw or None  # no record of the alignment's inputs: any raw model counts
+    # No record of the alignment's inputs (None): any raw model counts.
+    raw = (list(json.loads(meta.read_text()).get("raw_models", {}).values()) or None) if meta.exists() else None
     return [r["item_id"] for r in db.fetch(wh, _sql("unaligned_items"), {"model": fused_model, "raw": raw})]
 
 

@@ -6,9 +6,11 @@ dict builds exactly those."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from ranker.base import Ranker
 from ranker.bprmf import BprMF
 from ranker.itemknn import ItemKNN
 from ranker.lightgbm_ctr import LightGBMCtr
@@ -19,7 +21,8 @@ from ranker.sequence import LstmAttn
 from warehouse.errors import ConfigError
 from warehouse.settings import override, read_toml
 
-RANKERS = {
+# Each maker returns a Ranker (ranker/base.py): `make lint` type-checks every class against the Protocol here.
+RANKERS: dict[str, Callable[[str], Ranker]] = {
     "popularity": lambda device: Popularity(),
     "itemknn": lambda device: ItemKNN(),
     "bpr-mf": lambda device: BprMF(),
@@ -30,7 +33,7 @@ RANKERS = {
 }
 
 
-def build(name: str, device: str, trained: dict, settings: dict[str, Any] | None = None) -> object:
+def build(name: str, device: str, trained: dict[str, Ranker], settings: dict[str, Any] | None = None) -> Ranker:
     """A fresh ranker; `settings` (from a rankers TOML table) override its config's defaults."""
     if name in NEEDS_BASE:
         base = NEEDS_BASE[name]
@@ -40,14 +43,26 @@ def build(name: str, device: str, trained: dict, settings: dict[str, Any] | None
     check_rankers([name])
     model = RANKERS[name](device)
     if settings:
-        if not dataclasses.is_dataclass(getattr(model, "config", None)):
+        if not isinstance(model, Configurable):
             raise ConfigError(f"{name} has no settings to change; settings tables are for {', '.join(configurable())}")
         model.config = override(model.config, settings, f"[{name}]")
     return model
 
 
+@runtime_checkable
+class Configurable(Protocol):
+    """A ranker with a config dataclass (SasrecConfig, LstmAttnConfig) that a rankers TOML overrides."""
+
+    config: Any
+
+
 def configurable() -> list[str]:
-    return [name for name, make in RANKERS.items() if dataclasses.is_dataclass(getattr(make("cpu"), "config", None))]
+    return [name for name, make in RANKERS.items() if _config(make("cpu")) is not None]
+
+
+def _config(model: Ranker) -> Any:
+    """The config dataclass of a ranker, or None."""
+    return model.config if isinstance(model, Configurable) and dataclasses.is_dataclass(model.config) else None
 
 
 def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -63,5 +78,5 @@ def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
         if name not in named:
             raise ConfigError(f"{path}: [{name}] is not a ranker with settings; use tables named "
                               f"{', '.join(f'[{n}]' for n in named)}")
-        override(RANKERS[name]("cpu").config, values, f"{path} [{name}]")  # unknown keys, wrong types: now
+        override(_config(RANKERS[name]("cpu")), values, f"{path} [{name}]")  # unknown keys, wrong types: now
     return tables

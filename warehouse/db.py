@@ -277,7 +277,7 @@ def fetch(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
 
 def table_counts(wh: Warehouse) -> dict[str, int]:
     with connect(wh) as con:
-        return {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}
+        return {name: (con.execute(f"SELECT count(*) FROM {name}").fetchone() or (0,))[0] for name in TABLES}
 
 
 def _sql_string(text: str) -> str:

@@ -54,7 +54,8 @@ class Quarantine:
     """Collects rejected rows of one ingest as `failures` rows."""
 
     def __init__(self, stage: str, source: str) -> None:
-        self.stage, self.source, self.rows = stage, source, []
+        self.stage, self.source = stage, source
+        self.rows: list[dict[str, Any]] = []
         self.at = datetime.now(timezone.utc)
 
     def add(self, error: str, record: dict[str, Any], *, item_id: Any = None, user_id: Any = None) -> None:
