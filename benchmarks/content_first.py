@@ -25,8 +25,11 @@ def main() -> None:
     args = parser.parse_args()
     ensure_samples(Warehouse(args.home))
     data = load_dataset(Warehouse(args.home))
-    for name, content, settings in [("sasrec", False, {}), ("content 0.2 / 2.0", True, dict(id_drop=0.2, delta_ratio=2.0)),
-                                    ("content 0.5 / 0.5", True, dict(id_drop=0.5, delta_ratio=0.5))]:
+    for name, content, settings in [
+        ("sasrec", False, {}),
+        ("content 0.2 / 2.0", True, dict(id_drop=0.2, delta_ratio=2.0)),
+        ("content 0.5 / 0.5", True, dict(id_drop=0.5, delta_ratio=0.5)),
+    ]:
         model = Sasrec(use_content=content, config=SasrecConfig(max_epochs=args.epochs, **settings))
         started = time.perf_counter()
         model.fit(data, seed=0)

@@ -153,8 +153,7 @@ def bench(label: str, rows: list[tuple[str, str, str]], config: ExtractConfig, a
 
     def pipeline() -> None:  # batches are submitted from their own threads; their items go to the decoder pool
         with ThreadPoolExecutor(max_workers=config.prefetch_batches) as batch_threads:
-            for _, batch in prefetched(batches, lambda b: batch_threads.submit(decode_batch, b, config, rate),
-                                       config.prefetch_batches):
+            for _, batch in prefetched(batches, lambda b: batch_threads.submit(decode_batch, b, config, rate), config.prefetch_batches):
                 embed_batch(batch, encoders)
 
     with GpuUtilisation(device) as gpu:
@@ -164,11 +163,13 @@ def bench(label: str, rows: list[tuple[str, str, str]], config: ExtractConfig, a
     _, naive_s = timed(lambda: [embed_batch([Prepared(w, naive_decode(w, config, rate))], encoders) for w in naive_items], device)
     naive_rate = len(naive_items) / naive_s
     slower = max(decode_s, encode_s)
-    out = [f"| {label}, {config.frame_sampling} | {n / decode_s:.1f} ({n / process_s:.1f}) | {n / ceiling_s:.1f} | "
-           f"{n / encode_s:.1f} ({frames / encode_s:.0f} frames/s) | {n / pipeline_s:.1f}"
-           f"{f' / {n / flow_s:.1f}' if flow_s else ''} | {naive_rate:.2f} | {slower / pipeline_s:.0%} "
-           f"({'decode' if decode_s > encode_s else 'encode'}) | {n / pipeline_s / naive_rate:.1f}x | "
-           f"{gpu.mean if gpu.mean is not None else '-'} |"]
+    out = [
+        f"| {label}, {config.frame_sampling} | {n / decode_s:.1f} ({n / process_s:.1f}) | {n / ceiling_s:.1f} | "
+        f"{n / encode_s:.1f} ({frames / encode_s:.0f} frames/s) | {n / pipeline_s:.1f}"
+        f"{f' / {n / flow_s:.1f}' if flow_s else ''} | {naive_rate:.2f} | {slower / pipeline_s:.0%} "
+        f"({'decode' if decode_s > encode_s else 'encode'}) | {n / pipeline_s / naive_rate:.1f}x | "
+        f"{gpu.mean if gpu.mean is not None else '-'} |"
+    ]
     print(out[0], flush=True)
     return out
 
@@ -198,10 +199,14 @@ def main() -> None:
     parser.add_argument("--no-flow", dest="flow", action="store_false", help="skip the Prefect flow (no Prefect/DuckDB)")
     args = parser.parse_args()
     base = ExtractConfig(modalities=("frames", "audio"), device=args.device, batch_items=args.batch_items)
-    print(f"{os.cpu_count()} CPUs, device {base.resolved_device()}, {base.workers()} decoding threads, "
-          f"prefetch {base.prefetch_batches} batches, batches of {base.batch_items}, 8 frames per video\n")
-    print("| input, sampling | decode limit, items/s: threads (processes) | encode ceiling | encode path | "
-          "pipeline (/ flow) | naive loop | pipeline / slower limit | vs naive | GPU util % |")
+    print(
+        f"{os.cpu_count()} CPUs, device {base.resolved_device()}, {base.workers()} decoding threads, "
+        f"prefetch {base.prefetch_batches} batches, batches of {base.batch_items}, 8 frames per video\n"
+    )
+    print(
+        "| input, sampling | decode limit, items/s: threads (processes) | encode ceiling | encode path | "
+        "pipeline (/ flow) | naive loop | pipeline / slower limit | vs naive | GPU util % |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "sample"

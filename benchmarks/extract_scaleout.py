@@ -33,8 +33,15 @@ def one(sample: str, runner: str, queue) -> None:
         started = time.perf_counter()
         summary = run_extract(home, ExtractConfig(), dask_workers=RUNNERS[runner])
         seconds = time.perf_counter() - started
-    queue.put({"runner": runner, "items": summary["embedded"], "seconds": round(seconds, 1),
-               "flow_seconds": summary["seconds"], "items_per_s": round(summary["embedded"] / seconds, 2)})
+    queue.put(
+        {
+            "runner": runner,
+            "items": summary["embedded"],
+            "seconds": round(seconds, 1),
+            "flow_seconds": summary["seconds"],
+            "items_per_s": round(summary["embedded"] / seconds, 2),
+        }
+    )
 
 
 def main() -> None:

@@ -34,12 +34,14 @@ def synthetic_events(n_events: int, seed: int = 0) -> pd.DataFrame:
     users = 20_000
     per_user = max(1, n_events // users)
     user_ids = np.repeat(np.arange(users), per_user)
-    return pd.DataFrame({
-        "user_id": [f"u{u}" for u in user_ids],
-        "item_id": [f"i{i}" for i in rng.integers(0, 20_000, len(user_ids))],
-        "event_ts": pd.to_datetime(rng.integers(0, 30 * 86400, len(user_ids)), unit="s", utc=True),
-        "event": "comment",
-    })
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in user_ids],
+            "item_id": [f"i{i}" for i in rng.integers(0, 20_000, len(user_ids))],
+            "event_ts": pd.to_datetime(rng.integers(0, 30 * 86400, len(user_ids)), unit="s", utc=True),
+            "event": "comment",
+        }
+    )
 
 
 def pandas_sequences(events: pd.DataFrame) -> pd.DataFrame:
@@ -52,8 +54,7 @@ def pandas_sequences(events: pd.DataFrame) -> pd.DataFrame:
             out.append((user, items[k], ts[k], list(earlier[-HISTORY:]), len(group) - k))
     frame = pd.DataFrame(out, columns=["user_id", "item_id", "event_ts", "history_item_ids", "from_end"])
     counts = frame.groupby("user_id")["item_id"].transform("size")
-    frame["split"] = np.where((counts >= 3) & (frame["from_end"] == 1), "test",
-                              np.where((counts >= 3) & (frame["from_end"] == 2), "valid", "train"))
+    frame["split"] = np.where((counts >= 3) & (frame["from_end"] == 1), "test", np.where((counts >= 3) & (frame["from_end"] == 2), "valid", "train"))
     return frame
 
 
@@ -63,8 +64,7 @@ def run(builder: str, n_events: int, queue) -> None:
     if builder == "duckdb":
         with tempfile.TemporaryDirectory() as home:
             wh = Warehouse(home)
-            table = pa.Table.from_pandas(events.assign(watch_ratio=None, user_bucket=[user_partition(u) for u in events["user_id"]]),
-                                         preserve_index=False)
+            table = pa.Table.from_pandas(events.assign(watch_ratio=None, user_bucket=[user_partition(u) for u in events["user_id"]]), preserve_index=False)
             store.append(wh, EVENTS, table)
             db.refresh_views(wh)
             started = time.perf_counter()  # time the builder, not the load
@@ -83,8 +83,7 @@ def main() -> None:
         name, rows, seconds, peak = run_isolated(run, builder, args.events)
         results[name] = (rows, seconds, peak)
         print(f"{name:<7} {rows:>9} sequences in {seconds:7.2f}s  peak RSS {peak:7.0f} MB", flush=True)
-    print(f"duckdb is {results['pandas'][1] / results['duckdb'][1]:.1f}x faster ({datetime.now(timezone.utc):%Y-%m-%d}, "
-          f"{multiprocessing.cpu_count()} CPUs)")
+    print(f"duckdb is {results['pandas'][1] / results['duckdb'][1]:.1f}x faster ({datetime.now(timezone.utc):%Y-%m-%d}, {multiprocessing.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

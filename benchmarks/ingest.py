@@ -29,8 +29,7 @@ def main() -> None:
             reports = ingest_microlens(wh, args.microlens)
             seconds = time.perf_counter() - started
             rows = sum(r.input_rows for r in reports)
-            print(f"{label:<13} {rows:>8} rows in {seconds:6.2f}s = {rows / seconds:>10,.0f} rows/s "
-                  f"({', '.join(r.line() for r in reports)})")
+            print(f"{label:<13} {rows:>8} rows in {seconds:6.2f}s = {rows / seconds:>10,.0f} rows/s ({', '.join(r.line() for r in reports)})")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB")
 

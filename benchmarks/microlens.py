@@ -49,9 +49,12 @@ def make(name: str, overrides: dict) -> object:
 def fit(model, data, seed: int) -> dict:
     started = time.perf_counter()
     model.fit(data, seed=seed)
-    return {"command": " ".join(["python", *sys.argv]), "fit_seconds": round(time.perf_counter() - started, 1),
-            "history": getattr(model, "history", None),
-            "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None}
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "fit_seconds": round(time.perf_counter() - started, 1),
+        "history": getattr(model, "history", None),
+        "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
+    }
 
 
 def main() -> None:
@@ -62,8 +65,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-epochs", type=int, help="cap on epochs (default: the model's own, 300 for SASRec)")
     parser.add_argument("--cold-max-epochs", type=int, help="cap on epochs of the cold-start split's models")
-    parser.add_argument("--batch", type=int, help="batch size: users a step for sasrec* (default 128, SASRec+), rows for "
-                                                  "lstm-attn* (default 256)")
+    parser.add_argument("--batch", type=int, help="batch size: users a step for sasrec* (default 128, SASRec+), rows for lstm-attn* (default 256)")
     parser.add_argument("--patience", type=int, help="SASRec early-stopping patience in epochs (default: RecBole's 10)")
     parser.add_argument("--max-users", type=int, help="test users (default: all)")
     parser.add_argument("--steps", default="main,cold,seeds", help="which steps to run (main, cold, seeds; default all)")
@@ -72,10 +74,14 @@ def main() -> None:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("steps", {})
-    results.update({"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "machine": f"{platform.node()}, "
-                    f"{torch.get_num_threads()} torch threads", "max_history": MAX_HISTORY,
-                    "overrides": {"max_epochs": args.max_epochs, "cold_max_epochs": args.cold_max_epochs,
-                                  "batch": args.batch, "patience": args.patience}})
+    results.update(
+        {
+            "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
+            "machine": f"{platform.node()}, {torch.get_num_threads()} torch threads",
+            "max_history": MAX_HISTORY,
+            "overrides": {"max_epochs": args.max_epochs, "cold_max_epochs": args.cold_max_epochs, "batch": args.batch, "patience": args.patience},
+        }
+    )
     overrides = {"max_epochs": args.max_epochs, "batch": args.batch, "patience": args.patience}
     cold_overrides = {**overrides, "max_epochs": args.cold_max_epochs or args.max_epochs}
 
@@ -86,15 +92,19 @@ def main() -> None:
         tmp.replace(out)
         out.with_suffix(".md").write_text(markdown(results))
         # The same without the per-user arrays (tens of MB): small enough to keep beside the .md.
-        slim = {**results, "steps": {k: {f: v for f, v in step.items() if f != "ndcg10_per_user"}
-                                     for k, step in results["steps"].items()}}
+        slim = {**results, "steps": {k: {f: v for f, v in step.items() if f != "ndcg10_per_user"} for k, step in results["steps"].items()}}
         out.with_suffix(".summary.json").write_text(json.dumps(slim, indent=1))
 
     started = time.perf_counter()
     ensure_samples(Warehouse(args.home), MAX_HISTORY)  # build-features, where events changed since
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)
-    results["data"] = {"users": int(len(np.unique(data.queries.users))), "items": data.n_items, "rows": int(len(data.targets)),
-                       "content": data.content_source, "load_seconds": round(time.perf_counter() - started, 1)}
+    results["data"] = {
+        "users": int(len(np.unique(data.queries.users))),
+        "items": data.n_items,
+        "rows": int(len(data.targets)),
+        "content": data.content_source,
+        "load_seconds": round(time.perf_counter() - started, 1),
+    }
     rows = test_rows(data, max_users=args.max_users, seed=0)
     ranks: dict[str, dict] = {}
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -111,12 +121,14 @@ def main() -> None:
         step = fit(model, data, seeds[0])
         t = time.perf_counter()
         metrics, ranks[name] = evaluate_model(model, data, rows, seed=0)
-        step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - t, 1),
-                    ndcg10_per_user={p: ndcg(ranks[name][p], 10).tolist() for p in PROTOCOLS})
+        step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - t, 1), ndcg10_per_user={p: ndcg(ranks[name][p], 10).tolist() for p in PROTOCOLS})
         results["steps"][key] = step
         save()
-        print(f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
-              f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)", flush=True)
+        print(
+            f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
+            f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)",
+            flush=True,
+        )
     paired(results, models, seeds[0])
     save()
 
@@ -132,16 +144,17 @@ def main() -> None:
         slices = {**item_rows, **{f"new_users_{k}": rows_ for k, rows_ in user_rows.items()}}
         slice_ranks = {s: ranks_by_protocol(model, data, rows_, data.queries.take(rows_)) for s, rows_ in slices.items()}
         step["item_cold"] = {s: {p: ranking_metrics(r, seed=0) for p, r in slice_ranks[s].items()} for s in item_rows}
-        step["user_cold"] = {str(k): {p: ranking_metrics(r, seed=0) for p, r in slice_ranks[f"new_users_{k}"].items()}
-                             for k in user_rows}
+        step["user_cold"] = {str(k): {p: ranking_metrics(r, seed=0) for p, r in slice_ranks[f"new_users_{k}"].items()} for k in user_rows}
         # Per-user NDCG@10 of every slice, so that models are compared on the same users (paired).
-        step["ndcg10_per_user"] = {s: {p: ndcg(r, 10).tolist() for p, r in by_protocol.items()}
-                                   for s, by_protocol in slice_ranks.items()}
+        step["ndcg10_per_user"] = {s: {p: ndcg(r, 10).tolist() for p, r in by_protocol.items()} for s, by_protocol in slice_ranks.items()}
         step["eval_seconds"] = round(time.perf_counter() - t, 1)
         results["steps"][key] = step
         save()
-        print(f"{key}: item-cold HR@10 {step['item_cold']['cold_targets']['unmasked'].get('hr@10', 0):.4f} vs warm "
-              f"{step['item_cold']['warm_targets']['unmasked'].get('hr@10', 0):.4f}", flush=True)
+        print(
+            f"{key}: item-cold HR@10 {step['item_cold']['cold_targets']['unmasked'].get('hr@10', 0):.4f} vs warm "
+            f"{step['item_cold']['warm_targets']['unmasked'].get('hr@10', 0):.4f}",
+            flush=True,
+        )
 
     for seed in seeds[1:] if "seeds" in steps else []:  # 3. more seeds for the claims
         for name in [m for m in ("sasrec", "sasrec-content") if m in models]:
@@ -154,8 +167,11 @@ def main() -> None:
             step.update(metrics=metrics, ndcg10_per_user={p: ndcg(seed_ranks[p], 10).tolist() for p in PROTOCOLS})
             results["steps"][key] = step
             save()
-            print(f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
-                  f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)", flush=True)
+            print(
+                f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
+                f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)",
+                flush=True,
+            )
     for seed in seeds:
         paired(results, models, seed)
     paired_cold(results, seeds[0])
@@ -168,8 +184,7 @@ def paired(results: dict, models: list[str], seed: int) -> None:
     ref = steps.get(f"main/{REFERENCE}/seed{seed}")
     if ref is None or "ndcg10_per_user" not in ref:
         return
-    table = results.setdefault("paired_vs_sasrec", {}) if seed == 0 else results.setdefault(
-        "paired_vs_sasrec_by_seed", {}).setdefault(str(seed), {})
+    table = results.setdefault("paired_vs_sasrec", {}) if seed == 0 else results.setdefault("paired_vs_sasrec_by_seed", {}).setdefault(str(seed), {})
     for name in models:
         step = steps.get(f"main/{name}/seed{seed}")
         if step and name != REFERENCE and "ndcg10_per_user" in step:
@@ -189,9 +204,10 @@ def paired_cold(results: dict, seed: int) -> None:
     for key, step in steps.items():
         name = key.split("/")[1]
         if key.startswith("cold/") and key.endswith(f"/seed{seed}") and name != REFERENCE and "ndcg10_per_user" in step:
-            out[name] = {s: compare_to_values({p: np.asarray(v) for p, v in ref[s].items()},
-                                              {p: np.asarray(v) for p, v in by_protocol.items()}, seed=0)
-                         for s, by_protocol in step["ndcg10_per_user"].items()}
+            out[name] = {
+                s: compare_to_values({p: np.asarray(v) for p, v in ref[s].items()}, {p: np.asarray(v) for p, v in by_protocol.items()}, seed=0)
+                for s, by_protocol in step["ndcg10_per_user"].items()
+            }
 
 
 def compare_to_values(reference: dict, values: dict, *, seed: int) -> dict:
@@ -206,9 +222,12 @@ def markdown(results: dict) -> str:
     if f"main/{REFERENCE}/seed0" not in steps:
         lines += [f"No {REFERENCE} in this run, so no paired comparison (its per-user ranks are what the pairing needs).", ""]
     for protocol in PROTOCOLS:
-        lines += [f"## history {protocol}, all test users, seed 0", "",
-                  "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold-target HR@10 | vs sasrec NDCG@10 (paired 95% CI) | fit s | epochs |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## history {protocol}, all test users, seed 0",
+            "",
+            "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold-target HR@10 | vs sasrec NDCG@10 (paired 95% CI) | fit s | epochs |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for key, step in steps.items():
             if not key.startswith("main/") or not key.endswith("/seed0"):
                 continue
@@ -218,9 +237,11 @@ def markdown(results: dict) -> str:
             vs = results.get("paired_vs_sasrec", {}).get(name, {}).get(protocol)
             vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), x{vs['ratio']:.2f}" if vs else "-"
             epochs = len(step["history"]) if step.get("history") else "-"
-            lines.append(f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
-                         f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold.get('hr@10', 0):.4f} ({cold['users']}) | {vs_text} | "
-                         f"{step['fit_seconds']} | {epochs} |")
+            lines.append(
+                f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
+                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold.get('hr@10', 0):.4f} ({cold['users']}) | {vs_text} | "
+                f"{step['fit_seconds']} | {epochs} |"
+            )
         lines.append("")
     seeds = {}
     for key, step in steps.items():
@@ -232,30 +253,47 @@ def markdown(results: dict) -> str:
         lines.append(f"| {name} | {len(values)} | {np.mean(values):.4f}{spread} |")
     by_seed = {"0": results.get("paired_vs_sasrec", {}), **results.get("paired_vs_sasrec_by_seed", {})}
     if any(by_seed.values()):
-        lines += ["", "## against sasrec trained with the same seed (paired over the same test users, NDCG@10 difference, 95% CI)", "",
-                  "| model | seed | unmasked | masked |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## against sasrec trained with the same seed (paired over the same test users, NDCG@10 difference, 95% CI)",
+            "",
+            "| model | seed | unmasked | masked |",
+            "|---|---|---|---|",
+        ]
         for seed, table in sorted(by_seed.items()):
             for name, vs in table.items():
-                cells = [f"{vs[p]['diff']:+.4f} ({vs[p]['ci95'][0]:+.4f}, {vs[p]['ci95'][1]:+.4f}), x{vs[p]['ratio']:.2f}"
-                         for p in PROTOCOLS]
+                cells = [f"{vs[p]['diff']:+.4f} ({vs[p]['ci95'][0]:+.4f}, {vs[p]['ci95'][1]:+.4f}), x{vs[p]['ratio']:.2f}" for p in PROTOCOLS]
                 lines.append(f"| {name} | {seed} | {' | '.join(cells)} |")
     if not any(key.startswith("cold/") for key in steps):
         return "\n".join(lines) + "\n"
-    lines += ["", "## cold start (20% of items and 10% of users withheld from training, seed 0; history unmasked)", "",
-              "| model | withheld-item targets HR@10 / NDCG@10 | kept-item targets HR@10 / NDCG@10 | "
-              + " | ".join(f"new users, {k} known: NDCG@10 (users)" for k in NEW_USER_STEPS) + " |",
-              "|---|---|---|" + "---|" * len(NEW_USER_STEPS)]
+    lines += [
+        "",
+        "## cold start (20% of items and 10% of users withheld from training, seed 0; history unmasked)",
+        "",
+        "| model | withheld-item targets HR@10 / NDCG@10 | kept-item targets HR@10 / NDCG@10 | "
+        + " | ".join(f"new users, {k} known: NDCG@10 (users)" for k in NEW_USER_STEPS)
+        + " |",
+        "|---|---|---|" + "---|" * len(NEW_USER_STEPS),
+    ]
     for key, step in steps.items():
         if not key.startswith("cold/"):
             continue
         c, w = step["item_cold"]["cold_targets"]["unmasked"], step["item_cold"]["warm_targets"]["unmasked"]
-        users = " | ".join(f"{step['user_cold'][str(k)]['unmasked'].get('ndcg@10', 0):.4f} ({step['user_cold'][str(k)]['unmasked']['users']})"
-                           for k in NEW_USER_STEPS)
-        lines.append(f"| {key.split('/')[1]} | {c.get('hr@10', 0):.4f} / {c.get('ndcg@10', 0):.4f} ({c['users']}) | "
-                     f"{w.get('hr@10', 0):.4f} / {w.get('ndcg@10', 0):.4f} ({w['users']}) | {users} |")
+        users = " | ".join(
+            f"{step['user_cold'][str(k)]['unmasked'].get('ndcg@10', 0):.4f} ({step['user_cold'][str(k)]['unmasked']['users']})" for k in NEW_USER_STEPS
+        )
+        lines.append(
+            f"| {key.split('/')[1]} | {c.get('hr@10', 0):.4f} / {c.get('ndcg@10', 0):.4f} ({c['users']}) | "
+            f"{w.get('hr@10', 0):.4f} / {w.get('ndcg@10', 0):.4f} ({w['users']}) | {users} |"
+        )
     if results.get("paired_cold_vs_sasrec"):
-        lines += ["", "## cold start against sasrec (paired over the same rows, history unmasked, NDCG@10 difference, 95% CI)", "",
-                  "| model | slice | difference | ratio |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## cold start against sasrec (paired over the same rows, history unmasked, NDCG@10 difference, 95% CI)",
+            "",
+            "| model | slice | difference | ratio |",
+            "|---|---|---|---|",
+        ]
         for name, table in results["paired_cold_vs_sasrec"].items():
             for slice_name, vs in table.items():
                 u = vs["unmasked"]

@@ -68,6 +68,7 @@ for wav, out in zip(sys.argv[1::2], sys.argv[2::2]):
              float16_tag_error=float(np.abs(taggram16 - taggram).max()))
 """
 
+
 def port_outputs(model: torch.nn.Module, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with torch.inference_mode():
         logits, penultimate = model(torch.from_numpy(patches))
@@ -102,23 +103,39 @@ def main() -> None:
                 tags, penultimate = port_outputs(model, patches)
                 top_tf = [MTT_LABELS[i] for i in np.argsort(-tf_out["taggram"].mean(0))[:5]]
                 top_pt = [MTT_LABELS[i] for i in np.argsort(-tags.mean(0))[:5]]
-                rows.append((clip.name, label, len(patches), float(np.abs(tags - tf_out["taggram"]).max()),
-                             # musicnn's extractor refills features of patches 2.. with patch 1's
-                             # (it unpacks them into other names): only patch 1 is comparable.
-                             float(np.abs(penultimate[0] - tf_out["penultimate"][0]).max()), top_tf == top_pt,
-                             ", ".join(top_tf), float(tf_out["float16_overflow"]), float(tf_out["float16_tag_error"])))
+                rows.append(
+                    (
+                        clip.name,
+                        label,
+                        len(patches),
+                        float(np.abs(tags - tf_out["taggram"]).max()),
+                        # musicnn's extractor refills features of patches 2.. with patch 1's
+                        # (it unpacks them into other names): only patch 1 is comparable.
+                        float(np.abs(penultimate[0] - tf_out["penultimate"][0]).max()),
+                        top_tf == top_pt,
+                        ", ".join(top_tf),
+                        float(tf_out["float16_overflow"]),
+                        float(tf_out["float16_tag_error"]),
+                    )
+                )
     lines = [
-        "# musicnn port parity", "",
-        "`.venv/bin/python benchmarks/musicnn_parity.py --tf-python <tf venv>/bin/python` "
-        "(TensorFlow 2.21 + tf_keras, musicnn 0.1.0 MTT_musicnn; CPU).", "",
+        "# musicnn port parity",
+        "",
+        "`.venv/bin/python benchmarks/musicnn_parity.py --tf-python <tf venv>/bin/python` (TensorFlow 2.21 + tf_keras, musicnn 0.1.0 MTT_musicnn; CPU).",
+        "",
         "| clip | port input | patches | max abs diff, tag probabilities | max abs diff, penultimate (patch 1) | same top-5 tags "
         "| original top-5 tags | musicnn's float16 log-mel: cells overflowed, tag error |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {c} | {kind} | {n} | {t:.2e} | {p:.2e} | {'yes' if same else 'no'} | {tags} | {ovf:.1%}, {err:.2f} |"
-              for c, kind, n, t, p, same, tags, ovf, err in rows]
-    lines += ["", "musicnn's extractor() fills the features of patches 2.. with patch 1's (musicnn 0.1.0 bug), "
-              "so penultimate features are compared on patch 1; tag probabilities on every patch."]
+    lines += [
+        f"| {c} | {kind} | {n} | {t:.2e} | {p:.2e} | {'yes' if same else 'no'} | {tags} | {ovf:.1%}, {err:.2f} |"
+        for c, kind, n, t, p, same, tags, ovf, err in rows
+    ]
+    lines += [
+        "",
+        "musicnn's extractor() fills the features of patches 2.. with patch 1's (musicnn 0.1.0 bug), "
+        "so penultimate features are compared on patch 1; tag probabilities on every patch.",
+    ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

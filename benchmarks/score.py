@@ -27,14 +27,22 @@ def one(home: str, model: str, runner: str, queue) -> None:
     from flows.score import run_score
 
     started = time.perf_counter()
-    summary = run_score(home, dask_workers=RUNNERS[runner], model=model, k=20, n_candidates=200,
-                        run_id=f"bench-{runner}-{int(time.time())}", shards=4)
+    summary = run_score(home, dask_workers=RUNNERS[runner], model=model, k=20, n_candidates=200, run_id=f"bench-{runner}-{int(time.time())}", shards=4)
     seconds = time.perf_counter() - started
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    queue.put({"runner": runner, "users": summary["users"], "rows": summary["written"], "seconds": round(seconds, 1),
-               "flow_seconds": summary["seconds"], "rows_per_s": round(summary["written"] / seconds),
-               "peak_rss_mb": round(own), "peak_child_rss_mb": round(children)})
+    queue.put(
+        {
+            "runner": runner,
+            "users": summary["users"],
+            "rows": summary["written"],
+            "seconds": round(seconds, 1),
+            "flow_seconds": summary["seconds"],
+            "rows_per_s": round(summary["written"] / seconds),
+            "peak_rss_mb": round(own),
+            "peak_child_rss_mb": round(children),
+        }
+    )
 
 
 def main() -> None:

@@ -57,10 +57,9 @@ class AlignmentModel(nn.Module):
         for m in self.modalities:  # per-modality standardisation, fitted on the training items
             self.register_buffer(f"mean_{m}", torch.zeros(input_dims[m]))
             self.register_buffer(f"std_{m}", torch.ones(input_dims[m]))
-        self.heads = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(input_dims[m], config.hidden), nn.GELU(), nn.Linear(config.hidden, config.dim))
-            for m in self.modalities
-        })
+        self.heads = nn.ModuleDict(
+            {m: nn.Sequential(nn.Linear(input_dims[m], config.hidden), nn.GELU(), nn.Linear(config.hidden, config.dim)) for m in self.modalities}
+        )
         self.fusion_score = nn.ModuleDict({m: nn.Linear(config.dim, 1) for m in self.modalities})
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
@@ -101,8 +100,9 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> tor
     return (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target)) / 2
 
 
-def alignment_loss(model: AlignmentModel, x: dict[str, torch.Tensor], present: dict[str, torch.Tensor],
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def alignment_loss(
+    model: AlignmentModel, x: dict[str, torch.Tensor], present: dict[str, torch.Tensor], generator: torch.Generator | None = None
+) -> torch.Tensor:
     z = model.project(x)
     losses = []
     for a, b in itertools.combinations(model.modalities, 2):
@@ -207,8 +207,7 @@ def retrieval(queries: npt.NDArray[np.float32], targets: npt.NDArray[np.float32]
     t = targets / np.linalg.norm(targets, axis=1, keepdims=True)
     sims = q @ t.T  # (N, N)
     ranks = 1 + (sims > np.diag(sims)[:, None]).sum(1)
-    return {"recall@1": float((ranks <= 1).mean()), "recall@10": float((ranks <= 10).mean()),
-            "median_rank": float(np.median(ranks)), "candidates": int(len(t))}
+    return {"recall@1": float((ranks <= 1).mean()), "recall@10": float((ranks <= 10).mean()), "median_rank": float(np.median(ranks)), "candidates": int(len(t))}
 
 
 def random_projection(vectors: Vectors, dim: int, seed: int) -> Vectors:

@@ -1,20 +1,20 @@
 """Configuration of extract-items: one frozen dataclass, loaded from TOML; unknown keys raise.
 
-    # extract.toml
-    preset = "offline"          # offline (EfficientNet-Lite0, MiniLM, musicnn) | paper (CLIP, CLAP)
-    modalities = ["frames", "text", "audio"]
-    n_frames = 8                # frames sampled per video
-    frame_sampling = "exact"    # exact | keyframes (nearest keyframes, scaled in FFmpeg; much faster)
-    decode_short_side = 256     # keyframes mode: shorter side scaled to this in FFmpeg (never enlarged; 0: not scaled)
-    batch_items = 16            # items per batch (batches span items)
-    decode_workers = 0          # parallel decoding threads; 0 = one per CPU core
-    prefetch_batches = 2        # batches decoded ahead of the encoder
-    device = "auto"             # auto (CUDA when present) | cpu | cuda | cuda:1
-    clip_arch = "ViT-B-32"
-    clip_checkpoint = ""        # or env REELSENSE_CLIP_CHECKPOINT
-    clap_checkpoint = ""        # or env REELSENSE_CLAP_CHECKPOINT
-    clap_audio_model = "HTSAT-tiny"
-    clap_text_model = "roberta"
+# extract.toml
+preset = "offline"          # offline (EfficientNet-Lite0, MiniLM, musicnn) | paper (CLIP, CLAP)
+modalities = ["frames", "text", "audio"]
+n_frames = 8                # frames sampled per video
+frame_sampling = "exact"    # exact | keyframes (nearest keyframes, scaled in FFmpeg; much faster)
+decode_short_side = 256     # keyframes mode: shorter side scaled to this in FFmpeg (never enlarged; 0: not scaled)
+batch_items = 16            # items per batch (batches span items)
+decode_workers = 0          # parallel decoding threads; 0 = one per CPU core
+prefetch_batches = 2        # batches decoded ahead of the encoder
+device = "auto"             # auto (CUDA when present) | cpu | cuda | cuda:1
+clip_arch = "ViT-B-32"
+clip_checkpoint = ""        # or env REELSENSE_CLIP_CHECKPOINT
+clap_checkpoint = ""        # or env REELSENSE_CLAP_CHECKPOINT
+clap_audio_model = "HTSAT-tiny"
+clap_text_model = "roberta"
 """
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ class ExtractConfig:
         if self.decode_workers < 0:
             raise ConfigError(f"decode_workers must be 0 (one per core) or more, got {self.decode_workers}")
         if self.decode_short_side != 0 and self.decode_short_side < MIN_SHORT_SIDE:
-            raise ConfigError(f"decode_short_side must be 0 (not scaled) or at least {MIN_SHORT_SIDE} (the encoders' input "
-                              f"size: smaller frames would be enlarged again), got {self.decode_short_side}")
+            raise ConfigError(
+                f"decode_short_side must be 0 (not scaled) or at least {MIN_SHORT_SIDE} (the encoders' input "
+                f"size: smaller frames would be enlarged again), got {self.decode_short_side}"
+            )
 
     def replace(self, **changes: Any) -> ExtractConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

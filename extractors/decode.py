@@ -56,8 +56,7 @@ def frame_indices(n_frames: int, n: int) -> list[int]:
     return [int((i + 0.5) * n_frames / n) for i in range(n)]
 
 
-def sample_frames(path: str | Path, n: int = 8, *, sampling: str = "exact",
-                  short_side: int = 256) -> tuple[npt.NDArray[np.uint8], float]:
+def sample_frames(path: str | Path, n: int = 8, *, sampling: str = "exact", short_side: int = 256) -> tuple[npt.NDArray[np.uint8], float]:
     """`n` RGB frames spread over the video, and its duration in seconds. `sampling`: "exact"
     (native resolution) or "keyframes" (nearest keyframes, shorter side scaled to `short_side`)."""
     if sampling == "keyframes":
@@ -82,9 +81,7 @@ def _frames_exact(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:
         try:
             return _frames_pyav(str(path), n)
         except (*DECODER_ERRORS, MediaDecodeError) as pyav_error:  # both decoders' reasons go in the message
-            raise MediaDecodeError(
-                f"{path}: cannot decode video (decord: {first_line(decord_error)}; PyAV: {first_line(pyav_error)})"
-            ) from pyav_error
+            raise MediaDecodeError(f"{path}: cannot decode video (decord: {first_line(decord_error)}; PyAV: {first_line(pyav_error)})") from pyav_error
 
 
 def _frames_decord(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:
@@ -157,8 +154,9 @@ def _frames_keyframes(path: str, n: int, short_side: int) -> tuple[npt.NDArray[n
 NO_KEYS = np.zeros(0)  # keyframe times unknown: `_frames_at_times` seeks for every target
 
 
-def _frames_at_times(container: av.container.InputContainer, stream: av.video.stream.VideoStream, targets: list[float],
-                     duration: float, key_seconds: npt.NDArray[np.float64]) -> list[av.VideoFrame]:
+def _frames_at_times(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, targets: list[float], duration: float, key_seconds: npt.NDArray[np.float64]
+) -> list[av.VideoFrame]:
     """The first frame at or after each of the (increasing) `targets`, in one forward pass where no
     keyframe lies between two targets: a seek is made only when it skips decoding."""
     out: list[av.VideoFrame] = []
@@ -181,8 +179,7 @@ def _frames_at_times(container: av.container.InputContainer, stream: av.video.st
     return out
 
 
-def _frame_at_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: int,
-                  short_side: int) -> npt.NDArray[np.uint8]:
+def _frame_at_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: int, short_side: int) -> npt.NDArray[np.uint8]:
     container.seek(pts, stream=stream, backward=True)
     for frame in container.decode(stream):
         if frame.pts is None or frame.pts >= pts:  # frames before the keyframe (open GOP) are skipped
@@ -233,8 +230,14 @@ def decode_audio(path: str | Path, sample_rate: int) -> tuple[npt.NDArray[np.flo
 
 
 def decode_item(
-    item_id: str, video_uri: str | None, audio_uri: str | None, *, n_frames: int, sample_rate: int,
-    sampling: str = "exact", short_side: int = 256,
+    item_id: str,
+    video_uri: str | None,
+    audio_uri: str | None,
+    *,
+    n_frames: int,
+    sample_rate: int,
+    sampling: str = "exact",
+    short_side: int = 256,
 ) -> DecodedItem:
     """Frames and audio of one item; raises MediaDecodeError when its video cannot be decoded."""
     frames, duration = (None, None)

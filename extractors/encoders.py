@@ -69,16 +69,14 @@ def frames_to_tensor(frames: npt.NDArray[np.uint8], size: int = FRAME_SIZE, devi
 
 def check_frames(frames: Any) -> None:
     """Frames an image encoder can take: a non-empty (N, H, W, 3) uint8 array."""
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 \
-            or 0 in frames.shape:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
         found = f"{frames.dtype} array of shape {frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
         raise EncoderInputError(f"frames must be a non-empty (N, H, W, 3) uint8 array, got a {found}")
 
 
 def check_audio(audio: Any) -> None:
     """Audio an audio encoder can take: a non-empty, finite, 1-D float array."""
-    if not isinstance(audio, np.ndarray) or audio.ndim != 1 or audio.size == 0 or audio.dtype.kind != "f" \
-            or not np.isfinite(audio).all():
+    if not isinstance(audio, np.ndarray) or audio.ndim != 1 or audio.size == 0 or audio.dtype.kind != "f" or not np.isfinite(audio).all():
         found = f"{audio.dtype} array of shape {audio.shape}" if isinstance(audio, np.ndarray) else type(audio).__name__
         raise EncoderInputError(f"audio must be a non-empty, finite, 1-D float array, got a {found} (or non-finite samples)")
 
@@ -193,8 +191,7 @@ class MiniLM:
     @torch.inference_mode()
     def embed(self, batch: Sequence[str]) -> Embedded:
         model = _loaded(self.model, self)
-        vectors = model.encode(list(batch), batch_size=self.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
+        vectors = model.encode(list(batch), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return Embedded(vectors.astype(np.float32), [hashtags(t) for t in batch])
 
 

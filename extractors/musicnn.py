@@ -32,11 +32,56 @@ SAMPLE_RATE = 16000
 N_FFT, HOP, N_MELS, PATCH_FRAMES = 512, 256, 96, 187
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 MTT_LABELS = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
-    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
-    "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal",
-    "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice",
-    "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+    "guitar",
+    "classical",
+    "slow",
+    "techno",
+    "strings",
+    "drums",
+    "electronic",
+    "rock",
+    "fast",
+    "piano",
+    "ambient",
+    "beat",
+    "violin",
+    "vocal",
+    "synth",
+    "female",
+    "indian",
+    "opera",
+    "male",
+    "singing",
+    "vocals",
+    "no vocals",
+    "harpsichord",
+    "loud",
+    "quiet",
+    "flute",
+    "woman",
+    "male vocal",
+    "no vocal",
+    "pop",
+    "soft",
+    "sitar",
+    "solo",
+    "man",
+    "classic",
+    "choir",
+    "voice",
+    "new age",
+    "dance",
+    "male voice",
+    "female vocal",
+    "beats",
+    "harp",
+    "cello",
+    "no voice",
+    "weird",
+    "country",
+    "metal",
+    "female voice",
+    "choral",
 )
 
 
@@ -123,9 +168,7 @@ def wheel_checkpoint_prefix() -> str:
     try:
         import musicnn  # the wheel is a weight carrier only; importing its package needs no TensorFlow
     except ImportError as exc:
-        raise ModelNotFound(
-            "the musicnn wheel is not installed; run `make setup` or `.venv/bin/pip install --no-deps musicnn==0.1.0`"
-        ) from exc
+        raise ModelNotFound("the musicnn wheel is not installed; run `make setup` or `.venv/bin/pip install --no-deps musicnn==0.1.0`") from exc
     return str(Path(musicnn.__file__).parent / "MTT_musicnn") + os.sep
 
 
@@ -163,8 +206,9 @@ def log_mel_patches(audio: npt.NDArray[np.float32], device: str = "cpu") -> torc
     window, centred frames zero-padded, power 2, Slaney mel filters) within float32 rounding
     (`librosa_log_mel`, tests/test_encoders.py)."""
     x = torch.from_numpy(np.ascontiguousarray(audio, np.float32)).to(device)
-    spec = torch.stft(x, N_FFT, hop_length=HOP, window=torch.hann_window(N_FFT, device=device), center=True,
-                      pad_mode="constant", return_complex=True).abs().pow(2)  # (257, T)
+    spec = (
+        torch.stft(x, N_FFT, hop_length=HOP, window=torch.hann_window(N_FFT, device=device), center=True, pad_mode="constant", return_complex=True).abs().pow(2)
+    )  # (257, T)
     rep = torch.log10(10000 * (mel_filters(device) @ spec).T + 1)  # (T, 96)
     if rep.shape[0] < PATCH_FRAMES:
         rep = rep.repeat(int(np.ceil(PATCH_FRAMES / max(rep.shape[0], 1))), 1)[:PATCH_FRAMES]

@@ -93,17 +93,43 @@ class ClipModel:
 
 # Zero-shot labels for CLIP frame tags ("a video about <label>"): what short videos are about.
 ZERO_SHOT_LABELS = (
-    "cooking", "food", "sports", "football", "fitness", "dance", "music", "pets", "cats", "dogs", "travel",
-    "nature", "beach", "mountains", "city", "cars", "gaming", "beauty", "makeup", "fashion", "comedy",
-    "children", "animals", "art", "technology", "science", "news", "education", "family", "weddings",
+    "cooking",
+    "food",
+    "sports",
+    "football",
+    "fitness",
+    "dance",
+    "music",
+    "pets",
+    "cats",
+    "dogs",
+    "travel",
+    "nature",
+    "beach",
+    "mountains",
+    "city",
+    "cars",
+    "gaming",
+    "beauty",
+    "makeup",
+    "fashion",
+    "comedy",
+    "children",
+    "animals",
+    "art",
+    "technology",
+    "science",
+    "news",
+    "education",
+    "family",
+    "weddings",
 )
 
 
 class ClipFrames:
     modality, name = "frames", "clip"
 
-    def __init__(self, clip: ClipModel, labels: Sequence[str] = ZERO_SHOT_LABELS, top_k: int = 3, *,
-                 sampling: str = "exact", short_side: int = 256) -> None:
+    def __init__(self, clip: ClipModel, labels: Sequence[str] = ZERO_SHOT_LABELS, top_k: int = 3, *, sampling: str = "exact", short_side: int = 256) -> None:
         self.clip, self.labels, self.top_k = clip, tuple(labels), top_k
         self.sampling, self.short_side = sampling, short_side
         self._label_vectors: torch.Tensor | None = None
@@ -225,7 +251,8 @@ class ClapAudio:
             start = max(0, (len(audio) - self.max_samples) // 2)
             clip = np.clip(audio[start : start + self.max_samples], -1, 1)
             wave = torch.from_numpy((clip * 32767).astype(np.int16).astype(np.float32) / 32767)
-            inputs.append(get_audio_features({}, wave, self.max_samples, data_truncating="rand_trunc",
-                                             data_filling="repeatpad", audio_cfg=self.config["audio_cfg"]))
+            inputs.append(
+                get_audio_features({}, wave, self.max_samples, data_truncating="rand_trunc", data_filling="repeatpad", audio_cfg=self.config["audio_cfg"])
+            )
         vectors = model.get_audio_embedding(inputs).float()  # (B, 512), L2-normalised by CLAP
         return Embedded(vectors.cpu().numpy().astype(np.float32), [[] for _ in batch])

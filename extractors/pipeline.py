@@ -71,12 +71,16 @@ def build_encoders(config: ExtractConfig) -> dict[str, Encoder]:
 
         clip = ClipModel(config.clip_arch, config.clip_checkpoint or None)
         all_encoders: dict[str, Any] = {
-            "frames": ClipFrames(clip, sampling=config.frame_sampling, short_side=config.decode_short_side), "text": ClipText(clip),
+            "frames": ClipFrames(clip, sampling=config.frame_sampling, short_side=config.decode_short_side),
+            "text": ClipText(clip),
             "audio": ClapAudio(config.clap_checkpoint or None, audio_model=config.clap_audio_model, text_model=config.clap_text_model),
         }
     else:
-        all_encoders = {"frames": EfficientNetLite0(sampling=config.frame_sampling, short_side=config.decode_short_side),
-                        "text": MiniLM(), "audio": MusicnnTagger()}
+        all_encoders = {
+            "frames": EfficientNetLite0(sampling=config.frame_sampling, short_side=config.decode_short_side),
+            "text": MiniLM(),
+            "audio": MusicnnTagger(),
+        }
     encoders = {m: all_encoders[m] for m in config.modalities}
     check_encoder_keys(encoders)
     return encoders
@@ -99,8 +103,9 @@ def check_encoder_keys(encoders: dict[str, Encoder]) -> None:
             raise ConfigError(f"encoder {model_id(encoder)} embeds {encoder.modality!r} but is configured for {slot!r}")
         key = (encoder.modality, model_id(encoder))
         if key in seen:
-            raise ConfigError(f"encoders for {seen[key]!r} and {slot!r} would both write {key[0]} vectors of model {key[1]}; "
-                              "give each its own modality or model version")
+            raise ConfigError(
+                f"encoders for {seen[key]!r} and {slot!r} would both write {key[0]} vectors of model {key[1]}; give each its own modality or model version"
+            )
         seen[key] = slot
 
 
@@ -124,8 +129,13 @@ def model_ids(config: ExtractConfig) -> dict[str, str]:
 
 
 def plan_work(
-    items: Sequence[dict[str, Any]], done: set[tuple[str, str, str, str]], failed: set[tuple[str, str]],
-    models: dict[str, str], *, no_audio: set[tuple[str, str]] = frozenset(), force: bool = False,
+    items: Sequence[dict[str, Any]],
+    done: set[tuple[str, str, str, str]],
+    failed: set[tuple[str, str]],
+    models: dict[str, str],
+    *,
+    no_audio: set[tuple[str, str]] = frozenset(),
+    force: bool = False,
 ) -> tuple[list[WorkItem], int]:
     """Items that still need an encoder, and how many were skipped: already embedded, quarantined
     (`failed`), or, for audio, known to have none (`no_audio`); keys are (item_id, content_hash)."""
@@ -133,8 +143,7 @@ def plan_work(
     for row in items:
         item = WorkItem(row["item_id"], row["title"], row["video_uri"], row["audio_uri"], row["content_hash"])
         key = (item.item_id, item.content_hash)
-        has = {"frames": bool(item.video_uri), "text": bool(item.title),
-               "audio": bool(item.audio_uri or item.video_uri) and (force or key not in no_audio)}
+        has = {"frames": bool(item.video_uri), "text": bool(item.title), "audio": bool(item.audio_uri or item.video_uri) and (force or key not in no_audio)}
         needed = [m for m, model in models.items() if has[m] and (force or (item.item_id, m, model, item.content_hash) not in done)]
         if needed and (force or key not in failed):
             item.modalities = needed
@@ -162,6 +171,7 @@ def decoder_pool(workers: int) -> ThreadPoolExecutor:
 def decode_batch(work: Sequence[WorkItem], config: ExtractConfig, audio_rate: int | None) -> list[Prepared | dict[str, Any]]:
     """Decode every item of the batch on the shared decoder pool. An item that cannot be decoded
     comes back as a failures row instead."""
+
     def one(item: WorkItem) -> Prepared | dict[str, Any]:
         try:
             return Prepared(item, decode_one(item, config, audio_rate))
@@ -185,8 +195,7 @@ def prefetched(batches: Sequence[Any], submit: Callable[[Any], Any], depth: int)
 def decode_one(item: WorkItem, config: ExtractConfig, audio_rate: int | None) -> DecodedItem:
     frames = duration = None
     if "frames" in item.modalities:
-        frames, duration = sample_frames(item.video_uri, config.n_frames, sampling=config.frame_sampling,
-                                         short_side=config.decode_short_side)
+        frames, duration = sample_frames(item.video_uri, config.n_frames, sampling=config.frame_sampling, short_side=config.decode_short_side)
     audio, missing = None, None
     if "audio" in item.modalities and audio_rate:
         audio, missing = decode_audio(item.audio_uri or item.video_uri, audio_rate)
@@ -237,21 +246,22 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
         inputs = [_input(d, modality) for d in wanted]
         ready = [(d, x) for d, x in zip(wanted, inputs) if x is not None]
         if modality == "audio":
-            failures += [failure_row(d.work, f"no audio: {d.media.audio_missing}", stage=f"{STAGE}:audio")
-                         for d in wanted if d.media.audio is None]
+            failures += [failure_row(d.work, f"no audio: {d.media.audio_missing}", stage=f"{STAGE}:audio") for d in wanted if d.media.audio is None]
         if not ready:
             continue
         key = (modality, model_id(encoder))
         out, errors = encode_each(encoder, [x for _, x in ready])
-        failures += [failure_row(d.work, f"encoder {key[1]} cannot take this {modality} input: {error}",
-                                 stage=f"{STAGE}:{modality}:encoder") for (d, _), error in zip(ready, errors) if error]
+        failures += [
+            failure_row(d.work, f"encoder {key[1]} cannot take this {modality} input: {error}", stage=f"{STAGE}:{modality}:encoder")
+            for (d, _), error in zip(ready, errors)
+            if error
+        ]
         ready = [r for r, error in zip(ready, errors) if error is None]
         if out is None:
             continue
         if len(out.vectors) != len(ready) or len(out.tags) != len(ready):
             # Never write a partial or misaligned table: the items go to failures, and a rerun retries them.
-            reason = (f"encoder {key[1]} returned {len(out.vectors)} vectors and {len(out.tags)} tag lists "
-                      f"for {len(ready)} {modality} inputs")
+            reason = f"encoder {key[1]} returned {len(out.vectors)} vectors and {len(out.tags)} tag lists for {len(ready)} {modality} inputs"
             failures += [failure_row(d.work, reason, stage=f"{STAGE}:{modality}:encoder") for d, _ in ready]
             continue
         if key in tables:
@@ -271,22 +281,31 @@ def _input(prepared: Prepared, modality: str) -> Any:
 
 def embeddings_table(items: Sequence[WorkItem], modality: str, model: str, out: Embedded, now: datetime) -> pa.Table:
     n, dim = out.vectors.shape
-    return pa.table({
-        "item_id": [w.item_id for w in items],
-        "modality": [modality] * n,
-        "model": [model] * n,
-        "dim": pa.array([dim] * n, pa.int32()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.vectors, np.float32).ravel()), dim),
-        "tags": out.tags,
-        "content_hash": [w.content_hash for w in items],
-        "created_at": pa.array([now] * n, EMBEDDINGS.schema.field("created_at").type),
-    })
+    return pa.table(
+        {
+            "item_id": [w.item_id for w in items],
+            "modality": [modality] * n,
+            "model": [model] * n,
+            "dim": pa.array([dim] * n, pa.int32()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.vectors, np.float32).ravel()), dim),
+            "tags": out.tags,
+            "content_hash": [w.content_hash for w in items],
+            "created_at": pa.array([now] * n, EMBEDDINGS.schema.field("created_at").type),
+        }
+    )
 
 
 def failure_row(item: WorkItem, error: str, *, stage: str = STAGE) -> dict[str, Any]:
     record = {"item_id": item.item_id, "video_uri": item.video_uri, "audio_uri": item.audio_uri, "content_hash": item.content_hash}
-    return {"stage": stage, "source": item.video_uri or item.audio_uri or "", "item_id": item.item_id, "user_id": None,
-            "error": error, "record": json.dumps(record, sort_keys=True), "failed_at": datetime.now(timezone.utc)}
+    return {
+        "stage": stage,
+        "source": item.video_uri or item.audio_uri or "",
+        "item_id": item.item_id,
+        "user_id": None,
+        "error": error,
+        "record": json.dumps(record, sort_keys=True),
+        "failed_at": datetime.now(timezone.utc),
+    }
 
 
 def failures_table(rows: list[dict[str, Any]]) -> pa.Table:

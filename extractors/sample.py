@@ -40,18 +40,12 @@ class Topic:
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic("cooking", (230, 120, 40), "circles", ("recipe", "noodles", "spicy", "kitchen", "homemade", "dumplings"),
-          ("food", "cooking", "recipe"), "piano", 72),
-    Topic("sports", (40, 160, 60), "stripes", ("goal", "match", "training", "football", "sprint", "fitness"),
-          ("sports", "football", "workout"), "drums", 128),
-    Topic("pets", (170, 130, 90), "waves", ("kitten", "puppy", "cute", "cat", "dog", "paws"),
-          ("pets", "cat", "dog"), "guitar", 96),
-    Topic("travel", (60, 140, 230), "gradient", ("beach", "sunset", "mountain", "trip", "hiking", "island"),
-          ("travel", "nature", "vlog"), "pad", 60),
-    Topic("gaming", (150, 40, 200), "squares", ("boss", "level", "speedrun", "esports", "combo", "respawn"),
-          ("gaming", "gamer", "esports"), "chiptune", 150),
-    Topic("beauty", (235, 110, 170), "checker", ("makeup", "lipstick", "outfit", "skincare", "style", "glow"),
-          ("beauty", "fashion", "makeup"), "vocal", 90),
+    Topic("cooking", (230, 120, 40), "circles", ("recipe", "noodles", "spicy", "kitchen", "homemade", "dumplings"), ("food", "cooking", "recipe"), "piano", 72),
+    Topic("sports", (40, 160, 60), "stripes", ("goal", "match", "training", "football", "sprint", "fitness"), ("sports", "football", "workout"), "drums", 128),
+    Topic("pets", (170, 130, 90), "waves", ("kitten", "puppy", "cute", "cat", "dog", "paws"), ("pets", "cat", "dog"), "guitar", 96),
+    Topic("travel", (60, 140, 230), "gradient", ("beach", "sunset", "mountain", "trip", "hiking", "island"), ("travel", "nature", "vlog"), "pad", 60),
+    Topic("gaming", (150, 40, 200), "squares", ("boss", "level", "speedrun", "esports", "combo", "respawn"), ("gaming", "gamer", "esports"), "chiptune", 150),
+    Topic("beauty", (235, 110, 170), "checker", ("makeup", "lipstick", "outfit", "skincare", "style", "glow"), ("beauty", "fashion", "makeup"), "vocal", 90),
 )
 _FILLER = ("today", "so", "my", "new", "best", "you", "must", "see", "this", "real", "quick", "easy")
 
@@ -101,17 +95,18 @@ def _make_items(rng: np.random.Generator, config: SampleConfig) -> list[dict[str
         portrait = bool(rng.random() < 0.5)
         items.append(
             {
-                "item_id": item_id, "title": title, "video_uri": f"videos/{item_id}.mp4",
-                "topic_index": topic_index, "duration_s": float(np.round(rng.uniform(1.5, 4.0), 2)),
+                "item_id": item_id,
+                "title": title,
+                "video_uri": f"videos/{item_id}.mp4",
+                "topic_index": topic_index,
+                "duration_s": float(np.round(rng.uniform(1.5, 4.0), 2)),
                 "size": (96, 160) if portrait else (160, 96),  # (width, height)
             }
         )
     return items
 
 
-def _simulate_users(
-    rng: np.random.Generator, config: SampleConfig, items: list[dict[str, Any]]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _simulate_users(rng: np.random.Generator, config: SampleConfig, items: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     by_topic = [[it["item_id"] for it in items if it["topic_index"] == t] for t in range(len(TOPICS))]
     start = datetime(2026, 1, 5, tzinfo=timezone.utc)
     users: dict[str, Any] = {}
@@ -145,9 +140,7 @@ def _shifted(rng: np.random.Generator, interests: list[int]) -> list[int]:
     return sorted(kept + rng.choice(others, size=replace, replace=False).tolist())
 
 
-def _one_impression(
-    rng: np.random.Generator, user_id: str, clock: datetime, interests: list[int], by_topic: list[list[str]]
-) -> list[dict[str, Any]]:
+def _one_impression(rng: np.random.Generator, user_id: str, clock: datetime, interests: list[int], by_topic: list[list[str]]) -> list[dict[str, Any]]:
     # The platform shows an item of a current interest 60% of the time, anything otherwise.
     topic = int(rng.choice(interests)) if rng.random() < 0.6 else int(rng.integers(len(TOPICS)))
     item_id = str(rng.choice(by_topic[topic]))
@@ -158,8 +151,7 @@ def _one_impression(
         ratio = rng.beta(6, 2) if liked_topic else rng.beta(1.5, 5)
         if liked_topic and rng.random() < 0.15:
             ratio += 1.0  # watched again
-        out.append({**row, "event_ts": _iso(clock + timedelta(seconds=1)), "event": "watch",
-                    "watch_ratio": f"{max(ratio, 0.02):.3f}"})
+        out.append({**row, "event_ts": _iso(clock + timedelta(seconds=1)), "event": "watch", "watch_ratio": f"{max(ratio, 0.02):.3f}"})
         if rng.random() < (0.55 if liked_topic else 0.04):
             out.append({**row, "event_ts": _iso(clock + timedelta(seconds=2)), "event": "like", "watch_ratio": ""})
         if rng.random() < (0.2 if liked_topic else 0.01):
@@ -205,9 +197,7 @@ def write_clip(path: Path, topic: Topic, rng: np.random.Generator, duration_s: f
         container.mux(sound.encode(None))
 
 
-def render_frame(
-    pattern: str, tint: npt.NDArray[np.float64], t: float, width: int, height: int, rng: np.random.Generator
-) -> npt.NDArray[np.uint8]:
+def render_frame(pattern: str, tint: npt.NDArray[np.float64], t: float, width: int, height: int, rng: np.random.Generator) -> npt.NDArray[np.uint8]:
     """One RGB frame (H, W, 3): the topic's colour modulated by its moving pattern."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     if pattern == "stripes":

@@ -48,8 +48,7 @@ def load_raw_vectors(home: str) -> tuple[dict[str, str], list[str], list[str], d
         others = [f"{r['model']} ({r['items']} items)" for r in stored if r["modality"] == modality and r["model"] != model]
         if others:  # e.g. exact and keyframe-sampled frames: say which one the alignment learns from
             covered = next(r["items"] for r in stored if r["model"] == model)
-            get_run_logger().warning("align: %s vectors of %s (%d items, the most complete); also stored: %s",
-                                     modality, model, covered, ", ".join(others))
+            get_run_logger().warning("align: %s vectors of %s (%d items, the most complete); also stored: %s", modality, model, covered, ", ".join(others))
     rows = db.analysis(wh, "raw_vectors", {"models": list(raw_models.values())}).to_pylist()
     item_ids, hashes, vectors = vectors_from_rows(rows, sorted(raw_models))
     return raw_models, item_ids, hashes, vectors
@@ -64,17 +63,22 @@ def latest_model(home: str) -> tuple[AlignmentModel, dict[str, Any]] | None:
 
 
 @task(name="train-alignment", cache_policy=NO_CACHE)
-def train_task(home: str, raw_models: dict[str, str], item_ids: list[str], vectors: dict[str, np.ndarray],
-               config: AlignConfig) -> tuple[AlignmentModel, dict[str, Any]]:
+def train_task(
+    home: str, raw_models: dict[str, str], item_ids: list[str], vectors: dict[str, np.ndarray], config: AlignConfig
+) -> tuple[AlignmentModel, dict[str, Any]]:
     result = train_alignment(vectors, config)
     version = result.model.version()
     folder = Warehouse(home).models_dir / "align" / version
     folder.mkdir(parents=True, exist_ok=True)
     store.write_atomic(folder / "model.pt", model_bytes(result.model))
     meta = {
-        "version": version, "raw_models": raw_models, "config": result.model.config.__dict__,
-        "train_item_ids": [item_ids[i] for i in result.train_idx], "val_item_ids": [item_ids[i] for i in result.val_idx],
-        "best_epoch": result.best_epoch, "history": result.history,
+        "version": version,
+        "raw_models": raw_models,
+        "config": result.model.config.__dict__,
+        "train_item_ids": [item_ids[i] for i in result.train_idx],
+        "val_item_ids": [item_ids[i] for i in result.val_idx],
+        "best_epoch": result.best_epoch,
+        "history": result.history,
         "trained_at": datetime.now(timezone.utc).isoformat(),
     }
     store.write_atomic(folder / "meta.json", json.dumps(meta, indent=1))
@@ -83,8 +87,7 @@ def train_task(home: str, raw_models: dict[str, str], item_ids: list[str], vecto
 
 
 @task(name="write-aligned", retries=3, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def write_aligned(home: str, model: AlignmentModel, version: str, item_ids: list[str], hashes: list[str],
-                  vectors: dict[str, np.ndarray]) -> int:
+def write_aligned(home: str, model: AlignmentModel, version: str, item_ids: list[str], hashes: list[str], vectors: dict[str, np.ndarray]) -> int:
     aligned, fused, weights = apply_alignment(model, vectors)
     now = datetime.now(timezone.utc)
     written = 0
@@ -92,22 +95,27 @@ def write_aligned(home: str, model: AlignmentModel, version: str, item_ids: list
         has = ~np.isnan(matrix).any(1) & (np.abs(matrix).sum(1) > 0)
         rows = np.flatnonzero(has)
         fusion = [list(zip(model.modalities, map(float, weights[i]))) for i in rows] if modality == "fused" else None
-        batch = pa.table({
-            "item_id": [item_ids[i] for i in rows], "modality": [modality] * len(rows),
-            "model": [f"aligned@{version}"] * len(rows), "dim": pa.array([matrix.shape[1]] * len(rows), pa.int32()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix[rows].ravel()), matrix.shape[1]),
-            "tags": pa.nulls(len(rows), pa.list_(pa.string())), "content_hash": [hashes[i] for i in rows],
-            "created_at": pa.array([now] * len(rows), EMBEDDINGS.schema.field("created_at").type),
-            "fusion_weights": pa.array(fusion, EMBEDDINGS.schema.field("fusion_weights").type) if fusion is not None
-            else pa.nulls(len(rows), EMBEDDINGS.schema.field("fusion_weights").type),
-        })
+        batch = pa.table(
+            {
+                "item_id": [item_ids[i] for i in rows],
+                "modality": [modality] * len(rows),
+                "model": [f"aligned@{version}"] * len(rows),
+                "dim": pa.array([matrix.shape[1]] * len(rows), pa.int32()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix[rows].ravel()), matrix.shape[1]),
+                "tags": pa.nulls(len(rows), pa.list_(pa.string())),
+                "content_hash": [hashes[i] for i in rows],
+                "created_at": pa.array([now] * len(rows), EMBEDDINGS.schema.field("created_at").type),
+                "fusion_weights": pa.array(fusion, EMBEDDINGS.schema.field("fusion_weights").type)
+                if fusion is not None
+                else pa.nulls(len(rows), EMBEDDINGS.schema.field("fusion_weights").type),
+            }
+        )
         written += store.append(Warehouse(home), EMBEDDINGS, batch).written
     return written
 
 
 @flow(name="align-items", log_prints=True)
-def align_items(home: str, retrain: bool = False, config: AlignConfig = AlignConfig(),
-                topics_path: str | None = None) -> dict[str, Any]:
+def align_items(home: str, retrain: bool = False, config: AlignConfig = AlignConfig(), topics_path: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     raw_models, item_ids, hashes, vectors = load_raw_vectors(home)
     if len(vectors) < 2:
@@ -126,8 +134,9 @@ def align_items(home: str, retrain: bool = False, config: AlignConfig = AlignCon
     return {"written": written, "version": meta["version"], "report": report}
 
 
-def write_report(home: str, model: AlignmentModel, meta: dict[str, Any], item_ids: list[str],
-                 vectors: dict[str, np.ndarray], topics_path: str | None) -> dict[str, Any]:
+def write_report(
+    home: str, model: AlignmentModel, meta: dict[str, Any], item_ids: list[str], vectors: dict[str, np.ndarray], topics_path: str | None
+) -> dict[str, Any]:
     index = {item: i for i, item in enumerate(item_ids)}
     held_out = [index[i] for i in meta["val_item_ids"] if i in index]
     topics = None
@@ -136,15 +145,23 @@ def write_report(home: str, model: AlignmentModel, meta: dict[str, Any], item_id
         topics = [truth.get(item_ids[i], "?") for i in held_out]
     report = evaluate_alignment(model, {m: v[held_out] for m, v in vectors.items()}, topics, model.config.seed)
     history = meta["history"]
-    report.update({
-        "model_version": meta["version"], "raw_models": meta["raw_models"], "held_out_items": len(held_out),
-        "train_items": len(meta["train_item_ids"]), "seed": model.config.seed, "best_epoch": meta["best_epoch"],
-        "loss": {"first_epoch_train": history[0]["train_loss"], "first_epoch_val": history[0]["val_loss"],
-                 "best_val": history[meta["best_epoch"]]["val_loss"]},
-        "command": " ".join(["reelsense", *sys.argv[1:]]) if sys.argv else "reelsense align",
-    })
+    report.update(
+        {
+            "model_version": meta["version"],
+            "raw_models": meta["raw_models"],
+            "held_out_items": len(held_out),
+            "train_items": len(meta["train_item_ids"]),
+            "seed": model.config.seed,
+            "best_epoch": meta["best_epoch"],
+            "loss": {
+                "first_epoch_train": history[0]["train_loss"],
+                "first_epoch_val": history[0]["val_loss"],
+                "best_val": history[meta["best_epoch"]]["val_loss"],
+            },
+            "command": " ".join(["reelsense", *sys.argv[1:]]) if sys.argv else "reelsense align",
+        }
+    )
     path = Warehouse(home).reports_dir / "alignment.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     store.write_atomic(path, json.dumps(report, indent=1))
     return report
-

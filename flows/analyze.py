@@ -51,8 +51,7 @@ def check_run(wh: Warehouse, run_id: str | None) -> dict[str, Any]:
     found = [r for r in runs if r["run_id"] == run_id]
     if not found:
         known = ", ".join(r["run_id"] for r in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
-        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; "
-                             "leave out --run-id to report the latest")
+        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; leave out --run-id to report the latest")
     return found[0]
 
 
@@ -83,8 +82,10 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str) -> tuple[Any, Any
     try:
         model = artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, match="schema")
     except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
-        raise artifacts.ModelMismatch(f"explanations come from lstm-attn (its attention and modality contributions), "
-                                      f"whichever ranker scored the run: {exc}; run `reelsense train --models lstm-attn`") from exc
+        raise artifacts.ModelMismatch(
+            f"explanations come from lstm-attn (its attention and modality contributions), "
+            f"whichever ranker scored the run: {exc}; run `reelsense train --models lstm-attn`"
+        ) from exc
     try:
         # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
         ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, match="schema")
@@ -100,16 +101,17 @@ def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str,
     index = {item: i for i, item in enumerate(data.item_ids) if i}
     unknown = [f"user {u!r}" for u, _ in pairs if u not in row_of] + [f"item {i!r}" for _, i in pairs if i not in index]
     if unknown:
-        raise ReelsenseError(f"cannot explain: unknown {', '.join(sorted(set(unknown))[:5])} (a user needs at least one "
-                             "positive interaction in `events`, an item a row in `items` or `events`)")
+        raise ReelsenseError(
+            f"cannot explain: unknown {', '.join(sorted(set(unknown))[:5])} (a user needs at least one "
+            "positive interaction in `events`, an item a row in `items` or `events`)"
+        )
     if not pairs:
         return []
     rows_q = np.asarray([row_of[u] for u, _ in pairs], np.int64)
     items = np.asarray([index[i] for _, i in pairs], np.int64)
     users_q, pair_user = np.unique(rows_q, return_inverse=True)  # a user's pairs share one history
     ages = history_ages(wh, queries.take(users_q), data)[pair_user]
-    rows = explain_pairs(model, data, queries.take(rows_q), items, modalities=modality_vectors(wh, data), item_tags=item_tags(wh),
-                         history_age_s=ages, ctr=ctr)
+    rows = explain_pairs(model, data, queries.take(rows_q), items, modalities=modality_vectors(wh, data), item_tags=item_tags(wh), history_age_s=ages, ctr=ctr)
     version = f"lstm-attn@{model.version}" + (f"+lightgbm@{ctr.version}" if ctr is not None else "")
     return [{**r, "model_version": version} for r in rows]
 
@@ -127,8 +129,7 @@ def explain_scores(home: str, run_id: str, device: str) -> tuple[list[dict], Dat
     return rows, data
 
 
-def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dict | None,
-                config: ShiftConfig = ShiftConfig()) -> dict[str, dict[str, Any]]:
+def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dict | None, config: ShiftConfig = ShiftConfig()) -> dict[str, dict[str, Any]]:
     """Per user: the positive interactions in time order, the drift curve, detected shifts with the
     tags that rose and fell, and (on the sample) the planted shifts as interaction indices."""
     order = np.lexsort((data.event_ts, data.queries.users))  # by user, then time
@@ -145,17 +146,28 @@ def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dic
             shift.rose, shift.fell = tag_changes(topic_tags[: shift.index], topic_tags[shift.index :])
         planted = []
         if truth is not None and user in truth["users"]:
-            starts = [datetime.fromisoformat(s["from_ts"].replace("Z", "+00:00")).timestamp() * 1e6
-                      for s in truth["users"][user]["segments"][1:]]
+            starts = [datetime.fromisoformat(s["from_ts"].replace("Z", "+00:00")).timestamp() * 1e6 for s in truth["users"][user]["segments"][1:]]
             planted = [int(np.sum(data.event_ts[rows] < ts)) for ts in starts]
-        out[str(user)] = {"interactions": len(rows), "item_ids": item_ids, "drift": drift_curve(vectors, config.window).tolist(),
-                          "shifts": [vars(s) for s in found], "planted": planted}
+        out[str(user)] = {
+            "interactions": len(rows),
+            "item_ids": item_ids,
+            "drift": drift_curve(vectors, config.window).tolist(),
+            "shifts": [vars(s) for s in found],
+            "planted": planted,
+        }
     return out
 
 
 @flow(name="analyze", log_prints=True)
-def analyze(home: str, run_id: str | None = None, truth_path: str | None = None, max_plot_users: int = 40,
-            device: str = "auto", max_pages: int = REPORT_PAGES, shift_config: ShiftConfig = ShiftConfig()) -> dict[str, Any]:
+def analyze(
+    home: str,
+    run_id: str | None = None,
+    truth_path: str | None = None,
+    max_plot_users: int = 40,
+    device: str = "auto",
+    max_pages: int = REPORT_PAGES,
+    shift_config: ShiftConfig = ShiftConfig(),
+) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
     run = check_run(wh, run_id)
@@ -172,23 +184,50 @@ def analyze(home: str, run_id: str | None = None, truth_path: str | None = None,
     with run_folder(wh, run_id) as report_dir:
         (report_dir / "plots").mkdir(parents=True, exist_ok=True)
         if truth is not None:
-            metrics = match_shifts({u: s["planted"] for u, s in shifts.items()},
-                                   {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE)
-            metrics.update(window=shift_config.window, alpha=shift_config.alpha, permutations=shift_config.permutations, seed=shift_config.seed,
-                           tolerance_unit="positive interactions", users=len(shifts))
+            metrics = match_shifts(
+                {u: s["planted"] for u, s in shifts.items()}, {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE
+            )
+            metrics.update(
+                window=shift_config.window,
+                alpha=shift_config.alpha,
+                permutations=shift_config.permutations,
+                seed=shift_config.seed,
+                tolerance_unit="positive interactions",
+                users=len(shifts),
+            )
             (report_dir / "shifts.json").write_text(json.dumps(metrics, indent=1))
             summary["shifts"] = metrics
-        (report_dir / "profiles.json").write_text(json.dumps(
-            {u: {"words": profile_words(p), "tags": p} for u, p in profiles.items()}, indent=1))
-        (report_dir / "interest_shifts.json").write_text(json.dumps(
-            {u: {k: v for k, v in s.items() if k not in ("drift", "item_ids")} for u, s in shifts.items()}, indent=1))
+        (report_dir / "profiles.json").write_text(json.dumps({u: {"words": profile_words(p), "tags": p} for u, p in profiles.items()}, indent=1))
+        (report_dir / "interest_shifts.json").write_text(
+            json.dumps({u: {k: v for k, v in s.items() if k not in ("drift", "item_ids")} for u, s in shifts.items()}, indent=1)
+        )
         groups_of = (lambda item: truth["items"].get(item, "?")) if truth else (lambda item: label(tags.get(item, {})))
-        summary["pages"] = write_report(wh, report_dir, data=data, explanations=explanations, profiles=profiles, shifts=shifts,
-                                        tags=tags, groups_of=groups_of, max_plot_users=max_plot_users, run_id=run_id, max_pages=max_pages)
-        (report_dir / "report.json").write_text(json.dumps(
-            {"run_id": run_id, "model_version": run["model_version"], "scored_at": run["scored_at"].isoformat(),
-             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "explanations": summary["explanations"], "pages": summary["pages"]}, indent=1))
+        summary["pages"] = write_report(
+            wh,
+            report_dir,
+            data=data,
+            explanations=explanations,
+            profiles=profiles,
+            shifts=shifts,
+            tags=tags,
+            groups_of=groups_of,
+            max_plot_users=max_plot_users,
+            run_id=run_id,
+            max_pages=max_pages,
+        )
+        (report_dir / "report.json").write_text(
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "model_version": run["model_version"],
+                    "scored_at": run["scored_at"].isoformat(),
+                    "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "explanations": summary["explanations"],
+                    "pages": summary["pages"],
+                },
+                indent=1,
+            )
+        )
     summary["report"] = str(run_dir(wh, run_id) / "index.html")
     write_runs_index(wh)
     summary["seconds"] = round(time.perf_counter() - started, 1)
@@ -212,8 +251,10 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
     elif run_id is not None:
-        raise ReelsenseError(f"run {run_id!r} has no explanation for user {user!r} and item {item!r}; "
-                             "`reelsense report --run-id` writes them, or leave out --run-id to compute one now")
+        raise ReelsenseError(
+            f"run {run_id!r} has no explanation for user {user!r} and item {item!r}; "
+            "`reelsense report --run-id` writes them, or leave out --run-id to compute one now"
+        )
     else:
         current_samples(str(wh.home))
         data = load_dataset(wh, MAX_HISTORY)
@@ -221,8 +262,13 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair (`reelsense report` stores them for a scored run)"
     tags = item_tags(wh)
-    lines = [f"user {user}, item {item} ({label(tags.get(item, {}))}); {source}; model {row['model_version']}", "",
-             "Why: " + row["summary"], "", "attention over the history (newest last; weights sum to 1):"]
+    lines = [
+        f"user {user}, item {item} ({label(tags.get(item, {}))}); {source}; model {row['model_version']}",
+        "",
+        "Why: " + row["summary"],
+        "",
+        "attention over the history (newest last; weights sum to 1):",
+    ]
     for hist_item, weight in zip(row["history_item_ids"], row["attention"]):
         lines.append(f"  {hist_item:<14} {label(tags.get(hist_item, {})):<18} {weight:6.3f} {'#' * int(round(weight * 40))}")
     lines += ["", "modality contributions (score lost when left out; the item's fusion weight):"]

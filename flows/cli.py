@@ -89,9 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         detail = str(exc).split("server.", 1)[1].strip().splitlines()[0] if "exited with code" in str(exc) else ""
         why = f" (Prefect: {detail[:300]})" if detail else ""
-        print(f"reelsense: error: the local Prefect server did not start within {WAIT.value()} s{why}, so no flow ran; "
-              "rerun when the machine is less busy, wait longer (export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=300), "
-              "or point PREFECT_API_URL at a running server (`make serve`)", file=sys.stderr)
+        print(
+            f"reelsense: error: the local Prefect server did not start within {WAIT.value()} s{why}, so no flow ran; "
+            "rerun when the machine is less busy, wait longer (export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=300), "
+            "or point PREFECT_API_URL at a running server (`make serve`)",
+            file=sys.stderr,
+        )
         return 2
 
 
@@ -102,7 +105,9 @@ FLOW_COMMANDS = {"extract", "align", "features", "train", "evaluate", "score", "
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelsense", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--home", type=Path, default=Path(os.environ.get("REELSENSE_HOME", ".reelsense")),
+        "--home",
+        type=Path,
+        default=Path(os.environ.get("REELSENSE_HOME", ".reelsense")),
         help="folder for everything a run writes (env REELSENSE_HOME; default ./.reelsense)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -125,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--force", action="store_true", help="recompute items that are already embedded")
     extract.add_argument("--limit", type=_count, help="only the first N items (by item_id)")
     extract.add_argument("--dask-workers", type=_count, default=0, help="run item shards on a local Dask cluster of N processes")
-    extract.add_argument("--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"),
-                         help="run item shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)")
+    extract.add_argument(
+        "--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"), help="run item shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)"
+    )
     extract.add_argument("--shards", type=_count, default=0, help="item shards (default: 0 in-process, 4 per Dask worker)")
     extract.set_defaults(run=_extract)
 
@@ -144,16 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", type=_device)
     train.add_argument("--force", action="store_true", help="train again even if a model for the same data and seed exists")
-    train.add_argument("--config", type=Path, help="rankers TOML file: a table per ranker overriding its settings, e.g. "
-                                                   "[sasrec] patience = 3 (configs/microlens-rankers.toml)")
+    train.add_argument(
+        "--config", type=Path, help="rankers TOML file: a table per ranker overriding its settings, e.g. [sasrec] patience = 3 (configs/microlens-rankers.toml)"
+    )
     train.set_defaults(run=_train)
     evaluate = commands.add_parser("evaluate", help="evaluate the trained rankers (flow evaluate)")
-    evaluate.add_argument("--models", default=",".join(ALL_MODELS),
-                          help="comma-separated trained rankers to evaluate (default: all); the report keeps the other "
-                               "models' earlier results on the same data; include sasrec to get paired differences")
+    evaluate.add_argument(
+        "--models",
+        default=",".join(ALL_MODELS),
+        help="comma-separated trained rankers to evaluate (default: all); the report keeps the other "
+        "models' earlier results on the same data; include sasrec to get paired differences",
+    )
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--max-users", type=int, help="a quick evaluation on a seeded sample of test users, written to "
-                          "results-quick.json and not recorded in the registry (default: every test user)")
+    evaluate.add_argument(
+        "--max-users",
+        type=int,
+        help="a quick evaluation on a seeded sample of test users, written to results-quick.json and not recorded in the registry (default: every test user)",
+    )
     evaluate.add_argument("--device", default="auto", type=_device)
     evaluate.add_argument("--dataset", default="", help="name of the data set in the report")
     evaluate.set_defaults(run=_evaluate)
@@ -164,25 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--k", type=int, default=20, help="items kept per user")
     score.add_argument("--candidates", type=int, default=CANDIDATES, help="candidates per user from embedding similarity")
     score.add_argument("--users", help="comma-separated user ids (default: every user)")
-    score.add_argument("--run-id", help="rerunning with the same id and model version completes a run without duplicating "
-                       "rows; a run id belongs to one model version")
-    score.add_argument("--replace", action="store_true",
-                       help="delete the run's scores and explanations first (to reuse a run id with another model)")
+    score.add_argument(
+        "--run-id", help="rerunning with the same id and model version completes a run without duplicating rows; a run id belongs to one model version"
+    )
+    score.add_argument("--replace", action="store_true", help="delete the run's scores and explanations first (to reuse a run id with another model)")
     score.add_argument("--shards", type=int, default=4, help="user shards (groups of events partitions)")
     score.add_argument("--device", default="auto", type=_device)
     score.add_argument("--dask-workers", type=_count, default=0, help="run the shards on a local Dask cluster of N processes")
-    score.add_argument("--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"),
-                       help="run the shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)")
+    score.add_argument(
+        "--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"), help="run the shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)"
+    )
     score.set_defaults(run=_score)
     report = commands.add_parser("report", help="explanations, profiles, shifts, plots and the HTML report (flow analyze)")
-    report.add_argument("--run-id", help="the score-batch run to explain (default: the latest); "
-                        "its report goes to <home>/reports/<run>/, and <home>/reports/index.html lists them")
+    report.add_argument(
+        "--run-id",
+        help="the score-batch run to explain (default: the latest); its report goes to <home>/reports/<run>/, and <home>/reports/index.html lists them",
+    )
     report.add_argument("--truth", type=Path, help="the sample's truth.json: score detected shifts against the planted ones")
     report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure (default: 40)")
     report.add_argument("--pages", type=int, default=REPORT_PAGES, help=f"user pages: the run's most active users (default: {REPORT_PAGES})")
     report.add_argument("--device", default="auto", type=_device)
-    report.add_argument("--config", type=Path, help="TOML file of interest-shift settings (ranker/shifts.py ShiftConfig), "
-                        "e.g. window = 16")
+    report.add_argument("--config", type=Path, help="TOML file of interest-shift settings (ranker/shifts.py ShiftConfig), e.g. window = 16")
     report.set_defaults(run=_report)
     explain = commands.add_parser("explain", help="why an item is ranked for a user, in words and numbers")
     explain.add_argument("--user", required=True)
@@ -197,24 +212,27 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the trained rankers in the model registry")
     models.set_defaults(run=_list_models)
 
-    sql = commands.add_parser("sql", help="run one read-only SELECT over the warehouse (COPY, SET, CREATE, ... are refused; "
-                                          "files are read only under <home>/tables)")
+    sql = commands.add_parser(
+        "sql", help="run one read-only SELECT over the warehouse (COPY, SET, CREATE, ... are refused; files are read only under <home>/tables)"
+    )
     sql.add_argument("query")
-    sql.add_argument("--param", action="append", default=[], metavar="VALUE|NAME=VALUE",
-                     help="repeatable: values for $1, $2, ... in order, or NAME=VALUE for $NAME")
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
-                     help="table (cells cut at --width) or csv / json (full values)")
+    sql.add_argument(
+        "--param", action="append", default=[], metavar="VALUE|NAME=VALUE", help="repeatable: values for $1, $2, ... in order, or NAME=VALUE for $NAME"
+    )
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="table (cells cut at --width) or csv / json (full values)")
     sql.add_argument("--max-rows", type=int, help="rows printed (default: 50 for table, all for csv and json)")
     sql.add_argument("--width", type=int, default=48, help="widest table cell in characters; 0: no limit")
     sql.set_defaults(run=_sql)
 
-    compact = commands.add_parser("compact", help="merge each table's small Parquet files (one per append); run it while "
-                                                  "no other reelsense command uses the home")
+    compact = commands.add_parser(
+        "compact", help="merge each table's small Parquet files (one per append); run it while no other reelsense command uses the home"
+    )
     compact.add_argument("tables", nargs="*", metavar="TABLE", help=f"tables to compact (default: all of {', '.join(TABLES)})")
     compact.set_defaults(run=_compact)
 
-    prune = commands.add_parser("prune", help="keep the N newest score runs (their scores, explanations, reports and "
-                                              "the model versions they used); delete the rest")
+    prune = commands.add_parser(
+        "prune", help="keep the N newest score runs (their scores, explanations, reports and the model versions they used); delete the rest"
+    )
     prune.add_argument("--keep-runs", type=int, required=True, metavar="N")
     prune.set_defaults(run=_prune)
 
@@ -247,9 +265,11 @@ def _prune(args: argparse.Namespace) -> None:
 
     wh = _require(args.home, SCORES, "no scores in {home}; nothing to prune")
     out = prune_runs(wh, args.keep_runs)
-    print(f"prune: kept {len(out['kept_runs'])} runs ({', '.join(out['kept_runs'])}); removed {len(out['runs'])} runs "
-          f"({out['rows']['scores']} scores, {out['rows']['explanations']} explanations) and "
-          f"{len(out['model_versions'])} model versions no kept run uses")
+    print(
+        f"prune: kept {len(out['kept_runs'])} runs ({', '.join(out['kept_runs'])}); removed {len(out['runs'])} runs "
+        f"({out['rows']['scores']} scores, {out['rows']['explanations']} explanations) and "
+        f"{len(out['model_versions'])} model versions no kept run uses"
+    )
 
 
 def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:
@@ -284,8 +304,9 @@ def _extract(args: argparse.Namespace) -> None:
     if not wh.has_rows_on_disk(ITEMS):
         raise WarehouseNotFound(f"no items in {wh.home}; run `reelsense ingest items FILE` (or `reelsense demo`) first")
     check_checkpoints(config)  # a missing checkpoint is one line before any flow starts, not after decoding
-    summary = run_extract(str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers,
-                          dask_address=args.dask_address, shards=args.shards)
+    summary = run_extract(
+        str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers, dask_address=args.dask_address, shards=args.shards
+    )
     print(extract_line(summary))
 
 
@@ -300,13 +321,11 @@ def _align(args: argparse.Namespace) -> None:
     wh = Warehouse(args.home)
     if not wh.has_rows_on_disk(EMBEDDINGS):
         raise WarehouseNotFound(f"no embeddings in {wh.home}; run `reelsense extract` first")
-    out = align_items(str(wh.home), retrain=args.retrain, config=config,
-                      topics_path=str(args.topics) if args.topics else None)
+    out = align_items(str(wh.home), retrain=args.retrain, config=config, topics_path=str(args.topics) if args.topics else None)
     if "report" not in out:
         print(f"align-items: only {', '.join(out['modalities']) or 'no'} modality: nothing to align")
         return
-    print(f"align-items: model aligned@{out['version']}, {out['written']} vectors written; "
-          f"held-out retrieval ({wh.reports_dir / 'alignment.json'}):")
+    print(f"align-items: model aligned@{out['version']}, {out['written']} vectors written; held-out retrieval ({wh.reports_dir / 'alignment.json'}):")
     print("\n".join("  " + line for line in alignment_lines(out["report"])))
 
 
@@ -315,8 +334,10 @@ def _features(args: argparse.Namespace) -> None:
 
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
     summary = build_features(str(wh.home))
-    print(f"build-features: {summary['positives']} positive interactions of {summary['users']} users with their "
-          f"histories ({', '.join(f'{k} {v}' for k, v in summary['splits'].items())}) -> samples")
+    print(
+        f"build-features: {summary['positives']} positive interactions of {summary['users']} users with their "
+        f"histories ({', '.join(f'{k} {v}' for k, v in summary['splits'].items())}) -> samples"
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -345,8 +366,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
     if args.max_users is not None and args.max_users < 1:
         raise ReelsenseError(f"--max-users must be at least 1, got {args.max_users}; leave it out to evaluate every test user")
-    results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users,
-                               device=args.device, dataset=args.dataset)
+    results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users, device=args.device, dataset=args.dataset)
     print(f"evaluate ({results['evaluation']}): {results['path']}")
     print("\n".join(results_lines(results)))
 
@@ -380,17 +400,28 @@ def _score(args: argparse.Namespace) -> None:
         known = set(known_users(wh, users))
         unknown = [u for u in users if u not in known]
         if not known:
-            raise ReelsenseError(f"none of the users given to --users has events: {', '.join(unknown)}; "
-                                 "`reelsense sql \"SELECT DISTINCT user_id FROM events\"` lists them")
+            raise ReelsenseError(
+                f'none of the users given to --users has events: {", ".join(unknown)}; `reelsense sql "SELECT DISTINCT user_id FROM events"` lists them'
+            )
         if unknown:
-            print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}; "
-                  f"scoring the other {len(known)}", file=sys.stderr)
+            print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}; scoring the other {len(known)}", file=sys.stderr)
         users = [u for u in users if u in known]
     if args.run_id and not args.replace:
         claim_run(wh, args.run_id, f"{args.model}@{model_version(wh, args.model, args.version)}", replace=False)
-    summary = run_score(str(wh.home), dask_workers=args.dask_workers, dask_address=args.dask_address, model=args.model,
-                        k=args.k, n_candidates=args.candidates, users=users, run_id=args.run_id, shards=args.shards,
-                        device=args.device, version=args.version, replace=args.replace)
+    summary = run_score(
+        str(wh.home),
+        dask_workers=args.dask_workers,
+        dask_address=args.dask_address,
+        model=args.model,
+        k=args.k,
+        n_candidates=args.candidates,
+        users=users,
+        run_id=args.run_id,
+        shards=args.shards,
+        device=args.device,
+        version=args.version,
+        replace=args.replace,
+    )
     print(score_line(summary))
 
 
@@ -405,12 +436,20 @@ def _report(args: argparse.Namespace) -> None:
         try:
             json.loads(args.truth.read_text())["users"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReelsenseError(f"--truth {args.truth}: not a sample's truth.json ({type(exc).__name__}: {exc}); "
-                                 "`reelsense sample` writes one beside its items.csv") from None
+            raise ReelsenseError(
+                f"--truth {args.truth}: not a sample's truth.json ({type(exc).__name__}: {exc}); `reelsense sample` writes one beside its items.csv"
+            ) from None
     shift_config = override(ShiftConfig(), read_toml(args.config), str(args.config)) if args.config else ShiftConfig()
     run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow starts
-    summary = analyze(str(wh.home), run_id=run_id, truth_path=str(args.truth) if args.truth else None,
-                      max_plot_users=args.plot_users, device=args.device, max_pages=args.pages, shift_config=shift_config)
+    summary = analyze(
+        str(wh.home),
+        run_id=run_id,
+        truth_path=str(args.truth) if args.truth else None,
+        max_plot_users=args.plot_users,
+        device=args.device,
+        max_pages=args.pages,
+        shift_config=shift_config,
+    )
     print(report_line(wh, summary))
 
 
@@ -437,10 +476,21 @@ def _list_models(args: argparse.Namespace) -> None:
     if not saved:
         print(f"no trained models in {wh.models_dir}; run `reelsense train`")
         return
-    rows = [{"name": m["name"], "version": m["version"], "latest": "*" if m["latest"] else "", "seed": m["seed"],
-             "content": m.get("content"), "items": m.get("n_items"), "data": m["data_fingerprint"],
-             "fit_s": m.get("fit_seconds"), "ndcg@10": _metric(m, "overall", "ndcg@10"),
-             "masked_ndcg@10": _metric(m, "masked", "ndcg@10")} for m in saved]
+    rows = [
+        {
+            "name": m["name"],
+            "version": m["version"],
+            "latest": "*" if m["latest"] else "",
+            "seed": m["seed"],
+            "content": m.get("content"),
+            "items": m.get("n_items"),
+            "data": m["data_fingerprint"],
+            "fit_s": m.get("fit_seconds"),
+            "ndcg@10": _metric(m, "overall", "ndcg@10"),
+            "masked_ndcg@10": _metric(m, "masked", "ndcg@10"),
+        }
+        for m in saved
+    ]
     print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows)))
 
 

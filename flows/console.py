@@ -59,12 +59,12 @@ def hide_user_error_tracebacks() -> None:
 
 # Tables and summary lines of the terminal (the CLI and the demo print these) -------------------
 
+
 def results_lines(results: dict) -> list[str]:
     """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
     what score-batch would write (its candidates re-ranked by the model), and the paired
     difference to sasrec (history unmasked)."""
-    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}"
-             f"{'served NDCG@10':>16}   vs sasrec NDCG@10 (95% CI)"]
+    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}{'served NDCG@10':>16}   vs sasrec NDCG@10 (95% CI)"]
     recall = repeats = None
     for name, r in results["models"].items():
         o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
@@ -77,17 +77,21 @@ def results_lines(results: dict) -> list[str]:
         name = f"{name} *" if name in results.get("kept_from_earlier", []) else name
         lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}{served_text:>16}   {vs_text}")
     if recall is not None:
-        lines.append(f"served: score-batch's path, the similarity candidates (engaged items removed) re-ranked; the "
-                     f"candidates hold {recall:.1%} of the test targets ({repeats:.1%} are repeats, never served)")
+        lines.append(
+            f"served: score-batch's path, the similarity candidates (engaged items removed) re-ranked; the "
+            f"candidates hold {recall:.1%} of the test targets ({repeats:.1%} are repeats, never served)"
+        )
     if results.get("kept_from_earlier"):
         lines.append("* not evaluated by this command: kept from an earlier evaluate of the same data, seed and users")
     return lines
 
 
 def extract_line(summary: dict[str, Any]) -> str:
-    return (f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
-            f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
-            f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)")
+    return (
+        f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
+        f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
+        f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
+    )
 
 
 def alignment_lines(report: dict[str, Any]) -> list[str]:
@@ -103,22 +107,27 @@ def alignment_lines(report: dict[str, Any]) -> list[str]:
 def score_line(summary: dict[str, Any]) -> str:
     rate = f" ({summary['written'] / summary['seconds']:.0f} rows/s)" if summary["written"] and summary["seconds"] else ""
     replaced = f", {summary['replaced']} rows of the old run removed" if summary.get("replaced") else ""
-    return (f"score-batch {summary['run_id']}: {summary['users']} users x top {summary['k']} with {summary['model']}: "
-            f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "
-            f"{summary['seconds']:.1f}s{rate}")
+    return (
+        f"score-batch {summary['run_id']}: {summary['users']} users x top {summary['k']} with {summary['model']}: "
+        f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "
+        f"{summary['seconds']:.1f}s{rate}"
+    )
 
 
 def report_line(wh: Any, summary: dict) -> str:
     shifts = summary.get("shifts")
-    quality = (f"; planted shifts: precision {shifts['precision']:.2f}, recall {shifts['recall']:.2f}, F1 {shifts['f1']:.2f} "
-               f"(±{shifts['tolerance']} interactions)") if shifts else ""
-    return (f"analyze {summary['run_id']}: {summary['explanations']} explanations, {summary['pages']} user pages{quality}; "
-            f"{summary['report']}")
+    quality = (
+        (f"; planted shifts: precision {shifts['precision']:.2f}, recall {shifts['recall']:.2f}, F1 {shifts['f1']:.2f} (±{shifts['tolerance']} interactions)")
+        if shifts
+        else ""
+    )
+    return f"analyze {summary['run_id']}: {summary['explanations']} explanations, {summary['pages']} user pages{quality}; {summary['report']}"
 
 
 def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) -> str:
     """A plain-text table, like DuckDB's shell prints, with cells longer than `max_width` shortened
     (0: no limit). Columns are taken by position, so repeated names (a self-join) are all shown."""
+
     def cell(value: object) -> str:
         text = "NULL" if value is None else str(value).replace("\n", "\\n")
         return text if not max_width or len(text) <= max_width else text[: max_width - 3] + "..."

@@ -61,8 +61,7 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     print(f"  model aligned@{aligned['version']}, {aligned['written']} vectors written; {wh.reports_dir / 'alignment.json'}")
     print("\n".join("  " + line for line in alignment_lines(aligned["report"])))
     features = build_features(str(wh.home))
-    print(f"[5/9] build-features: {features['positives']} positive interactions of {features['users']} users "
-          "with their histories -> samples", flush=True)
+    print(f"[5/9] build-features: {features['positives']} positive interactions of {features['users']} users with their histories -> samples", flush=True)
     print("[6/9] train-ranker:", flush=True)
     metas = train_rankers(str(wh.home))
     for name, meta in metas.items():
@@ -82,7 +81,7 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     print("\nwarehouse tables (DuckDB views in " + str(wh.db_path) + "):")
     for name, count in db.table_counts(wh).items():
         print(f"  {name:<13} {count:>8}")
-    print("\nreelsense sql \"" + " ".join(EXAMPLE_QUERY.split()) + "\"")
+    print('\nreelsense sql "' + " ".join(EXAMPLE_QUERY.split()) + '"')
     print(format_table(db.query(wh, EXAMPLE_QUERY)))
     print("\nnearest items to v0001 (a cooking clip) by their frames:")
     print(format_table(db.query(wh, NEAREST_QUERY, {"item": "v0001"})))

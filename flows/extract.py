@@ -49,15 +49,13 @@ from warehouse.store import Warehouse
 def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int]:
     wh = Warehouse(home)
     models = model_ids(config)
-    items = [{**r, "video_uri": media_path(wh, r["video_uri"]), "audio_uri": media_path(wh, r["audio_uri"])}
-             for r in db.analysis(wh, "extract_items").to_pylist()]
+    items = [
+        {**r, "video_uri": media_path(wh, r["video_uri"]), "audio_uri": media_path(wh, r["audio_uri"])} for r in db.analysis(wh, "extract_items").to_pylist()
+    ]
     if limit is not None:
         items = items[:limit]
     done = {tuple(r.values()) for r in db.analysis(wh, "extracted_keys", {"models": list(models.values())}).to_pylist()}
-    failed, no_audio = (
-        {tuple(r.values()) for r in db.analysis(wh, "failed_extractions", {"stage": stage}).to_pylist()}
-        for stage in (STAGE, f"{STAGE}:audio")
-    )
+    failed, no_audio = ({tuple(r.values()) for r in db.analysis(wh, "failed_extractions", {"stage": stage}).to_pylist()} for stage in (STAGE, f"{STAGE}:audio"))
     return plan_work(items, done, failed, models, no_audio=no_audio, force=force)
 
 
@@ -83,8 +81,7 @@ def write_task(home: str, result: BatchResult, force: bool) -> dict[str, int]:
     # (an encoder could not take the item's input, or returned the wrong number of vectors;
     # retried on the next run, since a device out of memory is one such error).
     quarantined = sum(1 for f in result.failures if f["stage"] != f"{STAGE}:audio")
-    return {"vectors": written, "embedded": result.embedded_items, "quarantined": quarantined,
-            "audio_missing": len(result.failures) - quarantined}
+    return {"vectors": written, "embedded": result.embedded_items, "quarantined": quarantined, "audio_missing": len(result.failures) - quarantined}
 
 
 COUNTS = ("vectors", "embedded", "quarantined", "audio_missing")
@@ -117,8 +114,7 @@ def item_shards(work: list[WorkItem], shards: int) -> list[list[WorkItem]]:
     return [p for p in parts if p]
 
 
-def _run_shards(home: str, work: list[WorkItem], config: ExtractConfig, force: bool, shards: int, torch_threads: int,
-                bar: tqdm) -> dict[str, int]:
+def _run_shards(home: str, work: list[WorkItem], config: ExtractConfig, force: bool, shards: int, torch_threads: int, bar: tqdm) -> dict[str, int]:
     parts = item_shards(work, shards)
     futures = [extract_shard.submit(home, part, config, force, torch_threads) for part in parts]
     totals = dict.fromkeys(COUNTS, 0)
@@ -141,8 +137,9 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
 
 
 @flow(name="extract-items", log_prints=True)
-def extract_items(home: str, config: ExtractConfig = ExtractConfig(), force: bool = False, limit: int | None = None,
-                  shards: int = 0, torch_threads: int = 0) -> dict[str, Any]:
+def extract_items(
+    home: str, config: ExtractConfig = ExtractConfig(), force: bool = False, limit: int | None = None, shards: int = 0, torch_threads: int = 0
+) -> dict[str, Any]:
     """Embed every item that is not embedded yet; return the run summary. shards = 0: one
     pipeline in this process (decoding the next batches while this one is encoded); shards > 0:
     items partitioned into that many shard tasks, each decoded, embedded and committed by
@@ -159,15 +156,18 @@ def extract_items(home: str, config: ExtractConfig = ExtractConfig(), force: boo
             totals = _run_pipeline(home, work, config, force, bar)
     db.refresh_views(Warehouse(home))
     seconds = time.perf_counter() - started
-    summary = {**totals, "skipped": skipped, "seconds": round(seconds, 2),
-               "items_per_s": round(len(work) / seconds, 2) if work else 0.0}
-    logger.info("extract-items: %(embedded)d embedded, %(skipped)d skipped, %(quarantined)d quarantined, "
-                "%(audio_missing)d without audio, %(vectors)d vectors, %(items_per_s).2f items/s", summary)
+    summary = {**totals, "skipped": skipped, "seconds": round(seconds, 2), "items_per_s": round(len(work) / seconds, 2) if work else 0.0}
+    logger.info(
+        "extract-items: %(embedded)d embedded, %(skipped)d skipped, %(quarantined)d quarantined, "
+        "%(audio_missing)d without audio, %(vectors)d vectors, %(items_per_s).2f items/s",
+        summary,
+    )
     return summary
 
 
-def run_extract(home: str, config: ExtractConfig, *, force: bool = False, limit: int | None = None, dask_workers: int = 0,
-                dask_address: str | None = None, shards: int = 0) -> dict[str, Any]:
+def run_extract(
+    home: str, config: ExtractConfig, *, force: bool = False, limit: int | None = None, dask_workers: int = 0, dask_address: str | None = None, shards: int = 0
+) -> dict[str, Any]:
     """Run the flow in this process, or sharded on Dask: a local cluster of `dask_workers`
     processes (each with its share of the cores) or a running scheduler at `dask_address`."""
     dask = dask_runner(dask_workers, dask_address)
@@ -178,4 +178,3 @@ def run_extract(home: str, config: ExtractConfig, *, force: bool = False, limit:
             config = config.replace(decode_workers=threads)
         return extract_items.with_options(task_runner=runner)(home, config, force, limit, shards, threads)
     return extract_items(home, config, force, limit, shards)
-

@@ -34,5 +34,4 @@ def prune_runs(wh: Warehouse, keep: int) -> dict[str, Any]:
     if doomed and wh.reports_dir.exists():
         write_runs_index(wh)
     versions = artifacts.prune_versions(wh.models_dir, {r["model_version"] for r in runs[:keep]})
-    return {"runs": sorted(doomed), "rows": removed, "kept_runs": [r["run_id"] for r in runs[:keep]],
-            "model_versions": versions}
+    return {"runs": sorted(doomed), "rows": removed, "kept_runs": [r["run_id"] for r in runs[:keep]], "model_versions": versions}

@@ -61,8 +61,9 @@ def current_samples(home: str) -> None:
 
 
 @task(name="train-one-ranker", cache_policy=NO_CACHE)
-def train_one(home: str, name: str, data: Dataset, trained: dict, seed: int, device: str,
-              force: bool = False, settings: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def train_one(
+    home: str, name: str, data: Dataset, trained: dict, seed: int, device: str, force: bool = False, settings: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
     models_dir = Warehouse(home).models_dir
     model = build(name, device, trained, settings)
     key = artifacts.reuse_key(name, model, data, seed)
@@ -73,22 +74,33 @@ def train_one(home: str, name: str, data: Dataset, trained: dict, seed: int, dev
     started = time.perf_counter()
     model.fit(data, seed=seed)
     history = getattr(model, "history", None)
-    meta = {"name": name, "version": artifacts.new_version(data), "seed": seed, "device": device,
-            "fit_seconds": round(time.perf_counter() - started, 1), "data_fingerprint": artifacts.fingerprint(data),
-            "reuse_key": key, "code_version": artifacts.code_version(),
-            "base_version": getattr(getattr(model, "base", None), "version", None),
-            "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
-            "feature_schema": artifacts.feature_schema(data), "content": data.content_source, "n_items": data.n_items,
-            "behaviours": data.behaviours, "history": history if isinstance(history, list) else None,
-            "trained_at": datetime.now(timezone.utc).isoformat()}
+    meta = {
+        "name": name,
+        "version": artifacts.new_version(data),
+        "seed": seed,
+        "device": device,
+        "fit_seconds": round(time.perf_counter() - started, 1),
+        "data_fingerprint": artifacts.fingerprint(data),
+        "reuse_key": key,
+        "code_version": artifacts.code_version(),
+        "base_version": getattr(getattr(model, "base", None), "version", None),
+        "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
+        "feature_schema": artifacts.feature_schema(data),
+        "content": data.content_source,
+        "n_items": data.n_items,
+        "behaviours": data.behaviours,
+        "history": history if isinstance(history, list) else None,
+        "trained_at": datetime.now(timezone.utc).isoformat(),
+    }
     artifacts.save(models_dir, model, meta)
     model.version = meta["version"]
     return model, meta
 
 
 @flow(name="train-ranker", log_prints=True)
-def train_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, device: str = "auto",
-                  force: bool = False, settings: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def train_rankers(
+    home: str, models: list[str] = ALL_MODELS, seed: int = 0, device: str = "auto", force: bool = False, settings: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Train (or reuse) each ranker; `settings` maps a ranker name to overrides of its config
     (a rankers TOML file, `reelsense train --config`); the registry stores the config it trained with."""
     logger = get_run_logger()
@@ -97,8 +109,7 @@ def train_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, devi
     trained: dict[str, Any] = {}
     metas = {}
     for name in _ordered(models):
-        trained[name], metas[name] = train_one(home, name, data, trained, seed, device_for(device), force,
-                                               (settings or {}).get(name))
+        trained[name], metas[name] = train_one(home, name, data, trained, seed, device_for(device), force, (settings or {}).get(name))
         logger.info("trained %s in %.1fs (version %s)", name, metas[name]["fit_seconds"], metas[name]["version"])
     return metas
 
@@ -115,14 +126,14 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
     trained: dict[str, Any] = {}
     for name in _ordered(models):
         # A re-ranker comes with the base version it was trained on, which may not be the latest.
-        trained[name] = (artifacts.load_with_base(models_dir, name, data, device) if name in NEEDS_BASE
-                         else artifacts.load(models_dir, name, data, {}, device))
+        trained[name] = artifacts.load_with_base(models_dir, name, data, device) if name in NEEDS_BASE else artifacts.load(models_dir, name, data, {}, device)
     return trained
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, max_users: int | None = None,
-                     device: str = "auto", dataset: str = "") -> dict[str, Any]:
+def evaluate_rankers(
+    home: str, models: list[str] = ALL_MODELS, seed: int = 0, max_users: int | None = None, device: str = "auto", dataset: str = ""
+) -> dict[str, Any]:
     """Every model on all test users (or a seeded sample of `max_users`: a quick evaluation, written
     to results-quick.json and never recorded in the registry), both protocols, paired against sasrec."""
     wh = Warehouse(home)
@@ -132,23 +143,29 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
     rows = test_rows(data, max_users=max_users, seed=seed)
     quick = len(rows) < int((data.split == "test").sum())
     results: dict[str, Any] = {
-        "models": {}, "dataset": dataset or str(wh.home), "seed": seed, "command": " ".join(["reelsense", *sys.argv[1:]]),
+        "models": {},
+        "dataset": dataset or str(wh.home),
+        "seed": seed,
+        "command": " ".join(["reelsense", *sys.argv[1:]]),
         "evaluation": f"quick: {len(rows)} seeded test users of {int((data.split == 'test').sum())}" if quick else "full: every test user",
         "protocol": {
             "split": "leave-one-out per user: last positive = test, second-to-last = valid",
             "ranking": f"full ranking of each test target against all {data.n_items} items",
             "unmasked": "history items keep their scores (RecBole's default for sequential models)",
             "masked": "every item the user engaged with before the target is removed, the target excepted "
-                      "(MicroLens's official code; score-batch never recommends them either)",
+            "(MicroLens's official code; score-batch never recommends them either)",
             "users": {k: int(len(v)) for k, v in evaluation_slices(data, rows).items()},
             "natural_cold_items": "test targets never seen in training, ranked among all items",
             "warm_items": "test targets seen in training",
             "ctr_sampled": "AUC / GAUC / logloss on 25 uniform + 25 popularity-sampled negatives per target, 2000 seeded users",
             "scoring_path": f"score-batch's path: {CANDIDATES} similarity candidates (every item engaged with before removed, "
-                            "so a repeated target is a miss) re-ranked by the model; recall of the candidates, and NDCG@10 / "
-                            "HR@10 of the top 10 written",
+            "so a repeated target is a miss) re-ranked by the model; recall of the candidates, and NDCG@10 / "
+            "HR@10 of the top 10 written",
             "vs_sasrec": "per-user NDCG@10 minus sasrec's, paired bootstrap over users (1000 resamples), 95% CI",
-            "ci95": "bootstrap over users, 1000 resamples", "content": data.content_source}}
+            "ci95": "bootstrap over users, 1000 resamples",
+            "content": data.content_source,
+        },
+    }
     ranks = {}
     for name in models:
         started = time.perf_counter()
@@ -163,9 +180,17 @@ def evaluate_rankers(home: str, models: list[str] = ALL_MODELS, seed: int = 0, m
     if not quick:
         for name in models:
             r = results["models"][name]
-            artifacts.record_metrics(wh.models_dir, name, trained[name].version, {
-                "overall": _scalars(r["unmasked"]["overall"]), "masked": _scalars(r["masked"]["overall"]),
-                "natural_cold_items": _scalars(r["unmasked"]["natural_cold_items"]), "ctr_sampled": _scalars(r["ctr_sampled"])})
+            artifacts.record_metrics(
+                wh.models_dir,
+                name,
+                trained[name].version,
+                {
+                    "overall": _scalars(r["unmasked"]["overall"]),
+                    "masked": _scalars(r["masked"]["overall"]),
+                    "natural_cold_items": _scalars(r["unmasked"]["natural_cold_items"]),
+                    "ctr_sampled": _scalars(r["ctr_sampled"]),
+                },
+            )
     stem = "results-quick" if quick else "results"
     results["data_fingerprint"] = artifacts.fingerprint(data)
     results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir)
@@ -183,10 +208,15 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
     version of their model; otherwise the report holds only this run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
     version (its per-user ranks are not stored, so it cannot be paired again)."""
     previous = json.loads(path.read_text()) if path.exists() else {}
-    same = (all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation"))
-            and previous.get("protocol", {}).get("content") == results["protocol"]["content"])
-    kept = {name: dict(r) for name, r in previous.get("models", {}).items() if same and name not in evaluated
-            and r.get("version") == (artifacts.latest(models_dir, name) or {}).get("version")}  # no stale versions
+    same = (
+        all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation"))
+        and previous.get("protocol", {}).get("content") == results["protocol"]["content"]
+    )
+    kept = {
+        name: dict(r)
+        for name, r in previous.get("models", {}).items()
+        if same and name not in evaluated and r.get("version") == (artifacts.latest(models_dir, name) or {}).get("version")
+    }  # no stale versions
     reference = results["models"].get(REFERENCE, {}).get("version")
     for r in kept.values():
         if reference and r.get("vs_sasrec_version") != reference:
@@ -207,26 +237,36 @@ def results_markdown(results: dict[str, Any]) -> str:
     if results.get("kept_from_earlier"):
         lines += [f"Kept from an earlier evaluation of the same data and users: {', '.join(results['kept_from_earlier'])}.", ""]
     for protocol in PROTOCOLS:
-        lines += [f"## history {protocol} ({users['overall']} users; {users['natural_cold_items']} natural cold-item targets)", "",
-                  "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 | vs sasrec NDCG@10 (paired 95% CI) |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## history {protocol} ({users['overall']} users; {users['natural_cold_items']} natural cold-item targets)",
+            "",
+            "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 | vs sasrec NDCG@10 (paired 95% CI) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, r in results["models"].items():
             o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
             vs = r.get("vs_sasrec", {}).get(protocol)
             vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
             cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
-            lines.append(f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
-                         f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |")
+            lines.append(
+                f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
+                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |"
+            )
         lines.append("")
     served = {name: r["scoring_path"] for name, r in results["models"].items() if "ndcg@10" in r.get("scoring_path", {})}
     if served:
-        lines += ["## the score-batch path (similarity candidates, engaged items removed, re-ranked by the model)", "",
-                  "| model | candidates | repeat targets (never served) | recall of the candidates (95% CI) | "
-                  "NDCG@10 of the top 10 written (95% CI) | HR@10 |", "|---|---|---|---|---|---|"]
+        lines += [
+            "## the score-batch path (similarity candidates, engaged items removed, re-ranked by the model)",
+            "",
+            "| model | candidates | repeat targets (never served) | recall of the candidates (95% CI) | NDCG@10 of the top 10 written (95% CI) | HR@10 |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, p in served.items():
             recall, low, high = p["candidate_recall"], *p["candidate_recall_ci95"]
-            lines.append(f"| {name} | {p['candidates']} | {p['repeat_targets']:.4f} | {recall:.4f} ({low:.4f}-{high:.4f}) | "
-                         f"{p['ndcg@10']:.4f} ({p['ndcg@10_ci95'][0]:.4f}-{p['ndcg@10_ci95'][1]:.4f}) | {p['hr@10']:.4f} |")
+            lines.append(
+                f"| {name} | {p['candidates']} | {p['repeat_targets']:.4f} | {recall:.4f} ({low:.4f}-{high:.4f}) | "
+                f"{p['ndcg@10']:.4f} ({p['ndcg@10_ci95'][0]:.4f}-{p['ndcg@10_ci95'][1]:.4f}) | {p['hr@10']:.4f} |"
+            )
         lines.append("")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
     for name, r in results["models"].items():

@@ -36,10 +36,11 @@ td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px soli
 .muted{color:#666}.bar{display:inline-block;height:.8em;background:#c05;vertical-align:middle}"""
 
 
-
 def page(title: str, body: str, *, up: str = "") -> str:
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{up}<h1>{html.escape(title)}</h1>{body}</body></html>\n")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{up}<h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    )
 
 
 def run_dir(wh: Warehouse, run_id: str) -> Path:
@@ -69,16 +70,17 @@ def run_folder(wh: Warehouse, run_id: str) -> Iterator[Path]:
 def write_runs_index(wh: Warehouse) -> Path:
     """`reports/index.html` listing every run's report (from each `reports/<run>/report.json`),
     newest run first, and `reports/latest` naming the newest one's index. Returns the index."""
-    runs = [json.loads(f.read_text()) | {"dir": f.parent.name} for f in wh.reports_dir.glob("*/report.json")
-            if not f.parent.name.startswith(".")]  # not a report being written
+    runs = [
+        json.loads(f.read_text()) | {"dir": f.parent.name} for f in wh.reports_dir.glob("*/report.json") if not f.parent.name.startswith(".")
+    ]  # not a report being written
     runs.sort(key=lambda r: (r.get("scored_at") or "", r.get("written_at") or ""), reverse=True)
     rows = "".join(
         f"<tr><td><a href='{html.escape(r['dir'])}/index.html'>{html.escape(r['run_id'])}</a>{' (latest)' if i == 0 else ''}</td>"
         f"<td>{html.escape(str(r.get('model_version', '')))}</td><td>{html.escape(str(r.get('scored_at', '')))}</td>"
         f"<td>{r['explanations']}</td><td>{r['pages']}</td><td>{html.escape(str(r.get('written_at', '')))}</td></tr>"
-        for i, r in enumerate(runs))
-    body = ("<table><tr><th>run</th><th>model</th><th>scored at</th><th>explanations</th><th>user pages</th>"
-            f"<th>report written at</th></tr>{rows}</table>")
+        for i, r in enumerate(runs)
+    )
+    body = f"<table><tr><th>run</th><th>model</th><th>scored at</th><th>explanations</th><th>user pages</th><th>report written at</th></tr>{rows}</table>"
     index = wh.reports_dir / "index.html"
     store.write_atomic(index, page("reelsense reports", body))
     if runs:
@@ -86,10 +88,20 @@ def write_runs_index(wh: Warehouse) -> Path:
     return index
 
 
-
-
-def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[dict], profiles: dict, shifts: dict,
-                 tags: dict, groups_of: Callable[[str], str], max_plot_users: int, run_id: str, max_pages: int = REPORT_PAGES) -> int:
+def write_report(
+    wh: Warehouse,
+    out: Path,
+    *,
+    data: Dataset,
+    explanations: list[dict],
+    profiles: dict,
+    shifts: dict,
+    tags: dict,
+    groups_of: Callable[[str], str],
+    max_plot_users: int,
+    run_id: str,
+    max_pages: int = REPORT_PAGES,
+) -> int:
     """Write the report of a run into `out`; return the number of user pages: the run's users (all
     users where the run has no explanations), the `max_pages` most active of them."""
     (out / "users").mkdir(parents=True, exist_ok=True)
@@ -113,8 +125,16 @@ def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[
 
     figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     for user in tqdm(paged, desc="report pages", unit="user", leave=False):
-        _user_page(out, user, data=data, rows=by_user.get(user, []), profile=profiles.get(user, {}), shift=shifts.get(user),
-                   tags=tags, plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None)
+        _user_page(
+            out,
+            user,
+            data=data,
+            rows=by_user.get(user, []),
+            profile=profiles.get(user, {}),
+            shift=shifts.get(user),
+            tags=tags,
+            plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None,
+        )
     (out / "index.html").write_text(_index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts)))
     return len(paged)
 
@@ -122,11 +142,22 @@ def write_report(wh: Warehouse, out: Path, *, data: Dataset, explanations: list[
 def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags) -> list[tuple[str, str]]:
     figures = []
     if len(coords):
-        plots.embedding_map(coords, groups, out / "plots" / "embedding_map.png", trajectory=trajectory(featured) if featured else None,
-                            who=featured or "", title=f"items by content (t-SNE of {data.content_source}), with {featured}'s path")
-        figures.append(("plots/embedding_map.png", f"Item map: t-SNE of the content vectors ({len(coords):,} items: all of them, or a seeded "
-                        f"{plots.MAP_ITEMS:,} and the drawn users' items), coloured by topic (sample) or top tag, "
-                        f"with the interactions of {featured} in time order."))
+        plots.embedding_map(
+            coords,
+            groups,
+            out / "plots" / "embedding_map.png",
+            trajectory=trajectory(featured) if featured else None,
+            who=featured or "",
+            title=f"items by content (t-SNE of {data.content_source}), with {featured}'s path",
+        )
+        figures.append(
+            (
+                "plots/embedding_map.png",
+                f"Item map: t-SNE of the content vectors ({len(coords):,} items: all of them, or a seeded "
+                f"{plots.MAP_ITEMS:,} and the drawn users' items), coloured by topic (sample) or top tag, "
+                f"with the interactions of {featured} in time order.",
+            )
+        )
     attention_user = featured if featured in by_user else next(iter(sorted(by_user)), None)
     if attention_user:
         rows = by_user[attention_user][:8]
@@ -137,8 +168,13 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
         names = by_user[shown[0]][0]["modality_names"]
         means = np.asarray([np.mean([r["modality_contributions"] for r in by_user[u]], 0) for u in shown]).reshape(len(shown), -1)
         plots.modality_bars(shown, names, means, out / "plots" / "modality_contributions.png")
-        figures.append(("plots/modality_contributions.png", "Modality contributions per user: the score lstm-attn loses when "
-                        "one modality is removed from every item's fused vector, averaged over the user's scored items."))
+        figures.append(
+            (
+                "plots/modality_contributions.png",
+                "Modality contributions per user: the score lstm-attn loses when "
+                "one modality is removed from every item's fused vector, averaged over the user's scored items.",
+            )
+        )
     return figures
 
 
@@ -156,27 +192,40 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
     if results.exists():
         loaded = json.loads(results.read_text())
         current = all("unmasked" in r for r in loaded.get("models", {}).values())
-        parts.append("<h2>Rankers</h2>" + (_results_table(loaded) if current else
-                     "<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>"))
+        parts.append(
+            "<h2>Rankers</h2>"
+            + (_results_table(loaded) if current else "<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>")
+        )
     shifts_json = out / "shifts.json"
     if shifts_json.exists():
         m = json.loads(shifts_json.read_text())
-        parts.append(f"<h2>Interest shifts against the planted ones</h2><p>precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
-                     f"F1 <b>{m['f1']:.3f}</b> ({m['matched']} of {m['planted']} planted shifts found, {m['detected']} detected; "
-                     f"tolerance ±{m['tolerance']} {html.escape(str(m.get('tolerance_unit', '')))}).</p>")
-    parts.append("<h2>Plots</h2>" + "".join(f"<figure><img src='{src}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}"
-                                           f"</figcaption></figure>" for src, cap in figures))
-    rows = "".join(f"<tr><td><a href='users/{_file(u)}'>{html.escape(u)}</a></td><td>{len(shifts.get(u, {}).get('shifts', []))}</td>"
-                   f"<td>{html.escape(profile_words(profiles.get(u, {})))}</td></tr>" for u in users)
+        parts.append(
+            f"<h2>Interest shifts against the planted ones</h2><p>precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+            f"F1 <b>{m['f1']:.3f}</b> ({m['matched']} of {m['planted']} planted shifts found, {m['detected']} detected; "
+            f"tolerance ±{m['tolerance']} {html.escape(str(m.get('tolerance_unit', '')))}).</p>"
+        )
+    parts.append(
+        "<h2>Plots</h2>"
+        + "".join(f"<figure><img src='{src}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}</figcaption></figure>" for src, cap in figures)
+    )
+    rows = "".join(
+        f"<tr><td><a href='users/{_file(u)}'>{html.escape(u)}</a></td><td>{len(shifts.get(u, {}).get('shifts', []))}</td>"
+        f"<td>{html.escape(profile_words(profiles.get(u, {})))}</td></tr>"
+        for u in users
+    )
     more = f"; pages for the {len(users)} most active of its {total} users" if total > len(users) else ""
-    parts.append(f"<h2>Users ({len(users)})</h2><p class=muted>scores from run {html.escape(run_id)}{more}</p>"
-                 f"<table><tr><th>user</th><th>shifts</th><th>interests</th></tr>{rows}</table>")
+    parts.append(
+        f"<h2>Users ({len(users)})</h2><p class=muted>scores from run {html.escape(run_id)}{more}</p>"
+        f"<table><tr><th>user</th><th>shifts</th><th>interests</th></tr>{rows}</table>"
+    )
     return page("reelsense report", "".join(parts), up=f"<p><a href='../index.html'>all reports</a> · run {html.escape(run_id)}</p>")
 
 
 def _results_table(results: dict[str, Any]) -> str:
-    head = ("<tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>NDCG@10, history masked</th>"
-            "<th>vs sasrec (paired 95% CI)</th><th>AUC (sampled)</th></tr>")
+    head = (
+        "<tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>NDCG@10, history masked</th>"
+        "<th>vs sasrec (paired 95% CI)</th><th>AUC (sampled)</th></tr>"
+    )
     body = ""
     for name, r in results["models"].items():
         o, m = r["unmasked"]["overall"], r["masked"]["overall"]
@@ -184,42 +233,70 @@ def _results_table(results: dict[str, Any]) -> str:
         vs = r.get("vs_sasrec", {}).get("unmasked")
         vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
         shown = f"{name} *" if name in results.get("kept_from_earlier", []) else name
-        body += (f"<tr><td>{html.escape(shown)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
-                 f"<td>{o['hr@10']:.4f}</td><td>{m['ndcg@10']:.4f}</td><td>{vs_text}</td><td>{r['ctr_sampled']['auc']:.4f}</td></tr>")
-    return (f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "
-            f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>"
-            + ("<p class=muted>* kept from an earlier evaluate of the same data, seed and users</p>"
-               if results.get("kept_from_earlier") else ""))
+        body += (
+            f"<tr><td>{html.escape(shown)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
+            f"<td>{o['hr@10']:.4f}</td><td>{m['ndcg@10']:.4f}</td><td>{vs_text}</td><td>{r['ctr_sampled']['auc']:.4f}</td></tr>"
+        )
+    return (
+        f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "
+        f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>"
+        + ("<p class=muted>* kept from an earlier evaluate of the same data, seed and users</p>" if results.get("kept_from_earlier") else "")
+    )
 
 
 def _user_page(out, user: str, *, data: Dataset, rows: list[dict], profile: dict, shift: dict | None, tags: dict, plot) -> None:
     parts = [f"<p><b>Interests:</b> {html.escape(profile_words(profile))}</p>"]
     if profile:
-        parts.append("<table><tr><th>kind</th><th>tags (share of weighted engagement)</th></tr>" + "".join(
-            f"<tr><td>{html.escape(kind)}</td><td>{html.escape(', '.join(f'{t} {s:.0%}' for t, s in values))}</td></tr>"
-            for kind, values in sorted(profile.items())) + "</table>")
+        parts.append(
+            "<table><tr><th>kind</th><th>tags (share of weighted engagement)</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(kind)}</td><td>{html.escape(', '.join(f'{t} {s:.0%}' for t, s in values))}</td></tr>"
+                for kind, values in sorted(profile.items())
+            )
+            + "</table>"
+        )
     if shift is not None:
         found = shift["shifts"]
-        text = "; ".join(f"after interaction {s['index']} (drift {s['drift']:.2f}, p={s['p_value']:.3f}): rose "
-                         f"{', '.join(s['rose']) or '-'}, fell {', '.join(s['fell']) or '-'}" for s in found) or "none detected"
+        text = (
+            "; ".join(
+                f"after interaction {s['index']} (drift {s['drift']:.2f}, p={s['p_value']:.3f}): rose "
+                f"{', '.join(s['rose']) or '-'}, fell {', '.join(s['fell']) or '-'}"
+                for s in found
+            )
+            or "none detected"
+        )
         planted = f" Planted (sample truth): {shift['planted']}." if shift.get("planted") else ""
         parts.append(f"<h2>Interest shifts</h2><p>{shift['interactions']} positive interactions. {html.escape(text)}.{html.escape(planted)}</p>")
     if plot is not None and rows:
         coords, groups, path = plot
         matrix, history_labels, item_labels = _attention_matrix(rows[:8], tags)
         drift = np.asarray(shift["drift"] if shift else [], dtype=np.float64)
-        plots.user_figure(out / "plots" / f"user_{_file(user, '.png')}", user=user, coords=coords, groups=groups, trajectory=path,
-                          attention=matrix, history_labels=history_labels, item_labels=item_labels, drift=drift,
-                          detected=[s["index"] for s in (shift or {}).get("shifts", [])], planted=(shift or {}).get("planted", []))
+        plots.user_figure(
+            out / "plots" / f"user_{_file(user, '.png')}",
+            user=user,
+            coords=coords,
+            groups=groups,
+            trajectory=path,
+            attention=matrix,
+            history_labels=history_labels,
+            item_labels=item_labels,
+            drift=drift,
+            detected=[s["index"] for s in (shift or {}).get("shifts", [])],
+            planted=(shift or {}).get("planted", []),
+        )
         parts.append(f"<img src='../plots/user_{_file(user, '.png')}' alt='path, attention and drift of {html.escape(user)}'>")
     if rows:
         body = "".join(
             f"<tr><td>{i + 1}</td><td>{html.escape(r['item_id'])}</td><td>{html.escape(label(tags.get(r['item_id'], {})))}</td>"
             f"<td style='text-align:left'>{html.escape(r['summary'])}</td><td>"
-            + html.escape(", ".join(f"{m} {c:+.2f}" for m, c in zip(r["modality_names"], r["modality_contributions"]))) + "</td></tr>"
-            for i, r in enumerate(rows))
-        parts.append("<h2>Top-scored items and why</h2><table><tr><th>rank</th><th>item</th><th>label</th><th>why</th>"
-                     f"<th>modality contributions (score lost when left out)</th></tr>{body}</table>")
+            + html.escape(", ".join(f"{m} {c:+.2f}" for m, c in zip(r["modality_names"], r["modality_contributions"])))
+            + "</td></tr>"
+            for i, r in enumerate(rows)
+        )
+        parts.append(
+            "<h2>Top-scored items and why</h2><table><tr><th>rank</th><th>item</th><th>label</th><th>why</th>"
+            f"<th>modality contributions (score lost when left out)</th></tr>{body}</table>"
+        )
     (out / "users" / _file(user)).write_text(page(f"user {user}", "".join(parts), up="<p><a href='../index.html'>back to the report</a></p>"))
 
 

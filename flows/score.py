@@ -54,8 +54,9 @@ class RunConflict(ReelsenseError):
 
 
 @task(name="score-shard", cache_policy=NO_CACHE)
-def score_shard(home: str, buckets: list[int], model_name: str, run_id: str, *, k: int, n_candidates: int,
-                users: list[str] | None, device: str, version: str) -> dict[str, Any]:
+def score_shard(
+    home: str, buckets: list[int], model_name: str, run_id: str, *, k: int, n_candidates: int, users: list[str] | None, device: str, version: str
+) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
     data = load_dataset(wh, MAX_HISTORY, buckets=buckets)
@@ -72,32 +73,33 @@ def score_shard(home: str, buckets: list[int], model_name: str, run_id: str, *, 
     kept = items > 0
     n = int(kept.sum())
     item_ids = np.asarray(data.item_ids, dtype=object)
-    rows = pa.table({
-        "run_id": pa.array([run_id] * n), "user_id": pa.array(np.repeat(queries.users, kept.sum(1)).tolist()),
-        "item_id": pa.array(item_ids[items[kept]].tolist()), "score": pa.array(scores[kept], pa.float32()),
-        "rank": pa.array(np.cumsum(kept, axis=1)[kept], pa.int32()),  # kept items are each row's first ones
-        "model_version": pa.array([f"{model_name}@{model.version}"] * n),
-        "scored_at": pa.array([datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC")),
-    })
+    rows = pa.table(
+        {
+            "run_id": pa.array([run_id] * n),
+            "user_id": pa.array(np.repeat(queries.users, kept.sum(1)).tolist()),
+            "item_id": pa.array(item_ids[items[kept]].tolist()),
+            "score": pa.array(scores[kept], pa.float32()),
+            "rank": pa.array(np.cumsum(kept, axis=1)[kept], pa.int32()),  # kept items are each row's first ones
+            "model_version": pa.array([f"{model_name}@{model.version}"] * n),
+            "scored_at": pa.array([datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
     result = store.append(wh, SCORES, rows)
-    return {"users": len(queries), "written": result.written, "duplicates": result.duplicates,
-            "seconds": time.perf_counter() - started}
+    return {"users": len(queries), "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
 
 
 def check_arguments(model: str, k: int, n_candidates: int) -> None:
     """Refuse arguments no run can use (the CLI calls this before it starts any flow)."""
     check_rankers([model])
     if k < 1 or n_candidates < k:
-        raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}; "
-                             "pass --k 1 or more and --candidates at least --k")
+        raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}; pass --k 1 or more and --candidates at least --k")
 
 
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     """The version a run with `model` (and `version`, default: the latest) will score with."""
     meta = artifacts.read_meta(wh.models_dir, model, version) if version else artifacts.latest(wh.models_dir, model)
     if meta is None:
-        raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; "
-                                      f"run `reelsense train --models {model}` first")
+        raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; run `reelsense train --models {model}` first")
     return meta["version"]
 
 
@@ -111,9 +113,11 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
     others = [r for r in held if r["model_version"] != model_version]
     if others:
         found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
-        raise RunConflict(f"run id {run_id!r} already holds {found}, and this run scores with {model_version}; "
-                          f"a run id belongs to one model version: pick another --run-id, or pass --replace "
-                          f"to delete run {run_id!r} (its scores and explanations) first")
+        raise RunConflict(
+            f"run id {run_id!r} already holds {found}, and this run scores with {model_version}; "
+            f"a run id belongs to one model version: pick another --run-id, or pass --replace "
+            f"to delete run {run_id!r} (its scores and explanations) first"
+        )
     return 0
 
 
@@ -146,9 +150,18 @@ def shard_buckets(shards: int) -> list[list[int]]:
 
 
 @flow(name="score-batch", log_prints=True)
-def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: int = CANDIDATES, users: list[str] | None = None,
-                run_id: str | None = None, shards: int = 4, device: str = "auto", version: str | None = None,
-                replace: bool = False) -> dict[str, Any]:
+def score_batch(
+    home: str,
+    model: str = "lstm-attn",
+    k: int = 20,
+    n_candidates: int = CANDIDATES,
+    users: list[str] | None = None,
+    run_id: str | None = None,
+    shards: int = 4,
+    device: str = "auto",
+    version: str | None = None,
+    replace: bool = False,
+) -> dict[str, Any]:
     check_arguments(model, k, n_candidates)
     wh = Warehouse(home)
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
@@ -156,23 +169,34 @@ def score_batch(home: str, model: str = "lstm-attn", k: int = 20, n_candidates: 
     run_id = run_id or new_run_id()
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
     started = time.perf_counter()
-    futures = [score_shard.submit(home, buckets, model, run_id, k=k, n_candidates=n_candidates, users=users,
-                                  device=device_for(device), version=version) for buckets in shard_buckets(shards)]
+    futures = [
+        score_shard.submit(home, buckets, model, run_id, k=k, n_candidates=n_candidates, users=users, device=device_for(device), version=version)
+        for buckets in shard_buckets(shards)
+    ]
     try:
         parts = [f.result() for f in futures]
     except ReelsenseError as exc:  # a shard failed: the others' rows stay, and the run can be completed
         db.refresh_views(wh)
-        held = sum(r["n_rows"] for r in db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist()) \
-            if wh.has_rows_on_disk(SCORES) else 0
+        held = sum(r["n_rows"] for r in db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist()) if wh.has_rows_on_disk(SCORES) else 0
         if not held:
             raise
-        raise ReelsenseError(f"{exc}; run {run_id} is incomplete ({held} rows from shards that finished are kept): fix the "
-                             f"cause, then `reelsense score --model {model} --version {version} --run-id {run_id}` completes "
-                             "it, or add --replace to start it over") from exc
+        raise ReelsenseError(
+            f"{exc}; run {run_id} is incomplete ({held} rows from shards that finished are kept): fix the "
+            f"cause, then `reelsense score --model {model} --version {version} --run-id {run_id}` completes "
+            "it, or add --replace to start it over"
+        ) from exc
     db.refresh_views(wh)
     seconds = time.perf_counter() - started
-    summary = {"run_id": run_id, "model": model, "users": sum(p["users"] for p in parts), "written": sum(p["written"] for p in parts),
-               "duplicates": sum(p["duplicates"] for p in parts), "seconds": round(seconds, 2), "k": k, "replaced": removed}
+    summary = {
+        "run_id": run_id,
+        "model": model,
+        "users": sum(p["users"] for p in parts),
+        "written": sum(p["written"] for p in parts),
+        "duplicates": sum(p["duplicates"] for p in parts),
+        "seconds": round(seconds, 2),
+        "k": k,
+        "replaced": removed,
+    }
     get_run_logger().info("score-batch: %s", summary)
     return summary
 
@@ -183,4 +207,3 @@ def run_score(home: str, *, dask_workers: int = 0, dask_address: str | None = No
     if dask:
         return score_batch.with_options(task_runner=dask[0])(home, **kwargs)
     return score_batch(home, **kwargs)
-

@@ -42,9 +42,18 @@ def build_deployments(home: str, *, name: str = "default", paused: bool = False)
     for flow_name, (entrypoint, cron, what) in DEPLOYMENTS.items():
         flow = load_flow(entrypoint)
         assert flow.name == flow_name, f"{entrypoint} is flow {flow.name!r}, listed as {flow_name!r}"
-        out.append(flow.to_deployment(
-            name=name, cron=cron, paused=paused, parameters={"home": home}, description=what,
-            tags=["reelsense"], concurrency_limit=1, entrypoint_type=EntrypointType.MODULE_PATH))
+        out.append(
+            flow.to_deployment(
+                name=name,
+                cron=cron,
+                paused=paused,
+                parameters={"home": home},
+                description=what,
+                tags=["reelsense"],
+                concurrency_limit=1,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
+        )
     return out
 
 
@@ -56,6 +65,8 @@ def serve_all(home: str, *, name: str = "default", paused: bool = False) -> None
     from warehouse.errors import ReelsenseError
 
     if not PREFECT_API_URL.value():
-        raise ReelsenseError("PREFECT_API_URL is not set: start a Prefect server (`make serve` starts one on 127.0.0.1:4200) "
-                             "and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise ReelsenseError(
+            "PREFECT_API_URL is not set: start a Prefect server (`make serve` starts one on 127.0.0.1:4200) "
+            "and export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     serve(*build_deployments(home, name=name, paused=paused), pause_on_shutdown=False)

@@ -58,8 +58,7 @@ def reuse_key(name: str, model: Any, data: Dataset, seed: int) -> str:
     hyper-parameters, the seed and the code. Training reuses a saved model only when all match."""
     digest = hashlib.sha256()
     config = getattr(model, "config", None)
-    params = repr(config) if config is not None else repr(sorted((k, v) for k, v in vars(model).items()
-                                                                  if isinstance(v, (int, float, str, bool))))
+    params = repr(config) if config is not None else repr(sorted((k, v) for k, v in vars(model).items() if isinstance(v, (int, float, str, bool))))
     base = getattr(getattr(model, "base", None), "version", "")  # a re-ranker depends on its base model
     for part in (name, base, fingerprint(data), json.dumps(feature_schema(data), sort_keys=True), params, str(seed), code_version()):
         digest.update(part.encode() + b"\0")
@@ -69,9 +68,14 @@ def reuse_key(name: str, model: Any, data: Dataset, seed: int) -> str:
 
 def feature_schema(data: Dataset) -> dict[str, Any]:
     items = hashlib.sha256("\n".join(data.item_ids).encode()).hexdigest()[:16]
-    return {"n_items": data.n_items, "item_vocabulary": items, "content": data.content_source,
-            "content_dim": int(data.content.shape[1]), "max_history": int(data.queries.hist_items.shape[1]),
-            "behaviours": list(data.behaviours)}
+    return {
+        "n_items": data.n_items,
+        "item_vocabulary": items,
+        "content": data.content_source,
+        "content_dim": int(data.content.shape[1]),
+        "max_history": int(data.queries.hist_items.shape[1]),
+        "behaviours": list(data.behaviours),
+    }
 
 
 def new_version(data: Dataset) -> str:
@@ -117,8 +121,11 @@ def prune_versions(models_dir: Path, kept: set[str]) -> list[str]:
     Returns the deleted ones."""
     metas = list_models(models_dir)
     stays = {f"{m['name']}@{m['version']}" for m in metas if m["latest"] or f"{m['name']}@{m['version']}" in kept}
-    stays |= {f"{NEEDS_BASE[m['name']]}@{m['base_version']}" for m in metas
-              if f"{m['name']}@{m['version']}" in stays and m.get("base_version") and m["name"] in NEEDS_BASE}
+    stays |= {
+        f"{NEEDS_BASE[m['name']]}@{m['base_version']}"
+        for m in metas
+        if f"{m['name']}@{m['version']}" in stays and m.get("base_version") and m["name"] in NEEDS_BASE
+    }
     gone = []
     for m in metas:
         if f"{m['name']}@{m['version']}" not in stays:
@@ -133,28 +140,33 @@ def record_metrics(models_dir: Path, name: str, version: str, metrics: dict[str,
     _write_json(path, {**meta, "metrics": metrics})
 
 
-def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], device: str, *,
-         version: str | None = None, match: str = "fingerprint") -> Any:
+def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], device: str, *, version: str | None = None, match: str = "fingerprint") -> Any:
     """A saved ranker, checked against `data`: `match='fingerprint'` (evaluation: the same training
     rows) or `'schema'` (scoring: the same feature schema)."""
     meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
     if meta is None:
         raise ModelMismatch(f"no trained {name} in {models_dir / 'rankers'}; run `reelsense train --models {name}` first")
     if match == "fingerprint" and meta["data_fingerprint"] != fingerprint(data):
-        raise ModelMismatch(f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
-                            f"the warehouse gives {fingerprint(data)}); rerun `reelsense train` after `reelsense features`")
+        raise ModelMismatch(
+            f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
+            f"the warehouse gives {fingerprint(data)}); rerun `reelsense train` after `reelsense features`"
+        )
     # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
     # another text model) are not the data the model was trained on.
-    check_schema(name, meta, feature_schema(data), new_items_ok=match == "schema" and name in MAPS_ITEMS_BY_ID,
-                 fix="rerun `reelsense train` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"))
+    check_schema(
+        name,
+        meta,
+        feature_schema(data),
+        new_items_ok=match == "schema" and name in MAPS_ITEMS_BY_ID,
+        fix="rerun `reelsense train` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"),
+    )
     model = build(name, device, trained)
     model.load(models_dir / "rankers" / name / meta["version"] / "model", data)
     model.version = meta["version"]
     return model
 
 
-def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, version: str | None = None,
-                   match: str = "fingerprint") -> Any:
+def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, version: str | None = None, match: str = "fingerprint") -> Any:
     """`load`, with the base model of a ranker that re-ranks another (lightgbm: lstm-attn) loaded first."""
     trained: dict[str, Any] = {}
     if name in NEEDS_BASE:
@@ -170,12 +182,17 @@ def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, v
 MAPS_ITEMS_BY_ID = {"sasrec-content", "lstm-attn"}
 
 
-def check_schema(name: str, meta: dict[str, Any], schema: dict[str, Any], *, new_items_ok: bool = False,
-                 fix: str = "rerun `reelsense train` on this data, or score with a matching model") -> None:
+def check_schema(
+    name: str,
+    meta: dict[str, Any],
+    schema: dict[str, Any],
+    *,
+    new_items_ok: bool = False,
+    fix: str = "rerun `reelsense train` on this data, or score with a matching model",
+) -> None:
     saved = meta.get("feature_schema")
     if saved is None:
-        raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); "
-                            "retrain it with `reelsense train --force`")
+        raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); retrain it with `reelsense train --force`")
     # Behaviours are labels, not features: a model scores with the heads it was trained with, and a
     # shard of users (or tonight's new events) may hold fewer or more behaviours than training saw.
     skip = {"behaviours"} | ({"n_items", "item_vocabulary"} if new_items_ok else set())

@@ -81,8 +81,7 @@ class BprMF:
         return scores
 
     def save(self, path: Path) -> None:
-        torch.save({"user_index": self.user_index, "users": self.users.state_dict(), "items": self.items.state_dict(),
-                    "bias": self.bias.state_dict()}, path)
+        torch.save({"user_index": self.user_index, "users": self.users.state_dict(), "items": self.items.state_dict(), "bias": self.bias.state_dict()}, path)
 
     def load(self, path: Path, data: Dataset) -> None:
         state = torch.load(path, weights_only=False)

@@ -57,8 +57,7 @@ def _without(queries: Queries, withheld: npt.NDArray[np.bool_]) -> Queries:
     # Stable sort that moves kept steps to the right, in their order.
     order = np.argsort(keep, axis=1, kind="stable")
     take = lambda a: np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(a, order, 1), 0)  # noqa: E731
-    return Queries(queries.users, take(queries.hist_items), take(queries.hist_events),
-                   take(queries.hist_ratios).astype(np.float32), queries.cold)
+    return Queries(queries.users, take(queries.hist_items), take(queries.hist_events), take(queries.hist_ratios).astype(np.float32), queries.cold)
 
 
 def item_cold_rows(data: Dataset, split: ColdSplit) -> dict[str, npt.NDArray[np.int64]]:

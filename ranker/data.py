@@ -53,8 +53,7 @@ class StaleSamples(ReelsenseError):
 
 
 def _samples_source(wh: Warehouse, max_history: int) -> dict:
-    return {"events": store.files_state(wh, EVENTS), "max_history": max_history,
-            "sequences_sql": hashlib.sha256(_sql("sequences").encode()).hexdigest()[:16]}
+    return {"events": store.files_state(wh, EVENTS), "max_history": max_history, "sequences_sql": hashlib.sha256(_sql("sequences").encode()).hexdigest()[:16]}
 
 
 def stale_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> str | None:
@@ -95,8 +94,7 @@ def read_samples(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[in
     not describe the current events."""
     reason = stale_samples(wh, max_history)
     if reason is not None:
-        raise StaleSamples(f"{reason}: run `reelsense features` (the flow build-features) to rebuild it from "
-                           f"{wh.table_dir(EVENTS)}, then run this again")
+        raise StaleSamples(f"{reason}: run `reelsense features` (the flow build-features) to rebuild it from {wh.table_dir(EVENTS)}, then run this again")
     buckets = list(range(EVENT_PARTITIONS)) if buckets is None else [int(b) for b in buckets]
     return db.analysis(wh, "samples_of", {"buckets": buckets})
 
@@ -121,8 +119,13 @@ class Queries:
         """Keep only the last `keep[i]` history steps of query i (cold-start users)."""
         length = self.hist_items.shape[1]
         mask = np.arange(length)[None, :] >= (length - keep[:, None])
-        return Queries(self.users, np.where(mask, self.hist_items, 0), np.where(mask, self.hist_events, 0),
-                       np.where(mask, self.hist_ratios, 0).astype(np.float32), cold=True)
+        return Queries(
+            self.users,
+            np.where(mask, self.hist_items, 0),
+            np.where(mask, self.hist_events, 0),
+            np.where(mask, self.hist_ratios, 0).astype(np.float32),
+            cold=True,
+        )
 
 
 @dataclass
@@ -197,25 +200,34 @@ def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[in
         hist_ratios=_pad(table.column("history_watch_ratios"), max_history, None, np.float32),
     )
     flag = lambda name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float32)  # noqa: E731
-    labels = {"engage": np.ones(table.num_rows, np.float32), "watch": flag("watched"), "like": flag("liked"),
-              "comment": flag("commented")}
+    labels = {"engage": np.ones(table.num_rows, np.float32), "watch": flag("watched"), "like": flag("liked"), "comment": flag("commented")}
     # A behaviour gets a head where the positives disagree on it (MicroLens: all comments, one head).
     behaviours = ["engage"] + [b for b in BEHAVIOURS[1:] if 0 < labels[b].mean() < 1]
     content, source = content_matrix(wh, index)
     unaligned = [] if not source.startswith("fused:") else unaligned_items(wh, source.split(":", 1)[1])
-    data = Dataset(["<pad>", *items], queries, _positions(table.column("item_id"), items),
-                   table.column("split").to_numpy(zero_copy_only=False).astype(object), labels, behaviours, content, source,
-                   target_events=_positions(table.column("event"), list(EVENT_INDEX)),
-                   target_ratios=table.column("watch_ratio").to_numpy().astype(np.float32),
-                   event_ts=table.column("event_ts").cast(pa.int64()).to_numpy(),
-                   scorable=np.linalg.norm(content, axis=1) > 0, unaligned=unaligned,
-                   withheld=np.zeros(len(items) + 1, bool))
+    data = Dataset(
+        ["<pad>", *items],
+        queries,
+        _positions(table.column("item_id"), items),
+        table.column("split").to_numpy(zero_copy_only=False).astype(object),
+        labels,
+        behaviours,
+        content,
+        source,
+        target_events=_positions(table.column("event"), list(EVENT_INDEX)),
+        target_ratios=table.column("watch_ratio").to_numpy().astype(np.float32),
+        event_ts=table.column("event_ts").cast(pa.int64()).to_numpy(),
+        scorable=np.linalg.norm(content, axis=1) > 0,
+        unaligned=unaligned,
+        withheld=np.zeros(len(items) + 1, bool),
+    )
     data.train_counts, data.in_training = training_counts(data.targets, data.split, data.queries.hist_items, data.n_items)
     return data
 
 
-def training_counts(targets: npt.NDArray[np.int64], split: npt.NDArray[np.object_], hist_items: npt.NDArray[np.int64],
-                    n_items: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+def training_counts(
+    targets: npt.NDArray[np.int64], split: npt.NDArray[np.object_], hist_items: npt.NDArray[np.int64], n_items: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """The one definition of popularity, and what training saw: per item (index 0 is padding), the
     positives of the train split (each interaction once; used by `popularity`, negative sampling,
     the CTR features and the candidates' tie-break), and whether it is a train target or in the
@@ -303,10 +315,14 @@ class MissingContent(ReelsenseError):
 def check_content(data: Dataset, name: str) -> None:
     """A content ranker refuses to run on zeros: no content at all, or items left unaligned."""
     if data.content_source == "none":
-        raise MissingContent(f"{name} needs content vectors, and the warehouse has none; run `reelsense extract` "
-                             "(and `reelsense align` for several modalities) first, or train an id-only ranker")
+        raise MissingContent(
+            f"{name} needs content vectors, and the warehouse has none; run `reelsense extract` "
+            "(and `reelsense align` for several modalities) first, or train an id-only ranker"
+        )
     if len(data.unaligned):
         shown = ", ".join(data.unaligned[:5]) + (" ..." if len(data.unaligned) > 5 else "")
         have = "item has" if len(data.unaligned) == 1 else "items have"
-        raise MissingContent(f"{len(data.unaligned)} {have} raw embeddings but no {data.content_source} vector "
-                             f"({shown}); run `reelsense align` to project them, then train or score again")
+        raise MissingContent(
+            f"{len(data.unaligned)} {have} raw embeddings but no {data.content_source} vector "
+            f"({shown}); run `reelsense align` to project them, then train or score again"
+        )

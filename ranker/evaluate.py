@@ -39,8 +39,9 @@ def test_rows(data: Dataset, *, max_users: int | None, seed: int) -> npt.NDArray
     """Every test row (one per user), or a seeded sample of `max_users` of them."""
     test = np.flatnonzero(data.split == "test")
     if not len(test):
-        raise ReelsenseError("no test users: a user needs at least 3 positive interactions (the last is the test "
-                             "target, the one before validation); ingest more events")
+        raise ReelsenseError(
+            "no test users: a user needs at least 3 positive interactions (the last is the test target, the one before validation); ingest more events"
+        )
     if max_users is None or len(test) <= max_users:
         return test
     return np.sort(np.random.default_rng(seed).choice(test, max_users, replace=False))
@@ -78,8 +79,9 @@ def mask_seen(scores: npt.NDArray[np.float32], seen: list[npt.NDArray[np.int64]]
     scores[:, 0] = -np.inf
 
 
-def ranks_by_protocol(model, data: Dataset, rows: npt.NDArray[np.int64], queries: Queries, *, batch: int = 512,
-                      seen: list[npt.NDArray[np.int64]] | None = None) -> dict[str, npt.NDArray[np.float64]]:
+def ranks_by_protocol(
+    model, data: Dataset, rows: npt.NDArray[np.int64], queries: Queries, *, batch: int = 512, seen: list[npt.NDArray[np.int64]] | None = None
+) -> dict[str, npt.NDArray[np.float64]]:
     """1-based rank of each row's target among all items, under both protocols (one scoring pass);
     `seen`: `earlier_items(data, rows)`, when the caller has it already."""
     targets = data.targets[rows]
@@ -105,8 +107,7 @@ def ranking_metrics(ranks: npt.NDArray[np.float64], *, seed: int) -> dict[str, f
     return result
 
 
-def paired_bootstrap(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], *, n_resamples: int = 1000,
-                     seed: int = 0) -> dict[str, float]:
+def paired_bootstrap(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], *, n_resamples: int = 1000, seed: int = 0) -> dict[str, float]:
     """Mean of a - b over the same users, with a 95% percentile interval from resampling users
     (both models see the same resample), and the ratio of the means."""
     if len(a) != len(b) or not len(a):
@@ -115,12 +116,10 @@ def paired_bootstrap(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], *, 
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(1)
     low, high = np.percentile(means, [2.5, 97.5])
-    return {"diff": float(diff.mean()), "ci95": [float(low), float(high)],
-            "ratio": float(np.mean(a) / np.mean(b)) if np.mean(b) > 0 else None}
+    return {"diff": float(diff.mean()), "ci95": [float(low), float(high)], "ratio": float(np.mean(a) / np.mean(b)) if np.mean(b) > 0 else None}
 
 
-def evaluate_model(model, data: Dataset, rows: npt.NDArray[np.int64], *, seed: int,
-                   ctr_users: int = 2000) -> tuple[dict, dict[str, npt.NDArray[np.float64]]]:
+def evaluate_model(model, data: Dataset, rows: npt.NDArray[np.int64], *, seed: int, ctr_users: int = 2000) -> tuple[dict, dict[str, npt.NDArray[np.float64]]]:
     """Metrics of one model per protocol and slice, and its per-user ranks (for paired comparisons)."""
     queries = data.queries.take(rows)
     seen = earlier_items(data, rows)
@@ -133,8 +132,16 @@ def evaluate_model(model, data: Dataset, rows: npt.NDArray[np.int64], *, seed: i
     return result, ranks
 
 
-def scoring_path(model, data: Dataset, rows: npt.NDArray[np.int64], *, n_candidates: int = CANDIDATES,
-                 k: int = 10, seed: int = 0, seen: list[npt.NDArray[np.int64]] | None = None) -> dict[str, float | int | list[float]]:
+def scoring_path(
+    model,
+    data: Dataset,
+    rows: npt.NDArray[np.int64],
+    *,
+    n_candidates: int = CANDIDATES,
+    k: int = 10,
+    seed: int = 0,
+    seen: list[npt.NDArray[np.int64]] | None = None,
+) -> dict[str, float | int | list[float]]:
     """What score-batch would serve for each test row (ranker/scoring.py): `n_candidates` items by
     embedding similarity to the history, every item engaged with before removed (the target too:
     score-batch never recommends a repeat, so a repeated target is a miss here, unlike in the
@@ -145,16 +152,21 @@ def scoring_path(model, data: Dataset, rows: npt.NDArray[np.int64], *, n_candida
     queries = data.queries.take(rows)
     targets = data.targets[rows]
     seen = earlier_items(data, rows) if seen is None else seen
-    engaged = (np.repeat(np.arange(len(rows)), [len(s) for s in seen]).astype(np.int64),
-               np.concatenate(seen).astype(np.int64) if seen else np.zeros(0, np.int64))
+    engaged = (
+        np.repeat(np.arange(len(rows)), [len(s) for s in seen]).astype(np.int64),
+        np.concatenate(seen).astype(np.int64) if seen else np.zeros(0, np.int64),
+    )
     candidates = similarity_candidates(data, queries, n_candidates, engaged=engaged)
     recalled = (candidates == targets[:, None]).any(1).astype(np.float64)
     top, _ = rerank(model, data, queries, candidates, k)
     hit = top == targets[:, None]
     ranks = np.where(hit.any(1), hit.argmax(1) + 1, np.inf)  # beyond the written top k: a miss
     repeats = np.array([t in s for s, t in zip(seen, targets)], bool)
-    result: dict[str, float | int | list[float]] = {"users": int(len(rows)), "candidates": int(candidates.shape[1]),
-                                                    "repeat_targets": float(repeats.mean()) if len(rows) else 0.0}
+    result: dict[str, float | int | list[float]] = {
+        "users": int(len(rows)),
+        "candidates": int(candidates.shape[1]),
+        "repeat_targets": float(repeats.mean()) if len(rows) else 0.0,
+    }
     if len(rows):
         for name, values in (("candidate_recall", recalled), (f"hr@{k}", hit_rate(ranks, k)), (f"ndcg@{k}", ndcg(ranks, k))):
             result[name] = float(values.mean())
@@ -162,8 +174,7 @@ def scoring_path(model, data: Dataset, rows: npt.NDArray[np.int64], *, n_candida
     return result
 
 
-def compare_to(reference: dict[str, npt.NDArray[np.float64]], ranks: dict[str, npt.NDArray[np.float64]],
-               *, seed: int) -> dict[str, dict[str, float]]:
+def compare_to(reference: dict[str, npt.NDArray[np.float64]], ranks: dict[str, npt.NDArray[np.float64]], *, seed: int) -> dict[str, dict[str, float]]:
     """NDCG@10 of a model minus the reference's, paired over the same users, per protocol."""
     return {p: paired_bootstrap(ndcg(ranks[p], 10), ndcg(reference[p], 10), seed=seed) for p in PROTOCOLS}
 
@@ -177,8 +188,11 @@ def ctr_metrics(model, data: Dataset, rows: np.ndarray, queries: Queries, *, see
     labels = np.zeros_like(scores)
     labels[:, 0] = 1
     users = np.repeat(queries.users, items.shape[1])
-    result = {"auc": auc(labels.ravel(), finite.ravel()), "gauc": gauc(users, labels.ravel(), finite.ravel()),
-              "logloss": logloss(labels.ravel(), 1 / (1 + np.exp(-finite.ravel()))) if model.probabilistic else None}
+    result = {
+        "auc": auc(labels.ravel(), finite.ravel()),
+        "gauc": gauc(users, labels.ravel(), finite.ravel()),
+        "logloss": logloss(labels.ravel(), 1 / (1 + np.exp(-finite.ravel()))) if model.probabilistic else None,
+    }
     for head in model.heads[1:]:  # per-behaviour heads of lstm-attn: like, comment on the sample
         head_scores = model.score_items(data, queries, items, head=head)
         head_labels = np.zeros_like(head_scores)

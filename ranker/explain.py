@@ -24,13 +24,15 @@ from ranker.base import minibatches
 from ranker.data import EVENT_INDEX, Dataset, ModalityVectors, Queries
 
 MODALITY_WORDS = {"frames": "the picture", "audio": "the music", "text": "the title"}
-EVENT_VERBS = {EVENT_INDEX[event]: verb for event, verb in
-               {"impression": "saw", "watch": "watched", "like": "liked", "comment": "commented on", "share": "shared"}.items()}
+EVENT_VERBS = {
+    EVENT_INDEX[event]: verb for event, verb in {"impression": "saw", "watch": "watched", "like": "liked", "comment": "commented on", "share": "shared"}.items()
+}
 
 
 @torch.no_grad()
-def leave_one_modality_out(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int64],
-                           modalities: ModalityVectors | None) -> tuple[list[str], npt.NDArray[np.float32]]:
+def leave_one_modality_out(
+    model, data: Dataset, queries: Queries, items: npt.NDArray[np.int64], modalities: ModalityVectors | None
+) -> tuple[list[str], npt.NDArray[np.float32]]:
     """(names, (Q, M)): lstm-attn's score of each query's item minus its score without each
     modality. Without aligned modalities the content is one block, taken out as a whole."""
     full = model.score_items(data, queries, items[:, None])[:, 0]
@@ -70,10 +72,17 @@ def label(tags: dict[str, list[str]]) -> str:
     return "untagged"
 
 
-def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[dict[str, list[str]]],
-              history_events: list[int], history_age_s: list[float], modality_names: list[str],
-              contributions: npt.NDArray[np.float32], target_tags: dict[str, list[str]],
-              history_items: list[str] | None = None) -> str:
+def summarise(
+    *,
+    attention_weights: npt.NDArray[np.float32],
+    history_tags: list[dict[str, list[str]]],
+    history_events: list[int],
+    history_age_s: list[float],
+    modality_names: list[str],
+    contributions: npt.NDArray[np.float32],
+    target_tags: dict[str, list[str]],
+    history_items: list[str] | None = None,
+) -> str:
     """The explanation in words: the history items that carried most of the attention (grouped by
     label, with what the user did and when), then which modality mattered most, with its tags."""
     order = np.argsort(-attention_weights)
@@ -94,9 +103,11 @@ def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[
         verbs = sorted({EVENT_VERBS.get(history_events[i], "saw") for i in group}, key=list(EVENT_VERBS.values()).index)
         newest = min(history_age_s[i] for i in group)
         noun = "video" if count == 1 else "videos"
-        parts.append(f"mostly because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
-                     f"(latest {when(newest)}; {group_mass:.0%} of the attention, on {len(group)} of your "
-                     f"{len(history_tags)} recent interactions)")
+        parts.append(
+            f"mostly because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
+            f"(latest {when(newest)}; {group_mass:.0%} of the attention, on {len(group)} of your "
+            f"{len(history_tags)} recent interactions)"
+        )
     else:
         parts.append("no history to go on: ranked by the item's content and popularity")
     if not np.isfinite(contributions).all():  # the item has no content vector: nothing to take out
@@ -104,8 +115,10 @@ def summarise(*, attention_weights: npt.NDArray[np.float32], history_tags: list[
     elif len(modality_names) > 1:
         ranked = sorted(zip(modality_names, contributions), key=lambda x: -x[1])
         (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
-        parts.append(f"{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
-                     f"(leaving it out costs {best_c:+.2f} vs {worst_c:+.2f} of the score)")
+        parts.append(
+            f"{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
+            f"(leaving it out costs {best_c:+.2f} vs {worst_c:+.2f} of the score)"
+        )
     elif modality_names:
         parts.append(f"its {modality_names[0]} content added {contributions[0]:+.2f} to the score")
     return "; ".join(parts)
@@ -126,9 +139,17 @@ def _modality_phrase(modality: str, tags: dict[str, list[str]]) -> str:
     return f"{words} ({', '.join(shown)})" if shown else words
 
 
-def explain_pairs(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int64], *,
-                  modalities: ModalityVectors | None, item_tags: dict[str, dict[str, list[str]]],
-                  history_age_s: npt.NDArray[np.float64], ctr=None) -> list[dict]:
+def explain_pairs(
+    model,
+    data: Dataset,
+    queries: Queries,
+    items: npt.NDArray[np.int64],
+    *,
+    modalities: ModalityVectors | None,
+    item_tags: dict[str, dict[str, list[str]]],
+    history_age_s: npt.NDArray[np.float64],
+    ctr=None,
+) -> list[dict]:
     """One explanation per (query, item) pair, as rows of the `explanations` table (less run_id
     and model_version). history_age_s (Q, T): how long before the user's latest interaction each
     history step happened. `ctr`: a trained LightGBMCtr over `model`, for feature contributions."""
@@ -142,17 +163,30 @@ def explain_pairs(model, data: Dataset, queries: Queries, items: npt.NDArray[np.
         steps = np.flatnonzero(queries.hist_items[q] > 0)
         hist_ids = [data.item_ids[i] for i in queries.hist_items[q, steps]]
         target = data.item_ids[items[q]]
-        summary = summarise(attention_weights=weights[q, steps], history_tags=[item_tags.get(i, {}) for i in hist_ids],
-                            history_events=queries.hist_events[q, steps].tolist(), history_age_s=history_age_s[q, steps].tolist(),
-                            modality_names=names, contributions=contributions[q], target_tags=item_tags.get(target, {}),
-                            history_items=hist_ids)
-        rows.append({
-            "user_id": str(queries.users[q]), "item_id": target, "history_item_ids": hist_ids,
-            "attention": weights[q, steps].tolist(), "modality_names": names,
-            "modality_contributions": contributions[q].tolist(), "fusion_weights": fusion[q].tolist(),
-            "feature_names": feature_names, "feature_contributions": features[q].tolist() if features is not None else None,
-            "summary": summary,
-        })
+        summary = summarise(
+            attention_weights=weights[q, steps],
+            history_tags=[item_tags.get(i, {}) for i in hist_ids],
+            history_events=queries.hist_events[q, steps].tolist(),
+            history_age_s=history_age_s[q, steps].tolist(),
+            modality_names=names,
+            contributions=contributions[q],
+            target_tags=item_tags.get(target, {}),
+            history_items=hist_ids,
+        )
+        rows.append(
+            {
+                "user_id": str(queries.users[q]),
+                "item_id": target,
+                "history_item_ids": hist_ids,
+                "attention": weights[q, steps].tolist(),
+                "modality_names": names,
+                "modality_contributions": contributions[q].tolist(),
+                "fusion_weights": fusion[q].tolist(),
+                "feature_names": feature_names,
+                "feature_contributions": features[q].tolist() if features is not None else None,
+                "summary": summary,
+            }
+        )
     return rows
 
 

@@ -24,8 +24,7 @@ class ItemKNN:
     def fit(self, data: Dataset, *, seed: int = 0) -> None:
         train = np.flatnonzero(data.split == "train")
         users, user_rows = np.unique(data.queries.users[train], return_inverse=True)
-        matrix = sp.csr_matrix((np.ones(len(train), np.float32), (user_rows, data.targets[train])),
-                               shape=(len(users), data.n_items + 1))
+        matrix = sp.csr_matrix((np.ones(len(train), np.float32), (user_rows, data.targets[train])), shape=(len(users), data.n_items + 1))
         matrix.data[:] = 1.0  # repeats count once
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(0))).ravel() + 1e-6
         similarity = (matrix.T @ matrix).tocsr().astype(np.float32)

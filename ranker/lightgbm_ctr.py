@@ -60,9 +60,17 @@ class LightGBMCtr:
         train = lgb.Dataset(x[keep], labels.ravel()[keep], feature_name=list(FEATURES))
         # The base model's score may only raise the prediction (monotone): with little training data
         # the trees otherwise carve noise out of it.
-        params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
-                  "monotone_constraints": [1] + [0] * (len(FEATURES) - 1),
-                  "seed": seed, "deterministic": True, "num_threads": 2, "verbose": -1}
+        params = {
+            "objective": "binary",
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_data_in_leaf": 20,
+            "monotone_constraints": [1] + [0] * (len(FEATURES) - 1),
+            "seed": seed,
+            "deterministic": True,
+            "num_threads": 2,
+            "verbose": -1,
+        }
         self.booster = lgb.train(params, train, num_boost_round=200)
 
     def score_items(self, data: Dataset, queries: Queries, items: np.ndarray) -> np.ndarray:

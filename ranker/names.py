@@ -3,7 +3,13 @@
 from warehouse.errors import ConfigError
 
 BASE_MODELS = [
-    "popularity", "itemknn", "bpr-mf", "sasrec", "sasrec-content", "lstm-attn", "lstm-attn-no-content",
+    "popularity",
+    "itemknn",
+    "bpr-mf",
+    "sasrec",
+    "sasrec-content",
+    "lstm-attn",
+    "lstm-attn-no-content",
 ]
 NEEDS_BASE = {"lightgbm": "lstm-attn"}  # lightgbm re-ranks lstm-attn's candidates
 ALL_MODELS = [*BASE_MODELS, *NEEDS_BASE]
@@ -15,5 +21,7 @@ def check_rankers(names: list[str]) -> None:
     """The one check of ranker names (CLI, flows, registry): unknown names are a ConfigError."""
     unknown = [name for name in names if name not in ALL_MODELS]
     if unknown:
-        raise ConfigError(f"unknown ranker{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                          f"pass {'one' if len(names) == 1 else 'some'} of {', '.join(ALL_MODELS)}")
+        raise ConfigError(
+            f"unknown ranker{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"pass {'one' if len(names) == 1 else 'some'} of {', '.join(ALL_MODELS)}"
+        )

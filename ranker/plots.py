@@ -31,8 +31,7 @@ def _save(fig, path: Path, *, dpi: int) -> Path:
 MAP_ITEMS = 3000  # items on the item map: t-SNE of all 19,220 MicroLens items alone took minutes
 
 
-def map_rows(candidates: npt.NDArray[np.int64], keep: Iterable[int], limit: int = MAP_ITEMS,
-             seed: int = 0) -> npt.NDArray[np.int64]:
+def map_rows(candidates: npt.NDArray[np.int64], keep: Iterable[int], limit: int = MAP_ITEMS, seed: int = 0) -> npt.NDArray[np.int64]:
     """The rows of the item map, sorted: every candidate when there are at most `limit`, else a
     seeded sample of `limit` of them plus the candidates in `keep` (the items of the users whose
     paths are drawn), so the map's cost stays flat as the catalogue grows."""
@@ -58,8 +57,9 @@ def _colours(groups: list[str]) -> dict[str, tuple]:
     return {g: palette(i % palette.N) for i, g in enumerate(sorted(set(groups)))}
 
 
-def embedding_map(coords: npt.NDArray[np.float32], groups: list[str], path: Path, *, title: str,
-                  trajectory: npt.NDArray[np.float32] | None = None, who: str = "") -> Path:
+def embedding_map(
+    coords: npt.NDArray[np.float32], groups: list[str], path: Path, *, title: str, trajectory: npt.NDArray[np.float32] | None = None, who: str = ""
+) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 6))
     _draw_map(ax, coords, groups, trajectory, who)
     ax.set_title(title)
@@ -73,17 +73,36 @@ def _draw_map(ax, coords, groups, trajectory, who: str) -> None:
         ax.scatter(coords[mask, 0], coords[mask, 1], s=14, color=colour, alpha=0.6, label=group)
     if trajectory is not None and len(trajectory):
         ax.plot(trajectory[:, 0], trajectory[:, 1], color="black", lw=0.6, alpha=0.5)
-        ax.scatter(trajectory[:, 0], trajectory[:, 1], c=np.arange(len(trajectory)), cmap="viridis", s=22,
-                   edgecolors="black", linewidths=0.3, label=f"{who} (dark: early, yellow: late)")
+        ax.scatter(
+            trajectory[:, 0],
+            trajectory[:, 1],
+            c=np.arange(len(trajectory)),
+            cmap="viridis",
+            s=22,
+            edgecolors="black",
+            linewidths=0.3,
+            label=f"{who} (dark: early, yellow: late)",
+        )
     if len(colours) <= 20:
         ax.legend(fontsize=7, loc="best", markerscale=1.2)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def user_figure(path: Path, *, user: str, coords, groups, trajectory, attention: npt.NDArray[np.float32],
-                history_labels: list[str], item_labels: list[str], drift: npt.NDArray[np.float64],
-                detected: list[int], planted: list[int]) -> Path:
+def user_figure(
+    path: Path,
+    *,
+    user: str,
+    coords,
+    groups,
+    trajectory,
+    attention: npt.NDArray[np.float32],
+    history_labels: list[str],
+    item_labels: list[str],
+    drift: npt.NDArray[np.float64],
+    detected: list[int],
+    planted: list[int],
+) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1.1, 1.5, 1.1]})
     _draw_map(axes[0], coords, groups, trajectory, user)
     axes[0].set_title(f"{user}: interactions across the item map")
@@ -100,8 +119,7 @@ def user_figure(path: Path, *, user: str, coords, groups, trajectory, attention:
     return _save(fig, path, dpi=80)
 
 
-def attention_heatmap(path: Path, attention: npt.NDArray[np.float32], history_labels: list[str], item_labels: list[str],
-                      *, user: str) -> Path:
+def attention_heatmap(path: Path, attention: npt.NDArray[np.float32], history_labels: list[str], item_labels: list[str], *, user: str) -> Path:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     _draw_attention(fig, ax, attention, history_labels, item_labels)
     ax.set_title(f"{user}: attention over the history (rows: top-scored items; right: newest)")

@@ -73,10 +73,10 @@ def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
     named = configurable()
     for name, values in tables.items():
         if not isinstance(values, dict):
-            raise ConfigError(f"{path}: `{name} = {values!r}` sits outside a table; settings go in a table named after "
-                              f"their ranker, e.g. [sasrec] then {name} = {values!r}")
+            raise ConfigError(
+                f"{path}: `{name} = {values!r}` sits outside a table; settings go in a table named after their ranker, e.g. [sasrec] then {name} = {values!r}"
+            )
         if name not in named:
-            raise ConfigError(f"{path}: [{name}] is not a ranker with settings; use tables named "
-                              f"{', '.join(f'[{n}]' for n in named)}")
+            raise ConfigError(f"{path}: [{name}] is not a ranker with settings; use tables named {', '.join(f'[{n}]' for n in named)}")
         override(_config(RANKERS[name]("cpu")), values, f"{path} [{name}]")  # unknown keys, wrong types: now
     return tables

@@ -58,8 +58,11 @@ class SasrecConfig:
     delta_ratio: float = 2.0  # rho: ||delta_i|| <= rho * ||W c_i||
 
     def __post_init__(self) -> None:
-        check_ranges(self, positive=("dim", "layers", "heads", "inner", "batch", "max_epochs", "patience", "valid_users",
-                                     "lr", "init_std", "delta_ratio"), shares=("dropout", "attn_dropout", "id_drop"))
+        check_ranges(
+            self,
+            positive=("dim", "layers", "heads", "inner", "batch", "max_epochs", "patience", "valid_users", "lr", "init_std", "delta_ratio"),
+            shares=("dropout", "attn_dropout", "id_drop"),
+        )
         if self.dim % self.heads:
             raise ConfigError(f"sasrec: dim {self.dim} must be a multiple of heads {self.heads}")
 
@@ -124,8 +127,7 @@ def _init(module: nn.Module, std: float) -> None:
         module.bias.data.zero_()
 
 
-def softmax_loss(user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor,
-                 excluded: torch.Tensor | None = None) -> torch.Tensor:
+def softmax_loss(user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of each row's target against every item; column 0 (padding) and the
     `excluded` items (n + 1,) bool, withheld from training entirely, are not classes."""
     logits = user @ item_vectors.T  # (B, n + 1)
@@ -200,8 +202,7 @@ class Sasrec:
     def user_vectors(self, queries: Queries) -> tuple[torch.Tensor, torch.Tensor]:
         self.net.eval()
         vectors = self.net.items()
-        users = [self.net.user(torch.as_tensor(queries.hist_items[rows], device=self.device), vectors)
-                 for rows in minibatches(len(queries), 4096)]
+        users = [self.net.user(torch.as_tensor(queries.hist_items[rows], device=self.device), vectors) for rows in minibatches(len(queries), 4096)]
         return (torch.cat(users) if users else torch.zeros(0, vectors.shape[1], device=self.device)), vectors
 
     @torch.no_grad()
@@ -217,8 +218,16 @@ class Sasrec:
         return np.take_along_axis(self.score_all(data, queries), items, axis=1)
 
     def save(self, path: Path) -> None:
-        torch.save({"config": asdict(self.config), "item_ids": self.item_ids, "state": self.net.state_dict(),
-                    "has_delta": self.net.items.has_delta.cpu(), "history": self.history}, path)
+        torch.save(
+            {
+                "config": asdict(self.config),
+                "item_ids": self.item_ids,
+                "state": self.net.state_dict(),
+                "has_delta": self.net.items.has_delta.cpu(),
+                "history": self.history,
+            },
+            path,
+        )
 
     def load(self, path: Path, data: Dataset) -> None:
         """Load a checkpoint onto `data`'s item vocabulary: ids it was trained on keep their

@@ -36,8 +36,9 @@ def current_queries(data: Dataset) -> Queries:
     last = order[np.r_[users[1:] != users[:-1], True]] if len(order) else order  # each user's latest row
     q = data.queries.take(last)
     shift = lambda hist, newest: np.concatenate([hist[:, 1:], newest[:, None].astype(hist.dtype)], 1)  # noqa: E731
-    return Queries(q.users, shift(q.hist_items, data.targets[last]), shift(q.hist_events, data.target_events[last]),
-                   shift(q.hist_ratios, data.target_ratios[last]))
+    return Queries(
+        q.users, shift(q.hist_items, data.targets[last]), shift(q.hist_events, data.target_events[last]), shift(q.hist_ratios, data.target_ratios[last])
+    )
 
 
 def interest_vectors(data: Dataset, queries: Queries, half_life: float = 5.0) -> npt.NDArray[np.float32]:
@@ -49,8 +50,7 @@ def interest_vectors(data: Dataset, queries: Queries, half_life: float = 5.0) ->
     return (vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9)).astype(np.float32)
 
 
-def engaged_pairs(data: Dataset, queries: Queries, user_ids: Sequence[str],
-                  item_ids: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def engaged_pairs(data: Dataset, queries: Queries, user_ids: Sequence[str], item_ids: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(query rows, item indices), sorted by row: the (user, item) pairs of the engaged set mapped
     onto `queries` (one query per user, as `current_queries` gives) and the item vocabulary of `data`.
     Pairs of users without a query, or of items outside the vocabulary (ingested since), are dropped."""
@@ -61,9 +61,9 @@ def engaged_pairs(data: Dataset, queries: Queries, user_ids: Sequence[str],
     return pairs_array[:, 0], pairs_array[:, 1]
 
 
-def similarity_candidates(data: Dataset, queries: Queries, n_candidates: int, *,
-                          engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
-                          block: int = 1024) -> npt.NDArray[np.int64]:
+def similarity_candidates(
+    data: Dataset, queries: Queries, n_candidates: int, *, engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], block: int = 1024
+) -> npt.NDArray[np.int64]:
     """(Q, C) item indices with the highest cosine to each user's interest, best first, never an
     item of `engaged` (`engaged_pairs`); 0 (padding) where a user has fewer than C unseen items.
     Ties (no content) are broken by training popularity, so cold users get the popular items."""
@@ -86,8 +86,9 @@ def similarity_candidates(data: Dataset, queries: Queries, n_candidates: int, *,
     return out
 
 
-def rerank(model, data: Dataset, queries: Queries, candidates: npt.NDArray[np.int64], k: int,
-           *, block: int = 2048) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+def rerank(
+    model, data: Dataset, queries: Queries, candidates: npt.NDArray[np.int64], k: int, *, block: int = 2048
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """The model's top `k` of each row of candidates: item indices (Q, k) and scores (Q, k), best
     first. Padding candidates (0) and candidates the model scores -inf are never kept: a row with
     fewer than `k` others ends in 0s (score -inf)."""

@@ -56,8 +56,7 @@ class LstmAttnConfig:
     delta_ratio: float = 0.5
 
     def __post_init__(self) -> None:
-        check_ranges(self, positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio"),
-                     shares=("dropout", "id_drop"))
+        check_ranges(self, positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio"), shares=("dropout", "id_drop"))
 
 
 class LstmAttnNet(nn.Module):
@@ -73,8 +72,9 @@ class LstmAttnNet(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.behaviours = nn.Linear(cfg.dim, n_heads - 1) if n_heads > 1 else None  # like / comment / ... given engagement
 
-    def encode(self, vectors: torch.Tensor, hist_items: torch.Tensor, hist_events: torch.Tensor,
-               hist_ratios: torch.Tensor, real: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, vectors: torch.Tensor, hist_items: torch.Tensor, hist_events: torch.Tensor, hist_ratios: torch.Tensor, real: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """History (B, T) of rows of `vectors`, right-aligned -> states (B, T, d) and the mask of
         real steps (B, T); `real` is that mask when the rows are renumbered (0 is not padding)."""
         items = vectors[hist_items]  # (B, T, d)
@@ -104,8 +104,11 @@ class LstmAttnNet(nn.Module):
 
 
 def _history(queries: Queries, rows: npt.NDArray[np.int64], device: str) -> tuple[torch.Tensor, ...]:
-    return (torch.as_tensor(queries.hist_items[rows], device=device), torch.as_tensor(queries.hist_events[rows], device=device),
-            torch.as_tensor(queries.hist_ratios[rows], device=device))
+    return (
+        torch.as_tensor(queries.hist_items[rows], device=device),
+        torch.as_tensor(queries.hist_events[rows], device=device),
+        torch.as_tensor(queries.hist_ratios[rows], device=device),
+    )
 
 
 class LstmAttn:
@@ -138,8 +141,7 @@ class LstmAttn:
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         train = np.flatnonzero(data.split == "train")
         valid = validation_rows(data, cfg.valid_users, seed)
-        labels = torch.as_tensor(np.stack([data.labels[h] for h in self.heads[1:]], 1) if len(self.heads) > 1
-                                 else np.zeros((len(data.targets), 0), np.float32))
+        labels = torch.as_tensor(np.stack([data.labels[h] for h in self.heads[1:]], 1) if len(self.heads) > 1 else np.zeros((len(data.targets), 0), np.float32))
         excluded = torch.as_tensor(data.withheld, device=self.device)
         excluded[0] = True
         full = data.n_items <= cfg.full_softmax_max
@@ -166,8 +168,7 @@ class LstmAttn:
                 else:
                     # Only the items this batch touches get a vector (positions renumbered), not all n.
                     negatives = torch.as_tensor(rng.choice(len(sampling), cfg.negatives, p=sampling), device=self.device)
-                    used, position = torch.unique(torch.cat([hist_items.ravel(), targets, negatives, targets.new_zeros(1)]),
-                                                  return_inverse=True)
+                    used, position = torch.unique(torch.cat([hist_items.ravel(), targets, negatives, targets.new_zeros(1)]), return_inverse=True)
                     where = position[: hist_items.numel()].view_as(hist_items)
                     local = torch.full((data.n_items + 1,), -1, dtype=torch.long, device=self.device)
                     local[used] = torch.arange(len(used), device=self.device)
@@ -190,8 +191,9 @@ class LstmAttn:
                 break
         stopper.restore(self.net)
 
-    def _sampled_loss(self, states: torch.Tensor, mask: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor,
-                      negatives: npt.NDArray[np.int64], log_q: torch.Tensor) -> torch.Tensor:
+    def _sampled_loss(
+        self, states: torch.Tensor, mask: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor, negatives: npt.NDArray[np.int64], log_q: torch.Tensor
+    ) -> torch.Tensor:
         """Softmax cross-entropy of each target against K shared negatives, log-Q corrected; a
         negative that is the row's own target is not a class for that row. Items are rows of
         `vectors` and `log_q`."""
@@ -203,8 +205,9 @@ class LstmAttn:
         return nn.functional.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=self.device))
 
     @torch.no_grad()
-    def score_items(self, data: Dataset, queries: Queries, items: npt.NDArray[np.int64], head: str = "engage",
-                    content: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+    def score_items(
+        self, data: Dataset, queries: Queries, items: npt.NDArray[np.int64], head: str = "engage", content: npt.NDArray[np.float32] | None = None
+    ) -> npt.NDArray[np.float32]:
         """Scores (Q, C) of each query's items (Q, C); a behaviour head adds log P(behaviour | engaged).
         `content` replaces the content vectors for this call (explanations)."""
         self.net.eval()
@@ -254,16 +257,27 @@ class LstmAttn:
         return scores
 
     def save(self, path: Path) -> None:
-        torch.save({"config": asdict(self.config), "heads": self.heads, "item_ids": self.item_ids, "state": self.net.state_dict(),
-                    "has_delta": self.net.items.has_delta.cpu(), "history": self.history}, path)
+        torch.save(
+            {
+                "config": asdict(self.config),
+                "heads": self.heads,
+                "item_ids": self.item_ids,
+                "state": self.net.state_dict(),
+                "has_delta": self.net.items.has_delta.cpu(),
+                "history": self.history,
+            },
+            path,
+        )
 
     def load(self, path: Path, data: Dataset) -> None:
         """Load a checkpoint onto `data`'s item vocabulary: ids it was trained on keep their
         correction, items it never saw (new since training) are content alone."""
         saved = torch.load(path, map_location="cpu", weights_only=False)
         if "config" not in saved:
-            raise ReelsenseError(f"{path.parent.name} of {self.name} was saved by an older reelsense (BCE-trained lstm-attn); "
-                                f"retrain it with `reelsense train --models {self.name} --force`")
+            raise ReelsenseError(
+                f"{path.parent.name} of {self.name} was saved by an older reelsense (BCE-trained lstm-attn); "
+                f"retrain it with `reelsense train --models {self.name} --force`"
+            )
         self.config, self.history = replace(LstmAttnConfig(), **saved["config"]), saved["history"]
         self._build(data, saved["heads"])
         state = saved["state"]

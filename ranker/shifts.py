@@ -86,14 +86,14 @@ def _best_split(vectors: npt.NDArray[np.float32], config: ShiftConfig, rng: np.r
     if np.all(np.isnan(drift)):
         return None
     best = int(np.nanargmax(drift))
-    null = np.array([np.nanmax(drift_curve(vectors[rng.permutation(len(vectors))], config.window))
-                     for _ in range(config.permutations)])
+    null = np.array([np.nanmax(drift_curve(vectors[rng.permutation(len(vectors))], config.window)) for _ in range(config.permutations)])
     p_value = (1 + np.sum(null >= drift[best])) / (1 + config.permutations)
     return Shift(best, float(drift[best]), float(p_value)) if p_value < config.alpha else None
 
 
 def tag_changes(tags_before: list[list[str]], tags_after: list[list[str]], top: int = 3) -> tuple[list[str], list[str]]:
     """The tags whose share of the interactions rose and fell most across a change."""
+
     def shares(lists: list[list[str]]) -> Counter:
         counts = Counter(tag for tags in lists for tag in set(tags))
         return Counter({tag: c / max(1, len(lists)) for tag, c in counts.items()})
@@ -121,5 +121,4 @@ def match_shifts(planted: dict[str, list[int]], detected: dict[str, list[int]], 
     precision = hits / n_detected if n_detected else 0.0
     recall = hits / n_planted if n_planted else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "tolerance": tolerance,
-            "planted": n_planted, "detected": n_detected, "matched": hits}
+    return {"precision": precision, "recall": recall, "f1": f1, "tolerance": tolerance, "planted": n_planted, "detected": n_detected, "matched": hits}

@@ -41,8 +41,7 @@ class ItemTower(nn.Module):
         self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
         self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
 
-    def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Every item's vector (n_items + 1, d), or only those of `rows` (R,) -> (R, d). `keep`
         (n_items + 1,) bool drops deltas whole; `content` replaces the content vectors for this
         call (explanations leave a modality out this way, without touching the model's buffer)."""
@@ -63,15 +62,18 @@ class ItemTower(nn.Module):
         self.has_delta[0] = False
 
 
-def remap_items(state: dict[str, torch.Tensor], prefix: str, saved_items: list[str], saved_has_delta: torch.Tensor,
-                data: Dataset, *, name: str) -> npt.NDArray[np.bool_]:
+def remap_items(
+    state: dict[str, torch.Tensor], prefix: str, saved_items: list[str], saved_has_delta: torch.Tensor, data: Dataset, *, name: str
+) -> npt.NDArray[np.bool_]:
     """Move a checkpoint's per-item rows (`<prefix>ids.weight`) onto `data`'s vocabulary, by item id:
     items it was trained on keep their row, items new since training get zeros and no delta.
     Returns which items have a trained delta. A content projection of another width is refused."""
     width = state.get(f"{prefix}proj.weight")
     if width is not None and width.shape[1] != data.content.shape[1]:
-        raise MissingContent(f"{name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "
-                             f"{data.content.shape[1]}-d ({data.content_source}); retrain with `reelsense train --force`")
+        raise MissingContent(
+            f"{name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "
+            f"{data.content.shape[1]}-d ({data.content_source}); retrain with `reelsense train --force`"
+        )
     old = {item: i for i, item in enumerate(saved_items)}
     rows = np.asarray([old.get(item, -1) for item in data.item_ids])
     known = rows >= 0
@@ -154,21 +156,19 @@ def validation_rows(data: Dataset, limit: int, seed: int) -> npt.NDArray[np.int6
 
 def validation_ndcg(model: Any, data: Dataset, rows: npt.NDArray[np.int64]) -> float:
     """Mean NDCG@10 of the validation targets ranked against every item (history not masked)."""
-    values = [ndcg(target_ranks(model.score_all(data, data.queries.take(part)), data.targets[part]), 10)
-              for part in np.array_split(rows, max(1, len(rows) // 2048))]  # blocks: (2048, n_items) at a time
+    values = [
+        ndcg(target_ranks(model.score_all(data, data.queries.take(part)), data.targets[part]), 10) for part in np.array_split(rows, max(1, len(rows) // 2048))
+    ]  # blocks: (2048, n_items) at a time
     return float(np.concatenate(values).mean())
 
 
 def epoch_bar(batches: Iterable[Any], steps: int, name: str, epoch: int) -> Iterator[Any]:
     """A progress bar within an epoch (on stderr; hidden for epochs of fewer than 20 batches)."""
-    return tqdm(batches, total=steps, desc=f"{name} epoch {epoch + 1}", unit="batch", file=sys.stderr, leave=False,
-                disable=steps < 20)
+    return tqdm(batches, total=steps, desc=f"{name} epoch {epoch + 1}", unit="batch", file=sys.stderr, leave=False, disable=steps < 20)
 
 
 def end_epoch(model: Any, epoch: int, losses: list[float], score: float, started: float) -> None:
     """Record the epoch in `model.history` and print its one line: loss, validation NDCG@10, seconds."""
     seconds = time.perf_counter() - started
-    model.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "valid_ndcg@10": score,
-                          "seconds": round(seconds, 1)})
-    print(f"{model.name} epoch {epoch + 1}: loss {np.mean(losses):.4f}, valid NDCG@10 {score:.4f}, {seconds:.0f}s",
-          file=sys.stderr, flush=True)
+    model.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "valid_ndcg@10": score, "seconds": round(seconds, 1)})
+    print(f"{model.name} epoch {epoch + 1}: loss {np.mean(losses):.4f}, valid NDCG@10 {score:.4f}, {seconds:.0f}s", file=sys.stderr, flush=True)

@@ -17,14 +17,22 @@ import numpy as np
 SAMPLE_RATE = 22050
 
 
-def _clip(path: Path, *, codec: str = "libx264", size: tuple[int, int] = (64, 48), frames: int = 12, audio: bool = True,
-          video: bool = True, fmt: str | None = None, pix_fmt: str = "yuv420p") -> Path:
+def _clip(
+    path: Path,
+    *,
+    codec: str = "libx264",
+    size: tuple[int, int] = (64, 48),
+    frames: int = 12,
+    audio: bool = True,
+    video: bool = True,
+    fmt: str | None = None,
+    pix_fmt: str = "yuv420p",
+) -> Path:
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=12) if video else None
         if stream is not None:
             stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix_fmt
-        sound = container.add_stream("libopus" if fmt == "webm" else "aac", rate=48000 if fmt == "webm" else SAMPLE_RATE,
-                                     layout="mono") if audio else None
+        sound = container.add_stream("libopus" if fmt == "webm" else "aac", rate=48000 if fmt == "webm" else SAMPLE_RATE, layout="mono") if audio else None
         for i in range(frames if stream is not None else 0):
             picture = np.full((size[1], size[0], 3), (20 * i) % 255, np.uint8)
             picture[:, : size[0] // 2, 0] = 200
@@ -65,14 +73,25 @@ def write_media(folder: Path) -> tuple[Path, dict[str, str]]:
     _clip(folder / "portrait.mp4", size=(54, 96))
     _clip(folder / "vp9.webm", codec="libvpx-vp9", fmt="webm")
     cases = {
-        "good": ("good.mp4", "embed"), "truncated": ("truncated.mp4", "quarantine"), "empty": ("empty.mp4", "quarantine"),
-        "text_as_mp4": ("text.mp4", "quarantine"), "wrong_extension": ("mp4_named.mov", "embed"),
-        "audio_only": ("audio_only.m4a", "quarantine"), "no_audio": ("no_audio.mp4", "embed"),
-        "one_frame": ("one_frame.mp4", "embed"), "huge": ("huge.mp4", "embed"), "portrait": ("portrait.mp4", "embed"),
-        "vp9_webm": ("vp9.webm", "embed"), "missing_file": ("does_not_exist.mp4", "reject"),
+        "good": ("good.mp4", "embed"),
+        "truncated": ("truncated.mp4", "quarantine"),
+        "empty": ("empty.mp4", "quarantine"),
+        "text_as_mp4": ("text.mp4", "quarantine"),
+        "wrong_extension": ("mp4_named.mov", "embed"),
+        "audio_only": ("audio_only.m4a", "quarantine"),
+        "no_audio": ("no_audio.mp4", "embed"),
+        "one_frame": ("one_frame.mp4", "embed"),
+        "huge": ("huge.mp4", "embed"),
+        "portrait": ("portrait.mp4", "embed"),
+        "vp9_webm": ("vp9.webm", "embed"),
+        "missing_file": ("does_not_exist.mp4", "reject"),
     }
-    titles = {"good": "a good clip #ok", "one_frame": "🎬🔥 emoji title ✨ #日本語", "huge": "x" * 100_000,
-              "portrait": "quotes ' \" and ; semicolons -- DROP TABLE items; #sql"}
+    titles = {
+        "good": "a good clip #ok",
+        "one_frame": "🎬🔥 emoji title ✨ #日本語",
+        "huge": "x" * 100_000,
+        "portrait": "quotes ' \" and ; semicolons -- DROP TABLE items; #sql",
+    }
     items = folder / "items.csv"
     with open(items, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -112,5 +131,4 @@ def write_events(path: Path) -> dict[str, int]:
     # A row that is not UTF-8 at all: bytes appended raw.
     with open(path, "ab") as handle:
         handle.write(b"u4,good,2026-01-01T00:00:00Z,like,\xff\xfe\n")
-    return {"accepted": len(good), "quarantined": len(bad) + 1, "duplicates": len(duplicates),
-            "input": len(good) + len(bad) + len(duplicates) + 1}
+    return {"accepted": len(good), "quarantined": len(bad) + 1, "duplicates": len(duplicates), "input": len(good) + len(bad) + len(duplicates) + 1}

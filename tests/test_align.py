@@ -106,17 +106,44 @@ def _warehouse_with(wh, views, titles=None):
     n = len(next(iter(views.values())))
     ids = [f"i{k:03d}" for k in range(n)]
     titles = titles or [f"title {k}" for k in range(n)]
-    store.append(wh, ITEMS, pa.Table.from_pylist([
-        {"item_id": i, "title": t, "video_uri": None, "audio_uri": None, "duration_s": None,
-         "content_hash": f"h-{t}", "source": "test", "ingested_at": now} for i, t in zip(ids, titles)], schema=ITEMS.schema))
+    store.append(
+        wh,
+        ITEMS,
+        pa.Table.from_pylist(
+            [
+                {
+                    "item_id": i,
+                    "title": t,
+                    "video_uri": None,
+                    "audio_uri": None,
+                    "duration_s": None,
+                    "content_hash": f"h-{t}",
+                    "source": "test",
+                    "ingested_at": now,
+                }
+                for i, t in zip(ids, titles)
+            ],
+            schema=ITEMS.schema,
+        ),
+    )
     for modality, matrix in views.items():
         keep = np.flatnonzero(~np.isnan(matrix).any(1))
-        store.append(wh, EMBEDDINGS, pa.table({
-            "item_id": [ids[k] for k in keep], "modality": [modality] * len(keep), "model": [f"{modality}-enc@1"] * len(keep),
-            "dim": pa.array([matrix.shape[1]] * len(keep), pa.int32()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix[keep].ravel()), matrix.shape[1]),
-            "tags": [[] for _ in keep], "content_hash": [f"h-{titles[k]}" for k in keep], "created_at": [now] * len(keep),
-        }))
+        store.append(
+            wh,
+            EMBEDDINGS,
+            pa.table(
+                {
+                    "item_id": [ids[k] for k in keep],
+                    "modality": [modality] * len(keep),
+                    "model": [f"{modality}-enc@1"] * len(keep),
+                    "dim": pa.array([matrix.shape[1]] * len(keep), pa.int32()),
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix[keep].ravel()), matrix.shape[1]),
+                    "tags": [[] for _ in keep],
+                    "content_hash": [f"h-{titles[k]}" for k in keep],
+                    "created_at": [now] * len(keep),
+                }
+            ),
+        )
     db.refresh_views(wh)
     return ids
 
@@ -129,11 +156,22 @@ def test_align_flow_writes_queryable_aligned_and_fused_vectors(prefect_harness, 
     assert out["written"] == 150 * 3 + n_audio  # frames, text, fused for all; audio where present
     report = json.loads((wh.reports_dir / "alignment.json").read_text())
     assert report["retrieval"]["text->frames"]["aligned"]["recall@10"] > report["retrieval"]["text->frames"]["random"]["recall@10"]
-    weights = db.query(wh, "SELECT fusion_weights FROM vectors_fused_aligned v JOIN embeddings e USING (item_id, model) "
-                           "WHERE e.modality = 'fused' AND item_id = $1", [ids[0]]).column(0)[0].as_py()
+    weights = (
+        db.query(
+            wh,
+            "SELECT fusion_weights FROM vectors_fused_aligned v JOIN embeddings e USING (item_id, model) WHERE e.modality = 'fused' AND item_id = $1",
+            [ids[0]],
+        )
+        .column(0)[0]
+        .as_py()
+    )
     assert {k for k, _ in weights} == {"audio", "frames", "text"} and sum(v for _, v in weights) == pytest.approx(1)
-    nearest = db.query(wh, """SELECT b.item_id FROM vectors_fused_aligned a, vectors_fused_aligned b
-        WHERE a.item_id = $1 ORDER BY array_cosine_similarity(a.vector, b.vector) DESC LIMIT 1""", [ids[3]])
+    nearest = db.query(
+        wh,
+        """SELECT b.item_id FROM vectors_fused_aligned a, vectors_fused_aligned b
+        WHERE a.item_id = $1 ORDER BY array_cosine_similarity(a.vector, b.vector) DESC LIMIT 1""",
+        [ids[3]],
+    )
     assert nearest.column(0).to_pylist() == [ids[3]]
     assert align_items(str(wh.home), config=CONFIG)["written"] == 0  # idempotent, model reused
 

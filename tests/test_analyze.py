@@ -72,30 +72,56 @@ def test_leaving_out_a_modality_that_carries_nothing_costs_nothing(ranked_home):
 
 def test_summary_in_words_by_hand():
     tags = [{"hashtag": ["travel", "nature"]}, {"hashtag": ["food"]}, {"hashtag": ["vlog", "travel"]}]
-    text = summarise(attention_weights=np.array([0.4, 0.15, 0.45], np.float32), history_tags=tags, history_events=[3, 2, 2],
-                     history_age_s=[200000.0, 100.0, 90000.0], modality_names=["audio", "frames", "text"],
-                     contributions=np.array([0.5, -0.1, 0.2], np.float32),
-                     target_tags={"music": ["piano", "slow", "soft"], "picture": ["plate"], "hashtag": ["travel"]})
-    assert text == ("mostly because of the 2 #travel videos you watched or liked (latest yesterday; 85% of the attention, on "
-                    "2 of your 3 recent interactions); the music (piano, slow) mattered more than the picture (plate) "
-                    "(leaving it out costs +0.50 vs -0.10 of the score)")
+    text = summarise(
+        attention_weights=np.array([0.4, 0.15, 0.45], np.float32),
+        history_tags=tags,
+        history_events=[3, 2, 2],
+        history_age_s=[200000.0, 100.0, 90000.0],
+        modality_names=["audio", "frames", "text"],
+        contributions=np.array([0.5, -0.1, 0.2], np.float32),
+        target_tags={"music": ["piano", "slow", "soft"], "picture": ["plate"], "hashtag": ["travel"]},
+    )
+    assert text == (
+        "mostly because of the 2 #travel videos you watched or liked (latest yesterday; 85% of the attention, on "
+        "2 of your 3 recent interactions); the music (piano, slow) mattered more than the picture (plate) "
+        "(leaving it out costs +0.50 vs -0.10 of the score)"
+    )
     # The count and the attention share are of the same videos: the #travel ones, not the #food one
     # that also sits among the most attended (probe finding: "the 1 #food video ... 62% on 3 videos").
-    text = summarise(attention_weights=np.array([0.3, 0.25, 0.05], np.float32), history_tags=tags, history_events=[3, 2, 2],
-                     history_age_s=[200000.0, 100.0, 90000.0], modality_names=["text"],
-                     contributions=np.array([0.2], np.float32), target_tags={})
+    text = summarise(
+        attention_weights=np.array([0.3, 0.25, 0.05], np.float32),
+        history_tags=tags,
+        history_events=[3, 2, 2],
+        history_age_s=[200000.0, 100.0, 90000.0],
+        modality_names=["text"],
+        contributions=np.array([0.2], np.float32),
+        target_tags={},
+    )
     assert text.startswith("mostly because of the 1 #travel video you liked (latest 2 days ago; 30% of the attention, on 1 of your 3 recent")
     # A video seen twice is one video; the share stays that of both interactions.
-    text = summarise(attention_weights=np.array([0.35, 0.35, 0.3], np.float32), history_tags=[{"hashtag": ["food"]}] * 3,
-                     history_events=[3, 3, 3], history_age_s=[10.0, 10.0, 10.0], modality_names=[], contributions=np.zeros(0),
-                     target_tags={}, history_items=["v1", "v1", "v2"])
+    text = summarise(
+        attention_weights=np.array([0.35, 0.35, 0.3], np.float32),
+        history_tags=[{"hashtag": ["food"]}] * 3,
+        history_events=[3, 3, 3],
+        history_age_s=[10.0, 10.0, 10.0],
+        modality_names=[],
+        contributions=np.zeros(0),
+        target_tags={},
+        history_items=["v1", "v1", "v2"],
+    )
     assert text.startswith("mostly because of the 1 #food video you liked (latest today; 70% of the attention, on 2 of your 3 recent")
 
 
 def test_an_item_without_content_gets_no_modality_sentence_not_nan():
-    text = summarise(attention_weights=np.array([1.0], np.float32), history_tags=[{"hashtag": ["food"]}], history_events=[3],
-                     history_age_s=[10.0], modality_names=["audio", "text"], contributions=np.array([np.nan, np.nan], np.float32),
-                     target_tags={})
+    text = summarise(
+        attention_weights=np.array([1.0], np.float32),
+        history_tags=[{"hashtag": ["food"]}],
+        history_events=[3],
+        history_age_s=[10.0],
+        modality_names=["audio", "text"],
+        contributions=np.array([np.nan, np.nan], np.float32),
+        target_tags={},
+    )
     assert text.endswith("it has no content vector, so no modality contributed") and "nan" not in text
 
 

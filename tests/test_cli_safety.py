@@ -19,8 +19,12 @@ from warehouse.errors import QueryError
 from warehouse.store import Warehouse
 
 HEADER = ["user_id", "item_id", "event_ts", "event", "watch_ratio"]
-EVENTS = [["u1", "v1", "2026-01-01T10:00:00Z", "watch", "0.75"], ["u1", "v2", "2026-01-01T10:01:00Z", "like", ""],
-          ["u2", "v1", "2026-01-01T10:02:00Z", "like", ""], ["u3", "v3", "2026-01-01T10:03:00Z", "comment", ""]]
+EVENTS = [
+    ["u1", "v1", "2026-01-01T10:00:00Z", "watch", "0.75"],
+    ["u1", "v2", "2026-01-01T10:01:00Z", "like", ""],
+    ["u2", "v1", "2026-01-01T10:02:00Z", "like", ""],
+    ["u3", "v3", "2026-01-01T10:03:00Z", "comment", ""],
+]
 
 
 def _ingest(home: Path, rows: list[list[str]], path: Path) -> None:
@@ -95,6 +99,7 @@ def test_sql_still_reads_the_home_tables_and_stages_cannot_read_outside(home, tm
 
 # -- 6. a copied or moved home answers from itself -----------------------------------------------------
 
+
 def test_a_copied_home_answers_from_the_copy_and_a_moved_one_still_works(home, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(home, copy, symlinks=True)  # cp -a
@@ -113,24 +118,32 @@ def test_a_copied_home_answers_from_the_copy_and_a_moved_one_still_works(home, t
 
 # -- 7. `reelsense sql` prints any result --------------------------------------------------------------
 
+
 def test_sql_prints_repeated_column_names(home, capsys):
     status, out, _ = _sql(home, capsys, "SELECT 1 AS a, 2 AS a")
     assert status == 0 and "| a | a |" in out and "| 1 | 2 |" in out and out.rstrip().endswith("\n1 row")
-    status, out, _ = _sql(home, capsys, "SELECT a.item_id, b.item_id FROM events a JOIN events b USING (user_id) "
-                                        "WHERE a.item_id < b.item_id")
+    status, out, _ = _sql(home, capsys, "SELECT a.item_id, b.item_id FROM events a JOIN events b USING (user_id) WHERE a.item_id < b.item_id")
     assert status == 0 and "| item_id | item_id |" in out and "| v1      | v2      |" in out
     status, out, _ = _sql(home, capsys, "SELECT 1 AS a, 2 AS a", "--format", "json")
     assert json.loads(out) == [{"a": 1, "a_1": 2}]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["", ], "empty query"),
-    (["  -- only a comment\n"], "empty query"),
-    (["SELECT 1", "--max-rows", "-1"], "--max-rows is -1"),
-    (["SELECT 1", "--width", "-5"], "--width is -5"),
-    (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "nobody=u1"], "the query has $user"),
-    (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "u1"], "expected NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            [
+                "",
+            ],
+            "empty query",
+        ),
+        (["  -- only a comment\n"], "empty query"),
+        (["SELECT 1", "--max-rows", "-1"], "--max-rows is -1"),
+        (["SELECT 1", "--width", "-5"], "--width is -5"),
+        (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "nobody=u1"], "the query has $user"),
+        (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "u1"], "expected NAME=VALUE"),
+    ],
+)
 def test_sql_bad_input_is_a_one_line_error(home, capsys, args, message):
     status, _, err = _sql(home, capsys, *args)
     assert status == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
@@ -160,11 +173,21 @@ def test_sql_max_rows_limits_every_format(home, capsys):
 
 
 def test_sql_takes_named_and_positional_parameters(home, capsys):
-    status, out, _ = _sql(home, capsys, "SELECT count(*) AS n FROM events WHERE user_id = $user AND event = $event",
-                          "--param", "user=u1", "--param", "event=like", "--format", "json")
+    status, out, _ = _sql(
+        home,
+        capsys,
+        "SELECT count(*) AS n FROM events WHERE user_id = $user AND event = $event",
+        "--param",
+        "user=u1",
+        "--param",
+        "event=like",
+        "--format",
+        "json",
+    )
     assert status == 0 and json.loads(out) == [{"n": 1}]
-    status, out, _ = _sql(home, capsys, "SELECT count(*) AS n FROM events WHERE user_id = $1 AND $2 = 'a=b'",
-                          "--param", "u1", "--param", "a=b", "--format", "json")  # $1, $2 take values verbatim
+    status, out, _ = _sql(
+        home, capsys, "SELECT count(*) AS n FROM events WHERE user_id = $1 AND $2 = 'a=b'", "--param", "u1", "--param", "a=b", "--format", "json"
+    )  # $1, $2 take values verbatim
     assert status == 0 and json.loads(out) == [{"n": 2}]
 
 
@@ -174,6 +197,7 @@ def test_bind_params_refuses_a_value_for_no_placeholder():
 
 
 # -- 8. `report`: an unknown run is an error; each run has its own report ------------------------------
+
 
 @pytest.fixture(scope="module")
 def scored_home(ranked_home, tmp_path_factory) -> Path:
@@ -251,33 +275,40 @@ def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     _ingest(tmp_path / "home", EVENTS, tmp_path / "events.csv")
-    run = subprocess.run([str(Path(sys.executable).parent / "reelsense"), "--home", str(tmp_path / "home"), "features"],
-                         env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "reelsense"), "--home", str(tmp_path / "home"), "features"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+    )
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr, run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("reelsense: error:")]
     assert len(errors) == 1 and "Prefect server did not start within 0 s" in errors[0] and "PREFECT_API_URL" in errors[0]
     # Beside it only Prefect's own start/stop lines of the temporary server (every flow command prints them).
-    assert all("temporary server" in line or "prefect.io/docs" in line or line in errors
-               for line in run.stderr.strip().splitlines()), run.stderr
+    assert all("temporary server" in line or "prefect.io/docs" in line or line in errors for line in run.stderr.strip().splitlines()), run.stderr
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[sasrec2]\npatience = 3\n", "[sasrec2] is not a ranker with settings; use tables named [sasrec]"),
-    ("[popularity]\nk = 3\n", "[popularity] is not a ranker with settings"),
-    ("[sasrec]\npatiense = 3\n", "[sasrec]: unknown keys ['patiense']; expected some of"),
-    ("[sasrec]\npatience = \"3\"\n", "[sasrec].patience must be int (default 10), got '3'"),
-    ("[lstm-attn]\nlr = true\n", "[lstm-attn].lr must be float (default 0.001), got True"),
-    ("[sasrec\n", "not valid TOML"),
-    ("[sasrec]\nheads = 3\n", "[sasrec]: sasrec: dim 64 must be a multiple of heads 3"),
-    ("[sasrec]\ndropout = 1.5\n", "[sasrec]: SasrecConfig.dropout must be in [0, 1), got 1.5"),
-    ("[sasrec]\nmax_epochs = 0\n", "[sasrec]: SasrecConfig.max_epochs must be above 0, got 0"),
-    ("[lstm-attn]\nbatch = 0\n", "[lstm-attn]: LstmAttnConfig.batch must be above 0, got 0"),
-    ("max_epochs = 2\n", "`max_epochs = 2` sits outside a table; settings go in a table named after their ranker"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[sasrec2]\npatience = 3\n", "[sasrec2] is not a ranker with settings; use tables named [sasrec]"),
+        ("[popularity]\nk = 3\n", "[popularity] is not a ranker with settings"),
+        ("[sasrec]\npatiense = 3\n", "[sasrec]: unknown keys ['patiense']; expected some of"),
+        ('[sasrec]\npatience = "3"\n', "[sasrec].patience must be int (default 10), got '3'"),
+        ("[lstm-attn]\nlr = true\n", "[lstm-attn].lr must be float (default 0.001), got True"),
+        ("[sasrec\n", "not valid TOML"),
+        ("[sasrec]\nheads = 3\n", "[sasrec]: sasrec: dim 64 must be a multiple of heads 3"),
+        ("[sasrec]\ndropout = 1.5\n", "[sasrec]: SasrecConfig.dropout must be in [0, 1), got 1.5"),
+        ("[sasrec]\nmax_epochs = 0\n", "[sasrec]: SasrecConfig.max_epochs must be above 0, got 0"),
+        ("[lstm-attn]\nbatch = 0\n", "[lstm-attn]: LstmAttnConfig.batch must be above 0, got 0"),
+        ("max_epochs = 2\n", "`max_epochs = 2` sits outside a table; settings go in a table named after their ranker"),
+    ],
+)
 def test_train_settings_with_a_mistake_are_one_line_errors_before_training(home, tmp_path, capsys, text, message):
     err = settings_error(capsys, tmp_path / "rankers.toml", text, ["--home", str(home), "train", "--models", "sasrec"])
     assert message in err, err
@@ -317,13 +348,16 @@ def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path,
     assert "align.toml: AlignConfig.epochs must be above 0, got 0" in settings_error(capsys, tmp_path / "align.toml", "epochs = 0\n", align)
 
 
-@pytest.mark.parametrize("text, message", [
-    ('decode_workers = "2"\n', 'extract.toml.decode_workers must be int (default 0), got \'2\''),
-    ('modalities = "frames"\n', "extract.toml.modalities must be tuple"),
-    ("prefetch_batches = 0\n", "extract.toml: prefetch_batches must be at least 1, got 0"),
-    ('frame_sampling = "nearest"\n', "extract.toml: frame_sampling 'nearest' is not one of exact, keyframes"),
-    ("decode_short_side = 64\n", "extract.toml: decode_short_side must be 0 (not scaled) or at least 224"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('decode_workers = "2"\n', "extract.toml.decode_workers must be int (default 0), got '2'"),
+        ('modalities = "frames"\n', "extract.toml.modalities must be tuple"),
+        ("prefetch_batches = 0\n", "extract.toml: prefetch_batches must be at least 1, got 0"),
+        ('frame_sampling = "nearest"\n', "extract.toml: frame_sampling 'nearest' is not one of exact, keyframes"),
+        ("decode_short_side = 64\n", "extract.toml: decode_short_side must be 0 (not scaled) or at least 224"),
+    ],
+)
 def test_extract_settings_with_a_mistake_are_one_line_errors_naming_the_file(home, tmp_path, capsys, text, message):
     err = settings_error(capsys, tmp_path / "extract.toml", text, ["--home", str(home), "extract"])
     assert message in err, err
@@ -362,8 +396,7 @@ def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_u
     assert older["runs"] >= 1 and explained >= 6  # old, and any run the shared fixture holds
     assert main(["--home", str(home), "prune", "--keep-runs", "1"]) == 0
     out = capsys.readouterr().out
-    assert (f"kept 1 runs (new); removed {older['runs']} runs ({older['n']} scores, {explained} explanations) "
-            "and 1 model versions") in out, out
+    assert (f"kept 1 runs (new); removed {older['runs']} runs ({older['n']} scores, {explained} explanations) and 1 model versions") in out, out
     assert db.fetch(wh, "SELECT DISTINCT run_id FROM scores") == [{"run_id": "new"}]
     assert db.fetch(wh, "SELECT count(*) AS n FROM explanations WHERE run_id = 'old'") == [{"n": 0}]
     assert not (home / "reports" / "old").exists() and "old/index.html" not in (home / "reports" / "index.html").read_text()

@@ -146,8 +146,7 @@ def test_sampled_softmax_over_every_item_with_uniform_q_is_the_full_softmax(plan
     model.net.eval()
     rows = np.flatnonzero(data.split == "train")[:32]
     vectors = model.net.items()
-    states, mask = model.net.encode(vectors, *[torch.as_tensor(a[rows]) for a in
-                                               (data.queries.hist_items, data.queries.hist_events, data.queries.hist_ratios)])
+    states, mask = model.net.encode(vectors, *[torch.as_tensor(a[rows]) for a in (data.queries.hist_items, data.queries.hist_events, data.queries.hist_ratios)])
     targets = torch.as_tensor(data.targets[rows])
     scores, _ = model.net.engage(states, mask, vectors)
     exact = torch.nn.functional.cross_entropy(scores.masked_fill(torch.arange(data.n_items + 1) == 0, float("-inf")), targets)
@@ -218,8 +217,7 @@ def _prefix_pairs(data) -> list[tuple[tuple[int, ...], int]]:
 
 def _sequence_pairs(data) -> list[tuple[tuple[int, ...], int]]:
     inputs, labels = next_item_sequences(data)
-    return sorted((tuple(int(i) for i in inputs[u, : j + 1] if i), int(labels[u, j]))
-                  for u, j in zip(*np.nonzero(labels)))
+    return sorted((tuple(int(i) for i in inputs[u, : j + 1] if i), int(labels[u, j])) for u, j in zip(*np.nonzero(labels)))
 
 
 def test_next_item_sequences_hold_the_pairs_of_the_training_rows(planted_wh, tmp_path):
@@ -240,8 +238,20 @@ def test_next_item_sequences_hold_the_pairs_of_the_training_rows(planted_wh, tmp
     assert len(inputs) == len(np.unique(split.train_data.queries.users[split.train_data.split == "train"]))
 
     wh = Warehouse(tmp_path)
-    rows = _events([("u0", "a", 0), ("u0", "c", 2), ("u0", "d", 3), ("u0", "w", 4), ("u0", "e", 5), ("u0", "x", 6),
-                    ("u0", "y", 6), ("u0", "f", 7), ("u0", "g", 8), ("u0", "h", 9)]).to_pylist()
+    rows = _events(
+        [
+            ("u0", "a", 0),
+            ("u0", "c", 2),
+            ("u0", "d", 3),
+            ("u0", "w", 4),
+            ("u0", "e", 5),
+            ("u0", "x", 6),
+            ("u0", "y", 6),
+            ("u0", "f", 7),
+            ("u0", "g", 8),
+            ("u0", "h", 9),
+        ]
+    ).to_pylist()
     rows[3]["event"], rows[3]["watch_ratio"] = "watch", 0.3  # w: watched under half, not a positive
     shown = _events([("u0", "b", 1)]).to_pylist()
     shown[0]["event"] = "impression"
@@ -252,10 +262,16 @@ def test_next_item_sequences_hold_the_pairs_of_the_training_rows(planted_wh, tmp
     name = lambda i: data.item_ids[i] if i else "-"  # noqa: E731
     pairs = [([name(i) for i in inputs[r, : j + 1] if i], name(labels[r, j])) for r, j in zip(*np.nonzero(labels))]
     pairs = [(p[:6] + sorted(p[6:]), t) for p, t in pairs]  # x and y may come in either order after their time
-    assert sorted(pairs) == sorted([
-        (["a", "b"], "c"), (["a", "b", "c"], "d"), (["a", "b", "c", "d", "w"], "e"),
-        (["a", "b", "c", "d", "w", "e"], "x"), (["a", "b", "c", "d", "w", "e"], "y"),  # x and y share a time
-        (["a", "b", "c", "d", "w", "e", "x", "y"], "f")])  # g valid, h test
+    assert sorted(pairs) == sorted(
+        [
+            (["a", "b"], "c"),
+            (["a", "b", "c"], "d"),
+            (["a", "b", "c", "d", "w"], "e"),
+            (["a", "b", "c", "d", "w", "e"], "x"),
+            (["a", "b", "c", "d", "w", "e"], "y"),  # x and y share a time
+            (["a", "b", "c", "d", "w", "e", "x", "y"], "f"),
+        ]
+    )  # g valid, h test
     assert _sequence_pairs(data) == _prefix_pairs(data)
 
 
@@ -289,8 +305,7 @@ def test_a_new_users_k_known_interactions_are_engagements_not_impressions(tmp_pa
     for k, target in zip((1, 2, 3), "cde"):
         (row,) = by_k[k]
         assert data.item_ids[data.targets[row]] == target
-        known = [data.item_ids[i] for i, e in zip(data.queries.hist_items[row], data.queries.hist_events[row])
-                 if i and e != EVENT_INDEX["impression"]]
+        known = [data.item_ids[i] for i, e in zip(data.queries.hist_items[row], data.queries.hist_events[row]) if i and e != EVENT_INDEX["impression"]]
         assert len(known) == k and known[0] == "a"
     assert len(by_k[5]) == 0  # f follows only 4 engagements
 

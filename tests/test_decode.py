@@ -13,9 +13,20 @@ from extractors.decode import decode_audio, decode_item, frame_indices, sample_f
 from warehouse.errors import MediaDecodeError
 
 
-def write_video(path: Path, *, codec: str = "libx264", size: tuple[int, int] = (64, 48), frames: int = 24,
-                fps: int = 12, pts_step: list[int] | None = None, tone_hz: float | None = None, rate: int = 44100,
-                gop: int | None = None, container_format: str | None = None, offset: int = 0) -> Path:
+def write_video(
+    path: Path,
+    *,
+    codec: str = "libx264",
+    size: tuple[int, int] = (64, 48),
+    frames: int = 24,
+    fps: int = 12,
+    pts_step: list[int] | None = None,
+    tone_hz: float | None = None,
+    rate: int = 44100,
+    gop: int | None = None,
+    container_format: str | None = None,
+    offset: int = 0,
+) -> Path:
     """A clip whose i-th frame has brightness 10 * i, so the decoded frame tells where it came from.
     `gop`: a keyframe exactly every `gop` frames (scene-cut keyframes off); `offset`: the first
     frame's timestamp, in frames (MPEG-TS and re-muxed files do not start at 0)."""
@@ -108,16 +119,14 @@ def test_keyframe_sampling_decodes_exactly_where_no_keyframe_is_near(tmp_path):
 
 def test_keyframe_sampling_scales_inside_ffmpeg_keeping_the_aspect(tmp_path):
     landscape, _ = sample_frames(write_video(tmp_path / "wide.mp4", gop=6), 4, sampling="keyframes", short_side=24)
-    portrait, _ = sample_frames(write_video(tmp_path / "tall.mp4", size=(48, 96), gop=6), 4, sampling="keyframes",
-                                short_side=24)
+    portrait, _ = sample_frames(write_video(tmp_path / "tall.mp4", size=(48, 96), gop=6), 4, sampling="keyframes", short_side=24)
     assert landscape.shape == (4, 24, 32, 3) and portrait.shape == (4, 48, 24, 3)
 
 
 def test_keyframe_sampling_of_odd_clips(tmp_path):
     """Variable frame rate, fewer frames than wanted, and a raw H.264 stream without a container
     index (keyframe times unknown: the exact path decodes it)."""
-    vfr, _ = sample_frames(write_video(tmp_path / "vfr.mp4", frames=12, pts_step=[40, 120, 80], gop=4), 4,
-                           sampling="keyframes")
+    vfr, _ = sample_frames(write_video(tmp_path / "vfr.mp4", frames=12, pts_step=[40, 120, 80], gop=4), 4, sampling="keyframes")
     assert len(vfr) == 4
     short, _ = sample_frames(write_video(tmp_path / "short.mp4", frames=3), 8, sampling="keyframes")
     assert len(short) == 8 and set(short.mean(axis=(1, 2, 3)).round(-1)) <= {0, 10, 20}  # its 3 frames, repeated

@@ -58,8 +58,9 @@ def test_demo_runs_twice_with_the_same_counts(tmp_path):
     shifts = json.loads((report.parent / "shifts.json").read_text())
     assert shifts["f1"] >= 0.6, shifts
     pair = re.search(r"^reelsense explain --user (\S+) --item (\S+)$", outputs[0].stdout, flags=re.M)
-    explain = subprocess.run([sys.executable, "-m", "flows.cli", "--home", str(home), "explain", "--user", pair[1], "--item", pair[2]],
-                             capture_output=True, text=True, timeout=600)
+    explain = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--home", str(home), "explain", "--user", pair[1], "--item", pair[2]], capture_output=True, text=True, timeout=600
+    )
     assert explain.returncode == 0, explain.stderr
     assert "attention over the history" in explain.stdout and "modality contributions" in explain.stdout
     assert re.search(r"^  (audio|frames|text) +[+-]\d\.\d{3}", explain.stdout, flags=re.M)

@@ -59,24 +59,36 @@ def test_a_deployment_run_lands_in_the_warehouse(tmp_path):
     wh = Warehouse(tmp_path / "home")
     ingest_items(wh, sample / "items.csv")
     port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("server", "serve")}
-    server = subprocess.Popen([BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-                              env=env, stdout=logs["server"], stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"], env=env, stdout=logs["server"], stderr=subprocess.STDOUT
+    )
     served = None
     try:
-        _wait(lambda: subprocess.run([BIN / "prefect", "server", "status"], env=env, capture_output=True).returncode == 0,
-              120, "prefect server", server)
-        served = subprocess.Popen([BIN / "reelsense", "--home", str(wh.home), "serve", "--paused"], env=env,
-                                  stdout=logs["serve"], stderr=subprocess.STDOUT)
-        _wait(lambda: subprocess.run([BIN / "prefect", "deployment", "inspect", "analyze/default"], env=env,
-                                     capture_output=True).returncode == 0, 120, "reelsense serve", served)
+        _wait(lambda: subprocess.run([BIN / "prefect", "server", "status"], env=env, capture_output=True).returncode == 0, 120, "prefect server", server)
+        served = subprocess.Popen([BIN / "reelsense", "--home", str(wh.home), "serve", "--paused"], env=env, stdout=logs["serve"], stderr=subprocess.STDOUT)
+        _wait(
+            lambda: subprocess.run([BIN / "prefect", "deployment", "inspect", "analyze/default"], env=env, capture_output=True).returncode == 0,
+            120,
+            "reelsense serve",
+            served,
+        )
         listed = subprocess.run([BIN / "prefect", "deployment", "ls"], env={**env, "COLUMNS": "200"}, capture_output=True, text=True)
         for flow_name in DEPLOYMENTS:
             assert f"{flow_name}/default" in listed.stdout
-        run = subprocess.run([BIN / "prefect", "deployment", "run", "extract-items/default", "--watch", "--watch-timeout", "400"],
-                             env=env, capture_output=True, text=True, timeout=450)
+        run = subprocess.run(
+            [BIN / "prefect", "deployment", "run", "extract-items/default", "--watch", "--watch-timeout", "400"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=450,
+        )
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
         assert "Completed" in run.stdout
     finally:

@@ -19,8 +19,7 @@ def test_dockerfiles_pass_hadolint():
 
 
 def test_compose_file_is_valid_and_has_the_production_shape():
-    run = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", DOCKER / "compose.yaml"],
-                         capture_output=True, text=True)
+    run = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", DOCKER / "compose.yaml"], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]

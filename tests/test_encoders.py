@@ -81,12 +81,12 @@ def test_musicnn_hears_drums_in_a_click_train():
     t = np.arange(sr * 6) / sr
     audio = np.zeros_like(t)
     for onset in np.arange(0, 6, 60 / bpm / 2):  # eighth notes: kick on the beat, hat between
-        local = t[int(onset * sr):] - onset
+        local = t[int(onset * sr) :] - onset
         if int(onset * bpm / 60 * 2) % 2 == 0:
             hit = np.exp(-20 * local) * np.sin(2 * np.pi * (60 + 90 * np.exp(-30 * local)) * local)
         else:
             hit = 0.4 * np.exp(-80 * local) * np.random.default_rng(int(onset * 100)).normal(size=local.shape)
-        audio[int(onset * sr):] += hit
+        audio[int(onset * sr) :] += hit
     encoder = MusicnnTagger(top_k=5)
     encoder.load("cpu")
     tags = encoder.embed([(0.5 * audio / np.abs(audio).max()).astype(np.float32)]).tags[0]

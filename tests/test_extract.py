@@ -75,10 +75,14 @@ def test_vectors_are_queryable_and_topics_are_nearest(prefect_harness, sample_it
     ingest_items(wh, sample_items / "items.csv")
     run_extract(str(wh.home), CONFIG.replace(modalities=("frames",)))
     # v0001 and v0007 are both 'cooking' (topic = index mod 6): same look, other clips differ.
-    nearest = db.query(wh, """
+    nearest = db.query(
+        wh,
+        """
         SELECT b.item_id FROM vectors_frames_efficientnet_lite0 a, vectors_frames_efficientnet_lite0 b
         WHERE a.item_id = $item AND b.item_id <> a.item_id
-        ORDER BY array_cosine_similarity(a.vector, b.vector) DESC LIMIT 1""", {"item": "v0001"})
+        ORDER BY array_cosine_similarity(a.vector, b.vector) DESC LIMIT 1""",
+        {"item": "v0001"},
+    )
     assert nearest.column("item_id").to_pylist() == ["v0007"]
 
 
@@ -115,8 +119,7 @@ def test_real_clips_six_embedded_truncated_quarantined(prefect_harness, shared_d
         writer.writerows([[c.stem, c.stem, str(c)] for c in clips] + [["truncated", "truncated", str(truncated)]])
     ingest_items(wh, tmp_path / "items.csv")
     run_extract(str(wh.home), CONFIG)
-    by_modality = {r["modality"]: sorted(r["items"]) for r in db.fetch(
-        wh, "SELECT modality, list(item_id) AS items FROM embeddings GROUP BY modality")}
+    by_modality = {r["modality"]: sorted(r["items"]) for r in db.fetch(wh, "SELECT modality, list(item_id) AS items FROM embeddings GROUP BY modality")}
     assert len(by_modality["frames"]) == 6 and "truncated" not in by_modality["frames"]
     # The 3 MicroLens videos have audio; so does bigbuckbunny.mp4 (a 6-channel AAC track, although
     # the public-clips README calls the clips audio-less); bikes and carphone have none.
@@ -126,13 +129,20 @@ def test_real_clips_six_embedded_truncated_quarantined(prefect_harness, shared_d
     # Keyframe sampling writes vectors of its own model version beside the exact ones.
     keyed = run_extract(str(wh.home), CONFIG.replace(modalities=("frames",), frame_sampling="keyframes"))
     assert (keyed["embedded"], keyed["quarantined"]) == (6, 0)  # the truncated clip stays quarantined
-    vectors = {(r["item_id"], r["model"]): np.asarray(r["vector"]) for r in db.fetch(
-        wh, "SELECT item_id, model, vector FROM embeddings WHERE modality = 'frames'")}
+    vectors = {
+        (r["item_id"], r["model"]): np.asarray(r["vector"]) for r in db.fetch(wh, "SELECT item_id, model, vector FROM embeddings WHERE modality = 'frames'")
+    }
     exact_model, keyframe_model = sorted({m for _, m in vectors})
     assert keyframe_model == exact_model + "+keyframes256"
-    cosines = [float(vectors[c.stem, exact_model] @ vectors[c.stem, keyframe_model]
-                     / np.linalg.norm(vectors[c.stem, exact_model]) / np.linalg.norm(vectors[c.stem, keyframe_model]))
-               for c in clips]
+    cosines = [
+        float(
+            vectors[c.stem, exact_model]
+            @ vectors[c.stem, keyframe_model]
+            / np.linalg.norm(vectors[c.stem, exact_model])
+            / np.linalg.norm(vectors[c.stem, keyframe_model])
+        )
+        for c in clips
+    ]
     # The accuracy keyframes cost, at 4 frames a clip (measured 2026-11-29): 0.78 for 10040 (4
     # keyframes in 29 s, one at each segment's edge), 0.85 bikes, 0.91 1002 and 10034, 0.98
     # bigbuckbunny, 0.998 carphone. Resizing in FFmpeg alone costs at most 0.005 of it (README).
@@ -156,8 +166,7 @@ def test_item_shards_embed_the_same_vectors_as_the_pipeline(prefect_harness, sam
         ingest_items(home, sample_items / "items.csv")
         summary = run_extract(str(home.home), CONFIG.replace(modalities=("frames", "text")), shards=shards)
         assert (summary["embedded"], summary["quarantined"], summary["vectors"]) == (12, 1, 24)
-        vectors[shards] = {(r["item_id"], r["modality"]): r["vector"]
-                           for r in db.fetch(home, "SELECT item_id, modality, vector FROM embeddings")}
+        vectors[shards] = {(r["item_id"], r["modality"]): r["vector"] for r in db.fetch(home, "SELECT item_id, modality, vector FROM embeddings")}
     assert vectors[0].keys() == vectors[3].keys()
     for key, vector in vectors[0].items():
         assert max(abs(a - b) for a, b in zip(vector, vectors[3][key])) < 1e-4, key
@@ -176,17 +185,18 @@ def test_an_input_an_encoder_cannot_take_fails_only_its_own_item():
     good = {i: rng.integers(0, 255, (2, 48, 64, 3), dtype=np.uint8) for i in ("a", "c")}
 
     def prepared(item_id, frames):
-        return Prepared(WorkItem(item_id, None, f"{item_id}.mp4", None, "hash", ["frames"]),
-                        DecodedItem(item_id, frames, None, 0, 1.0))
+        return Prepared(WorkItem(item_id, None, f"{item_id}.mp4", None, "hash", ["frames"]), DecodedItem(item_id, frames, None, 0, 1.0))
 
     batch = [prepared("a", good["a"]), prepared("b", np.zeros((2, 48, 64, 4), np.uint8)), prepared("c", good["c"])]
     result = embed_batch(batch, encoders)
-    (key, table), = result.embeddings.items()
+    ((key, table),) = result.embeddings.items()
     assert table["item_id"].to_pylist() == ["a", "c"] and result.embedded_items == 2
     (failure,) = result.failures
     assert failure["item_id"] == "b" and failure["stage"] == "extract-items:frames:encoder"
-    assert "cannot take this frames input: EncoderInputError: frames must be a non-empty (N, H, W, 3) uint8 array, " \
-           "got a uint8 array of shape (2, 48, 64, 4)" in failure["error"]
+    assert (
+        "cannot take this frames input: EncoderInputError: frames must be a non-empty (N, H, W, 3) uint8 array, "
+        "got a uint8 array of shape (2, 48, 64, 4)" in failure["error"]
+    )
     together = np.asarray(table["vector"].to_pylist(), np.float32)
     alone = embed_batch([prepared("a", good["a"]), prepared("c", good["c"])], encoders).embeddings[key]
     np.testing.assert_allclose(together, np.asarray(alone["vector"].to_pylist(), np.float32), rtol=1e-4, atol=1e-5)

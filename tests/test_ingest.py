@@ -21,7 +21,7 @@ GOOD_EVENTS = [
     ["u1", "v1", "2026-01-01T10:00:00Z", "watch", "0.75"],
     ["u1", "v1", "2026-01-01T10:00:01Z", "like", ""],
     ["u2", "v2", "1767261600", "impression", ""],  # Unix seconds
-    ["u'2; DROP TABLE events;--", "v\"3😀", "2026-01-02 08:30:00", "comment", ""],
+    ["u'2; DROP TABLE events;--", 'v"3😀', "2026-01-02 08:30:00", "comment", ""],
     ["u3", "v1", "2026-01-03T00:00:00+02:00", "share", "1.4"],  # >1: watched again
 ]
 BAD_EVENTS = {
@@ -74,12 +74,14 @@ def test_non_utf8_text_is_quarantined(wh, tmp_path):
 
 def test_a_csv_line_with_the_wrong_number_of_fields_is_quarantined_and_the_rest_kept(wh, tmp_path):
     path = tmp_path / "events.csv"
-    path.write_bytes(b"user_id,item_id,event_ts,event\n"
-                     b"u1,v1,2026-01-01T00:00:00Z,like\n"
-                     b"u2,v2,2026-01-01T00:00:00Z,like,extra,fields\n"  # an unquoted comma too many
-                     b"u3,v3\n"
-                     b"u3,v3\n"  # the same bad line twice: two failures, told apart by line number
-                     b"u4,v4,2026-01-02T00:00:00Z,watch\n")
+    path.write_bytes(
+        b"user_id,item_id,event_ts,event\n"
+        b"u1,v1,2026-01-01T00:00:00Z,like\n"
+        b"u2,v2,2026-01-01T00:00:00Z,like,extra,fields\n"  # an unquoted comma too many
+        b"u3,v3\n"
+        b"u3,v3\n"  # the same bad line twice: two failures, told apart by line number
+        b"u4,v4,2026-01-02T00:00:00Z,watch\n"
+    )
     report = ingest_events(wh, path)
     assert (report.input_rows, report.accepted, report.quarantined) == (5, 2, 3)
     db.refresh_views(wh)
@@ -88,7 +90,8 @@ def test_a_csv_line_with_the_wrong_number_of_fields_is_quarantined_and_the_rest_
     assert [f["error"] for f in failures] == [
         "line 3: expected 4 fields (user_id, item_id, event_ts, event), found 6; quote a field that holds a comma",
         "line 4: expected 4 fields (user_id, item_id, event_ts, event), found 2; a field is missing",
-        "line 5: expected 4 fields (user_id, item_id, event_ts, event), found 2; a field is missing"]
+        "line 5: expected 4 fields (user_id, item_id, event_ts, event), found 2; a field is missing",
+    ]
     assert json.loads(failures[0]["record"]) == {"line": "u2,v2,2026-01-01T00:00:00Z,like,extra,fields"}  # to fix and replay
 
 
@@ -106,7 +109,7 @@ def test_a_malformed_line_that_is_not_utf8_is_quarantined_too(wh, tmp_path):
 def test_a_quote_never_closed_refuses_the_file_instead_of_swallowing_it(wh, tmp_path, odd_byte):
     path = tmp_path / "events.csv"
     good = b"".join(b"u%d,v1,2026-01-01T00:00:00Z,like\n" % i for i in range(50))
-    path.write_bytes(b"user_id,item_id,event_ts,event\nu0,v1" + odd_byte + b",2026-01-01T00:00:00Z,like\nu1,\"v2,2026-01-01,like\n" + good)
+    path.write_bytes(b"user_id,item_id,event_ts,event\nu0,v1" + odd_byte + b',2026-01-01T00:00:00Z,like\nu1,"v2,2026-01-01,like\n' + good)
     with pytest.raises(InputFileError, match="opens a quote that is never closed"):
         ingest_events(wh, path)
     assert not list(wh.home.rglob("*.parquet"))  # nothing written, not even to failures
@@ -115,8 +118,7 @@ def test_a_quote_never_closed_refuses_the_file_instead_of_swallowing_it(wh, tmp_
 def test_reingest_changes_no_count(wh, tmp_path):
     events = write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS + list(BAD_EVENTS.values()))
     (tmp_path / "clip.mp4").write_bytes(b"not decoded at ingest")
-    items = write_csv(tmp_path / "items.csv", ["item_id", "title", "video_uri"],
-                      [["v1", "cats #pets", "clip.mp4"], ["v2", "missing clip", "nope.mp4"]])
+    items = write_csv(tmp_path / "items.csv", ["item_id", "title", "video_uri"], [["v1", "cats #pets", "clip.mp4"], ["v2", "missing clip", "nope.mp4"]])
     for _ in range(2):
         ingest_events(wh, events)
         ingest_items(wh, items)
@@ -144,12 +146,15 @@ def test_bad_items_are_quarantined(wh, tmp_path):
     assert (report.accepted, report.quarantined, report.duplicates) == (2, 4, 1)
     db.refresh_views(wh)
     errors = " | ".join(db.query(wh, "SELECT error FROM failures ORDER BY error").column("error").to_pylist())
-    for reason in ("missing item_id", "video_uri 'videos/b.mp4' does not exist", "title is not valid UTF-8",
-                   "item_id 'a' appears again in this file with different content"):
+    for reason in (
+        "missing item_id",
+        "video_uri 'videos/b.mp4' does not exist",
+        "title is not valid UTF-8",
+        "item_id 'a' appears again in this file with different content",
+    ):
         assert reason in errors
     stored = db.query(wh, "SELECT item_id, video_uri FROM items ORDER BY item_id").to_pylist()
-    assert stored == [{"item_id": "a", "video_uri": str((tmp_path / "videos" / "a.mp4").resolve())},
-                      {"item_id": "d", "video_uri": None}]
+    assert stored == [{"item_id": "a", "video_uri": str((tmp_path / "videos" / "a.mp4").resolve())}, {"item_id": "d", "video_uri": None}]
 
 
 def test_changed_item_content_adds_a_version_and_the_view_shows_the_newest(wh, tmp_path):
@@ -175,8 +180,9 @@ def test_an_item_changed_back_to_earlier_content_shows_the_latest_ingest(wh, tmp
 
 
 def test_parquet_input_with_typed_columns(wh, tmp_path):
-    table = pa.table({"user_id": [1, 2], "item_id": [10, 11], "event_ts": pa.array([0, 60], pa.timestamp("s")),
-                      "event": ["watch", "like"], "watch_ratio": [0.5, None]})
+    table = pa.table(
+        {"user_id": [1, 2], "item_id": [10, 11], "event_ts": pa.array([0, 60], pa.timestamp("s")), "event": ["watch", "like"], "watch_ratio": [0.5, None]}
+    )
     pq.write_table(table, tmp_path / "events.parquet")
     report = ingest_events(wh, tmp_path / "events.parquet")
     assert report.accepted == 2
@@ -218,7 +224,6 @@ def test_sql_is_read_only_and_missing_warehouse_is_explained(tmp_path, capsys):
     assert "read-only" in capsys.readouterr().err
     assert main(["--home", str(home), "sql", "SELECT count(*) AS n FROM events WHERE user_id = $1", "--param", "u1"]) == 0
     assert "| 2 " in capsys.readouterr().out
-
 
 
 def _ingest_items_at(home: str, path: str) -> int:

@@ -19,12 +19,15 @@ def test_microlens_50k_counts_hold_after_a_second_ingest(wh, shared_data):
         assert (items.quarantined, events.quarantined) == (0, 0)
         assert events.accepted == (359_708 if attempt == 0 else 0)
         db.refresh_views(wh)
-        stats = db.query(wh, """
+        stats = db.query(
+            wh,
+            """
             SELECT (SELECT count(*) FROM events) AS events,
                    (SELECT count(DISTINCT user_id) FROM events) AS users,
                    (SELECT count(*) FROM items) AS items,
                    (SELECT count(*) FROM items WHERE video_uri IS NOT NULL) AS videos,
-                   (SELECT count(DISTINCT event) FROM events) AS kinds""").to_pylist()[0]
+                   (SELECT count(DISTINCT event) FROM events) AS kinds""",
+        ).to_pylist()[0]
         assert stats == {"events": 359_708, "users": 50_000, "items": 19_220, "videos": 3, "kinds": 1}
 
 

@@ -56,14 +56,30 @@ def test_only_the_alignments_own_raw_models_make_an_item_unaligned(ranked_home, 
     assert main(["--home", str(home), "ingest", "items", str(tmp_path / "new.csv")]) == 0
     wh = Warehouse(home)
     (wh.models_dir / "align" / "tiny").mkdir(parents=True)
-    (wh.models_dir / "align" / "tiny" / "meta.json").write_text(
-        json.dumps({"raw_models": {m: f"toy-{m}@1" for m in ("audio", "frames", "text")}}))
+    (wh.models_dir / "align" / "tiny" / "meta.json").write_text(json.dumps({"raw_models": {m: f"toy-{m}@1" for m in ("audio", "frames", "text")}}))
     content_hash = db.fetch(wh, "SELECT content_hash FROM items WHERE item_id = 'i0new'")[0]["content_hash"]
 
     def add_raw(model: str) -> None:
-        store.append(wh, EMBEDDINGS, pa.Table.from_pylist([{
-            "item_id": "i0new", "modality": "text", "model": model, "dim": 2, "vector": [1.0, 0.0], "tags": None,
-            "content_hash": content_hash, "created_at": datetime.now(timezone.utc), "fusion_weights": None}], EMBEDDINGS.schema))
+        store.append(
+            wh,
+            EMBEDDINGS,
+            pa.Table.from_pylist(
+                [
+                    {
+                        "item_id": "i0new",
+                        "modality": "text",
+                        "model": model,
+                        "dim": 2,
+                        "vector": [1.0, 0.0],
+                        "tags": None,
+                        "content_hash": content_hash,
+                        "created_at": datetime.now(timezone.utc),
+                        "fusion_weights": None,
+                    }
+                ],
+                EMBEDDINGS.schema,
+            ),
+        )
         db.refresh_views(wh)
 
     add_raw("other-text@2")

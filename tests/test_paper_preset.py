@@ -38,8 +38,14 @@ def rows_per_model(wh) -> dict[tuple[str, str], int]:
 
 def test_paper_preset_writes_every_modality_and_aligns_three(prefect_harness, random_checkpoints, six_items, wh):
     ingest_items(wh, six_items / "items.csv")
-    config = ExtractConfig(preset="paper", n_frames=1, batch_items=4, clip_checkpoint=str(random_checkpoints / "clip-random-init.pt"),
-                           clap_checkpoint=str(random_checkpoints / "clap-random-init.pt"), clap_text_model="transformer")
+    config = ExtractConfig(
+        preset="paper",
+        n_frames=1,
+        batch_items=4,
+        clip_checkpoint=str(random_checkpoints / "clip-random-init.pt"),
+        clap_checkpoint=str(random_checkpoints / "clap-random-init.pt"),
+        clap_text_model="transformer",
+    )
     summary = run_extract(str(wh.home), config, limit=4)
     assert (summary["embedded"], summary["vectors"], summary["quarantined"]) == (4, 12, 0)
     assert rows_per_model(wh) == {
@@ -97,6 +103,8 @@ def test_a_missing_checkpoint_is_one_line_and_exit_2(six_items, tmp_path, prefec
     assert "Traceback" not in run.stderr
     assert "flow run" not in run.stderr.lower()  # refused before any flow started (nothing decoded first)
     errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
-    assert errors == ["reelsense: error: no CLIP ViT-B-32 checkpoint configured; download an open_clip checkpoint for "
-                      "ViT-B-32 (e.g. open_clip_pytorch_model.bin from https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K) "
-                      "and pass its path as clip_checkpoint in the config or REELSENSE_CLIP_CHECKPOINT"], run.stderr
+    assert errors == [
+        "reelsense: error: no CLIP ViT-B-32 checkpoint configured; download an open_clip checkpoint for "
+        "ViT-B-32 (e.g. open_clip_pytorch_model.bin from https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K) "
+        "and pass its path as clip_checkpoint in the config or REELSENSE_CLIP_CHECKPOINT"
+    ], run.stderr

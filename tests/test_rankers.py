@@ -23,9 +23,13 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _events(rows: list[tuple[str, str, int]]) -> pa.Table:
-    return pa.Table.from_pylist([
-        {"user_id": u, "item_id": i, "event_ts": START + timedelta(seconds=t), "event": "comment", "watch_ratio": None,
-         "user_bucket": user_partition(u)} for u, i, t in rows], schema=EVENTS.schema)
+    return pa.Table.from_pylist(
+        [
+            {"user_id": u, "item_id": i, "event_ts": START + timedelta(seconds=t), "event": "comment", "watch_ratio": None, "user_bucket": user_partition(u)}
+            for u, i, t in rows
+        ],
+        schema=EVENTS.schema,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +60,45 @@ def write_content(wh: Warehouse, items: dict[str, float], *, dim: int = 8, seed:
     rng = np.random.default_rng(seed)
     now = datetime(2026, 2, 1, tzinfo=timezone.utc)
     ids = list(items)
-    store.append(wh, ITEMS, pa.Table.from_pylist([
-        {"item_id": i, "title": f"item {i}", "video_uri": None, "audio_uri": None, "duration_s": None,
-         "content_hash": f"h-{i}", "source": "test", "ingested_at": now} for i in ids], schema=ITEMS.schema))
+    store.append(
+        wh,
+        ITEMS,
+        pa.Table.from_pylist(
+            [
+                {
+                    "item_id": i,
+                    "title": f"item {i}",
+                    "video_uri": None,
+                    "audio_uri": None,
+                    "duration_s": None,
+                    "content_hash": f"h-{i}",
+                    "source": "test",
+                    "ingested_at": now,
+                }
+                for i in ids
+            ],
+            schema=ITEMS.schema,
+        ),
+    )
     vectors = rng.normal(0, 0.3, (len(ids), dim)).astype(np.float32)
     vectors[:, 0] += np.asarray([items[i] for i in ids], np.float32)
-    store.append(wh, EMBEDDINGS, pa.table({
-        "item_id": ids, "modality": ["text"] * len(ids), "model": ["planted@1"] * len(ids),
-        "dim": pa.array([dim] * len(ids), pa.int32()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
-        "tags": pa.array([[] for _ in ids], pa.list_(pa.string())), "content_hash": [f"h-{i}" for i in ids],
-        "created_at": pa.array([now] * len(ids), pa.timestamp("us", tz="UTC")),
-        "fusion_weights": pa.nulls(len(ids), pa.map_(pa.string(), pa.float32())),
-    }).cast(EMBEDDINGS.schema))
+    store.append(
+        wh,
+        EMBEDDINGS,
+        pa.table(
+            {
+                "item_id": ids,
+                "modality": ["text"] * len(ids),
+                "model": ["planted@1"] * len(ids),
+                "dim": pa.array([dim] * len(ids), pa.int32()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+                "tags": pa.array([[] for _ in ids], pa.list_(pa.string())),
+                "content_hash": [f"h-{i}" for i in ids],
+                "created_at": pa.array([now] * len(ids), pa.timestamp("us", tz="UTC")),
+                "fusion_weights": pa.nulls(len(ids), pa.map_(pa.string(), pa.float32())),
+            }
+        ).cast(EMBEDDINGS.schema),
+    )
     db.refresh_views(wh)
 
 
@@ -114,8 +144,7 @@ def test_save_and_load_give_the_same_scores(checkerboard, trained, name, tmp_pat
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3"]), st.sampled_from(["i1", "i2", "i3", "i4", "i5"]),
-                          st.integers(0, 6)), min_size=1, max_size=40))
+@given(st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3"]), st.sampled_from(["i1", "i2", "i3", "i4", "i5"]), st.integers(0, 6)), min_size=1, max_size=40))
 def test_histories_hold_only_strictly_earlier_interactions(tmp_path_factory, rows):
     """Timestamps collide on purpose: events at the same time never see each other."""
     wh = Warehouse(tmp_path_factory.mktemp("leak"))
@@ -177,8 +206,7 @@ def test_scores_move_with_the_candidates_when_they_are_shuffled(checkerboard, tr
     items = np.stack([rng.choice(np.arange(1, data.n_items + 1), 6, replace=False) for _ in rows])
     order = rng.permutation(6)
     queries = data.queries.take(rows)
-    np.testing.assert_allclose(model.score_items(data, queries, items[:, order]),
-                               model.score_items(data, queries, items)[:, order], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.score_items(data, queries, items[:, order]), model.score_items(data, queries, items)[:, order], rtol=1e-5, atol=1e-5)
 
 
 def test_the_dataset_is_the_samples_table_padded_right_aligned(tmp_path):

@@ -28,7 +28,7 @@ from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
 BIN = Path(sys.executable).parent
-EXTRACT_TOML = 'n_frames = 4\nbatch_items = 3\n'
+EXTRACT_TOML = "n_frames = 4\nbatch_items = 3\n"
 
 
 # The API of the session's Prefect test server (set by the `prefect_api` fixture): flow runs of the
@@ -67,8 +67,7 @@ def start(home: Path, *args: str, crash_at: str | None = None) -> tuple[subproce
     log = home.parent / f"{home.name}-{time.monotonic_ns()}.log"
     home.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "reelsense"), "--home", str(home), *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([str(BIN / "reelsense"), "--home", str(home), *args], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, log
 
 
@@ -119,6 +118,7 @@ def visible_files_are_whole(home: Path) -> None:
 
 # 1. Hostile inputs ----------------------------------------------------------------------------
 
+
 def test_hostile_corpus_is_embedded_or_quarantined_and_counts_add_up(tmp_path):
     items, expected = hostile.write_media(tmp_path / "media")
     counts = hostile.write_events(tmp_path / "events.csv")
@@ -126,11 +126,11 @@ def test_hostile_corpus_is_embedded_or_quarantined_and_counts_add_up(tmp_path):
     ingested = reelsense(home, "ingest", "items", str(items))
     assert ingested.returncode == 0, ingested.stderr
     rejected = [k for k, v in expected.items() if v == "reject"]
-    assert f"{len(expected)} rows in items.csv: {len(expected) - len(rejected)} accepted, {len(rejected)} quarantined, 0 duplicates" \
-        in ingested.stdout
+    assert f"{len(expected)} rows in items.csv: {len(expected) - len(rejected)} accepted, {len(rejected)} quarantined, 0 duplicates" in ingested.stdout
     events = reelsense(home, "ingest", "events", str(tmp_path / "events.csv"))
-    assert (f"{counts['input']} rows in events.csv: {counts['accepted']} accepted, {counts['quarantined']} quarantined, "
-            f"{counts['duplicates']} duplicates") in events.stdout, events.stdout + events.stderr
+    assert (
+        f"{counts['input']} rows in events.csv: {counts['accepted']} accepted, {counts['quarantined']} quarantined, {counts['duplicates']} duplicates"
+    ) in events.stdout, events.stdout + events.stderr
     run = reelsense(home, "extract", "--config", str(_toml(tmp_path)))
     assert run.returncode == 0, run.stderr[-3000:]
     wh = Warehouse(home)
@@ -156,6 +156,7 @@ def _toml(folder: Path) -> Path:
 
 
 # 2. Crash and resume --------------------------------------------------------------------------
+
 
 def test_extraction_killed_at_each_write_point_resumes_without_loss_or_duplicates(sample):
     """Killed after an append's file landed, then (the rerun) before a file is renamed into place:
@@ -246,6 +247,7 @@ def test_compaction_killed_at_any_point_loses_and_duplicates_nothing(sample, poi
 
 # 3. Concurrency -------------------------------------------------------------------------------
 
+
 def test_two_concurrent_extractions_embed_each_item_once(sample):
     home = fresh_home(sample, "concurrent")
     runs = [start(home, "extract", "--config", str(sample / "extract.toml")) for _ in range(2)]
@@ -275,9 +277,23 @@ def test_concurrent_view_refreshes_and_queries_wait_instead_of_failing(tmp_path)
     from warehouse.schemas import EVENTS, user_partition
 
     wh = Warehouse(tmp_path / "home")
-    store.append(wh, EVENTS, pa.Table.from_pylist([{"user_id": "u", "item_id": "i", "event_ts": datetime(2026, 1, 1, tzinfo=timezone.utc),
-                                                    "event": "like", "watch_ratio": None, "user_bucket": user_partition("u")}],
-                                                  schema=EVENTS.schema))
+    store.append(
+        wh,
+        EVENTS,
+        pa.Table.from_pylist(
+            [
+                {
+                    "user_id": "u",
+                    "item_id": "i",
+                    "event_ts": datetime(2026, 1, 1, tzinfo=timezone.utc),
+                    "event": "like",
+                    "watch_ratio": None,
+                    "user_bucket": user_partition("u"),
+                }
+            ],
+            schema=EVENTS.schema,
+        ),
+    )
     db.refresh_views(wh)
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_refresh_and_query, args=(str(wh.home), 30)) for _ in range(4)]
@@ -294,13 +310,18 @@ text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(text, text, st.one_of(st.just("2026-01-01T00:00:00Z"), text),
-                               st.sampled_from(["watch", "like", "bogus", ""]), st.one_of(st.just(""), text)), max_size=8))
+@given(
+    rows=st.lists(
+        st.tuples(text, text, st.one_of(st.just("2026-01-01T00:00:00Z"), text), st.sampled_from(["watch", "like", "bogus", ""]), st.one_of(st.just(""), text)),
+        max_size=8,
+    )
+)
 def test_fuzzed_event_rows_are_accepted_or_quarantined_never_lost(tmp_path_factory, rows):
     from warehouse.ingest import ingest_events
 
     folder = tmp_path_factory.mktemp("fuzz")
     import csv
+
     with open(folder / "events.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["user_id", "item_id", "event_ts", "event", "watch_ratio"])
@@ -330,13 +351,18 @@ def test_hostile_ids_reach_sql_only_as_parameters(tmp_path_factory, value):
     from warehouse.schemas import EVENTS, user_partition
 
     wh = Warehouse(tmp_path_factory.mktemp("ids") / "home")
-    row = {"user_id": value, "item_id": value, "event_ts": datetime(2026, 1, 1, tzinfo=timezone.utc), "event": "like",
-           "watch_ratio": None, "user_bucket": user_partition(value)}
+    row = {
+        "user_id": value,
+        "item_id": value,
+        "event_ts": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "event": "like",
+        "watch_ratio": None,
+        "user_bucket": user_partition(value),
+    }
     store.append(wh, EVENTS, pa.Table.from_pylist([row], schema=EVENTS.schema))
     db.refresh_views(wh)
     assert db.query(wh, "SELECT user_id FROM events WHERE user_id = $1", [value]).column("user_id").to_pylist() == [value]
-    assert [r["n"] for r in db.fetch(wh, "SELECT count(*) AS n FROM events WHERE list_contains($users, user_id)",
-                                     {"users": [value, "x"]})] == [1]
+    assert [r["n"] for r in db.fetch(wh, "SELECT count(*) AS n FROM events WHERE list_contains($users, user_id)", {"users": [value, "x"]})] == [1]
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -31,8 +31,14 @@ def test_current_queries_end_with_each_users_latest_positive(ranked_home):
     data = load_dataset(ranked_home)
     queries = current_queries(data)
     assert sorted(queries.users) == sorted(set(data.queries.users)) == [f"user{u:02d}" for u in range(tiny_platform.USERS)]
-    latest = {r["user_id"]: r["item_id"] for r in db.fetch(ranked_home, """
-        SELECT user_id, arg_max(item_id, event_ts) AS item_id FROM events GROUP BY user_id""")}
+    latest = {
+        r["user_id"]: r["item_id"]
+        for r in db.fetch(
+            ranked_home,
+            """
+        SELECT user_id, arg_max(item_id, event_ts) AS item_id FROM events GROUP BY user_id""",
+        )
+    }
     for user, newest in zip(queries.users, queries.hist_items[:, -1]):
         assert data.item_ids[newest] == latest[user]
 
@@ -57,14 +63,19 @@ def test_score_batch_writes_top_k_per_user_once_per_run_id(ranked_home):
     assert first["users"] == tiny_platform.USERS and first["written"] == tiny_platform.USERS * 5
     again = score_batch(str(ranked_home.home), model="lstm-attn", k=5, n_candidates=12, run_id="run-a")
     assert again["written"] == 0 and again["duplicates"] == tiny_platform.USERS * 5
-    rows = db.fetch(ranked_home, "SELECT user_id, count(*) AS n, list(rank ORDER BY score DESC) AS ranks, "
-                                 "any_value(model_version) AS v FROM scores WHERE run_id = 'run-a' GROUP BY user_id")
+    rows = db.fetch(
+        ranked_home,
+        "SELECT user_id, count(*) AS n, list(rank ORDER BY score DESC) AS ranks, "
+        "any_value(model_version) AS v FROM scores WHERE run_id = 'run-a' GROUP BY user_id",
+    )
     assert len(rows) == tiny_platform.USERS
     assert all(r["n"] == 5 and r["ranks"] == [1, 2, 3, 4, 5] and r["v"].startswith("lstm-attn@") for r in rows)
     # Users who shifted are recommended their new topic, users who never shifted their only one.
     hits = db.fetch(ranked_home, "SELECT user_id, item_id FROM scores WHERE run_id = 'run-a' AND rank = 1")
-    right = [tiny_platform.topic_of(h["item_id"]) == tiny_platform.TOPICS[(int(h["user_id"][4:]) % 3 + (int(h["user_id"][4:]) < tiny_platform.SHIFTERS)) % 3]
-             for h in hits]
+    right = [
+        tiny_platform.topic_of(h["item_id"]) == tiny_platform.TOPICS[(int(h["user_id"][4:]) % 3 + (int(h["user_id"][4:]) < tiny_platform.SHIFTERS)) % 3]
+        for h in hits
+    ]
     assert np.mean(right) >= 0.9
 
 
@@ -73,9 +84,15 @@ def test_lightgbm_and_chosen_users_and_dask_workers(ranked_home):
     assert threads["users"] == 2 and threads["written"] == 6
     dask = run_score(str(ranked_home.home), dask_workers=2, model="lightgbm", k=3, users=["user00", "user30"], run_id="run-dask")
     assert dask["written"] == 6
-    by_run = {r["run_id"]: r["items"] for r in db.fetch(ranked_home, """
+    by_run = {
+        r["run_id"]: r["items"]
+        for r in db.fetch(
+            ranked_home,
+            """
         SELECT run_id, list(user_id || ':' || item_id ORDER BY user_id, rank) AS items FROM scores
-        WHERE run_id IN ('run-threads', 'run-dask') GROUP BY run_id""")}
+        WHERE run_id IN ('run-threads', 'run-dask') GROUP BY run_id""",
+        )
+    }
     assert by_run["run-threads"] == by_run["run-dask"]
 
 
@@ -115,6 +132,7 @@ def test_score_command_line(ranked_home, capsys):
 
 # Issue 17, through the real CLI, on a copy of the trained tiny warehouse.
 
+
 @pytest.fixture
 def home(ranked_home: Warehouse, tmp_path: Path) -> Warehouse:
     """A copy of the trained tiny warehouse that a test may change."""
@@ -129,22 +147,24 @@ def _cli(wh: Warehouse, *args: str) -> int:
 
 
 def _engaged_scores(wh: Warehouse, run_id: str) -> int:
-    return db.fetch(wh, """SELECT count(*) AS n FROM scores s WHERE s.run_id = $run AND EXISTS (SELECT 1 FROM events e
-        WHERE e.user_id = s.user_id AND e.item_id = s.item_id AND e.event <> 'impression')""", {"run": run_id})[0]["n"]
+    return db.fetch(
+        wh,
+        """SELECT count(*) AS n FROM scores s WHERE s.run_id = $run AND EXISTS (SELECT 1 FROM events e
+        WHERE e.user_id = s.user_id AND e.item_id = s.item_id AND e.event <> 'impression')""",
+        {"run": run_id},
+    )[0]["n"]
 
 
 def test_score_never_recommends_an_item_the_user_engaged_with(home, capsys):
     # 90 items and 200 candidates: every item is a candidate; liked items used to come back.
     assert _cli(home, "score", "--k", "5", "--run-id", "masked") == 0
     assert _engaged_scores(home, "masked") == 0
-    per_user = db.fetch(home, "SELECT count(*) AS n, list(rank ORDER BY rank) AS ranks FROM scores "
-                              "WHERE run_id = 'masked' GROUP BY user_id")
+    per_user = db.fetch(home, "SELECT count(*) AS n, list(rank ORDER BY rank) AS ranks FROM scores WHERE run_id = 'masked' GROUP BY user_id")
     assert len(per_user) == tiny_platform.USERS and all(r["ranks"] == [1, 2, 3, 4, 5] for r in per_user)
     # The user likes their rank-1 item now: the next run must not recommend it again.
     top = db.fetch(home, "SELECT item_id FROM scores WHERE run_id = 'masked' AND user_id = 'user00' AND rank = 1")[0]["item_id"]
     newest = tiny_platform.START + timedelta(days=30)
-    write_csv(home.home / "like.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"],
-              [["user00", top, newest.isoformat(), "like", ""]])
+    write_csv(home.home / "like.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", top, newest.isoformat(), "like", ""]])
     assert _cli(home, "ingest", "events", str(home.home / "like.csv")) == 0
     assert _cli(home, "score", "--k", "5", "--users", "user00", "--run-id", "after-like") == 0
     again = [r["item_id"] for r in db.fetch(home, "SELECT item_id FROM scores WHERE run_id = 'after-like'")]
@@ -159,16 +179,17 @@ def test_a_user_with_fewer_unseen_items_than_k_gets_fewer_rows(home, capsys):
     later = tiny_platform.START + timedelta(days=30)
     # user00 likes every other item (likes only: the model's heads stay as trained); the 3 left are
     # only shown, and a bare impression does not mask an item.
-    rows = [["user00", i, (later + timedelta(minutes=n)).isoformat(), "like", ""]
-            for n, i in enumerate(i for i in items if i not in left)]
+    rows = [["user00", i, (later + timedelta(minutes=n)).isoformat(), "like", ""] for n, i in enumerate(i for i in items if i not in left)]
     rows += [["user00", i, (later - timedelta(minutes=1)).isoformat(), "impression", ""] for i in left]
-    assert _cli(home, "ingest", "events", str(write_csv(home.home / "liked.csv", ["user_id", "item_id", "event_ts", "event",
-                                                                                   "watch_ratio"], rows))) == 0
+    assert _cli(home, "ingest", "events", str(write_csv(home.home / "liked.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], rows))) == 0
     for model in ("lstm-attn", "lightgbm"):
-        assert _cli(home, "score", "--model", model, "--k", "5", "--candidates", "10", "--users", "user00,user01",
-                    "--run-id", f"few-{model}") == 0
-        got = db.fetch(home, "SELECT user_id, list(item_id ORDER BY rank) AS items, list(rank ORDER BY rank) AS ranks "
-                             "FROM scores WHERE run_id = $run GROUP BY user_id ORDER BY user_id", {"run": f"few-{model}"})
+        assert _cli(home, "score", "--model", model, "--k", "5", "--candidates", "10", "--users", "user00,user01", "--run-id", f"few-{model}") == 0
+        got = db.fetch(
+            home,
+            "SELECT user_id, list(item_id ORDER BY rank) AS items, list(rank ORDER BY rank) AS ranks "
+            "FROM scores WHERE run_id = $run GROUP BY user_id ORDER BY user_id",
+            {"run": f"few-{model}"},
+        )
         assert sorted(got[0]["items"]) == left and got[0]["ranks"] == [1, 2, 3], model
         assert got[1]["user_id"] == "user01" and got[1]["ranks"] == [1, 2, 3, 4, 5], model
         assert _engaged_scores(home, f"few-{model}") == 0
@@ -178,11 +199,12 @@ def test_scoring_shards_whose_users_hold_fewer_behaviours_than_training(home, ca
     # The tiny platform holds likes only; one watch-without-like by user00 gives the whole warehouse
     # `watch` and `like` heads, which the shards without user00 do not have. Scoring used to stop at
     # the first such shard ("behaviours: model [...] data [...]"), leaving a partial run.
-    item = sorted({r["item_id"] for r in db.fetch(home, "SELECT item_id FROM items")}
-                  - {r["item_id"] for r in db.fetch(home, "SELECT item_id FROM events WHERE user_id = 'user00'")})[0]
+    item = sorted(
+        {r["item_id"] for r in db.fetch(home, "SELECT item_id FROM items")}
+        - {r["item_id"] for r in db.fetch(home, "SELECT item_id FROM events WHERE user_id = 'user00'")}
+    )[0]
     later = (tiny_platform.START + timedelta(days=30)).isoformat()
-    path = write_csv(home.home / "watch.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"],
-                     [["user00", item, later, "watch", "0.9"]])
+    path = write_csv(home.home / "watch.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", item, later, "watch", "0.9"]])
     assert _cli(home, "ingest", "events", str(path)) == 0
     with pytest.raises(StaleSamples, match="`events` changed since `samples` was built"):
         load_dataset(home)  # training on the samples of yesterday's events would be silent and wrong
@@ -211,16 +233,29 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     assert "Kept from an earlier evaluation" in (home.reports_dir / "results.md").read_text()
     # Other data (one more event): earlier results no longer count.
     later = (tiny_platform.START + timedelta(days=30)).isoformat()
-    assert _cli(home, "ingest", "events", str(write_csv(home.home / "one.csv", ["user_id", "item_id", "event_ts", "event",
-                                                                                "watch_ratio"], [["user00", "i000", later, "like", ""]]))) == 0
+    assert (
+        _cli(
+            home,
+            "ingest",
+            "events",
+            str(write_csv(home.home / "one.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", "i000", later, "like", ""]])),
+        )
+        == 0
+    )
     assert _cli(home, "train", "--models", "popularity") == 0
     assert _cli(home, "evaluate", "--models", "popularity") == 0
     assert list(json.loads((home.reports_dir / "results.json").read_text())["models"]) == ["popularity"]
 
 
 def _explanation(run_id: str, user: str, item: str) -> dict:
-    return {**{name: None for name in EXPLANATIONS.schema.names}, "run_id": run_id, "user_id": user, "item_id": item,
-            "model_version": "lstm-attn@x", "summary": "why"}
+    return {
+        **{name: None for name in EXPLANATIONS.schema.names},
+        "run_id": run_id,
+        "user_id": user,
+        "item_id": item,
+        "model_version": "lstm-attn@x",
+        "summary": "why",
+    }
 
 
 def test_a_run_id_belongs_to_one_model_version(home, capsys):
@@ -228,8 +263,7 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     others = {r["run_id"] for r in db.fetch(home, "SELECT DISTINCT run_id FROM explanations")}
     assert "c1" not in others
     assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
-    store.append(home, EXPLANATIONS, pa.Table.from_pylist([_explanation("c1", "user00", "i000"),
-                                                            _explanation("kept", "user00", "i000")], EXPLANATIONS.schema))
+    store.append(home, EXPLANATIONS, pa.Table.from_pylist([_explanation("c1", "user00", "i000"), _explanation("kept", "user00", "i000")], EXPLANATIONS.schema))
     capsys.readouterr()
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm") == 2
     err = capsys.readouterr().err

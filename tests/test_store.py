@@ -20,15 +20,14 @@ from warehouse.schemas import EMBEDDINGS, EVENT_TYPES, EVENTS, ITEMS, TABLES, us
 from warehouse.store import Warehouse
 
 ids = st.text(min_size=1, max_size=12)  # any unicode: quotes, semicolons, emoji
-moments = st.datetimes(
-    min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
-).map(lambda d: d.replace(microsecond=d.microsecond))
+moments = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)).map(
+    lambda d: d.replace(microsecond=d.microsecond)
+)
 ratios = st.none() | st.floats(min_value=0, max_value=50, width=32)
 
 
 def event_row(user_id: str, item_id: str, ts: datetime, event: str, ratio: float | None) -> dict:
-    return {"user_id": user_id, "item_id": item_id, "event_ts": ts, "event": event,
-            "watch_ratio": ratio, "user_bucket": user_partition(user_id)}
+    return {"user_id": user_id, "item_id": item_id, "event_ts": ts, "event": event, "watch_ratio": ratio, "user_bucket": user_partition(user_id)}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -54,16 +53,17 @@ def _event_key(row: dict) -> tuple:
 def test_items_round_trip(tmp_path_factory, rows):
     wh = Warehouse(tmp_path_factory.mktemp("home"))
     now = datetime.now(timezone.utc)
-    items = [{"item_id": i, "title": t, "video_uri": None, "audio_uri": None, "duration_s": None,
-              "content_hash": f"h-{i}", "source": "test", "ingested_at": now} for i, t in rows]
+    items = [
+        {"item_id": i, "title": t, "video_uri": None, "audio_uri": None, "duration_s": None, "content_hash": f"h-{i}", "source": "test", "ingested_at": now}
+        for i, t in rows
+    ]
     store.append(wh, ITEMS, pa.Table.from_pylist(items, schema=ITEMS.schema))
     back = {r["item_id"]: r["title"] for r in store.read(wh, ITEMS).to_pylist()}
     assert back == dict(rows)
 
 
 def test_append_twice_writes_once(wh):
-    batch = pa.Table.from_pylist([event_row("u1", "i1", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)],
-                                 schema=EVENTS.schema)
+    batch = pa.Table.from_pylist([event_row("u1", "i1", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)], schema=EVENTS.schema)
     assert store.append(wh, EVENTS, batch) == store.WriteResult(written=1, duplicates=0)
     assert store.append(wh, EVENTS, batch) == store.WriteResult(written=0, duplicates=1)
     assert len(list(wh.part_files(EVENTS))) == 1
@@ -75,8 +75,7 @@ def test_missing_column_is_a_schema_error(wh):
 
 
 def test_half_written_file_is_invisible_and_cleaned_up(wh):
-    batch = pa.Table.from_pylist([event_row("u1", "i1", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)],
-                                 schema=EVENTS.schema)
+    batch = pa.Table.from_pylist([event_row("u1", "i1", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)], schema=EVENTS.schema)
     store.append(wh, EVENTS, batch)
     db.refresh_views(wh)
     # What a writer killed mid-write leaves behind: a truncated temp file.
@@ -113,21 +112,31 @@ def test_embeddings_keep_fixed_width_and_support_cosine_search(wh):
     for model, dim in (("a@1", 4), ("b@1", 3)):
         vectors = rng.normal(size=(3, dim)).astype(np.float32)
         vectors[1] = vectors[0] * 2  # same direction as item 0
-        batch = pa.table({
-            "item_id": ["x", "y", "z"], "modality": ["frames"] * 3, "model": [model] * 3, "dim": [dim] * 3,
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
-            "tags": [["t"], None, []], "content_hash": ["h"] * 3, "created_at": [now] * 3,
-        })
+        batch = pa.table(
+            {
+                "item_id": ["x", "y", "z"],
+                "modality": ["frames"] * 3,
+                "model": [model] * 3,
+                "dim": [dim] * 3,
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+                "tags": [["t"], None, []],
+                "content_hash": ["h"] * 3,
+                "created_at": [now] * 3,
+            }
+        )
         store.append(wh, EMBEDDINGS, batch)
     files = list(wh.part_files(EMBEDDINGS))
     assert len(files) == 2 and all(f.parent.name == "modality=frames" for f in files)
     assert {pq.read_schema(f).field("vector").type.list_size for f in files} == {3, 4}
     db.refresh_views(wh)
-    nearest = db.query(wh, """
+    nearest = db.query(
+        wh,
+        """
         SELECT b.item_id FROM embeddings a JOIN embeddings b USING (model)
         WHERE a.item_id = $item AND b.item_id <> a.item_id AND a.model = $model
         ORDER BY array_cosine_similarity(a.vector::FLOAT[4], b.vector::FLOAT[4]) DESC LIMIT 1""",
-        {"item": "x", "model": "a@1"})
+        {"item": "x", "model": "a@1"},
+    )
     assert nearest.column("item_id").to_pylist() == ["y"]
 
 
@@ -136,19 +145,41 @@ def test_current_embeddings_hold_only_the_current_contents_vectors_and_title(wh)
     and the vector views show the new version's vector and title only."""
     t0, t1 = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)
     item = {"item_id": "x", "video_uri": None, "audio_uri": None, "duration_s": None, "source": "test"}
-    store.append(wh, ITEMS, pa.Table.from_pylist([{**item, "title": "old title", "content_hash": "h1", "ingested_at": t0},
-                                                  {**item, "item_id": "y", "title": "other", "content_hash": "h9", "ingested_at": t0}],
-                                                 schema=ITEMS.schema))
+    store.append(
+        wh,
+        ITEMS,
+        pa.Table.from_pylist(
+            [
+                {**item, "title": "old title", "content_hash": "h1", "ingested_at": t0},
+                {**item, "item_id": "y", "title": "other", "content_hash": "h9", "ingested_at": t0},
+            ],
+            schema=ITEMS.schema,
+        ),
+    )
     store.append(wh, ITEMS, pa.Table.from_pylist([{**item, "title": "new title", "content_hash": "h2", "ingested_at": t1}], schema=ITEMS.schema))
-    store.append(wh, EMBEDDINGS, pa.table({
-        "item_id": ["x", "x", "y"], "modality": ["text"] * 3, "model": ["m@1"] * 3, "dim": [2] * 3,
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], pa.float32()), 2),
-        "tags": [[], [], []], "content_hash": ["h1", "h2", "h9"], "created_at": [t0, t1, t0]}))
+    store.append(
+        wh,
+        EMBEDDINGS,
+        pa.table(
+            {
+                "item_id": ["x", "x", "y"],
+                "modality": ["text"] * 3,
+                "model": ["m@1"] * 3,
+                "dim": [2] * 3,
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], pa.float32()), 2),
+                "tags": [[], [], []],
+                "content_hash": ["h1", "h2", "h9"],
+                "created_at": [t0, t1, t0],
+            }
+        ),
+    )
     db.refresh_views(wh)
     assert db.query(wh, "SELECT count(*) AS n FROM embeddings").column("n")[0].as_py() == 3
     current = db.query(wh, "SELECT item_id, content_hash, title, vector FROM current_embeddings ORDER BY item_id").to_pylist()
     assert [(r["item_id"], r["content_hash"], r["title"], r["vector"]) for r in current] == [
-        ("x", "h2", "new title", [0.0, 1.0]), ("y", "h9", "other", [1.0, 1.0])]
+        ("x", "h2", "new title", [0.0, 1.0]),
+        ("y", "h9", "other", [1.0, 1.0]),
+    ]
     view = db.query(wh, "SELECT item_id, title FROM vectors_text_m ORDER BY item_id").to_pylist()
     assert view == [{"item_id": "x", "title": "new title"}, {"item_id": "y", "title": "other"}]
 
@@ -159,10 +190,22 @@ def test_stages_see_a_new_vector_model_as_soon_as_its_file_lands(wh):
     now = datetime.now(timezone.utc)
 
     def add(model: str) -> None:
-        store.append(wh, EMBEDDINGS, pa.table({
-            "item_id": ["x"], "modality": ["text"], "model": [model], "dim": [2],
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array([1.0, 0.0], pa.float32()), 2),
-            "tags": [[]], "content_hash": ["h"], "created_at": [now]}))
+        store.append(
+            wh,
+            EMBEDDINGS,
+            pa.table(
+                {
+                    "item_id": ["x"],
+                    "modality": ["text"],
+                    "model": [model],
+                    "dim": [2],
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array([1.0, 0.0], pa.float32()), 2),
+                    "tags": [[]],
+                    "content_hash": ["h"],
+                    "created_at": [now],
+                }
+            ),
+        )
 
     def views() -> set[str]:
         rows = db.fetch(wh, "SELECT view_name FROM duckdb_views() WHERE view_name LIKE 'vectors_%'")
@@ -188,11 +231,18 @@ def test_every_table_has_a_view_from_the_start(wh):
 def _embedding_batch(items: list[str], value: float, dim: int = 3) -> pa.Table:
     now = datetime.now(timezone.utc)
     vectors = np.full((len(items), dim), value, np.float32)
-    return pa.table({
-        "item_id": items, "modality": ["text"] * len(items), "model": ["m@1"] * len(items), "dim": [dim] * len(items),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
-        "tags": [[] for _ in items], "content_hash": ["h"] * len(items), "created_at": [now] * len(items),
-    })
+    return pa.table(
+        {
+            "item_id": items,
+            "modality": ["text"] * len(items),
+            "model": ["m@1"] * len(items),
+            "dim": [dim] * len(items),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+            "tags": [[] for _ in items],
+            "content_hash": ["h"] * len(items),
+            "created_at": [now] * len(items),
+        }
+    )
 
 
 def test_replace_swaps_rows_with_the_same_key_and_keeps_the_rest(wh):
@@ -211,8 +261,10 @@ def test_a_replace_cut_short_is_rolled_forward_or_back(wh, landed):
     folder = old.parent
     new = store._write_atomic(folder, _embedding_batch(["a", "b"], 2.0).drop_columns(["modality"]), EMBEDDINGS)
     missing = "modality=text/part-never-written.parquet"
-    journal = {"add": [str(new.relative_to(wh.table_dir(EMBEDDINGS)))] + ([] if landed else [missing]),
-               "remove": [str(old.relative_to(wh.table_dir(EMBEDDINGS)))]}
+    journal = {
+        "add": [str(new.relative_to(wh.table_dir(EMBEDDINGS)))] + ([] if landed else [missing]),
+        "remove": [str(old.relative_to(wh.table_dir(EMBEDDINGS)))],
+    }
     (wh.table_dir(EMBEDDINGS) / ".journal.json").write_text(json.dumps(journal))
     store.append(wh, EMBEDDINGS, _embedding_batch([], 0.0))  # any writer recovers first
     values = sorted(r["vector"][0] for r in store.read(wh, EMBEDDINGS).to_pylist())
@@ -223,8 +275,7 @@ def test_a_replace_cut_short_is_rolled_forward_or_back(wh, landed):
 def test_a_home_from_an_earlier_version_gets_the_views_it_lacks_on_open(wh):
     import duckdb
 
-    store.append(wh, EVENTS, pa.Table.from_pylist([event_row("u", "i", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)],
-                                                  schema=EVENTS.schema))
+    store.append(wh, EVENTS, pa.Table.from_pylist([event_row("u", "i", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)], schema=EVENTS.schema))
     db.refresh_views(wh)
     con = duckdb.connect(str(wh.db_path))
     con.execute("DROP VIEW current_embeddings")  # as a home made before the view existed
@@ -235,11 +286,18 @@ def test_a_home_from_an_earlier_version_gets_the_views_it_lacks_on_open(wh):
 def _text_vectors(model: str, dim: int, items: list[str], seed: int) -> pa.Table:
     vectors = np.random.default_rng(seed).normal(size=(len(items), dim)).astype(np.float32)
     now = datetime.now(timezone.utc)
-    return pa.table({
-        "item_id": items, "modality": ["text"] * len(items), "model": [model] * len(items), "dim": [dim] * len(items),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim), "tags": [None] * len(items),
-        "content_hash": ["h"] * len(items), "created_at": [now] * len(items),
-    })
+    return pa.table(
+        {
+            "item_id": items,
+            "modality": ["text"] * len(items),
+            "model": [model] * len(items),
+            "dim": [dim] * len(items),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+            "tags": [None] * len(items),
+            "content_hash": ["h"] * len(items),
+            "created_at": [now] * len(items),
+        }
+    )
 
 
 def test_compact_merges_small_files_per_partition_and_schema_and_keeps_every_row(wh):
@@ -298,16 +356,30 @@ def test_an_append_reads_only_the_partitions_its_keys_can_live_in(wh):
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     users = [f"u{i}" for i in range(40)]
     mine, other = "u0", next(u for u in users if user_partition(u) != user_partition("u0"))
-    store.append(wh, EVENTS, pa.Table.from_pylist([event_row(u, "i", start, "like", None) for u in (mine, other)],
-                                                  schema=EVENTS.schema))
+    store.append(wh, EVENTS, pa.Table.from_pylist([event_row(u, "i", start, "like", None) for u in (mine, other)], schema=EVENTS.schema))
     (wh.table_dir(EVENTS) / f"user_bucket={user_partition(other)}" / "part-broken.parquet").write_bytes(b"not parquet")
-    batch = pa.Table.from_pylist([event_row(mine, "i", start, "like", None), event_row(mine, "j", start, "like", None)],
-                                 schema=EVENTS.schema)
+    batch = pa.Table.from_pylist([event_row(mine, "i", start, "like", None), event_row(mine, "j", start, "like", None)], schema=EVENTS.schema)
     assert store.append(wh, EVENTS, batch) == store.WriteResult(written=1, duplicates=1)
     with pytest.raises(duckdb.Error):  # a table whose key does not decide the partition still reads every file
         (wh.table_dir(ITEMS)).mkdir(parents=True)
         (wh.table_dir(ITEMS) / "part-broken.parquet").write_bytes(b"not parquet")
         now = datetime.now(timezone.utc)
-        store.append(wh, ITEMS, pa.Table.from_pylist([{"item_id": "a", "title": "t", "video_uri": None, "audio_uri": None,
-                                                       "duration_s": None, "content_hash": "h", "source": "test",
-                                                       "ingested_at": now}], schema=ITEMS.schema))
+        store.append(
+            wh,
+            ITEMS,
+            pa.Table.from_pylist(
+                [
+                    {
+                        "item_id": "a",
+                        "title": "t",
+                        "video_uri": None,
+                        "audio_uri": None,
+                        "duration_s": None,
+                        "content_hash": "h",
+                        "source": "test",
+                        "ingested_at": now,
+                    }
+                ],
+                schema=ITEMS.schema,
+            ),
+        )

@@ -83,8 +83,7 @@ def _write_embeddings(wh: Warehouse, items: list[str], rng: np.random.Generator,
         for m in MODALITIES:
             v = centres[m][t] + 0.3 * rng.normal(size=16)
             aligned[m] = v / np.linalg.norm(v)
-            tags = {"audio": [MUSIC[topic_of(item)]], "frames": ["plate" if t == 0 else "ball" if t == 1 else "dog"],
-                    "text": [topic_of(item)]}[m]
+            tags = {"audio": [MUSIC[topic_of(item)]], "frames": ["plate" if t == 0 else "ball" if t == 1 else "dog"], "text": [topic_of(item)]}[m]
             base = {"item_id": item, "modality": m, "dim": 16, "content_hash": hashes[item], "created_at": now, "fusion_weights": None}
             rows.append({**base, "model": f"toy-{m}@1", "vector": aligned[m].tolist(), "tags": tags})
             if with_aligned:
@@ -92,9 +91,19 @@ def _write_embeddings(wh: Warehouse, items: list[str], rng: np.random.Generator,
         if not with_aligned:
             continue
         fused = sum(aligned.values())
-        rows.append({"item_id": item, "modality": "fused", "model": "aligned@tiny", "dim": 16, "vector": (fused / np.linalg.norm(fused)).tolist(),
-                     "tags": None, "content_hash": hashes[item], "created_at": now,
-                     "fusion_weights": [(m, 1 / 3) for m in MODALITIES]})
+        rows.append(
+            {
+                "item_id": item,
+                "modality": "fused",
+                "model": "aligned@tiny",
+                "dim": 16,
+                "vector": (fused / np.linalg.norm(fused)).tolist(),
+                "tags": None,
+                "content_hash": hashes[item],
+                "created_at": now,
+                "fusion_weights": [(m, 1 / 3) for m in MODALITIES],
+            }
+        )
     store.append(wh, EMBEDDINGS, pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema))
 
 

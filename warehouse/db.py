@@ -102,8 +102,7 @@ def vector_view_sqls(con: duckdb.DuckDBPyConnection, wh: Warehouse | None = None
     rows = _VECTOR_MODELS.get(key) if key is not None else None
     if rows is None:
         rows = con.execute(
-            "SELECT modality, model, any_value(dim), max(created_at) AS newest FROM embeddings "
-            "GROUP BY modality, model ORDER BY modality, newest DESC, model"
+            "SELECT modality, model, any_value(dim), max(created_at) AS newest FROM embeddings GROUP BY modality, model ORDER BY modality, newest DESC, model"
         ).fetchall()
         if key is not None:
             _VECTOR_MODELS.clear()  # one warehouse's state is worth keeping, not every past one
@@ -115,8 +114,7 @@ def vector_view_sqls(con: duckdb.DuckDBPyConnection, wh: Warehouse | None = None
         if name in taken:
             name = f"vectors_{modality}_{_slug(model)}"
         taken.add(name)
-        sqls.append(Template(template).substitute(
-            name=name, modality=_sql_string(modality), model=_sql_string(model), dim=int(dim)))
+        sqls.append(Template(template).substitute(name=name, modality=_sql_string(modality), model=_sql_string(model), dim=int(dim)))
     return sqls
 
 
@@ -148,10 +146,7 @@ def connect(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection to the warehouse database, with UTC timestamps and file access only
     under `<home>/tables/` (a context manager: it holds the shared database lock while open)."""
     if not wh.db_path.exists():
-        raise WarehouseNotFound(
-            f"no warehouse at {wh.home} (no {wh.db_path.name}); run `reelsense ingest ...` or "
-            "`reelsense demo` first, or pass --home"
-        )
+        raise WarehouseNotFound(f"no warehouse at {wh.home} (no {wh.db_path.name}); run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     store.recover(wh)  # a replace a crashed writer left half done is finished before anyone reads
     stale = _views_elsewhere(wh)
     if stale:
@@ -185,8 +180,7 @@ def _views_elsewhere(wh: Warehouse) -> list[str]:
             stored = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
         finally:
             con.close()
-    moved = [spec.name for spec in TABLES.values()
-             if wh.has_rows_on_disk(spec) and _sql_string(wh.parquet_glob(spec)) not in (stored.get(spec.name) or "")]
+    moved = [spec.name for spec in TABLES.values() if wh.has_rows_on_disk(spec) and _sql_string(wh.parquet_glob(spec)) not in (stored.get(spec.name) or "")]
     return moved + [name for name in DERIVED_VIEWS if name not in stored]
 
 
@@ -208,8 +202,7 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
         try:
             return con.sql(sql, params=params).to_arrow_table()
         except duckdb.PermissionException as exc:
-            raise QueryError(f"query refused: {str(exc).splitlines()[0]}; queries read files only under "
-                             f"{wh.tables_dir} (through the views)") from exc
+            raise QueryError(f"query refused: {str(exc).splitlines()[0]}; queries read files only under {wh.tables_dir} (through the views)") from exc
         except duckdb.Error as exc:
             raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
 
@@ -245,9 +238,11 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
     for value in values:
         name, sep, text = value.partition("=")
         if not sep or name not in names:
-            raise QueryError(f"--param {value!r} matches no placeholder: the query has "
-                             f"{', '.join('$' + n for n in sorted(names))}; expected NAME=VALUE, e.g. "
-                             f"--param {sorted(names)[0]}=...")
+            raise QueryError(
+                f"--param {value!r} matches no placeholder: the query has "
+                f"{', '.join('$' + n for n in sorted(names))}; expected NAME=VALUE, e.g. "
+                f"--param {sorted(names)[0]}=..."
+            )
         named[name] = text
     return named
 
@@ -297,7 +292,13 @@ def _duckdb_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
     names = {
-        pa.string(): "VARCHAR", pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",
-        pa.int64(): "BIGINT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
+        pa.string(): "VARCHAR",
+        pa.int8(): "TINYINT",
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+        pa.bool_(): "BOOLEAN",
     }
     return names[arrow_type]

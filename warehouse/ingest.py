@@ -61,7 +61,9 @@ class Quarantine:
     def add(self, error: str, record: dict[str, Any], *, item_id: Any = None, user_id: Any = None) -> None:
         self.rows.append(
             {
-                "stage": self.stage, "source": self.source, "error": error,
+                "stage": self.stage,
+                "source": self.source,
+                "error": error,
                 "item_id": item_id if isinstance(item_id, str) else None,
                 "user_id": user_id if isinstance(user_id, str) else None,
                 "record": json.dumps(record, ensure_ascii=False, default=_json_default, sort_keys=True),
@@ -74,8 +76,7 @@ class Quarantine:
             store.append(wh, FAILURES, pa.Table.from_pylist(self.rows, schema=FAILURES.schema))
 
 
-def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantine,
-                    optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantine, optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Rows of a CSV or Parquet file as dicts; text cells stay bytes so bad UTF-8 is caught per row.
     A CSV line with the wrong number of fields goes to `quarantine` (with its text) and the rest of
     the file is read."""
@@ -119,15 +120,14 @@ def _read_csv_as_bytes(path: Path, quarantine: Quarantine) -> pa.Table:
             # one thread: pyarrow numbers the lines only then (a quarantined line says which it was)
             read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=malformed),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.binary() for name in header}, strings_can_be_null=False
-            ),
+            convert_options=pacsv.ConvertOptions(column_types={name: pa.binary() for name in header}, strings_can_be_null=False),
         )
     except pa.ArrowInvalid as exc:
         if unclosed:
             where = f"line {unclosed[0]}" if unclosed[0] is not None else "a line"
-            raise InputFileError(f"{path}: {where} opens a quote that is never closed, so the lines after it read as one "
-                                 "field; fix the quoting and ingest the file again") from exc
+            raise InputFileError(
+                f"{path}: {where} opens a quote that is never closed, so the lines after it read as one field; fix the quoting and ingest the file again"
+            ) from exc
         raise InputFileError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from exc
     for number, found, text in rejected:
         quarantine.add(_field_count_error(number, len(header), found, header), {"line": text})
@@ -158,8 +158,10 @@ def _read_csv_in_python(path: Path, header: list[str], quarantine: Quarantine) -
                 continue  # blank lines, as pyarrow skips them
             if len(row) != len(header):
                 if any("\n" in value or "\r" in value for value in row):
-                    raise InputFileError(f"{path}: the line before line {reader.line_num} opens a quote that is never closed, "
-                                         "so the lines after it read as one field; fix the quoting and ingest the file again")
+                    raise InputFileError(
+                        f"{path}: the line before line {reader.line_num} opens a quote that is never closed, "
+                        "so the lines after it read as one field; fix the quoting and ingest the file again"
+                    )
                 text = ",".join(row).encode("utf-8", errors="surrogateescape")
                 quarantine.add(_field_count_error(reader.line_num, len(header), len(row), header), {"line": text})
                 continue
@@ -277,9 +279,7 @@ def ingest_items(wh: store.Warehouse, path: str | Path) -> IngestReport:
     return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw) + malformed, str(path))
 
 
-def validate_items(
-    raw: list[dict[str, Any]], quarantine: Quarantine, *, base_dir: Path, source: str
-) -> list[dict[str, Any]]:
+def validate_items(raw: list[dict[str, Any]], quarantine: Quarantine, *, base_dir: Path, source: str) -> list[dict[str, Any]]:
     """Clean item rows. Exact repeats stay in (the store counts them as duplicates); a later row
     that reuses an item_id with different content is quarantined."""
     now = datetime.now(timezone.utc)
@@ -334,7 +334,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _local_media(uri: str, base_dir: Path) -> Path | None:
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
     if not path.is_absolute():
         path = base_dir / path
     return path.resolve() if path.is_file() else None
@@ -360,16 +360,18 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _commit(
-    wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quarantine, input_rows: int, source: str
-) -> IngestReport:
+def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quarantine, input_rows: int, source: str) -> IngestReport:
     if spec is ITEMS:
         good = _home_relative(wh, good)
     result = store.append(wh, spec, good)
     quarantine.write(wh)
     return IngestReport(
-        table=spec.name, source=source, input_rows=input_rows, accepted=result.written,
-        quarantined=len(quarantine.rows), duplicates=result.duplicates,
+        table=spec.name,
+        source=source,
+        input_rows=input_rows,
+        accepted=result.written,
+        quarantined=len(quarantine.rows),
+        duplicates=result.duplicates,
     )
 
 
@@ -378,8 +380,7 @@ def _home_relative(wh: store.Warehouse, rows: pa.Table) -> pa.Table:
     relative to it, so a copied or moved home still finds them; `media_path` resolves them."""
     home = wh.home.resolve()
     for name in ("video_uri", "audio_uri"):
-        values = [None if v is None else (Path(v).relative_to(home).as_posix() if Path(v).is_relative_to(home) else v)
-                  for v in rows.column(name).to_pylist()]
+        values = [None if v is None else (Path(v).relative_to(home).as_posix() if Path(v).is_relative_to(home) else v) for v in rows.column(name).to_pylist()]
         rows = rows.set_column(rows.schema.get_field_index(name), name, pa.array(values, pa.string()))
     return rows
 
@@ -389,4 +390,3 @@ def media_path(wh: store.Warehouse, uri: str | None) -> str | None:
     if not uri or Path(uri).is_absolute():
         return uri
     return str(wh.home.resolve() / uri)
-

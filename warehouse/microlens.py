@@ -46,8 +46,7 @@ def _ingest_titles(wh: store.Warehouse, path: Path, videos: Path) -> IngestRepor
     for record in raw:
         item = record["item"].decode("utf-8", errors="replace").strip() if record["item"] else ""
         video = videos / f"{item}.mp4"
-        records.append({"item_id": record["item"], "title": record["title"],
-                        "video_uri": str(video) if item and video.is_file() else None})
+        records.append({"item_id": record["item"], "title": record["title"], "video_uri": str(video) if item and video.is_file() else None})
     rows = validate_items(records, quarantine, base_dir=path.parent, source=str(path))
     return _commit(wh, ITEMS, pa.Table.from_pylist(rows, schema=ITEMS.schema), quarantine, len(raw) + malformed, str(path))
 
@@ -104,4 +103,3 @@ def _events_table(users: list[str], items: list[str], ordinals: list[int]) -> pa
             "user_bucket": pa.array(buckets, pa.int16()),
         }
     )
-

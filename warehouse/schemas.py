@@ -200,9 +200,7 @@ EXPLANATIONS = TableSpec(
     added_later=("fusion_weights",),
 )
 
-TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (ITEMS, EVENTS, EMBEDDINGS, FAILURES, SAMPLES, SCORES, EXPLANATIONS)
-}
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (ITEMS, EVENTS, EMBEDDINGS, FAILURES, SAMPLES, SCORES, EXPLANATIONS)}
 
 
 def user_partition(user_id: str) -> int:

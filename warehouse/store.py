@@ -105,10 +105,7 @@ def conform(spec: TableSpec, batch: pa.Table) -> pa.Table:
             batch = batch.append_column(name, pa.nulls(batch.num_rows, spec.schema.field(name).type))
     missing = [name for name in spec.schema.names if name not in batch.column_names]
     if missing:
-        raise SchemaError(
-            f"{spec.name}: batch lacks columns {missing}; found {batch.column_names}, "
-            f"expected {spec.schema.names}"
-        )
+        raise SchemaError(f"{spec.name}: batch lacks columns {missing}; found {batch.column_names}, expected {spec.schema.names}")
     columns = []
     for field in spec.schema:
         column = batch.column(field.name)
@@ -119,14 +116,10 @@ def conform(spec: TableSpec, batch: pa.Table) -> pa.Table:
         try:
             columns.append(column.cast(field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise SchemaError(
-                f"{spec.name}.{field.name} has type {column.type}, expected {field.type}: {exc}"
-            ) from exc
+            raise SchemaError(f"{spec.name}.{field.name} has type {column.type}, expected {field.type}: {exc}") from exc
         if not field.nullable and column.null_count:
             raise SchemaError(f"{spec.name}.{field.name} has {column.null_count} nulls; it is required")
-    fields = [
-        pa.field(f.name, col.type, nullable=f.nullable) for f, col in zip(spec.schema, columns)
-    ]
+    fields = [pa.field(f.name, col.type, nullable=f.nullable) for f, col in zip(spec.schema, columns)]
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
@@ -151,11 +144,12 @@ def _colliding_files(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[st
     if spec.partition_by is None or spec.partition_of is None:
         return [wh.parquet_glob(spec)]
     column, partition = spec.partition_of
-    wrong = [key for key, value in zip(batch.column(column).to_pylist(), batch.column(spec.partition_by).to_pylist())
-             if partition(key) != value]
+    wrong = [key for key, value in zip(batch.column(column).to_pylist(), batch.column(spec.partition_by).to_pylist()) if partition(key) != value]
     if wrong:  # a row in the wrong partition would escape the duplicate check: refuse it
-        raise SchemaError(f"{spec.name}: {len(wrong)} rows have a {spec.partition_by} that their {column} does not give "
-                          f"(first: {column} {wrong[0]!r}); the partition of a row follows from its key (warehouse/schemas.py)")
+        raise SchemaError(
+            f"{spec.name}: {len(wrong)} rows have a {spec.partition_by} that their {column} does not give "
+            f"(first: {column} {wrong[0]!r}); the partition of a row follows from its key (warehouse/schemas.py)"
+        )
     table_dir = wh.table_dir(spec)
     values = pc.unique(batch.column(spec.partition_by)).to_pylist()
     folders = [table_dir / f"{spec.partition_by}={value}" for value in values]
@@ -250,10 +244,13 @@ def files_state(wh: Warehouse, spec: TableSpec) -> list[list[Any]]:
 def _swap(table_dir: Path, spec: TableSpec, writes: list[tuple[Path, pa.Table, str]], old_files: list[Path]) -> None:
     """Write the new files and remove the old ones under a journal (see `_recover`)."""
     journal = table_dir / ".journal.json"
-    _write_json_atomic(journal, {
-        "add": [str((folder / name).relative_to(table_dir)) for folder, _, name in writes],
-        "remove": [str(path.relative_to(table_dir)) for path in old_files],
-    })
+    _write_json_atomic(
+        journal,
+        {
+            "add": [str((folder / name).relative_to(table_dir)) for folder, _, name in writes],
+            "remove": [str(path.relative_to(table_dir)) for path in old_files],
+        },
+    )
     for folder, part, name in writes:
         _write_atomic(folder, part, spec, name)
     crash_point("swap:after-add")
@@ -276,8 +273,7 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | N
         match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
         stored = f"read_parquet(?, hive_partitioning = {str(spec.partition_by is not None).lower()})"
         if spec.latest_by:  # versioned entities: only the current version counts as already stored
-            stored = (f"(SELECT * FROM {stored} QUALIFY row_number() OVER "
-                      f"(PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)")
+            stored = f"(SELECT * FROM {stored} QUALIFY row_number() OVER (PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)"
         # Only stored rows whose first key column lies within the batch's range can match: a filter
         # DuckDB pushes into the Parquet scan, so row groups outside the range (other score runs:
         # run_id leads the key of scores) are skipped on their statistics instead of read.
@@ -287,10 +283,7 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | N
             low, high = pc.min_max(first).values()
             stored = f"(SELECT * FROM {stored} WHERE {_quote(spec.key[0])} BETWEEN ? AND ?)"
             params += [low.as_py(), high.as_py()]
-        sql = (
-            f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"
-        )
+        sql = f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"
         rows = con.execute(sql + " ORDER BY b._row", params).fetchnumpy()["_row"]
     else:
         rows = con.execute(sql + " ORDER BY _row").fetchnumpy()["_row"]
@@ -310,10 +303,7 @@ def _partitions(spec: TableSpec, table_dir: Path, rows: pa.Table) -> list[tuple[
     parts = []
     for value in pc.unique(column).to_pylist():
         if not _PARTITION_VALUE.match(str(value)):
-            raise SchemaError(
-                f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; "
-                "use letters, digits, '_', '-' or '.'"
-            )
+            raise SchemaError(f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; use letters, digits, '_', '-' or '.'")
         folder = table_dir / f"{spec.partition_by}={value}"
         folder.mkdir(exist_ok=True)
         parts.append((folder, rows.filter(pc.equal(column, value)).drop_columns([spec.partition_by])))
@@ -356,8 +346,7 @@ def replace(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
         old_files = _files_with_keys(wh, spec, batch)
         kept = [_rows_without_keys(spec, path, batch) for path in old_files]
         removed = sum(pq.read_metadata(path).num_rows for path in old_files) - sum(t.num_rows for t in kept)
-        writes = [(folder, part, _new_part_name()) for rows in [batch, *kept] if rows.num_rows
-                  for folder, part in _partitions(spec, table_dir, rows)]
+        writes = [(folder, part, _new_part_name()) for rows in [batch, *kept] if rows.num_rows for folder, part in _partitions(spec, table_dir, rows)]
         _swap(table_dir, spec, writes, old_files)
     return WriteResult(written=batch.num_rows, duplicates=removed)
 
@@ -370,8 +359,7 @@ def _files_with_keys(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[Pa
     hive = str(spec.partition_by is not None).lower()
     match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
     files = con.execute(
-        f"SELECT DISTINCT s.filename FROM read_parquet(?, hive_partitioning = {hive}, filename = true) s "
-        f"JOIN batch_keys b ON {match}", [wh.parquet_glob(spec)]
+        f"SELECT DISTINCT s.filename FROM read_parquet(?, hive_partitioning = {hive}, filename = true) s JOIN batch_keys b ON {match}", [wh.parquet_glob(spec)]
     ).fetchall()
     con.close()
     return sorted(Path(f) for (f,) in files)
@@ -389,9 +377,7 @@ def _rows_without_keys(spec: TableSpec, path: Path, batch: pa.Table) -> pa.Table
     con.register("stored", rows.select(list(spec.key)).append_column("_row", pa.array(range(rows.num_rows), pa.int64())))
     con.register("batch_keys", batch.select(list(spec.key)))
     match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
-    keep = con.execute(
-        f"SELECT _row FROM stored s WHERE NOT EXISTS (SELECT 1 FROM batch_keys b WHERE {match}) ORDER BY _row"
-    ).fetchnumpy()["_row"]
+    keep = con.execute(f"SELECT _row FROM stored s WHERE NOT EXISTS (SELECT 1 FROM batch_keys b WHERE {match}) ORDER BY _row").fetchnumpy()["_row"]
     con.close()
     return rows.take(pa.array(keep, pa.int64()))
 
