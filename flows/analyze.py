@@ -21,17 +21,16 @@ import numpy as np
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from tqdm import tqdm
 
 from flows.rank import current_samples
 from flows.report import run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import MAX_HISTORY, Dataset, load_dataset, modality_vectors
-from ranker.explain import explain_pairs, label, profile_words
+from ranker.data import MAX_HISTORY, Dataset, Queries, load_dataset, modality_vectors
+from ranker.explain import explain_pairs, label, profile_words, step_ages
 from ranker.names import REPORT_PAGES
 from ranker.scoring import current_queries
-from ranker.shifts import ShiftConfig, detect_shifts, drift_curve, match_shifts, tag_changes
+from ranker.shifts import ShiftConfig, match_shifts, user_shifts
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
 from warehouse.schemas import EXPLANATIONS
@@ -62,19 +61,10 @@ def item_tags(wh: Warehouse) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def history_ages(wh: Warehouse, queries, data: Dataset) -> np.ndarray:
+def history_ages(wh: Warehouse, queries: Queries, data: Dataset) -> np.ndarray:
     """(Q, T) seconds between each history step's latest interaction and the user's latest event."""
     rows = db.analysis(wh, "last_interactions", {"users": [str(u) for u in queries.users]}).to_pylist()
-    seen = {(r["user_id"], r["item_id"]): r["ts"] for r in rows}
-    newest: dict[str, float] = {}
-    for (user, _), ts in seen.items():
-        newest[user] = max(ts, newest.get(user, ts))
-    ages = np.zeros(queries.hist_items.shape, np.float64)
-    for q, user in enumerate(queries.users):
-        for t, item in enumerate(queries.hist_items[q]):
-            if item:
-                ages[q, t] = newest[user] - seen.get((user, data.item_ids[item]), newest[user])
-    return ages
+    return step_ages(queries, data.item_ids, {(r["user_id"], r["item_id"]): r["ts"] for r in rows})
 
 
 def load_explainers(wh: Warehouse, data: Dataset, device: str) -> tuple[Any, Any]:
@@ -127,35 +117,6 @@ def explain_scores(home: str, run_id: str, device: str) -> tuple[list[dict], Dat
         store.append(wh, EXPLANATIONS, pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows]))
         db.refresh_views(wh)
     return rows, data
-
-
-def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dict | None, config: ShiftConfig = ShiftConfig()) -> dict[str, dict[str, Any]]:
-    """Per user: the positive interactions in time order, the drift curve, detected shifts with the
-    tags that rose and fell, and (on the sample) the planted shifts as interaction indices."""
-    order = np.lexsort((data.event_ts, data.queries.users))  # by user, then time
-    users = data.queries.users[order]
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
-    out = {}
-    for rows in tqdm(np.split(order, starts[1:]) if len(users) else [], desc="interest shifts", unit="user", leave=False):
-        user = data.queries.users[rows[0]]
-        vectors = data.content[data.targets[rows]]
-        found = detect_shifts(vectors, config)
-        item_ids = [data.item_ids[i] for i in data.targets[rows]]
-        topic_tags = [tags.get(i, {}).get("hashtag", []) + tags.get(i, {}).get("music", [])[:1] for i in item_ids]
-        for shift in found:
-            shift.rose, shift.fell = tag_changes(topic_tags[: shift.index], topic_tags[shift.index :])
-        planted = []
-        if truth is not None and user in truth["users"]:
-            starts = [datetime.fromisoformat(s["from_ts"].replace("Z", "+00:00")).timestamp() * 1e6 for s in truth["users"][user]["segments"][1:]]
-            planted = [int(np.sum(data.event_ts[rows] < ts)) for ts in starts]
-        out[str(user)] = {
-            "interactions": len(rows),
-            "item_ids": item_ids,
-            "drift": drift_curve(vectors, config.window).tolist(),
-            "shifts": [vars(s) for s in found],
-            "planted": planted,
-        }
-    return out
 
 
 @flow(name="analyze", log_prints=True)

@@ -206,3 +206,17 @@ def profile_words(profile: dict[str, list[tuple[str, float]]]) -> str:
 
 def _and(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def step_ages(queries: Queries, item_ids: list[str], last_seen: dict[tuple[str, str], float]) -> npt.NDArray[np.float64]:
+    """(Q, T) seconds between each history step's latest interaction (`last_seen`: (user, item) ->
+    epoch seconds) and the user's latest interaction; 0 for padding."""
+    newest: dict[str, float] = {}
+    for (user, _), ts in last_seen.items():
+        newest[user] = max(ts, newest.get(user, ts))
+    ages = np.zeros(queries.hist_items.shape, np.float64)
+    for q, user in enumerate(queries.users):
+        for t, item in enumerate(queries.hist_items[q]):
+            if item:
+                ages[q, t] = newest[user] - last_seen.get((user, item_ids[item]), newest[user])
+    return ages

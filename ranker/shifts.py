@@ -8,6 +8,7 @@ highest drift is at least as high is the p-value; below `alpha`, the change is r
 segmentation repeats the search on both sides, so several shifts can be found.
 
 `match_shifts` scores detections against planted ones within a tolerance (in interactions).
+`user_shifts` runs the detection over every user of a `Dataset` (the flow analyze writes the result).
 `ShiftConfig` is read from TOML by `reelsense report --config FILE` (keys: window, permutations,
 alpha, seed; unknown keys are an error).
 """
@@ -16,10 +17,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from tqdm import tqdm
 
+from ranker.data import Dataset
 from warehouse.errors import ConfigError
 from warehouse.settings import check_ranges
 
@@ -122,3 +127,32 @@ def match_shifts(planted: dict[str, list[int]], detected: dict[str, list[int]], 
     recall = hits / n_planted if n_planted else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "tolerance": tolerance, "planted": n_planted, "detected": n_detected, "matched": hits}
+
+
+def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dict | None, config: ShiftConfig = ShiftConfig()) -> dict[str, dict[str, Any]]:
+    """Per user: the positive interactions in time order, the drift curve, detected shifts with the
+    tags that rose and fell, and (on the sample) the planted shifts as interaction indices."""
+    order = np.lexsort((data.event_ts, data.queries.users))  # by user, then time
+    users = data.queries.users[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
+    out = {}
+    for rows in tqdm(np.split(order, starts[1:]) if len(users) else [], desc="interest shifts", unit="user", leave=False):
+        user = data.queries.users[rows[0]]
+        vectors = data.content[data.targets[rows]]
+        found = detect_shifts(vectors, config)
+        item_ids = [data.item_ids[i] for i in data.targets[rows]]
+        topic_tags = [tags.get(i, {}).get("hashtag", []) + tags.get(i, {}).get("music", [])[:1] for i in item_ids]
+        for shift in found:
+            shift.rose, shift.fell = tag_changes(topic_tags[: shift.index], topic_tags[shift.index :])
+        planted = []
+        if truth is not None and user in truth["users"]:
+            starts = [datetime.fromisoformat(s["from_ts"].replace("Z", "+00:00")).timestamp() * 1e6 for s in truth["users"][user]["segments"][1:]]
+            planted = [int(np.sum(data.event_ts[rows] < ts)) for ts in starts]
+        out[str(user)] = {
+            "interactions": len(rows),
+            "item_ids": item_ids,
+            "drift": drift_curve(vectors, config.window).tolist(),
+            "shifts": [vars(s) for s in found],
+            "planted": planted,
+        }
+    return out
