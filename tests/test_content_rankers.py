@@ -14,7 +14,7 @@ from test_rankers import _events, dataset, write_content
 
 from ranker.coldstart import ColdSplit, cold_split, item_cold_rows, user_cold_rows
 from ranker.data import EVENT_INDEX, MissingContent
-from ranker.evaluate import earlier_items, paired_bootstrap, ranks_by_protocol, scoring_path
+from ranker.evaluate import earlier_items, evaluate_model, paired_bootstrap, ranks_by_protocol, scoring_path, test_rows
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
 from ranker.sequence import LstmAttn, LstmAttnConfig
@@ -320,3 +320,41 @@ def test_the_scoring_path_recalls_by_content_and_the_content_model_serves_it(fit
     served = {name: scoring_path(model, data, rows, n_candidates=3, k=1) for name, model in (("content", content), ("ids", ids))}
     assert served["content"]["candidate_recall"] == served["ids"]["candidate_recall"] == 1.0
     assert served["content"]["hr@1"] >= 0.8, served
+
+
+class _Oracle:
+    """Knows each test target: ranks it first for group A users, and third for group B users, below
+    the two newest items of their own history (so that masking the history lifts it to first)."""
+
+    name, probabilistic, version, heads = "oracle", False, "", ["engage"]
+
+    def __init__(self, data) -> None:
+        test = np.flatnonzero(data.split == "test")
+        self.target = dict(zip(data.queries.users[test], data.targets[test]))
+
+    def score_all(self, data, queries):
+        scores = np.zeros((len(queries), data.n_items + 1), np.float32)
+        for q, user in enumerate(queries.users):
+            scores[q, self.target[user]] = 10.0
+            if user.startswith("b"):
+                newest = list(dict.fromkeys(queries.hist_items[q][::-1][queries.hist_items[q][::-1] > 0]))[:2]
+                scores[q, newest] = 20.0
+        scores[:, 0] = -np.inf
+        return scores
+
+    def score_items(self, data, queries, items):
+        return np.take_along_axis(self.score_all(data, queries), items, 1)
+
+
+def test_evaluate_and_its_slices_on_a_known_answer(planted_wh):
+    """Every test target (a5 or b5) is a natural cold item; the oracle puts it at rank 1 for the 30 A
+    users and rank 3 for the 30 B users: NDCG@10 (1 + 1/log2(4)) / 2 = 0.75 unmasked, 1.0 masked."""
+    data = dataset(planted_wh, max_history=10)
+    rows = test_rows(data, max_users=None, seed=0)
+    metrics, ranks = evaluate_model(_Oracle(data), data, rows, seed=0)
+    assert len(rows) == 60 and sorted(set(ranks["unmasked"].tolist())) == [1.0, 3.0]
+    unmasked, masked = metrics["unmasked"], metrics["masked"]
+    assert unmasked["overall"]["ndcg@10"] == pytest.approx(0.75) and unmasked["overall"]["hr@10"] == 1.0
+    assert masked["overall"]["ndcg@10"] == pytest.approx(1.0)
+    assert unmasked["natural_cold_items"]["users"] == 60 and unmasked["warm_items"]["users"] == 0
+    assert unmasked["natural_cold_items"]["ndcg@10"] == pytest.approx(0.75)
