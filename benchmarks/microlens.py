@@ -79,6 +79,7 @@ def main() -> None:
             "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
             "machine": f"{platform.node()}, {torch.get_num_threads()} torch threads",
             "max_history": MAX_HISTORY,
+            "main_seed": [int(x) for x in args.seeds.split(",")][0],
             "overrides": {"max_epochs": args.max_epochs, "cold_max_epochs": args.cold_max_epochs, "batch": args.batch, "patience": args.patience},
         }
     )
@@ -184,7 +185,7 @@ def paired(results: dict, models: list[str], seed: int) -> None:
     ref = steps.get(f"main/{REFERENCE}/seed{seed}")
     if ref is None or "ndcg10_per_user" not in ref:
         return
-    table = results.setdefault("paired_vs_sasrec", {}) if seed == 0 else results.setdefault("paired_vs_sasrec_by_seed", {}).setdefault(str(seed), {})
+    table = results.setdefault("paired_vs_sasrec_by_seed", {}).setdefault(str(seed), {})
     for name in models:
         step = steps.get(f"main/{name}/seed{seed}")
         if step and name != REFERENCE and "ndcg10_per_user" in step:
@@ -216,31 +217,55 @@ def compare_to_values(reference: dict, values: dict, *, seed: int) -> dict:
     return {p: paired_bootstrap(values[p], reference[p], seed=seed) for p in PROTOCOLS}
 
 
+def paired_tables(results: dict) -> dict[str, dict]:
+    """seed -> model -> paired comparison with sasrec of that seed ("paired_vs_sasrec": seed 0, older files)."""
+    return {"0": results.get("paired_vs_sasrec", {}), **results.get("paired_vs_sasrec_by_seed", {})}
+
+
 def markdown(results: dict) -> str:
     steps = results["steps"]
+    seed = results.get("main_seed", 0)  # the seed of the main tables (the first of --seeds)
     lines = [f"# MicroLens-50K ({results.get('data', {}).get('content', '?')})", "", f"`{results['command']}`", ""]
-    if f"main/{REFERENCE}/seed0" not in steps:
+    if f"main/{REFERENCE}/seed{seed}" not in steps:
         lines += [f"No {REFERENCE} in this run, so no paired comparison (its per-user ranks are what the pairing needs).", ""]
     for protocol in PROTOCOLS:
         lines += [
-            f"## history {protocol}, all test users, seed 0",
+            f"## history {protocol}, all test users, seed {seed}",
             "",
             "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold-target HR@10 | vs sasrec NDCG@10 (paired 95% CI) | fit s | epochs |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for key, step in steps.items():
-            if not key.startswith("main/") or not key.endswith("/seed0"):
+            if not key.startswith("main/") or not key.endswith(f"/seed{seed}"):
                 continue
             name = key.split("/")[1]
             m = step["metrics"][protocol]
             o, cold = m["overall"], m["natural_cold_items"]
-            vs = results.get("paired_vs_sasrec", {}).get(name, {}).get(protocol)
+            vs = paired_tables(results).get(str(seed), {}).get(name, {}).get(protocol)
             vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), x{vs['ratio']:.2f}" if vs else "-"
             epochs = len(step["history"]) if step.get("history") else "-"
             lines.append(
                 f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold.get('hr@10', 0):.4f} ({cold['users']}) | {vs_text} | "
                 f"{step['fit_seconds']} | {epochs} |"
+            )
+        lines.append("")
+    served = {
+        k.split("/")[1]: st["metrics"]["scoring_path"]
+        for k, st in steps.items()
+        if k.startswith("main/") and k.endswith(f"/seed{seed}") and "ndcg@10" in st["metrics"].get("scoring_path", {})
+    }
+    if served:
+        lines += [
+            f"## the score-batch path, seed {seed}: similarity candidates (engaged items removed), re-ranked by the model",
+            "",
+            "| model | candidates | repeat targets (never served) | recall of the candidates | NDCG@10 of the top 10 written (95% CI) | HR@10 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, sp in served.items():
+            lines.append(
+                f"| {name} | {sp['candidates']} | {sp['repeat_targets']:.4f} | {sp['candidate_recall']:.4f} | "
+                f"{sp['ndcg@10']:.4f} ({sp['ndcg@10_ci95'][0]:.4f}-{sp['ndcg@10_ci95'][1]:.4f}) | {sp['hr@10']:.4f} |"
             )
         lines.append("")
     seeds = {}
@@ -251,7 +276,7 @@ def markdown(results: dict) -> str:
     for name, values in seeds.items():
         spread = f" +- {np.std(values, ddof=1):.4f}" if len(values) > 1 else " (one seed: no spread)"
         lines.append(f"| {name} | {len(values)} | {np.mean(values):.4f}{spread} |")
-    by_seed = {"0": results.get("paired_vs_sasrec", {}), **results.get("paired_vs_sasrec_by_seed", {})}
+    by_seed = paired_tables(results)
     if any(by_seed.values()):
         lines += [
             "",
