@@ -14,7 +14,8 @@ from test_rankers import _events, dataset, write_content
 
 from ranker.coldstart import ColdSplit, cold_split, item_cold_rows, user_cold_rows
 from ranker.data import EVENT_INDEX, MissingContent
-from ranker.evaluate import earlier_items, evaluate_model, paired_bootstrap, ranks_by_protocol, scoring_path, test_rows
+from ranker.evaluate import earlier_items, evaluate_model, paired_bootstrap, ranks_by_protocol, scoring_path
+from ranker.evaluate import test_rows as rows_to_evaluate
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
 from ranker.sequence import LstmAttn, LstmAttnConfig
@@ -350,7 +351,7 @@ def test_evaluate_and_its_slices_on_a_known_answer(planted_wh):
     """Every test target (a5 or b5) is a natural cold item; the oracle puts it at rank 1 for the 30 A
     users and rank 3 for the 30 B users: NDCG@10 (1 + 1/log2(4)) / 2 = 0.75 unmasked, 1.0 masked."""
     data = dataset(planted_wh, max_history=10)
-    rows = test_rows(data, max_users=None, seed=0)
+    rows = rows_to_evaluate(data, max_users=None, seed=0)
     metrics, ranks = evaluate_model(_Oracle(data), data, rows, seed=0)
     assert len(rows) == 60 and sorted(set(ranks["unmasked"].tolist())) == [1.0, 3.0]
     unmasked, masked = metrics["unmasked"], metrics["masked"]

@@ -201,9 +201,14 @@ def test_feature_build_killed_mid_replace_is_rolled_forward_on_read(sample):
     assert first.returncode == 0, first.stderr[-2000:]
     rows_sql = "SELECT * FROM samples ORDER BY ALL"
     clean = db.fetch(Warehouse(home), rows_sql)
-    user = clean[0]["user_id"]  # a new engagement, after everything: one more sample, and new splits
+    # A like of an item the user was never shown, after everything: one more interaction (a like of
+    # a shown item would join the interaction of its impression), so one more sample.
+    user = clean[0]["user_id"]
+    item = db.fetch(
+        Warehouse(home), "SELECT min(item_id) AS item_id FROM items WHERE item_id NOT IN (SELECT item_id FROM events WHERE user_id = $user)", {"user": user}
+    )[0]["item_id"]
     later = (max(r["event_ts"] for r in clean) + timedelta(days=1)).isoformat()
-    (home / "later.csv").write_text(f"user_id,item_id,event_ts,event,watch_ratio\n{user},{clean[0]['item_id']},{later},like,\n")
+    (home / "later.csv").write_text(f"user_id,item_id,event_ts,event,watch_ratio\n{user},{item},{later},like,\n")
     assert reelsense(home, "ingest", "events", str(home / "later.csv")).returncode == 0
     killed = reelsense(home, "features", crash_at="swap:after-add")
     assert killed.returncode == -signal.SIGKILL
