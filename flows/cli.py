@@ -63,6 +63,14 @@ def _count(text: str) -> int:
     return value
 
 
+def _at_least_one(text: str) -> int:
+    """A number of shards that cannot be 0: 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # No telemetry from the embedded Prefect server: these machines may have no network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -181,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-id", help="rerunning with the same id and model version completes a run without duplicating rows; a run id belongs to one model version"
     )
     score.add_argument("--replace", action="store_true", help="delete the run's scores and explanations first (to reuse a run id with another model)")
-    score.add_argument("--shards", type=int, default=4, help="user shards (groups of events partitions)")
+    score.add_argument("--shards", type=_at_least_one, default=4, help="user shards (groups of events partitions), 1 or more")
     score.add_argument("--device", default="auto", type=_device)
     score.add_argument("--dask-workers", type=_count, default=0, help="run the shards on a local Dask cluster of N processes")
     score.add_argument(

@@ -370,6 +370,13 @@ def test_extract_refuses_negative_counts(home, capsys, args):
     assert exit_.value.code == 2 and "expected 0 or more" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("shards", ["0", "-2"])
+def test_score_refuses_fewer_than_one_shard(home, capsys, shards):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--home", str(home), "score", "--model", "popularity", "--shards", shards])
+    assert exit_.value.code == 2 and "expected 1 or more" in capsys.readouterr().err
+
+
 def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_use(ranked_home, tmp_path, capsys):
     """lstm-attn v1 (lightgbm re-ranks it), retrained as v2 for run `old` (reported), retrained as
     v3 for run `new`. Keeping one run removes old's scores, explanations and report, and v2, which
