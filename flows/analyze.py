@@ -1,6 +1,7 @@
 """analyze (Prefect flow; `reelsense report`, and the last step of `reelsense demo`).
 
-Reads a score-batch run (`scores`), the rankers, `events`, `embeddings` and the `item_tags` view;
+Reads a score-batch run (`scores`), the rankers, `samples` (rebuilt first when events changed),
+`events` (history ages), `embeddings` and the `item_tags` view;
 writes `explanations` (one row per scored pair: attention, modality contributions, LightGBM
 feature contributions, a summary in words) and a static report folder per run,
 `<home>/reports/<run>/`: index.html, one page per user under users/, PNG plots under plots/, and

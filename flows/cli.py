@@ -399,7 +399,7 @@ def _score(args: argparse.Namespace) -> None:
     from flows.score import check_arguments, claim_run, known_users, model_version, run_score
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
-    check_arguments(args.model, args.k, args.candidates)
+    check_arguments(args.model, args.k, args.candidates, args.run_id)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
     users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users is not None else None
     if users == []:

@@ -193,6 +193,8 @@ def evaluate_rankers(
             )
     stem = "results-quick" if quick else "results"
     results["data_fingerprint"] = artifacts.fingerprint(data)
+    # Results of the same code only: the evaluation (its sampled negatives, popularity) is code too.
+    results["code_version"] = artifacts.code_version()
     results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir)
     results["kept_from_earlier"] = [name for name in results["models"] if name not in models]
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -204,12 +206,12 @@ def evaluate_rankers(
 
 def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], models_dir: Path) -> dict[str, Any]:
     """`evaluate --models a,b` updates a and b in the report and keeps the other models' results, when
-    they were measured on the same data, content, seed and test users and are still the latest
+    they were measured by the same code on the same data, content, seed and test users and are still the latest
     version of their model; otherwise the report holds only this run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
     version (its per-user ranks are not stored, so it cannot be paired again)."""
     previous = json.loads(path.read_text()) if path.exists() else {}
     same = (
-        all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation"))
+        all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation", "code_version"))
         and previous.get("protocol", {}).get("content") == results["protocol"]["content"]
     )
     kept = {

@@ -3,8 +3,10 @@
     reelsense score [--model lstm-attn] [--k 20] [--candidates 200] [--users u1,u2] [--run-id ID]
                     [--replace] [--shards 4] [--dask-workers N | --dask-address tcp://host:8786]
 
-Users are sharded by their `events` partition (user_bucket): a shard task reads only its users'
-events, and their engaged items (warehouse/sql/analysis/engaged_items.sql), loads the model
+Users are sharded by their `events` partition (user_bucket): the flow rebuilds `samples` first when
+events changed, and each shard task reads its users' rows of that build of `samples` (events that
+arrive during the run wait for the next one) and their engaged items
+(warehouse/sql/analysis/engaged_items.sql), loads the model
 (checked against the warehouse's feature schema), generates candidates by embedding similarity
 among the items each user has not engaged with and re-ranks them (ranker/scoring.py), and appends
 its rows to `scores` with the run id and the model version. A user with fewer than K unseen items
@@ -36,7 +38,7 @@ from flows.rank import current_samples
 from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import MAX_HISTORY, load_dataset
+from ranker.data import MAX_HISTORY, load_dataset, samples_build
 from ranker.names import CANDIDATES, check_rankers
 from ranker.scoring import current_queries, engaged_pairs, rerank, similarity_candidates
 from warehouse import db, store
@@ -55,11 +57,22 @@ class RunConflict(ReelsenseError):
 
 @task(name="score-shard", cache_policy=NO_CACHE)
 def score_shard(
-    home: str, buckets: list[int], model_name: str, run_id: str, *, k: int, n_candidates: int, users: list[str] | None, device: str, version: str
+    home: str,
+    buckets: list[int],
+    model_name: str,
+    run_id: str,
+    *,
+    k: int,
+    n_candidates: int,
+    users: list[str] | None,
+    device: str,
+    version: str,
+    build: str | None,
 ) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
-    data = load_dataset(wh, MAX_HISTORY, buckets=buckets)
+    # The build of `samples` the run started with: events ingested meanwhile wait for the next run.
+    data = load_dataset(wh, MAX_HISTORY, buckets=buckets, build=build)
     model = artifacts.load_with_base(wh.models_dir, model_name, data, device, version=version, match="schema")
     queries = current_queries(data)
     if users is not None:
@@ -88,11 +101,13 @@ def score_shard(
     return {"users": len(queries), "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
 
 
-def check_arguments(model: str, k: int, n_candidates: int) -> None:
+def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = None) -> None:
     """Refuse arguments no run can use (the CLI calls this before it starts any flow)."""
     check_rankers([model])
     if k < 1 or n_candidates < k:
         raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}; pass --k 1 or more and --candidates at least --k")
+    if run_id is not None and not store.partition_value_ok(run_id):
+        raise ReelsenseError(f"run id {run_id!r} cannot name the run's folder in `scores`; use letters, digits, '_', '-' or '.'")
 
 
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:
@@ -135,6 +150,8 @@ def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:
     of the same table are not serialised with the read (see docs/RELIABILITY.md)."""
     if not wh.has_rows_on_disk(spec) or not run_ids:
         return 0
+    if spec.partition_by == "run_id":  # scores: the runs' folders go, the other runs are not read
+        return store.drop_partitions(wh, spec, run_ids)
     table = store.read(wh, spec)
     kept = table.filter(pc.invert(pc.is_in(table.column("run_id"), pa.array(sorted(run_ids), pa.string()))))
     if kept.num_rows == table.num_rows:
@@ -162,15 +179,16 @@ def score_batch(
     version: str | None = None,
     replace: bool = False,
 ) -> dict[str, Any]:
-    check_arguments(model, k, n_candidates)
+    check_arguments(model, k, n_candidates, run_id)
     wh = Warehouse(home)
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
     current_samples(home)  # once, before the shards read it
+    build = samples_build(wh)
     run_id = run_id or new_run_id()
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
     started = time.perf_counter()
     futures = [
-        score_shard.submit(home, buckets, model, run_id, k=k, n_candidates=n_candidates, users=users, device=device_for(device), version=version)
+        score_shard.submit(home, buckets, model, run_id, k=k, n_candidates=n_candidates, users=users, device=device_for(device), version=version, build=build)
         for buckets in shard_buckets(shards)
     ]
     try:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ranker.data import Dataset
+from ranker.data import POPULARITY, Dataset
 from ranker.names import NEEDS_BASE
 from ranker.registry import build
 from warehouse import store
@@ -75,6 +75,7 @@ def feature_schema(data: Dataset) -> dict[str, Any]:
         "content_dim": int(data.content.shape[1]),
         "max_history": int(data.queries.hist_items.shape[1]),
         "behaviours": list(data.behaviours),
+        "popularity": POPULARITY,  # what train_counts counts (LightGBM's log_popularity feature)
     }
 
 

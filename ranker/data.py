@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +32,9 @@ from warehouse.store import Warehouse
 # The history window of every ranker: part of the feature schema (a model trained on one length
 # cannot score another), defined here once.
 MAX_HISTORY = 20
+# What `training_counts` counts, named in every model's feature schema: a model trained on another
+# definition of popularity is refused rather than fed numbers on another scale.
+POPULARITY = "train-split positives, each interaction once"
 EVENT_INDEX = {"impression": 1, "watch": 2, "like": 3, "comment": 4, "share": 5}  # 0: padding
 BEHAVIOURS = ("engage", "watch", "like", "comment")
 
@@ -52,14 +57,26 @@ class StaleSamples(ReelsenseError):
     """`samples` is missing, or was built from other events, SQL or a shorter history window."""
 
 
-def _samples_source(wh: Warehouse, max_history: int) -> dict:
-    return {"events": store.files_state(wh, EVENTS), "max_history": max_history, "sequences_sql": hashlib.sha256(_sql("sequences").encode()).hexdigest()[:16]}
+def _samples_source(wh: Warehouse, max_history: int) -> dict[str, Any]:
+    return {
+        "events": store.files_state(wh, EVENTS),
+        "max_history": max_history,
+        "sequences_sql": hashlib.sha256(_sql("sequences").encode()).hexdigest()[:16],
+        "build_id": uuid.uuid4().hex,  # names this build: a scoring run checks its shards read the same one
+    }
+
+
+def samples_build(wh: Warehouse) -> str | None:
+    """The id of the current build of `samples` (None: none recorded)."""
+    record = store.built_from(wh, SAMPLES)
+    return None if record is None else record.get("build_id")
 
 
 def stale_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> str | None:
-    """Why `samples` cannot serve histories of `max_history` steps now, or None when it can."""
+    """Why `samples` cannot serve histories of `max_history` steps now, or None when it can. An
+    empty build (no positive interaction yet) is a build: its record says so."""
     record = store.built_from(wh, SAMPLES)
-    if record is None or not wh.has_rows_on_disk(SAMPLES):
+    if record is None:
         return "`samples` has not been built (or its build was interrupted)"
     now = _samples_source(wh, max_history)
     if record.get("events") != now["events"]:
@@ -73,6 +90,7 @@ def stale_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> str | None:
 
 def build_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> pa.Table:
     """Rebuild `samples` from `events` (the flow build-features); returns the rows written."""
+    store.recover(wh)  # an interrupted events write is finished first, so the record names what is read
     source = _samples_source(wh, max_history)  # before reading: events written meanwhile make it stale
     table = build_sequences(wh, max_history)
     store.overwrite(wh, SAMPLES, table, built_from=source)
@@ -89,14 +107,20 @@ def ensure_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> str | None:
     return reason
 
 
-def read_samples(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None) -> pa.Table:
+def read_samples(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None, *, build: str | None = None) -> pa.Table:
     """The rows of `samples` (of the users in `buckets`, default all); `StaleSamples` when they do
-    not describe the current events."""
-    reason = stale_samples(wh, max_history)
-    if reason is not None:
-        raise StaleSamples(f"{reason}: run `reelsense features` (the flow build-features) to rebuild it from {wh.table_dir(EVENTS)}, then run this again")
-    buckets = list(range(EVENT_PARTITIONS)) if buckets is None else [int(b) for b in buckets]
-    return db.analysis(wh, "samples_of", {"buckets": buckets})
+    not describe the current events, or, with `build`, when they are not that build any more (a
+    scoring run's shards read the build the run started with, even if events arrive meanwhile).
+    Read under a shared lock: a rebuild (an exclusive writer) waits for the read, and the other way round."""
+    store.recover(wh)  # before the shared lock: recovery takes the table lock itself
+    with store.shared_lock(wh, SAMPLES):
+        if build is not None:
+            if samples_build(wh) != build:
+                raise StaleSamples(f"`samples` was rebuilt while this run read it (build {build} is gone); run it again")
+        elif (reason := stale_samples(wh, max_history)) is not None:
+            raise StaleSamples(f"{reason}: run `reelsense features` (the flow build-features) to rebuild it from {wh.table_dir(EVENTS)}, then run this again")
+        buckets = list(range(EVENT_PARTITIONS)) if buckets is None else [int(b) for b in buckets]
+        return db.analysis(wh, "samples_of", {"buckets": buckets})
 
 
 @dataclass
@@ -157,22 +181,22 @@ class Dataset:
         return len(self.item_ids) - 1
 
 
-def _positions(values: pa.Array | pa.ChunkedArray, lookup: list[str]) -> npt.NDArray[np.int64]:
-    """Each value's position in `lookup` plus one (0 stays padding), vectorised in Arrow."""
-    positions = pc.index_in(values, value_set=pa.array(lookup, pa.string()))
-    if positions.null_count:
+def _codes(values: pa.Array | pa.ChunkedArray, codes: dict[str, int]) -> npt.NDArray[np.int64]:
+    """Each value's code (`codes`: an item's index, an event's EVENT_INDEX), vectorised in Arrow."""
+    positions = pc.index_in(values, value_set=pa.array(list(codes), pa.string()))
+    if positions.null_count:  # the vocabulary is items and events, so only a concurrent change gets here
         unknown = pc.unique(pc.filter(values, pc.is_null(positions))).to_pylist()[:5]
-        raise StaleSamples(f"`samples` names values that are no longer known ({unknown}); run `reelsense features`")
-    return positions.to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        raise StaleSamples(f"`samples` names values the warehouse does not know ({unknown}); run this again")
+    return np.fromiter(codes.values(), np.int64, len(codes))[positions.to_numpy(zero_copy_only=False).astype(np.int64)]
 
 
-def _pad(lists: pa.ChunkedArray, length: int, lookup: list[str] | None, dtype) -> np.ndarray:
+def _pad(lists: pa.ChunkedArray | pa.Array, length: int, codes: dict[str, int] | None, dtype: npt.DTypeLike) -> np.ndarray:
     """(rows, length) matrix of the lists, right-aligned and left-padded with 0, the last `length`
-    values of each kept; with `lookup`, each value becomes its position in `lookup` plus one."""
+    values of each kept; with `codes`, each value becomes its code."""
     column = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
     sizes = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
     flat = pc.list_flatten(column)
-    values = _positions(flat, lookup) if lookup is not None else flat.to_numpy(zero_copy_only=False)
+    values = _codes(flat, codes) if codes is not None else flat.to_numpy(zero_copy_only=False)
     rows = np.repeat(np.arange(len(sizes)), sizes)
     step = np.arange(len(values)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # position within its list
     col = length - sizes[rows] + step
@@ -187,41 +211,54 @@ def item_vocabulary(wh: Warehouse) -> list[str]:
     return db.analysis(wh, "item_vocabulary").column("item_id").to_pylist()
 
 
-def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None) -> Dataset:
+def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None, *, build: str | None = None) -> Dataset:
     """The rankers' data, from `samples`; `buckets` restricts it to the users of some events
-    partitions (scoring shards), with the same item vocabulary and content as the whole warehouse."""
-    table = read_samples(wh, max_history, buckets)
+    partitions (scoring shards), with the same item vocabulary, content and popularity as the whole
+    warehouse; `build` (see `read_samples`) pins the build of `samples` read."""
+    table = read_samples(wh, max_history, buckets, build=build)
     items = item_vocabulary(wh)
     index = {item: i + 1 for i, item in enumerate(items)}
     queries = Queries(
         users=table.column("user_id").to_numpy(zero_copy_only=False).astype(object),
-        hist_items=_pad(table.column("history_item_ids"), max_history, items, np.int64),
-        hist_events=_pad(table.column("history_events"), max_history, list(EVENT_INDEX), np.int64),
+        hist_items=_pad(table.column("history_item_ids"), max_history, index, np.int64),
+        hist_events=_pad(table.column("history_events"), max_history, EVENT_INDEX, np.int64),
         hist_ratios=_pad(table.column("history_watch_ratios"), max_history, None, np.float32),
     )
-    flag = lambda name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float32)  # noqa: E731
+
+    def flag(name: str) -> npt.NDArray[np.float32]:
+        return table.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
+
     labels = {"engage": np.ones(table.num_rows, np.float32), "watch": flag("watched"), "like": flag("liked"), "comment": flag("commented")}
     # A behaviour gets a head where the positives disagree on it (MicroLens: all comments, one head).
-    behaviours = ["engage"] + [b for b in BEHAVIOURS[1:] if 0 < labels[b].mean() < 1]
+    behaviours = ["engage"] + [b for b in BEHAVIOURS[1:] if labels[b].size and 0 < labels[b].mean() < 1]
     content, source = content_matrix(wh, index)
     unaligned = [] if not source.startswith("fused:") else unaligned_items(wh, source.split(":", 1)[1])
     data = Dataset(
         ["<pad>", *items],
         queries,
-        _positions(table.column("item_id"), items),
+        _codes(table.column("item_id"), index),
         table.column("split").to_numpy(zero_copy_only=False).astype(object),
         labels,
         behaviours,
         content,
         source,
-        target_events=_positions(table.column("event"), list(EVENT_INDEX)),
+        target_events=_codes(table.column("event"), EVENT_INDEX),
         target_ratios=table.column("watch_ratio").to_numpy().astype(np.float32),
         event_ts=table.column("event_ts").cast(pa.int64()).to_numpy(),
         scorable=np.linalg.norm(content, axis=1) > 0,
         unaligned=unaligned,
         withheld=np.zeros(len(items) + 1, bool),
     )
-    data.train_counts, data.in_training = training_counts(data.targets, data.split, data.queries.hist_items, data.n_items)
+    if buckets is None:
+        data.train_counts, data.in_training = training_counts(data.targets, data.split, data.queries.hist_items, data.n_items)
+    else:  # a shard of users: popularity and what training saw are the whole warehouse's
+        whole = read_samples(wh, max_history, build=build)
+        data.train_counts, data.in_training = training_counts(
+            _codes(whole.column("item_id"), index),
+            whole.column("split").to_numpy(zero_copy_only=False).astype(object),
+            _pad(whole.column("history_item_ids"), max_history, index, np.int64),
+            data.n_items,
+        )
     return data
 
 

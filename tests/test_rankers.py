@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ranker.data import EVENT_INDEX, build_sequences, ensure_samples, load_dataset
+from ranker.data import EVENT_INDEX, StaleSamples, build_sequences, ensure_samples, load_dataset, samples_build
 from ranker.names import ALL_MODELS
 from ranker.registry import build
 from warehouse import db, store
@@ -211,21 +211,69 @@ def test_scores_move_with_the_candidates_when_they_are_shuffled(checkerboard, tr
 
 def test_the_dataset_is_the_samples_table_padded_right_aligned(tmp_path):
     """load_dataset pads `samples` with Arrow (no Python loop): each row's last `max_history` history
-    steps, right-aligned and left-padded with 0, in the item index of the vocabulary; a window
-    shorter than the stored one is cut from the left."""
+    steps, right-aligned and left-padded with 0, items and events by their codes; a window shorter
+    than the stored one is cut from the left; a shard of users gets the whole warehouse's popularity."""
     rng = np.random.default_rng(3)
     wh = Warehouse(tmp_path)
-    store.append(wh, EVENTS, _events([(f"u{rng.integers(0, 4)}", f"i{rng.integers(0, 9)}", int(t)) for t in range(60)]))
+    kinds = ["impression", "watch", "like", "comment"]
+    rows = []
+    for t in range(90):
+        user, kind = f"u{rng.integers(0, 6)}", kinds[rng.integers(0, 4)]
+        ratio = float(rng.integers(1, 10)) / 10 if kind == "watch" else None
+        rows.append(
+            {
+                "user_id": user,
+                "item_id": f"i{rng.integers(0, 9)}",
+                "event_ts": START + timedelta(seconds=t),
+                "event": kind,
+                "watch_ratio": ratio,
+                "user_bucket": user_partition(user),
+            }
+        )
+    store.append(wh, EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema))
     db.refresh_views(wh)
     ensure_samples(wh)
-    rows = db.fetch(wh, "SELECT * FROM samples ORDER BY user_id, event_ts, item_id")
+    stored = db.fetch(wh, "SELECT * FROM samples ORDER BY user_id, event_ts, item_id")
+    assert {e for r in stored for e in r["history_events"]} >= {"impression", "watch", "like"}
     for window in (3, 20):
         data = load_dataset(wh, window)
         index = {item: i for i, item in enumerate(data.item_ids)}
-        assert len(rows) == len(data.targets) and [data.item_ids[t] for t in data.targets] == [r["item_id"] for r in rows]
-        for row, items, events, ratios in zip(rows, data.queries.hist_items, data.queries.hist_events, data.queries.hist_ratios):
+        assert [data.item_ids[t] for t in data.targets] == [r["item_id"] for r in stored]
+        assert data.target_events.tolist() == [EVENT_INDEX[r["event"]] for r in stored]
+        for row, items, events, ratios in zip(stored, data.queries.hist_items, data.queries.hist_events, data.queries.hist_ratios):
             kept = row["history_item_ids"][-window:]
-            pad = window - len(kept)
-            assert items.tolist() == [0] * pad + [index[i] for i in kept]
-            assert events.tolist() == [0] * pad + [EVENT_INDEX[e] for e in row["history_events"][-window:]]
-            assert ratios.tolist() == pytest.approx([0] * pad + row["history_watch_ratios"][-window:])
+            pad = [0] * (window - len(kept))
+            assert items.tolist() == pad + [index[i] for i in kept]
+            assert events.tolist() == pad + [EVENT_INDEX[e] for e in row["history_events"][-window:]]
+            assert ratios.tolist() == pytest.approx(pad + row["history_watch_ratios"][-window:])
+    bucket = user_partition(stored[0]["user_id"])
+    shard = load_dataset(wh, 20, buckets=[bucket])
+    assert set(shard.queries.users) == {r["user_id"] for r in stored if user_partition(r["user_id"]) == bucket}
+    np.testing.assert_array_equal(shard.train_counts, data.train_counts)
+    np.testing.assert_array_equal(shard.in_training, data.in_training)
+
+
+def test_an_empty_build_of_samples_is_current_and_a_pinned_build_must_still_be_there(tmp_path):
+    """Only impressions so far: no positive interaction, zero samples, and that build is current
+    (not rebuilt on every read). A reader pinned to a build refuses once samples was rebuilt."""
+    wh = Warehouse(tmp_path)
+    shown = [
+        {
+            "user_id": "u1",
+            "item_id": f"i{k}",
+            "event_ts": START + timedelta(seconds=k),
+            "event": "impression",
+            "watch_ratio": None,
+            "user_bucket": user_partition("u1"),
+        }
+        for k in range(3)
+    ]
+    store.append(wh, EVENTS, pa.Table.from_pylist(shown, schema=EVENTS.schema))
+    assert ensure_samples(wh) is not None and ensure_samples(wh) is None
+    assert len(load_dataset(wh).targets) == 0
+    build = samples_build(wh)
+    store.append(wh, EVENTS, _events([("u1", "i0", 10)]))
+    assert ensure_samples(wh) == "`events` changed since `samples` was built" and samples_build(wh) != build
+    with pytest.raises(StaleSamples, match="rebuilt while this run read it"):
+        load_dataset(wh, build=build)
+    assert len(load_dataset(wh, build=samples_build(wh)).targets) == 1

@@ -383,3 +383,29 @@ def test_an_append_reads_only_the_partitions_its_keys_can_live_in(wh):
                 schema=ITEMS.schema,
             ),
         )
+
+
+def test_scores_of_an_older_home_move_into_run_partitions_and_a_run_drops_alone(tmp_path):
+    """Before schema version 4 `scores` was one flat folder; the first reader moves its rows into
+    run_id= folders (journaled), and dropping one run removes its folder only. A numeric run id
+    stays a string."""
+    wh = Warehouse(tmp_path)
+    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    rows = [
+        {"run_id": run, "user_id": f"u{k}", "item_id": f"i{k}", "score": 1.0 - k / 10, "rank": k + 1, "model_version": "popularity@1", "scored_at": now}
+        for run in ("old", "7")
+        for k in range(3)
+    ]
+    folder = wh.table_dir(TABLES["scores"])
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=TABLES["scores"].schema), folder / "part-legacy.parquet")
+    assert wh.has_rows_on_disk(TABLES["scores"])  # the flat file counts before it is moved
+    got = db.fetch(wh, "SELECT run_id, count(*) AS n FROM scores GROUP BY run_id ORDER BY run_id")
+    assert got == [{"run_id": "7", "n": 3}, {"run_id": "old", "n": 3}]
+    assert not list(folder.glob("*.parquet")) and sorted(p.name for p in folder.glob("run_id=*")) == ["run_id=7", "run_id=old"]
+    assert store.read(wh, TABLES["scores"]).num_rows == 6
+    assert store.drop_partitions(wh, TABLES["scores"], {"old", "missing"}) == 3
+    assert not (folder / "run_id=old").exists()
+    assert db.fetch(wh, "SELECT DISTINCT run_id FROM scores") == [{"run_id": "7"}]
+    again = store.append(wh, TABLES["scores"], pa.Table.from_pylist(rows[3:], schema=TABLES["scores"].schema))
+    assert again.written == 0 and again.duplicates == 3  # the run's own partition holds its keys

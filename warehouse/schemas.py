@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3  # 2: embeddings.fusion_weights; 3: explanations.fusion_weights
+SCHEMA_VERSION = 4  # 2: embeddings.fusion_weights; 3: explanations.fusion_weights; 4: scores partitioned by run_id
 
 EVENT_TYPES = ("impression", "watch", "like", "comment", "share")
 MODALITIES = ("frames", "text", "audio", "fused")
@@ -176,6 +176,10 @@ SCORES = TableSpec(
         ]
     ),
     key=("run_id", "user_id", "item_id"),
+    # One folder per run (run_id=<id>/): a night's append checks its keys against its own run only,
+    # and pruning a run removes its folder, whatever the number of runs before it.
+    partition_by="run_id",
+    partition_of=("run_id", lambda run_id: run_id),
 )
 
 EXPLANATIONS = TableSpec(

@@ -44,9 +44,11 @@ import pyarrow.parquet as pq
 
 from warehouse.errors import SchemaError
 from warehouse.faults import crash_point
-from warehouse.schemas import SCHEMA_VERSION, TableSpec
+from warehouse.schemas import SCHEMA_VERSION, TABLES, TableSpec
 
 _PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# DuckDB types of the partition columns (hive folder names are text).
+_HIVE_TYPES = {pa.string(): "VARCHAR", pa.int16(): "SMALLINT"}
 # Beside a derived table's files: what it was built from (see `overwrite`).
 BUILT_FROM = ".built_from.json"
 # Compaction merges files under SMALL_FILE_BYTES into files of about that size (bounded memory).
@@ -83,7 +85,9 @@ class Warehouse:
         return str(self.table_dir(spec) / pattern)
 
     def has_rows_on_disk(self, spec: TableSpec) -> bool:
-        return next(self.part_files(spec), None) is not None
+        # Files of a table written before it was partitioned count too: the next reader or writer
+        # moves them into partitions (`_recover`).
+        return next(self.part_files(spec), None) is not None or bool(spec.partition_by and _flat_files(self.table_dir(spec)))
 
     def part_files(self, spec: TableSpec) -> Iterator[Path]:
         root = self.table_dir(spec)
@@ -220,6 +224,27 @@ def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table, *, built_from: di
         if built_from is not None:
             _write_json_atomic(record, built_from)
     return WriteResult(written=batch.num_rows, duplicates=removed)
+
+
+def partition_value_ok(value: object) -> bool:
+    """Whether `value` can name a partition folder (`column=value/`)."""
+    return bool(_PARTITION_VALUE.match(str(value)))
+
+
+def drop_partitions(wh: Warehouse, spec: TableSpec, values: set[str]) -> int:
+    """Remove whole partitions of a partitioned table (e.g. score runs), journaled like `replace`;
+    returns the rows removed. Costs the removed partitions, not the table."""
+    table_dir = wh.table_dir(spec)
+    with _table_lock(table_dir):
+        folders = [table_dir / f"{spec.partition_by}={value}" for value in sorted(values) if _PARTITION_VALUE.match(str(value))]
+        doomed = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.parquet"))]
+        removed = sum(pq.read_metadata(path).num_rows for path in doomed)
+        if doomed:
+            _swap(table_dir, spec, [], doomed)
+        for folder in folders:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    return removed
 
 
 def built_from(wh: Warehouse, spec: TableSpec) -> dict[str, Any] | None:
@@ -417,12 +442,28 @@ def _recover(table_dir: Path) -> None:
     journal.unlink()
 
 
+def _flat_files(table_dir: Path) -> list[Path]:
+    return sorted(table_dir.glob("*.parquet")) if table_dir.exists() else []
+
+
+def _partition_flat_files(table_dir: Path) -> None:
+    """Move the files a table held before it was partitioned (scores before schema version 4) into
+    its partition folders, journaled like `replace`: after a crash the next lock holder finishes it."""
+    spec = TABLES.get(table_dir.name)
+    flat = _flat_files(table_dir)
+    if spec is None or spec.partition_by is None or not flat:
+        return
+    rows = conform(spec, pa.concat_tables([pq.read_table(f).replace_schema_metadata(None) for f in flat], promote_options="permissive"))
+    _swap(table_dir, spec, [(folder, part, _new_part_name()) for folder, part in _partitions(spec, table_dir, rows)], flat)
+
+
 def recover(wh: Warehouse) -> list[str]:
     """Finish or undo the journaled writes a crashed writer left, in every table (readers call this
     before they read, so they never see a replace half done); returns the tables recovered."""
     done = []
     for spec_dir in sorted(wh.tables_dir.glob("*/")) if wh.tables_dir.exists() else []:
-        if (spec_dir / ".journal.json").exists():
+        partitioned = TABLES.get(spec_dir.name) is not None and TABLES[spec_dir.name].partition_by is not None
+        if (spec_dir / ".journal.json").exists() or (partitioned and _flat_files(spec_dir)):
             with _table_lock(spec_dir):  # recovery runs under the lock, before the block
                 done.append(spec_dir.name)
     return done
@@ -434,6 +475,27 @@ def _table_lock(table_dir: Path) -> Iterator[None]:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             _recover(table_dir)
+            _partition_flat_files(table_dir)
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
+def shared_lock(wh: Warehouse, spec: TableSpec) -> Iterator[None]:
+    """Hold a table steady while reading it: writers (`_table_lock`, exclusive) wait until the
+    read ends. A replace a crashed writer left half done is finished first."""
+    table_dir = wh.table_dir(spec)
+    table_dir.mkdir(parents=True, exist_ok=True)
+    with open(table_dir / ".lock", "a+") as handle:
+        while True:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+            if not (table_dir / ".journal.json").exists():
+                break
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)  # a crashed writer's journal: recover, then retry
+            with _table_lock(table_dir):
+                pass
+        try:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
@@ -449,7 +511,8 @@ def read(wh: Warehouse, spec: TableSpec) -> pa.Table:
         return spec.schema.empty_table()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    hive = str(spec.partition_by is not None).lower()
+    # The partition column is typed as the schema says (a run id "7" stays a string).
+    hive = "false" if spec.partition_by is None else f"true, hive_types = {{'{spec.partition_by}': {_HIVE_TYPES[spec.schema.field(spec.partition_by).type]}}}"
     table = con.sql(
         f"SELECT * FROM read_parquet($glob, hive_partitioning = {hive}, union_by_name = true)",
         params={"glob": wh.parquet_glob(spec)},
