@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ranker.artifacts import code_version
 from ranker.coldstart import NEW_USER_STEPS, cold_split, item_cold_rows, user_cold_rows
 from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
 from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
@@ -51,6 +52,7 @@ def fit(model, data, seed: int) -> dict:
     model.fit(data, seed=seed)
     return {
         "command": " ".join(["python", *sys.argv]),
+        "code_version": code_version(),  # a resumed run pairs steps of one code version only (see `paired`)
         "fit_seconds": round(time.perf_counter() - started, 1),
         "history": getattr(model, "history", None),
         "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
@@ -188,7 +190,7 @@ def paired(results: dict, models: list[str], seed: int) -> None:
     table = results.setdefault("paired_vs_sasrec_by_seed", {}).setdefault(str(seed), {})
     for name in models:
         step = steps.get(f"main/{name}/seed{seed}")
-        if step and name != REFERENCE and "ndcg10_per_user" in step:
+        if step and name != REFERENCE and "ndcg10_per_user" in step and step.get("code_version") == ref.get("code_version"):
             # NDCG@10 per user is a function of the rank: compare the stored per-user values directly.
             mine = {p: np.asarray(step["ndcg10_per_user"][p]) for p in PROTOCOLS}
             theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
@@ -198,13 +200,15 @@ def paired(results: dict, models: list[str], seed: int) -> None:
 def paired_cold(results: dict, seed: int) -> None:
     """The cold-start slices, each model against sasrec on the same rows (paired bootstrap)."""
     steps = results["steps"]
-    ref = steps.get(f"cold/{REFERENCE}/seed{seed}", {}).get("ndcg10_per_user")
+    ref_step = steps.get(f"cold/{REFERENCE}/seed{seed}", {})
+    ref = ref_step.get("ndcg10_per_user")
     if ref is None:
         return
     out = results.setdefault("paired_cold_vs_sasrec", {})
     for key, step in steps.items():
         name = key.split("/")[1]
-        if key.startswith("cold/") and key.endswith(f"/seed{seed}") and name != REFERENCE and "ndcg10_per_user" in step:
+        same_code = step.get("code_version") == ref_step.get("code_version")
+        if key.startswith("cold/") and key.endswith(f"/seed{seed}") and name != REFERENCE and "ndcg10_per_user" in step and same_code:
             out[name] = {
                 s: compare_to_values({p: np.asarray(v) for p, v in ref[s].items()}, {p: np.asarray(v) for p, v in by_protocol.items()}, seed=0)
                 for s, by_protocol in step["ndcg10_per_user"].items()
