@@ -4,8 +4,10 @@
                     [--replace] [--shards 4] [--dask-workers N | --dask-address tcp://host:8786]
 
 Users are sharded by their `events` partition (user_bucket): the flow rebuilds `samples` first when
-events changed, and each shard task reads its users' rows of that build of `samples` (events that
-arrive during the run wait for the next one) and their engaged items
+events changed, computes the whole table's popularity once, and each shard task reads its users'
+rows of that build of `samples` (a rebuild during the run, by another command after an ingest,
+makes the remaining shards refuse with `StaleSamples`: rerun with the same --run-id) and their
+engaged items
 (warehouse/sql/analysis/engaged_items.sql), loads the model
 (checked against the warehouse's feature schema), generates candidates by embedding similarity
 among the items each user has not engaged with and re-ranks them (ranker/scoring.py), and appends
@@ -13,9 +15,9 @@ its rows to `scores` with the run id and the model version. A user with fewer th
 gets fewer rows.
 
 A run id belongs to one model version (`claim_run`): reusing it with another model or version is
-refused, unless `replace=True` (`--replace`), which first removes the run's scores and
-explanations (`store.overwrite` of each table without the run: journaled, so a crash leaves the old
-table or the new one). Appends are idempotent by (run_id, user_id, item_id), so a run repeated with
+refused, unless `replace=True` (`--replace`), which first removes the run's explanations (the table
+rewritten without the run) and then its scores (the run's partition folder), both journaled, so a
+crash leaves the old table or the new one. Appends are idempotent by (run_id, user_id, item_id), so a run repeated with
 the same `--run-id` and model version after a crash completes the missing shards and duplicates
 nothing. Shards run on threads by default, or on a Dask cluster: local worker processes
 (`--dask-workers`) or a running scheduler (`--dask-address`, env REELSENSE_DASK_ADDRESS), whose
@@ -38,7 +40,7 @@ from flows.rank import current_samples
 from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import MAX_HISTORY, load_dataset, samples_build
+from ranker.data import MAX_HISTORY, ItemPopularity, load_dataset, samples_build, warehouse_popularity
 from ranker.names import CANDIDATES, check_rankers
 from ranker.scoring import current_queries, engaged_pairs, rerank, similarity_candidates
 from warehouse import db, store
@@ -68,11 +70,12 @@ def score_shard(
     device: str,
     version: str,
     build: str | None,
+    popularity: ItemPopularity | None = None,
 ) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
     # The build of `samples` the run started with: events ingested meanwhile wait for the next run.
-    data = load_dataset(wh, MAX_HISTORY, buckets=buckets, build=build)
+    data = load_dataset(wh, MAX_HISTORY, buckets=buckets, build=build, popularity=popularity)
     model = artifacts.load_with_base(wh.models_dir, model_name, data, device, version=version, match="schema")
     queries = current_queries(data)
     if users is not None:
@@ -146,8 +149,9 @@ def _remove_run(wh: Warehouse, spec: TableSpec, run_id: str) -> int:
 
 
 def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:
-    """Rewrite `spec`'s table without the rows of `run_ids`; returns how many went. Concurrent writers
-    of the same table are not serialised with the read (see docs/RELIABILITY.md)."""
+    """Remove the rows of `run_ids` from `spec`'s table; returns how many went. scores: the runs'
+    partition folders; explanations: the table rewritten without them, whose read is not serialised
+    with concurrent writers of the same table (see docs/RELIABILITY.md)."""
     if not wh.has_rows_on_disk(spec) or not run_ids:
         return 0
     if spec.partition_by == "run_id":  # scores: the runs' folders go, the other runs are not read
@@ -184,11 +188,24 @@ def score_batch(
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
     current_samples(home)  # once, before the shards read it
     build = samples_build(wh)
+    popularity = warehouse_popularity(wh, MAX_HISTORY, build=build)  # once for every shard: the whole table's counts
     run_id = run_id or new_run_id()
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
     started = time.perf_counter()
     futures = [
-        score_shard.submit(home, buckets, model, run_id, k=k, n_candidates=n_candidates, users=users, device=device_for(device), version=version, build=build)
+        score_shard.submit(
+            home,
+            buckets,
+            model,
+            run_id,
+            k=k,
+            n_candidates=n_candidates,
+            users=users,
+            device=device_for(device),
+            version=version,
+            build=build,
+            popularity=popularity,
+        )
         for buckets in shard_buckets(shards)
     ]
     try:

@@ -66,6 +66,10 @@ def reuse_key(name: str, model: Any, data: Dataset, seed: int) -> str:
     return digest.hexdigest()[:16]
 
 
+# Rankers that read `Dataset.train_counts` when they score (LightGBM's log_popularity feature).
+USES_POPULARITY = ("lightgbm",)
+
+
 def feature_schema(data: Dataset) -> dict[str, Any]:
     items = hashlib.sha256("\n".join(data.item_ids).encode()).hexdigest()[:16]
     return {
@@ -197,6 +201,8 @@ def check_schema(
     # Behaviours are labels, not features: a model scores with the heads it was trained with, and a
     # shard of users (or tonight's new events) may hold fewer or more behaviours than training saw.
     skip = {"behaviours"} | ({"n_items", "item_vocabulary"} if new_items_ok else set())
+    if name not in USES_POPULARITY:  # only a model that reads train_counts as a feature depends on its definition
+        skip.add("popularity")
     differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if k not in skip and saved.get(k) != schema[k]]
     if differ:
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")

@@ -76,7 +76,7 @@ def stale_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> str | None:
     """Why `samples` cannot serve histories of `max_history` steps now, or None when it can. An
     empty build (no positive interaction yet) is a build: its record says so."""
     record = store.built_from(wh, SAMPLES)
-    if record is None:
+    if record is None or "build_id" not in record:
         return "`samples` has not been built (or its build was interrupted)"
     now = _samples_source(wh, max_history)
     if record.get("events") != now["events"]:
@@ -211,10 +211,13 @@ def item_vocabulary(wh: Warehouse) -> list[str]:
     return db.analysis(wh, "item_vocabulary").column("item_id").to_pylist()
 
 
-def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None, *, build: str | None = None) -> Dataset:
+def load_dataset(
+    wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[int] | None = None, *, build: str | None = None, popularity: ItemPopularity | None = None
+) -> Dataset:
     """The rankers' data, from `samples`; `buckets` restricts it to the users of some events
     partitions (scoring shards), with the same item vocabulary, content and popularity as the whole
-    warehouse; `build` (see `read_samples`) pins the build of `samples` read."""
+    warehouse (`popularity`: computed once by the caller, else here); `build` (see `read_samples`)
+    pins the build of `samples` read."""
     table = read_samples(wh, max_history, buckets, build=build)
     items = item_vocabulary(wh)
     index = {item: i + 1 for i, item in enumerate(items)}
@@ -252,14 +255,32 @@ def load_dataset(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[in
     if buckets is None:
         data.train_counts, data.in_training = training_counts(data.targets, data.split, data.queries.hist_items, data.n_items)
     else:  # a shard of users: popularity and what training saw are the whole warehouse's
-        whole = read_samples(wh, max_history, build=build)
-        data.train_counts, data.in_training = training_counts(
-            _codes(whole.column("item_id"), index),
-            whole.column("split").to_numpy(zero_copy_only=False).astype(object),
-            _pad(whole.column("history_item_ids"), max_history, index, np.int64),
-            data.n_items,
-        )
+        whole = popularity or warehouse_popularity(wh, max_history, build=build)
+        data.train_counts, data.in_training = np.zeros(len(items) + 1, np.int64), np.zeros(len(items) + 1, bool)
+        known = np.flatnonzero(np.isin(np.asarray(whole.item_ids, dtype=object), items))  # items may have arrived since
+        rows = _codes(pa.array([whole.item_ids[i] for i in known], pa.string()), index)
+        data.train_counts[rows], data.in_training[rows] = whole.counts[known], whole.seen[known]
     return data
+
+
+@dataclass
+class ItemPopularity:
+    """`training_counts` of the whole warehouse by item id (what scoring shards share)."""
+
+    item_ids: list[str]
+    counts: npt.NDArray[np.int64]
+    seen: npt.NDArray[np.bool_]
+
+
+def warehouse_popularity(wh: Warehouse, max_history: int = MAX_HISTORY, *, build: str | None = None) -> ItemPopularity:
+    """Popularity and what training saw, over every user's rows of `samples` (read once per score run)."""
+    whole = read_samples(wh, max_history, build=build)
+    items = item_vocabulary(wh)
+    index = {item: i + 1 for i, item in enumerate(items)}
+    split = whole.column("split").to_numpy(zero_copy_only=False).astype(object)
+    history = _pad(whole.column("history_item_ids"), max_history, index, np.int64)
+    counts, seen = training_counts(_codes(whole.column("item_id"), index), split, history, len(items))
+    return ItemPopularity(items, counts[1:], seen[1:])
 
 
 def training_counts(

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from warehouse import db, store
-from warehouse.errors import SchemaError
+from warehouse.errors import ReelsenseError, SchemaError
 from warehouse.schemas import EMBEDDINGS, EVENT_TYPES, EVENTS, ITEMS, TABLES, user_partition
 from warehouse.store import Warehouse
 
@@ -387,13 +387,13 @@ def test_an_append_reads_only_the_partitions_its_keys_can_live_in(wh):
 
 def test_scores_of_an_older_home_move_into_run_partitions_and_a_run_drops_alone(tmp_path):
     """Before schema version 4 `scores` was one flat folder; the first reader moves its rows into
-    run_id= folders (journaled), and dropping one run removes its folder only. A numeric run id
-    stays a string."""
+    run_id= folders (journaled, one file at a time), a run id that cannot name a folder goes to
+    `failures` whole, and dropping one run removes its folder only. Numeric run ids stay strings."""
     wh = Warehouse(tmp_path)
     now = datetime(2026, 3, 1, tzinfo=timezone.utc)
     rows = [
         {"run_id": run, "user_id": f"u{k}", "item_id": f"i{k}", "score": 1.0 - k / 10, "rank": k + 1, "model_version": "popularity@1", "scored_at": now}
-        for run in ("old", "7")
+        for run in ("7", "007", "nightly 1")
         for k in range(3)
     ]
     folder = wh.table_dir(TABLES["scores"])
@@ -401,11 +401,23 @@ def test_scores_of_an_older_home_move_into_run_partitions_and_a_run_drops_alone(
     pq.write_table(pa.Table.from_pylist(rows, schema=TABLES["scores"].schema), folder / "part-legacy.parquet")
     assert wh.has_rows_on_disk(TABLES["scores"])  # the flat file counts before it is moved
     got = db.fetch(wh, "SELECT run_id, count(*) AS n FROM scores GROUP BY run_id ORDER BY run_id")
-    assert got == [{"run_id": "7", "n": 3}, {"run_id": "old", "n": 3}]
-    assert not list(folder.glob("*.parquet")) and sorted(p.name for p in folder.glob("run_id=*")) == ["run_id=7", "run_id=old"]
+    assert got == [{"run_id": "007", "n": 3}, {"run_id": "7", "n": 3}]
+    kept = db.fetch(wh, "SELECT stage, record FROM failures")
+    assert len(kept) == 3 and {json.loads(r["record"])["run_id"] for r in kept} == {"nightly 1"} and kept[0]["stage"] == "migrate-scores"
+    assert not [f for f in folder.glob("*.parquet") if f.is_file()]
+    assert sorted(p.name for p in folder.glob("run_id=*")) == ["run_id=007", "run_id=7"]
     assert store.read(wh, TABLES["scores"]).num_rows == 6
-    assert store.drop_partitions(wh, TABLES["scores"], {"old", "missing"}) == 3
-    assert not (folder / "run_id=old").exists()
-    assert db.fetch(wh, "SELECT DISTINCT run_id FROM scores") == [{"run_id": "7"}]
-    again = store.append(wh, TABLES["scores"], pa.Table.from_pylist(rows[3:], schema=TABLES["scores"].schema))
+    assert store.drop_partitions(wh, TABLES["scores"], {"7", "missing"}) == 3
+    assert not (folder / "run_id=7").exists()
+    assert db.fetch(wh, "SELECT DISTINCT run_id FROM scores") == [{"run_id": "007"}]
+    again = store.append(wh, TABLES["scores"], pa.Table.from_pylist(rows[3:6], schema=TABLES["scores"].schema))
     assert again.written == 0 and again.duplicates == 3  # the run's own partition holds its keys
+
+
+@pytest.mark.parametrize("run_id", ["a b", "v2.parquet", "x.tmp", "abc\n", "r" * 201])
+def test_a_run_id_that_cannot_name_its_folder_is_refused_before_a_run(run_id):
+    from flows.score import check_arguments
+
+    assert not store.partition_value_ok(run_id)
+    with pytest.raises(ReelsenseError, match="cannot name the run's folder"):
+        check_arguments("popularity", 10, 200, run_id)

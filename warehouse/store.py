@@ -87,7 +87,7 @@ class Warehouse:
     def has_rows_on_disk(self, spec: TableSpec) -> bool:
         # Files of a table written before it was partitioned count too: the next reader or writer
         # moves them into partitions (`_recover`).
-        return next(self.part_files(spec), None) is not None or bool(spec.partition_by and _flat_files(self.table_dir(spec)))
+        return next(self.part_files(spec), None) is not None or bool(_flat_files(self.table_dir(spec)))
 
     def part_files(self, spec: TableSpec) -> Iterator[Path]:
         root = self.table_dir(spec)
@@ -227,8 +227,10 @@ def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table, *, built_from: di
 
 
 def partition_value_ok(value: object) -> bool:
-    """Whether `value` can name a partition folder (`column=value/`)."""
-    return bool(_PARTITION_VALUE.match(str(value)))
+    """Whether `value` can name a partition folder (`column=value/`): letters, digits, '_', '-' and
+    '.', at most 200 characters, and not a name the store's own globs would take for a file."""
+    text = str(value)
+    return bool(_PARTITION_VALUE.fullmatch(text)) and len(text) <= 200 and not text.endswith((".parquet", ".tmp", ".json"))
 
 
 def drop_partitions(wh: Warehouse, spec: TableSpec, values: set[str]) -> int:
@@ -236,7 +238,7 @@ def drop_partitions(wh: Warehouse, spec: TableSpec, values: set[str]) -> int:
     returns the rows removed. Costs the removed partitions, not the table."""
     table_dir = wh.table_dir(spec)
     with _table_lock(table_dir):
-        folders = [table_dir / f"{spec.partition_by}={value}" for value in sorted(values) if _PARTITION_VALUE.match(str(value))]
+        folders = [table_dir / f"{spec.partition_by}={value}" for value in sorted(values) if partition_value_ok(value)]
         doomed = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.parquet"))]
         removed = sum(pq.read_metadata(path).num_rows for path in doomed)
         if doomed:
@@ -296,7 +298,7 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | N
     sql = f"SELECT _row FROM batch_keys QUALIFY row_number() OVER (PARTITION BY {key_cols} ORDER BY _row) = 1"
     if stored_glob is not None:
         match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
-        stored = f"read_parquet(?, hive_partitioning = {str(spec.partition_by is not None).lower()})"
+        stored = f"read_parquet(?, hive_partitioning = {_hive_option(spec)})"
         if spec.latest_by:  # versioned entities: only the current version counts as already stored
             stored = f"(SELECT * FROM {stored} QUALIFY row_number() OVER (PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)"
         # Only stored rows whose first key column lies within the batch's range can match: a filter
@@ -327,7 +329,7 @@ def _partitions(spec: TableSpec, table_dir: Path, rows: pa.Table) -> list[tuple[
     column = rows.column(spec.partition_by)
     parts = []
     for value in pc.unique(column).to_pylist():
-        if not _PARTITION_VALUE.match(str(value)):
+        if not partition_value_ok(value):
             raise SchemaError(f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; use letters, digits, '_', '-' or '.'")
         folder = table_dir / f"{spec.partition_by}={value}"
         folder.mkdir(exist_ok=True)
@@ -381,7 +383,7 @@ def _files_with_keys(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[Pa
         return []
     con = duckdb.connect()
     con.register("batch_keys", batch.select(list(spec.key)))
-    hive = str(spec.partition_by is not None).lower()
+    hive = _hive_option(spec)
     match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
     files = con.execute(
         f"SELECT DISTINCT s.filename FROM read_parquet(?, hive_partitioning = {hive}, filename = true) s JOIN batch_keys b ON {match}", [wh.parquet_glob(spec)]
@@ -442,19 +444,65 @@ def _recover(table_dir: Path) -> None:
     journal.unlink()
 
 
+# Tables that were flat and became partitioned: `scores` (by run_id, schema version 4).
+PARTITIONED_LATER = ("scores",)
+
+
 def _flat_files(table_dir: Path) -> list[Path]:
-    return sorted(table_dir.glob("*.parquet")) if table_dir.exists() else []
+    """Files directly in a table folder of PARTITIONED_LATER (written before it was partitioned)."""
+    if table_dir.name not in PARTITIONED_LATER or not table_dir.exists():
+        return []
+    return sorted(f for f in table_dir.glob("*.parquet") if f.is_file())
 
 
 def _partition_flat_files(table_dir: Path) -> None:
-    """Move the files a table held before it was partitioned (scores before schema version 4) into
-    its partition folders, journaled like `replace`: after a crash the next lock holder finishes it."""
+    """Move the files a table held before it was partitioned into its partition folders, one file
+    at a time (memory stays with the file), each journaled like `replace` so that a crash is
+    finished by the next lock holder; rows already in their partition are not written twice. Rows
+    whose partition value cannot name a folder (a free-form run id of an older home) go to
+    `failures` with the row as JSON, so that the rest of the home works and nothing is lost."""
     spec = TABLES.get(table_dir.name)
-    flat = _flat_files(table_dir)
-    if spec is None or spec.partition_by is None or not flat:
+    if spec is None or spec.partition_by is None:
         return
-    rows = conform(spec, pa.concat_tables([pq.read_table(f).replace_schema_metadata(None) for f in flat], promote_options="permissive"))
-    _swap(table_dir, spec, [(folder, part, _new_part_name()) for folder, part in _partitions(spec, table_dir, rows)], flat)
+    for path in _flat_files(table_dir):
+        rows = conform(spec, pq.read_table(path).replace_schema_metadata(None))
+        values = rows.column(spec.partition_by)
+        ok = pa.array([partition_value_ok(v) for v in values.to_pylist()], pa.bool_())
+        _quarantine_rows(table_dir, spec, rows.filter(pc.invert(ok)), path)
+        rows = rows.filter(ok)
+        writes = []
+        for folder, part in _partitions(spec, table_dir, rows):
+            stored = [str(folder / "*.parquet")] if next(folder.glob("*.parquet"), None) is not None else None
+            fresh = _new_rows(spec, part.append_column(spec.partition_by, pa.array([folder.name.split("=", 1)[1]] * part.num_rows)), stored)
+            if fresh.num_rows:
+                writes.append((folder, fresh.drop_columns([spec.partition_by]), _new_part_name()))
+        _swap(table_dir, spec, writes, [path])
+
+
+def _quarantine_rows(table_dir: Path, spec: TableSpec, rows: pa.Table, path: Path) -> None:
+    if not rows.num_rows:
+        return
+    failures_dir = table_dir.parent / "failures"
+    failures_dir.mkdir(parents=True, exist_ok=True)
+    error = f"{spec.name}.{spec.partition_by} cannot name a partition folder (letters, digits, '_', '-', '.'); the row is kept here"
+    now = datetime.now(timezone.utc)
+    record = [json.dumps(r, default=str) for r in rows.to_pylist()]
+    batch = pa.table(
+        {
+            "stage": [f"migrate-{spec.name}"] * rows.num_rows,
+            "source": [path.name] * rows.num_rows,
+            "item_id": rows.column("item_id") if "item_id" in rows.column_names else pa.nulls(rows.num_rows, pa.string()),
+            "user_id": rows.column("user_id") if "user_id" in rows.column_names else pa.nulls(rows.num_rows, pa.string()),
+            "error": [error] * rows.num_rows,
+            "record": record,
+            "failed_at": pa.array([now] * rows.num_rows, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    failures = TABLES["failures"]
+    with _table_lock(failures_dir):
+        fresh = _new_rows(failures, conform(failures, batch), [str(failures_dir / "*.parquet")] if _has_files(failures_dir) else None)
+        if fresh.num_rows:
+            _write_partitions(failures, failures_dir, fresh)
 
 
 def recover(wh: Warehouse) -> list[str]:
@@ -462,8 +510,7 @@ def recover(wh: Warehouse) -> list[str]:
     before they read, so they never see a replace half done); returns the tables recovered."""
     done = []
     for spec_dir in sorted(wh.tables_dir.glob("*/")) if wh.tables_dir.exists() else []:
-        partitioned = TABLES.get(spec_dir.name) is not None and TABLES[spec_dir.name].partition_by is not None
-        if (spec_dir / ".journal.json").exists() or (partitioned and _flat_files(spec_dir)):
+        if (spec_dir / ".journal.json").exists() or _flat_files(spec_dir):
             with _table_lock(spec_dir):  # recovery runs under the lock, before the block
                 done.append(spec_dir.name)
     return done
@@ -501,18 +548,30 @@ def shared_lock(wh: Warehouse, spec: TableSpec) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _hive_option(spec: TableSpec) -> str:
+    """read_parquet's hive_partitioning value: the partition column typed as the schema says (a run
+    id "7" stays a string, a day stays text)."""
+    if spec.partition_by is None:
+        return "false"
+    return f"true, hive_types = {{'{spec.partition_by}': {_HIVE_TYPES[spec.schema.field(spec.partition_by).type]}}}"
+
+
+def _has_files(folder: Path) -> bool:
+    return next(folder.glob("*.parquet"), None) is not None
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
 def read(wh: Warehouse, spec: TableSpec) -> pa.Table:
     """All stored rows of a table (every version, for tables with `latest_by`)."""
+    recover(wh)  # a replace half done, or an older home's files to partition
     if not wh.has_rows_on_disk(spec):
         return spec.schema.empty_table()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    # The partition column is typed as the schema says (a run id "7" stays a string).
-    hive = "false" if spec.partition_by is None else f"true, hive_types = {{'{spec.partition_by}': {_HIVE_TYPES[spec.schema.field(spec.partition_by).type]}}}"
+    hive = _hive_option(spec)
     table = con.sql(
         f"SELECT * FROM read_parquet($glob, hive_partitioning = {hive}, union_by_name = true)",
         params={"glob": wh.parquet_glob(spec)},
