@@ -57,7 +57,10 @@ def _device(text: str) -> str:
 
 def _count(text: str) -> int:
     """A number of workers or shards: 0 or more."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 0 or more") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value}: expected 0 or more")
     return value
@@ -65,7 +68,10 @@ def _count(text: str) -> int:
 
 def _at_least_one(text: str) -> int:
     """A number of shards that cannot be 0: 1 or more."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 1 or more") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
     return value

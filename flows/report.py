@@ -85,6 +85,8 @@ def write_runs_index(wh: Warehouse) -> Path:
     store.write_atomic(index, page("reelsense reports", body))
     if runs:
         store.write_atomic(wh.reports_dir / "latest", f"{runs[0]['dir']}/index.html\n")
+    else:  # the last report went (prune, score --replace): no pointer to a deleted folder
+        (wh.reports_dir / "latest").unlink(missing_ok=True)
     return index
 
 

@@ -26,6 +26,7 @@ workers must see the same warehouse path.
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -37,6 +38,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.rank import current_samples
+from flows.report import run_dir, write_runs_index
 from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
@@ -110,7 +112,10 @@ def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = 
     if k < 1 or n_candidates < k:
         raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}; pass --k 1 or more and --candidates at least --k")
     if run_id is not None and not store.partition_value_ok(run_id):
-        raise ReelsenseError(f"run id {run_id!r} cannot name the run's folder in `scores`; use letters, digits, '_', '-' or '.'")
+        raise ReelsenseError(
+            f"run id {run_id!r} cannot name the run's folder in `scores`; use letters, digits, '_', '-' or '.', "
+            "at most 200 characters, not ending in .parquet, .tmp or .json"
+        )
 
 
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:
@@ -123,9 +128,13 @@ def model_version(wh: Warehouse, model: str, version: str | None) -> str:
 
 def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) -> int:
     """Make `run_id` a run of `model_version` ("name@version"). A run holding another version's
-    scores is refused, or with `replace` removed first (its scores and explanations); a run of the
-    same version is left as it is, to be completed. Returns the rows removed."""
-    if replace:  # explanations first: a crash in between leaves scores to explain again, never stale explanations
+    scores is refused, or with `replace` removed first (its report, explanations and scores); a run
+    of the same version is left as it is, to be completed. Returns the rows removed."""
+    if replace:  # report, then explanations: a crash in between leaves scores to explain again, never stale explanations
+        report = run_dir(wh, run_id)
+        if report.exists():
+            shutil.rmtree(report)
+            write_runs_index(wh)
         return sum(_remove_run(wh, spec, run_id) for spec in (EXPLANATIONS, SCORES))
     held = db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
     others = [r for r in held if r["model_version"] != model_version]
