@@ -25,7 +25,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,26 +55,19 @@ def _device(text: str) -> str:
     return text
 
 
-def _count(text: str) -> int:
-    """A number of workers or shards: 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 0 or more") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value}: expected 0 or more")
-    return value
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type for a whole number of workers or shards, `minimum` or more."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, {minimum} or more") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: expected {minimum} or more")
+        return value
 
-def _at_least_one(text: str) -> int:
-    """A number of shards that cannot be 0: 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 1 or more") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
-    return value
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,12 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--config", type=Path, help="TOML file (see extractors/config.py)")
     extract.add_argument("--preset", choices=["offline", "paper"], help="override the config's preset")
     extract.add_argument("--force", action="store_true", help="recompute items that are already embedded")
-    extract.add_argument("--limit", type=_count, help="only the first N items (by item_id)")
-    extract.add_argument("--dask-workers", type=_count, default=0, help="run item shards on a local Dask cluster of N processes")
+    extract.add_argument("--limit", type=_at_least(0), help="only the first N items (by item_id)")
+    extract.add_argument("--dask-workers", type=_at_least(0), default=0, help="run item shards on a local Dask cluster of N processes")
     extract.add_argument(
         "--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"), help="run item shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)"
     )
-    extract.add_argument("--shards", type=_count, default=0, help="item shards (default: 0 in-process, 4 per Dask worker)")
+    extract.add_argument("--shards", type=_at_least(0), default=0, help="item shards (default: 0 in-process, 4 per Dask worker)")
     extract.set_defaults(run=_extract)
 
     align = commands.add_parser("align", help="align frames, text and audio in one space and fuse them (flow align-items)")
@@ -195,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-id", help="rerunning with the same id and model version completes a run without duplicating rows; a run id belongs to one model version"
     )
     score.add_argument("--replace", action="store_true", help="delete the run's scores and explanations first (to reuse a run id with another model)")
-    score.add_argument("--shards", type=_at_least_one, default=4, help="user shards (groups of events partitions), 1 or more")
+    score.add_argument("--shards", type=_at_least(1), default=4, help="user shards (groups of events partitions), 1 or more")
     score.add_argument("--device", default="auto", type=_device)
-    score.add_argument("--dask-workers", type=_count, default=0, help="run the shards on a local Dask cluster of N processes")
+    score.add_argument("--dask-workers", type=_at_least(0), default=0, help="run the shards on a local Dask cluster of N processes")
     score.add_argument(
         "--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"), help="run the shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)"
     )

@@ -76,7 +76,7 @@ def score_shard(
 ) -> dict[str, Any]:
     wh = Warehouse(home)
     started = time.perf_counter()
-    # The build of `samples` the run started with: events ingested meanwhile wait for the next run.
+    # The build of `samples` the run started with: a rebuild since (after an ingest) makes this shard refuse.
     data = load_dataset(wh, MAX_HISTORY, buckets=buckets, build=build, popularity=popularity)
     model = artifacts.load_with_base(wh.models_dir, model_name, data, device, version=version, match="schema")
     queries = current_queries(data)

@@ -62,7 +62,6 @@ def _samples_source(wh: Warehouse, max_history: int) -> dict[str, Any]:
         "events": store.files_state(wh, EVENTS),
         "max_history": max_history,
         "sequences_sql": hashlib.sha256(_sql("sequences").encode()).hexdigest()[:16],
-        "build_id": uuid.uuid4().hex,  # names this build: a scoring run checks its shards read the same one
     }
 
 
@@ -92,6 +91,7 @@ def build_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> pa.Table:
     """Rebuild `samples` from `events` (the flow build-features); returns the rows written."""
     store.recover(wh)  # an interrupted events write is finished first, so the record names what is read
     source = _samples_source(wh, max_history)  # before reading: events written meanwhile make it stale
+    source["build_id"] = uuid.uuid4().hex  # names this build: a scoring run checks its shards read the same one
     table = build_sequences(wh, max_history)
     store.overwrite(wh, SAMPLES, table, built_from=source)
     db.refresh_views(wh)
@@ -257,9 +257,8 @@ def load_dataset(
     else:  # a shard of users: popularity and what training saw are the whole warehouse's
         whole = popularity or warehouse_popularity(wh, max_history, build=build)
         data.train_counts, data.in_training = np.zeros(len(items) + 1, np.int64), np.zeros(len(items) + 1, bool)
-        known = np.flatnonzero(np.isin(np.asarray(whole.item_ids, dtype=object), items))  # items may have arrived since
-        rows = _codes(pa.array([whole.item_ids[i] for i in known], pa.string()), index)
-        data.train_counts[rows], data.in_training[rows] = whole.counts[known], whole.seen[known]
+        rows = _codes(pa.array(whole.item_ids, pa.string()), index)  # by id: items that arrived since shift indices
+        data.train_counts[rows], data.in_training[rows] = whole.counts, whole.seen
     return data
 
 

@@ -154,11 +154,13 @@ def _colliding_files(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[st
             f"{spec.name}: {len(wrong)} rows have a {spec.partition_by} that their {column} does not give "
             f"(first: {column} {wrong[0]!r}); the partition of a row follows from its key (warehouse/schemas.py)"
         )
-    table_dir = wh.table_dir(spec)
-    values = pc.unique(batch.column(spec.partition_by)).to_pylist()
-    folders = [table_dir / f"{spec.partition_by}={value}" for value in values]
-    globs = [str(folder / "*.parquet") for folder in folders if next(folder.glob("*.parquet"), None) is not None]
-    return globs or None
+    return _partition_globs(wh.table_dir(spec), spec, batch)
+
+
+def _partition_globs(table_dir: Path, spec: TableSpec, batch: pa.Table) -> list[str] | None:
+    """The files of the partitions `batch` writes (None: none stored)."""
+    folders = [table_dir / f"{spec.partition_by}={value}" for value in pc.unique(batch.column(spec.partition_by)).to_pylist()]
+    return [str(folder / "*.parquet") for folder in folders if _has_files(folder)] or None
 
 
 def compact(wh: Warehouse, spec: TableSpec) -> tuple[int, int]:
@@ -469,21 +471,13 @@ def _partition_flat_files(table_dir: Path) -> None:
         values = rows.column(spec.partition_by)
         ok = pa.array([partition_value_ok(v) for v in values.to_pylist()], pa.bool_())
         _quarantine_rows(table_dir, spec, rows.filter(pc.invert(ok)), path)
-        rows = rows.filter(ok)
-        writes = []
-        for folder, part in _partitions(spec, table_dir, rows):
-            stored = [str(folder / "*.parquet")] if next(folder.glob("*.parquet"), None) is not None else None
-            fresh = _new_rows(spec, part.append_column(spec.partition_by, pa.array([folder.name.split("=", 1)[1]] * part.num_rows)), stored)
-            if fresh.num_rows:
-                writes.append((folder, fresh.drop_columns([spec.partition_by]), _new_part_name()))
-        _swap(table_dir, spec, writes, [path])
+        fresh = _new_rows(spec, rows.filter(ok), _partition_globs(table_dir, spec, rows.filter(ok)))
+        _swap(table_dir, spec, [(folder, part, _new_part_name()) for folder, part in _partitions(spec, table_dir, fresh)], [path])
 
 
 def _quarantine_rows(table_dir: Path, spec: TableSpec, rows: pa.Table, path: Path) -> None:
     if not rows.num_rows:
         return
-    failures_dir = table_dir.parent / "failures"
-    failures_dir.mkdir(parents=True, exist_ok=True)
     error = f"{spec.name}.{spec.partition_by} cannot name a partition folder (letters, digits, '_', '-', '.'); the row is kept here"
     now = datetime.now(timezone.utc)
     record = [json.dumps(r, default=str) for r in rows.to_pylist()]
@@ -498,11 +492,7 @@ def _quarantine_rows(table_dir: Path, spec: TableSpec, rows: pa.Table, path: Pat
             "failed_at": pa.array([now] * rows.num_rows, pa.timestamp("us", tz="UTC")),
         }
     )
-    failures = TABLES["failures"]
-    with _table_lock(failures_dir):
-        fresh = _new_rows(failures, conform(failures, batch), [str(failures_dir / "*.parquet")] if _has_files(failures_dir) else None)
-        if fresh.num_rows:
-            _write_partitions(failures, failures_dir, fresh)
+    append(Warehouse(table_dir.parent.parent), TABLES["failures"], batch)  # <home>/tables/<table>
 
 
 def recover(wh: Warehouse) -> list[str]:
