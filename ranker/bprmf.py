@@ -1,5 +1,9 @@
 """bpr-mf: matrix factorisation trained with the BPR pairwise loss (Rendle et al. 2009).
 
+One uniformly drawn negative per training pair, Adam, and early stopping on validation NDCG@10
+ranked against all items (the same watch as sasrec's: patience 10, the best epoch's weights kept),
+so the peer is trained to convergence rather than for a fixed number of epochs.
+
 A user seen in training is scored with their learned factor. A query whose history was cut (the
 cold-user slice), or a user not seen in training, is folded in: the mean factor of its history
 items stands for the user, so what the model learned from the cut-away history is not used.
@@ -7,6 +11,8 @@ items stands for the user, so what the model learned from the cut-away history i
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,7 @@ from torch import nn
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries
+from ranker.training import EarlyStopping, end_epoch, epoch_bar, validation_ndcg, validation_rows
 
 
 class BprMF:
@@ -22,11 +29,15 @@ class BprMF:
     version = ""
     heads = ["engage"]  # one objective; never mutated
 
-    def __init__(self, dim: int = 64, epochs: int = 30, lr: float = 5e-3, reg: float = 1e-5, batch: int = 4096) -> None:
-        self.dim, self.epochs, self.lr, self.reg, self.batch = dim, epochs, lr, reg, batch
+    def __init__(
+        self, dim: int = 64, max_epochs: int = 300, patience: int = 10, lr: float = 5e-3, reg: float = 1e-5, batch: int = 4096, valid_users: int = 10000
+    ) -> None:
+        self.dim, self.max_epochs, self.patience, self.lr, self.reg, self.batch = dim, max_epochs, patience, lr, reg, batch
+        self.valid_users = valid_users
         self.user_index: dict[str, int] = {}
         self.users: nn.Embedding | None = None
         self.items: nn.Embedding | None = None
+        self.history: list[dict[str, float]] = []
 
     def _build(self, n_users: int, n_items: int) -> None:
         self.users = nn.Embedding(n_users, self.dim)
@@ -45,10 +56,14 @@ class BprMF:
         self._build(len(users), data.n_items)
         u = torch.as_tensor([self.user_index[x] for x in data.queries.users[train]])
         pos = torch.as_tensor(data.targets[train])
-        params = [self.users.weight, self.items.weight, self.bias.weight]
-        optimiser = torch.optim.Adam(params, lr=self.lr)
-        for _ in range(self.epochs):
-            for rows in minibatches(len(train), self.batch, rng):
+        weights = nn.ModuleList([self.users, self.items, self.bias])  # what early stopping keeps
+        optimiser = torch.optim.Adam(weights.parameters(), lr=self.lr)
+        valid = validation_rows(data, self.valid_users, seed)
+        stopper = EarlyStopping(self.patience)
+        self.history = []
+        for epoch in range(self.max_epochs):
+            started, losses = time.perf_counter(), []
+            for rows in epoch_bar(minibatches(len(train), self.batch, rng), math.ceil(len(train) / self.batch), self.name, epoch):
                 neg = torch.as_tensor(rng.integers(1, data.n_items + 1, len(rows)))
                 ub, pb = self.users(u[rows]), self.items(pos[rows])
                 nb = self.items(neg)
@@ -57,6 +72,12 @@ class BprMF:
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
+                losses.append(loss.item())
+            score = validation_ndcg(self, data, valid) if len(valid) else -float(np.mean(losses))
+            end_epoch(self, epoch, losses, score, started)
+            if stopper.should_stop(score, weights):
+                break
+        stopper.restore(weights)
 
     @torch.no_grad()
     def _user_vectors(self, queries: Queries) -> torch.Tensor:
