@@ -1,7 +1,7 @@
 """Retention: `reelsense prune --keep-runs N` keeps the N newest score runs and what they need.
 
-The older runs' explanations (the table rewritten once), then their scores (their partition
-folders; both journaled, so a crash leaves scores to explain again, never explanations of deleted
+The older runs' explanations, then their scores (their partition folders in both tables;
+journaled, so a crash leaves scores to explain again, never explanations of deleted
 scores), then their report folders
 go. Registry versions go when no kept run scored with them, they are not their ranker's latest,
 and no version that stays re-ranks them. A maintenance command: run it while no score-batch runs.

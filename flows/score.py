@@ -15,9 +15,9 @@ its rows to `scores` with the run id and the model version. A user with fewer th
 gets fewer rows.
 
 A run id belongs to one model version (`claim_run`): reusing it with another model or version is
-refused, unless `replace=True` (`--replace`), which first removes the run's explanations (the table
-rewritten without the run) and then its scores (the run's partition folder), both journaled, so a
-crash leaves the old table or the new one. Appends are idempotent by (run_id, user_id, item_id), so a run repeated with
+refused, unless `replace=True` (`--replace`), which first removes the run's explanations and then
+its scores (the run's partition folder in each table), both journaled, so a crash leaves the old
+table or the new one. Appends are idempotent by (run_id, user_id, item_id), so a run repeated with
 the same `--run-id` and model version after a crash completes the missing shards and duplicates
 nothing. Shards run on threads by default, or on a Dask cluster: local worker processes
 (`--dask-workers`) or a running scheduler (`--dask-address`, env REELSENSE_DASK_ADDRESS), whose
@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -158,19 +157,11 @@ def _remove_run(wh: Warehouse, spec: TableSpec, run_id: str) -> int:
 
 
 def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:
-    """Remove the rows of `run_ids` from `spec`'s table; returns how many went. scores: the runs'
-    partition folders; explanations: the table rewritten without them, whose read is not serialised
-    with concurrent writers of the same table (see docs/RELIABILITY.md)."""
+    """Remove the rows of `run_ids` from `spec`'s table (scores or explanations, both partitioned by
+    run): the runs' partition folders go, journaled, and no other run is read; returns the rows removed."""
     if not wh.has_rows_on_disk(spec) or not run_ids:
         return 0
-    if spec.partition_by == "run_id":  # scores: the runs' folders go, the other runs are not read
-        return store.drop_partitions(wh, spec, run_ids)
-    table = store.read(wh, spec)
-    kept = table.filter(pc.invert(pc.is_in(table.column("run_id"), pa.array(sorted(run_ids), pa.string()))))
-    if kept.num_rows == table.num_rows:
-        return 0
-    store.overwrite(wh, spec, kept)
-    return table.num_rows - kept.num_rows
+    return store.drop_partitions(wh, spec, run_ids)
 
 
 def shard_buckets(shards: int) -> list[list[int]]:

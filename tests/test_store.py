@@ -414,6 +414,36 @@ def test_scores_of_an_older_home_move_into_run_partitions_and_a_run_drops_alone(
     assert again.written == 0 and again.duplicates == 3  # the run's own partition holds its keys
 
 
+def test_explanations_of_an_older_home_move_into_run_partitions_and_a_run_drops_alone(tmp_path):
+    """Before schema version 5 `explanations` was one flat folder (and before 3 it had no
+    fusion_weights): the first reader moves it into run_id= folders, the view shows every column
+    in schema order, and removing one run leaves the other run's files untouched."""
+    wh = Warehouse(tmp_path)
+    spec = TABLES["explanations"]
+    old_schema = spec.schema.remove(spec.schema.get_field_index("fusion_weights"))
+    rows = [
+        {"run_id": run, "user_id": f"u{k}", "item_id": f"i{k}", "model_version": "lstm-attn@1", "attention": [0.5, 0.5], "summary": f"{run}-{k}"}
+        for run in ("night-1", "night-2")
+        for k in range(2)
+    ]
+    folder = wh.table_dir(spec)
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=old_schema), folder / "part-legacy.parquet")
+    got = db.fetch(wh, "SELECT * FROM explanations ORDER BY summary")
+    assert [r["summary"] for r in got] == ["night-1-0", "night-1-1", "night-2-0", "night-2-1"]
+    assert list(got[0]) == spec.schema.names and got[0]["run_id"] == "night-1" and got[0]["fusion_weights"] is None
+    assert sorted(p.name for p in folder.glob("run_id=*")) == ["run_id=night-1", "run_id=night-2"]
+    assert not [f for f in folder.glob("*.parquet") if f.is_file()]
+    other = sorted((folder / "run_id=night-2").glob("*.parquet"))
+    stamps = [f.stat().st_mtime_ns for f in other]
+    from flows.score import remove_runs
+
+    assert remove_runs(wh, spec, {"night-1"}) == 2
+    assert not (folder / "run_id=night-1").exists()
+    assert sorted((folder / "run_id=night-2").glob("*.parquet")) == other and [f.stat().st_mtime_ns for f in other] == stamps
+    assert db.fetch(wh, "SELECT DISTINCT run_id FROM explanations") == [{"run_id": "night-2"}]
+
+
 @pytest.mark.parametrize("run_id", ["a b", "v2.parquet", "x.tmp", "abc\n", "r" * 201])
 def test_a_run_id_that_cannot_name_its_folder_is_refused_before_a_run(run_id):
     from flows.score import check_arguments

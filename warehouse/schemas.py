@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4  # 2: embeddings.fusion_weights; 3: explanations.fusion_weights; 4: scores partitioned by run_id
+SCHEMA_VERSION = 5  # 2: embeddings.fusion_weights; 3: explanations.fusion_weights; 4: scores partitioned by run_id; 5: explanations too
 
 EVENT_TYPES = ("impression", "watch", "like", "comment", "share")
 MODALITIES = ("frames", "text", "audio", "fused")
@@ -202,6 +202,10 @@ EXPLANATIONS = TableSpec(
     ),
     key=("run_id", "user_id", "item_id"),
     added_later=("fusion_weights",),
+    # One folder per run, as scores: a run's explanations are appended and removed (score
+    # --replace, prune) without reading or rewriting any other run's.
+    partition_by="run_id",
+    partition_of=("run_id", lambda run_id: run_id),
 )
 
 TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (ITEMS, EVENTS, EMBEDDINGS, FAILURES, SAMPLES, SCORES, EXPLANATIONS)}

@@ -446,8 +446,9 @@ def _recover(table_dir: Path) -> None:
     journal.unlink()
 
 
-# Tables that were flat and became partitioned: `scores` (by run_id, schema version 4).
-PARTITIONED_LATER = ("scores",)
+# Tables that were flat and became partitioned by run_id: `scores` (schema version 4) and
+# `explanations` (5).
+PARTITIONED_LATER = ("scores", "explanations")
 
 
 def _flat_files(table_dir: Path) -> list[Path]:
