@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -207,11 +207,16 @@ def validate_event(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             return row, error
         row[name] = value
     for name in ("user_id", "item_id"):
+        row[name] = row[name].strip() if row[name] else row[name]  # "u1, i2" means item "i2", not " i2"
         if not row[name]:
             return row, f"missing {name}"
     if row["event"] not in EVENT_TYPES:
         return row, f"unknown event type {row['event']!r}; expected one of {', '.join(EVENT_TYPES)}"
+    text = row["event_ts"]  # as written (decoded), for the messages
     row["event_ts"], error = parse_timestamp(record.get("event_ts"))
+    if error:
+        return row, error
+    error = plausible_time(row["event_ts"], text)
     if error:
         return row, error
     row["watch_ratio"], error = parse_watch_ratio(record.get("watch_ratio"))
@@ -250,8 +255,24 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
         try:
             return datetime.fromtimestamp(value, tz=timezone.utc), None
         except (OverflowError, OSError, ValueError):
-            return None, f"event_ts {value!r} is out of range for Unix seconds"
+            hint = " (milliseconds? divide by 1000)" if abs(value) > 1e11 else ""
+            return None, f"event_ts {value!r} is out of range for Unix seconds{hint}"
     return None, f"unparseable event_ts {value!r}; expected ISO-8601 or Unix seconds"
+
+
+# An event may lie at most this far ahead of the clock of the machine that ingests it (clock skew
+# between the platform and this machine); later ones are typing or unit mistakes.
+FUTURE_SLACK = timedelta(days=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def plausible_time(ts: datetime, raw: Any) -> str | None:
+    """Why a parsed event time cannot be a real event's (before 1970, or in the future), or None."""
+    if ts < EPOCH:
+        return f"event_ts {raw!r} is before 1970-01-01; expected a real event time"
+    if ts > datetime.now(timezone.utc) + FUTURE_SLACK:
+        return f"event_ts {raw!r} ({ts.date().isoformat()}) is in the future; expected a real event time"
+    return None
 
 
 def parse_watch_ratio(value: Any) -> tuple[float | None, str | None]:
@@ -303,6 +324,7 @@ def validate_item(record: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any
         if error:
             return row, error
         row[name] = value or None
+    row["item_id"] = row["item_id"].strip() or None if row["item_id"] else None  # as events trim it
     if not row["item_id"]:
         return row, "missing item_id"
     for name in ("video_uri", "audio_uri"):
