@@ -303,15 +303,20 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | N
         stored = f"read_parquet(?, hive_partitioning = {_hive_option(spec)})"
         if spec.latest_by:  # versioned entities: only the current version counts as already stored
             stored = f"(SELECT * FROM {stored} QUALIFY row_number() OVER (PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)"
-        # Only stored rows whose first key column lies within the batch's range can match: a filter
-        # DuckDB pushes into the Parquet scan, so row groups outside the range (other score runs:
-        # run_id leads the key of scores) are skipped on their statistics instead of read.
-        first = batch.column(spec.key[0])
+        # Only stored rows whose every key column lies within the batch's range of it can match:
+        # filters DuckDB pushes into the Parquet scan, so row groups outside the ranges (earlier
+        # days of events, other score runs) are skipped on their statistics instead of read. A
+        # column with nulls in the batch is not filtered (a null key matches a stored null).
         params: list = [stored_glob]
-        if first.null_count == 0:
-            low, high = pc.min_max(first).values()
-            stored = f"(SELECT * FROM {stored} WHERE {_quote(spec.key[0])} BETWEEN ? AND ?)"
-            params += [low.as_py(), high.as_py()]
+        ranges = []
+        for name in spec.key:
+            column = batch.column(name)
+            if column.null_count == 0:
+                low, high = pc.min_max(column).values()
+                ranges.append(f"{_quote(name)} BETWEEN ? AND ?")
+                params += [low.as_py(), high.as_py()]
+        if ranges:
+            stored = f"(SELECT * FROM {stored} WHERE {' AND '.join(ranges)})"
         sql = f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"
         rows = con.execute(sql + " ORDER BY b._row", params).fetchnumpy()["_row"]
     else:
