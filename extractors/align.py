@@ -201,6 +201,12 @@ def apply_alignment(model: AlignmentModel, vectors: Vectors) -> tuple[Vectors, n
     return aligned, fused.numpy().astype(np.float32), weights.numpy().astype(np.float32)
 
 
+def rows_to_store(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    """The rows of an `apply_alignment` output that hold a vector: not NaN (the item lacks that
+    modality) and not all zeros (a fused row of an item with no modality)."""
+    return np.flatnonzero(~np.isnan(matrix).any(1) & (np.abs(matrix).sum(1) > 0))
+
+
 def retrieval(queries: npt.NDArray[np.float32], targets: npt.NDArray[np.float32]) -> dict[str, float]:
     """Query i should retrieve target i among all targets (cosine): recall@1, recall@10, median rank."""
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)

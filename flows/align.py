@@ -29,6 +29,7 @@ from extractors.align import (
     evaluate_alignment,
     load_model,
     model_bytes,
+    rows_to_store,
     train_alignment,
     vectors_from_rows,
 )
@@ -92,8 +93,7 @@ def write_aligned(home: str, model: AlignmentModel, version: str, item_ids: list
     now = datetime.now(timezone.utc)
     written = 0
     for modality, matrix in [*aligned.items(), ("fused", fused)]:
-        has = ~np.isnan(matrix).any(1) & (np.abs(matrix).sum(1) > 0)
-        rows = np.flatnonzero(has)
+        rows = rows_to_store(matrix)
         fusion = [list(zip(model.modalities, map(float, weights[i]))) for i in rows] if modality == "fused" else None
         batch = pa.table(
             {

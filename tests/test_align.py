@@ -190,3 +190,10 @@ def test_one_modality_is_nothing_to_align(prefect_harness, wh):
     views, _ = latent_views(n=30)
     _warehouse_with(wh, {"text": views["text"]})
     assert align_items(str(wh.home), config=CONFIG) == {"written": 0, "modalities": ["text"]}
+
+
+def test_only_rows_holding_a_vector_are_stored():
+    from extractors.align import rows_to_store
+
+    matrix = np.array([[np.nan, 1.0], [0.0, 0.0], [0.5, -0.5], [0.0, 1e-3]], np.float32)  # missing, no modality, two vectors
+    assert rows_to_store(matrix).tolist() == [2, 3]
