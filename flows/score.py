@@ -112,7 +112,7 @@ def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = 
         raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}; pass --k 1 or more and --candidates at least --k")
     if run_id is not None and not store.partition_value_ok(run_id):
         raise ReelsenseError(
-            f"run id {run_id!r} cannot name the run's folder in `scores`; use letters, digits, '_', '-' or '.', "
+            f"run id {run_id!r} cannot name the run's folder in `scores` and `explanations`; use letters, digits, '_', '-' or '.', "
             "at most 200 characters, not ending in .parquet, .tmp or .json"
         )
 

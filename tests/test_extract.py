@@ -222,3 +222,18 @@ def test_frame_sampling_and_decoders_in_the_config(tmp_path):
     path = tmp_path / "extract.toml"
     path.write_text('frame_sampling = "keyframes"\ndecode_short_side = 320\n')
     assert load_config(path) == ExtractConfig(frame_sampling="keyframes", decode_short_side=320)
+
+
+def test_a_batch_committed_for_some_modalities_only_is_finished_for_the_rest():
+    """extract-items appends each modality of a batch separately: a crash between two of them
+    leaves an item with frames and text stored but no audio. The rerun plans that item for audio
+    only; an item with every vector is skipped, and so is one quarantined for its content."""
+    from extractors.pipeline import plan_work
+
+    models = {"frames": "f@1", "text": "t@1", "audio": "a@1"}
+    names = ("half", "whole", "bad", "new")
+    items = [{"item_id": i, "title": f"title {i}", "video_uri": f"/v/{i}.mp4", "audio_uri": None, "content_hash": f"h{i}"} for i in names]
+    done = {(i, m, model, f"h{i}") for i in ("half", "whole") for m, model in models.items() if not (i == "half" and m == "audio")}
+    work, skipped = plan_work(items, done, {("bad", "hbad")}, models)
+    assert [(w.item_id, w.modalities) for w in work] == [("half", ["audio"]), ("new", ["frames", "text", "audio"])]
+    assert skipped == 2

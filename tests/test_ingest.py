@@ -36,7 +36,7 @@ BAD_EVENTS = {
     "event_ts '-5' is before 1970-01-01": ["u9", "v1", "-5", "watch", ""],
     "event_ts '2999-01-01T00:00:00Z' (2999-01-01) is in the future": ["u9", "v1", "2999-01-01T00:00:00Z", "watch", ""],
     "event_ts 1767261600000.0 is out of range for Unix seconds (milliseconds? divide by 1000)": ["u9", "v1", "1767261600000", "watch", ""],
-    "missing user_id ": ["   ", "v1", "2026-01-01T10:00:00Z", "watch", ""],  # blank once trimmed
+    "event_ts '0001-01-01T00:00:00+01:00' is out of range": ["u9", "v1", "0001-01-01T00:00:00+01:00", "watch", ""],
 }
 
 
@@ -53,7 +53,7 @@ def test_good_and_bad_events_are_separated_with_reasons(wh, tmp_path):
     errors = db.query(wh, "SELECT error, record FROM failures WHERE stage = 'ingest-events'").to_pylist()
     assert len(errors) == len(BAD_EVENTS)
     for reason in BAD_EVENTS:
-        assert any(e["error"].startswith(reason.strip()) for e in errors), reason
+        assert any(e["error"].startswith(reason) for e in errors), reason
     # The raw record is kept so the row can be fixed and replayed.
     assert any(json.loads(e["record"])["event"] == "buy" for e in errors)
 
@@ -65,14 +65,6 @@ def test_ids_are_stored_verbatim_and_queried_with_parameters(wh, tmp_path):
     found = db.query(wh, "SELECT item_id FROM events WHERE user_id = $1", [odd_user])
     assert found.column("item_id").to_pylist() == ['v"3😀']
     assert counts(wh)["events"] == len(GOOD_EVENTS)
-
-
-def test_ids_are_trimmed_so_a_space_after_a_comma_names_the_same_user_and_item(wh, tmp_path):
-    write_csv(tmp_path / "items.csv", ["item_id", "title", "video_uri"], [[" v1 ", "a clip", ""]])
-    ingest_items(wh, tmp_path / "items.csv")
-    ingest_events(wh, write_csv(tmp_path / "events.csv", EVENT_HEADER, [[" u1", " v1 ", "2026-01-01T10:00:00Z", "watch", "0.5"]]))
-    db.refresh_views(wh)
-    assert db.fetch(wh, "SELECT e.user_id, i.item_id FROM events e JOIN items i USING (item_id)") == [{"user_id": "u1", "item_id": "v1"}]
 
 
 def test_non_utf8_text_is_quarantined(wh, tmp_path):

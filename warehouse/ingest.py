@@ -207,7 +207,6 @@ def validate_event(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             return row, error
         row[name] = value
     for name in ("user_id", "item_id"):
-        row[name] = row[name].strip() if row[name] else row[name]  # "u1, i2" means item "i2", not " i2"
         if not row[name]:
             return row, f"missing {name}"
     if row["event"] not in EVENT_TYPES:
@@ -233,7 +232,10 @@ def events_table(rows: list[dict[str, Any]]) -> pa.Table:
 def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
     """ISO-8601 text or Unix seconds (number or numeric text) as an aware UTC datetime."""
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc), None
+        try:
+            return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc), None
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+            return None, f"event_ts {value.isoformat()!r} is out of range"
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -324,7 +326,6 @@ def validate_item(record: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any
         if error:
             return row, error
         row[name] = value or None
-    row["item_id"] = row["item_id"].strip() or None if row["item_id"] else None  # as events trim it
     if not row["item_id"]:
         return row, "missing item_id"
     for name in ("video_uri", "audio_uri"):

@@ -16,7 +16,8 @@ lost or doubled.
 
 Costs stay with the batch, not the table: where the key decides the partition (events by user,
 embeddings by modality), an append checks its keys against the partitions it writes only, and
-the stored scan is cut to the batch's range of the first key column. `compact` merges each
+the stored scan is cut to the batch's range of each key column (row groups outside are skipped
+on their statistics). `compact` merges each
 partition's small files (every append writes one per partition) into files of about
 `SMALL_FILE_BYTES`, under the same journal. It removes files, and readers glob without taking
 the table lock, so it runs as maintenance (`reelsense compact`) while no other command uses the
