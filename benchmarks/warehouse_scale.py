@@ -156,10 +156,12 @@ def file_counts(wh: Warehouse) -> dict[str, int]:
 
 
 def query_latency(wh: Warehouse, runs: int) -> dict[str, float]:
+    last = f"night-{runs - 1:03d}"
+    user = db.query(wh, "SELECT min(user_id) AS u FROM scores WHERE run_id = $1", [last]).column("u")[0].as_py()  # one the last run scored
     queries = {
         "one user's latest scores": (
             "SELECT item_id, score, rank FROM scores WHERE run_id = $run AND user_id = $user ORDER BY rank",
-            {"run": f"night-{runs - 1:03d}", "user": "u0000007"},
+            {"run": last, "user": user},
         ),
         "20 nearest items to one item by vector": (
             "SELECT v.item_id, array_cosine_similarity(v.vector, q.vector) AS cosine "
