@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # (PyAV, decord and soundfile wheels bundle their own FFmpeg and libsndfile).
 APT_PACKAGES := chromium chromium-driver
 
-.PHONY: setup system demo test test-e2e lint clean serve deploy worker
+.PHONY: setup system demo test test-e2e lint clean serve deploy worker image-test
 
 setup: $(STAMP)
 
@@ -69,6 +69,12 @@ deploy: setup
 
 worker: setup
 	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect worker start --pool reelsense-process
+
+# The CPU image built for real (buildah from a debootstrap Debian base; no Docker engine needed, root),
+# `reelsense demo` run inside it and its warehouse checked; IMAGE_TEST_GPU=1 builds the GPU image too.
+# Not part of `make test`: see docker/README.md for its times and sizes.
+image-test:
+	bash docker/image_test.sh
 
 clean:
 	rm -rf .reelsense .pytest_cache .hypothesis
