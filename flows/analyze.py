@@ -213,6 +213,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
     elif run_id is not None:
+        check_run(wh, run_id)  # an unknown run is named as such, with the runs there are
         raise ReelsenseError(
             f"run {run_id!r} has no explanation for user {user!r} and item {item!r}; "
             "`reelsense report --run-id` writes them, or leave out --run-id to compute one now"

@@ -415,6 +415,8 @@ def _score(args: argparse.Namespace) -> None:
         users = [u for u in users if u in known]
     if args.run_id and not args.replace:
         claim_run(wh, args.run_id, f"{args.model}@{model_version(wh, args.model, args.version)}", replace=False)
+    elif args.version is not None:
+        model_version(wh, args.model, args.version)  # an unknown --version is refused before the flow starts
     summary = run_score(
         str(wh.home),
         dask_workers=args.dask_workers,
@@ -479,6 +481,8 @@ def _list_models(args: argparse.Namespace) -> None:
     from ranker.artifacts import list_models
 
     wh = Warehouse(args.home)
+    if not wh.home.exists():
+        raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     saved = list_models(wh.models_dir)
     if not saved:
         print(f"no trained models in {wh.models_dir}; run `reelsense train`")

@@ -106,7 +106,8 @@ def alignment_lines(report: dict[str, Any]) -> list[str]:
 
 def score_line(summary: dict[str, Any]) -> str:
     rate = f" ({summary['written'] / summary['seconds']:.0f} rows/s)" if summary["written"] and summary["seconds"] else ""
-    replaced = f", {summary['replaced']} rows of the old run removed" if summary.get("replaced") else ""
+    gone = summary.get("replaced") or {}
+    replaced = f"; the old run's {gone['scores']} scores and {gone['explanations']} explanations removed" if any(gone.values()) else ""
     return (
         f"score-batch {summary['run_id']}: {summary['users']} users x top {summary['k']} with {summary['model']}: "
         f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "

@@ -125,16 +125,16 @@ def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     return meta["version"]
 
 
-def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) -> int:
+def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) -> dict[str, int]:
     """Make `run_id` a run of `model_version` ("name@version"). A run holding another version's
     scores is refused, or with `replace` removed first (its report, explanations and scores); a run
-    of the same version is left as it is, to be completed. Returns the rows removed."""
+    of the same version is left as it is, to be completed. Returns the rows removed per table."""
     if replace:  # report, then explanations: a crash in between leaves scores to explain again, never stale explanations
         report = run_dir(wh, run_id)
         if report.exists():
             shutil.rmtree(report)
             write_runs_index(wh)
-        return sum(_remove_run(wh, spec, run_id) for spec in (EXPLANATIONS, SCORES))
+        return {spec.name: _remove_run(wh, spec, run_id) for spec in (EXPLANATIONS, SCORES)}
     held = db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
     others = [r for r in held if r["model_version"] != model_version]
     if others:
@@ -144,7 +144,7 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
             f"a run id belongs to one model version: pick another --run-id, or pass --replace "
             f"to delete run {run_id!r} (its scores and explanations) first"
         )
-    return 0
+    return {}
 
 
 def known_users(wh: Warehouse, users: list[str]) -> list[str]:

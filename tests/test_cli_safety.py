@@ -142,6 +142,7 @@ def test_sql_prints_repeated_column_names(home, capsys):
         (["SELECT 1", "--width", "-5"], "--width is -5"),
         (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "nobody=u1"], "the query has $user"),
         (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "u1"], "expected NAME=VALUE"),
+        (["SELECT $1"], "the query has placeholders $1 and no --param gives them values"),
     ],
 )
 def test_sql_bad_input_is_a_one_line_error(home, capsys, args, message):
@@ -264,6 +265,14 @@ def test_explain_of_an_unknown_item_suggests_a_query_that_lists_items(scored_hom
     assert main(["--home", str(scored_home), "explain", "--user", "nobody", "--item", "i000"]) == 2
     err = capsys.readouterr().err
     assert "unknown user 'nobody'" in err and "SELECT DISTINCT user_id FROM events" in err and "FROM items" not in err
+    assert main(["--home", str(scored_home), "explain", "--user", "user00", "--item", "i000", "--run-id", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "no scores with run id 'nosuch'; the runs are" in err and err.count("\n") == 1
+
+
+def test_models_of_a_home_that_does_not_exist_is_an_error(tmp_path, capsys):
+    assert main(["--home", str(tmp_path / "nowhere"), "models"]) == 2
+    assert "no warehouse at" in capsys.readouterr().err
 
 
 def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):

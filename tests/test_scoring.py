@@ -276,7 +276,7 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     assert f"0 rows written, {n} already there" in capsys.readouterr().out
     # --replace removes the old run's scores and explanations first.
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 0
-    assert f"{n} rows written, 0 already there, {n + 1} rows of the old run removed" in capsys.readouterr().out
+    assert f"{n} rows written, 0 already there; the old run's {n} scores and 1 explanations removed" in capsys.readouterr().out
     rows = db.fetch(home, "SELECT user_id, model_version, rank FROM scores WHERE run_id = 'c1'")
     assert len(rows) == n and {r["model_version"].split("@")[0] for r in rows} == {"lightgbm"}
     assert sum(r["rank"] == 1 for r in rows) == tiny_platform.USERS

@@ -231,6 +231,11 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
     if not values:
+        if names:
+            raise QueryError(
+                f"the query has placeholders {', '.join('$' + n for n in sorted(names))} and no --param gives them values; "
+                "pass one --param VALUE per $1, $2, ... in order, or --param NAME=VALUE per $name"
+            )
         return None
     if all(name.isdigit() for name in names):
         return list(values)
