@@ -3,11 +3,11 @@
 # it wrote. No Docker engine is needed: buildah builds the Dockerfile (chroot isolation, as root), from a
 # local Debian bookworm base made by debootstrap (Debian's python3 is 3.11, as in python:3.11-slim).
 #
-#   bash docker/image_test.sh            build + demo + checks (about 5 minutes of build, 5 of demo, 2 cores)
+#   bash docker/image_test.sh            build + demo + checks (measured on 2 shared cores: 16 min of build, 27 of demo)
 #   IMAGE_TEST_GPU=1 bash docker/image_test.sh   also build the GPU image and import torch in it
 #
 # Environment: STORAGE_DRIVER (overlay where the kernel has it, else vfs), DEBIAN_MIRROR (the one apt
-# uses here), TORCH_INDEX_URL (passed to Dockerfile.cpu; see below), KEEP_IMAGES=1 to keep the images.
+# uses here), TORCH_INDEX_URL (passed to Dockerfile.cpu; empty: pip's default index), KEEP_IMAGES=1 to keep the images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,14 +21,14 @@ bah() { buildah --storage-driver "$STORAGE_DRIVER" "$@"; }
 say() { printf '\n== %s\n' "$*"; }
 size() { bah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | awk -v i="$1" '$1 == i {print $2, $3}'; }  # uncompressed
 
-# The PyTorch CPU index is the Dockerfile's default. Where it cannot be reached (only PyPI can be here),
-# PyPI's torch wheel is used: the same torch==2.14.1, but a CUDA build with its nvidia-* wheels.
-if [ -z "${TORCH_INDEX_URL:-}" ]; then
-    if python3 -c "import urllib.request as u; u.urlopen('https://download.pytorch.org/whl/cpu/torch/', timeout=10)" 2>/dev/null; then
-        TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-    else
-        TORCH_INDEX_URL=https://pypi.org/simple
-        echo "download.pytorch.org cannot be reached: torch comes from PyPI (a CUDA build; the image is larger than with the CPU wheel)"
+# The PyTorch CPU index is the Dockerfile's default. Where it cannot be reached, an empty
+# TORCH_INDEX_URL makes the build take torch from pip's default index (PyPI): the same torch==2.14.1,
+# but a CUDA build with its nvidia-* wheels, several GB larger.
+if [ -z "${TORCH_INDEX_URL+set}" ]; then
+    TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+    if ! python3 -c "import urllib.request as u; u.urlopen('$TORCH_INDEX_URL/torch/', timeout=10)" 2>/dev/null; then
+        echo "$TORCH_INDEX_URL cannot be reached: torch comes from pip's default index (a CUDA build; a larger image)"
+        TORCH_INDEX_URL=
     fi
 fi
 
@@ -122,7 +122,7 @@ if [ "${IMAGE_TEST_GPU:-0}" = 1 ]; then
 fi
 
 say "summary"
-echo "$CPU_IMAGE: $cpu_size, built in ${cpu_build_s}s (torch from $TORCH_INDEX_URL); demo inside it: ${demo_s}s"
+echo "$CPU_IMAGE: $cpu_size, built in ${cpu_build_s}s (torch from ${TORCH_INDEX_URL:-the default index}); demo inside it: ${demo_s}s"
 [ -z "$gpu_line" ] || echo "$gpu_line"
 if [ "${KEEP_IMAGES:-0}" != 1 ]; then
     bah rm "$c" >/dev/null && trap 'rm -rf "$home"' EXIT
