@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,24 @@ from torch import nn
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries
 from ranker.training import EarlyStopping, end_epoch, epoch_bar, validation_ndcg, validation_rows
+from warehouse.errors import ConfigError
+from warehouse.settings import check_ranges
+
+
+@dataclass(frozen=True)
+class BprMfConfig:
+    dim: int = 64
+    lr: float = 5e-3
+    reg: float = 1e-5  # L2 on the factors of each batch, per row
+    batch: int = 4096  # training pairs per step
+    max_epochs: int = 300
+    patience: int = 10  # epochs without a validation gain before stopping (RecBole's stopping_step)
+    valid_users: int = 10000  # validation NDCG@10 on a seeded sample of the validation rows, each epoch
+
+    def __post_init__(self) -> None:
+        check_ranges(self, positive=("dim", "lr", "batch", "max_epochs", "patience", "valid_users"))
+        if self.reg < 0:
+            raise ConfigError(f"BprMfConfig.reg must be 0 or above, got {self.reg!r}")
 
 
 class BprMF:
@@ -29,25 +48,23 @@ class BprMF:
     version = ""
     heads = ["engage"]  # one objective; never mutated
 
-    def __init__(
-        self, dim: int = 64, max_epochs: int = 300, patience: int = 10, lr: float = 5e-3, reg: float = 1e-5, batch: int = 4096, valid_users: int = 10000
-    ) -> None:
-        self.dim, self.max_epochs, self.patience, self.lr, self.reg, self.batch = dim, max_epochs, patience, lr, reg, batch
-        self.valid_users = valid_users
+    def __init__(self, config: BprMfConfig = BprMfConfig()) -> None:
+        self.config = config
         self.user_index: dict[str, int] = {}
         self.users: nn.Embedding | None = None
         self.items: nn.Embedding | None = None
         self.history: list[dict[str, float]] = []
 
     def _build(self, n_users: int, n_items: int) -> None:
-        self.users = nn.Embedding(n_users, self.dim)
-        self.items = nn.Embedding(n_items + 1, self.dim, padding_idx=0)
+        self.users = nn.Embedding(n_users, self.config.dim)
+        self.items = nn.Embedding(n_items + 1, self.config.dim, padding_idx=0)
         self.bias = nn.Embedding(n_items + 1, 1, padding_idx=0)
         for emb in (self.users, self.items):
             nn.init.normal_(emb.weight, std=0.01)
         nn.init.zeros_(self.bias.weight)
 
     def fit(self, data: Dataset, *, seed: int = 0) -> None:
+        cfg = self.config
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         train = np.flatnonzero(data.split == "train")
@@ -57,18 +74,18 @@ class BprMF:
         u = torch.as_tensor([self.user_index[x] for x in data.queries.users[train]])
         pos = torch.as_tensor(data.targets[train])
         weights = nn.ModuleList([self.users, self.items, self.bias])  # what early stopping keeps
-        optimiser = torch.optim.Adam(weights.parameters(), lr=self.lr)
-        valid = validation_rows(data, self.valid_users, seed)
-        stopper = EarlyStopping(self.patience)
+        optimiser = torch.optim.Adam(weights.parameters(), lr=cfg.lr)
+        valid = validation_rows(data, cfg.valid_users, seed)
+        stopper = EarlyStopping(cfg.patience)
         self.history = []
-        for epoch in range(self.max_epochs):
+        for epoch in range(cfg.max_epochs):
             started, losses = time.perf_counter(), []
-            for rows in epoch_bar(minibatches(len(train), self.batch, rng), math.ceil(len(train) / self.batch), self.name, epoch):
+            for rows in epoch_bar(minibatches(len(train), cfg.batch, rng), math.ceil(len(train) / cfg.batch), self.name, epoch):
                 neg = torch.as_tensor(rng.integers(1, data.n_items + 1, len(rows)))
                 ub, pb = self.users(u[rows]), self.items(pos[rows])
                 nb = self.items(neg)
                 diff = (ub * (pb - nb)).sum(1) + (self.bias(pos[rows]) - self.bias(neg)).squeeze(1)
-                loss = -nn.functional.logsigmoid(diff).mean() + self.reg * (ub.pow(2).sum() + pb.pow(2).sum() + nb.pow(2).sum()) / len(rows)
+                loss = -nn.functional.logsigmoid(diff).mean() + cfg.reg * (ub.pow(2).sum() + pb.pow(2).sum() + nb.pow(2).sum()) / len(rows)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -102,10 +119,14 @@ class BprMF:
         return scores
 
     def save(self, path: Path) -> None:
-        torch.save({"user_index": self.user_index, "users": self.users.state_dict(), "items": self.items.state_dict(), "bias": self.bias.state_dict()}, path)
+        state = {name: getattr(self, name).state_dict() for name in ("users", "items", "bias")}
+        torch.save({"config": asdict(self.config), "history": self.history, "user_index": self.user_index, **state}, path)
 
     def load(self, path: Path, data: Dataset) -> None:
         state = torch.load(path, weights_only=False)
+        # A checkpoint from before BprMfConfig has no config: only its width matters to load it.
+        self.config = BprMfConfig(**state["config"]) if "config" in state else BprMfConfig(dim=state["users"]["weight"].shape[1])
+        self.history = state.get("history", [])
         self.user_index = state["user_index"]
         self._build(len(self.user_index), data.n_items)
         for name in ("users", "items", "bias"):

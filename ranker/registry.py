@@ -51,7 +51,7 @@ def build(name: str, device: str, trained: dict[str, Ranker], settings: dict[str
 
 @runtime_checkable
 class Configurable(Protocol):
-    """A ranker with a config dataclass (SasrecConfig, LstmAttnConfig) that a rankers TOML overrides."""
+    """A ranker with a config dataclass (SasrecConfig, LstmAttnConfig, BprMfConfig) that a rankers TOML overrides."""
 
     config: Any
 

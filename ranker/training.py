@@ -101,7 +101,9 @@ class EarlyStopping:
         return self.waited >= self.patience
 
     def restore(self, net: nn.Module) -> None:
-        net.load_state_dict(self.state)
+        """Put back the best epoch's weights (none when no epoch gave a finite score: kept as trained)."""
+        if self.state is not None:
+            net.load_state_dict(self.state)
         net.eval()
 
 
