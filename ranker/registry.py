@@ -68,7 +68,7 @@ def _config(model: Ranker) -> Any:
 def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
     """A rankers TOML file: one table per ranker, e.g. `[sasrec]` with `patience = 3`; each key
     overrides a field of that ranker's config dataclass (ranker/sasrec.py SasrecConfig,
-    ranker/sequence.py LstmAttnConfig). Checked here, before any training starts."""
+    ranker/sequence.py LstmAttnConfig, ranker/bprmf.py BprMfConfig). Checked here, before any training starts."""
     tables = read_toml(path)
     named = configurable()
     for name, values in tables.items():

@@ -305,7 +305,7 @@ def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("[sasrec2]\npatience = 3\n", "[sasrec2] is not a ranker with settings; use tables named [sasrec]"),
+        ("[sasrec2]\npatience = 3\n", "[sasrec2] is not a ranker with settings; use tables named [bpr-mf], [sasrec]"),
         ("[popularity]\nk = 3\n", "[popularity] is not a ranker with settings"),
         ("[sasrec]\npatiense = 3\n", "[sasrec]: unknown keys ['patiense']; expected some of"),
         ('[sasrec]\npatience = "3"\n', "[sasrec].patience must be int (default 10), got '3'"),
