@@ -39,7 +39,7 @@ test: setup lint
 	$(BIN)/python -m pytest -m "not e2e"
 
 # End to end: the demo twice through the CLI, and a deployment run on a real Prefect server
-# (6:47 on 2 idle cores, 2026-12-01). CI runs them after `make test`.
+# (7:20 on 2 idle cores, 2026-12-02). CI runs them after `make test`.
 test-e2e: setup
 	$(BIN)/python -m pytest -m e2e
 
