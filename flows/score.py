@@ -134,7 +134,7 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
         if report.exists():
             shutil.rmtree(report)
             write_runs_index(wh)
-        return {spec.name: _remove_run(wh, spec, run_id) for spec in (EXPLANATIONS, SCORES)}
+        return {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
     held = db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
     others = [r for r in held if r["model_version"] != model_version]
     if others:
@@ -150,10 +150,6 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
 def known_users(wh: Warehouse, users: list[str]) -> list[str]:
     """The users of `users` that have any event in the warehouse."""
     return [r["user_id"] for r in db.analysis(wh, "known_users", {"users": users}).to_pylist()]
-
-
-def _remove_run(wh: Warehouse, spec: TableSpec, run_id: str) -> int:
-    return remove_runs(wh, spec, {run_id})
 
 
 def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:

@@ -265,12 +265,12 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
 # An event may lie at most this far ahead of the clock of the machine that ingests it (clock skew
 # between the platform and this machine); later ones are typing or unit mistakes.
 FUTURE_SLACK = timedelta(days=1)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def plausible_time(ts: datetime, raw: Any) -> str | None:
     """Why a parsed event time cannot be a real event's (before 1970, or in the future), or None."""
-    if ts < EPOCH:
+    if ts < UNIX_EPOCH:
         return f"event_ts {raw!r} is before 1970-01-01; expected a real event time"
     if ts > datetime.now(timezone.utc) + FUTURE_SLACK:
         return f"event_ts {raw!r} ({ts.date().isoformat()}) is in the future; expected a real event time"

@@ -478,7 +478,8 @@ def _partition_flat_files(table_dir: Path) -> None:
         values = rows.column(spec.partition_by)
         ok = pa.array([partition_value_ok(v) for v in values.to_pylist()], pa.bool_())
         _quarantine_rows(table_dir, spec, rows.filter(pc.invert(ok)), path)
-        fresh = _new_rows(spec, rows.filter(ok), _partition_globs(table_dir, spec, rows.filter(ok)))
+        movable = rows.filter(ok)
+        fresh = _new_rows(spec, movable, _partition_globs(table_dir, spec, movable))
         _swap(table_dir, spec, [(folder, part, _new_part_name()) for folder, part in _partitions(spec, table_dir, fresh)], [path])
 
 
