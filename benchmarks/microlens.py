@@ -8,7 +8,8 @@ HOME: `reelsense ingest microlens ../shared/data/microlens-50k` and
 written to the JSON (and its .md) as soon as it finishes, so an interrupted run is resumed by
 running the same command again (finished steps are skipped):
 1. each model with seed 0 on the leave-one-out split, all test users ranked against all items,
-   history unmasked and masked; paired bootstrap of each model's NDCG@10 against `sasrec`;
+   history unmasked and masked; paired bootstrap of each model's NDCG@10 against `sasrec`
+   (`lightgbm` re-ranks the lstm-attn trained earlier in the same run: list lstm-attn first);
 2. the cold-start split (ranker/coldstart.py: 20% of items and 10% of users withheld from
    training, seed 0) for popularity, sasrec, sasrec-content and lstm-attn;
 3. seeds 1 and 2 of sasrec and sasrec-content (mean +- sd over the seeds).
@@ -39,8 +40,9 @@ from warehouse.store import Warehouse
 REFERENCE = "sasrec"
 
 
-def make(name: str, overrides: dict) -> object:
-    model = build(name, "cpu", {})
+def make(name: str, overrides: dict, trained: dict | None = None) -> object:
+    """A fresh ranker with the run's overrides; `lightgbm` re-ranks the lstm-attn in `trained`."""
+    model = build(name, "cpu", trained or {})
     if dataclasses.is_dataclass(getattr(model, "config", None)):  # sasrec*, lstm-attn*
         fields = {f.name for f in dataclasses.fields(model.config)}
         model.config = dataclasses.replace(model.config, **{k: v for k, v in overrides.items() if v is not None and k in fields})
@@ -110,6 +112,7 @@ def main() -> None:
     }
     rows = test_rows(data, max_users=args.max_users, seed=0)
     ranks: dict[str, dict] = {}
+    trained: dict[str, object] = {}  # this run's fitted models, for lightgbm's base
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
     steps = {s.strip() for s in args.steps.split(",") if s.strip()}
@@ -120,8 +123,12 @@ def main() -> None:
         key = f"main/{name}/seed{seeds[0]}"
         if key in results["steps"]:
             continue
-        model = make(name, overrides)
+        if name == "lightgbm" and "lstm-attn" not in trained:
+            print(f"{key}: skipped, lightgbm re-ranks lstm-attn: list lstm-attn before it in --models in the same run", flush=True)
+            continue
+        model = make(name, overrides, trained)
         step = fit(model, data, seeds[0])
+        trained[name] = model
         t = time.perf_counter()
         metrics, ranks[name] = evaluate_model(model, data, rows, seed=0)
         step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - t, 1), ndcg10_per_user={p: ndcg(ranks[name][p], 10).tolist() for p in PROTOCOLS})
