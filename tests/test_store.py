@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 import numpy as np
@@ -383,6 +383,58 @@ def test_an_append_reads_only_the_partitions_its_keys_can_live_in(wh):
                 schema=ITEMS.schema,
             ),
         )
+
+
+def test_a_days_append_opens_no_earlier_days_file_however_many_there_are(wh, monkeypatch):
+    """The flat-append property, counted rather than timed: within a partition, an append reads
+    only the files whose key ranges overlap its batch. Thirty days of one user's events make thirty
+    files; a new day opens none of them, a day sent again opens exactly its own file, and a lost or
+    garbled range cache costs nothing but time."""
+    opened: list[int] = []
+    new_rows = store._new_rows
+    monkeypatch.setattr(store, "_new_rows", lambda spec, batch, files: opened.append(len(files or [])) or new_rows(spec, batch, files))
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def day(d: int) -> pa.Table:
+        at = start + timedelta(days=d)
+        return pa.Table.from_pylist([event_row("u0", f"i{(d * 7 + k) % 11}", at + timedelta(hours=k), "like", None) for k in range(3)], schema=EVENTS.schema)
+
+    for d in range(30):
+        assert store.append(wh, EVENTS, day(d)).written == 3
+    partition = wh.table_dir(EVENTS) / f"user_bucket={user_partition('u0')}"
+    assert len(list(partition.glob("*.parquet"))) == 30
+    assert opened == [0] * 30
+    assert store.append(wh, EVENTS, day(12)) == store.WriteResult(written=0, duplicates=3)
+    assert opened[-1] == 1
+    late = pa.Table.from_pylist([event_row("u0", "i8", start + timedelta(days=12, minutes=30), "like", None)], schema=EVENTS.schema)
+    assert store.append(wh, EVENTS, late) == store.WriteResult(written=1, duplicates=0)  # in day 12's ranges, a new key
+    assert opened[-1] == 1
+    (partition / store.KEY_RANGES).write_text("{not json")
+    assert store.append(wh, EVENTS, day(20)) == store.WriteResult(written=0, duplicates=3)
+    (partition / store.KEY_RANGES).unlink()
+    assert store.append(wh, EVENTS, day(25)) == store.WriteResult(written=0, duplicates=3)
+    assert store.append(wh, EVENTS, day(30)).written == 3 and opened[-1] == 0
+    assert store.read(wh, EVENTS).num_rows == 31 * 3 + 1
+
+
+USERS = ["u1", "u2", "u\u00e9", "v"]  # one partition or several, names ordered by code point
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from(["a", "b", "\U0001f600"]), st.integers(0, 5)), max_size=6), max_size=6))
+def test_appends_cut_by_key_ranges_store_each_key_exactly_once(tmp_path_factory, batches):
+    """Whatever the batches and their overlaps, the range cut never lets a stored key in twice
+    nor keeps a new one out: the table ends up holding each distinct key once."""
+    wh = Warehouse(tmp_path_factory.mktemp("home"))
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    keys = set()
+    for rows in batches:
+        batch = pa.Table.from_pylist([event_row(u, i, start + timedelta(hours=h), "like", None) for u, i, h in rows], schema=EVENTS.schema)
+        fresh = {(u, i, h) for u, i, h in rows} - keys
+        assert store.append(wh, EVENTS, batch).written == len(fresh)
+        keys |= fresh
+    stored = store.read(wh, EVENTS).to_pylist()
+    assert sorted((r["user_id"], r["item_id"], int((r["event_ts"] - start).total_seconds() // 3600)) for r in stored) == sorted(keys)
 
 
 def test_scores_of_an_older_home_move_into_run_partitions_and_a_run_drops_alone(tmp_path):

@@ -16,8 +16,13 @@ lost or doubled.
 
 Costs stay with the batch, not the table: where the key decides the partition (events by user,
 embeddings by modality), an append checks its keys against the partitions it writes only, and
-the stored scan is cut to the batch's range of each key column (row groups outside are skipped
-on their statistics). `compact` merges each
+within them against the files whose range of every key column overlaps the batch's. Each
+partition folder keeps those ranges in `.key_ranges.json` (file name and size -> each key
+column's min and max), a cache of facts about immutable files: a file it does not know, or knows
+at another size, is read once and added, and entries of files that are gone are dropped, so a
+lost or stale cache costs time, never correctness. A day of events, or a batch of items extracted
+in id order, then opens no older file at all. Within the files read, the scan is cut to the
+batch's range of each key column (row groups outside are skipped on their statistics). `compact` merges each
 partition's small files (every append writes one per partition) into files of about
 `SMALL_FILE_BYTES`, under the same journal. It removes files, and readers glob without taking
 the table lock, so it runs as maintenance (`reelsense compact`) while no other command uses the
@@ -52,6 +57,8 @@ _PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _HIVE_TYPES = {pa.string(): "VARCHAR", pa.int16(): "SMALLINT"}
 # Beside a derived table's files: what it was built from (see `overwrite`).
 BUILT_FROM = ".built_from.json"
+# Beside each partition's files: each file's range of every key column (see `_overlapping_files`).
+KEY_RANGES = ".key_ranges.json"
 # Compaction merges files under SMALL_FILE_BYTES into files of about that size (bounded memory).
 SMALL_FILE_BYTES = 32 * 1024 * 1024
 
@@ -159,9 +166,69 @@ def _colliding_files(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[st
 
 
 def _partition_globs(table_dir: Path, spec: TableSpec, batch: pa.Table) -> list[str] | None:
-    """The files of the partitions `batch` writes (None: none stored)."""
+    """The stored files of the partitions `batch` writes whose key ranges overlap the batch's
+    (None: none)."""
     folders = [table_dir / f"{spec.partition_by}={value}" for value in pc.unique(batch.column(spec.partition_by)).to_pylist()]
-    return [str(folder / "*.parquet") for folder in folders if _has_files(folder)] or None
+    return _overlapping_files(spec, [folder for folder in folders if folder.is_dir()], batch) or None
+
+
+def _overlapping_files(spec: TableSpec, folders: list[Path], batch: pa.Table) -> list[str]:
+    """The files in `folders` that could hold a key of `batch`: for every key column the batch has
+    no null in, the file's [min, max] overlaps the batch's (a file holding only nulls there cannot
+    match). Ranges come from each folder's KEY_RANGES cache; files it lacks are read (key columns
+    only) and the cache rewritten. Tables of versioned entities (`latest_by`) are not cut."""
+    columns = [k for k in spec.key if k != spec.partition_by]
+    wanted = {name: _comparable_range(batch.column(name)) for name in columns if batch.column(name).null_count == 0}
+    found = []
+    for folder in folders:
+        cache_path = folder / KEY_RANGES
+        try:
+            cache = json.loads(cache_path.read_text())
+            cache = cache if isinstance(cache, dict) else {}
+        except (FileNotFoundError, json.JSONDecodeError):
+            cache = {}
+        known: dict[str, Any] = {}
+        for path in sorted(folder.glob("*.parquet")):
+            size = path.stat().st_size
+            entry = cache.get(path.name)
+            if not (isinstance(entry, dict) and entry.get("size") == size):
+                entry = _file_key_ranges(path, columns, size)
+            if entry is not None:
+                known[path.name] = entry
+            if spec.latest_by or entry is None or _may_overlap(entry["ranges"], wanted):
+                found.append(str(path))
+        if known != cache:
+            _write_json_atomic(cache_path, known)
+    return found
+
+
+def _comparable_range(column: pa.ChunkedArray | pa.Array) -> list[Any] | None:
+    """[min, max] of a key column as JSON-comparable values (times as integers), None if all null."""
+    if pa.types.is_temporal(column.type):
+        column = column.cast(pa.int64() if column.type.bit_width == 64 else pa.int32())
+    low, high = pc.min_max(column).values()
+    return None if low.as_py() is None else [low.as_py(), high.as_py()]
+
+
+def _file_key_ranges(path: Path, columns: list[str], size: int) -> dict[str, Any] | None:
+    """A cache entry for one stored file, or None if it cannot be read here (it is then always
+    scanned, so that DuckDB reports what is wrong with it)."""
+    try:
+        present = [name for name in columns if name in pq.read_schema(path).names]
+        rows = pq.read_table(path, columns=present)
+    except (pa.ArrowException, OSError):
+        return None
+    return {"size": size, "ranges": {name: _comparable_range(rows.column(name)) for name in present}}
+
+
+def _may_overlap(ranges: dict[str, Any], wanted: dict[str, list[Any] | None]) -> bool:
+    for name, (low, high) in ((n, r) for n, r in wanted.items() if r is not None):
+        if name not in ranges:  # a column the file lacks: it cannot be ruled out
+            continue
+        stored = ranges[name]
+        if stored is None or stored[0] > high or stored[1] < low:
+            return False
+    return True
 
 
 def compact(wh: Warehouse, spec: TableSpec) -> tuple[int, int]:
@@ -247,6 +314,7 @@ def drop_partitions(wh: Warehouse, spec: TableSpec, values: set[str]) -> int:
         if doomed:
             _swap(table_dir, spec, [], doomed)
         for folder in folders:
+            (folder / KEY_RANGES).unlink(missing_ok=True)
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
     return removed
@@ -552,10 +620,6 @@ def _hive_option(spec: TableSpec) -> str:
     if spec.partition_by is None:
         return "false"
     return f"true, hive_types = {{'{spec.partition_by}': {_HIVE_TYPES[spec.schema.field(spec.partition_by).type]}}}"
-
-
-def _has_files(folder: Path) -> bool:
-    return next(folder.glob("*.parquet"), None) is not None
 
 
 def _quote(identifier: str) -> str:
