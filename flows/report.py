@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ranker import plots
 from ranker.data import Dataset
-from ranker.explain import label, profile_words
+from ranker.explain import attention_matrix, label, mean_contributions, profile_words
 from ranker.names import REPORT_PAGES
 from warehouse import store
 from warehouse.store import Warehouse
@@ -115,16 +115,13 @@ def write_report(
     activity = Counter(data.queries.users.tolist())  # positive interactions per user
     paged = sorted(sorted(by_user or shifts, key=lambda u: (-activity[u], u))[:max_pages])
     plotted = set(paged[:max_plot_users])
-    row_of = {item_id: row for row, item_id in enumerate(data.item_ids)}
-    drawn = {row_of[i] for u in plotted | {featured} for i in shifts.get(u, {}).get("item_ids", []) if i in row_of}
-    has_content = plots.map_rows(np.flatnonzero(np.linalg.norm(data.content, axis=1) > 0), drawn)  # rows of data.content (0: padding)
-    coords = plots.tsne_coordinates(data.content[has_content]) if len(has_content) > 3 else np.zeros((0, 2), np.float32)
-    where = {data.item_ids[i]: k for k, i in enumerate(has_content)}
-    groups = [groups_of(data.item_ids[i]) for i in has_content]
+    drawn = [i for u in sorted((plotted | {featured}) - {None}) for i in shifts.get(u, {}).get("item_ids", [])]
+    item_map = plots.item_map(list(data.item_ids), data.content, drawn, groups_of)
 
     def trajectory(user: str) -> np.ndarray:
-        return np.asarray([coords[where[i]] for i in shifts.get(user, {}).get("item_ids", []) if i in where]).reshape(-1, 2)
+        return item_map.path(shifts.get(user, {}).get("item_ids", []))
 
+    coords, groups = item_map.coords, item_map.groups
     figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     for user in tqdm(paged, desc="report pages", unit="user", leave=False):
         _user_page(
@@ -163,13 +160,12 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     attention_user = featured if featured in by_user else next(iter(sorted(by_user)), None)
     if attention_user:
         rows = by_user[attention_user][:8]
-        plots.attention_heatmap(out / "plots" / "attention.png", *_attention_matrix(rows, tags), user=attention_user)
+        plots.attention_heatmap(out / "plots" / "attention.png", *attention_matrix(rows, tags), user=attention_user)
         figures.append(("plots/attention.png", f"Attention of lstm-attn over {attention_user}'s history for their top-scored items."))
     if by_user:
         shown = sorted(by_user)[:30]
         names = by_user[shown[0]][0]["modality_names"]
-        means = np.asarray([np.mean([r["modality_contributions"] for r in by_user[u]], 0) for u in shown]).reshape(len(shown), -1)
-        plots.modality_bars(shown, names, means, out / "plots" / "modality_contributions.png")
+        plots.modality_bars(shown, names, mean_contributions(by_user, shown), out / "plots" / "modality_contributions.png")
         figures.append(
             (
                 "plots/modality_contributions.png",
@@ -178,14 +174,6 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
             )
         )
     return figures
-
-
-def _attention_matrix(rows: list[dict], tags: dict) -> tuple[np.ndarray, list[str], list[str]]:
-    """Rows share one history (the user's current one): stack their attention."""
-    history = rows[0]["history_item_ids"]
-    matrix = np.asarray([r["attention"] for r in rows if r["history_item_ids"] == history], np.float32)
-    item_labels = [f"{r['item_id']} {label(tags.get(r['item_id'], {}))}" for r in rows if r["history_item_ids"] == history]
-    return matrix, [label(tags.get(i, {})) for i in history], item_labels
 
 
 def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str, total: int) -> str:
@@ -271,7 +259,7 @@ def _user_page(out, user: str, *, data: Dataset, rows: list[dict], profile: dict
         parts.append(f"<h2>Interest shifts</h2><p>{shift['interactions']} positive interactions. {html.escape(text)}.{html.escape(planted)}</p>")
     if plot is not None and rows:
         coords, groups, path = plot
-        matrix, history_labels, item_labels = _attention_matrix(rows[:8], tags)
+        matrix, history_labels, item_labels = attention_matrix(rows[:8], tags)
         drift = np.asarray(shift["drift"] if shift else [], dtype=np.float64)
         plots.user_figure(
             out / "plots" / f"user_{_file(user, '.png')}",

@@ -220,3 +220,18 @@ def step_ages(queries: Queries, item_ids: list[str], last_seen: dict[tuple[str, 
             if item:
                 ages[q, t] = newest[user] - last_seen.get((user, item_ids[item]), newest[user])
     return ages
+
+
+def attention_matrix(rows: list[dict], tags: dict) -> tuple[npt.NDArray[np.float32], list[str], list[str]]:
+    """A user's explanation rows that share one history (their current one), stacked for the
+    attention heat map: (items x history steps), the history's labels, the items' labels."""
+    history = rows[0]["history_item_ids"]
+    same = [r for r in rows if r["history_item_ids"] == history]
+    matrix = np.asarray([r["attention"] for r in same], np.float32)
+    return matrix, [label(tags.get(i, {})) for i in history], [f"{r['item_id']} {label(tags.get(r['item_id'], {}))}" for r in same]
+
+
+def mean_contributions(rows_by_user: dict[str, list[dict]], users: list[str]) -> npt.NDArray[np.float32]:
+    """(users, modalities): each user's leave-one-modality-out contributions averaged over their
+    scored items."""
+    return np.asarray([np.mean([r["modality_contributions"] for r in rows_by_user[u]], 0) for u in users], np.float32).reshape(len(users), -1)

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -41,6 +42,30 @@ def map_rows(candidates: npt.NDArray[np.int64], keep: Iterable[int], limit: int 
     sampled = np.random.default_rng(seed).choice(candidates, size=limit, replace=False)
     kept = np.intersect1d(np.fromiter(keep, np.int64), candidates)
     return np.union1d(sampled, kept)
+
+
+@dataclass(frozen=True)
+class ItemMap:
+    """The report's item map: 2-D coordinates of the items drawn, their group (topic or top tag)
+    and the row of each item id."""
+
+    coords: npt.NDArray[np.float32]
+    groups: list[str]
+    row_of: dict[str, int]
+
+    def path(self, item_ids: Iterable[str]) -> npt.NDArray[np.float32]:
+        """(n, 2) the map positions of a user's items in their order; items off the map left out."""
+        return np.asarray([self.coords[self.row_of[i]] for i in item_ids if i in self.row_of], np.float32).reshape(-1, 2)
+
+
+def item_map(item_ids: list[str], content: npt.NDArray[np.float32], drawn: Iterable[str], groups_of: Callable[[str], str]) -> ItemMap:
+    """t-SNE of the items with a content vector (`content` rows follow `item_ids`): all of them, or a
+    seeded MAP_ITEMS plus the `drawn` items (whose users' paths are plotted). Empty below 4 items."""
+    row_of = {item_id: row for row, item_id in enumerate(item_ids)}
+    rows = map_rows(np.flatnonzero(np.linalg.norm(content, axis=1) > 0), {row_of[i] for i in drawn if i in row_of})
+    if len(rows) <= 3:
+        return ItemMap(np.zeros((0, 2), np.float32), [], {})
+    return ItemMap(tsne_coordinates(content[rows]), [groups_of(item_ids[i]) for i in rows], {item_ids[i]: k for k, i in enumerate(rows)})
 
 
 def tsne_coordinates(vectors: npt.NDArray[np.float32], seed: int = 0) -> npt.NDArray[np.float32]:

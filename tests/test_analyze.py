@@ -207,3 +207,18 @@ def test_the_item_map_samples_a_large_catalogue_but_keeps_the_drawn_users_items(
     assert np.all(np.diff(rows) > 0)
     np.testing.assert_array_equal(rows, map_rows(candidates, [3, 97], limit=10))  # seeded
     assert not np.array_equal(map_rows(candidates, [], limit=10), map_rows(candidates, [], limit=10, seed=1))
+
+
+def test_the_item_map_draws_items_with_content_only_and_paths_keep_their_order():
+    from ranker.plots import item_map
+
+    rng = np.random.default_rng(0)
+    ids = ["<pad>", *[f"i{k}" for k in range(1, 12)]]
+    content = rng.standard_normal((12, 8)).astype(np.float32)
+    content[0] = content[4] = 0  # the padding row and an item without a vector
+    drawn = item_map(ids, content, ["i7"], groups_of=lambda item: "odd" if int(item[1:]) % 2 else "even")
+    assert sorted(drawn.row_of) == sorted(set(ids) - {"<pad>", "i4"}) and drawn.coords.shape == (10, 2)
+    assert drawn.groups[drawn.row_of["i3"]] == "odd" and drawn.groups[drawn.row_of["i2"]] == "even"
+    path = drawn.path(["i9", "i4", "nobody", "i1"])  # off-map items are left out, the order kept
+    np.testing.assert_array_equal(path, drawn.coords[[drawn.row_of["i9"], drawn.row_of["i1"]]])
+    assert item_map(ids[:4], content[:4], [], groups_of=str).coords.shape == (0, 2)  # three items: no map
