@@ -188,3 +188,53 @@ def _plain(value: object) -> object:
 def _json_text(value: object) -> str:
     plain = _plain(value)
     return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """results.md: the evaluation's tables in Markdown (both protocols, the score-batch path, CTR)."""
+    from ranker.evaluate import PROTOCOLS  # lazily: the CLI imports this module before any command runs
+
+    lines = [f"# Results: {results['dataset']}", "", f"`{results['command']}` (seed {results['seed']}; {results['evaluation']})", ""]
+    users = results["protocol"]["users"]
+    if results.get("kept_from_earlier"):
+        lines += [f"Kept from an earlier evaluation of the same data and users: {', '.join(results['kept_from_earlier'])}.", ""]
+    for protocol in PROTOCOLS:
+        lines += [
+            f"## history {protocol} ({users['overall']} users; {users['natural_cold_items']} natural cold-item targets)",
+            "",
+            "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 | vs sasrec NDCG@10 (paired 95% CI) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, r in results["models"].items():
+            o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
+            vs = r.get("vs_sasrec", {}).get(protocol)
+            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
+            cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
+            lines.append(
+                f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
+                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |"
+            )
+        lines.append("")
+    served = {name: r["scoring_path"] for name, r in results["models"].items() if "ndcg@10" in r.get("scoring_path", {})}
+    if served:
+        lines += [
+            "## the score-batch path (similarity candidates, engaged items removed, re-ranked by the model)",
+            "",
+            "| model | candidates | repeat targets (never served) | recall of the candidates (95% CI) | NDCG@10 of the top 10 written (95% CI) | HR@10 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, p in served.items():
+            recall, low, high = p["candidate_recall"], *p["candidate_recall_ci95"]
+            lines.append(
+                f"| {name} | {p['candidates']} | {p['repeat_targets']:.4f} | {recall:.4f} ({low:.4f}-{high:.4f}) | "
+                f"{p['ndcg@10']:.4f} ({p['ndcg@10_ci95'][0]:.4f}-{p['ndcg@10_ci95'][1]:.4f}) | {p['hr@10']:.4f} |"
+            )
+        lines.append("")
+    lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
+    for name, r in results["models"].items():
+        c = r["ctr_sampled"]
+        loss = "-" if c.get("logloss") is None else f"{c['logloss']:.4f}"
+        lines.append(f"| {name} | {c['auc']:.4f} | {c['gauc']:.4f} | {loss} |")
+    protocol = results["protocol"]
+    lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in protocol.items() if k != "users"), ""]
+    return "\n".join(lines)
