@@ -339,6 +339,25 @@ def test_compaction_merges_into_files_of_bounded_size(wh, monkeypatch):
     assert again == store.WriteResult(written=0, duplicates=11)
 
 
+def test_the_nightly_maintenance_compacts_only_partitions_that_gathered_enough_small_files(wh, prefect_harness):
+    """maintain-warehouse (the scheduled compaction): a partition of four small files is merged, one
+    of two is left as it is, and the table keeps exactly its rows."""
+    from flows.maintain import maintain_warehouse
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for step, users in enumerate([("u1", "u2"), ("u1", "u2"), ("u1",), ("u1",)]):
+        rows = [event_row(u, "i", start.replace(hour=step), "like", None) for u in users]
+        store.append(wh, EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema))
+    before = store.read(wh, EVENTS).sort_by([("user_id", "ascending"), ("event_ts", "ascending")])
+    result = maintain_warehouse(str(wh.home), min_files=3)
+    assert result["events"] == {"files_before": 6, "files_after": 3}
+    files = lambda user: list((wh.table_dir(EVENTS) / f"user_bucket={user_partition(user)}").glob("*.parquet"))  # noqa: E731
+    assert len(files("u1")) == 1 and len(files("u2")) == 2
+    assert store.read(wh, EVENTS).sort_by([("user_id", "ascending"), ("event_ts", "ascending")]).equals(before)
+    with pytest.raises(ValueError, match="at least 2"):
+        store.compact(wh, EVENTS, min_files=1)
+
+
 def test_a_row_in_the_wrong_partition_is_refused(wh):
     """Appends check keys within the partition a key decides: a row whose user_bucket is not its
     user's would escape that check, so it is refused."""

@@ -25,8 +25,9 @@ in id order, then opens no older file at all. Within the files read, the scan is
 batch's range of each key column (row groups outside are skipped on their statistics). `compact` merges each
 partition's small files (every append writes one per partition) into files of about
 `SMALL_FILE_BYTES`, under the same journal. It removes files, and readers glob without taking
-the table lock, so it runs as maintenance (`reelsense compact`) while no other command uses the
-home, never inside an append.
+the table lock, so it runs as maintenance, never inside an append: by hand (`reelsense compact`)
+or nightly as the `maintain-warehouse` deployment (flows/maintain.py), which merges only the
+partitions that have gathered `COMPACT_MIN_FILES` small files, in a slot where no stage reads.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ BUILT_FROM = ".built_from.json"
 KEY_RANGES = ".key_ranges.json"
 # Compaction merges files under SMALL_FILE_BYTES into files of about that size (bounded memory).
 SMALL_FILE_BYTES = 32 * 1024 * 1024
+# The nightly maintenance (flows/maintain.py) merges a partition once it holds this many small
+# files: appends stay flat without it (key ranges), but every reader globs every file.
+COMPACT_MIN_FILES = 32
 
 
 class Warehouse:
@@ -231,12 +235,14 @@ def _may_overlap(ranges: dict[str, Any], wanted: dict[str, list[Any] | None]) ->
     return True
 
 
-def compact(wh: Warehouse, spec: TableSpec) -> tuple[int, int]:
-    """Merge the small files of every partition of a table into files of about SMALL_FILE_BYTES
-    (files already that large are left alone). Journaled like `replace`: a crash at any point
-    leaves the old files or the new ones, never both or neither, once the next reader or writer
-    recovers. Not safe while another process reads the table (see the module docstring).
-    Returns (files before, files after)."""
+def compact(wh: Warehouse, spec: TableSpec, *, min_files: int = 2) -> tuple[int, int]:
+    """Merge the small files of every partition of a table that holds at least `min_files` of them
+    into files of about SMALL_FILE_BYTES (files already that large are left alone). Journaled like
+    `replace`: a crash at any point leaves the old files or the new ones, never both or neither,
+    once the next reader or writer recovers. Not safe while another process reads the table (see
+    the module docstring). Returns (files before, files after)."""
+    if min_files < 2:
+        raise ValueError(f"min_files must be at least 2 (one file has nothing to merge with), got {min_files}")
     table_dir = wh.table_dir(spec)
     if not table_dir.exists():
         return 0, 0
@@ -244,7 +250,7 @@ def compact(wh: Warehouse, spec: TableSpec) -> tuple[int, int]:
         before = sum(1 for _ in wh.part_files(spec))
         folders = sorted({path.parent for path in wh.part_files(spec)})
         for folder in folders:
-            if len(_small_files(folder)) > 1:
+            if len(_small_files(folder)) >= min_files:
                 _compact_folder(spec, table_dir, folder)
         return before, sum(1 for _ in wh.part_files(spec))
 
