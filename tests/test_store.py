@@ -428,7 +428,7 @@ def test_a_days_append_opens_no_earlier_days_file_however_many_there_are(wh, mon
     late = pa.Table.from_pylist([event_row("u0", "i8", start + timedelta(days=12, minutes=30), "like", None)], schema=EVENTS.schema)
     assert store.append(wh, EVENTS, late) == store.WriteResult(written=1, duplicates=0)  # in day 12's ranges, a new key
     assert opened[-1] == 1
-    (partition / store.KEY_RANGES).write_text("{not json")
+    (partition / store.KEY_RANGES).write_text("not an Arrow file")
     assert store.append(wh, EVENTS, day(20)) == store.WriteResult(written=0, duplicates=3)
     (partition / store.KEY_RANGES).unlink()
     assert store.append(wh, EVENTS, day(25)) == store.WriteResult(written=0, duplicates=3)
