@@ -34,6 +34,7 @@ from ranker.coldstart import NEW_USER_STEPS, cold_split, item_cold_rows, user_co
 from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
 from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
 from ranker.metrics import ndcg
+from ranker.names import NEEDS_BASE
 from ranker.registry import build
 from warehouse.store import Warehouse
 
@@ -112,7 +113,7 @@ def main() -> None:
     }
     rows = test_rows(data, max_users=args.max_users, seed=0)
     ranks: dict[str, dict] = {}
-    trained: dict[str, object] = {}  # this run's fitted models, for lightgbm's base
+    trained: dict[str, object] = {}  # the re-rankers' bases fitted in this invocation (lightgbm: lstm-attn)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
     steps = {s.strip() for s in args.steps.split(",") if s.strip()}
@@ -123,12 +124,16 @@ def main() -> None:
         key = f"main/{name}/seed{seeds[0]}"
         if key in results["steps"]:
             continue
-        if name == "lightgbm" and "lstm-attn" not in trained:
-            print(f"{key}: skipped, lightgbm re-ranks lstm-attn: list lstm-attn before it in --models in the same run", flush=True)
+        if name in NEEDS_BASE and NEEDS_BASE[name] not in trained:
+            base = NEEDS_BASE[name]
+            done_before = f"main/{base}/seed{seeds[0]}" in results["steps"]
+            why = "its step was finished by an earlier invocation, whose model is not kept" if done_before else f"list {base} before it in --models"
+            print(f"{key}: skipped: {name} re-ranks the {base} fitted in this invocation, and {why}; rerun both (remove main/{base} from the JSON)", flush=True)
             continue
         model = make(name, overrides, trained)
         step = fit(model, data, seeds[0])
-        trained[name] = model
+        if name in NEEDS_BASE.values():
+            trained[name] = model  # a re-ranker's base: kept for it
         t = time.perf_counter()
         metrics, ranks[name] = evaluate_model(model, data, rows, seed=0)
         step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - t, 1), ndcg10_per_user={p: ndcg(ranks[name][p], 10).tolist() for p in PROTOCOLS})

@@ -4,9 +4,12 @@ are (they check only the files whose key ranges overlap, warehouse/store.py), bu
 globs every file. This flow merges each partition that holds at least `min_files` small files into
 files of about 32 MB, journaled, so a crash at any point loses and doubles nothing.
 
-Compaction removes files and readers glob without the table lock, so it is scheduled at 03:30 UTC,
-after train-ranker has loaded its data and before evaluate (flows/serve.py); writers wait for it
-on the table lock. `reelsense compact` does the same by hand (every partition with 2 or more).
+Compaction removes files that readers glob without the table lock, so it waits until the running
+readers are done (`store.reading`: every reader in reelsense holds it; a DuckDB client of your own
+does not) and holds new ones for its swaps; writers wait for it on the table lock. It runs at
+01:15 UTC (flows/serve.py), before build-features, because `samples` records the `events` files
+it was built from and compaction renames them. `reelsense compact` does the same by hand (every
+partition with 2 or more small files).
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from typing import Any
 DEPLOYMENTS: dict[str, tuple[str, str, str]] = {
     "extract-items": ("flows.extract:extract_items", "0 * * * *", "embed new and changed items, hourly"),
     "align-items": ("flows.align:align_items", "0 1 * * *", "align and fuse the modalities, nightly"),
+    "maintain-warehouse": ("flows.maintain:maintain_warehouse", "15 1 * * *", "merge partitions of many small files (compaction), nightly"),
     "build-features": ("flows.rank:build_features", "30 1 * * *", "behaviour sequences and samples, nightly"),
     "train-ranker": ("flows.rank:train_rankers", "0 2 * * *", "train the rankers (reused when the data is unchanged)"),
-    "maintain-warehouse": ("flows.maintain:maintain_warehouse", "30 3 * * *", "merge partitions of many small files (compaction), nightly"),
     "evaluate": ("flows.rank:evaluate_rankers", "0 4 * * *", "evaluate every ranker, write the results"),
     "score-batch": ("flows.score:score_batch", "30 4 * * *", "top-K for every user into `scores`"),
     "analyze": ("flows.analyze:analyze", "0 5 * * *", "explanations, profiles, shifts and the HTML report"),

@@ -46,11 +46,13 @@ def _sql(name: str) -> str:
 def build_sequences(wh: Warehouse, max_history: int, buckets: list[int] | None = None) -> pa.Table:
     """Sequences of the users in the given `events` partitions (user_bucket; default: all)."""
     buckets = list(range(EVENT_PARTITIONS)) if buckets is None else [int(b) for b in buckets]
-    con = db.scratch(wh)
-    try:
-        return con.sql(_sql("sequences"), params={"max_history": max_history, "buckets": buckets}).to_arrow_table()
-    finally:
-        con.close()
+    store.recover(wh)
+    with store.reading(wh):
+        con = db.scratch(wh)
+        try:
+            return con.sql(_sql("sequences"), params={"max_history": max_history, "buckets": buckets}).to_arrow_table()
+        finally:
+            con.close()
 
 
 class StaleSamples(ReelsenseError):
@@ -113,7 +115,7 @@ def read_samples(wh: Warehouse, max_history: int = MAX_HISTORY, buckets: list[in
     scoring run's shards read the build the run started with, even if events arrive meanwhile).
     Read under a shared lock: a rebuild (an exclusive writer) waits for the read, and the other way round."""
     store.recover(wh)  # before the shared lock: recovery takes the table lock itself
-    with store.shared_lock(wh, SAMPLES):
+    with store.reading(wh), store.shared_lock(wh, SAMPLES):  # the readers' lock first, always (store.reading)
         if build is not None:
             if samples_build(wh) != build:
                 raise StaleSamples(f"`samples` was rebuilt while this run read it (build {build} is gone); run it again")

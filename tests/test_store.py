@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -104,6 +106,33 @@ def test_concurrent_writers_store_each_row_once(wh):
         assert w.exitcode == 0
     users = store.read(wh, EVENTS).column("user_id").to_pylist()
     assert sorted(users) == sorted(f"u{i}" for i in range(60))
+
+
+def _compact_events(home: str, started: str) -> None:
+    Path(started).touch()
+    store.compact(Warehouse(home), EVENTS)
+
+
+def test_a_compaction_waits_until_running_readers_are_done(wh):
+    """Compaction removes files that readers glob without the table lock: it waits for every reader
+    holding `store.reading` (db.connect, db.analysis, db.fetch, store.read hold it), so no query
+    loses a file mid-read or sees a merged file beside its small ones."""
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for hour in range(3):
+        store.append(wh, EVENTS, pa.Table.from_pylist([event_row("u1", "i", start.replace(hour=hour), "like", None)], schema=EVENTS.schema))
+    started = wh.home / "compaction-started"
+    with store.reading(wh):
+        compaction = multiprocessing.get_context("spawn").Process(target=_compact_events, args=(str(wh.home), str(started)))
+        compaction.start()
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists()
+        time.sleep(1.0)  # three one-row files merge in milliseconds when nothing holds them back
+        assert compaction.is_alive() and len(list(wh.part_files(EVENTS))) == 3
+    compaction.join(60)
+    assert compaction.exitcode == 0 and len(list(wh.part_files(EVENTS))) == 1
+    assert store.read(wh, EVENTS).num_rows == 3
 
 
 def test_embeddings_keep_fixed_width_and_support_cosine_search(wh):

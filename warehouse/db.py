@@ -50,7 +50,7 @@ def refresh_views(wh: Warehouse) -> None:
     """Create or replace the view of every table; call after a write that may add a table's first file."""
     wh.home.mkdir(parents=True, exist_ok=True)
     store.recover(wh)
-    with _database_lock(wh, exclusive=True):
+    with store.reading(wh), _database_lock(wh, exclusive=True):  # binding a view globs its files
         con = duckdb.connect(str(wh.db_path))
         try:
             for spec in TABLES.values():
@@ -72,11 +72,13 @@ def derived_view_sqls() -> list[str]:
 def analysis(wh: Warehouse, name: str, params: dict[str, Any] | None = None) -> pa.Table:
     """Run warehouse/sql/analysis/<name>.sql over the tables (through `scratch`)."""
     sql = resources.files("warehouse").joinpath(f"sql/analysis/{name}.sql").read_text()
-    con = scratch(wh)
-    try:
-        return con.sql(sql, params=params).to_arrow_table()
-    finally:
-        con.close()
+    store.recover(wh)
+    with store.reading(wh):
+        con = scratch(wh)
+        try:
+            return con.sql(sql, params=params).to_arrow_table()
+        finally:
+            con.close()
 
 
 def view_sql(wh: Warehouse, spec: TableSpec) -> str:
@@ -151,7 +153,7 @@ def connect(wh: Warehouse) -> Iterator[duckdb.DuckDBPyConnection]:
     stale = _views_elsewhere(wh)
     if stale:
         _rebuild_moved_views(wh, stale)
-    with _database_lock(wh, exclusive=False):
+    with store.reading(wh), _database_lock(wh, exclusive=False):
         con = duckdb.connect(str(wh.db_path), read_only=True)
         try:
             _lock_down(wh, con)
@@ -254,7 +256,8 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
 
 def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with every view, reading the Parquet files directly: what stages
-    use to read, so a reader never holds (or waits for) the lock on the database file."""
+    use to read, so a reader never holds (or waits for) the lock on the database file. Callers
+    hold `store.reading(wh)` while it is open (making its views globs files)."""
     store.recover(wh)
     con = duckdb.connect()
     _lock_down(wh, con)
@@ -268,11 +271,13 @@ def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
 
 def fetch(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Rows of a query over the tables as dicts, through `scratch`."""
-    con = scratch(wh)
-    try:
-        return con.sql(sql, params=params).to_arrow_table().to_pylist()
-    finally:
-        con.close()
+    store.recover(wh)
+    with store.reading(wh):
+        con = scratch(wh)
+        try:
+            return con.sql(sql, params=params).to_arrow_table().to_pylist()
+        finally:
+            con.close()
 
 
 def table_counts(wh: Warehouse) -> dict[str, int]:

@@ -27,7 +27,8 @@ partition's small files (every append writes one per partition) into files of ab
 `SMALL_FILE_BYTES`, under the same journal. It removes files, and readers glob without taking
 the table lock, so it runs as maintenance, never inside an append: by hand (`reelsense compact`)
 or nightly as the `maintain-warehouse` deployment (flows/maintain.py), which merges only the
-partitions that have gathered `COMPACT_MIN_FILES` small files, in a slot where no stage reads.
+partitions that have gathered `COMPACT_MIN_FILES` small files. Whatever removes files waits for
+the running readers first (`reading`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ _HIVE_TYPES = {pa.string(): "VARCHAR", pa.int16(): "SMALLINT"}
 BUILT_FROM = ".built_from.json"
 # Beside each partition's files: each file's range of every key column (see `_overlapping_files`).
 KEY_RANGES = ".key_ranges.arrow"
+# In <home>/tables/: readers hold it shared, whatever removes files exclusively (see `reading`).
+READERS_LOCK = ".readers.lock"
 # Compaction merges files under SMALL_FILE_BYTES into files of about that size (bounded memory).
 SMALL_FILE_BYTES = 32 * 1024 * 1024
 # The nightly maintenance (flows/maintain.py) merges a partition once it holds this many small
@@ -233,15 +236,15 @@ def _ranges_schema(spec: TableSpec, columns: list[str]) -> pa.Schema:
 def _file_ranges(path: Path, columns: list[str]) -> dict[str, Any] | None:
     """One index row: each key column's [min, max] in a stored file (None, None if all null;
     present False if the file lacks the column), or None if the file cannot be read here."""
+    row: dict[str, Any] = {"name": path.name}
     try:
         present = [name for name in columns if name in pq.read_schema(path).names]
         rows = pq.read_table(path, columns=present)
-    except (pa.ArrowException, OSError):
+        for name in columns:
+            low, high = pc.min_max(_comparable(rows.column(name))).values() if name in present else (pa.scalar(None), pa.scalar(None))
+            row |= {f"{name}.min": low.as_py(), f"{name}.max": high.as_py(), f"{name}.present": name in present}
+    except (pa.ArrowException, OSError):  # unreadable, or a key column of another type
         return None
-    row: dict[str, Any] = {"name": path.name}
-    for name in columns:
-        low, high = pc.min_max(_comparable(rows.column(name))).values() if name in present else (pa.scalar(None), pa.scalar(None))
-        row |= {f"{name}.min": low.as_py(), f"{name}.max": high.as_py(), f"{name}.present": name in present}
     return row
 
 
@@ -273,7 +276,7 @@ def compact(wh: Warehouse, spec: TableSpec, *, min_files: int = 2) -> tuple[int,
     table_dir = wh.table_dir(spec)
     if not table_dir.exists():
         return 0, 0
-    with _table_lock(table_dir):
+    with _readers_lock(wh, exclusive=True), _table_lock(table_dir):
         before = sum(1 for _ in wh.part_files(spec))
         folders = sorted({path.parent for path in wh.part_files(spec)})
         for folder in folders:
@@ -318,7 +321,7 @@ def overwrite(wh: Warehouse, spec: TableSpec, batch: pa.Table, *, built_from: di
     table_dir = wh.table_dir(spec)
     table_dir.mkdir(parents=True, exist_ok=True)
     record = table_dir / BUILT_FROM
-    with _table_lock(table_dir):
+    with _readers_lock(wh, exclusive=True), _table_lock(table_dir):
         record.unlink(missing_ok=True)
         old_files = sorted(wh.part_files(spec))
         removed = sum(pq.read_metadata(path).num_rows for path in old_files)
@@ -340,7 +343,7 @@ def drop_partitions(wh: Warehouse, spec: TableSpec, values: set[str]) -> int:
     """Remove whole partitions of a partitioned table (e.g. score runs), journaled like `replace`;
     returns the rows removed. Costs the removed partitions, not the table."""
     table_dir = wh.table_dir(spec)
-    with _table_lock(table_dir):
+    with _readers_lock(wh, exclusive=True), _table_lock(table_dir):
         folders = [table_dir / f"{spec.partition_by}={value}" for value in sorted(values) if partition_value_ok(value)]
         doomed = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.parquet"))]
         removed = sum(pq.read_metadata(path).num_rows for path in doomed)
@@ -478,7 +481,7 @@ def replace(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
     batch = _new_rows(spec, conform(spec, batch), stored_glob=None)  # first row per key
     table_dir = wh.table_dir(spec)
     table_dir.mkdir(parents=True, exist_ok=True)
-    with _table_lock(table_dir):
+    with _readers_lock(wh, exclusive=True), _table_lock(table_dir):
         old_files = _files_with_keys(wh, spec, batch)
         kept = [_rows_without_keys(spec, path, batch) for path in old_files]
         removed = sum(pq.read_metadata(path).num_rows for path in old_files) - sum(t.num_rows for t in kept)
@@ -628,6 +631,30 @@ def _table_lock(table_dir: Path) -> Iterator[None]:
 
 
 @contextmanager
+def reading(wh: Warehouse) -> Iterator[None]:
+    """Held (shared) while DuckDB reads a home's Parquet files through globs (`db.connect`,
+    `db.analysis`, `db.fetch`, `refresh_views`, `read`, the feature SQL): whatever removes files
+    (`compact`, `replace`, `overwrite`, `drop_partitions`) takes it exclusively, so it never removes a file that
+    a running query globbed, and a query never sees a merged file beside the small ones it replaces.
+    Readers never wait for each other. Take it after `recover`, before any table lock, and never
+    hold it while writing: the removers take it before their table lock, so this order is what
+    keeps a reader and a remover from waiting on each other."""
+    with _readers_lock(wh, exclusive=False):
+        yield
+
+
+@contextmanager
+def _readers_lock(wh: Warehouse, *, exclusive: bool) -> Iterator[None]:
+    wh.tables_dir.mkdir(parents=True, exist_ok=True)
+    with open(wh.tables_dir / READERS_LOCK, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
 def shared_lock(wh: Warehouse, spec: TableSpec) -> Iterator[None]:
     """Hold a table steady while reading it: writers (`_table_lock`, exclusive) wait until the
     read ends. A replace a crashed writer left half done is finished first."""
@@ -667,9 +694,10 @@ def read(wh: Warehouse, spec: TableSpec) -> pa.Table:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     hive = _hive_option(spec)
-    table = con.sql(
-        f"SELECT * FROM read_parquet($glob, hive_partitioning = {hive}, union_by_name = true)",
-        params={"glob": wh.parquet_glob(spec)},
-    ).to_arrow_table()
+    with reading(wh):
+        table = con.sql(
+            f"SELECT * FROM read_parquet($glob, hive_partitioning = {hive}, union_by_name = true)",
+            params={"glob": wh.parquet_glob(spec)},
+        ).to_arrow_table()
     con.close()
     return conform(spec, table)
