@@ -256,6 +256,57 @@ def test_compaction_killed_at_any_point_loses_and_duplicates_nothing(sample, poi
     assert len(list((home / "tables" / "events").rglob("*.parquet"))) < files
 
 
+def _score_runs(home: Path, runs: list[str]) -> None:
+    """Score runs written straight to the tables (three users, two items each, explained), the
+    oldest first: what prune reads, without training a model."""
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from warehouse import store
+    from warehouse.schemas import EXPLANATIONS, SCORES
+
+    wh = Warehouse(home)
+    for n, run in enumerate(runs):
+        pairs = [(f"u{u}", f"i{u + k}") for u in range(3) for k in range(2)]
+        at = datetime(2026, 1, 1 + n, tzinfo=timezone.utc)
+        store.append(
+            wh,
+            SCORES,
+            pa.Table.from_pylist(
+                [{"run_id": run, "user_id": u, "item_id": i, "score": 1.0, "rank": 1, "model_version": "m@1", "scored_at": at} for u, i in pairs],
+                schema=SCORES.schema,
+            ),
+        )
+        explained = [{"run_id": run, "user_id": u, "item_id": i, "model_version": "m@1", "summary": "because"} for u, i in pairs]
+        store.append(wh, EXPLANATIONS, pa.Table.from_pylist(explained, schema=EXPLANATIONS.schema))
+    db.refresh_views(wh)
+
+
+@pytest.mark.parametrize("point", ["swap:after-add", "swap:after-add@2"])
+def test_prune_killed_at_any_point_never_keeps_an_explanation_without_its_score(tmp_path, point):
+    """`reelsense prune --keep-runs 1` over three runs, killed after journaling the removal of the
+    older runs' explanations (the first swap) or of their scores (the second): the next read has
+    either finished the removal or not begun it, never explains a score that is gone, and never
+    touches the kept run; prune run again finishes the job."""
+    home = tmp_path / "home"
+    _score_runs(home, ["r1", "r2", "r3"])
+    wh = Warehouse(home)
+    kept_sql = "SELECT * FROM {} WHERE run_id = 'r3' ORDER BY ALL"
+    kept = {t: db.fetch(wh, kept_sql.format(t)) for t in ("scores", "explanations")}
+    killed = reelsense(home, "prune", "--keep-runs", "1", crash_at=point)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:]
+    orphans = "SELECT count(*) AS n FROM explanations e ANTI JOIN scores s USING (run_id, user_id, item_id)"
+    assert db.fetch(wh, orphans) == [{"n": 0}]
+    assert db.fetch(wh, "SELECT DISTINCT run_id FROM explanations ORDER BY 1") == [{"run_id": "r3"}]  # rolled forward
+    assert {t: db.fetch(wh, kept_sql.format(t)) for t in ("scores", "explanations")} == kept
+    visible_files_are_whole(home)
+    done = reelsense(home, "prune", "--keep-runs", "1")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert db.fetch(wh, "SELECT DISTINCT run_id FROM scores") == [{"run_id": "r3"}]
+    assert {t: db.fetch(wh, kept_sql.format(t)) for t in ("scores", "explanations")} == kept
+
+
 # 3. Concurrency -------------------------------------------------------------------------------
 
 
