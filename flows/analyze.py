@@ -51,7 +51,7 @@ def check_run(wh: Warehouse, run_id: str | None) -> dict[str, Any]:
     found = [r for r in runs if r["run_id"] == run_id]
     if not found:
         known = ", ".join(r["run_id"] for r in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
-        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; leave out --run-id to report the latest")
+        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; leave out --run-id for the latest")
     return found[0]
 
 
@@ -131,70 +131,73 @@ def analyze(
     shift_config: ShiftConfig = ShiftConfig(),
 ) -> dict[str, Any]:
     wh = Warehouse(home)
-    started = time.perf_counter()
-    run = check_run(wh, run_id)
-    run_id = run["run_id"]
-    current_samples(home)
-    explanations, data = explain_scores(home, run_id, device_for(device))
-    tags = item_tags(wh)
-    truth = json.loads(Path(truth_path).read_text()) if truth_path else None
-    profiles: dict[str, dict[str, list]] = {}
-    for r in db.analysis(wh, "profiles", {"top": 5}).to_pylist():
-        profiles.setdefault(r["user_id"], {}).setdefault(r["kind"], []).append((r["tag"], r["share"]))
-    shifts = user_shifts(data, tags, truth, shift_config)
-    summary: dict[str, Any] = {"run_id": run_id, "explanations": len(explanations), "users": len(shifts)}
-    with run_folder(wh, run_id) as report_dir:
-        (report_dir / "plots").mkdir(parents=True, exist_ok=True)
-        if truth is not None:
-            metrics = match_shifts(
-                {u: s["planted"] for u, s in shifts.items()}, {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE
+    # A shared hold on the runs: prune and `score --replace` wait until this report is published,
+    # so they never remove a run whose report or explanations are still being written.
+    with store.runs_lock(wh, exclusive=False):
+        started = time.perf_counter()
+        run = check_run(wh, run_id)
+        run_id = run["run_id"]
+        current_samples(home)
+        explanations, data = explain_scores(home, run_id, device_for(device))
+        tags = item_tags(wh)
+        truth = json.loads(Path(truth_path).read_text()) if truth_path else None
+        profiles: dict[str, dict[str, list]] = {}
+        for r in db.analysis(wh, "profiles", {"top": 5}).to_pylist():
+            profiles.setdefault(r["user_id"], {}).setdefault(r["kind"], []).append((r["tag"], r["share"]))
+        shifts = user_shifts(data, tags, truth, shift_config)
+        summary: dict[str, Any] = {"run_id": run_id, "explanations": len(explanations), "users": len(shifts)}
+        with run_folder(wh, run_id) as report_dir:
+            (report_dir / "plots").mkdir(parents=True, exist_ok=True)
+            if truth is not None:
+                metrics = match_shifts(
+                    {u: s["planted"] for u, s in shifts.items()}, {u: [x["index"] for x in s["shifts"]] for u, s in shifts.items()}, SHIFT_TOLERANCE
+                )
+                metrics.update(
+                    window=shift_config.window,
+                    alpha=shift_config.alpha,
+                    permutations=shift_config.permutations,
+                    seed=shift_config.seed,
+                    tolerance_unit="positive interactions",
+                    users=len(shifts),
+                )
+                (report_dir / "shifts.json").write_text(json.dumps(metrics, indent=1))
+                summary["shifts"] = metrics
+            (report_dir / "profiles.json").write_text(json.dumps({u: {"words": profile_words(p), "tags": p} for u, p in profiles.items()}, indent=1))
+            (report_dir / "interest_shifts.json").write_text(
+                json.dumps({u: {k: v for k, v in s.items() if k not in ("drift", "item_ids")} for u, s in shifts.items()}, indent=1)
             )
-            metrics.update(
-                window=shift_config.window,
-                alpha=shift_config.alpha,
-                permutations=shift_config.permutations,
-                seed=shift_config.seed,
-                tolerance_unit="positive interactions",
-                users=len(shifts),
+            groups_of = (lambda item: truth["items"].get(item, "?")) if truth else (lambda item: label(tags.get(item, {})))
+            summary["pages"] = write_report(
+                wh,
+                report_dir,
+                data=data,
+                explanations=explanations,
+                profiles=profiles,
+                shifts=shifts,
+                tags=tags,
+                groups_of=groups_of,
+                max_plot_users=max_plot_users,
+                run_id=run_id,
+                max_pages=max_pages,
             )
-            (report_dir / "shifts.json").write_text(json.dumps(metrics, indent=1))
-            summary["shifts"] = metrics
-        (report_dir / "profiles.json").write_text(json.dumps({u: {"words": profile_words(p), "tags": p} for u, p in profiles.items()}, indent=1))
-        (report_dir / "interest_shifts.json").write_text(
-            json.dumps({u: {k: v for k, v in s.items() if k not in ("drift", "item_ids")} for u, s in shifts.items()}, indent=1)
-        )
-        groups_of = (lambda item: truth["items"].get(item, "?")) if truth else (lambda item: label(tags.get(item, {})))
-        summary["pages"] = write_report(
-            wh,
-            report_dir,
-            data=data,
-            explanations=explanations,
-            profiles=profiles,
-            shifts=shifts,
-            tags=tags,
-            groups_of=groups_of,
-            max_plot_users=max_plot_users,
-            run_id=run_id,
-            max_pages=max_pages,
-        )
-        (report_dir / "report.json").write_text(
-            json.dumps(
-                {
-                    "run_id": run_id,
-                    "model_version": run["model_version"],
-                    "scored_at": run["scored_at"].isoformat(),
-                    "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "explanations": summary["explanations"],
-                    "pages": summary["pages"],
-                },
-                indent=1,
+            (report_dir / "report.json").write_text(
+                json.dumps(
+                    {
+                        "run_id": run_id,
+                        "model_version": run["model_version"],
+                        "scored_at": run["scored_at"].isoformat(),
+                        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "explanations": summary["explanations"],
+                        "pages": summary["pages"],
+                    },
+                    indent=1,
+                )
             )
-        )
-    summary["report"] = str(run_dir(wh, run_id) / "index.html")
-    write_runs_index(wh)
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    get_run_logger().info("analyze: %s", {k: v for k, v in summary.items() if k != "shifts"})
-    return summary
+        summary["report"] = str(run_dir(wh, run_id) / "index.html")
+        write_runs_index(wh)
+        summary["seconds"] = round(time.perf_counter() - started, 1)
+        get_run_logger().info("analyze: %s", {k: v for k, v in summary.items() if k != "shifts"})
+        return summary
 
 
 def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = None, device: str = "auto") -> list[str]:

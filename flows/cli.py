@@ -263,7 +263,9 @@ def _compact(args: argparse.Namespace) -> None:
         raise WarehouseNotFound(f"no warehouse in {wh.home}; run `reelsense ingest` (or `reelsense demo`) first")
     for name in dict.fromkeys(args.tables or TABLES):
         before, after = store.compact(wh, TABLES[name])
-        if before:
+        if not before:
+            print(f"compact {name}: no files")
+        else:
             print(f"compact {name}: {before} files -> {after}" if after < before else f"compact {name}: {before} files, nothing to merge")
 
 
@@ -511,8 +513,8 @@ def _metric(meta: dict, slice_name: str, metric: str) -> str:
 
 
 def _sql(args: argparse.Namespace) -> None:
-    if args.max_rows is not None and args.max_rows < 0:
-        raise ReelsenseError(f"--max-rows is {args.max_rows}; expected 0 or more (leave it out for the default)")
+    if args.max_rows is not None and args.max_rows < 1:
+        raise ReelsenseError(f"--max-rows is {args.max_rows}; expected 1 or more (leave it out for the default)")
     if args.width < 0 or 0 < args.width < 4:
         raise ReelsenseError(f"--width is {args.width}; expected 4 or more characters, or 0 for no limit")
     wh = Warehouse(args.home)

@@ -4,7 +4,8 @@ The older runs' explanations, then their scores (their partition folders in both
 journaled, so a crash leaves scores to explain again, never explanations of deleted
 scores), then their report folders
 go. Registry versions go when no kept run scored with them, they are not their ranker's latest,
-and no version that stays re-ranks them. A maintenance command: run it while no score-batch runs.
+and no version that stays re-ranks them. It waits for running reports (`store.runs_lock`); run it
+while no score-batch runs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from flows.report import run_dir, write_runs_index
 from flows.score import remove_runs
 from ranker import artifacts
-from warehouse import db
+from warehouse import db, store
 from warehouse.errors import ReelsenseError
 from warehouse.schemas import EXPLANATIONS, SCORES
 from warehouse.store import Warehouse
@@ -25,6 +26,11 @@ def prune_runs(wh: Warehouse, keep: int) -> dict[str, Any]:
     """Keep the `keep` newest runs (by their latest scored_at); returns what went."""
     if keep < 1:
         raise ReelsenseError(f"--keep-runs must be at least 1, got {keep}; prune keeps the newest N score runs")
+    with store.runs_lock(wh, exclusive=True):  # running reports finish first (flows/analyze.py)
+        return _prune(wh, keep)
+
+
+def _prune(wh: Warehouse, keep: int) -> dict[str, Any]:
     runs = db.analysis(wh, "runs").to_pylist() if wh.has_rows_on_disk(SCORES) else []
     doomed = {r["run_id"] for r in runs[keep:]}
     removed = {spec.name: remove_runs(wh, spec, doomed) for spec in (EXPLANATIONS, SCORES)}

@@ -130,11 +130,12 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
     scores is refused, or with `replace` removed first (its report, explanations and scores); a run
     of the same version is left as it is, to be completed. Returns the rows removed per table."""
     if replace:  # report, then explanations: a crash in between leaves scores to explain again, never stale explanations
-        report = run_dir(wh, run_id)
-        if report.exists():
-            shutil.rmtree(report)
-            write_runs_index(wh)
-        return {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
+        with store.runs_lock(wh, exclusive=True):  # a report of the run being written is finished first
+            report = run_dir(wh, run_id)
+            if report.exists():
+                shutil.rmtree(report)
+                write_runs_index(wh)
+            return {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
     held = db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
     others = [r for r in held if r["model_version"] != model_version]
     if others:
@@ -157,7 +158,10 @@ def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:
     run): the runs' partition folders go, journaled, and no other run is read; returns the rows removed."""
     if not wh.has_rows_on_disk(spec) or not run_ids:
         return 0
-    return store.drop_partitions(wh, spec, run_ids)
+    removed = store.drop_partitions(wh, spec, run_ids)
+    if not wh.has_rows_on_disk(spec):
+        db.refresh_views(wh)  # the last run gone: the view becomes the empty one (a glob of no files fails)
+    return removed
 
 
 def shard_buckets(shards: int) -> list[list[int]]:

@@ -139,6 +139,7 @@ def test_sql_prints_repeated_column_names(home, capsys):
         ),
         (["  -- only a comment\n"], "empty query"),
         (["SELECT 1", "--max-rows", "-1"], "--max-rows is -1"),
+        (["SELECT 1", "--max-rows", "0"], "--max-rows is 0; expected 1 or more"),
         (["SELECT 1", "--width", "-5"], "--width is -5"),
         (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "nobody=u1"], "the query has $user"),
         (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "u1"], "expected NAME=VALUE"),

@@ -198,12 +198,15 @@ def test_parquet_input_with_typed_columns(wh, tmp_path):
     "content, message",
     [
         (None, "no such file"),
+        ("folder", "a folder, not a file"),
         (b"user,item\nu1,v1\n", "found columns [user, item]; expected user_id, item_id, event_ts, event (optional: watch_ratio)"),
     ],
 )
 def test_whole_file_errors_are_one_line_with_exit_2(tmp_path, capsys, content, message):
     path = tmp_path / "events.csv"
-    if content is not None:
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
         path.write_bytes(content)
     status = main(["--home", str(tmp_path / "home"), "ingest", "events", str(path)])
     err = capsys.readouterr().err

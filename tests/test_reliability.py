@@ -256,9 +256,9 @@ def test_compaction_killed_at_any_point_loses_and_duplicates_nothing(sample, poi
     assert len(list((home / "tables" / "events").rglob("*.parquet"))) < files
 
 
-def _score_runs(home: Path, runs: list[str]) -> None:
-    """Score runs written straight to the tables (three users, two items each, explained), the
-    oldest first: what prune reads, without training a model."""
+def _score_runs(home: Path, runs: list[str], explained: list[str] | None = None) -> None:
+    """Score runs written straight to the tables (three users, two items each; explained: all or
+    `explained`), the oldest first: what prune reads, without training a model."""
     from datetime import datetime, timezone
 
     import pyarrow as pa
@@ -278,8 +278,9 @@ def _score_runs(home: Path, runs: list[str]) -> None:
                 schema=SCORES.schema,
             ),
         )
-        explained = [{"run_id": run, "user_id": u, "item_id": i, "model_version": "m@1", "summary": "because"} for u, i in pairs]
-        store.append(wh, EXPLANATIONS, pa.Table.from_pylist(explained, schema=EXPLANATIONS.schema))
+        if explained is None or run in explained:
+            why = [{"run_id": run, "user_id": u, "item_id": i, "model_version": "m@1", "summary": "because"} for u, i in pairs]
+            store.append(wh, EXPLANATIONS, pa.Table.from_pylist(why, schema=EXPLANATIONS.schema))
     db.refresh_views(wh)
 
 
@@ -305,6 +306,47 @@ def test_prune_killed_at_any_point_never_keeps_an_explanation_without_its_score(
     assert done.returncode == 0, done.stdout[-2000:]
     assert db.fetch(wh, "SELECT DISTINCT run_id FROM scores") == [{"run_id": "r3"}]
     assert {t: db.fetch(wh, kept_sql.format(t)) for t in ("scores", "explanations")} == kept
+
+
+def test_pruning_the_last_explained_run_leaves_an_empty_explanations_table_not_a_broken_view(tmp_path):
+    """Runs r1 and r2 explained, r3 (the newest) not: keeping one run removes every explanation, and
+    the view of the table answers 0 rather than failing on a glob of no files."""
+    from flows.prune import prune_runs
+
+    home = tmp_path / "home"
+    _score_runs(home, ["r1", "r2", "r3"], explained=["r1", "r2"])
+    prune_runs(Warehouse(home), 1)
+    assert db.query(Warehouse(home), "SELECT count(*) AS n FROM explanations").to_pylist() == [{"n": 0}]
+    assert db.query(Warehouse(home), "SELECT DISTINCT run_id FROM scores").to_pylist() == [{"run_id": "r3"}]
+
+
+def _prune_one(home: str, started: str) -> None:
+    from flows.prune import prune_runs
+
+    Path(started).touch()
+    prune_runs(Warehouse(home), 1)
+
+
+def test_prune_waits_for_a_running_report(tmp_path):
+    """A report holds the runs shared while it writes a run's explanations and pages (flows/analyze.py):
+    prune waits for it instead of deleting the run under it, then prunes."""
+    import multiprocessing
+
+    from warehouse import store
+
+    home = tmp_path / "home"
+    _score_runs(home, ["r1", "r2"])
+    started = tmp_path / "prune-started"
+    with store.runs_lock(Warehouse(home), exclusive=False):
+        pruning = multiprocessing.get_context("spawn").Process(target=_prune_one, args=(str(home), str(started)))
+        pruning.start()
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # two tiny runs prune in well under a second when nothing holds them back
+        assert pruning.is_alive() and db.fetch(Warehouse(home), "SELECT count(DISTINCT run_id) AS n FROM scores") == [{"n": 2}]
+    pruning.join(60)
+    assert pruning.exitcode == 0 and db.fetch(Warehouse(home), "SELECT DISTINCT run_id FROM scores") == [{"run_id": "r2"}]
 
 
 # 3. Concurrency -------------------------------------------------------------------------------

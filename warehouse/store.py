@@ -539,9 +539,20 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _temp_files(folder: Path) -> Iterator[Path]:
+    """Hidden `.*.tmp` files under `folder` (a crashed writer's), found with os.scandir: every
+    write passes here, and a partition may hold thousands of files (a Path.rglob costs ~3 us each)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                yield Path(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                yield from _temp_files(Path(entry.path))
+
+
 def _recover(table_dir: Path) -> None:
     """Finish or undo what a crashed writer left; runs under the table lock, before any write."""
-    for tmp in table_dir.rglob(".*.tmp"):
+    for tmp in _temp_files(table_dir):
         tmp.unlink(missing_ok=True)
     journal = table_dir / ".journal.json"
     if not journal.exists():
@@ -641,6 +652,21 @@ def reading(wh: Warehouse) -> Iterator[None]:
     keeps a reader and a remover from waiting on each other."""
     with _readers_lock(wh, exclusive=False):
         yield
+
+
+@contextmanager
+def runs_lock(wh: Warehouse, *, exclusive: bool) -> Iterator[None]:
+    """Score runs as a whole: a report (analyze) holds it shared while it writes a run's
+    explanations and report; what deletes runs (`prune`, `score --replace`) holds it exclusively,
+    so it waits for running reports instead of deleting a run under them. Taken before any other
+    lock."""
+    wh.home.mkdir(parents=True, exist_ok=True)
+    with open(wh.home / ".runs.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 @contextmanager
