@@ -46,10 +46,24 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
+# Stored files each append's duplicate check read (store._new_rows' third argument), in order: a
+# count that shared cores cannot blur, beside the times.
+FILES_READ: list[int] = []
+_new_rows = store._new_rows
+store._new_rows = lambda spec, batch, files: FILES_READ.append(len(files or [])) or _new_rows(spec, batch, files)
+
+
 def growth(seconds: list[float]) -> dict:
-    """First and last append, the medians of the first and last five, and their ratio."""
+    """First and last append, the medians of the first and last five, and their ratio; the stored
+    files the first and the last five appends read."""
     head, tail = statistics.median(seconds[:5]), statistics.median(seconds[-5:])
+    per = max(1, len(FILES_READ) // len(seconds))  # a score run appends in shards: their sum
+    read = [sum(FILES_READ[i : i + per]) for i in range(len(FILES_READ) - per * len(seconds), len(FILES_READ), per)]
+    FILES_READ.clear()
     return {
+        "files_read_first5": read[:5],
+        "files_read_last5": read[-5:],
+        "files_read_max": max(read, default=0),
         "appends": len(seconds),
         "first_s": round(seconds[0], 4),
         "last_s": round(seconds[-1], 4),
