@@ -153,7 +153,7 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
             (
                 "plots/embedding_map.png",
                 f"Item map: t-SNE of the content vectors ({len(coords):,} items: all of them, or a seeded "
-                f"{plots.MAP_ITEMS:,} and the drawn users' items), coloured by topic (sample) or top tag, "
+                f"{plots.MAP_ITEMS:,} and the drawn users' items), coloured by topic (sample) or top tag (the {plots.MAP_GROUPS} most common; the rest grey), "
                 f"with the interactions of {featured} in time order.",
             )
         )

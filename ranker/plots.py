@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +78,24 @@ def tsne_coordinates(vectors: npt.NDArray[np.float32], seed: int = 0) -> npt.NDA
     return tsne.fit_transform(vectors).astype(np.float32)
 
 
+MAP_GROUPS = 19  # groups coloured on the item map; the rest are drawn grey as "other"
+OTHER = "other"
+
+
 def _colours(groups: list[str]) -> dict[str, tuple]:
     palette = plt.get_cmap("tab10" if len(set(groups)) <= 10 else "tab20")
     return {g: palette(i % palette.N) for i, g in enumerate(sorted(set(groups)))}
+
+
+def map_groups(groups: list[str], limit: int = MAP_GROUPS) -> list[str]:
+    """Each item's group on the map: its own among the `limit` most common groups, else "other"
+    (MicroLens items' top tags run into thousands: one colour and one scatter call each took 25 s
+    per figure)."""
+    counts = Counter(groups)
+    if len(counts) <= limit + 1:
+        return list(groups)
+    top = {g for g, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]}
+    return [g if g in top else OTHER for g in groups]
 
 
 def embedding_map(
@@ -92,7 +108,10 @@ def embedding_map(
 
 
 def _draw_map(ax, coords, groups, trajectory, who: str) -> None:
-    colours = _colours(groups)
+    groups = map_groups(groups)
+    colours = _colours([g for g in groups if g != OTHER])
+    if OTHER in groups:
+        colours[OTHER] = (0.75, 0.75, 0.75, 1.0)
     for group, colour in colours.items():
         mask = np.asarray(groups) == group
         ax.scatter(coords[mask, 0], coords[mask, 1], s=14, color=colour, alpha=0.6, label=group)

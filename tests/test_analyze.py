@@ -222,3 +222,21 @@ def test_the_item_map_draws_items_with_content_only_and_paths_keep_their_order()
     path = drawn.path(["i9", "i4", "nobody", "i1"])  # off-map items are left out, the order kept
     np.testing.assert_array_equal(path, drawn.coords[[drawn.row_of["i9"], drawn.row_of["i1"]]])
     assert item_map(ids[:4], content[:4], [], groups_of=str).coords.shape == (0, 2)  # three items: no map
+
+
+def test_the_item_map_colours_the_most_common_groups_and_draws_the_rest_as_other():
+    """Thousands of distinct top tags (MicroLens) become 19 colours and a grey "other": one scatter
+    call per colour, not per tag, and every item still drawn."""
+    import matplotlib.pyplot as plt
+
+    from ranker.plots import MAP_GROUPS, OTHER, _draw_map, map_groups
+
+    groups = [f"tag{k}" for k in range(3000)] + ["common"] * 50 + ["usual"] * 20
+    shown = map_groups(groups)
+    assert len(shown) == len(groups) and shown[-1] == "usual" and shown[-60] == "common"
+    assert len(set(shown)) == MAP_GROUPS + 1 and OTHER in shown
+    assert map_groups(["a", "b", "a"]) == ["a", "b", "a"]  # few groups: left as they are
+    fig, ax = plt.subplots()
+    _draw_map(ax, np.random.default_rng(0).standard_normal((len(groups), 2)), groups, None, "")
+    assert len(ax.collections) == MAP_GROUPS + 1 and sum(len(c.get_offsets()) for c in ax.collections) == len(groups)
+    plt.close(fig)
