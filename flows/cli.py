@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.set_defaults(run=_sql)
 
     compact = commands.add_parser(
-        "compact", help="merge each table's small Parquet files (one per append); it waits for running reelsense readers, then holds new ones for its swaps"
+        "compact", help="merge each table's small Parquet files (one per append); it waits for running reelsense readers and holds new ones until it is done"
     )
     compact.add_argument("tables", nargs="*", metavar="TABLE", help=f"tables to compact (default: all of {', '.join(TABLES)})")
     compact.set_defaults(run=_compact)

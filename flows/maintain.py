@@ -6,7 +6,7 @@ files of about 32 MB, journaled, so a crash at any point loses and doubles nothi
 
 Compaction removes files that readers glob without the table lock, so it waits until the running
 readers are done (`store.reading`: every reader in reelsense holds it; a DuckDB client of your own
-does not) and holds new ones for its swaps; writers wait for it on the table lock. It runs at
+does not) and holds new ones until it is done; writers wait for it on the table lock. It runs at
 01:15 UTC (flows/serve.py), before build-features, because `samples` records the `events` files
 it was built from and compaction renames them. `reelsense compact` does the same by hand (every
 partition with 2 or more small files).

@@ -92,9 +92,10 @@ def stale_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> str | None:
 def build_samples(wh: Warehouse, max_history: int = MAX_HISTORY) -> pa.Table:
     """Rebuild `samples` from `events` (the flow build-features); returns the rows written."""
     store.recover(wh)  # an interrupted events write is finished first, so the record names what is read
-    source = _samples_source(wh, max_history)  # before reading: events written meanwhile make it stale
-    source["build_id"] = uuid.uuid4().hex  # names this build: a scoring run checks its shards read the same one
-    table = build_sequences(wh, max_history)
+    with store.reading(wh):  # the record and the rows from the same files: no compaction in between
+        source = _samples_source(wh, max_history)  # before reading: events written meanwhile make it stale
+        source["build_id"] = uuid.uuid4().hex  # names this build: a scoring run checks its shards read the same one
+        table = build_sequences(wh, max_history)
     store.overwrite(wh, SAMPLES, table, built_from=source)
     db.refresh_views(wh)
     return table

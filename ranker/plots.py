@@ -110,8 +110,8 @@ def embedding_map(
 def _draw_map(ax, coords, groups, trajectory, who: str) -> None:
     groups = map_groups(groups)
     colours = _colours([g for g in groups if g != OTHER])
-    if OTHER in groups:
-        colours[OTHER] = (0.75, 0.75, 0.75, 1.0)
+    if OTHER in groups:  # drawn first, underneath the coloured groups
+        colours = {OTHER: (0.75, 0.75, 0.75, 1.0), **colours}
     for group, colour in colours.items():
         mask = np.asarray(groups) == group
         ax.scatter(coords[mask, 0], coords[mask, 1], s=14, color=colour, alpha=0.6, label=group)

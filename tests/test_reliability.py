@@ -320,6 +320,18 @@ def test_pruning_the_last_explained_run_leaves_an_empty_explanations_table_not_a
     assert db.query(Warehouse(home), "SELECT DISTINCT run_id FROM scores").to_pylist() == [{"run_id": "r3"}]
 
 
+def test_a_table_emptied_by_a_process_that_died_before_refreshing_the_views_reads_as_empty(tmp_path):
+    """The last run's explanations removed and the views not refreshed (the remover was killed in
+    between): the next reader sees a view that still globs files, rebuilds it, and answers 0."""
+    from warehouse import store
+    from warehouse.schemas import EXPLANATIONS
+
+    home = tmp_path / "home"
+    _score_runs(home, ["r1"])
+    store.drop_partitions(Warehouse(home), EXPLANATIONS, {"r1"})  # no refresh_views: as if killed here
+    assert db.query(Warehouse(home), "SELECT count(*) AS n FROM explanations").to_pylist() == [{"n": 0}]
+
+
 def _prune_one(home: str, started: str) -> None:
     from flows.prune import prune_runs
 
@@ -343,6 +355,7 @@ def test_prune_waits_for_a_running_report(tmp_path):
         deadline = time.monotonic() + 60
         while not started.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert started.exists()
         time.sleep(1.0)  # two tiny runs prune in well under a second when nothing holds them back
         assert pruning.is_alive() and db.fetch(Warehouse(home), "SELECT count(DISTINCT run_id) AS n FROM scores") == [{"n": 2}]
     pruning.join(60)

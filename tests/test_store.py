@@ -135,6 +135,16 @@ def test_a_compaction_waits_until_running_readers_are_done(wh):
     assert store.read(wh, EVENTS).num_rows == 3
 
 
+def test_a_remover_inside_a_reading_scope_of_the_same_thread_is_an_error_not_a_hang(wh):
+    """flock locks belong to the open file: a thread reading and then compacting would wait for
+    itself forever. It is refused at once."""
+    store.append(wh, EVENTS, pa.Table.from_pylist([event_row("u1", "i", datetime(2026, 1, 1, tzinfo=timezone.utc), "like", None)], schema=EVENTS.schema))
+    with store.reading(wh), store.reading(wh):  # nested readers are fine
+        with pytest.raises(RuntimeError, match="would wait for itself"):
+            store.drop_partitions(wh, EVENTS, {"0"})
+    assert store.compact(wh, EVENTS) == (1, 1)  # outside: nothing to merge, and no lock taken
+
+
 def test_embeddings_keep_fixed_width_and_support_cosine_search(wh):
     now = datetime.now(timezone.utc)
     rng = np.random.default_rng(0)

@@ -174,8 +174,9 @@ def _lock_down(wh: Warehouse, con: duckdb.DuckDBPyConnection) -> None:
 
 def _views_elsewhere(wh: Warehouse) -> list[str]:
     """Tables that have files in this home but whose view reads another path (the home was copied
-    or moved since the views were made: they hold absolute paths), and derived views this version
-    defines that the database lacks (a home made by an earlier version)."""
+    or moved since the views were made: they hold absolute paths), tables without files whose view
+    still reads files, and derived views this version defines that the database lacks (a home made
+    by an earlier version)."""
     with _database_lock(wh, exclusive=False):
         con = duckdb.connect(str(wh.db_path), read_only=True)
         try:
@@ -183,7 +184,10 @@ def _views_elsewhere(wh: Warehouse) -> list[str]:
         finally:
             con.close()
     moved = [spec.name for spec in TABLES.values() if wh.has_rows_on_disk(spec) and _sql_string(wh.parquet_glob(spec)) not in (stored.get(spec.name) or "")]
-    return moved + [name for name in DERIVED_VIEWS if name not in stored]
+    # A table emptied (its last run pruned) by a process that died before refreshing the views: its
+    # view still globs files, and a glob of none fails every query.
+    emptied = [spec.name for spec in TABLES.values() if not wh.has_rows_on_disk(spec) and "read_parquet" in (stored.get(spec.name) or "")]
+    return moved + emptied + [name for name in DERIVED_VIEWS if name not in stored]
 
 
 def _rebuild_moved_views(wh: Warehouse, stale: list[str]) -> None:

@@ -37,6 +37,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -269,13 +270,16 @@ def compact(wh: Warehouse, spec: TableSpec, *, min_files: int = 2) -> tuple[int,
     """Merge the small files of every partition of a table that holds at least `min_files` of them
     into files of about SMALL_FILE_BYTES (files already that large are left alone). Journaled like
     `replace`: a crash at any point leaves the old files or the new ones, never both or neither,
-    once the next reader or writer recovers. Not safe while another process reads the table (see
-    the module docstring). Returns (files before, files after)."""
+    once the next reader or writer recovers. It waits for running readers and holds new ones until
+    it is done (`reading`). Returns (files before, files after)."""
     if min_files < 2:
         raise ValueError(f"min_files must be at least 2 (one file has nothing to merge with), got {min_files}")
     table_dir = wh.table_dir(spec)
     if not table_dir.exists():
         return 0, 0
+    if not any(len(_small_files(folder)) >= min_files for folder in {path.parent for path in wh.part_files(spec)}):
+        count = sum(1 for _ in wh.part_files(spec))  # nothing to merge: readers are not held up
+        return count, count
     with _readers_lock(wh, exclusive=True), _table_lock(table_dir):
         before = sum(1 for _ in wh.part_files(spec))
         folders = sorted({path.parent for path in wh.part_files(spec)})
@@ -647,11 +651,32 @@ def reading(wh: Warehouse) -> Iterator[None]:
     `db.analysis`, `db.fetch`, `refresh_views`, `read`, the feature SQL): whatever removes files
     (`compact`, `replace`, `overwrite`, `drop_partitions`) takes it exclusively, so it never removes a file that
     a running query globbed, and a query never sees a merged file beside the small ones it replaces.
-    Readers never wait for each other. Take it after `recover`, before any table lock, and never
-    hold it while writing: the removers take it before their table lock, so this order is what
-    keeps a reader and a remover from waiting on each other."""
-    with _readers_lock(wh, exclusive=False):
-        yield
+    Readers never wait for each other. Taken before any table lock, and never held while writing:
+    the removers take it before their table lock, so this order is what keeps a reader and a
+    remover from waiting on each other. A crashed remover's journal (or an older home's flat files)
+    is dealt with first, under the exclusive lock, so no reader's own recovery removes files under
+    another's query. A remover called while this thread reads is an error, not a silent hang (flock
+    locks belong to the open file, so the thread would wait for itself)."""
+    while True:
+        with _readers_lock(wh, exclusive=False):
+            if not _needs_recovery(wh):
+                _READING.depth = getattr(_READING, "depth", 0) + 1
+                try:
+                    yield
+                finally:
+                    _READING.depth -= 1
+                return
+        with _readers_lock(wh, exclusive=True):
+            recover(wh)
+
+
+_READING = threading.local()  # how many `reading` scopes this thread is inside
+
+
+def _needs_recovery(wh: Warehouse) -> bool:
+    if not wh.tables_dir.exists():
+        return False
+    return any((d / ".journal.json").exists() or _flat_files(d) for d in wh.tables_dir.iterdir() if d.is_dir())
 
 
 @contextmanager
@@ -671,6 +696,10 @@ def runs_lock(wh: Warehouse, *, exclusive: bool) -> Iterator[None]:
 
 @contextmanager
 def _readers_lock(wh: Warehouse, *, exclusive: bool) -> Iterator[None]:
+    if exclusive and getattr(_READING, "depth", 0) > 0:
+        raise RuntimeError(
+            "a compaction, replace or removal was called inside `store.reading` of the same thread: it would wait for itself; leave the reading scope first"
+        )
     wh.tables_dir.mkdir(parents=True, exist_ok=True)
     with open(wh.tables_dir / READERS_LOCK, "a+") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
