@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import math
+import sys
 from typing import Any
 
 import pyarrow as pa
@@ -238,3 +239,8 @@ def results_markdown(results: dict[str, Any]) -> str:
     protocol = results["protocol"]
     lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in protocol.items() if k != "users"), ""]
     return "\n".join(lines)
+
+
+def waiting_for_reports() -> None:
+    """What prune and `score --replace` print while a report of the home holds its runs."""
+    print("reelsense: waiting for a running report of this home to finish (it holds the score runs)", file=sys.stderr, flush=True)

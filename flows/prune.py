@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from flows.console import waiting_for_reports
 from flows.report import run_dir, write_runs_index
 from flows.score import remove_runs
 from ranker import artifacts
@@ -26,7 +27,7 @@ def prune_runs(wh: Warehouse, keep: int) -> dict[str, Any]:
     """Keep the `keep` newest runs (by their latest scored_at); returns what went."""
     if keep < 1:
         raise ReelsenseError(f"--keep-runs must be at least 1, got {keep}; prune keeps the newest N score runs")
-    with store.runs_lock(wh, exclusive=True):  # running reports finish first (flows/analyze.py)
+    with store.runs_lock(wh, exclusive=True, on_wait=waiting_for_reports):  # running reports finish first (flows/analyze.py)
         return _prune(wh, keep)
 
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.console import waiting_for_reports
 from flows.rank import current_samples
 from flows.report import run_dir, write_runs_index
 from flows.runners import dask_runner
@@ -130,7 +131,7 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
     scores is refused, or with `replace` removed first (its report, explanations and scores); a run
     of the same version is left as it is, to be completed. Returns the rows removed per table."""
     if replace:  # report, then explanations: a crash in between leaves scores to explain again, never stale explanations
-        with store.runs_lock(wh, exclusive=True):  # a report of the run being written is finished first
+        with store.runs_lock(wh, exclusive=True, on_wait=waiting_for_reports):  # a report of the run being written is finished first
             report = run_dir(wh, run_id)
             if report.exists():
                 shutil.rmtree(report)

@@ -561,3 +561,26 @@ def test_a_run_id_that_cannot_name_its_folder_is_refused_before_a_run(run_id):
     assert not store.partition_value_ok(run_id)
     with pytest.raises(ReelsenseError, match="cannot name the run's folder"):
         check_arguments("popularity", 10, 200, run_id)
+
+
+def test_a_run_remover_says_once_that_it_waits_for_a_running_report(wh):
+    """prune and `score --replace` wait for a report holding the runs; `on_wait` (their "waiting
+    for a running report" line) is called once when they have to wait, never when the lock is free."""
+    import threading
+
+    held, release, waited = threading.Event(), threading.Event(), []
+
+    def report() -> None:
+        with store.runs_lock(wh, exclusive=False):
+            held.set()
+            release.wait(30)
+
+    reporter = threading.Thread(target=report)
+    reporter.start()
+    assert held.wait(30)
+    with store.runs_lock(wh, exclusive=True, on_wait=lambda: (waited.append("busy"), release.set())):
+        assert not reporter.is_alive() or release.is_set()
+    reporter.join(30)
+    with store.runs_lock(wh, exclusive=True, on_wait=lambda: waited.append("free")):
+        pass
+    assert waited == ["busy"]

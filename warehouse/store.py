@@ -39,7 +39,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -680,14 +680,20 @@ def _needs_recovery(wh: Warehouse) -> bool:
 
 
 @contextmanager
-def runs_lock(wh: Warehouse, *, exclusive: bool) -> Iterator[None]:
+def runs_lock(wh: Warehouse, *, exclusive: bool, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Score runs as a whole: a report (analyze) holds it shared while it writes a run's
     explanations and report; what deletes runs (`prune`, `score --replace`) holds it exclusively,
     so it waits for running reports instead of deleting a run under them. Taken before any other
-    lock."""
+    lock. `on_wait` is called once if the lock is not free at once (to say why nothing happens)."""
     wh.home.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     with open(wh.home / ".runs.lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle.fileno(), mode)
         try:
             yield
         finally:
