@@ -46,7 +46,6 @@ def _sql(name: str) -> str:
 def build_sequences(wh: Warehouse, max_history: int, buckets: list[int] | None = None) -> pa.Table:
     """Sequences of the users in the given `events` partitions (user_bucket; default: all)."""
     buckets = list(range(EVENT_PARTITIONS)) if buckets is None else [int(b) for b in buckets]
-    store.recover(wh)
     with store.reading(wh):
         con = db.scratch(wh)
         try:

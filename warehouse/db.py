@@ -72,7 +72,6 @@ def derived_view_sqls() -> list[str]:
 def analysis(wh: Warehouse, name: str, params: dict[str, Any] | None = None) -> pa.Table:
     """Run warehouse/sql/analysis/<name>.sql over the tables (through `scratch`)."""
     sql = resources.files("warehouse").joinpath(f"sql/analysis/{name}.sql").read_text()
-    store.recover(wh)
     with store.reading(wh):
         con = scratch(wh)
         try:
@@ -275,7 +274,6 @@ def scratch(wh: Warehouse) -> duckdb.DuckDBPyConnection:
 
 def fetch(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Rows of a query over the tables as dicts, through `scratch`."""
-    store.recover(wh)
     with store.reading(wh):
         con = scratch(wh)
         try:
