@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flows.console import served_markdown
 from ranker.artifacts import code_version
 from ranker.coldstart import NEW_USER_STEPS, cold_split, item_cold_rows, user_cold_rows
 from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
@@ -266,24 +267,10 @@ def markdown(results: dict) -> str:
                 f"{step['fit_seconds']} | {epochs} |"
             )
         lines.append("")
-    served = {
-        k.split("/")[1]: st["metrics"]["scoring_path"]
-        for k, st in steps.items()
-        if k.startswith("main/") and k.endswith(f"/seed{seed}") and "ndcg@10" in st["metrics"].get("scoring_path", {})
-    }
-    if served:
-        lines += [
-            f"## the score-batch path, seed {seed}: similarity candidates (engaged items removed), re-ranked by the model",
-            "",
-            "| model | candidates | repeat targets (never served) | recall of the candidates | NDCG@10 of the top 10 written (95% CI) | HR@10 |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, sp in served.items():
-            lines.append(
-                f"| {name} | {sp['candidates']} | {sp['repeat_targets']:.4f} | {sp['candidate_recall']:.4f} | "
-                f"{sp['ndcg@10']:.4f} ({sp['ndcg@10_ci95'][0]:.4f}-{sp['ndcg@10_ci95'][1]:.4f}) | {sp['hr@10']:.4f} |"
-            )
-        lines.append("")
+    lines += served_markdown(
+        {k.split("/")[1]: st["metrics"] for k, st in steps.items() if k.startswith("main/") and k.endswith(f"/seed{seed}")},
+        f"## the score-batch path, seed {seed} (engaged items removed)",
+    )
     seeds = {}
     for key, step in steps.items():
         if key.startswith("main/") and step.get("metrics"):

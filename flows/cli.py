@@ -4,7 +4,8 @@
     reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N] [--shards N]
     reelsense [--home DIR] align [--retrain] [--seed N] [--topics truth.json]
     reelsense [--home DIR] features | train [--models a,b] | evaluate [--max-users N]
-    reelsense [--home DIR] score [--model NAME] [--version V] [--k N] [--candidates N] [--users a,b] [--run-id ID [--replace]] [--dask-workers N]
+    reelsense [--home DIR] score [--model NAME] [--version V] [--k N] [--retrieval model|similarity] [--candidates N]
+                           [--users a,b] [--run-id ID [--replace]] [--dask-workers N]
     reelsense [--home DIR] models
     reelsense [--home DIR] serve [--name default] [--paused]
     reelsense [--home DIR] report [--run-id ID] [--truth truth.json]
@@ -31,7 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flows.console import format_csv, format_json, format_table, report_line, results_lines
-from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES, check_rankers
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
@@ -182,7 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS)
     score.add_argument("--version", help="a saved version of the model (default: its latest)")
     score.add_argument("--k", type=int, default=20, help="items kept per user")
-    score.add_argument("--candidates", type=int, default=CANDIDATES, help="candidates per user from embedding similarity")
+    score.add_argument(
+        "--retrieval",
+        choices=RETRIEVALS,
+        default=RETRIEVALS[0],
+        help="model: the model's own top K of every item (default); similarity: --candidates items by embedding similarity, re-ranked by the model",
+    )
+    score.add_argument("--candidates", type=int, default=CANDIDATES, help="candidates per user from embedding similarity (with --retrieval similarity)")
     score.add_argument("--users", help="comma-separated user ids (default: every user)")
     score.add_argument(
         "--run-id", help="rerunning with the same id and model version completes a run without duplicating rows; a run id belongs to one model version"
@@ -400,7 +407,7 @@ def _score(args: argparse.Namespace) -> None:
     from flows.score import check_arguments, claim_run, known_users, model_version, run_score
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
-    check_arguments(args.model, args.k, args.candidates, args.run_id)
+    check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
     users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users is not None else None
     if users == []:
@@ -426,6 +433,7 @@ def _score(args: argparse.Namespace) -> None:
         model=args.model,
         k=args.k,
         n_candidates=args.candidates,
+        retrieval=args.retrieval,
         users=users,
         run_id=args.run_id,
         shards=args.shards,

@@ -63,28 +63,56 @@ def hide_user_error_tracebacks() -> None:
 
 def results_lines(results: dict) -> list[str]:
     """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
-    what score-batch would write (its candidates re-ranked by the model), and the paired
-    difference to sasrec (history unmasked)."""
+    what score-batch would write by default (the model's own top 10 of the items not engaged with),
+    and the paired difference to sasrec (history unmasked)."""
     lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}{'served NDCG@10':>16}   vs sasrec NDCG@10 (95% CI)"]
-    recall = repeats = None
+    repeats = None
     for name, r in results["models"].items():
         o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
         vs = r.get("vs_sasrec", {}).get("unmasked")
         vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
         cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
         served = r.get("scoring_path", {})
-        recall, repeats = served.get("candidate_recall", recall), served.get("repeat_targets", repeats)
+        repeats = served.get("repeat_targets", repeats)
         served_text = f"{served['ndcg@10']:.4f}" if "ndcg@10" in served else "-"
         name = f"{name} *" if name in results.get("kept_from_earlier", []) else name
         lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}{served_text:>16}   {vs_text}")
-    if recall is not None:
+    if repeats is not None:
         lines.append(
-            f"served: score-batch's path, the similarity candidates (engaged items removed) re-ranked; the "
-            f"candidates hold {recall:.1%} of the test targets ({repeats:.1%} are repeats, never served)"
+            f"served: what score-batch writes by default, the model's own top 10 of the items the user has not "
+            f"engaged with ({repeats:.1%} of the test targets are repeats, never served)"
         )
     if results.get("kept_from_earlier"):
         lines.append("* not evaluated by this command: kept from an earlier evaluate of the same data, seed and users")
     return lines
+
+
+def served_markdown(metrics: dict[str, dict], heading: str) -> list[str]:
+    """The markdown table of score-batch's path (ranker/evaluate.py `scoring_path`) for each model
+    whose metrics hold it: one row per retrieval (`model`, then `similarity`); [] when none does."""
+    rows = []
+    for name, m in metrics.items():
+        for key in ("scoring_path", "scoring_path_similarity"):
+            p = m.get(key, {})
+            if "ndcg@10" in p:  # results written before both retrievals existed measured similarity only
+                rows.append((name, p.get("retrieval", "similarity"), p))
+    if not rows:
+        return []
+    lines = [
+        heading,
+        "",
+        "| model | retrieval | candidates | repeat targets (never served) | recall of the candidates (95% CI) "
+        "| NDCG@10 of the top 10 written (95% CI) | HR@10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, retrieval, p in rows:
+        how = "the model's own top" if retrieval == "model" else "similarity, re-ranked"
+        recall, low, high = p["candidate_recall"], *p["candidate_recall_ci95"]
+        lines.append(
+            f"| {name} | {retrieval} ({how}) | {p['candidates']} | {p['repeat_targets']:.4f} | {recall:.4f} ({low:.4f}-{high:.4f}) | "
+            f"{p['ndcg@10']:.4f} ({p['ndcg@10_ci95'][0]:.4f}-{p['ndcg@10_ci95'][1]:.4f}) | {p['hr@10']:.4f} |"
+        )
+    return [*lines, ""]
 
 
 def extract_line(summary: dict[str, Any]) -> str:
@@ -216,21 +244,7 @@ def results_markdown(results: dict[str, Any]) -> str:
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |"
             )
         lines.append("")
-    served = {name: r["scoring_path"] for name, r in results["models"].items() if "ndcg@10" in r.get("scoring_path", {})}
-    if served:
-        lines += [
-            "## the score-batch path (similarity candidates, engaged items removed, re-ranked by the model)",
-            "",
-            "| model | candidates | repeat targets (never served) | recall of the candidates (95% CI) | NDCG@10 of the top 10 written (95% CI) | HR@10 |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, p in served.items():
-            recall, low, high = p["candidate_recall"], *p["candidate_recall_ci95"]
-            lines.append(
-                f"| {name} | {p['candidates']} | {p['repeat_targets']:.4f} | {recall:.4f} ({low:.4f}-{high:.4f}) | "
-                f"{p['ndcg@10']:.4f} ({p['ndcg@10_ci95'][0]:.4f}-{p['ndcg@10_ci95'][1]:.4f}) | {p['hr@10']:.4f} |"
-            )
-        lines.append("")
+    lines += served_markdown({name: r for name, r in results["models"].items()}, "## the score-batch path (engaged items removed)")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
     for name, r in results["models"].items():
         c = r["ctr_sampled"]

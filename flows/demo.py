@@ -69,7 +69,7 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
         print(f"  {name:<22} {took:>8}")
     print(f"[7/9] evaluate (held-out last engagement of each user, ranked against all items; {wh.reports_dir / 'results.json'}):", flush=True)
     print("\n".join("  " + line for line in results_lines(evaluate_rankers(str(wh.home), dataset=f"bundled sample (seed {seed})"))))
-    print("[8/9] score-batch (candidates by embedding similarity, re-ranked by lstm-attn):", flush=True)
+    print("[8/9] score-batch (each user's top 20 by lstm-attn among the items they have not engaged with):", flush=True)
     # One run id per model version: rerunning the demo completes that run and duplicates nothing.
     scored = score_batch(str(wh.home), model="lstm-attn", k=20, run_id=f"demo-{metas['lstm-attn']['version']}")
     print("  " + score_line(scored))

@@ -159,9 +159,10 @@ def evaluate_rankers(
             "natural_cold_items": "test targets never seen in training, ranked among all items",
             "warm_items": "test targets seen in training",
             "ctr_sampled": "AUC / GAUC / logloss on 25 uniform + 25 popularity-sampled negatives per target, 2000 seeded users",
-            "scoring_path": f"score-batch's path: {CANDIDATES} similarity candidates (every item engaged with before removed, "
-            "so a repeated target is a miss) re-ranked by the model; recall of the candidates, and NDCG@10 / "
-            "HR@10 of the top 10 written",
+            "scoring_path": "score-batch's default path: the model's own top items among those not engaged with before "
+            f"(so a repeated target is a miss); recall of its top {CANDIDATES}, and NDCG@10 / HR@10 of the top 10 written",
+            "scoring_path_similarity": f"score-batch with --retrieval similarity: {CANDIDATES} similarity candidates (engaged "
+            "items removed) re-ranked by the model; recall of the candidates, NDCG@10 / HR@10 of the top 10 written",
             "vs_sasrec": "per-user NDCG@10 minus sasrec's, paired bootstrap over users (1000 resamples), 95% CI",
             "ci95": "bootstrap over users, 1000 resamples",
             "content": data.content_source,

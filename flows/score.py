@@ -1,6 +1,7 @@
 """score-batch (Prefect flow; `reelsense score`): every user's top-K items now, into `scores`.
 
-    reelsense score [--model lstm-attn] [--k 20] [--candidates 200] [--users u1,u2] [--run-id ID]
+    reelsense score [--model lstm-attn] [--k 20] [--retrieval model|similarity] [--candidates 200]
+                    [--users u1,u2] [--run-id ID]
                     [--replace] [--shards 4] [--dask-workers N | --dask-address tcp://host:8786]
 
 Users are sharded by their `events` partition (user_bucket): the flow rebuilds `samples` first when
@@ -9,8 +10,9 @@ rows of that build of `samples` (a rebuild during the run, by another command af
 makes the remaining shards refuse with `StaleSamples`: rerun with the same --run-id) and their
 engaged items
 (warehouse/sql/analysis/engaged_items.sql), loads the model
-(checked against the warehouse's feature schema), generates candidates by embedding similarity
-among the items each user has not engaged with and re-ranks them (ranker/scoring.py), and appends
+(checked against the warehouse's feature schema), keeps the model's own top K of every item each
+user has not engaged with (`--retrieval model`, the default), or re-ranks candidates by embedding
+similarity among them (`--retrieval similarity`, `--candidates` of them; ranker/scoring.py), and appends
 its rows to `scores` with the run id and the model version. A user with fewer than K unseen items
 gets fewer rows.
 
@@ -43,8 +45,8 @@ from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, ItemPopularity, load_dataset, samples_build, warehouse_popularity
-from ranker.names import CANDIDATES, check_rankers
-from ranker.scoring import current_queries, engaged_pairs, rerank, similarity_candidates
+from ranker.names import CANDIDATES, RETRIEVALS, check_rankers
+from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
 from warehouse.schemas import EVENT_PARTITIONS, EXPLANATIONS, SCORES, TableSpec
@@ -68,6 +70,7 @@ def score_shard(
     *,
     k: int,
     n_candidates: int,
+    retrieval: str = RETRIEVALS[0],
     users: list[str] | None,
     device: str,
     version: str,
@@ -86,8 +89,7 @@ def score_shard(
         return {"users": 0, "written": 0, "duplicates": 0, "seconds": time.perf_counter() - started}
     engaged = db.analysis(wh, "engaged_items", {"buckets": [int(b) for b in buckets]})
     seen = engaged_pairs(data, queries, engaged.column("user_id").to_pylist(), engaged.column("item_id").to_pylist())
-    candidates = similarity_candidates(data, queries, n_candidates, engaged=seen)
-    items, scores = rerank(model, data, queries, candidates, k)  # (Q, k); 0: fewer than k unseen items
+    items, scores = retrieve(model, data, queries, k, engaged=seen, retrieval=retrieval, n_candidates=n_candidates)  # (Q, k); 0: fewer than k unseen items
     kept = items > 0
     n = int(kept.sum())
     item_ids = np.asarray(data.item_ids, dtype=object)
@@ -106,11 +108,15 @@ def score_shard(
     return {"users": len(queries), "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
 
 
-def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = None) -> None:
+def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = None, retrieval: str = RETRIEVALS[0]) -> None:
     """Refuse arguments no run can use (the CLI calls this before it starts any flow)."""
     check_rankers([model])
-    if k < 1 or n_candidates < k:
-        raise ReelsenseError(f"need 1 <= k <= candidates, got k={k}, candidates={n_candidates}; pass --k 1 or more and --candidates at least --k")
+    if retrieval not in RETRIEVALS:
+        raise ReelsenseError(f"unknown retrieval {retrieval!r}; pass --retrieval {' or '.join(RETRIEVALS)}")
+    if k < 1:
+        raise ReelsenseError(f"need k of 1 or more, got k={k}; pass --k 1 or more")
+    if retrieval == "similarity" and n_candidates < k:
+        raise ReelsenseError(f"need k <= candidates, got k={k}, candidates={n_candidates}; pass --candidates at least --k")
     if run_id is not None and not store.partition_value_ok(run_id):
         raise ReelsenseError(
             f"run id {run_id!r} cannot name the run's folder in `scores` and `explanations`; use letters, digits, '_', '-' or '.', "
@@ -177,6 +183,7 @@ def score_batch(
     model: str = "lstm-attn",
     k: int = 20,
     n_candidates: int = CANDIDATES,
+    retrieval: str = RETRIEVALS[0],
     users: list[str] | None = None,
     run_id: str | None = None,
     shards: int = 4,
@@ -184,7 +191,7 @@ def score_batch(
     version: str | None = None,
     replace: bool = False,
 ) -> dict[str, Any]:
-    check_arguments(model, k, n_candidates, run_id)
+    check_arguments(model, k, n_candidates, run_id, retrieval)
     wh = Warehouse(home)
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
     current_samples(home)  # once, before the shards read it
@@ -201,6 +208,7 @@ def score_batch(
             run_id,
             k=k,
             n_candidates=n_candidates,
+            retrieval=retrieval,
             users=users,
             device=device_for(device),
             version=version,
@@ -231,6 +239,7 @@ def score_batch(
         "duplicates": sum(p["duplicates"] for p in parts),
         "seconds": round(seconds, 2),
         "k": k,
+        "retrieval": retrieval,
         "replaced": removed,
     }
     get_run_logger().info("score-batch: %s", summary)

@@ -12,10 +12,12 @@
 - Slices named for what they are: overall; natural_cold_items (test targets never seen in
   training, ranked among all items); warm_items (the other test targets). The withheld-users and
   withheld-items splits, which need their own training run, are in ranker/coldstart.py.
-- The scoring path as score-batch runs it (`scoring_path`): the share of test targets among the
-  200 similarity candidates (recall@200 of the candidate generator), and NDCG@10 / HR@10 of the
-  top 10 the model writes after re-ranking them. Items engaged with before are never candidates,
-  so a repeated target is a miss there (its share is reported as `repeat_targets`).
+- The scoring path as score-batch runs it (`scoring_path`), for both of its retrievals
+  (ranker/scoring.py): `model` (the default: the model's own ranking of every item) and
+  `similarity` (200 similarity candidates re-ranked): the share of test targets among the top 200
+  (recall@200 of the candidate generator), and NDCG@10 / HR@10 of the top 10 the model writes.
+  Items engaged with before are never served, so a repeated target is a miss there (its share is
+  reported as `repeat_targets`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import numpy.typing as npt
 from ranker.base import sample_negatives
 from ranker.data import EVENT_INDEX, Dataset, Queries
 from ranker.metrics import auc, bootstrap_ci, gauc, hit_rate, logloss, ndcg, target_ranks
-from ranker.names import CANDIDATES
-from ranker.scoring import rerank, similarity_candidates
+from ranker.names import CANDIDATES, RETRIEVALS
+from ranker.scoring import model_top, rerank, similarity_candidates
 from warehouse.errors import ReelsenseError
 
 PROTOCOLS = ("unmasked", "masked")
@@ -128,7 +130,9 @@ def evaluate_model(model, data: Dataset, rows: npt.NDArray[np.int64], *, seed: i
     result = {p: {name: ranking_metrics(ranks[p][pos], seed=seed) for name, pos in slices.items()} for p in PROTOCOLS}
     sample = np.sort(np.random.default_rng(seed + 3).choice(len(rows), min(ctr_users, len(rows)), replace=False))
     result["ctr_sampled"] = {"users": int(len(sample)), **ctr_metrics(model, data, rows[sample], queries.take(sample), seed=seed)}
-    result["scoring_path"] = scoring_path(model, data, rows, seed=seed, seen=seen)
+    for retrieval in RETRIEVALS:  # "scoring_path": the default, model; "scoring_path_similarity"
+        key = "scoring_path" if retrieval == RETRIEVALS[0] else f"scoring_path_{retrieval}"
+        result[key] = scoring_path(model, data, rows, seed=seed, seen=seen, retrieval=retrieval)
     return result, ranks
 
 
@@ -141,14 +145,16 @@ def scoring_path(
     k: int = 10,
     seed: int = 0,
     seen: list[npt.NDArray[np.int64]] | None = None,
-) -> dict[str, float | int | list[float]]:
-    """What score-batch would serve for each test row (ranker/scoring.py): `n_candidates` items by
-    embedding similarity to the history, every item engaged with before removed (the target too:
-    score-batch never recommends a repeat, so a repeated target is a miss here, unlike in the
-    masked protocol), re-ranked by `model`; the target's place in the top `k` written.
-    `candidate_recall`: the share of targets among the candidates (`candidates` of them: fewer
-    where the catalogue is smaller than `n_candidates`); `repeat_targets`: the share of targets
-    engaged with before, which no candidate list holds."""
+    retrieval: str = RETRIEVALS[0],
+) -> dict[str, float | int | list[float] | str]:
+    """What score-batch would serve for each test row (ranker/scoring.py), every item engaged with
+    before removed (the target too: score-batch never recommends a repeat, so a repeated target is
+    a miss here, unlike in the masked protocol): with `retrieval` "model", the model's own top
+    `n_candidates` of every item; with "similarity", `n_candidates` items by embedding similarity to
+    the history, re-ranked by `model`; the target's place in the top `k` written.
+    `candidate_recall`: the share of targets among those `n_candidates` (`candidates` of them: fewer
+    where the catalogue is smaller); `repeat_targets`: the share of targets engaged with before,
+    which no candidate list holds."""
     queries = data.queries.take(rows)
     targets = data.targets[rows]
     seen = earlier_items(data, rows) if seen is None else seen
@@ -156,13 +162,18 @@ def scoring_path(
         np.repeat(np.arange(len(rows)), [len(s) for s in seen]).astype(np.int64),
         np.concatenate(seen).astype(np.int64) if seen else np.zeros(0, np.int64),
     )
-    candidates = similarity_candidates(data, queries, n_candidates, engaged=engaged)
+    if retrieval == "model":
+        candidates, _ = model_top(model, data, queries, n_candidates, engaged=engaged)  # best first: the top k are written
+        top = candidates[:, :k]
+    else:
+        candidates = similarity_candidates(data, queries, n_candidates, engaged=engaged)
+        top, _ = rerank(model, data, queries, candidates, k)
     recalled = (candidates == targets[:, None]).any(1).astype(np.float64)
-    top, _ = rerank(model, data, queries, candidates, k)
     hit = top == targets[:, None]
     ranks = np.where(hit.any(1), hit.argmax(1) + 1, np.inf)  # beyond the written top k: a miss
     repeats = np.array([t in s for s, t in zip(seen, targets)], bool)
-    result: dict[str, float | int | list[float]] = {
+    result: dict[str, float | int | list[float] | str] = {
+        "retrieval": retrieval,
         "users": int(len(rows)),
         "candidates": int(candidates.shape[1]),
         "repeat_targets": float(repeats.mean()) if len(rows) else 0.0,

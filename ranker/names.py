@@ -14,6 +14,7 @@ BASE_MODELS = [
 NEEDS_BASE = {"lightgbm": "lstm-attn"}  # lightgbm re-ranks lstm-attn's candidates
 ALL_MODELS = [*BASE_MODELS, *NEEDS_BASE]
 CANDIDATES = 200  # similarity candidates per user that score-batch re-ranks, by default (and evaluate measures)
+RETRIEVALS = ("model", "similarity")  # score-batch's --retrieval (ranker/scoring.py); the first is the default
 REPORT_PAGES = 300  # user pages a report writes by default: the run's most active users
 
 

@@ -1,22 +1,28 @@
-"""Batch scoring: each user's top-K items now, from candidates by embedding similarity, re-ranked.
+"""Batch scoring: each user's top-K items now, by the model's own ranking of every item (default) or
+from candidates by embedding similarity, re-ranked.
 
 1. `current_queries`: every user's latest history: the last positive interaction and the history
    before it (the ranker's own input layout), so a user is scored on everything known of them.
 2. `engaged_pairs`: what each user may no longer be recommended: every item they engaged with (any
    event other than a bare impression, at any time: warehouse/sql/analysis/engaged_items.sql), not
    only the items still in their last-N history. Items a user was only shown stay eligible.
-3. `similarity_candidates`: the user's interest vector (recency-weighted mean of the content vectors
-   of the history) against every item's content vector, a brute-force matrix product in blocks of
-   users (19k items x 64-384 dims is small enough that an ANN index does not pay), engaged items
-   excluded; users or items without content fall back to popularity. A user with fewer unseen
-   items than `n_candidates` gets fewer candidates: the rest of the row is 0 (padding).
-4. `rerank`: the chosen ranker scores each user's candidates; the top K are kept. Padding never
-   makes the top K: a user with fewer than K unseen items gets fewer items (0 fills the row).
+3. Retrieval, one of two (`RETRIEVALS`):
+   - `model_top` (`model`, the default): the ranker scores every item (`score_all`: for the dot-product
+     rankers a matrix product, in blocks of users), engaged items excluded, and the top K are kept.
+     What is served is then what the evaluation's masked protocol measures.
+   - `similarity_candidates` then `rerank` (`similarity`): the user's interest vector (recency-weighted
+     mean of the content vectors of the history) against every item's content vector, a brute-force
+     matrix product in blocks of users, engaged items excluded; users or items without content fall
+     back to popularity; the ranker re-scores those candidates only. Cheaper for a ranker whose
+     full scoring is costly, but it can only serve what the candidates hold (on MicroLens-50K 200
+     candidates hold 11.8% of the test targets, and the model's own top 200 several times more).
+   Padding and items the model scores -inf never make the top K: a user with fewer than K unseen
+   items gets fewer items (0 fills the row).
 
 The ranker evaluation's "history masked" protocol masks the same engaged set, and its
-`scoring_path` (ranker/evaluate.py) measures this whole path: how many test targets the candidates
-hold, and NDCG@10 of the top 10 written. Reads nothing and writes nothing: flows/score.py wires it
-to the warehouse.
+`scoring_path` (ranker/evaluate.py) measures both retrievals as score-batch runs them: how many test
+targets the top `n_candidates` hold, and NDCG@10 of the top 10 written. Reads nothing and writes
+nothing: flows/score.py wires it to the warehouse.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ranker.data import Dataset, Queries
+from ranker.names import RETRIEVALS
 
 
 def current_queries(data: Dataset) -> Queries:
@@ -108,3 +115,47 @@ def rerank(
         scores[rows] = np.take_along_axis(scored, best, 1)
         items[rows] = np.where(np.isneginf(scores[rows]), 0, np.take_along_axis(candidates[rows], best, 1))
     return items, scores
+
+
+def model_top(
+    model, data: Dataset, queries: Queries, k: int, *, engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], block: int = 1024
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The model's own top `k` of every item for each query: item indices (Q, k) and scores (Q, k),
+    best first, never an item of `engaged` (`engaged_pairs`), padding, or an item the model scores
+    -inf or NaN (a content ranker on an item without content); a row with fewer than `k` such items
+    ends in 0s (score -inf). Tied items within the top are ordered by index: the same scores always
+    write the same rows."""
+    k = min(k, data.n_items)
+    engaged_rows, engaged_items = engaged
+    items = np.empty((len(queries), k), np.int64)
+    scores = np.empty((len(queries), k), np.float32)
+    for start in range(0, len(queries), block):
+        stop = min(start + block, len(queries))
+        scored = np.array(model.score_all(data, queries.take(np.arange(start, stop))), np.float32, copy=True)  # (B, n_items + 1)
+        scored[np.isnan(scored)] = -np.inf
+        scored[:, 0] = -np.inf  # padding
+        lo, hi = np.searchsorted(engaged_rows, [start, stop])
+        scored[engaged_rows[lo:hi] - start, engaged_items[lo:hi]] = -np.inf
+        top = np.sort(np.argpartition(-scored, k - 1, axis=1)[:, :k], axis=1)  # by index, then a stable sort by score
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scored, top, 1), 1, kind="stable"), 1)
+        scores[start:stop] = np.take_along_axis(scored, top, 1)
+        items[start:stop] = np.where(np.isneginf(scores[start:stop]), 0, top)
+    return items, scores
+
+
+def retrieve(
+    model,
+    data: Dataset,
+    queries: Queries,
+    k: int,
+    *,
+    engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    retrieval: str = RETRIEVALS[0],
+    n_candidates: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """score-batch's top `k` per query by `retrieval` (module docstring): (Q, k) items and scores."""
+    if retrieval == "model":
+        return model_top(model, data, queries, k, engaged=engaged)
+    if retrieval == "similarity":
+        return rerank(model, data, queries, similarity_candidates(data, queries, n_candidates, engaged=engaged), k)
+    raise ValueError(f"unknown retrieval {retrieval!r}; use one of {', '.join(RETRIEVALS)}")

@@ -318,9 +318,26 @@ def test_the_scoring_path_recalls_by_content_and_the_content_model_serves_it(fit
     decided by its initialisation: the test above.)"""
     data, content, ids = fitted
     rows = np.flatnonzero(data.split == "test")
-    served = {name: scoring_path(model, data, rows, n_candidates=3, k=1) for name, model in (("content", content), ("ids", ids))}
+    models = (("content", content), ("ids", ids))
+    served = {name: scoring_path(model, data, rows, n_candidates=3, k=1, retrieval="similarity") for name, model in models}
     assert served["content"]["candidate_recall"] == served["ids"]["candidate_recall"] == 1.0
     assert served["content"]["hr@1"] >= 0.8, served
+
+
+def test_the_default_scoring_path_serves_what_the_masked_protocol_ranks(fitted):
+    """score-batch's default retrieval is the model's own ranking with engaged items removed, so a
+    target's place in what it writes is its rank under the masked protocol (a repeated target: a
+    miss), for every model."""
+    data, content, ids = fitted
+    rows = np.flatnonzero(data.split == "test")
+    seen = earlier_items(data, rows)
+    repeat = np.array([t in s for s, t in zip(seen, data.targets[rows])])
+    for model in (content, ids):
+        masked = ranks_by_protocol(model, data, rows, data.queries.take(rows), seen=seen)["masked"]
+        served = scoring_path(model, data, rows, n_candidates=5, k=3, retrieval="model")
+        expected = np.where(repeat | (masked > 3), 0.0, 1 / np.log2(masked + 1))
+        assert served["retrieval"] == "model" and served["ndcg@3"] == pytest.approx(expected.mean()), model.name
+        assert served["candidate_recall"] == pytest.approx(np.mean(~repeat & (masked <= 5))), model.name
 
 
 class _Oracle:

@@ -19,7 +19,7 @@ from conftest import write_csv
 from flows.cli import main
 from flows.score import run_score, score_batch, shard_buckets
 from ranker import artifacts
-from ranker.data import StaleSamples, ensure_samples, load_dataset
+from ranker.data import MAX_HISTORY, StaleSamples, ensure_samples, load_dataset, warehouse_popularity
 from ranker.scoring import current_queries, engaged_pairs, similarity_candidates
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -353,3 +353,57 @@ def test_rerank_never_keeps_a_candidate_the_model_cannot_score():
     queries = Queries(np.array(["u"]), np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64), np.zeros((1, 2), np.float32))
     items, scores = rerank(ByItem(), None, queries, np.array([[3, 1, 2, 0]]), k=4)
     assert items.tolist() == [[2, 1, 0, 0]] and np.isneginf(scores[0, 2:]).all()
+
+
+def test_model_top_keeps_the_models_best_unseen_items_the_same_way_every_time():
+    """--retrieval model: the model's own scores of every item, best first; engaged items,
+    padding, -inf and NaN never kept (a row with fewer than k others ends in 0s); ties in index
+    order, so the same scores always give the same rows."""
+    from ranker.data import Queries
+    from ranker.scoring import model_top
+
+    class Fixed:  # item scores per user; item 5 has no content (-inf), item 6 NaN
+        def score_all(self, data, queries):
+            base = np.array([[9, 1, 4, 4, 4, -np.inf, np.nan], [9, 7, 6, 5, 4, -np.inf, np.nan]], np.float32)
+            return base[[int(u[1:]) for u in queries.users]]
+
+    class Data:
+        n_items = 6
+
+    queries = Queries(np.array(["u0", "u1"]), np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64), np.zeros((2, 2), np.float32))
+    engaged = (np.array([1, 1]), np.array([1, 2]))  # u1 engaged with items 1 and 2
+    items, scores = model_top(Fixed(), Data(), queries, 4, engaged=engaged, block=1)
+    assert items.tolist() == [[2, 3, 4, 1], [3, 4, 0, 0]]
+    assert scores[0].tolist() == [4, 4, 4, 1] and np.isneginf(scores[1, 2:]).all()
+
+
+def test_similarity_retrieval_serves_only_its_candidates(ranked_home):
+    """score --retrieval similarity re-ranks `--candidates` similarity candidates: with 2 candidates
+    and k 5 it is refused before a flow starts; with k 2 each user gets exactly those 2 candidates.
+    The default, the model's own top k, differs from them for some user."""
+    with pytest.raises(ReelsenseError, match="--candidates at least --k"):
+        score_batch(str(ranked_home.home), model="lstm-attn", k=5, n_candidates=2, retrieval="similarity")
+    by_similarity = score_batch(str(ranked_home.home), model="lstm-attn", k=2, n_candidates=2, retrieval="similarity", run_id="sim")
+    by_model = score_batch(str(ranked_home.home), model="lstm-attn", k=2, run_id="own")
+    assert by_similarity["retrieval"] == "similarity" and by_model["retrieval"] == "model"
+    served = {run: _served(ranked_home, run) for run in ("sim", "own")}
+    # The candidates as a shard computes them: the same history length and whole-table popularity.
+    data = load_dataset(ranked_home, MAX_HISTORY, popularity=warehouse_popularity(ranked_home, MAX_HISTORY))
+    queries = current_queries(data)
+    candidates = similarity_candidates(data, queries, 2, engaged=engaged_pairs(data, queries, *_engaged_lists(ranked_home)))
+    expected = {u: {data.item_ids[i] for i in row if i} for u, row in zip(queries.users, candidates)}
+    assert served["sim"] == expected
+    assert served["own"] != served["sim"]
+
+
+def _engaged_lists(wh: Warehouse) -> tuple[list[str], list[str]]:
+    engaged = db.analysis(wh, "engaged_items", {"buckets": list(range(EVENT_PARTITIONS))})
+    return engaged.column("user_id").to_pylist(), engaged.column("item_id").to_pylist()
+
+
+def _served(wh: Warehouse, run_id: str) -> dict[str, set[str]]:
+    rows = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = ?", [run_id])
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        out.setdefault(r["user_id"], set()).add(r["item_id"])
+    return out
