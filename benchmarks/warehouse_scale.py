@@ -1,11 +1,12 @@
 """The warehouse as it grows: append cost, files before and after compaction, query latency, memory.
 
-    .venv/bin/python benchmarks/warehouse_scale.py --home EMPTY_DIR [--scale 1] [--runs 30] [--out FILE.json]
+    .venv/bin/python benchmarks/warehouse_scale.py --home EMPTY_DIR [--scale 1] [--items N] [--runs 30] [--out FILE.json]
 
 A synthetic platform the size of MicroLens-50K times `--scale` (scale 1: 50,000 users, 20,000
 items, 360,000 events; 10: 3.6M events, 200k items), written the way the nightly jobs write it:
 - `events` in 30 daily appends (ingest);
-- one 384-d vector per item (a text model) in appends of 16 items (extract-items' default batch);
+- one 384-d vector per item (a text model) in appends of `--commit-items` items (extract-items'
+  default `commit_items`, 256: it commits 16 batches of 16 at a time);
 - `--runs` score runs of `--run-rows` rows each (default 100,000 x scale), each in 4 shards
   (score-batch), every run under its own run id.
 For each kind it reports the first and the last append (and the median of the first and last
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from extractors.config import ExtractConfig
 from warehouse import db, store
 from warehouse.ingest import user_partition
 from warehouse.schemas import EMBEDDINGS, EVENTS, ITEMS, SCORES, TABLES
@@ -196,6 +198,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True, help="an empty folder (the synthetic warehouse is written there)")
     parser.add_argument("--scale", type=float, default=1.0, help="times MicroLens-50K (1: 360k events, 20k items)")
+    parser.add_argument("--items", type=int, help="items with a vector (default 20,000 x scale)")
+    parser.add_argument("--commit-items", type=int, default=ExtractConfig().commit_items, help="items per vector append (extract-items' commit_items)")
     parser.add_argument("--runs", type=int, default=30, help="nightly score runs")
     parser.add_argument("--run-rows", type=int, help="rows per score run (default 100,000 x scale)")
     parser.add_argument("--seed", type=int, default=0)
@@ -206,19 +210,26 @@ def main() -> None:
         parser.error(f"--home {home} is not empty; pass a new folder")
     wh = Warehouse(home)
     rng = np.random.default_rng(args.seed)
-    n_users, n_items, n_events = int(50_000 * args.scale), int(20_000 * args.scale), int(360_000 * args.scale)
+    n_users, n_items, n_events = int(50_000 * args.scale), args.items or int(20_000 * args.scale), int(360_000 * args.scale)
     run_rows = args.run_rows or int(100_000 * args.scale)
     result: dict = {
         "command": "python benchmarks/warehouse_scale.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()}), {len(__import__('os').sched_getaffinity(0))} cores",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sizes": {"users": n_users, "items": n_items, "events": n_events, "score_runs": args.runs, "rows_per_run": run_rows},
+        "sizes": {
+            "users": n_users,
+            "items": n_items,
+            "events": n_events,
+            "score_runs": args.runs,
+            "rows_per_run": run_rows,
+            "items_per_vector_append": args.commit_items,
+        },
     }
     hashes = write_items(wh, n_items)
     print(f"events: {n_events} in 30 daily appends", flush=True)
     result["events"] = growth(append_events(wh, rng, n_users, n_items, n_events, 30))
-    print(f"  {result['events']}\nvectors: {n_items} in appends of 16 items", flush=True)
-    result["vectors"] = growth(append_vectors(wh, rng, hashes, 16))
+    print(f"  {result['events']}\nvectors: {n_items} in appends of {args.commit_items} items", flush=True)
+    result["vectors"] = growth(append_vectors(wh, rng, hashes, args.commit_items))
     print(f"  {result['vectors']}\nscores: {args.runs} runs of {run_rows} rows, 4 shards each", flush=True)
     result["score_runs"] = growth(append_score_runs(wh, rng, n_users, n_items, args.runs, run_rows))
     print(f"  {result['score_runs']}", flush=True)

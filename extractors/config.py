@@ -7,6 +7,7 @@ n_frames = 8                # frames sampled per video
 frame_sampling = "exact"    # exact | keyframes (nearest keyframes, scaled in FFmpeg; much faster)
 decode_short_side = 256     # keyframes mode: shorter side scaled to this in FFmpeg (never enlarged; 0: not scaled)
 batch_items = 16            # items per batch (batches span items)
+commit_items = 256          # items per commit to `embeddings` (one file per modality; a crash loses at most these)
 decode_workers = 0          # parallel decoding threads; 0 = one per CPU core
 prefetch_batches = 2        # batches decoded ahead of the encoder
 device = "auto"             # auto (CUDA when present) | cpu | cuda | cuda:1
@@ -42,6 +43,7 @@ class ExtractConfig:
     frame_sampling: str = "exact"
     decode_short_side: int = 256
     batch_items: int = 16
+    commit_items: int = 256
     decode_workers: int = 0
     prefetch_batches: int = 2
     device: str = "auto"
@@ -59,7 +61,7 @@ class ExtractConfig:
             raise ConfigError(f"modalities {list(self.modalities)} must be a non-empty subset of frames, text, audio")
         if self.frame_sampling not in FRAME_SAMPLINGS:
             raise ConfigError(f"frame_sampling {self.frame_sampling!r} is not one of {', '.join(FRAME_SAMPLINGS)}")
-        for name in ("n_frames", "batch_items", "prefetch_batches"):
+        for name in ("n_frames", "batch_items", "commit_items", "prefetch_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.decode_workers < 0:

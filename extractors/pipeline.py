@@ -64,6 +64,19 @@ class BatchResult:
     embedded_items: int
 
 
+def merge_results(results: list[BatchResult]) -> BatchResult:
+    """Several batches' results as one (extract-items commits `commit_items` items at a time)."""
+    tables: dict[tuple[str, str], list[pa.Table]] = {}
+    for result in results:
+        for key, table in result.embeddings.items():
+            tables.setdefault(key, []).append(table)
+    return BatchResult(
+        {key: pa.concat_tables(parts) for key, parts in tables.items()},
+        [failure for result in results for failure in result.failures],
+        sum(result.embedded_items for result in results),
+    )
+
+
 def build_encoders(config: ExtractConfig) -> dict[str, Encoder]:
     """The encoder of each configured modality (constructed, not loaded)."""
     if config.preset == "paper":

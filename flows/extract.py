@@ -5,8 +5,10 @@
 Reads `items`; writes `embeddings` (one row per item, modality and model) and `failures` (corrupt
 media, missing audio). Caching is by content hash, in the warehouse itself: an item whose
 (modality, model, content_hash) is stored is skipped, so a rerun after a crash does only what is
-left (each finished batch was committed atomically), and `--force` recomputes and replaces.
-On one machine, the next `prefetch_batches` batches are decoded (by a shared pool of decoding
+left, and `--force` recomputes and replaces. Batches are committed `commit_items` items at a time
+(default 256: 16 batches of 16), each commit atomic and one file per modality, so a crash loses at
+most that much work, and the table does not gather a file per batch (whose count every append's
+duplicate check and every reader would pay for). On one machine, the next `prefetch_batches` batches are decoded (by a shared pool of decoding
 threads, one per core by default) while the current one is encoded and committed.
 Scaled out (--dask-workers, --dask-address), items are partitioned by crc32(item_id) into shards
 that each worker decodes, embeds and commits on its own: the commits are idempotent appends, so
@@ -18,6 +20,7 @@ from __future__ import annotations
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -34,6 +37,7 @@ from extractors.pipeline import (
     embed_batch,
     failures_table,
     loaded_encoders,
+    merge_results,
     model_ids,
     plan_work,
     prefetched,
@@ -91,6 +95,35 @@ def _add(totals: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
     return {k: totals[k] + counts[k] for k in COUNTS}
 
 
+class Commits:
+    """Batches' results held until `commit_items` items are in, then committed by `write` (the
+    write task) as one; `flush` commits what is held. Used as a context manager, what is held is
+    also committed when a later batch raises, so finished work is kept."""
+
+    def __init__(self, write: Callable[[BatchResult], dict[str, int]], commit_items: int) -> None:
+        self.write, self.commit_items = write, commit_items
+        self.held: list[BatchResult] = []
+        self.items = 0
+        self.totals = dict.fromkeys(COUNTS, 0)
+
+    def add(self, result: BatchResult, items: int) -> None:
+        self.held.append(result)
+        self.items += items
+        if self.items >= self.commit_items:
+            self.flush()
+
+    def flush(self) -> None:
+        held, self.held, self.items = self.held, [], 0  # a failed write is not tried again on exit
+        if held:
+            self.totals = _add(self.totals, self.write(merge_results(held)))
+
+    def __enter__(self) -> Commits:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
 @task(name="extract-shard", cache_policy=NO_CACHE)
 def extract_shard(home: str, work: list[WorkItem], config: ExtractConfig, force: bool, torch_threads: int = 0) -> dict[str, int]:
     """Decode, embed and commit one shard of items, all on the worker that runs it (scale-out)."""
@@ -99,11 +132,11 @@ def extract_shard(home: str, work: list[WorkItem], config: ExtractConfig, force:
         import torch
 
         torch.set_num_threads(torch_threads)  # worker processes sharing a machine share its cores
-    totals = dict.fromkeys(COUNTS, 0)
-    for start in range(0, len(work), config.batch_items):
-        decoded = decode_task.fn(work[start : start + config.batch_items], config)
-        totals = _add(totals, write_task.fn(home, embed_task.fn(decoded, config), force))
-    return totals
+    with Commits(lambda result: write_task.fn(home, result, force), config.commit_items) as commits:
+        for start in range(0, len(work), config.batch_items):
+            batch = work[start : start + config.batch_items]
+            commits.add(embed_task.fn(decode_task.fn(batch, config), config), len(batch))
+    return commits.totals
 
 
 def item_shards(work: list[WorkItem], shards: int) -> list[list[WorkItem]]:
@@ -128,12 +161,12 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
     """Batches in order; up to `prefetch_batches` of the next ones decode (tasks on the shared
     decoder pool) while this one is encoded and committed, so the encoder need not wait."""
     batches = [work[i : i + config.batch_items] for i in range(0, len(work), config.batch_items)]
-    totals = dict.fromkeys(COUNTS, 0)
-    for batch, decoded in prefetched(batches, lambda b: decode_task.submit(b, config), config.prefetch_batches):
-        totals = _add(totals, write_task(home, embed_task(decoded, config), force))
-        bar.update(len(batch))
-        bar.set_postfix(quarantined=totals["quarantined"])
-    return totals
+    with Commits(lambda result: write_task(home, result, force), config.commit_items) as commits:
+        for batch, decoded in prefetched(batches, lambda b: decode_task.submit(b, config), config.prefetch_batches):
+            commits.add(embed_task(decoded, config), len(batch))
+            bar.update(len(batch))
+            bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"])
+    return commits.totals
 
 
 @flow(name="extract-items", log_prints=True)

@@ -237,3 +237,35 @@ def test_a_batch_committed_for_some_modalities_only_is_finished_for_the_rest():
     work, skipped = plan_work(items, done, {("bad", "hbad")}, models)
     assert [(w.item_id, w.modalities) for w in work] == [("half", ["audio"]), ("new", ["frames", "text", "audio"])]
     assert skipped == 2
+
+
+def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batch_fails():
+    """Batches of 2 items with commit_items 5: one write once 6 items are held, the last 2 written
+    on exit, every vector and failure in exactly one write; a batch that raises later still leaves
+    the batches before it written."""
+    import pyarrow as pa
+
+    from extractors.pipeline import BatchResult
+    from flows.extract import Commits
+
+    def result(items: list[str]) -> BatchResult:
+        return BatchResult({("text", "t@1"): pa.table({"item_id": items})}, [{"item_id": f"{items[0]}-failed"}], len(items))
+
+    writes: list[BatchResult] = []
+
+    def write(merged: BatchResult) -> dict[str, int]:
+        writes.append(merged)
+        return {"vectors": merged.embeddings[("text", "t@1")].num_rows, "embedded": merged.embedded_items, "quarantined": 0, "audio_missing": 0}
+
+    with Commits(write, commit_items=5) as commits:
+        for start in range(0, 8, 2):
+            commits.add(result([f"i{start}", f"i{start + 1}"]), 2)
+            assert len(writes) == (1 if start >= 4 else 0)
+    assert [w.embeddings[("text", "t@1")].column("item_id").to_pylist() for w in writes] == [[f"i{k}" for k in range(6)], ["i6", "i7"]]
+    assert [len(w.failures) for w in writes] == [3, 1] and commits.totals["embedded"] == 8
+
+    writes.clear()
+    with pytest.raises(RuntimeError, match="encoder died"), Commits(write, commit_items=5) as commits:
+        commits.add(result(["a", "b"]), 2)
+        raise RuntimeError("encoder died")
+    assert [w.embeddings[("text", "t@1")].column("item_id").to_pylist() for w in writes] == [["a", "b"]]

@@ -31,8 +31,8 @@ BIN = Path(sys.executable).parent
 EXTRACT_TOML = "n_frames = 4\nbatch_items = 3\n"
 # The crash and concurrency runs embed one modality: the write protocol they test is the same for
 # every modality, and audio alone loads no image or text encoder (about 10 s less per run).
-AUDIO_TOML = 'modalities = ["audio"]\nbatch_items = 3\n'
-AUDIO_ONE_BY_ONE_TOML = 'modalities = ["audio"]\nbatch_items = 1\n'
+AUDIO_TOML = 'modalities = ["audio"]\nbatch_items = 3\ncommit_items = 3\n'
+AUDIO_ONE_BY_ONE_TOML = 'modalities = ["audio"]\nbatch_items = 1\ncommit_items = 1\n'
 
 
 # The API of the session's Prefect test server (set by the `prefect_api` fixture): flow runs of the

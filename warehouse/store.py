@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -260,10 +261,12 @@ def _read_ranges(path: Path, schema: pa.Schema) -> pa.Table:
 
 
 def _write_ranges(path: Path, index: pa.Table) -> None:
+    """Atomic but not fsynced: the index is a cache, and one lost or garbled by a crash is rebuilt
+    from the files (`_read_ranges`), so it needs no flush to disk on every append."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, index.schema) as writer:
         writer.write_table(index)
-    write_atomic(path, sink.getvalue().to_pybytes())
+    write_atomic(path, sink.getvalue().to_pybytes(), durable=False)
 
 
 def compact(wh: Warehouse, spec: TableSpec, *, min_files: int = 2) -> tuple[int, int]:
@@ -402,8 +405,11 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | N
     files matching `stored_glob` (a glob or a list of globs; None: nothing stored)."""
     if batch.num_rows == 0:
         return batch
-    con = duckdb.connect()
     keys = batch.select(list(spec.key)).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
+    if stored_glob is None:  # only the batch's own repeats: Arrow groups them (nulls as one value, as DuckDB's PARTITION BY)
+        first = keys.group_by(list(spec.key), use_threads=False).aggregate([("_row", "min")]).column("_row_min")
+        return batch.take(pa.array(np.sort(first.to_numpy()), pa.int64()))
+    con = duckdb.connect()
     con.register("batch_keys", keys)
     key_cols = ", ".join(_quote(k) for k in spec.key)
     sql = f"SELECT _row FROM batch_keys QUALIFY row_number() OVER (PARTITION BY {key_cols} ORDER BY _row) = 1"
@@ -529,18 +535,21 @@ def _write_json_atomic(path: Path, value: object) -> None:
     write_atomic(path, json.dumps(value))
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
+def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None:
     """Write a whole file so that a reader (or a crash) sees the old file or the new one, never half
     of one: a hidden temporary file, fsync, rename, fsync of the folder. Used for the registry's
     metadata and LATEST pointers, the align model, results.json/.md and the reports' index files
-    (a report's own folder is written aside and swapped in whole, flows/report.py)."""
+    (a report's own folder is written aside and swapped in whole, flows/report.py). `durable=False`
+    skips both fsyncs, for caches rebuilt when lost: after a power cut such a file may be empty."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _temp_files(folder: Path) -> Iterator[Path]:
