@@ -12,7 +12,7 @@ from candidates by embedding similarity, re-ranked.
      What is served is then what the evaluation's masked protocol measures.
    - `similarity_candidates` then `rerank` (`similarity`): the user's interest vector (recency-weighted
      mean of the content vectors of the history) against every item's content vector, a brute-force
-     matrix product in blocks of users, engaged items excluded; users or items without content fall
+     matrix product in blocks of users (`rows_per_block`), engaged items excluded; users or items without content fall
      back to popularity; the ranker re-scores those candidates only. Cheaper for a ranker whose
      full scoring is costly, but it can only serve what the candidates hold (on MicroLens-50K 200
      candidates hold 11.8% of the test targets, and the model's own top 200 several times more).
@@ -34,6 +34,13 @@ import numpy.typing as npt
 
 from ranker.data import Dataset, Queries
 from ranker.names import RETRIEVALS
+
+BLOCK_CELLS = 1 << 25  # scores held at once (users x items): 128 MB of float32, 1,745 users at MicroLens's 19,221 columns
+
+
+def rows_per_block(n_items: int, most: int = 1024) -> int:
+    """Users scored at once against every item: at most `most`, fewer for large catalogues."""
+    return max(1, min(most, BLOCK_CELLS // (n_items + 1)))
 
 
 def current_queries(data: Dataset) -> Queries:
@@ -69,7 +76,7 @@ def engaged_pairs(data: Dataset, queries: Queries, user_ids: Sequence[str], item
 
 
 def similarity_candidates(
-    data: Dataset, queries: Queries, n_candidates: int, *, engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], block: int = 1024
+    data: Dataset, queries: Queries, n_candidates: int, *, engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], block: int | None = None
 ) -> npt.NDArray[np.int64]:
     """(Q, C) item indices with the highest cosine to each user's interest, best first, never an
     item of `engaged` (`engaged_pairs`); 0 (padding) where a user has fewer than C unseen items.
@@ -79,6 +86,7 @@ def similarity_candidates(
     popularity = np.argsort(np.argsort(data.train_counts)).astype(np.float32) / (len(data.train_counts) * 1e4)
     item_matrix = data.content.T  # (D, n_items + 1)
     engaged_rows, engaged_items = engaged
+    block = block or rows_per_block(data.n_items)
     out = np.empty((len(queries), n_candidates), np.int64)
     for start in range(0, len(queries), block):
         stop = min(start + block, len(queries))
@@ -118,7 +126,7 @@ def rerank(
 
 
 def model_top(
-    model, data: Dataset, queries: Queries, k: int, *, engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], block: int = 1024
+    model, data: Dataset, queries: Queries, k: int, *, engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], block: int | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """The model's own top `k` of every item for each query: item indices (Q, k) and scores (Q, k),
     best first, never an item of `engaged` (`engaged_pairs`), padding, or an item the model scores
@@ -127,6 +135,7 @@ def model_top(
     write the same rows."""
     k = min(k, data.n_items)
     engaged_rows, engaged_items = engaged
+    block = block or rows_per_block(data.n_items)
     items = np.empty((len(queries), k), np.int64)
     scores = np.empty((len(queries), k), np.float32)
     for start in range(0, len(queries), block):

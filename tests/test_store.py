@@ -462,6 +462,10 @@ def test_a_days_append_opens_no_earlier_days_file_however_many_there_are(wh, mon
     partition = wh.table_dir(EVENTS) / f"user_bucket={user_partition('u0')}"
     assert len(list(partition.glob("*.parquet"))) == 30
     assert opened == [0] * 30
+    # The index lists the files in one record batch, not one chunk per append (each chunk is paid
+    # for by every later append's compute over it).
+    with pa.ipc.open_file(partition / store.KEY_RANGES) as index:
+        assert index.num_record_batches == 1 and index.read_all().num_rows >= 29
     assert store.append(wh, EVENTS, day(12)) == store.WriteResult(written=0, duplicates=3)
     assert opened[-1] == 1
     late = pa.Table.from_pylist([event_row("u0", "i8", start + timedelta(days=12, minutes=30), "like", None)], schema=EVENTS.schema)
