@@ -198,13 +198,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True, help="an empty folder (the synthetic warehouse is written there)")
     parser.add_argument("--scale", type=float, default=1.0, help="times MicroLens-50K (1: 360k events, 20k items)")
-    parser.add_argument("--items", type=int, help="items with a vector (default 20,000 x scale)")
+    parser.add_argument("--items", type=int, help="items: the catalogue of events and scores, each with a vector (default 20,000 x scale)")
     parser.add_argument("--commit-items", type=int, default=ExtractConfig().commit_items, help="items per vector append (extract-items' commit_items)")
     parser.add_argument("--runs", type=int, default=30, help="nightly score runs")
     parser.add_argument("--run-rows", type=int, help="rows per score run (default 100,000 x scale)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the measurements here as JSON")
     args = parser.parse_args()
+    if args.commit_items < 1 or (args.items is not None and args.items < 1):
+        parser.error("--commit-items and --items must be 1 or more")
     home = Path(args.home)
     if home.exists() and any(home.iterdir()):
         parser.error(f"--home {home} is not empty; pass a new folder")

@@ -71,7 +71,8 @@ def merge_results(results: list[BatchResult]) -> BatchResult:
         for key, table in result.embeddings.items():
             tables.setdefault(key, []).append(table)
     return BatchResult(
-        {key: pa.concat_tables(parts) for key, parts in tables.items()},
+        # permissive: a part whose nullable columns were inferred as null still joins (tags of a batch without any)
+        {key: pa.concat_tables(parts, promote_options="permissive") for key, parts in tables.items()},
         [failure for result in results for failure in result.failures],
         sum(result.embedded_items for result in results),
     )
@@ -301,7 +302,7 @@ def embeddings_table(items: Sequence[WorkItem], modality: str, model: str, out: 
             "model": [model] * n,
             "dim": pa.array([dim] * n, pa.int32()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(out.vectors, np.float32).ravel()), dim),
-            "tags": out.tags,
+            "tags": pa.array(out.tags, EMBEDDINGS.schema.field("tags").type),  # typed: a batch with no tag is list<null> else
             "content_hash": [w.content_hash for w in items],
             "created_at": pa.array([now] * n, EMBEDDINGS.schema.field("created_at").type),
         }

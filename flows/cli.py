@@ -187,9 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--retrieval",
         choices=RETRIEVALS,
         default=RETRIEVALS[0],
-        help="model: the model's own top K of every item (default); similarity: --candidates items by embedding similarity, re-ranked by the model",
+        help="model: the model's own top K of the items the user has not engaged with (default); "
+        "similarity: --candidates items by embedding similarity, re-ranked by the model",
     )
-    score.add_argument("--candidates", type=int, default=CANDIDATES, help="candidates per user from embedding similarity (with --retrieval similarity)")
+    score.add_argument("--candidates", type=int, help=f"with --retrieval similarity: candidates per user (default {CANDIDATES})")
     score.add_argument("--users", help="comma-separated user ids (default: every user)")
     score.add_argument(
         "--run-id", help="rerunning with the same id and model version completes a run without duplicating rows; a run id belongs to one model version"
@@ -407,6 +408,11 @@ def _score(args: argparse.Namespace) -> None:
     from flows.score import check_arguments, claim_run, known_users, model_version, run_score
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
+    if args.candidates is not None and args.retrieval != "similarity":
+        raise ReelsenseError(
+            "--candidates applies to --retrieval similarity; the default retrieval ranks every item (drop --candidates, or add --retrieval similarity)"
+        )
+    args.candidates = CANDIDATES if args.candidates is None else args.candidates
     check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
     users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users is not None else None

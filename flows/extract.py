@@ -113,15 +113,23 @@ class Commits:
             self.flush()
 
     def flush(self) -> None:
-        held, self.held, self.items = self.held, [], 0  # a failed write is not tried again on exit
-        if held:
-            self.totals = _add(self.totals, self.write(merge_results(held)))
+        if not self.held:
+            return
+        merged = merge_results(self.held)
+        self.held, self.items = [], 0  # a failed write is not tried again on exit
+        self.totals = _add(self.totals, self.write(merged))
 
     def __enter__(self) -> Commits:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.flush()
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: object) -> None:
+        if kind is None:
+            self.flush()
+        elif issubclass(kind, Exception):  # a batch failed: keep the finished ones (not on Ctrl-C or cancellation)
+            try:
+                self.flush()
+            except Exception as flush_error:  # the batch's error is the one to report
+                error.add_note(f"and the batches finished before it could not be committed: {flush_error!r}")  # type: ignore[union-attr]
 
 
 @task(name="extract-shard", cache_policy=NO_CACHE)

@@ -35,7 +35,9 @@ import numpy.typing as npt
 from ranker.data import Dataset, Queries
 from ranker.names import RETRIEVALS
 
-BLOCK_CELLS = 1 << 25  # scores held at once (users x items): 128 MB of float32, 1,745 users at MicroLens's 19,221 columns
+# Scores held at once (users x items): 128 MB of float32; with the model's own arrays, the copy
+# and the selection masks, a block's peak is a few times that (1,024 users at MicroLens's 19,221 items).
+BLOCK_CELLS = 1 << 25
 
 
 def rows_per_block(n_items: int, most: int = 1024) -> int:
@@ -102,12 +104,13 @@ def similarity_candidates(
 
 
 def rerank(
-    model, data: Dataset, queries: Queries, candidates: npt.NDArray[np.int64], k: int, *, block: int = 2048
+    model, data: Dataset, queries: Queries, candidates: npt.NDArray[np.int64], k: int, *, block: int | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """The model's top `k` of each row of candidates: item indices (Q, k) and scores (Q, k), best
     first. Padding candidates (0) and candidates the model scores -inf are never kept: a row with
     fewer than `k` others ends in 0s (score -inf)."""
     k = min(k, candidates.shape[1])
+    block = block or rows_per_block(data.n_items if data is not None else 0, most=2048)  # sasrec* score candidates through score_all
     items = np.empty((len(queries), k), np.int64)
     scores = np.empty((len(queries), k), np.float32)
     for start in range(0, len(queries), block):
@@ -125,14 +128,34 @@ def rerank(
     return items, scores
 
 
+def top_by_index(scored: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    """(B, k) column indices of each row's k highest values, best first, ties to the lower index
+    (also among the values tied at the k-th place). In place: `scored` is negated and restored."""
+    np.negative(scored, out=scored)  # ascending order of -score
+    kth = np.partition(scored, k - 1, axis=1)[:, k - 1 : k]  # (B, 1): the k-th best
+    better = scored < kth
+    tied = scored == kth  # -inf scores are +inf here: tied with each other, so filled by index too
+    need = k - better.sum(1, keepdims=True)
+    keep = better | (tied & (np.cumsum(tied, axis=1) <= need))  # exactly k per row, in index order
+    top = np.nonzero(keep)[1].reshape(len(scored), k)
+    order = np.argsort(np.take_along_axis(scored, top, 1), axis=1, kind="stable")
+    np.negative(scored, out=scored)
+    return np.take_along_axis(top, order, 1)
+
+
 def model_top(
     model, data: Dataset, queries: Queries, k: int, *, engaged: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], block: int | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """The model's own top `k` of every item for each query: item indices (Q, k) and scores (Q, k),
     best first, never an item of `engaged` (`engaged_pairs`), padding, or an item the model scores
     -inf or NaN (a content ranker on an item without content); a row with fewer than `k` such items
-    ends in 0s (score -inf). Tied items within the top are ordered by index: the same scores always
-    write the same rows."""
+    ends in 0s (score -inf). Ties go to the lower item index, at the cut too (`top_by_index`): the
+    same scores always write the same rows, and popularity's or itemknn's many equal scores do not
+    depend on how a partition happened to fall. A re-ranker (lightgbm) re-ranks its base model's top
+    `top_k` of the same items, so that its trees are spent on items the user may be served."""
+    if getattr(model, "base", None) is not None:  # a re-ranker (lightgbm): its base's own top unseen items, re-ranked
+        candidates, _ = model_top(model.base, data, queries, max(k, model.top_k), engaged=engaged, block=block)
+        return rerank(model, data, queries, candidates, k)
     k = min(k, data.n_items)
     engaged_rows, engaged_items = engaged
     block = block or rows_per_block(data.n_items)
@@ -145,8 +168,7 @@ def model_top(
         scored[:, 0] = -np.inf  # padding
         lo, hi = np.searchsorted(engaged_rows, [start, stop])
         scored[engaged_rows[lo:hi] - start, engaged_items[lo:hi]] = -np.inf
-        top = np.sort(np.argpartition(-scored, k - 1, axis=1)[:, :k], axis=1)  # by index, then a stable sort by score
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scored, top, 1), 1, kind="stable"), 1)
+        top = top_by_index(scored, k)
         scores[start:stop] = np.take_along_axis(scored, top, 1)
         items[start:stop] = np.where(np.isneginf(scores[start:stop]), 0, top)
     return items, scores

@@ -269,3 +269,22 @@ def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batc
         commits.add(result(["a", "b"]), 2)
         raise RuntimeError("encoder died")
     assert [w.embeddings[("text", "t@1")].column("item_id").to_pylist() for w in writes] == [["a", "b"]]
+
+    writes.clear()  # Ctrl-C (or a cancelled flow) stops at once: nothing more is written
+    with pytest.raises(KeyboardInterrupt), Commits(write, commit_items=5) as commits:
+        commits.add(result(["c"]), 1)
+        raise KeyboardInterrupt
+    assert writes == []
+
+
+def test_batches_whose_titles_have_no_hashtag_merge_with_batches_that_have_one():
+    """A batch without any tag infers tags as list<null>; committing it with a batch that has tags
+    must still merge (it did not, and every rerun hit the same batches)."""
+    import pyarrow as pa
+
+    from extractors.pipeline import BatchResult, merge_results
+
+    untagged = BatchResult({("text", "t@1"): pa.table({"item_id": ["a"], "tags": [[]]})}, [], 1)
+    tagged = BatchResult({("text", "t@1"): pa.table({"item_id": ["b"], "tags": [["#cats"]]})}, [], 1)
+    merged = merge_results([untagged, tagged]).embeddings[("text", "t@1")]
+    assert merged.column("tags").to_pylist() == [[], ["#cats"]]

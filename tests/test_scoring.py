@@ -126,8 +126,8 @@ def test_score_command_line(ranked_home, capsys):
 
     assert main(["--home", str(ranked_home.home), "score", "--k", "2", "--users", "user00,user01", "--run-id", "cli-run"]) == 0
     assert "score-batch cli-run: 2 users x top 2 with lstm-attn: 4 rows written" in capsys.readouterr().out
-    assert main(["--home", str(ranked_home.home), "score", "--k", "5", "--candidates", "3"]) == 2  # k > candidates: exit 2
-    assert "need 1 <= k <= candidates" in capsys.readouterr().err
+    assert main(["--home", str(ranked_home.home), "score", "--k", "5", "--retrieval", "similarity", "--candidates", "3"]) == 2  # k > candidates: exit 2
+    assert "need k <= candidates" in capsys.readouterr().err
 
 
 # Issue 17, through the real CLI, on a copy of the trained tiny warehouse.
@@ -183,7 +183,7 @@ def test_a_user_with_fewer_unseen_items_than_k_gets_fewer_rows(home, capsys):
     rows += [["user00", i, (later - timedelta(minutes=1)).isoformat(), "impression", ""] for i in left]
     assert _cli(home, "ingest", "events", str(write_csv(home.home / "liked.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], rows))) == 0
     for model in ("lstm-attn", "lightgbm"):
-        assert _cli(home, "score", "--model", model, "--k", "5", "--candidates", "10", "--users", "user00,user01", "--run-id", f"few-{model}") == 0
+        assert _cli(home, "score", "--model", model, "--k", "5", "--users", "user00,user01", "--run-id", f"few-{model}") == 0
         got = db.fetch(
             home,
             "SELECT user_id, list(item_id ORDER BY rank) AS items, list(rank ORDER BY rank) AS ranks "
@@ -299,10 +299,15 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
     import flows.score
 
     monkeypatch.setattr(flows.score, "run_score", lambda *a, **k: pytest.fail("a flow started for bad arguments"))
-    for args in (["--k", "0"], ["--k", "-3"], ["--k", "5", "--candidates", "4"]):
+    for args, message in (
+        (["--k", "0"], "need k of 1 or more"),
+        (["--k", "-3"], "need k of 1 or more"),
+        (["--k", "5", "--retrieval", "similarity", "--candidates", "4"], "need k <= candidates"),
+        (["--candidates", "50"], "--candidates applies to --retrieval similarity"),
+    ):
         assert _cli(home, "score", *args) == 2, args
         err = capfd.readouterr().err
-        assert "reelsense: error: need 1 <= k <= candidates" in err and "Traceback" not in err, args
+        assert f"reelsense: error: {message}" in err and "Traceback" not in err, args
     with pytest.raises(SystemExit) as exit_info:  # argparse: not one of the rankers
         _cli(home, "score", "--model", "nope")
     assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capfd.readouterr().err
@@ -375,6 +380,20 @@ def test_model_top_keeps_the_models_best_unseen_items_the_same_way_every_time():
     items, scores = model_top(Fixed(), Data(), queries, 4, engaged=engaged, block=1)
     assert items.tolist() == [[2, 3, 4, 1], [3, 4, 0, 0]]
     assert scores[0].tolist() == [4, 4, 4, 1] and np.isneginf(scores[1, 2:]).all()
+    assert model_top(Fixed(), Data(), queries, 2, engaged=engaged)[0].tolist() == [[2, 3], [3, 4]]  # a tie at the cut: lower index
+
+
+def test_ties_at_the_cut_go_to_the_lower_index_whatever_the_partition_does():
+    from ranker.scoring import top_by_index
+
+    scored = np.zeros((3, 41), np.float32)
+    scored[:, 40] = 5
+    scored[1, [7, 30]] = 2
+    scored[2, :] = -np.inf
+    scored[2, 33] = 1
+    before = scored.copy()
+    assert top_by_index(scored, 5).tolist() == [[40, 0, 1, 2, 3], [40, 7, 30, 0, 1], [33, 0, 1, 2, 3]]
+    assert np.array_equal(scored, before)  # restored
 
 
 def test_similarity_retrieval_serves_only_its_candidates(ranked_home):

@@ -255,20 +255,21 @@ def _read_ranges(path: Path, schema: pa.Schema) -> pa.Table:
     rebuilt from the files)."""
     try:
         table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        table.validate(full=True)  # offsets and lengths checked: a damaged file is rebuilt, never computed on
     except (pa.ArrowException, OSError):
         return schema.empty_table()
     return table if table.schema.equals(schema) else schema.empty_table()
 
 
 def _write_ranges(path: Path, index: pa.Table) -> None:
-    """Atomic but not fsynced: the index is a cache, and one lost or garbled by a crash is rebuilt
-    from the files (`_read_ranges`), so it needs no flush to disk on every append."""
+    """Written atomically and fsynced like any file: an index whose rename survived a power cut
+    but whose pages did not could still parse, with wrong ranges, and let a duplicate in."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, index.schema) as writer:
         # One record batch: an index grown by one row per append would otherwise be read back as
         # one chunk per file, and every compute over it pays per chunk (66 ms at 800 files).
         writer.write_table(index.combine_chunks())
-    write_atomic(path, sink.getvalue().to_pybytes(), durable=False)
+    write_atomic(path, sink.getvalue().to_pybytes())
 
 
 def compact(wh: Warehouse, spec: TableSpec, *, min_files: int = 2) -> tuple[int, int]:
@@ -415,29 +416,26 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | N
     con.register("batch_keys", keys)
     key_cols = ", ".join(_quote(k) for k in spec.key)
     sql = f"SELECT _row FROM batch_keys QUALIFY row_number() OVER (PARTITION BY {key_cols} ORDER BY _row) = 1"
-    if stored_glob is not None:
-        match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
-        stored = f"read_parquet(?, hive_partitioning = {_hive_option(spec)})"
-        if spec.latest_by:  # versioned entities: only the current version counts as already stored
-            stored = f"(SELECT * FROM {stored} QUALIFY row_number() OVER (PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)"
-        # Only stored rows whose every key column lies within the batch's range of it can match:
-        # filters DuckDB pushes into the Parquet scan, so row groups outside the ranges (earlier
-        # days of events, other score runs) are skipped on their statistics instead of read. A
-        # column with nulls in the batch is not filtered (a null key matches a stored null).
-        params: list = [stored_glob]
-        ranges = []
-        for name in spec.key:
-            column = batch.column(name)
-            if column.null_count == 0:
-                low, high = pc.min_max(column).values()
-                ranges.append(f"{_quote(name)} BETWEEN ? AND ?")
-                params += [low.as_py(), high.as_py()]
-        if ranges:
-            stored = f"(SELECT * FROM {stored} WHERE {' AND '.join(ranges)})"
-        sql = f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"
-        rows = con.execute(sql + " ORDER BY b._row", params).fetchnumpy()["_row"]
-    else:
-        rows = con.execute(sql + " ORDER BY _row").fetchnumpy()["_row"]
+    match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
+    stored = f"read_parquet(?, hive_partitioning = {_hive_option(spec)})"
+    if spec.latest_by:  # versioned entities: only the current version counts as already stored
+        stored = f"(SELECT * FROM {stored} QUALIFY row_number() OVER (PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)"
+    # Only stored rows whose every key column lies within the batch's range of it can match:
+    # filters DuckDB pushes into the Parquet scan, so row groups outside the ranges (earlier
+    # days of events, other score runs) are skipped on their statistics instead of read. A
+    # column with nulls in the batch is not filtered (a null key matches a stored null).
+    params: list = [stored_glob]
+    ranges = []
+    for name in spec.key:
+        column = batch.column(name)
+        if column.null_count == 0:
+            low, high = pc.min_max(column).values()
+            ranges.append(f"{_quote(name)} BETWEEN ? AND ?")
+            params += [low.as_py(), high.as_py()]
+    if ranges:
+        stored = f"(SELECT * FROM {stored} WHERE {' AND '.join(ranges)})"
+    sql = f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"
+    rows = con.execute(sql + " ORDER BY b._row", params).fetchnumpy()["_row"]
     con.close()
     return batch.take(pa.array(rows, pa.int64()))
 
@@ -537,21 +535,18 @@ def _write_json_atomic(path: Path, value: object) -> None:
     write_atomic(path, json.dumps(value))
 
 
-def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
     """Write a whole file so that a reader (or a crash) sees the old file or the new one, never half
     of one: a hidden temporary file, fsync, rename, fsync of the folder. Used for the registry's
     metadata and LATEST pointers, the align model, results.json/.md and the reports' index files
-    (a report's own folder is written aside and swapped in whole, flows/report.py). `durable=False`
-    skips both fsyncs, for caches rebuilt when lost: after a power cut such a file may be empty."""
+    (a report's own folder is written aside and swapped in whole, flows/report.py)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         handle.flush()
-        if durable:
-            os.fsync(handle.fileno())
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
-    if durable:
-        _fsync_dir(path.parent)
+    _fsync_dir(path.parent)
 
 
 def _temp_files(folder: Path) -> Iterator[Path]:
