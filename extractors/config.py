@@ -7,7 +7,7 @@ n_frames = 8                # frames sampled per video
 frame_sampling = "exact"    # exact | keyframes (nearest keyframes, scaled in FFmpeg; much faster)
 decode_short_side = 256     # keyframes mode: shorter side scaled to this in FFmpeg (never enlarged; 0: not scaled)
 batch_items = 16            # items per batch (batches span items)
-commit_items = 256          # items per commit to `embeddings` (one file per modality; a crash loses at most these)
+commit_items = 256          # commit to `embeddings` once whole batches hold this many items (a crash loses fewer than commit_items + batch_items)
 decode_workers = 0          # parallel decoding threads; 0 = one per CPU core
 prefetch_batches = 2        # batches decoded ahead of the encoder
 device = "auto"             # auto (CUDA when present) | cpu | cuda | cuda:1

@@ -6,8 +6,8 @@ Reads `items`; writes `embeddings` (one row per item, modality and model) and `f
 media, missing audio). Caching is by content hash, in the warehouse itself: an item whose
 (modality, model, content_hash) is stored is skipped, so a rerun after a crash does only what is
 left, and `--force` recomputes and replaces. Batches are committed `commit_items` items at a time
-(default 256: 16 batches of 16), each commit atomic and one file per modality, so a crash loses at
-most that much work, and the table does not gather a file per batch (whose count every append's
+(default 256: 16 batches of 16), each commit atomic and one file per modality, so a crash loses
+fewer than `commit_items + batch_items` items of work, and the table does not gather a file per batch (whose count every append's
 duplicate check and every reader would pay for). On one machine, the next `prefetch_batches` batches are decoded (by a shared pool of decoding
 threads, one per core by default) while the current one is encoded and committed.
 Scaled out (--dask-workers, --dask-address), items are partitioned by crc32(item_id) into shards
@@ -96,12 +96,17 @@ def _add(totals: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
 
 
 class Commits:
-    """Batches' results held until `commit_items` items are in, then committed by `write` (the
-    write task) as one; `flush` commits what is held. Used as a context manager, what is held is
-    also committed when a later batch raises, so finished work is kept."""
+    """Batches' results held until they hold `commit_items` items or more (whole batches: fewer than
+    `commit_items + batch_items`), then committed by `write` (the write task) as one; `flush`
+    commits what is held. Used as a context manager, what is held is also committed when a later
+    batch raises an Exception (not on Ctrl-C or a cancelled flow), so finished work is kept."""
 
-    def __init__(self, write: Callable[[BatchResult], dict[str, int]], commit_items: int) -> None:
-        self.write, self.commit_items = write, commit_items
+    def __init__(
+        self, write: Callable[[BatchResult], dict[str, int]], commit_items: int, write_on_error: Callable[[BatchResult], dict[str, int]] | None = None
+    ) -> None:
+        # write_on_error: the write without Prefect's task machinery, for a flow that is failing
+        # (its API may be going away: a task run then retries against it for minutes).
+        self.write, self.commit_items, self.write_on_error = write, commit_items, write_on_error or write
         self.held: list[BatchResult] = []
         self.items = 0
         self.totals = dict.fromkeys(COUNTS, 0)
@@ -112,12 +117,12 @@ class Commits:
         if self.items >= self.commit_items:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, write: Callable[[BatchResult], dict[str, int]] | None = None) -> None:
         if not self.held:
             return
         merged = merge_results(self.held)
         self.held, self.items = [], 0  # a failed write is not tried again on exit
-        self.totals = _add(self.totals, self.write(merged))
+        self.totals = _add(self.totals, (write or self.write)(merged))
 
     def __enter__(self) -> Commits:
         return self
@@ -127,7 +132,7 @@ class Commits:
             self.flush()
         elif issubclass(kind, Exception):  # a batch failed: keep the finished ones (not on Ctrl-C or cancellation)
             try:
-                self.flush()
+                self.flush(self.write_on_error)
             except Exception as flush_error:  # the batch's error is the one to report
                 error.add_note(f"and the batches finished before it could not be committed: {flush_error!r}")  # type: ignore[union-attr]
 
@@ -169,7 +174,7 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
     """Batches in order; up to `prefetch_batches` of the next ones decode (tasks on the shared
     decoder pool) while this one is encoded and committed, so the encoder need not wait."""
     batches = [work[i : i + config.batch_items] for i in range(0, len(work), config.batch_items)]
-    with Commits(lambda result: write_task(home, result, force), config.commit_items) as commits:
+    with Commits(lambda result: write_task(home, result, force), config.commit_items, lambda result: write_task.fn(home, result, force)) as commits:
         for batch, decoded in prefetched(batches, lambda b: decode_task.submit(b, config), config.prefetch_batches):
             commits.add(embed_task(decoded, config), len(batch))
             bar.update(len(batch))
