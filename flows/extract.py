@@ -5,11 +5,12 @@
 Reads `items`; writes `embeddings` (one row per item, modality and model) and `failures` (corrupt
 media, missing audio). Caching is by content hash, in the warehouse itself: an item whose
 (modality, model, content_hash) is stored is skipped, so a rerun after a crash does only what is
-left, and `--force` recomputes and replaces. Batches are committed `commit_items` items at a time
-(default 256: 16 batches of 16), each commit atomic and one file per modality, so a crash loses
-fewer than `commit_items + batch_items` items of work, and the table does not gather a file per batch (whose count every append's
-duplicate check and every reader would pay for). On one machine, the next `prefetch_batches` batches are decoded (by a shared pool of decoding
-threads, one per core by default) while the current one is encoded and committed.
+left, and `--force` recomputes and replaces. Whole batches are committed once they hold
+`commit_items` items (default 256: 16 batches of 16), each commit atomic and one file per
+modality, so a crash loses fewer than `commit_items + batch_items` items of work, and the table
+does not gather a file per batch (whose count every append's duplicate check and every reader
+would pay for). On one machine, the next `prefetch_batches` batches are decoded (by a shared pool
+of decoding threads, one per core by default) while the current one is encoded and committed.
 Scaled out (--dask-workers, --dask-address), items are partitioned by crc32(item_id) into shards
 that each worker decodes, embeds and commits on its own: the commits are idempotent appends, so
 workers never coordinate, and more workers give more throughput until the storage saturates.
