@@ -413,7 +413,7 @@ def _score(args: argparse.Namespace) -> None:
             "--candidates applies to --retrieval similarity; the default retrieval ranks every item (drop --candidates, or add --retrieval similarity)"
         )
     args.candidates = CANDIDATES if args.candidates is None else args.candidates
-    check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval)
+    check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval, args.replace)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
     users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users is not None else None
     if users == []:

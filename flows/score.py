@@ -108,9 +108,11 @@ def score_shard(
     return {"users": len(queries), "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
 
 
-def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = None, retrieval: str = RETRIEVALS[0]) -> None:
+def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = None, retrieval: str = RETRIEVALS[0], replace: bool = False) -> None:
     """Refuse arguments no run can use (the CLI calls this before it starts any flow)."""
     check_rankers([model])
+    if replace and run_id is None:
+        raise ReelsenseError("--replace starts an existing run over and needs the run's --run-id; without one, a new run is started anyway (drop --replace)")
     if retrieval not in RETRIEVALS:
         raise ReelsenseError(f"unknown retrieval {retrieval!r}; pass --retrieval {' or '.join(RETRIEVALS)}")
     if k < 1:
@@ -191,7 +193,7 @@ def score_batch(
     version: str | None = None,
     replace: bool = False,
 ) -> dict[str, Any]:
-    check_arguments(model, k, n_candidates, run_id, retrieval)
+    check_arguments(model, k, n_candidates, run_id, retrieval, replace)
     wh = Warehouse(home)
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
     current_samples(home)  # once, before the shards read it

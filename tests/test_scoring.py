@@ -304,6 +304,7 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
         (["--k", "-3"], "need k of 1 or more"),
         (["--k", "5", "--retrieval", "similarity", "--candidates", "4"], "need k <= candidates"),
         (["--candidates", "50"], "--candidates applies to --retrieval similarity"),
+        (["--replace"], "--replace starts an existing run over and needs the run's --run-id"),  # probe: a new run, silently
     ):
         assert _cli(home, "score", *args) == 2, args
         err = capfd.readouterr().err
