@@ -1,7 +1,7 @@
 """The nightly chain on a platform N times MicroLens-50K: wall time and peak memory per stage.
 
     .venv/bin/python benchmarks/nightly.py --source ML50_HOME --model-home TRAINED_HOME --home NEW_DIR
-        [--copies 10] [--new-items 2000] [--model lstm-attn] [--score-users N] [--out FILE.json]
+        [--copies 10] [--new-items 2000] [--model lstm-attn] [--score-users N[,M]] [--out FILE.json]
 
 The platform is `--copies` renamed copies of a MicroLens-50K home (ML50_HOME: `reelsense ingest
 microlens` and `reelsense extract --config configs/microlens-text.toml`): copy 0 keeps the ids,
@@ -18,8 +18,9 @@ vectors alone (content-first items need no retraining for new items).
 Then the chain runs as the deployments run it, one `reelsense` command per stage (flows/serve.py
 DEPLOYMENTS, in their nightly order; align-items is left out: titles are the only modality), each
 timed with its peak RSS (`/usr/bin/time`): ingest events, extract, compact, features, score, report.
-`--score-users N` scores a seeded sample of N users instead of all of them (the per-user cost is
-then the figure to scale). Measured, never asserted.
+`--score-users N[,M...]` scores seeded samples of N (then M) users instead of all of them, each as
+its own run: with two sizes the fixed cost and the cost per user can be told apart, to scale to all
+users. Measured, never asserted.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--new-items", type=int, default=2000, help="items of the last copy left for extract-items to embed")
     parser.add_argument("--model", default="lstm-attn")
-    parser.add_argument("--score-users", type=int, help="score a seeded sample of this many users (default: all)")
+    parser.add_argument("--score-users", help="comma-separated sample sizes: score seeded samples of users, one run each (default: all users)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the measurements here as JSON")
     args = parser.parse_args()
@@ -159,17 +160,22 @@ def main() -> None:
     result["platform"] = build(args.source, args.home, args.copies, args.new_items, args.seed)
     shutil.copytree(args.model_home / "models", args.home / "models")
     print(json.dumps(result["platform"]), flush=True)
-    users = []
+    scores = {"score": ["score", "--model", args.model, "--run-id", "night-all"]}
     if args.score_users:
         known = store.read(Warehouse(args.home), EVENTS).column("user_id").unique().to_pylist()
-        users = ["--users", ",".join(sorted(np.random.default_rng(args.seed).choice(known, min(args.score_users, len(known)), replace=False)))]
+        rng = np.random.default_rng(args.seed)
+        scores = {}
+        for n in (int(x) for x in args.score_users.split(",")):
+            users = ",".join(sorted(rng.choice(known, min(n, len(known)), replace=False)))
+            scores[f"score {n} users"] = ["score", "--model", args.model, "--run-id", f"night-{n}", "--users", users]
+    last_run = list(scores.values())[-1][4]
     stages = {
         "ingest events": ["ingest", "events", result["platform"]["night_events_csv"]],
         "extract": ["extract", "--config", str(ROOT / "configs" / "microlens-text.toml")],
         "compact": ["compact"],
         "features": ["features"],
-        "score": ["score", "--model", args.model, "--run-id", "night-1", *users],
-        "report": ["report", "--run-id", "night-1"],
+        **scores,
+        "report": ["report", "--run-id", last_run],
     }
     result["stages"] = {}
     for name, stage_args in stages.items():
@@ -178,9 +184,9 @@ def main() -> None:
             args.out.write_text(json.dumps(result, indent=1))
         if result["stages"][name]["returncode"]:
             break
-    print(f"\n{'stage':<14} {'seconds':>9} {'peak RSS MB':>12}")
+    print(f"\n{'stage':<20} {'seconds':>9} {'peak RSS MB':>12}")
     for name, s in result["stages"].items():
-        print(f"{name:<14} {s['seconds']:>9} {s['peak_rss_mb']:>12}")
+        print(f"{name:<20} {s['seconds']:>9} {s['peak_rss_mb']:>12}")
 
 
 if __name__ == "__main__":
