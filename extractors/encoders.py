@@ -197,9 +197,10 @@ class MiniLM:
 
 def hashtags(title: str, limit: int = 5) -> list[str]:
     """The text after each '#': '#pets #cute' -> ['pets', 'cute']; MicroLens writes multi-word
-    tags with spaces ('# homemade summer food'), so a tag runs to the next '#'."""
+    tags with spaces ('# homemade summer food'), so a tag runs to the next '#'. A tag written twice
+    is kept once."""
     parts = (p.strip().lower()[:40] for p in title.split("#")[1:])
-    return [p for p in parts if p][:limit]
+    return list(dict.fromkeys(p for p in parts if p))[:limit]
 
 
 class MusicnnTagger:

@@ -153,3 +153,4 @@ def test_clap_with_an_uncached_hub_text_branch_fails_fast_instead_of_hanging(ran
 def test_hashtags():
     assert hashtags("so good # homemade summer food #Spicy") == ["homemade summer food", "spicy"]
     assert hashtags("no tags here") == []
+    assert hashtags("#Fun #fun #pets #FUN") == ["fun", "pets"]  # probe: duplicates reached embeddings.tags
