@@ -183,17 +183,27 @@ def test_extraction_killed_at_each_write_point_resumes_without_loss_or_duplicate
     assert not list((home / "tables").rglob(".*.tmp"))
 
 
-def test_extraction_killed_from_outside_mid_run_resumes(sample):
-    """SIGKILL from outside as soon as the first batch (one item) is written; the rerun completes."""
-    home = fresh_home(sample, "crash-outside")
+@pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C"])
+def test_extraction_killed_from_outside_mid_run_resumes(sample, how):
+    """SIGKILL from outside, or Ctrl-C (SIGINT to the whole process group, the local Prefect
+    server too, as a terminal sends it), as soon as the first batch (one item) is written; the
+    rerun completes. Ctrl-C exits at once with 130 and one line (probe: 3 minutes of Prefect
+    retrying its stopped server, then exit 1 and pages of tracebacks)."""
+    home = fresh_home(sample, f"crash-outside-{how}")
     proc, log = start(home, "extract", "--config", str(sample / "audio-one-by-one.toml"))
     deadline = time.monotonic() + 600
     while not list((home / "tables" / "embeddings").rglob("*.parquet")) and time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"extract ended before it could be killed: {log.read_text()[-2000:]}")
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert finish(proc, log).returncode == -signal.SIGKILL
+    if how == "SIGKILL":
+        os.kill(proc.pid, signal.SIGKILL)
+        assert finish(proc, log).returncode == -signal.SIGKILL
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+        interrupted = finish(proc, log, timeout=60)
+        assert interrupted.returncode == 130, interrupted.stdout[-2000:]
+        assert "reelsense: interrupted; finished writes are kept" in interrupted.stdout and "Traceback" not in interrupted.stdout
     partial = embedding_keys(home)
     assert 0 < len(partial) < 12 and len(partial) == len(set(partial))
     assert reelsense(home, "extract", "--config", str(sample / "audio.toml")).returncode == 0
