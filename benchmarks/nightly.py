@@ -184,6 +184,23 @@ def main() -> None:
             args.out.write_text(json.dumps(result, indent=1))
         if result["stages"][name]["returncode"]:
             break
+    sizes = sorted(int(x) for x in args.score_users.split(",")) if args.score_users else []
+    timed = [result["stages"].get(f"score {n} users") for n in sizes]
+    if len(sizes) >= 2 and all(t and not t["returncode"] for t in timed):
+        # Two sample sizes: a line through (users, seconds) splits the fixed cost from the cost per user.
+        (n1, t1), (n2, t2) = (sizes[0], timed[0]["seconds"]), (sizes[-1], timed[-1]["seconds"])
+        per_user = (t2 - t1) / (n2 - n1)
+        fixed = t1 - per_user * n1
+        everyone = result["platform"]["users"]
+        result["score_projection"] = {
+            "seconds_per_1000_users": round(per_user * 1000, 2),
+            "fixed_seconds": round(fixed, 1),
+            "all_users": everyone,
+            "projected_seconds_all_users": round(fixed + per_user * everyone),
+        }
+        print(f"score, projected from {n1} and {n2} users: {result['score_projection']}")
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=1))
     print(f"\n{'stage':<20} {'seconds':>9} {'peak RSS MB':>12}")
     for name, s in result["stages"].items():
         print(f"{name:<20} {s['seconds']:>9} {s['peak_rss_mb']:>12}")
