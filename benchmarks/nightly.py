@@ -18,6 +18,9 @@ vectors alone (content-first items need no retraining for new items).
 Then the chain runs as the deployments run it, one `reelsense` command per stage (flows/serve.py
 DEPLOYMENTS, in their nightly order; align-items is left out: titles are the only modality), each
 timed with its peak RSS (`/usr/bin/time`): ingest events, extract, compact, features, score, report.
+Each command starts its own local Prefect server (no PREFECT_API_URL), as a `reelsense` command
+does; its start (seconds) is inside each stage's time, which the deployments, served by one
+running server, do not pay.
 `--score-users N[,M...]` scores seeded samples of N (then M) users instead of all of them, each as
 its own run: with two sizes the fixed cost and the cost per user can be told apart, to scale to all
 users. Measured, never asserted.
@@ -48,6 +51,7 @@ from warehouse.store import Warehouse
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "flows.cli"]
 DAY_SHARE = 1 / 30  # the night's events: a day of a 30-day history
+MAX_SAMPLE = 10_000  # users per `--users` argument: about 9 bytes each, under Linux's 128 KiB per argument
 
 
 def renamed(ids: pa.ChunkedArray | pa.Array, copy: int) -> pa.Array:
@@ -59,8 +63,8 @@ def build(source: Path, home: Path, copies: int, new_items: int, seed: int) -> d
     src, wh = Warehouse(source), Warehouse(home)
     items, events, vectors = store.read(src, ITEMS), store.read(src, EVENTS), store.read(src, EMBEDDINGS)
     models = vectors.group_by(["modality", "model"]).aggregate([("item_id", "count")]).to_pylist()
-    if [m["modality"] for m in models] != ["text"]:
-        raise SystemExit(f"--source {source}: expected title vectors alone (configs/microlens-text.toml), found {models}")
+    if len(models) != 1 or models[0]["modality"] != "text":
+        raise SystemExit(f"--source {source}: expected the vectors of one text model (configs/microlens-text.toml), found {models}")
     rng = np.random.default_rng(seed)
     # The night's events: each chosen user's last event; enough users for a 30th of all events.
     order = pc.sort_indices(events, [("user_id", "ascending"), ("event_ts", "ascending")])
@@ -84,7 +88,8 @@ def build(source: Path, home: Path, copies: int, new_items: int, seed: int) -> d
                 night.column("watch_ratio").to_pylist(),
             )
             out.writerows(["" if v is None else v for v in row] for row in rows)
-    held = set(items.column("item_id").to_pylist()[-new_items:]) if new_items else set()
+    item_ids = sorted(set(items.column("item_id").to_pylist()))  # `items` keeps every version of an item
+    held = set(item_ids[-new_items:]) if new_items else set()
     started = time.perf_counter()
     for copy in range(copies):
         store.append(wh, ITEMS, items.set_column(0, "item_id", renamed(items.column("item_id"), copy)))
@@ -95,14 +100,18 @@ def build(source: Path, home: Path, copies: int, new_items: int, seed: int) -> d
         kept = vectors
         if copy == copies - 1 and held:
             kept = vectors.filter(pc.invert(pc.is_in(vectors.column("item_id"), pa.array(sorted(held)))))
-        for lo in range(0, kept.num_rows, 25_000):  # appends of a size extract-items' commits reach in a night
+        for lo in range(0, kept.num_rows, 25_000):  # the history's vectors; the night's come from extract
             part = kept.slice(lo, 25_000)
             store.append(wh, EMBEDDINGS, part.set_column(0, "item_id", renamed(part.column("item_id"), copy)))
         print(f"  copy {copy + 1}/{copies} written ({time.perf_counter() - started:.0f} s)", flush=True)
+    # A warehouse as the nightly compaction leaves it, so the chain's compact stage merges only the
+    # night's own appends (the build wrote a file per copy and partition).
+    for spec in (ITEMS, EVENTS, EMBEDDINGS):
+        store.compact(wh, spec)
     return {
         "night_events_csv": str(day_csv),
         "users": len(last) * copies,
-        "items": items.num_rows * copies,
+        "items": len(item_ids) * copies,
         "events_stored": history.num_rows * copies,
         "events_tonight": night.num_rows * copies,
         "items_to_embed": len(held),
@@ -113,7 +122,7 @@ def build(source: Path, home: Path, copies: int, new_items: int, seed: int) -> d
 def stage(name: str, home: Path, args: list[str]) -> dict:
     """One `reelsense` command: wall time, peak RSS of the process tree's largest process, its last lines."""
     command = ["/usr/bin/time", "-f", "%M %e", *CLI, "--home", str(home), *args]
-    shown = " ".join(["reelsense", "--home", "H", *(a if len(a) < 80 else f"<{a.count(',') + 1} ids>" for a in args)])
+    shown = " ".join(["reelsense", "--home", "H", *(f"<{a.count(',') + 1} ids>" if a.count(",") > 5 else a for a in args)])
     print(f"{name}: {shown}", flush=True)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -139,7 +148,7 @@ def main() -> None:
     parser.add_argument("--home", required=True, type=Path, help="a new folder for the platform")
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--new-items", type=int, default=2000, help="items of the last copy left for extract-items to embed")
-    parser.add_argument("--model", default="lstm-attn")
+    parser.add_argument("--model", default="lstm-attn", choices=["lstm-attn", "sasrec-content"], help="a content ranker: it scores the copies' new items")
     parser.add_argument("--score-users", help="comma-separated sample sizes: score seeded samples of users, one run each (default: all users)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the measurements here as JSON")
@@ -148,6 +157,13 @@ def main() -> None:
         parser.error("--copies must be 1 or more and --new-items 0 or more")
     if args.home.exists() and any(args.home.iterdir()):
         parser.error(f"--home {args.home} is not empty; pass a new folder")
+    try:
+        sizes = sorted({int(x) for x in args.score_users.split(",") if x.strip()}) if args.score_users else []
+    except ValueError:
+        sizes = [0]
+    if args.score_users and (not sizes or sizes[0] < 1 or sizes[-1] > MAX_SAMPLE):
+        # The sample goes to `reelsense score --users` as one argument, which Linux caps at 128 KiB.
+        parser.error(f"--score-users takes sizes from 1 to {MAX_SAMPLE}, got {args.score_users!r}")
     registry = args.model_home / "models" / "rankers" / args.model
     if not (registry / "LATEST").exists():
         parser.error(f"no trained {args.model} in {registry}; train one there first (reelsense train --models {args.model})")
@@ -165,8 +181,10 @@ def main() -> None:
         known = store.read(Warehouse(args.home), EVENTS).column("user_id").unique().to_pylist()
         rng = np.random.default_rng(args.seed)
         scores = {}
-        for n in (int(x) for x in args.score_users.split(",")):
-            users = ",".join(sorted(rng.choice(known, min(n, len(known)), replace=False)))
+        for n in sizes:
+            if n > len(known):
+                parser.error(f"--score-users {n}: the platform has {len(known)} users")
+            users = ",".join(sorted(rng.choice(known, n, replace=False)))
             scores[f"score {n} users"] = ["score", "--model", args.model, "--run-id", f"night-{n}", "--users", users]
     last_run = list(scores.values())[-1][4]
     stages = {
@@ -184,10 +202,10 @@ def main() -> None:
             args.out.write_text(json.dumps(result, indent=1))
         if result["stages"][name]["returncode"]:
             break
-    sizes = sorted(int(x) for x in args.score_users.split(",")) if args.score_users else []
     timed = [result["stages"].get(f"score {n} users") for n in sizes]
     if len(sizes) >= 2 and all(t and not t["returncode"] for t in timed):
-        # Two sample sizes: a line through (users, seconds) splits the fixed cost from the cost per user.
+        # A line through the smallest and the largest sample splits the fixed cost (model and data
+        # loading, the local Prefect server's start) from the cost per user.
         (n1, t1), (n2, t2) = (sizes[0], timed[0]["seconds"]), (sizes[-1], timed[-1]["seconds"])
         per_user = (t2 - t1) / (n2 - n1)
         fixed = t1 - per_user * n1

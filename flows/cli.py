@@ -86,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flows.console import hide_user_error_tracebacks
 
             hide_user_error_tracebacks()
-            if args.command != "serve":  # serve stops its runner on Ctrl-C, as Prefect's own serve does
+            # As the `reelsense` program only (argv None): a caller of main() in its own process (the
+            # tests, a notebook) keeps its Ctrl-C. serve stops its runner on Ctrl-C, as Prefect's serve does.
+            if argv is None and args.command != "serve":
                 restore = _exit_at_once_on_interrupt()
         return args.run(args) or 0
     except ReelsenseError as exc:
@@ -126,21 +128,22 @@ def _exit_at_once_on_interrupt() -> Callable[[], None]:
     same command run again completes the work. Returns what restores the previous handler."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
+    import psutil  # here, not in the handler: nothing that can fail or wait runs before the exit
 
     def stop(signum: int, frame: object) -> None:
-        import psutil
-
-        print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
-        for child in psutil.Process().children(recursive=True):  # the Prefect server, Dask workers
-            try:
-                child.terminate()
-            except psutil.Error:
-                pass
-        sys.stdout.flush()
-        os._exit(130)
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut this short
+            os.write(2, f"\n{INTERRUPTED}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
+            for child in psutil.Process().children(recursive=True):  # the Prefect server, Dask workers
+                try:
+                    child.terminate()
+                except psutil.Error:
+                    pass
+        finally:
+            os._exit(130)
 
     previous = signal.signal(signal.SIGINT, stop)
-    return lambda: signal.signal(signal.SIGINT, previous)
+    return lambda: signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 # Commands that run Prefect flows: user errors raised inside them print one line, no traceback.

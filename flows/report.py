@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import re
 import shutil
 import uuid
 from collections import Counter
@@ -53,7 +55,8 @@ def run_folder(wh: Warehouse, run_id: str) -> Iterator[Path]:
     """A fresh folder for a run's report; when the block ends it replaces `reports/<run>/` whole,
     and when the block fails it is removed and the run's previous report stays."""
     final = run_dir(wh, run_id)
-    tag = uuid.uuid4().hex[:8]
+    _remove_abandoned(wh.reports_dir)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work = wh.reports_dir / f".{final.name}.tmp-{tag}"
     work.mkdir(parents=True)
     try:
@@ -65,6 +68,22 @@ def run_folder(wh: Warehouse, run_id: str) -> Iterator[Path]:
     work.rename(final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_abandoned(reports: Path) -> None:
+    """Remove the folders of reports whose process died while writing them (Ctrl-C, a crash):
+    `.<run>.tmp-<pid>-<tag>` and `.<run>.old-<pid>-<tag>` whose pid no longer runs. A folder of a
+    live process (another report writing now) is left alone."""
+    for folder in reports.glob(".*-*"):
+        match = re.fullmatch(r"\..+\.(?:tmp|old)-(\d+)-[0-9a-f]{8}", folder.name)
+        if match is None or not folder.is_dir():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, OverflowError):  # alive under another user, or no such pid at all
+            continue
 
 
 def write_runs_index(wh: Warehouse) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -421,3 +422,39 @@ def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_u
     assert sorted(p.name for p in (rankers / "lstm-attn").iterdir() if p.is_dir()) == sorted([v1, v3])
     assert main(["--home", str(home), "prune", "--keep-runs", "1"]) == 0  # again: nothing more to remove
     assert "removed 0 runs (0 scores, 0 explanations) and 0 model versions" in capsys.readouterr().out
+
+
+def test_a_report_removes_folders_of_reports_whose_process_died(tmp_path):
+    """Ctrl-C or a crash mid-report leaves `.<run>.tmp-<pid>-<tag>/` (figures, pages) behind; the
+    next report of any run removes those of dead processes and keeps a live writer's."""
+    import subprocess
+    import sys
+
+    from flows.report import run_folder
+
+    wh = Warehouse(tmp_path / "home")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)  # exited: no process runs under this pid now (unless reused at once)
+    wh.reports_dir.mkdir(parents=True)
+    abandoned = [wh.reports_dir / f".run-a.tmp-{pid}-0123abcd", wh.reports_dir / f".run-b.old-{pid}-89abcdef"]
+    live = wh.reports_dir / f".run-c.tmp-{os.getpid()}-0123abcd"
+    unrelated = wh.reports_dir / ".notes-1-x"
+    for folder in (*abandoned, live, unrelated):
+        (folder / "pages").mkdir(parents=True)
+    with run_folder(wh, "run-d") as work:
+        (work / "index.html").write_text("report")
+    assert not any(folder.exists() for folder in abandoned)
+    assert live.exists() and unrelated.exists()
+    assert (wh.reports_dir / "run-d" / "index.html").read_text() == "report"
+
+
+def test_main_called_in_process_leaves_the_callers_ctrl_c_alone(tmp_path, monkeypatch):
+    """Only the `reelsense` program exits at once on Ctrl-C: a caller of main() (a test, a
+    notebook) would otherwise be ended, its other children stopped, by a Ctrl-C meant for it."""
+    import signal
+
+    def spy(signum, handler):
+        raise AssertionError(f"main() installed a handler for signal {signum}")
+
+    monkeypatch.setattr(signal, "signal", spy)
+    assert main(["--home", str(tmp_path / "home"), "score", "--replace"]) == 2

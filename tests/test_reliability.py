@@ -87,6 +87,14 @@ def finish(proc: subprocess.Popen, log: Path, timeout: float = 900) -> Run:
     return Run(returncode, text, text)
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def reelsense(home: Path, *args: str, crash_at: str | None = None) -> Run:
     return finish(*start(home, *args, crash_at=crash_at))
 
@@ -201,9 +209,17 @@ def test_extraction_killed_from_outside_mid_run_resumes(sample, how):
         assert finish(proc, log).returncode == -signal.SIGKILL
     else:
         os.killpg(proc.pid, signal.SIGINT)
-        interrupted = finish(proc, log, timeout=60)
+        try:
+            proc.wait(60)
+            deadline = time.monotonic() + 15
+            while group_alive(proc.pid) and time.monotonic() < deadline:  # the Prefect server stopped too
+                time.sleep(0.1)
+            left = group_alive(proc.pid)
+        finally:
+            interrupted = finish(proc, log, timeout=1)
         assert interrupted.returncode == 130, interrupted.stdout[-2000:]
         assert "reelsense: interrupted; finished writes are kept" in interrupted.stdout and "Traceback" not in interrupted.stdout
+        assert not left, "a child of the interrupted run outlived it"
     partial = embedding_keys(home)
     assert 0 < len(partial) < 12 and len(partial) == len(set(partial))
     assert reelsense(home, "extract", "--config", str(sample / "audio.toml")).returncode == 0
