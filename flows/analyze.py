@@ -13,6 +13,7 @@ lists the runs' reports. An unknown run id is an error that writes nothing.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,8 +81,13 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str) -> tuple[Any, Any
     try:
         # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
         ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, match="schema")
-    except ReelsenseError:
+    except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
+        if artifacts.latest(wh.models_dir, "lightgbm") is not None:  # trained, but not for this data: say so
+            print(
+                f"reelsense: warning: explanations without LightGBM's feature contributions: {exc}",
+                file=sys.stderr,
+            )
     return model, ctr
 
 

@@ -367,6 +367,17 @@ def _extract(args: argparse.Namespace) -> None:
     print(extract_line(summary))
 
 
+def _check_truth(path: Path, option: str, key: str) -> None:
+    """Refuse, before any flow starts, a file that is not the sample's truth.json."""
+    try:
+        if not isinstance(json.loads(path.read_text())[key], dict):
+            raise TypeError(f"{key!r} is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReelsenseError(
+            f"{option} {path}: not a sample's truth.json ({type(exc).__name__}: {exc}); `reelsense sample` writes one beside its items.csv"
+        ) from None
+
+
 def _align(args: argparse.Namespace) -> None:
     from extractors.align import AlignConfig
     from flows.align import align_items
@@ -378,6 +389,8 @@ def _align(args: argparse.Namespace) -> None:
     wh = Warehouse(args.home)
     if not wh.has_rows_on_disk(EMBEDDINGS):
         raise WarehouseNotFound(f"no embeddings in {wh.home}; run `reelsense extract` first")
+    if args.topics is not None:  # probe: a bad file was a traceback, after the alignment was written
+        _check_truth(args.topics, "--topics", "items")
     out = align_items(str(wh.home), retrain=args.retrain, config=config, topics_path=str(args.topics) if args.topics else None)
     if "report" not in out:
         print(f"align-items: only {', '.join(out['modalities']) or 'no'} modality: nothing to align")
@@ -498,12 +511,7 @@ def _report(args: argparse.Namespace) -> None:
     if args.pages < 0 or args.plot_users < 0:
         raise ReelsenseError(f"--pages and --plot-users take 0 or more, got {args.pages} and {args.plot_users}")
     if args.truth is not None:
-        try:
-            json.loads(args.truth.read_text())["users"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReelsenseError(
-                f"--truth {args.truth}: not a sample's truth.json ({type(exc).__name__}: {exc}); `reelsense sample` writes one beside its items.csv"
-            ) from None
+        _check_truth(args.truth, "--truth", "users")
     shift_config = override(ShiftConfig(), read_toml(args.config), str(args.config)) if args.config else ShiftConfig()
     run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow starts
     summary = analyze(

@@ -252,12 +252,22 @@ def test_reports_of_different_runs_do_not_overwrite_each_other(scored_home, caps
     assert "pages for the 5 most active of its 36 users" in full.read_text()
 
 
-def test_report_with_a_bad_truth_file_is_a_one_line_error(scored_home, tmp_path, capsys):
+def test_report_and_align_with_a_bad_truth_file_is_a_one_line_error(scored_home, tmp_path, capsys, monkeypatch):
+    import flows.align
+
+    monkeypatch.setattr(flows.align, "align_items", lambda *a, **k: pytest.fail("align ran for a bad --topics file"))
     (tmp_path / "items.csv").write_text("item_id,title\n")
-    for truth, reason in ((tmp_path / "missing.json", "FileNotFoundError"), (tmp_path / "items.csv", "JSONDecodeError")):
+    (tmp_path / "other.json").write_text('{"users": {}}')
+    bad = ((tmp_path / "missing.json", "FileNotFoundError"), (tmp_path / "items.csv", "JSONDecodeError"))
+    for truth, reason in bad:
         assert main(["--home", str(scored_home), "report", "--run-id", "full", "--truth", str(truth)]) == 2
         err = capsys.readouterr().err
         assert f"--truth {truth}: not a sample's truth.json ({reason}" in err and err.count("\n") == 1
+    # probe: align --topics read the file after aligning, and a bad one was a traceback (exit 1)
+    for truth, reason in (*bad, (tmp_path / "other.json", "KeyError")):
+        assert main(["--home", str(scored_home), "align", "--topics", str(truth)]) == 2
+        err = capsys.readouterr().err
+        assert f"--topics {truth}: not a sample's truth.json ({reason}" in err and err.count("\n") == 1
 
 
 def test_explain_of_an_unknown_item_suggests_a_query_that_lists_items(scored_home, capsys):
