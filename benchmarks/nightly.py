@@ -58,8 +58,9 @@ def renamed(ids: pa.ChunkedArray | pa.Array, copy: int) -> pa.Array:
     return ids if copy == 0 else pc.binary_join_element_wise(ids, pa.scalar(f"-{copy}"), "")
 
 
-def build(source: Path, home: Path, copies: int, new_items: int, seed: int) -> dict:
-    """Write the platform into `home`; return the night's inputs (the events CSV) and the sizes."""
+def build(source: Path, home: Path, copies: int, new_items: int, seed: int) -> tuple[dict, list[str]]:
+    """Write the platform into `home`; return the night's inputs (the events CSV) and the sizes,
+    and the platform's user ids."""
     src, wh = Warehouse(source), Warehouse(home)
     items, events, vectors = store.read(src, ITEMS), store.read(src, EVENTS), store.read(src, EMBEDDINGS)
     models = vectors.group_by(["modality", "model"]).aggregate([("item_id", "count")]).to_pylist()
@@ -91,7 +92,9 @@ def build(source: Path, home: Path, copies: int, new_items: int, seed: int) -> d
     item_ids = sorted(set(items.column("item_id").to_pylist()))  # `items` keeps every version of an item
     held = set(item_ids[-new_items:]) if new_items else set()
     started = time.perf_counter()
+    platform_users: list[str] = []
     for copy in range(copies):
+        platform_users += renamed(pa.array(users[last]), copy).to_pylist()
         store.append(wh, ITEMS, items.set_column(0, "item_id", renamed(items.column("item_id"), copy)))
         user_ids = renamed(history.column("user_id"), copy)
         buckets = pa.array([user_partition(u) for u in user_ids.to_pylist()], pa.int16())
@@ -110,13 +113,13 @@ def build(source: Path, home: Path, copies: int, new_items: int, seed: int) -> d
         store.compact(wh, spec)
     return {
         "night_events_csv": str(day_csv),
-        "users": len(last) * copies,
+        "users": len(platform_users),
         "items": len(item_ids) * copies,
         "events_stored": history.num_rows * copies,
         "events_tonight": night.num_rows * copies,
         "items_to_embed": len(held),
         "build_seconds": round(time.perf_counter() - started, 1),
-    }
+    }, platform_users
 
 
 def stage(name: str, home: Path, args: list[str]) -> dict:
@@ -173,12 +176,11 @@ def main() -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     print(f"building {args.copies} copies of {args.source} in {args.home}", flush=True)
-    result["platform"] = build(args.source, args.home, args.copies, args.new_items, args.seed)
+    result["platform"], known = build(args.source, args.home, args.copies, args.new_items, args.seed)
     shutil.copytree(args.model_home / "models", args.home / "models")
     print(json.dumps(result["platform"]), flush=True)
     scores = {"score": ["score", "--model", args.model, "--run-id", "night-all"]}
     if args.score_users:
-        known = store.read(Warehouse(args.home), EVENTS).column("user_id").unique().to_pylist()
         rng = np.random.default_rng(args.seed)
         scores = {}
         for n in sizes:
