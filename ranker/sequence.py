@@ -52,8 +52,10 @@ class LstmAttnConfig:
     negatives: int = 1024  # shared sampled negatives per batch (catalogues above full_softmax_max)
     full_softmax_max: int = 4096
     valid_users: int = 10000
-    id_drop: float = 0.5  # content-first items: share of items whose id correction is dropped in a batch
-    delta_ratio: float = 0.5
+    # content-first items, as sasrec-content (ranker/sasrec.py): the settings that screening chose
+    # there (benchmarks/content_first.py); lstm-attn had 0.5 / 0.5 before 2026-12-02.
+    id_drop: float = 0.2  # share of items whose id correction is dropped whole in a training batch
+    delta_ratio: float = 2.0  # rho: ||delta_i|| <= rho * ||W c_i||
 
     def __post_init__(self) -> None:
         check_ranges(self, positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio"), shares=("dropout", "id_drop"))
