@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             hide_user_error_tracebacks()
             # As the `reelsense` program only (argv None): a caller of main() in its own process (the
-            # tests, a notebook) keeps its Ctrl-C. serve stops its runner on Ctrl-C, as Prefect's serve does.
+            # tests, a notebook) keeps its Ctrl-C and SIGTERM. serve stops its runner on Ctrl-C, as Prefect's serve does.
             if argv is None and args.command != "serve":
                 restore = _exit_at_once_on_interrupt()
         return args.run(args) or 0
@@ -119,31 +119,45 @@ INTERRUPTED = "reelsense: interrupted; finished writes are kept, rerun the same 
 
 
 def _exit_at_once_on_interrupt() -> Callable[[], None]:
-    """Ctrl-C during a flow command exits at once with status 130, its children stopped.
+    """Ctrl-C (SIGINT) or SIGTERM during a flow command exits at once, its children stopped:
+    status 130 for Ctrl-C, 143 for SIGTERM (what `kill`, systemd, `docker stop` and Kubernetes send).
 
     Ctrl-C reaches the whole process group, the local Prefect server too; the flow engine then
     retried its calls to the stopped server for about 3 minutes and exited 1 with pages of
-    tracebacks. Exiting at once is as safe as a SIGKILL, which the crash tests deliver at every
-    write point: every write is atomic (temp file, fsync, rename; replaces journaled), and the
-    same command run again completes the work. Returns what restores the previous handler."""
+    tracebacks. SIGTERM reaches this process alone, and Python's default ended it without a word,
+    leaving the local Prefect server it started running. Exiting at once is as safe as a SIGKILL,
+    which the crash tests deliver at every write point: every write is atomic (temp file, fsync,
+    rename; replaces journaled), and the same command run again completes the work. Returns what
+    restores the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     import psutil  # here, not in the handler: nothing that can fail or wait runs before the exit
 
     def stop(signum: int, frame: object) -> None:
         try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut this short
-            os.write(2, f"\n{INTERRUPTED}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
+            for ignored in HANDLED:
+                signal.signal(ignored, signal.SIG_IGN)  # a second signal cannot cut this short
+            line = INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name)
+            os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
             for child in psutil.Process().children(recursive=True):  # the Prefect server, Dask workers
                 try:
                     child.terminate()
                 except psutil.Error:
                     pass
         finally:
-            os._exit(130)
+            os._exit(128 + signum)
 
-    previous = signal.signal(signal.SIGINT, stop)
-    return lambda: signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    previous = {signum: signal.signal(signum, stop) for signum in HANDLED}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    return restore
+
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+STOPPED = "reelsense: stopped by {name}; finished writes are kept, rerun the same command to complete"
 
 
 # Commands that run Prefect flows: user errors raised inside them print one line, no traceback.

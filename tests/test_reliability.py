@@ -191,12 +191,14 @@ def test_extraction_killed_at_each_write_point_resumes_without_loss_or_duplicate
     assert not list((home / "tables").rglob(".*.tmp"))
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C"])
+@pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C", "SIGTERM"])
 def test_extraction_killed_from_outside_mid_run_resumes(sample, how):
-    """SIGKILL from outside, or Ctrl-C (SIGINT to the whole process group, the local Prefect
-    server too, as a terminal sends it), as soon as the first batch (one item) is written; the
-    rerun completes. Ctrl-C exits at once with 130 and one line (probe: 3 minutes of Prefect
-    retrying its stopped server, then exit 1 and pages of tracebacks)."""
+    """SIGKILL from outside, Ctrl-C (SIGINT to the whole process group, the local Prefect server
+    too, as a terminal sends it) or SIGTERM (to the process alone, as `kill`, systemd and `docker
+    stop` send it), as soon as the first batch (one item) is written; the rerun completes. Ctrl-C
+    exits at once with 130 and one line (probe: 3 minutes of Prefect retrying its stopped server,
+    then exit 1 and pages of tracebacks), SIGTERM with 143, its local Prefect server stopped too
+    (before: left running)."""
     home = fresh_home(sample, f"crash-outside-{how}")
     proc, log = start(home, "extract", "--config", str(sample / "audio-one-by-one.toml"))
     deadline = time.monotonic() + 600
@@ -208,7 +210,10 @@ def test_extraction_killed_from_outside_mid_run_resumes(sample, how):
         os.kill(proc.pid, signal.SIGKILL)
         assert finish(proc, log).returncode == -signal.SIGKILL
     else:
-        os.killpg(proc.pid, signal.SIGINT)
+        if how == "Ctrl-C":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
             deadline = time.monotonic() + 15
@@ -217,8 +222,9 @@ def test_extraction_killed_from_outside_mid_run_resumes(sample, how):
             left = group_alive(proc.pid)
         finally:
             interrupted = finish(proc, log, timeout=1)
-        assert interrupted.returncode == 130, interrupted.stdout[-2000:]
-        assert "reelsense: interrupted; finished writes are kept" in interrupted.stdout and "Traceback" not in interrupted.stdout
+        expected = (130, "reelsense: interrupted;") if how == "Ctrl-C" else (143, "reelsense: stopped by SIGTERM;")
+        assert interrupted.returncode == expected[0], interrupted.stdout[-2000:]
+        assert f"{expected[1]} finished writes are kept" in interrupted.stdout and "Traceback" not in interrupted.stdout
         assert not left, "a child of the interrupted run outlived it"
     partial = embedding_keys(home)
     assert 0 < len(partial) < 12 and len(partial) == len(set(partial))
