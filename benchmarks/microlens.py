@@ -40,6 +40,7 @@ from ranker.registry import build
 from warehouse.store import Warehouse
 
 REFERENCE = "sasrec"
+CONTENT_FIRST = {"id_drop", "delta_ratio"}  # settings of the content-first items (ranker/training.py ItemTower)
 
 
 def make(name: str, overrides: dict, trained: dict | None = None) -> object:
@@ -47,6 +48,8 @@ def make(name: str, overrides: dict, trained: dict | None = None) -> object:
     model = build(name, "cpu", trained or {})
     if dataclasses.is_dataclass(getattr(model, "config", None)):  # sasrec*, lstm-attn*
         fields = {f.name for f in dataclasses.fields(model.config)}
+        if not getattr(model, "use_content", False):
+            fields -= CONTENT_FIRST  # an id-only model has no content path for them to shape
         model.config = dataclasses.replace(model.config, **{k: v for k, v in overrides.items() if v is not None and k in fields})
     return model
 
@@ -73,6 +76,12 @@ def main() -> None:
     parser.add_argument("--cold-max-epochs", type=int, help="cap on epochs of the cold-start split's models")
     parser.add_argument("--batch", type=int, help="batch size: users a step for sasrec* (default 128, SASRec+), rows for lstm-attn* (default 256)")
     parser.add_argument("--patience", type=int, help="SASRec early-stopping patience in epochs (default: RecBole's 10)")
+    parser.add_argument("--id-drop", type=float, help="content-first models: share of items whose id correction is dropped per batch (default: the model's)")
+    parser.add_argument(
+        "--delta-ratio",
+        type=float,
+        help="content-first models: bound of the id correction, times the projected content's norm (default: the model's; 1e-6: content alone)",
+    )
     parser.add_argument("--max-users", type=int, help="test users (default: all)")
     parser.add_argument("--steps", default="main,cold,seeds", help="which steps to run (main, cold, seeds; default all)")
     args = parser.parse_args()
@@ -86,10 +95,18 @@ def main() -> None:
             "machine": f"{platform.node()}, {torch.get_num_threads()} torch threads",
             "max_history": MAX_HISTORY,
             "main_seed": [int(x) for x in args.seeds.split(",")][0],
-            "overrides": {"max_epochs": args.max_epochs, "cold_max_epochs": args.cold_max_epochs, "batch": args.batch, "patience": args.patience},
+            "overrides": {
+                "max_epochs": args.max_epochs,
+                "cold_max_epochs": args.cold_max_epochs,
+                "batch": args.batch,
+                "patience": args.patience,
+                "id_drop": args.id_drop,
+                "delta_ratio": args.delta_ratio,
+            },
         }
     )
-    overrides = {"max_epochs": args.max_epochs, "batch": args.batch, "patience": args.patience}
+    # Each step records the config it trained with; --id-drop and --delta-ratio reach only the content-first models.
+    overrides = {"max_epochs": args.max_epochs, "batch": args.batch, "patience": args.patience, "id_drop": args.id_drop, "delta_ratio": args.delta_ratio}
     cold_overrides = {**overrides, "max_epochs": args.cold_max_epochs or args.max_epochs}
 
     def save() -> None:
