@@ -52,7 +52,8 @@ def check_run(wh: Warehouse, run_id: str | None) -> dict[str, Any]:
     found = [r for r in runs if r["run_id"] == run_id]
     if not found:
         known = ", ".join(r["run_id"] for r in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
-        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; leave out --run-id for the latest")
+        latest = "leave out --run-id for the latest run (explain: the latest run that scored the pair)"
+        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; {latest}")
     return found[0]
 
 

@@ -72,6 +72,8 @@ def train_one(
     if saved is not None and saved.get("reuse_key") == key:
         # Same rows, items, content, hyper-parameters, seed and code: training again would give the same model.
         return artifacts.load(models_dir, name, data, trained, device), {**saved, "reused": True}
+    if saved is not None:
+        get_run_logger().info("training %s again, not reusing %s: %s", name, saved["version"], retrain_reason(saved, model, data, seed))
     started = time.perf_counter()
     model.fit(data, seed=seed)
     history = getattr(model, "history", None)
@@ -98,6 +100,24 @@ def train_one(
     return model, meta
 
 
+def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) -> str:
+    """Why a saved model's reuse key no longer matches, from what its meta.json recorded."""
+    config = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None
+    reasons = []
+    if saved.get("data_fingerprint") != artifacts.fingerprint(data):
+        reasons.append("its training rows changed (new events or a samples rebuild)")
+    if saved.get("feature_schema") != artifacts.feature_schema(data):
+        reasons.append("the items or content changed")
+    if saved.get("config") != config and saved.get("config") is not None and config is not None:
+        changed = [f"{k} {saved['config'].get(k)!r} -> {v!r}" for k, v in config.items() if saved["config"].get(k) != v]
+        reasons.append(f"its settings changed ({', '.join(changed)})")
+    if saved.get("seed") != seed:
+        reasons.append(f"the seed changed ({saved.get('seed')} -> {seed})")
+    if saved.get("code_version") != artifacts.code_version():
+        reasons.append("the ranker code changed (ranker/*.py: every model is retrained once after an upgrade)")
+    return "; ".join(reasons) or "its content vectors or its base model changed"
+
+
 @flow(name="train-ranker", log_prints=True)
 def train_rankers(
     home: str, models: list[str] = ALL_MODELS, seed: int = 0, device: str = "auto", force: bool = False, settings: dict[str, dict[str, Any]] | None = None
@@ -111,7 +131,10 @@ def train_rankers(
     metas = {}
     for name in _ordered(models):
         trained[name], metas[name] = train_one(home, name, data, trained, seed, device_for(device), force, (settings or {}).get(name))
-        logger.info("trained %s in %.1fs (version %s)", name, metas[name]["fit_seconds"], metas[name]["version"])
+        if metas[name].get("reused"):
+            logger.info("reused %s %s (same data, content, settings, code)", name, metas[name]["version"])
+        else:
+            logger.info("trained %s in %.1fs (version %s)", name, metas[name]["fit_seconds"], metas[name]["version"])
     return metas
 
 

@@ -200,6 +200,11 @@ def score_batch(
     build = samples_build(wh)
     popularity = warehouse_popularity(wh, MAX_HISTORY, build=build)  # once for every shard: the whole table's counts
     run_id = run_id or new_run_id()
+    # The shards' own check of the model against the features, asked first on one partition's users:
+    # a model that cannot score this warehouse is refused before claim_run, whose --replace removes
+    # the old run (probe: a refused --replace left the run deleted and nothing in its place).
+    first = load_dataset(wh, MAX_HISTORY, buckets=[0], build=build, popularity=popularity)
+    artifacts.check_with_base(wh.models_dir, model, first, version=version, match="schema")
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
     started = time.perf_counter()
     futures = [

@@ -148,6 +148,15 @@ def record_metrics(models_dir: Path, name: str, version: str, metrics: dict[str,
 def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], device: str, *, version: str | None = None, match: str = "fingerprint") -> Any:
     """A saved ranker, checked against `data`: `match='fingerprint'` (evaluation: the same training
     rows) or `'schema'` (scoring: the same feature schema)."""
+    meta = checked_meta(models_dir, name, data, version=version, match=match)
+    model = build(name, device, trained)
+    model.load(models_dir / "rankers" / name / meta["version"] / "model", data)
+    model.version = meta["version"]
+    return model
+
+
+def checked_meta(models_dir: Path, name: str, data: Dataset, *, version: str | None = None, match: str = "fingerprint") -> dict[str, Any]:
+    """The saved ranker's meta.json once `load`'s checks against `data` pass (ModelMismatch if not)."""
     meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
     if meta is None:
         raise ModelMismatch(f"no trained {name} in {models_dir / 'rankers'}; run `reelsense train --models {name}` first")
@@ -165,21 +174,29 @@ def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], de
         new_items_ok=match == "schema" and name in MAPS_ITEMS_BY_ID,
         fix="rerun `reelsense train` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"),
     )
-    model = build(name, device, trained)
-    model.load(models_dir / "rankers" / name / meta["version"] / "model", data)
-    model.version = meta["version"]
-    return model
+    return meta
 
 
 def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, version: str | None = None, match: str = "fingerprint") -> Any:
     """`load`, with the base model of a ranker that re-ranks another (lightgbm: lstm-attn) loaded first."""
     trained: dict[str, Any] = {}
     if name in NEEDS_BASE:
-        # The base version this re-ranker was trained on top of (older registries: the latest base).
-        meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
-        base_version = (meta or {}).get("base_version")
-        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, version=base_version, match=match)
+        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, version=_base_version(models_dir, name, version), match=match)
     return load(models_dir, name, data, trained, device, version=version, match=match)
+
+
+def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str | None = None, match: str = "fingerprint") -> None:
+    """The checks of `load_with_base` without loading any weights: ModelMismatch if the ranker, or
+    the base it re-ranks, does not fit `data` (score-batch asks before it touches a run)."""
+    if name in NEEDS_BASE:
+        checked_meta(models_dir, NEEDS_BASE[name], data, version=_base_version(models_dir, name, version), match=match)
+    checked_meta(models_dir, name, data, version=version, match=match)
+
+
+def _base_version(models_dir: Path, name: str, version: str | None) -> str | None:
+    """The base version a re-ranker was trained on top of (older registries: the latest base)."""
+    meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
+    return (meta or {}).get("base_version")
 
 
 # Rankers whose checkpoints map item ids (not indices) and score unseen items by content: a grown

@@ -15,6 +15,9 @@ import pytest
 from conftest import write_csv
 
 from flows.cli import main
+from flows.rank import retrain_reason
+from ranker.data import load_dataset
+from ranker.registry import build
 from warehouse import db
 from warehouse.errors import QueryError
 from warehouse.store import Warehouse
@@ -361,6 +364,12 @@ def test_train_settings_are_used_stored_and_retrain_when_changed(ranked_home, tm
         versions.append((meta["version"], "reused" in out))
     assert versions[1] == (versions[0][0], True)  # the same settings: the model is reused
     assert versions[2][0] != versions[0][0] and not versions[2][1]  # changed settings: trained again
+    # What the log says when it trains again (probe: every model retrained after an upgrade, silently).
+    first = json.loads((home / "models" / "rankers" / "sasrec" / versions[0][0] / "meta.json").read_text())
+    data = load_dataset(Warehouse(home))
+    assert retrain_reason(first, build("sasrec", "cpu", {}, {"max_epochs": 3, "lr": 0.002}), data, 0) == "its settings changed (max_epochs 2 -> 3)"
+    assert retrain_reason(first, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 1) == "the seed changed (0 -> 1)"
+    assert "the ranker code changed" in retrain_reason({**first, "code_version": "older"}, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 0)
 
 
 def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path, capsys):

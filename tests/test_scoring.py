@@ -286,6 +286,20 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     assert left == others | {"kept"}
 
 
+def test_a_refused_replace_keeps_the_run(home, capsys):
+    """Probe: events naming an item the trained lightgbm never saw, then `score --replace` with it:
+    refused (the model does not fit), and the run it was to replace had already been deleted."""
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
+    before = db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL")
+    later = (db.fetch(home, "SELECT max(event_ts) AS t FROM events")[0]["t"] + timedelta(days=1)).isoformat()
+    new_item = write_csv(home.home / "new-item.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", "brand-new", later, "like", ""]])
+    assert _cli(home, "ingest", "events", str(new_item)) == 0
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 2
+    assert "does not fit the warehouse's features" in capsys.readouterr().err
+    assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
+
+
 def test_score_names_unknown_users(home, capsys):
     assert _cli(home, "score", "--k", "2", "--users", "nobody,user00", "--run-id", "some") == 0
     captured = capsys.readouterr()
