@@ -88,6 +88,10 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
+    before = results.get("overrides", {})
+    for key, value in (("id_drop", args.id_drop), ("delta_ratio", args.delta_ratio)):
+        if key in before and before[key] != value:  # steps are paired by code version only
+            parser.error(f"{out} was run with {key} {before[key]}, not {value}: resume it with the same settings, or use another --out")
     results.setdefault("steps", {})
     results.update(
         {

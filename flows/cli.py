@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -131,9 +132,24 @@ def _exit_at_once_on_interrupt() -> Callable[[], None]:
     restores the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
+    import prefect.flow_engine
     import psutil  # here, not in the handler: nothing that can fail or wait runs before the exit
+    from prefect.settings import PREFECT_API_URL
+
+    bridge = prefect.flow_engine.capture_sigterm
+    if not PREFECT_API_URL.value():
+        # The local Prefect server is in this process group. While a flow runs, Prefect's own SIGTERM
+        # bridge would first report the run Crashed to it, and a SIGTERM to the whole group (systemd,
+        # `kill -- -PGID`) has stopped it: 77 s of retries and tracebacks, measured. With no server
+        # of its own to outlive the command, that report has no reader; skip the bridge. (With
+        # PREFECT_API_URL the bridge marks the run Crashed on that server, then calls `stop`.)
+        prefect.flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[assignment]
+    stopping: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
+        if stopping:  # a second signal arrived before the first could ignore it
+            return
+        stopping.append(signum)
         try:
             for ignored in HANDLED:
                 signal.signal(ignored, signal.SIG_IGN)  # a second signal cannot cut this short
@@ -150,6 +166,7 @@ def _exit_at_once_on_interrupt() -> Callable[[], None]:
     previous = {signum: signal.signal(signum, stop) for signum in HANDLED}
 
     def restore() -> None:
+        prefect.flow_engine.capture_sigterm = bridge  # type: ignore[assignment]
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 

@@ -109,13 +109,16 @@ def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) 
     if saved.get("feature_schema") != artifacts.feature_schema(data):
         reasons.append("the items or content changed")
     if saved.get("config") != config and saved.get("config") is not None and config is not None:
-        changed = [f"{k} {saved['config'].get(k)!r} -> {v!r}" for k, v in config.items() if saved["config"].get(k) != v]
+        old = saved["config"]
+        changed = [f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(old.keys() | config.keys()) if old.get(k) != config.get(k)]
         reasons.append(f"its settings changed ({', '.join(changed)})")
     if saved.get("seed") != seed:
         reasons.append(f"the seed changed ({saved.get('seed')} -> {seed})")
     if saved.get("code_version") != artifacts.code_version():
         reasons.append("the ranker code changed (ranker/*.py: every model is retrained once after an upgrade)")
-    return "; ".join(reasons) or "its content vectors or its base model changed"
+    # Not recorded apart in meta.json: the content vectors themselves, the base model of a re-ranker,
+    # and the settings of a ranker without a config (lightgbm, itemknn, popularity).
+    return "; ".join(reasons) or "its content vectors, its base model or its settings changed"
 
 
 @flow(name="train-ranker", log_prints=True)

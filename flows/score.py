@@ -205,6 +205,7 @@ def score_batch(
     # the old run (probe: a refused --replace left the run deleted and nothing in its place).
     first = load_dataset(wh, MAX_HISTORY, buckets=[0], build=build, popularity=popularity)
     artifacts.check_with_base(wh.models_dir, model, first, version=version, match="schema")
+    del first
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
     started = time.perf_counter()
     futures = [
