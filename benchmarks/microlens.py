@@ -12,7 +12,7 @@ running the same command again (finished steps are skipped):
    (`lightgbm` re-ranks the lstm-attn trained earlier in the same run: list lstm-attn first);
 2. the cold-start split (ranker/coldstart.py: 20% of items and 10% of users withheld from
    training, seed 0) for popularity, sasrec, sasrec-content and lstm-attn;
-3. seeds 1 and 2 of sasrec and sasrec-content (mean +- sd over the seeds).
+3. the other --seeds of sasrec, sasrec-content and lstm-attn (mean +- sd over the seeds).
 Measured, never asserted; wall time per step is recorded.
 """
 
@@ -194,7 +194,7 @@ def main() -> None:
         )
 
     for seed in seeds[1:] if "seeds" in steps else []:  # 3. more seeds for the claims
-        for name in [m for m in ("sasrec", "sasrec-content") if m in models]:
+        for name in [m for m in ("sasrec", "sasrec-content", "lstm-attn") if m in models]:
             key = f"main/{name}/seed{seed}"
             if key in results["steps"]:
                 continue
