@@ -1,7 +1,7 @@
 """The MicroLens-50K ranking table: every model, all test users, both protocols, cold start.
 
     .venv/bin/python benchmarks/microlens.py --home HOME [--out benchmarks/results/microlens-50k.json]
-        [--models popularity,itemknn,bpr-mf,sasrec,sasrec-content] [--seeds 0,1,2] [--max-epochs N]
+        [--models popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm] [--seeds 0,1,2] [--max-epochs N]
 
 HOME: `reelsense ingest microlens ../shared/data/microlens-50k` and
 `reelsense extract --config configs/microlens-text.toml` (MiniLM titles). Steps, in order, each
@@ -12,7 +12,7 @@ running the same command again (finished steps are skipped):
    (`lightgbm` re-ranks the lstm-attn trained earlier in the same run: list lstm-attn first);
 2. the cold-start split (ranker/coldstart.py: 20% of items and 10% of users withheld from
    training, seed 0) for popularity, sasrec, sasrec-content and lstm-attn;
-3. the other --seeds of sasrec, sasrec-content and lstm-attn (mean +- sd over the seeds).
+3. the other --seeds of sasrec, sasrec-content, lstm-attn and lightgbm (mean +- sd over the seeds).
 Measured, never asserted; wall time per step is recorded.
 """
 
@@ -40,6 +40,7 @@ from ranker.registry import build
 from warehouse.store import Warehouse
 
 REFERENCE = "sasrec"
+SEEDED = ("sasrec", "sasrec-content", "lstm-attn", "lightgbm")  # the models the seeds step trains again
 CONTENT_FIRST = {"id_drop", "delta_ratio"}  # settings of the content-first items (ranker/training.py ItemTower)
 
 
@@ -66,11 +67,26 @@ def fit(model, data, seed: int) -> dict:
     }
 
 
+def fit_and_evaluate(key: str, model, data, rows, seed: int) -> dict:
+    """One step of the warm table: fit with `seed`, rank every test row under both protocols (the
+    test rows and the bootstrap keep seed 0, so steps of other seeds pair over the same users)."""
+    step = fit(model, data, seed)
+    started = time.perf_counter()
+    metrics, ranks = evaluate_model(model, data, rows, seed=0)
+    step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - started, 1), ndcg10_per_user={p: ndcg(ranks[p], 10).tolist() for p in PROTOCOLS})
+    print(
+        f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
+        f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)",
+        flush=True,
+    )
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True)
     parser.add_argument("--out", default="benchmarks/results/microlens-50k.json")
-    parser.add_argument("--models", default="popularity,itemknn,bpr-mf,sasrec,sasrec-content")
+    parser.add_argument("--models", default="popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-epochs", type=int, help="cap on epochs (default: the model's own, 300 for SASRec)")
     parser.add_argument("--cold-max-epochs", type=int, help="cap on epochs of the cold-start split's models")
@@ -134,38 +150,35 @@ def main() -> None:
         "load_seconds": round(time.perf_counter() - started, 1),
     }
     rows = test_rows(data, max_users=args.max_users, seed=0)
-    ranks: dict[str, dict] = {}
-    trained: dict[str, object] = {}  # the re-rankers' bases fitted in this invocation (lightgbm: lstm-attn)
+    trained: dict[tuple[str, int], object] = {}  # (name, seed) -> the re-rankers' bases fitted in this invocation (lightgbm: lstm-attn)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
     steps = {s.strip() for s in args.steps.split(",") if s.strip()}
     if not steps or steps - {"main", "cold", "seeds"}:
         parser.error(f"--steps takes main, cold and seeds, got {args.steps!r}")
 
-    for name in models if "main" in steps else []:  # 1. every model, seed 0
-        key = f"main/{name}/seed{seeds[0]}"
+    def warm_step(name: str, seed: int) -> None:
+        """Fit `name` with `seed` and rank every test user, unless the JSON has the step already."""
+        key = f"main/{name}/seed{seed}"
         if key in results["steps"]:
-            continue
-        if name in NEEDS_BASE and NEEDS_BASE[name] not in trained:
-            base = NEEDS_BASE[name]
-            done_before = f"main/{base}/seed{seeds[0]}" in results["steps"]
+            return
+        base = NEEDS_BASE.get(name)
+        if base and (base, seed) not in trained:
+            done_before = f"main/{base}/seed{seed}" in results["steps"]
             why = "its step was finished by an earlier invocation, whose model is not kept" if done_before else f"list {base} before it in --models"
-            print(f"{key}: skipped: {name} re-ranks the {base} fitted in this invocation, and {why}; rerun both (remove main/{base} from the JSON)", flush=True)
-            continue
-        model = make(name, overrides, trained)
-        step = fit(model, data, seeds[0])
+            print(
+                f"{key}: skipped: {name} re-ranks the {base} fitted in this invocation, and {why}; rerun both (remove main/{base}/seed{seed} from the JSON)",
+                flush=True,
+            )
+            return
+        model = make(name, overrides, {base: trained[base, seed]} if base else None)
+        results["steps"][key] = fit_and_evaluate(key, model, data, rows, seed)
         if name in NEEDS_BASE.values():
-            trained[name] = model  # a re-ranker's base: kept for it
-        t = time.perf_counter()
-        metrics, ranks[name] = evaluate_model(model, data, rows, seed=0)
-        step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - t, 1), ndcg10_per_user={p: ndcg(ranks[name][p], 10).tolist() for p in PROTOCOLS})
-        results["steps"][key] = step
+            trained[name, seed] = model  # a re-ranker's base: kept for it
         save()
-        print(
-            f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
-            f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)",
-            flush=True,
-        )
+
+    for name in models if "main" in steps else []:  # 1. every model, the first seed
+        warm_step(name, seeds[0])
     paired(results, models, seeds[0])
     save()
 
@@ -194,21 +207,8 @@ def main() -> None:
         )
 
     for seed in seeds[1:] if "seeds" in steps else []:  # 3. more seeds for the claims
-        for name in [m for m in ("sasrec", "sasrec-content", "lstm-attn") if m in models]:
-            key = f"main/{name}/seed{seed}"
-            if key in results["steps"]:
-                continue
-            model = make(name, overrides)
-            step = fit(model, data, seed)
-            metrics, seed_ranks = evaluate_model(model, data, rows, seed=0)
-            step.update(metrics=metrics, ndcg10_per_user={p: ndcg(seed_ranks[p], 10).tolist() for p in PROTOCOLS})
-            results["steps"][key] = step
-            save()
-            print(
-                f"{key}: NDCG@10 unmasked {metrics['unmasked']['overall']['ndcg@10']:.4f}, "
-                f"masked {metrics['masked']['overall']['ndcg@10']:.4f} (fit {step['fit_seconds']}s)",
-                flush=True,
-            )
+        for name in [m for m in models if m in SEEDED]:
+            warm_step(name, seed)
     for seed in seeds:
         paired(results, models, seed)
     paired_cold(results, seeds[0])
