@@ -7,11 +7,14 @@ HOME: `reelsense ingest microlens ../shared/data/microlens-50k` and
 `reelsense extract --config configs/microlens-text.toml` (MiniLM titles). Steps, in order, each
 written to the JSON (and its .md) as soon as it finishes, so an interrupted run is resumed by
 running the same command again (finished steps are skipped):
-1. each model with seed 0 on the leave-one-out split, all test users ranked against all items,
-   history unmasked and masked; paired bootstrap of each model's NDCG@10 against `sasrec`
-   (`lightgbm` re-ranks the lstm-attn trained earlier in the same run: list lstm-attn first);
+1. each model with the first of --seeds on the leave-one-out split, all test users ranked against
+   all items, history unmasked and masked; paired bootstrap of each model's NDCG@10 against the
+   `sasrec` of the same seed (`lightgbm` re-ranks the lstm-attn trained earlier in the same
+   invocation: list lstm-attn first. Models are not kept between invocations, so a run stopped
+   between the two skips lightgbm for that seed on resume, and says so);
 2. the cold-start split (ranker/coldstart.py: 20% of items and 10% of users withheld from
-   training, seed 0) for popularity, sasrec, sasrec-content and lstm-attn;
+   training, split seed 0, models trained with the first of --seeds) for popularity, sasrec,
+   sasrec-content and lstm-attn;
 3. the other --seeds of sasrec, sasrec-content, lstm-attn and lightgbm (mean +- sd over the seeds).
 Measured, never asserted; wall time per step is recorded.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import platform
 import sys
@@ -35,8 +39,9 @@ from ranker.coldstart import NEW_USER_STEPS, cold_split, item_cold_rows, user_co
 from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
 from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
 from ranker.metrics import ndcg
-from ranker.names import NEEDS_BASE
+from ranker.names import NEEDS_BASE, check_rankers
 from ranker.registry import build
+from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
 REFERENCE = "sasrec"
@@ -82,12 +87,23 @@ def fit_and_evaluate(key: str, model, data, rows, seed: int) -> dict:
     return step
 
 
+def seed_list(text: str) -> list[int]:
+    """--seeds: comma-separated non-negative integers, at least one."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"takes comma-separated seeds such as 0,1,2, got {text!r}")
+    return seeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True)
     parser.add_argument("--out", default="benchmarks/results/microlens-50k.json")
     parser.add_argument("--models", default="popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", type=seed_list, default="0,1,2", help="training seeds; the first is the main tables' (default 0,1,2)")
     parser.add_argument("--max-epochs", type=int, help="cap on epochs (default: the model's own, 300 for SASRec)")
     parser.add_argument("--cold-max-epochs", type=int, help="cap on epochs of the cold-start split's models")
     parser.add_argument("--batch", type=int, help="batch size: users a step for sasrec* (default 128, SASRec+), rows for lstm-attn* (default 256)")
@@ -101,28 +117,46 @@ def main() -> None:
     parser.add_argument("--max-users", type=int, help="test users (default: all)")
     parser.add_argument("--steps", default="main,cold,seeds", help="which steps to run (main, cold, seeds; default all)")
     args = parser.parse_args()
+    out, models, seeds = Path(args.out), [m.strip() for m in args.models.split(",") if m.strip()], args.seeds
+    steps = {s.strip() for s in args.steps.split(",") if s.strip()}
+    if not steps or steps - {"main", "cold", "seeds"}:
+        parser.error(f"--steps takes main, cold and seeds, got {args.steps!r}")
+    try:
+        check_rankers(models)
+    except ReelsenseError as e:
+        parser.error(f"--models: {e}")
+    if out.suffix != ".json":
+        parser.error(f"--out must end in .json (its .md and .summary.json are written beside it), got {out}")
+    if args.max_users is not None and args.max_users < 1:
+        parser.error(f"--max-users must be at least 1, got {args.max_users}")
+    if not (Path(args.home) / "reelsense.duckdb").exists():
+        parser.error(f"{args.home} is not a reelsense home (no reelsense.duckdb): run `reelsense ingest microlens DIR` and extract the titles first")
+    # Bases before the re-rankers that re-rank them (lightgbm after lstm-attn), whatever the order given.
+    models = sorted(models, key=lambda m: m in NEEDS_BASE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
+    settings = {
+        "max_epochs": args.max_epochs,
+        "cold_max_epochs": args.cold_max_epochs,
+        "batch": args.batch,
+        "patience": args.patience,
+        "id_drop": args.id_drop,
+        "delta_ratio": args.delta_ratio,
+        "max_users": args.max_users,
+    }
     before = results.get("overrides", {})
-    for key, value in (("id_drop", args.id_drop), ("delta_ratio", args.delta_ratio)):
-        if key in before and before[key] != value:  # steps are paired by code version only
-            parser.error(f"{out} was run with {key} {before[key]}, not {value}: resume it with the same settings, or use another --out")
+    for key, value in settings.items():  # the steps of one JSON are of one set of settings
+        if key in before and before[key] != value:
+            said = lambda v: "the default" if v is None else v  # noqa: E731
+            parser.error(f"{out} was run with {key} {said(before[key])}, not {said(value)}: resume it with the same settings, or use another --out")
     results.setdefault("steps", {})
     results.update(
         {
             "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
             "machine": f"{platform.node()}, {torch.get_num_threads()} torch threads",
             "max_history": MAX_HISTORY,
-            "main_seed": [int(x) for x in args.seeds.split(",")][0],
-            "overrides": {
-                "max_epochs": args.max_epochs,
-                "cold_max_epochs": args.cold_max_epochs,
-                "batch": args.batch,
-                "patience": args.patience,
-                "id_drop": args.id_drop,
-                "delta_ratio": args.delta_ratio,
-            },
+            "main_seed": seeds[0],
+            "overrides": settings,
         }
     )
     # Each step records the config it trained with; --id-drop and --delta-ratio reach only the content-first models.
@@ -142,20 +176,21 @@ def main() -> None:
     started = time.perf_counter()
     ensure_samples(Warehouse(args.home), MAX_HISTORY)  # build-features, where events changed since
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)
-    results["data"] = {
+    rows = test_rows(data, max_users=args.max_users, seed=0)
+    shape = {
         "users": int(len(np.unique(data.queries.users))),
         "items": data.n_items,
         "rows": int(len(data.targets)),
         "content": data.content_source,
-        "load_seconds": round(time.perf_counter() - started, 1),
+        "test_users": int(len(rows)),
+        "test_rows_sha1": hashlib.sha1(np.ascontiguousarray(data.targets[rows]).tobytes() + rows.tobytes()).hexdigest()[:12],
     }
-    rows = test_rows(data, max_users=args.max_users, seed=0)
-    trained: dict[tuple[str, int], object] = {}  # (name, seed) -> the re-rankers' bases fitted in this invocation (lightgbm: lstm-attn)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    steps = {s.strip() for s in args.steps.split(",") if s.strip()}
-    if not steps or steps - {"main", "cold", "seeds"}:
-        parser.error(f"--steps takes main, cold and seeds, got {args.steps!r}")
+    earlier = {k: v for k, v in results.get("data", {}).items() if k in shape}
+    if results["steps"] and earlier != {k: shape[k] for k in earlier}:  # paired steps must rank the same test rows
+        parser.error(f"{out} was run on other data ({earlier}, now {shape}): use another --out")
+    results["data"] = {**shape, "load_seconds": round(time.perf_counter() - started, 1)}
+    trained: dict[tuple[str, int], object] = {}  # (name, seed) -> the re-rankers' bases (lightgbm: lstm-attn)
+    kept = out.with_suffix(".models")  # the bases' checkpoints, so that a resumed run can still fit their re-rankers
 
     def warm_step(name: str, seed: int) -> None:
         """Fit `name` with `seed` and rank every test user, unless the JSON has the step already."""
@@ -164,22 +199,26 @@ def main() -> None:
             return
         base = NEEDS_BASE.get(name)
         if base and (base, seed) not in trained:
-            done_before = f"main/{base}/seed{seed}" in results["steps"]
-            why = "its step was finished by an earlier invocation, whose model is not kept" if done_before else f"list {base} before it in --models"
-            print(
-                f"{key}: skipped: {name} re-ranks the {base} fitted in this invocation, and {why}; rerun both (remove main/{base}/seed{seed} from the JSON)",
-                flush=True,
-            )
-            return
+            checkpoint, base_step = kept / f"{base}-seed{seed}.pt", results["steps"].get(f"main/{base}/seed{seed}")
+            if base_step is None or not checkpoint.exists() or base_step.get("code_version") != code_version():
+                why = f"whose step of seed {seed} is not in this JSON, or not of this code, or has no checkpoint in {kept}"
+                print(f"{key}: skipped: {name} re-ranks {base}, {why}: list {base} in --models", flush=True)
+                return
+            trained[base, seed] = make(base, overrides)
+            trained[base, seed].load(checkpoint, data)
         model = make(name, overrides, {base: trained[base, seed]} if base else None)
         results["steps"][key] = fit_and_evaluate(key, model, data, rows, seed)
+        if base:
+            results["steps"][key]["base_step"] = f"main/{base}/seed{seed}"  # the fit it re-ranks
         if name in NEEDS_BASE.values():
-            trained[name, seed] = model  # a re-ranker's base: kept for it
+            trained[name, seed] = model  # a re-ranker's base: kept for it, and on disk for a resumed run
+            kept.mkdir(parents=True, exist_ok=True)
+            model.save(kept / f"{name}-seed{seed}.pt")
         save()
 
     for name in models if "main" in steps else []:  # 1. every model, the first seed
         warm_step(name, seeds[0])
-    paired(results, models, seeds[0])
+    paired(results, seeds[0])
     save()
 
     split = cold_split(data, seed=0)  # 2. cold start
@@ -210,21 +249,24 @@ def main() -> None:
         for name in [m for m in models if m in SEEDED]:
             warm_step(name, seed)
     for seed in seeds:
-        paired(results, models, seed)
+        paired(results, seed)
     paired_cold(results, seeds[0])
     save()
 
 
-def paired(results: dict, models: list[str], seed: int) -> None:
-    """Each model against sasrec trained with the same seed, over the same test users."""
+def paired(results: dict, seed: int) -> None:
+    """Each model of the JSON against sasrec trained with the same seed, over the same test users;
+    rebuilt from the steps each time, so a step rerun on other code loses its old pair."""
     steps = results["steps"]
     ref = steps.get(f"main/{REFERENCE}/seed{seed}")
+    by_seed = results.setdefault("paired_vs_sasrec_by_seed", {})
+    by_seed.pop(str(seed), None)
     if ref is None or "ndcg10_per_user" not in ref:
         return
-    table = results.setdefault("paired_vs_sasrec_by_seed", {}).setdefault(str(seed), {})
-    for name in models:
-        step = steps.get(f"main/{name}/seed{seed}")
-        if step and name != REFERENCE and "ndcg10_per_user" in step and step.get("code_version") == ref.get("code_version"):
+    table = by_seed.setdefault(str(seed), {})
+    for key, step in steps.items():
+        name = key.split("/")[1]
+        if key == f"main/{name}/seed{seed}" and name != REFERENCE and "ndcg10_per_user" in step and step.get("code_version") == ref.get("code_version"):
             # NDCG@10 per user is a function of the rank: compare the stored per-user values directly.
             mine = {p: np.asarray(step["ndcg10_per_user"][p]) for p in PROTOCOLS}
             theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
@@ -247,6 +289,11 @@ def paired_cold(results: dict, seed: int) -> None:
                 s: compare_to_values({p: np.asarray(v) for p, v in ref[s].items()}, {p: np.asarray(v) for p, v in by_protocol.items()}, seed=0)
                 for s, by_protocol in step["ndcg10_per_user"].items()
             }
+
+
+def times(ratio: float | None) -> str:
+    """A model's mean over sasrec's, as the tables print it (none where sasrec's mean is 0)."""
+    return f"x{ratio:.2f}" if ratio is not None else "- (sasrec 0)"
 
 
 def compare_to_values(reference: dict, values: dict, *, seed: int) -> dict:
@@ -280,7 +327,7 @@ def markdown(results: dict) -> str:
             m = step["metrics"][protocol]
             o, cold = m["overall"], m["natural_cold_items"]
             vs = paired_tables(results).get(str(seed), {}).get(name, {}).get(protocol)
-            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), x{vs['ratio']:.2f}" if vs else "-"
+            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), {times(vs['ratio'])}" if vs else "-"
             epochs = len(step["history"]) if step.get("history") else "-"
             lines.append(
                 f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
@@ -311,7 +358,7 @@ def markdown(results: dict) -> str:
         ]
         for seed, table in sorted(by_seed.items()):
             for name, vs in table.items():
-                cells = [f"{vs[p]['diff']:+.4f} ({vs[p]['ci95'][0]:+.4f}, {vs[p]['ci95'][1]:+.4f}), x{vs[p]['ratio']:.2f}" for p in PROTOCOLS]
+                cells = [f"{vs[p]['diff']:+.4f} ({vs[p]['ci95'][0]:+.4f}, {vs[p]['ci95'][1]:+.4f}), {times(vs[p]['ratio'])}" for p in PROTOCOLS]
                 lines.append(f"| {name} | {seed} | {' | '.join(cells)} |")
     if not any(key.startswith("cold/") for key in steps):
         return "\n".join(lines) + "\n"
@@ -346,10 +393,14 @@ def markdown(results: dict) -> str:
         for name, table in results["paired_cold_vs_sasrec"].items():
             for slice_name, vs in table.items():
                 u = vs["unmasked"]
-                ratio = f"x{u['ratio']:.2f}" if u["ratio"] is not None else "- (sasrec 0)"
+                ratio = times(u["ratio"])
                 lines.append(f"| {name} | {slice_name} | {u['diff']:+.4f} ({u['ci95'][0]:+.4f}, {u['ci95'][1]:+.4f}) | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: every finished step is in the JSON; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import tiny_platform
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +23,12 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "microlens.py"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_path):
     home = tiny_platform.build(tmp_path / "home").home
     out = tmp_path / "bench.json"
-    args = ["--home", str(home), "--out", str(out), "--models", "popularity,sasrec,lstm-attn,lightgbm", "--seeds", "0,1"]
+    # lightgbm listed before the lstm-attn it re-ranks: the bases are fitted first.
+    args = ["--home", str(home), "--out", str(out), "--models", "popularity,sasrec,lightgbm,lstm-attn", "--seeds", "0,1"]
     args += ["--steps", "main,cold,seeds", "--max-epochs", "2", "--cold-max-epochs", "1", "--patience", "1"]
     first = run(*args)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -42,9 +46,15 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     }
     assert {k for k in steps if k.startswith("cold/")} == {"cold/popularity/seed0", "cold/sasrec/seed0", "cold/lstm-attn/seed0"}
     assert steps["main/lstm-attn/seed1"]["config"]["max_epochs"] == 2
-    # Each seed's models are paired with sasrec of that seed, over the same test users.
+    assert steps["main/lightgbm/seed1"]["base_step"] == "main/lstm-attn/seed1"  # that seed's fit, not the first seed's
+    # Each seed's models are paired with sasrec of that seed, over the same test users: the paired
+    # difference is the difference of the two steps' means.
     for seed in ("0", "1"):
-        assert set(results["paired_vs_sasrec_by_seed"][seed]) == {"popularity", "lstm-attn", "lightgbm"} - ({"popularity"} if seed == "1" else set())
+        pairs = results["paired_vs_sasrec_by_seed"][seed]
+        assert set(pairs) == {"popularity", "lstm-attn", "lightgbm"} - ({"popularity"} if seed == "1" else set())
+        for name, pair in pairs.items():
+            mine, theirs = (np.asarray(steps[f"main/{m}/seed{seed}"]["ndcg10_per_user"]["masked"]) for m in (name, "sasrec"))
+            assert pair["masked"]["diff"] == pytest.approx(mine.mean() - theirs.mean())
     users = len(steps["main/sasrec/seed0"]["ndcg10_per_user"]["unmasked"])
     assert users > 0 and all(len(steps[k]["ndcg10_per_user"]["masked"]) == users for k in steps if k.startswith("main/"))
     assert "lstm-attn | 2 |" in out.with_suffix(".md").read_text()  # mean +- sd over its two seeds
@@ -54,13 +64,53 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     assert "NDCG@10 unmasked" not in again.stdout and "item-cold" not in again.stdout
     assert json.loads(out.read_text())["steps"]["main/lstm-attn/seed1"]["fit_seconds"] == steps["main/lstm-attn/seed1"]["fit_seconds"]
 
-    # lightgbm re-ranks an lstm-attn fitted in the same invocation: alone, it says so and trains nothing.
+    # A run stopped between lstm-attn and lightgbm: the resumed run re-ranks the kept lstm-attn
+    # checkpoint of that seed, and gets what the uninterrupted run got.
+    results = json.loads(out.read_text())
     del results["steps"]["main/lightgbm/seed1"]
     out.write_text(json.dumps(results))
-    alone = run(*[a if a != "popularity,sasrec,lstm-attn,lightgbm" else "lightgbm" for a in args])
+    alone = run(*[a if a != "popularity,sasrec,lightgbm,lstm-attn" else "lightgbm" for a in args])
     assert alone.returncode == 0, alone.stderr[-3000:]
-    assert "main/lightgbm/seed1: skipped: lightgbm re-ranks the lstm-attn fitted in this invocation" in alone.stdout
+    resumed = json.loads(out.read_text())["steps"]["main/lightgbm/seed1"]
+    assert resumed["ndcg10_per_user"] == steps["main/lightgbm/seed1"]["ndcg10_per_user"]
+    # Without the checkpoint it cannot: it says so and trains nothing.
+    results = json.loads(out.read_text())
+    del results["steps"]["main/lightgbm/seed1"]
+    out.write_text(json.dumps(results))
+    (out.with_suffix(".models") / "lstm-attn-seed1.pt").unlink()
+    alone = run(*[a if a != "popularity,sasrec,lightgbm,lstm-attn" else "lightgbm" for a in args])
+    assert alone.returncode == 0 and "main/lightgbm/seed1: skipped: lightgbm re-ranks lstm-attn" in alone.stdout
     assert "main/lightgbm/seed1" not in json.loads(out.read_text())["steps"]
 
-    other = run(*args, "--delta-ratio", "0.5")  # settings differ from the JSON's: refused, nothing run
-    assert other.returncode == 2 and "delta_ratio" in other.stderr
+    # A step of other ranker code is not paired with this sasrec, and loses the pair it had.
+    results["steps"]["main/lstm-attn/seed1"]["code_version"] = "other"
+    out.write_text(json.dumps(results))
+    assert run(*args).returncode == 0
+    assert set(json.loads(out.read_text())["paired_vs_sasrec_by_seed"]["1"]) == set()
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (["--delta-ratio", "0.5"], "was run with delta_ratio the default, not 0.5"),
+        (["--max-users", "5"], "was run with max_users the default, not 5"),
+        (["--models", "sasrec,nosuch"], "unknown ranker 'nosuch'"),
+        (["--seeds", "x"], "takes comma-separated seeds"),
+        (["--max-users", "0"], "--max-users must be at least 1"),
+        (["--out", "results.md"], "--out must end in .json"),
+        (["--home", "not-a-home"], "is not a reelsense home"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path, change, says):
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"steps": {}, "overrides": {"delta_ratio": None, "max_users": None}}))
+    home = tmp_path / "home"
+    (home).mkdir()
+    (home / "reelsense.duckdb").touch()
+    args = {"--home": str(home), "--out": str(out), "--models": "sasrec", "--seeds": "0"}
+    for flag, value in zip(change[::2], change[1::2]):
+        args[flag] = value if flag != "--home" else str(tmp_path / value)
+    refused = run(*[x for pair in args.items() for x in pair])
+    assert refused.returncode == 2 and says in refused.stderr, refused.stderr[-2000:]
+    assert json.loads(out.read_text()) == {"steps": {}, "overrides": {"delta_ratio": None, "max_users": None}}
+    assert not (tmp_path / "not-a-home").exists()
