@@ -5,6 +5,7 @@ resumes. Its numbers here mean nothing (two epochs on 36 users); its bookkeeping
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -101,16 +102,21 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
         (["--home", "not-a-home"], "is not a reelsense home"),
     ],
 )
-def test_bad_arguments_are_refused_before_anything_runs(tmp_path, change, says):
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, capsys, change, says):
+    spec = importlib.util.spec_from_file_location("microlens_benchmark", ROOT / "benchmarks" / "microlens.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
     out = tmp_path / "bench.json"
     out.write_text(json.dumps({"steps": {}, "overrides": {"delta_ratio": None, "max_users": None}}))
     home = tmp_path / "home"
-    (home).mkdir()
+    home.mkdir()
     (home / "reelsense.duckdb").touch()
     args = {"--home": str(home), "--out": str(out), "--models": "sasrec", "--seeds": "0"}
     for flag, value in zip(change[::2], change[1::2]):
         args[flag] = value if flag != "--home" else str(tmp_path / value)
-    refused = run(*[x for pair in args.items() for x in pair])
-    assert refused.returncode == 2 and says in refused.stderr, refused.stderr[-2000:]
+    monkeypatch.setattr(sys, "argv", ["microlens.py", *[x for pair in args.items() for x in pair]])
+    with pytest.raises(SystemExit) as refused:
+        benchmark.main()
+    assert refused.value.code == 2 and says in capsys.readouterr().err
     assert json.loads(out.read_text()) == {"steps": {}, "overrides": {"delta_ratio": None, "max_users": None}}
     assert not (tmp_path / "not-a-home").exists()
