@@ -41,9 +41,22 @@ from warehouse.store import Warehouse
 SHIFT_TOLERANCE = 5  # interactions between a detected and a planted shift that still count as a match
 
 
-def check_run(wh: Warehouse, run_id: str | None) -> dict[str, Any]:
+def modality_lines(row: dict[str, Any]) -> list[str]:
+    """explain's table of modality contributions, or one line where the item has no content vector."""
+    values = [v for v in row["modality_contributions"] if v is not None and np.isfinite(v)]
+    if not values:
+        return ["modality contributions: none (the item has no content vector, so there is nothing to leave out)"]
+    lines = ["modality contributions (score lost when left out; the item's fusion weight):"]
+    for name, value, fusion in zip(row["modality_names"], row["modality_contributions"], row["fusion_weights"] or []):
+        shown = f"{value:+.3f}" if value is not None and np.isfinite(value) else "     -"
+        lines.append(f"  {name:<8} {shown}   fusion weight {fusion:.2f}")
+    return lines
+
+
+def check_run(wh: Warehouse, run_id: str | None, *, without: str = "the latest run") -> dict[str, Any]:
     """The score-batch run to report (the latest when `run_id` is None): its id, scored_at, model
-    version and rows. An unknown run is an error, raised before anything is written."""
+    version and rows. An unknown run is an error, raised before anything is written; `without`
+    says what the command does when --run-id is left out."""
     runs = db.analysis(wh, "runs").to_pylist()
     if not runs:
         raise ReelsenseError(f"no scores in {wh.home}; run `reelsense score` first")
@@ -52,8 +65,7 @@ def check_run(wh: Warehouse, run_id: str | None) -> dict[str, Any]:
     found = [r for r in runs if r["run_id"] == run_id]
     if not found:
         known = ", ".join(r["run_id"] for r in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
-        latest = "leave out --run-id for the latest run (explain: the latest run that scored the pair)"
-        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; {latest}")
+        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; leave out --run-id for {without}")
     return found[0]
 
 
@@ -223,7 +235,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
     elif run_id is not None:
-        check_run(wh, run_id)  # an unknown run is named as such, with the runs there are
+        check_run(wh, run_id, without="the latest run that scored the pair")  # an unknown run is named, with the runs there are
         raise ReelsenseError(
             f"run {run_id!r} has no explanation for user {user!r} and item {item!r}; "
             "`reelsense report --run-id` writes them, or leave out --run-id to compute one now"
@@ -244,10 +256,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     ]
     for hist_item, weight in zip(row["history_item_ids"], row["attention"]):
         lines.append(f"  {hist_item:<14} {label(tags.get(hist_item, {})):<18} {weight:6.3f} {'#' * int(round(weight * 40))}")
-    lines += ["", "modality contributions (score lost when left out; the item's fusion weight):"]
-    for name, value, fusion in zip(row["modality_names"], row["modality_contributions"], row["fusion_weights"] or []):
-        shown = f"{value:+.3f}" if value is not None and np.isfinite(value) else "     -"  # no content vector: nothing to take out
-        lines.append(f"  {name:<8} {shown}   fusion weight {fusion:.2f}")
+    lines += ["", *modality_lines(row)]
     if row.get("feature_names"):
         lines += ["", "LightGBM feature contributions (pred_contrib, log-odds):"]
         lines += [f"  {n:<18} {v:+.3f}" for n, v in zip(row["feature_names"], row["feature_contributions"])]

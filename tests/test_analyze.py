@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tiny_platform
 
-from flows.analyze import analyze, explain_lines
+from flows.analyze import analyze, explain_lines, modality_lines
 from flows.report import run_dir
 from flows.score import score_batch
 from ranker import artifacts
@@ -123,6 +123,13 @@ def test_an_item_without_content_gets_no_modality_sentence_not_nan():
         target_tags={},
     )
     assert text.endswith("it has no content vector, so no modality contributed") and "nan" not in text
+
+
+def test_explain_says_in_one_line_that_an_item_without_content_has_no_modality_contributions():
+    row = {"modality_names": ["audio", "text"], "modality_contributions": [float("nan"), None], "fusion_weights": [0.0, 0.0]}
+    assert modality_lines(row) == ["modality contributions: none (the item has no content vector, so there is nothing to leave out)"]
+    row = {"modality_names": ["audio", "text"], "modality_contributions": [0.25, float("nan")], "fusion_weights": [0.5, 0.5]}
+    assert modality_lines(row)[1:] == ["  audio    +0.250   fusion weight 0.50", "  text          -   fusion weight 0.50"]
 
 
 def test_an_lstm_attn_checkpoint_from_before_the_rework_is_a_clear_error(ranked_home, tmp_path):

@@ -225,6 +225,7 @@ def test_report_of_an_unknown_run_is_an_error_that_leaves_the_reports_untouched(
     assert main(["--home", str(scored_home), "report", "--run-id", "nonexistent"]) == 2
     err = capsys.readouterr().err
     assert "no scores with run id 'nonexistent'" in err and "two, full" in err and err.count("\n") == 1
+    assert err.rstrip().endswith("leave out --run-id for the latest run")  # report's own wording, not explain's
     assert _files(scored_home) == before
 
 
@@ -283,6 +284,7 @@ def test_explain_of_an_unknown_item_suggests_a_query_that_lists_items(scored_hom
     assert main(["--home", str(scored_home), "explain", "--user", "user00", "--item", "i000", "--run-id", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "no scores with run id 'nosuch'; the runs are" in err and err.count("\n") == 1
+    assert err.rstrip().endswith("leave out --run-id for the latest run that scored the pair")
 
 
 def test_models_of_a_home_that_does_not_exist_is_an_error(tmp_path, capsys):
