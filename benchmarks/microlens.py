@@ -9,9 +9,9 @@ written to the JSON (and its .md) as soon as it finishes, so an interrupted run 
 running the same command again (finished steps are skipped):
 1. each model with the first of --seeds on the leave-one-out split, all test users ranked against
    all items, history unmasked and masked; paired bootstrap of each model's NDCG@10 against the
-   `sasrec` of the same seed (`lightgbm` re-ranks the lstm-attn trained earlier in the same
-   invocation: list lstm-attn first. Models are not kept between invocations, so a run stopped
-   between the two skips lightgbm for that seed on resume, and says so);
+   `sasrec` of the same seed (`lightgbm` re-ranks the lstm-attn of its seed: bases are fitted
+   first, and their checkpoints kept in `<out>.models/`, so a run stopped between the two fits
+   lightgbm on resume);
 2. the cold-start split (ranker/coldstart.py: 20% of items and 10% of users withheld from
    training, split seed 0, models trained with the first of --seeds) for popularity, sasrec,
    sasrec-content and lstm-attn;
@@ -144,9 +144,9 @@ def main() -> None:
         "delta_ratio": args.delta_ratio,
         "max_users": args.max_users,
     }
-    before = results.get("overrides", {})
-    for key, value in settings.items():  # the steps of one JSON are of one set of settings
-        if key in before and before[key] != value:
+    before = {**results.get("overrides", {}), "main_seed": results.get("main_seed")}
+    for key, value in {**settings, "main_seed": seeds[0]}.items():  # the steps of one JSON are of one set of settings
+        if results.get("steps") and key in before and before[key] != value:
             said = lambda v: "the default" if v is None else v  # noqa: E731
             parser.error(f"{out} was run with {key} {said(before[key])}, not {said(value)}: resume it with the same settings, or use another --out")
     results.setdefault("steps", {})
@@ -186,8 +186,11 @@ def main() -> None:
         "test_rows_sha1": hashlib.sha1(np.ascontiguousarray(data.targets[rows]).tobytes() + rows.tobytes()).hexdigest()[:12],
     }
     earlier = {k: v for k, v in results.get("data", {}).items() if k in shape}
+    ranked = [len(st["ndcg10_per_user"]["unmasked"]) for k, st in results["steps"].items() if k.startswith("main/") and "ndcg10_per_user" in st]
+    if ranked and "test_users" not in earlier:  # a JSON of the older harness: its steps say how many users they ranked
+        earlier["test_users"] = ranked[0]
     if results["steps"] and earlier != {k: shape[k] for k in earlier}:  # paired steps must rank the same test rows
-        parser.error(f"{out} was run on other data ({earlier}, now {shape}): use another --out")
+        parser.error(f"{out} was run on other data or test users ({earlier}, now {shape}): use another --out")
     results["data"] = {**shape, "load_seconds": round(time.perf_counter() - started, 1)}
     trained: dict[tuple[str, int], object] = {}  # (name, seed) -> the re-rankers' bases (lightgbm: lstm-attn)
     kept = out.with_suffix(".models")  # the bases' checkpoints, so that a resumed run can still fit their re-rankers
@@ -200,9 +203,12 @@ def main() -> None:
         base = NEEDS_BASE.get(name)
         if base and (base, seed) not in trained:
             checkpoint, base_step = kept / f"{base}-seed{seed}.pt", results["steps"].get(f"main/{base}/seed{seed}")
-            if base_step is None or not checkpoint.exists() or base_step.get("code_version") != code_version():
-                why = f"whose step of seed {seed} is not in this JSON, or not of this code, or has no checkpoint in {kept}"
-                print(f"{key}: skipped: {name} re-ranks {base}, {why}: list {base} in --models", flush=True)
+            if base_step is None:
+                print(f"{key}: skipped: {name} re-ranks {base}, which has no step of seed {seed} here: list {base} in --models", flush=True)
+                return
+            if not checkpoint.exists() or base_step.get("code_version") != code_version():
+                why = f"no checkpoint of it in {kept}" if not checkpoint.exists() else "its step is of other ranker code"
+                print(f"{key}: skipped: {name} re-ranks {base}, and {why}: remove main/{base}/seed{seed} from the JSON to fit both again", flush=True)
                 return
             trained[base, seed] = make(base, overrides)
             trained[base, seed].load(checkpoint, data)
@@ -278,6 +284,7 @@ def paired_cold(results: dict, seed: int) -> None:
     steps = results["steps"]
     ref_step = steps.get(f"cold/{REFERENCE}/seed{seed}", {})
     ref = ref_step.get("ndcg10_per_user")
+    results.pop("paired_cold_vs_sasrec", None)  # rebuilt from the steps, as the warm pairs are
     if ref is None:
         return
     out = results.setdefault("paired_cold_vs_sasrec", {})

@@ -83,6 +83,17 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     assert alone.returncode == 0 and "main/lightgbm/seed1: skipped: lightgbm re-ranks lstm-attn" in alone.stdout
     assert "main/lightgbm/seed1" not in json.loads(out.read_text())["steps"]
 
+    # Steps ranked other test rows (other data, or a JSON of the older harness run with another
+    # --max-users): refused before anything runs.
+    for edit in ({"test_rows_sha1": "0" * 12}, {"test_users": None, "test_rows_sha1": None}):
+        changed = json.loads(out.read_text())
+        changed["data"] = {k: v for k, v in {**changed["data"], **edit}.items() if v is not None}
+        changed["overrides"].pop("max_users", None)
+        out.write_text(json.dumps(changed))
+        refused = run(*args, *(["--max-users", "5"] if "test_users" in edit else []))
+        assert refused.returncode == 2 and "was run on other data or test users" in refused.stderr, refused.stderr[-2000:]
+    out.write_text(json.dumps(results))
+
     # A step of other ranker code is not paired with this sasrec, and loses the pair it had.
     results["steps"]["main/lstm-attn/seed1"]["code_version"] = "other"
     out.write_text(json.dumps(results))
@@ -107,7 +118,8 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     out = tmp_path / "bench.json"
-    out.write_text(json.dumps({"steps": {}, "overrides": {"delta_ratio": None, "max_users": None}}))
+    before = {"steps": {"main/popularity/seed0": {}}, "main_seed": 0, "overrides": {"delta_ratio": None, "max_users": None}}
+    out.write_text(json.dumps(before))
     home = tmp_path / "home"
     home.mkdir()
     (home / "reelsense.duckdb").touch()
@@ -118,5 +130,5 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
     with pytest.raises(SystemExit) as refused:
         benchmark.main()
     assert refused.value.code == 2 and says in capsys.readouterr().err
-    assert json.loads(out.read_text()) == {"steps": {}, "overrides": {"delta_ratio": None, "max_users": None}}
+    assert json.loads(out.read_text()) == before
     assert not (tmp_path / "not-a-home").exists()
