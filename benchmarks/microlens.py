@@ -147,8 +147,8 @@ def main() -> None:
     before = {**results.get("overrides", {}), "main_seed": results.get("main_seed")}
     for key, value in {**settings, "main_seed": seeds[0]}.items():  # the steps of one JSON are of one set of settings
         if results.get("steps") and key in before and before[key] != value:
-            said = lambda v: "the default" if v is None else v  # noqa: E731
-            parser.error(f"{out} was run with {key} {said(before[key])}, not {said(value)}: resume it with the same settings, or use another --out")
+            was, now = ("the default" if v is None else v for v in (before[key], value))
+            parser.error(f"{out} was run with {key} {was}, not {now}: resume it with the same settings, or use another --out")
     results.setdefault("steps", {})
     results.update(
         {

@@ -43,8 +43,7 @@ SHIFT_TOLERANCE = 5  # interactions between a detected and a planted shift that 
 
 def modality_lines(row: dict[str, Any]) -> list[str]:
     """explain's table of modality contributions, or one line where the item has no content vector."""
-    values = [v for v in row["modality_contributions"] if v is not None and np.isfinite(v)]
-    if not values:
+    if not any(v is not None and np.isfinite(v) for v in row["modality_contributions"]):
         return ["modality contributions: none (the item has no content vector, so there is nothing to leave out)"]
     lines = ["modality contributions (score lost when left out; the item's fusion weight):"]
     for name, value, fusion in zip(row["modality_names"], row["modality_contributions"], row["fusion_weights"] or []):
