@@ -16,6 +16,9 @@ running the same command again (finished steps are skipped):
    training, split seed 0, models trained with the first of --seeds) for popularity, sasrec,
    sasrec-content and lstm-attn;
 3. the other --seeds of sasrec, sasrec-content, lstm-attn and lightgbm (mean +- sd over the seeds).
+Then, from the per-user NDCG@10 already stored (no training), each model against sasrec of its seed
+on slices of the same test users: by how many engagements the user had before the target, and by
+how often the target item was a training target (`warm_slices`).
 Measured, never asserted; wall time per step is recorded.
 """
 
@@ -47,6 +50,54 @@ from warehouse.store import Warehouse
 REFERENCE = "sasrec"
 SEEDED = ("sasrec", "sasrec-content", "lstm-attn", "lightgbm")  # the models the seeds step trains again
 CONTENT_FIRST = {"id_drop", "delta_ratio"}  # settings of the content-first items (ranker/training.py ItemTower)
+
+
+# Slices of the test users (inclusive bounds; None: no upper bound). Known engagements are the
+# user's history before the target, capped at the history window (MAX_HISTORY).
+KNOWN_BINS = ((0, 4), (5, 5), (6, 7), (8, 11), (12, None))
+TARGET_COUNT_BINS = ((0, 0), (1, 4), (5, 19), (20, 49), (50, None))
+
+
+def warm_slices(data, rows) -> dict[str, np.ndarray]:
+    """Positions into the test `rows` of each slice, named for what it is: the user's known
+    engagements before the target, and the target item's count of training targets (0: never a
+    training target). Empty slices are left out."""
+
+    def label(what: str, low: int, high: int | None) -> str:
+        return f"{what} {low}" if low == high else f"{what} {low}-{high}" if high is not None else f"{what} {low} or more"
+
+    out = {}
+    for what, values, bins in (
+        ("known engagements", (data.queries.hist_items[rows] > 0).sum(1), KNOWN_BINS),
+        ("target's training count", data.train_counts[data.targets[rows]], TARGET_COUNT_BINS),
+    ):
+        for low, high in bins:
+            where = np.flatnonzero((values >= low) & (values <= (high if high is not None else np.inf)))
+            if len(where):
+                out[label(what, low, high)] = where
+    return out
+
+
+def paired_slices(results: dict, seed: int, slices: dict[str, np.ndarray]) -> None:
+    """Each model against sasrec of `seed` on every slice (paired bootstrap over the slice's users,
+    from the stored per-user NDCG@10; steps of one code version only, as `paired`)."""
+    steps = results["steps"]
+    ref = steps.get(f"main/{REFERENCE}/seed{seed}")
+    by_seed = results.setdefault("paired_slices_by_seed", {})
+    by_seed.pop(str(seed), None)
+    if ref is None or "ndcg10_per_user" not in ref:
+        return
+    theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
+    table = by_seed.setdefault(str(seed), {})
+    for key, step in steps.items():
+        name = key.split("/")[1]
+        if key == f"main/{name}/seed{seed}" and name != REFERENCE and "ndcg10_per_user" in step and step.get("code_version") == ref.get("code_version"):
+            mine = {p: np.asarray(step["ndcg10_per_user"][p]) for p in PROTOCOLS}
+            table[name] = {
+                s: {"users": int(len(where)), REFERENCE: float(theirs["unmasked"][where].mean()), name: float(mine["unmasked"][where].mean()),
+                    **compare_to_values({p: v[where] for p, v in theirs.items()}, {p: v[where] for p, v in mine.items()}, seed=0)}
+                for s, where in slices.items()
+            }
 
 
 def make(name: str, overrides: dict, trained: dict | None = None) -> object:
@@ -254,8 +305,10 @@ def main() -> None:
     for seed in seeds[1:] if "seeds" in steps else []:  # 3. more seeds for the claims
         for name in [m for m in models if m in SEEDED]:
             warm_step(name, seed)
+    user_slices = warm_slices(data, rows)
     for seed in seeds:
         paired(results, seed)
+        paired_slices(results, seed, user_slices)
     paired_cold(results, seeds[0])
     save()
 
@@ -367,6 +420,21 @@ def markdown(results: dict) -> str:
             for name, vs in table.items():
                 cells = [f"{vs[p]['diff']:+.4f} ({vs[p]['ci95'][0]:+.4f}, {vs[p]['ci95'][1]:+.4f}), {times(vs[p]['ratio'])}" for p in PROTOCOLS]
                 lines.append(f"| {name} | {seed} | {' | '.join(cells)} |")
+    for seed, table in sorted(results.get("paired_slices_by_seed", {}).items()):
+        for name, by_slice in table.items():
+            lines += [
+                "",
+                f"## {name} against sasrec by slice of the test users, seed {seed} (paired, NDCG@10)",
+                "",
+                "| slice | users | sasrec, unmasked | " + name + ", unmasked | difference, unmasked (95% CI) | ratio | difference, masked (95% CI) |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for slice_name, v in by_slice.items():
+                u, m = v["unmasked"], v["masked"]
+                lines.append(
+                    f"| {slice_name} | {v['users']} | {v[REFERENCE]:.4f} | {v[name]:.4f} | {u['diff']:+.4f} ({u['ci95'][0]:+.4f}, {u['ci95'][1]:+.4f}) | "
+                    f"{times(u['ratio'])} | {m['diff']:+.4f} ({m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}) |"
+                )
     if not any(key.startswith("cold/") for key in steps):
         return "\n".join(lines) + "\n"
     lines += [

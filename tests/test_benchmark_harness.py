@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -58,6 +59,17 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
             assert pair["masked"]["diff"] == pytest.approx(mine.mean() - theirs.mean())
     users = len(steps["main/sasrec/seed0"]["ndcg10_per_user"]["unmasked"])
     assert users > 0 and all(len(steps[k]["ndcg10_per_user"]["masked"]) == users for k in steps if k.startswith("main/"))
+    # The slices of each family cover every test user once: their users add up, and their paired
+    # differences, weighted by users, give the overall one.
+    for seed in ("0", "1"):
+        for name, by_slice in results["paired_slices_by_seed"][seed].items():
+            for family in ("known engagements", "target's training count"):
+                parts = [v for s, v in by_slice.items() if s.startswith(family)]
+                assert sum(v["users"] for v in parts) == users, (name, family)
+                for p in ("unmasked", "masked"):
+                    weighted = sum(v[p]["diff"] * v["users"] for v in parts) / users
+                    assert weighted == pytest.approx(results["paired_vs_sasrec_by_seed"][seed][name][p]["diff"])
+    assert "## lstm-attn against sasrec by slice of the test users, seed 1" in out.with_suffix(".md").read_text()
     assert "lstm-attn | 2 |" in out.with_suffix(".md").read_text()  # mean +- sd over its two seeds
 
     again = run(*args)  # every step is in the JSON: nothing is trained again
@@ -101,6 +113,33 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     assert set(json.loads(out.read_text())["paired_vs_sasrec_by_seed"]["1"]) == set()
 
 
+def test_slices_are_named_for_what_they_hold():
+    benchmark = _load_benchmark()
+    # Four test users: 1, 4, 5 and 12 engagements before targets 1, 2, 3, 4, which were training
+    # targets 0, 3, 19 and 60 times.
+    hist = np.zeros((4, 20), np.int64)
+    for row, known in enumerate((1, 4, 5, 12)):
+        hist[row, 20 - known :] = 7
+    data = SimpleNamespace(queries=SimpleNamespace(hist_items=hist), targets=np.array([1, 2, 3, 4]), train_counts=np.array([0, 0, 3, 19, 60]))
+    slices = {name: where.tolist() for name, where in benchmark.warm_slices(data, np.arange(4)).items()}
+    assert slices == {
+        "known engagements 0-4": [0, 1],
+        "known engagements 5": [2],
+        "known engagements 12 or more": [3],  # 6-7 and 8-11 are empty: left out
+        "target's training count 0": [0],
+        "target's training count 1-4": [1],
+        "target's training count 5-19": [2],
+        "target's training count 50 or more": [3],
+    }
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("microlens_benchmark", ROOT / "benchmarks" / "microlens.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    return benchmark
+
+
 @pytest.mark.parametrize(
     "change, says",
     [
@@ -114,9 +153,7 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     ],
 )
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, capsys, change, says):
-    spec = importlib.util.spec_from_file_location("microlens_benchmark", ROOT / "benchmarks" / "microlens.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = _load_benchmark()
     out = tmp_path / "bench.json"
     before = {"steps": {"main/popularity/seed0": {}}, "main_seed": 0, "overrides": {"delta_ratio": None, "max_users": None}}
     out.write_text(json.dumps(before))

@@ -35,7 +35,7 @@ BAD_EVENTS = {
     "watch_ratio 'lots' is not a number": ["u9", "v1", "2026-01-01T10:00:00Z", "watch", "lots"],
     "event_ts '-5' is before 1970-01-01": ["u9", "v1", "-5", "watch", ""],
     "event_ts '2999-01-01T00:00:00Z' (2999-01-01) is in the future": ["u9", "v1", "2999-01-01T00:00:00Z", "watch", ""],
-    "event_ts 1767261600000.0 is out of range for Unix seconds (milliseconds? divide by 1000)": ["u9", "v1", "1767261600000", "watch", ""],
+    "event_ts '1767261600000' is out of range for Unix seconds (milliseconds? divide by 1000)": ["u9", "v1", "1767261600000", "watch", ""],
     "event_ts '0001-01-01T00:00:00+01:00' is out of range": ["u9", "v1", "0001-01-01T00:00:00+01:00", "watch", ""],
 }
 

@@ -242,8 +242,9 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             return None, "event_ts is not valid UTF-8"
+    shown = value  # the value as the input wrote it, for messages: "1700000000000", not 1700000000000.0
     if isinstance(value, str):
-        text = value.strip()
+        text = shown = value.strip()
         if not text:
             return None, "missing event_ts"
         try:
@@ -259,7 +260,7 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
             return datetime.fromtimestamp(value, tz=timezone.utc), None
         except (OverflowError, OSError, ValueError):
             hint = " (milliseconds? divide by 1000)" if abs(value) > 1e11 else ""
-            return None, f"event_ts {value!r} is out of range for Unix seconds{hint}"
+            return None, f"event_ts {shown!r} is out of range for Unix seconds{hint}"
     return None, f"unparseable event_ts {value!r}; expected ISO-8601 or Unix seconds"
 
 
