@@ -34,12 +34,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
+from microlens_report import REFERENCE, markdown  # benchmarks/, beside this script
 
-from flows.console import served_markdown
 from ranker.artifacts import code_version
-from ranker.coldstart import NEW_USER_STEPS, cold_split, item_cold_rows, user_cold_rows
-from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
+from ranker.coldstart import cold_split, item_cold_rows, user_cold_rows
+from ranker.data import EVENT_INDEX, MAX_HISTORY, Dataset, ensure_samples, load_dataset
 from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
 from ranker.metrics import ndcg
 from ranker.names import NEEDS_BASE, check_rankers
@@ -47,28 +48,29 @@ from ranker.registry import build
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
-REFERENCE = "sasrec"
 SEEDED = ("sasrec", "sasrec-content", "lstm-attn", "lightgbm")  # the models the seeds step trains again
 CONTENT_FIRST = {"id_drop", "delta_ratio"}  # settings of the content-first items (ranker/training.py ItemTower)
 
 
 # Slices of the test users (inclusive bounds; None: no upper bound). Known engagements are the
-# user's history before the target, capped at the history window (MAX_HISTORY).
+# user's history before the target (impressions left out), capped at the history window (MAX_HISTORY).
 KNOWN_BINS = ((0, 4), (5, 5), (6, 7), (8, 11), (12, None))
 TARGET_COUNT_BINS = ((0, 0), (1, 4), (5, 19), (20, 49), (50, None))
 
 
-def warm_slices(data, rows) -> dict[str, np.ndarray]:
+def warm_slices(data: Dataset, rows: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[np.int64]]:
     """Positions into the test `rows` of each slice, named for what it is: the user's known
     engagements before the target, and the target item's count of training targets (0: never a
     training target). Empty slices are left out."""
 
     def label(what: str, low: int, high: int | None) -> str:
-        return f"{what} {low}" if low == high else f"{what} {low}-{high}" if high is not None else f"{what} {low} or more"
+        if high is None:
+            return f"{what} {low} or more"
+        return f"{what} {low}" if low == high else f"{what} {low}-{high}"
 
     out = {}
     for what, values, bins in (
-        ("known engagements", (data.queries.hist_items[rows] > 0).sum(1), KNOWN_BINS),
+        ("known engagements", (data.queries.hist_events[rows] > EVENT_INDEX["impression"]).sum(1), KNOWN_BINS),
         ("target's training count", data.train_counts[data.targets[rows]], TARGET_COUNT_BINS),
     ):
         for low, high in bins:
@@ -78,24 +80,43 @@ def warm_slices(data, rows) -> dict[str, np.ndarray]:
     return out
 
 
-def paired_slices(results: dict, seed: int, slices: dict[str, np.ndarray]) -> None:
-    """Each model against sasrec of `seed` on every slice (paired bootstrap over the slice's users,
-    from the stored per-user NDCG@10; steps of one code version only, as `paired`)."""
+def pairable(results: dict, seed: int) -> tuple[dict | None, dict[str, dict]]:
+    """sasrec's step of `seed` and the other models' steps of that seed that pair with it: per-user
+    NDCG@10 stored, and the same ranker code (a hash of ranker/*.py)."""
     steps = results["steps"]
     ref = steps.get(f"main/{REFERENCE}/seed{seed}")
-    by_seed = results.setdefault("paired_slices_by_seed", {})
-    by_seed.pop(str(seed), None)
     if ref is None or "ndcg10_per_user" not in ref:
-        return
-    theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
-    table = by_seed.setdefault(str(seed), {})
+        return None, {}
+    others = {}
     for key, step in steps.items():
         name = key.split("/")[1]
         if key == f"main/{name}/seed{seed}" and name != REFERENCE and "ndcg10_per_user" in step and step.get("code_version") == ref.get("code_version"):
+            others[name] = step
+    return ref, others
+
+
+def paired_slices(results: dict, slices: dict[str, npt.NDArray[np.int64]], users: int) -> None:
+    """Each model against sasrec of its seed on every slice (paired bootstrap over the slice's
+    users, from the stored per-user NDCG@10), for every seed in the JSON; rebuilt each run. Steps
+    that ranked another number of users than the `users` test rows are left out."""
+    seeds = sorted({int(key.rsplit("seed", 1)[1]) for key in results["steps"] if key.startswith(f"main/{REFERENCE}/")})
+    results["paired_slices_by_seed"] = by_seed = {}
+    for seed in seeds:
+        ref, others = pairable(results, seed)
+        if ref is None or len(ref["ndcg10_per_user"]["unmasked"]) != users:
+            continue
+        theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
+        table = by_seed.setdefault(str(seed), {})
+        for name, step in others.items():
             mine = {p: np.asarray(step["ndcg10_per_user"][p]) for p in PROTOCOLS}
+            if len(mine["unmasked"]) != users:
+                continue
             table[name] = {
-                s: {"users": int(len(where)), REFERENCE: float(theirs["unmasked"][where].mean()), name: float(mine["unmasked"][where].mean()),
-                    **compare_to_values({p: v[where] for p, v in theirs.items()}, {p: v[where] for p, v in mine.items()}, seed=0)}
+                s: {
+                    "users": int(len(where)),
+                    "means": {p: {REFERENCE: float(theirs[p][where].mean()), name: float(mine[p][where].mean())} for p in PROTOCOLS},
+                    **compare_to_values({p: v[where] for p, v in theirs.items()}, {p: v[where] for p, v in mine.items()}, seed=0),
+                }
                 for s, where in slices.items()
             }
 
@@ -305,10 +326,9 @@ def main() -> None:
     for seed in seeds[1:] if "seeds" in steps else []:  # 3. more seeds for the claims
         for name in [m for m in models if m in SEEDED]:
             warm_step(name, seed)
-    user_slices = warm_slices(data, rows)
     for seed in seeds:
         paired(results, seed)
-        paired_slices(results, seed, user_slices)
+    paired_slices(results, warm_slices(data, rows), len(rows))
     paired_cold(results, seeds[0])
     save()
 
@@ -316,20 +336,16 @@ def main() -> None:
 def paired(results: dict, seed: int) -> None:
     """Each model of the JSON against sasrec trained with the same seed, over the same test users;
     rebuilt from the steps each time, so a step rerun on other code loses its old pair."""
-    steps = results["steps"]
-    ref = steps.get(f"main/{REFERENCE}/seed{seed}")
     by_seed = results.setdefault("paired_vs_sasrec_by_seed", {})
     by_seed.pop(str(seed), None)
-    if ref is None or "ndcg10_per_user" not in ref:
+    ref, others = pairable(results, seed)
+    if ref is None:
         return
     table = by_seed.setdefault(str(seed), {})
-    for key, step in steps.items():
-        name = key.split("/")[1]
-        if key == f"main/{name}/seed{seed}" and name != REFERENCE and "ndcg10_per_user" in step and step.get("code_version") == ref.get("code_version"):
-            # NDCG@10 per user is a function of the rank: compare the stored per-user values directly.
-            mine = {p: np.asarray(step["ndcg10_per_user"][p]) for p in PROTOCOLS}
-            theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
-            table[name] = compare_to_values(theirs, mine, seed=0)
+    theirs = {p: np.asarray(ref["ndcg10_per_user"][p]) for p in PROTOCOLS}
+    for name, step in others.items():
+        # NDCG@10 per user is a function of the rank: compare the stored per-user values directly.
+        table[name] = compare_to_values(theirs, {p: np.asarray(step["ndcg10_per_user"][p]) for p in PROTOCOLS}, seed=0)
 
 
 def paired_cold(results: dict, seed: int) -> None:
@@ -351,126 +367,10 @@ def paired_cold(results: dict, seed: int) -> None:
             }
 
 
-def times(ratio: float | None) -> str:
-    """A model's mean over sasrec's, as the tables print it (none where sasrec's mean is 0)."""
-    return f"x{ratio:.2f}" if ratio is not None else "- (sasrec 0)"
-
-
 def compare_to_values(reference: dict, values: dict, *, seed: int) -> dict:
     from ranker.evaluate import paired_bootstrap
 
     return {p: paired_bootstrap(values[p], reference[p], seed=seed) for p in PROTOCOLS}
-
-
-def paired_tables(results: dict) -> dict[str, dict]:
-    """seed -> model -> paired comparison with sasrec of that seed ("paired_vs_sasrec": seed 0, older files)."""
-    return {"0": results.get("paired_vs_sasrec", {}), **results.get("paired_vs_sasrec_by_seed", {})}
-
-
-def markdown(results: dict) -> str:
-    steps = results["steps"]
-    seed = results.get("main_seed", 0)  # the seed of the main tables (the first of --seeds)
-    lines = [f"# MicroLens-50K ({results.get('data', {}).get('content', '?')})", "", f"`{results['command']}`", ""]
-    if f"main/{REFERENCE}/seed{seed}" not in steps:
-        lines += [f"No {REFERENCE} in this run, so no paired comparison (its per-user ranks are what the pairing needs).", ""]
-    for protocol in PROTOCOLS:
-        lines += [
-            f"## history {protocol}, all test users, seed {seed}",
-            "",
-            "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold-target HR@10 | vs sasrec NDCG@10 (paired 95% CI) | fit s | epochs |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for key, step in steps.items():
-            if not key.startswith("main/") or not key.endswith(f"/seed{seed}"):
-                continue
-            name = key.split("/")[1]
-            m = step["metrics"][protocol]
-            o, cold = m["overall"], m["natural_cold_items"]
-            vs = paired_tables(results).get(str(seed), {}).get(name, {}).get(protocol)
-            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), {times(vs['ratio'])}" if vs else "-"
-            epochs = len(step["history"]) if step.get("history") else "-"
-            lines.append(
-                f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
-                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold.get('hr@10', 0):.4f} ({cold['users']}) | {vs_text} | "
-                f"{step['fit_seconds']} | {epochs} |"
-            )
-        lines.append("")
-    lines += served_markdown(
-        {k.split("/")[1]: st["metrics"] for k, st in steps.items() if k.startswith("main/") and k.endswith(f"/seed{seed}")},
-        f"## the score-batch path, seed {seed} (engaged items removed)",
-    )
-    seeds = {}
-    for key, step in steps.items():
-        if key.startswith("main/") and step.get("metrics"):
-            seeds.setdefault(key.split("/")[1], []).append(step["metrics"]["unmasked"]["overall"]["ndcg@10"])
-    lines += ["## seeds (history unmasked, NDCG@10)", "", "| model | seeds | mean +- sd |", "|---|---|---|"]
-    for name, values in seeds.items():
-        spread = f" +- {np.std(values, ddof=1):.4f}" if len(values) > 1 else " (one seed: no spread)"
-        lines.append(f"| {name} | {len(values)} | {np.mean(values):.4f}{spread} |")
-    by_seed = paired_tables(results)
-    if any(by_seed.values()):
-        lines += [
-            "",
-            "## against sasrec trained with the same seed (paired over the same test users, NDCG@10 difference, 95% CI)",
-            "",
-            "| model | seed | unmasked | masked |",
-            "|---|---|---|---|",
-        ]
-        for seed, table in sorted(by_seed.items()):
-            for name, vs in table.items():
-                cells = [f"{vs[p]['diff']:+.4f} ({vs[p]['ci95'][0]:+.4f}, {vs[p]['ci95'][1]:+.4f}), {times(vs[p]['ratio'])}" for p in PROTOCOLS]
-                lines.append(f"| {name} | {seed} | {' | '.join(cells)} |")
-    for seed, table in sorted(results.get("paired_slices_by_seed", {}).items()):
-        for name, by_slice in table.items():
-            lines += [
-                "",
-                f"## {name} against sasrec by slice of the test users, seed {seed} (paired, NDCG@10)",
-                "",
-                "| slice | users | sasrec, unmasked | " + name + ", unmasked | difference, unmasked (95% CI) | ratio | difference, masked (95% CI) |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            for slice_name, v in by_slice.items():
-                u, m = v["unmasked"], v["masked"]
-                lines.append(
-                    f"| {slice_name} | {v['users']} | {v[REFERENCE]:.4f} | {v[name]:.4f} | {u['diff']:+.4f} ({u['ci95'][0]:+.4f}, {u['ci95'][1]:+.4f}) | "
-                    f"{times(u['ratio'])} | {m['diff']:+.4f} ({m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}) |"
-                )
-    if not any(key.startswith("cold/") for key in steps):
-        return "\n".join(lines) + "\n"
-    lines += [
-        "",
-        "## cold start (20% of items and 10% of users withheld from training, seed 0; history unmasked)",
-        "",
-        "| model | withheld-item targets HR@10 / NDCG@10 | kept-item targets HR@10 / NDCG@10 | "
-        + " | ".join(f"new users, {k} known: NDCG@10 (users)" for k in NEW_USER_STEPS)
-        + " |",
-        "|---|---|---|" + "---|" * len(NEW_USER_STEPS),
-    ]
-    for key, step in steps.items():
-        if not key.startswith("cold/"):
-            continue
-        c, w = step["item_cold"]["cold_targets"]["unmasked"], step["item_cold"]["warm_targets"]["unmasked"]
-        users = " | ".join(
-            f"{step['user_cold'][str(k)]['unmasked'].get('ndcg@10', 0):.4f} ({step['user_cold'][str(k)]['unmasked']['users']})" for k in NEW_USER_STEPS
-        )
-        lines.append(
-            f"| {key.split('/')[1]} | {c.get('hr@10', 0):.4f} / {c.get('ndcg@10', 0):.4f} ({c['users']}) | "
-            f"{w.get('hr@10', 0):.4f} / {w.get('ndcg@10', 0):.4f} ({w['users']}) | {users} |"
-        )
-    if results.get("paired_cold_vs_sasrec"):
-        lines += [
-            "",
-            "## cold start against sasrec (paired over the same rows, history unmasked, NDCG@10 difference, 95% CI)",
-            "",
-            "| model | slice | difference | ratio |",
-            "|---|---|---|---|",
-        ]
-        for name, table in results["paired_cold_vs_sasrec"].items():
-            for slice_name, vs in table.items():
-                u = vs["unmasked"]
-                ratio = times(u["ratio"])
-                lines.append(f"| {name} | {slice_name} | {u['diff']:+.4f} ({u['ci95'][0]:+.4f}, {u['ci95'][1]:+.4f}) | {ratio} |")
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -60,9 +60,13 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     users = len(steps["main/sasrec/seed0"]["ndcg10_per_user"]["unmasked"])
     assert users > 0 and all(len(steps[k]["ndcg10_per_user"]["masked"]) == users for k in steps if k.startswith("main/"))
     # The slices of each family cover every test user once: their users add up, and their paired
-    # differences, weighted by users, give the overall one.
+    # differences, weighted by users, give the overall one (which user is in which slice:
+    # test_slices_are_named_for_what_they_hold).
     for seed in ("0", "1"):
+        assert set(results["paired_slices_by_seed"][seed]) == set(results["paired_vs_sasrec_by_seed"][seed])
         for name, by_slice in results["paired_slices_by_seed"][seed].items():
+            # The tiny platform's users all fill the 20-step window; its targets fall in two slices.
+            assert len([s for s in by_slice if s.startswith("target's")]) > 1
             for family in ("known engagements", "target's training count"):
                 parts = [v for s, v in by_slice.items() if s.startswith(family)]
                 assert sum(v["users"] for v in parts) == users, (name, family)
@@ -111,18 +115,21 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     out.write_text(json.dumps(results))
     assert run(*args).returncode == 0
     assert set(json.loads(out.read_text())["paired_vs_sasrec_by_seed"]["1"]) == set()
+    assert set(json.loads(out.read_text())["paired_slices_by_seed"]["1"]) == set()
 
 
-def test_slices_are_named_for_what_they_hold():
-    benchmark = _load_benchmark()
-    # Four test users: 1, 4, 5 and 12 engagements before targets 1, 2, 3, 4, which were training
-    # targets 0, 3, 19 and 60 times.
-    hist = np.zeros((4, 20), np.int64)
-    for row, known in enumerate((1, 4, 5, 12)):
-        hist[row, 20 - known :] = 7
-    data = SimpleNamespace(queries=SimpleNamespace(hist_items=hist), targets=np.array([1, 2, 3, 4]), train_counts=np.array([0, 0, 3, 19, 60]))
-    slices = {name: where.tolist() for name, where in benchmark.warm_slices(data, np.arange(4)).items()}
-    assert slices == {
+def test_slices_are_named_for_what_they_hold(monkeypatch):
+    benchmark = _load_benchmark(monkeypatch)
+    # Test rows 1, 3, 4 and 5 of six: 1, 4, 5 and 12 engagements before targets 1, 2, 3, 4, which
+    # were training targets 0, 3, 19 and 60 times; an impression in a history is not an engagement.
+    hist_items, hist_events = np.zeros((6, 20), np.int64), np.zeros((6, 20), np.int64)
+    for row, known in zip((1, 3, 4, 5), (1, 4, 5, 12)):
+        hist_items[row, 20 - known :], hist_events[row, 20 - known :] = 1, 4  # comments
+        hist_items[row, 20 - known - 1], hist_events[row, 20 - known - 1] = 1, 1  # an impression before them
+    queries = SimpleNamespace(hist_items=hist_items, hist_events=hist_events)
+    data = SimpleNamespace(queries=queries, targets=np.array([9, 1, 9, 2, 3, 4]), train_counts=np.array([0, 0, 3, 19, 60, 0, 0, 0, 0, 500]))
+    slices = {name: where.tolist() for name, where in benchmark.warm_slices(data, np.array([1, 3, 4, 5])).items()}
+    assert slices == {  # positions into the test rows, not row numbers
         "known engagements 0-4": [0, 1],
         "known engagements 5": [2],
         "known engagements 12 or more": [3],  # 6-7 and 8-11 are empty: left out
@@ -133,7 +140,8 @@ def test_slices_are_named_for_what_they_hold():
     }
 
 
-def _load_benchmark():
+def _load_benchmark(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as running the script puts it first
     spec = importlib.util.spec_from_file_location("microlens_benchmark", ROOT / "benchmarks" / "microlens.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
@@ -153,7 +161,7 @@ def _load_benchmark():
     ],
 )
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, capsys, change, says):
-    benchmark = _load_benchmark()
+    benchmark = _load_benchmark(monkeypatch)
     out = tmp_path / "bench.json"
     before = {"steps": {"main/popularity/seed0": {}}, "main_seed": 0, "overrides": {"delta_ratio": None, "max_users": None}}
     out.write_text(json.dumps(before))

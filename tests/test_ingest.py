@@ -12,7 +12,7 @@ from conftest import write_csv
 from flows.cli import main
 from warehouse import db, store
 from warehouse.errors import InputFileError
-from warehouse.ingest import ingest_events, ingest_items
+from warehouse.ingest import ingest_events, ingest_items, parse_timestamp
 from warehouse.schemas import ITEMS
 
 EVENT_HEADER = ["user_id", "item_id", "event_ts", "event", "watch_ratio"]
@@ -249,3 +249,17 @@ def test_concurrent_ingests_of_the_same_items_store_each_row_once(wh, tmp_path):
         accepted = pool.starmap(_ingest_items_at, [(str(wh.home), str(path))] * 2)
     assert sorted(accepted) == [0, 500]
     assert store.read(wh, ITEMS).num_rows == 500
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (1767261600000, "event_ts '1767261600000' is out of range for Unix seconds (milliseconds? divide by 1000)"),  # typed int64 column
+        (1767261600000.0, "event_ts '1767261600000' is out of range for Unix seconds (milliseconds? divide by 1000)"),  # typed double column
+        ("nan", "unparseable event_ts 'nan'; expected ISO-8601 or Unix seconds"),
+        ("1e400", "unparseable event_ts '1e400'; expected ISO-8601 or Unix seconds"),
+        ("0001-01-01 00:00+01:00", "event_ts '0001-01-01 00:00+01:00' is out of range"),
+    ],
+)
+def test_a_bad_event_time_is_quoted_as_the_input_wrote_it(value, says):
+    assert parse_timestamp(value) == (None, says)

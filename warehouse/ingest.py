@@ -231,20 +231,18 @@ def events_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
-    """ISO-8601 text or Unix seconds (number or numeric text) as an aware UTC datetime."""
+    """ISO-8601 text or Unix seconds (number or numeric text) as an aware UTC datetime. Messages
+    quote the value as the input wrote it ('1767261600000', not 1767261600000.0)."""
     if isinstance(value, datetime):
         try:
             return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc), None
         except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
             return None, f"event_ts {value.isoformat()!r} is out of range"
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            return None, "event_ts is not valid UTF-8"
-    shown = value  # the value as the input wrote it, for messages: "1700000000000", not 1700000000000.0
-    if isinstance(value, str):
-        text = shown = value.strip()
+    shown, error = _text(value, "event_ts")
+    if error:
+        return None, error
+    if isinstance(value, (str, bytes)):
+        text = shown.strip()
         if not text:
             return None, "missing event_ts"
         try:
@@ -254,14 +252,16 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
                 return None, f"unparseable event_ts {text!r}; expected ISO-8601 or Unix seconds"
-            return parse_timestamp(parsed)
+            ts, error = parse_timestamp(parsed)
+            return ts, (f"event_ts {text!r} is out of range" if error else None)
+        shown = text
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         try:
             return datetime.fromtimestamp(value, tz=timezone.utc), None
         except (OverflowError, OSError, ValueError):
             hint = " (milliseconds? divide by 1000)" if abs(value) > 1e11 else ""
             return None, f"event_ts {shown!r} is out of range for Unix seconds{hint}"
-    return None, f"unparseable event_ts {value!r}; expected ISO-8601 or Unix seconds"
+    return None, f"unparseable event_ts {shown!r}; expected ISO-8601 or Unix seconds"
 
 
 # An event may lie at most this far ahead of the clock of the machine that ingests it (clock skew

@@ -1,0 +1,159 @@
+"""The markdown of benchmarks/microlens.py's JSON: the warm tables of the main seed, the served
+path, the seeds, the slices and the cold-start split, each table from the steps it names."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flows.console import served_markdown
+from ranker.coldstart import NEW_USER_STEPS
+from ranker.evaluate import PROTOCOLS
+
+REFERENCE = "sasrec"
+MIN_SLICE_USERS = 30  # a smaller slice gets no interval: its bootstrap says little
+
+
+def times(ratio: float | None) -> str:
+    """A model's mean over sasrec's, as the tables print it (none where sasrec's mean is 0)."""
+    return f"x{ratio:.2f}" if ratio is not None else "- (sasrec 0)"
+
+
+def paired_tables(results: dict) -> dict[str, dict]:
+    """seed -> model -> paired comparison with sasrec of that seed ("paired_vs_sasrec": seed 0, older files)."""
+    return {"0": results.get("paired_vs_sasrec", {}), **results.get("paired_vs_sasrec_by_seed", {})}
+
+
+def markdown(results: dict) -> str:
+    seed = results.get("main_seed", 0)  # the seed of the main tables (the first of --seeds)
+    lines = [f"# MicroLens-50K ({results.get('data', {}).get('content', '?')})", "", f"`{results['command']}`", ""]
+    lines += warm_tables(results, seed) + seed_tables(results) + slice_tables(results) + cold_tables(results)
+    return "\n".join(lines) + "\n"
+
+
+def warm_tables(results: dict, seed: int) -> list[str]:
+    """Both protocols' tables of the main seed, and what the score-batch path serves."""
+    steps = results["steps"]
+    lines = []
+    if f"main/{REFERENCE}/seed{seed}" not in steps:
+        lines += [f"No {REFERENCE} in this run, so no paired comparison (its per-user ranks are what the pairing needs).", ""]
+    for protocol in PROTOCOLS:
+        lines += [
+            f"## history {protocol}, all test users, seed {seed}",
+            "",
+            "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold-target HR@10 | vs sasrec NDCG@10 (paired 95% CI) | fit s | epochs |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for key, step in steps.items():
+            if not key.startswith("main/") or not key.endswith(f"/seed{seed}"):
+                continue
+            name = key.split("/")[1]
+            m = step["metrics"][protocol]
+            o, cold = m["overall"], m["natural_cold_items"]
+            vs = paired_tables(results).get(str(seed), {}).get(name, {}).get(protocol)
+            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), {times(vs['ratio'])}" if vs else "-"
+            epochs = len(step["history"]) if step.get("history") else "-"
+            lines.append(
+                f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
+                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold.get('hr@10', 0):.4f} ({cold['users']}) | {vs_text} | "
+                f"{step['fit_seconds']} | {epochs} |"
+            )
+        lines.append("")
+    lines += served_markdown(
+        {k.split("/")[1]: st["metrics"] for k, st in steps.items() if k.startswith("main/") and k.endswith(f"/seed{seed}")},
+        f"## the score-batch path, seed {seed} (engaged items removed)",
+    )
+    return lines
+
+
+def seed_tables(results: dict) -> list[str]:
+    """Mean +- sd over the seeds, and each seed against sasrec of that seed."""
+    steps = results["steps"]
+    seeds = {}
+    for key, step in steps.items():
+        if key.startswith("main/") and step.get("metrics"):
+            seeds.setdefault(key.split("/")[1], []).append(step["metrics"]["unmasked"]["overall"]["ndcg@10"])
+    lines = ["## seeds (history unmasked, NDCG@10)", "", "| model | seeds | mean +- sd |", "|---|---|---|"]
+    for name, values in seeds.items():
+        spread = f" +- {np.std(values, ddof=1):.4f}" if len(values) > 1 else " (one seed: no spread)"
+        lines.append(f"| {name} | {len(values)} | {np.mean(values):.4f}{spread} |")
+    by_seed = paired_tables(results)
+    if any(by_seed.values()):
+        lines += [
+            "",
+            "## against sasrec trained with the same seed (paired over the same test users, NDCG@10 difference, 95% CI)",
+            "",
+            "| model | seed | unmasked | masked |",
+            "|---|---|---|---|",
+        ]
+        for seed, table in sorted(by_seed.items()):
+            for name, vs in table.items():
+                cells = [f"{vs[p]['diff']:+.4f} ({vs[p]['ci95'][0]:+.4f}, {vs[p]['ci95'][1]:+.4f}), {times(vs[p]['ratio'])}" for p in PROTOCOLS]
+                lines.append(f"| {name} | {seed} | {' | '.join(cells)} |")
+    return lines
+
+
+def slice_tables(results: dict) -> list[str]:
+    """Each model against sasrec on slices of the same test users, per seed."""
+    lines = []
+    for seed, table in sorted(results.get("paired_slices_by_seed", {}).items()):
+        for name, by_slice in table.items():
+            lines += [
+                "",
+                f"## {name} against sasrec by slice of the test users, seed {seed} (paired, NDCG@10)",
+                "",
+                f"Descriptions of where the difference lies, not tests: 95% intervals per slice, none for under {MIN_SLICE_USERS} users.",
+                "",
+                f"| slice | users | sasrec, unmasked | {name}, unmasked | difference, unmasked (95% CI) | ratio, unmasked | "
+                "difference, masked (95% CI) | ratio, masked |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for slice_name, v in by_slice.items():
+                cells = [
+                    f"{v[p]['diff']:+.4f}" + (f" ({v[p]['ci95'][0]:+.4f}, {v[p]['ci95'][1]:+.4f})" if v["users"] >= MIN_SLICE_USERS else "") for p in PROTOCOLS
+                ]
+                lines.append(
+                    f"| {slice_name} | {v['users']} | {v['means']['unmasked'][REFERENCE]:.4f} | {v['means']['unmasked'][name]:.4f} | "
+                    f"{cells[0]} | {times(v['unmasked']['ratio'])} | {cells[1]} | {times(v['masked']['ratio'])} |"
+                )
+    return lines
+
+
+def cold_tables(results: dict) -> list[str]:
+    """The cold-start split: withheld items, kept items, new users; paired with sasrec where it ran."""
+    steps = results["steps"]
+    if not any(key.startswith("cold/") for key in steps):
+        return []
+    lines = [
+        "",
+        "## cold start (20% of items and 10% of users withheld from training, seed 0; history unmasked)",
+        "",
+        "| model | withheld-item targets HR@10 / NDCG@10 | kept-item targets HR@10 / NDCG@10 | "
+        + " | ".join(f"new users, {k} known: NDCG@10 (users)" for k in NEW_USER_STEPS)
+        + " |",
+        "|---|---|---|" + "---|" * len(NEW_USER_STEPS),
+    ]
+    for key, step in steps.items():
+        if not key.startswith("cold/"):
+            continue
+        c, w = step["item_cold"]["cold_targets"]["unmasked"], step["item_cold"]["warm_targets"]["unmasked"]
+        users = " | ".join(
+            f"{step['user_cold'][str(k)]['unmasked'].get('ndcg@10', 0):.4f} ({step['user_cold'][str(k)]['unmasked']['users']})" for k in NEW_USER_STEPS
+        )
+        lines.append(
+            f"| {key.split('/')[1]} | {c.get('hr@10', 0):.4f} / {c.get('ndcg@10', 0):.4f} ({c['users']}) | "
+            f"{w.get('hr@10', 0):.4f} / {w.get('ndcg@10', 0):.4f} ({w['users']}) | {users} |"
+        )
+    if results.get("paired_cold_vs_sasrec"):
+        lines += [
+            "",
+            "## cold start against sasrec (paired over the same rows, history unmasked, NDCG@10 difference, 95% CI)",
+            "",
+            "| model | slice | difference | ratio |",
+            "|---|---|---|---|",
+        ]
+        for name, table in results["paired_cold_vs_sasrec"].items():
+            for slice_name, vs in table.items():
+                u = vs["unmasked"]
+                ratio = times(u["ratio"])
+                lines.append(f"| {name} | {slice_name} | {u['diff']:+.4f} ({u['ci95'][0]:+.4f}, {u['ci95'][1]:+.4f}) | {ratio} |")
+    return lines
