@@ -207,6 +207,7 @@ def main() -> None:
     models = sorted(models, key=lambda m: m in NEEDS_BASE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = json.loads(out.read_text()) if out.exists() else {}
+    results.pop("paired_slices_by_seed", None)  # rebuilt at the end of every run, in the shape of this code
     settings = {
         "max_epochs": args.max_epochs,
         "cold_max_epochs": args.cold_max_epochs,
