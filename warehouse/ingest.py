@@ -242,7 +242,7 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
     if error:
         return None, error
     if isinstance(value, (str, bytes)):
-        text = shown.strip()
+        text = (shown or "").strip()
         if not text:
             return None, "missing event_ts"
         try:
