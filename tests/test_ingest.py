@@ -259,6 +259,7 @@ def test_concurrent_ingests_of_the_same_items_store_each_row_once(wh, tmp_path):
         ("nan", "unparseable event_ts 'nan'; expected ISO-8601 or Unix seconds"),
         ("1e400", "unparseable event_ts '1e400'; expected ISO-8601 or Unix seconds"),
         ("0001-01-01 00:00+01:00", "event_ts '0001-01-01 00:00+01:00' is out of range"),
+        (None, "missing event_ts"),  # a null cell of a typed Parquet column
     ],
 )
 def test_a_bad_event_time_is_quoted_as_the_input_wrote_it(value, says):

@@ -241,8 +241,10 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
     shown, error = _text(value, "event_ts")
     if error:
         return None, error
+    if shown is None:  # a null cell (typed Parquet)
+        return None, "missing event_ts"
     if isinstance(value, (str, bytes)):
-        text = (shown or "").strip()
+        text = shown.strip()
         if not text:
             return None, "missing event_ts"
         try:
