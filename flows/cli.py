@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import signal
@@ -31,6 +32,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pyarrow as pa
 
@@ -82,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     args = build_parser().parse_args(argv)
     restore = lambda: None  # noqa: E731
+    exit_if_bridged = lambda: None  # noqa: E731
     try:
         if args.command in FLOW_COMMANDS:
             from flows.console import hide_user_error_tracebacks
@@ -90,8 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # As the `reelsense` program only (argv None): a caller of main() in its own process (the
             # tests, a notebook) keeps its Ctrl-C and SIGTERM. serve stops its runner on Ctrl-C, as Prefect's serve does.
             if argv is None and args.command != "serve":
-                restore = _exit_at_once_on_interrupt()
-        return args.run(args) or 0
+                restore, exit_if_bridged = _exit_at_once_on_interrupt()
+        try:
+            return args.run(args) or 0
+        except BaseException:
+            exit_if_bridged()  # a SIGTERM went through Prefect's bridge, whatever Prefect raised after it
+            raise
     except ReelsenseError as exc:
         print(f"reelsense: error: {exc}", file=sys.stderr)
         return 2
@@ -119,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 INTERRUPTED = "reelsense: interrupted; finished writes are kept, rerun the same command to complete"
 
 
-def _exit_at_once_on_interrupt() -> Callable[[], None]:
+def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]]:
     """Ctrl-C (SIGINT) or SIGTERM during a flow command exits at once, its children stopped:
     status 130 for Ctrl-C, 143 for SIGTERM (what `kill`, systemd, `docker stop` and Kubernetes send).
 
@@ -128,15 +135,35 @@ def _exit_at_once_on_interrupt() -> Callable[[], None]:
     tracebacks. SIGTERM reaches this process alone, and Python's default ended it without a word,
     leaving the local Prefect server it started running. Exiting at once is as safe as a SIGKILL,
     which the crash tests deliver at every write point: every write is atomic (temp file, fsync,
-    rename; replaces journaled), and the same command run again completes the work. Returns what
-    restores the previous handlers."""
+    rename; replaces journaled), and the same command run again completes the work.
+
+    With PREFECT_API_URL, Prefect's SIGTERM bridge raises TerminationSignal inside the flow so the
+    run is marked Crashed on that server, then sends the signal again to `stop`. A signal that lands
+    while a task run is being created is lost on the way: Prefect's crash report raises "Task run is
+    not set" in its place (CI, 2026-12-02: exit 1 and a traceback). The bridge's handler is wrapped to
+    note the signal, and `exit_if_bridged` (called by main on any exception) stops as `stop` does.
+    Returns (what restores the previous handlers, exit_if_bridged)."""
     if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+        return lambda: None, lambda: None
     import prefect.flow_engine
+    import prefect.utilities.engine as prefect_bridge
     import psutil  # here, not in the handler: nothing that can fail or wait runs before the exit
     from prefect.settings import PREFECT_API_URL
 
     bridge = prefect.flow_engine.capture_sigterm
+    raise_termination = prefect_bridge._prefect_sigterm_handler
+    bridged: list[int] = []
+
+    def note_then_raise(signum: int, *frame: object) -> NoReturn:
+        bridged.append(signum)
+        raise_termination(signum, *frame)
+
+    # Looked up by name inside prefect.utilities.engine when the bridge is installed and compared.
+    prefect_bridge._prefect_sigterm_handler = note_then_raise  # type: ignore[assignment]
+    quiet = _NoTracebacksOnceStopping(bridged)
+    consoles = _prefect_console_handlers()
+    for handler in consoles:
+        handler.addFilter(quiet)
     if not PREFECT_API_URL.value():
         # The local Prefect server is in this process group. While a flow runs, Prefect's own SIGTERM
         # bridge would first report the run Crashed to it, and a SIGTERM to the whole group (systemd,
@@ -167,10 +194,36 @@ def _exit_at_once_on_interrupt() -> Callable[[], None]:
 
     def restore() -> None:
         prefect.flow_engine.capture_sigterm = bridge  # type: ignore[assignment]
+        prefect_bridge._prefect_sigterm_handler = raise_termination  # type: ignore[assignment]
+        for handler in consoles:
+            handler.removeFilter(quiet)
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
-    return restore
+    def exit_if_bridged() -> None:
+        if bridged:
+            stop(bridged[0], None)
+
+    return restore, exit_if_bridged
+
+
+class _NoTracebacksOnceStopping(logging.Filter):
+    """Once a SIGTERM went through Prefect's bridge, Prefect's console logs no traceback of what
+    followed it (the command is stopping; `stop` prints the one line that says so)."""
+
+    def __init__(self, bridged: list[int]) -> None:
+        super().__init__()
+        self.bridged = bridged
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.bridged and record.exc_info)
+
+
+def _prefect_console_handlers() -> list[logging.Handler]:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = (logging.getLogger(), *(logging.getLogger(n) for n in ("prefect", "prefect.flow_runs", "prefect.task_runs")))
+    return [h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)]
 
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)

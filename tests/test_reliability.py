@@ -223,6 +223,38 @@ def test_extraction_killed_from_outside_mid_run_resumes(sample, how):
     assert len(keys) == len(set(keys)) == 12 and set(partial) <= set(keys)
 
 
+LOST_SIGTERM = """
+import os, signal, sys, time
+from prefect import flow
+from prefect.exceptions import TerminationSignal
+from flows import cli
+
+@flow
+def lost_on_the_way(args):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    except TerminationSignal:
+        raise ValueError("Task run is not set")  # what Prefect's crash report raised in its place
+
+cli._features = lost_on_the_way
+sys.argv = ["reelsense", "--home", sys.argv[1], "features"]
+sys.exit(cli.main())
+"""
+
+
+def test_a_sigterm_that_prefect_loses_on_the_way_still_stops_with_143(tmp_path):
+    """With PREFECT_API_URL, Prefect's bridge turns SIGTERM into TerminationSignal inside the flow.
+    Landing while a task run was being created, its crash report raised "Task run is not set"
+    instead, and the command exited 1 with a traceback (CI, 2026-12-02). The same loss, made
+    deterministic: the flow swaps the TerminationSignal for that ValueError."""
+    script = tmp_path / "lost.py"
+    script.write_text(LOST_SIGTERM)
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "home")], env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 143, run.stderr[-2000:]
+    assert "reelsense: stopped by SIGTERM; finished writes are kept" in run.stderr and "Traceback" not in run.stderr
+
+
 def _kill_extraction(sample, how: str, attempt: int):
     """Start an extraction, kill it `how` once its first item is written: (home, a child left, the run)."""
     home = fresh_home(sample, f"crash-outside-{how.split(',')[0].replace(' ', '-')}-{attempt}")
