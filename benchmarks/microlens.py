@@ -31,6 +31,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -170,37 +171,64 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def positive(kind: type) -> Callable[[str], int | float]:
+    """--max-epochs, --patience, --batch (int) and --delta-ratio (float): above zero, as the rankers'
+    configs check, but refused here before any data is loaded or step written."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"takes a {'whole ' if kind is int else ''}number above 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def share(text: str) -> float:
+    """--id-drop: a share of items, 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"takes a share from 0 to 1 such as 0.25, got {text!r}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True)
     parser.add_argument("--out", default="benchmarks/results/microlens-50k.json")
     parser.add_argument("--models", default="popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm")
     parser.add_argument("--seeds", type=seed_list, default="0,1,2", help="training seeds; the first is the main tables' (default 0,1,2)")
-    parser.add_argument("--max-epochs", type=int, help="cap on epochs (default: the model's own, 300 for SASRec)")
-    parser.add_argument("--cold-max-epochs", type=int, help="cap on epochs of the cold-start split's models")
-    parser.add_argument("--batch", type=int, help="batch size: users a step for sasrec* (default 128, SASRec+), rows for lstm-attn* (default 256)")
-    parser.add_argument("--patience", type=int, help="SASRec early-stopping patience in epochs (default: RecBole's 10)")
-    parser.add_argument("--id-drop", type=float, help="content-first models: share of items whose id correction is dropped per batch (default: the model's)")
+    parser.add_argument("--max-epochs", type=positive(int), help="cap on epochs (default: the model's own, 300 for SASRec)")
+    parser.add_argument("--cold-max-epochs", type=positive(int), help="cap on epochs of the cold-start split's models")
+    parser.add_argument("--batch", type=positive(int), help="batch size: users a step for sasrec* (default 128, SASRec+), rows for lstm-attn* (default 256)")
+    parser.add_argument("--patience", type=positive(int), help="early-stopping patience in epochs of every trained ranker (default: theirs, 10 as RecBole's)")
+    parser.add_argument("--id-drop", type=share, help="content-first models: share of items whose id correction is dropped per batch (default: the model's)")
     parser.add_argument(
         "--delta-ratio",
-        type=float,
+        type=positive(float),
         help="content-first models: bound of the id correction, times the projected content's norm (default: the model's; 1e-6: content alone)",
     )
-    parser.add_argument("--max-users", type=int, help="test users (default: all)")
+    parser.add_argument("--max-users", type=positive(int), help="test users (default: all)")
     parser.add_argument("--steps", default="main,cold,seeds", help="which steps to run (main, cold, seeds; default all)")
     args = parser.parse_args()
     out, models, seeds = Path(args.out), [m.strip() for m in args.models.split(",") if m.strip()], args.seeds
     steps = {s.strip() for s in args.steps.split(",") if s.strip()}
     if not steps or steps - {"main", "cold", "seeds"}:
         parser.error(f"--steps takes main, cold and seeds, got {args.steps!r}")
+    if not models:
+        parser.error(f"--models names no model: {args.models!r}")
     try:
         check_rankers(models)
     except ReelsenseError as e:
         parser.error(f"--models: {e}")
     if out.suffix != ".json":
         parser.error(f"--out must end in .json (its .md and .summary.json are written beside it), got {out}")
-    if args.max_users is not None and args.max_users < 1:
-        parser.error(f"--max-users must be at least 1, got {args.max_users}")
     if not (Path(args.home) / "reelsense.duckdb").exists():
         parser.error(f"{args.home} is not a reelsense home (no reelsense.duckdb): run `reelsense ingest microlens DIR` and extract the titles first")
     # Bases before the re-rankers that re-rank them (lightgbm after lstm-attn), whatever the order given.

@@ -230,7 +230,11 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         what = " and ".join(f"unknown {kind} {value!r} {why}" for kind, value, why, _ in unknown)
         hints = "; ".join(f'`reelsense sql "{sql}"` lists some {kind}s' for kind, _, _, sql in unknown)
         raise ReelsenseError(f"cannot explain: {what}; {hints}")
-    stored = db.analysis(wh, "stored_explanation", {"user": user, "item": item, "run": run_id}).to_pylist()
+    # Without --run-id: the newest run that scored the pair. An older run's stored explanation is not
+    # shown in its place (probe, 2026-12-02: it was, with no word that a newer run existed).
+    runs = db.analysis(wh, "pair_runs", {"user": user, "item": item}).to_pylist() if run_id is None else []
+    wanted = run_id if run_id is not None else (runs[0]["run_id"] if runs and runs[0]["explained"] else None)
+    stored = db.analysis(wh, "stored_explanation", {"user": user, "item": item, "run": wanted}).to_pylist() if wanted else []
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
     elif run_id is not None:
@@ -245,6 +249,13 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         model, ctr = load_explainers(wh, data, device_for(device))
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair (`reelsense report` stores them for a scored run)"
+        if runs:  # scored, but the newest run that scored it has no explanation stored
+            older = next((r["run_id"] for r in runs if r["explained"]), None)
+            source = (
+                f"computed now with the latest models: run {runs[0]['run_id']}, the newest to score this pair, has no stored "
+                f"explanation (`reelsense report --run-id {runs[0]['run_id']}` stores them)"
+                + (f"; run {older}'s is shown by `--run-id {older}`" if older else "")
+            )
     tags = item_tags(wh)
     lines = [
         f"user {user}, item {item} ({label(tags.get(item, {}))}); {source}; model {row['model_version']}",

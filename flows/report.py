@@ -29,13 +29,13 @@ from ranker import plots
 from ranker.data import Dataset
 from ranker.explain import attention_matrix, label, mean_contributions, profile_words
 from ranker.names import REPORT_PAGES
-from warehouse import store
+from warehouse import db, store
 from warehouse.store import Warehouse
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
-.muted{color:#666}.bar{display:inline-block;height:.8em;background:#c05;vertical-align:middle}"""
+.muted{color:#666}.warn{color:#a40;font-weight:bold}.bar{display:inline-block;height:.8em;background:#c05;vertical-align:middle}"""
 
 
 def page(title: str, body: str, *, up: str = "") -> str:
@@ -203,7 +203,11 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
         current = all("unmasked" in r for r in loaded.get("models", {}).values())
         parts.append(
             "<h2>Rankers</h2>"
-            + (_results_table(loaded) if current else "<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>")
+            + (
+                other_models_note(wh, loaded, run_id) + _results_table(loaded)
+                if current
+                else "<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>"
+            )
         )
     shifts_json = out / "shifts.json"
     if shifts_json.exists():
@@ -228,6 +232,25 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
         f"<table><tr><th>user</th><th>shifts</th><th>interests</th></tr>{rows}</table>"
     )
     return page("reelsense report", "".join(parts), up=f"<p><a href='../index.html'>all reports</a> · run {html.escape(run_id)}</p>")
+
+
+def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str) -> str:
+    """'' when the last `reelsense evaluate` (results.json) measured the model version that scored
+    `run_id`; else a paragraph saying that the table is of other models (probe, 2026-12-02: a run
+    scored after retraining on new data showed the older models' table without a word)."""
+    run = next((r for r in db.analysis(wh, "runs").to_pylist() if r["run_id"] == run_id), None)
+    if run is None:
+        return ""
+    name, _, version = run["model_version"].partition("@")
+    measured = results.get("models", {}).get(name, {}).get("version")
+    if measured == version:
+        return ""
+    held = f"{name} version {measured}" if measured else f"no {name}"
+    return (
+        f"<p class=warn>Not the models of this run: run {html.escape(run_id)} was scored by {html.escape(name)} version "
+        f"{html.escape(version)}, and this table, from the last <code>reelsense evaluate</code>, holds {html.escape(held)} "
+        f"(data {html.escape(str(results.get('data_fingerprint', '?'))[:8])}). <code>reelsense evaluate</code> measures the latest trained models.</p>"
+    )
 
 
 def _results_table(results: dict[str, Any]) -> str:

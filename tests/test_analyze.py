@@ -155,6 +155,40 @@ def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):
     assert "computed now" in unscored[0]
 
 
+def test_explain_without_a_run_uses_the_newest_run_that_scored_the_pair(analyzed, tmp_path):
+    """Probe, 2026-12-02: with a newer run that scored the pair but had no explanation stored yet,
+    explain showed the older run's explanation and did not say that a newer run existed."""
+    wh, _, _ = analyzed
+    pair = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = 'run-report' AND rank = 1 LIMIT 1")[0]
+    home = tmp_path / "copy"
+    shutil.copytree(wh.home, home)
+    score_batch(str(home), model="lstm-attn", k=4, run_id="run-newer")  # the same model: it scores the pair again
+    copy = type(wh)(home)
+    assert (
+        db.fetch(copy, "SELECT count(*) AS n FROM scores WHERE run_id = 'run-newer' AND user_id = $1 AND item_id = $2", [pair["user_id"], pair["item_id"]])[0][
+            "n"
+        ]
+        == 1
+    )
+    first = explain_lines(copy, pair["user_id"], pair["item_id"])[0]
+    assert "computed now with the latest models: run run-newer, the newest to score this pair, has no stored explanation" in first
+    assert "`reelsense report --run-id run-newer` stores them); run run-report's is shown by `--run-id run-report`" in first
+    assert "scored in run run-report" in explain_lines(copy, pair["user_id"], pair["item_id"], run_id="run-report")[0]
+
+
+def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed):
+    """Probe, 2026-12-02: `reelsense report --run-id R` showed results.json of older models and data
+    as if it were R's."""
+    from flows.report import other_models_note
+
+    wh, _, _ = analyzed
+    version = db.fetch(wh, "SELECT any_value(model_version) AS v FROM scores WHERE run_id = 'run-report'")[0]["v"].split("@")[1]
+    assert other_models_note(wh, {"models": {"lstm-attn": {"version": version}}}, "run-report") == ""
+    note = other_models_note(wh, {"models": {"lstm-attn": {"version": "20260101T000000-older"}}, "data_fingerprint": "abcdef0123"}, "run-report")
+    assert f"scored by lstm-attn version {version}" in note and "holds lstm-attn version 20260101T000000-older (data abcdef01)" in note
+    assert "holds no lstm-attn" in other_models_note(wh, {"models": {"popularity": {"version": "x"}}}, "run-report")
+
+
 def test_report_renders_in_headless_chromium(analyzed):
     wh, _, summary = analyzed
     index = run_dir(wh, "run-report") / "index.html"

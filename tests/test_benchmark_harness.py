@@ -155,7 +155,15 @@ def _load_benchmark(monkeypatch):
         (["--max-users", "5"], "was run with max_users the default, not 5"),
         (["--models", "sasrec,nosuch"], "unknown ranker 'nosuch'"),
         (["--seeds", "x"], "takes comma-separated seeds"),
-        (["--max-users", "0"], "--max-users must be at least 1"),
+        (["--max-users", "0"], "--max-users: takes a whole number above 0, got '0'"),
+        # Probe, 2026-12-02: these wrote the first steps, then raised the rankers' ConfigError
+        # traceback, and the JSON's settings were locked to the bad value.
+        (["--max-epochs", "0"], "--max-epochs: takes a whole number above 0, got '0'"),
+        (["--patience", "-1"], "--patience: takes a whole number above 0, got '-1'"),
+        (["--batch", "1.5"], "--batch: takes a whole number above 0, got '1.5'"),
+        (["--id-drop", "2"], "--id-drop: takes a share from 0 to 1 such as 0.25, got '2'"),
+        (["--delta-ratio", "nan"], "--delta-ratio: takes a number above 0, got 'nan'"),
+        (["--models", ","], "--models names no model: ','"),
         (["--out", "results.md"], "--out must end in .json"),
         (["--home", "not-a-home"], "is not a reelsense home"),
     ],

@@ -1,7 +1,5 @@
--- $user, $item, $run (NULL: any run): the stored explanation of the pair, from the newest run.
+-- $user, $item, $run: the explanation of the pair stored for that run (`reelsense report` stores them).
 SELECT e.*
 FROM explanations e
-LEFT JOIN (SELECT run_id, max(scored_at) AS t FROM scores GROUP BY run_id) s USING (run_id)
-WHERE e.user_id = $user AND e.item_id = $item AND ($run IS NULL OR e.run_id = $run)
-ORDER BY s.t DESC NULLS LAST
+WHERE e.user_id = $user AND e.item_id = $item AND e.run_id = $run
 LIMIT 1
