@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -198,8 +199,15 @@ def share(text: str) -> float:
     return value
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """A refusal is one line (argparse printed its whole usage first; probe, 2026-12-02); --help has the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineErrors(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True)
     parser.add_argument("--out", default="benchmarks/results/microlens-50k.json")
     parser.add_argument("--models", default="popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm")
@@ -258,6 +266,7 @@ def main() -> None:
             "max_history": MAX_HISTORY,
             "main_seed": seeds[0],
             "overrides": settings,
+            "home": Path(args.home).resolve().name,
         }
     )
     # Each step records the config it trained with; --id-drop and --delta-ratio reach only the content-first models.
@@ -291,7 +300,8 @@ def main() -> None:
     if ranked and "test_users" not in earlier:  # a JSON of the older harness: its steps say how many users they ranked
         earlier["test_users"] = ranked[0]
     if results["steps"] and earlier != {k: shape[k] for k in earlier}:  # paired steps must rank the same test rows
-        parser.error(f"{out} was run on other data or test users ({earlier}, now {shape}): use another --out")
+        changed = "; ".join(f"{k} {earlier[k]}, now {shape[k]}" for k in earlier if earlier[k] != shape[k])
+        parser.error(f"{out} was run on other data or test users ({changed}): use another --out")
     results["data"] = {**shape, "load_seconds": round(time.perf_counter() - started, 1)}
     trained: dict[tuple[str, int], object] = {}  # (name, seed) -> the re-rankers' bases (lightgbm: lstm-attn)
     kept = out.with_suffix(".models")  # the bases' checkpoints, so that a resumed run can still fit their re-rankers

@@ -25,7 +25,15 @@ def paired_tables(results: dict) -> dict[str, dict]:
 
 def markdown(results: dict) -> str:
     seed = results.get("main_seed", 0)  # the seed of the main tables (the first of --seeds)
-    lines = [f"# MicroLens-50K ({results.get('data', {}).get('content', '?')})", "", f"`{results['command']}`", ""]
+    d = results.get("data", {})
+    # Named by its home and its shape (probe: every home was titled MicroLens-50K, with no user count).
+    shape = ", ".join(f"{d[k]:,} {k.replace('_', ' ')}" for k in ("users", "items", "test_users") if isinstance(d.get(k), int))
+    lines = [
+        f"# MicroLens benchmark on {results.get('home', '?')} ({d.get('content', '?')}; {shape or 'shape not recorded'})",
+        "",
+        f"`{results['command']}`",
+        "",
+    ]
     lines += warm_tables(results, seed) + seed_tables(results) + slice_tables(results) + cold_tables(results)
     return "\n".join(lines) + "\n"
 

@@ -629,7 +629,8 @@ def _list_models(args: argparse.Namespace) -> None:
     from ranker.artifacts import list_models
 
     wh = Warehouse(args.home)
-    if not wh.home.exists():
+    # A file, or a folder with no warehouse in it (probe: both printed "no trained models", exit 0).
+    if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
         raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     saved = list_models(wh.models_dir)
     if not saved:

@@ -75,6 +75,8 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
                     assert weighted == pytest.approx(results["paired_vs_sasrec_by_seed"][seed][name][p]["diff"])
     assert "## lstm-attn against sasrec by slice of the test users, seed 1" in out.with_suffix(".md").read_text()
     assert "lstm-attn | 2 |" in out.with_suffix(".md").read_text()  # mean +- sd over its two seeds
+    title = out.with_suffix(".md").read_text().splitlines()[0]  # the home it ran on and how many users it ranked
+    assert title.startswith(f"# MicroLens benchmark on {home.name} (") and f"{users:,} test users" in title, title
 
     again = run(*args)  # every step is in the JSON: nothing is trained again
     assert again.returncode == 0, again.stderr[-3000:]
@@ -107,7 +109,9 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
         changed["overrides"].pop("max_users", None)
         out.write_text(json.dumps(changed))
         refused = run(*args, *(["--max-users", "5"] if "test_users" in edit else []))
-        assert refused.returncode == 2 and "was run on other data or test users" in refused.stderr, refused.stderr[-2000:]
+        assert refused.returncode == 2 and "was run on other data or test users (" in refused.stderr, refused.stderr[-2000:]
+        says = "test_rows_sha1 000000000000, now " if "test_users" not in edit else f"test_users {users}, now 5"
+        assert says in refused.stderr and "{" not in refused.stderr, refused.stderr  # what changed, not two dicts
     out.write_text(json.dumps(results))
 
     # A step of other ranker code is not paired with this sasrec, and loses the pair it had.
@@ -182,6 +186,7 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
     monkeypatch.setattr(sys, "argv", ["microlens.py", *[x for pair in args.items() for x in pair]])
     with pytest.raises(SystemExit) as refused:
         benchmark.main()
-    assert refused.value.code == 2 and says in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and says in err and err.count("\n") == 1, err  # one line, no usage
     assert json.loads(out.read_text()) == before
     assert not (tmp_path / "not-a-home").exists()

@@ -288,8 +288,11 @@ def test_explain_of_an_unknown_item_suggests_a_query_that_lists_items(scored_hom
 
 
 def test_models_of_a_home_that_does_not_exist_is_an_error(tmp_path, capsys):
-    assert main(["--home", str(tmp_path / "nowhere"), "models"]) == 2
-    assert "no warehouse at" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for home in ("nowhere", "a-file", "empty"):  # probe: a file or an empty folder said "no trained models", exit 0
+        assert main(["--home", str(tmp_path / home), "models"]) == 2, home
+        assert "no warehouse at" in capsys.readouterr().err, home
 
 
 def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):

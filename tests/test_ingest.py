@@ -256,6 +256,10 @@ def test_concurrent_ingests_of_the_same_items_store_each_row_once(wh, tmp_path):
     [
         (1767261600000, "event_ts '1767261600000' is out of range for Unix seconds (milliseconds? divide by 1000)"),  # typed int64 column
         (1767261600000.0, "event_ts '1767261600000' is out of range for Unix seconds (milliseconds? divide by 1000)"),  # typed double column
+        # Probe, 2026-12-02: microseconds got the milliseconds hint, and a double 1e300 was quoted as 301 digits.
+        (1767261600000000, "event_ts '1767261600000000' is out of range for Unix seconds (microseconds? divide by 1000000)"),
+        (1767261600000000000, "event_ts '1767261600000000000' is out of range for Unix seconds (nanoseconds? divide by 1000000000)"),
+        (1e300, "event_ts '1e+300' is out of range for Unix seconds"),
         ("nan", "unparseable event_ts 'nan'; expected ISO-8601 or Unix seconds"),
         ("1e400", "unparseable event_ts '1e400'; expected ISO-8601 or Unix seconds"),
         ("0001-01-01 00:00+01:00", "event_ts '0001-01-01 00:00+01:00' is out of range"),

@@ -261,9 +261,21 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
         try:
             return datetime.fromtimestamp(value, tz=timezone.utc), None
         except (OverflowError, OSError, ValueError):
-            hint = " (milliseconds? divide by 1000)" if abs(value) > 1e11 else ""
+            hint = next((f" ({unit}? divide by {scale})" for unit, scale in TIME_UNITS if _fits_seconds(value / scale)), "")
             return None, f"event_ts {shown!r} is out of range for Unix seconds{hint}"
     return None, f"unparseable event_ts {shown!r}; expected ISO-8601 or Unix seconds"
+
+
+# Units an out-of-range number of "seconds" may really be in: the hint names the first that fits.
+TIME_UNITS = (("milliseconds", 1000), ("microseconds", 1_000_000), ("nanoseconds", 1_000_000_000))
+
+
+def _fits_seconds(value: float) -> bool:
+    try:
+        datetime.fromtimestamp(value, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return True
 
 
 # An event may lie at most this far ahead of the clock of the machine that ingests it (clock skew
@@ -376,7 +388,7 @@ def _text(value: Any, name: str) -> tuple[str | None, str | None]:
             return value.decode("utf-8"), None
         except UnicodeDecodeError as exc:
             return None, f"{name} is not valid UTF-8 (byte {value[exc.start]:#04x} at offset {exc.start})"
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:  # exact as an integer
         return str(int(value)), None
     return str(value), None
 
