@@ -173,8 +173,9 @@ def seed_list(text: str) -> list[int]:
 
 
 def positive(kind: type) -> Callable[[str], int | float]:
-    """--max-epochs, --patience, --batch (int) and --delta-ratio (float): above zero, as the rankers'
-    configs check, but refused here before any data is loaded or step written."""
+    """--max-epochs, --cold-max-epochs, --patience, --batch, --max-users (int) and --delta-ratio
+    (float): above zero, as the rankers' configs check, but refused here before any data is loaded
+    or step written."""
 
     def parse(text: str) -> int | float:
         try:
@@ -189,13 +190,13 @@ def positive(kind: type) -> Callable[[str], int | float]:
 
 
 def share(text: str) -> float:
-    """--id-drop: a share of items, 0 to 1."""
+    """--id-drop: a share of items, 0 up to (not including) 1, as the rankers' configs check."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"takes a share from 0 to 1 such as 0.25, got {text!r}")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"takes a share from 0 up to, not including, 1 such as 0.25, got {text!r}")
     return value
 
 
@@ -215,7 +216,9 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=positive(int), help="cap on epochs (default: the model's own, 300 for SASRec)")
     parser.add_argument("--cold-max-epochs", type=positive(int), help="cap on epochs of the cold-start split's models")
     parser.add_argument("--batch", type=positive(int), help="batch size: users a step for sasrec* (default 128, SASRec+), rows for lstm-attn* (default 256)")
-    parser.add_argument("--patience", type=positive(int), help="early-stopping patience in epochs of every trained ranker (default: theirs, 10 as RecBole's)")
+    parser.add_argument(
+        "--patience", type=positive(int), help="early-stopping patience in epochs of sasrec*, lstm-attn* and bpr-mf (default: theirs, 10 as RecBole's)"
+    )
     parser.add_argument("--id-drop", type=share, help="content-first models: share of items whose id correction is dropped per batch (default: the model's)")
     parser.add_argument(
         "--delta-ratio",
@@ -266,7 +269,7 @@ def main() -> None:
             "max_history": MAX_HISTORY,
             "main_seed": seeds[0],
             "overrides": settings,
-            "home": Path(args.home).resolve().name,
+            "home": str(Path(args.home).resolve()),
         }
     )
     # Each step records the config it trained with; --id-drop and --delta-ratio reach only the content-first models.

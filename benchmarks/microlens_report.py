@@ -28,8 +28,9 @@ def markdown(results: dict) -> str:
     d = results.get("data", {})
     # Named by its home and its shape (probe: every home was titled MicroLens-50K, with no user count).
     shape = ", ".join(f"{d[k]:,} {k.replace('_', ' ')}" for k in ("users", "items", "test_users") if isinstance(d.get(k), int))
+    on = f"MicroLens benchmark on {results['home']}" if "home" in results else "MicroLens-50K"  # older JSONs: no home
     lines = [
-        f"# MicroLens benchmark on {results.get('home', '?')} ({d.get('content', '?')}; {shape or 'shape not recorded'})",
+        f"# {on} ({d.get('content', '?')}; {shape or 'shape not recorded'})",
         "",
         f"`{results['command']}`",
         "",

@@ -241,7 +241,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         check_run(wh, run_id, without="the latest run that scored the pair")  # an unknown run is named, with the runs there are
         raise ReelsenseError(
             f"run {run_id!r} has no explanation for user {user!r} and item {item!r}; "
-            "`reelsense report --run-id` writes them, or leave out --run-id to compute one now"
+            "`reelsense report --run-id` writes them, or leave out --run-id for the newest run that scored the pair (computed now where it has none stored)"
         )
     else:
         current_samples(str(wh.home))

@@ -95,10 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if argv is None and args.command != "serve":
                 restore, exit_if_bridged = _exit_at_once_on_interrupt()
         try:
-            return args.run(args) or 0
+            status = args.run(args) or 0
         except BaseException:
             exit_if_bridged()  # a SIGTERM went through Prefect's bridge, whatever Prefect raised after it
             raise
+        exit_if_bridged()  # ... or whatever swallowed it: a SIGTERM still stops with 143
+        return status
     except ReelsenseError as exc:
         print(f"reelsense: error: {exc}", file=sys.stderr)
         return 2
@@ -141,8 +143,10 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
     run is marked Crashed on that server, then sends the signal again to `stop`. A signal that lands
     while a task run is being created is lost on the way: Prefect's crash report raises "Task run is
     not set" in its place (CI, 2026-12-02: exit 1 and a traceback). The bridge's handler is wrapped to
-    note the signal, and `exit_if_bridged` (called by main on any exception) stops as `stop` does.
-    Returns (what restores the previous handlers, exit_if_bridged)."""
+    note the signal, and `exit_if_bridged` (called by main when the command ends, by an exception
+    or not) stops as `stop` does; until then Prefect's flow and task run logs and any traceback are
+    kept off the console (what Prefect says of a run it is losing to the signal). Returns (what
+    restores the previous handlers, exit_if_bridged)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None, lambda: None
     import prefect.flow_engine
@@ -151,15 +155,18 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
     from prefect.settings import PREFECT_API_URL
 
     bridge = prefect.flow_engine.capture_sigterm
-    raise_termination = prefect_bridge._prefect_sigterm_handler
+    # Private to Prefect (pinned 3.9.x), looked up by name in its module when the bridge is installed
+    # and compared; were it renamed, the bridge would go unwrapped rather than the command fail.
+    raise_termination = getattr(prefect_bridge, "_prefect_sigterm_handler", None)
     bridged: list[int] = []
 
     def note_then_raise(signum: int, *frame: object) -> NoReturn:
         bridged.append(signum)
+        assert raise_termination is not None
         raise_termination(signum, *frame)
 
-    # Looked up by name inside prefect.utilities.engine when the bridge is installed and compared.
-    prefect_bridge._prefect_sigterm_handler = note_then_raise  # type: ignore[assignment]
+    if raise_termination is not None:
+        prefect_bridge._prefect_sigterm_handler = note_then_raise  # type: ignore[attr-defined]
     quiet = _NoTracebacksOnceStopping(bridged)
     consoles = _prefect_console_handlers()
     for handler in consoles:
@@ -194,7 +201,8 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
 
     def restore() -> None:
         prefect.flow_engine.capture_sigterm = bridge  # type: ignore[assignment]
-        prefect_bridge._prefect_sigterm_handler = raise_termination  # type: ignore[assignment]
+        if raise_termination is not None:
+            prefect_bridge._prefect_sigterm_handler = raise_termination  # type: ignore[attr-defined]
         for handler in consoles:
             handler.removeFilter(quiet)
         for signum, handler in previous.items():
@@ -208,15 +216,16 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
 
 
 class _NoTracebacksOnceStopping(logging.Filter):
-    """Once a SIGTERM went through Prefect's bridge, Prefect's console logs no traceback of what
-    followed it (the command is stopping; `stop` prints the one line that says so)."""
+    """Once a SIGTERM went through Prefect's bridge, the console gets no flow or task run record and
+    no record with a traceback (the run's failure or crash as Prefect reports it): the command is
+    stopping, and `stop` prints the one line that says so. Until main's `exit_if_bridged`."""
 
     def __init__(self, bridged: list[int]) -> None:
         super().__init__()
         self.bridged = bridged
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (self.bridged and record.exc_info)
+        return not (self.bridged and (record.exc_info or record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))))
 
 
 def _prefect_console_handlers() -> list[logging.Handler]:
@@ -341,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="why an item is ranked for a user, in words and numbers")
     explain.add_argument("--user", required=True)
     explain.add_argument("--item", required=True)
-    explain.add_argument("--run-id", help="read the explanation stored for this run (default: the latest run that has it)")
+    explain.add_argument(
+        "--run-id", help="read the explanation stored for this run (default: the newest run that scored the pair; computed now where it has none stored)"
+    )
     explain.add_argument("--device", default="auto", type=_device)
     explain.set_defaults(run=_explain)
     serve = commands.add_parser("serve", help="serve every flow as a scheduled Prefect deployment (needs PREFECT_API_URL)")

@@ -238,10 +238,10 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str) -> st
     """'' when the last `reelsense evaluate` (results.json) measured the model version that scored
     `run_id`; else a paragraph saying that the table is of other models (probe, 2026-12-02: a run
     scored after retraining on new data showed the older models' table without a word)."""
-    run = next((r for r in db.analysis(wh, "runs").to_pylist() if r["run_id"] == run_id), None)
-    if run is None:
+    versions = db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist()  # one per run (flows/score.py)
+    if not versions:
         return ""
-    name, _, version = run["model_version"].partition("@")
+    name, _, version = versions[0]["model_version"].partition("@")
     measured = results.get("models", {}).get(name, {}).get("version")
     if measured == version:
         return ""
@@ -249,7 +249,8 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str) -> st
     return (
         f"<p class=warn>Not the models of this run: run {html.escape(run_id)} was scored by {html.escape(name)} version "
         f"{html.escape(version)}, and this table, from the last <code>reelsense evaluate</code>, holds {html.escape(held)} "
-        f"(data {html.escape(str(results.get('data_fingerprint', '?'))[:8])}). <code>reelsense evaluate</code> measures the latest trained models.</p>"
+        f"(trained on data with fingerprint {html.escape(str(results.get('data_fingerprint', '?'))[:8])}). <code>reelsense evaluate</code> "
+        "measures the latest trained models; a run scored with an older <code>--version</code> has no table here.</p>"
     )
 
 

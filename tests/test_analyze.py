@@ -185,7 +185,9 @@ def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed)
     version = db.fetch(wh, "SELECT any_value(model_version) AS v FROM scores WHERE run_id = 'run-report'")[0]["v"].split("@")[1]
     assert other_models_note(wh, {"models": {"lstm-attn": {"version": version}}}, "run-report") == ""
     note = other_models_note(wh, {"models": {"lstm-attn": {"version": "20260101T000000-older"}}, "data_fingerprint": "abcdef0123"}, "run-report")
-    assert f"scored by lstm-attn version {version}" in note and "holds lstm-attn version 20260101T000000-older (data abcdef01)" in note
+    assert (
+        f"scored by lstm-attn version {version}" in note and "holds lstm-attn version 20260101T000000-older (trained on data with fingerprint abcdef01)" in note
+    )
     assert "holds no lstm-attn" in other_models_note(wh, {"models": {"popularity": {"version": "x"}}}, "run-report")
 
 

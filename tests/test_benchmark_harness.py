@@ -76,7 +76,7 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     assert "## lstm-attn against sasrec by slice of the test users, seed 1" in out.with_suffix(".md").read_text()
     assert "lstm-attn | 2 |" in out.with_suffix(".md").read_text()  # mean +- sd over its two seeds
     title = out.with_suffix(".md").read_text().splitlines()[0]  # the home it ran on and how many users it ranked
-    assert title.startswith(f"# MicroLens benchmark on {home.name} (") and f"{users:,} test users" in title, title
+    assert title.startswith(f"# MicroLens benchmark on {home.resolve()} (") and f"{users:,} test users" in title, title
 
     again = run(*args)  # every step is in the JSON: nothing is trained again
     assert again.returncode == 0, again.stderr[-3000:]
@@ -165,7 +165,8 @@ def _load_benchmark(monkeypatch):
         (["--max-epochs", "0"], "--max-epochs: takes a whole number above 0, got '0'"),
         (["--patience", "-1"], "--patience: takes a whole number above 0, got '-1'"),
         (["--batch", "1.5"], "--batch: takes a whole number above 0, got '1.5'"),
-        (["--id-drop", "2"], "--id-drop: takes a share from 0 to 1 such as 0.25, got '2'"),
+        (["--id-drop", "2"], "--id-drop: takes a share from 0 up to, not including, 1 such as 0.25, got '2'"),
+        (["--id-drop", "1"], "--id-drop: takes a share from 0 up to, not including, 1 such as 0.25, got '1'"),  # review
         (["--delta-ratio", "nan"], "--delta-ratio: takes a number above 0, got 'nan'"),
         (["--models", ","], "--models names no model: ','"),
         (["--out", "results.md"], "--out must end in .json"),

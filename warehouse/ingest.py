@@ -239,6 +239,8 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
         except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
             return None, f"event_ts {value.isoformat()!r} is out of range"
     shown, error = _text(value, "event_ts")
+    if isinstance(value, float) and abs(value) >= 2**53:  # past 2**53 a double's digits are not what the input wrote
+        shown = repr(value)
     if error:
         return None, error
     if shown is None:  # a null cell (typed Parquet)
@@ -388,7 +390,7 @@ def _text(value: Any, name: str) -> tuple[str | None, str | None]:
             return value.decode("utf-8"), None
         except UnicodeDecodeError as exc:
             return None, f"{name} is not valid UTF-8 (byte {value[exc.start]:#04x} at offset {exc.start})"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:  # exact as an integer
+    if isinstance(value, float) and value.is_integer():
         return str(int(value)), None
     return str(value), None
 
