@@ -232,8 +232,8 @@ def main() -> None:
     steps = {s.strip() for s in args.steps.split(",") if s.strip()}
     if not steps or steps - {"main", "cold", "seeds"}:
         parser.error(f"--steps takes main, cold and seeds, got {args.steps!r}")
-    if not models:
-        parser.error(f"--models names no model: {args.models!r}")
+    if not models or any(not m.strip() for m in args.models.split(",")):
+        parser.error(f"--models takes comma-separated model names with none empty, got {args.models!r}")
     try:
         check_rankers(models)
     except ReelsenseError as e:

@@ -641,6 +641,8 @@ def _list_models(args: argparse.Namespace) -> None:
 
     wh = Warehouse(args.home)
     # A file, or a folder with no warehouse in it (probe: both printed "no trained models", exit 0).
+    if wh.home.is_file():
+        raise ReelsenseError(f"--home {wh.home} is a file, not a folder; pass the folder that holds reelsense.duckdb")
     if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
         raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     saved = list_models(wh.models_dir)

@@ -168,7 +168,8 @@ def _load_benchmark(monkeypatch):
         (["--id-drop", "2"], "--id-drop: takes a share from 0 up to, not including, 1 such as 0.25, got '2'"),
         (["--id-drop", "1"], "--id-drop: takes a share from 0 up to, not including, 1 such as 0.25, got '1'"),  # review
         (["--delta-ratio", "nan"], "--delta-ratio: takes a number above 0, got 'nan'"),
-        (["--models", ","], "--models names no model: ','"),
+        (["--models", ","], "--models takes comma-separated model names with none empty, got ','"),
+        (["--models", "sasrec,,lstm-attn"], "none empty, got 'sasrec,,lstm-attn'"),  # probe: trained, dropping the empty name
         (["--out", "results.md"], "--out must end in .json"),
         (["--home", "not-a-home"], "is not a reelsense home"),
     ],
