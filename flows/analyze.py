@@ -232,16 +232,22 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         raise ReelsenseError(f"cannot explain: {what}; {hints}")
     # Without --run-id: the newest run that scored the pair. An older run's stored explanation is not
     # shown in its place (probe, 2026-12-02: it was, with no word that a newer run existed).
-    runs = db.analysis(wh, "pair_runs", {"user": user, "item": item}).to_pylist() if run_id is None else []
+    runs = db.analysis(wh, "pair_runs", {"user": user, "item": item}).to_pylist()
     wanted = run_id if run_id is not None else (runs[0]["run_id"] if runs and runs[0]["explained"] else None)
     stored = db.analysis(wh, "stored_explanation", {"user": user, "item": item, "run": wanted}).to_pylist() if wanted else []
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
     elif run_id is not None:
         check_run(wh, run_id, without="the latest run that scored the pair")  # an unknown run is named, with the runs there are
+        if run_id not in {r["run_id"] for r in runs}:  # probe: "report writes them" can never hold for a pair the run did not score
+            scored = ", ".join(repr(r["run_id"]) for r in runs)
+            raise ReelsenseError(
+                f"run {run_id!r} did not score item {item!r} for user {user!r}, so it has no explanation of the pair; "
+                + (f"the runs that scored it: {scored}" if runs else "no run scored it: leave out --run-id to compute one now")
+            )
         raise ReelsenseError(
-            f"run {run_id!r} has no explanation for user {user!r} and item {item!r}; "
-            "`reelsense report --run-id` writes them, or leave out --run-id for the newest run that scored the pair (computed now where it has none stored)"
+            f"run {run_id!r} has no explanation for user {user!r} and item {item!r} yet; `reelsense report --run-id {run_id}` "
+            "stores them, or leave out --run-id for the newest run that scored the pair (computed now where it has none stored)"
         )
     else:
         current_samples(str(wh.home))

@@ -174,6 +174,13 @@ def test_explain_without_a_run_uses_the_newest_run_that_scored_the_pair(analyzed
     assert "computed now with the latest models: run run-newer, the newest to score this pair, has no stored explanation" in first
     assert "`reelsense report --run-id run-newer` stores them); run run-report's is shown by `--run-id run-report`" in first
     assert "scored in run run-report" in explain_lines(copy, pair["user_id"], pair["item_id"], run_id="run-report")[0]
+    from warehouse.errors import ReelsenseError
+
+    with pytest.raises(ReelsenseError, match=r"run 'run-newer' has no explanation .* yet; `reelsense report --run-id run-newer` stores them"):
+        explain_lines(copy, pair["user_id"], pair["item_id"], run_id="run-newer")
+    # Probe: a pair the run did not score was told to run `report`, which can never store it.
+    with pytest.raises(ReelsenseError, match=r"run 'run-report' did not score item 'i000' for user 'user00'.*no run scored it"):
+        explain_lines(copy, "user00", "i000", run_id="run-report")
 
 
 def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed):
