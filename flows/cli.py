@@ -36,7 +36,7 @@ from typing import NoReturn
 
 import pyarrow as pa
 
-from flows.console import format_csv, format_json, format_table, report_line, results_lines
+from flows.console import format_csv, format_json, format_table, prefect_console_handlers, report_line, results_lines
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
@@ -168,7 +168,7 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
     if raise_termination is not None:
         prefect_bridge._prefect_sigterm_handler = note_then_raise  # type: ignore[attr-defined]
     quiet = _NoTracebacksOnceStopping(bridged)
-    consoles = _prefect_console_handlers()
+    consoles = prefect_console_handlers()
     for handler in consoles:
         handler.addFilter(quiet)
     if not PREFECT_API_URL.value():
@@ -226,13 +226,6 @@ class _NoTracebacksOnceStopping(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (self.bridged and (record.exc_info or record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))))
-
-
-def _prefect_console_handlers() -> list[logging.Handler]:
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    loggers = (logging.getLogger(), *(logging.getLogger(n) for n in ("prefect", "prefect.flow_runs", "prefect.task_runs")))
-    return [h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)]
 
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)

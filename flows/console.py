@@ -47,15 +47,20 @@ class HideUserErrors(logging.Filter):
         return True
 
 
-def hide_user_error_tracebacks() -> None:
-    """Install HideUserErrors on Prefect's console handlers (configured when Prefect is imported)."""
+def prefect_console_handlers() -> list[logging.Handler]:
+    """Prefect's console handlers (configured when Prefect is imported), each once."""
     import prefect.main  # noqa: F401  (runs Prefect's logging setup, which creates the console handlers)
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    for logger in (logging.getLogger(), *(logging.getLogger(n) for n in ("prefect", "uvicorn", "fastapi"))):
-        for handler in logger.handlers:
-            if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, HideUserErrors) for f in handler.filters):
-                handler.addFilter(HideUserErrors())
+    loggers = (logging.getLogger(), *(logging.getLogger(n) for n in ("prefect", "prefect.flow_runs", "prefect.task_runs", "uvicorn", "fastapi")))
+    return list(dict.fromkeys(h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)))
+
+
+def hide_user_error_tracebacks() -> None:
+    """Install HideUserErrors on Prefect's console handlers."""
+    for handler in prefect_console_handlers():
+        if not any(isinstance(f, HideUserErrors) for f in handler.filters):
+            handler.addFilter(HideUserErrors())
 
 
 # Tables and summary lines of the terminal (the CLI and the demo print these) -------------------
