@@ -56,12 +56,18 @@ class SasrecConfig:
     # for id_drop 0.5 / delta_ratio 0.5, and 0.0248 for sasrec (benchmarks/content_first.py).
     id_drop: float = 0.2  # share of items whose delta is dropped whole in a training batch
     delta_ratio: float = 2.0  # rho: ||delta_i|| <= rho * ||W c_i||
+    # At inference an item without a trained delta (new, or withheld) borrows the deltas of its K
+    # nearest trained items by content cosine, weighted softmax(cosine / temperature); 0: content alone.
+    # Chosen on the cold-start split's validation rows (benchmarks/cold_neighbours.py, README).
+    cold_neighbours: int = 20
+    cold_temperature: float = 0.02
 
     def __post_init__(self) -> None:
         check_ranges(
             self,
-            positive=("dim", "layers", "heads", "inner", "batch", "max_epochs", "patience", "valid_users", "lr", "init_std", "delta_ratio"),
+            positive=("dim", "layers", "heads", "inner", "batch", "max_epochs", "patience", "valid_users", "lr", "init_std", "delta_ratio", "cold_temperature"),
             shares=("dropout", "attn_dropout", "id_drop"),
+            counts=("cold_neighbours",),
         )
         if self.dim % self.heads:
             raise ConfigError(f"sasrec: dim {self.dim} must be a multiple of heads {self.heads}")
@@ -92,7 +98,7 @@ class Block(nn.Module):
 class SasrecNet(nn.Module):
     def __init__(self, n_items: int, max_len: int, cfg: SasrecConfig, content_dim: int = 0) -> None:
         super().__init__()
-        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio)
+        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature)
         self.pos = nn.Embedding(max_len, cfg.dim)
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-12)
         self.drop = nn.Dropout(cfg.dropout)

@@ -56,16 +56,23 @@ class LstmAttnConfig:
     # there (benchmarks/content_first.py); lstm-attn had 0.5 / 0.5 before 2026-12-02.
     id_drop: float = 0.2  # share of items whose id correction is dropped whole in a training batch
     delta_ratio: float = 2.0  # rho: ||delta_i|| <= rho * ||W c_i||
+    cold_neighbours: int = 20  # as sasrec-content: items without a trained delta borrow their K content neighbours' (0: off)
+    cold_temperature: float = 0.02
 
     def __post_init__(self) -> None:
-        check_ranges(self, positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio"), shares=("dropout", "id_drop"))
+        check_ranges(
+            self,
+            positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio", "cold_temperature"),
+            shares=("dropout", "id_drop"),
+            counts=("cold_neighbours",),
+        )
 
 
 class LstmAttnNet(nn.Module):
     def __init__(self, n_items: int, cfg: LstmAttnConfig, content_dim: int, n_heads: int) -> None:
         super().__init__()
         self.dim = cfg.dim
-        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio)
+        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature)
         nn.init.normal_(self.items.ids.weight, std=0.1)
         self.event_emb = nn.Embedding(6, cfg.dim, padding_idx=0)
         self.step = nn.Linear(cfg.dim + 1, cfg.dim)

@@ -8,7 +8,11 @@ with c_i the item's frozen content vector (fused, else text; looked up from the 
 time, never stored in a checkpoint), W a learned projection, and delta_i a trainable id correction
 kept small by the norm bound. In each training batch delta is dropped whole for a seeded share of
 items, so the content path also learns from positives. Items never seen in training have no
-delta: they are W c_i alone. Without content (the id-only rankers) e_i is an id embedding.
+delta of their own; at inference each borrows a weighted mean of the (bounded) deltas of the
+`cold_neighbours` items with a trained delta nearest it by content cosine, weights softmax(cosine /
+`cold_temperature`), so a new item gets the collaborative correction of items like it, near
+duplicates most (0 neighbours: W c_i alone; training never borrows, so the trained weights do not
+depend on it). Without content (the id-only rankers) e_i is an id embedding.
 """
 
 from __future__ import annotations
@@ -32,14 +36,20 @@ from ranker.metrics import ndcg, target_ranks
 class ItemTower(nn.Module):
     """Item vectors (n_items + 1, d): id embeddings (content_dim 0) or W c + bounded delta."""
 
-    def __init__(self, n_items: int, dim: int, content_dim: int, delta_ratio: float) -> None:
+    def __init__(self, n_items: int, dim: int, content_dim: int, delta_ratio: float, neighbours: int = 0, temperature: float = 0.03) -> None:
         super().__init__()
         self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
         self.proj = nn.Linear(content_dim, dim) if content_dim else None
-        self.delta_ratio = delta_ratio
+        self.delta_ratio, self.neighbours, self.temperature = delta_ratio, neighbours, temperature
         # Looked up from the warehouse on load, never saved: new items score without retraining.
         self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
         self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
+        # Items with content and no trained delta (cold), the `neighbours` items with a delta nearest
+        # each by content cosine, and their weights softmax(cosine / temperature): at inference a
+        # cold item borrows that weighted mean of their deltas.
+        self.register_buffer("cold", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("cold_neighbours", torch.zeros(0, max(neighbours, 1), dtype=torch.long), persistent=False)
+        self.register_buffer("cold_weights", torch.zeros(0, max(neighbours, 1)), persistent=False)
 
     def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Every item's vector (n_items + 1, d), or only those of `rows` (R,) -> (R, d). `keep`
@@ -48,18 +58,53 @@ class ItemTower(nn.Module):
         rows = torch.arange(self.ids.num_embeddings, device=self.ids.weight.device) if rows is None else rows
         if self.proj is None:
             return self.ids(rows) * (rows > 0).unsqueeze(-1)  # padding: zeros
-        base = self.proj((self.content if content is None else content)[rows])  # (R, d)
-        delta = self.ids(rows)
-        bound = self.delta_ratio * base.detach().norm(dim=-1, keepdim=True)
-        delta = delta * torch.clamp(bound / (delta.norm(dim=-1, keepdim=True) + 1e-12), max=1.0)
+        content = self.content if content is None else content
+        base = self.proj(content[rows])  # (R, d)
         mask = self.has_delta[rows] if keep is None else self.has_delta[rows] & keep[rows]
-        return (base + delta * mask.unsqueeze(-1)) * (rows > 0).unsqueeze(-1)  # padding: zeros
+        vectors = base + self._bounded(self.ids(rows), base) * mask.unsqueeze(-1)
+        if keep is None and len(self.cold):  # inference: cold items borrow their neighbours' corrections
+            vectors = vectors + self._borrowed(content)[rows]
+        return vectors * (rows > 0).unsqueeze(-1)  # padding: zeros
+
+    def _bounded(self, delta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """delta scaled down where it is longer than delta_ratio * ||base|| (row-wise)."""
+        bound = self.delta_ratio * base.detach().norm(dim=-1, keepdim=True)
+        return delta * torch.clamp(bound / (delta.norm(dim=-1, keepdim=True) + 1e-12), max=1.0)
+
+    def _borrowed(self, content: torch.Tensor) -> torch.Tensor:
+        """(n_items + 1, d): each cold item's correction, the similarity-weighted mean of its
+        neighbours' bounded deltas (bounded again by its own projected content); zeros elsewhere."""
+        base = self.proj(content)
+        deltas = self._bounded(self.ids.weight, base)
+        out = torch.zeros_like(base)
+        for cold, neighbours, weights in zip(self.cold.split(8192), self.cold_neighbours.split(8192), self.cold_weights.split(8192)):  # (8192, K, d) at most
+            out[cold] = self._bounded((weights.unsqueeze(-1) * deltas[neighbours]).sum(1), base[cold])
+        return out
 
     def set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
         if self.proj is not None:
             self.content.copy_(torch.as_tensor(data.content, device=self.content.device))
         self.has_delta.copy_(torch.as_tensor(seen, device=self.has_delta.device))
         self.has_delta[0] = False
+        self.cold, self.cold_neighbours, self.cold_weights = self.content_neighbours(data, seen)
+
+    def content_neighbours(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cold items (content, no trained delta), for each its `neighbours` nearest items with
+        a trained delta by cosine of the content vectors, and their weights, softmax(cosine /
+        temperature) over those neighbours; none without content or neighbours."""
+        device = self.content.device
+        donors = np.flatnonzero(seen & data.scorable)
+        donors = donors[donors > 0]
+        cold = np.flatnonzero(~seen & data.scorable)
+        cold = cold[cold > 0]
+        if self.proj is None or not self.neighbours or not len(cold) or not len(donors):
+            width = max(self.neighbours, 1)
+            return torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, width, dtype=torch.long, device=device), torch.zeros(0, width, device=device)
+        unit = nn.functional.normalize(self.content, dim=1)
+        donor_t = torch.as_tensor(donors, device=device)
+        nearest = [(unit[part] @ unit[donor_t].T).topk(min(self.neighbours, len(donors)), dim=1) for part in torch.as_tensor(cold, device=device).split(2048)]
+        weights = torch.softmax(torch.cat([n.values for n in nearest]) / self.temperature, dim=1)
+        return torch.as_tensor(cold, device=device), donor_t[torch.cat([n.indices for n in nearest])], weights
 
 
 def remap_items(

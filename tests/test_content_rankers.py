@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import shutil
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,7 @@ from ranker.evaluate import test_rows as rows_to_evaluate
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
 from ranker.sequence import LstmAttn, LstmAttnConfig
-from ranker.training import next_item_sequences
+from ranker.training import ItemTower, next_item_sequences
 from warehouse import db, store
 from warehouse.schemas import EVENTS
 from warehouse.store import Warehouse
@@ -121,6 +122,41 @@ def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, 
     group_a = np.array([grown.queries.users[r][0] == "a" for r in test])
     assert np.isfinite(scores[:, a9]).all()
     assert np.mean(np.where(group_a, scores[:, a9] > scores[:, b9], scores[:, b9] > scores[:, a9])) >= 0.9
+
+
+def test_an_item_without_a_trained_delta_borrows_its_content_neighbours_mean_at_inference_only():
+    """Items 1-2 (near x) and 3-4 (near y) have trained deltas; 5 (near x) and 6 (near y) have none.
+    At inference 5 is W c_5 plus the mean of 1's and 2's bounded deltas weighted softmax(cosine /
+    temperature) (bounded again by its own W c_5), 6 borrows from 3 and 4; training (a `keep` mask)
+    and 0 neighbours give content alone, and the items with a delta are the same either way."""
+    torch.manual_seed(0)
+    content = np.array([[0, 0, 0], [1, 0, 0], [1, 0.6, 0], [0, 1, 0], [0.6, 1, 0], [1, 0.1, 0.1], [0.1, 1, 0.1]], np.float32)
+    data = SimpleNamespace(content=content, scorable=np.linalg.norm(content, axis=1) > 0)  # all the tower reads
+    seen = np.array([False, True, True, True, True, False, False])
+    tower = ItemTower(6, 4, 3, delta_ratio=0.5, neighbours=2, temperature=0.1)
+    alone = ItemTower(6, 4, 3, delta_ratio=0.5, neighbours=0)
+    alone.load_state_dict(tower.state_dict())
+    for t in (tower, alone):
+        t.set_items(data, seen)
+    with torch.no_grad():
+        base = tower.proj(torch.as_tensor(content))
+        deltas = tower._bounded(tower.ids.weight, base)
+        expected = base.clone()
+        expected[0] = 0  # padding
+        expected[1:5] += deltas[1:5]
+        for cold, donors in ((5, [1, 2]), (6, [3, 4])):
+            cosine = torch.nn.functional.normalize(torch.as_tensor(content[[cold] + donors]), dim=1)
+            weights = torch.softmax(cosine[1:] @ cosine[0] / 0.1, dim=0)
+            assert 0.6 < weights.max() < 0.9  # both donors count, the nearer more
+            borrowed = (weights[:, None] * deltas[donors]).sum(0)
+            limit = 0.5 * base[cold].norm()
+            expected[cold] += borrowed * min(1.0, float(limit / borrowed.norm()))
+        np.testing.assert_allclose(tower().numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+        training = tower(keep=torch.ones(7, dtype=torch.bool))
+        np.testing.assert_allclose(training[5:].numpy(), base[5:].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(alone()[5:].numpy(), base[5:].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(alone()[:5].numpy(), tower()[:5].numpy(), rtol=1e-6)
+        assert not torch.allclose(tower()[5], base[5])
 
 
 def test_a_content_ranker_without_content_is_an_error(tmp_path):

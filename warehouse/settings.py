@@ -53,13 +53,18 @@ def override(config: T, values: dict[str, Any], where: str) -> T:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def check_ranges(config: Any, *, positive: tuple[str, ...] = (), shares: tuple[str, ...] = ()) -> None:
-    """A config's values that no run can use are a `ConfigError` at construction: counts, sizes and
-    rates must be above 0; dropouts and shares must lie in [0, 1)."""
+def check_ranges(config: Any, *, positive: tuple[str, ...] = (), shares: tuple[str, ...] = (), counts: tuple[str, ...] = ()) -> None:
+    """A config's values that no run can use are a `ConfigError` at construction: sizes and rates
+    must be above 0; `counts` (where 0 turns a feature off) whole numbers of at least 0; dropouts
+    and shares must lie in [0, 1)."""
     kind = type(config).__name__
     for name in positive:
         if not getattr(config, name) > 0:
             raise ConfigError(f"{kind}.{name} must be above 0, got {getattr(config, name)!r}")
+    for name in counts:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{kind}.{name} must be a whole number of at least 0, got {value!r}")
     for name in shares:
         if not 0 <= getattr(config, name) < 1:
             raise ConfigError(f"{kind}.{name} must be in [0, 1), got {getattr(config, name)!r}")
