@@ -81,18 +81,38 @@ def history_ages(wh: Warehouse, queries: Queries, data: Dataset) -> np.ndarray:
     return step_ages(queries, data.item_ids, {(r["user_id"], r["item_id"]): r["ts"] for r in rows})
 
 
-def load_explainers(wh: Warehouse, data: Dataset, device: str) -> tuple[Any, Any]:
-    """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it."""
+def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | None = None) -> tuple[Any, Any]:
+    """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it.
+    `scored_by` ("name@version", a run's model): a run scored by lstm-attn or lightgbm is explained
+    by the versions that scored it while the registry holds them; otherwise the latest."""
+    name, _, version = (scored_by or "").partition("@")
+    ctr_version = version if name == "lightgbm" else None
+    base_version = version if name == "lstm-attn" else None
     try:
-        model = artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, match="schema")
+        if ctr_version:
+            base_version = artifacts.base_version(wh.models_dir, "lightgbm", ctr_version)
+        for needed, wanted in (("lightgbm", ctr_version), ("lstm-attn", base_version)):
+            if wanted:
+                artifacts.read_meta(wh.models_dir, needed, wanted)
+    except artifacts.ModelMismatch:
+        print(
+            f"reelsense: warning: the run was scored by {scored_by}, no longer in the registry (pruned?); explaining it with the latest models", file=sys.stderr
+        )
+        ctr_version = base_version = None
+    try:
+        model = artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=base_version, match="schema")
     except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
         raise artifacts.ModelMismatch(
             f"explanations come from lstm-attn (its attention and modality contributions), "
             f"whichever ranker scored the run: {exc}; run `reelsense train --models lstm-attn`"
         ) from exc
+    if base_version and not ctr_version:  # the run's lstm-attn: the CTR stage only where it re-ranks that version
+        latest_ctr = artifacts.latest(wh.models_dir, "lightgbm")
+        if latest_ctr is None or latest_ctr.get("base_version") != base_version:
+            return model, None
     try:
         # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
-        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, match="schema")
+        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema")
     except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
         if artifacts.latest(wh.models_dir, "lightgbm") is not None:  # trained, but not for this data: say so
@@ -126,10 +146,10 @@ def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str,
 
 
 @task(name="explain-scores", cache_policy=NO_CACHE)
-def explain_scores(home: str, run_id: str, device: str) -> tuple[list[dict], Dataset]:
+def explain_scores(home: str, run_id: str, device: str, scored_by: str | None = None) -> tuple[list[dict], Dataset]:
     wh = Warehouse(home)
     data = load_dataset(wh, MAX_HISTORY)
-    model, ctr = load_explainers(wh, data, device)
+    model, ctr = load_explainers(wh, data, device, scored_by)
     scored = db.analysis(wh, "run_pairs", {"run": run_id}).to_pylist()
     rows = explain_for(wh, data, model, ctr, [(s["user_id"], s["item_id"]) for s in scored])
     if rows:
@@ -156,7 +176,7 @@ def analyze(
         run = check_run(wh, run_id)
         run_id = run["run_id"]
         current_samples(home)
-        explanations, data = explain_scores(home, run_id, device_for(device))
+        explanations, data = explain_scores(home, run_id, device_for(device), run["model_version"])
         tags = item_tags(wh)
         truth = json.loads(Path(truth_path).read_text()) if truth_path else None
         profiles: dict[str, dict[str, list]] = {}
@@ -252,13 +272,13 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     else:
         current_samples(str(wh.home))
         data = load_dataset(wh, MAX_HISTORY)
-        model, ctr = load_explainers(wh, data, device_for(device))
+        model, ctr = load_explainers(wh, data, device_for(device), runs[0]["model_version"] if runs else None)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair (`reelsense report` stores them for a scored run)"
         if runs:  # scored, but the newest run that scored it has no explanation stored
             older = next((r["run_id"] for r in runs if r["explained"]), None)
             source = (
-                f"computed now with the latest models: run {runs[0]['run_id']}, the newest to score this pair, has no stored "
+                f"computed now: run {runs[0]['run_id']}, the newest to score this pair, has no stored "
                 f"explanation (`reelsense report --run-id {runs[0]['run_id']}` stores them)"
                 + (f"; run {older}'s is shown by `--run-id {older}`" if older else "")
             )

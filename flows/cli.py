@@ -36,7 +36,7 @@ from typing import NoReturn
 
 import pyarrow as pa
 
-from flows.console import format_csv, format_json, format_table, prefect_console_handlers, report_line, results_lines
+from flows.console import count, format_csv, format_json, format_table, prefect_console_handlers, report_line, results_lines
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
@@ -402,7 +402,7 @@ def _compact(args: argparse.Namespace) -> None:
         if not before:
             print(f"compact {name}: no files")
         else:
-            print(f"compact {name}: {before} files -> {after}" if after < before else f"compact {name}: {before} files, nothing to merge")
+            print(f"compact {name}: {count(before, 'file')} -> {after}" if after < before else f"compact {name}: {count(before, 'file')}, nothing to merge")
 
 
 def _prune(args: argparse.Namespace) -> None:

@@ -149,6 +149,11 @@ def score_line(summary: dict[str, Any]) -> str:
     )
 
 
+def count(n: int, noun: str) -> str:
+    """'1 file', '2 files': a count with its noun in the right number (nouns that take an s)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def report_line(wh: Any, summary: dict) -> str:
     shifts = summary.get("shifts")
     quality = (
@@ -156,7 +161,7 @@ def report_line(wh: Any, summary: dict) -> str:
         if shifts
         else ""
     )
-    return f"analyze {summary['run_id']}: {summary['explanations']} explanations, {summary['pages']} user pages{quality}; {summary['report']}"
+    return f"analyze {summary['run_id']}: {count(summary['explanations'], 'explanation')}, {count(summary['pages'], 'user page')}{quality}; {summary['report']}"
 
 
 def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) -> str:

@@ -181,7 +181,7 @@ def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, v
     """`load`, with the base model of a ranker that re-ranks another (lightgbm: lstm-attn) loaded first."""
     trained: dict[str, Any] = {}
     if name in NEEDS_BASE:
-        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, version=_base_version(models_dir, name, version), match=match)
+        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, version=base_version(models_dir, name, version), match=match)
     return load(models_dir, name, data, trained, device, version=version, match=match)
 
 
@@ -189,11 +189,11 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
     """The checks of `load_with_base` without loading any weights: ModelMismatch if the ranker, or
     the base it re-ranks, does not fit `data` (score-batch asks before it touches a run)."""
     if name in NEEDS_BASE:
-        checked_meta(models_dir, NEEDS_BASE[name], data, version=_base_version(models_dir, name, version), match=match)
+        checked_meta(models_dir, NEEDS_BASE[name], data, version=base_version(models_dir, name, version), match=match)
     checked_meta(models_dir, name, data, version=version, match=match)
 
 
-def _base_version(models_dir: Path, name: str, version: str | None) -> str | None:
+def base_version(models_dir: Path, name: str, version: str | None) -> str | None:
     """The base version a re-ranker was trained on top of (older registries: the latest base)."""
     meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
     return (meta or {}).get("base_version")

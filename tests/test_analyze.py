@@ -171,7 +171,7 @@ def test_explain_without_a_run_uses_the_newest_run_that_scored_the_pair(analyzed
         == 1
     )
     first = explain_lines(copy, pair["user_id"], pair["item_id"])[0]
-    assert "computed now with the latest models: run run-newer, the newest to score this pair, has no stored explanation" in first
+    assert "computed now: run run-newer, the newest to score this pair, has no stored explanation" in first
     assert "`reelsense report --run-id run-newer` stores them); run run-report's is shown by `--run-id run-report`" in first
     assert "scored in run run-report" in explain_lines(copy, pair["user_id"], pair["item_id"], run_id="run-report")[0]
     from warehouse.errors import ReelsenseError

@@ -254,6 +254,37 @@ def test_reports_of_different_runs_do_not_overwrite_each_other(scored_home, caps
     assert "108 explanations, 5 user pages" in capsys.readouterr().out
     assert len(list((reports / "full" / "users").glob("*.html"))) == 5
     assert "pages for the 5 most active of its 36 users" in full.read_text()
+    assert main(["--home", str(scored_home), "report", "--run-id", "full", "--pages", "1", "--plot-users", "0"]) == 0
+    assert "108 explanations, 1 user page;" in capsys.readouterr().out
+
+
+def test_a_run_is_explained_by_the_lstm_attn_version_that_scored_it_not_a_newer_one(ranked_home, tmp_path, capsys, caplog):
+    """Runs scored by lstm-attn A are explained by A after a retrain makes B the latest; once A is
+    gone from the registry the report says so and falls back to the latest."""
+    from flows.rank import train_rankers
+    from flows.score import score_batch
+    from ranker import artifacts
+
+    home = tmp_path / "home"
+    shutil.copytree(ranked_home.home, home, symlinks=True)
+    for run in ("old", "pruned"):
+        score_batch(str(home), model="lstm-attn", k=3, run_id=run, users=["user00", "user01"], device="cpu")
+    models = Warehouse(home).models_dir
+    scored = artifacts.latest(models, "lstm-attn")["version"]
+    train_rankers(str(home), models=["lstm-attn"], device="cpu", force=True, settings={"lstm-attn": {"max_epochs": 1}})
+    newer = artifacts.latest(models, "lstm-attn")["version"]
+    assert newer != scored
+
+    def explained_by(run: str) -> set[str]:
+        table = db.query(Warehouse(home), "SELECT DISTINCT model_version FROM explanations WHERE run_id = ?", [run])
+        return {v.split("+")[0] for v in table.column("model_version").to_pylist()}  # lstm-attn@V[+lightgbm@W]
+
+    assert main(["--home", str(home), "report", "--run-id", "old", "--plot-users", "0", "--device", "cpu"]) == 0
+    assert explained_by("old") == {f"lstm-attn@{scored}"}
+    shutil.rmtree(models / "rankers" / "lstm-attn" / scored)  # as prune would
+    assert main(["--home", str(home), "report", "--run-id", "pruned", "--plot-users", "0", "--device", "cpu"]) == 0
+    assert f"the run was scored by lstm-attn@{scored}, no longer in the registry" in caplog.text  # a log line of the flow's task
+    assert explained_by("pruned") == {f"lstm-attn@{newer}"}
 
 
 def test_report_and_align_with_a_bad_truth_file_is_a_one_line_error(scored_home, tmp_path, capsys, monkeypatch):
