@@ -15,8 +15,13 @@ rows differ only in how withheld items are scored:
   as a whole does not pay for it);
 - test rows: the harness's item-cold slices (withheld / kept targets) and new users with 1, 2, 3
   and 5 known engagements. History unmasked and masked.
+Each setting is also paired with content alone over the same rows (NDCG@10, bootstrap 95% CI).
+`--split main` does the same on the main table's warm split (sasrec-content trained on it as the
+harness's main step trains it, capped at --max-epochs): every test user, and those whose target was
+never seen in training (the items that borrow), no selection.
 
     .venv/bin/python benchmarks/cold_neighbours.py --home HOME --checkpoint cold.pt --out cold-neighbours.json [--grid 0,1,20@0.02,...]
+    .venv/bin/python benchmarks/cold_neighbours.py --split main --max-epochs 30 --grid 0,20@0.02 --home HOME --checkpoint main.pt --out main.json
 
 Never asserted in tests; the README quotes the run it names.
 """
@@ -30,12 +35,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from microlens import make  # benchmarks/, beside this script
 
 from ranker.coldstart import cold_split, item_cold_rows, user_cold_rows
-from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
-from ranker.evaluate import ranking_metrics, ranks_by_protocol
+from ranker.data import MAX_HISTORY, Dataset, ensure_samples, load_dataset
+from ranker.evaluate import paired_bootstrap, ranking_metrics, ranks_by_protocol, test_rows
+from ranker.metrics import ndcg
 from warehouse.store import Warehouse
 
 GRID = "0,1,5@0.03,20@0.01,20@0.02,20@0.03,20@0.05,20@0.1"
@@ -50,6 +57,31 @@ def setting(text: str) -> tuple[int, float]:
     return parsed
 
 
+def cold_rows(data: Dataset) -> tuple[Dataset, dict[str, npt.NDArray[np.int64]]]:
+    """The cold-start split's training data, and its rows: validation rows of the kept users by
+    whether the target was withheld (the selection rows), the harness's item-cold test slices and
+    new users with 1, 2, 3 and 5 known engagements."""
+    split = cold_split(data, seed=0)
+    kept_users = ~np.isin(data.queries.users, list(split.withheld_users))
+    valid = np.flatnonzero((data.split == "valid") & kept_users)
+    withheld = split.withheld_items[data.targets[valid]]
+    return split.train_data, {
+        "valid_all": valid,
+        "valid_withheld": valid[withheld],
+        "valid_kept": valid[~withheld],
+        **{f"test_{k}": v for k, v in item_cold_rows(data, split).items()},
+        **{f"new_users_{k}": v for k, v in user_cold_rows(data, split).items()},
+    }
+
+
+def main_rows(data: Dataset) -> tuple[Dataset, dict[str, npt.NDArray[np.int64]]]:
+    """The warm split (trained on as it is), and its rows: every test user (the main table's), by
+    whether the target was ever seen in training (never seen: no trained correction of its own)."""
+    test = test_rows(data, max_users=None, seed=0)
+    never = ~data.in_training[data.targets[test]]
+    return data, {"test_all": test, "test_never_seen": test[never], "test_seen": test[~never]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True, help="a reelsense home with MicroLens-50K ingested and its titles extracted")
@@ -57,6 +89,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="results (.json)")
     parser.add_argument("--grid", default=GRID, help=f"comma-separated K@temperature settings to evaluate (0: content alone; default {GRID})")
     parser.add_argument("--max-epochs", type=int, default=14, help="cap on training epochs (the harness's --cold-max-epochs of the README runs)")
+    parser.add_argument(
+        "--split",
+        choices=("cold", "main"),
+        default="cold",
+        help="cold: the cold-start split (default); main: the main table's warm split, all test users, by whether the target was seen in training",
+    )
     args = parser.parse_args()
     try:
         grid = {text: setting(text) for text in args.grid.split(",")}
@@ -67,48 +105,40 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ensure_samples(Warehouse(args.home), MAX_HISTORY)
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)
-    split = cold_split(data, seed=0)
-    kept_users = ~np.isin(data.queries.users, list(split.withheld_users))
-    valid = np.flatnonzero((data.split == "valid") & kept_users)
-    withheld = split.withheld_items[data.targets[valid]]
-    rows = {
-        "valid_all": valid,
-        "valid_withheld": valid[withheld],
-        "valid_kept": valid[~withheld],
-        **{f"test_{k}": v for k, v in item_cold_rows(data, split).items()},
-        **{f"new_users_{k}": v for k, v in user_cold_rows(data, split).items()},
-    }
+    train_data, rows = cold_rows(data) if args.split == "cold" else main_rows(data)
     model = make("sasrec-content", {"max_epochs": args.max_epochs, "patience": 3})
     results: dict = {"command": " ".join(["python", *sys.argv]), "rows": {k: len(v) for k, v in rows.items()}, "by_setting": {}}
     if args.checkpoint.exists():
-        model.load(args.checkpoint, split.train_data)
+        model.load(args.checkpoint, train_data)
     else:
         started = time.perf_counter()
-        model.fit(split.train_data, seed=0)
+        model.fit(train_data, seed=0)
         results["fit_seconds"] = round(time.perf_counter() - started, 1)
         args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         model.save(args.checkpoint)
     results["history"] = model.history
     seen = model.net.items.has_delta.cpu().numpy()
+    per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # setting -> slice -> protocol -> NDCG@10 per row
     for name, (k, temperature) in grid.items():
         started = time.perf_counter()
         model.net.items.neighbours, model.net.items.temperature = k, temperature
-        model.net.items.set_items(split.train_data, seen)
-        by_slice = {}
+        model.net.items.set_items(train_data, seen)
+        by_slice, per_user[name] = {}, {}
         for slice_name, where in rows.items():
             ranks = ranks_by_protocol(model, data, where, data.queries.take(where))
             by_slice[slice_name] = {p: ranking_metrics(r, seed=0) for p, r in ranks.items()}
+            per_user[name][slice_name] = {p: ndcg(r, 10) for p, r in ranks.items()}
+        if name != "0":  # the same rows with content alone: paired over them
+            by_slice["vs_content_alone"] = {
+                s: {p: paired_bootstrap(v, per_user["0"][s][p], seed=0) for p, v in by_p.items()} for s, by_p in per_user[name].items() if len(rows[s])
+            }
         results["by_setting"][name] = by_slice
-        cold, warm = by_slice["test_cold_targets"]["unmasked"], by_slice["test_warm_targets"]["unmasked"]
-        print(
-            f"{name}: validation NDCG@10 {by_slice['valid_all']['unmasked']['ndcg@10']:.4f} (withheld {by_slice['valid_withheld']['unmasked']['ndcg@10']:.4f}, "
-            f"kept {by_slice['valid_kept']['unmasked']['ndcg@10']:.4f}); test HR@10 withheld {cold['hr@10']:.4f}, kept {warm['hr@10']:.4f}, "
-            f"ratio {cold['hr@10'] / max(warm['hr@10'], 1e-12):.2f} ({time.perf_counter() - started:.0f}s)",
-            flush=True,
-        )
-    valid = {name: (by["valid_all"]["unmasked"]["ndcg@10"], by["valid_withheld"]["unmasked"]["ndcg@10"]) for name, by in results["by_setting"].items()}
-    results["chosen"] = max((name for name in valid if valid[name][0] >= valid["0"][0]), key=lambda name: valid[name][1])
-    print(f"chosen: {results['chosen']} (best validation NDCG@10 on withheld targets, all validation rows no lower than content alone's)", flush=True)
+        line = ", ".join(f"{s} {by_slice[s]['unmasked'].get('ndcg@10', 0):.4f} / HR {by_slice[s]['unmasked'].get('hr@10', 0):.4f}" for s in rows)
+        print(f"{name}: NDCG@10 / HR@10 unmasked: {line} ({time.perf_counter() - started:.0f}s)", flush=True)
+    if args.split == "cold":
+        valid = {name: (by["valid_all"]["unmasked"]["ndcg@10"], by["valid_withheld"]["unmasked"]["ndcg@10"]) for name, by in results["by_setting"].items()}
+        results["chosen"] = max((name for name in valid if valid[name][0] >= valid["0"][0]), key=lambda name: valid[name][1])
+        print(f"chosen: {results['chosen']} (best validation NDCG@10 on withheld targets, all validation rows no lower than content alone's)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
 
