@@ -84,32 +84,28 @@ def history_ages(wh: Warehouse, queries: Queries, data: Dataset) -> np.ndarray:
 def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | None = None) -> tuple[Any, Any]:
     """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it.
     `scored_by` ("name@version", a run's model): a run scored by lstm-attn or lightgbm is explained
-    by the versions that scored it while the registry holds them; otherwise the latest."""
+    by the versions that scored it (lstm-attn with the newest lightgbm over it) while the registry
+    holds them and they fit the warehouse; otherwise by the latest, with a warning."""
     name, _, version = (scored_by or "").partition("@")
     ctr_version = version if name == "lightgbm" else None
     base_version = version if name == "lstm-attn" else None
     try:
         if ctr_version:
             base_version = artifacts.base_version(wh.models_dir, "lightgbm", ctr_version)
-        for needed, wanted in (("lightgbm", ctr_version), ("lstm-attn", base_version)):
-            if wanted:
-                artifacts.read_meta(wh.models_dir, needed, wanted)
-    except artifacts.ModelMismatch:
+            artifacts.checked_meta(wh.models_dir, "lightgbm", data, version=ctr_version, match="schema")
+        if base_version:
+            artifacts.checked_meta(wh.models_dir, "lstm-attn", data, version=base_version, match="schema")
+    except artifacts.ModelMismatch as exc:
         print(
-            f"reelsense: warning: the run was scored by {scored_by}, no longer in the registry (pruned?); explaining it with the latest models", file=sys.stderr
+            f"reelsense: warning: the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", file=sys.stderr
         )
         ctr_version = base_version = None
-    try:
-        model = artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=base_version, match="schema")
-    except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
-        raise artifacts.ModelMismatch(
-            f"explanations come from lstm-attn (its attention and modality contributions), "
-            f"whichever ranker scored the run: {exc}; run `reelsense train --models lstm-attn`"
-        ) from exc
-    if base_version and not ctr_version:  # the run's lstm-attn: the CTR stage only where it re-ranks that version
-        latest_ctr = artifacts.latest(wh.models_dir, "lightgbm")
-        if latest_ctr is None or latest_ctr.get("base_version") != base_version:
-            return model, None
+    if base_version and not ctr_version:  # the run's lstm-attn: the newest LightGBM stage trained over it, if any
+        over_it = [m["version"] for m in artifacts.list_models(wh.models_dir) if m["name"] == "lightgbm" and m.get("base_version") == base_version]
+        if not over_it:
+            return _explainer(wh, data, device, base_version), None
+        ctr_version = over_it[-1]
+    model = _explainer(wh, data, device, base_version)
     try:
         # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
         ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema")
@@ -121,6 +117,17 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
                 file=sys.stderr,
             )
     return model, ctr
+
+
+def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -> Any:
+    """lstm-attn of `version` (None: the latest), whichever ranker scored the run."""
+    try:
+        return artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=version, match="schema")
+    except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
+        raise artifacts.ModelMismatch(
+            f"explanations come from lstm-attn (its attention and modality contributions), "
+            f"whichever ranker scored the run: {exc}; run `reelsense train --models lstm-attn`"
+        ) from exc
 
 
 def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str, str]]) -> list[dict]:

@@ -155,17 +155,15 @@ class Sasrec:
         self.heads = ["engage"]
         self.item_ids: list[str] = []
 
-    def _build(self, data: Dataset) -> None:
+    def _build(self, data: Dataset, seen: npt.NDArray[np.bool_] | None = None) -> None:
+        """The net for `data`'s items; `seen`: the items with a trained delta (default: those training sees)."""
         content_dim = 0
         if self.use_content:
             check_content(data, self.name)
             content_dim = data.content.shape[1]
         self.item_ids = list(data.item_ids)
         self.net = SasrecNet(data.n_items, data.queries.hist_items.shape[1], self.config, content_dim).to(self.device)
-        self._set_items(data, seen=data.in_training)
-
-    def _set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
-        self.net.items.set_items(data, seen)
+        self.net.items.set_items(data, data.in_training if seen is None else seen)
 
     def fit(self, data: Dataset, *, seed: int = 0) -> None:
         cfg = self.config
@@ -239,10 +237,10 @@ class Sasrec:
         """Load a checkpoint onto `data`'s item vocabulary: ids it was trained on keep their
         delta, items it never saw (new since training) are content alone."""
         saved = torch.load(path, map_location="cpu", weights_only=False)
-        self.config, self.history = SasrecConfig(**saved["config"]), saved["history"]
-        self._build(data)
+        # A checkpoint from before cold items borrowed corrections keeps scoring them by content alone.
+        self.config, self.history = SasrecConfig(**{"cold_neighbours": 0, **saved["config"]}), saved["history"]
         state = saved["state"]
         seen = remap_items(state, "items.", saved["item_ids"], saved["has_delta"], data, name=self.name)
+        self._build(data, seen)
         self.net.load_state_dict(state)
-        self._set_items(data, seen)
         self.net.eval()

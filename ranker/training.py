@@ -11,8 +11,11 @@ items, so the content path also learns from positives. Items never seen in train
 delta of their own; at inference each borrows a weighted mean of the (bounded) deltas of the
 `cold_neighbours` items with a trained delta nearest it by content cosine, weights softmax(cosine /
 `cold_temperature`), so a new item gets the collaborative correction of items like it, near
-duplicates most (0 neighbours: W c_i alone; training never borrows, so the trained weights do not
-depend on it). Without content (the id-only rankers) e_i is an id embedding.
+duplicates most (0 neighbours: W c_i alone). Gradient steps never borrow; validation scores the
+model as it will serve, with borrowing, so early stopping may pick another epoch. The weights sum
+to 1 however far the nearest items are: an item unlike every trained one still borrows in full (a
+known limit). An explanation that replaces the content keeps the borrowed correction, as a trained
+item keeps its own delta (the neighbours are those of the real content). Without content (the id-only rankers) e_i is an id embedding.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ranker.metrics import ndcg, target_ranks
 class ItemTower(nn.Module):
     """Item vectors (n_items + 1, d): id embeddings (content_dim 0) or W c + bounded delta."""
 
-    def __init__(self, n_items: int, dim: int, content_dim: int, delta_ratio: float, neighbours: int = 0, temperature: float = 0.03) -> None:
+    def __init__(self, n_items: int, dim: int, content_dim: int, delta_ratio: float, neighbours: int = 0, temperature: float = 0.02) -> None:
         super().__init__()
         self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
         self.proj = nn.Linear(content_dim, dim) if content_dim else None
@@ -48,7 +51,7 @@ class ItemTower(nn.Module):
         # each by content cosine, and their weights softmax(cosine / temperature): at inference a
         # cold item borrows that weighted mean of their deltas.
         self.register_buffer("cold", torch.zeros(0, dtype=torch.long), persistent=False)
-        self.register_buffer("cold_neighbours", torch.zeros(0, max(neighbours, 1), dtype=torch.long), persistent=False)
+        self.register_buffer("cold_donors", torch.zeros(0, max(neighbours, 1), dtype=torch.long), persistent=False)
         self.register_buffer("cold_weights", torch.zeros(0, max(neighbours, 1)), persistent=False)
 
     def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,8 +80,8 @@ class ItemTower(nn.Module):
         base = self.proj(content)
         deltas = self._bounded(self.ids.weight, base)
         out = torch.zeros_like(base)
-        for cold, neighbours, weights in zip(self.cold.split(8192), self.cold_neighbours.split(8192), self.cold_weights.split(8192)):  # (8192, K, d) at most
-            out[cold] = self._bounded((weights.unsqueeze(-1) * deltas[neighbours]).sum(1), base[cold])
+        for cold, donors, weights in zip(self.cold.split(8192), self.cold_donors.split(8192), self.cold_weights.split(8192)):  # (8192, K, d) at most
+            out[cold] = self._bounded((weights.unsqueeze(-1) * deltas[donors]).sum(1), base[cold])
         return out
 
     def set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
@@ -86,7 +89,7 @@ class ItemTower(nn.Module):
             self.content.copy_(torch.as_tensor(data.content, device=self.content.device))
         self.has_delta.copy_(torch.as_tensor(seen, device=self.has_delta.device))
         self.has_delta[0] = False
-        self.cold, self.cold_neighbours, self.cold_weights = self.content_neighbours(data, seen)
+        self.cold, self.cold_donors, self.cold_weights = self.content_neighbours(data, seen)
 
     def content_neighbours(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The cold items (content, no trained delta), for each its `neighbours` nearest items with
@@ -102,7 +105,8 @@ class ItemTower(nn.Module):
             return torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, width, dtype=torch.long, device=device), torch.zeros(0, width, device=device)
         unit = nn.functional.normalize(self.content, dim=1)
         donor_t = torch.as_tensor(donors, device=device)
-        nearest = [(unit[part] @ unit[donor_t].T).topk(min(self.neighbours, len(donors)), dim=1) for part in torch.as_tensor(cold, device=device).split(2048)]
+        donor_units = unit[donor_t].T.contiguous()  # (D, donors), once
+        nearest = [(unit[part] @ donor_units).topk(min(self.neighbours, len(donors)), dim=1) for part in torch.as_tensor(cold, device=device).split(2048)]
         weights = torch.softmax(torch.cat([n.values for n in nearest]) / self.temperature, dim=1)
         return torch.as_tensor(cold, device=device), donor_t[torch.cat([n.indices for n in nearest])], weights
 

@@ -260,7 +260,8 @@ def test_reports_of_different_runs_do_not_overwrite_each_other(scored_home, caps
 
 def test_a_run_is_explained_by_the_lstm_attn_version_that_scored_it_not_a_newer_one(ranked_home, tmp_path, capsys, caplog):
     """Runs scored by lstm-attn A are explained by A after a retrain makes B the latest; once A is
-    gone from the registry the report says so and falls back to the latest."""
+    gone from the registry (deleted by hand: prune keeps the versions of the runs it keeps) the
+    report says so and falls back to the latest."""
     from flows.rank import train_rankers
     from flows.score import score_batch
     from ranker import artifacts
@@ -281,9 +282,9 @@ def test_a_run_is_explained_by_the_lstm_attn_version_that_scored_it_not_a_newer_
 
     assert main(["--home", str(home), "report", "--run-id", "old", "--plot-users", "0", "--device", "cpu"]) == 0
     assert explained_by("old") == {f"lstm-attn@{scored}"}
-    shutil.rmtree(models / "rankers" / "lstm-attn" / scored)  # as prune would
+    shutil.rmtree(models / "rankers" / "lstm-attn" / scored)
     assert main(["--home", str(home), "report", "--run-id", "pruned", "--plot-users", "0", "--device", "cpu"]) == 0
-    assert f"the run was scored by lstm-attn@{scored}, no longer in the registry" in caplog.text  # a log line of the flow's task
+    assert f"the run was scored by lstm-attn@{scored}, which cannot explain it now (no model lstm-attn version {scored}" in caplog.text  # logged by the task
     assert explained_by("pruned") == {f"lstm-attn@{newer}"}
 
 

@@ -140,7 +140,8 @@ def test_an_item_without_a_trained_delta_borrows_its_content_neighbours_mean_at_
         t.set_items(data, seen)
     with torch.no_grad():
         base = tower.proj(torch.as_tensor(content))
-        deltas = tower._bounded(tower.ids.weight, base)
+        raw = tower.ids.weight
+        deltas = raw * torch.clamp(0.5 * base.norm(dim=1, keepdim=True) / raw.norm(dim=1, keepdim=True), max=1.0)  # ||delta|| <= 0.5 ||W c||
         expected = base.clone()
         expected[0] = 0  # padding
         expected[1:5] += deltas[1:5]
@@ -157,6 +158,25 @@ def test_an_item_without_a_trained_delta_borrows_its_content_neighbours_mean_at_
         np.testing.assert_allclose(alone()[5:].numpy(), base[5:].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(alone()[:5].numpy(), tower()[:5].numpy(), rtol=1e-6)
         assert not torch.allclose(tower()[5], base[5])
+
+
+def test_a_checkpoint_from_before_borrowing_keeps_scoring_cold_items_by_content_alone(fitted, tmp_path):
+    data, model, _ = fitted
+    if not isinstance(model, Sasrec):
+        pytest.skip("lstm-attn does not borrow by default")
+    assert model.config.cold_neighbours > 0
+    model.save(tmp_path / "model")
+    saved = torch.load(tmp_path / "model", weights_only=False)
+    del saved["config"]["cold_neighbours"], saved["config"]["cold_temperature"]  # as written before borrowing existed
+    torch.save(saved, tmp_path / "older")
+    older = Sasrec(use_content=True)
+    older.load(tmp_path / "older", data)
+    assert older.config.cold_neighbours == 0
+    cold = np.flatnonzero(~data.in_training & data.scorable)
+    assert len(cold)
+    with torch.no_grad():
+        np.testing.assert_allclose(older.net.items()[cold].numpy(), older.net.items.proj(older.net.items.content[cold]).numpy(), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(model.net.items()[cold], older.net.items()[cold])  # the current model borrows
 
 
 def test_a_content_ranker_without_content_is_an_error(tmp_path):
