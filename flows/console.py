@@ -151,7 +151,7 @@ def score_line(summary: dict[str, Any]) -> str:
 
 def count(n: int, noun: str) -> str:
     """'1 file', '2 files': a count with its noun in the right number (nouns that take an s)."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def report_line(wh: Any, summary: dict) -> str:

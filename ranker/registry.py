@@ -56,6 +56,10 @@ class Configurable(Protocol):
     config: Any
 
 
+# Settings of the content-first item tower (ranker/training.py ItemTower): nothing to an id-only model.
+CONTENT_ONLY = {"id_drop", "delta_ratio", "cold_neighbours", "cold_temperature"}
+
+
 def configurable() -> list[str]:
     return [name for name, make in RANKERS.items() if _config(make("cpu")) is not None]
 
@@ -78,5 +82,12 @@ def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
             )
         if name not in named:
             raise ConfigError(f"{path}: [{name}] is not a ranker with settings; use tables named {', '.join(f'[{n}]' for n in named)}")
-        override(_config(RANKERS[name]("cpu")), values, f"{path} [{name}]")  # unknown keys, wrong types: now
+        model = RANKERS[name]("cpu")
+        unused = sorted(set(values) & CONTENT_ONLY) if not getattr(model, "use_content", True) else []
+        if unused:  # accepted silently, they changed nothing but the settings' hash (a retrain; probe, 2026-12-03)
+            raise ConfigError(
+                f"{path}: [{name}] has no content path: {', '.join(unused)} apply only to the content rankers "
+                f"([sasrec-content], [lstm-attn]); remove them from [{name}]"
+            )
+        override(_config(model), values, f"{path} [{name}]")  # unknown keys, wrong types: now
     return tables

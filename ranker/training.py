@@ -15,7 +15,8 @@ duplicates most (0 neighbours: W c_i alone). Gradient steps never borrow; valida
 model as it will serve, with borrowing, so early stopping may pick another epoch. The weights sum
 to 1 however far the nearest items are: an item unlike every trained one still borrows in full (a
 known limit). An explanation that replaces the content keeps the borrowed correction, as a trained
-item keeps its own delta (the neighbours are those of the real content). Without content (the id-only rankers) e_i is an id embedding.
+item keeps its own delta (the neighbours are those of the real content). Without content (the
+id-only rankers) e_i is an id embedding.
 """
 
 from __future__ import annotations

@@ -368,6 +368,7 @@ def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
         ("[sasrec]\nmax_epochs = 0\n", "[sasrec]: SasrecConfig.max_epochs must be above 0, got 0"),
         ("[lstm-attn]\nbatch = 0\n", "[lstm-attn]: LstmAttnConfig.batch must be above 0, got 0"),
         ("[sasrec-content]\ncold_neighbours = -1\n", "[sasrec-content]: SasrecConfig.cold_neighbours must be a whole number of at least 0, got -1"),
+        ("[sasrec]\ncold_neighbours = 5\n", "[sasrec] has no content path: cold_neighbours apply only to the content rankers"),
         ("[bpr-mf]\nreg = -1.0\n", "[bpr-mf]: BprMfConfig.reg must be 0 or above, got -1.0"),
         ("max_epochs = 2\n", "`max_epochs = 2` sits outside a table; settings go in a table named after their ranker"),
     ],
