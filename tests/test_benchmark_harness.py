@@ -26,6 +26,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # a minute of training: in make test-e2e (CI runs it), to keep make test inside 12 minutes
 def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_path):
     home = tiny_platform.build(tmp_path / "home").home
     out = tmp_path / "bench.json"
