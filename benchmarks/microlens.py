@@ -46,12 +46,11 @@ from ranker.data import EVENT_INDEX, MAX_HISTORY, Dataset, ensure_samples, load_
 from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by_protocol, test_rows
 from ranker.metrics import ndcg
 from ranker.names import NEEDS_BASE, check_rankers
-from ranker.registry import build
+from ranker.registry import CONTENT_ONLY, build
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
 SEEDED = ("sasrec", "sasrec-content", "lstm-attn", "lightgbm")  # the models the seeds step trains again
-CONTENT_FIRST = {"id_drop", "delta_ratio"}  # settings of the content-first items (ranker/training.py ItemTower)
 
 
 # Slices of the test users (inclusive bounds; None: no upper bound). Known engagements are the
@@ -129,7 +128,7 @@ def make(name: str, overrides: dict, trained: dict | None = None) -> object:
     if dataclasses.is_dataclass(getattr(model, "config", None)):  # sasrec*, lstm-attn*
         fields = {f.name for f in dataclasses.fields(model.config)}
         if not getattr(model, "use_content", False):
-            fields -= CONTENT_FIRST  # an id-only model has no content path for them to shape
+            fields -= CONTENT_ONLY  # an id-only model has no content path for them to shape
         model.config = dataclasses.replace(model.config, **{k: v for k, v in overrides.items() if v is not None and k in fields})
     return model
 

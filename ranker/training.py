@@ -59,15 +59,20 @@ class ItemTower(nn.Module):
         """Every item's vector (n_items + 1, d), or only those of `rows` (R,) -> (R, d). `keep`
         (n_items + 1,) bool drops deltas whole; `content` replaces the content vectors for this
         call (explanations leave a modality out this way, without touching the model's buffer)."""
+        every = rows is None
         rows = torch.arange(self.ids.num_embeddings, device=self.ids.weight.device) if rows is None else rows
         if self.proj is None:
             return self.ids(rows) * (rows > 0).unsqueeze(-1)  # padding: zeros
         content = self.content if content is None else content
         base = self.proj(content[rows])  # (R, d)
+        deltas = self._bounded(self.ids(rows), base)
         mask = self.has_delta[rows] if keep is None else self.has_delta[rows] & keep[rows]
-        vectors = base + self._bounded(self.ids(rows), base) * mask.unsqueeze(-1)
+        vectors = base + deltas * mask.unsqueeze(-1)
         if keep is None and len(self.cold):  # inference: cold items borrow their neighbours' corrections
-            vectors = vectors + self._borrowed(content)[rows]
+            if not every:  # the donors may lie outside `rows`
+                base = self.proj(content)
+                deltas = self._bounded(self.ids.weight, base)
+            vectors = vectors + self._borrowed(base, deltas)[rows]
         return vectors * (rows > 0).unsqueeze(-1)  # padding: zeros
 
     def _bounded(self, delta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
@@ -75,11 +80,10 @@ class ItemTower(nn.Module):
         bound = self.delta_ratio * base.detach().norm(dim=-1, keepdim=True)
         return delta * torch.clamp(bound / (delta.norm(dim=-1, keepdim=True) + 1e-12), max=1.0)
 
-    def _borrowed(self, content: torch.Tensor) -> torch.Tensor:
-        """(n_items + 1, d): each cold item's correction, the similarity-weighted mean of its
-        neighbours' bounded deltas (bounded again by its own projected content); zeros elsewhere."""
-        base = self.proj(content)
-        deltas = self._bounded(self.ids.weight, base)
+    def _borrowed(self, base: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        """(n_items + 1, d) from every item's projected content and bounded delta: each cold item's
+        correction, the similarity-weighted mean of its neighbours' deltas (bounded again by its own
+        projected content); zeros elsewhere."""
         out = torch.zeros_like(base)
         for cold, donors, weights in zip(self.cold.split(8192), self.cold_donors.split(8192), self.cold_weights.split(8192)):  # (8192, K, d) at most
             out[cold] = self._bounded((weights.unsqueeze(-1) * deltas[donors]).sum(1), base[cold])
