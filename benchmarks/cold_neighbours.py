@@ -95,6 +95,14 @@ def main() -> None:
         default="cold",
         help="cold: the cold-start split (default); main: the main table's warm split, all test users, by whether the target was seen in training",
     )
+    parser.add_argument(
+        "--borrow-dropped",
+        action="store_true",
+        help=(
+            "train with borrow_dropped (an item whose delta a batch drops borrows its neighbours' corrections, "
+            "as at inference; K and temperature: the grid's first borrowing setting)"
+        ),
+    )
     args = parser.parse_args()
     try:
         grid = {text: setting(text) for text in args.grid.split(",")}
@@ -106,8 +114,12 @@ def main() -> None:
     ensure_samples(Warehouse(args.home), MAX_HISTORY)
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)
     train_data, rows = cold_rows(data) if args.split == "cold" else main_rows(data)
-    model = make("sasrec-content", {"max_epochs": args.max_epochs, "patience": 3})
-    results: dict = {"command": " ".join(["python", *sys.argv]), "rows": {k: len(v) for k, v in rows.items()}, "by_setting": {}}
+    settings: dict = {"max_epochs": args.max_epochs, "patience": 3}
+    if args.borrow_dropped:
+        k, temperature = next((v for v in grid.values() if v[0]), (20, 0.02))
+        settings |= {"borrow_dropped": True, "cold_neighbours": k, "cold_temperature": temperature}
+    model = make("sasrec-content", settings)
+    results: dict = {"command": " ".join(["python", *sys.argv]), "train_settings": settings, "rows": {k: len(v) for k, v in rows.items()}, "by_setting": {}}
     if args.checkpoint.exists():
         model.load(args.checkpoint, train_data)
     else:

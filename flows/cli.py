@@ -37,7 +37,7 @@ from typing import NoReturn
 import pyarrow as pa
 
 from flows.console import count, format_csv, format_json, format_table, prefect_console_handlers, report_line, results_lines
-from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REPORT_PAGES, RETRIEVALS, check_rankers
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
@@ -648,7 +648,7 @@ def _list_models(args: argparse.Namespace) -> None:
             "version": m["version"],
             "latest": "*" if m["latest"] else "",
             "seed": m["seed"],
-            "content": m.get("content"),
+            "content": m.get("content") if m["name"] in READS_CONTENT else "-",  # id-only: the warehouse's, unused
             "items": m.get("n_items"),
             "data": m["data_fingerprint"],
             "fit_s": m.get("fit_seconds"),

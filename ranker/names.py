@@ -12,6 +12,9 @@ BASE_MODELS = [
     "lstm-attn-no-content",
 ]
 NEEDS_BASE = {"lightgbm": "lstm-attn"}  # lightgbm re-ranks lstm-attn's candidates
+# The rankers that read the items' content vectors (lightgbm through the lstm-attn it re-ranks);
+# a test checks this against the rankers' own `use_content`.
+READS_CONTENT = ("sasrec-content", "lstm-attn", "lightgbm")
 ALL_MODELS = [*BASE_MODELS, *NEEDS_BASE]
 CANDIDATES = 200  # similarity candidates per user that score-batch re-ranks, by default (and evaluate measures)
 RETRIEVALS = ("model", "similarity")  # score-batch's --retrieval (ranker/scoring.py); the first is the default

@@ -61,6 +61,8 @@ class SasrecConfig:
     # Chosen on the cold-start split's validation rows (benchmarks/cold_neighbours.py, README).
     cold_neighbours: int = 20
     cold_temperature: float = 0.02
+    # In training, an item whose delta the batch drops borrows its neighbours' as a cold item will.
+    borrow_dropped: bool = False
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -98,7 +100,7 @@ class Block(nn.Module):
 class SasrecNet(nn.Module):
     def __init__(self, n_items: int, max_len: int, cfg: SasrecConfig, content_dim: int = 0) -> None:
         super().__init__()
-        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature)
+        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature, cfg.borrow_dropped)
         self.pos = nn.Embedding(max_len, cfg.dim)
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-12)
         self.drop = nn.Dropout(cfg.dropout)
@@ -170,6 +172,7 @@ class Sasrec:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         self._build(data)
+        self.net.items.prepare_training()
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         # Every labelled step of a sequence predicts its training row's target: exactly the pairs of
         # RecBole's prefix rows, at about one encoder pass per user (ranker/training.py next_item_sequences).

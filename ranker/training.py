@@ -40,11 +40,14 @@ from ranker.metrics import ndcg, target_ranks
 class ItemTower(nn.Module):
     """Item vectors (n_items + 1, d): id embeddings (content_dim 0) or W c + bounded delta."""
 
-    def __init__(self, n_items: int, dim: int, content_dim: int, delta_ratio: float, neighbours: int = 0, temperature: float = 0.02) -> None:
+    def __init__(
+        self, n_items: int, dim: int, content_dim: int, delta_ratio: float, neighbours: int = 0, temperature: float = 0.02, borrow_dropped: bool = False
+    ) -> None:
         super().__init__()
         self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
         self.proj = nn.Linear(content_dim, dim) if content_dim else None
         self.delta_ratio, self.neighbours, self.temperature = delta_ratio, neighbours, temperature
+        self.borrow_dropped = borrow_dropped
         # Looked up from the warehouse on load, never saved: new items score without retraining.
         self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
         self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
@@ -54,6 +57,10 @@ class ItemTower(nn.Module):
         self.register_buffer("cold", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("cold_donors", torch.zeros(0, max(neighbours, 1), dtype=torch.long), persistent=False)
         self.register_buffer("cold_weights", torch.zeros(0, max(neighbours, 1)), persistent=False)
+        # Training only (borrow_dropped): every trained item's nearest other trained items and weights,
+        # so an item whose delta a batch drops borrows as a cold item will at inference.
+        self.register_buffer("train_donors", torch.zeros(0, max(neighbours, 1), dtype=torch.long), persistent=False)
+        self.register_buffer("train_weights", torch.zeros(0, max(neighbours, 1)), persistent=False)
 
     def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Every item's vector (n_items + 1, d), or only those of `rows` (R,) -> (R, d). `keep`
@@ -68,11 +75,15 @@ class ItemTower(nn.Module):
         deltas = self._bounded(self.ids(rows), base)
         mask = self.has_delta[rows] if keep is None else self.has_delta[rows] & keep[rows]
         vectors = base + deltas * mask.unsqueeze(-1)
-        if keep is None and len(self.cold):  # inference: cold items borrow their neighbours' corrections
+        borrowing = len(self.cold) if keep is None else (self.borrow_dropped and len(self.train_donors))
+        if borrowing:  # cold items (inference) or dropped ones (training, borrow_dropped) borrow their neighbours' corrections
             if not every:  # the donors may lie outside `rows`
                 base = self.proj(content)
                 deltas = self._bounded(self.ids.weight, base)
-            vectors = vectors + self._borrowed(base, deltas)[rows]
+            if keep is None:
+                vectors = vectors + self._borrowed(base, deltas)[rows]
+            else:
+                vectors = vectors + self._borrowed_when_dropped(base, deltas, keep)[rows]
         return vectors * (rows > 0).unsqueeze(-1)  # padding: zeros
 
     def _bounded(self, delta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
@@ -88,6 +99,37 @@ class ItemTower(nn.Module):
         for cold, donors, weights in zip(self.cold.split(8192), self.cold_donors.split(8192), self.cold_weights.split(8192)):  # (8192, K, d) at most
             out[cold] = self._bounded((weights.unsqueeze(-1) * deltas[donors]).sum(1), base[cold])
         return out
+
+    def _borrowed_when_dropped(self, base: torch.Tensor, deltas: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(n_items + 1, d): for each trained item whose delta `keep` drops, the similarity-weighted
+        mean of its trained neighbours' deltas (itself excluded), bounded by its own content; zeros
+        elsewhere. Training then sees what inference does for an item without a correction."""
+        dropped = torch.nonzero(self.has_delta & ~keep).squeeze(1)
+        out = torch.zeros_like(base)
+        donors, weights = self.train_donors[dropped], self.train_weights[dropped]
+        out[dropped] = self._bounded((weights.unsqueeze(-1) * deltas[donors]).sum(1), base[dropped])
+        return out
+
+    def prepare_training(self) -> None:
+        """With borrow_dropped: each trained item's nearest other trained items by content cosine
+        (once per fit; content is frozen). Rows are indexed by item; untrained rows stay unused."""
+        if not (self.borrow_dropped and self.neighbours and self.proj is not None):
+            return
+        trained = torch.nonzero(self.has_delta).squeeze(1)
+        if len(trained) < 2:
+            return
+        unit = nn.functional.normalize(self.content, dim=1)
+        donor_units = unit[trained].T.contiguous()
+        k = min(self.neighbours, len(trained) - 1)
+        donors = torch.zeros(len(self.content), self.neighbours, dtype=torch.long, device=self.content.device)
+        weights = torch.zeros(len(self.content), self.neighbours, device=self.content.device)
+        for part in trained.split(2048):
+            sims = unit[part] @ donor_units  # (P, trained)
+            sims[part.unsqueeze(1) == trained.unsqueeze(0)] = -math.inf  # not itself
+            nearest = sims.topk(k, dim=1)
+            donors[part, :k] = trained[nearest.indices]
+            weights[part, :k] = torch.softmax(nearest.values / self.temperature, dim=1)
+        self.train_donors, self.train_weights = donors, weights
 
     def set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
         if self.proj is not None:

@@ -160,6 +160,37 @@ def test_an_item_without_a_trained_delta_borrows_its_content_neighbours_mean_at_
         assert not torch.allclose(tower()[5], base[5])
 
 
+def test_with_borrow_dropped_an_item_whose_delta_a_batch_drops_borrows_from_its_other_trained_neighbours():
+    """borrow_dropped: in a training call (a `keep` mask), trained item 1, dropped, is W c_1 plus the
+    softmax(cosine / temperature)-weighted mean of the bounded deltas of its 2 nearest *other*
+    trained items (2 and 5, never itself), bounded by its own W c_1; kept items keep their own
+    delta, and without borrow_dropped a dropped item is content alone."""
+    torch.manual_seed(0)
+    content = np.array([[0, 0, 0], [1, 0, 0], [1, 0.6, 0], [0, 1, 0], [0.6, 1, 0], [1, 0.1, 0.1]], np.float32)
+    data = SimpleNamespace(content=content, scorable=np.linalg.norm(content, axis=1) > 0)
+    seen = np.array([False, True, True, True, True, True])
+    tower = ItemTower(5, 4, 3, delta_ratio=0.5, neighbours=2, temperature=0.1, borrow_dropped=True)
+    plain = ItemTower(5, 4, 3, delta_ratio=0.5, neighbours=2, temperature=0.1)
+    plain.load_state_dict(tower.state_dict())
+    for t in (tower, plain):
+        t.set_items(data, seen)
+        t.prepare_training()
+    keep = torch.tensor([True, False, True, True, True, True])  # item 1's delta dropped
+    with torch.no_grad():
+        base = tower.proj(torch.as_tensor(content))
+        raw = tower.ids.weight
+        deltas = raw * torch.clamp(0.5 * base.norm(dim=1, keepdim=True) / raw.norm(dim=1, keepdim=True), max=1.0)
+        cosine = torch.nn.functional.normalize(torch.as_tensor(content[[1, 5, 2]]), dim=1)
+        weights = torch.softmax(cosine[1:] @ cosine[0] / 0.1, dim=0)  # donors 5 (nearest) and 2
+        borrowed = (weights[:, None] * deltas[[5, 2]]).sum(0)
+        expected = base[1] + borrowed * min(1.0, float(0.5 * base[1].norm() / borrowed.norm()))
+        training = tower(keep=keep)
+        np.testing.assert_allclose(training[1].numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(training[2:].numpy(), (base + deltas)[2:].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(plain(keep=keep)[1].numpy(), base[1].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tower()[1:].numpy(), (base + deltas)[1:].numpy(), rtol=1e-5, atol=1e-6)  # inference: every item has its own
+
+
 def test_a_checkpoint_from_before_borrowing_keeps_scoring_cold_items_by_content_alone(fitted, tmp_path):
     data, model, _ = fitted
     if not isinstance(model, Sasrec):

@@ -183,11 +183,13 @@ def test_lightgbm_ranks_every_item_outside_its_top_k_below_every_reranked_item(c
 def test_ranker_names_are_defined_once_and_unknown_names_are_config_errors():
     """ranker/names.py (importable without torch) and the registry list the same rankers, in order;
     a name that is not a ranker, or a re-ranker without its base, is a ConfigError saying what to do."""
-    from ranker.names import NEEDS_BASE
+    from ranker.names import NEEDS_BASE, READS_CONTENT
     from ranker.registry import RANKERS, build
     from warehouse.errors import ConfigError
 
     assert list(RANKERS) + list(NEEDS_BASE) == ALL_MODELS
+    # `models` shows a content column only for these: the content rankers and lightgbm over lstm-attn.
+    assert set(READS_CONTENT) == {name for name, make in RANKERS.items() if getattr(make("cpu"), "use_content", False)} | set(NEEDS_BASE)
     with pytest.raises(ConfigError, match="unknown ranker 'sasrec2'; pass one of popularity"):
         build("sasrec2", "cpu", {})
     with pytest.raises(ConfigError, match="train lstm-attn first"):
