@@ -222,6 +222,9 @@ def check_schema(
         skip.add("popularity")
     differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if k not in skip and saved.get(k) != schema[k]]
     if differ:
+        if any(k not in skip and saved.get(k) != schema[k] for k in ("n_items", "item_vocabulary")):
+            # New items since training (probe: the advice named only `train`, which would fit them without content).
+            fix = f"the items changed since training: give new items their rows and content first (`reelsense ingest items`, `reelsense extract`), then {fix}"
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 
 

@@ -296,7 +296,8 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     assert _cli(home, "ingest", "events", str(new_item)) == 0
     capsys.readouterr()
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 2
-    assert "does not fit the warehouse's features" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not fit the warehouse's features" in err and "`reelsense ingest items`, `reelsense extract`), then rerun `reelsense train`" in err
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
 
 
