@@ -16,6 +16,7 @@ rows differ only in how withheld items are scored:
 - test rows: the harness's item-cold slices (withheld / kept targets) and new users with 1, 2, 3
   and 5 known engagements. History unmasked and masked.
 Each setting is also paired with content alone over the same rows (NDCG@10, bootstrap 95% CI).
+`--borrow-dropped K@T` trains with `borrow_dropped` (README "Training as it serves").
 `--split main` does the same on the main table's warm split (sasrec-content trained on it as the
 harness's main step trains it with the README's patience of 3, capped at --max-epochs): every test user, and those whose target was
 never seen in training (the items that borrow), no selection.
@@ -29,6 +30,7 @@ Never asserted in tests; the README quotes the run it names.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -97,10 +99,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--borrow-dropped",
-        action="store_true",
+        metavar="K@T",
+        type=setting,
         help=(
-            "train with borrow_dropped (an item whose delta a batch drops borrows its neighbours' corrections, "
-            "as at inference; K and temperature: the grid's first borrowing setting)"
+            "train with borrow_dropped at K@temperature (an item whose delta a batch drops borrows its K nearest "
+            "trained items' corrections, as a cold item does at inference; e.g. 20@0.02, the inference default)"
         ),
     )
     args = parser.parse_args()
@@ -116,7 +119,9 @@ def main() -> None:
     train_data, rows = cold_rows(data) if args.split == "cold" else main_rows(data)
     settings: dict = {"max_epochs": args.max_epochs, "patience": 3}
     if args.borrow_dropped:
-        k, temperature = next((v for v in grid.values() if v[0]), (20, 0.02))
+        k, temperature = args.borrow_dropped
+        if not k:
+            parser.error("--borrow-dropped needs K above 0 (K@temperature, e.g. 20@0.02)")
         settings |= {"borrow_dropped": True, "cold_neighbours": k, "cold_temperature": temperature}
     model = make("sasrec-content", settings)
     results: dict = {"command": " ".join(["python", *sys.argv]), "train_settings": settings, "rows": {k: len(v) for k, v in rows.items()}, "by_setting": {}}
@@ -129,6 +134,7 @@ def main() -> None:
         args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         model.save(args.checkpoint)
     results["history"] = model.history
+    results["trained_config"] = dataclasses.asdict(model.config)  # a loaded checkpoint's own, whatever was asked
     seen = model.net.items.has_delta.cpu().numpy()
     per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # setting -> slice -> protocol -> NDCG@10 per row
     for name, (k, temperature) in grid.items():

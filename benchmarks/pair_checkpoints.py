@@ -41,8 +41,8 @@ def side(text: str) -> tuple[str, Path, tuple[int, float] | None]:
     """'NAME=PATH[@K@temperature]' -> (name, path, borrowing or None); ValueError when malformed."""
     name, _, rest = text.partition("=")
     path, _, borrow = rest.partition("@")
-    if name not in SEQUENCE_RANKERS or not path:
-        raise ValueError(text)
+    if name not in SEQUENCE_RANKERS or not path or (borrow and name != "sasrec-content"):
+        raise ValueError(text)  # only sasrec-content has cold items that borrow
     return name, Path(path), setting(borrow) if borrow else None
 
 
@@ -77,7 +77,9 @@ def main() -> None:
     try:
         sides = {"a": side(args.a), "b": side(args.b)}
     except ValueError as exc:
-        parser.error(f"--a and --b take NAME=CHECKPOINT[@K@temperature] with NAME one of {', '.join(SEQUENCE_RANKERS)}, got {exc}")
+        parser.error(
+            f"--a and --b take NAME=CHECKPOINT[@K@temperature] with NAME one of {', '.join(SEQUENCE_RANKERS)} (@K@temperature: sasrec-content only), got {exc}"
+        )
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ensure_samples(Warehouse(args.home), MAX_HISTORY)
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)
@@ -93,9 +95,8 @@ def main() -> None:
             ranks = ranks_by_protocol(model, data, where, data.queries.take(where))
             per[key][slice_name] = {p: ndcg(r, 10) for p, r in ranks.items()}
             record["metrics"][slice_name] = {p: ranking_metrics(r, seed=0) for p, r in ranks.items()}
-        print(
-            f"{key} {name} ({record['borrowing']}): NDCG@10 unmasked " + ", ".join(f"{s} {v['unmasked'].mean():.4f}" for s, v in per[key].items()), flush=True
-        )
+        means = ", ".join(f"{s} {v['unmasked'].mean():.4f}" for s, v in per[key].items() if len(v["unmasked"]))
+        print(f"{key} {name} ({record['borrowing']}): NDCG@10 unmasked {means}", flush=True)
     results["b_minus_a"] = {s: {p: paired_bootstrap(per["b"][s][p], per["a"][s][p], seed=0) for p in per["a"][s]} for s in rows if len(rows[s])}
     for s, by_p in results["b_minus_a"].items():
         print(f"b - a, {s}: " + "; ".join(f"{p} {v['diff']:+.4f} ({v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f})" for p, v in by_p.items()), flush=True)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ranker.data import POPULARITY, Dataset
-from ranker.names import NEEDS_BASE
+from ranker.names import NEEDS_BASE, READS_CONTENT
 from ranker.registry import build
 from warehouse import store
 from warehouse.errors import ReelsenseError
@@ -220,11 +220,15 @@ def check_schema(
     skip = {"behaviours"} | ({"n_items", "item_vocabulary"} if new_items_ok else set())
     if name not in USES_POPULARITY:  # only a model that reads train_counts as a feature depends on its definition
         skip.add("popularity")
+    if name not in READS_CONTENT:  # an id-only model scores the same whatever the content vectors are
+        skip |= {"content", "content_dim"}
     differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if k not in skip and saved.get(k) != schema[k]]
     if differ:
         if any(k not in skip and saved.get(k) != schema[k] for k in ("n_items", "item_vocabulary")):
-            # New items since training (probe: the advice named only `train`, which would fit them without content).
-            fix = f"the items changed since training: give new items their rows and content first (`reelsense ingest items`, `reelsense extract`), then {fix}"
+            # New items since training (probe: the advice named only `train`, which would fit a
+            # content model to them without their content).
+            first = " give new items their rows and content first (`reelsense ingest items`, `reelsense extract`), then" if name in READS_CONTENT else ""
+            fix = f"the items changed since training:{first} {fix}"
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 
 

@@ -12,8 +12,8 @@ BASE_MODELS = [
     "lstm-attn-no-content",
 ]
 NEEDS_BASE = {"lightgbm": "lstm-attn"}  # lightgbm re-ranks lstm-attn's candidates
-# The rankers that read the items' content vectors (lightgbm through the lstm-attn it re-ranks);
-# a test checks this against the rankers' own `use_content`.
+# The rankers that read the items' content vectors (lightgbm: its features compare a candidate's
+# vector with the history's, ranker/lightgbm_ctr.py); a test checks this against `use_content`.
 READS_CONTENT = ("sasrec-content", "lstm-attn", "lightgbm")
 ALL_MODELS = [*BASE_MODELS, *NEEDS_BASE]
 CANDIDATES = 200  # similarity candidates per user that score-batch re-ranks, by default (and evaluate measures)

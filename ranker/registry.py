@@ -60,6 +60,17 @@ class Configurable(Protocol):
 CONTENT_ONLY = {"id_drop", "delta_ratio", "cold_neighbours", "cold_temperature", "borrow_dropped"}
 
 
+def _owners(keys: list[str]) -> list[str]:
+    """The content rankers whose config has every one of `keys` (borrow_dropped: sasrec-content only)."""
+    owners = []
+    for name, make in RANKERS.items():
+        model = make("cpu")
+        config = _config(model)
+        if getattr(model, "use_content", False) and config is not None and set(keys) <= {f.name for f in dataclasses.fields(config)}:
+            owners.append(name)
+    return owners
+
+
 def configurable() -> list[str]:
     return [name for name, make in RANKERS.items() if _config(make("cpu")) is not None]
 
@@ -87,7 +98,7 @@ def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
         if unused:  # accepted silently, they changed nothing but the settings' hash (a retrain; probe, 2026-12-03)
             raise ConfigError(
                 f"{path}: [{name}] has no content path: {', '.join(unused)} apply only to the content rankers "
-                f"([sasrec-content], [lstm-attn]); remove them from [{name}]"
+                f"({', '.join(f'[{n}]' for n in _owners(unused))}); remove them from [{name}]"
             )
         override(_config(model), values, f"{path} [{name}]")  # unknown keys, wrong types: now
     return tables

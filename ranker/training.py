@@ -11,8 +11,11 @@ items, so the content path also learns from positives. Items never seen in train
 delta of their own; at inference each borrows a weighted mean of the (bounded) deltas of the
 `cold_neighbours` items with a trained delta nearest it by content cosine, weights softmax(cosine /
 `cold_temperature`), so a new item gets the collaborative correction of items like it, near
-duplicates most (0 neighbours: W c_i alone). Gradient steps never borrow; validation scores the
-model as it will serve, with borrowing, so early stopping may pick another epoch. The weights sum
+duplicates most (0 neighbours: W c_i alone). Gradient steps do not borrow by default (a dropped
+item is then W c_i alone); with `borrow_dropped` (sasrec-content, off by default: measured no
+better, README) a trained item whose delta a batch drops borrows its trained neighbours'
+corrections (itself excluded) as a cold item will at inference. Validation scores the model as it
+will serve, with borrowing, so early stopping may pick another epoch. The weights sum
 to 1 however far the nearest items are: an item unlike every trained one still borrows in full (a
 known limit). An explanation that replaces the content keeps the borrowed correction, as a trained
 item keeps its own delta (the neighbours are those of the real content). Without content (the
@@ -51,6 +54,7 @@ class ItemTower(nn.Module):
         # Looked up from the warehouse on load, never saved: new items score without retraining.
         self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
         self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
+        self.register_buffer("has_content", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
         # Items with content and no trained delta (cold), the `neighbours` items with a delta nearest
         # each by content cosine, and their weights softmax(cosine / temperature): at inference a
         # cold item borrows that weighted mean of their deltas.
@@ -101,21 +105,24 @@ class ItemTower(nn.Module):
         return out
 
     def _borrowed_when_dropped(self, base: torch.Tensor, deltas: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """(n_items + 1, d): for each trained item whose delta `keep` drops, the similarity-weighted
-        mean of its trained neighbours' deltas (itself excluded), bounded by its own content; zeros
-        elsewhere. Training then sees what inference does for an item without a correction."""
-        dropped = torch.nonzero(self.has_delta & ~keep).squeeze(1)
+        """(n_items + 1, d): for each trained item with content whose delta `keep` drops, the
+        similarity-weighted mean of its trained neighbours' deltas (itself excluded), bounded by its
+        own content; zeros elsewhere. Training then sees what inference does for an item without a
+        correction."""
+        dropped = torch.nonzero(self.has_delta & self.has_content & ~keep).squeeze(1)
         out = torch.zeros_like(base)
-        donors, weights = self.train_donors[dropped], self.train_weights[dropped]
-        out[dropped] = self._bounded((weights.unsqueeze(-1) * deltas[donors]).sum(1), base[dropped])
+        for part in dropped.split(8192):  # (8192, K, d) at most
+            donors, weights = self.train_donors[part], self.train_weights[part]
+            out[part] = self._bounded((weights.unsqueeze(-1) * deltas[donors]).sum(1), base[part])
         return out
 
     def prepare_training(self) -> None:
         """With borrow_dropped: each trained item's nearest other trained items by content cosine
-        (once per fit; content is frozen). Rows are indexed by item; untrained rows stay unused."""
+        (once per fit; content is frozen). Donors and recipients are the items inference borrows
+        between: a trained delta and content. Rows are indexed by item; other rows stay unused."""
         if not (self.borrow_dropped and self.neighbours and self.proj is not None):
             return
-        trained = torch.nonzero(self.has_delta).squeeze(1)
+        trained = torch.nonzero(self.has_delta & self.has_content).squeeze(1)
         if len(trained) < 2:
             return
         unit = nn.functional.normalize(self.content, dim=1)
@@ -136,6 +143,9 @@ class ItemTower(nn.Module):
             self.content.copy_(torch.as_tensor(data.content, device=self.content.device))
         self.has_delta.copy_(torch.as_tensor(seen, device=self.has_delta.device))
         self.has_delta[0] = False
+        if self.proj is not None:  # what `Dataset.scorable` says for content: a vector that is not all zeros
+            self.has_content.copy_(self.content.norm(dim=1) > 0)
+            self.has_content[0] = False
         self.cold, self.cold_donors, self.cold_weights = self.content_neighbours(data, seen)
 
     def content_neighbours(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
 from ranker.sequence import LstmAttn, LstmAttnConfig
 from ranker.training import ItemTower, next_item_sequences
 from warehouse import db, store
+from warehouse.errors import ConfigError
 from warehouse.schemas import EVENTS
 from warehouse.store import Warehouse
 
@@ -163,19 +164,22 @@ def test_an_item_without_a_trained_delta_borrows_its_content_neighbours_mean_at_
 def test_with_borrow_dropped_an_item_whose_delta_a_batch_drops_borrows_from_its_other_trained_neighbours():
     """borrow_dropped: in a training call (a `keep` mask), trained item 1, dropped, is W c_1 plus the
     softmax(cosine / temperature)-weighted mean of the bounded deltas of its 2 nearest *other*
-    trained items (2 and 5, never itself), bounded by its own W c_1; kept items keep their own
-    delta, and without borrow_dropped a dropped item is content alone."""
+    trained items with content (5 and 2; never itself, never item 6, which has no content), bounded
+    by its own W c_1 (short here, so the bound binds); kept items keep their own delta, and without
+    borrow_dropped a dropped item is content alone."""
     torch.manual_seed(0)
-    content = np.array([[0, 0, 0], [1, 0, 0], [1, 0.6, 0], [0, 1, 0], [0.6, 1, 0], [1, 0.1, 0.1]], np.float32)
+    content = np.array([[0, 0, 0], [0.1, 0, 0], [1, 0.6, 0], [0, 1, 0], [0.6, 1, 0], [1, 0.1, 0.1], [0, 0, 0]], np.float32)
     data = SimpleNamespace(content=content, scorable=np.linalg.norm(content, axis=1) > 0)
-    seen = np.array([False, True, True, True, True, True])
-    tower = ItemTower(5, 4, 3, delta_ratio=0.5, neighbours=2, temperature=0.1, borrow_dropped=True)
-    plain = ItemTower(5, 4, 3, delta_ratio=0.5, neighbours=2, temperature=0.1)
+    seen = np.array([False, True, True, True, True, True, True])  # 6: trained id, no content
+    tower = ItemTower(6, 4, 3, delta_ratio=0.5, neighbours=2, temperature=0.1, borrow_dropped=True)
+    tower.proj.bias.data.zero_()  # W c_1 = 0.1 W e_1: a tenth of its neighbours' length
+    plain = ItemTower(6, 4, 3, delta_ratio=0.5, neighbours=2, temperature=0.1)
     plain.load_state_dict(tower.state_dict())
     for t in (tower, plain):
         t.set_items(data, seen)
         t.prepare_training()
-    keep = torch.tensor([True, False, True, True, True, True])  # item 1's delta dropped
+    assert 6 not in tower.train_donors[1:6].tolist()
+    keep = torch.tensor([True, False, True, True, True, True, True])  # item 1's delta dropped
     with torch.no_grad():
         base = tower.proj(torch.as_tensor(content))
         raw = tower.ids.weight
@@ -183,12 +187,27 @@ def test_with_borrow_dropped_an_item_whose_delta_a_batch_drops_borrows_from_its_
         cosine = torch.nn.functional.normalize(torch.as_tensor(content[[1, 5, 2]]), dim=1)
         weights = torch.softmax(cosine[1:] @ cosine[0] / 0.1, dim=0)  # donors 5 (nearest) and 2
         borrowed = (weights[:, None] * deltas[[5, 2]]).sum(0)
-        expected = base[1] + borrowed * min(1.0, float(0.5 * base[1].norm() / borrowed.norm()))
+        scale = float(0.5 * base[1].norm() / borrowed.norm())
+        assert scale < 1  # the bound binds: forgetting it would fail below
         training = tower(keep=keep)
-        np.testing.assert_allclose(training[1].numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(training[1].numpy(), (base[1] + borrowed * scale).numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(training[2:].numpy(), (base + deltas)[2:].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(plain(keep=keep)[1].numpy(), base[1].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(tower()[1:].numpy(), (base + deltas)[1:].numpy(), rtol=1e-5, atol=1e-6)  # inference: every item has its own
+
+
+def test_fit_prepares_borrow_dropped_and_refuses_it_without_neighbours(planted_wh):
+    """Sasrec.fit builds the training neighbour table (without it borrow_dropped would do nothing),
+    and borrow_dropped with cold_neighbours 0 is a ConfigError naming both settings."""
+    data = dataset(planted_wh, max_history=10)
+    model = Sasrec(use_content=True, config=SasrecConfig(dim=8, heads=1, inner=16, max_epochs=1, borrow_dropped=True, cold_neighbours=3))
+    model.fit(data, seed=0)
+    items = model.net.items
+    trained = items.has_delta & items.has_content
+    assert trained.sum() > 3 and torch.allclose(items.train_weights[trained].sum(1), torch.ones(int(trained.sum())))
+    assert not (items.train_donors[trained] == torch.nonzero(trained).squeeze(1)[:, None]).any()  # never itself
+    with pytest.raises(ConfigError, match="borrow_dropped borrows from cold_neighbours items, and cold_neighbours is 0"):
+        SasrecConfig(borrow_dropped=True, cold_neighbours=0)
 
 
 def test_a_checkpoint_from_before_borrowing_keeps_scoring_cold_items_by_content_alone(fitted, tmp_path):
