@@ -227,7 +227,8 @@ def check_schema(
         if any(k not in skip and saved.get(k) != schema[k] for k in ("n_items", "item_vocabulary")):
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
-            first = " give new items their rows and content first (`reelsense ingest items`, `reelsense extract`), then" if name in READS_CONTENT else ""
+            steps = "`reelsense ingest items`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")
+            first = f" give new items their rows and content first ({steps}), then" if name in READS_CONTENT else ""
             fix = f"the items changed since training:{first} {fix}"
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 

@@ -97,7 +97,7 @@ def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
         unused = sorted(set(values) & CONTENT_ONLY) if not getattr(model, "use_content", True) else []
         if unused:  # accepted silently, they changed nothing but the settings' hash (a retrain; probe, 2026-12-03)
             raise ConfigError(
-                f"{path}: [{name}] has no content path: {', '.join(unused)} apply only to the content rankers "
+                f"{path}: [{name}] has no content path: {', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only to the content rankers "
                 f"({', '.join(f'[{n}]' for n in _owners(unused))}); remove them from [{name}]"
             )
         override(_config(model), values, f"{path} [{name}]")  # unknown keys, wrong types: now

@@ -75,7 +75,7 @@ class SasrecConfig:
         )
         if self.borrow_dropped and not self.cold_neighbours:
             raise ConfigError(
-                "sasrec: borrow_dropped borrows from cold_neighbours items, and cold_neighbours is 0; set cold_neighbours above 0 or borrow_dropped = false"
+                "borrow_dropped borrows from the cold_neighbours nearest items, and cold_neighbours is 0; set cold_neighbours above 0 or borrow_dropped = false"
             )
         if self.dim % self.heads:
             raise ConfigError(f"sasrec: dim {self.dim} must be a multiple of heads {self.heads}")

@@ -206,7 +206,7 @@ def test_fit_prepares_borrow_dropped_and_refuses_it_without_neighbours(planted_w
     trained = items.has_delta & items.has_content
     assert trained.sum() > 3 and torch.allclose(items.train_weights[trained].sum(1), torch.ones(int(trained.sum())))
     assert not (items.train_donors[trained] == torch.nonzero(trained).squeeze(1)[:, None]).any()  # never itself
-    with pytest.raises(ConfigError, match="borrow_dropped borrows from cold_neighbours items, and cold_neighbours is 0"):
+    with pytest.raises(ConfigError, match="borrow_dropped borrows from the cold_neighbours nearest items, and cold_neighbours is 0"):
         SasrecConfig(borrow_dropped=True, cold_neighbours=0)
 
 

@@ -297,7 +297,10 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     capsys.readouterr()
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 2
     err = capsys.readouterr().err
-    assert "does not fit the warehouse's features" in err and "`reelsense ingest items`, `reelsense extract`), then rerun `reelsense train`" in err
+    assert (
+        "does not fit the warehouse's features" in err
+        and "`reelsense ingest items`, `reelsense extract`, `reelsense align`), then rerun `reelsense train`" in err
+    )
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
 
 
