@@ -35,6 +35,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +85,26 @@ def main_rows(data: Dataset) -> tuple[Dataset, dict[str, npt.NDArray[np.int64]]]
     return data, {"test_all": test, "test_never_seen": test[never], "test_seen": test[~never]}
 
 
+def load_or_train(model: Any, checkpoint: Path, train_data: Dataset, record: dict[str, Any]) -> None:
+    """Load `checkpoint` onto `train_data`, or train the model (seed 0) and save it there; the fit's
+    seconds (when trained) and the epoch history go into `record`."""
+    if checkpoint.exists():
+        model.load(checkpoint, train_data)
+    else:
+        started = time.perf_counter()
+        model.fit(train_data, seed=0)
+        record["fit_seconds"] = round(time.perf_counter() - started, 1)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        model.save(checkpoint)
+    record["history"] = model.history
+
+
+def evaluate_rows(model: Any, data: Dataset, rows: npt.NDArray[np.int64]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The rows ranked under both protocols: metrics with CIs, and NDCG@10 per row (for pairing)."""
+    ranks = ranks_by_protocol(model, data, rows, data.queries.take(rows))
+    return {p: ranking_metrics(r, seed=0) for p, r in ranks.items()}, {p: ndcg(r, 10) for p, r in ranks.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True, help="a reelsense home with MicroLens-50K ingested and its titles extracted")
@@ -125,15 +146,7 @@ def main() -> None:
         settings |= {"borrow_dropped": True, "cold_neighbours": k, "cold_temperature": temperature}
     model = make("sasrec-content", settings)
     results: dict = {"command": " ".join(["python", *sys.argv]), "train_settings": settings, "rows": {k: len(v) for k, v in rows.items()}, "by_setting": {}}
-    if args.checkpoint.exists():
-        model.load(args.checkpoint, train_data)
-    else:
-        started = time.perf_counter()
-        model.fit(train_data, seed=0)
-        results["fit_seconds"] = round(time.perf_counter() - started, 1)
-        args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        model.save(args.checkpoint)
-    results["history"] = model.history
+    load_or_train(model, args.checkpoint, train_data, results)
     results["trained_config"] = dataclasses.asdict(model.config)  # a loaded checkpoint's own, whatever was asked
     seen = model.net.items.has_delta.cpu().numpy()
     per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # setting -> slice -> protocol -> NDCG@10 per row
@@ -143,9 +156,7 @@ def main() -> None:
         model.net.items.set_items(train_data, seen)
         by_slice, per_user[name] = {}, {}
         for slice_name, where in rows.items():
-            ranks = ranks_by_protocol(model, data, where, data.queries.take(where))
-            by_slice[slice_name] = {p: ranking_metrics(r, seed=0) for p, r in ranks.items()}
-            per_user[name][slice_name] = {p: ndcg(r, 10) for p, r in ranks.items()}
+            by_slice[slice_name], per_user[name][slice_name] = evaluate_rows(model, data, where)
         if name != "0":  # the same rows with content alone: paired over them
             by_slice["vs_content_alone"] = {
                 s: {p: paired_bootstrap(v, per_user["0"][s][p], seed=0) for p, v in by_p.items()} for s, by_p in per_user[name].items() if len(rows[s])

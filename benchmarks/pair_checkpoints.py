@@ -20,18 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from cold_neighbours import cold_rows, main_rows, setting  # benchmarks/, beside this script
+from cold_neighbours import cold_rows, evaluate_rows, load_or_train, main_rows, setting  # benchmarks/, beside this script
 from microlens import make
 
 from ranker.data import MAX_HISTORY, Dataset, ensure_samples, load_dataset
-from ranker.evaluate import paired_bootstrap, ranking_metrics, ranks_by_protocol
-from ranker.metrics import ndcg
+from ranker.evaluate import paired_bootstrap
 from warehouse.store import Warehouse
 
 SEQUENCE_RANKERS = ("sasrec", "sasrec-content")
@@ -48,15 +46,7 @@ def side(text: str) -> tuple[str, Path, tuple[int, float] | None]:
 
 def loaded(name: str, path: Path, borrow: tuple[int, float] | None, train_data: Dataset, max_epochs: int, record: dict[str, Any]) -> Any:
     model: Any = make(name, {"max_epochs": max_epochs, "patience": 3})
-    if path.exists():
-        model.load(path, train_data)
-    else:
-        started = time.perf_counter()
-        model.fit(train_data, seed=0)
-        record["fit_seconds"] = round(time.perf_counter() - started, 1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-    record["history"] = model.history
+    load_or_train(model, path, train_data, record)
     if borrow is not None:
         items = model.net.items
         items.neighbours, items.temperature = borrow
@@ -92,9 +82,7 @@ def main() -> None:
         model = loaded(name, path, borrow, train_data, args.max_epochs, record)
         per[key], record["metrics"] = {}, {}
         for slice_name, where in rows.items():
-            ranks = ranks_by_protocol(model, data, where, data.queries.take(where))
-            per[key][slice_name] = {p: ndcg(r, 10) for p, r in ranks.items()}
-            record["metrics"][slice_name] = {p: ranking_metrics(r, seed=0) for p, r in ranks.items()}
+            record["metrics"][slice_name], per[key][slice_name] = evaluate_rows(model, data, where)
         means = ", ".join(f"{s} {v['unmasked'].mean():.4f}" for s, v in per[key].items() if len(v["unmasked"]))
         print(f"{key} {name} ({record['borrowing']}): NDCG@10 unmasked {means}", flush=True)
     results["b_minus_a"] = {s: {p: paired_bootstrap(per["b"][s][p], per["a"][s][p], seed=0) for p in per["a"][s]} for s in rows if len(rows[s])}

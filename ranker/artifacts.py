@@ -222,9 +222,10 @@ def check_schema(
         skip.add("popularity")
     if name not in READS_CONTENT:  # an id-only model scores the same whatever the content vectors are
         skip |= {"content", "content_dim"}
-    differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in schema if k not in skip and saved.get(k) != schema[k]]
+    changed = [k for k in schema if k not in skip and saved.get(k) != schema[k]]
+    differ = [f"{k}: model {saved.get(k)!r}, data {schema[k]!r}" for k in changed]
     if differ:
-        if any(k not in skip and saved.get(k) != schema[k] for k in ("n_items", "item_vocabulary")):
+        if {"n_items", "item_vocabulary"} & set(changed):
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
             steps = "`reelsense ingest items`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")

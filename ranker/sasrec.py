@@ -178,7 +178,7 @@ class Sasrec:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         self._build(data)
-        self.net.items.prepare_training()
+        self.net.items.prepare_training(data)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         # Every labelled step of a sequence predicts its training row's target: exactly the pairs of
         # RecBole's prefix rows, at about one encoder pass per user (ranker/training.py next_item_sequences).

@@ -54,7 +54,6 @@ class ItemTower(nn.Module):
         # Looked up from the warehouse on load, never saved: new items score without retraining.
         self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
         self.register_buffer("has_delta", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
-        self.register_buffer("has_content", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
         # Items with content and no trained delta (cold), the `neighbours` items with a delta nearest
         # each by content cosine, and their weights softmax(cosine / temperature): at inference a
         # cold item borrows that weighted mean of their deltas.
@@ -105,47 +104,35 @@ class ItemTower(nn.Module):
         return out
 
     def _borrowed_when_dropped(self, base: torch.Tensor, deltas: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """(n_items + 1, d): for each trained item with content whose delta `keep` drops, the
-        similarity-weighted mean of its trained neighbours' deltas (itself excluded), bounded by its
-        own content; zeros elsewhere. Training then sees what inference does for an item without a
-        correction."""
-        dropped = torch.nonzero(self.has_delta & self.has_content & ~keep).squeeze(1)
+        """(n_items + 1, d): for each trained item whose delta `keep` drops, the similarity-weighted
+        mean of its trained neighbours' deltas (itself excluded), bounded by its own content; zeros
+        elsewhere (an item without content has no neighbours: zero weights). Training then sees what
+        inference does for an item without a correction."""
+        dropped = torch.nonzero(self.has_delta & ~keep).squeeze(1)
         out = torch.zeros_like(base)
         for part in dropped.split(8192):  # (8192, K, d) at most
             donors, weights = self.train_donors[part], self.train_weights[part]
             out[part] = self._bounded((weights.unsqueeze(-1) * deltas[donors]).sum(1), base[part])
         return out
 
-    def prepare_training(self) -> None:
+    def prepare_training(self, data: Dataset) -> None:
         """With borrow_dropped: each trained item's nearest other trained items by content cosine
-        (once per fit; content is frozen). Donors and recipients are the items inference borrows
-        between: a trained delta and content. Rows are indexed by item; other rows stay unused."""
+        (once per fit; content is frozen), between the items inference borrows between (a trained
+        delta and content), in tables indexed by item; other rows keep zero weights."""
         if not (self.borrow_dropped and self.neighbours and self.proj is not None):
             return
-        trained = torch.nonzero(self.has_delta & self.has_content).squeeze(1)
+        trained = np.flatnonzero(self.has_delta.cpu().numpy() & data.scorable)
         if len(trained) < 2:
             return
-        unit = nn.functional.normalize(self.content, dim=1)
-        donor_units = unit[trained].T.contiguous()
-        k = min(self.neighbours, len(trained) - 1)
-        donors = torch.zeros(len(self.content), self.neighbours, dtype=torch.long, device=self.content.device)
-        weights = torch.zeros(len(self.content), self.neighbours, device=self.content.device)
-        for part in trained.split(2048):
-            sims = unit[part] @ donor_units  # (P, trained)
-            sims[part.unsqueeze(1) == trained.unsqueeze(0)] = -math.inf  # not itself
-            nearest = sims.topk(k, dim=1)
-            donors[part, :k] = trained[nearest.indices]
-            weights[part, :k] = torch.softmax(nearest.values / self.temperature, dim=1)
-        self.train_donors, self.train_weights = donors, weights
+        rows, donors, weights = self._nearest(trained, trained)
+        self.train_donors = torch.zeros(len(self.content), donors.shape[1], dtype=torch.long, device=donors.device).index_copy_(0, rows, donors)
+        self.train_weights = torch.zeros(len(self.content), weights.shape[1], device=weights.device).index_copy_(0, rows, weights)
 
     def set_items(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> None:
         if self.proj is not None:
             self.content.copy_(torch.as_tensor(data.content, device=self.content.device))
         self.has_delta.copy_(torch.as_tensor(seen, device=self.has_delta.device))
         self.has_delta[0] = False
-        if self.proj is not None:  # what `Dataset.scorable` says for content: a vector that is not all zeros
-            self.has_content.copy_(self.content.norm(dim=1) > 0)
-            self.has_content[0] = False
         self.cold, self.cold_donors, self.cold_weights = self.content_neighbours(data, seen)
 
     def content_neighbours(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -160,12 +147,23 @@ class ItemTower(nn.Module):
         if self.proj is None or not self.neighbours or not len(cold) or not len(donors):
             width = max(self.neighbours, 1)
             return torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, width, dtype=torch.long, device=device), torch.zeros(0, width, device=device)
+        return self._nearest(cold, donors)
+
+    def _nearest(self, items: npt.NDArray[np.int64], donors: npt.NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`items` as a tensor, for each its `neighbours` nearest `donors` by content cosine (never
+        itself), and their weights softmax(cosine / temperature)."""
+        device = self.content.device
         unit = nn.functional.normalize(self.content, dim=1)
-        donor_t = torch.as_tensor(donors, device=device)
+        item_t, donor_t = torch.as_tensor(items, device=device), torch.as_tensor(donors, device=device)
         donor_units = unit[donor_t].T.contiguous()  # (D, donors), once
-        nearest = [(unit[part] @ donor_units).topk(min(self.neighbours, len(donors)), dim=1) for part in torch.as_tensor(cold, device=device).split(2048)]
+        k = min(self.neighbours, len(donors) - int(np.isin(items, donors).any()))
+        nearest = []
+        for part in item_t.split(2048):  # (2048, donors) at a time
+            sims = unit[part] @ donor_units
+            sims[part.unsqueeze(1) == donor_t.unsqueeze(0)] = -math.inf  # not itself
+            nearest.append(sims.topk(k, dim=1))
         weights = torch.softmax(torch.cat([n.values for n in nearest]) / self.temperature, dim=1)
-        return torch.as_tensor(cold, device=device), donor_t[torch.cat([n.indices for n in nearest])], weights
+        return item_t, donor_t[torch.cat([n.indices for n in nearest])], weights
 
 
 def remap_items(

@@ -177,7 +177,7 @@ def test_with_borrow_dropped_an_item_whose_delta_a_batch_drops_borrows_from_its_
     plain.load_state_dict(tower.state_dict())
     for t in (tower, plain):
         t.set_items(data, seen)
-        t.prepare_training()
+        t.prepare_training(data)
     assert 6 not in tower.train_donors[1:6].tolist()
     keep = torch.tensor([True, False, True, True, True, True, True])  # item 1's delta dropped
     with torch.no_grad():
@@ -203,7 +203,7 @@ def test_fit_prepares_borrow_dropped_and_refuses_it_without_neighbours(planted_w
     model = Sasrec(use_content=True, config=SasrecConfig(dim=8, heads=1, inner=16, max_epochs=1, borrow_dropped=True, cold_neighbours=3))
     model.fit(data, seed=0)
     items = model.net.items
-    trained = items.has_delta & items.has_content
+    trained = items.has_delta & torch.as_tensor(data.scorable)
     assert trained.sum() > 3 and torch.allclose(items.train_weights[trained].sum(1), torch.ones(int(trained.sum())))
     assert not (items.train_donors[trained] == torch.nonzero(trained).squeeze(1)[:, None]).any()  # never itself
     with pytest.raises(ConfigError, match="borrow_dropped borrows from the cold_neighbours nearest items, and cold_neighbours is 0"):
