@@ -145,18 +145,31 @@ def record_metrics(models_dir: Path, name: str, version: str, metrics: dict[str,
     _write_json(path, {**meta, "metrics": metrics})
 
 
-def load(models_dir: Path, name: str, data: Dataset, trained: dict[str, Any], device: str, *, version: str | None = None, match: str = "fingerprint") -> Any:
+def load(
+    models_dir: Path,
+    name: str,
+    data: Dataset,
+    trained: dict[str, Any],
+    device: str,
+    *,
+    version: str | None = None,
+    match: str = "fingerprint",
+    fix: str | None = None,
+) -> Any:
     """A saved ranker, checked against `data`: `match='fingerprint'` (evaluation: the same training
-    rows) or `'schema'` (scoring: the same feature schema)."""
-    meta = checked_meta(models_dir, name, data, version=version, match=match)
+    rows) or `'schema'` (scoring: the same feature schema); `fix` as in `checked_meta`."""
+    meta = checked_meta(models_dir, name, data, version=version, match=match, fix=fix)
     model = build(name, device, trained)
     model.load(models_dir / "rankers" / name / meta["version"] / "model", data)
     model.version = meta["version"]
     return model
 
 
-def checked_meta(models_dir: Path, name: str, data: Dataset, *, version: str | None = None, match: str = "fingerprint") -> dict[str, Any]:
-    """The saved ranker's meta.json once `load`'s checks against `data` pass (ModelMismatch if not)."""
+def checked_meta(
+    models_dir: Path, name: str, data: Dataset, *, version: str | None = None, match: str = "fingerprint", fix: str | None = None
+) -> dict[str, Any]:
+    """The saved ranker's meta.json once `load`'s checks against `data` pass (ModelMismatch if not);
+    `fix`: what the error tells the user to do (default: retrain, or, scoring, use a matching model)."""
     meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
     if meta is None:
         raise ModelMismatch(f"no trained {name} in {models_dir / 'rankers'}; run `reelsense train --models {name}` first")
@@ -172,17 +185,19 @@ def checked_meta(models_dir: Path, name: str, data: Dataset, *, version: str | N
         meta,
         feature_schema(data),
         new_items_ok=match == "schema" and name in MAPS_ITEMS_BY_ID,
-        fix="rerun `reelsense train` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"),
+        fix=fix or "rerun `reelsense train` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"),
     )
     return meta
 
 
-def load_with_base(models_dir: Path, name: str, data: Dataset, device: str, *, version: str | None = None, match: str = "fingerprint") -> Any:
+def load_with_base(
+    models_dir: Path, name: str, data: Dataset, device: str, *, version: str | None = None, match: str = "fingerprint", fix: str | None = None
+) -> Any:
     """`load`, with the base model of a ranker that re-ranks another (lightgbm: lstm-attn) loaded first."""
     trained: dict[str, Any] = {}
     if name in NEEDS_BASE:
-        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, version=base_version(models_dir, name, version), match=match)
-    return load(models_dir, name, data, trained, device, version=version, match=match)
+        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, version=base_version(models_dir, name, version), match=match, fix=fix)
+    return load(models_dir, name, data, trained, device, version=version, match=match, fix=fix)
 
 
 def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str | None = None, match: str = "fingerprint") -> None:

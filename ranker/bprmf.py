@@ -23,7 +23,6 @@ from torch import nn
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries
 from ranker.training import EarlyStopping, end_epoch, epoch_bar, validation_ndcg, validation_rows
-from warehouse.errors import ConfigError
 from warehouse.settings import check_ranges
 
 
@@ -38,9 +37,7 @@ class BprMfConfig:
     valid_users: int = 10000  # validation NDCG@10 on a seeded sample of the validation rows, each epoch
 
     def __post_init__(self) -> None:
-        check_ranges(self, positive=("dim", "lr", "batch", "max_epochs", "patience", "valid_users"))
-        if self.reg < 0:
-            raise ConfigError(f"BprMfConfig.reg must be 0 or above, got {self.reg!r}")
+        check_ranges(self, positive=("dim", "lr", "batch", "max_epochs", "patience", "valid_users"), non_negative=("reg",))
 
 
 class BprMF:

@@ -54,15 +54,16 @@ def attention(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int6
 
 
 def when(seconds_before: float) -> str:
-    """'today', 'yesterday', '3 days ago', ... for an interaction this long before the user's latest."""
+    """'on your last active day', 'a day before it', '3 days before it', ... for an interaction this
+    long before the user's latest: relative to that, not to today (the data may be old, probe 2026-12-03)."""
     days = seconds_before / 86400
     if days < 1:
-        return "today"
+        return "on your last active day"
     if days < 2:
-        return "yesterday"
+        return "a day before your last active day"
     if days < 14:
-        return f"{int(days)} days ago"
-    return f"{int(days // 7)} weeks ago"
+        return f"{int(days)} days before your last active day"
+    return f"{int(days // 7)} weeks before your last active day"
 
 
 def label(tags: dict[str, list[str]]) -> str:
@@ -106,7 +107,7 @@ def summarise(
         noun = "video" if count == 1 else "videos"
         parts.append(
             f"mostly because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
-            f"(latest {when(newest)}; {group_mass:.0%} of the attention, on {len(group)} of your "
+            f"(the latest {when(newest)}; {group_mass:.0%} of the attention, on {len(group)} of your "
             f"{len(history_tags)} recent interactions)"
         )
     else:

@@ -100,5 +100,19 @@ def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
                 f"{path}: [{name}] has no content path: {', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only to the content rankers "
                 f"({', '.join(f'[{n}]' for n in _owners(unused))}); remove them from [{name}]"
             )
-        override(_config(model), values, f"{path} [{name}]")  # unknown keys, wrong types: now
+        config = _config(model)
+        try:
+            override(config, values, f"{path} [{name}]")  # unknown keys, wrong types, ranges: now
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}{_elsewhere(set(values) - {f.name for f in dataclasses.fields(config)}, named)}") from exc
     return tables
+
+
+def _elsewhere(unknown: set[str], named: list[str]) -> str:
+    """ "; borrow_dropped is a setting of [sasrec-content]" for the unknown keys that another ranker has."""
+    hints = []
+    for key in sorted(unknown):
+        owners = _owners([key]) if key in CONTENT_ONLY else [n for n in named if key in {f.name for f in dataclasses.fields(_config(RANKERS[n]("cpu")))}]
+        if owners:
+            hints.append(f"{key} is a setting of {', '.join(f'[{n}]' for n in owners)}")
+    return "".join(f"; {hint}" for hint in hints)

@@ -39,11 +39,9 @@ class ShiftConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_ranges(self, positive=("window", "permutations", "alpha"))
+        check_ranges(self, positive=("window", "permutations", "alpha"), counts=("seed",))
         if not self.alpha < 1:
-            raise ConfigError(f"ShiftConfig.alpha is a significance level: give a value in (0, 1) such as 0.05, got {self.alpha!r}")
-        if self.seed < 0:
-            raise ConfigError(f"ShiftConfig.seed must be 0 or more, got {self.seed!r}")
+            raise ConfigError(f"alpha is a significance level: give a value in (0, 1) such as 0.05, got {self.alpha!r}")
 
 
 @dataclass

@@ -80,5 +80,5 @@ def test_shift_settings_from_toml_refuse_unknown_keys_and_impossible_values(tmp_
         override(ShiftConfig(), read_toml(path), str(path))
     for bad in ("window = 0", "alpha = 1.5", "permutations = -3", "seed = -1"):
         path.write_text(bad + "\n")
-        with pytest.raises(ConfigError, match="ShiftConfig"):
+        with pytest.raises(ConfigError, match=rf"shifts.toml: {bad.split()[0]} (must|is a significance)"):  # the file and key, not the dataclass
             override(ShiftConfig(), read_toml(path), str(path))

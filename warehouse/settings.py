@@ -33,38 +33,64 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
 
 
+class RangeError(ConfigError):
+    """Values no run can use, each `problems` entry "key must be ..., got ..."; `override` names
+    the file and table they came from instead of the dataclass."""
+
+    def __init__(self, kind: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{kind}.{problem}" for problem in problems))
+
+
 def override(config: T, values: dict[str, Any], where: str) -> T:
-    """`config` with the fields named in `values` replaced; `where` names them in errors."""
+    """`config` with the fields named in `values` replaced; `where` names them in errors. Every
+    mistake in `values` is reported at once (unknown keys, wrong types, then values out of range),
+    so a file is fixed in one pass."""
     defaults = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    problems = []
     unknown = sorted(set(values) - set(defaults))
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; expected some of {sorted(defaults)}")
+        problems.append(f"unknown keys {unknown}; expected some of {sorted(defaults)}")
     checked = {}
     for key, value in values.items():
+        if key not in defaults:
+            continue
         expected = type(defaults[key])
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
-            raise ConfigError(f"{where}.{key} must be {expected.__name__} (default {defaults[key]!r}), got {value!r}")
+            problems.append(f"{key} must be {expected.__name__} (default {defaults[key]!r}), got {value!r}")
+            continue
         checked[key] = value
+    if problems:
+        raise ConfigError(f"{where}: {'; '.join(problems)}")
     try:
         return dataclasses.replace(config, **checked)
-    except ConfigError as exc:  # a value out of range: name the file too
+    except RangeError as exc:  # values out of range: each named by the file and key, not the dataclass
+        raise ConfigError(f"{where}: {'; '.join(exc.problems)}") from exc
+    except ConfigError as exc:  # a rule across keys (e.g. dim a multiple of heads): name the file too
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def check_ranges(config: Any, *, positive: tuple[str, ...] = (), shares: tuple[str, ...] = (), counts: tuple[str, ...] = ()) -> None:
-    """A config's values that no run can use are a `ConfigError` at construction: sizes and rates
-    must be above 0; `counts` (where 0 turns a feature off) whole numbers of at least 0; dropouts
-    and shares must lie in [0, 1)."""
-    kind = type(config).__name__
+def check_ranges(
+    config: Any, *, positive: tuple[str, ...] = (), shares: tuple[str, ...] = (), counts: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()
+) -> None:
+    """A config's values that no run can use are one `RangeError` at construction, naming each:
+    sizes and rates must be above 0; `counts` (where 0 turns a feature off) whole numbers of at
+    least 0; `non_negative` (penalties) 0 or above; dropouts and shares must lie in [0, 1)."""
+    problems = []
     for name in positive:
         if not getattr(config, name) > 0:
-            raise ConfigError(f"{kind}.{name} must be above 0, got {getattr(config, name)!r}")
+            problems.append(f"{name} must be above 0, got {getattr(config, name)!r}")
     for name in counts:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{kind}.{name} must be a whole number of at least 0, got {value!r}")
+            problems.append(f"{name} must be a whole number of at least 0, got {value!r}")
+    for name in non_negative:
+        if not getattr(config, name) >= 0:
+            problems.append(f"{name} must be 0 or above, got {getattr(config, name)!r}")
     for name in shares:
         if not 0 <= getattr(config, name) < 1:
-            raise ConfigError(f"{kind}.{name} must be in [0, 1), got {getattr(config, name)!r}")
+            problems.append(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
+    if problems:
+        raise RangeError(type(config).__name__, problems)
