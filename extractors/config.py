@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from warehouse.errors import ConfigError  # noqa: F401  (raised here; importable from here as before)
-from warehouse.settings import override
+from warehouse.settings import RangeError, override
 
 PRESETS = ("offline", "paper")
 FRAME_SAMPLINGS = ("exact", "keyframes")  # extractors.decode: how frames are picked
@@ -54,23 +54,26 @@ class ExtractConfig:
     clap_text_model: str = "roberta"
 
     def __post_init__(self) -> None:
+        problems = []  # every one at once (RangeError), so a settings file is fixed in one pass
         if self.preset not in PRESETS:
-            raise ConfigError(f"preset {self.preset!r} is not one of {', '.join(PRESETS)}")
+            problems.append(f"preset {self.preset!r} is not one of {', '.join(PRESETS)}")
         unknown = set(self.modalities) - {"frames", "text", "audio"}
         if unknown or not self.modalities:
-            raise ConfigError(f"modalities {list(self.modalities)} must be a non-empty subset of frames, text, audio")
+            problems.append(f"modalities {list(self.modalities)} must be a non-empty subset of frames, text, audio")
         if self.frame_sampling not in FRAME_SAMPLINGS:
-            raise ConfigError(f"frame_sampling {self.frame_sampling!r} is not one of {', '.join(FRAME_SAMPLINGS)}")
+            problems.append(f"frame_sampling {self.frame_sampling!r} is not one of {', '.join(FRAME_SAMPLINGS)}")
         for name in ("n_frames", "batch_items", "commit_items", "prefetch_batches"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.decode_workers < 0:
-            raise ConfigError(f"decode_workers must be 0 (one per core) or more, got {self.decode_workers}")
+            problems.append(f"decode_workers must be 0 (one per core) or more, got {self.decode_workers}")
         if self.decode_short_side != 0 and self.decode_short_side < MIN_SHORT_SIDE:
-            raise ConfigError(
+            problems.append(
                 f"decode_short_side must be 0 (not scaled) or at least {MIN_SHORT_SIDE} (the encoders' input "
                 f"size: smaller frames would be enlarged again), got {self.decode_short_side}"
             )
+        if problems:
+            raise RangeError(type(self).__name__, problems)
 
     def replace(self, **changes: Any) -> ExtractConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

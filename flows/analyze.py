@@ -129,8 +129,7 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
         return artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=version, match="schema", fix=RETRAIN)
     except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
         raise artifacts.ModelMismatch(
-            f"explanations come from lstm-attn (its attention and modality contributions), "
-            f"whichever ranker scored the run: {exc}; run `reelsense train --models lstm-attn`"
+            f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {exc}"
         ) from exc
 
 

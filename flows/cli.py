@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", type=_device)
-    train.add_argument("--force", action="store_true", help="train again even if a model for the same data and seed exists")
+    train.add_argument("--force", action="store_true", help="train again even if a saved model fits (the same data, content, seed, settings and code)")
     train.add_argument(
         "--config", type=Path, help="rankers TOML file: a table per ranker overriding its settings, e.g. [sasrec] patience = 3 (configs/microlens-rankers.toml)"
     )

@@ -383,5 +383,5 @@ def check_content(data: Dataset, name: str) -> None:
         have = "item has" if len(data.unaligned) == 1 else "items have"
         raise MissingContent(
             f"{len(data.unaligned)} {have} raw embeddings but no {data.content_source} vector "
-            f"({shown}); run `reelsense align` to project them, then train or score again"
+            f"({shown}); run `reelsense align` to project them, then run this command again"
         )

@@ -54,16 +54,17 @@ def attention(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int6
 
 
 def when(seconds_before: float) -> str:
-    """'on your last active day', 'a day before it', '3 days before it', ... for an interaction this
-    long before the user's latest: relative to that, not to today (the data may be old, probe 2026-12-03)."""
+    """'within a day of your last visit', 'a day before it', '3 days before it', ... for an interaction this
+    long before the user's latest event of any kind (an impression counts: a visit), not before
+    today (the data may be old; probe 2026-12-03); a day is 24 hours, not a calendar date."""
     days = seconds_before / 86400
     if days < 1:
-        return "on your last active day"
+        return "within a day of your last visit"
     if days < 2:
-        return "a day before your last active day"
+        return "a day before your last visit"
     if days < 14:
-        return f"{int(days)} days before your last active day"
-    return f"{int(days // 7)} weeks before your last active day"
+        return f"{int(days)} days before your last visit"
+    return f"{int(days // 7)} weeks before your last visit"
 
 
 def label(tags: dict[str, list[str]]) -> str:
@@ -107,7 +108,7 @@ def summarise(
         noun = "video" if count == 1 else "videos"
         parts.append(
             f"mostly because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
-            f"(the latest {when(newest)}; {group_mass:.0%} of the attention, on {len(group)} of your "
+            f"(the most recent {when(newest)}; {group_mass:.0%} of the attention, on {len(group)} of your "
             f"{len(history_tags)} recent interactions)"
         )
     else:

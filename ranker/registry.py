@@ -83,29 +83,44 @@ def _config(model: Ranker) -> Any:
 def load_settings(path: str | Path) -> dict[str, dict[str, Any]]:
     """A rankers TOML file: one table per ranker, e.g. `[sasrec]` with `patience = 3`; each key
     overrides a field of that ranker's config dataclass (ranker/sasrec.py SasrecConfig,
-    ranker/sequence.py LstmAttnConfig, ranker/bprmf.py BprMfConfig). Checked here, before any training starts."""
+    ranker/sequence.py LstmAttnConfig, ranker/bprmf.py BprMfConfig). Checked here, before any
+    training starts; every mistake of every table is reported in one `ConfigError`."""
     tables = read_toml(path)
     named = configurable()
+    problems = []
     for name, values in tables.items():
         if not isinstance(values, dict):
-            raise ConfigError(
+            problems.append(
                 f"{path}: `{name} = {values!r}` sits outside a table; settings go in a table named after their ranker, e.g. [sasrec] then {name} = {values!r}"
             )
-        if name not in named:
-            raise ConfigError(f"{path}: [{name}] is not a ranker with settings; use tables named {', '.join(f'[{n}]' for n in named)}")
-        model = RANKERS[name]("cpu")
-        unused = sorted(set(values) & CONTENT_ONLY) if not getattr(model, "use_content", True) else []
-        if unused:  # accepted silently, they changed nothing but the settings' hash (a retrain; probe, 2026-12-03)
-            raise ConfigError(
-                f"{path}: [{name}] has no content path: {', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only to the content rankers "
-                f"({', '.join(f'[{n}]' for n in _owners(unused))}); remove them from [{name}]"
-            )
-        config = _config(model)
-        try:
-            override(config, values, f"{path} [{name}]")  # unknown keys, wrong types, ranges: now
-        except ConfigError as exc:
-            raise ConfigError(f"{exc}{_elsewhere(set(values) - {f.name for f in dataclasses.fields(config)}, named)}") from exc
+        elif name not in named:
+            problems.append(f"{path}: [{name}] is not a ranker with settings; use tables named {', '.join(f'[{n}]' for n in named)}")
+        else:
+            problems.extend(_table_problems(path, name, values, named))
+    if problems:
+        raise ConfigError("; ".join(problems))
     return tables
+
+
+def _table_problems(path: str | Path, name: str, values: dict[str, Any], named: list[str]) -> list[str]:
+    """What is wrong with the table `[name]` of a rankers TOML: [] when nothing."""
+    model = RANKERS[name]("cpu")
+    config = _config(model)
+    fields = {f.name for f in dataclasses.fields(config)}
+    id_only = not getattr(model, "use_content", True)
+    problems = []
+    unused = sorted(set(values) & CONTENT_ONLY) if id_only else []
+    if unused:  # accepted silently, they changed nothing but the settings' hash (a retrain; probe, 2026-12-03)
+        problems.append(
+            f"{path}: [{name}] has no content path: {', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only to the content rankers "
+            f"({', '.join(f'[{n}]' for n in _owners(unused))}); remove {'it' if len(unused) == 1 else 'them'} from [{name}]"
+        )
+    rest = {k: v for k, v in values.items() if k not in unused}
+    try:  # unknown keys, wrong types, ranges: now
+        override(config, rest, f"{path} [{name}]", offered=sorted(fields - CONTENT_ONLY) if id_only else None)
+    except ConfigError as exc:
+        problems.append(f"{exc}{_elsewhere(set(rest) - fields, named)}")
+    return problems
 
 
 def _elsewhere(unknown: set[str], named: list[str]) -> str:

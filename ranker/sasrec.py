@@ -33,7 +33,6 @@ from torch import nn
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
 from ranker.training import EarlyStopping, ItemTower, end_epoch, epoch_bar, next_item_sequences, remap_items, validation_ndcg, validation_rows
-from warehouse.errors import ConfigError
 from warehouse.settings import check_ranges
 
 
@@ -67,18 +66,20 @@ class SasrecConfig:
     borrow_dropped: bool = False
 
     def __post_init__(self) -> None:
+        rules = []
+        if self.borrow_dropped and not self.cold_neighbours:
+            rules.append(
+                "borrow_dropped borrows from the cold_neighbours nearest items, and cold_neighbours is 0; set cold_neighbours above 0 or borrow_dropped = false"
+            )
+        if isinstance(self.heads, int) and self.heads > 0 and self.dim % self.heads:
+            rules.append(f"dim {self.dim} must be a multiple of heads {self.heads}")
         check_ranges(
             self,
             positive=("dim", "layers", "heads", "inner", "batch", "max_epochs", "patience", "valid_users", "lr", "init_std", "delta_ratio", "cold_temperature"),
             shares=("dropout", "attn_dropout", "id_drop"),
             counts=("cold_neighbours",),
+            rules=tuple(rules),
         )
-        if self.borrow_dropped and not self.cold_neighbours:
-            raise ConfigError(
-                "borrow_dropped borrows from the cold_neighbours nearest items, and cold_neighbours is 0; set cold_neighbours above 0 or borrow_dropped = false"
-            )
-        if self.dim % self.heads:
-            raise ConfigError(f"sasrec: dim {self.dim} must be a multiple of heads {self.heads}")
 
 
 class Block(nn.Module):

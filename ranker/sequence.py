@@ -66,7 +66,7 @@ class LstmAttnConfig:
             self,
             positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio", "cold_temperature"),
             shares=("dropout", "id_drop"),
-            counts=("cold_neighbours",),
+            counts=("cold_neighbours", "full_softmax_max"),  # full_softmax_max 0: always the sampled softmax
         )
 
 

@@ -25,7 +25,6 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from ranker.data import Dataset
-from warehouse.errors import ConfigError
 from warehouse.settings import check_ranges
 
 
@@ -39,9 +38,8 @@ class ShiftConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_ranges(self, positive=("window", "permutations", "alpha"), counts=("seed",))
-        if not self.alpha < 1:
-            raise ConfigError(f"alpha is a significance level: give a value in (0, 1) such as 0.05, got {self.alpha!r}")
+        significance = () if not self.alpha >= 1 else (f"alpha is a significance level: give a value in (0, 1) such as 0.05, got {self.alpha!r}",)
+        check_ranges(self, positive=("window", "permutations", "alpha"), counts=("seed",), rules=significance)
 
 
 @dataclass

@@ -82,7 +82,7 @@ def test_summary_in_words_by_hand():
         target_tags={"music": ["piano", "slow", "soft"], "picture": ["plate"], "hashtag": ["travel"]},
     )
     assert text == (
-        "mostly because of the 2 #travel videos you watched or liked (the latest a day before your last active day; 85% of the attention, on "
+        "mostly because of the 2 #travel videos you watched or liked (the most recent a day before your last visit; 85% of the attention, on "
         "2 of your 3 recent interactions); the music (piano, slow) mattered more than the picture (plate) "
         "(leaving it out costs +0.50 vs -0.10 of the score)"
     )
@@ -98,7 +98,7 @@ def test_summary_in_words_by_hand():
         target_tags={},
     )
     assert text.startswith(
-        "mostly because of the 1 #travel video you liked (the latest 2 days before your last active day; 30% of the attention, on 1 of your 3 recent"
+        "mostly because of the 1 #travel video you liked (the most recent 2 days before your last visit; 30% of the attention, on 1 of your 3 recent"
     )
     # A video seen twice is one video; the share stays that of both interactions.
     text = summarise(
@@ -111,7 +111,9 @@ def test_summary_in_words_by_hand():
         target_tags={},
         history_items=["v1", "v1", "v2"],
     )
-    assert text.startswith("mostly because of the 1 #food video you liked (the latest on your last active day; 70% of the attention, on 2 of your 3 recent")
+    assert text.startswith(
+        "mostly because of the 1 #food video you liked (the most recent within a day of your last visit; 70% of the attention, on 2 of your 3 recent"
+    )
 
 
 def test_an_item_without_content_gets_no_modality_sentence_not_nan():

@@ -19,7 +19,7 @@ from flows.rank import retrain_reason
 from ranker.data import load_dataset
 from ranker.registry import build
 from warehouse import db
-from warehouse.errors import QueryError
+from warehouse.errors import ConfigError, QueryError
 from warehouse.store import Warehouse
 
 HEADER = ["user_id", "item_id", "event_ts", "event", "watch_ratio"]
@@ -363,13 +363,13 @@ def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
         ('[sasrec]\npatience = "3"\n', "[sasrec]: patience must be int (default 10), got '3'"),
         ("[lstm-attn]\nlr = true\n", "[lstm-attn]: lr must be float (default 0.001), got True"),
         ("[sasrec\n", "not valid TOML"),
-        ("[sasrec]\nheads = 3\n", "[sasrec]: sasrec: dim 64 must be a multiple of heads 3"),
+        ("[sasrec]\nheads = 3\n", "[sasrec]: dim 64 must be a multiple of heads 3"),
         ("[sasrec]\ndropout = 1.5\n", "[sasrec]: dropout must be in [0, 1), got 1.5"),
         ("[sasrec]\nmax_epochs = 0\n", "[sasrec]: max_epochs must be above 0, got 0"),
         ("[lstm-attn]\nbatch = 0\n", "[lstm-attn]: batch must be above 0, got 0"),
         ("[sasrec-content]\ncold_neighbours = -1\n", "[sasrec-content]: cold_neighbours must be a whole number of at least 0, got -1"),
         ("[sasrec]\ncold_neighbours = 5\n", "[sasrec] has no content path: cold_neighbours applies only to the content rankers"),
-        ("[sasrec]\nborrow_dropped = true\n", "borrow_dropped applies only to the content rankers ([sasrec-content]); remove them from [sasrec]"),
+        ("[sasrec]\nborrow_dropped = true\n", "borrow_dropped applies only to the content rankers ([sasrec-content]); remove it from [sasrec]"),
         ("[sasrec-content]\nborrow_dropped = 1\n", "[sasrec-content]: borrow_dropped must be bool (default False), got 1"),
         (
             "[sasrec-content]\nborrow_dropped = true\ncold_neighbours = 0\n",
@@ -385,12 +385,71 @@ def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
         ("[lstm-attn]\nborrow_dropped = true\n", "[lstm-attn]: unknown keys ['borrow_dropped']; expected some of"),
         ("[lstm-attn]\nborrow_dropped = true\n", "; borrow_dropped is a setting of [sasrec-content]\n"),
         ("[sasrec]\nnegatives = 5\n", "; negatives is a setting of [lstm-attn]"),
+        ("[lstm-attn]\nfull_softmax_max = -5\n", "[lstm-attn]: full_softmax_max must be a whole number of at least 0, got -5"),
     ],
 )
 def test_train_settings_with_a_mistake_are_one_line_errors_before_training(home, tmp_path, capsys, text, message):
     err = settings_error(capsys, tmp_path / "rankers.toml", text, ["--home", str(home), "train", "--models", "sasrec"])
     assert message in err, err
     assert not (home / "models").exists()  # nothing trained
+
+
+@pytest.mark.parametrize(
+    "text, mistakes",
+    [
+        (  # every table's mistakes, not the first table's (probe, 2026-12-03)
+            '[sasrec]\npatiense = 3\ndropout = 1.5\n[lstm-attn]\nborrow_dropped = true\nbatch = 0\n[sasrec-content]\ncold_neighbours = -1\nlr = "x"\n',
+            [
+                "unknown keys ['patiense']",
+                "dropout must be in [0, 1)",
+                "unknown keys ['borrow_dropped']",
+                "borrow_dropped is a setting of [sasrec-content]",
+                "batch must be above 0",
+                "cold_neighbours must be a whole number",
+                "lr must be float",
+            ],
+        ),
+        # within a table: ranges behind unknown keys and types, rules behind ranges
+        (
+            '[sasrec]\npatiense = 3\ndropout = 1.5\nmax_epochs = 0\nlr = "x"\n',
+            ["unknown keys ['patiense']", "dropout must be", "max_epochs must be", "lr must be float"],
+        ),
+        ("[sasrec]\nheads = 3\ndropout = 1.5\n", ["dim 64 must be a multiple of heads 3", "dropout must be in [0, 1)"]),
+        # an id-only table: the content keys refused, and the other mistakes named too
+        (
+            "[sasrec]\ncold_neighbours = 5\npatiense = 3\ndropout = 2.0\n",
+            ["cold_neighbours applies only", "remove it from [sasrec]", "unknown keys ['patiense']", "dropout must be"],
+        ),
+        (
+            "max_epochs = 2\n[sasrec]\npatiense = 3\n[lightgbm]\nk = 1\n",
+            ["`max_epochs = 2` sits outside a table", "unknown keys ['patiense']", "[lightgbm] is not a ranker with settings"],
+        ),
+    ],
+)
+def test_every_mistake_of_a_rankers_toml_is_named_at_once(home, tmp_path, capsys, text, mistakes):
+    err = settings_error(capsys, tmp_path / "rankers.toml", text, ["--home", str(home), "train", "--models", "sasrec"])
+    assert [m for m in mistakes if m not in err] == [], err
+    if "[sasrec]\ncold_neighbours" in text:  # the id-only table's expected keys leave out the ones it refuses
+        assert "cold_neighbours'" not in err.split("expected some of")[1], err
+
+
+def test_every_mistake_of_an_extract_or_shifts_toml_is_named_at_once(tmp_path):
+    from extractors.config import load_config
+    from ranker.shifts import ShiftConfig
+    from warehouse.settings import override, read_toml
+
+    path = tmp_path / "extract.toml"
+    path.write_text('n_frames = 0\nprefetch_batches = 0\nframe_sampling = "nearest"\ndecode_workers = -1\nmodalities = ["frames", "smell"]\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    for mistake in ("n_frames must be at least 1", "prefetch_batches must be at least 1", "frame_sampling 'nearest'", "decode_workers must be 0", "'smell'"):
+        assert mistake in str(refused.value)
+    path = tmp_path / "shifts.toml"
+    path.write_text("window = 0\nalpha = 1.5\npermutations = -1\n")
+    with pytest.raises(ConfigError) as refused:
+        override(ShiftConfig(), read_toml(path), str(path))
+    for mistake in ("window must be above 0", "permutations must be above 0", "alpha is a significance level"):
+        assert mistake in str(refused.value)
 
 
 def settings_error(capsys, path, text: str, argv: list[str]) -> str:

@@ -45,7 +45,7 @@ class IngestReport:
 
     def line(self) -> str:
         return (
-            f"{self.table}: {self.input_rows} rows in {Path(self.source).name}: "
+            f"{self.table}: {self.input_rows} {'row' if self.input_rows == 1 else 'rows'} in {Path(self.source).name}: "
             f"{self.accepted} accepted, {self.quarantined} quarantined, {self.duplicates} duplicates"
         )
 
@@ -350,7 +350,7 @@ def validate_item(record: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any
         if row[name]:
             resolved = _local_media(row[name], base_dir)
             if resolved is None:
-                return row, f"{name} {row[name]!r} does not exist; expected a local file path"
+                return row, f"{name} {row[name]!r}: no such file (looked for {_where(row[name], base_dir)}); paths are relative to the items file"
             row[name] = str(resolved)
     row["content_hash"] = content_hash(row["title"], row["video_uri"], row["audio_uri"])
     return row, None
@@ -375,10 +375,14 @@ def file_sha256(path: Path) -> str:
 
 
 def _local_media(uri: str, base_dir: Path) -> Path | None:
-    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
-    if not path.is_absolute():
-        path = base_dir / path
+    path = _where(uri, base_dir)
     return path.resolve() if path.is_file() else None
+
+
+def _where(uri: str, base_dir: Path) -> Path:
+    """Where a media path points: absolute, or relative to the items file's folder."""
+    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+    return path if path.is_absolute() else base_dir / path
 
 
 def _text(value: Any, name: str) -> tuple[str | None, str | None]:

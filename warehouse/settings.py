@@ -42,15 +42,16 @@ class RangeError(ConfigError):
         super().__init__("; ".join(f"{kind}.{problem}" for problem in problems))
 
 
-def override(config: T, values: dict[str, Any], where: str) -> T:
+def override(config: T, values: dict[str, Any], where: str, *, offered: list[str] | None = None) -> T:
     """`config` with the fields named in `values` replaced; `where` names them in errors. Every
-    mistake in `values` is reported at once (unknown keys, wrong types, then values out of range),
-    so a file is fixed in one pass."""
+    mistake in `values` is reported at once, in one `ConfigError` (unknown keys, wrong types,
+    values out of range and rules across keys), so a file is fixed in one pass. `offered`: the
+    keys an unknown-keys error lists (default: every field)."""
     defaults = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     problems = []
     unknown = sorted(set(values) - set(defaults))
     if unknown:
-        problems.append(f"unknown keys {unknown}; expected some of {sorted(defaults)}")
+        problems.append(f"unknown keys {unknown}; expected some of {sorted(defaults) if offered is None else sorted(offered)}")
     checked = {}
     for key, value in values.items():
         if key not in defaults:
@@ -62,22 +63,30 @@ def override(config: T, values: dict[str, Any], where: str) -> T:
             problems.append(f"{key} must be {expected.__name__} (default {defaults[key]!r}), got {value!r}")
             continue
         checked[key] = value
+    try:  # the values of the right type are checked too, whatever else is wrong
+        result = dataclasses.replace(config, **checked)
+    except RangeError as exc:
+        problems.extend(exc.problems)
+    except ConfigError as exc:
+        problems.append(str(exc))
     if problems:
         raise ConfigError(f"{where}: {'; '.join(problems)}")
-    try:
-        return dataclasses.replace(config, **checked)
-    except RangeError as exc:  # values out of range: each named by the file and key, not the dataclass
-        raise ConfigError(f"{where}: {'; '.join(exc.problems)}") from exc
-    except ConfigError as exc:  # a rule across keys (e.g. dim a multiple of heads): name the file too
-        raise ConfigError(f"{where}: {exc}") from exc
+    return result
 
 
 def check_ranges(
-    config: Any, *, positive: tuple[str, ...] = (), shares: tuple[str, ...] = (), counts: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()
+    config: Any,
+    *,
+    positive: tuple[str, ...] = (),
+    shares: tuple[str, ...] = (),
+    counts: tuple[str, ...] = (),
+    non_negative: tuple[str, ...] = (),
+    rules: tuple[str, ...] = (),
 ) -> None:
     """A config's values that no run can use are one `RangeError` at construction, naming each:
     sizes and rates must be above 0; `counts` (where 0 turns a feature off) whole numbers of at
-    least 0; `non_negative` (penalties) 0 or above; dropouts and shares must lie in [0, 1)."""
+    least 0; `non_negative` (penalties) 0 or above; dropouts and shares must lie in [0, 1);
+    `rules`: the config's own broken rules across keys, each a message starting with its key."""
     problems = []
     for name in positive:
         if not getattr(config, name) > 0:
@@ -92,5 +101,6 @@ def check_ranges(
     for name in shares:
         if not 0 <= getattr(config, name) < 1:
             problems.append(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
+    problems.extend(rules)
     if problems:
         raise RangeError(type(config).__name__, problems)
