@@ -24,7 +24,6 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from warehouse.errors import ConfigError
 from warehouse.settings import check_ranges
 
 Vectors = dict[str, npt.NDArray[np.float32]]  # modality -> (N, dim); rows of missing items are NaN
@@ -43,9 +42,8 @@ class AlignConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_ranges(self, positive=("dim", "hidden", "epochs", "patience", "batch_size", "lr"))
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"align: val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        held_out = () if 0 < self.val_fraction < 1 else (f"val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction}",)
+        check_ranges(self, positive=("dim", "hidden", "epochs", "patience", "batch_size", "lr"), rules=held_out)
 
 
 class AlignmentModel(nn.Module):

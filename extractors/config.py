@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from warehouse.errors import ConfigError  # noqa: F401  (raised here; importable from here as before)
-from warehouse.settings import RangeError, override
+from warehouse.errors import InvalidSettings  # ConfigError: importable from here as before
+from warehouse.settings import override, read_toml
 
 PRESETS = ("offline", "paper")
 FRAME_SAMPLINGS = ("exact", "keyframes")  # extractors.decode: how frames are picked
@@ -54,10 +53,10 @@ class ExtractConfig:
     clap_text_model: str = "roberta"
 
     def __post_init__(self) -> None:
-        problems = []  # every one at once (RangeError), so a settings file is fixed in one pass
+        problems = []  # every one at once (InvalidSettings), so a settings file is fixed in one pass
         if self.preset not in PRESETS:
             problems.append(f"preset {self.preset!r} is not one of {', '.join(PRESETS)}")
-        unknown = set(self.modalities) - {"frames", "text", "audio"}
+        unknown = [m for m in self.modalities if m not in ("frames", "text", "audio")]  # a list: a TOML value may be unhashable
         if unknown or not self.modalities:
             problems.append(f"modalities {list(self.modalities)} must be a non-empty subset of frames, text, audio")
         if self.frame_sampling not in FRAME_SAMPLINGS:
@@ -73,7 +72,7 @@ class ExtractConfig:
                 f"size: smaller frames would be enlarged again), got {self.decode_short_side}"
             )
         if problems:
-            raise RangeError(type(self).__name__, problems)
+            raise InvalidSettings(type(self).__name__, problems)
 
     def replace(self, **changes: Any) -> ExtractConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -95,13 +94,7 @@ class ExtractConfig:
 def load_config(path: str | Path | None) -> ExtractConfig:
     if path is None:
         return ExtractConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        values = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    values = read_toml(path)
     if isinstance(values.get("modalities"), list):
         values["modalities"] = tuple(values["modalities"])
     return override(ExtractConfig(), values, str(path))  # unknown keys, wrong types and ranges name the file

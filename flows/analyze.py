@@ -81,8 +81,10 @@ def history_ages(wh: Warehouse, queries: Queries, data: Dataset) -> np.ndarray:
     return step_ages(queries, data.item_ids, {(r["user_id"], r["item_id"]): r["ts"] for r in rows})
 
 
-# What a model that no longer fits the warehouse needs before it can explain (not "score with another model").
-RETRAIN = "retrain it with `reelsense train` on this data to explain with it"
+def _retrain(models: str) -> str:
+    """What to do about a model that no longer fits the warehouse, when explaining (not the
+    scoring advice, "score with a matching model"); `models`: those to train, comma-separated."""
+    return f"train on this data to explain with it: `reelsense train --models {models}`"
 
 
 def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | None = None) -> tuple[Any, Any]:
@@ -96,9 +98,9 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     try:
         if ctr_version:
             base_version = artifacts.base_version(wh.models_dir, "lightgbm", ctr_version)
-            artifacts.checked_meta(wh.models_dir, "lightgbm", data, version=ctr_version, match="schema", fix=RETRAIN)
+            artifacts.checked_meta(wh.models_dir, "lightgbm", data, version=ctr_version, match="schema", fix=_retrain("lightgbm"))
         if base_version:
-            artifacts.checked_meta(wh.models_dir, "lstm-attn", data, version=base_version, match="schema", fix=RETRAIN)
+            artifacts.checked_meta(wh.models_dir, "lstm-attn", data, version=base_version, match="schema", fix=_retrain("lstm-attn"))
     except artifacts.ModelMismatch as exc:
         print(
             f"reelsense: warning: the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", file=sys.stderr
@@ -112,7 +114,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     model = _explainer(wh, data, device, base_version)
     try:
         # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
-        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema", fix=RETRAIN)
+        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema", fix=_retrain("lstm-attn,lightgbm"))
     except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
         if artifacts.latest(wh.models_dir, "lightgbm") is not None:  # trained, but not for this data: say so
@@ -126,7 +128,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
 def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -> Any:
     """lstm-attn of `version` (None: the latest), whichever ranker scored the run."""
     try:
-        return artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=version, match="schema", fix=RETRAIN)
+        return artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=version, match="schema", fix=_retrain("lstm-attn"))
     except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
         raise artifacts.ModelMismatch(
             f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {exc}"

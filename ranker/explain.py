@@ -54,9 +54,9 @@ def attention(model, data: Dataset, queries: Queries, items: npt.NDArray[np.int6
 
 
 def when(seconds_before: float) -> str:
-    """'within a day of your last visit', 'a day before it', '3 days before it', ... for an interaction this
-    long before the user's latest event of any kind (an impression counts: a visit), not before
-    today (the data may be old; probe 2026-12-03); a day is 24 hours, not a calendar date."""
+    """'within a day of your last visit', 'a day before your last visit', '3 days before your last
+    visit', ... for an interaction this long before the user's latest event of any kind (an
+    impression counts: a visit), not before today, as the data may be old; a day is 24 hours."""
     days = seconds_before / 86400
     if days < 1:
         return "within a day of your last visit"
@@ -212,8 +212,8 @@ def _and(words: list[str]) -> str:
 
 
 def step_ages(queries: Queries, item_ids: list[str], last_seen: dict[tuple[str, str], float]) -> npt.NDArray[np.float64]:
-    """(Q, T) seconds between each history step's latest interaction (`last_seen`: (user, item) ->
-    epoch seconds) and the user's latest interaction; 0 for padding."""
+    """(Q, T) seconds between each history step's latest event (`last_seen`: (user, item) -> epoch
+    seconds, every event kind, impressions included) and the user's latest event; 0 for padding."""
     newest: dict[str, float] = {}
     for (user, _), ts in last_seen.items():
         newest[user] = max(ts, newest.get(user, ts))

@@ -62,13 +62,12 @@ CONTENT_ONLY = {"id_drop", "delta_ratio", "cold_neighbours", "cold_temperature",
 
 def _owners(keys: list[str]) -> list[str]:
     """The content rankers whose config has every one of `keys` (borrow_dropped: sasrec-content only)."""
-    owners = []
-    for name, make in RANKERS.items():
-        model = make("cpu")
-        config = _config(model)
-        if getattr(model, "use_content", False) and config is not None and set(keys) <= {f.name for f in dataclasses.fields(config)}:
-            owners.append(name)
-    return owners
+    return [name for name in configurable() if getattr(RANKERS[name]("cpu"), "use_content", False) and set(keys) <= _fields(name)]
+
+
+def _fields(name: str) -> set[str]:
+    """The settings of a configurable ranker: its config dataclass's fields."""
+    return {f.name for f in dataclasses.fields(_config(RANKERS[name]("cpu")))}
 
 
 def configurable() -> list[str]:
@@ -106,7 +105,7 @@ def _table_problems(path: str | Path, name: str, values: dict[str, Any], named: 
     """What is wrong with the table `[name]` of a rankers TOML: [] when nothing."""
     model = RANKERS[name]("cpu")
     config = _config(model)
-    fields = {f.name for f in dataclasses.fields(config)}
+    fields = _fields(name)
     id_only = not getattr(model, "use_content", True)
     problems = []
     unused = sorted(set(values) & CONTENT_ONLY) if id_only else []
@@ -127,7 +126,7 @@ def _elsewhere(unknown: set[str], named: list[str]) -> str:
     """ "; borrow_dropped is a setting of [sasrec-content]" for the unknown keys that another ranker has."""
     hints = []
     for key in sorted(unknown):
-        owners = _owners([key]) if key in CONTENT_ONLY else [n for n in named if key in {f.name for f in dataclasses.fields(_config(RANKERS[n]("cpu")))}]
+        owners = _owners([key]) if key in CONTENT_ONLY else [n for n in named if key in _fields(n)]
         if owners:
             hints.append(f"{key} is a setting of {', '.join(f'[{n}]' for n in owners)}")
     return "".join(f"; {hint}" for hint in hints)

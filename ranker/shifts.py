@@ -38,7 +38,7 @@ class ShiftConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        significance = () if not self.alpha >= 1 else (f"alpha is a significance level: give a value in (0, 1) such as 0.05, got {self.alpha!r}",)
+        significance = (f"alpha is a significance level: give a value in (0, 1) such as 0.05, got {self.alpha!r}",) if self.alpha >= 1 else ()
         check_ranges(self, positive=("window", "permutations", "alpha"), counts=("seed",), rules=significance)
 
 

@@ -409,7 +409,7 @@ def test_train_settings_with_a_mistake_are_one_line_errors_before_training(home,
                 "lr must be float",
             ],
         ),
-        # within a table: ranges behind unknown keys and types, rules behind ranges
+        # within a table: ranges and rules as well as unknown keys and types
         (
             '[sasrec]\npatiense = 3\ndropout = 1.5\nmax_epochs = 0\nlr = "x"\n',
             ["unknown keys ['patiense']", "dropout must be", "max_epochs must be", "lr must be float"],

@@ -152,7 +152,7 @@ def test_bad_items_are_quarantined(wh, tmp_path):
     errors = " | ".join(db.query(wh, "SELECT error FROM failures ORDER BY error").column("error").to_pylist())
     for reason in (
         "missing item_id",
-        f"video_uri 'videos/b.mp4': no such file (looked for {tmp_path / 'videos' / 'b.mp4'}); paths are relative to the items file",
+        f"video_uri 'videos/b.mp4': no such local file (looked for {tmp_path / 'videos' / 'b.mp4'}); a relative path is read from the items file's folder",
         "title is not valid UTF-8",
         "item_id 'a' appears again in this file with different content",
     ):

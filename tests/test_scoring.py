@@ -114,14 +114,14 @@ def test_scoring_refuses_a_model_whose_features_do_not_match(ranked_home):
     # Explaining says what explaining needs, not the scoring advice (probe, 2026-12-03).
     from dataclasses import replace
 
-    from flows.analyze import RETRAIN
+    from flows.analyze import load_explainers
 
     changed = replace(data, content_source="text:other@1")
     with pytest.raises(ReelsenseError, match="or score with a matching model"):
         artifacts.checked_meta(ranked_home.models_dir, "lstm-attn", changed, match="schema")
     with pytest.raises(ReelsenseError) as refused:
-        artifacts.checked_meta(ranked_home.models_dir, "lstm-attn", changed, match="schema", fix=RETRAIN)
-    assert str(refused.value).endswith(RETRAIN) and "score with" not in str(refused.value)
+        load_explainers(ranked_home, changed, "cpu")
+    assert str(refused.value).endswith("train on this data to explain with it: `reelsense train --models lstm-attn`") and "score with" not in str(refused.value)
 
 
 def test_models_lists_the_registry(ranked_home, capsys):

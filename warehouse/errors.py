@@ -40,3 +40,16 @@ class ModelNotFound(ReelsenseError):
 
 class ConfigError(ReelsenseError):
     """A configuration file or option is invalid."""
+
+
+class InvalidSettings(ConfigError):
+    """A settings dataclass's values that no run can use, every one of them: `problems`, each
+    "key must be ..., got ..." (a range, or a rule across keys); `warehouse.settings.override`
+    names the file and table they came from instead of the dataclass `kind`."""
+
+    def __init__(self, kind: str, problems: list[str] | tuple[str, ...] = ()) -> None:
+        self.kind, self.problems = kind, list(problems)
+        super().__init__("; ".join(f"{kind}.{problem}" for problem in self.problems))
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[str]]]:  # picklable across processes (Prefect, Dask)
+        return type(self), (self.kind, self.problems)

@@ -46,7 +46,7 @@ class IngestReport:
     def line(self) -> str:
         return (
             f"{self.table}: {self.input_rows} {'row' if self.input_rows == 1 else 'rows'} in {Path(self.source).name}: "
-            f"{self.accepted} accepted, {self.quarantined} quarantined, {self.duplicates} duplicates"
+            f"{self.accepted} accepted, {self.quarantined} quarantined, {self.duplicates} {'duplicate' if self.duplicates == 1 else 'duplicates'}"
         )
 
 
@@ -348,10 +348,12 @@ def validate_item(record: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any
         return row, "missing item_id"
     for name in ("video_uri", "audio_uri"):
         if row[name]:
-            resolved = _local_media(row[name], base_dir)
-            if resolved is None:
-                return row, f"{name} {row[name]!r}: no such file (looked for {_where(row[name], base_dir)}); paths are relative to the items file"
-            row[name] = str(resolved)
+            if "://" in row[name] and not row[name].startswith("file://"):
+                return row, f"{name} {row[name]!r} is not a local file path (URLs are not fetched); download it and give its path"
+            looked_for = _local_media(row[name], base_dir)
+            if not looked_for.is_file():
+                return row, f"{name} {row[name]!r}: no such local file (looked for {looked_for}); a relative path is read from the items file's folder"
+            row[name] = str(looked_for.resolve())
     row["content_hash"] = content_hash(row["title"], row["video_uri"], row["audio_uri"])
     return row, None
 
@@ -374,13 +376,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _local_media(uri: str, base_dir: Path) -> Path | None:
-    path = _where(uri, base_dir)
-    return path.resolve() if path.is_file() else None
-
-
-def _where(uri: str, base_dir: Path) -> Path:
-    """Where a media path points: absolute, or relative to the items file's folder."""
+def _local_media(uri: str, base_dir: Path) -> Path:
+    """Where a media path points on this machine: absolute, or relative to the items file's folder."""
     path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
     return path if path.is_absolute() else base_dir / path
 

@@ -9,11 +9,12 @@ what is expected, never a silent default or a `TypeError` deep inside training.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from warehouse.errors import ConfigError
+from warehouse.errors import ConfigError, InvalidSettings
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -31,15 +32,6 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-
-
-class RangeError(ConfigError):
-    """Values no run can use, each `problems` entry "key must be ..., got ..."; `override` names
-    the file and table they came from instead of the dataclass."""
-
-    def __init__(self, kind: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{kind}.{problem}" for problem in problems))
 
 
 def override(config: T, values: dict[str, Any], where: str, *, offered: list[str] | None = None) -> T:
@@ -63,10 +55,11 @@ def override(config: T, values: dict[str, Any], where: str, *, offered: list[str
             problems.append(f"{key} must be {expected.__name__} (default {defaults[key]!r}), got {value!r}")
             continue
         checked[key] = value
+    wrong_type = [key for key in values if key in defaults and key not in checked]
     try:  # the values of the right type are checked too, whatever else is wrong
         result = dataclasses.replace(config, **checked)
-    except RangeError as exc:
-        problems.extend(exc.problems)
+    except InvalidSettings as exc:  # less a rule that would quote the default of a key given with a wrong type
+        problems.extend(p for p in exc.problems if not any(re.search(rf"\b{key}\b", p) for key in wrong_type))
     except ConfigError as exc:
         problems.append(str(exc))
     if problems:
@@ -83,7 +76,7 @@ def check_ranges(
     non_negative: tuple[str, ...] = (),
     rules: tuple[str, ...] = (),
 ) -> None:
-    """A config's values that no run can use are one `RangeError` at construction, naming each:
+    """A config's values that no run can use are one `InvalidSettings` at construction, naming each:
     sizes and rates must be above 0; `counts` (where 0 turns a feature off) whole numbers of at
     least 0; `non_negative` (penalties) 0 or above; dropouts and shares must lie in [0, 1);
     `rules`: the config's own broken rules across keys, each a message starting with its key."""
@@ -103,4 +96,4 @@ def check_ranges(
             problems.append(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
     problems.extend(rules)
     if problems:
-        raise RangeError(type(config).__name__, problems)
+        raise InvalidSettings(type(config).__name__, problems)
