@@ -36,12 +36,24 @@ SEQUENCE_RANKERS = ("sasrec", "sasrec-content")
 
 
 def side(text: str) -> tuple[str, Path, tuple[int, float] | None]:
-    """'NAME=PATH[@K@temperature]' -> (name, path, borrowing or None); ValueError when malformed."""
+    """'NAME=PATH[@K@temperature]' -> (name, path, borrowing or None); ValueError when malformed.
+    PATH may also be a harness JSON and its step, `microlens.json#main/sasrec/seed0` (--split main):
+    that step's NDCG@10 per test user, as benchmarks/microlens.py recorded it, nothing loaded."""
     name, _, rest = text.partition("=")
     path, _, borrow = rest.partition("@")
-    if name not in SEQUENCE_RANKERS or not path or (borrow and name != "sasrec-content"):
+    if name not in SEQUENCE_RANKERS or not path or (borrow and (name != "sasrec-content" or "#" in path)):
         raise ValueError(text)  # only sasrec-content has cold items that borrow
     return name, Path(path), setting(borrow) if borrow else None
+
+
+def recorded(path: Path, rows: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """A harness step's NDCG@10 per test user (`file.json#step`) cut into the main split's slices."""
+    file, _, step = str(path).partition("#")
+    values = json.loads(Path(file).read_text())["steps"][step]["ndcg10_per_user"]
+    if len(values["unmasked"]) != len(rows["test_all"]):
+        raise SystemExit(f"{path} holds {len(values['unmasked'])} users, the split {len(rows['test_all'])}: not the same test users")
+    position = {row: i for i, row in enumerate(rows["test_all"])}
+    return {s: {p: np.asarray(v)[[position[r] for r in where]] for p, v in values.items()} for s, where in rows.items()}
 
 
 def loaded(name: str, path: Path, borrow: tuple[int, float] | None, train_data: Dataset, max_epochs: int, record: dict[str, Any]) -> Any:
@@ -59,7 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True, help="a reelsense home with MicroLens-50K ingested and its titles extracted")
     parser.add_argument("--split", choices=("cold", "main"), required=True, help="whose rows: the cold-start split's, or every test user of the warm split")
-    parser.add_argument("--a", required=True, help="the reference, NAME=CHECKPOINT[@K@temperature] (NAME: sasrec or sasrec-content)")
+    parser.add_argument(
+        "--a", required=True, help="the reference, NAME=CHECKPOINT[@K@temperature] (NAME: sasrec or sasrec-content), or NAME=HARNESS.json#STEP (--split main)"
+    )
     parser.add_argument("--b", required=True, help="the one compared with it, same form")
     parser.add_argument("--max-epochs", type=int, default=14, help="cap on epochs where a checkpoint is trained here (default 14)")
     parser.add_argument("--out", type=Path, required=True, help="results (.json)")
@@ -79,12 +93,19 @@ def main() -> None:
     for key, (name, path, borrow) in sides.items():
         record: dict[str, Any] = {"name": name, "checkpoint": str(path)}
         results["sides"][key] = record
+        if "#" in str(path):  # recorded by the harness: nothing to load
+            if args.split != "main":
+                parser.error(f"a harness step ({path}) holds the main split's test users; use --split main")
+            per[key], record["borrowing"] = recorded(path, rows), "as recorded"
+            continue
         model = loaded(name, path, borrow, train_data, args.max_epochs, record)
         per[key], record["metrics"] = {}, {}
         for slice_name, where in rows.items():
             record["metrics"][slice_name], per[key][slice_name] = evaluate_rows(model, data, where)
+    for key in sides:
         means = ", ".join(f"{s} {v['unmasked'].mean():.4f}" for s, v in per[key].items() if len(v["unmasked"]))
-        print(f"{key} {name} ({record['borrowing']}): NDCG@10 unmasked {means}", flush=True)
+        results["sides"][key]["ndcg@10"] = {s: {p: float(v.mean()) for p, v in by_p.items()} for s, by_p in per[key].items() if len(by_p["unmasked"])}
+        print(f"{key} {sides[key][0]}: NDCG@10 unmasked {means}", flush=True)
     results["b_minus_a"] = {s: {p: paired_bootstrap(per["b"][s][p], per["a"][s][p], seed=0) for p in per["a"][s]} for s in rows if len(rows[s])}
     for s, by_p in results["b_minus_a"].items():
         print(f"b - a, {s}: " + "; ".join(f"{p} {v['diff']:+.4f} ({v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f})" for p, v in by_p.items()), flush=True)
