@@ -37,6 +37,7 @@ from typing import NoReturn
 import pyarrow as pa
 
 from flows.console import count, format_csv, format_json, format_table, prefect_console_handlers, report_line, results_lines
+from flows.runners import check_dask
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
@@ -281,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(run=_features)
     train = commands.add_parser("train", help="train the rankers (flow train-ranker)")
     train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="training seed (default 0); a saved model of another seed is not reused")
     train.add_argument("--device", default="auto", type=_device)
     train.add_argument("--force", action="store_true", help="train again even if a saved model fits (the same data, content, seed, settings and code)")
     train.add_argument(
@@ -295,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated trained rankers to evaluate (default: all); the report keeps the other "
         "models' earlier results on the same data; include sasrec to get paired differences",
     )
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the --max-users sample, the sampled CTR negatives and the bootstrap (default 0)")
     evaluate.add_argument(
         "--max-users",
         type=int,
@@ -444,6 +445,7 @@ def _extract(args: argparse.Namespace) -> None:
     from flows.console import extract_line
     from flows.extract import run_extract
 
+    check_dask(args.dask_workers, args.dask_address)
     config = load_config(args.config).replace(preset=args.preset)
     wh = Warehouse(args.home)
     if not wh.has_rows_on_disk(ITEMS):
@@ -555,6 +557,7 @@ def _score(args: argparse.Namespace) -> None:
         )
     args.candidates = CANDIDATES if args.candidates is None else args.candidates
     check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval, args.replace)
+    check_dask(args.dask_workers, args.dask_address)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
     users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users is not None else None
     if users == []:

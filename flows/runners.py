@@ -7,11 +7,24 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from warehouse.errors import ConfigError
+
+
+def check_dask(workers: int, address: str | None) -> None:
+    """Refuse --dask-workers with --dask-address (a local cluster or a running one, not both)."""
+    if workers and address:
+        from_env = os.environ.get("REELSENSE_DASK_ADDRESS") == address
+        raise ConfigError(
+            f"--dask-workers {workers} starts a local cluster and --dask-address {address} uses a running one: pass one of them"
+            + (" (REELSENSE_DASK_ADDRESS sets --dask-address; unset it for a local cluster)" if from_env else "")
+        )
+
 
 def dask_runner(workers: int = 0, address: str | None = None) -> tuple[Any, int] | None:
     """(task runner, torch threads per task) for Dask, or None to run on threads here. A local
     cluster has `workers` single-threaded processes, each task using its share of the cores; on a
     running scheduler (`address`) the workers' own settings decide (0: leave torch's default)."""
+    check_dask(workers, address)
     if not workers and not address:
         return None
     from prefect_dask import DaskTaskRunner

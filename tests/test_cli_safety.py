@@ -513,6 +513,14 @@ def test_extract_refuses_negative_counts(home, capsys, args):
     assert exit_.value.code == 2 and "expected 0 or more" in capsys.readouterr().err
 
 
+def test_extract_refuses_a_local_and_a_running_dask_cluster_at_once(home, capsys, monkeypatch):
+    monkeypatch.setenv("REELSENSE_DASK_ADDRESS", "tcp://127.0.0.1:1")  # the env's address, then --dask-workers
+    assert main(["--home", str(home), "extract", "--dask-workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--dask-workers 2 starts a local cluster and --dask-address tcp://127.0.0.1:1 uses a running one" in err
+    assert "unset it for a local cluster" in err
+
+
 @pytest.mark.parametrize("shards", ["0", "-2"])
 def test_score_refuses_fewer_than_one_shard(home, capsys, shards):
     with pytest.raises(SystemExit) as exit_:

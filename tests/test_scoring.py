@@ -347,6 +347,9 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
         with pytest.raises(SystemExit) as exit_info:
             _cli(home, "score", *args)
         assert exit_info.value.code == 2 and "expected" in capfd.readouterr().err, args
+    # both Dask options: the running scheduler was used and --dask-workers silently ignored
+    assert _cli(home, "score", "--dask-workers", "2", "--dask-address", "tcp://127.0.0.1:1") == 2
+    assert "--dask-workers 2 starts a local cluster and --dask-address tcp://127.0.0.1:1 uses a running one: pass one of them" in capfd.readouterr().err
     import torch
 
     if not torch.cuda.is_available():  # probe finding: --device cuda on a CPU machine was a traceback per shard
