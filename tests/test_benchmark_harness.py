@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,38 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
     assert refused.value.code == 2 and says in err and err.count("\n") == 1, err  # one line, no usage
     assert json.loads(out.read_text()) == before
     assert not (tmp_path / "not-a-home").exists()
+
+
+def _harness_json(path: Path, sha: str, steps: dict[str, tuple[str, list[float]]]) -> str:
+    """A harness JSON holding steps of known per-user NDCG@10 (the same values for both protocols)."""
+    record = {name: {"code_version": code, "ndcg10_per_user": {"unmasked": values, "masked": values}} for name, (code, values) in steps.items()}
+    path.write_text(json.dumps({"data": {"test_rows_sha1": sha}, "steps": record}))
+    return str(path)
+
+
+def test_pair_seeds_pairs_each_seed_and_the_seed_means_over_the_same_users(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import pair_seeds
+
+    # Four users. Seed 0: b beats a by 0.1 on every user; seed 1: b is a + 0.3 on user 0 only.
+    s0 = _harness_json(tmp_path / "s0.json", "abc", {"a/seed0": ("c0", [0.0, 0.1, 0.2, 0.3]), "b/seed0": ("c0", [0.1, 0.2, 0.3, 0.4])})
+    s1 = _harness_json(tmp_path / "s1.json", "abc", {"a/seed1": ("c1", [0.1, 0.1, 0.1, 0.1]), "b/seed1": ("c1", [0.4, 0.1, 0.1, 0.1])})
+    result = pair_seeds.compare([f"{s0}#a/seed0", f"{s1}#a/seed1"], [f"{s0}#b/seed0", f"{s1}#b/seed1"])
+    first, second = (row["unmasked"]["b_minus_a"] for row in result["per_seed"])
+    assert first["diff"] == pytest.approx(0.1) and first["ci95"] == pytest.approx([0.1, 0.1])  # no spread over users
+    assert second["diff"] == pytest.approx(0.075) and second["ci95"][0] == pytest.approx(0.0)  # a resample without user 0
+    over = result["over_seeds"]["masked"]
+    assert over["a"]["mean"] == pytest.approx(0.125) and over["a"]["sd"] == pytest.approx(np.std([0.15, 0.1], ddof=1))
+    # Seed means per user: a (0.05, 0.1, 0.15, 0.2), b (0.25, 0.15, 0.2, 0.25): +0.0875 on average.
+    assert over["b_minus_a_of_seed_means"]["diff"] == pytest.approx(0.0875)
+    assert over["b_minus_a_of_seed_means"]["ratio"] == pytest.approx(0.2125 / 0.125)
+    # Not a pair: other test users, another code version within a seed, a missing step, unequal counts.
+    other = _harness_json(tmp_path / "other.json", "zzz", {"b/seed1": ("c1", [0.4, 0.1, 0.1, 0.1])})
+    for a, b, says in (
+        ([f"{s0}#a/seed0", f"{s1}#a/seed1"], [f"{s0}#b/seed0", f"{other}#b/seed1"], "different test users"),
+        ([f"{s0}#a/seed0"], [f"{s1}#b/seed1"], "ran different code (c0 and c1)"),
+        ([f"{s0}#a/seed9"], [f"{s0}#b/seed0"], "has no step 'a/seed9'; it has a/seed0, b/seed0"),
+        ([f"{s0}#a/seed0"], [f"{s0}#b/seed0", f"{s1}#b/seed1"], "one --a and one --b per seed"),
+    ):
+        with pytest.raises(SystemExit, match=re.escape(says)):
+            pair_seeds.compare(a, b)
