@@ -234,6 +234,7 @@ STOPPED = "reelsense: stopped by {name}; finished writes are kept, rerun the sam
 
 
 # Commands that run Prefect flows: user errors raised inside them print one line, no traceback.
+DEVICE_HELP = "auto (default: a CUDA device where torch has one, else cpu), cpu, cuda or cuda:N"
 FLOW_COMMANDS = {"extract", "align", "features", "train", "evaluate", "score", "report", "demo", "serve"}
 
 
@@ -283,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the rankers (flow train-ranker)")
     train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0); a saved model of another seed is not reused")
-    train.add_argument("--device", default="auto", type=_device)
+    train.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     train.add_argument("--force", action="store_true", help="train again even if a saved model fits (the same data, content, seed, settings and code)")
     train.add_argument(
         "--config", type=Path, help="rankers TOML file: a table per ranker overriding its settings, e.g. [sasrec] patience = 3 (configs/microlens-rankers.toml)"
@@ -302,14 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="a quick evaluation on a seeded sample of test users, written to results-quick.json and not recorded in the registry (default: every test user)",
     )
-    evaluate.add_argument("--device", default="auto", type=_device)
+    evaluate.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     evaluate.add_argument("--dataset", default="", help="name of the data set in the report")
     evaluate.set_defaults(run=_evaluate)
 
     score = commands.add_parser("score", help="top-K items for every user (flow score-batch) into `scores`")
     score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS)
     score.add_argument("--version", help="a saved version of the model (default: its latest)")
-    score.add_argument("--k", type=int, default=20, help="items kept per user")
+    score.add_argument("--k", type=int, default=20, help="items kept per user (default 20)")
     score.add_argument(
         "--retrieval",
         choices=RETRIEVALS,
@@ -324,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--replace", action="store_true", help="delete the run's scores and explanations first (to reuse a run id with another model)")
     score.add_argument("--shards", type=_at_least(1), default=4, help="user shards (groups of events partitions), 1 or more")
-    score.add_argument("--device", default="auto", type=_device)
+    score.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     score.add_argument("--dask-workers", type=_at_least(0), default=0, help="run the shards on a local Dask cluster of N processes")
     score.add_argument(
         "--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"), help="run the shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)"
@@ -338,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--truth", type=Path, help="the sample's truth.json: score detected shifts against the planted ones")
     report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure (default: 40)")
     report.add_argument("--pages", type=int, default=REPORT_PAGES, help=f"user pages: the run's most active users (default: {REPORT_PAGES})")
-    report.add_argument("--device", default="auto", type=_device)
+    report.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     report.add_argument("--config", type=Path, help="TOML file of interest-shift settings (ranker/shifts.py ShiftConfig), e.g. window = 16")
     report.set_defaults(run=_report)
     explain = commands.add_parser("explain", help="why an item is ranked for a user, in words and numbers")
@@ -347,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--run-id", help="read the explanation stored for this run (default: the newest run that scored the pair; computed now where it has none stored)"
     )
-    explain.add_argument("--device", default="auto", type=_device)
+    explain.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     explain.set_defaults(run=_explain)
     serve = commands.add_parser("serve", help="serve every flow as a scheduled Prefect deployment (needs PREFECT_API_URL)")
     serve.add_argument("--name", default="default", help="deployment name: `prefect deployment run 'extract-items/<name>'`")
@@ -422,6 +423,8 @@ def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:
     db.refresh_views(wh)
     for report in reports:
         print(report.line())
+        for line in report.reason_lines():
+            print(line)
 
 
 def _ingest_microlens(args: argparse.Namespace) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ranker import plots
+from ranker import artifacts, plots
 from ranker.data import Dataset
 from ranker.explain import attention_matrix, label, mean_contributions, profile_words
 from ranker.names import REPORT_PAGES
@@ -246,11 +246,18 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str) -> st
     if measured == version:
         return ""
     held = f"{name} version {measured}" if measured else f"no {name}"
+    latest = (artifacts.latest(wh.models_dir, name) or {}).get("version")
+    if latest == version:  # probe: the run used the latest model, evaluated before it was trained
+        advice = f"it was trained after that evaluation: <code>reelsense evaluate --models {html.escape(name)}</code> measures it."
+    else:
+        advice = (
+            f"<code>reelsense evaluate</code> measures the latest trained models ({html.escape(name)} {html.escape(str(latest))}); "
+            "a run scored with an older <code>--version</code> has no table here."
+        )
     return (
         f"<p class=warn>Not the models of this run: run {html.escape(run_id)} was scored by {html.escape(name)} version "
         f"{html.escape(version)}, and this table, from the last <code>reelsense evaluate</code>, holds {html.escape(held)} "
-        f"(trained on data with fingerprint {html.escape(str(results.get('data_fingerprint', '?'))[:8])}). <code>reelsense evaluate</code> "
-        "measures the latest trained models; a run scored with an older <code>--version</code> has no table here.</p>"
+        f"(trained on data with fingerprint {html.escape(str(results.get('data_fingerprint', '?'))[:8])}); {advice}</p>"
     )
 
 

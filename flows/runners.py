@@ -5,19 +5,41 @@ worker processes, or on a running Dask scheduler. One factory for every flow tha
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 from warehouse.errors import ConfigError
 
 
 def check_dask(workers: int, address: str | None) -> None:
-    """Refuse --dask-workers with --dask-address (a local cluster or a running one, not both)."""
+    """Refuse --dask-workers with --dask-address (a local cluster or a running one, not both), and an
+    address that is malformed or where no scheduler answers, before any work starts (probe: a 30 s
+    wait and a page of tracebacks)."""
+    from_env = bool(address) and os.environ.get("REELSENSE_DASK_ADDRESS") == address
+    env_hint = " (REELSENSE_DASK_ADDRESS sets --dask-address; unset it to run here)" if from_env else ""
     if workers and address:
-        from_env = os.environ.get("REELSENSE_DASK_ADDRESS") == address
         raise ConfigError(
             f"--dask-workers {workers} starts a local cluster and --dask-address {address} uses a running one: pass one of them"
             + (" (REELSENSE_DASK_ADDRESS sets --dask-address; unset it for a local cluster)" if from_env else "")
         )
+    if not address:
+        return
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address, strict=False)
+        host, port = parse_host_port(location) if scheme in ("tcp", "tls") else (None, None)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"--dask-address {address!r} is not a scheduler address ({error}); expected e.g. tcp://HOST:8786{env_hint}") from None
+    if host is not None:
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise ConfigError(
+                f"--dask-address {address}: no Dask scheduler answers there ({reason}); start one (`dask scheduler`) "
+                f"or leave --dask-address out to run on this machine{env_hint}"
+            ) from None
 
 
 def dask_runner(workers: int = 0, address: str | None = None) -> tuple[Any, int] | None:

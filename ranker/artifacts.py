@@ -176,7 +176,7 @@ def checked_meta(
     if match == "fingerprint" and meta["data_fingerprint"] != fingerprint(data):
         raise ModelMismatch(
             f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
-            f"the warehouse gives {fingerprint(data)}); rerun `reelsense train` after `reelsense features`"
+            f"the warehouse gives {fingerprint(data)}); {fix or f'retrain it: `reelsense train --models {name}` (it rebuilds the samples first)'}"
         )
     # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
     # another text model) are not the data the model was trained on.
@@ -196,7 +196,8 @@ def load_with_base(
     """`load`, with the base model of a ranker that re-ranks another (lightgbm: lstm-attn) loaded first."""
     trained: dict[str, Any] = {}
     if name in NEEDS_BASE:
-        trained[NEEDS_BASE[name]] = load(models_dir, NEEDS_BASE[name], data, {}, device, version=base_version(models_dir, name, version), match=match, fix=fix)
+        base, base_fix = NEEDS_BASE[name], fix or base_advice(name)
+        trained[base] = load(models_dir, base, data, {}, device, version=base_version(models_dir, name, version), match=match, fix=base_fix)
     return load(models_dir, name, data, trained, device, version=version, match=match, fix=fix)
 
 
@@ -204,8 +205,14 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
     """The checks of `load_with_base` without loading any weights: ModelMismatch if the ranker, or
     the base it re-ranks, does not fit `data` (score-batch asks before it touches a run)."""
     if name in NEEDS_BASE:
-        checked_meta(models_dir, NEEDS_BASE[name], data, version=base_version(models_dir, name, version), match=match)
+        checked_meta(models_dir, NEEDS_BASE[name], data, version=base_version(models_dir, name, version), match=match, fix=base_advice(name))
     checked_meta(models_dir, name, data, version=version, match=match)
+
+
+def base_advice(name: str) -> str:
+    """What to do when the base that `name` re-ranks no longer fits (probe: the error named only
+    lstm-attn and said to retrain, as if lightgbm were not involved)."""
+    return f"retrain it with {name}, which re-ranks it: `reelsense train --models {NEEDS_BASE[name]},{name}`"
 
 
 def base_version(models_dir: Path, name: str, version: str | None) -> str | None:

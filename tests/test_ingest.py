@@ -215,10 +215,20 @@ def test_whole_file_errors_are_one_line_with_exit_2(tmp_path, capsys, content, m
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_cli_ingest_prints_counts(tmp_path, capsys):
-    path = write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS + [BAD_EVENTS["unknown event type 'buy'"]])
+def test_cli_ingest_prints_counts_and_why_rows_were_quarantined(tmp_path, capsys):
+    bad = [BAD_EVENTS["unknown event type 'buy'"], ["u8", *BAD_EVENTS["unknown event type 'buy'"][1:]]] + [
+        BAD_EVENTS[reason] for reason in list(BAD_EVENTS)[3:7]
+    ]
+    path = write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS + bad)
     assert main(["--home", str(tmp_path / "home"), "ingest", "events", str(path)]) == 0
-    assert f"{len(GOOD_EVENTS)} accepted, 1 quarantined, 0 duplicates" in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    # Probe: only `sql ... FROM failures` said why; now the most frequent reasons, then the query.
+    assert f"{len(GOOD_EVENTS)} accepted, {len(bad)} quarantined, 0 duplicates" in out[0]
+    assert out[1].startswith("  2 x ") and "unknown event type 'buy'" in out[1]
+    assert len(out) == 6 and out[4] == "  ... and 2 other reasons"  # 5 reasons, 3 shown
+    assert out[5] == f"""  every quarantined row, whole: reelsense sql "SELECT error, record FROM failures WHERE source = '{path}'" --format csv"""
+    assert main(["--home", str(tmp_path / "home"), "sql", f"SELECT count(*) AS n FROM failures WHERE source = '{path}'", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == str(len(bad))
 
 
 def test_sql_is_read_only_and_missing_warehouse_is_explained(tmp_path, capsys):

@@ -350,6 +350,11 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
     # both Dask options: the running scheduler was used and --dask-workers silently ignored
     assert _cli(home, "score", "--dask-workers", "2", "--dask-address", "tcp://127.0.0.1:1") == 2
     assert "--dask-workers 2 starts a local cluster and --dask-address tcp://127.0.0.1:1 uses a running one: pass one of them" in capfd.readouterr().err
+    # probe: no scheduler there, or no address at all: a 30 s wait, then a page of tracebacks
+    assert _cli(home, "score", "--dask-address", "tcp://127.0.0.1:1") == 2
+    assert "--dask-address tcp://127.0.0.1:1: no Dask scheduler answers there (Connection refused)" in capfd.readouterr().err
+    assert _cli(home, "score", "--dask-address", "not a url") == 2
+    assert "--dask-address 'not a url' is not a scheduler address (missing port number" in capfd.readouterr().err
     import torch
 
     if not torch.cuda.is_available():  # probe finding: --device cuda on a CPU machine was a traceback per shard
@@ -377,6 +382,18 @@ def test_lightgbm_reranks_the_base_version_it_was_trained_on_not_the_latest(home
     model = artifacts.load_with_base(home.models_dir, "lightgbm", data, "cpu", match="schema")
     assert model.base.version == trained_on
     assert artifacts.load(home.models_dir, "lstm-attn", data, {}, "cpu", match="schema").version == "zz-newer"
+
+
+def test_a_base_that_no_longer_fits_is_named_as_lightgbms_with_both_to_retrain(home, capsys):
+    """Probe: `score --model lightgbm` named only lstm-attn and said to rerun `reelsense train`."""
+    base = artifacts.latest(home.models_dir, "lightgbm")["base_version"]
+    path = home.models_dir / "rankers" / "lstm-attn" / base / "meta.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "feature_schema": {**meta["feature_schema"], "content": "text:other-model"}}))
+    assert _cli(home, "score", "--model", "lightgbm", "--k", "3") == 2
+    err = capsys.readouterr().err
+    assert f"lstm-attn {base} does not fit the warehouse's features (content: model 'text:other-model'" in err
+    assert err.rstrip().endswith("; retrain it with lightgbm, which re-ranks it: `reelsense train --models lstm-attn,lightgbm`")
 
 
 def test_rerank_never_keeps_a_candidate_the_model_cannot_score():

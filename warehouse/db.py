@@ -212,6 +212,13 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
             raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
 
 
+def _kind(statement: Any) -> str:
+    """The statement's type as DuckDB names it, but INSTALL apart from LOAD (DuckDB gives both LOAD;
+    probe: `INSTALL httpfs` was "a LOAD statement")."""
+    kind = statement.type.name
+    return "INSTALL" if kind == "LOAD" and statement.query.lstrip().upper().startswith(("INSTALL", "FORCE")) else kind
+
+
 READ_ONLY_HINT = "the warehouse is read-only here: `reelsense sql` runs one SELECT (WITH, FROM-first, DESCRIBE, SHOW and SUMMARIZE count)"
 
 
@@ -222,7 +229,7 @@ def _require_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
     if not statements:
         raise QueryError('empty query: found no SQL statement; expected one SELECT, e.g. "SELECT count(*) FROM events"')
-    kinds = [s.type.name for s in statements]
+    kinds = [_kind(s) for s in statements]
     if len(statements) > 1 or kinds[0] != "SELECT":
         found = f"{len(kinds)} statements ({', '.join(kinds)})" if len(kinds) > 1 else f"{'an' if kinds[0][0] in 'AEIOU' else 'a'} {kinds[0]} statement"
         raise QueryError(f"found {found}; {READ_ONLY_HINT}; nothing was run")
@@ -243,6 +250,12 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
             )
         return None
     if all(name.isdigit() for name in names):
+        wanted = max((int(n) for n in names), default=0)
+        if len(values) != wanted:  # probe: DuckDB's "Values were not provided for the following prepared statement parameters"
+            have = "no placeholder" if not wanted else f"placeholders $1 to ${wanted}" if wanted > 1 else "placeholder $1"
+            raise QueryError(
+                f"the query has {have} and {len(values)} --param {'value' if len(values) == 1 else 'values'}; pass one --param VALUE per $1, $2, ... in order"
+            )
         return list(values)
     named: dict[str, str] = {}
     for value in values:

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -42,12 +43,26 @@ class IngestReport:
     accepted: int
     quarantined: int
     duplicates: int
+    reasons: tuple[tuple[str, int], ...] = ()  # the quarantine's errors, most frequent first, with counts
 
     def line(self) -> str:
         return (
             f"{self.table}: {self.input_rows} {'row' if self.input_rows == 1 else 'rows'} in {Path(self.source).name}: "
             f"{self.accepted} accepted, {self.quarantined} quarantined, {self.duplicates} {'duplicate' if self.duplicates == 1 else 'duplicates'}"
         )
+
+    def reason_lines(self, shown: int = 3) -> list[str]:
+        """Why rows were quarantined (probe: only `sql ... FROM failures` said), the `shown` most
+        frequent errors and where to read every row."""
+        if not self.reasons:
+            return []
+        lines = [f"  {count} x {error if len(error) <= 200 else error[:197] + '...'}" for error, count in self.reasons[:shown]]
+        if len(self.reasons) > shown:
+            more = len(self.reasons) - shown
+            lines.append(f"  ... and {more} other {'reason' if more == 1 else 'reasons'}")
+        source = self.source.replace("'", "''")
+        lines.append(f"""  every quarantined row, whole: reelsense sql "SELECT error, record FROM failures WHERE source = '{source}'" --format csv""")
+        return lines
 
 
 class Quarantine:
@@ -414,6 +429,7 @@ def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quaranti
         accepted=result.written,
         quarantined=len(quarantine.rows),
         duplicates=result.duplicates,
+        reasons=tuple(Counter(row["error"] for row in quarantine.rows).most_common()),
     )
 
 
