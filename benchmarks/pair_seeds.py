@@ -1,21 +1,25 @@
 """Two models over several training seeds, from the NDCG@10 per test user that benchmarks/microlens.py
-recorded: each seed's paired difference, each model's mean +- sd over seeds, and the difference of the
-seed means paired over the same users (per user, B's mean over seeds minus A's), with a bootstrap
-95% CI over users. Nothing is trained or loaded; the runs may be separate JSON files of one command.
+recorded (its warm `main/...` and `seeds/...` steps): each seed's paired difference with a bootstrap
+95% CI over users; each model's mean +- sd over seeds; the per-seed differences' mean +- sd (the
+seed-to-seed spread of the gain); and the difference of the seed means paired over the same users
+(per user, B's mean over seeds minus A's), whose CI resamples users only, so it leaves out the
+training noise that the per-seed spread shows. Nothing is trained or loaded; the runs may be
+separate JSON files of one command.
 
     .venv/bin/python benchmarks/pair_seeds.py --out pair-seeds.json \\
         --a p10.json#main/sasrec/seed0 --a p10s1.json#main/sasrec/seed1 \\
         --b p10.json#main/sasrec-content/seed0 --b p10s1.json#main/sasrec-content/seed1
 
-The i-th --a and the i-th --b are one seed. Every step must hold the same test users (the harness's
-`test_rows_sha1`) and, within a seed, the same code (`code_version`). Never asserted in tests; the
-README quotes the runs it names.
+The i-th --a and the i-th --b are one seed (their steps end in the same `/seedN`, each seed once).
+Every step must hold the same test users (the harness's `test_rows_sha1`) and, within a seed, the
+same code (`code_version`). Never asserted in tests; the README quotes the runs it names.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -39,8 +43,11 @@ def read_step(ref: str, cache: dict[str, dict[str, Any]]) -> tuple[dict[str, Any
     run = cache[file]
     if step not in run.get("steps", {}):
         raise SystemExit(f"{ref}: {file} has no step {step!r}; it has {', '.join(sorted(run.get('steps', {})))}")
-    if "ndcg10_per_user" not in run["steps"][step]:
+    values = run["steps"][step].get("ndcg10_per_user")
+    if values is None:
         raise SystemExit(f"{ref}: the step kept no per-user NDCG@10 (a .summary.json? use the full JSON)")
+    if set(values) != set(PROTOCOLS):
+        raise SystemExit(f"{ref}: not a warm step of all test users (its per-user values are by {', '.join(sorted(values))}); use a main/ or seeds/ step")
     return run["data"], run["steps"][step]
 
 
@@ -48,6 +55,11 @@ def compare(a_refs: list[str], b_refs: list[str], *, seed: int = 0) -> dict[str,
     if len(a_refs) != len(b_refs) or not a_refs:
         raise SystemExit(f"give one --a and one --b per seed, in the same order: got {len(a_refs)} and {len(b_refs)}")
     cache: dict[str, dict[str, Any]] = {}
+    seeds = [ref.rpartition("/")[2] for ref in a_refs]
+    if seeds != [ref.rpartition("/")[2] for ref in b_refs] or len(set(seeds)) != len(seeds) or not all(re.fullmatch(r"seed\d+", x) for x in seeds):
+        raise SystemExit(
+            f"the i-th --a and --b must be one seed, each seed once: --a ends {', '.join(seeds)}, --b {', '.join(r.rpartition('/')[2] for r in b_refs)}"
+        )
     a_steps, b_steps, users = [], [], set()
     for a_ref, b_ref in zip(a_refs, b_refs, strict=True):
         (a_data, a), (b_data, b) = read_step(a_ref, cache), read_step(b_ref, cache)
@@ -70,13 +82,20 @@ def compare(a_refs: list[str], b_refs: list[str], *, seed: int = 0) -> dict[str,
         b_means = [r[p]["b"] for r in result["per_seed"]]
         mean_a = np.mean([s["ndcg10_per_user"][p] for s in a_steps], axis=0)
         mean_b = np.mean([s["ndcg10_per_user"][p] for s in b_steps], axis=0)
+        diffs = [r[p]["b_minus_a"]["diff"] for r in result["per_seed"]]
         result["over_seeds"][p] = {
             "seeds": len(a_steps),
-            "a": {"mean": statistics.fmean(a_means), "sd": statistics.stdev(a_means) if len(a_means) > 1 else None},
-            "b": {"mean": statistics.fmean(b_means), "sd": statistics.stdev(b_means) if len(b_means) > 1 else None},
+            "a": mean_sd(a_means),
+            "b": mean_sd(b_means),
+            "b_minus_a_per_seed": mean_sd(diffs),
             "b_minus_a_of_seed_means": paired_bootstrap(mean_b, mean_a, seed=seed),
         }
     return result
+
+
+def mean_sd(values: list[float]) -> dict[str, float | None]:
+    """Mean and sample sd (n - 1) over seeds; sd None for one seed."""
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None}
 
 
 def lines(result: dict[str, Any]) -> list[str]:
@@ -90,10 +109,11 @@ def lines(result: dict[str, Any]) -> list[str]:
         out.append(f"{row['b']} vs {row['a']}: " + "; ".join(parts))
     for p, s in result["over_seeds"].items():
         sd = lambda x: f" +- {x:.4f}" if x is not None else ""  # noqa: E731
-        d = s["b_minus_a_of_seed_means"]
+        d, per_seed = s["b_minus_a_of_seed_means"], s["b_minus_a_per_seed"]
         out.append(
             f"{p}, {s['seeds']} seeds: a {s['a']['mean']:.4f}{sd(s['a']['sd'])}, b {s['b']['mean']:.4f}{sd(s['b']['sd'])}; "
-            f"b - a paired over users {d['diff']:+.4f} ({d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}), x{d['ratio']:.2f}"
+            f"b - a per seed {per_seed['mean']:+.4f}{sd(per_seed['sd'])}; of the seed means, paired over users "
+            f"{d['diff']:+.4f} ({d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}; users resampled, not seeds), x{d['ratio']:.2f}"
         )
     return out
 

@@ -304,7 +304,8 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     ]
     if known["engaged"]:  # probe: read as a recommendation of an item the user already has
         engaged = f"{known['engaged']} {'event' if known['engaged'] == 1 else 'events'}"
-        note = f"Note: {user} already engaged with {item} ({engaged}); score-batch never serves it, so this explains the model's score, not a recommendation."
+        since = "score runs made since leave it out, so read this as the model's score, not a recommendation"
+        note = f"Note: {user} already engaged with {item} ({engaged}); {since}."
         lines[1:1] = ["", note]
     for hist_item, weight in zip(row["history_item_ids"], row["attention"]):
         lines.append(f"  {hist_item:<14} {label(tags.get(hist_item, {})):<18} {weight:6.3f} {'#' * int(round(weight * 40))}")

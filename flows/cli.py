@@ -1,18 +1,7 @@
-"""The `reelsense` command line.
-
-    reelsense [--home DIR] ingest microlens DIR | items FILE | events FILE
-    reelsense [--home DIR] extract [--config FILE] [--force] [--limit N] [--dask-workers N] [--shards N]
-    reelsense [--home DIR] align [--retrain] [--seed N] [--topics truth.json]
-    reelsense [--home DIR] features | train [--models a,b] | evaluate [--max-users N]
-    reelsense [--home DIR] score [--model NAME] [--version V] [--k N] [--retrieval model|similarity] [--candidates N]
-                           [--users a,b] [--run-id ID [--replace]] [--dask-workers N]
-    reelsense [--home DIR] models
-    reelsense [--home DIR] serve [--name default] [--paused]
-    reelsense [--home DIR] report [--run-id ID] [--truth truth.json]
-    reelsense [--home DIR] explain --user U --item I [--run-id ID]
-    reelsense [--home DIR] sql "SELECT ..." [--param VALUE | --param NAME=VALUE ...] [--format table|csv|json]
-    reelsense sample --out DIR [--seed N]
-    reelsense [--home DIR] demo [--seed N]
+"""The `reelsense` command line: ingest, extract, align, features, train, evaluate, score, report,
+explain, models, serve, sql, compact, prune, sample, demo. The synopsis of every command and flag
+is README.md's "The command line" (tests/test_readme.py holds it to this parser both ways);
+`reelsense COMMAND --help` describes each flag.
 
 `--home` (env `REELSENSE_HOME`, default `./.reelsense`) holds everything a run writes. A
 `ReelsenseError` is printed as one line on stderr with exit status 2, never as a traceback.
@@ -233,8 +222,8 @@ HANDLED = (signal.SIGINT, signal.SIGTERM)
 STOPPED = "reelsense: stopped by {name}; finished writes are kept, rerun the same command to complete"
 
 
-# Commands that run Prefect flows: user errors raised inside them print one line, no traceback.
 DEVICE_HELP = "auto (default: a CUDA device where torch has one, else cpu), cpu, cuda or cuda:N"
+# Commands that run Prefect flows: user errors raised inside them print one line, no traceback.
 FLOW_COMMANDS = {"extract", "align", "features", "train", "evaluate", "score", "report", "demo", "serve"}
 
 

@@ -247,12 +247,12 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str) -> st
         return ""
     held = f"{name} version {measured}" if measured else f"no {name}"
     latest = (artifacts.latest(wh.models_dir, name) or {}).get("version")
-    if latest == version:  # probe: the run used the latest model, evaluated before it was trained
-        advice = f"it was trained after that evaluation: <code>reelsense evaluate --models {html.escape(name)}</code> measures it."
+    if latest == version:  # probe: the run used the latest model, which that evaluation did not measure
+        advice = f"that evaluation did not measure this version: <code>reelsense evaluate --models {html.escape(name)}</code> measures it."
     else:
+        now = f" ({html.escape(name)} {html.escape(latest)})" if latest else ""
         advice = (
-            f"<code>reelsense evaluate</code> measures the latest trained models ({html.escape(name)} {html.escape(str(latest))}); "
-            "a run scored with an older <code>--version</code> has no table here."
+            f"<code>reelsense evaluate</code> measures the latest trained models{now}; a run scored with an older <code>--version</code> has no table here."
         )
     return (
         f"<p class=warn>Not the models of this run: run {html.escape(run_id)} was scored by {html.escape(name)} version "

@@ -13,8 +13,9 @@ from warehouse.errors import ConfigError
 
 def check_dask(workers: int, address: str | None) -> None:
     """Refuse --dask-workers with --dask-address (a local cluster or a running one, not both), and an
-    address that is malformed or where no scheduler answers, before any work starts (probe: a 30 s
-    wait and a page of tracebacks)."""
+    address that is malformed or where nothing accepts a TCP connection within 5 s, before any work
+    starts (probe: a 30 s wait and a page of tracebacks). Whether it is a Dask scheduler that listens
+    there is left to Dask."""
     from_env = bool(address) and os.environ.get("REELSENSE_DASK_ADDRESS") == address
     env_hint = " (REELSENSE_DASK_ADDRESS sets --dask-address; unset it to run here)" if from_env else ""
     if workers and address:
@@ -25,10 +26,12 @@ def check_dask(workers: int, address: str | None) -> None:
     if not address:
         return
     from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
 
     try:
-        scheme, location = parse_address(address, strict=False)
-        host, port = parse_host_port(location) if scheme in ("tcp", "tls") else (None, None)
+        scheme, location = parse_address(address.strip(), strict=False)
+        get_backend(scheme)  # an unknown scheme (tpc://, http://) fails here, not after the flow started
+        host, port = parse_host_port(location) if scheme in ("tcp", "tls", "ws", "wss") else (None, None)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"--dask-address {address!r} is not a scheduler address ({error}); expected e.g. tcp://HOST:8786{env_hint}") from None
     if host is not None:
@@ -37,7 +40,7 @@ def check_dask(workers: int, address: str | None) -> None:
         except OSError as error:
             reason = error.strerror or type(error).__name__
             raise ConfigError(
-                f"--dask-address {address}: no Dask scheduler answers there ({reason}); start one (`dask scheduler`) "
+                f"--dask-address {address}: nothing accepts connections there ({reason}); start a scheduler (`dask scheduler`) "
                 f"or leave --dask-address out to run on this machine{env_hint}"
             ) from None
 
@@ -52,6 +55,6 @@ def dask_runner(workers: int = 0, address: str | None = None) -> tuple[Any, int]
     from prefect_dask import DaskTaskRunner
 
     if address:
-        return DaskTaskRunner(address=address), 0
+        return DaskTaskRunner(address=address.strip()), 0
     cluster = {"n_workers": workers, "processes": True, "threads_per_worker": 1}
     return DaskTaskRunner(cluster_kwargs=cluster), max(1, (os.cpu_count() or 1) // workers)

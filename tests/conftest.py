@@ -14,6 +14,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("REELSENSE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _no_dask_scheduler_from_the_environment(monkeypatch):
+    """The parser takes --dask-address's default from REELSENSE_DASK_ADDRESS: a machine that sets it
+    would send every test's extract and score to that scheduler (a test that wants it sets it)."""
+    monkeypatch.delenv("REELSENSE_DASK_ADDRESS", raising=False)
+
+
 @pytest.fixture
 def wh(tmp_path: Path) -> Warehouse:
     return Warehouse(tmp_path / "home")

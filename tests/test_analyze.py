@@ -162,8 +162,8 @@ def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):
     engaged = db.fetch(wh, "SELECT item_id, count(*) AS n FROM events WHERE user_id = 'user00' AND event <> 'impression' GROUP BY 1 ORDER BY 1 LIMIT 1")[0]
     lines = explain_lines(wh, "user00", engaged["item_id"])
     n = f"{engaged['n']} {'event' if engaged['n'] == 1 else 'events'}"
-    note = f"Note: user00 already engaged with {engaged['item_id']} ({n}); score-batch never serves it, "
-    assert lines[2] == note + "so this explains the model's score, not a recommendation."
+    note = f"Note: user00 already engaged with {engaged['item_id']} ({n}); score runs made since leave it out, "
+    assert lines[2] == note + "so read this as the model's score, not a recommendation."
 
 
 def test_explain_without_a_run_uses_the_newest_run_that_scored_the_pair(analyzed, tmp_path):
@@ -207,7 +207,7 @@ def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed)
         f"scored by lstm-attn version {version}" in note and "holds lstm-attn version 20260101T000000-older (trained on data with fingerprint abcdef01)" in note
     )
     # The run's model is the latest (probe: the note blamed an older --version): evaluate measures it.
-    assert "it was trained after that evaluation: <code>reelsense evaluate --models lstm-attn</code> measures it." in note
+    assert "that evaluation did not measure this version: <code>reelsense evaluate --models lstm-attn</code> measures it." in note
     assert "holds no lstm-attn" in other_models_note(wh, {"models": {"popularity": {"version": "x"}}}, "run-report")
 
 

@@ -197,8 +197,10 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
 
 
 def _harness_json(path: Path, sha: str, steps: dict[str, tuple[str, list[float]]]) -> str:
-    """A harness JSON holding steps of known per-user NDCG@10 (the same values for both protocols)."""
-    record = {name: {"code_version": code, "ndcg10_per_user": {"unmasked": values, "masked": values}} for name, (code, values) in steps.items()}
+    """A harness JSON holding steps of known per-user NDCG@10 (masked: half the unmasked values)."""
+    record = {
+        name: {"code_version": code, "ndcg10_per_user": {"unmasked": values, "masked": [v / 2 for v in values]}} for name, (code, values) in steps.items()
+    }
     path.write_text(json.dumps({"data": {"test_rows_sha1": sha}, "steps": record}))
     return str(path)
 
@@ -214,17 +216,25 @@ def test_pair_seeds_pairs_each_seed_and_the_seed_means_over_the_same_users(tmp_p
     first, second = (row["unmasked"]["b_minus_a"] for row in result["per_seed"])
     assert first["diff"] == pytest.approx(0.1) and first["ci95"] == pytest.approx([0.1, 0.1])  # no spread over users
     assert second["diff"] == pytest.approx(0.075) and second["ci95"][0] == pytest.approx(0.0)  # a resample without user 0
-    over = result["over_seeds"]["masked"]
+    over = result["over_seeds"]["unmasked"]
     assert over["a"]["mean"] == pytest.approx(0.125) and over["a"]["sd"] == pytest.approx(np.std([0.15, 0.1], ddof=1))
+    assert over["b_minus_a_per_seed"]["mean"] == pytest.approx(0.0875) and over["b_minus_a_per_seed"]["sd"] == pytest.approx(np.std([0.1, 0.075], ddof=1))
     # Seed means per user: a (0.05, 0.1, 0.15, 0.2), b (0.25, 0.15, 0.2, 0.25): +0.0875 on average.
     assert over["b_minus_a_of_seed_means"]["diff"] == pytest.approx(0.0875)
     assert over["b_minus_a_of_seed_means"]["ratio"] == pytest.approx(0.2125 / 0.125)
+    assert result["over_seeds"]["masked"]["b_minus_a_of_seed_means"]["diff"] == pytest.approx(0.0875 / 2)  # protocols kept apart
     # Not a pair: other test users, another code version within a seed, a missing step, unequal counts.
     other = _harness_json(tmp_path / "other.json", "zzz", {"b/seed1": ("c1", [0.4, 0.1, 0.1, 0.1])})
+    recode = _harness_json(tmp_path / "recode.json", "abc", {"b/seed0": ("c9", [0.4, 0.1, 0.1, 0.1])})
+    cold = tmp_path / "cold.json"  # the cold split's steps keep their per-user values by slice
+    cold.write_text(json.dumps({"data": {"test_rows_sha1": "abc"}, "steps": {"cold/a/seed0": {"code_version": "c0", "ndcg10_per_user": {"cold": {}}}}}))
     for a, b, says in (
         ([f"{s0}#a/seed0", f"{s1}#a/seed1"], [f"{s0}#b/seed0", f"{other}#b/seed1"], "different test users"),
-        ([f"{s0}#a/seed0"], [f"{s1}#b/seed1"], "ran different code (c0 and c1)"),
-        ([f"{s0}#a/seed9"], [f"{s0}#b/seed0"], "has no step 'a/seed9'; it has a/seed0, b/seed0"),
+        ([f"{s0}#a/seed0"], [f"{s1}#b/seed1"], "the i-th --a and --b must be one seed, each seed once: --a ends seed0, --b seed1"),
+        ([f"{s0}#a/seed0"], [f"{recode}#b/seed0"], "ran different code (c0 and c9)"),
+        ([f"{s0}#a/seed0", f"{s0}#a/seed0"], [f"{s0}#b/seed0", f"{s0}#b/seed0"], "each seed once"),
+        ([f"{cold}#cold/a/seed0"], [f"{cold}#cold/a/seed0"], "not a warm step of all test users"),
+        ([f"{s0}#c/seed0"], [f"{s0}#b/seed0"], "has no step 'c/seed0'; it has a/seed0, b/seed0"),
         ([f"{s0}#a/seed0"], [f"{s0}#b/seed0", f"{s1}#b/seed1"], "one --a and one --b per seed"),
     ):
         with pytest.raises(SystemExit, match=re.escape(says)):

@@ -149,10 +149,12 @@ def test_sql_prints_repeated_column_names(home, capsys):
         (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "u1"], "expected NAME=VALUE"),
         (["SELECT $1"], "the query has placeholders $1 and no --param gives them values"),
         # probe: DuckDB's own "Values were not provided for the following prepared statement parameters"
-        (["SELECT $1 AS a, $2 AS b", "--param", "x"], "the query has placeholders $1 to $2 and 1 --param value; pass one --param VALUE per"),
+        (["SELECT $1 AS a, $2 AS b", "--param", "x"], "the query has placeholders up to $2 and 1 --param value; pass one --param VALUE per"),
         (["SELECT 1", "--param", "x"], "the query has no placeholder and 1 --param value"),
         (["INSTALL httpfs"], "found an INSTALL statement; the warehouse is read-only"),  # probe: "a LOAD statement"
         (["LOAD httpfs"], "found a LOAD statement"),
+        (["-- a comment\nINSTALL httpfs"], "found an INSTALL statement"),  # review
+        (["UPDATE EXTENSIONS"], "found an UPDATE statement"),  # review: a ValueError traceback from duckdb's statement type
     ],
 )
 def test_sql_bad_input_is_a_one_line_error(home, capsys, args, message):

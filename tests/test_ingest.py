@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -216,19 +217,29 @@ def test_whole_file_errors_are_one_line_with_exit_2(tmp_path, capsys, content, m
 
 
 def test_cli_ingest_prints_counts_and_why_rows_were_quarantined(tmp_path, capsys):
-    bad = [BAD_EVENTS["unknown event type 'buy'"], ["u8", *BAD_EVENTS["unknown event type 'buy'"][1:]]] + [
-        BAD_EVENTS[reason] for reason in list(BAD_EVENTS)[3:7]
-    ]
+    buy, sell = BAD_EVENTS["unknown event type 'buy'"], ["u8", "v1", "2026-01-01T10:00:00Z", "sell", ""]
+    bad = [buy, sell, ["u7", *buy[1:]]] + [BAD_EVENTS[reason] for reason in list(BAD_EVENTS)[3:7]]
     path = write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS + bad)
     assert main(["--home", str(tmp_path / "home"), "ingest", "events", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    # Probe: only `sql ... FROM failures` said why; now the most frequent reasons, then the query.
+    # Probe: only `sql ... FROM failures` said why; now the most frequent kinds of error (review:
+    # errors that differ only in a quoted value are one kind), then the query that lists every row.
     assert f"{len(GOOD_EVENTS)} accepted, {len(bad)} quarantined, 0 duplicates" in out[0]
-    assert out[1].startswith("  2 x ") and "unknown event type 'buy'" in out[1]
-    assert len(out) == 6 and out[4] == "  ... and 2 other reasons"  # 5 reasons, 3 shown
+    assert out[1] == "  3 rows like: unknown event type 'buy'; expected one of impression, watch, like, comment, share"
+    assert out[2].startswith("  1 row: ") and len(out) == 6 and out[4] == "  ... and 2 other kinds of error"  # 5 kinds, 3 shown
     assert out[5] == f"""  every quarantined row, whole: reelsense sql "SELECT error, record FROM failures WHERE source = '{path}'" --format csv"""
     assert main(["--home", str(tmp_path / "home"), "sql", f"SELECT count(*) AS n FROM failures WHERE source = '{path}'", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == str(len(bad))
+
+
+def test_the_printed_failures_query_is_one_shell_word_whatever_the_path():
+    from warehouse.ingest import IngestReport
+
+    for source in ("/data/new events.csv", '/tmp/it\'s "x" $HOME.csv'):
+        line = IngestReport("events", source, 2, 1, 1, 0, (("missing user_id", 1),)).reason_lines()[-1]
+        words = shlex.split(line.split("whole: ", 1)[1])
+        assert words[:2] == ["reelsense", "sql"] and words[3:] == ["--format", "csv"]
+        assert words[2] == "SELECT error, record FROM failures WHERE source = '" + source.replace("'", "''") + "'"
 
 
 def test_sql_is_read_only_and_missing_warehouse_is_explained(tmp_path, capsys):

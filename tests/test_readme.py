@@ -1,5 +1,6 @@
-"""The README's command synopsis names every flag each command takes, so the first page a new user
-reads does not hide options (a probe found --device, --shards and evaluate --seed missing)."""
+"""The README's command synopsis names every flag each command takes and no flag it does not, so the
+first page a new user reads neither hides options (a probe found --device, --shards and evaluate
+--seed missing) nor offers ones that are gone."""
 
 from __future__ import annotations
 
@@ -44,8 +45,12 @@ def test_the_readme_synopsis_names_every_command_and_flag():
             missing.append(f"{command} (no line)")
             continue
         flags = set(re.findall(r"--[a-z][a-z-]*", synopsis[command]))
+        offered = set()
         for action in sub._actions:
             longs = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
+            offered |= set(longs)
             if longs and not flags & set(longs):
                 missing.append(f"{command} {longs[0]}")
-    assert not missing, f"README synopsis lacks: {', '.join(missing)}"
+        missing += [f"{command} {flag} (in the README, not a flag of the command)" for flag in sorted(flags - offered)]
+    missing += [f"{command} (in the README, not a command)" for command in set(synopsis) - set(_commands(build_parser()))]
+    assert not missing, f"README synopsis and parser differ: {', '.join(missing)}"

@@ -352,9 +352,11 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
     assert "--dask-workers 2 starts a local cluster and --dask-address tcp://127.0.0.1:1 uses a running one: pass one of them" in capfd.readouterr().err
     # probe: no scheduler there, or no address at all: a 30 s wait, then a page of tracebacks
     assert _cli(home, "score", "--dask-address", "tcp://127.0.0.1:1") == 2
-    assert "--dask-address tcp://127.0.0.1:1: no Dask scheduler answers there (Connection refused)" in capfd.readouterr().err
+    assert "--dask-address tcp://127.0.0.1:1: nothing accepts connections there (Connection refused)" in capfd.readouterr().err
     assert _cli(home, "score", "--dask-address", "not a url") == 2
     assert "--dask-address 'not a url' is not a scheduler address (missing port number" in capfd.readouterr().err
+    assert _cli(home, "score", "--dask-address", "tpc://127.0.0.1:8786") == 2  # review: a typo'd scheme passed the check
+    assert "--dask-address 'tpc://127.0.0.1:8786' is not a scheduler address (unknown address scheme 'tpc'" in capfd.readouterr().err
     import torch
 
     if not torch.cuda.is_available():  # probe finding: --device cuda on a CPU machine was a traceback per shard

@@ -214,9 +214,14 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
 
 def _kind(statement: Any) -> str:
     """The statement's type as DuckDB names it, but INSTALL apart from LOAD (DuckDB gives both LOAD;
-    probe: `INSTALL httpfs` was "a LOAD statement")."""
-    kind = statement.type.name
-    return "INSTALL" if kind == "LOAD" and statement.query.lstrip().upper().startswith(("INSTALL", "FORCE")) else kind
+    probe: `INSTALL httpfs` was "a LOAD statement"), and a type this duckdb cannot name (UPDATE
+    EXTENSIONS raised a ValueError) by its first word."""
+    words = re.sub(r"--[^\n]*|/\*.*?\*/", " ", statement.query, flags=re.S).split()
+    try:
+        kind = statement.type.name
+    except ValueError:
+        return words[0].upper() if words else "UNKNOWN"
+    return "INSTALL" if kind == "LOAD" and words and words[0].upper() in ("INSTALL", "FORCE") else kind
 
 
 READ_ONLY_HINT = "the warehouse is read-only here: `reelsense sql` runs one SELECT (WITH, FROM-first, DESCRIBE, SHOW and SUMMARIZE count)"
@@ -252,7 +257,7 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
     if all(name.isdigit() for name in names):
         wanted = max((int(n) for n in names), default=0)
         if len(values) != wanted:  # probe: DuckDB's "Values were not provided for the following prepared statement parameters"
-            have = "no placeholder" if not wanted else f"placeholders $1 to ${wanted}" if wanted > 1 else "placeholder $1"
+            have = "no placeholder" if not wanted else f"placeholders up to ${wanted}" if wanted > 1 else "placeholder $1"
             raise QueryError(
                 f"the query has {have} and {len(values)} --param {'value' if len(values) == 1 else 'values'}; pass one --param VALUE per $1, $2, ... in order"
             )

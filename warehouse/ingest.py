@@ -15,7 +15,8 @@ import csv
 import hashlib
 import json
 import math
-from collections import Counter
+import re
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -43,7 +44,7 @@ class IngestReport:
     accepted: int
     quarantined: int
     duplicates: int
-    reasons: tuple[tuple[str, int], ...] = ()  # the quarantine's errors, most frequent first, with counts
+    reasons: tuple[tuple[str, int], ...] = ()  # (an example error, how many errors read like it), most first
 
     def line(self) -> str:
         return (
@@ -52,17 +53,32 @@ class IngestReport:
         )
 
     def reason_lines(self, shown: int = 3) -> list[str]:
-        """Why rows were quarantined (probe: only `sql ... FROM failures` said), the `shown` most
-        frequent errors and where to read every row."""
+        """Why rows were quarantined (probe: only `sql ... FROM failures` said): the `shown` most
+        frequent kinds of error, each with an example, and the query that lists every row."""
         if not self.reasons:
             return []
-        lines = [f"  {count} x {error if len(error) <= 200 else error[:197] + '...'}" for error, count in self.reasons[:shown]]
+        lines = []
+        for error, count in self.reasons[:shown]:
+            example = error if len(error) <= 200 else error[:197] + "..."
+            lines.append(f"  1 row: {example}" if count == 1 else f"  {count} rows like: {example}")
         if len(self.reasons) > shown:
             more = len(self.reasons) - shown
-            lines.append(f"  ... and {more} other {'reason' if more == 1 else 'reasons'}")
-        source = self.source.replace("'", "''")
-        lines.append(f"""  every quarantined row, whole: reelsense sql "SELECT error, record FROM failures WHERE source = '{source}'" --format csv""")
+            lines.append(f"  ... and {more} other {'kind' if more == 1 else 'kinds'} of error")
+        sql = f"SELECT error, record FROM failures WHERE source = '{self.source.replace(chr(39), chr(39) * 2)}'"
+        quoted = f'"{sql}"' if not re.search(r'["$`\\!]', sql) else shlex.quote(sql)  # a shell word either way
+        lines.append(f"  every quarantined row, whole: reelsense sql {quoted} --format csv")
         return lines
+
+
+def error_kinds(errors: list[str]) -> tuple[tuple[str, int], ...]:
+    """Errors grouped by kind, most frequent first: two errors are of one kind when they differ only
+    in quoted values and numbers ("line 7: expected 4 fields" and "line 9: ..."); each kind is shown
+    by its first error."""
+    kinds: dict[str, list[Any]] = {}
+    for error in errors:
+        kind = re.sub(r"'[^']*'|\"[^\"]*\"|\d+(\.\d+)?", "_", error)
+        kinds.setdefault(kind, [error, 0])[1] += 1
+    return tuple(sorted(((example, n) for example, n in kinds.values()), key=lambda pair: -pair[1]))
 
 
 class Quarantine:
@@ -429,7 +445,7 @@ def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quaranti
         accepted=result.written,
         quarantined=len(quarantine.rows),
         duplicates=result.duplicates,
-        reasons=tuple(Counter(row["error"] for row in quarantine.rows).most_common()),
+        reasons=error_kinds([row["error"] for row in quarantine.rows]),
     )
 
 
