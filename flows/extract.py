@@ -180,6 +180,9 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
             commits.add(embed_task(decoded, config), len(batch))
             bar.update(len(batch))
             bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"])
+    # The last commits land as the block closes: the bar ends on the totals (probe: "committed=0"
+    # beside "1 embedded").
+    bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"])
     return commits.totals
 
 
