@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from cold_neighbours import cold_rows, evaluate_rows, load_or_train, main_rows, setting  # benchmarks/, beside this script
 from microlens import make
+from pair_seeds import read_step
 
 from ranker.data import MAX_HISTORY, Dataset, ensure_samples, load_dataset
 from ranker.evaluate import paired_bootstrap
@@ -48,8 +49,7 @@ def side(text: str) -> tuple[str, Path, tuple[int, float] | None]:
 
 def recorded(path: Path, rows: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """A harness step's NDCG@10 per test user (`file.json#step`) cut into the main split's slices."""
-    file, _, step = str(path).partition("#")
-    values = json.loads(Path(file).read_text())["steps"][step]["ndcg10_per_user"]
+    values = read_step(str(path), {})[1]["ndcg10_per_user"]  # named errors for a missing file, step or values
     if len(values["unmasked"]) != len(rows["test_all"]):
         raise SystemExit(f"{path} holds {len(values['unmasked'])} users, the split {len(rows['test_all'])}: not the same test users")
     position = {row: i for i, row in enumerate(rows["test_all"])}
