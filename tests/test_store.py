@@ -318,8 +318,21 @@ def test_a_home_from_an_earlier_version_gets_the_views_it_lacks_on_open(wh):
     db.refresh_views(wh)
     con = duckdb.connect(str(wh.db_path))
     con.execute("DROP VIEW current_embeddings")  # as a home made before the view existed
+    con.execute("DROP VIEW engagements")
     con.close()
     assert db.query(wh, "SELECT count(*) AS n FROM current_embeddings").column("n")[0].as_py() == 0
+    assert db.query(wh, "SELECT count(*) AS n FROM engagements").column("n")[0].as_py() == 1
+
+
+def test_engagements_are_the_events_that_are_more_than_an_impression(wh):
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows = [event_row("u", "a", at, "impression", None), event_row("u", "a", at, "watch", 0.5), event_row("u", "b", at, "impression", None)]
+    rows += [event_row("v", "b", at, "share", None)]
+    store.append(wh, EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema))
+    db.refresh_views(wh)
+    got = db.fetch(wh, "SELECT user_id, item_id, event FROM engagements ORDER BY user_id")
+    assert got == [{"user_id": "u", "item_id": "a", "event": "watch"}, {"user_id": "v", "item_id": "b", "event": "share"}]
+    assert db.analysis(wh, "known_pair", {"user": "u", "item": "b"}).to_pylist() == [{"events": 3, "item": 2, "engaged": 0}]
 
 
 def _text_vectors(model: str, dim: int, items: list[str], seed: int) -> pa.Table:

@@ -61,7 +61,7 @@ def refresh_views(wh: Warehouse) -> None:
             con.close()
 
 
-DERIVED_VIEWS = ("current_embeddings", "item_tags")  # views over the table views (warehouse/sql/views/<name>.sql), in order
+DERIVED_VIEWS = ("current_embeddings", "item_tags", "engagements")  # views over the table views (warehouse/sql/views/<name>.sql), in order
 
 
 def derived_view_sqls() -> list[str]:
