@@ -240,20 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="validate and load data into the warehouse")
     kinds = ingest.add_subparsers(dest="kind", required=True, metavar="KIND")
     microlens = kinds.add_parser("microlens", help="MicroLens folder: *_pairs.tsv, *_titles.csv, optional videos/")
-    microlens.add_argument("path", type=Path)
+    microlens.add_argument("path", type=Path, help="the MicroLens folder")
     microlens.set_defaults(run=_ingest_microlens)
     items = kinds.add_parser("items", help="CSV or Parquet: item_id,title,video_uri[,audio_uri]")
-    items.add_argument("path", type=Path)
+    items.add_argument("path", type=Path, help="the items file (.csv or .parquet)")
     items.set_defaults(run=_ingest_items)
     events = kinds.add_parser("events", help="CSV or Parquet: user_id,item_id,event_ts,event[,watch_ratio]")
-    events.add_argument("path", type=Path)
+    events.add_argument("path", type=Path, help="the events file (.csv or .parquet)")
     events.set_defaults(run=_ingest_events)
 
     extract = commands.add_parser("extract", help="embed frames, titles and audio of the items (flow extract-items)")
     extract.add_argument("--config", type=Path, help="TOML file (see extractors/config.py)")
     extract.add_argument("--preset", choices=["offline", "paper"], help="override the config's preset")
     extract.add_argument("--force", action="store_true", help="recompute items that are already embedded")
-    extract.add_argument("--limit", type=_at_least(0), help="only the first N items (by item_id)")
+    extract.add_argument("--limit", type=_at_least(1), help="only the first N items (by item_id), 1 or more")
     extract.add_argument("--dask-workers", type=_at_least(0), default=0, help="run item shards on a local Dask cluster of N processes")
     extract.add_argument(
         "--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"), help="run item shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)"
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     score = commands.add_parser("score", help="top-K items for every user (flow score-batch) into `scores`")
-    score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS)
+    score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS, help="the ranker that scores (default: lstm-attn)")
     score.add_argument("--version", help="a saved version of the model (default: its latest)")
     score.add_argument("--k", type=int, default=20, help="items kept per user (default 20)")
     score.add_argument(
@@ -312,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--run-id", help="rerunning with the same id and model version completes a run without duplicating rows; a run id belongs to one model version"
     )
-    score.add_argument("--replace", action="store_true", help="delete the run's scores and explanations first (to reuse a run id with another model)")
-    score.add_argument("--shards", type=_at_least(1), default=4, help="user shards (groups of events partitions), 1 or more")
+    score.add_argument("--replace", action="store_true", help="delete the run's report, explanations and scores first (to reuse a run id with another model)")
+    score.add_argument("--shards", type=_at_least(1), default=4, help="user shards (groups of events partitions), 1 or more (default: 4)")
     score.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     score.add_argument("--dask-workers", type=_at_least(0), default=0, help="run the shards on a local Dask cluster of N processes")
     score.add_argument(
@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser(
         "prune", help="keep the N newest score runs (their scores, explanations, reports and the model versions they used); delete the rest"
     )
-    prune.add_argument("--keep-runs", type=int, required=True, metavar="N")
+    prune.add_argument("--keep-runs", type=int, required=True, metavar="N", help="how many of the newest score runs to keep, 1 or more")
     prune.set_defaults(run=_prune)
 
     sample = commands.add_parser("sample", help="generate the bundled sample platform")
@@ -396,13 +396,17 @@ def _compact(args: argparse.Namespace) -> None:
             print(f"compact {name}: {count(before, 'file')} -> {after}" if after < before else f"compact {name}: {count(before, 'file')}, nothing to merge")
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def _prune(args: argparse.Namespace) -> None:
     from flows.prune import prune_runs
 
     wh = _require(args.home, SCORES, "no scores in {home}; nothing to prune")
     out = prune_runs(wh, args.keep_runs)
     print(
-        f"prune: kept {len(out['kept_runs'])} runs ({', '.join(out['kept_runs'])}); removed {len(out['runs'])} runs "
+        f"prune: kept {_runs(len(out['kept_runs']))} ({', '.join(out['kept_runs'])}); removed {_runs(len(out['runs']))} "
         f"({out['rows']['scores']} scores, {out['rows']['explanations']} explanations) and "
         f"{len(out['model_versions'])} model versions no kept run uses"
     )

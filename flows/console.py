@@ -19,6 +19,7 @@ import math
 import sys
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from warehouse.errors import ReelsenseError
@@ -129,7 +130,8 @@ def extract_line(summary: dict[str, Any]) -> str:
 
 
 def alignment_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"{'pair':<16}{'R@1':>7}{'R@10':>7}{'median':>8}   random R@10   topic-NN (random)"]
+    topics = "   topic-NN (random)" if report.get("topic_neighbours") else ""  # only with `--topics`
+    lines = [f"{'pair':<16}{'R@1':>7}{'R@10':>7}{'median':>8}   random R@10{topics}"]
     for pair, r in report["retrieval"].items():
         a, b = r["aligned"], r["random"]
         topic = report.get("topic_neighbours", {}).get(pair)
@@ -172,8 +174,16 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
         text = "NULL" if value is None else str(value).replace("\n", "\\n")
         return text if not max_width or len(text) <= max_width else text[: max_width - 3] + "..."
 
+    def float32_cell(value: object) -> str:
+        # a FLOAT (float32) arrives as the nearest double: shown as the shortest float32 text
+        # (probe: `round(score, 3)` printed 2.9489998817443848), as DuckDB's shell prints it
+        return cell(None if value is None else str(np.float32(value)))
+
     header = table.column_names
-    rows = list(zip(*_columns(table.slice(0, max_rows), cell))) if header else []
+    shown_rows = table.slice(0, max_rows)
+    converters = [float32_cell if pa.types.is_float32(t) else cell for t in table.schema.types]
+    columns = [[convert(v) for v in shown_rows.column(i).to_pylist()] for i, convert in enumerate(converters)]
+    rows = list(zip(*columns)) if header else []
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |", line]

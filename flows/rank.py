@@ -61,6 +61,15 @@ def current_samples(home: str) -> None:
         print(message, file=sys.stderr)
 
 
+def warn(message: str) -> None:
+    """A warning: inside a flow run a WARNING line of its log (its prints are INFO lines: probe,
+    `report` hid a warning among them), elsewhere `reelsense: warning: ...` on stderr."""
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        print(f"reelsense: warning: {message}", file=sys.stderr)
+
+
 @task(name="train-one-ranker", cache_policy=NO_CACHE)
 def train_one(
     home: str, name: str, data: Dataset, trained: dict, seed: int, device: str, force: bool = False, settings: dict[str, Any] | None = None

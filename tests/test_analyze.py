@@ -14,7 +14,7 @@ from flows.analyze import analyze, explain_lines, modality_lines
 from flows.report import run_dir
 from flows.score import score_batch
 from ranker import artifacts
-from ranker.data import load_dataset, modality_vectors
+from ranker.data import MAX_HISTORY, load_dataset, modality_vectors
 from ranker.explain import leave_one_modality_out, summarise
 from ranker.scoring import current_queries
 from warehouse import db
@@ -201,14 +201,19 @@ def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed)
 
     wh, _, _ = analyzed
     version = db.fetch(wh, "SELECT any_value(model_version) AS v FROM scores WHERE run_id = 'run-report'")[0]["v"].split("@")[1]
-    assert other_models_note(wh, {"models": {"lstm-attn": {"version": version}}}, "run-report") == ""
-    note = other_models_note(wh, {"models": {"lstm-attn": {"version": "20260101T000000-older"}}, "data_fingerprint": "abcdef0123"}, "run-report")
+    now = artifacts.fingerprint(load_dataset(wh, MAX_HISTORY))
+    assert other_models_note(wh, {"models": {"lstm-attn": {"version": version}}}, "run-report", now) == ""
+    older = {"models": {"lstm-attn": {"version": "20260101T000000-older"}}, "data_fingerprint": "abcdef0123"}
+    note = other_models_note(wh, older, "run-report", now)
     assert (
         f"scored by lstm-attn version {version}" in note and "holds lstm-attn version 20260101T000000-older (trained on data with fingerprint abcdef01)" in note
     )
     # The run's model is the latest (probe: the note blamed an older --version): evaluate measures it.
     assert "that evaluation did not measure this version: <code>reelsense evaluate --models lstm-attn</code> measures it." in note
-    assert "holds no lstm-attn" in other_models_note(wh, {"models": {"popularity": {"version": "x"}}}, "run-report")
+    # ...unless the data changed since it was trained (probe, 2026-12-03: evaluate then refused).
+    changed = other_models_note(wh, older, "run-report", "0123456789abcdef")
+    assert "evaluate cannot: the data changed since it was trained. <code>reelsense train --models lstm-attn</code>" in changed
+    assert "holds no lstm-attn" in other_models_note(wh, {"models": {"popularity": {"version": "x"}}}, "run-report", now)
 
 
 def test_report_renders_in_headless_chromium(analyzed):

@@ -132,6 +132,12 @@ def test_sql_prints_repeated_column_names(home, capsys):
     assert json.loads(out) == [{"a": 1, "a_1": 2}]
 
 
+def test_sql_table_shows_a_float_as_float_not_as_the_nearest_double(home, capsys):
+    """Probe: `round(score, 3)` of a FLOAT score printed 2.9489998817443848."""
+    status, out, _ = _sql(home, capsys, "SELECT round(2.94899::FLOAT, 3) AS f, 0.1::DOUBLE AS d, NULL::FLOAT AS n")
+    assert status == 0 and "| 2.949 | 0.1 | NULL |" in out
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

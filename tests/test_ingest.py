@@ -201,6 +201,9 @@ def test_parquet_input_with_typed_columns(wh, tmp_path):
         (None, "no such file"),
         ("folder", "a folder, not a file"),
         (b"user,item\nu1,v1\n", "found columns [user, item]; expected user_id, item_id, event_ts, event (optional: watch_ratio)"),
+        # probe: a repeated column was a pyarrow traceback; also where the file is not UTF-8 (read in Python)
+        (b"user_id,item_id,event_ts,event,event\nu1,v1,2026-01-01T00:00:00Z,watch,like\n", "column event appears more than once"),
+        (b"user_id,item_id,event_ts,event,event\nu1,v\xff,2026-01-01T00:00:00Z,watch,like\n", "column event appears more than once"),
     ],
 )
 def test_whole_file_errors_are_one_line_with_exit_2(tmp_path, capsys, content, message):

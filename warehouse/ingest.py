@@ -199,7 +199,7 @@ def _read_csv_in_python(path: Path, header: list[str], quarantine: Quarantine) -
                 continue
             for column, value in zip(columns, row):
                 column.append(value.encode("utf-8", errors="surrogateescape"))
-    return pa.table({name: pa.array(values, pa.binary()) for name, values in zip(header, columns)})
+    return pa.Table.from_arrays([pa.array(values, pa.binary()) for values in columns], names=header)  # a repeated name stays two columns
 
 
 def _field_count_error(line: int | None, expected: int, found: int, header: list[str]) -> str:
@@ -213,6 +213,11 @@ def _check_columns(path: Path, found: list[str], required: tuple[str, ...], opti
     if not set(required) <= set(found):
         expected = ", ".join(required) + (f" (optional: {', '.join(optional)})" if optional else "")
         raise SchemaError(f"{path}: found columns [{', '.join(found)}]; expected {expected}")
+    # A column named twice is ambiguous (which one holds the values?); one ingest does not read
+    # may repeat (probe: a repeated `event` was a pyarrow traceback).
+    repeated = sorted({name for name in found if found.count(name) > 1 and name in (*required, *optional)})
+    if repeated:
+        raise SchemaError(f"{path}: column {', '.join(repeated)} appears more than once in [{', '.join(found)}]; keep one of each and ingest the file again")
 
 
 def ingest_events(wh: store.Warehouse, path: str | Path) -> IngestReport:
