@@ -683,6 +683,9 @@ def _sql(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from extractors.sample import SampleConfig, generate_sample
 
+    if (args.out / "reelsense.duckdb").exists() or (args.out / "tables").is_dir():
+        # probe: the sample's files landed in the root of a warehouse home without a word
+        raise ReelsenseError(f"--out {args.out} is a reelsense home; give the sample a folder of its own, e.g. --out {args.out / 'sample'}")
     truth = generate_sample(args.out, SampleConfig(seed=args.seed))
     print(f"sample (seed {args.seed}): {len(truth['items'])} items, {len(truth['users'])} users -> {args.out}")
 

@@ -235,6 +235,14 @@ def test_cli_ingest_prints_counts_and_why_rows_were_quarantined(tmp_path, capsys
     assert capsys.readouterr().out.splitlines()[1] == str(len(bad))
 
 
+def test_ingest_names_the_columns_it_does_not_read(tmp_path, capsys):
+    """Probe: an `extra` column was dropped without a word."""
+    path = write_csv(tmp_path / "events.csv", [*EVENT_HEADER, "extra", "device"], [row + ["x", "y"] for row in GOOD_EVENTS])
+    assert main(["--home", str(tmp_path / "home"), "ingest", "events", str(path)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.endswith(f"{len(GOOD_EVENTS)} accepted, 0 quarantined, 0 duplicates; ignored columns extra, device")
+
+
 def test_the_printed_failures_query_is_one_shell_word_whatever_the_path():
     from warehouse.ingest import IngestReport
 

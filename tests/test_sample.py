@@ -76,3 +76,15 @@ def test_truth_records_shifts_and_cold_users(default_sample):
     assert sum(u["cold"] and u["steps"] <= 5 for u in users) == SampleConfig().cold_users
     assert Counter(truth["items"].values()) == {t.name: SampleConfig().items_per_topic for t in TOPICS}
     assert json.loads(json.dumps(truth)) == truth
+
+
+def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
+    """Probe: `sample --out HOME` put items.csv, events.csv and videos/ beside HOME's tables."""
+    from flows.cli import main
+
+    home = tmp_path / "home"
+    (home / "tables").mkdir(parents=True)
+    assert main(["--home", str(home), "sample", "--out", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {home} is a reelsense home; give the sample a folder of its own, e.g. --out {home / 'sample'}" in err
+    assert sorted(p.name for p in home.iterdir()) == ["tables"]

@@ -45,11 +45,14 @@ class IngestReport:
     quarantined: int
     duplicates: int
     reasons: tuple[tuple[str, int], ...] = ()  # (an example error, how many errors read like it), most first
+    ignored_columns: tuple[str, ...] = ()  # columns of the file that ingest does not read
 
     def line(self) -> str:
+        # probe: extra columns were dropped without a word
+        ignored = f"; ignored {'column' if len(self.ignored_columns) == 1 else 'columns'} {', '.join(self.ignored_columns)}" if self.ignored_columns else ""
         return (
             f"{self.table}: {self.input_rows} {'row' if self.input_rows == 1 else 'rows'} in {Path(self.source).name}: "
-            f"{self.accepted} accepted, {self.quarantined} quarantined, {self.duplicates} {'duplicate' if self.duplicates == 1 else 'duplicates'}"
+            f"{self.accepted} accepted, {self.quarantined} quarantined, {self.duplicates} {'duplicate' if self.duplicates == 1 else 'duplicates'}{ignored}"
         )
 
     def reason_lines(self, shown: int = 3) -> list[str]:
@@ -87,6 +90,7 @@ class Quarantine:
     def __init__(self, stage: str, source: str) -> None:
         self.stage, self.source = stage, source
         self.rows: list[dict[str, Any]] = []
+        self.ignored_columns: list[str] = []  # the file's columns that ingest does not read (read_input_file)
         self.at = datetime.now(timezone.utc)
 
     def add(self, error: str, record: dict[str, Any], *, item_id: Any = None, user_id: Any = None) -> None:
@@ -123,6 +127,7 @@ def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantin
         table = _read_csv_as_bytes(path, quarantine)
     _check_columns(path, table.column_names, required, optional)
     wanted = [c for c in (*required, *optional) if c in table.column_names]
+    quarantine.ignored_columns = [c.lstrip("\ufeff") for c in table.column_names if c.lstrip("\ufeff") not in wanted]
     return table.select(wanted).to_pylist()
 
 
@@ -451,6 +456,7 @@ def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quaranti
         quarantined=len(quarantine.rows),
         duplicates=result.duplicates,
         reasons=error_kinds([row["error"] for row in quarantine.rows]),
+        ignored_columns=tuple(quarantine.ignored_columns),
     )
 
 
