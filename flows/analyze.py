@@ -13,6 +13,7 @@ lists the runs' reports. An unknown run id is an error that writes nothing.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,8 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.rank import current_samples, warn
+from flows.console import say
+from flows.rank import current_samples
 from flows.report import run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts
 from ranker.base import device_for
@@ -101,7 +103,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
         if base_version:
             artifacts.checked_meta(wh.models_dir, "lstm-attn", data, version=base_version, match="schema", fix=_retrain("lstm-attn"))
     except artifacts.ModelMismatch as exc:
-        warn(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models")
+        say(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", logging.WARNING)
         ctr_version = base_version = None
     if base_version and not ctr_version:  # the run's lstm-attn: the newest LightGBM stage trained over it, if any
         over_it = [m["version"] for m in artifacts.list_models(wh.models_dir) if m["name"] == "lightgbm" and m.get("base_version") == base_version]
@@ -115,7 +117,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
         if artifacts.latest(wh.models_dir, "lightgbm") is not None:  # trained, but not for this data: say so
-            warn(f"explanations without LightGBM's feature contributions: {exc}")
+            say(f"explanations without LightGBM's feature contributions: {exc}", logging.WARNING)
     return model, ctr
 
 

@@ -371,12 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.set_defaults(run=_prune)
 
     sample = commands.add_parser("sample", help="generate the bundled sample platform")
-    sample.add_argument("--out", type=Path, required=True)
-    sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument("--out", type=Path, required=True, help="the folder to write items.csv, events.csv, videos/ and truth.json to")
+    sample.add_argument("--seed", type=int, default=7, help="the sample's seed (default: 7)")
     sample.set_defaults(run=_sample)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the bundled sample")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=7, help="the sample's seed (default: 7)")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -396,19 +396,15 @@ def _compact(args: argparse.Namespace) -> None:
             print(f"compact {name}: {count(before, 'file')} -> {after}" if after < before else f"compact {name}: {count(before, 'file')}, nothing to merge")
 
 
-def _runs(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"
-
-
 def _prune(args: argparse.Namespace) -> None:
     from flows.prune import prune_runs
 
     wh = _require(args.home, SCORES, "no scores in {home}; nothing to prune")
     out = prune_runs(wh, args.keep_runs)
     print(
-        f"prune: kept {_runs(len(out['kept_runs']))} ({', '.join(out['kept_runs'])}); removed {_runs(len(out['runs']))} "
-        f"({out['rows']['scores']} scores, {out['rows']['explanations']} explanations) and "
-        f"{len(out['model_versions'])} model versions no kept run uses"
+        f"prune: kept {count(len(out['kept_runs']), 'run')} ({', '.join(out['kept_runs'])}); removed {count(len(out['runs']), 'run')} "
+        f"({count(out['rows']['scores'], 'score')}, {count(out['rows']['explanations'], 'explanation')}) and "
+        f"{count(len(out['model_versions']), 'model version')} no kept run uses"
     )
 
 
@@ -683,7 +679,8 @@ def _sql(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from extractors.sample import SampleConfig, generate_sample
 
-    if (args.out / "reelsense.duckdb").exists() or (args.out / "tables").is_dir():
+    target = Warehouse(args.out)
+    if target.db_path.exists() or target.tables_dir.is_dir() or args.out.resolve() == Path(args.home).resolve():
         # probe: the sample's files landed in the root of a warehouse home without a word
         raise ReelsenseError(f"--out {args.out} is a reelsense home; give the sample a folder of its own, e.g. --out {args.out / 'sample'}")
     truth = generate_sample(args.out, SampleConfig(seed=args.seed))

@@ -121,6 +121,19 @@ def served_markdown(metrics: dict[str, dict], heading: str) -> list[str]:
     return [*lines, ""]
 
 
+def say(message: str, level: int = logging.INFO) -> None:
+    """A message of a stage: inside a flow run a line of its log at `level` (a flow's prints are
+    INFO lines: probe, `report` hid a warning among them), elsewhere (`reelsense explain`) a line
+    on stderr, `reelsense: warning: ...` for a warning."""
+    from prefect import get_run_logger  # lazily: the CLI imports this module before any command runs
+    from prefect.exceptions import MissingContextError
+
+    try:
+        get_run_logger().log(level, message)
+    except MissingContextError:
+        print(f"reelsense: warning: {message}" if level >= logging.WARNING else message, file=sys.stderr)
+
+
 def extract_line(summary: dict[str, Any]) -> str:
     return (
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
@@ -174,16 +187,8 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
         text = "NULL" if value is None else str(value).replace("\n", "\\n")
         return text if not max_width or len(text) <= max_width else text[: max_width - 3] + "..."
 
-    def float32_cell(value: object) -> str:
-        # a FLOAT (float32) arrives as the nearest double: shown as the shortest float32 text
-        # (probe: `round(score, 3)` printed 2.9489998817443848), as DuckDB's shell prints it
-        return cell(None if value is None else str(np.float32(value)))
-
     header = table.column_names
-    shown_rows = table.slice(0, max_rows)
-    converters = [float32_cell if pa.types.is_float32(t) else cell for t in table.schema.types]
-    columns = [[convert(v) for v in shown_rows.column(i).to_pylist()] for i, convert in enumerate(converters)]
-    rows = list(zip(*columns)) if header else []
+    rows = list(zip(*_columns(table.slice(0, max_rows), cell))) if header else []
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |", line]
@@ -218,7 +223,26 @@ def format_json(table: pa.Table) -> str:
 
 
 def _columns(table: pa.Table, convert) -> list[list]:
-    return [[convert(v) for v in table.column(i).to_pylist()] for i in range(table.num_columns)]
+    return [[convert(v) for v in _values(table.column(i))] for i in range(table.num_columns)]
+
+
+def _values(column: pa.ChunkedArray) -> list:
+    """The column as Python values. A FLOAT (float32), alone or in a list such as a FLOAT[dim]
+    vector, arrives as the nearest double (probe: `round(score, 3)` printed 2.9489998817443848):
+    it becomes the double whose shortest text is the float32's (2.949), as DuckDB's shell prints it."""
+    values = column.to_pylist()
+    kind = column.type
+    while pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind):
+        kind = kind.value_type
+    return [_shortest(v) for v in values] if pa.types.is_float32(kind) else values
+
+
+def _shortest(value: object) -> object:
+    if isinstance(value, float):
+        return float(str(np.float32(value)))
+    if isinstance(value, list):
+        return [_shortest(v) for v in value]
+    return value
 
 
 def _plain(value: object) -> object:

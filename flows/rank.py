@@ -25,9 +25,8 @@ import numpy as np
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
-from flows.console import results_markdown
+from flows.console import results_markdown, say
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -54,20 +53,7 @@ def current_samples(home: str) -> None:
     reason = ensure_samples(Warehouse(home), MAX_HISTORY)
     if reason is None:
         return
-    message = f"{reason}: rebuilt `samples` from `events` (build-features) first"
-    try:
-        get_run_logger().info(message)
-    except MissingContextError:  # outside a flow run: `reelsense explain`
-        print(message, file=sys.stderr)
-
-
-def warn(message: str) -> None:
-    """A warning: inside a flow run a WARNING line of its log (its prints are INFO lines: probe,
-    `report` hid a warning among them), elsewhere `reelsense: warning: ...` on stderr."""
-    try:
-        get_run_logger().warning(message)
-    except MissingContextError:
-        print(f"reelsense: warning: {message}", file=sys.stderr)
+    say(f"{reason}: rebuilt `samples` from `events` (build-features) first")
 
 
 @task(name="train-one-ranker", cache_policy=NO_CACHE)

@@ -153,8 +153,7 @@ def write_report(
             tags=tags,
             plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None,
         )
-    index = _index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts), data_fingerprint=artifacts.fingerprint(data))
-    (out / "index.html").write_text(index)
+    (out / "index.html").write_text(_index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts), data=data))
     return len(paged)
 
 
@@ -196,7 +195,7 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     return figures
 
 
-def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str, total: int, data_fingerprint: str) -> str:
+def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str, total: int, data: Dataset) -> str:
     parts = []
     results = wh.reports_dir / "results.json"
     if results.exists():
@@ -205,7 +204,7 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
         parts.append(
             "<h2>Rankers</h2>"
             + (
-                other_models_note(wh, loaded, run_id, data_fingerprint) + _results_table(loaded)
+                other_models_note(wh, loaded, run_id, data) + _results_table(loaded)
                 if current
                 else "<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>"
             )
@@ -235,11 +234,11 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
     return page("reelsense report", "".join(parts), up=f"<p><a href='../index.html'>all reports</a> · run {html.escape(run_id)}</p>")
 
 
-def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data_fingerprint: str) -> str:
+def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data: Dataset) -> str:
     """'' when the last `reelsense evaluate` (results.json) measured the model version that scored
     `run_id`; else a paragraph saying that the table is of other models (probe, 2026-12-02: a run
     scored after retraining on new data showed the older models' table without a word), and what
-    measures the run's model. `data_fingerprint`: the warehouse's data now (artifacts.fingerprint)."""
+    measures the run's model. `data`: the warehouse's data now."""
     versions = db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist()  # one per run (flows/score.py)
     if not versions:
         return ""
@@ -248,16 +247,15 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data_
     if measured == version:
         return ""
     held = f"{name} version {measured}" if measured else f"no {name}"
-    latest_meta = artifacts.latest(wh.models_dir, name) or {}
-    latest = latest_meta.get("version")
-    if latest == version and latest_meta.get("data_fingerprint") != data_fingerprint:
-        # probe, 2026-12-03: the advice below failed here, as evaluate measures only a model
-        # trained on the data as it is now (new events arrived after this version was trained)
-        advice = (
-            f"that evaluation did not measure this version, and evaluate cannot: the data changed since it was trained. "
-            f"<code>reelsense train --models {html.escape(name)}</code> trains a version on the data as it is now, which "
-            f"<code>reelsense evaluate --models {html.escape(name)}</code> measures (score a run with it to report it)."
-        )
+    latest = (artifacts.latest(wh.models_dir, name) or {}).get("version")
+    refusal = None
+    if latest == version:
+        try:  # evaluate's own checks (probe, 2026-12-03: the advice below failed where new events had arrived)
+            artifacts.check_with_base(wh.models_dir, name, data, version=version)
+        except artifacts.ModelMismatch as exc:
+            refusal = str(exc)
+    if refusal:
+        advice = f"that evaluation did not measure this version, and <code>reelsense evaluate</code> would refuse it now: {html.escape(refusal)}"
     elif latest == version:  # probe: the run used the latest model, which that evaluation did not measure
         advice = f"that evaluation did not measure this version: <code>reelsense evaluate --models {html.escape(name)}</code> measures it."
     else:

@@ -197,3 +197,13 @@ def test_only_rows_holding_a_vector_are_stored():
 
     matrix = np.array([[np.nan, 1.0], [0.0, 0.0], [0.5, -0.5], [0.0, 1e-3]], np.float32)  # missing, no modality, two vectors
     assert rows_to_store(matrix).tolist() == [2, 3]
+
+
+def test_the_alignment_table_has_a_topic_column_only_with_topics():
+    from flows.console import alignment_lines
+
+    pair = {"aligned": {"recall@1": 0.5, "recall@10": 1.0, "median_rank": 1.5}, "random": {"recall@10": 0.25}}
+    plain = alignment_lines({"retrieval": {"text->frames": pair}})
+    assert "topic-NN" not in plain[0] and plain[1].endswith("0.25")
+    with_topics = alignment_lines({"retrieval": {"text->frames": pair}, "topic_neighbours": {"text->frames": {"aligned": 0.9, "random": 0.2}}})
+    assert with_topics[0].endswith("topic-NN (random)") and with_topics[1].endswith("0.90 (0.20)")

@@ -3,6 +3,7 @@ ones, and the HTML report opened in a real headless Chromium."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -201,7 +202,7 @@ def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed)
 
     wh, _, _ = analyzed
     version = db.fetch(wh, "SELECT any_value(model_version) AS v FROM scores WHERE run_id = 'run-report'")[0]["v"].split("@")[1]
-    now = artifacts.fingerprint(load_dataset(wh, MAX_HISTORY))
+    now = load_dataset(wh, MAX_HISTORY)
     assert other_models_note(wh, {"models": {"lstm-attn": {"version": version}}}, "run-report", now) == ""
     older = {"models": {"lstm-attn": {"version": "20260101T000000-older"}}, "data_fingerprint": "abcdef0123"}
     note = other_models_note(wh, older, "run-report", now)
@@ -211,8 +212,9 @@ def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed)
     # The run's model is the latest (probe: the note blamed an older --version): evaluate measures it.
     assert "that evaluation did not measure this version: <code>reelsense evaluate --models lstm-attn</code> measures it." in note
     # ...unless the data changed since it was trained (probe, 2026-12-03: evaluate then refused).
-    changed = other_models_note(wh, older, "run-report", "0123456789abcdef")
-    assert "evaluate cannot: the data changed since it was trained. <code>reelsense train --models lstm-attn</code>" in changed
+    changed = other_models_note(wh, older, "run-report", dataclasses.replace(now, targets=now.targets[::-1].copy()))
+    assert "and <code>reelsense evaluate</code> would refuse it now: lstm-attn " in changed
+    assert "was trained on other data" in changed and "retrain it: `reelsense train --models lstm-attn`" in changed
     assert "holds no lstm-attn" in other_models_note(wh, {"models": {"popularity": {"version": "x"}}}, "run-report", now)
 
 

@@ -88,3 +88,5 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--out {home} is a reelsense home; give the sample a folder of its own, e.g. --out {home / 'sample'}" in err
     assert sorted(p.name for p in home.iterdir()) == ["tables"]
+    fresh = tmp_path / "fresh"  # the home the next command would make there
+    assert main(["--home", str(fresh), "sample", "--out", str(fresh)]) == 2 and not fresh.exists()

@@ -125,9 +125,11 @@ def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantin
             raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     else:
         table = _read_csv_as_bytes(path, quarantine)
+    # A byte-order mark kept in the first name (pyarrow's CSV reader drops it, Parquet keeps it) is not part of it.
+    table = table.rename_columns([name.lstrip("\ufeff") for name in table.column_names])
     _check_columns(path, table.column_names, required, optional)
     wanted = [c for c in (*required, *optional) if c in table.column_names]
-    quarantine.ignored_columns = [c.lstrip("\ufeff") for c in table.column_names if c.lstrip("\ufeff") not in wanted]
+    quarantine.ignored_columns = list(dict.fromkeys(c for c in table.column_names if c not in wanted))
     return table.select(wanted).to_pylist()
 
 
@@ -214,7 +216,6 @@ def _field_count_error(line: int | None, expected: int, found: int, header: list
 
 
 def _check_columns(path: Path, found: list[str], required: tuple[str, ...], optional: tuple[str, ...]) -> None:
-    found = [name.lstrip("\ufeff") for name in found]
     if not set(required) <= set(found):
         expected = ", ".join(required) + (f" (optional: {', '.join(optional)})" if optional else "")
         raise SchemaError(f"{path}: found columns [{', '.join(found)}]; expected {expected}")
