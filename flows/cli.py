@@ -680,8 +680,10 @@ def _sample(args: argparse.Namespace) -> None:
     from extractors.sample import SampleConfig, generate_sample
 
     target = Warehouse(args.out)
-    if target.db_path.exists() or target.tables_dir.is_dir() or args.out.resolve() == Path(args.home).resolve():
-        # probe: the sample's files landed in the root of a warehouse home without a word
+    # probe: the sample's files landed in the root of a warehouse home without a word
+    if args.out.resolve() == Path(args.home).resolve():
+        raise ReelsenseError(f"--out {args.out} is the home (--home); give the sample a folder of its own, e.g. --out {args.out / 'sample'}")
+    if target.db_path.exists() or target.tables_dir.is_dir():
         raise ReelsenseError(f"--out {args.out} is a reelsense home; give the sample a folder of its own, e.g. --out {args.out / 'sample'}")
     truth = generate_sample(args.out, SampleConfig(seed=args.seed))
     print(f"sample (seed {args.seed}): {len(truth['items'])} items, {len(truth['users'])} users -> {args.out}")

@@ -84,9 +84,10 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
 
     home = tmp_path / "home"
     (home / "tables").mkdir(parents=True)
-    assert main(["--home", str(home), "sample", "--out", str(home)]) == 2
+    assert main(["--home", str(tmp_path / "other"), "sample", "--out", str(home)]) == 2
     err = capsys.readouterr().err
     assert f"--out {home} is a reelsense home; give the sample a folder of its own, e.g. --out {home / 'sample'}" in err
     assert sorted(p.name for p in home.iterdir()) == ["tables"]
     fresh = tmp_path / "fresh"  # the home the next command would make there
     assert main(["--home", str(fresh), "sample", "--out", str(fresh)]) == 2 and not fresh.exists()
+    assert f"--out {fresh} is the home (--home)" in capsys.readouterr().err
