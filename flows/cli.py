@@ -84,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # tests, a notebook) keeps its Ctrl-C and SIGTERM. serve stops its runner on Ctrl-C, as Prefect's serve does.
             if argv is None and args.command != "serve":
                 restore, exit_if_bridged = _exit_at_once_on_interrupt()
+        if args.home.exists() and not args.home.is_dir():  # probe: a NotADirectoryError traceback
+            raise ReelsenseError(f"--home {args.home} is a file; the home is a folder (made on first use)")
         try:
             status = args.run(args) or 0
         except BaseException:
@@ -679,6 +681,8 @@ def _sql(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from extractors.sample import SampleConfig, generate_sample
 
+    if args.out.exists() and not args.out.is_dir():  # probe: a NotADirectoryError traceback
+        raise ReelsenseError(f"--out {args.out} is a file; the sample is written to a folder")
     target = Warehouse(args.out)
     # probe: the sample's files landed in the root of a warehouse home without a word
     if args.out.resolve() == Path(args.home).resolve():

@@ -12,7 +12,7 @@ from conftest import write_csv
 
 from flows.cli import main
 from warehouse import db, store
-from warehouse.errors import InputFileError
+from warehouse.errors import InputFileError, ReelsenseError
 from warehouse.ingest import ingest_events, ingest_items, parse_timestamp
 from warehouse.schemas import ITEMS
 
@@ -192,6 +192,12 @@ def test_parquet_input_with_typed_columns(wh, tmp_path):
     pq.write_table(table, tmp_path / "events.parquet")
     report = ingest_events(wh, tmp_path / "events.parquet")
     assert report.accepted == 2 and report.ignored_columns == ()
+    # A repeated name in Parquet: the one-line error, not pyarrow's dataset dump (probe)
+    names = ["user_id", "item_id", "event_ts", "event", "watch_ratio", "item_id"]
+    repeated = pa.Table.from_arrays([table.column(0), *table.columns[1:], table.column(1)], names=names)
+    pq.write_table(repeated, tmp_path / "twice.parquet")
+    with pytest.raises(ReelsenseError, match="column item_id appears more than once"):
+        ingest_events(wh, tmp_path / "twice.parquet")
     db.refresh_views(wh)
     assert sorted(db.query(wh, "SELECT user_id FROM events").column("user_id").to_pylist()) == ["1", "2"]
 

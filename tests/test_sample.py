@@ -91,3 +91,9 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
     fresh = tmp_path / "fresh"  # the home the next command would make there
     assert main(["--home", str(fresh), "sample", "--out", str(fresh)]) == 2 and not fresh.exists()
     assert f"--out {fresh} is the home (--home)" in capsys.readouterr().err
+    afile = tmp_path / "events.csv"  # probe: files were NotADirectoryError tracebacks
+    afile.write_text("x\n")
+    assert main(["--home", str(tmp_path / "other"), "sample", "--out", str(afile)]) == 2
+    assert f"--out {afile} is a file" in capsys.readouterr().err
+    assert main(["--home", str(afile), "sql", "SELECT 1"]) == 2
+    assert f"--home {afile} is a file; the home is a folder" in capsys.readouterr().err

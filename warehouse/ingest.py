@@ -120,7 +120,7 @@ def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantin
         raise InputFileError(f"{path}: {what}; expected a CSV or Parquet file with columns {', '.join(required)}")
     if path.suffix.lower() == ".parquet":
         try:
-            table = pq.read_table(path)
+            table = pq.ParquetFile(path).read()  # not read_table: its dataset reader fails on a repeated name (probe)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     else:
