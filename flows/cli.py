@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if argv is None and args.command != "serve":
                 restore, exit_if_bridged = _exit_at_once_on_interrupt()
         if args.home.exists() and not args.home.is_dir():  # probe: a NotADirectoryError traceback
-            raise ReelsenseError(f"--home {args.home} is a file; the home is a folder (made on first use)")
+            raise ReelsenseError(f"--home {args.home} is a file, not a folder; a home is a folder (made on first use)")
         try:
             status = args.run(args) or 0
         except BaseException:
@@ -630,9 +630,7 @@ def _list_models(args: argparse.Namespace) -> None:
     from ranker.artifacts import list_models
 
     wh = Warehouse(args.home)
-    # A file, or a folder with no warehouse in it (probe: both printed "no trained models", exit 0).
-    if wh.home.is_file():
-        raise ReelsenseError(f"--home {wh.home} is a file, not a folder; pass the folder that holds reelsense.duckdb")
+    # A folder with no warehouse in it (probe: it printed "no trained models", exit 0; a file is refused by `main`).
     if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
         raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     saved = list_models(wh.models_dir)

@@ -96,4 +96,4 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
     assert main(["--home", str(tmp_path / "other"), "sample", "--out", str(afile)]) == 2
     assert f"--out {afile} is a file" in capsys.readouterr().err
     assert main(["--home", str(afile), "sql", "SELECT 1"]) == 2
-    assert f"--home {afile} is a file; the home is a folder" in capsys.readouterr().err
+    assert f"--home {afile} is a file, not a folder" in capsys.readouterr().err
