@@ -248,21 +248,19 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data:
         return ""
     held = f"{name} version {measured}" if measured else f"no {name}"
     latest = (artifacts.latest(wh.models_dir, name) or {}).get("version")
-    refusal = None
-    if latest == version:
+    if latest is None:
+        advice = f"no {html.escape(name)} is saved now: <code>reelsense train --models {html.escape(name)}</code> trains one."
+    elif latest != version:  # probe, 2026-12-03: it blamed an older --version where a retrain had come since
+        advice = (
+            f"<code>reelsense evaluate</code> measures the latest trained models ({html.escape(name)} {html.escape(latest)}), which did not score this run; "
+            f"<code>reelsense score --model {html.escape(name)} --run-id {html.escape(run_id)} --replace</code> rescores it with the latest."
+        )
+    else:
         try:  # evaluate's own checks (probe, 2026-12-03: the advice below failed where new events had arrived)
             artifacts.check_with_base(wh.models_dir, name, data, version=version)
+            advice = f"that evaluation did not measure this version: <code>reelsense evaluate --models {html.escape(name)}</code> measures it."
         except artifacts.ModelMismatch as exc:
-            refusal = str(exc)
-    if refusal:
-        advice = f"that evaluation did not measure this version, and <code>reelsense evaluate</code> would refuse it now: {html.escape(refusal)}"
-    elif latest == version:  # probe: the run used the latest model, which that evaluation did not measure
-        advice = f"that evaluation did not measure this version: <code>reelsense evaluate --models {html.escape(name)}</code> measures it."
-    else:
-        now = f" ({html.escape(name)} {html.escape(latest)})" if latest else ""
-        advice = (
-            f"<code>reelsense evaluate</code> measures the latest trained models{now}; a run scored with an older <code>--version</code> has no table here."
-        )
+            advice = f"that evaluation did not measure this version, and <code>reelsense evaluate</code> would refuse it now: {html.escape(str(exc))}"
     return (
         f"<p class=warn>Not the models of this run: run {html.escape(run_id)} was scored by {html.escape(name)} version "
         f"{html.escape(version)}, and this table, from the last <code>reelsense evaluate</code>, holds {html.escape(held)} "
