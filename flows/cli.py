@@ -25,7 +25,7 @@ from typing import NoReturn
 
 import pyarrow as pa
 
-from flows.console import count, format_csv, format_json, format_table, prefect_console_handlers, report_line, results_lines
+from flows.console import count, format_csv, format_json, format_table, name_home, prefect_console_handlers, report_line, results_lines, runnable
 from flows.runners import check_dask
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, check_rankers
 from warehouse import db, store
@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Without PREFECT_API_URL each flow command starts a local Prefect server; Prefect waits 20 s for
     # it, which a busy 2-core machine can exceed.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name_home(args.home, default_home(), commands=_command_names(parser))
     restore = lambda: None  # noqa: E731
     exit_if_bridged = lambda: None  # noqa: E731
     try:
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         exit_if_bridged()  # ... or whatever swallowed it: a SIGTERM still stops with 143
         return status
     except ReelsenseError as exc:
-        print(f"reelsense: error: {exc}", file=sys.stderr)
+        print(f"reelsense: error: {runnable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
@@ -115,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         restore()
+        name_home(None)
 
 
 INTERRUPTED = "reelsense: interrupted; finished writes are kept, rerun the same command to complete"
@@ -229,12 +232,22 @@ DEVICE_HELP = "auto (default: a CUDA device where torch has one, else cpu), cpu,
 FLOW_COMMANDS = {"extract", "align", "features", "train", "evaluate", "score", "report", "demo", "serve"}
 
 
+def _command_names(parser: argparse.ArgumentParser) -> list[str]:
+    """The names of the subcommands (`reelsense NAME`)."""
+    return [name for action in parser._actions if isinstance(action, argparse._SubParsersAction) for name in action.choices]
+
+
+def default_home() -> Path:
+    """The home a bare `reelsense` uses: REELSENSE_HOME, else ./.reelsense."""
+    return Path(os.environ.get("REELSENSE_HOME", ".reelsense"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelsense", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--home",
         type=Path,
-        default=Path(os.environ.get("REELSENSE_HOME", ".reelsense")),
+        default=default_home(),
         help="folder for everything a run writes (env REELSENSE_HOME; default ./.reelsense)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -415,7 +428,7 @@ def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:
     for report in reports:
         print(report.line())
         for line in report.reason_lines():
-            print(line)
+            print(runnable(line))
 
 
 def _ingest_microlens(args: argparse.Namespace) -> None:
@@ -635,7 +648,7 @@ def _list_models(args: argparse.Namespace) -> None:
         raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     saved = list_models(wh.models_dir)
     if not saved:
-        print(f"no trained models in {wh.models_dir}; run `reelsense train`")
+        print(runnable(f"no trained models in {wh.models_dir}; run `reelsense train`"))
         return
     rows = [
         {
@@ -681,14 +694,26 @@ def _sample(args: argparse.Namespace) -> None:
 
     if args.out.exists() and not args.out.is_dir():  # probe: a NotADirectoryError traceback
         raise ReelsenseError(f"--out {args.out} is a file; the sample is written to a folder")
-    target = Warehouse(args.out)
-    # probe: the sample's files landed in the root of a warehouse home without a word
-    if args.out.resolve() == Path(args.home).resolve():
-        raise ReelsenseError(f"--out {args.out} is the home (--home); give the sample a folder of its own, e.g. --out {args.out / 'sample'}")
-    if target.db_path.exists() or target.tables_dir.is_dir():
-        raise ReelsenseError(f"--out {args.out} is a reelsense home; give the sample a folder of its own, e.g. --out {args.out / 'sample'}")
+    _check_sample_out(args.out, Path(args.home))
     truth = generate_sample(args.out, SampleConfig(seed=args.seed))
     print(f"sample (seed {args.seed}): {len(truth['items'])} items, {len(truth['users'])} users -> {args.out}")
+
+
+def _check_sample_out(out: Path, home: Path) -> None:
+    """Refuse a sample folder that is a home or lies in one of a home's own folders (probe: the
+    sample's files landed beside a home's tables, later in its tables/ folder, without a word)."""
+    given, out = out, out.resolve()
+    for folder in (out, *out.parents):
+        wh = Warehouse(folder)
+        which = "the home this command uses" if folder == home.resolve() else "a reelsense home" if wh.db_path.exists() or wh.tables_dir.is_dir() else ""
+        if not which:
+            continue
+        if folder == out:
+            raise ReelsenseError(f"--out {given} is {which}; give the sample a folder of its own, e.g. --out {given / 'sample'}")
+        if out.relative_to(folder).parts[0] in {wh.tables_dir.name, wh.models_dir.name, wh.reports_dir.name}:
+            raise ReelsenseError(
+                f"--out {given} lies in {which} {folder}, among its own files; give the sample a folder outside them, e.g. --out {folder / 'sample'}"
+            )
 
 
 def _demo(args: argparse.Namespace) -> None:

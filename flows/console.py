@@ -12,11 +12,16 @@ tracebacks included.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import logging
 import math
+import re
+import shlex
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,6 +126,30 @@ def served_markdown(metrics: dict[str, dict], heading: str) -> list[str]:
     return [*lines, ""]
 
 
+# The commands the tool suggests (`reelsense train ...` in errors, notes and summaries) are written
+# without a home. Where the command line named a home other than the one a bare `reelsense` finds
+# (--home, against REELSENSE_HOME or ./.reelsense), `runnable` adds it, so each runs as printed
+# (probe: a suggested `reelsense sql` read the default home, not the user's).
+_home_args = ""
+_suggested: re.Pattern[str] | None = None
+
+
+def name_home(home: Path | None, default: Path | None = None, commands: Iterable[str] = ()) -> None:
+    """Set by the CLI for one command: a suggested `reelsense COMMAND` (COMMAND one of `commands`)
+    carries `--home HOME` unless HOME is the default; None (at the command's end) forgets it."""
+    global _home_args, _suggested
+    same = home is None or default is None or home.resolve() == default.resolve()
+    _home_args = "" if same else f" --home {shlex.quote(str(home))}"
+    _suggested = re.compile(rf"\breelsense (?=(?:{'|'.join(map(re.escape, commands))})\b)") if commands and not same else None
+
+
+def runnable(text: str, *, markup: bool = False) -> str:
+    """`text` with each suggested command given the home it is about (`markup`: HTML, escaped)."""
+    if _suggested is None:
+        return text
+    return _suggested.sub(f"reelsense{html.escape(_home_args) if markup else _home_args} ", text)
+
+
 def say(message: str, level: int = logging.INFO) -> None:
     """A message of a stage: inside a flow run a line of its log at `level` (a flow's prints are
     INFO lines: probe, `report` hid a warning among them), elsewhere (`reelsense explain`) a line
@@ -128,6 +157,7 @@ def say(message: str, level: int = logging.INFO) -> None:
     from prefect import get_run_logger  # lazily: the CLI imports this module before any command runs
     from prefect.exceptions import MissingContextError
 
+    message = runnable(message)
     try:
         get_run_logger().log(level, message)
     except MissingContextError:
@@ -135,10 +165,12 @@ def say(message: str, level: int = logging.INFO) -> None:
 
 
 def extract_line(summary: dict[str, Any]) -> str:
+    past = summary.get("past_limit", 0)  # probe: `--limit 2` did not say that items were left
     return (
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
         f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
+        + (f"; {count(past, 'item')} past --limit not looked at (the next run without --limit embeds them)" if past else "")
     )
 
 

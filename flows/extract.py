@@ -51,17 +51,19 @@ from warehouse.store import Warehouse
 
 
 @task(name="plan-extraction", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int]:
+def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int, int]:
+    """The items to embed, how many were skipped, and how many lie past `limit` (not looked at)."""
     wh = Warehouse(home)
     models = model_ids(config)
     items = [
         {**r, "video_uri": media_path(wh, r["video_uri"]), "audio_uri": media_path(wh, r["audio_uri"])} for r in db.analysis(wh, "extract_items").to_pylist()
     ]
+    beyond = max(0, len(items) - limit) if limit is not None else 0
     if limit is not None:
         items = items[:limit]
     done = {tuple(r.values()) for r in db.analysis(wh, "extracted_keys", {"models": list(models.values())}).to_pylist()}
     failed, no_audio = ({tuple(r.values()) for r in db.analysis(wh, "failed_extractions", {"stage": stage}).to_pylist()} for stage in (STAGE, f"{STAGE}:audio"))
-    return plan_work(items, done, failed, models, no_audio=no_audio, force=force)
+    return (*plan_work(items, done, failed, models, no_audio=no_audio, force=force), beyond)
 
 
 @task(name="decode-batch", cache_policy=NO_CACHE)
@@ -196,7 +198,7 @@ def extract_items(
     whichever worker runs it (the Dask runner's processes or machines)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    work, skipped = plan_extraction(home, config, force, limit)
+    work, skipped, beyond = plan_extraction(home, config, force, limit)
     how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
     logger.info("%d items to embed in %s (%s), %d skipped", len(work), how, ", ".join(model_ids(config).values()), skipped)
     with tqdm(total=len(work), unit="item", desc="extract-items", file=sys.stderr, disable=not work) as bar:
@@ -206,7 +208,7 @@ def extract_items(
             totals = _run_pipeline(home, work, config, force, bar)
     db.refresh_views(Warehouse(home))
     seconds = time.perf_counter() - started
-    summary = {**totals, "skipped": skipped, "seconds": round(seconds, 2), "items_per_s": round(len(work) / seconds, 2) if work else 0.0}
+    summary = {**totals, "skipped": skipped, "past_limit": beyond, "seconds": round(seconds, 2), "items_per_s": round(len(work) / seconds, 2) if work else 0.0}
     logger.info(
         "extract-items: %(embedded)d embedded, %(skipped)d skipped, %(quarantined)d quarantined, "
         "%(audio_missing)d without audio, %(vectors)d vectors, %(items_per_s).2f items/s",

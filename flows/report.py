@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from flows.console import runnable
 from ranker import artifacts, plots
 from ranker.data import Dataset
 from ranker.explain import attention_matrix, label, mean_contributions, profile_words
@@ -204,9 +205,9 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
         parts.append(
             "<h2>Rankers</h2>"
             + (
-                other_models_note(wh, loaded, run_id, data) + _results_table(loaded)
+                runnable(other_models_note(wh, loaded, run_id, data), markup=True) + _results_table(loaded)
                 if current
-                else "<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>"
+                else runnable("<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>", markup=True)
             )
         )
     shifts_json = out / "shifts.json"

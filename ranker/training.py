@@ -166,6 +166,23 @@ class ItemTower(nn.Module):
         return item_t, donor_t[torch.cat([n.indices for n in nearest])], weights
 
 
+class Dropout(nn.Module):
+    """nn.Dropout's computation (zero each element with probability p in training, scale the rest
+    by 1 / (1 - p)), its mask drawn with torch.rand: on 2 CPU cores torch's bernoulli_ took 1.9 ms
+    for a (128, 20, 64) batch against 0.7 ms (benchmarks/sasrec_step.py; sasrec draws 5 a step)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return torch.zeros_like(x)
+        return x * (torch.rand_like(x) >= self.p) / (1.0 - self.p)
+
+
 def remap_items(
     state: dict[str, torch.Tensor], prefix: str, saved_items: list[str], saved_has_delta: torch.Tensor, data: Dataset, *, name: str
 ) -> npt.NDArray[np.bool_]:

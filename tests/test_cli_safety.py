@@ -349,6 +349,25 @@ def test_models_of_a_home_that_does_not_exist_is_an_error(tmp_path, capsys):
         assert ("is a file, not a folder" if home == "a-file" else "no warehouse at") in capsys.readouterr().err, home
 
 
+def test_suggested_commands_name_the_home_the_command_was_given(tmp_path, capsys, monkeypatch):
+    """Probe: a suggested `reelsense train` (in an error or a note) ran on the default home, not the
+    user's --home; commands the tool suggests carry --home unless it is the default."""
+    monkeypatch.setenv("REELSENSE_HOME", str(tmp_path / "default"))
+    home = tmp_path / "my home"
+    (home / "models").mkdir(parents=True)
+    assert main(["--home", str(home), "models"]) == 0
+    assert f"run `reelsense --home '{home}' train`" in capsys.readouterr().out
+    assert main(["--home", str(tmp_path / "none"), "evaluate"]) == 2
+    assert f"run `reelsense --home {tmp_path / 'none'} ingest events FILE`, then `reelsense --home {tmp_path / 'none'} train`" in capsys.readouterr().err
+    monkeypatch.setenv("REELSENSE_HOME", str(home))  # the home a bare `reelsense` finds: nothing to add
+    for argv in (["models"], ["--home", str(home), "models"]):
+        assert main(argv) == 0
+        assert "run `reelsense train`" in capsys.readouterr().out, argv
+    from flows.console import runnable
+
+    assert runnable("`reelsense train`") == "`reelsense train`"  # forgotten when the command ends
+
+
 def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
     # Probe finding: on a busy machine the local Prefect server missed Prefect's 20 s start-up
     # window and `reelsense features` printed a 40-line RuntimeError traceback. A wait of 0 s makes

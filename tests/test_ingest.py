@@ -100,6 +100,16 @@ def test_a_csv_line_with_the_wrong_number_of_fields_is_quarantined_and_the_rest_
     assert json.loads(failures[0]["record"]) == {"line": "u2,v2,2026-01-01T00:00:00Z,like,extra,fields"}  # to fix and replay
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])  # with a byte-order mark, and without one
+def test_a_utf16_csv_is_refused_with_what_to_do(wh, tmp_path, encoding):
+    """Probe: a UTF-16 file was refused with a header spaced by NUL bytes."""
+    path = tmp_path / "events.csv"
+    path.write_bytes("user_id,item_id,event_ts,event\nu1,v1,2026-01-01T00:00:00Z,like\n".encode(encoding))
+    with pytest.raises(InputFileError, match="the file is UTF-16 .*; save it as CSV UTF-8") as caught:
+        ingest_events(wh, path)
+    assert "\x00" not in str(caught.value)
+
+
 def test_a_malformed_line_that_is_not_utf8_is_quarantined_too(wh, tmp_path):
     path = tmp_path / "items.csv"
     path.write_bytes(b"item_id,title,video_uri\nv1,first,\nv\xe9,caf\xe9,,extra\nv3,third,\n")
@@ -237,7 +247,9 @@ def test_cli_ingest_prints_counts_and_why_rows_were_quarantined(tmp_path, capsys
     assert f"{len(GOOD_EVENTS)} accepted, {len(bad)} quarantined, 0 duplicates" in out[0]
     assert out[1] == "  3 rows like: unknown event type 'buy'; expected one of impression, watch, like, comment, share"
     assert out[2].startswith("  1 row: ") and len(out) == 6 and out[4] == "  ... and 2 other kinds of error"  # 5 kinds, 3 shown
-    assert out[5] == f"""  every quarantined row, whole: reelsense sql "SELECT error, record FROM failures WHERE source = '{path}'" --format csv"""
+    home = tmp_path / "home"  # the home given: the command runs as printed (probe: it read the default home)
+    query = f"SELECT error, record FROM failures WHERE source = '{path}'"
+    assert out[5] == f"""  every quarantined row, whole: reelsense --home {home} sql "{query}" --format csv"""
     assert main(["--home", str(tmp_path / "home"), "sql", f"SELECT count(*) AS n FROM failures WHERE source = '{path}'", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == str(len(bad))
 

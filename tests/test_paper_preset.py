@@ -15,6 +15,7 @@ from extractors.encoders import Embedded
 from extractors.pipeline import Prepared, WorkItem, build_encoders, check_encoder_keys, embed_batch
 from extractors.sample import SampleConfig, generate_sample
 from flows.align import align_items, latest_model
+from flows.console import extract_line
 from flows.extract import run_extract
 from warehouse import db
 from warehouse.errors import ConfigError
@@ -48,6 +49,7 @@ def test_paper_preset_writes_every_modality_and_aligns_three(prefect_harness, ra
     )
     summary = run_extract(str(wh.home), config, limit=4)
     assert (summary["embedded"], summary["vectors"], summary["quarantined"]) == (4, 12, 0)
+    assert summary["past_limit"] == 2 and "; 2 items past --limit not looked at" in extract_line(summary)  # probe: not said
     assert rows_per_model(wh) == {
         ("frames", "clip@ViT-B-32-clip-random-init"): 4,
         ("text", "clip@ViT-B-32-clip-random-init"): 4,

@@ -90,7 +90,12 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
     assert sorted(p.name for p in home.iterdir()) == ["tables"]
     fresh = tmp_path / "fresh"  # the home the next command would make there
     assert main(["--home", str(fresh), "sample", "--out", str(fresh)]) == 2 and not fresh.exists()
-    assert f"--out {fresh} is the home (--home)" in capsys.readouterr().err
+    assert f"--out {fresh} is the home this command uses" in capsys.readouterr().err
+    # probe: `--out HOME/tables` was accepted, and the sample's files lay among the home's tables
+    assert main(["--home", str(tmp_path / "other"), "sample", "--out", str(home / "tables" / "s")]) == 2
+    err = capsys.readouterr().err
+    assert f"lies in a reelsense home {home}, among its own files; give the sample a folder outside them, e.g. --out {home / 'sample'}" in err
+    assert not (home / "tables" / "s").exists()
     afile = tmp_path / "events.csv"  # probe: files were NotADirectoryError tracebacks
     afile.write_text("x\n")
     assert main(["--home", str(tmp_path / "other"), "sample", "--out", str(afile)]) == 2

@@ -138,7 +138,11 @@ def _read_csv_as_bytes(path: Path, quarantine: Quarantine) -> pa.Table:
     quarantine (with its line number and text) and the rest is read; a quote that is never closed
     (it would swallow the lines after it as one field) refuses the file."""
     with open(path, "rb") as handle:
-        header_line = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
+        first = handle.readline()
+    # probe: a UTF-16 file (Excel's "Unicode text") was refused with its header spaced by NUL bytes
+    if first.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in first:
+        raise InputFileError(f"{path}: the file is UTF-16 (or holds NUL bytes), not UTF-8 text; save it as CSV UTF-8 and ingest it again")
+    header_line = first.decode("utf-8", errors="replace").lstrip("\ufeff")
     header = next(csv.reader([header_line]), [])
     if not _is_utf8(path):
         # pyarrow cannot hand a line that is not UTF-8 to the handler below: such files are read here
