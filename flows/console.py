@@ -259,22 +259,39 @@ def _columns(table: pa.Table, convert) -> list[list]:
 
 
 def _values(column: pa.ChunkedArray) -> list:
-    """The column as Python values. A FLOAT (float32), alone or in a list such as a FLOAT[dim]
-    vector, arrives as the nearest double (probe: `round(score, 3)` printed 2.9489998817443848):
-    it becomes the double whose shortest text is the float32's (2.949), as DuckDB's shell prints it."""
+    """The column as Python values. A FLOAT (float32), alone or inside a list (a FLOAT[dim] vector),
+    a STRUCT or a MAP, arrives as the nearest double (probe: `round(score, 3)` printed
+    2.9489998817443848): it becomes the double whose shortest text is the float32's (2.949), as
+    DuckDB's shell prints it."""
     values = column.to_pylist()
-    kind = column.type
-    while pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind):
-        kind = kind.value_type
-    return [_shortest(v) for v in values] if pa.types.is_float32(kind) else values
+    return [_shortest(v, column.type) for v in values] if _holds_float32(column.type) else values
 
 
-def _shortest(value: object) -> object:
-    if isinstance(value, float):
+def _inner(kind: pa.DataType) -> list[pa.DataType]:
+    if pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind):
+        return [kind.value_type]
+    if pa.types.is_struct(kind):
+        return [kind.field(i).type for i in range(kind.num_fields)]
+    if pa.types.is_map(kind):
+        return [kind.key_type, kind.item_type]
+    return []
+
+
+def _holds_float32(kind: pa.DataType) -> bool:
+    return pa.types.is_float32(kind) or any(_holds_float32(inner) for inner in _inner(kind))
+
+
+def _shortest(value: Any, kind: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if pa.types.is_float32(kind):
         return float(str(np.float32(value)))
-    if isinstance(value, list):
-        return [_shortest(v) for v in value]
-    return value
+    if pa.types.is_map(kind):  # a list of (key, value) pairs
+        return [(_shortest(k, kind.key_type), _shortest(v, kind.item_type)) for k, v in value]
+    if pa.types.is_struct(kind):
+        return {name: _shortest(value[name], kind.field(name).type) for name in value}
+    inner = _inner(kind)
+    return [_shortest(v, inner[0]) for v in value] if inner else value
 
 
 def _plain(value: object) -> object:

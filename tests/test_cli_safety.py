@@ -143,6 +143,9 @@ def test_sql_shows_a_float_as_float_not_as_the_nearest_double(home, capsys):
     assert status == 0 and out.splitlines()[1] == '2.949,0.1,,"[0.1, null]"'
     status, out, _ = _sql(home, capsys, query, "--format", "json")
     assert status == 0 and out.strip() == '[{"f": 2.949, "d": 0.1, "n": null, "v": [0.1, null]}]'
+    # probe: inside a STRUCT or a MAP it was still the nearest double
+    status, out, _ = _sql(home, capsys, "SELECT {'a': 0.1::FLOAT, 'b': [0.2::FLOAT]} AS s, MAP {'k': 0.3::FLOAT} AS m", "--format", "json")
+    assert status == 0 and out.strip() == '[{"s": {"a": 0.1, "b": [0.2]}, "m": [["k", 0.3]]}]'
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,9 @@ from ranker.data import EVENT_INDEX, MissingContent
 from ranker.evaluate import earlier_items, evaluate_model, paired_bootstrap, ranks_by_protocol, scoring_path
 from ranker.evaluate import test_rows as rows_to_evaluate
 from ranker.popularity import Popularity
-from ranker.sasrec import Sasrec, SasrecConfig, softmax_loss
+from ranker.sasrec import Sasrec, SasrecConfig, SoftmaxLoss, softmax_loss
 from ranker.sequence import LstmAttn, LstmAttnConfig
-from ranker.training import ItemTower, next_item_sequences
+from ranker.training import Dropout, ItemTower, next_item_sequences
 from warehouse import db, store
 from warehouse.errors import ConfigError
 from warehouse.schemas import EVENTS
@@ -242,6 +242,39 @@ def test_softmax_loss_matches_a_hand_computation():
     # user 0 logits over items 1-3: [1, 0, 1] -> -log(e / (2e + 1)); user 1: [0, 2, 2] -> -log(e^2 / (2e^2 + 1))
     expected = (-np.log(np.e / (2 * np.e + 1)) - np.log(np.e**2 / (2 * np.e**2 + 1))) / 2
     assert softmax_loss(user, items, targets).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_softmax_loss_gradients_match_autograd_and_a_reused_buffer_changes_nothing():
+    """SoftmaxLoss writes its own backward (softmax - one-hot, in the logits buffer): its loss and
+    gradients must be autograd's of logits -> masked columns -> cross_entropy, on calls of several
+    sizes through one kept buffer, with withheld items."""
+    torch.manual_seed(0)
+    excluded = torch.zeros(30, dtype=torch.bool)
+    excluded[[5, 7]] = True
+    loss_of = SoftmaxLoss(excluded)
+    for rows in (12, 40, 7):  # grows, then reuses a larger buffer
+        user = torch.randn(rows, 8, dtype=torch.float64, requires_grad=True)
+        items = torch.randn(30, 8, dtype=torch.float64, requires_grad=True)
+        targets = torch.randint(8, 30, (rows,))
+        logits = (user @ items.T).masked_fill(excluded | (torch.arange(30) == 0), float("-inf"))
+        expected = torch.nn.functional.cross_entropy(logits, targets)
+        want = torch.autograd.grad(2.5 * expected, (user, items))
+        got_loss = loss_of(user, items, targets)
+        got = torch.autograd.grad(2.5 * got_loss, (user, items))
+        assert got_loss.item() == pytest.approx(expected.item(), rel=1e-12)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        assert (got[1][[0, 5, 7]] == 0).all()  # padding and withheld items: no class, no gradient
+
+
+def test_dropout_zeroes_a_share_p_and_scales_the_rest_in_training_only():
+    torch.manual_seed(0)
+    layer, x = Dropout(0.3), torch.ones(200_000)
+    out = layer(x)
+    assert abs(float((out == 0).float().mean()) - 0.3) < 0.01
+    assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.7))
+    layer.eval()
+    assert torch.equal(layer(x), x)
 
 
 def test_sampled_softmax_over_every_item_with_uniform_q_is_the_full_softmax(planted_wh):
