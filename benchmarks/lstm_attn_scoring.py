@@ -54,7 +54,10 @@ def main() -> None:
         return scores
 
     a, b = score_all(False), score_all(True)
-    print(f"{len(queries)} users x {data.n_items} items: largest score difference {float(np.abs(a - b).max()):.1e} (scores up to {float(np.abs(a).max()):.2f})")
+    gap = float(np.abs(a - b).max())
+    print(f"{len(queries)} users x {data.n_items} items: largest score difference {gap:.1e} (scores up to {float(np.abs(a).max()):.2f})")
+    if gap > 1e-4 * max(1.0, float(np.abs(a).max())):
+        raise SystemExit("the two paths disagree: not timed")
     times: dict[str, list[float]] = {"engage": [], "in place": []}
     for _ in range(args.rounds):
         for name, in_place in (("engage", False), ("in place", True)):

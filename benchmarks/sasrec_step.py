@@ -58,8 +58,8 @@ def main() -> None:
     drop = torch.Generator().manual_seed(0)
     print(f"{model.name}: {len(inputs)} sequences, {int((labels > 0).sum())} (prefix, next item) pairs, {len(batches)} steps an epoch, {data.n_items} items")
 
-    def forward(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        keep = torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop
+    def forward(idx: np.ndarray, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        keep = torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop if keep is None else keep
         vectors = net.items(keep if args.content else None)
         states = net.states(torch.as_tensor(inputs[idx]), vectors)
         targets = torch.as_tensor(labels[idx])
@@ -69,9 +69,10 @@ def main() -> None:
     fused = SoftmaxLoss()
     net.eval()  # the same loss and gradients from both: no dropout in the check
     grads = []
+    keep = torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop  # one draw for both (review)
     for loss_of in (autograd_loss, fused):
         net.zero_grad()
-        loss = loss_of(*forward(batches[0]))
+        loss = loss_of(*forward(batches[0], keep))
         loss.backward()
         grads.append((loss.item(), [p.grad.clone() for p in net.parameters() if p.grad is not None]))
     (a, ga), (b, gb) = grads

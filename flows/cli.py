@@ -74,10 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     parser = build_parser()
     args = parser.parse_args(argv)
-    name_home(args.home, default_home(), commands=_command_names(parser))
     restore = lambda: None  # noqa: E731
     exit_if_bridged = lambda: None  # noqa: E731
     try:
+        name_home(args.home, default_home(), commands=_command_names(parser))
         if args.command in FLOW_COMMANDS:
             from flows.console import hide_user_error_tracebacks
 
@@ -628,7 +628,7 @@ def _explain(args: argparse.Namespace) -> None:
     from flows.analyze import explain_lines
 
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
-    print("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device)))
+    print(runnable("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device))))
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -709,10 +709,10 @@ def _check_sample_out(out: Path, home: Path) -> None:
         if not which:
             continue
         if folder == out:
-            raise ReelsenseError(f"--out {given} is {which}; give the sample a folder of its own, e.g. --out {given / 'sample'}")
+            raise ReelsenseError(f"--out {given} is {which}; give the sample a folder of its own, e.g. --out {folder.parent / 'sample'}")
         if out.relative_to(folder).parts[0] in {wh.tables_dir.name, wh.models_dir.name, wh.reports_dir.name}:
             raise ReelsenseError(
-                f"--out {given} lies in {which} {folder}, among its own files; give the sample a folder outside them, e.g. --out {folder / 'sample'}"
+                f"--out {given} lies in {which} {folder}, among its own files; give the sample a folder outside them, e.g. --out {folder.parent / 'sample'}"
             )
 
 

@@ -147,7 +147,8 @@ def runnable(text: str, *, markup: bool = False) -> str:
     """`text` with each suggested command given the home it is about (`markup`: HTML, escaped)."""
     if _suggested is None:
         return text
-    return _suggested.sub(f"reelsense{html.escape(_home_args) if markup else _home_args} ", text)
+    inserted = f"reelsense{html.escape(_home_args) if markup else _home_args} "
+    return _suggested.sub(lambda _: inserted, text)  # a function: a backslash in the home is no escape (review)
 
 
 def say(message: str, level: int = logging.INFO) -> None:
@@ -165,12 +166,12 @@ def say(message: str, level: int = logging.INFO) -> None:
 
 
 def extract_line(summary: dict[str, Any]) -> str:
-    past = summary.get("past_limit", 0)  # probe: `--limit 2` did not say that items were left
+    past = summary.get("past_limit", 0)  # probe: `--limit 2` did not say that items were left to embed
     return (
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
         f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
-        + (f"; {count(past, 'item')} past --limit not looked at (the next run without --limit embeds them)" if past else "")
+        + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past else "")
     )
 
 

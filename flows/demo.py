@@ -17,7 +17,7 @@ import time
 from extractors.config import ExtractConfig
 from flows.align import align_items
 from flows.analyze import analyze, explain_lines
-from flows.console import alignment_lines, extract_line, format_table, report_line, results_lines, score_line
+from flows.console import alignment_lines, extract_line, format_table, report_line, results_lines, runnable, score_line
 from flows.extract import run_extract
 from flows.rank import build_features, evaluate_rankers, train_rankers
 from flows.score import score_batch
@@ -76,12 +76,12 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     print("[9/9] analyze (explanations, interest profiles and shifts, plots, HTML report):", flush=True)
     print("  " + report_line(wh, analyze(str(wh.home), run_id=scored["run_id"], truth_path=str(truth_path))))
     user, item = _first_pair(wh, scored["run_id"])
-    print(f"\nreelsense explain --user {user} --item {item}")
+    print(runnable(f"\nreelsense explain --user {user} --item {item}"))
     print("\n".join(explain_lines(wh, user, item, run_id=scored["run_id"])[:3]))
     print("\nwarehouse tables (DuckDB views in " + str(wh.db_path) + "):")
     for name, count in db.table_counts(wh).items():
         print(f"  {name:<13} {count:>8}")
-    print('\nreelsense sql "' + " ".join(EXAMPLE_QUERY.split()) + '"')
+    print(runnable('\nreelsense sql "' + " ".join(EXAMPLE_QUERY.split()) + '"'))
     print(format_table(db.query(wh, EXAMPLE_QUERY)))
     print("\nnearest items to v0001 (a cooking clip) by their frames:")
     print(format_table(db.query(wh, NEAREST_QUERY, {"item": "v0001"})))

@@ -52,18 +52,18 @@ from warehouse.store import Warehouse
 
 @task(name="plan-extraction", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int, int]:
-    """The items to embed, how many were skipped, and how many lie past `limit` (not looked at)."""
+    """The items to embed, how many were skipped, and how many past `limit` still need embedding."""
     wh = Warehouse(home)
     models = model_ids(config)
     items = [
         {**r, "video_uri": media_path(wh, r["video_uri"]), "audio_uri": media_path(wh, r["audio_uri"])} for r in db.analysis(wh, "extract_items").to_pylist()
     ]
-    beyond = max(0, len(items) - limit) if limit is not None else 0
-    if limit is not None:
-        items = items[:limit]
+    rest = items[limit:] if limit is not None else []
+    items = items[:limit] if limit is not None else items
     done = {tuple(r.values()) for r in db.analysis(wh, "extracted_keys", {"models": list(models.values())}).to_pylist()}
     failed, no_audio = ({tuple(r.values()) for r in db.analysis(wh, "failed_extractions", {"stage": stage}).to_pylist()} for stage in (STAGE, f"{STAGE}:audio"))
-    return (*plan_work(items, done, failed, models, no_audio=no_audio, force=force), beyond)
+    pending, _ = plan_work(rest, done, failed, models, no_audio=no_audio, force=force)  # review: not those already embedded
+    return (*plan_work(items, done, failed, models, no_audio=no_audio, force=force), len(pending))
 
 
 @task(name="decode-batch", cache_policy=NO_CACHE)

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
@@ -152,21 +153,34 @@ def softmax_loss(user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.
 class SoftmaxLoss:
     """softmax_loss for a training loop: its (rows, n + 1) logits buffer is kept from one call to
     the next, so each step reuses memory already paged in (a fresh one cost 20-40 ms of page faults
-    a step on MicroLens-50K). Each call's backward must run before the next call, as it does when
-    every step is forward, backward, optimiser step."""
+    a step on MicroLens-50K). The buffer is lent to a call until that call's backward has run; a
+    call made before then (a second loss term, accumulated steps) gets a buffer of its own. A
+    target that is not a class (padding, withheld) is an error: its loss would be infinite."""
 
     def __init__(self, excluded: torch.Tensor | None = None) -> None:
         self.excluded = excluded
         self.buffer = torch.empty(0)
+        self.lent = False  # the buffer holds a softmax whose backward has not run yet
+        # Once per catalogue size: which columns are not classes, as a mask and as indices.
+        self.not_class, self.masked, self.masked_size = torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), -1
 
     def __call__(self, user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         n = item_vectors.shape[0]
-        excluded = torch.zeros(n, dtype=torch.bool, device=user.device) if self.excluded is None else self.excluded.clone()
-        excluded[0] = True  # padding
+        if self.masked_size != n or self.masked.device != user.device:
+            excluded = torch.zeros(n, dtype=torch.bool, device=user.device) if self.excluded is None else self.excluded.to(user.device).clone()
+            excluded[0] = True  # padding
+            self.masked, self.masked_size, self.not_class = torch.nonzero(excluded).squeeze(1), n, excluded
+        if len(targets) and bool(self.not_class[targets].any()):
+            raise ValueError("softmax_loss: a target is padding (0) or a withheld item, which are not classes; drop those rows first")
         size = len(user) * n
-        if self.buffer.numel() < size or self.buffer.dtype != user.dtype or self.buffer.device != user.device:
-            self.buffer = torch.empty(size, dtype=user.dtype, device=user.device)
-        return _FullSoftmax.apply(user, item_vectors, targets, torch.nonzero(excluded).squeeze(1), self.buffer[:size].view(len(user), n))
+        tracked = torch.is_grad_enabled() and (user.requires_grad or item_vectors.requires_grad)
+        if self.lent or not tracked:  # never overwrite a softmax a pending backward still reads
+            buffer = torch.empty(size, dtype=user.dtype, device=user.device)
+        else:
+            if self.buffer.numel() < size or self.buffer.dtype != user.dtype or self.buffer.device != user.device:
+                self.buffer = torch.empty(size, dtype=user.dtype, device=user.device)
+            buffer, self.lent = self.buffer, True
+        return _FullSoftmax.apply(user, item_vectors, targets, self.masked, buffer[:size].view(len(user), n), self if buffer is self.buffer else None)
 
 
 class _FullSoftmax(torch.autograd.Function):
@@ -174,10 +188,12 @@ class _FullSoftmax(torch.autograd.Function):
     the softmax in place; backward turns the same buffer into (softmax - one-hot) / rows in place and
     multiplies it out. Autograd's mm, log_softmax and nll_loss allocate, fill and copy about five
     buffers of that size a step (profile, MicroLens-50K: 124 ms a sasrec step with them, 85 ms in
-    one fresh buffer, less again reusing it; benchmarks/sasrec_step.py)."""
+    one fresh buffer, less again reusing it; benchmarks/sasrec_step.py). Differentiable once."""
 
     @staticmethod
-    def forward(ctx: Any, user: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, user: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, buffer: torch.Tensor, lender: SoftmaxLoss | None
+    ) -> torch.Tensor:
         probs = torch.mm(user, items.T, out=buffer)  # (R, n + 1) logits
         probs.index_fill_(1, masked, float("-inf"))  # padding and withheld items: no class
         picked = probs.gather(1, targets[:, None]).squeeze(1)
@@ -185,17 +201,23 @@ class _FullSoftmax(torch.autograd.Function):
         probs.sub_(top).exp_()
         total = probs.sum(dim=1, keepdim=True)
         probs.div_(total)
-        ctx.probs = probs  # neither an input nor an output: backward is its only reader
+        ctx.probs, ctx.lender = probs, lender  # neither an input nor an output: backward is its only reader
         ctx.save_for_backward(user, items, targets)
         return (top.squeeze(1) + total.log().squeeze(1) - picked).mean()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if ctx.probs is None:
+            raise RuntimeError("softmax_loss: backward ran twice through one graph (retain_graph); its buffer is used up by the first")
         user, items, targets = ctx.saved_tensors
         g, ctx.probs = ctx.probs, None
         g[torch.arange(len(targets), device=g.device), targets] -= 1.0
         g.mul_(grad / len(targets))
-        return g @ items, g.T @ user, None, None, None
+        grads = g @ items, g.T @ user
+        if ctx.lender is not None:
+            ctx.lender.lent = False  # the buffer may be written again
+        return *grads, None, None, None, None
 
 
 class Sasrec:

@@ -368,7 +368,10 @@ def test_suggested_commands_name_the_home_the_command_was_given(tmp_path, capsys
         assert "run `reelsense train`" in capsys.readouterr().out, argv
     from flows.console import runnable
 
-    assert runnable("`reelsense train`") == "`reelsense train`"  # forgotten when the command ends
+    odd = tmp_path / "a\\1 \\U b"  # review: a backslash in the home was read as a regex escape
+    assert main(["--home", str(odd), "evaluate"]) == 2
+    assert f"run `reelsense --home '{odd}' ingest events FILE`" in capsys.readouterr().err
+    assert runnable("`reelsense train`") == "`reelsense train`"  # forgotten when that command ended
 
 
 def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):

@@ -265,6 +265,19 @@ def test_softmax_loss_gradients_match_autograd_and_a_reused_buffer_changes_nothi
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
         assert (got[1][[0, 5, 7]] == 0).all()  # padding and withheld items: no class, no gradient
+    # review: a second call before the first's backward (two loss terms) overwrote the first's softmax
+    user, items = torch.randn(9, 8, dtype=torch.float64, requires_grad=True), torch.randn(30, 8, dtype=torch.float64, requires_grad=True)
+    first, second = torch.randint(8, 30, (9,)), torch.randint(8, 30, (9,))
+    both = loss_of(user, items, first) + 3 * loss_of(user, items, second)
+    reference = softmax_loss(user, items, first, excluded) + 3 * softmax_loss(user, items, second, excluded)
+    for a, b in zip(torch.autograd.grad(both, (user, items)), torch.autograd.grad(reference, (user, items))):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="a target is padding"):  # review: an infinite loss, and a gradient for a withheld item
+        loss_of(user, items, torch.tensor([5] * 9))
+    once = loss_of(user, items, first)
+    once.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        once.backward()
 
 
 def test_lstm_attn_in_place_scores_are_engages_scores(planted_wh):

@@ -49,7 +49,7 @@ def test_paper_preset_writes_every_modality_and_aligns_three(prefect_harness, ra
     )
     summary = run_extract(str(wh.home), config, limit=4)
     assert (summary["embedded"], summary["vectors"], summary["quarantined"]) == (4, 12, 0)
-    assert summary["past_limit"] == 2 and "; 2 items past --limit not looked at" in extract_line(summary)  # probe: not said
+    assert summary["past_limit"] == 2 and "; 2 items past --limit still to embed" in extract_line(summary)  # probe: not said
     assert rows_per_model(wh) == {
         ("frames", "clip@ViT-B-32-clip-random-init"): 4,
         ("text", "clip@ViT-B-32-clip-random-init"): 4,
@@ -61,6 +61,8 @@ def test_paper_preset_writes_every_modality_and_aligns_three(prefect_harness, ra
     assert sorted(meta["raw_models"]) == ["audio", "frames", "text"] and out["written"] == 16
     aligned = {m: n for (m, model), n in rows_per_model(wh).items() if model.startswith("aligned@")}
     assert aligned == {"frames": 4, "text": 4, "audio": 4, "fused": 4}
+    assert run_extract(str(wh.home), config)["embedded"] == 2  # the two past the limit
+    assert run_extract(str(wh.home), config, limit=1)["past_limit"] == 0  # review: embedded ones were counted as left
 
 
 class _Echo:

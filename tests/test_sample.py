@@ -86,7 +86,7 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
     (home / "tables").mkdir(parents=True)
     assert main(["--home", str(tmp_path / "other"), "sample", "--out", str(home)]) == 2
     err = capsys.readouterr().err
-    assert f"--out {home} is a reelsense home; give the sample a folder of its own, e.g. --out {home / 'sample'}" in err
+    assert f"--out {home} is a reelsense home; give the sample a folder of its own, e.g. --out {tmp_path / 'sample'}" in err
     assert sorted(p.name for p in home.iterdir()) == ["tables"]
     fresh = tmp_path / "fresh"  # the home the next command would make there
     assert main(["--home", str(fresh), "sample", "--out", str(fresh)]) == 2 and not fresh.exists()
@@ -94,7 +94,7 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
     # probe: `--out HOME/tables` was accepted, and the sample's files lay among the home's tables
     assert main(["--home", str(tmp_path / "other"), "sample", "--out", str(home / "tables" / "s")]) == 2
     err = capsys.readouterr().err
-    assert f"lies in a reelsense home {home}, among its own files; give the sample a folder outside them, e.g. --out {home / 'sample'}" in err
+    assert f"lies in a reelsense home {home}, among its own files; give the sample a folder outside them, e.g. --out {tmp_path / 'sample'}" in err
     assert not (home / "tables" / "s").exists()
     afile = tmp_path / "events.csv"  # probe: files were NotADirectoryError tracebacks
     afile.write_text("x\n")
