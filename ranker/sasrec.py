@@ -8,7 +8,8 @@ attention dropout 0.5, layer-norm eps 1e-12, normal init std 0.02, loss CE) and 
 10,000 users): every step of a user's sequence predicts the next item with softmax cross-entropy
 over ALL items, the output layer tied to the input item embeddings. The (prefix, next item) pairs
 are exactly RecBole's prefix rows (ranker/training.py next_item_sequences; a test checks it), at
-about one encoder pass per user instead of one per row: 48-70 s an epoch on MicroLens-50K, against 170 s.
+about one encoder pass per user instead of one per row (an epoch on MicroLens-50K took 170 s per row,
+73-76 s per user on 2 cores; 50-56 s with the softmax in one buffer, SoftmaxLoss below).
 Deviations, stated in results: the history window is the warehouse's MAX_HISTORY (20; RecBole
 50, SASRec+ 50: 781 of 50,000 MicroLens-50K users have more than 20 items), and validation NDCG@10
 ranks against all items with history unmasked.
