@@ -108,18 +108,6 @@ class LstmAttnNet(nn.Module):
         last = (states[:, -1:] @ targets.transpose(-1, -2))[:, 0]  # (B, C)
         return last + (weights * match).sum(1), weights
 
-    @torch.no_grad()
-    def engage_scores(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """engage's scores (B, C) without the attention, for ranking every item: the same arithmetic
-        done in place in two (B, T, C) buffers where engage makes six (each new one paged in
-        afresh); no autograd."""
-        columns = targets.transpose(-1, -2)
-        weights = (self.query(states) @ columns).div_(math.sqrt(self.dim)).masked_fill_(~mask[:, :, None], -1e9)  # (B, T, C) logits
-        weights.sub_(weights.amax(dim=1, keepdim=True)).exp_()
-        weights.div_(weights.sum(dim=1, keepdim=True)).mul_(mask[:, :, None])  # the softmax over the history; an empty one attends to nothing
-        last = (states[:, -1:] @ columns)[:, 0]  # (B, C)
-        return last + weights.mul_(states @ columns).sum(1)
-
     def given_engaged(self, states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits (B, C, heads - 1) of each behaviour given that the user engages with the target (B, C, d)."""
         pooled = weights.transpose(1, 2) @ states  # (B, C, d)
@@ -254,7 +242,7 @@ class LstmAttn:
         for rows in minibatches(len(queries), 256):
             states, mask = self.net.encode(vectors, *_history(queries, rows, self.device))
             for start in range(0, data.n_items + 1, 2048):
-                part = self.net.engage_scores(states, mask, vectors[start : start + 2048])
+                part, _ = self.net.engage(states, mask, vectors[start : start + 2048])
                 scores[rows, start : start + part.shape[1]] = part.cpu().numpy()
         scores[:, 0] = -np.inf
         if self.use_content:

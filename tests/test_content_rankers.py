@@ -280,22 +280,6 @@ def test_softmax_loss_gradients_match_autograd_and_a_reused_buffer_changes_nothi
         once.backward()
 
 
-def test_lstm_attn_in_place_scores_are_engages_scores(planted_wh):
-    """score_all ranks with engage_scores (in place, no autograd); it must give engage's scores,
-    empty histories included."""
-    data = dataset(planted_wh, max_history=10)
-    model = LstmAttn(use_content=True, config=FAST_LSTM)
-    model._build(data)
-    model.net.eval()
-    rows = np.arange(min(64, len(data.queries)))
-    vectors = model.net.items()
-    states, mask = model.net.encode(vectors, *[torch.as_tensor(a[rows]) for a in (data.queries.hist_items, data.queries.hist_events, data.queries.hist_ratios)])
-    mask[0] = False  # a user without history
-    with torch.no_grad():
-        expected, _ = model.net.engage(states, mask, vectors)
-        torch.testing.assert_close(model.net.engage_scores(states, mask, vectors), expected, rtol=1e-5, atol=1e-6)
-
-
 def test_dropout_zeroes_a_share_p_and_scales_the_rest_in_training_only():
     torch.manual_seed(0)
     layer, x = Dropout(0.3), torch.ones(200_000)
