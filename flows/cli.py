@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--config", type=Path, help="TOML file (see extractors/config.py)")
     extract.add_argument("--preset", choices=["offline", "paper"], help="override the config's preset")
     extract.add_argument("--force", action="store_true", help="recompute items that are already embedded")
-    extract.add_argument("--limit", type=_at_least(1), help="only the first N items (by item_id), 1 or more")
+    extract.add_argument("--limit", type=_at_least(1), help="embed at most N of the items that need it (by item_id), 1 or more; a rerun takes the next N")
     extract.add_argument("--dask-workers", type=_at_least(0), default=0, help="run item shards on a local Dask cluster of N processes")
     extract.add_argument(
         "--dask-address", default=os.environ.get("REELSENSE_DASK_ADDRESS"), help="run item shards on a running Dask scheduler (env REELSENSE_DASK_ADDRESS)"

@@ -52,18 +52,19 @@ from warehouse.store import Warehouse
 
 @task(name="plan-extraction", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int, int]:
-    """The items to embed, how many were skipped, and how many past `limit` still need embedding."""
+    """The items to embed (the first `limit` of those that need it, by item_id), how many were
+    skipped, and how many more need embedding past the limit."""
     wh = Warehouse(home)
     models = model_ids(config)
     items = [
         {**r, "video_uri": media_path(wh, r["video_uri"]), "audio_uri": media_path(wh, r["audio_uri"])} for r in db.analysis(wh, "extract_items").to_pylist()
     ]
-    rest = items[limit:] if limit is not None else []
-    items = items[:limit] if limit is not None else items
     done = {tuple(r.values()) for r in db.analysis(wh, "extracted_keys", {"models": list(models.values())}).to_pylist()}
     failed, no_audio = ({tuple(r.values()) for r in db.analysis(wh, "failed_extractions", {"stage": stage}).to_pylist()} for stage in (STAGE, f"{STAGE}:audio"))
-    pending, _ = plan_work(rest, done, failed, models, no_audio=no_audio, force=force)  # review: not those already embedded
-    return (*plan_work(items, done, failed, models, no_audio=no_audio, force=force), len(pending))
+    work, skipped = plan_work(items, done, failed, models, no_audio=no_audio, force=force)
+    # The limit counts items that need embedding (probe: as the first N of all items, a second
+    # `--limit 1` planned the same, already embedded item and never moved on).
+    return (work, skipped, 0) if limit is None else (work[:limit], skipped, max(0, len(work) - limit))
 
 
 @task(name="decode-batch", cache_policy=NO_CACHE)

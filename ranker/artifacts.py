@@ -250,7 +250,7 @@ def check_schema(
         if {"n_items", "item_vocabulary"} & set(changed):
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
-            steps = "`reelsense ingest items`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")
+            steps = "`reelsense ingest items FILE`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")
             first = f" give new items their rows and content first ({steps}), then" if name in READS_CONTENT else ""
             fix = f"the items changed since training:{first} {fix}"
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")

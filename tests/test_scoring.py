@@ -310,7 +310,7 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     err = capsys.readouterr().err
     assert (
         "does not fit the warehouse's features" in err
-        and "`reelsense ingest items`, `reelsense extract`, `reelsense align`), then rerun `reelsense train`" in err
+        and "`R ingest items FILE`, `R extract`, `R align`), then rerun `R train`".replace("R", f"reelsense --home {home.home}") in err
     )
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
 
@@ -395,7 +395,7 @@ def test_a_base_that_no_longer_fits_is_named_as_lightgbms_with_both_to_retrain(h
     assert _cli(home, "score", "--model", "lightgbm", "--k", "3") == 2
     err = capsys.readouterr().err
     assert f"lstm-attn {base} does not fit the warehouse's features (content: model 'text:other-model'" in err
-    assert err.rstrip().endswith("; retrain it with lightgbm, which re-ranks it: `reelsense train --models lstm-attn,lightgbm`")
+    assert err.rstrip().endswith(f"; retrain it with lightgbm, which re-ranks it: `reelsense --home {home.home} train --models lstm-attn,lightgbm`")
 
 
 def test_rerank_never_keeps_a_candidate_the_model_cannot_score():
