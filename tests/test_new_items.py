@@ -34,7 +34,7 @@ def test_an_item_extracted_but_not_aligned_is_refused_not_scored_as_zeros(ranked
     capsys.readouterr()
     assert main(["--home", home, "train", "--models", "lstm-attn"]) == 2
     err = capsys.readouterr().err
-    assert "1 item has raw embeddings but no fused:aligned@tiny vector (i0new); run `reelsense align`" in err
+    assert f"1 item has raw embeddings but no fused:aligned@tiny vector (i0new); run `reelsense --home {home} align`" in err
     assert "Traceback" not in err
 
 
