@@ -57,7 +57,7 @@ def test_demo_runs_twice_with_the_same_counts(tmp_path):
     assert report.exists() and len(list((report.parent / "plots").glob("*.png"))) >= 3
     shifts = json.loads((report.parent / "shifts.json").read_text())
     assert shifts["f1"] >= 0.6, shifts
-    pair = re.search(r"^reelsense explain --user (\S+) --item (\S+)$", outputs[0].stdout, flags=re.M)
+    pair = re.search(r"^reelsense (?:--home \S+ )?explain --user (\S+) --item (\S+)$", outputs[0].stdout, flags=re.M)
     explain = subprocess.run(
         [sys.executable, "-m", "flows.cli", "--home", str(home), "explain", "--user", pair[1], "--item", pair[2]], capture_output=True, text=True, timeout=600
     )
