@@ -163,14 +163,14 @@ class SoftmaxLoss:
         self.buffer = torch.empty(0)
         self.lent = False  # the buffer holds a softmax whose backward has not run yet
         # Once per catalogue size: which columns are not classes, as a mask and as indices.
-        self.not_class, self.masked, self.masked_size = torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), -1
+        self.not_class, self.masked = torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long)
 
     def __call__(self, user: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         n = item_vectors.shape[0]
-        if self.masked_size != n or self.masked.device != user.device:
+        if len(self.not_class) != n or self.not_class.device != user.device:
             excluded = torch.zeros(n, dtype=torch.bool, device=user.device) if self.excluded is None else self.excluded.to(user.device).clone()
             excluded[0] = True  # padding
-            self.masked, self.masked_size, self.not_class = torch.nonzero(excluded).squeeze(1), n, excluded
+            self.not_class, self.masked = excluded, torch.nonzero(excluded).squeeze(1)
         if len(targets) and bool(self.not_class[targets].any()):
             raise ValueError("softmax_loss: a target is padding (0) or a withheld item, which are not classes; drop those rows first")
         size = len(user) * n
