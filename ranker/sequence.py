@@ -114,6 +114,13 @@ class LstmAttnNet(nn.Module):
         return self.behaviours(pooled * targets)
 
 
+# Full ranking works in blocks of (users, items): each of engage's (users, T, items) temporaries is
+# then about 2.6 MB, kept in cache and reused by the allocator. Blocks of (256, 2048) made 42 MB
+# temporaries, each one freshly mapped and paged in: the same scores took 2.5-3x longer on 2 cores
+# (`benchmarks/lstm_attn_scoring.py`). A GPU keeps the larger blocks it had (not measured there).
+SCORE_BLOCK = {"cpu": (64, 512), "gpu": (256, 2048)}
+
+
 def _history(queries: Queries, rows: npt.NDArray[np.int64], device: str) -> tuple[torch.Tensor, ...]:
     return (
         torch.as_tensor(queries.hist_items[rows], device=device),
@@ -239,10 +246,11 @@ class LstmAttn:
         self.net.eval()
         vectors = self._vectors(None)
         scores = np.empty((len(queries), data.n_items + 1), np.float32)
-        for rows in minibatches(len(queries), 256):
+        users, items = SCORE_BLOCK["cpu" if self.device == "cpu" else "gpu"]
+        for rows in minibatches(len(queries), users):
             states, mask = self.net.encode(vectors, *_history(queries, rows, self.device))
-            for start in range(0, data.n_items + 1, 2048):
-                part, _ = self.net.engage(states, mask, vectors[start : start + 2048])
+            for start in range(0, data.n_items + 1, items):
+                part, _ = self.net.engage(states, mask, vectors[start : start + items])
                 scores[rows, start : start + part.shape[1]] = part.cpu().numpy()
         scores[:, 0] = -np.inf
         if self.use_content:
