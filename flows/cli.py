@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from flows.console import count, format_csv, format_json, format_table, name_home, prefect_console_handlers, report_line, results_lines, runnable
 from flows.runners import check_dask
-from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, check_rankers
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, TOP_K, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
 from warehouse.ingest import IngestReport, ingest_events, ingest_items
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="top-K items for every user (flow score-batch) into `scores`")
     score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS, help="the ranker that scores (default: lstm-attn)")
     score.add_argument("--version", help="a saved version of the model (default: its latest)")
-    score.add_argument("--k", type=int, default=20, help="items kept per user (default 20)")
+    score.add_argument("--k", type=int, default=TOP_K, help=f"items kept per user (default {TOP_K})")
     score.add_argument(
         "--retrieval",
         choices=RETRIEVALS,

@@ -14,6 +14,7 @@ import html
 import json
 import os
 import re
+import shlex
 import shutil
 import uuid
 from collections import Counter
@@ -29,7 +30,8 @@ from flows.console import runnable
 from ranker import artifacts, plots
 from ranker.data import Dataset
 from ranker.explain import attention_matrix, label, mean_contributions, profile_words
-from ranker.names import REPORT_PAGES
+from ranker.names import REPORT_PAGES, TOP_K
+from ranker.scoring import current_queries
 from warehouse import db, store
 from warehouse.store import Warehouse
 
@@ -235,6 +237,26 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
     return page("reelsense report", "".join(parts), up=f"<p><a href='../index.html'>all reports</a> · run {html.escape(run_id)}</p>")
 
 
+RETRIEVAL_NOTE = " (add the <code>--retrieval</code> it was scored with, if not the default: runs do not record it)"
+
+
+def rescore_command(wh: Warehouse, name: str, run_id: str, data: Dataset, listed: int = 20) -> str:
+    """The `reelsense score` that rescores `run_id` over the same users with the same --k (probe,
+    2026-12-03: a bare `--replace` rescored a 3-user run over every user). Users are listed when
+    the run holds fewer than `score` would pick by default and at most `listed` of them."""
+    rows = db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()
+    command = f"reelsense score --model {name} --run-id {run_id} --replace"
+    kept = max((r["kept"] for r in rows), default=TOP_K)
+    if kept != TOP_K:
+        command += f" --k {kept}"
+    everyone = len(current_queries(data))
+    if 0 < len(rows) < everyone:
+        if len(rows) > listed:
+            return command + f" --users U1,U2,... (the run scored {len(rows)} of {everyone} users: name them all)"
+        command += " --users " + shlex.quote(",".join(r["user_id"] for r in rows))
+    return command
+
+
 def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data: Dataset) -> str:
     """'' when the last `reelsense evaluate` (results.json) measured the model version that scored
     `run_id`; else a paragraph saying that the table is of other models (probe, 2026-12-02: a run
@@ -254,7 +276,7 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data:
     elif latest != version:  # probe, 2026-12-03: it blamed an older --version where a retrain had come since
         advice = (
             f"<code>reelsense evaluate</code> measures the latest trained models ({html.escape(name)} {html.escape(latest)}), which did not score this run; "
-            f"<code>reelsense score --model {html.escape(name)} --run-id {html.escape(run_id)} --replace</code> rescores it with the latest."
+            f"<code>{html.escape(rescore_command(wh, name, run_id, data))}</code> rescores it with the latest{RETRIEVAL_NOTE}."
         )
     else:
         try:  # evaluate's own checks (probe, 2026-12-03: the advice below failed where new events had arrived)

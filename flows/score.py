@@ -45,7 +45,7 @@ from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, ItemPopularity, load_dataset, samples_build, warehouse_popularity
-from ranker.names import CANDIDATES, RETRIEVALS, check_rankers
+from ranker.names import CANDIDATES, RETRIEVALS, TOP_K, check_rankers
 from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -183,7 +183,7 @@ def shard_buckets(shards: int) -> list[list[int]]:
 def score_batch(
     home: str,
     model: str = "lstm-attn",
-    k: int = 20,
+    k: int = TOP_K,
     n_candidates: int = CANDIDATES,
     retrieval: str = RETRIEVALS[0],
     users: list[str] | None = None,

@@ -16,6 +16,7 @@ NEEDS_BASE = {"lightgbm": "lstm-attn"}  # lightgbm re-ranks lstm-attn's candidat
 # vector with the history's, ranker/lightgbm_ctr.py); a test checks this against `use_content`.
 READS_CONTENT = ("sasrec-content", "lstm-attn", "lightgbm")
 ALL_MODELS = [*BASE_MODELS, *NEEDS_BASE]
+TOP_K = 20  # items score-batch keeps per user, by default (`reelsense score --k`)
 CANDIDATES = 200  # similarity candidates per user that score-batch re-ranks, by default (and evaluate measures)
 RETRIEVALS = ("model", "similarity")  # score-batch's --retrieval (ranker/scoring.py); the first is the default
 REPORT_PAGES = 300  # user pages a report writes by default: the run's most active users

@@ -218,6 +218,30 @@ def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed)
     assert "holds no lstm-attn" in other_models_note(wh, {"models": {"popularity": {"version": "x"}}}, "run-report", now)
 
 
+def test_the_reports_rescore_command_keeps_the_runs_users_and_k(analyzed, tmp_path):
+    """Probe, 2026-12-03: the report advised `reelsense score --model M --run-id R --replace`, which
+    rescored a 3-user, k=5 run over every user with k=20."""
+    from flows.report import rescore_command
+
+    wh, _, _ = analyzed
+    now = load_dataset(wh, MAX_HISTORY)
+    assert rescore_command(wh, "lstm-attn", "run-report", now) == "reelsense score --model lstm-attn --run-id run-report --replace --k 4"
+    home = tmp_path / "copy"
+    shutil.copytree(wh.home, home)
+    copy = type(wh)(home)
+    users = sorted(current_queries(now).users)[:3]
+    score_batch(str(home), model="lstm-attn", k=5, run_id="run-three", users=users[::-1])
+    assert (
+        rescore_command(copy, "lstm-attn", "run-three", now)
+        == f"reelsense score --model lstm-attn --run-id run-three --replace --k 5 --users {','.join(users)}"
+    )
+    assert rescore_command(copy, "lstm-attn", "run-three", now, listed=2).endswith(
+        f"--k 5 --users U1,U2,... (the run scored 3 of {len(current_queries(now))} users: name them all)"
+    )
+    score_batch(str(home), model="lstm-attn", run_id="run-default")  # every user, the default k: nothing to add
+    assert rescore_command(copy, "lstm-attn", "run-default", now) == "reelsense score --model lstm-attn --run-id run-default --replace"
+
+
 def test_report_renders_in_headless_chromium(analyzed):
     wh, _, summary = analyzed
     index = run_dir(wh, "run-report") / "index.html"
