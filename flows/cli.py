@@ -520,7 +520,8 @@ def _train(args: argparse.Namespace) -> None:
     for name in models:
         base = NEEDS_BASE.get(name)
         if base and base not in models:
-            print(f"train-ranker: {name} re-ranks {base}, so {base} is trained (or reused) too")
+            forced = " (--force retrains only the models named)" if args.force else ""
+            print(f"train-ranker: {name} re-ranks {base}, so {base} is trained (or reused) too{forced}")
     metas = train_rankers(str(wh.home), models=models, seed=args.seed, device=args.device, force=args.force, settings=settings)
     for name, meta in metas.items():
         how = "reused (same data, content, settings, code)" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"

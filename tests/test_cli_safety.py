@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -645,3 +646,18 @@ def test_main_called_in_process_leaves_the_callers_ctrl_c_alone(tmp_path, monkey
 
     monkeypatch.setattr(signal, "signal", spy)
     assert main(["--home", str(tmp_path / "home"), "score", "--replace"]) == 2
+
+
+def test_force_retrains_the_models_named_not_the_base_added_for_them(ranked_home, tmp_path, capsys):
+    """Probe, 2026-12-03: `train --models lightgbm --force` retrained lstm-attn (its base) too."""
+    from ranker import artifacts
+
+    home = tmp_path / "home"
+    shutil.copytree(ranked_home.home, home, symlinks=True)
+    models = Warehouse(home).models_dir
+    base, ctr = artifacts.latest(models, "lstm-attn")["version"], artifacts.latest(models, "lightgbm")["version"]
+    assert main(["--home", str(home), "train", "--models", "lightgbm", "--force", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "so lstm-attn is trained (or reused) too (--force retrains only the models named)" in out
+    assert artifacts.latest(models, "lstm-attn")["version"] == base and artifacts.latest(models, "lightgbm")["version"] != ctr
+    assert re.search(r"train-ranker: lstm-attn +reused", out) and not re.search(r"train-ranker: lightgbm +reused", out)
