@@ -262,6 +262,23 @@ def test_ingest_names_the_columns_it_does_not_read(tmp_path, capsys):
     assert line.endswith(f"{len(GOOD_EVENTS)} accepted, 0 quarantined, 0 duplicates; ignored columns extra, device")
 
 
+def test_ingest_says_when_events_name_items_that_items_does_not_hold(tmp_path, capsys):
+    """Probe, 2026-12-03: such events were accepted without a word, and evaluate then counted 121
+    items where `items` held 120."""
+    home = str(tmp_path / "home")
+    items = write_csv(tmp_path / "items.csv", ["item_id", "title", "video_uri"], [["v1", "a title", ""]])
+    assert main(["--home", home, "ingest", "items", str(items)]) == 0
+    capsys.readouterr()
+    assert main(["--home", home, "ingest", "events", str(write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS))]) == 0
+    note = capsys.readouterr().out.splitlines()[-1]
+    assert note.startswith('note: events name 2 items that `items` does not hold (v"3😀, v2): they count in the catalogue')
+    assert note.endswith(f"until `reelsense --home {home} ingest items FILE` adds them with titles")
+    more = write_csv(tmp_path / "more.csv", ["item_id", "title", "video_uri"], [["v2", "b", ""], ['v"3😀', "c", ""]])
+    assert main(["--home", home, "ingest", "items", str(more)]) == 0
+    assert main(["--home", home, "ingest", "events", str(tmp_path / "events.csv")]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_the_printed_failures_query_is_one_shell_word_whatever_the_path():
     from warehouse.ingest import IngestReport
 
