@@ -132,7 +132,9 @@ def write_report(
     by_user: dict[str, list[dict]] = {}
     for row in explanations:
         by_user.setdefault(row["user_id"], []).append(row)
-    users = sorted(shifts, key=lambda u: (-len(shifts[u]["shifts"]), u))
+    # The item map follows the run's user with the most interest shifts (probe, 2026-12-03: it
+    # could follow a user the run did not score); every user where the run has no explanations.
+    users = sorted((u for u in shifts if not by_user or u in by_user), key=lambda u: (-len(shifts[u]["shifts"]), u))
     featured = users[0] if users else None
     activity = Counter(data.queries.users.tolist())  # positive interactions per user
     paged = sorted(sorted(by_user or shifts, key=lambda u: (-activity[u], u))[:max_pages])

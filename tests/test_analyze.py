@@ -242,6 +242,23 @@ def test_the_reports_rescore_command_keeps_the_runs_users_and_k(analyzed, tmp_pa
     assert rescore_command(copy, "lstm-attn", "run-default", now) == "reelsense score --model lstm-attn --run-id run-default --replace"
 
 
+def test_the_item_map_follows_a_user_the_run_scored(analyzed, tmp_path):
+    """Probe, 2026-12-03: the item map followed the user with the most shifts of all users, who
+    need not be in the run."""
+    import re
+
+    wh, _, _ = analyzed
+    caption = re.compile(r"with the interactions of (\S+) in time order")
+    featured = caption.search((run_dir(wh, "run-report") / "index.html").read_text()).group(1)
+    other = next(u for u in sorted(current_queries(load_dataset(wh, MAX_HISTORY)).users) if u != featured)
+    home = tmp_path / "copy"
+    shutil.copytree(wh.home, home)
+    copy = type(wh)(home)
+    score_batch(str(home), model="lstm-attn", k=4, run_id="run-one", users=[other])
+    analyze(str(home), run_id="run-one", max_plot_users=1)
+    assert caption.search((run_dir(copy, "run-one") / "index.html").read_text()).group(1) == other
+
+
 def test_report_renders_in_headless_chromium(analyzed):
     wh, _, summary = analyzed
     index = run_dir(wh, "run-report") / "index.html"
