@@ -279,6 +279,20 @@ def test_ingest_says_when_events_name_items_that_items_does_not_hold(tmp_path, c
     assert "note:" not in capsys.readouterr().out
 
 
+def test_a_utf16_microlens_pairs_file_is_refused_not_read_as_ids(tmp_path, capsys):
+    """Probe, 2026-12-03: the pairs reader decoded UTF-16 lines as UTF-8 (NUL bytes are valid UTF-8)
+    and would have stored ids spaced by NULs."""
+    root = tmp_path / "ml"
+    root.mkdir()
+    (root / "x_titles.csv").write_text("item,title\n1,a title\n2,another\n", encoding="utf-8")
+    (root / "x_pairs.tsv").write_text("u1\t1 2\n", encoding="utf-16")
+    assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 2
+    assert f"{root / 'x_pairs.tsv'}: the file is UTF-16 (or holds NUL bytes), not UTF-8 text; save it as UTF-8 text" in capsys.readouterr().err
+    (root / "x_pairs.tsv").write_text("u1\t1 2\n", encoding="utf-8")
+    assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 0
+    assert "events: 2 rows in x_pairs.tsv: 2 accepted" in capsys.readouterr().out
+
+
 def test_the_printed_failures_query_is_one_shell_word_whatever_the_path():
     from warehouse.ingest import IngestReport
 

@@ -133,15 +133,20 @@ def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantin
     return table.select(wanted).to_pylist()
 
 
+def refuse_utf16(path: Path, first_line: bytes, save_as: str) -> None:
+    """Refuse a UTF-16 file (Excel's "Unicode text"; probe: its header came out spaced by NUL bytes,
+    and MicroLens's pairs reader took such lines as ids) by its first line."""
+    if first_line.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in first_line:
+        raise InputFileError(f"{path}: the file is UTF-16 (or holds NUL bytes), not UTF-8 text; save it as {save_as} and ingest it again")
+
+
 def _read_csv_as_bytes(path: Path, quarantine: Quarantine) -> pa.Table:
     """The CSV with every column as bytes. A line with the wrong number of fields goes to the
     quarantine (with its line number and text) and the rest is read; a quote that is never closed
     (it would swallow the lines after it as one field) refuses the file."""
     with open(path, "rb") as handle:
         first = handle.readline()
-    # probe: a UTF-16 file (Excel's "Unicode text") was refused with its header spaced by NUL bytes
-    if first.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in first:
-        raise InputFileError(f"{path}: the file is UTF-16 (or holds NUL bytes), not UTF-8 text; save it as CSV UTF-8 and ingest it again")
+    refuse_utf16(path, first, "CSV UTF-8")
     header_line = first.decode("utf-8", errors="replace").lstrip("\ufeff")
     header = next(csv.reader([header_line]), [])
     if not _is_utf8(path):

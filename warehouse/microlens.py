@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from warehouse import store
 from warehouse.errors import InputFileError
-from warehouse.ingest import IngestReport, Quarantine, _commit, read_input_file, validate_items
+from warehouse.ingest import IngestReport, Quarantine, _commit, read_input_file, refuse_utf16, validate_items
 from warehouse.schemas import EVENTS, ITEMS, user_partition
 
 
@@ -58,6 +58,8 @@ def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
     ordinals: list[int] = []
     input_rows = 0
     with open(path, "rb") as handle:
+        refuse_utf16(path, handle.readline(), "UTF-8 text")
+        handle.seek(0)
         for line_no, line in enumerate(handle, start=1):
             parsed, error = _parse_pairs_line(line)
             if parsed is None:
