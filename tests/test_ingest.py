@@ -260,6 +260,11 @@ def test_ingest_names_the_columns_it_does_not_read(tmp_path, capsys):
     assert main(["--home", str(tmp_path / "home"), "ingest", "events", str(path)]) == 0
     line = capsys.readouterr().out.splitlines()[0]
     assert line.endswith(f"{len(GOOD_EVENTS)} accepted, 0 quarantined, 0 duplicates; ignored columns extra, device")
+    # A quarantined row's record is the whole row, ignored columns included (probe, 2026-12-03).
+    bad = write_csv(tmp_path / "bad.csv", [*EVENT_HEADER, "extra", "device", "extra"], [BAD_EVENTS["missing user_id"] + ["x", "y", "z"]])
+    assert main(["--home", str(tmp_path / "home"), "ingest", "events", str(bad)]) == 0
+    record = db.fetch(store.Warehouse(tmp_path / "home"), "SELECT record FROM failures WHERE source = $1", [str(bad)])[0]["record"]
+    assert json.loads(record) == dict(zip([*EVENT_HEADER, "extra", "device"], BAD_EVENTS["missing user_id"] + ["x", "y"]))
 
 
 def test_ingest_says_when_events_name_items_that_items_does_not_hold(tmp_path, capsys):

@@ -130,7 +130,10 @@ def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantin
     _check_columns(path, table.column_names, required, optional)
     wanted = [c for c in (*required, *optional) if c in table.column_names]
     quarantine.ignored_columns = list(dict.fromkeys(c for c in table.column_names if c not in wanted))
-    return table.select(wanted).to_pylist()
+    # Ignored columns ride along (the first of a repeated name), so a quarantined row's record is
+    # the whole row (probe, 2026-12-03: it left them out); the validators read only their own.
+    first = {name: i for i, name in reversed(list(enumerate(table.column_names)))}
+    return table.select([first[c] for c in (*wanted, *quarantine.ignored_columns)]).to_pylist()
 
 
 def refuse_utf16(path: Path, first_line: bytes, save_as: str) -> None:
