@@ -289,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0); a saved model of another seed is not reused")
     train.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
-    train.add_argument("--force", action="store_true", help="train again even if a saved model fits (the same data, content, seed, settings and code)")
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="train the models named again even if a saved model fits (the same data, content, seed, settings and code); "
+        "a base added for a re-ranker is reused where it fits: name it too (--models lstm-attn,lightgbm) to retrain it",
+    )
     train.add_argument(
         "--config", type=Path, help="rankers TOML file: a table per ranker overriding its settings, e.g. [sasrec] patience = 3 (configs/microlens-rankers.toml)"
     )
@@ -432,11 +437,12 @@ def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:
     if any(report.table == EVENTS.name for report in reports) and wh.has_rows_on_disk(ITEMS):  # no items yet: nothing surprising
         missing = db.analysis(wh, "items_only_in_events").to_pylist()[0]
         if missing["n"]:  # probe, 2026-12-03: accepted without a word, then counted by evaluate
-            some = ", ".join(missing["examples"]) + (", ..." if missing["n"] > len(missing["examples"]) else "")
+            some = ", ".join(map(repr, missing["examples"])) + (", ..." if missing["n"] > len(missing["examples"]) else "")
             print(
                 runnable(
                     f"note: events name {missing['n']} {'item' if missing['n'] == 1 else 'items'} that `items` does not hold ({some}): they count in the "
-                    "catalogue, but no ranker that reads content can recommend them until `reelsense ingest items FILE` adds them with titles"
+                    "catalogue, but no ranker that reads content can recommend them until `reelsense ingest items FILE` adds them and "
+                    "`reelsense extract` embeds them"
                 )
             )
 
@@ -530,7 +536,7 @@ def _train(args: argparse.Namespace) -> None:
     for name in models:
         base = NEEDS_BASE.get(name)
         if base and base not in models:
-            forced = " (--force retrains only the models named)" if args.force else ""
+            forced = f" (--force retrains only the models named: add {base} to --models to retrain it too)" if args.force else ""
             print(f"train-ranker: {name} re-ranks {base}, so {base} is trained (or reused) too{forced}")
     metas = train_rankers(str(wh.home), models=models, seed=args.seed, device=args.device, force=args.force, settings=settings)
     for name, meta in metas.items():

@@ -21,6 +21,7 @@ from flows.console import alignment_lines, extract_line, format_table, report_li
 from flows.extract import run_extract
 from flows.rank import build_features, evaluate_rankers, train_rankers
 from flows.score import score_batch
+from ranker.names import TOP_K
 from warehouse import db
 from warehouse.ingest import ingest_events, ingest_items
 from warehouse.store import Warehouse
@@ -69,9 +70,9 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
         print(f"  {name:<22} {took:>8}")
     print(f"[7/9] evaluate (held-out last engagement of each user, ranked against all items; {wh.reports_dir / 'results.json'}):", flush=True)
     print("\n".join("  " + line for line in results_lines(evaluate_rankers(str(wh.home), dataset=f"bundled sample (seed {seed})"))))
-    print("[8/9] score-batch (each user's top 20 by lstm-attn among the items they have not engaged with):", flush=True)
+    print(f"[8/9] score-batch (each user's top {TOP_K} by lstm-attn among the items they have not engaged with):", flush=True)
     # One run id per model version: rerunning the demo completes that run and duplicates nothing.
-    scored = score_batch(str(wh.home), model="lstm-attn", k=20, run_id=f"demo-{metas['lstm-attn']['version']}")
+    scored = score_batch(str(wh.home), model="lstm-attn", k=TOP_K, run_id=f"demo-{metas['lstm-attn']['version']}")
     print("  " + score_line(scored))
     print("[9/9] analyze (explanations, interest profiles and shifts, plots, HTML report):", flush=True)
     print("  " + report_line(wh, analyze(str(wh.home), run_id=scored["run_id"], truth_path=str(truth_path))))

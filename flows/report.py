@@ -239,24 +239,31 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
     return page("reelsense report", "".join(parts), up=f"<p><a href='../index.html'>all reports</a> · run {html.escape(run_id)}</p>")
 
 
-RETRIEVAL_NOTE = " (add the <code>--retrieval</code> it was scored with, if not the default: runs do not record it)"
-
-
-def rescore_command(wh: Warehouse, name: str, run_id: str, data: Dataset, listed: int = 20) -> str:
-    """The `reelsense score` that rescores `run_id` over the same users with the same --k (probe,
-    2026-12-03: a bare `--replace` rescored a 3-user run over every user). Users are listed when
-    the run holds fewer than `score` would pick by default and at most `listed` of them."""
+def rescore_advice(wh: Warehouse, name: str, run_id: str, data: Dataset, *, listed: int = 20) -> str:
+    """HTML: the `reelsense score` that rescores `run_id` with the run's --k and users (probe,
+    2026-12-03: a bare `--replace` rescored a 3-user run over every user with k 20). The users go
+    on the command line when the run scored fewer than `score` picks by default, at most `listed`
+    of them, and each passes through --users (no comma, no spaces at its ends); otherwise the
+    advice gives the query that lists them. Runs do not record --retrieval or --candidates."""
     rows = db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()
     command = f"reelsense score --model {name} --run-id {run_id} --replace"
     kept = max((r["kept"] for r in rows), default=TOP_K)
     if kept != TOP_K:
         command += f" --k {kept}"
+    users = [r["user_id"] for r in rows]
     everyone = len(current_queries(data))
-    if 0 < len(rows) < everyone:
-        if len(rows) > listed:
-            return command + f" --users U1,U2,... (the run scored {len(rows)} of {everyone} users: name them all)"
-        command += " --users " + shlex.quote(",".join(r["user_id"] for r in rows))
-    return command
+    partial = 0 < len(users) < everyone
+    passable = all("," not in u and u == u.strip() for u in users)
+    if partial and len(users) <= listed and passable:
+        command += " --users " + shlex.quote(",".join(users))
+    advice = f"<code>{html.escape(command)}</code> rescores it with the latest"
+    if partial and not (len(users) <= listed and passable):
+        query = f"SELECT DISTINCT user_id FROM scores WHERE run_id = '{run_id.replace(chr(39), chr(39) * 2)}'"
+        advice += (
+            f"; the run scored {len(users)} of {everyone} users: without <code>--users</code> naming them "
+            f"(<code>{html.escape(db.sql_command(query))}</code> lists them) it scores every user"
+        )
+    return advice + " (add the <code>--retrieval</code> and <code>--candidates</code> it was scored with, if not the defaults: runs do not record them)"
 
 
 def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data: Dataset) -> str:
@@ -278,7 +285,7 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data:
     elif latest != version:  # probe, 2026-12-03: it blamed an older --version where a retrain had come since
         advice = (
             f"<code>reelsense evaluate</code> measures the latest trained models ({html.escape(name)} {html.escape(latest)}), which did not score this run; "
-            f"<code>{html.escape(rescore_command(wh, name, run_id, data))}</code> rescores it with the latest{RETRIEVAL_NOTE}."
+            f"{rescore_advice(wh, name, run_id, data)}."
         )
     else:
         try:  # evaluate's own checks (probe, 2026-12-03: the advice below failed where new events had arrived)

@@ -218,28 +218,34 @@ def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed)
     assert "holds no lstm-attn" in other_models_note(wh, {"models": {"popularity": {"version": "x"}}}, "run-report", now)
 
 
-def test_the_reports_rescore_command_keeps_the_runs_users_and_k(analyzed, tmp_path):
+def test_the_reports_rescore_advice_keeps_the_runs_users_and_k(analyzed, tmp_path):
     """Probe, 2026-12-03: the report advised `reelsense score --model M --run-id R --replace`, which
     rescored a 3-user, k=5 run over every user with k=20."""
-    from flows.report import rescore_command
+    from flows.rank import train_rankers
+    from flows.report import other_models_note, rescore_advice
 
     wh, _, _ = analyzed
     now = load_dataset(wh, MAX_HISTORY)
-    assert rescore_command(wh, "lstm-attn", "run-report", now) == "reelsense score --model lstm-attn --run-id run-report --replace --k 4"
+    everyone = len(current_queries(now))
+    command = "<code>reelsense score --model lstm-attn --run-id run-report --replace --k 4</code>"
+    assert rescore_advice(wh, "lstm-attn", "run-report", now).startswith(command + " rescores")
     home = tmp_path / "copy"
     shutil.copytree(wh.home, home)
     copy = type(wh)(home)
     users = sorted(current_queries(now).users)[:3]
     score_batch(str(home), model="lstm-attn", k=5, run_id="run-three", users=users[::-1])
-    assert (
-        rescore_command(copy, "lstm-attn", "run-three", now)
-        == f"reelsense score --model lstm-attn --run-id run-three --replace --k 5 --users {','.join(users)}"
-    )
-    assert rescore_command(copy, "lstm-attn", "run-three", now, listed=2).endswith(
-        f"--k 5 --users U1,U2,... (the run scored 3 of {len(current_queries(now))} users: name them all)"
-    )
+    three = f"<code>reelsense score --model lstm-attn --run-id run-three --replace --k 5 --users {','.join(users)}</code> rescores it with the latest ("
+    assert rescore_advice(copy, "lstm-attn", "run-three", now).startswith(three)
+    query = "reelsense sql &quot;SELECT DISTINCT user_id FROM scores WHERE run_id = &#x27;run-three&#x27;&quot; --format csv"
+    many = rescore_advice(copy, "lstm-attn", "run-three", now, listed=2)
+    assert many.startswith("<code>reelsense score --model lstm-attn --run-id run-three --replace --k 5</code> rescores it with the latest; ")
+    assert f"the run scored 3 of {everyone} users: without <code>--users</code> naming them (<code>{query}</code> lists them) it scores every user" in many
     score_batch(str(home), model="lstm-attn", run_id="run-default")  # every user, the default k: nothing to add
-    assert rescore_command(copy, "lstm-attn", "run-default", now) == "reelsense score --model lstm-attn --run-id run-default --replace"
+    command = "<code>reelsense score --model lstm-attn --run-id run-default --replace</code>"
+    assert rescore_advice(copy, "lstm-attn", "run-default", now).startswith(command + " rescores")
+    # The report's note gives it where a newer model than the run's is the latest.
+    train_rankers(str(home), models=["lstm-attn"], device="cpu", force=True, settings={"lstm-attn": {"max_epochs": 1}})
+    assert three in other_models_note(copy, {"models": {"lstm-attn": {"version": "20260101T000000-older"}}}, "run-three", now)
 
 
 def test_the_item_map_follows_a_user_the_run_scored(analyzed, tmp_path):

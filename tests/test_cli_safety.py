@@ -658,6 +658,6 @@ def test_force_retrains_the_models_named_not_the_base_added_for_them(ranked_home
     base, ctr = artifacts.latest(models, "lstm-attn")["version"], artifacts.latest(models, "lightgbm")["version"]
     assert main(["--home", str(home), "train", "--models", "lightgbm", "--force", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "so lstm-attn is trained (or reused) too (--force retrains only the models named)" in out
+    assert "so lstm-attn is trained (or reused) too (--force retrains only the models named: add lstm-attn to --models to retrain it too)" in out
     assert artifacts.latest(models, "lstm-attn")["version"] == base and artifacts.latest(models, "lightgbm")["version"] != ctr
     assert re.search(r"train-ranker: lstm-attn +reused", out) and not re.search(r"train-ranker: lightgbm +reused", out)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import re
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -67,6 +68,13 @@ DERIVED_VIEWS = ("current_embeddings", "item_tags", "engagements")  # views over
 def derived_view_sqls() -> list[str]:
     files = resources.files("warehouse")
     return [f"CREATE OR REPLACE VIEW {name} AS " + files.joinpath(f"sql/views/{name}.sql").read_text() for name in DERIVED_VIEWS]
+
+
+def sql_command(query: str) -> str:
+    """`reelsense sql QUERY --format csv` with QUERY one shell word: in double quotes where the shell
+    would take nothing in it for its own, else single-quoted (a suggested command runs as printed)."""
+    word = f'"{query}"' if not re.search(r'["$`\\!]', query) else shlex.quote(query)
+    return f"reelsense sql {word} --format csv"
 
 
 def analysis(wh: Warehouse, name: str, params: dict[str, Any] | None = None) -> pa.Table:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import re
-import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from warehouse import store
+from warehouse import db, store
 from warehouse.errors import InputFileError, SchemaError
 from warehouse.schemas import EVENT_TYPES, EVENTS, FAILURES, ITEMS, user_partition
 
@@ -68,8 +67,8 @@ class IngestReport:
             more = len(self.reasons) - shown
             lines.append(f"  ... and {more} other {'kind' if more == 1 else 'kinds'} of error")
         sql = f"SELECT error, record FROM failures WHERE source = '{self.source.replace(chr(39), chr(39) * 2)}'"
-        quoted = f'"{sql}"' if not re.search(r'["$`\\!]', sql) else shlex.quote(sql)  # a shell word either way
-        lines.append(f"  every quarantined row, whole: reelsense sql {quoted} --format csv")
+        # the columns ingest reads (probe, 2026-12-03: "whole" promised the ignored ones too)
+        lines.append(f"  every quarantined row, as ingest read it: {db.sql_command(sql)}")
         return lines
 
 
@@ -130,10 +129,7 @@ def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantin
     _check_columns(path, table.column_names, required, optional)
     wanted = [c for c in (*required, *optional) if c in table.column_names]
     quarantine.ignored_columns = list(dict.fromkeys(c for c in table.column_names if c not in wanted))
-    # Ignored columns ride along (the first of a repeated name), so a quarantined row's record is
-    # the whole row (probe, 2026-12-03: it left them out); the validators read only their own.
-    first = {name: i for i, name in reversed(list(enumerate(table.column_names)))}
-    return table.select([first[c] for c in (*wanted, *quarantine.ignored_columns)]).to_pylist()
+    return table.select(wanted).to_pylist()
 
 
 def refuse_utf16(path: Path, first_line: bytes, save_as: str) -> None:

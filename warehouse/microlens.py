@@ -35,6 +35,8 @@ def find_file(root: Path, pattern: str) -> Path:
 def ingest_microlens(wh: store.Warehouse, root: str | Path) -> list[IngestReport]:
     root = Path(root).absolute()
     pairs, titles = find_file(root, "*_pairs.tsv"), find_file(root, "*_titles.csv")
+    with open(pairs, "rb") as handle:  # before the titles are written (review: a refusal after them left items behind)
+        refuse_utf16(pairs, handle.readline(), "UTF-8 text")
     return [_ingest_titles(wh, titles, root / "videos"), _ingest_pairs(wh, pairs)]
 
 
@@ -58,8 +60,6 @@ def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
     ordinals: list[int] = []
     input_rows = 0
     with open(path, "rb") as handle:
-        refuse_utf16(path, handle.readline(), "UTF-8 text")
-        handle.seek(0)
         for line_no, line in enumerate(handle, start=1):
             parsed, error = _parse_pairs_line(line)
             if parsed is None:
