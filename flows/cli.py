@@ -440,9 +440,9 @@ def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:
             some = ", ".join(map(repr, missing["examples"])) + (", ..." if missing["n"] > len(missing["examples"]) else "")
             print(
                 runnable(
-                    f"note: events name {missing['n']} {'item' if missing['n'] == 1 else 'items'} that `items` does not hold ({some}): they count in the "
-                    "catalogue, but no ranker that reads content can recommend them until `reelsense ingest items FILE` adds them and "
-                    "`reelsense extract` embeds them"
+                    f"note: the events table names {missing['n']} {'item' if missing['n'] == 1 else 'items'} that `items` does not hold ({some}): "
+                    "they count in the catalogue, but no ranker that reads content can recommend them until `reelsense ingest items FILE` adds "
+                    "them and `reelsense extract` embeds them (then `reelsense align`, where the home's items are aligned)"
                 )
             )
 

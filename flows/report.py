@@ -132,12 +132,12 @@ def write_report(
     by_user: dict[str, list[dict]] = {}
     for row in explanations:
         by_user.setdefault(row["user_id"], []).append(row)
-    # The item map follows the run's user with the most interest shifts (probe, 2026-12-03: it
-    # could follow a user the run did not score); every user where the run has no explanations.
-    users = sorted((u for u in shifts if not by_user or u in by_user), key=lambda u: (-len(shifts[u]["shifts"]), u))
-    featured = users[0] if users else None
+    # The item map follows the user with the most interest shifts among those with a page (probes,
+    # 2026-12-03: it could follow a user the run did not score, or one without a page).
     activity = Counter(data.queries.users.tolist())  # positive interactions per user
     paged = sorted(sorted(by_user or shifts, key=lambda u: (-activity[u], u))[:max_pages])
+    users = sorted((u for u in shifts if u in set(paged)), key=lambda u: (-len(shifts[u]["shifts"]), u))
+    featured = users[0] if users else None
     plotted = set(paged[:max_plot_users])
     drawn = [i for u in sorted((plotted | {featured}) - {None}) for i in shifts.get(u, {}).get("item_ids", [])]
     item_map = plots.item_map(list(data.item_ids), data.content, drawn, groups_of)
@@ -261,7 +261,7 @@ def rescore_advice(wh: Warehouse, name: str, run_id: str, data: Dataset, *, list
         query = f"SELECT DISTINCT user_id FROM scores WHERE run_id = '{run_id.replace(chr(39), chr(39) * 2)}'"
         advice += (
             f"; the run scored {len(users)} of {everyone} users: without <code>--users</code> naming them "
-            f"(<code>{html.escape(db.sql_command(query))}</code> lists them) it scores every user"
+            f"(<code>{html.escape(db.sql_command(query))}</code> lists them: run it before <code>--replace</code> deletes the run's rows) it scores every user"
         )
     return advice + " (add the <code>--retrieval</code> and <code>--candidates</code> it was scored with, if not the defaults: runs do not record them)"
 
@@ -367,9 +367,7 @@ def _user_page(out, user: str, *, data: Dataset, rows: list[dict], profile: dict
     if rows:
         body = "".join(
             f"<tr><td>{i + 1}</td><td>{html.escape(r['item_id'])}</td><td>{html.escape(label(tags.get(r['item_id'], {})))}</td>"
-            f"<td style='text-align:left'>{html.escape(r['summary'])}</td><td>"
-            + html.escape(", ".join(f"{m} {c:+.2f}" for m, c in zip(r["modality_names"], r["modality_contributions"])))
-            + "</td></tr>"
+            f"<td style='text-align:left'>{html.escape(r['summary'])}</td><td>" + html.escape(_contributions(r)) + "</td></tr>"
             for i, r in enumerate(rows)
         )
         parts.append(
@@ -377,6 +375,13 @@ def _user_page(out, user: str, *, data: Dataset, rows: list[dict], profile: dict
             f"<th>modality contributions (score lost when left out)</th></tr>{body}</table>"
         )
     (out / "users" / _file(user)).write_text(page(f"user {user}", "".join(parts), up="<p><a href='../index.html'>back to the report</a></p>"))
+
+
+def _contributions(row: dict) -> str:
+    """A pair's modality contributions in a cell; none where the item has no content vector (probe,
+    2026-12-03: "audio +nan, frames +nan, text +nan" for an item popularity served)."""
+    values = [(m, c) for m, c in zip(row["modality_names"], row["modality_contributions"]) if c is not None and np.isfinite(c)]
+    return ", ".join(f"{m} {c:+.2f}" for m, c in values) if values else "none (no content vector)"
 
 
 def _file(user: str, suffix: str = ".html") -> str:

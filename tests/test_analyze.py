@@ -130,6 +130,15 @@ def test_an_item_without_content_gets_no_modality_sentence_not_nan():
     assert text.endswith("it has no content vector, so no modality contributed") and "nan" not in text
 
 
+def test_the_reports_cell_of_an_item_without_content_says_none_not_nan():
+    """Probe, 2026-12-03: a user page read "audio +nan, frames +nan, text +nan" for an item popularity served."""
+    from flows.report import _contributions
+
+    row = {"modality_names": ["frames", "text"], "modality_contributions": [float("nan"), None]}
+    assert _contributions(row) == "none (no content vector)"
+    assert _contributions({**row, "modality_contributions": [0.25, float("nan")]}) == "frames +0.25"
+
+
 def test_explain_says_in_one_line_that_an_item_without_content_has_no_modality_contributions():
     row = {"modality_names": ["audio", "text"], "modality_contributions": [float("nan"), None], "fusion_weights": [0.0, 0.0]}
     assert modality_lines(row) == ["modality contributions: none (the item has no content vector, so there is nothing to leave out)"]
@@ -239,7 +248,8 @@ def test_the_reports_rescore_advice_keeps_the_runs_users_and_k(analyzed, tmp_pat
     query = "reelsense sql &quot;SELECT DISTINCT user_id FROM scores WHERE run_id = &#x27;run-three&#x27;&quot; --format csv"
     many = rescore_advice(copy, "lstm-attn", "run-three", now, listed=2)
     assert many.startswith("<code>reelsense score --model lstm-attn --run-id run-three --replace --k 5</code> rescores it with the latest; ")
-    assert f"the run scored 3 of {everyone} users: without <code>--users</code> naming them (<code>{query}</code> lists them) it scores every user" in many
+    lists = f"(<code>{query}</code> lists them: run it before <code>--replace</code> deletes the run's rows)"
+    assert f"the run scored 3 of {everyone} users: without <code>--users</code> naming them {lists} it scores every user" in many
     score_batch(str(home), model="lstm-attn", run_id="run-default")  # every user, the default k: nothing to add
     command = "<code>reelsense score --model lstm-attn --run-id run-default --replace</code>"
     assert rescore_advice(copy, "lstm-attn", "run-default", now).startswith(command + " rescores")

@@ -271,8 +271,11 @@ def test_ingest_says_when_events_name_items_that_items_does_not_hold(tmp_path, c
     capsys.readouterr()
     assert main(["--home", home, "ingest", "events", str(write_csv(tmp_path / "events.csv", EVENT_HEADER, GOOD_EVENTS))]) == 0
     note = capsys.readouterr().out.splitlines()[-1]
-    assert note.startswith("note: events name 2 items that `items` does not hold ('v\"3😀', 'v2'): they count in the catalogue")
-    assert note.endswith(f"until `reelsense --home {home} ingest items FILE` adds them and `reelsense --home {home} extract` embeds them")
+    assert note.startswith("note: the events table names 2 items that `items` does not hold ('v\"3😀', 'v2'): they count in the catalogue")
+    assert note.endswith(
+        f"until `reelsense --home {home} ingest items FILE` adds them and `reelsense --home {home} extract` embeds them "
+        f"(then `reelsense --home {home} align`, where the home's items are aligned)"
+    )
     more = write_csv(tmp_path / "more.csv", ["item_id", "title", "video_uri"], [["v2", "b", ""], ['v"3😀', "c", ""]])
     assert main(["--home", home, "ingest", "items", str(more)]) == 0
     assert main(["--home", home, "ingest", "events", str(tmp_path / "events.csv")]) == 0
@@ -289,9 +292,10 @@ def test_a_utf16_microlens_pairs_file_is_refused_not_read_as_ids(tmp_path, capsy
     assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 2
     assert f"{root / 'x_pairs.tsv'}: the file is UTF-16 (or holds NUL bytes), not UTF-8 text; save it as UTF-8 text" in capsys.readouterr().err
     assert not store.Warehouse(tmp_path / "home").has_rows_on_disk(ITEMS)  # refused before the titles were written (review)
-    (root / "x_pairs.tsv").write_text("u1\t1 2\n", encoding="utf-8")
+    (root / "x_pairs.tsv").write_text("u1\t1 2\n", encoding="utf-8-sig")  # a byte-order mark is no part of the first user id (probe)
     assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 0
     assert "events: 2 rows in x_pairs.tsv: 2 accepted" in capsys.readouterr().out
+    assert db.fetch(store.Warehouse(tmp_path / "home"), "SELECT DISTINCT user_id FROM events") == [{"user_id": "u1"}]
 
 
 def test_the_printed_failures_query_is_one_shell_word_whatever_the_path():
@@ -299,7 +303,7 @@ def test_the_printed_failures_query_is_one_shell_word_whatever_the_path():
 
     for source in ("/data/new events.csv", '/tmp/it\'s "x" $HOME.csv'):
         line = IngestReport("events", source, 2, 1, 1, 0, (("missing user_id", 1),)).reason_lines()[-1]
-        words = shlex.split(line.split("whole: ", 1)[1])
+        words = shlex.split(line.split("as ingest read it: ", 1)[1])
         assert words[:2] == ["reelsense", "sql"] and words[3:] == ["--format", "csv"]
         assert words[2] == "SELECT error, record FROM failures WHERE source = '" + source.replace("'", "''") + "'"
 

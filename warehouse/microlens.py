@@ -61,7 +61,7 @@ def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
     input_rows = 0
     with open(path, "rb") as handle:
         for line_no, line in enumerate(handle, start=1):
-            parsed, error = _parse_pairs_line(line)
+            parsed, error = _parse_pairs_line(line.removeprefix(b"\xef\xbb\xbf") if line_no == 1 else line)  # a BOM is no part of the first user id (probe)
             if parsed is None:
                 input_rows += 1
                 quarantine.add(f"line {line_no}: {error}", {"line": line.rstrip(b"\r\n")})
