@@ -136,7 +136,8 @@ def write_report(
     # 2026-12-03: it could follow a user the run did not score, or one without a page).
     activity = Counter(data.queries.users.tolist())  # positive interactions per user
     paged = sorted(sorted(by_user or shifts, key=lambda u: (-activity[u], u))[:max_pages])
-    users = sorted((u for u in shifts if u in set(paged)), key=lambda u: (-len(shifts[u]["shifts"]), u))
+    with_page = set(paged)
+    users = sorted((u for u in shifts if u in with_page), key=lambda u: (-len(shifts[u]["shifts"]), u))
     featured = users[0] if users else None
     plotted = set(paged[:max_plot_users])
     drawn = [i for u in sorted((plotted | {featured}) - {None}) for i in shifts.get(u, {}).get("item_ids", [])]
@@ -255,9 +256,14 @@ def rescore_advice(wh: Warehouse, name: str, run_id: str, data: Dataset, *, list
     partial = 0 < len(users) < everyone
     passable = all("," not in u and u == u.strip() for u in users)
     if partial and len(users) <= listed and passable:
-        command += " --users " + shlex.quote(",".join(users))
+        command += " --users=" + shlex.quote(",".join(users))  # `=`: an id may start with "-" (review)
     advice = f"<code>{html.escape(command)}</code> rescores it with the latest"
-    if partial and not (len(users) <= listed and passable):
+    if partial and not passable:
+        advice += (
+            f"; the run scored {len(users)} of {everyone} users, and some of their ids hold a comma or spaces at their ends, "
+            "which <code>--users</code> cannot pass: this command scores every user"
+        )
+    elif partial and len(users) > listed:
         query = f"SELECT DISTINCT user_id FROM scores WHERE run_id = '{run_id.replace(chr(39), chr(39) * 2)}'"
         advice += (
             f"; the run scored {len(users)} of {everyone} users: without <code>--users</code> naming them "

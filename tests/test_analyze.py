@@ -243,13 +243,25 @@ def test_the_reports_rescore_advice_keeps_the_runs_users_and_k(analyzed, tmp_pat
     copy = type(wh)(home)
     users = sorted(current_queries(now).users)[:3]
     score_batch(str(home), model="lstm-attn", k=5, run_id="run-three", users=users[::-1])
-    three = f"<code>reelsense score --model lstm-attn --run-id run-three --replace --k 5 --users {','.join(users)}</code> rescores it with the latest ("
+    three = f"<code>reelsense score --model lstm-attn --run-id run-three --replace --k 5 --users={','.join(users)}</code> rescores it with the latest ("
     assert rescore_advice(copy, "lstm-attn", "run-three", now).startswith(three)
     query = "reelsense sql &quot;SELECT DISTINCT user_id FROM scores WHERE run_id = &#x27;run-three&#x27;&quot; --format csv"
     many = rescore_advice(copy, "lstm-attn", "run-three", now, listed=2)
     assert many.startswith("<code>reelsense score --model lstm-attn --run-id run-three --replace --k 5</code> rescores it with the latest; ")
     lists = f"(<code>{query}</code> lists them: run it before <code>--replace</code> deletes the run's rows)"
     assert f"the run scored 3 of {everyone} users: without <code>--users</code> naming them {lists} it scores every user" in many
+    # An id --users cannot pass (a comma): the advice says so instead of listing or querying (review).
+    import pyarrow as pa
+
+    from warehouse import store
+    from warehouse.schemas import SCORES
+
+    odd = db.fetch(copy, "SELECT * FROM scores WHERE run_id = 'run-three' ORDER BY user_id, rank")
+    rows = [{**r, "run_id": "run-odd", "user_id": "a,b" if r["user_id"] == users[0] else r["user_id"]} for r in odd]
+    store.append(copy, SCORES, pa.Table.from_pylist(rows, schema=SCORES.schema))
+    cannot = rescore_advice(copy, "lstm-attn", "run-odd", now)
+    assert cannot.startswith("<code>reelsense score --model lstm-attn --run-id run-odd --replace --k 5</code> rescores it with the latest; ")
+    assert f"the run scored 3 of {everyone} users, and some of their ids hold a comma or spaces at their ends" in cannot
     score_batch(str(home), model="lstm-attn", run_id="run-default")  # every user, the default k: nothing to add
     command = "<code>reelsense score --model lstm-attn --run-id run-default --replace</code>"
     assert rescore_advice(copy, "lstm-attn", "run-default", now).startswith(command + " rescores")

@@ -3,7 +3,7 @@
 Reads CSV or Parquet files (`reelsense ingest items FILE`, `reelsense ingest events FILE`) and
 writes the `items`, `events` and `failures` tables. A file that is missing or whose columns are
 wrong as a whole raises `InputFileError`/`SchemaError` (the CLI prints one line and exits 2). A bad
-row never stops the batch: it goes to `failures` with its reason and the raw record. Ids are opaque
+row never stops the batch: it goes to `failures` with its reason and the record as ingest read it (the columns it reads). Ids are opaque
 strings, stored verbatim. Re-ingesting the same file changes no count:
 input rows = accepted + quarantined + duplicates.
 """
