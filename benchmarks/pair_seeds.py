@@ -12,7 +12,7 @@ separate JSON files of one command.
 
 The i-th --a and the i-th --b are one seed (their steps end in the same `/seedN`, each seed once).
 Every step must hold the same test users (the harness's `test_rows_sha1`) and, within a seed, the
-same code (`code_version`). Never asserted in tests; the README quotes the runs it names.
+same code (`code_version`), unless `--across-code` (recorded in the output). Never asserted in tests; the README quotes the runs it names.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def read_step(ref: str, cache: dict[str, dict[str, Any]]) -> tuple[dict[str, Any
     return run["data"], run["steps"][step]
 
 
-def compare(a_refs: list[str], b_refs: list[str], *, seed: int = 0) -> dict[str, Any]:
+def compare(a_refs: list[str], b_refs: list[str], *, seed: int = 0, across_code: bool = False) -> dict[str, Any]:
     if len(a_refs) != len(b_refs) or not a_refs:
         raise SystemExit(f"give one --a and one --b per seed, in the same order: got {len(a_refs)} and {len(b_refs)}")
     cache: dict[str, dict[str, Any]] = {}
@@ -64,8 +64,11 @@ def compare(a_refs: list[str], b_refs: list[str], *, seed: int = 0) -> dict[str,
     for a_ref, b_ref in zip(a_refs, b_refs, strict=True):
         (a_data, a), (b_data, b) = read_step(a_ref, cache), read_step(b_ref, cache)
         users |= {a_data["test_rows_sha1"], b_data["test_rows_sha1"]}
-        if a["code_version"] != b["code_version"]:
-            raise SystemExit(f"{a_ref} and {b_ref} ran different code ({a['code_version']} and {b['code_version']}): not a pair")
+        if a["code_version"] != b["code_version"] and not across_code:
+            raise SystemExit(
+                f"{a_ref} and {b_ref} ran different code ({a['code_version']} and {b['code_version']}): not a pair "
+                "(--across-code pairs them anyway and records both versions)"
+            )
         a_steps.append(a)
         b_steps.append(b)
     if len(users) != 1:
@@ -73,6 +76,8 @@ def compare(a_refs: list[str], b_refs: list[str], *, seed: int = 0) -> dict[str,
     result: dict[str, Any] = {"a": a_refs, "b": b_refs, "per_seed": [], "over_seeds": {}}
     for a_ref, b_ref, a, b in zip(a_refs, b_refs, a_steps, b_steps, strict=True):
         row: dict[str, Any] = {"a": a_ref, "b": b_ref, "code_version": a["code_version"]}
+        if b["code_version"] != a["code_version"]:
+            row["code_version_b"] = b["code_version"]  # --across-code: the two ran different ranker code
         for p in PROTOCOLS:
             va, vb = np.asarray(a["ndcg10_per_user"][p]), np.asarray(b["ndcg10_per_user"][p])
             row[p] = {"a": float(va.mean()), "b": float(vb.mean()), "b_minus_a": paired_bootstrap(vb, va, seed=seed)}
@@ -124,8 +129,13 @@ def main() -> None:
     parser.add_argument("--b", action="append", required=True, help="the one compared with it, FILE.json#STEP, once per seed (same order)")
     parser.add_argument("--out", type=Path, help="results (.json)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument(
+        "--across-code",
+        action="store_true",
+        help="pair steps of different ranker code (say why in what quotes it: e.g. where the code differs only in checks); both versions are recorded",
+    )
     args = parser.parse_args()
-    result = compare(args.a, args.b, seed=args.seed)
+    result = compare(args.a, args.b, seed=args.seed, across_code=args.across_code)
     print("\n".join(lines(result)))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

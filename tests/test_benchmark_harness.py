@@ -239,3 +239,6 @@ def test_pair_seeds_pairs_each_seed_and_the_seed_means_over_the_same_users(tmp_p
     ):
         with pytest.raises(SystemExit, match=re.escape(says)):
             pair_seeds.compare(a, b)
+    # --across-code pairs another code version on purpose, and records both.
+    (row,) = pair_seeds.compare([f"{s0}#a/seed0"], [f"{recode}#b/seed0"], across_code=True)["per_seed"]
+    assert (row["code_version"], row["code_version_b"]) == ("c0", "c9") and row["unmasked"]["b_minus_a"]["diff"] == pytest.approx(0.025)
