@@ -434,13 +434,14 @@ def _print_reports(wh: Warehouse, reports: list[IngestReport]) -> None:
         print(report.line())
         for line in report.reason_lines():
             print(runnable(line))
-    if any(report.table == EVENTS.name for report in reports) and wh.has_rows_on_disk(ITEMS):  # no items yet: nothing surprising
-        missing = db.analysis(wh, "items_only_in_events").to_pylist()[0]
+    named = sorted({item for report in reports for item in report.item_ids})  # the events files' items
+    if named and wh.has_rows_on_disk(ITEMS):  # no items yet: nothing surprising
+        missing = db.analysis(wh, "items_only_in_events", {"items": named}).to_pylist()[0]
         if missing["n"]:  # probe, 2026-12-03: accepted without a word, then counted by evaluate
             some = ", ".join(map(repr, missing["examples"])) + (", ..." if missing["n"] > len(missing["examples"]) else "")
             print(
                 runnable(
-                    f"note: the events table names {missing['n']} {'item' if missing['n'] == 1 else 'items'} that `items` does not hold ({some}): "
+                    f"note: these events name {missing['n']} {'item' if missing['n'] == 1 else 'items'} that `items` does not hold ({some}): "
                     "they count in the catalogue, but no ranker that reads content can recommend them until `reelsense ingest items FILE` adds "
                     "them and `reelsense extract` embeds them (then `reelsense align`, where the home's items are aligned)"
                 )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -45,6 +46,7 @@ class IngestReport:
     duplicates: int
     reasons: tuple[tuple[str, int], ...] = ()  # (an example error, how many errors read like it), most first
     ignored_columns: tuple[str, ...] = ()  # columns of the file that ingest does not read
+    item_ids: tuple[str, ...] = ()  # events: the distinct items the file's good rows name (checked against `items` by the CLI)
 
     def line(self) -> str:
         # probe: extra columns were dropped without a word
@@ -466,6 +468,7 @@ def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quaranti
         duplicates=result.duplicates,
         reasons=error_kinds([row["error"] for row in quarantine.rows]),
         ignored_columns=tuple(quarantine.ignored_columns),
+        item_ids=tuple(pc.unique(good["item_id"]).to_pylist()) if spec is EVENTS else (),
     )
 
 
