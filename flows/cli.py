@@ -713,6 +713,7 @@ def _sample(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.out.is_dir():  # probe: a NotADirectoryError traceback
         raise ReelsenseError(f"--out {args.out} is a file; the sample is written to a folder")
     _check_sample_out(args.out, Path(args.home))
+    _check_sample_overwrite(args.out)
     truth = generate_sample(args.out, SampleConfig(seed=args.seed))
     print(f"sample (seed {args.seed}): {len(truth['items'])} items, {len(truth['users'])} users -> {args.out}")
 
@@ -732,6 +733,21 @@ def _check_sample_out(out: Path, home: Path) -> None:
             raise ReelsenseError(
                 f"--out {given} lies in {which} {folder}, among its own files; give the sample a folder outside them, e.g. --out {folder.parent / 'sample'}"
             )
+
+
+def _check_sample_overwrite(out: Path) -> None:
+    """Refuse a folder that holds files of its own (probe: `sample --out` overwrote a folder's
+    items.csv and events.csv and left its other files beside the sample's). An earlier sample,
+    with its truth.json, is regenerated in place: every file it holds is the sample's own."""
+    if not out.is_dir() or (out / "truth.json").is_file():
+        return
+    held = sorted(p.name for p in out.iterdir())
+    if held:
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise ReelsenseError(
+            f"--out {out} already holds files ({shown}) and is no earlier sample (no truth.json); "
+            "the sample writes items.csv, events.csv, videos/ and truth.json there: give it a new or empty folder"
+        )
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ tracebacks included.
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import json
@@ -130,25 +131,56 @@ def served_markdown(metrics: dict[str, dict], heading: str) -> list[str]:
 # without a home. Where the command line named a home other than the one a bare `reelsense` finds
 # (--home, against REELSENSE_HOME or ./.reelsense), `runnable` adds it, so each runs as printed
 # (probe: a suggested `reelsense sql` read the default home, not the user's).
+# A flow run that no command line started (`reelsense serve` runs each in a worker process, or
+# Python calls the flow) takes the home from the run's `home` parameter and always names it: whoever
+# reads its log or report runs the command from a shell whose default home is unknown (probe).
 _home_args = ""
 _suggested: re.Pattern[str] | None = None
+_from_cli = False
+
+
+def _suggestion_pattern(commands: Iterable[str]) -> re.Pattern[str]:
+    return re.compile(rf"\breelsense (?=(?:{'|'.join(map(re.escape, commands))})\b)")
 
 
 def name_home(home: Path | None, default: Path | None = None, commands: Iterable[str] = ()) -> None:
     """Set by the CLI for one command: a suggested `reelsense COMMAND` (COMMAND one of `commands`)
     carries `--home HOME` unless HOME is the default; None (at the command's end) forgets it."""
-    global _home_args, _suggested
+    global _home_args, _suggested, _from_cli
     same = home is None or default is None or home.resolve() == default.resolve()
     _home_args = "" if same else f" --home {shlex.quote(str(home))}"
-    _suggested = re.compile(rf"\breelsense (?=(?:{'|'.join(map(re.escape, commands))})\b)") if commands and not same else None
+    _suggested = _suggestion_pattern(commands) if commands and not same else None
+    _from_cli = home is not None
+
+
+@functools.cache
+def _all_commands() -> re.Pattern[str]:
+    from flows.cli import _command_names, build_parser  # lazily: the CLI imports this module
+
+    return _suggestion_pattern(_command_names(build_parser()))
+
+
+def _flow_run_home() -> str | None:
+    """The `home` parameter of the flow run this code runs in, where no command line named a home."""
+    if _from_cli:
+        return None
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    home = context.flow_run.parameters.get("home") if context is not None and context.flow_run is not None else None
+    return str(home) if home else None
 
 
 def runnable(text: str, *, markup: bool = False) -> str:
     """`text` with each suggested command given the home it is about (`markup`: HTML, escaped)."""
-    if _suggested is None:
-        return text
-    inserted = f"reelsense{html.escape(_home_args) if markup else _home_args} "
-    return _suggested.sub(lambda _: inserted, text)  # a function: a backslash in the home is no escape (review)
+    suggested, home_args = _suggested, _home_args
+    if suggested is None:
+        home = _flow_run_home()
+        if home is None:
+            return text
+        suggested, home_args = _all_commands(), f" --home {shlex.quote(home)}"
+    inserted = f"reelsense{html.escape(home_args) if markup else home_args} "
+    return suggested.sub(lambda _: inserted, text)  # a function: a backslash in the home is no escape (review)
 
 
 def say(message: str, level: int = logging.INFO) -> None:

@@ -375,6 +375,29 @@ def test_suggested_commands_name_the_home_the_command_was_given(tmp_path, capsys
     assert runnable("`reelsense train`") == "`reelsense train`"  # forgotten when that command ended
 
 
+def test_a_flow_run_no_command_line_started_names_its_home(tmp_path, prefect_harness):
+    """Probe: flows that `reelsense serve` runs in worker processes suggested bare `reelsense ...`
+    commands in their logs and reports; whoever reads them runs the command from another shell."""
+    from prefect import flow
+
+    from flows.console import name_home, runnable
+
+    @flow
+    def served(home: str) -> tuple[str, str]:
+        return runnable("run `reelsense train`, not reelsense-x"), runnable("<code>reelsense evaluate</code>", markup=True)
+
+    home = tmp_path / "a home"
+    text, markup = served(str(home))
+    assert text == f"run `reelsense --home '{home}' train`, not reelsense-x"
+    assert markup == f"<code>reelsense --home &#x27;{home}&#x27; evaluate</code>"
+    assert runnable("`reelsense train`") == "`reelsense train`"  # outside a flow run nothing is added
+    name_home(home, home, ["train"])  # the command line ran the flow on its default home: its rule holds
+    try:
+        assert served(str(home))[0] == "run `reelsense train`, not reelsense-x"
+    finally:
+        name_home(None)
+
+
 def test_a_prefect_server_that_does_not_start_is_a_one_line_error(tmp_path):
     # Probe finding: on a busy machine the local Prefect server missed Prefect's 20 s start-up
     # window and `reelsense features` printed a 40-line RuntimeError traceback. A wait of 0 s makes

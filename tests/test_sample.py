@@ -102,3 +102,24 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
     assert f"--out {afile} is a file" in capsys.readouterr().err
     assert main(["--home", str(afile), "sql", "SELECT 1"]) == 2
     assert f"--home {afile} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_sample_refuses_a_folder_of_other_files_and_regenerates_its_own(tmp_path, capsys):
+    """Probe: `sample --out DIR` overwrote DIR's own items.csv and events.csv and left its other files."""
+    from flows.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "items.csv").write_text("item_id,title\nmy1,mine\n")
+    (mine / "notes.txt").write_text("keep\n")
+    assert main(["--home", str(tmp_path / "home"), "sample", "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {mine} already holds files (items.csv, notes.txt) and is no earlier sample (no truth.json)" in err
+    assert (mine / "items.csv").read_text() == "item_id,title\nmy1,mine\n" and sorted(p.name for p in mine.iterdir()) == ["items.csv", "notes.txt"]
+    from flows.cli import _check_sample_overwrite
+
+    (tmp_path / "empty").mkdir()
+    _check_sample_overwrite(tmp_path / "empty")  # a new or empty folder, and an earlier sample, pass
+    _check_sample_overwrite(tmp_path / "new")
+    (mine / "truth.json").write_text("{}\n")
+    _check_sample_overwrite(mine)
