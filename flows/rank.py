@@ -146,11 +146,25 @@ def _ordered(models: list[str]) -> list[str]:
 
 
 def load_trained(home: str, data: Dataset, models: list[str], device: str) -> dict[str, Any]:
+    """Each model, checked against `data`; every model that does not fit is named in one error
+    (probe: evaluate named stale models one at a time, a retrain for each)."""
     models_dir = Warehouse(home).models_dir
     trained: dict[str, Any] = {}
+    refused: dict[str, artifacts.ModelMismatch] = {}
     for name in _ordered(models):
-        # A re-ranker comes with the base version it was trained on, which may not be the latest.
-        trained[name] = artifacts.load_with_base(models_dir, name, data, device) if name in NEEDS_BASE else artifacts.load(models_dir, name, data, {}, device)
+        try:  # a re-ranker comes with the base version it was trained on, which may not be the latest
+            trained[name] = (
+                artifacts.load_with_base(models_dir, name, data, device) if name in NEEDS_BASE else artifacts.load(models_dir, name, data, {}, device)
+            )
+        except artifacts.ModelMismatch as exc:
+            refused[name] = exc
+    if len(refused) == 1:
+        raise next(iter(refused.values()))
+    if refused:
+        raise artifacts.ModelMismatch(
+            f"{len(refused)} models do not fit this warehouse's data; one command trains them all: "
+            f"`reelsense train --models {','.join(refused)}`. Model by model: " + "; ".join(f"[{name}] {exc}" for name, exc in refused.items())
+        )
     return trained
 
 
