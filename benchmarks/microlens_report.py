@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows.console import served_markdown
+from flows.console import REFERENCE, served_markdown
 from ranker.coldstart import NEW_USER_STEPS
 from ranker.evaluate import PROTOCOLS
 
-REFERENCE = "sasrec"
 MIN_SLICE_USERS = 30  # a smaller slice gets no interval: its bootstrap says little
 
 
@@ -59,7 +58,13 @@ def warm_tables(results: dict, seed: int) -> list[str]:
             m = step["metrics"][protocol]
             o, cold = m["overall"], m["natural_cold_items"]
             vs = paired_tables(results).get(str(seed), {}).get(name, {}).get(protocol)
-            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), {times(vs['ratio'])}" if vs else "-"
+            vs_text = (
+                f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}), {times(vs['ratio'])}"
+                if vs
+                else "reference"
+                if name == REFERENCE
+                else "not paired"
+            )
             epochs = len(step["history"]) if step.get("history") else "-"
             lines.append(
                 f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "

@@ -73,6 +73,19 @@ def hide_user_error_tracebacks() -> None:
 # Tables and summary lines of the terminal (the CLI and the demo print these) -------------------
 
 
+REFERENCE = "sasrec"  # the peer every model is compared with, paired over users
+
+
+def vs_reference(name: str, result: dict, protocol: str) -> str:
+    """A model's paired NDCG@10 difference to sasrec under `protocol`, as the tables show it:
+    "reference" on sasrec's own row, "not paired" where no sasrec of the same evaluation measured it
+    (both read "-" before: probe)."""
+    vs = result.get("vs_sasrec", {}).get(protocol)
+    if vs:
+        return f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})"
+    return "reference" if name == REFERENCE else "not paired"
+
+
 def results_lines(results: dict) -> list[str]:
     """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
     what score-batch would write by default (the model's own top 10 of the items not engaged with),
@@ -81,8 +94,7 @@ def results_lines(results: dict) -> list[str]:
     repeats = None
     for name, r in results["models"].items():
         o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
-        vs = r.get("vs_sasrec", {}).get("unmasked")
-        vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
+        vs_text = vs_reference(name, r, "unmasked")
         cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
         served = r.get("scoring_path", {})
         repeats = served.get("repeat_targets", repeats)
@@ -362,8 +374,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         ]
         for name, r in results["models"].items():
             o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
-            vs = r.get("vs_sasrec", {}).get(protocol)
-            vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
+            vs_text = vs_reference(name, r, protocol)
             cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
             lines.append(
                 f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import results_markdown, say
+from flows.console import REFERENCE, results_markdown, say
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -34,8 +34,6 @@ from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, check_rankers
 from ranker.registry import build
 from warehouse.store import Warehouse
-
-REFERENCE = "sasrec"  # the peer every model is compared with, paired over users
 
 
 @flow(name="build-features", log_prints=True)

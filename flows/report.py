@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from flows.console import runnable
+from flows.console import runnable, vs_reference
 from ranker import artifacts, plots
 from ranker.data import Dataset
 from ranker.explain import attention_matrix, label, mean_contributions, profile_words
@@ -315,8 +315,7 @@ def _results_table(results: dict[str, Any]) -> str:
     for name, r in results["models"].items():
         o, m = r["unmasked"]["overall"], r["masked"]["overall"]
         ci = o.get("ndcg@10_ci95") or [float("nan")] * 2
-        vs = r.get("vs_sasrec", {}).get("unmasked")
-        vs_text = f"{vs['diff']:+.4f} ({vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f})" if vs else "-"
+        vs_text = vs_reference(name, r, "unmasked")
         shown = f"{name} *" if name in results.get("kept_from_earlier", []) else name
         body += (
             f"<tr><td>{html.escape(shown)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
