@@ -295,9 +295,10 @@ def test_a_utf16_microlens_pairs_file_is_refused_not_read_as_ids(tmp_path, capsy
     assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 2
     assert f"{root / 'x_pairs.tsv'}: the file is UTF-16 (or holds NUL bytes), not UTF-8 text; save it as UTF-8 text" in capsys.readouterr().err
     assert not store.Warehouse(tmp_path / "home").has_rows_on_disk(ITEMS)  # refused before the titles were written (review)
-    (root / "x_pairs.tsv").write_text("u1\t1 2\n", encoding="utf-8-sig")  # a byte-order mark is no part of the first user id (probe)
+    (root / "x_pairs.tsv").write_text("u1\t1 2\nno-items-line\n", encoding="utf-8-sig")  # a byte-order mark is no part of the first user id (probe)
     assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 0
-    assert "events: 2 rows in x_pairs.tsv: 2 accepted" in capsys.readouterr().out
+    # probe: "3 rows" counted two pairs and a bad line together
+    assert "events: 2 pairs and 1 bad line in x_pairs.tsv: 2 accepted, 1 quarantined, 0 duplicates" in capsys.readouterr().out
     assert db.fetch(store.Warehouse(tmp_path / "home"), "SELECT DISTINCT user_id FROM events") == [{"user_id": "u1"}]
 
 

@@ -47,12 +47,18 @@ class IngestReport:
     reasons: tuple[tuple[str, int], ...] = ()  # (an example error, how many errors read like it), most first
     ignored_columns: tuple[str, ...] = ()  # columns of the file that ingest does not read
     item_ids: tuple[str, ...] = ()  # events: the distinct items the file's good rows name (checked against `items` by the CLI)
+    pairs: bool = False  # a MicroLens pairs file: a row is a (user, item) pair of a good line, or a quarantined line
 
     def line(self) -> str:
         # probe: extra columns were dropped without a word
         ignored = f"; ignored {'column' if len(self.ignored_columns) == 1 else 'columns'} {', '.join(self.ignored_columns)}" if self.ignored_columns else ""
+        read = f"{self.input_rows} {'row' if self.input_rows == 1 else 'rows'}"
+        if self.pairs:  # probe: "rows" counted pairs and bad lines together
+            good = self.input_rows - self.quarantined
+            bad = f" and {self.quarantined} bad {'line' if self.quarantined == 1 else 'lines'}" if self.quarantined else ""
+            read = f"{good} {'pair' if good == 1 else 'pairs'}{bad}"
         return (
-            f"{self.table}: {self.input_rows} {'row' if self.input_rows == 1 else 'rows'} in {Path(self.source).name}: "
+            f"{self.table}: {read} in {Path(self.source).name}: "
             f"{self.accepted} accepted, {self.quarantined} quarantined, {self.duplicates} {'duplicate' if self.duplicates == 1 else 'duplicates'}{ignored}"
         )
 
@@ -454,7 +460,7 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quarantine, input_rows: int, source: str) -> IngestReport:
+def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quarantine, input_rows: int, source: str, *, pairs: bool = False) -> IngestReport:
     if spec is ITEMS:
         good = _home_relative(wh, good)
     result = store.append(wh, spec, good)
@@ -469,6 +475,7 @@ def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quaranti
         reasons=error_kinds([row["error"] for row in quarantine.rows]),
         ignored_columns=tuple(quarantine.ignored_columns),
         item_ids=tuple(pc.unique(good["item_id"]).to_pylist()) if spec is EVENTS else (),
+        pairs=pairs,
     )
 
 

@@ -72,7 +72,7 @@ def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
             items.extend(user_items)
             ordinals.extend(range(len(user_items)))
     events = _events_table(users, items, ordinals)
-    return _commit(wh, EVENTS, events, quarantine, input_rows, str(path))
+    return _commit(wh, EVENTS, events, quarantine, input_rows, str(path), pairs=True)
 
 
 def _parse_pairs_line(line: bytes) -> tuple[tuple[str, list[str]] | None, str | None]:
