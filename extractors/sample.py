@@ -59,10 +59,14 @@ class SampleConfig:
     shift_fraction: float = 0.8  # share of warm users whose interests shift once
 
 
+SAMPLE_MARK = ".reelsense-sample"  # in a folder the sample generator writes to
+
+
 def generate_sample(out: str | Path, config: SampleConfig = SampleConfig()) -> dict[str, Any]:
     """Write the sample platform to `out` and return its ground truth."""
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
+    (out / SAMPLE_MARK).touch()  # first: a sample stopped half way is still known as one (`sample --out` reruns it)
     rng = np.random.default_rng(config.seed)
     items = _make_items(rng, config)
     for item in items:

@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = lambda: None  # noqa: E731
     exit_if_bridged = lambda: None  # noqa: E731
     try:
-        name_home(args.home, default_home(), commands=_command_names(parser))
+        name_home(args.home, default_home())
         if args.command in FLOW_COMMANDS:
             from flows.console import hide_user_error_tracebacks
 
@@ -230,11 +230,6 @@ STOPPED = "reelsense: stopped by {name}; finished writes are kept, rerun the sam
 DEVICE_HELP = "auto (default: a CUDA device where torch has one, else cpu), cpu, cuda or cuda:N"
 # Commands that run Prefect flows: user errors raised inside them print one line, no traceback.
 FLOW_COMMANDS = {"extract", "align", "features", "train", "evaluate", "score", "report", "demo", "serve"}
-
-
-def _command_names(parser: argparse.ArgumentParser) -> list[str]:
-    """The names of the subcommands (`reelsense NAME`)."""
-    return [name for action in parser._actions if isinstance(action, argparse._SubParsersAction) for name in action.choices]
 
 
 def default_home() -> Path:
@@ -737,15 +732,17 @@ def _check_sample_out(out: Path, home: Path) -> None:
 
 def _check_sample_overwrite(out: Path) -> None:
     """Refuse a folder that holds files of its own (probe: `sample --out` overwrote a folder's
-    items.csv and events.csv and left its other files beside the sample's). An earlier sample,
-    with its truth.json, is regenerated in place: every file it holds is the sample's own."""
-    if not out.is_dir() or (out / "truth.json").is_file():
+    items.csv and events.csv and left its other files beside the sample's). An earlier sample, even
+    one stopped half way (its mark is written first), is regenerated in place."""
+    from extractors.sample import SAMPLE_MARK
+
+    if not out.is_dir() or (out / SAMPLE_MARK).is_file() or (out / "truth.json").is_file():
         return
     held = sorted(p.name for p in out.iterdir())
     if held:
         shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
         raise ReelsenseError(
-            f"--out {out} already holds files ({shown}) and is no earlier sample (no truth.json); "
+            f"--out {out} already holds files ({shown}) and is no earlier sample; "
             "the sample writes items.csv, events.csv, videos/ and truth.json there: give it a new or empty folder"
         )
 

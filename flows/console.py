@@ -21,14 +21,17 @@ import math
 import re
 import shlex
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from warehouse.errors import ReelsenseError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _user_error_names() -> set[str]:
@@ -143,44 +146,61 @@ def served_markdown(metrics: dict[str, dict], heading: str) -> list[str]:
 # without a home. Where the command line named a home other than the one a bare `reelsense` finds
 # (--home, against REELSENSE_HOME or ./.reelsense), `runnable` adds it, so each runs as printed
 # (probe: a suggested `reelsense sql` read the default home, not the user's).
+# The commands the tool may suggest (`reelsense NAME ...`): the CLI's subcommands, kept here so that
+# a flow run in a worker process names them without building the CLI (a test holds them equal).
+COMMANDS = (
+    "ingest",
+    "extract",
+    "align",
+    "features",
+    "train",
+    "evaluate",
+    "score",
+    "report",
+    "explain",
+    "serve",
+    "models",
+    "sql",
+    "compact",
+    "prune",
+    "sample",
+    "demo",
+)
+
 # A flow run that no command line started (`reelsense serve` runs each in a worker process, or
 # Python calls the flow) takes the home from the run's `home` parameter and always names it: whoever
-# reads its log or report runs the command from a shell whose default home is unknown (probe).
+# reads its log, report or error runs the command from a shell whose default home is unknown (probe).
 _home_args = ""
 _suggested: re.Pattern[str] | None = None
 _from_cli = False
 
 
-def _suggestion_pattern(commands: Iterable[str]) -> re.Pattern[str]:
-    return re.compile(rf"\breelsense (?=(?:{'|'.join(map(re.escape, commands))})\b)")
+@functools.cache
+def _suggestion_pattern(commands: tuple[str, ...]) -> re.Pattern[str]:
+    # not followed by a word character or "-": `reelsense score-batch` is a flow's name, no command
+    return re.compile(rf"\breelsense (?=(?:{'|'.join(map(re.escape, commands))})(?![\w-]))")
 
 
-def name_home(home: Path | None, default: Path | None = None, commands: Iterable[str] = ()) -> None:
+def name_home(home: Path | None, default: Path | None = None, commands: Iterable[str] = COMMANDS) -> None:
     """Set by the CLI for one command: a suggested `reelsense COMMAND` (COMMAND one of `commands`)
     carries `--home HOME` unless HOME is the default; None (at the command's end) forgets it."""
     global _home_args, _suggested, _from_cli
     same = home is None or default is None or home.resolve() == default.resolve()
     _home_args = "" if same else f" --home {shlex.quote(str(home))}"
-    _suggested = _suggestion_pattern(commands) if commands and not same else None
+    _suggested = _suggestion_pattern(tuple(commands)) if commands and not same else None
     _from_cli = home is not None
 
 
-@functools.cache
-def _all_commands() -> re.Pattern[str]:
-    from flows.cli import _command_names, build_parser  # lazily: the CLI imports this module
-
-    return _suggestion_pattern(_command_names(build_parser()))
-
-
 def _flow_run_home() -> str | None:
-    """The `home` parameter of the flow run this code runs in, where no command line named a home."""
+    """The `home` parameter of the flow run this code runs in (absolute: the reader's shell may be
+    elsewhere), where no command line named a home."""
     if _from_cli:
         return None
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()
     home = context.flow_run.parameters.get("home") if context is not None and context.flow_run is not None else None
-    return str(home) if home else None
+    return str(Path(home).absolute()) if home else None
 
 
 def runnable(text: str, *, markup: bool = False) -> str:
@@ -190,9 +210,25 @@ def runnable(text: str, *, markup: bool = False) -> str:
         home = _flow_run_home()
         if home is None:
             return text
-        suggested, home_args = _all_commands(), f" --home {shlex.quote(home)}"
+        suggested, home_args = _suggestion_pattern(COMMANDS), f" --home {shlex.quote(home)}"
     inserted = f"reelsense{html.escape(home_args) if markup else home_args} "
     return suggested.sub(lambda _: inserted, text)  # a function: a backslash in the home is no escape (review)
+
+
+def suggests_home(function: Callable[P, R]) -> Callable[P, R]:
+    """Under a flow's @flow: the error it raises suggests commands with the run's home, as its log
+    lines do (review: a served `evaluate` logged `reelsense train` bare). `runnable` adds a home
+    once, so the CLI's own pass over the same error changes nothing."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except ReelsenseError as exc:
+            exc.args = (runnable(str(exc)), *exc.args[1:])
+            raise
+
+    return wrapper
 
 
 def say(message: str, level: int = logging.INFO) -> None:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import REFERENCE, results_markdown, say
+from flows.console import REFERENCE, results_markdown, say, suggests_home
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -37,6 +37,7 @@ from warehouse.store import Warehouse
 
 
 @flow(name="build-features", log_prints=True)
+@suggests_home
 def build_features(home: str, max_history: int = MAX_HISTORY) -> dict[str, Any]:
     table = build_samples(Warehouse(home), max_history)
     splits = {s: int(n) for s, n in zip(*np.unique(table.column("split").to_numpy(zero_copy_only=False), return_counts=True))}
@@ -115,6 +116,7 @@ def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) 
 
 
 @flow(name="train-ranker", log_prints=True)
+@suggests_home
 def train_rankers(
     home: str, models: list[str] = ALL_MODELS, seed: int = 0, device: str = "auto", force: bool = False, settings: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -144,29 +146,32 @@ def _ordered(models: list[str]) -> list[str]:
 
 
 def load_trained(home: str, data: Dataset, models: list[str], device: str) -> dict[str, Any]:
-    """Each model, checked against `data`; every model that does not fit is named in one error
-    (probe: evaluate named stale models one at a time, a retrain for each)."""
+    """Each model (a re-ranker with the base version it was trained on), checked against `data`
+    before any weights load; every model that does not fit is named in one error (probe: evaluate
+    named stale models one at a time, a retrain for each)."""
+    check_rankers(models)
     models_dir = Warehouse(home).models_dir
-    trained: dict[str, Any] = {}
     refused: dict[str, artifacts.ModelMismatch] = {}
-    for name in _ordered(models):
-        try:  # a re-ranker comes with the base version it was trained on, which may not be the latest
-            trained[name] = (
-                artifacts.load_with_base(models_dir, name, data, device) if name in NEEDS_BASE else artifacts.load(models_dir, name, data, {}, device)
-            )
+    for name in models:
+        try:
+            artifacts.check_with_base(models_dir, name, data)
         except artifacts.ModelMismatch as exc:
             refused[name] = exc
     if len(refused) == 1:
         raise next(iter(refused.values()))
     if refused:
         raise artifacts.ModelMismatch(
-            f"{len(refused)} models do not fit this warehouse's data; one command trains them all: "
-            f"`reelsense train --models {','.join(refused)}`. Model by model: " + "; ".join(f"[{name}] {exc}" for name, exc in refused.items())
+            f"{len(refused)} models cannot be evaluated on this warehouse's data; `reelsense train --models {','.join(refused)}` "
+            "trains them all (after any step a reason below names first). Model by model: " + "; ".join(f"[{name}] {exc}" for name, exc in refused.items())
         )
-    return trained
+    return {
+        name: artifacts.load_with_base(models_dir, name, data, device) if name in NEEDS_BASE else artifacts.load(models_dir, name, data, {}, device)
+        for name in models
+    }
 
 
 @flow(name="evaluate", log_prints=True)
+@suggests_home
 def evaluate_rankers(
     home: str, models: list[str] = ALL_MODELS, seed: int = 0, max_users: int | None = None, device: str = "auto", dataset: str = ""
 ) -> dict[str, Any]:

@@ -375,25 +375,35 @@ def test_suggested_commands_name_the_home_the_command_was_given(tmp_path, capsys
     assert runnable("`reelsense train`") == "`reelsense train`"  # forgotten when that command ended
 
 
-def test_a_flow_run_no_command_line_started_names_its_home(tmp_path, prefect_harness):
+def test_a_flow_run_no_command_line_started_names_its_home(tmp_path, prefect_harness, monkeypatch):
     """Probe: flows that `reelsense serve` runs in worker processes suggested bare `reelsense ...`
     commands in their logs and reports; whoever reads them runs the command from another shell."""
     from prefect import flow
 
-    from flows.console import name_home, runnable
+    from flows.console import name_home, runnable, suggests_home
+    from warehouse.errors import ReelsenseError
 
     @flow
     def served(home: str) -> tuple[str, str]:
-        return runnable("run `reelsense train`, not reelsense-x"), runnable("<code>reelsense evaluate</code>", markup=True)
+        return runnable("run `reelsense train`, not reelsense-x or reelsense score-batch"), runnable("<code>reelsense evaluate</code>", markup=True)
+
+    @flow
+    @suggests_home
+    def refused(home: str) -> None:
+        raise ReelsenseError("no trained lstm-attn; run `reelsense train` first")
 
     home = tmp_path / "a home"
     text, markup = served(str(home))
-    assert text == f"run `reelsense --home '{home}' train`, not reelsense-x"
+    assert text == f"run `reelsense --home '{home}' train`, not reelsense-x or reelsense score-batch"
     assert markup == f"<code>reelsense --home &#x27;{home}&#x27; evaluate</code>"
+    with pytest.raises(ReelsenseError, match=re.escape(f"run `reelsense --home '{home}' train` first")):  # review: errors too
+        refused(str(home))
+    monkeypatch.chdir(tmp_path)  # review: a relative home is named as the reader's shell can find it
+    assert served("rel")[0].startswith(f"run `reelsense --home {tmp_path / 'rel'} train`")
     assert runnable("`reelsense train`") == "`reelsense train`"  # outside a flow run nothing is added
     name_home(home, home, ["train"])  # the command line ran the flow on its default home: its rule holds
     try:
-        assert served(str(home))[0] == "run `reelsense train`, not reelsense-x"
+        assert served(str(home))[0] == "run `reelsense train`, not reelsense-x or reelsense score-batch"
     finally:
         name_home(None)
 
@@ -684,3 +694,26 @@ def test_force_retrains_the_models_named_not_the_base_added_for_them(ranked_home
     assert "so lstm-attn is trained (or reused) too (--force retrains only the models named: add lstm-attn to --models to retrain it too)" in out
     assert artifacts.latest(models, "lstm-attn")["version"] == base and artifacts.latest(models, "lightgbm")["version"] != ctr
     assert re.search(r"train-ranker: lstm-attn +reused", out) and not re.search(r"train-ranker: lightgbm +reused", out)
+
+
+def test_the_tables_tell_the_reference_from_a_model_not_paired():
+    """Probe: the "vs sasrec" column read "-" both on sasrec's own row and where nothing was paired."""
+    from flows.console import vs_reference
+
+    paired = {"vs_sasrec": {"unmasked": {"diff": 0.0012, "ci95": [-0.0001, 0.0025]}}}
+    assert vs_reference("lstm-attn", paired, "unmasked") == "+0.0012 (-0.0001, +0.0025)"
+    assert vs_reference("sasrec", {}, "unmasked") == "reference"
+    assert vs_reference("lstm-attn", paired, "masked") == "not paired"
+
+
+def test_the_commands_a_suggestion_names_are_the_clis():
+    """flows/console.py keeps the CLI's subcommands for flow runs in worker processes (review: it
+    built the whole CLI there); a command added to one and not the other fails here."""
+    import argparse
+
+    from flows.cli import build_parser
+    from flows.console import COMMANDS
+
+    parser = build_parser()
+    names = [name for action in parser._actions if isinstance(action, argparse._SubParsersAction) for name in action.choices]
+    assert COMMANDS == tuple(names)

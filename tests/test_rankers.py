@@ -279,13 +279,3 @@ def test_an_empty_build_of_samples_is_current_and_a_pinned_build_must_still_be_t
     with pytest.raises(StaleSamples, match="rebuilt while this run read it"):
         load_dataset(wh, build=build)
     assert len(load_dataset(wh, build=samples_build(wh)).targets) == 1
-
-
-def test_the_tables_tell_the_reference_from_a_model_not_paired():
-    """Probe: the "vs sasrec" column read "-" both on sasrec's own row and where nothing was paired."""
-    from flows.console import vs_reference
-
-    paired = {"vs_sasrec": {"unmasked": {"diff": 0.0012, "ci95": [-0.0001, 0.0025]}}}
-    assert vs_reference("lstm-attn", paired, "unmasked") == "+0.0012 (-0.0001, +0.0025)"
-    assert vs_reference("sasrec", {}, "unmasked") == "reference"
-    assert vs_reference("lstm-attn", paired, "masked") == "not paired"

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import pytest
 
-from extractors.sample import TOPICS, SampleConfig, generate_sample
+from extractors.sample import SAMPLE_MARK, TOPICS, SampleConfig, generate_sample
 
 SMALL = SampleConfig(seed=3, items_per_topic=2, users=6, cold_users=1)
 
@@ -25,7 +25,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path):
     generate_sample(tmp_path / "b", SMALL)
     generate_sample(tmp_path / "c", SampleConfig(**{**SMALL.__dict__, "seed": 4}))
     files = _tree(tmp_path / "a")
-    assert files == _tree(tmp_path / "b") and len(files) == 3 + 2 * len(TOPICS)
+    assert files == _tree(tmp_path / "b") and len(files) == 4 + 2 * len(TOPICS) and SAMPLE_MARK in files
     match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", files, shallow=False)
     assert mismatch == [] and errors == []
     assert (tmp_path / "a" / "events.csv").read_bytes() != (tmp_path / "c" / "events.csv").read_bytes()
@@ -114,7 +114,7 @@ def test_sample_refuses_a_folder_of_other_files_and_regenerates_its_own(tmp_path
     (mine / "notes.txt").write_text("keep\n")
     assert main(["--home", str(tmp_path / "home"), "sample", "--out", str(mine)]) == 2
     err = capsys.readouterr().err
-    assert f"--out {mine} already holds files (items.csv, notes.txt) and is no earlier sample (no truth.json)" in err
+    assert f"--out {mine} already holds files (items.csv, notes.txt) and is no earlier sample; " in err
     assert (mine / "items.csv").read_text() == "item_id,title\nmy1,mine\n" and sorted(p.name for p in mine.iterdir()) == ["items.csv", "notes.txt"]
     from flows.cli import _check_sample_overwrite
 
@@ -122,4 +122,7 @@ def test_sample_refuses_a_folder_of_other_files_and_regenerates_its_own(tmp_path
     _check_sample_overwrite(tmp_path / "empty")  # a new or empty folder, and an earlier sample, pass
     _check_sample_overwrite(tmp_path / "new")
     (mine / "truth.json").write_text("{}\n")
+    _check_sample_overwrite(mine)
+    (mine / "truth.json").unlink()  # review: a sample stopped before its truth.json is still one
+    (mine / SAMPLE_MARK).touch()
     _check_sample_overwrite(mine)

@@ -256,8 +256,8 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     capsys.readouterr()
     assert _cli(home, "evaluate", "--models", "lstm-attn,popularity,lightgbm") == 2  # probe: named one stale model a run
     err = capsys.readouterr().err
-    train_all = f"`reelsense --home {home.home} train --models popularity,lstm-attn,lightgbm`"
-    assert f"reelsense: error: 3 models do not fit this warehouse's data; one command trains them all: {train_all}." in err
+    train_all = f"`reelsense --home {home.home} train --models lstm-attn,popularity,lightgbm` trains them all"
+    assert f"reelsense: error: 3 models cannot be evaluated on this warehouse's data; {train_all}" in err
     assert "[popularity] no trained popularity in " in err and "[lstm-attn] lstm-attn " in err and err.count("\n") == 1
     assert err.count("was trained on other data") == 2 and "[lightgbm] lstm-attn " in err and "retrain it with lightgbm, which re-ranks it" in err
     assert _cli(home, "train", "--models", "popularity") == 0
