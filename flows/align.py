@@ -33,7 +33,6 @@ from extractors.align import (
     train_alignment,
     vectors_from_rows,
 )
-from flows.console import suggests_home
 from warehouse import db, store
 from warehouse.schemas import EMBEDDINGS
 from warehouse.store import Warehouse
@@ -116,7 +115,6 @@ def write_aligned(home: str, model: AlignmentModel, version: str, item_ids: list
 
 
 @flow(name="align-items", log_prints=True)
-@suggests_home
 def align_items(home: str, retrain: bool = False, config: AlignConfig = AlignConfig(), topics_path: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     raw_models, item_ids, hashes, vectors = load_raw_vectors(home)

@@ -24,7 +24,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import say, suggests_home
+from flows.console import say
 from flows.rank import current_samples
 from flows.report import run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts
@@ -167,7 +167,6 @@ def explain_scores(home: str, run_id: str, device: str, scored_by: str | None = 
 
 
 @flow(name="analyze", log_prints=True)
-@suggests_home
 def analyze(
     home: str,
     run_id: str | None = None,

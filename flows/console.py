@@ -21,17 +21,14 @@ import math
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from warehouse.errors import ReelsenseError
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _user_error_names() -> set[str]:
@@ -169,7 +166,9 @@ COMMANDS = (
 
 # A flow run that no command line started (`reelsense serve` runs each in a worker process, or
 # Python calls the flow) takes the home from the run's `home` parameter and always names it: whoever
-# reads its log, report or error runs the command from a shell whose default home is unknown (probe).
+# reads its log or report runs the command from a shell whose default home is unknown (probe). An
+# error such a run raises is logged by Prefect as raised: a wrapper under @flow that rewrote it
+# broke Prefect's parameter checks (it resolves annotations in the wrapper's module), so it is not.
 _home_args = ""
 _suggested: re.Pattern[str] | None = None
 _from_cli = False
@@ -213,22 +212,6 @@ def runnable(text: str, *, markup: bool = False) -> str:
         suggested, home_args = _suggestion_pattern(COMMANDS), f" --home {shlex.quote(home)}"
     inserted = f"reelsense{html.escape(home_args) if markup else home_args} "
     return suggested.sub(lambda _: inserted, text)  # a function: a backslash in the home is no escape (review)
-
-
-def suggests_home(function: Callable[P, R]) -> Callable[P, R]:
-    """Under a flow's @flow: the error it raises suggests commands with the run's home, as its log
-    lines do (review: a served `evaluate` logged `reelsense train` bare). `runnable` adds a home
-    once, so the CLI's own pass over the same error changes nothing."""
-
-    @functools.wraps(function)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return function(*args, **kwargs)
-        except ReelsenseError as exc:
-            exc.args = (runnable(str(exc)), *exc.args[1:])
-            raise
-
-    return wrapper
 
 
 def say(message: str, level: int = logging.INFO) -> None:

@@ -43,7 +43,6 @@ from extractors.pipeline import (
     plan_work,
     prefetched,
 )
-from flows.console import suggests_home
 from flows.runners import dask_runner
 from warehouse import db, store
 from warehouse.ingest import media_path
@@ -191,7 +190,6 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
 
 
 @flow(name="extract-items", log_prints=True)
-@suggests_home
 def extract_items(
     home: str, config: ExtractConfig = ExtractConfig(), force: bool = False, limit: int | None = None, shards: int = 0, torch_threads: int = 0
 ) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.console import suggests_home
 from warehouse import store
 from warehouse.errors import WarehouseNotFound
 from warehouse.schemas import TABLES
@@ -26,7 +25,6 @@ from warehouse.store import COMPACT_MIN_FILES, Warehouse
 
 
 @flow(name="maintain-warehouse", log_prints=True)
-@suggests_home
 def maintain_warehouse(home: str, min_files: int = COMPACT_MIN_FILES) -> dict[str, Any]:
     """Compact every table's partitions that hold at least `min_files` small files; returns files
     before and after per table."""

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import REFERENCE, results_markdown, say, suggests_home
+from flows.console import REFERENCE, results_markdown, say
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -37,7 +37,6 @@ from warehouse.store import Warehouse
 
 
 @flow(name="build-features", log_prints=True)
-@suggests_home
 def build_features(home: str, max_history: int = MAX_HISTORY) -> dict[str, Any]:
     table = build_samples(Warehouse(home), max_history)
     splits = {s: int(n) for s, n in zip(*np.unique(table.column("split").to_numpy(zero_copy_only=False), return_counts=True))}
@@ -116,7 +115,6 @@ def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) 
 
 
 @flow(name="train-ranker", log_prints=True)
-@suggests_home
 def train_rankers(
     home: str, models: list[str] = ALL_MODELS, seed: int = 0, device: str = "auto", force: bool = False, settings: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -171,7 +169,6 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
 
 
 @flow(name="evaluate", log_prints=True)
-@suggests_home
 def evaluate_rankers(
     home: str, models: list[str] = ALL_MODELS, seed: int = 0, max_users: int | None = None, device: str = "auto", dataset: str = ""
 ) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import suggests_home, waiting_for_reports
+from flows.console import waiting_for_reports
 from flows.rank import current_samples
 from flows.report import run_dir, write_runs_index
 from flows.runners import dask_runner
@@ -180,7 +180,6 @@ def shard_buckets(shards: int) -> list[list[int]]:
 
 
 @flow(name="score-batch", log_prints=True)
-@suggests_home
 def score_batch(
     home: str,
     model: str = "lstm-attn",

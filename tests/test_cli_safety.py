@@ -380,24 +380,16 @@ def test_a_flow_run_no_command_line_started_names_its_home(tmp_path, prefect_har
     commands in their logs and reports; whoever reads them runs the command from another shell."""
     from prefect import flow
 
-    from flows.console import name_home, runnable, suggests_home
-    from warehouse.errors import ReelsenseError
+    from flows.console import name_home, runnable
 
     @flow
     def served(home: str) -> tuple[str, str]:
         return runnable("run `reelsense train`, not reelsense-x or reelsense score-batch"), runnable("<code>reelsense evaluate</code>", markup=True)
 
-    @flow
-    @suggests_home
-    def refused(home: str) -> None:
-        raise ReelsenseError("no trained lstm-attn; run `reelsense train` first")
-
     home = tmp_path / "a home"
     text, markup = served(str(home))
     assert text == f"run `reelsense --home '{home}' train`, not reelsense-x or reelsense score-batch"
     assert markup == f"<code>reelsense --home &#x27;{home}&#x27; evaluate</code>"
-    with pytest.raises(ReelsenseError, match=re.escape(f"run `reelsense --home '{home}' train` first")):  # review: errors too
-        refused(str(home))
     monkeypatch.chdir(tmp_path)  # review: a relative home is named as the reader's shell can find it
     assert served("rel")[0].startswith(f"run `reelsense --home {tmp_path / 'rel'} train`")
     assert runnable("`reelsense train`") == "`reelsense train`"  # outside a flow run nothing is added
