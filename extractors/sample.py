@@ -67,6 +67,10 @@ def generate_sample(out: str | Path, config: SampleConfig = SampleConfig()) -> d
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     (out / SAMPLE_MARK).touch()  # first: a sample stopped half way is still known as one (`sample --out` reruns it)
+    # truth.json is written last and read as "this sample is complete" (the demo reuses a sample whose
+    # truth.json has its seed): an earlier sample's goes first, so a regeneration stopped half way
+    # is never taken for the earlier sample over a mix of old and new files (probe).
+    (out / "truth.json").unlink(missing_ok=True)
     rng = np.random.default_rng(config.seed)
     items = _make_items(rng, config)
     for item in items:

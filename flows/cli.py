@@ -51,6 +51,20 @@ def _device(text: str) -> str:
     return text
 
 
+SEED_MAX = 2**31 - 1  # the largest seed every library reelsense seeds takes (LightGBM's is a C int)
+
+
+def _seed(text: str) -> int:
+    """An argparse type for a seed (probe: `--seed -1` ended in numpy's or the bootstrap's traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed is a whole number from 0 to {SEED_MAX}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value}: a seed is a whole number from 0 to {SEED_MAX}")
+    return value
+
+
 def _at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type for a whole number of workers or shards, `minimum` or more."""
 
@@ -273,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     align = commands.add_parser("align", help="align frames, text and audio in one space and fuse them (flow align-items)")
     align.add_argument("--retrain", action="store_true", help="train a new alignment model even if one fits")
-    align.add_argument("--seed", type=int, help="seed of the alignment (default: the config's, 0)")
+    align.add_argument("--seed", type=_seed, help="seed of the alignment (default: the config's, 0)")
     align.add_argument("--config", type=Path, help="TOML file of AlignConfig settings (extractors/align.py), e.g. epochs = 100")
     align.add_argument("--topics", type=Path, help="truth.json of the sample: also report same-topic neighbours")
     align.set_defaults(run=_align)
@@ -282,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(run=_features)
     train = commands.add_parser("train", help="train the rankers (flow train-ranker)")
     train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
-    train.add_argument("--seed", type=int, default=0, help="training seed (default 0); a saved model of another seed is not reused")
+    train.add_argument("--seed", type=_seed, default=0, help="training seed (default 0); a saved model of another seed is not reused")
     train.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     train.add_argument(
         "--force",
@@ -301,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated trained rankers to evaluate (default: all); the report keeps the other "
         "models' earlier results on the same data; include sasrec to get paired differences",
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the --max-users sample, the sampled CTR negatives and the bootstrap (default 0)")
+    evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the --max-users sample, the sampled CTR negatives and the bootstrap (default 0)")
     evaluate.add_argument(
         "--max-users",
         type=int,
@@ -387,11 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="generate the bundled sample platform")
     sample.add_argument("--out", type=Path, required=True, help="the folder to write items.csv, events.csv, videos/ and truth.json to")
-    sample.add_argument("--seed", type=int, default=7, help="the sample's seed (default: 7)")
+    sample.add_argument("--seed", type=_seed, default=7, help="the sample's seed (default: 7)")
     sample.set_defaults(run=_sample)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the bundled sample")
-    demo.add_argument("--seed", type=int, default=7, help="the sample's seed (default: 7)")
+    demo.add_argument("--seed", type=_seed, default=7, help="the sample's seed (default: 7)")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -730,13 +744,23 @@ def _check_sample_out(out: Path, home: Path) -> None:
             )
 
 
+def _is_sample_truth(path: Path) -> bool:
+    """A truth.json the sample generator wrote (samples made before its mark existed have only this);
+    any other file of that name is the folder's own (probe: one with `{}` let the sample overwrite)."""
+    try:
+        truth = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(truth, dict) and {"seed", "topics", "items", "users"} <= truth.keys()
+
+
 def _check_sample_overwrite(out: Path) -> None:
     """Refuse a folder that holds files of its own (probe: `sample --out` overwrote a folder's
     items.csv and events.csv and left its other files beside the sample's). An earlier sample, even
     one stopped half way (its mark is written first), is regenerated in place."""
     from extractors.sample import SAMPLE_MARK
 
-    if not out.is_dir() or (out / SAMPLE_MARK).is_file() or (out / "truth.json").is_file():
+    if not out.is_dir() or (out / SAMPLE_MARK).is_file() or _is_sample_truth(out / "truth.json"):
         return
     held = sorted(p.name for p in out.iterdir())
     if held:

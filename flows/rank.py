@@ -157,10 +157,17 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
             refused[name] = exc
     if len(refused) == 1:
         raise next(iter(refused.values()))
-    if refused:
+    if refused:  # each reason again, its advice shortened to the one command (probe: it repeated "retrain it: ..." per model)
+        train = f"`reelsense train --models {','.join(refused)}`"
+        reasons = []
+        for name in refused:
+            try:
+                artifacts.check_with_base(models_dir, name, data, fix="the command above retrains it")
+            except artifacts.ModelMismatch as exc:
+                reasons.append(f"- [{name}] {exc}")
         raise artifacts.ModelMismatch(
-            f"{len(refused)} models cannot be evaluated on this warehouse's data; `reelsense train --models {','.join(refused)}` "
-            "trains them all (after any step a reason below names first). Model by model: " + "; ".join(f"[{name}] {exc}" for name, exc in refused.items())
+            f"{len(refused)} models cannot be evaluated on this warehouse's data; {train} retrains them all, "
+            "after any step a reason below names first:\n" + "\n".join(reasons)
         )
     return {
         name: artifacts.load_with_base(models_dir, name, data, device) if name in NEEDS_BASE else artifacts.load(models_dir, name, data, {}, device)

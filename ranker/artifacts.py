@@ -173,21 +173,34 @@ def checked_meta(
     meta = read_meta(models_dir, name, version) if version else latest(models_dir, name)
     if meta is None:
         raise ModelMismatch(f"no trained {name} in {models_dir / 'rankers'}; run `reelsense train --models {name}` first")
+    schema = feature_schema(data)
     if match == "fingerprint" and meta["data_fingerprint"] != fingerprint(data):
+        retrain = fix or f"retrain it: `reelsense train --models {name}` (it rebuilds the samples first)"
         raise ModelMismatch(
             f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
-            f"the warehouse gives {fingerprint(data)}); {fix or f'retrain it: `reelsense train --models {name}` (it rebuilds the samples first)'}"
+            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema)}{retrain}"
         )
     # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
     # another text model) are not the data the model was trained on.
     check_schema(
         name,
         meta,
-        feature_schema(data),
+        schema,
         new_items_ok=match == "schema" and name in MAPS_ITEMS_BY_ID,
-        fix=fix or "rerun `reelsense train` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"),
+        fix=fix or f"rerun `reelsense train --models {name}` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"),
     )
     return meta
+
+
+def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any]) -> str:
+    """The steps a content model's new items need before a retrain can use them ("" where the items
+    are those it was trained on, or the model reads no content). Probe: evaluate said only "retrain"
+    after `ingest items`, and training then stopped on the new items' missing vectors."""
+    saved = meta.get("feature_schema")
+    if not saved or name not in READS_CONTENT or all(saved.get(k) == schema[k] for k in ("n_items", "item_vocabulary") if k in schema):
+        return ""
+    steps = "`reelsense ingest items FILE`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")
+    return f"the items changed since training: give new items their rows and content first ({steps}), then "
 
 
 def load_with_base(
@@ -201,12 +214,13 @@ def load_with_base(
     return load(models_dir, name, data, trained, device, version=version, match=match, fix=fix)
 
 
-def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str | None = None, match: str = "fingerprint") -> None:
+def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str | None = None, match: str = "fingerprint", fix: str | None = None) -> None:
     """The checks of `load_with_base` without loading any weights: ModelMismatch if the ranker, or
     the base it re-ranks, does not fit `data` (score-batch asks before it touches a run)."""
     if name in NEEDS_BASE:
-        checked_meta(models_dir, NEEDS_BASE[name], data, version=base_version(models_dir, name, version), match=match, fix=base_advice(name))
-    checked_meta(models_dir, name, data, version=version, match=match)
+        base_fix = base_advice(name) if fix is None else f"{name} re-ranks it; {fix}"
+        checked_meta(models_dir, NEEDS_BASE[name], data, version=base_version(models_dir, name, version), match=match, fix=base_fix)
+    checked_meta(models_dir, name, data, version=version, match=match, fix=fix)
 
 
 def base_advice(name: str) -> str:
@@ -250,9 +264,7 @@ def check_schema(
         if {"n_items", "item_vocabulary"} & set(changed):
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
-            steps = "`reelsense ingest items FILE`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")
-            first = f" give new items their rows and content first ({steps}), then" if name in READS_CONTENT else ""
-            fix = f"the items changed since training:{first} {fix}"
+            fix = (new_items_first(name, meta, schema) or "the items changed since training: ") + fix
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 
 

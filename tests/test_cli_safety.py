@@ -594,6 +594,24 @@ def test_extract_refuses_a_local_and_a_running_dask_cluster_at_once(home, capsys
     assert "unset it for a local cluster" in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--seed", "-1"],
+        ["evaluate", "--seed", "-1"],
+        ["align", "--seed", "x"],
+        ["sample", "--out", "s", "--seed", "-1"],
+        ["demo", "--seed", str(2**31)],
+    ],
+)
+def test_a_seed_is_a_whole_number_from_zero(home, capsys, argv):
+    """Probe: `sample --seed -1` and `evaluate --seed -1` ended in numpy's tracebacks, and
+    `train --seed -1` was taken."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--home", str(home), *argv])
+    assert exit_.value.code == 2 and "a seed is a whole number from 0 to 2147483647" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("shards", ["0", "-2"])
 def test_score_refuses_fewer_than_one_shard(home, capsys, shards):
     with pytest.raises(SystemExit) as exit_:

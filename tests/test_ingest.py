@@ -295,10 +295,13 @@ def test_a_utf16_microlens_pairs_file_is_refused_not_read_as_ids(tmp_path, capsy
     assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 2
     assert f"{root / 'x_pairs.tsv'}: the file is UTF-16 (or holds NUL bytes), not UTF-8 text; save it as UTF-8 text" in capsys.readouterr().err
     assert not store.Warehouse(tmp_path / "home").has_rows_on_disk(ITEMS)  # refused before the titles were written (review)
-    (root / "x_pairs.tsv").write_text("u1\t1 2\nno-items-line\n", encoding="utf-8-sig")  # a byte-order mark is no part of the first user id (probe)
+    # A byte-order mark is no part of the first user id; a second tab made the third field an item (probes).
+    (root / "x_pairs.tsv").write_text("u1\t1 2\nno-items-line\nu2\t1\t2\n", encoding="utf-8-sig")
     assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 0
     # probe: "3 rows" counted two pairs and a bad line together
-    assert "events: 2 pairs and 1 bad line in x_pairs.tsv: 2 accepted, 1 quarantined, 0 duplicates" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "events: 2 pairs and 2 bad lines in x_pairs.tsv: 2 accepted, 2 quarantined, 0 duplicates" in out
+    assert "line 3: more than one tab; expected `user_id<TAB>item ids` with the item ids separated by spaces" in out
     assert db.fetch(store.Warehouse(tmp_path / "home"), "SELECT DISTINCT user_id FROM events") == [{"user_id": "u1"}]
 
 

@@ -12,6 +12,7 @@ import av
 import pytest
 
 from extractors.sample import SAMPLE_MARK, TOPICS, SampleConfig, generate_sample
+from warehouse.errors import ReelsenseError
 
 SMALL = SampleConfig(seed=3, items_per_topic=2, users=6, cold_users=1)
 
@@ -121,8 +122,28 @@ def test_sample_refuses_a_folder_of_other_files_and_regenerates_its_own(tmp_path
     (tmp_path / "empty").mkdir()
     _check_sample_overwrite(tmp_path / "empty")  # a new or empty folder, and an earlier sample, pass
     _check_sample_overwrite(tmp_path / "new")
-    (mine / "truth.json").write_text("{}\n")
-    _check_sample_overwrite(mine)
+    (mine / "truth.json").write_text("{}\n")  # probe: any truth.json made a folder an earlier sample
+    with pytest.raises(ReelsenseError, match="is no earlier sample"):
+        _check_sample_overwrite(mine)
+    (mine / "truth.json").write_text(json.dumps({"seed": 7, "topics": {}, "items": {}, "users": {}}))
+    _check_sample_overwrite(mine)  # a sample made before the generator marked its folder
     (mine / "truth.json").unlink()  # review: a sample stopped before its truth.json is still one
     (mine / SAMPLE_MARK).touch()
     _check_sample_overwrite(mine)
+
+
+def test_a_regeneration_stopped_half_way_is_not_taken_for_the_earlier_sample(tmp_path, monkeypatch):
+    """Probe: `sample --seed 8` stopped after some clips left the seed-7 truth.json beside a mix of
+    clips, and the demo reused that folder as the seed-7 sample."""
+    import extractors.sample as sample
+
+    generate_sample(tmp_path, SMALL)
+    assert json.loads((tmp_path / "truth.json").read_text())["seed"] == 3
+
+    def stop(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample, "write_clip", stop)
+    with pytest.raises(KeyboardInterrupt):
+        generate_sample(tmp_path, SampleConfig(**{**SMALL.__dict__, "seed": 4}))
+    assert not (tmp_path / "truth.json").exists() and (tmp_path / SAMPLE_MARK).is_file()

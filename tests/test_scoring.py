@@ -124,6 +124,28 @@ def test_scoring_refuses_a_model_whose_features_do_not_match(ranked_home):
     assert str(refused.value).endswith("train on this data to explain with it: `reelsense train --models lstm-attn`") and "score with" not in str(refused.value)
 
 
+def test_stale_model_advice_names_the_steps_new_items_need(ranked_home, monkeypatch):
+    """Probe: after `ingest items`, evaluate said only "retrain", and training then stopped on the
+    new items' missing content; an id-only model's advice names itself (it said bare `train`)."""
+    data = load_dataset(ranked_home)
+    meta = artifacts.latest(ranked_home.models_dir, "lstm-attn")
+    schema = artifacts.feature_schema(data)
+    assert artifacts.new_items_first("lstm-attn", meta, schema) == ""
+    grown = {**schema, "n_items": data.n_items + 1}
+    steps = "give new items their rows and content first (`reelsense ingest items FILE`, `reelsense extract`, `reelsense align`), then "
+    assert artifacts.new_items_first("lstm-attn", meta, grown).endswith(steps)
+    assert artifacts.new_items_first("popularity", meta, grown) == ""
+    monkeypatch.setattr(artifacts, "feature_schema", lambda _data: grown)
+    monkeypatch.setattr(artifacts, "fingerprint", lambda _data: "0" * 16)  # new items change the data's fingerprint too
+    with pytest.raises(ReelsenseError) as stale:
+        artifacts.checked_meta(ranked_home.models_dir, "lstm-attn", data)
+    retrain = "retrain it: `reelsense train --models lstm-attn` (it rebuilds the samples first)"
+    assert str(stale.value).endswith(f"the items changed since training: {steps}{retrain}")
+    with pytest.raises(ReelsenseError) as scoring:  # score's check: lightgbm's features index items by training id
+        artifacts.checked_meta(ranked_home.models_dir, "lightgbm", data, match="schema")
+    assert str(scoring.value).endswith(f"{steps}rerun `reelsense train --models lightgbm` on this data, or score with a matching model")
+
+
 def test_models_lists_the_registry(ranked_home, capsys):
     from flows.cli import main
 
@@ -256,10 +278,11 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     capsys.readouterr()
     assert _cli(home, "evaluate", "--models", "lstm-attn,popularity,lightgbm") == 2  # probe: named one stale model a run
     err = capsys.readouterr().err
-    train_all = f"`reelsense --home {home.home} train --models lstm-attn,popularity,lightgbm` trains them all"
-    assert f"reelsense: error: 3 models cannot be evaluated on this warehouse's data; {train_all}" in err
-    assert "[popularity] no trained popularity in " in err and "[lstm-attn] lstm-attn " in err and err.count("\n") == 1
-    assert err.count("was trained on other data") == 2 and "[lightgbm] lstm-attn " in err and "retrain it with lightgbm, which re-ranks it" in err
+    train_all = f"`reelsense --home {home.home} train --models lstm-attn,popularity,lightgbm` retrains them all"
+    assert f"reelsense: error: 3 models cannot be evaluated on this warehouse's data; {train_all}, after any step a reason below names first:\n" in err
+    assert "\n- [popularity] no trained popularity in " in err and "\n- [lstm-attn] lstm-attn " in err and err.count("\n") == 4
+    assert err.count("was trained on other data") == 2 and "\n- [lightgbm] lstm-attn " in err and "lightgbm re-ranks it; the command above retrains it" in err
+    assert "retrain it:" not in err  # one command for them all, not one per model
     assert _cli(home, "train", "--models", "popularity") == 0
     assert _cli(home, "evaluate", "--models", "popularity") == 0
     assert list(json.loads((home.reports_dir / "results.json").read_text())["models"]) == ["popularity"]

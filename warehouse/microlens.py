@@ -27,7 +27,7 @@ def find_file(root: Path, pattern: str) -> Path:
         raise InputFileError(f"{root}: no such directory; expected the MicroLens folder with *_pairs.tsv and *_titles.csv")
     matches = sorted(root.glob(pattern))
     if len(matches) != 1:
-        found = ", ".join(p.name for p in root.iterdir())
+        found = ", ".join(sorted(p.name for p in root.iterdir()))
         raise InputFileError(f"{root}: expected exactly one {pattern}, found [{found}]")
     return matches[0]
 
@@ -83,6 +83,8 @@ def _parse_pairs_line(line: bytes) -> tuple[tuple[str, list[str]] | None, str | 
     user, tab, rest = text.partition("\t")
     if not tab or not user.strip():
         return None, "expected `user_id<TAB>item ids`"
+    if "\t" in rest:  # probe: a second tab made the third field an item id
+        return None, "more than one tab; expected `user_id<TAB>item ids` with the item ids separated by spaces"
     user_items = rest.split()
     if not user_items:
         return None, f"user {user!r} has no items"
