@@ -86,6 +86,23 @@ def vs_reference(name: str, result: dict, protocol: str) -> str:
     return "reference" if name == REFERENCE else "not paired"
 
 
+def unpaired_note(results: dict) -> str | None:
+    """What "not paired" means and how to get the pairing, where a row says it (probe: results.md
+    and the report said "not paired" without either)."""
+    unpaired = [name for name, r in results["models"].items() if vs_reference(name, r, "unmasked") == "not paired"]
+    if not unpaired:
+        return None
+    return (
+        f"not paired: no {REFERENCE} was evaluated over the same users with {', '.join(unpaired)}; "
+        f"`reelsense evaluate --models {','.join([*unpaired, REFERENCE])}` pairs them, with a {REFERENCE} trained on this data "
+        f"(`reelsense train --models {REFERENCE}`)"
+    )
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def results_lines(results: dict) -> list[str]:
     """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
     what score-batch would write by default (the model's own top 10 of the items not engaged with),
@@ -108,6 +125,8 @@ def results_lines(results: dict) -> list[str]:
         )
     if results.get("kept_from_earlier"):
         lines.append("* not evaluated by this command: kept from an earlier evaluate of the same data, seed and users")
+    if note := unpaired_note(results):
+        lines.append(note)
     return lines
 
 
@@ -254,7 +273,7 @@ def score_line(summary: dict[str, Any]) -> str:
     gone = summary.get("replaced") or {}
     replaced = f"; the old run's {gone['scores']} scores and {gone['explanations']} explanations removed" if any(gone.values()) else ""
     return (
-        f"score-batch {summary['run_id']}: {summary['users']} users x top {summary['k']} with {summary['model']}: "
+        f"score-batch {summary['run_id']}: {_counted(summary['users'], 'user')} x top {summary['k']} with {summary['model']}: "
         f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "
         f"{summary['seconds']:.1f}s{rate}"
     )
@@ -386,7 +405,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += [f"Kept from an earlier evaluation of the same data and users: {', '.join(results['kept_from_earlier'])}.", ""]
     for protocol in PROTOCOLS:
         lines += [
-            f"## history {protocol} ({users['overall']} users; {users['natural_cold_items']} natural cold-item targets)",
+            f"## history {protocol} ({_counted(users['overall'], 'user')}; {_counted(users['natural_cold_items'], 'natural cold-item target')})",
             "",
             "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 | vs sasrec NDCG@10 (paired 95% CI) |",
             "|---|---|---|---|---|---|---|",
@@ -400,6 +419,8 @@ def results_markdown(results: dict[str, Any]) -> str:
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |"
             )
         lines.append("")
+    if note := unpaired_note(results):
+        lines += [note[0].upper() + note[1:] + ".", ""]
     lines += served_markdown({name: r for name, r in results["models"].items()}, "## the score-batch path (engaged items removed)")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
     for name, r in results["models"].items():

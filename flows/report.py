@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from flows.console import runnable, vs_reference
+from flows.console import runnable, unpaired_note, vs_reference
 from ranker import artifacts, plots
 from ranker.data import Dataset
 from ranker.explain import attention_matrix, label, mean_contributions, profile_words
@@ -301,8 +301,8 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data:
             advice = f"that evaluation did not measure this version, and <code>reelsense evaluate</code> would refuse it now: {html.escape(str(exc))}"
     return (
         f"<p class=warn>Not the models of this run: run {html.escape(run_id)} was scored by {html.escape(name)} version "
-        f"{html.escape(version)}, and this table, from the last <code>reelsense evaluate</code>, holds {html.escape(held)} "
-        f"(trained on data with fingerprint {html.escape(str(results.get('data_fingerprint', '?'))[:8])}); {advice}</p>"
+        f"{html.escape(version)}, and this table, from the last <code>reelsense evaluate</code> (of the data with fingerprint "
+        f"{html.escape(str(results.get('data_fingerprint', '?'))[:8])}), holds {html.escape(held)}; {advice}</p>"
     )
 
 
@@ -325,6 +325,7 @@ def _results_table(results: dict[str, Any]) -> str:
         f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "
         f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>"
         + ("<p class=muted>* kept from an earlier evaluate of the same data, seed and users</p>" if results.get("kept_from_earlier") else "")
+        + (f"<p class=muted>{html.escape(runnable(note))}</p>" if (note := unpaired_note(results)) else "")
     )
 
 

@@ -216,7 +216,7 @@ def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed)
     older = {"models": {"lstm-attn": {"version": "20260101T000000-older"}}, "data_fingerprint": "abcdef0123"}
     note = other_models_note(wh, older, "run-report", now)
     assert (
-        f"scored by lstm-attn version {version}" in note and "holds lstm-attn version 20260101T000000-older (trained on data with fingerprint abcdef01)" in note
+        f"scored by lstm-attn version {version}" in note and "(of the data with fingerprint abcdef01), holds lstm-attn version 20260101T000000-older;" in note
     )
     # The run's model is the latest (probe: the note blamed an older --version): evaluate measures it.
     assert "that evaluation did not measure this version: <code>reelsense evaluate --models lstm-attn</code> measures it." in note

@@ -714,6 +714,14 @@ def test_the_tables_tell_the_reference_from_a_model_not_paired():
     assert vs_reference("lstm-attn", paired, "unmasked") == "+0.0012 (-0.0001, +0.0025)"
     assert vs_reference("sasrec", {}, "unmasked") == "reference"
     assert vs_reference("lstm-attn", paired, "masked") == "not paired"
+    from flows.console import unpaired_note
+
+    assert unpaired_note({"models": {"sasrec": {}, "lstm-attn": paired}}) is None
+    note = unpaired_note({"models": {"popularity": {}, "lstm-attn": paired, "bpr-mf": {}}})
+    assert note == (
+        "not paired: no sasrec was evaluated over the same users with popularity, bpr-mf; "
+        "`reelsense evaluate --models popularity,bpr-mf,sasrec` pairs them, with a sasrec trained on this data (`reelsense train --models sasrec`)"
+    )
 
 
 def test_the_commands_a_suggestion_names_are_the_clis():

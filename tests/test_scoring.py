@@ -264,6 +264,8 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     assert again["models"]["lstm-attn"] == first["models"]["lstm-attn"]
     assert "lstm-attn *" in out and "kept from an earlier evaluate" in out
     assert "Kept from an earlier evaluation" in (home.reports_dir / "results.md").read_text()
+    assert "\nNot paired: no sasrec was evaluated over the same users with lstm-attn, lightgbm; " in (home.reports_dir / "results.md").read_text()
+    assert "not paired: no sasrec was evaluated over the same users with lstm-attn, lightgbm; " in out
     # Other data (one more event): earlier results no longer count.
     later = (tiny_platform.START + timedelta(days=30)).isoformat()
     assert (
@@ -349,7 +351,7 @@ def test_score_names_unknown_users(home, capsys):
     assert _cli(home, "score", "--k", "2", "--users", "nobody,user00", "--run-id", "some") == 0
     captured = capsys.readouterr()
     assert "reelsense: warning: unknown users (no events): nobody; scoring the other 1" in captured.err
-    assert "1 users x top 2" in captured.out
+    assert "1 user x top 2" in captured.out
     assert _cli(home, "score", "--k", "2", "--users", "nobody,ghost", "--run-id", "none") == 2
     assert "none of the users given to --users has events: nobody, ghost" in capsys.readouterr().err
 
