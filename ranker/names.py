@@ -22,10 +22,17 @@ RETRIEVALS = ("model", "similarity")  # score-batch's --retrieval (ranker/scorin
 REPORT_PAGES = 300  # user pages a report writes by default: the run's most active users
 
 
+# Rankers of earlier versions, with what replaced them.
+RETIRED = {"id-sequence": "the GRU of earlier versions; sasrec is the id-only sequence peer now"}
+
+
 def check_rankers(names: list[str]) -> None:
     """The one check of ranker names (CLI, flows, registry): unknown names are a ConfigError."""
     unknown = [name for name in names if name not in ALL_MODELS]
+    retired = [f"{name!r} is retired ({RETIRED[name]})" for name in unknown if name in RETIRED]
     if unknown:
+        if retired:  # probe: `--models id-sequence` read as unknown, though earlier versions had it
+            raise ConfigError(f"{'; '.join(retired)}; pass some of {', '.join(ALL_MODELS)}")
         raise ConfigError(
             f"unknown ranker{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
             f"pass {'one' if len(names) == 1 else 'some'} of {', '.join(ALL_MODELS)}"

@@ -192,6 +192,12 @@ def test_ranker_names_are_defined_once_and_unknown_names_are_config_errors():
     assert set(READS_CONTENT) == {name for name, make in RANKERS.items() if getattr(make("cpu"), "use_content", False)} | set(NEEDS_BASE)
     with pytest.raises(ConfigError, match="unknown ranker 'sasrec2'; pass one of popularity"):
         build("sasrec2", "cpu", {})
+    from ranker.names import check_rankers
+
+    with pytest.raises(
+        ConfigError, match=r"^'id-sequence' is retired \(the GRU of earlier versions; sasrec is the id-only sequence peer now\); pass some of popularity"
+    ):
+        check_rankers(["sasrec", "id-sequence"])
     with pytest.raises(ConfigError, match="train lstm-attn first"):
         build("lightgbm", "cpu", {})
 
