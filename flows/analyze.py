@@ -283,8 +283,8 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         model, ctr = load_explainers(wh, data, device_for(device), runs[0]["model_version"] if runs else None)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair" + (
-            "" if known["engaged"] else " (`reelsense report` stores them for a scored run)"
-        )  # probe: scoring never serves an engaged item, so no report will store its explanation
+            "" if known["engaged"] else ": no run scored it (`reelsense report` stores explanations of the pairs a run scored)"
+        )  # probes: scoring never serves an engaged item, so no report will store its explanation; nor one of a pair no run scored
         if runs:  # scored, but the newest run that scored it has no explanation stored
             older = next((r["run_id"] for r in runs if r["explained"]), None)
             source = (

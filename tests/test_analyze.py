@@ -167,6 +167,12 @@ def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):
     assert "modality contributions" in text and "LightGBM feature contributions" in text
     unscored = explain_lines(wh, "user00", "i000")
     assert "computed now" in unscored[0]
+    fresh = db.fetch(  # neither scored for the user nor engaged with: no report will ever store it (probe)
+        wh,
+        "SELECT item_id FROM items WHERE item_id NOT IN (SELECT item_id FROM scores WHERE user_id = 'user00') "
+        "AND item_id NOT IN (SELECT item_id FROM events WHERE user_id = 'user00' AND event <> 'impression') ORDER BY 1 LIMIT 1",
+    )[0]["item_id"]
+    assert "computed now: no stored explanation of this pair: no run scored it (" in explain_lines(wh, "user00", fresh)[0]
     assert not any(line.startswith("Note:") for line in lines)  # a scored item is never an engaged one
     # An item the user engaged with is explained as a score, not as a recommendation (probe).
     engaged = db.fetch(wh, "SELECT item_id, count(*) AS n FROM events WHERE user_id = 'user00' AND event <> 'impression' GROUP BY 1 ORDER BY 1 LIMIT 1")[0]
