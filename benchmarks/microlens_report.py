@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows.console import REFERENCE, served_markdown
+from flows.console import served_markdown
 from ranker.coldstart import NEW_USER_STEPS
 from ranker.evaluate import PROTOCOLS
+from ranker.names import REFERENCE
 
 MIN_SLICE_USERS = 30  # a smaller slice gets no interval: its bootstrap says little
 
@@ -41,6 +42,8 @@ def markdown(results: dict) -> str:
 def warm_tables(results: dict, seed: int) -> list[str]:
     """Both protocols' tables of the main seed, and what the score-batch path serves."""
     steps = results["steps"]
+    if not any(key.startswith("main/") for key in steps):  # a run of other steps only (review: empty tables under "no sasrec")
+        return []
     lines = []
     if f"main/{REFERENCE}/seed{seed}" not in steps:
         lines += [f"No {REFERENCE} in this run, so no paired comparison (its per-user ranks are what the pairing needs).", ""]
@@ -86,6 +89,8 @@ def seed_tables(results: dict) -> list[str]:
     for key, step in steps.items():
         if key.startswith("main/") and step.get("metrics"):
             seeds.setdefault(key.split("/")[1], []).append(step["metrics"]["unmasked"]["overall"]["ndcg@10"])
+    if not seeds:
+        return []
     lines = ["## seeds (history unmasked, NDCG@10)", "", "| model | seeds | mean +- sd |", "|---|---|---|"]
     for name, values in seeds.items():
         spread = f" +- {np.std(values, ddof=1):.4f}" if len(values) > 1 else " (one seed: no spread)"

@@ -762,7 +762,10 @@ def _check_sample_overwrite(out: Path) -> None:
 
     if not out.is_dir() or (out / SAMPLE_MARK).is_file() or _is_sample_truth(out / "truth.json"):
         return
-    held = sorted(p.name for p in out.iterdir())
+    try:
+        held = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # .DS_Store, .gitkeep: no files of the user's
+    except OSError as exc:
+        raise ReelsenseError(f"--out {out}: cannot list the folder ({exc.strerror or exc}); give the sample a folder you can write to") from exc
     if held:
         shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
         raise ReelsenseError(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ranker.names import REFERENCE
 from warehouse.errors import ReelsenseError
 
 
@@ -73,9 +74,6 @@ def hide_user_error_tracebacks() -> None:
 # Tables and summary lines of the terminal (the CLI and the demo print these) -------------------
 
 
-REFERENCE = "sasrec"  # the peer every model is compared with, paired over users
-
-
 def vs_reference(name: str, result: dict, protocol: str) -> str:
     """A model's paired NDCG@10 difference to sasrec under `protocol`, as the tables show it:
     "reference" on sasrec's own row, "not paired" where no sasrec of the same evaluation measured it
@@ -92,10 +90,12 @@ def unpaired_note(results: dict) -> str | None:
     unpaired = [name for name, r in results["models"].items() if vs_reference(name, r, "unmasked") == "not paired"]
     if not unpaired:
         return None
-    return (
+    # The same evaluation again (review: a bare command evaluated every user at seed 0, and dropped the rest of a seed-3 table).
+    same = (f" --seed {results['seed']}" if results.get("seed") else "") + (f" --max-users {results['max_users']}" if results.get("max_users") else "")
+    train = "" if REFERENCE in results["models"] else f", with a {REFERENCE} trained on this data (`reelsense train --models {REFERENCE}`)"
+    return runnable(
         f"not paired: no {REFERENCE} was evaluated over the same users with {', '.join(unpaired)}; "
-        f"`reelsense evaluate --models {','.join([*unpaired, REFERENCE])}` pairs them, with a {REFERENCE} trained on this data "
-        f"(`reelsense train --models {REFERENCE}`)"
+        f"`reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{same}` pairs them{train}"
     )
 
 

@@ -26,12 +26,12 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import REFERENCE, results_markdown, say
+from flows.console import results_markdown, say
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
 from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_rows
-from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, check_rankers
+from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
 from ranker.registry import build
 from warehouse.store import Warehouse
 
@@ -193,6 +193,7 @@ def evaluate_rankers(
         "seed": seed,
         "command": " ".join(["reelsense", *sys.argv[1:]]),
         "evaluation": f"quick: {len(rows)} seeded test users of {int((data.split == 'test').sum())}" if quick else "full: every test user",
+        "max_users": max_users if quick else None,
         "protocol": {
             "split": "leave-one-out per user: last positive = test, second-to-last = valid",
             "ranking": f"full ranking of each test target against all {data.n_items} items",
@@ -254,7 +255,7 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
     """`evaluate --models a,b` updates a and b in the report and keeps the other models' results, when
     they were measured by the same code on the same data, content, seed and test users and are still the latest
     version of their model; otherwise the report holds only this run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
-    version (its per-user ranks are not stored, so it cannot be paired again)."""
+    version, or leaves the table (its per-user ranks are not stored, so it cannot be paired again)."""
     previous = json.loads(path.read_text()) if path.exists() else {}
     same = (
         all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation", "code_version"))
@@ -265,9 +266,11 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
         for name, r in previous.get("models", {}).items()
         if same and name not in evaluated and r.get("version") == (artifacts.latest(models_dir, name) or {}).get("version")
     }  # no stale versions
-    reference = results["models"].get(REFERENCE, {}).get("version")
+    # The sasrec the table will show, evaluated now or kept (review: a kept row kept its pairing with a
+    # sasrec that had gone stale and left the table).
+    reference = (results["models"].get(REFERENCE) or kept.get(REFERENCE) or {}).get("version")
     for r in kept.values():
-        if reference and r.get("vs_sasrec_version") != reference:
+        if r.get("vs_sasrec_version") != reference:
             r.pop("vs_sasrec", None)
             r.pop("vs_sasrec_version", None)
     merged = {**kept, **results["models"]}

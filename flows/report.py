@@ -325,7 +325,7 @@ def _results_table(results: dict[str, Any]) -> str:
         f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "
         f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>"
         + ("<p class=muted>* kept from an earlier evaluate of the same data, seed and users</p>" if results.get("kept_from_earlier") else "")
-        + (f"<p class=muted>{html.escape(runnable(note))}</p>" if (note := unpaired_note(results)) else "")
+        + (f"<p class=muted>{html.escape(note)}</p>" if (note := unpaired_note(results)) else "")
     )
 
 

@@ -197,7 +197,7 @@ def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any]) -> 
     are those it was trained on, or the model reads no content). Probe: evaluate said only "retrain"
     after `ingest items`, and training then stopped on the new items' missing vectors."""
     saved = meta.get("feature_schema")
-    if not saved or name not in READS_CONTENT or all(saved.get(k) == schema[k] for k in ("n_items", "item_vocabulary") if k in schema):
+    if not saved or name not in READS_CONTENT or all(saved.get(k) == schema[k] for k in ("n_items", "item_vocabulary")):
         return ""
     steps = "`reelsense ingest items FILE`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")
     return f"the items changed since training: give new items their rows and content first ({steps}), then "
@@ -218,7 +218,7 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
     """The checks of `load_with_base` without loading any weights: ModelMismatch if the ranker, or
     the base it re-ranks, does not fit `data` (score-batch asks before it touches a run)."""
     if name in NEEDS_BASE:
-        base_fix = base_advice(name) if fix is None else f"{name} re-ranks it; {fix}"
+        base_fix = base_advice(name) if fix is None else f"{fix} (with {name}, which re-ranks it)"
         checked_meta(models_dir, NEEDS_BASE[name], data, version=base_version(models_dir, name, version), match=match, fix=base_fix)
     checked_meta(models_dir, name, data, version=version, match=match, fix=fix)
 
@@ -250,7 +250,7 @@ def check_schema(
 ) -> None:
     saved = meta.get("feature_schema")
     if saved is None:
-        raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); retrain it with `reelsense train --force`")
+        raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); {fix}")
     # Behaviours are labels, not features: a model scores with the heads it was trained with, and a
     # shard of users (or tonight's new events) may hold fewer or more behaviours than training saw.
     skip = {"behaviours"} | ({"n_items", "item_vocabulary"} if new_items_ok else set())

@@ -16,6 +16,7 @@ NEEDS_BASE = {"lightgbm": "lstm-attn"}  # lightgbm re-ranks lstm-attn's candidat
 # vector with the history's, ranker/lightgbm_ctr.py); a test checks this against `use_content`.
 READS_CONTENT = ("sasrec-content", "lstm-attn", "lightgbm")
 ALL_MODELS = [*BASE_MODELS, *NEEDS_BASE]
+REFERENCE = "sasrec"  # the peer every model is compared with, paired over users
 TOP_K = 20  # items score-batch keeps per user, by default (`reelsense score --k`)
 CANDIDATES = 200  # similarity candidates per user that score-batch re-ranks, by default (and evaluate measures)
 RETRIEVALS = ("model", "similarity")  # score-batch's --retrieval (ranker/scoring.py); the first is the default
@@ -29,10 +30,12 @@ RETIRED = {"id-sequence": "the GRU of earlier versions; sasrec is the id-only se
 def check_rankers(names: list[str]) -> None:
     """The one check of ranker names (CLI, flows, registry): unknown names are a ConfigError."""
     unknown = [name for name in names if name not in ALL_MODELS]
-    retired = [f"{name!r} is retired ({RETIRED[name]})" for name in unknown if name in RETIRED]
     if unknown:
+        retired = [f"{name!r} is retired ({RETIRED[name]})" for name in unknown if name in RETIRED]
+        others = [name for name in unknown if name not in RETIRED]
         if retired:  # probe: `--models id-sequence` read as unknown, though earlier versions had it
-            raise ConfigError(f"{'; '.join(retired)}; pass some of {', '.join(ALL_MODELS)}")
+            also = f"; unknown ranker{'s' if len(others) > 1 else ''} {', '.join(map(repr, others))}" if others else ""
+            raise ConfigError(f"{'; '.join(retired)}{also}; pass {'one' if len(names) == 1 else 'some'} of {', '.join(ALL_MODELS)}")
         raise ConfigError(
             f"unknown ranker{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
             f"pass {'one' if len(names) == 1 else 'some'} of {', '.join(ALL_MODELS)}"

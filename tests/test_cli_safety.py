@@ -717,11 +717,39 @@ def test_the_tables_tell_the_reference_from_a_model_not_paired():
     from flows.console import unpaired_note
 
     assert unpaired_note({"models": {"sasrec": {}, "lstm-attn": paired}}) is None
-    note = unpaired_note({"models": {"popularity": {}, "lstm-attn": paired, "bpr-mf": {}}})
+    note = unpaired_note({"models": {"popularity": {}, "lstm-attn": paired, "bpr-mf": {}}, "seed": 0})
     assert note == (
         "not paired: no sasrec was evaluated over the same users with popularity, bpr-mf; "
         "`reelsense evaluate --models popularity,bpr-mf,sasrec` pairs them, with a sasrec trained on this data (`reelsense train --models sasrec`)"
     )
+    # The same evaluation again (review): its seed and its quick sample; no training advice where sasrec is in the table.
+    quick = unpaired_note({"models": {"sasrec": {}, "bpr-mf": {}}, "seed": 3, "max_users": 500})
+    again = "`reelsense evaluate --models bpr-mf,sasrec --seed 3 --max-users 500` pairs them"
+    assert quick == f"not paired: no sasrec was evaluated over the same users with bpr-mf; {again}"
+
+
+def test_a_kept_row_loses_its_pairing_once_its_sasrec_leaves_the_table(tmp_path):
+    """Review: `evaluate --models popularity` after sasrec was retrained kept lstm-attn's paired
+    difference against the old sasrec, which the table no longer showed."""
+    from flows.rank import merged_models
+
+    models = tmp_path / "models"
+    for name, version in (("lstm-attn", "v1"), ("sasrec", "v2")):
+        (models / "rankers" / name / version).mkdir(parents=True)
+        (models / "rankers" / name / version / "meta.json").write_text(json.dumps({"name": name, "version": version}))
+        (models / "rankers" / name / "LATEST").write_text(version)
+    keys = {"data_fingerprint": "f", "seed": 0, "evaluation": "full: every test user", "code_version": "c", "protocol": {"content": "t"}}
+    pairing = {"vs_sasrec": {"unmasked": {}}, "vs_sasrec_version": "v1"}
+    earlier = {**keys, "models": {"sasrec": {"version": "v1"}, "lstm-attn": {"version": "v1", **pairing}}}
+    (tmp_path / "results.json").write_text(json.dumps(earlier))
+    now = {**keys, "models": {"popularity": {"version": "p1"}}}
+    merged = merged_models(tmp_path / "results.json", now, ["popularity"], models)
+    assert list(merged) == ["popularity", "lstm-attn"] and "vs_sasrec" not in merged["lstm-attn"]  # sasrec v1 is stale: gone, and the pairing with it
+    (models / "rankers" / "sasrec" / "LATEST").write_text("v1")
+    (models / "rankers" / "sasrec" / "v1").mkdir()
+    (models / "rankers" / "sasrec" / "v1" / "meta.json").write_text(json.dumps({"name": "sasrec", "version": "v1"}))
+    merged = merged_models(tmp_path / "results.json", now, ["popularity"], models)
+    assert list(merged) == ["popularity", "sasrec", "lstm-attn"] and merged["lstm-attn"]["vs_sasrec_version"] == "v1"  # kept beside it
 
 
 def test_the_commands_a_suggestion_names_are_the_clis():

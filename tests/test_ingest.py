@@ -296,7 +296,7 @@ def test_a_utf16_microlens_pairs_file_is_refused_not_read_as_ids(tmp_path, capsy
     assert f"{root / 'x_pairs.tsv'}: the file is UTF-16 (or holds NUL bytes), not UTF-8 text; save it as UTF-8 text" in capsys.readouterr().err
     assert not store.Warehouse(tmp_path / "home").has_rows_on_disk(ITEMS)  # refused before the titles were written (review)
     # A byte-order mark is no part of the first user id; a second tab made the third field an item (probes).
-    (root / "x_pairs.tsv").write_text("u1\t1 2\nno-items-line\nu2\t1\t2\n", encoding="utf-8-sig")
+    (root / "x_pairs.tsv").write_text("u1\t1 2\t\nno-items-line\nu2\t1\t2\n", encoding="utf-8-sig")  # a trailing tab is no field (review)
     assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(root)]) == 0
     # probe: "3 rows" counted two pairs and a bad line together
     out = capsys.readouterr().out

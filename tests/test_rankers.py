@@ -198,6 +198,8 @@ def test_ranker_names_are_defined_once_and_unknown_names_are_config_errors():
         ConfigError, match=r"^'id-sequence' is retired \(the GRU of earlier versions; sasrec is the id-only sequence peer now\); pass some of popularity"
     ):
         check_rankers(["sasrec", "id-sequence"])
+    with pytest.raises(ConfigError, match=r"^'id-sequence' is retired \(.*\); unknown ranker 'nosuch'; pass some of"):
+        check_rankers(["id-sequence", "nosuch"])  # review: the unknown name was left for a second try
     with pytest.raises(ConfigError, match="train lstm-attn first"):
         build("lightgbm", "cpu", {})
 

@@ -120,6 +120,7 @@ def test_sample_refuses_a_folder_of_other_files_and_regenerates_its_own(tmp_path
     from flows.cli import _check_sample_overwrite
 
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".gitkeep").touch()  # review: a dotfile is no file of the user's
     _check_sample_overwrite(tmp_path / "empty")  # a new or empty folder, and an earlier sample, pass
     _check_sample_overwrite(tmp_path / "new")
     (mine / "truth.json").write_text("{}\n")  # probe: any truth.json made a folder an earlier sample

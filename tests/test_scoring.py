@@ -264,8 +264,9 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     assert again["models"]["lstm-attn"] == first["models"]["lstm-attn"]
     assert "lstm-attn *" in out and "kept from an earlier evaluate" in out
     assert "Kept from an earlier evaluation" in (home.reports_dir / "results.md").read_text()
-    assert "\nNot paired: no sasrec was evaluated over the same users with lstm-attn, lightgbm; " in (home.reports_dir / "results.md").read_text()
-    assert "not paired: no sasrec was evaluated over the same users with lstm-attn, lightgbm; " in out
+    pairs = f"`reelsense --home {home.home} evaluate --models lstm-attn,lightgbm,sasrec` pairs them, with a sasrec trained on this data"
+    assert f"\nNot paired: no sasrec was evaluated over the same users with lstm-attn, lightgbm; {pairs}" in (home.reports_dir / "results.md").read_text()
+    assert f"not paired: no sasrec was evaluated over the same users with lstm-attn, lightgbm; {pairs}" in out  # review: no --home
     # Other data (one more event): earlier results no longer count.
     later = (tiny_platform.START + timedelta(days=30)).isoformat()
     assert (
@@ -283,7 +284,11 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     train_all = f"`reelsense --home {home.home} train --models lstm-attn,popularity,lightgbm` retrains them all"
     assert f"reelsense: error: 3 models cannot be evaluated on this warehouse's data; {train_all}, after any step a reason below names first:\n" in err
     assert "\n- [popularity] no trained popularity in " in err and "\n- [lstm-attn] lstm-attn " in err and err.count("\n") == 4
-    assert err.count("was trained on other data") == 2 and "\n- [lightgbm] lstm-attn " in err and "lightgbm re-ranks it; the command above retrains it" in err
+    assert (
+        err.count("was trained on other data") == 2
+        and "\n- [lightgbm] lstm-attn " in err
+        and "the command above retrains it (with lightgbm, which re-ranks it)" in err
+    )
     assert "retrain it:" not in err  # one command for them all, not one per model
     assert _cli(home, "train", "--models", "popularity") == 0
     assert _cli(home, "evaluate", "--models", "popularity") == 0

@@ -83,6 +83,7 @@ def _parse_pairs_line(line: bytes) -> tuple[tuple[str, list[str]] | None, str | 
     user, tab, rest = text.partition("\t")
     if not tab or not user.strip():
         return None, "expected `user_id<TAB>item ids`"
+    rest = rest.rstrip()  # a trailing tab (spreadsheet exports) is no field
     if "\t" in rest:  # probe: a second tab made the third field an item id
         return None, "more than one tab; expected `user_id<TAB>item ids` with the item ids separated by spaces"
     user_items = rest.split()
