@@ -347,7 +347,7 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     err = capsys.readouterr().err
     assert (
         "does not fit the warehouse's features" in err
-        and "`R ingest items FILE`, `R extract`, `R align`), then rerun `R train`".replace("R", f"reelsense --home {home.home}") in err
+        and "`R ingest items FILE`, `R extract`, `R align`), then rerun `R train --models lightgbm` on this data".replace("R", f"reelsense --home {home.home}") in err
     )
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
 
