@@ -77,6 +77,8 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
                     assert weighted == pytest.approx(results["paired_vs_sasrec_by_seed"][seed][name][p]["diff"])
     assert "## lstm-attn against sasrec by slice of the test users, seed 1" in out.with_suffix(".md").read_text()
     assert "lstm-attn | 2 |" in out.with_suffix(".md").read_text()  # mean +- sd over its two seeds
+    # The cold split's seed is fixed; its models train with the first of --seeds, and the header says both.
+    assert "withheld from training by the split's seed 0; models trained with seed 0;" in out.with_suffix(".md").read_text()
     title = out.with_suffix(".md").read_text().splitlines()[0]  # the home it ran on and how many users it ranked
     assert title.startswith(f"# MicroLens benchmark on {home.resolve()} (") and f"{users:,} test users" in title, title
 

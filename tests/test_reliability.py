@@ -174,6 +174,7 @@ def _toml(folder: Path) -> Path:
 # 2. Crash and resume --------------------------------------------------------------------------
 
 
+@pytest.mark.chaos
 def test_extraction_killed_at_each_write_point_resumes_without_loss_or_duplicates(sample):
     """Killed after an append's file landed, then (the rerun) before a file is renamed into place:
     each time the visible files are whole, nothing is duplicated and nothing committed is lost;
@@ -196,6 +197,7 @@ def test_extraction_killed_at_each_write_point_resumes_without_loss_or_duplicate
 
 # The own-server case starts a Prefect server of its own (~28-32 s): e2e, so CI runs it in `make
 # test-e2e` and `make test` stays inside its 12 minutes (CI's run on 2026-12-02 took 11:50).
+@pytest.mark.chaos
 @pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C", "SIGTERM", pytest.param("SIGTERM to the group, own server", marks=pytest.mark.e2e)])
 def test_extraction_killed_from_outside_mid_run_resumes(sample, how):
     """SIGKILL from outside, Ctrl-C (SIGINT to the whole process group, the local Prefect server
@@ -248,6 +250,7 @@ sys.exit(cli.main())
 """
 
 
+@pytest.mark.chaos
 @pytest.mark.parametrize("lost", ["replaced", "swallowed"])
 def test_a_sigterm_that_prefect_loses_on_the_way_still_stops_with_143(tmp_path, lost):
     """With PREFECT_API_URL, Prefect's bridge turns SIGTERM into TerminationSignal inside the flow.
@@ -294,6 +297,7 @@ def _kill_extraction(sample, how: str, attempt: int):
     return home, left, interrupted
 
 
+@pytest.mark.chaos
 def test_feature_build_killed_mid_replace_is_rolled_forward_on_read(sample):
     home = fresh_home(sample, "crash-features")
     first = reelsense(home, "features")
@@ -324,6 +328,7 @@ def test_feature_build_killed_mid_replace_is_rolled_forward_on_read(sample):
     visible_files_are_whole(home)
 
 
+@pytest.mark.chaos
 @pytest.mark.parametrize("point", ["write:before-rename", "swap:after-add"])
 def test_compaction_killed_at_any_point_loses_and_duplicates_nothing(sample, point):
     """Events ingested in two halves (two small files per partition), then `reelsense compact`
@@ -377,6 +382,7 @@ def _score_runs(home: Path, runs: list[str], explained: list[str] | None = None)
     db.refresh_views(wh)
 
 
+@pytest.mark.chaos
 @pytest.mark.parametrize("point", ["swap:after-add", "swap:after-add@2"])
 def test_prune_killed_at_any_point_never_keeps_an_explanation_without_its_score(tmp_path, point):
     """`reelsense prune --keep-runs 1` over three runs, killed after journaling the removal of the
