@@ -45,8 +45,9 @@ test-e2e: setup
 	$(BIN)/python -m pytest -m e2e
 
 # Crash safety: extraction, feature builds, compaction and prune killed at each write point or
-# from outside (SIGKILL, Ctrl-C, SIGTERM), then resumed (about 2.5 minutes on 2 idle cores,
-# 2026-12-04). The one that also starts its own Prefect server is an e2e test. CI runs them last.
+# from outside (SIGKILL, Ctrl-C, SIGTERM), then resumed, and a SIGTERM that Prefect loses (11 tests
+# in 2:42 on 2 idle cores, 2026-12-04). The one that also starts its own Prefect server is an e2e
+# test. CI runs them last.
 test-chaos: setup
 	$(BIN)/python -m pytest -m "chaos and not e2e"
 
