@@ -497,7 +497,8 @@ def _check_truth(path: Path, option: str, key: str) -> None:
             raise TypeError(f"{key!r} is not an object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReelsenseError(
-            f"{option} {path}: not a sample's truth.json ({type(exc).__name__}: {exc}); `reelsense sample` writes one beside its items.csv"
+            f"{option} {path}: not a sample's truth.json ({type(exc).__name__}: {exc}); "
+            "`reelsense sample --out DIR` writes one beside its items.csv (the demo's: .reelsense/sample/truth.json)"
         ) from None
 
 

@@ -93,10 +93,22 @@ def unpaired_note(results: dict) -> str | None:
     # The same evaluation again (review: a bare command evaluated every user at seed 0, and dropped the rest of a seed-3 table).
     same = (f" --seed {results['seed']}" if results.get("seed") else "") + (f" --max-users {results['max_users']}" if results.get("max_users") else "")
     train = "" if REFERENCE in results["models"] else f", with a {REFERENCE} trained on this data (`reelsense train --models {REFERENCE}`)"
-    return runnable(
-        f"not paired: no {REFERENCE} was evaluated over the same users with {', '.join(unpaired)}; "
-        f"`reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{same}` pairs them{train}"
+    # Probe: beside a kept sasrec row the note said no sasrec was evaluated over the same users.
+    why = (
+        f"{REFERENCE}'s row is kept from an earlier evaluate, which stores no per-user ranks to pair"
+        if REFERENCE in results.get("kept_from_earlier", [])
+        else f"no {REFERENCE} was evaluated over the same users with"
     )
+    return runnable(f"not paired: {why} {', '.join(unpaired)}; `reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{same}` pairs them{train}")
+
+
+def dropped_note(results: dict) -> str | None:
+    """Which rows of the earlier results.json this evaluate left out, why, and how to have them again."""
+    dropped = results.get("dropped_from_earlier") or {}
+    if not dropped:
+        return None
+    why = "; ".join(f"{', '.join(n for n, r in dropped.items() if r == reason)}: {reason}" for reason in dict.fromkeys(dropped.values()))
+    return runnable(f"no longer in the table ({why}); `reelsense evaluate --models {','.join(dropped)}` adds them back")
 
 
 def _counted(n: int, noun: str) -> str:
@@ -107,17 +119,18 @@ def results_lines(results: dict) -> list[str]:
     """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
     what score-batch would write by default (the model's own top 10 of the items not engaged with),
     and the paired difference to sasrec (history unmasked)."""
-    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10':>18}{'served NDCG@10':>16}   vs sasrec NDCG@10 (95% CI)"]
+    lines = [f"{'model':<22}{'NDCG@10':>9}{'HR@10':>8}{'masked NDCG@10':>16}{'cold items HR@10 (n)':>22}{'served NDCG@10':>16}   vs sasrec NDCG@10 (95% CI)"]
     repeats = None
     for name, r in results["models"].items():
         o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
         vs_text = vs_reference(name, r, "unmasked")
-        cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
+        # With its user count: an HR@10 of 1.0000 over one user read as leakage (probe).
+        cold_text = f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"
         served = r.get("scoring_path", {})
         repeats = served.get("repeat_targets", repeats)
         served_text = f"{served['ndcg@10']:.4f}" if "ndcg@10" in served else "-"
         name = f"{name} *" if name in results.get("kept_from_earlier", []) else name
-        lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>18}{served_text:>16}   {vs_text}")
+        lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>22}{served_text:>16}   {vs_text}")
     if repeats is not None:
         lines.append(
             f"served: what score-batch writes by default, the model's own top 10 of the items the user has not "
@@ -125,6 +138,8 @@ def results_lines(results: dict) -> list[str]:
         )
     if results.get("kept_from_earlier"):
         lines.append("* not evaluated by this command: kept from an earlier evaluate of the same data, seed and users")
+    if note := dropped_note(results):
+        lines.append(note)
     if note := unpaired_note(results):
         lines.append(note)
     return lines
@@ -407,20 +422,20 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += [
             f"## history {protocol} ({_counted(users['overall'], 'user')}; {_counted(users['natural_cold_items'], 'natural cold-item target')})",
             "",
-            "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 | vs sasrec NDCG@10 (paired 95% CI) |",
+            "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 (n) | vs sasrec NDCG@10 (paired 95% CI) |",
             "|---|---|---|---|---|---|---|",
         ]
         for name, r in results["models"].items():
             o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
             vs_text = vs_reference(name, r, protocol)
-            cold_text = f"{cold['hr@10']:.4f}" if cold.get("users") else "-"
+            cold_text = f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"  # with its count (probe)
             lines.append(
                 f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |"
             )
         lines.append("")
-    if note := unpaired_note(results):
-        lines += [note[0].upper() + note[1:] + ".", ""]
+    for note in (dropped_note(results), unpaired_note(results)):
+        lines += [note[0].upper() + note[1:] + ".", ""] if note else []
     lines += served_markdown({name: r for name, r in results["models"].items()}, "## the score-batch path (engaged items removed)")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
     for name, r in results["models"].items():

@@ -257,15 +257,21 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
     version of their model; otherwise the report holds only this run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
     version, or leaves the table (its per-user ranks are not stored, so it cannot be paired again)."""
     previous = json.loads(path.read_text()) if path.exists() else {}
-    same = (
-        all(previous.get(key) == results[key] for key in ("data_fingerprint", "seed", "evaluation", "code_version"))
-        and previous.get("protocol", {}).get("content") == results["protocol"]["content"]
-    )
-    kept = {
-        name: dict(r)
-        for name, r in previous.get("models", {}).items()
-        if same and name not in evaluated and r.get("version") == (artifacts.latest(models_dir, name) or {}).get("version")
-    }  # no stale versions
+    what = {"data_fingerprint": "data", "seed": "seed", "evaluation": "test users", "code_version": "ranker code"}
+    differ = [label for key, label in what.items() if previous.get(key) != results[key]]
+    differ += ["content model"] if previous.get("protocol", {}).get("content") != results["protocol"]["content"] else []
+    kept, dropped = {}, {}
+    for name, r in previous.get("models", {}).items():
+        if name in evaluated:
+            continue
+        if differ:
+            dropped[name] = f"the earlier evaluate had other {', '.join(differ)}"
+        elif r.get("version") != (artifacts.latest(models_dir, name) or {}).get("version"):
+            dropped[name] = "retrained or removed since the earlier evaluate"  # no stale versions
+        else:
+            kept[name] = dict(r)
+    # Said where the rows went (probe: the first evaluate after an upgrade dropped six rows silently).
+    results["dropped_from_earlier"] = dropped
     # The sasrec the table will show, evaluated now or kept (review: a kept row kept its pairing with a
     # sasrec that had gone stale and left the table).
     reference = (results["models"].get(REFERENCE) or kept.get(REFERENCE) or {}).get("version")

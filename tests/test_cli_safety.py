@@ -763,3 +763,33 @@ def test_the_commands_a_suggestion_names_are_the_clis():
     parser = build_parser()
     names = [name for action in parser._actions if isinstance(action, argparse._SubParsersAction) for name in action.choices]
     assert COMMANDS == tuple(names)
+
+
+def test_rows_an_evaluate_leaves_out_are_named_with_why(tmp_path):
+    """Probe: the first evaluate after an upgrade wrote two rows and dropped six silently; beside a
+    kept sasrec row the note said no sasrec was evaluated over the same users; a cold-item HR@10 of
+    1.0000 over one user read as leakage without its count."""
+    from flows.console import results_lines
+    from flows.rank import merged_models
+
+    models = tmp_path / "models"
+    for name in ("sasrec", "bpr-mf"):
+        (models / "rankers" / name / "v1").mkdir(parents=True)
+        (models / "rankers" / name / "v1" / "meta.json").write_text(json.dumps({"name": name, "version": "v1"}))
+        (models / "rankers" / name / "LATEST").write_text("v1")
+    keys = {"data_fingerprint": "f", "seed": 0, "evaluation": "full: every test user", "code_version": "c", "protocol": {"content": "t"}}
+    (tmp_path / "results.json").write_text(json.dumps({**keys, "models": {"sasrec": {"version": "v1"}, "bpr-mf": {"version": "v0"}}}))
+    upgraded = {**keys, "code_version": "d", "models": {"popularity": {"version": "p1"}}}
+    assert list(merged_models(tmp_path / "results.json", upgraded, ["popularity"], models)) == ["popularity"]
+    assert upgraded["dropped_from_earlier"] == {n: "the earlier evaluate had other ranker code" for n in ("sasrec", "bpr-mf")}
+    same = {**keys, "models": {"popularity": {"version": "p1"}}}
+    assert list(merged_models(tmp_path / "results.json", same, ["popularity"], models)) == ["popularity", "sasrec"]
+    assert same["dropped_from_earlier"] == {"bpr-mf": "retrained or removed since the earlier evaluate"}  # v0 is not its latest
+
+    row = {"version": "v", "ctr_sampled": {}}
+    for protocol in ("unmasked", "masked"):
+        row[protocol] = {"overall": {"ndcg@10": 0.1, "hr@10": 0.2}, "natural_cold_items": {"hr@10": 1.0, "users": 1}}
+    table = "\n".join(results_lines({**same, "models": {"popularity": row, "sasrec": row}, "kept_from_earlier": ["sasrec"]}))
+    assert "1.0000 (1)" in table and "cold items HR@10 (n)" in table
+    assert "no longer in the table (bpr-mf: retrained or removed since the earlier evaluate); `reelsense evaluate --models bpr-mf` adds them back" in table
+    assert "not paired: sasrec's row is kept from an earlier evaluate, which stores no per-user ranks to pair popularity;" in table
