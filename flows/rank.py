@@ -190,6 +190,7 @@ def evaluate_rankers(
     results: dict[str, Any] = {
         "models": {},
         "dataset": dataset or str(wh.home),
+        "home": str(wh.home.resolve()),  # where it ran: a copied or moved home says so in its report
         "seed": seed,
         "command": " ".join(["reelsense", *sys.argv[1:]]),
         "evaluation": f"quick: {len(rows)} seeded test users of {int((data.split == 'test').sum())}" if quick else "full: every test user",

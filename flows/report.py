@@ -210,7 +210,7 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
         parts.append(
             "<h2>Rankers</h2>"
             + (
-                runnable(other_models_note(wh, loaded, run_id, data), markup=True) + _results_table(loaded)
+                runnable(other_models_note(wh, loaded, run_id, data), markup=True) + _results_table(loaded, wh.home)
                 if current
                 else runnable("<p>results.json was written by an older reelsense; rerun <code>reelsense evaluate</code>.</p>", markup=True)
             )
@@ -306,7 +306,7 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data:
     )
 
 
-def _results_table(results: dict[str, Any]) -> str:
+def _results_table(results: dict[str, Any], home: Path) -> str:
     head = (
         "<tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>NDCG@10, history masked</th>"
         "<th>vs sasrec (paired 95% CI)</th><th>AUC (sampled)</th></tr>"
@@ -326,6 +326,18 @@ def _results_table(results: dict[str, Any]) -> str:
         f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>"
         + ("<p class=muted>* kept from an earlier evaluate of the same data, seed and users</p>" if results.get("kept_from_earlier") else "")
         + (f"<p class=muted>{html.escape(note)}</p>" if (note := unpaired_note(results)) else "")
+        + _moved_note(results, home)
+    )
+
+
+def _moved_note(results: dict[str, Any], home: Path) -> str:
+    """Probe: a copied home's report named the original home and its evaluate command, which would act there."""
+    ran = results.get("home")
+    if not ran or Path(ran) == home.resolve():
+        return ""
+    return (
+        f"<p class=warn>Evaluated in {html.escape(ran)}, before this home was copied or moved here: the command above "
+        f"names that home; {runnable('<code>reelsense evaluate</code>', markup=True)} evaluates here.</p>"
     )
 
 

@@ -793,3 +793,15 @@ def test_rows_an_evaluate_leaves_out_are_named_with_why(tmp_path):
     assert "1.0000 (1)" in table and "cold items HR@10 (n)" in table
     assert "no longer in the table (bpr-mf: retrained or removed since the earlier evaluate); `reelsense evaluate --models bpr-mf` adds them back" in table
     assert "not paired: sasrec's row is kept from an earlier evaluate, which stores no per-user ranks to pair popularity;" in table
+
+
+def test_a_copied_homes_report_says_where_its_results_were_evaluated(tmp_path):
+    """Probe: after `cp -a home home2`, home2's report named home and its evaluate command, which would act there."""
+    from flows.report import _moved_note
+
+    here, there = tmp_path / "home2", tmp_path / "home"
+    here.mkdir()
+    assert _moved_note({"home": str(here.resolve())}, here) == ""
+    assert _moved_note({}, here) == ""  # results written before the home was recorded: nothing to compare
+    note = _moved_note({"home": str(there)}, here)
+    assert f"Evaluated in {there}, before this home was copied or moved here" in note and "<code>reelsense evaluate</code>" in note
