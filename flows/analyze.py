@@ -88,11 +88,12 @@ def _retrain(models: str) -> str:
     return f"train on this data to explain with it: `reelsense train --models {models}`"
 
 
-def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | None = None) -> tuple[Any, Any]:
+def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | None = None, run_id: str | None = None) -> tuple[Any, Any]:
     """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it.
     `scored_by` ("name@version", a run's model): a run scored by lstm-attn or lightgbm is explained
     by the versions that scored it (lstm-attn with the newest lightgbm over it) while the registry
-    holds them and they fit the warehouse; otherwise by the latest, with a warning."""
+    holds them and they fit the warehouse; otherwise by the latest, with a warning. `run_id`: the
+    run, named in the advice where newer models than its own exist."""
     name, _, version = (scored_by or "").partition("@")
     ctr_version = version if name == "lightgbm" else None
     base_version = version if name == "lstm-attn" else None
@@ -113,10 +114,20 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     model = _explainer(wh, data, device, base_version)
     try:
         # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
-        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema", fix=_retrain("lstm-attn,lightgbm"))
+        fix = _retrain("lstm-attn,lightgbm")
+        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema", fix=fix)
     except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
-        if artifacts.latest(wh.models_dir, "lightgbm") is not None:  # trained, but not for this data: say so
+        latest = artifacts.latest(wh.models_dir, "lightgbm")
+        if latest is not None and run_id and ctr_version and ctr_version != latest["version"]:
+            # Probe: after a retrain the advice sent the user back to steps done already: newer models exist.
+            say(
+                f"explanations without LightGBM's feature contributions: the run's lightgbm {ctr_version} does not fit the "
+                f"warehouse now, and a newer one ({latest['version']}) was trained since; `reelsense score --run-id {run_id} "
+                f"--model {name} --replace` rescores the run with the latest models, and `reelsense report` then explains it with them",
+                logging.WARNING,
+            )
+        elif latest is not None:  # trained, but not for this data: say so
             say(f"explanations without LightGBM's feature contributions: {exc}", logging.WARNING)
     return model, ctr
 
@@ -157,7 +168,7 @@ def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str,
 def explain_scores(home: str, run_id: str, device: str, scored_by: str | None = None) -> tuple[list[dict], Dataset]:
     wh = Warehouse(home)
     data = load_dataset(wh, MAX_HISTORY)
-    model, ctr = load_explainers(wh, data, device, scored_by)
+    model, ctr = load_explainers(wh, data, device, scored_by, run_id)
     scored = db.analysis(wh, "run_pairs", {"run": run_id}).to_pylist()
     rows = explain_for(wh, data, model, ctr, [(s["user_id"], s["item_id"]) for s in scored])
     if rows:

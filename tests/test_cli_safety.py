@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import write_csv
@@ -805,3 +806,39 @@ def test_a_copied_homes_report_says_where_its_results_were_evaluated(tmp_path):
     assert _moved_note({}, here) == ""  # results written before the home was recorded: nothing to compare
     note = _moved_note({"home": str(there)}, here)
     assert f"Evaluated in {there}, before this home was copied or moved here" in note and "<code>reelsense evaluate</code>" in note
+
+
+def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch, tmp_path):
+    """Probe: after new items, `ingest items`, `extract`, `align` and a retrain of every model, the
+    report of an older run warned that its LightGBM stage needs exactly those steps again; newer
+    models exist, so the way out is rescoring the run."""
+    import flows.analyze as analyze
+    from ranker import artifacts
+
+    said: list[str] = []
+    registry = [{"name": "lightgbm", "version": "g1", "base_version": "b1"}, {"name": "lightgbm", "version": "g2", "base_version": "b2"}]
+    monkeypatch.setattr(analyze, "say", lambda message, level=None: said.append(message))
+    monkeypatch.setattr(analyze, "_explainer", lambda wh, data, device, version: f"lstm-attn {version}")
+    monkeypatch.setattr(artifacts, "checked_meta", lambda *a, **k: None)
+    monkeypatch.setattr(artifacts, "list_models", lambda models_dir: registry)
+    monkeypatch.setattr(artifacts, "latest", lambda models_dir, name: registry[-1])
+
+    def stale(*args, **kwargs):
+        raise artifacts.ModelMismatch(f"lightgbm g1 does not fit the warehouse's features; {kwargs['fix']}")
+
+    monkeypatch.setattr(artifacts, "load_with_base", stale)
+    wh = SimpleNamespace(models_dir=tmp_path)
+    model, ctr = analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    assert (model, ctr) == ("lstm-attn b1", None)
+    assert said == [
+        "explanations without LightGBM's feature contributions: the run's lightgbm g1 does not fit the warehouse now, and a newer "
+        "one (g2) was trained since; `reelsense score --run-id r1 --model lstm-attn --replace` rescores the run with the latest "
+        "models, and `reelsense report` then explains it with them"
+    ]
+    registry.pop()  # g1 is the latest: the data changed under it, and retraining is the way out
+    said.clear()
+    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    assert said == [
+        "explanations without LightGBM's feature contributions: lightgbm g1 does not fit the warehouse's features; "
+        "train on this data to explain with it: `reelsense train --models lstm-attn,lightgbm`"
+    ]
