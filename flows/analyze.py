@@ -119,17 +119,30 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
         latest = artifacts.latest(wh.models_dir, "lightgbm")
-        if latest is not None and run_id and ctr_version and ctr_version != latest["version"]:
+        if latest is not None and run_id and ctr_version and ctr_version != latest["version"] and _fits(wh, data, latest):
             # Probe: after a retrain the advice sent the user back to steps done already: newer models exist.
             say(
                 f"explanations without LightGBM's feature contributions: the run's lightgbm {ctr_version} does not fit the "
                 f"warehouse now, and a newer one ({latest['version']}) was trained since; `reelsense score --run-id {run_id} "
-                f"--model {name} --replace` rescores the run with the latest models, and `reelsense report` then explains it with them",
+                f"--model {name} --replace` (with the --k and --users it was scored with) rescores the run with the latest models, "
+                "and `reelsense report` then explains it with them",
                 logging.WARNING,
             )
         elif latest is not None:  # trained, but not for this data: say so
             say(f"explanations without LightGBM's feature contributions: {exc}", logging.WARNING)
     return model, ctr
+
+
+def _fits(wh: Warehouse, data: Dataset, ctr: dict[str, Any]) -> bool:
+    """Whether the LightGBM stage `ctr` (registry meta) is over the latest lstm-attn and fits the
+    warehouse: a rescore would then explain with it (review: advising a rescore whatever held)."""
+    try:
+        if ctr.get("base_version") != (artifacts.latest(wh.models_dir, "lstm-attn") or {}).get("version"):
+            return False
+        artifacts.check_with_base(wh.models_dir, "lightgbm", data, version=ctr["version"], match="schema")
+    except ReelsenseError:
+        return False
+    return True
 
 
 def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -> Any:

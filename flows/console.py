@@ -91,24 +91,38 @@ def unpaired_note(results: dict) -> str | None:
     if not unpaired:
         return None
     # The same evaluation again (review: a bare command evaluated every user at seed 0, and dropped the rest of a seed-3 table).
-    same = (f" --seed {results['seed']}" if results.get("seed") else "") + (f" --max-users {results['max_users']}" if results.get("max_users") else "")
+    same = _same_evaluation(results)
     train = "" if REFERENCE in results["models"] else f", with a {REFERENCE} trained on this data (`reelsense train --models {REFERENCE}`)"
     # Probe: beside a kept sasrec row the note said no sasrec was evaluated over the same users.
     why = (
-        f"{REFERENCE}'s row is kept from an earlier evaluate, which stores no per-user ranks to pair"
+        f"{REFERENCE}'s row is kept from an earlier evaluate, which stores no per-user ranks to pair with"
         if REFERENCE in results.get("kept_from_earlier", [])
         else f"no {REFERENCE} was evaluated over the same users with"
     )
     return runnable(f"not paired: {why} {', '.join(unpaired)}; `reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{same}` pairs them{train}")
 
 
+# Why an earlier row left the table where evaluate cannot measure it again (flows/rank.py merged_models).
+RETIRED_ROW = "a retired ranker name"
+UNTRAINED_ROW = "no longer trained"
+
+
+def _same_evaluation(results: dict) -> str:
+    """The flags that repeat an evaluation's seed and quick sample (review: a bare command evaluated
+    every user at seed 0, and dropped the rest of a seed-3 table)."""
+    return (f" --seed {results['seed']}" if results.get("seed") else "") + (f" --max-users {results['max_users']}" if results.get("max_users") else "")
+
+
 def dropped_note(results: dict) -> str | None:
-    """Which rows of the earlier results.json this evaluate left out, why, and how to have them again."""
+    """Which rows of the earlier results.json this evaluate left out, why, and how to measure them
+    again (only those still trained under a current name)."""
     dropped = results.get("dropped_from_earlier") or {}
     if not dropped:
         return None
     why = "; ".join(f"{', '.join(n for n, r in dropped.items() if r == reason)}: {reason}" for reason in dict.fromkeys(dropped.values()))
-    return runnable(f"no longer in the table ({why}); `reelsense evaluate --models {','.join(dropped)}` adds them back")
+    again = [name for name, reason in dropped.items() if reason not in (RETIRED_ROW, UNTRAINED_ROW)]
+    how = f"; `reelsense evaluate --models {','.join(again)}{_same_evaluation(results)}` measures them here" if again else ""
+    return runnable(f"no longer in the table ({why}){how}")
 
 
 def _counted(n: int, noun: str) -> str:

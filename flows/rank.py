@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import results_markdown, say
+from flows.console import RETIRED_ROW, UNTRAINED_ROW, results_markdown, say
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -265,10 +265,15 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
     for name, r in previous.get("models", {}).items():
         if name in evaluated:
             continue
-        if differ:
+        latest = (artifacts.latest(models_dir, name) or {}).get("version") if name in ALL_MODELS else None
+        if name not in ALL_MODELS:
+            dropped[name] = RETIRED_ROW
+        elif latest is None:
+            dropped[name] = UNTRAINED_ROW
+        elif differ:
             dropped[name] = f"the earlier evaluate had other {', '.join(differ)}"
-        elif r.get("version") != (artifacts.latest(models_dir, name) or {}).get("version"):
-            dropped[name] = "retrained or removed since the earlier evaluate"  # no stale versions
+        elif r.get("version") != latest:
+            dropped[name] = "retrained since the earlier evaluate"  # no stale versions
         else:
             kept[name] = dict(r)
     # Said where the rows went (probe: the first evaluate after an upgrade dropped six rows silently).

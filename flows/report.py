@@ -336,8 +336,8 @@ def _moved_note(results: dict[str, Any], home: Path) -> str:
     if not ran or Path(ran) == home.resolve():
         return ""
     return (
-        f"<p class=warn>Evaluated in {html.escape(ran)}, before this home was copied or moved here: the command above "
-        f"names that home; {runnable('<code>reelsense evaluate</code>', markup=True)} evaluates here.</p>"
+        f"<p class=warn>Evaluated in {html.escape(ran)}, another path than this home's (copied, moved or mounted elsewhere): "
+        f"a path the lines above name is that one; {runnable('<code>reelsense evaluate</code>', markup=True)} evaluates here.</p>"
     )
 
 

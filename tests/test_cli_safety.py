@@ -770,7 +770,7 @@ def test_rows_an_evaluate_leaves_out_are_named_with_why(tmp_path):
     """Probe: the first evaluate after an upgrade wrote two rows and dropped six silently; beside a
     kept sasrec row the note said no sasrec was evaluated over the same users; a cold-item HR@10 of
     1.0000 over one user read as leakage without its count."""
-    from flows.console import results_lines
+    from flows.console import dropped_note, results_lines
     from flows.rank import merged_models
 
     models = tmp_path / "models"
@@ -779,21 +779,34 @@ def test_rows_an_evaluate_leaves_out_are_named_with_why(tmp_path):
         (models / "rankers" / name / "v1" / "meta.json").write_text(json.dumps({"name": name, "version": "v1"}))
         (models / "rankers" / name / "LATEST").write_text("v1")
     keys = {"data_fingerprint": "f", "seed": 0, "evaluation": "full: every test user", "code_version": "c", "protocol": {"content": "t"}}
-    (tmp_path / "results.json").write_text(json.dumps({**keys, "models": {"sasrec": {"version": "v1"}, "bpr-mf": {"version": "v0"}}}))
+    earlier = {"sasrec": {"version": "v1"}, "bpr-mf": {"version": "v0"}, "id-sequence": {"version": "i1"}, "itemknn": {"version": "k1"}}
+    (tmp_path / "results.json").write_text(json.dumps({**keys, "models": earlier}))
     upgraded = {**keys, "code_version": "d", "models": {"popularity": {"version": "p1"}}}
     assert list(merged_models(tmp_path / "results.json", upgraded, ["popularity"], models)) == ["popularity"]
-    assert upgraded["dropped_from_earlier"] == {n: "the earlier evaluate had other ranker code" for n in ("sasrec", "bpr-mf")}
+    assert upgraded["dropped_from_earlier"] == {
+        "sasrec": "the earlier evaluate had other ranker code",
+        "bpr-mf": "the earlier evaluate had other ranker code",
+        "id-sequence": "a retired ranker name",
+        "itemknn": "no longer trained",  # not in the registry
+    }
     same = {**keys, "models": {"popularity": {"version": "p1"}}}
     assert list(merged_models(tmp_path / "results.json", same, ["popularity"], models)) == ["popularity", "sasrec"]
-    assert same["dropped_from_earlier"] == {"bpr-mf": "retrained or removed since the earlier evaluate"}  # v0 is not its latest
+    assert same["dropped_from_earlier"]["bpr-mf"] == "retrained since the earlier evaluate"  # v0 is not its latest
+    # Only what can be measured again is in the command, with the evaluation's seed and quick sample.
+    note = dropped_note({**upgraded, "seed": 3, "max_users": 50})
+    assert note == (
+        "no longer in the table (sasrec, bpr-mf: the earlier evaluate had other ranker code; id-sequence: a retired ranker name; "
+        "itemknn: no longer trained); `reelsense evaluate --models sasrec,bpr-mf --seed 3 --max-users 50` measures them here"
+    )
+    same["dropped_from_earlier"] = {"bpr-mf": "retrained since the earlier evaluate"}
 
     row = {"version": "v", "ctr_sampled": {}}
     for protocol in ("unmasked", "masked"):
         row[protocol] = {"overall": {"ndcg@10": 0.1, "hr@10": 0.2}, "natural_cold_items": {"hr@10": 1.0, "users": 1}}
     table = "\n".join(results_lines({**same, "models": {"popularity": row, "sasrec": row}, "kept_from_earlier": ["sasrec"]}))
     assert "1.0000 (1)" in table and "cold items HR@10 (n)" in table
-    assert "no longer in the table (bpr-mf: retrained or removed since the earlier evaluate); `reelsense evaluate --models bpr-mf` adds them back" in table
-    assert "not paired: sasrec's row is kept from an earlier evaluate, which stores no per-user ranks to pair popularity;" in table
+    assert "no longer in the table (bpr-mf: retrained since the earlier evaluate); `reelsense evaluate --models bpr-mf` measures them here" in table
+    assert "not paired: sasrec's row is kept from an earlier evaluate, which stores no per-user ranks to pair with popularity;" in table
 
 
 def test_a_copied_homes_report_says_where_its_results_were_evaluated(tmp_path):
@@ -805,7 +818,8 @@ def test_a_copied_homes_report_says_where_its_results_were_evaluated(tmp_path):
     assert _moved_note({"home": str(here.resolve())}, here) == ""
     assert _moved_note({}, here) == ""  # results written before the home was recorded: nothing to compare
     note = _moved_note({"home": str(there)}, here)
-    assert f"Evaluated in {there}, before this home was copied or moved here" in note and "<code>reelsense evaluate</code>" in note
+    assert f"Evaluated in {there}, another path than this home's (copied, moved or mounted elsewhere)" in note
+    assert "<code>reelsense evaluate</code> evaluates here" in note
 
 
 def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch, tmp_path):
@@ -821,7 +835,14 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     monkeypatch.setattr(analyze, "_explainer", lambda wh, data, device, version: f"lstm-attn {version}")
     monkeypatch.setattr(artifacts, "checked_meta", lambda *a, **k: None)
     monkeypatch.setattr(artifacts, "list_models", lambda models_dir: registry)
-    monkeypatch.setattr(artifacts, "latest", lambda models_dir, name: registry[-1])
+    monkeypatch.setattr(artifacts, "latest", lambda models_dir, name: registry[-1] if name == "lightgbm" else {"version": "b2"})
+    fits = {"g2": True}
+
+    def check_with_base(models_dir, name, data, *, version, match):
+        if not fits.get(version):
+            raise artifacts.ModelMismatch(f"lightgbm {version} does not fit either")
+
+    monkeypatch.setattr(artifacts, "check_with_base", check_with_base)
 
     def stale(*args, **kwargs):
         raise artifacts.ModelMismatch(f"lightgbm g1 does not fit the warehouse's features; {kwargs['fix']}")
@@ -832,9 +853,21 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     assert (model, ctr) == ("lstm-attn b1", None)
     assert said == [
         "explanations without LightGBM's feature contributions: the run's lightgbm g1 does not fit the warehouse now, and a newer "
-        "one (g2) was trained since; `reelsense score --run-id r1 --model lstm-attn --replace` rescores the run with the latest "
-        "models, and `reelsense report` then explains it with them"
+        "one (g2) was trained since; `reelsense score --run-id r1 --model lstm-attn --replace` (with the --k and --users it was "
+        "scored with) rescores the run with the latest models, and `reelsense report` then explains it with them"
     ]
+    retrain = [
+        "explanations without LightGBM's feature contributions: lightgbm g1 does not fit the warehouse's features; "
+        "train on this data to explain with it: `reelsense train --models lstm-attn,lightgbm`"
+    ]
+    fits["g2"] = False  # the newer stage does not fit the warehouse either: a rescore would not help
+    said.clear()
+    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    assert said == retrain
+    fits["g2"], registry[-1]["base_version"] = True, "b0"  # it fits, but over an lstm-attn other than the latest
+    said.clear()
+    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    assert said == retrain
     registry.pop()  # g1 is the latest: the data changed under it, and retraining is the way out
     said.clear()
     analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
