@@ -114,8 +114,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     model = _explainer(wh, data, device, base_version)
     try:
         # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
-        fix = _retrain("lstm-attn,lightgbm")
-        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema", fix=fix)
+        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema", fix=_retrain("lstm-attn,lightgbm"))
     except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
         latest = artifacts.latest(wh.models_dir, "lightgbm")

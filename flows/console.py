@@ -90,8 +90,6 @@ def unpaired_note(results: dict) -> str | None:
     unpaired = [name for name, r in results["models"].items() if vs_reference(name, r, "unmasked") == "not paired"]
     if not unpaired:
         return None
-    # The same evaluation again (review: a bare command evaluated every user at seed 0, and dropped the rest of a seed-3 table).
-    same = _same_evaluation(results)
     train = "" if REFERENCE in results["models"] else f", with a {REFERENCE} trained on this data (`reelsense train --models {REFERENCE}`)"
     # Probe: beside a kept sasrec row the note said no sasrec was evaluated over the same users.
     why = (
@@ -99,7 +97,8 @@ def unpaired_note(results: dict) -> str | None:
         if REFERENCE in results.get("kept_from_earlier", [])
         else f"no {REFERENCE} was evaluated over the same users with"
     )
-    return runnable(f"not paired: {why} {', '.join(unpaired)}; `reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{same}` pairs them{train}")
+    command = f"reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{_same_evaluation(results)}"
+    return runnable(f"not paired: {why} {', '.join(unpaired)}; `{command}` pairs them{train}")
 
 
 # Why an earlier row left the table where evaluate cannot measure it again (flows/rank.py merged_models).
@@ -125,6 +124,11 @@ def dropped_note(results: dict) -> str | None:
     return runnable(f"no longer in the table ({why}){how}")
 
 
+def _cold_text(cold: dict) -> str:
+    """A cold-item HR@10 with its user count: an HR@10 of 1.0000 over one user read as leakage (probe)."""
+    return f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"
+
+
 def _counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -138,8 +142,7 @@ def results_lines(results: dict) -> list[str]:
     for name, r in results["models"].items():
         o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
         vs_text = vs_reference(name, r, "unmasked")
-        # With its user count: an HR@10 of 1.0000 over one user read as leakage (probe).
-        cold_text = f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"
+        cold_text = _cold_text(cold)
         served = r.get("scoring_path", {})
         repeats = served.get("repeat_targets", repeats)
         served_text = f"{served['ndcg@10']:.4f}" if "ndcg@10" in served else "-"
@@ -442,7 +445,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         for name, r in results["models"].items():
             o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
             vs_text = vs_reference(name, r, protocol)
-            cold_text = f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"  # with its count (probe)
+            cold_text = _cold_text(cold)
             lines.append(
                 f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |"

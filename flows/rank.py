@@ -265,10 +265,11 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
     for name, r in previous.get("models", {}).items():
         if name in evaluated:
             continue
-        latest = (artifacts.latest(models_dir, name) or {}).get("version") if name in ALL_MODELS else None
         if name not in ALL_MODELS:
             dropped[name] = RETIRED_ROW
-        elif latest is None:
+            continue
+        latest = (artifacts.latest(models_dir, name) or {}).get("version")
+        if latest is None:
             dropped[name] = UNTRAINED_ROW
         elif differ:
             dropped[name] = f"the earlier evaluate had other {', '.join(differ)}"
