@@ -6,7 +6,8 @@
 HOME: `reelsense ingest microlens ../shared/data/microlens-50k` and
 `reelsense extract --config configs/microlens-text.toml` (MiniLM titles). Steps, in order, each
 written to the JSON (and its .md) as soon as it finishes, so an interrupted run is resumed by
-running the same command again (finished steps are skipped):
+running the same command again (finished steps are skipped; a fit stopped part way continues
+from its last finished epoch, kept in `<out>.models/<step>.unfinished.pt`):
 1. each model with the first of --seeds on the leave-one-out split, all test users ranked against
    all items, history unmasked and masked; paired bootstrap of each model's NDCG@10 against the
    `sasrec` of the same seed (`lightgbm` re-ranks the lstm-attn of its seed: bases are fitted
@@ -133,22 +134,26 @@ def make(name: str, overrides: dict, trained: dict | None = None) -> object:
     return model
 
 
-def fit(model, data, seed: int) -> dict:
+def fit(model, data, seed: int, unfinished: Path) -> dict:
+    """Fit `model`, keeping its state after each epoch in `unfinished` (a stopped run continues the
+    fit from there; the caller deletes it once the step is in the JSON)."""
     started = time.perf_counter()
-    model.fit(data, seed=seed)
+    model.fit(data, seed=seed, checkpoint=unfinished)
+    history = getattr(model, "history", None) or []
     return {
         "command": " ".join(["python", *sys.argv]),
         "code_version": code_version(),  # a resumed run pairs steps of one code version only (see `paired`)
-        "fit_seconds": round(time.perf_counter() - started, 1),
+        "fit_seconds": round(time.perf_counter() - started, 1),  # this process's part of a continued fit
+        "epoch_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1),  # every epoch, whichever process ran it
         "history": getattr(model, "history", None),
         "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
     }
 
 
-def fit_and_evaluate(key: str, model, data, rows, seed: int) -> dict:
+def fit_and_evaluate(key: str, model, data, rows, seed: int, unfinished: Path) -> dict:
     """One step of the warm table: fit with `seed`, rank every test row under both protocols (the
     test rows and the bootstrap keep seed 0, so steps of other seeds pair over the same users)."""
-    step = fit(model, data, seed)
+    step = fit(model, data, seed, unfinished)
     started = time.perf_counter()
     metrics, ranks = evaluate_model(model, data, rows, seed=0)
     step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - started, 1), ndcg10_per_user={p: ndcg(ranks[p], 10).tolist() for p in PROTOCOLS})
@@ -308,6 +313,10 @@ def main() -> None:
     trained: dict[tuple[str, int], object] = {}  # (name, seed) -> the re-rankers' bases (lightgbm: lstm-attn)
     kept = out.with_suffix(".models")  # the bases' checkpoints, so that a resumed run can still fit their re-rankers
 
+    def unfinished(key: str) -> Path:
+        """Where the fit of step `key` keeps its state after each epoch, until the step is saved."""
+        return kept / f"{key.replace('/', '-')}.unfinished.pt"
+
     def warm_step(name: str, seed: int) -> None:
         """Fit `name` with `seed` and rank every test user, unless the JSON has the step already."""
         key = f"main/{name}/seed{seed}"
@@ -326,7 +335,7 @@ def main() -> None:
             trained[base, seed] = make(base, overrides)
             trained[base, seed].load(checkpoint, data)
         model = make(name, overrides, {base: trained[base, seed]} if base else None)
-        results["steps"][key] = fit_and_evaluate(key, model, data, rows, seed)
+        results["steps"][key] = fit_and_evaluate(key, model, data, rows, seed, unfinished(key))
         if base:
             results["steps"][key]["base_step"] = f"main/{base}/seed{seed}"  # the fit it re-ranks
         if name in NEEDS_BASE.values():
@@ -334,6 +343,7 @@ def main() -> None:
             kept.mkdir(parents=True, exist_ok=True)
             model.save(kept / f"{name}-seed{seed}.pt")
         save()
+        unfinished(key).unlink(missing_ok=True)
 
     for name in models if "main" in steps else []:  # 1. every model, the first seed
         warm_step(name, seeds[0])
@@ -347,7 +357,7 @@ def main() -> None:
         if key in results["steps"]:
             continue
         model = make(name, cold_overrides)
-        step = fit(model, split.train_data, seeds[0])
+        step = fit(model, split.train_data, seeds[0], unfinished(key))
         t = time.perf_counter()
         slices = {**item_rows, **{f"new_users_{k}": rows_ for k, rows_ in user_rows.items()}}
         slice_ranks = {s: ranks_by_protocol(model, data, rows_, data.queries.take(rows_)) for s, rows_ in slices.items()}
@@ -358,6 +368,7 @@ def main() -> None:
         step["eval_seconds"] = round(time.perf_counter() - t, 1)
         results["steps"][key] = step
         save()
+        unfinished(key).unlink(missing_ok=True)
         print(
             f"{key}: item-cold HR@10 {step['item_cold']['cold_targets']['unmasked'].get('hr@10', 0):.4f} vs warm "
             f"{step['item_cold']['warm_targets']['unmasked'].get('hr@10', 0):.4f}",

@@ -6,7 +6,8 @@
   since it was built;
 - train-ranker: fits each ranker on the train split, saves it to
   `<home>/models/rankers/<name>/<version>/` with its config, training history and the fingerprint
-  of the data it saw;
+  of the data it saw; a ranker trained in epochs keeps its state after each one in
+  `<name>/unfinished.pt` until it is saved, so a stopped `train` continues where it stopped;
 - evaluate: every saved ranker in one harness (ranker/evaluate.py), written to
   `<home>/reports/results.json` and `results.md`.
 """
@@ -68,7 +69,10 @@ def train_one(
     if saved is not None:
         get_run_logger().info("training %s again, not reusing %s: %s", name, saved["version"], retrain_reason(saved, model, data, seed))
     started = time.perf_counter()
-    model.fit(data, seed=seed)
+    # Rankers trained in epochs keep their state here after each one: a stopped `train` continues
+    # from its last finished epoch (a file of another fit, say other data, is replaced).
+    unfinished = artifacts.unfinished_fit(models_dir, name)
+    model.fit(data, seed=seed, checkpoint=unfinished)
     history = getattr(model, "history", None)
     meta = {
         "name": name,
@@ -89,6 +93,7 @@ def train_one(
         "trained_at": datetime.now(timezone.utc).isoformat(),
     }
     artifacts.save(models_dir, model, meta)
+    unfinished.unlink(missing_ok=True)
     model.version = meta["version"]
     return model, meta
 

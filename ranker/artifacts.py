@@ -1,4 +1,5 @@
-"""The model registry on disk: `<home>/models/rankers/<name>/<version>/{model, meta.json}`.
+"""The model registry on disk: `<home>/models/rankers/<name>/<version>/{model, meta.json}`
+(and `<name>/unfinished.pt` while a fit is in progress or was stopped, `unfinished_fit`).
 
 A version is written once and never changed; `<name>/LATEST` names the newest. meta.json holds the
 config (seed, device), the training history, the evaluation metrics once `evaluate` has run, and two
@@ -94,6 +95,12 @@ def save(models_dir: Path, model: Any, meta: dict[str, Any]) -> Path:
     _write_json(folder / "meta.json", meta)
     write_text(folder.parent / "LATEST", meta["version"] + "\n")
     return folder
+
+
+def unfinished_fit(models_dir: Path, name: str) -> Path:
+    """Where a fit of `name` in progress keeps its state after each epoch (ranker/training.py
+    FitCheckpoint); deleted once the model is saved. Not a version: `models` and prune skip it."""
+    return models_dir / "rankers" / name / "unfinished.pt"
 
 
 def latest(models_dir: Path, name: str) -> dict[str, Any] | None:

@@ -22,7 +22,11 @@ class Ranker(Protocol):
     version: str  # the registry's version once saved or loaded (ranker/artifacts.py); "" before
     heads: list[str]  # what it predicts: ["engage"], then per-behaviour heads ("like", ...) where it has them
 
-    def fit(self, data: Dataset, *, seed: int = 0) -> None: ...
+    def fit(self, data: Dataset, *, seed: int = 0, checkpoint: Path | None = None) -> None:
+        """Train on `data`'s training rows with `seed`. Rankers trained in epochs keep their state in
+        `checkpoint` after each one and continue from it (ranker/training.py FitCheckpoint); the others
+        fit in one pass and ignore it."""
+        ...
 
     def score_items(self, data: Dataset, queries: Queries, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """Scores (Q, C) of items (Q, C) for each query."""

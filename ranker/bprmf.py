@@ -22,7 +22,7 @@ from torch import nn
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries
-from ranker.training import EarlyStopping, end_epoch, epoch_bar, validation_ndcg, validation_rows
+from ranker.training import EarlyStopping, FitCheckpoint, end_epoch, epoch_bar, validation_ndcg, validation_rows
 from warehouse.settings import check_ranges
 
 
@@ -60,7 +60,9 @@ class BprMF:
             nn.init.normal_(emb.weight, std=0.01)
         nn.init.zeros_(self.bias.weight)
 
-    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+    def fit(self, data: Dataset, *, seed: int = 0, checkpoint: Path | None = None) -> None:
+        """Train on `data`'s training rows; `checkpoint`: a file that keeps the fit's state after each
+        epoch, from which a stopped fit continues (ranker/training.py FitCheckpoint)."""
         cfg = self.config
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -75,7 +77,9 @@ class BprMF:
         valid = validation_rows(data, cfg.valid_users, seed)
         stopper = EarlyStopping(cfg.patience)
         self.history = []
-        for epoch in range(cfg.max_epochs):
+        resume = FitCheckpoint.for_fit(checkpoint, self, data, seed)
+        resume.track(self, weights, optimiser, stopper, rng, max_epochs=cfg.max_epochs)
+        for epoch in range(resume.restore(), cfg.max_epochs):
             started, losses = time.perf_counter(), []
             for rows in epoch_bar(minibatches(len(train), cfg.batch, rng), math.ceil(len(train) / cfg.batch), self.name, epoch):
                 neg = torch.as_tensor(rng.integers(1, data.n_items + 1, len(rows)))
@@ -89,7 +93,9 @@ class BprMF:
                 losses.append(loss.item())
             score = validation_ndcg(self, data, valid) if len(valid) else -float(np.mean(losses))
             end_epoch(self, epoch, losses, score, started)
-            if stopper.should_stop(score, weights):
+            stop = stopper.should_stop(score, weights)
+            resume.save(stop)
+            if stop:
                 break
         stopper.restore(weights)
 

@@ -21,7 +21,7 @@ class ItemKNN:
         self.neighbours = neighbours
         self.similarity: sp.csr_matrix | None = None
 
-    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+    def fit(self, data: Dataset, *, seed: int = 0, checkpoint: Path | None = None) -> None:  # one pass: nothing to continue
         train = np.flatnonzero(data.split == "train")
         users, user_rows = np.unique(data.queries.users[train], return_inverse=True)
         matrix = sp.csr_matrix((np.ones(len(train), np.float32), (user_rows, data.targets[train])), shape=(len(users), data.n_items + 1))

@@ -44,7 +44,7 @@ class LightGBMCtr:
         columns = [base_scores, cos_mean, cos_recent[..., -1], cos_recent.max(-1), np.log1p(counts), ~data.in_training[items], length]
         return np.stack([np.asarray(c, np.float32) for c in columns], -1).reshape(-1, len(FEATURES))
 
-    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+    def fit(self, data: Dataset, *, seed: int = 0, checkpoint: Path | None = None) -> None:  # one pass: nothing to continue
         rng = np.random.default_rng(seed)
         valid = np.flatnonzero(data.split == "valid")
         rows = np.sort(rng.choice(valid, min(self.train_users, len(valid)), replace=False))

@@ -17,7 +17,7 @@ class Popularity:
     def __init__(self) -> None:
         self.counts = np.zeros(1)
 
-    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+    def fit(self, data: Dataset, *, seed: int = 0, checkpoint: Path | None = None) -> None:  # one pass: nothing to continue
         self.counts = data.train_counts.astype(np.float32)  # positives of the train split (ranker/data.py)
 
     def score_items(self, data: Dataset, queries: Queries, items: np.ndarray) -> np.ndarray:

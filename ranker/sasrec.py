@@ -35,7 +35,18 @@ from torch.autograd.function import once_differentiable
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
-from ranker.training import Dropout, EarlyStopping, ItemTower, end_epoch, epoch_bar, next_item_sequences, remap_items, validation_ndcg, validation_rows
+from ranker.training import (
+    Dropout,
+    EarlyStopping,
+    FitCheckpoint,
+    ItemTower,
+    end_epoch,
+    epoch_bar,
+    next_item_sequences,
+    remap_items,
+    validation_ndcg,
+    validation_rows,
+)
 from warehouse.settings import check_ranges
 
 
@@ -243,10 +254,13 @@ class Sasrec:
         self.net = SasrecNet(data.n_items, data.queries.hist_items.shape[1], self.config, content_dim).to(self.device)
         self.net.items.set_items(data, data.in_training if seen is None else seen)
 
-    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+    def fit(self, data: Dataset, *, seed: int = 0, checkpoint: Path | None = None) -> None:
+        """Train on `data`'s training rows; `checkpoint`: a file that keeps the fit's state after each
+        epoch, from which a stopped fit continues (ranker/training.py FitCheckpoint)."""
         cfg = self.config
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
+        self.history = []
         self._build(data)
         self.net.items.prepare_training(data)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
@@ -257,7 +271,9 @@ class Sasrec:
         stopper = EarlyStopping(cfg.patience)
         drop_rng = torch.Generator().manual_seed(seed)
         loss_of = SoftmaxLoss(torch.as_tensor(data.withheld, device=self.device) if data.withheld.any() else None)
-        for epoch in range(cfg.max_epochs):
+        resume = FitCheckpoint.for_fit(checkpoint, self, data, seed)
+        resume.track(self, self.net, optimiser, stopper, rng, drop_rng, max_epochs=cfg.max_epochs)
+        for epoch in range(resume.restore(), cfg.max_epochs):
             started = time.perf_counter()
             self.net.train()
             losses = []
@@ -277,7 +293,9 @@ class Sasrec:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             score = validation_ndcg(self, data, valid) if len(valid) else -float(np.mean(losses))
             end_epoch(self, epoch, losses, score, started)
-            if stopper.should_stop(score, self.net):
+            stop = stopper.should_stop(score, self.net)
+            resume.save(stop)
+            if stop:
                 break
         stopper.restore(self.net)
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
-from ranker.training import EarlyStopping, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
+from ranker.training import EarlyStopping, FitCheckpoint, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
 from warehouse.errors import ReelsenseError
 from warehouse.settings import check_ranges
 
@@ -151,10 +151,13 @@ class LstmAttn:
         self.net = LstmAttnNet(data.n_items, self.config, content_dim, len(self.heads)).to(self.device)
         self.net.items.set_items(data, data.in_training if seen is None else seen)  # seen: items with a trained delta
 
-    def fit(self, data: Dataset, *, seed: int = 0) -> None:
+    def fit(self, data: Dataset, *, seed: int = 0, checkpoint: Path | None = None) -> None:
+        """Train on `data`'s training rows; `checkpoint`: a file that keeps the fit's state after each
+        epoch, from which a stopped fit continues (ranker/training.py FitCheckpoint)."""
         cfg = self.config
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
+        self.history = []
         self._build(data)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         train = np.flatnonzero(data.split == "train")
@@ -168,7 +171,9 @@ class LstmAttn:
         log_q = torch.as_tensor(np.log(np.maximum(sampling * cfg.negatives, 1e-30)), dtype=torch.float32, device=self.device)
         drop = torch.Generator().manual_seed(seed)
         stopper = EarlyStopping(cfg.patience)
-        for epoch in range(cfg.max_epochs):
+        resume = FitCheckpoint.for_fit(checkpoint, self, data, seed)
+        resume.track(self, self.net, optimiser, stopper, rng, drop, max_epochs=cfg.max_epochs)
+        for epoch in range(resume.restore(), cfg.max_epochs):
             started = time.perf_counter()
             self.net.train()
             losses: list[float] = []
@@ -205,7 +210,9 @@ class LstmAttn:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             score = validation_ndcg(self, data, valid) if len(valid) else -float(np.mean(losses))
             end_epoch(self, epoch, losses, score, started)
-            if stopper.should_stop(score, self.net):
+            stop = stopper.should_stop(score, self.net)
+            resume.save(stop)
+            if stop:
                 break
         stopper.restore(self.net)
 

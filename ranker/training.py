@@ -1,6 +1,8 @@
 """What the trainable sequence rankers (`sasrec*`, `lstm-attn*`) share: the content-first item
-tower, early stopping on validation NDCG@10 from full ranking, the per-epoch progress, and loading
-item parameters by item id (so items added after training are scored without retraining).
+tower, early stopping on validation NDCG@10 from full ranking, the per-epoch progress, the state
+kept after every epoch so that a stopped fit continues where it stopped (`FitCheckpoint`; bpr-mf
+uses it too), and loading item parameters by item id (so items added after training are scored
+without retraining).
 
 Content-first items (after Pembek et al., RecSys 2025): item i is
     e_i = W c_i + delta_i,   ||delta_i|| <= rho * ||W c_i||,
@@ -25,9 +27,11 @@ id-only rankers) e_i is an id embedding.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -227,6 +231,120 @@ class EarlyStopping:
         if self.state is not None:
             net.load_state_dict(self.state)
         net.eval()
+
+
+class FitCheckpoint:
+    """A fit's whole state after each finished epoch, written to `path`, so that a fit stopped part
+    way (Ctrl-C, a killed process, the end of a session) continues from its last finished epoch
+    instead of from the first. It holds the weights, the optimiser, early stopping (the best weights
+    and the epochs waited), the epoch history, and every random stream the fit draws from (numpy's
+    for batches and sampled negatives, torch's for dropout and id drop), so a continued fit ends
+    with the model one uninterrupted fit ends with (a test holds the weights to torch.equal).
+
+    A saved state is continued only under the same key (ranker/artifacts.py reuse_key: the training
+    rows, items, content vectors, settings, seed and ranker code); a file with another key is
+    replaced after this fit's first epoch. Once the fit is over the file says so, and a process
+    stopped between the fit and storing its result does not train again; the caller deletes the
+    file (`discard`) once the result is stored. `path` None: no file, the fit runs as before.
+
+    Use: `track(...)` the fit's objects, `restore()` before the first epoch (the epoch to run
+    next), `save(stopped)` after each."""
+
+    def __init__(self, path: Path | None, key: str, *, name: str) -> None:
+        self.path, self.key, self.name = path, key, name
+        self.epochs_before = 0  # epochs a previous process finished (0: a fresh fit)
+        self.parts: dict[str, Any] = {}
+
+    @staticmethod
+    def for_fit(path: Path | None, model: Any, data: Dataset, seed: int) -> FitCheckpoint:
+        """The checkpoint of `model`'s fit on `data` with `seed` (its key is computed only when there is a file)."""
+        if path is None:
+            return FitCheckpoint(None, "", name=model.name)
+        from ranker.artifacts import reuse_key  # not at import time: artifacts builds rankers
+
+        return FitCheckpoint(Path(path), reuse_key(model.name, model, data, seed), name=model.name)
+
+    def track(
+        self,
+        model: Any,
+        net: nn.Module,
+        optimiser: torch.optim.Optimizer,
+        stopper: EarlyStopping,
+        rng: np.random.Generator,
+        *streams: torch.Generator,
+        max_epochs: int,
+    ) -> None:
+        """What the fit keeps between epochs: `model.history`, the weights of `net`, the optimiser,
+        early stopping, the numpy generator and torch generators of its own (besides torch's global one)."""
+        self.parts = {"model": model, "net": net, "optimiser": optimiser, "stopper": stopper, "rng": rng, "streams": streams, "max_epochs": max_epochs}
+
+    def restore(self) -> int:
+        """Load a saved state of this fit; returns the epoch to run next (0 when there is none to
+        continue, `max_epochs` when the fit had finished)."""
+        if self.path is None or not self.path.exists():
+            return 0
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as error:  # unreadable: said, and trained from the start
+            self._say(f"cannot continue from {self.path} ({type(error).__name__}: {error}); training from epoch 1")
+            return 0
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            self._say(f"{self.path} holds a stopped fit of other rows, items, settings, seed or code; training from epoch 1 (the file is replaced after it)")
+            return 0
+        p = self.parts
+        p["net"].load_state_dict(state["net"])
+        p["optimiser"].load_state_dict(state["optimiser"])
+        p["stopper"].best, p["stopper"].waited, p["stopper"].state = state["best"], state["waited"], state["best_state"]
+        p["model"].history = state["history"]
+        p["rng"].bit_generator.state = state["numpy"]
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        for stream, saved in zip(p["streams"], state["streams"], strict=True):
+            stream.set_state(saved)
+        self.epochs_before = len(state["history"])
+        if state["finished"]:
+            self._say(f"the fit in {self.path} had finished after {self.epochs_before} epochs; not training again")
+            return int(p["max_epochs"])
+        self._say(f"continuing a stopped fit after epoch {self.epochs_before} ({self.path})")
+        return self.epochs_before
+
+    def save(self, stopped: bool) -> None:
+        """Write the state after an epoch (`stopped`: early stopping ended the fit), whole or not at
+        all: a temporary file renamed over the old one."""
+        if self.path is None:
+            return
+        p = self.parts
+        state = {
+            "key": self.key,
+            "finished": stopped or len(p["model"].history) >= p["max_epochs"],
+            "net": p["net"].state_dict(),
+            "optimiser": p["optimiser"].state_dict(),
+            "best": p["stopper"].best,
+            "waited": p["stopper"].waited,
+            "best_state": p["stopper"].state,
+            "history": p["model"].history,
+            "numpy": p["rng"].bit_generator.state,
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+            "streams": [stream.get_state() for stream in p["streams"]],
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        part = self.path.with_name(self.path.name + ".part")
+        with open(part, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(part, self.path)
+
+    def discard(self) -> None:
+        """The fit's result is stored: its checkpoint is no longer needed."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path.with_name(self.path.name + ".part").unlink(missing_ok=True)
+
+    def _say(self, text: str) -> None:
+        print(f"{self.name}: {text}", file=sys.stderr, flush=True)
 
 
 def next_item_sequences(data: Dataset) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

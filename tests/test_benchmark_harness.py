@@ -50,6 +50,8 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     }
     assert {k for k in steps if k.startswith("cold/")} == {"cold/popularity/seed0", "cold/sasrec/seed0", "cold/lstm-attn/seed0"}
     assert steps["main/lstm-attn/seed1"]["config"]["max_epochs"] == 2
+    assert not list(out.with_suffix(".models").glob("*unfinished*"))  # a fit's epoch state goes once its step is stored
+    assert steps["main/sasrec/seed0"]["epoch_seconds"] == pytest.approx(sum(h["seconds"] for h in steps["main/sasrec/seed0"]["history"]), abs=0.11)
     assert steps["main/lightgbm/seed1"]["base_step"] == "main/lstm-attn/seed1"  # that seed's fit, not the first seed's
     # Each seed's models are paired with sasrec of that seed, over the same test users: the paired
     # difference is the difference of the two steps' means.

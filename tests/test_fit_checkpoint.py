@@ -1,0 +1,151 @@
+"""A fit stopped part way continues from its last finished epoch (ranker/training.py FitCheckpoint)
+and ends with the model one uninterrupted fit gives; a checkpoint of another fit is not continued;
+a finished one is not trained again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from test_content_rankers import FAST, FAST_LSTM, planted
+from test_rankers import dataset
+
+from ranker.bprmf import BprMF, BprMfConfig
+from ranker.sasrec import Sasrec
+from ranker.sequence import LstmAttn
+from ranker.training import FitCheckpoint
+
+EPOCHS = 4
+MODELS = {
+    "sasrec-content": lambda: Sasrec(use_content=True, config=replace(FAST, max_epochs=EPOCHS)),
+    "sasrec": lambda: Sasrec(use_content=False, config=replace(FAST, max_epochs=EPOCHS)),
+    "lstm-attn": lambda: LstmAttn(use_content=True, config=replace(FAST_LSTM, max_epochs=EPOCHS)),
+    "lstm-attn-sampled": lambda: LstmAttn(use_content=True, config=replace(FAST_LSTM, max_epochs=EPOCHS, full_softmax_max=0, negatives=8)),
+    "bpr-mf": lambda: BprMF(BprMfConfig(max_epochs=EPOCHS, patience=EPOCHS, batch=64)),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Equal weights need one thread: two uninterrupted fits of lstm-attn on 2 threads differ in
+    the 7th digit (the order of parallel sums), with or without a checkpoint."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return dataset(planted(tmp_path_factory.mktemp("planted")), max_history=10)
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    if isinstance(model, BprMF):
+        return {f"{part}.{k}": v for part in ("users", "items", "bias") for k, v in getattr(model, part).state_dict().items()}
+    return model.net.state_dict()
+
+
+def without_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in history]
+
+
+def stopped_after(epochs: int, make, data, path, monkeypatch) -> None:
+    """A fit that is stopped (as by Ctrl-C) right after its checkpoint of epoch `epochs` is written."""
+    real_save, saved = FitCheckpoint.save, []
+
+    def save_then_stop(self, stopped):
+        real_save(self, stopped)
+        saved.append(stopped)
+        if len(saved) == epochs:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FitCheckpoint, "save", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            make().fit(data, seed=3, checkpoint=path)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_stopped_fit_continues_from_its_last_epoch_to_the_model_one_fit_gives(name, data, tmp_path, monkeypatch, capsys):
+    make = MODELS[name]
+    whole = make()
+    whole.fit(data, seed=3)
+    path = tmp_path / "fit.pt"
+    stopped_after(2, make, data, path, monkeypatch)
+    assert path.exists() and not path.with_name("fit.pt.part").exists()
+    capsys.readouterr()
+    continued = make()  # a new process: nothing but the file carries over
+    continued.fit(data, seed=3, checkpoint=path)
+    assert "continuing a stopped fit after epoch 2" in capsys.readouterr().err
+    assert len(continued.history) == len(whole.history) == EPOCHS
+    assert without_seconds(continued.history) == without_seconds(whole.history)
+    mine, theirs = weights(continued), weights(whole)
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine), [k for k in mine if not torch.equal(mine[k], theirs[k])]
+
+
+def test_a_finished_fit_is_not_trained_again_and_another_fits_file_is_not_continued(data, tmp_path, capsys):
+    make, path = MODELS["sasrec"], tmp_path / "fit.pt"
+    first = make()
+    first.fit(data, seed=3, checkpoint=path)
+    assert torch.load(path, weights_only=False)["finished"]
+    capsys.readouterr()
+    again = make()
+    again.fit(data, seed=3, checkpoint=path)
+    err = capsys.readouterr().err
+    assert "had finished after 4 epochs; not training again" in err and "epoch 1:" not in err
+    assert again.history == first.history  # the seconds too: these are the first fit's epochs
+    assert all(torch.equal(a, b) for a, b in zip(weights(again).values(), weights(first).values(), strict=True))
+
+    other = make()  # another seed: the file is of another fit
+    other.fit(data, seed=4, checkpoint=path)
+    err = capsys.readouterr().err
+    assert "holds a stopped fit of other rows, items, settings, seed or code; training from epoch 1" in err
+    fresh = make()
+    fresh.fit(data, seed=4)
+    assert without_seconds(other.history) == without_seconds(fresh.history)
+    assert FitCheckpoint.for_fit(path, make(), data, 4).key == torch.load(path, weights_only=False)["key"]  # replaced by this fit's
+
+
+def test_an_unreadable_checkpoint_is_said_and_the_fit_starts_over(data, tmp_path, capsys):
+    path = tmp_path / "fit.pt"
+    path.write_bytes(b"cut short by a crash")
+    model = MODELS["bpr-mf"]()
+    model.fit(data, seed=3, checkpoint=path)
+    assert "cannot continue from" in capsys.readouterr().err
+    assert len(model.history) == EPOCHS
+    FitCheckpoint.for_fit(path, model, data, 3).discard()
+    assert not path.exists()
+
+
+def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_once_saved(tmp_path, prefect_harness, monkeypatch, capsys):
+    """`reelsense train` stopped part way: the next `train` continues the fit (same model as one
+    uninterrupted fit) and deletes `<name>/unfinished.pt` once the model is saved."""
+    import tiny_platform
+
+    from flows.rank import build_features, train_rankers
+    from ranker import artifacts
+    from ranker.data import MAX_HISTORY, load_dataset
+    from ranker.registry import build
+
+    wh = tiny_platform.build(tmp_path / "home")
+    build_features(str(wh.home))
+    settings = {"max_epochs": 3, "patience": 3}
+    data = load_dataset(wh, MAX_HISTORY)
+
+    def model():
+        return build("bpr-mf", "cpu", {}, settings)
+
+    path = artifacts.unfinished_fit(wh.models_dir, "bpr-mf")
+    stopped_after(1, model, data, path, monkeypatch)  # the fit `train` would run (its settings, seed 3), stopped after epoch 1
+    capsys.readouterr()
+    metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
+    assert "bpr-mf: continuing a stopped fit after epoch 1" in capsys.readouterr().err
+    assert not path.exists()
+    whole = model()
+    whole.fit(data, seed=3)
+    saved = artifacts.load(wh.models_dir, "bpr-mf", data, {}, "cpu")
+    assert without_seconds(metas["bpr-mf"]["history"]) == without_seconds(whole.history)
+    assert all(torch.equal(a, b) for a, b in zip(weights(saved).values(), weights(whole).values(), strict=True))
