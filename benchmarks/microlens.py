@@ -48,6 +48,7 @@ from ranker.evaluate import PROTOCOLS, evaluate_model, ranking_metrics, ranks_by
 from ranker.metrics import ndcg
 from ranker.names import NEEDS_BASE, check_rankers
 from ranker.registry import CONTENT_ONLY, build
+from ranker.training import discard
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
@@ -145,6 +146,7 @@ def fit(model, data, seed: int, unfinished: Path) -> dict:
         "code_version": code_version(),  # a resumed run pairs steps of one code version only (see `paired`)
         "fit_seconds": round(time.perf_counter() - started, 1),  # this process's part of a continued fit
         "epoch_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1),  # every epoch, whichever process ran it
+        "fit_continued_after": getattr(model, "fit_continued_after", 0),  # epochs an earlier, stopped run had finished
         "history": getattr(model, "history", None),
         "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
     }
@@ -343,7 +345,7 @@ def main() -> None:
             kept.mkdir(parents=True, exist_ok=True)
             model.save(kept / f"{name}-seed{seed}.pt")
         save()
-        unfinished(key).unlink(missing_ok=True)
+        discard(unfinished(key))
 
     for name in models if "main" in steps else []:  # 1. every model, the first seed
         warm_step(name, seeds[0])
@@ -368,7 +370,7 @@ def main() -> None:
         step["eval_seconds"] = round(time.perf_counter() - t, 1)
         results["steps"][key] = step
         save()
-        unfinished(key).unlink(missing_ok=True)
+        discard(unfinished(key))
         print(
             f"{key}: item-cold HR@10 {step['item_cold']['cold_targets']['unmasked'].get('hr@10', 0):.4f} vs warm "
             f"{step['item_cold']['warm_targets']['unmasked'].get('hr@10', 0):.4f}",

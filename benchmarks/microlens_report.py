@@ -39,6 +39,13 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fit_text(step: dict) -> str:
+    """A step's fit seconds; for a fit continued after a stop, the seconds of all its epochs, said."""
+    if step.get("fit_continued_after"):
+        return f"{step['epoch_seconds']} (its epochs; continued after epoch {step['fit_continued_after']})"
+    return str(step["fit_seconds"])
+
+
 def warm_tables(results: dict, seed: int) -> list[str]:
     """Both protocols' tables of the main seed, and what the score-batch path serves."""
     steps = results["steps"]
@@ -72,7 +79,7 @@ def warm_tables(results: dict, seed: int) -> list[str]:
             lines.append(
                 f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold.get('hr@10', 0):.4f} ({cold['users']}) | {vs_text} | "
-                f"{step['fit_seconds']} | {epochs} |"
+                f"{fit_text(step)} | {epochs} |"
             )
         lines.append("")
     lines += served_markdown(

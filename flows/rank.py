@@ -34,6 +34,7 @@ from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, loa
 from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
 from ranker.registry import build
+from ranker.training import discard
 from warehouse.store import Warehouse
 
 
@@ -63,15 +64,18 @@ def train_one(
     model = build(name, device, trained, settings)
     key = artifacts.reuse_key(name, model, data, seed)
     saved = None if force else artifacts.latest(models_dir, name)
-    if saved is not None and saved.get("reuse_key") == key:
-        # Same rows, items, content, hyper-parameters, seed and code: training again would give the same model.
-        return artifacts.load(models_dir, name, data, trained, device), {**saved, "reused": True}
-    if saved is not None:
-        get_run_logger().info("training %s again, not reusing %s: %s", name, saved["version"], retrain_reason(saved, model, data, seed))
-    started = time.perf_counter()
     # Rankers trained in epochs keep their state here after each one: a stopped `train` continues
     # from its last finished epoch (a file of another fit, say other data, is replaced).
     unfinished = artifacts.unfinished_fit(models_dir, name)
+    if saved is not None and saved.get("reuse_key") == key:
+        # Same rows, items, content, hyper-parameters, seed and code: training again would give the same model.
+        discard(unfinished)  # a stopped fit left from before is of no use now
+        return artifacts.load(models_dir, name, data, trained, device), {**saved, "reused": True}
+    if force:
+        discard(unfinished)  # --force trains from epoch 1, not on from a stopped fit
+    if saved is not None:
+        get_run_logger().info("training %s again, not reusing %s: %s", name, saved["version"], retrain_reason(saved, model, data, seed))
+    started = time.perf_counter()
     model.fit(data, seed=seed, checkpoint=unfinished)
     history = getattr(model, "history", None)
     meta = {
@@ -79,7 +83,8 @@ def train_one(
         "version": artifacts.new_version(data),
         "seed": seed,
         "device": device,
-        "fit_seconds": round(time.perf_counter() - started, 1),
+        "fit_seconds": round(time.perf_counter() - started, 1),  # this process's part of a continued fit
+        "fit_continued_after": getattr(model, "fit_continued_after", 0),  # epochs an earlier, stopped `train` had finished
         "data_fingerprint": artifacts.fingerprint(data),
         "reuse_key": key,
         "code_version": artifacts.code_version(),
@@ -93,7 +98,7 @@ def train_one(
         "trained_at": datetime.now(timezone.utc).isoformat(),
     }
     artifacts.save(models_dir, model, meta)
-    unfinished.unlink(missing_ok=True)
+    discard(unfinished)
     model.version = meta["version"]
     return model, meta
 

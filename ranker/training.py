@@ -26,8 +26,9 @@ id-only rankers) e_i is an id embedding.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -42,6 +43,8 @@ from tqdm import tqdm
 
 from ranker.data import Dataset, MissingContent
 from ranker.metrics import ndcg, target_ranks
+from warehouse import store
+from warehouse.errors import ReelsenseError
 
 
 class ItemTower(nn.Module):
@@ -241,18 +244,20 @@ class FitCheckpoint:
     for batches and sampled negatives, torch's for dropout and id drop), so a continued fit ends
     with the model one uninterrupted fit ends with (a test holds the weights to torch.equal).
 
-    A saved state is continued only under the same key (ranker/artifacts.py reuse_key: the training
-    rows, items, content vectors, settings, seed and ranker code); a file with another key is
-    replaced after this fit's first epoch. Once the fit is over the file says so, and a process
-    stopped between the fit and storing its result does not train again; the caller deletes the
-    file (`discard`) once the result is stored. `path` None: no file, the fit runs as before.
+    A saved state is continued only under the same key: ranker/artifacts.py reuse_key (the training
+    rows, items, content vectors, settings, seed and ranker code) plus what else the fit reads (the
+    histories' event types and watch ratios, the behaviour labels, the users) and the device. A file
+    with another key is replaced after this fit's first epoch. Once the fit is over the file says
+    so, and a process stopped between the fit and storing its result does not train again; the
+    caller deletes the file (`discard`) once the result is stored. A file that cannot be written
+    (a full disk) is said once and the fit goes on without it. `path` None: no file.
 
     Use: `track(...)` the fit's objects, `restore()` before the first epoch (the epoch to run
-    next), `save(stopped)` after each."""
+    next), `save(stopped)` after each. `model.fit_continued_after` is set to the epochs an earlier
+    process had finished (0: one uninterrupted fit)."""
 
     def __init__(self, path: Path | None, key: str, *, name: str) -> None:
         self.path, self.key, self.name = path, key, name
-        self.epochs_before = 0  # epochs a previous process finished (0: a fresh fit)
         self.parts: dict[str, Any] = {}
 
     @staticmethod
@@ -262,7 +267,11 @@ class FitCheckpoint:
             return FitCheckpoint(None, "", name=model.name)
         from ranker.artifacts import reuse_key  # not at import time: artifacts builds rankers
 
-        return FitCheckpoint(Path(path), reuse_key(model.name, model, data, seed), name=model.name)
+        digest = hashlib.sha256(reuse_key(model.name, model, data, seed).encode())
+        for array in (data.queries.hist_events, data.queries.hist_ratios, data.queries.users.astype(str), *(data.labels[k] for k in sorted(data.labels))):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(str(getattr(model, "device", "cpu")).encode())
+        return FitCheckpoint(Path(path), digest.hexdigest()[:16], name=model.name)
 
     def track(
         self,
@@ -277,6 +286,7 @@ class FitCheckpoint:
         """What the fit keeps between epochs: `model.history`, the weights of `net`, the optimiser,
         early stopping, the numpy generator and torch generators of its own (besides torch's global one)."""
         self.parts = {"model": model, "net": net, "optimiser": optimiser, "stopper": stopper, "rng": rng, "streams": streams, "max_epochs": max_epochs}
+        model.fit_continued_after = 0
 
     def restore(self) -> int:
         """Load a saved state of this fit; returns the epoch to run next (0 when there is none to
@@ -289,29 +299,35 @@ class FitCheckpoint:
             self._say(f"cannot continue from {self.path} ({type(error).__name__}: {error}); training from epoch 1")
             return 0
         if not isinstance(state, dict) or state.get("key") != self.key:
-            self._say(f"{self.path} holds a stopped fit of other rows, items, settings, seed or code; training from epoch 1 (the file is replaced after it)")
+            self._say(f"{self.path} holds a stopped fit of other data, settings, seed, code or device; training from epoch 1 (the file is replaced after it)")
             return 0
         p = self.parts
-        p["net"].load_state_dict(state["net"])
-        p["optimiser"].load_state_dict(state["optimiser"])
-        p["stopper"].best, p["stopper"].waited, p["stopper"].state = state["best"], state["waited"], state["best_state"]
-        p["model"].history = state["history"]
-        p["rng"].bit_generator.state = state["numpy"]
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        for stream, saved in zip(p["streams"], state["streams"], strict=True):
-            stream.set_state(saved)
-        self.epochs_before = len(state["history"])
+        try:
+            p["net"].load_state_dict(state["net"])
+            p["optimiser"].load_state_dict(state["optimiser"])
+            p["stopper"].best, p["stopper"].waited, p["stopper"].state = state["best"], state["waited"], state["best_state"]
+            p["model"].history = state["history"]
+            p["rng"].bit_generator.state = state["numpy"]
+            torch.set_rng_state(state["torch"])
+            if state["cuda"] is not None:
+                torch.cuda.set_rng_state_all(state["cuda"])
+            for stream, saved in zip(p["streams"], state["streams"], strict=True):
+                stream.set_state(saved)
+        except Exception as error:  # the key matched, so this is a damaged file: part of it may be loaded already
+            raise ReelsenseError(
+                f"{self.name}: {self.path} is a stopped fit of this data that could not be loaded "
+                f"({type(error).__name__}: {error}); delete it to train from epoch 1"
+            ) from error
+        done = p["model"].fit_continued_after = len(state["history"])
         if state["finished"]:
-            self._say(f"the fit in {self.path} had finished after {self.epochs_before} epochs; not training again")
+            self._say(f"the fit in {self.path} had finished after {done} epochs; not training again")
             return int(p["max_epochs"])
-        self._say(f"continuing a stopped fit after epoch {self.epochs_before} ({self.path})")
-        return self.epochs_before
+        self._say(f"continuing a stopped fit after epoch {done} ({self.path})")
+        return done
 
     def save(self, stopped: bool) -> None:
         """Write the state after an epoch (`stopped`: early stopping ended the fit), whole or not at
-        all: a temporary file renamed over the old one."""
+        all (warehouse/store.py write_atomic)."""
         if self.path is None:
             return
         p = self.parts
@@ -329,22 +345,26 @@ class FitCheckpoint:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
             "streams": [stream.get_state() for stream in p["streams"]],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        part = self.path.with_name(self.path.name + ".part")
-        with open(part, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(part, self.path)
-
-    def discard(self) -> None:
-        """The fit's result is stored: its checkpoint is no longer needed."""
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path.with_name(self.path.name + ".part").unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            store.write_atomic(self.path, buffer.getvalue())
+        except OSError as error:
+            self._say(f"cannot keep the fit's state in {self.path} ({error}); training on without it (a stop now starts over)")
+            discard(self.path)
+            self.path = None
 
     def _say(self, text: str) -> None:
         print(f"{self.name}: {text}", file=sys.stderr, flush=True)
+
+
+def discard(path: Path) -> None:
+    """Delete a fit's checkpoint (its result is stored, or it is of no use) and any temporary file
+    of a write that was cut short."""
+    path.unlink(missing_ok=True)
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        temp.unlink(missing_ok=True)
 
 
 def next_item_sequences(data: Dataset) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -14,7 +14,9 @@ from test_rankers import dataset
 from ranker.bprmf import BprMF, BprMfConfig
 from ranker.sasrec import Sasrec
 from ranker.sequence import LstmAttn
-from ranker.training import FitCheckpoint
+from ranker.training import FitCheckpoint, discard
+from warehouse import store
+from warehouse.errors import ReelsenseError
 
 EPOCHS = 4
 MODELS = {
@@ -67,18 +69,22 @@ def stopped_after(epochs: int, make, data, path, monkeypatch) -> None:
             make().fit(data, seed=3, checkpoint=path)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_a_stopped_fit_continues_from_its_last_epoch_to_the_model_one_fit_gives(name, data, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(("name", "stop"), [*((name, 2) for name in MODELS), ("lstm-attn", 3)])
+def test_a_stopped_fit_continues_from_its_last_epoch_to_the_model_one_fit_gives(name, stop, data, tmp_path, monkeypatch, capsys):
     make = MODELS[name]
     whole = make()
     whole.fit(data, seed=3)
+    if stop == 3:  # early stopping's state matters: the best epoch is the stopped one, a later one scores lower
+        scores = [h["valid_ndcg@10"] for h in whole.history]
+        assert max(range(EPOCHS), key=scores.__getitem__) == stop - 1 and scores[stop] < scores[stop - 1], scores
     path = tmp_path / "fit.pt"
-    stopped_after(2, make, data, path, monkeypatch)
-    assert path.exists() and not path.with_name("fit.pt.part").exists()
+    stopped_after(stop, make, data, path, monkeypatch)
+    assert path.exists() and not list(tmp_path.glob(".fit.pt.*"))  # whole files only, no temporary one left
     capsys.readouterr()
     continued = make()  # a new process: nothing but the file carries over
     continued.fit(data, seed=3, checkpoint=path)
-    assert "continuing a stopped fit after epoch 2" in capsys.readouterr().err
+    assert f"continuing a stopped fit after epoch {stop}" in capsys.readouterr().err
+    assert continued.fit_continued_after == stop and whole.fit_continued_after == 0
     assert len(continued.history) == len(whole.history) == EPOCHS
     assert without_seconds(continued.history) == without_seconds(whole.history)
     mine, theirs = weights(continued), weights(whole)
@@ -102,11 +108,33 @@ def test_a_finished_fit_is_not_trained_again_and_another_fits_file_is_not_contin
     other = make()  # another seed: the file is of another fit
     other.fit(data, seed=4, checkpoint=path)
     err = capsys.readouterr().err
-    assert "holds a stopped fit of other rows, items, settings, seed or code; training from epoch 1" in err
+    assert "holds a stopped fit of other data, settings, seed, code or device; training from epoch 1" in err
     fresh = make()
     fresh.fit(data, seed=4)
     assert without_seconds(other.history) == without_seconds(fresh.history)
     assert FitCheckpoint.for_fit(path, make(), data, 4).key == torch.load(path, weights_only=False)["key"]  # replaced by this fit's
+
+
+def test_a_damaged_state_of_this_fit_is_an_error_that_names_the_file(data, tmp_path, monkeypatch):
+    make, path = MODELS["sasrec"], tmp_path / "fit.pt"
+    stopped_after(1, make, data, path, monkeypatch)
+    state = torch.load(path, weights_only=False)
+    del state["optimiser"]
+    torch.save(state, path)
+    with pytest.raises(ReelsenseError, match=f"{path} is a stopped fit of this data that could not be loaded .*delete it to train from epoch 1"):
+        make().fit(data, seed=3, checkpoint=path)
+
+
+def test_a_state_that_cannot_be_written_is_said_once_and_the_fit_goes_on(data, tmp_path, monkeypatch, capsys):
+    def full_disk(path, payload):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "write_atomic", full_disk)
+    model = MODELS["sasrec"]()
+    model.fit(data, seed=3, checkpoint=tmp_path / "fit.pt")
+    err = capsys.readouterr().err
+    assert err.count("cannot keep the fit's state in") == 1 and "training on without it" in err
+    assert len(model.history) == EPOCHS and not list(tmp_path.iterdir())
 
 
 def test_an_unreadable_checkpoint_is_said_and_the_fit_starts_over(data, tmp_path, capsys):
@@ -116,7 +144,7 @@ def test_an_unreadable_checkpoint_is_said_and_the_fit_starts_over(data, tmp_path
     model.fit(data, seed=3, checkpoint=path)
     assert "cannot continue from" in capsys.readouterr().err
     assert len(model.history) == EPOCHS
-    FitCheckpoint.for_fit(path, model, data, 3).discard()
+    discard(path)
     assert not path.exists()
 
 
@@ -148,4 +176,14 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     whole.fit(data, seed=3)
     saved = artifacts.load(wh.models_dir, "bpr-mf", data, {}, "cpu")
     assert without_seconds(metas["bpr-mf"]["history"]) == without_seconds(whole.history)
+    assert metas["bpr-mf"]["fit_continued_after"] == 1
     assert all(torch.equal(a, b) for a, b in zip(weights(saved).values(), weights(whole).values(), strict=True))
+
+    # --force trains from epoch 1, and a reused model removes a stopped fit left from before.
+    stopped_after(1, model, data, path, monkeypatch)
+    capsys.readouterr()
+    metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", force=True, settings={"bpr-mf": settings})
+    assert "continuing" not in capsys.readouterr().err and metas["bpr-mf"]["fit_continued_after"] == 0 and not path.exists()
+    stopped_after(1, model, data, path, monkeypatch)
+    metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
+    assert metas["bpr-mf"]["reused"] and not path.exists()
