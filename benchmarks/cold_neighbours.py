@@ -1,6 +1,6 @@
 """How a cold item borrows its id correction from its content neighbours (`cold_neighbours` and
 `cold_temperature` of sasrec-content and lstm-attn; ranker/training.py ItemTower), measured on the
-cold-start split of a MicroLens-50K home (README "The cold-start split").
+cold-start split of a MicroLens-50K home (benchmarks/results/microlens-50k-history.md, "The cold-start split").
 
 One sasrec-content is trained on the split (ranker/coldstart.py, seed 0: 20% of items and 10% of
 users withheld), with the harness's cold-step settings (patience 3, a cap of --max-epochs), and
@@ -16,15 +16,15 @@ rows differ only in how withheld items are scored:
 - test rows: the harness's item-cold slices (withheld / kept targets) and new users with 1, 2, 3
   and 5 known engagements. History unmasked and masked.
 Each setting is also paired with content alone over the same rows (NDCG@10, bootstrap 95% CI).
-`--borrow-dropped K@T` trains with `borrow_dropped` (README "Training as it serves").
+`--borrow-dropped K@T` trains with `borrow_dropped` (microlens-50k-history.md, "Training as it serves").
 `--split main` does the same on the main table's warm split (sasrec-content trained on it as the
-harness's main step trains it with the README's patience of 3, capped at --max-epochs): every test user, and those whose target was
+harness's main step trains it, with the patience of 3 of those runs, capped at --max-epochs): every test user, and those whose target was
 never seen in training (the items that borrow), no selection.
 
     .venv/bin/python benchmarks/cold_neighbours.py --home HOME --checkpoint cold.pt --out cold-neighbours.json [--grid 0,1,20@0.02,...]
     .venv/bin/python benchmarks/cold_neighbours.py --split main --max-epochs 30 --grid 0,20@0.02 --home HOME --checkpoint main.pt --out main.json
 
-Never asserted in tests; the README quotes the run it names.
+Never asserted in tests; benchmarks/results/microlens-50k-history.md quotes the run it names.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="the trained model: loaded if it exists, else trained and saved here")
     parser.add_argument("--out", type=Path, required=True, help="results (.json)")
     parser.add_argument("--grid", default=GRID, help=f"comma-separated K@temperature settings to evaluate (0: content alone; default {GRID})")
-    parser.add_argument("--max-epochs", type=int, default=14, help="cap on training epochs (the harness's --cold-max-epochs of the README runs)")
+    parser.add_argument("--max-epochs", type=int, default=14, help="cap on training epochs (the harness's --cold-max-epochs of the runs it was used for)")
     parser.add_argument(
         "--split",
         choices=("cold", "main"),

@@ -1,6 +1,6 @@
 """How the content-first settings of `sasrec-content` were chosen: validation NDCG@10 after 3
 epochs (seed 0) of sasrec, of sasrec-content with id_drop 0.2 / delta_ratio 2.0, and with the
-earlier 0.5 / 0.5, on a MicroLens-50K home (README "MicroLens-50K results").
+earlier 0.5 / 0.5, on a MicroLens-50K home (benchmarks/results/microlens-50k-history.md).
 
     .venv/bin/python benchmarks/content_first.py --home HOME [--epochs 3]
 

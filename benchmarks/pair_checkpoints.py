@@ -12,7 +12,7 @@ main`, every test user, by whether the target was seen in training.
     .venv/bin/python benchmarks/pair_checkpoints.py --home HOME --split main --max-epochs 30 \\
         --a sasrec=main-sasrec.pt --b sasrec-content=main.pt --out pair.json
 
-Never asserted in tests; the README quotes the runs it names.
+Never asserted in tests; benchmarks/results/microlens-50k-history.md quotes the runs it names.
 """
 
 from __future__ import annotations

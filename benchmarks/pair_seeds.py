@@ -12,7 +12,8 @@ separate JSON files of one command.
 
 The i-th --a and the i-th --b are one seed (their steps end in the same `/seedN`, each seed once).
 Every step must hold the same test users (the harness's `test_rows_sha1`) and, within a seed, the
-same code (`code_version`), unless `--across-code` (recorded in the output). Never asserted in tests; the README quotes the runs it names.
+same code (`code_version`), unless `--across-code` (recorded in the output). Never asserted in
+tests; benchmarks/results/microlens-50k-history.md quotes the runs it names.
 """
 
 from __future__ import annotations

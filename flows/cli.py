@@ -552,6 +552,8 @@ def _train(args: argparse.Namespace) -> None:
     metas = train_rankers(str(wh.home), models=models, seed=args.seed, device=args.device, force=args.force, settings=settings)
     for name, meta in metas.items():
         how = "reused (same data, content, settings, code)" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
+        if not meta.get("reused") and meta.get("fit_continued_after"):
+            how += f" (continued after epoch {meta['fit_continued_after']})"
         print(f"train-ranker: {name:<22} {how:>28}  version {meta['version']}")
 
 
