@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NoReturn
 
@@ -677,8 +678,14 @@ def _list_models(args: argparse.Namespace) -> None:
     if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
         raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     saved = list_models(wh.models_dir)
+    stopped = sorted((wh.models_dir / "rankers").glob("*/unfinished.pt"))
+    for path in stopped:  # ranker/training.py FitCheckpoint
+        when = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        name = path.parent.name
+        print(runnable(f"{name}: a stopped fit, last saved {when} ({path}); `reelsense train --models {name}` with the same seed and settings continues it"))
     if not saved:
-        print(runnable(f"no trained models in {wh.models_dir}; run `reelsense train`"))
+        if not stopped:
+            print(runnable(f"no trained models in {wh.models_dir}; run `reelsense train`"))
         return
     rows = [
         {

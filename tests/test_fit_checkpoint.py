@@ -153,6 +153,7 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     uninterrupted fit) and deletes `<name>/unfinished.pt` once the model is saved."""
     import tiny_platform
 
+    from flows.cli import main as cli
     from flows.rank import build_features, train_rankers
     from ranker import artifacts
     from ranker.data import MAX_HISTORY, load_dataset
@@ -169,6 +170,10 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     path = artifacts.unfinished_fit(wh.models_dir, "bpr-mf")
     stopped_after(1, model, data, path, monkeypatch)  # the fit `train` would run (its settings, seed 3), stopped after epoch 1
     capsys.readouterr()
+    assert cli(["--home", str(wh.home), "models"]) == 0  # says where the stopped fit is and how to continue it
+    out = capsys.readouterr().out
+    assert "bpr-mf: a stopped fit, last saved " in out and f"({path});" in out, out
+    assert "train --models bpr-mf` with the same seed and settings continues it" in out, out
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
     assert "bpr-mf: continuing a stopped fit after epoch 1" in capsys.readouterr().err
     assert not path.exists()
