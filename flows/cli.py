@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
+        if args.command == "train" and args.force:  # probe: the same command discarded the stopped fit again
+            print("reelsense: the stopped fit is kept; rerun `train` without --force to continue it (--force trains from epoch 1)", file=sys.stderr)
         return 130
     except RuntimeError as exc:
         if not str(exc).startswith("Timed out while attempting to connect to ephemeral Prefect API server"):
@@ -678,11 +680,16 @@ def _list_models(args: argparse.Namespace) -> None:
     if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
         raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     saved = list_models(wh.models_dir)
-    stopped = sorted((wh.models_dir / "rankers").glob("*/unfinished.pt"))
-    for path in stopped:  # ranker/training.py FitCheckpoint
-        when = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        name = path.parent.name
-        print(runnable(f"{name}: a stopped fit, last saved {when} ({path}); `reelsense train --models {name}` with the same seed and settings continues it"))
+    for broken in sorted((wh.models_dir / "rankers").glob("*/*/meta.json")):
+        try:
+            json.loads(broken.read_text())
+        except (OSError, ValueError):
+            print(
+                f"reelsense: skipped {broken.parent}: its meta.json is unreadable (not a model `train` or `evaluate` uses; delete the folder)", file=sys.stderr
+            )
+    stopped = sorted(p for p in (wh.models_dir / "rankers").glob("*/unfinished.pt") if p.is_file())
+    for path in stopped:
+        print(runnable(_stopped_fit_line(path)))
     if not saved:
         if not stopped:
             print(runnable(f"no trained models in {wh.models_dir}; run `reelsense train`"))
@@ -696,13 +703,34 @@ def _list_models(args: argparse.Namespace) -> None:
             "content": m.get("content") if m["name"] in READS_CONTENT else "-",  # id-only: the warehouse's, unused
             "items": m.get("n_items"),
             "data": m["data_fingerprint"],
-            "fit_s": m.get("fit_seconds"),
+            "fit_s": m.get("epoch_seconds") if m.get("fit_continued_after") else m.get("fit_seconds"),  # a continued fit: all its epochs
+            "continued": m.get("fit_continued_after") or "",
             "ndcg@10": _metric(m, "overall", "ndcg@10"),
             "masked_ndcg@10": _metric(m, "masked", "ndcg@10"),
         }
         for m in saved
     ]
     print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows)))
+
+
+def _stopped_fit_line(path: Path) -> str:
+    """What `models` says of a stopped fit (ranker/training.py FitCheckpoint): how far it got, and
+    the `train` command, with its seed and settings, that continues it."""
+    from ranker.registry import build
+    from ranker.training import stopped_fit
+
+    name, when = path.parent.name, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    was = stopped_fit(path)
+    if not was["readable"]:
+        return f"{name}: {path} (saved {when}) is not a checkpoint reelsense can read; the next `reelsense train --models {name}` trains over it"
+    seed = f" --seed {was['seed']}" if was["seed"] not in (None, 0) else ""
+    defaults = dataclasses.asdict(build(name, "cpu", {}).config) if was["config"] else {}
+    settings = ", ".join(f"{k} = {v!r}" for k, v in sorted((was["config"] or {}).items()) if defaults.get(k) != v)
+    command = f"`reelsense train --models {name}{seed}{' --config FILE' if settings else ''}`"
+    file = f" (FILE: a rankers TOML whose [{name}] table sets {settings})" if settings else ""
+    if was["finished"]:
+        return f"{name}: a fit that finished ({count(was['epochs'], 'epoch')}, {when}) but was not saved; {command} saves it without training{file}"
+    return f"{name}: a stopped fit ({count(was['epochs'], 'epoch')} finished, last saved {when}); {command} continues it{file}"
 
 
 def _metric(meta: dict, slice_name: str, metric: str) -> str:

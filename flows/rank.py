@@ -27,14 +27,14 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import RETIRED_ROW, UNTRAINED_ROW, results_markdown, say
+from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
 from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
 from ranker.registry import build
-from ranker.training import discard
+from ranker.training import FitCheckpoint, discard, stopped_fit
 from warehouse.store import Warehouse
 
 
@@ -69,10 +69,13 @@ def train_one(
     unfinished = artifacts.unfinished_fit(models_dir, name)
     if saved is not None and saved.get("reuse_key") == key:
         # Same rows, items, content, hyper-parameters, seed and code: training again would give the same model.
-        discard(unfinished)  # a stopped fit left from before is of no use now
+        if FitCheckpoint.for_fit(unfinished, model, data, seed).holds_this_fit():
+            discard(unfinished)  # this fit, finished and saved: of no use now (a stopped fit of other settings stays)
         return artifacts.load(models_dir, name, data, trained, device), {**saved, "reused": True}
-    if force:
-        discard(unfinished)  # --force trains from epoch 1, not on from a stopped fit
+    if force and unfinished.is_file():  # --force trains from epoch 1, not on from a stopped fit
+        was = stopped_fit(unfinished)
+        say(f"--force: discarding {name}'s stopped fit ({count(was['epochs'], 'epoch')} finished, {unfinished}); training from epoch 1")
+        discard(unfinished)
     if saved is not None:
         get_run_logger().info("training %s again, not reusing %s: %s", name, saved["version"], retrain_reason(saved, model, data, seed))
     started = time.perf_counter()
@@ -85,6 +88,7 @@ def train_one(
         "device": device,
         "fit_seconds": round(time.perf_counter() - started, 1),  # this process's part of a continued fit
         "fit_continued_after": getattr(model, "fit_continued_after", 0),  # epochs an earlier, stopped `train` had finished
+        "epoch_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1) if isinstance(history, list) else None,  # all epochs, whichever process
         "data_fingerprint": artifacts.fingerprint(data),
         "reuse_key": key,
         "code_version": artifacts.code_version(),
@@ -103,14 +107,23 @@ def train_one(
     return model, meta
 
 
+def _listed(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) -> str:
     """Why a saved model's reuse key no longer matches, from what its meta.json recorded."""
     config = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None
     reasons = []
     if saved.get("data_fingerprint") != artifacts.fingerprint(data):
         reasons.append("its training rows changed (new events or a samples rebuild)")
-    if saved.get("feature_schema") != artifacts.feature_schema(data):
-        reasons.append("the items or content changed")
+    was, now = saved.get("feature_schema") or {}, artifacts.feature_schema(data)
+    if was != now:
+        # Name what changed (probe: new events that added a "watch" head read "the items or content changed").
+        named = {"behaviours": "the behaviour heads", "max_history": "the history length"}
+        reasons += [f"{words} changed ({_listed(was.get(k))} -> {_listed(now.get(k))})" for k, words in named.items() if k in was and was[k] != now.get(k)]
+        if any(was.get(k) != now.get(k) for k in (was.keys() | now.keys()) - named.keys()):
+            reasons.append("the items or content changed")
     if saved.get("config") != config and saved.get("config") is not None and config is not None:
         old = saved["config"]
         changed = [f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(old.keys() | config.keys()) if old.get(k) != config.get(k)]

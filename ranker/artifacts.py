@@ -121,7 +121,10 @@ def list_models(models_dir: Path) -> list[dict[str, Any]]:
     """Every saved version, by name then version (versions sort by time), with a `latest` flag."""
     out = []
     for folder in sorted((models_dir / "rankers").glob("*/*/meta.json")):
-        meta = json.loads(folder.read_text())
+        try:
+            meta = json.loads(folder.read_text())
+        except (OSError, ValueError):  # a damaged folder is no model (`reelsense models` names it)
+            continue
         newest = latest(models_dir, meta["name"])
         out.append({**meta, "latest": newest is not None and newest["version"] == meta["version"]})
     return sorted(out, key=lambda m: (m["name"], m["version"]))

@@ -32,6 +32,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -259,19 +260,23 @@ class FitCheckpoint:
     def __init__(self, path: Path | None, key: str, *, name: str) -> None:
         self.path, self.key, self.name = path, key, name
         self.parts: dict[str, Any] = {}
+        self.about: dict[str, Any] = {}  # the seed, settings and code version, for messages (stopped_fit)
 
     @staticmethod
     def for_fit(path: Path | None, model: Any, data: Dataset, seed: int) -> FitCheckpoint:
         """The checkpoint of `model`'s fit on `data` with `seed` (its key is computed only when there is a file)."""
         if path is None:
             return FitCheckpoint(None, "", name=model.name)
-        from ranker.artifacts import reuse_key  # not at import time: artifacts builds rankers
+        from ranker.artifacts import code_version, reuse_key  # not at import time: artifacts builds rankers
 
         digest = hashlib.sha256(reuse_key(model.name, model, data, seed).encode())
         for array in (data.queries.hist_events, data.queries.hist_ratios, data.queries.users.astype(str), *(data.labels[k] for k in sorted(data.labels))):
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(str(getattr(model, "device", "cpu")).encode())
-        return FitCheckpoint(Path(path), digest.hexdigest()[:16], name=model.name)
+        fit = FitCheckpoint(Path(path), digest.hexdigest()[:16], name=model.name)
+        config = getattr(model, "config", None)
+        fit.about = {"seed": seed, "config": asdict(config) if is_dataclass(config) and not isinstance(config, type) else None, "code": code_version()}
+        return fit
 
     def track(
         self,
@@ -299,7 +304,9 @@ class FitCheckpoint:
             self._say(f"cannot continue from {self.path} ({type(error).__name__}: {error}); training from epoch 1")
             return 0
         if not isinstance(state, dict) or state.get("key") != self.key:
-            self._say(f"{self.path} holds a stopped fit of other data, settings, seed, code or device; training from epoch 1 (the file is replaced after it)")
+            was = stopped_fit(self.path, state)
+            done = f"{was['epochs']} epoch{'s' if was['epochs'] != 1 else ''} finished" if was["epochs"] else "no epoch known"
+            self._say(f"{self.path} holds a stopped fit ({done}) of {differences(was, self.about)}; training from epoch 1, which replaces it")
             return 0
         p = self.parts
         try:
@@ -333,6 +340,7 @@ class FitCheckpoint:
         p = self.parts
         state = {
             "key": self.key,
+            **self.about,
             "finished": stopped or len(p["model"].history) >= p["max_epochs"],
             "net": p["net"].state_dict(),
             "optimiser": p["optimiser"].state_dict(),
@@ -355,16 +363,57 @@ class FitCheckpoint:
             discard(self.path)
             self.path = None
 
+    def holds_this_fit(self) -> bool:
+        """Whether the file is a checkpoint of this very fit (a caller that reuses a saved model
+        removes only such a file; a stopped fit of other settings stays for its own `train`)."""
+        return self.path is not None and self.path.is_file() and stopped_fit(self.path)["key"] == self.key
+
     def _say(self, text: str) -> None:
         print(f"{self.name}: {text}", file=sys.stderr, flush=True)
 
 
 def discard(path: Path) -> None:
     """Delete a fit's checkpoint (its result is stored, or it is of no use) and any temporary file
-    of a write that was cut short."""
-    path.unlink(missing_ok=True)
+    of a write that was cut short. Something else at that path (a folder) is left alone."""
     for temp in path.parent.glob(f".{path.name}.*.tmp"):
         temp.unlink(missing_ok=True)
+    if not path.is_dir():
+        path.unlink(missing_ok=True)
+
+
+def stopped_fit(path: Path, state: Any = None) -> dict[str, Any]:
+    """What a checkpoint file holds, for messages and `reelsense models`: `epochs` finished,
+    `finished`, `seed`, `config`, `code` (None where unknown), `key`, and `readable`. `state`: the
+    file's content when already loaded."""
+    if state is None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:
+            state = None
+    if not isinstance(state, dict) or "key" not in state:
+        return {"readable": False, "epochs": 0, "finished": False, "seed": None, "config": None, "code": None, "key": None}
+    return {
+        "readable": True,
+        "epochs": len(state.get("history") or []),
+        "finished": bool(state.get("finished")),
+        **{k: state.get(k) for k in ("seed", "config", "code", "key")},
+    }
+
+
+def differences(was: dict[str, Any], now: dict[str, Any]) -> str:
+    """How a stopped fit (`stopped_fit`) differs from this one (FitCheckpoint.about), in words."""
+    if not was["readable"]:
+        return "an unknown kind (not a checkpoint reelsense wrote)"
+    changed = []
+    if was["seed"] is not None and was["seed"] != now.get("seed"):
+        changed.append(f"seed {was['seed']} (now {now.get('seed')})")
+    old, new = was["config"] or {}, now.get("config") or {}
+    settings = [f"{k} {old.get(k)!r} (now {new.get(k)!r})" for k in sorted(old.keys() | new.keys()) if was["config"] is not None and old.get(k) != new.get(k)]
+    if settings:
+        changed.append("settings " + ", ".join(settings))
+    if was["code"] is not None and was["code"] != now.get("code"):
+        changed.append("other ranker code")
+    return "; ".join(changed) if changed else "other data (rows, items, content or labels) or another device"
 
 
 def next_item_sequences(data: Dataset) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -426,7 +475,9 @@ def validation_ndcg(model: Any, data: Dataset, rows: npt.NDArray[np.int64]) -> f
 
 def epoch_bar(batches: Iterable[Any], steps: int, name: str, epoch: int) -> Iterator[Any]:
     """A progress bar within an epoch (on stderr; hidden for epochs of fewer than 20 batches)."""
-    return tqdm(batches, total=steps, desc=f"{name} epoch {epoch + 1}", unit="batch", file=sys.stderr, leave=False, disable=steps < 20)
+    # Into a log file (not a terminal) an update every 30 s, not ten a second (probe: logs of megabytes).
+    every = 0.1 if sys.stderr.isatty() else 30.0
+    return tqdm(batches, total=steps, desc=f"{name} epoch {epoch + 1}", unit="batch", file=sys.stderr, leave=False, disable=steps < 20, mininterval=every)
 
 
 def end_epoch(model: Any, epoch: int, losses: list[float], score: float, started: float) -> None:

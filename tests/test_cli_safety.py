@@ -556,6 +556,13 @@ def test_train_settings_are_used_stored_and_retrain_when_changed(ranked_home, tm
     assert retrain_reason(first, build("sasrec", "cpu", {}, {"max_epochs": 3, "lr": 0.002}), data, 0) == "its settings changed (max_epochs 2 -> 3)"
     assert retrain_reason(first, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 1) == "the seed changed (0 -> 1)"
     assert "the ranker code changed" in retrain_reason({**first, "code_version": "older"}, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 0)
+    # New events that add a behaviour head are named as such, not as changed items (probe, 2026-12-04).
+    fewer = {**first, "feature_schema": {**first["feature_schema"], "behaviours": first["feature_schema"]["behaviours"][:-1]}}
+    heads = ", ".join(first["feature_schema"]["behaviours"])
+    says = retrain_reason(fewer, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 0)
+    assert says == f"the behaviour heads changed ({', '.join(first['feature_schema']['behaviours'][:-1])} -> {heads})", says
+    other_items = {**first, "feature_schema": {**first["feature_schema"], "n_items": 1}}
+    assert retrain_reason(other_items, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 0) == "the items or content changed"
 
 
 def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path, capsys):

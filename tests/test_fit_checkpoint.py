@@ -108,7 +108,7 @@ def test_a_finished_fit_is_not_trained_again_and_another_fits_file_is_not_contin
     other = make()  # another seed: the file is of another fit
     other.fit(data, seed=4, checkpoint=path)
     err = capsys.readouterr().err
-    assert "holds a stopped fit of other data, settings, seed, code or device; training from epoch 1" in err
+    assert f"{path} holds a stopped fit (4 epochs finished) of seed 3 (now 4); training from epoch 1, which replaces it" in err
     fresh = make()
     fresh.fit(data, seed=4)
     assert without_seconds(other.history) == without_seconds(fresh.history)
@@ -135,6 +135,24 @@ def test_a_state_that_cannot_be_written_is_said_once_and_the_fit_goes_on(data, t
     err = capsys.readouterr().err
     assert err.count("cannot keep the fit's state in") == 1 and "training on without it" in err
     assert len(model.history) == EPOCHS and not list(tmp_path.iterdir())
+
+
+def test_a_stopped_fit_of_other_settings_is_named_by_what_differs(data, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "fit.pt"
+    stopped_after(2, MODELS["sasrec"], data, path, monkeypatch)
+    capsys.readouterr()
+    Sasrec(use_content=False, config=replace(FAST, max_epochs=EPOCHS, lr=1e-3)).fit(data, seed=3, checkpoint=path)
+    assert "holds a stopped fit (2 epochs finished) of settings lr 0.003 (now 0.001); training from epoch 1" in capsys.readouterr().err
+
+
+def test_a_folder_where_the_state_goes_is_said_and_the_fit_goes_on(data, tmp_path, capsys):
+    path = tmp_path / "fit.pt"
+    (path / "x").mkdir(parents=True)  # probe: the fit crashed removing it after saying it trains on
+    model = MODELS["sasrec"]()
+    model.fit(data, seed=3, checkpoint=path)
+    err = capsys.readouterr().err
+    assert err.count("cannot keep the fit's state in") == 1 and len(model.history) == EPOCHS
+    assert (path / "x").is_dir() and not list(tmp_path.glob(".fit.pt.*"))  # left alone, no temporary file left
 
 
 def test_an_unreadable_checkpoint_is_said_and_the_fit_starts_over(data, tmp_path, capsys):
@@ -170,10 +188,12 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     path = artifacts.unfinished_fit(wh.models_dir, "bpr-mf")
     stopped_after(1, model, data, path, monkeypatch)  # the fit `train` would run (its settings, seed 3), stopped after epoch 1
     capsys.readouterr()
-    assert cli(["--home", str(wh.home), "models"]) == 0  # says where the stopped fit is and how to continue it
+    assert cli(["--home", str(wh.home), "models"]) == 0  # says how far the stopped fit got and the command that continues it
     out = capsys.readouterr().out
-    assert "bpr-mf: a stopped fit, last saved " in out and f"({path});" in out, out
-    assert "train --models bpr-mf` with the same seed and settings continues it" in out, out
+    assert "bpr-mf: a stopped fit (1 epoch finished, last saved " in out, out
+    assert "train --models bpr-mf --seed 3 --config FILE` continues it (FILE: a rankers TOML whose [bpr-mf] table sets max_epochs = 3, patience = 3)" in out, (
+        out
+    )
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
     assert "bpr-mf: continuing a stopped fit after epoch 1" in capsys.readouterr().err
     assert not path.exists()
@@ -184,11 +204,40 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     assert metas["bpr-mf"]["fit_continued_after"] == 1
     assert all(torch.equal(a, b) for a, b in zip(weights(saved).values(), weights(whole).values(), strict=True))
 
-    # --force trains from epoch 1, and a reused model removes a stopped fit left from before.
+    # --force trains from epoch 1, and says what it discards.
     stopped_after(1, model, data, path, monkeypatch)
     capsys.readouterr()
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", force=True, settings={"bpr-mf": settings})
-    assert "continuing" not in capsys.readouterr().err and metas["bpr-mf"]["fit_continued_after"] == 0 and not path.exists()
+    captured = capsys.readouterr()
+    assert "--force: discarding bpr-mf's stopped fit (1 epoch finished" in captured.out + captured.err
+    assert "continuing" not in captured.err and metas["bpr-mf"]["fit_continued_after"] == 0 and not path.exists()
+    # A reused model removes a stopped fit of itself, never one of other settings (probe: the
+    # printed command, without --config, reused the saved model and deleted the stopped fit).
     stopped_after(1, model, data, path, monkeypatch)
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
     assert metas["bpr-mf"]["reused"] and not path.exists()
+    stopped_after(1, lambda: build("bpr-mf", "cpu", {}, {**settings, "lr": 0.01}), data, path, monkeypatch)
+    metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
+    assert metas["bpr-mf"]["reused"] and path.exists()
+
+    # A `train --force` stopped by Ctrl-C says how to continue (its own command would start over).
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("flows.rank.train_rankers", ctrl_c)
+    capsys.readouterr()
+    assert cli(["--home", str(wh.home), "train", "--models", "bpr-mf", "--force"]) == 130
+    assert "rerun `train` without --force to continue it (--force trains from epoch 1)" in capsys.readouterr().err
+
+
+def test_models_skips_a_damaged_model_folder_and_says_so(tmp_path, capsys):
+    from flows.cli import main as cli
+    from ranker import artifacts
+
+    folder = tmp_path / "home" / "models" / "rankers" / "sasrec" / "20260101T000000-deadbeef"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text("{bad")
+    assert artifacts.list_models(tmp_path / "home" / "models") == []
+    assert cli(["--home", str(tmp_path / "home"), "models"]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped {folder}: its meta.json is unreadable" in captured.err and "no trained models" in captured.out
