@@ -299,7 +299,7 @@ class FitCheckpoint:
         if self.path is None or not self.path.exists():
             return 0
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            state = torch.load(self.path, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs from the file
         except Exception as error:  # unreadable: said, and trained from the start
             self._say(f"cannot continue from {self.path} ({type(error).__name__}: {error}); training from epoch 1")
             return 0
@@ -387,7 +387,7 @@ def stopped_fit(path: Path, state: Any = None) -> dict[str, Any]:
     file's content when already loaded."""
     if state is None:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
             state = None
     if not isinstance(state, dict) or "key" not in state:
