@@ -115,8 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
-        if args.command == "train" and args.force:  # probe: the same command discarded the stopped fit again
-            print("reelsense: the stopped fit is kept; rerun `train` without --force to continue it (--force trains from epoch 1)", file=sys.stderr)
+        if args.command == "train" and args.force and any(Warehouse(args.home).models_dir.glob("rankers/*/unfinished.pt")):
+            # probe: the same command discarded the stopped fit again
+            print(
+                "reelsense: the stopped fit is kept: `train` without --force continues it, or reuses the saved model "
+                "when nothing it depends on changed (--force trains from epoch 1 again)",
+                file=sys.stderr,
+            )
         return 130
     except RuntimeError as exc:
         if not str(exc).startswith("Timed out while attempting to connect to ephemeral Prefect API server"):
@@ -685,7 +690,9 @@ def _list_models(args: argparse.Namespace) -> None:
             json.loads(broken.read_text())
         except (OSError, ValueError):
             print(
-                f"reelsense: skipped {broken.parent}: its meta.json is unreadable (not a model `train` or `evaluate` uses; delete the folder)", file=sys.stderr
+                f"reelsense: skipped {broken.parent}: its meta.json is unreadable; delete the folder "
+                f"(if it is the newest version, `reelsense train --models {broken.parent.parent.name} --force` trains a new one)",
+                file=sys.stderr,
             )
     stopped = sorted(p for p in (wh.models_dir / "rankers").glob("*/unfinished.pt") if p.is_file())
     for path in stopped:
@@ -704,7 +711,7 @@ def _list_models(args: argparse.Namespace) -> None:
             "items": m.get("n_items"),
             "data": m["data_fingerprint"],
             "fit_s": m.get("epoch_seconds") if m.get("fit_continued_after") else m.get("fit_seconds"),  # a continued fit: all its epochs
-            "continued": m.get("fit_continued_after") or "",
+            "continued": str(m.get("fit_continued_after") or ""),  # epochs an earlier, stopped train had finished
             "ndcg@10": _metric(m, "overall", "ndcg@10"),
             "masked_ndcg@10": _metric(m, "masked", "ndcg@10"),
         }
@@ -715,7 +722,9 @@ def _list_models(args: argparse.Namespace) -> None:
 
 def _stopped_fit_line(path: Path) -> str:
     """What `models` says of a stopped fit (ranker/training.py FitCheckpoint): how far it got, and
-    the `train` command, with its seed and settings, that continues it."""
+    the `train` command, with its seed, settings and device, that continues it."""
+    from ranker.artifacts import code_version
+    from ranker.base import device_for
     from ranker.registry import build
     from ranker.training import stopped_fit
 
@@ -723,14 +732,28 @@ def _stopped_fit_line(path: Path) -> str:
     was = stopped_fit(path)
     if not was["readable"]:
         return f"{name}: {path} (saved {when}) is not a checkpoint reelsense can read; the next `reelsense train --models {name}` trains over it"
-    seed = f" --seed {was['seed']}" if was["seed"] not in (None, 0) else ""
-    defaults = dataclasses.asdict(build(name, "cpu", {}).config) if was["config"] else {}
-    settings = ", ".join(f"{k} = {v!r}" for k, v in sorted((was["config"] or {}).items()) if defaults.get(k) != v)
-    command = f"`reelsense train --models {name}{seed}{' --config FILE' if settings else ''}`"
-    file = f" (FILE: a rankers TOML whose [{name}] table sets {settings})" if settings else ""
+    got = f"{name}: a stopped fit ({count(was['epochs'], 'epoch')} finished, last saved {when})"
     if was["finished"]:
-        return f"{name}: a fit that finished ({count(was['epochs'], 'epoch')}, {when}) but was not saved; {command} saves it without training{file}"
-    return f"{name}: a stopped fit ({count(was['epochs'], 'epoch')} finished, last saved {when}); {command} continues it{file}"
+        got = f"{name}: a fit that finished ({count(was['epochs'], 'epoch')}, {when}) but was not saved"
+    if was["code"] is None or was["config"] is None:
+        return f"{got}; its seed and settings are not recorded, so no command is known to continue it ({path})"
+    if was["code"] != code_version():
+        return f"{got} of other ranker code; the next `reelsense train --models {name}` trains from epoch 1 and replaces it"
+    try:
+        defaults = dataclasses.asdict(build(name, "cpu", {}).config)
+    except ReelsenseError as error:  # a folder of no ranker this version trains
+        return f"{got}; {error} ({path})"
+    settings = ", ".join(f"{k} = {_toml_value(v)}" for k, v in sorted(was["config"].items()) if defaults.get(k) != v)
+    seed = f" --seed {was['seed']}" if was["seed"] not in (None, 0) else ""
+    device = f" --device {was['device']}" if was["device"] and was["device"] != device_for("auto") else ""
+    command = f"`reelsense train --models {name}{seed}{device}{' --config FILE' if settings else ''}`"
+    file = f" (FILE: a rankers TOML whose [{name}] table sets {settings})" if settings else ""
+    return f"{got}; {command} {'saves it without training' if was['finished'] else 'continues it'}{file}"
+
+
+def _toml_value(value: object) -> str:
+    """A setting as a rankers TOML file writes it (true, not True)."""
+    return json.dumps(value) if isinstance(value, (bool, str)) or value is None else repr(value)
 
 
 def _metric(meta: dict, slice_name: str, metric: str) -> str:

@@ -114,18 +114,27 @@ def read_meta(models_dir: Path, name: str, version: str) -> dict[str, Any]:
     path = models_dir / "rankers" / name / version / "meta.json"
     if not path.exists():
         raise ModelMismatch(f"no model {name} version {version} in {models_dir / 'rankers'}; `reelsense models` lists them")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelMismatch(f"{path} is damaged ({error}); delete {path.parent} and run `reelsense train --models {name} --force`") from error
+    if not isinstance(meta, dict) or not {"name", "version"} <= meta.keys():
+        raise ModelMismatch(f"{path} is not a model's meta.json (no name or version); delete {path.parent} and run `reelsense train --models {name} --force`")
+    return meta
 
 
 def list_models(models_dir: Path) -> list[dict[str, Any]]:
     """Every saved version, by name then version (versions sort by time), with a `latest` flag."""
     out = []
     for folder in sorted((models_dir / "rankers").glob("*/*/meta.json")):
-        try:
-            meta = json.loads(folder.read_text())
-        except (OSError, ValueError):  # a damaged folder is no model (`reelsense models` names it)
+        try:  # a damaged folder is no model (`reelsense models` names it)
+            meta = read_meta(models_dir, folder.parent.parent.name, folder.parent.name)
+        except ModelMismatch:
             continue
-        newest = latest(models_dir, meta["name"])
+        try:
+            newest = latest(models_dir, meta["name"])
+        except ModelMismatch:  # LATEST names a damaged or missing version
+            newest = None
         out.append({**meta, "latest": newest is not None and newest["version"] == meta["version"]})
     return sorted(out, key=lambda m: (m["name"], m["version"]))
 

@@ -275,7 +275,12 @@ class FitCheckpoint:
         digest.update(str(getattr(model, "device", "cpu")).encode())
         fit = FitCheckpoint(Path(path), digest.hexdigest()[:16], name=model.name)
         config = getattr(model, "config", None)
-        fit.about = {"seed": seed, "config": asdict(config) if is_dataclass(config) and not isinstance(config, type) else None, "code": code_version()}
+        fit.about = {
+            "seed": seed,
+            "config": asdict(config) if is_dataclass(config) and not isinstance(config, type) else None,
+            "code": code_version(),
+            "device": str(getattr(model, "device", "cpu")),
+        }
         return fit
 
     def track(
@@ -383,20 +388,20 @@ def discard(path: Path) -> None:
 
 def stopped_fit(path: Path, state: Any = None) -> dict[str, Any]:
     """What a checkpoint file holds, for messages and `reelsense models`: `epochs` finished,
-    `finished`, `seed`, `config`, `code` (None where unknown), `key`, and `readable`. `state`: the
+    `finished`, `seed`, `config`, `code`, `device` (None where unknown), `key`, and `readable`. `state`: the
     file's content when already loaded."""
     if state is None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # mapped, not read: only the small fields are touched
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception:
             state = None
     if not isinstance(state, dict) or "key" not in state:
-        return {"readable": False, "epochs": 0, "finished": False, "seed": None, "config": None, "code": None, "key": None}
+        return {"readable": False, "epochs": 0, "finished": False, "seed": None, "config": None, "code": None, "key": None, "device": None}
     return {
         "readable": True,
         "epochs": len(state.get("history") or []),
         "finished": bool(state.get("finished")),
-        **{k: state.get(k) for k in ("seed", "config", "code", "key")},
+        **{k: state.get(k) for k in ("seed", "config", "code", "key", "device")},
     }
 
 
@@ -404,6 +409,8 @@ def differences(was: dict[str, Any], now: dict[str, Any]) -> str:
     """How a stopped fit (`stopped_fit`) differs from this one (FitCheckpoint.about), in words."""
     if not was["readable"]:
         return "an unknown kind (not a checkpoint reelsense wrote)"
+    if was["seed"] is None and was["config"] is None and was["code"] is None:
+        return "unknown seed, settings and code (a checkpoint that does not record them)"
     changed = []
     if was["seed"] is not None and was["seed"] != now.get("seed"):
         changed.append(f"seed {was['seed']} (now {now.get('seed')})")
@@ -413,6 +420,8 @@ def differences(was: dict[str, Any], now: dict[str, Any]) -> str:
         changed.append("settings " + ", ".join(settings))
     if was["code"] is not None and was["code"] != now.get("code"):
         changed.append("other ranker code")
+    if was.get("device") is not None and was["device"] != now.get("device"):
+        changed.append(f"device {was['device']} (now {now.get('device')})")
     return "; ".join(changed) if changed else "other data (rows, items, content or labels) or another device"
 
 

@@ -227,7 +227,17 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     monkeypatch.setattr("flows.rank.train_rankers", ctrl_c)
     capsys.readouterr()
     assert cli(["--home", str(wh.home), "train", "--models", "bpr-mf", "--force"]) == 130
-    assert "rerun `train` without --force to continue it (--force trains from epoch 1)" in capsys.readouterr().err
+    assert "the stopped fit is kept: `train` without --force continues it, or reuses the saved model" in capsys.readouterr().err
+
+    # `models` with continued and uncontinued versions side by side, and a stopped fit in the folder
+    # of a ranker this version does not train (review: a traceback, then exit 2 listing nothing).
+    stray = wh.models_dir / "rankers" / "id-sequence" / "unfinished.pt"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(path.read_bytes())
+    assert cli(["--home", str(wh.home), "models"]) == 0
+    out = capsys.readouterr().out
+    assert "id-sequence: a stopped fit (1 epoch finished" in out and "retired" in out, out
+    assert "lr = 0.01" in out and out.count("bpr-mf") >= 3, out  # the stopped fit of other settings, and the versions
 
 
 def test_models_skips_a_damaged_model_folder_and_says_so(tmp_path, capsys):
@@ -237,7 +247,16 @@ def test_models_skips_a_damaged_model_folder_and_says_so(tmp_path, capsys):
     folder = tmp_path / "home" / "models" / "rankers" / "sasrec" / "20260101T000000-deadbeef"
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text("{bad")
+    (folder.parent / "LATEST").write_text(folder.name + "\n")  # the newest version is the damaged one
     assert artifacts.list_models(tmp_path / "home" / "models") == []
     assert cli(["--home", str(tmp_path / "home"), "models"]) == 0
     captured = capsys.readouterr()
     assert f"skipped {folder}: its meta.json is unreadable" in captured.err and "no trained models" in captured.out
+    with pytest.raises(ReelsenseError, match=r"meta.json is damaged .*delete .* and run `reelsense train --models sasrec --force`"):
+        artifacts.latest(tmp_path / "home" / "models", "sasrec")
+
+
+def test_settings_are_printed_as_a_rankers_toml_writes_them():
+    from flows.cli import _toml_value
+
+    assert [_toml_value(v) for v in (True, False, 0.001, 20, "x")] == ["true", "false", "0.001", "20", '"x"']
