@@ -71,12 +71,12 @@ class SasrecConfig:
     delta_ratio: float = 2.0  # rho: ||delta_i|| <= rho * ||W c_i||
     # At inference an item without a trained delta (new, or withheld) borrows the deltas of its K
     # nearest trained items by content cosine, weighted softmax(cosine / temperature); 0: content alone.
-    # Chosen on the cold-start split's validation rows (benchmarks/cold_neighbours.py, README).
+    # Chosen on the cold-start split's validation rows (benchmarks/cold_neighbours.py; benchmarks/results/microlens-50k-history.md).
     cold_neighbours: int = 20
     cold_temperature: float = 0.02
     # In training, an item whose delta the batch drops borrows its neighbours' as a cold item will
     # (the same cold_neighbours and cold_temperature). Off: on the cold-start split it was no better
-    # than training without it, paired (README), and each epoch costs about a third more.
+    # than training without it, paired (benchmarks/results/microlens-50k-history.md), and each epoch costs about a third more.
     borrow_dropped: bool = False
 
     def __post_init__(self) -> None:

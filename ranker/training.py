@@ -15,7 +15,7 @@ delta of their own; at inference each borrows a weighted mean of the (bounded) d
 `cold_temperature`), so a new item gets the collaborative correction of items like it, near
 duplicates most (0 neighbours: W c_i alone). Gradient steps do not borrow by default (a dropped
 item is then W c_i alone); with `borrow_dropped` (sasrec-content, off by default: measured no
-better, README) a trained item whose delta a batch drops borrows its trained neighbours'
+better, benchmarks/results/microlens-50k-history.md) a trained item whose delta a batch drops borrows its trained neighbours'
 corrections (itself excluded) as a cold item will at inference. Validation scores the model as it
 will serve, with borrowing, so early stopping may pick another epoch. The weights sum
 to 1 however far the nearest items are: an item unlike every trained one still borrows in full (a
