@@ -678,22 +678,18 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _list_models(args: argparse.Namespace) -> None:
-    from ranker.artifacts import list_models
+    from ranker.artifacts import list_models, read_meta
 
     wh = Warehouse(args.home)
     # A folder with no warehouse in it (probe: it printed "no trained models", exit 0; a file is refused by `main`).
     if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
         raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     saved = list_models(wh.models_dir)
-    for broken in sorted((wh.models_dir / "rankers").glob("*/*/meta.json")):
+    for meta_json in sorted((wh.models_dir / "rankers").glob("*/*/meta.json")):  # those list_models skipped, named
         try:
-            json.loads(broken.read_text())
-        except (OSError, ValueError):
-            print(
-                f"reelsense: skipped {broken.parent}: its meta.json is unreadable; delete the folder "
-                f"(if it is the newest version, `reelsense train --models {broken.parent.parent.name} --force` trains a new one)",
-                file=sys.stderr,
-            )
+            read_meta(wh.models_dir, meta_json.parent.parent.name, meta_json.parent.name)
+        except ReelsenseError as error:
+            print(f"reelsense: skipped {meta_json.parent}: its meta.json is unreadable: {error}", file=sys.stderr)
     stopped = sorted(p for p in (wh.models_dir / "rankers").glob("*/unfinished.pt") if p.is_file())
     for path in stopped:
         print(runnable(_stopped_fit_line(path)))

@@ -69,7 +69,7 @@ def train_one(
     unfinished = artifacts.unfinished_fit(models_dir, name)
     if saved is not None and saved.get("reuse_key") == key:
         # Same rows, items, content, hyper-parameters, seed and code: training again would give the same model.
-        if FitCheckpoint.for_fit(unfinished, model, data, seed).holds_this_fit():
+        if unfinished.is_file() and FitCheckpoint.for_fit(unfinished, model, data, seed).holds_this_fit():  # the key's hashing only then
             discard(unfinished)  # this fit, finished and saved: of no use now (a stopped fit of other settings stays)
         return artifacts.load(models_dir, name, data, trained, device), {**saved, "reused": True}
     if force and unfinished.is_file():  # --force trains from epoch 1, not on from a stopped fit

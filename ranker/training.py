@@ -422,7 +422,7 @@ def differences(was: dict[str, Any], now: dict[str, Any]) -> str:
         changed.append("other ranker code")
     if was.get("device") is not None and was["device"] != now.get("device"):
         changed.append(f"device {was['device']} (now {now.get('device')})")
-    return "; ".join(changed) if changed else "other data (rows, items, content or labels) or another device"
+    return "; ".join(changed) if changed else "other data (rows, items, content, histories or labels)"
 
 
 def next_item_sequences(data: Dataset) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
