@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from typing import NoReturn
 import numpy as np
 import numpy.typing as npt
 import torch
-from microlens_report import REFERENCE, markdown  # benchmarks/, beside this script
+from microlens_report import REFERENCE, from_summary, markdown, slim  # benchmarks/, beside this script
 
 from ranker.artifacts import code_version
 from ranker.coldstart import cold_split, item_cold_rows, user_cold_rows
@@ -135,6 +136,18 @@ def make(name: str, overrides: dict, trained: dict | None = None) -> object:
     return model
 
 
+def git_commit() -> str | None:
+    """The commit this script runs from ("+changes" where the tree differs from it), None outside
+    git: a run that spans sessions is resumed from a checkout of it."""
+    here = Path(__file__).parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ranker", "benchmarks/*.py"], cwd=here.parent, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
+
 def fit(model, data, seed: int, unfinished: Path) -> dict:
     """Fit `model`, keeping its state after each epoch in `unfinished` (a stopped run continues the
     fit from there; the caller deletes it once the step is in the JSON)."""
@@ -144,6 +157,7 @@ def fit(model, data, seed: int, unfinished: Path) -> dict:
     return {
         "command": " ".join(["python", *sys.argv]),
         "code_version": code_version(),  # a resumed run pairs steps of one code version only (see `paired`)
+        "git_commit": git_commit(),
         "fit_seconds": round(time.perf_counter() - started, 1),  # this process's part of a continued fit
         "epoch_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1),  # every epoch, whichever process ran it
         "fit_continued_after": getattr(model, "fit_continued_after", 0),  # epochs an earlier, stopped run had finished
@@ -251,7 +265,14 @@ def main() -> None:
     # Bases before the re-rankers that re-rank them (lightgbm after lstm-attn), whatever the order given.
     models = sorted(models, key=lambda m: m in NEEDS_BASE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    results = json.loads(out.read_text()) if out.exists() else {}
+    summary = out.with_suffix(".summary.json")
+    if out.exists():
+        results = json.loads(out.read_text())
+    elif summary.exists():  # a fresh checkout holds the committed summary only: resume from it
+        results = from_summary(json.loads(summary.read_text()))
+        print(f"resuming from {summary} ({len(results.get('steps', {}))} steps; {out} is not here)", flush=True)
+    else:
+        results = {}
     results.pop("paired_slices_by_seed", None)  # rebuilt at the end of every run, in the shape of this code
     settings = {
         "max_epochs": args.max_epochs,
@@ -288,9 +309,11 @@ def main() -> None:
         tmp.write_text(json.dumps(results, indent=1))
         tmp.replace(out)
         out.with_suffix(".md").write_text(markdown(results))
-        # The same without the per-user arrays (tens of MB): small enough to keep beside the .md.
-        slim = {**results, "steps": {k: {f: v for f, v in step.items() if f != "ndcg10_per_user"} for k, step in results["steps"].items()}}
-        out.with_suffix(".summary.json").write_text(json.dumps(slim, indent=1))
+        # The same with the per-user arrays (tens of MB) packed to their nonzero entries: small
+        # enough to commit beside the .md, and enough to resume the run from (`from_summary`).
+        tmp = summary.with_suffix(".tmp")
+        tmp.write_text(json.dumps(slim(results), indent=1))
+        tmp.replace(summary)
 
     started = time.perf_counter()
     ensure_samples(Warehouse(args.home), MAX_HISTORY)  # build-features, where events changed since
@@ -377,9 +400,12 @@ def main() -> None:
             flush=True,
         )
 
-    for seed in seeds[1:] if "seeds" in steps else []:  # 3. more seeds for the claims
-        for name in [m for m in models if m in SEEDED]:
-            warm_step(name, seed)
+    # 3. More seeds: sasrec's and sasrec-content's first, the claims rest on them (a run that
+    # spans sessions has them before lstm-attn's hour-long fits).
+    for group in (SEEDED[:2], SEEDED[2:]) if "seeds" in steps else ():
+        for seed in seeds[1:]:
+            for name in [m for m in group if m in models]:
+                warm_step(name, seed)
     for seed in seeds:
         paired(results, seed)
     paired_slices(results, warm_slices(data, rows), len(rows))

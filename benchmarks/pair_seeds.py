@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from microlens_report import from_summary  # benchmarks/, beside this script
 
 from ranker.evaluate import paired_bootstrap
 
@@ -40,13 +41,13 @@ def read_step(ref: str, cache: dict[str, dict[str, Any]]) -> tuple[dict[str, Any
     if file not in cache:
         if not Path(file).is_file():
             raise SystemExit(f"{ref}: no such file {file}")
-        cache[file] = json.loads(Path(file).read_text())
+        cache[file] = from_summary(json.loads(Path(file).read_text()))  # a .summary.json's packed values unpacked
     run = cache[file]
     if step not in run.get("steps", {}):
         raise SystemExit(f"{ref}: {file} has no step {step!r}; it has {', '.join(sorted(run.get('steps', {})))}")
     values = run["steps"][step].get("ndcg10_per_user")
     if values is None:
-        raise SystemExit(f"{ref}: the step kept no per-user NDCG@10 (a .summary.json? use the full JSON)")
+        raise SystemExit(f"{ref}: the step kept no per-user NDCG@10 (a .summary.json written before they were packed into it? use the full JSON)")
     if set(values) != set(PROTOCOLS):
         raise SystemExit(f"{ref}: not a warm step of all test users (its per-user values are by {', '.join(sorted(values))}); use a main/ or seeds/ step")
     return run["data"], run["steps"][step]

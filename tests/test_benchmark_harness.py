@@ -87,6 +87,19 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     assert "NDCG@10 unmasked" not in again.stdout and "item-cold" not in again.stdout
     assert json.loads(out.read_text())["steps"]["main/lstm-attn/seed1"]["fit_seconds"] == steps["main/lstm-attn/seed1"]["fit_seconds"]
 
+    # A fresh checkout has only the committed .summary.json: the run resumes from it, trains
+    # nothing, and its per-user values (packed there) come back exactly, pairs and all.
+    summary = out.with_suffix(".summary.json")
+    assert "ndcg10_per_user" not in summary.read_text() and "ndcg10_packed" in summary.read_text()
+    out.unlink()
+    fresh = run(*args)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert f"resuming from {summary}" in fresh.stdout and "NDCG@10 unmasked" not in fresh.stdout and "item-cold" not in fresh.stdout
+    rebuilt = json.loads(out.read_text())
+    assert rebuilt["steps"] == steps
+    assert rebuilt["paired_vs_sasrec_by_seed"] == results["paired_vs_sasrec_by_seed"]
+    assert rebuilt["paired_cold_vs_sasrec"] == results["paired_cold_vs_sasrec"]
+
     # A run stopped between lstm-attn and lightgbm: the resumed run re-ranks the kept lstm-attn
     # checkpoint of that seed, and gets what the uninterrupted run got.
     results = json.loads(out.read_text())
@@ -261,3 +274,23 @@ def test_the_cold_start_header_names_the_split_seed_and_the_training_seed_apart(
     header = next(line for line in lines if line.startswith("## cold start"))
     assert "by the split's seed 0; models trained with seed 1;" in header, header
     assert any(line.startswith("| sasrec | 0.1000 / 0.0500 (7) |") for line in lines)
+
+
+def test_a_summary_packs_per_user_values_exactly_and_pair_seeds_reads_it(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import microlens_report
+    import pair_seeds
+
+    values = [0.0, 1 / np.log2(3), 0.0, 0.0, 1.0, 1 / np.log2(11)]  # ranks -, 2, -, -, 1, 10
+    cold = {"cold_targets": {"unmasked": [0.0, 0.5], "masked": [0.0, 0.0]}}
+    results = {"data": {"test_rows_sha1": "abc"}, "steps": {"a/seed0": {"code_version": "c0", "ndcg10_per_user": {"unmasked": values, "masked": values[::-1]}}}}
+    results["steps"]["cold/a/seed0"] = {"code_version": "c0", "ndcg10_per_user": cold}
+    summary = json.loads(json.dumps(microlens_report.slim(results)))  # through JSON, as written and read back
+    assert summary["steps"]["a/seed0"]["ndcg10_packed"]["unmasked"] == {"users": 6, "nonzero": [[1, values[1]], [4, 1.0], [5, values[5]]]}
+    assert "ndcg10_per_user" not in summary["steps"]["a/seed0"] and summary["steps"]["a/seed0"]["code_version"] == "c0"
+    assert microlens_report.from_summary(summary) == results  # the same floats, bit for bit
+    assert microlens_report.from_summary(results) == results  # a full JSON: as it is
+    path = tmp_path / "run.summary.json"
+    path.write_text(json.dumps(summary))
+    _, step = pair_seeds.read_step(f"{path}#a/seed0", {})
+    assert step["ndcg10_per_user"]["masked"] == values[::-1]
