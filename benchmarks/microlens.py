@@ -7,7 +7,9 @@ HOME: `reelsense ingest microlens ../shared/data/microlens-50k` and
 `reelsense extract --config configs/microlens-text.toml` (MiniLM titles). Steps, in order, each
 written to the JSON (and its .md) as soon as it finishes, so an interrupted run is resumed by
 running the same command again (finished steps are skipped; a fit stopped part way continues
-from its last finished epoch, kept in `<out>.models/<step>.unfinished.pt`):
+from its last finished epoch, kept in `<out>.models/<step>.unfinished.pt`). The .summary.json
+beside it holds every step with its per-user NDCG@10 packed: committed, it resumes the run in a
+fresh checkout where the JSON is absent (run it from the commit the steps name, `git_commit`):
 1. each model with the first of --seeds on the leave-one-out split, all test users ranked against
    all items, history unmasked and masked; paired bootstrap of each model's NDCG@10 against the
    `sasrec` of the same seed (`lightgbm` re-ranks the lstm-attn of its seed: bases are fitted
@@ -16,7 +18,8 @@ from its last finished epoch, kept in `<out>.models/<step>.unfinished.pt`):
 2. the cold-start split (ranker/coldstart.py: 20% of items and 10% of users withheld from
    training, split seed 0, models trained with the first of --seeds) for popularity, sasrec,
    sasrec-content and lstm-attn;
-3. the other --seeds of sasrec, sasrec-content, lstm-attn and lightgbm (mean +- sd over the seeds).
+3. the other --seeds of sasrec and sasrec-content, then of lstm-attn and lightgbm (mean +- sd over
+   the seeds).
 Then, from the per-user NDCG@10 already stored (no training), each model against sasrec of its seed
 on slices of the same test users: by how many engagements the user had before the target, and by
 how often the target item was a training target (`warm_slices`).
