@@ -9,7 +9,9 @@ written to the JSON (and its .md) as soon as it finishes, so an interrupted run 
 running the same command again (finished steps are skipped; a fit stopped part way continues
 from its last finished epoch, kept in `<out>.models/<step>.unfinished.pt`). The .summary.json
 beside it holds every step with its per-user NDCG@10 packed: committed, it resumes the run in a
-fresh checkout where the JSON is absent (run it from the commit the steps name, `git_commit`):
+fresh checkout where the JSON is absent. Steps of other ranker code than the checkout's are
+refused (they would not pair), naming the commit to resume from (`git_commit`; `--across-code`
+goes on anyway):
 1. each model with the first of --seeds on the leave-one-out split, all test users ranked against
    all items, history unmasked and masked; paired bootstrap of each model's NDCG@10 against the
    `sasrec` of the same seed (`lightgbm` re-ranks the lstm-attn of its seed: bases are fitted
@@ -45,6 +47,7 @@ import numpy.typing as npt
 import torch
 from microlens_report import REFERENCE, from_summary, markdown, slim  # benchmarks/, beside this script
 
+import ranker
 from ranker.artifacts import code_version
 from ranker.coldstart import cold_split, item_cold_rows, user_cold_rows
 from ranker.data import EVENT_INDEX, MAX_HISTORY, Dataset, ensure_samples, load_dataset
@@ -56,7 +59,8 @@ from ranker.training import discard
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
-SEEDED = ("sasrec", "sasrec-content", "lstm-attn", "lightgbm")  # the models the seeds step trains again
+CLAIMS = ("sasrec", "sasrec-content")  # the seeds step trains these again first: the claims rest on them
+SEEDED = (*CLAIMS, "lstm-attn", "lightgbm")  # the models the seeds step trains again
 
 
 # Slices of the test users (inclusive bounds; None: no upper bound). Known engagements are the
@@ -128,6 +132,34 @@ def paired_slices(results: dict, slices: dict[str, npt.NDArray[np.int64]], users
             }
 
 
+def resumed(out: Path, summary: Path) -> dict:
+    """The results to resume: the JSON where it is here (its steps are the run's: a step removed
+    from it is trained again); in a fresh checkout without it, the summary's steps, per-user
+    values unpacked. ValueError for a summary that cannot resume a run."""
+    if out.exists():
+        results = json.loads(out.read_text())
+        if summary.exists():  # a summary committed since the JSON was written (review): say what it holds that the JSON lacks
+            extra = sorted(set(json.loads(summary.read_text()).get("steps", {})) - set(results.get("steps", {})))
+            if extra:
+                print(
+                    f"{summary} holds steps that {out} lacks ({', '.join(extra)}): they are trained again, and the summary rewritten; "
+                    f"to resume from the summary instead, stop and move {out} away",
+                    flush=True,
+                )
+        return results
+    if not summary.exists():
+        return {}
+    kept = json.loads(summary.read_text())
+    unpacked = [k for k, st in kept.get("steps", {}).items() if "ndcg10_packed" not in st]
+    if unpacked:
+        raise ValueError(
+            f"{summary} was written before it kept per-user values ({unpacked[0]} has none), so it cannot resume a run: "
+            "use the full JSON it was written with, or another --out"
+        )
+    print(f"resuming from {summary} ({len(kept.get('steps', {}))} steps; {out} is not here)", flush=True)
+    return from_summary(kept)
+
+
 def make(name: str, overrides: dict, trained: dict | None = None) -> object:
     """A fresh ranker with the run's overrides; `lightgbm` re-ranks the lstm-attn in `trained`."""
     model = build(name, "cpu", trained or {})
@@ -139,28 +171,37 @@ def make(name: str, overrides: dict, trained: dict | None = None) -> object:
     return model
 
 
-def git_commit() -> str | None:
-    """The commit this script runs from ("+changes" where the tree differs from it), None outside
-    git: a run that spans sessions is resumed from a checkout of it."""
-    here = Path(__file__).parent
+def git_commit(repo: Path) -> str | None:
+    """The commit checked out in `repo` ("+changes" where its ranker/ or benchmarks/*.py differ
+    from it), None outside git: a run that spans sessions is resumed from a checkout of it."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ranker", "benchmarks/*.py"], cwd=here.parent, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ranker", "benchmarks/*.py"], cwd=repo, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+changes" if dirty else "")
 
 
-def fit(model, data, seed: int, unfinished: Path) -> dict:
+def provenance() -> dict[str, str | None]:
+    """The code this process runs, taken once at its start (the files may change while it runs):
+    the ranker code's hash, which decides what pairs (see `paired`), and the commit to resume from.
+    Refused where `ranker` is imported from another checkout than this script's (a worktree run
+    without PYTHONPATH imports the editable install's), since the commit would then be wrong."""
+    repo, imported = Path(__file__).resolve().parents[1], Path(ranker.__file__).resolve().parents[1]
+    if imported != repo:
+        raise SystemExit(f"ranker is imported from {imported}, not from this script's checkout {repo}: run with PYTHONPATH={repo}")
+    return {"code_version": code_version(), "git_commit": git_commit(repo)}
+
+
+def fit(model, data, seed: int, unfinished: Path, code: dict[str, str | None]) -> dict:
     """Fit `model`, keeping its state after each epoch in `unfinished` (a stopped run continues the
-    fit from there; the caller deletes it once the step is in the JSON)."""
+    fit from there; the caller deletes it once the step is in the JSON). `code`: `provenance()`."""
     started = time.perf_counter()
     model.fit(data, seed=seed, checkpoint=unfinished)
     history = getattr(model, "history", None) or []
     return {
         "command": " ".join(["python", *sys.argv]),
-        "code_version": code_version(),  # a resumed run pairs steps of one code version only (see `paired`)
-        "git_commit": git_commit(),
+        **code,  # code_version: a run pairs steps of one ranker code only (see `paired`); git_commit
         "fit_seconds": round(time.perf_counter() - started, 1),  # this process's part of a continued fit
         "epoch_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1),  # every epoch, whichever process ran it
         "fit_continued_after": getattr(model, "fit_continued_after", 0),  # epochs an earlier, stopped run had finished
@@ -169,10 +210,10 @@ def fit(model, data, seed: int, unfinished: Path) -> dict:
     }
 
 
-def fit_and_evaluate(key: str, model, data, rows, seed: int, unfinished: Path) -> dict:
+def fit_and_evaluate(key: str, model, data, rows, seed: int, unfinished: Path, code: dict[str, str | None]) -> dict:
     """One step of the warm table: fit with `seed`, rank every test row under both protocols (the
     test rows and the bootstrap keep seed 0, so steps of other seeds pair over the same users)."""
-    step = fit(model, data, seed, unfinished)
+    step = fit(model, data, seed, unfinished, code)
     started = time.perf_counter()
     metrics, ranks = evaluate_model(model, data, rows, seed=0)
     step.update(metrics=metrics, eval_seconds=round(time.perf_counter() - started, 1), ndcg10_per_user={p: ndcg(ranks[p], 10).tolist() for p in PROTOCOLS})
@@ -250,6 +291,9 @@ def main() -> None:
     )
     parser.add_argument("--max-users", type=positive(int), help="test users (default: all)")
     parser.add_argument("--steps", default="main,cold,seeds", help="which steps to run (main, cold, seeds; default all)")
+    parser.add_argument(
+        "--across-code", action="store_true", help="go on with a JSON whose steps ran other ranker code (they will not pair with steps trained now)"
+    )
     args = parser.parse_args()
     out, models, seeds = Path(args.out), [m.strip() for m in args.models.split(",") if m.strip()], args.seeds
     steps = {s.strip() for s in args.steps.split(",") if s.strip()}
@@ -261,21 +305,33 @@ def main() -> None:
         check_rankers(models)
     except ReelsenseError as e:
         parser.error(f"--models: {e}")
-    if out.suffix != ".json":
-        parser.error(f"--out must end in .json (its .md and .summary.json are written beside it), got {out}")
+    if out.suffix != ".json" or out.name.endswith(".summary.json"):
+        parser.error(f"--out must end in .json, not .summary.json (its .md and .summary.json are written beside it), got {out}")
     if not (Path(args.home) / "reelsense.duckdb").exists():
         parser.error(f"{args.home} is not a reelsense home (no reelsense.duckdb): run `reelsense ingest microlens DIR` and extract the titles first")
     # Bases before the re-rankers that re-rank them (lightgbm after lstm-attn), whatever the order given.
     models = sorted(models, key=lambda m: m in NEEDS_BASE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    code = provenance()
     summary = out.with_suffix(".summary.json")
-    if out.exists():
-        results = json.loads(out.read_text())
-    elif summary.exists():  # a fresh checkout holds the committed summary only: resume from it
-        results = from_summary(json.loads(summary.read_text()))
-        print(f"resuming from {summary} ({len(results.get('steps', {}))} steps; {out} is not here)", flush=True)
-    else:
-        results = {}
+    try:
+        results = resumed(out, summary)
+    except ValueError as e:
+        parser.error(str(e))
+    other_code = sorted(
+        {
+            (st.get("code_version"), st.get("git_commit"))
+            for st in results.get("steps", {}).values()
+            if st.get("code_version") not in (None, code["code_version"])
+        }
+    )
+    if other_code and not args.across_code:
+        was = ", ".join(f"{v} (commit {c or 'not recorded'})" for v, c in other_code)
+        parser.error(
+            f"{out} holds steps of other ranker code, {was}, than this checkout's {code['code_version']}: they would not pair with "
+            f"steps trained now. Resume from a checkout of that commit (git worktree add DIR COMMIT; run this command in DIR with PYTHONPATH=DIR), "
+            "use another --out, or pass --across-code"
+        )
     results.pop("paired_slices_by_seed", None)  # rebuilt at the end of every run, in the shape of this code
     settings = {
         "max_epochs": args.max_epochs,
@@ -356,14 +412,14 @@ def main() -> None:
             if base_step is None:
                 print(f"{key}: skipped: {name} re-ranks {base}, which has no step of seed {seed} here: list {base} in --models", flush=True)
                 return
-            if not checkpoint.exists() or base_step.get("code_version") != code_version():
+            if not checkpoint.exists() or base_step.get("code_version") != code["code_version"]:
                 why = f"no checkpoint of it in {kept}" if not checkpoint.exists() else "its step is of other ranker code"
                 print(f"{key}: skipped: {name} re-ranks {base}, and {why}: remove main/{base}/seed{seed} from the JSON to fit both again", flush=True)
                 return
             trained[base, seed] = make(base, overrides)
             trained[base, seed].load(checkpoint, data)
         model = make(name, overrides, {base: trained[base, seed]} if base else None)
-        results["steps"][key] = fit_and_evaluate(key, model, data, rows, seed, unfinished(key))
+        results["steps"][key] = fit_and_evaluate(key, model, data, rows, seed, unfinished(key), code)
         if base:
             results["steps"][key]["base_step"] = f"main/{base}/seed{seed}"  # the fit it re-ranks
         if name in NEEDS_BASE.values():
@@ -385,7 +441,7 @@ def main() -> None:
         if key in results["steps"]:
             continue
         model = make(name, cold_overrides)
-        step = fit(model, split.train_data, seeds[0], unfinished(key))
+        step = fit(model, split.train_data, seeds[0], unfinished(key), code)
         t = time.perf_counter()
         slices = {**item_rows, **{f"new_users_{k}": rows_ for k, rows_ in user_rows.items()}}
         slice_ranks = {s: ranks_by_protocol(model, data, rows_, data.queries.take(rows_)) for s, rows_ in slices.items()}
@@ -405,7 +461,7 @@ def main() -> None:
 
     # 3. More seeds: sasrec's and sasrec-content's first, the claims rest on them (a run that
     # spans sessions has them before lstm-attn's hour-long fits).
-    for group in (SEEDED[:2], SEEDED[2:]) if "seeds" in steps else ():
+    for group in (CLAIMS, [m for m in SEEDED if m not in CLAIMS]) if "seeds" in steps else ():
         for seed in seeds[1:]:
             for name in [m for m in group if m in models]:
                 warm_step(name, seed)

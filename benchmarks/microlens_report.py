@@ -190,19 +190,20 @@ def cold_tables(results: dict) -> list[str]:
 def pack(tree: dict | list) -> dict:
     """Per-user NDCG@10 (a list, or a dict of them by protocol or slice) as each list's length and
     its nonzero entries: a user scores above 0 only with the target in the top 10, about 3 in 100
-    here, so a step's 50,000 values per protocol pack into about 1,500 [position, value] pairs."""
+    here, so a step's 50,000 values per protocol pack into about 1,500 position: value entries."""
     if isinstance(tree, list):
         values = np.asarray(tree, dtype=np.float64)
-        return {"users": len(values), "nonzero": [[int(i), float(values[i])] for i in np.flatnonzero(values)]}
+        return {"users": len(values), "nonzero": {str(i): float(values[i]) for i in np.flatnonzero(values)}}  # one line each in the file
     return {key: pack(sub) for key, sub in tree.items()}
 
 
 def unpack(tree: dict) -> dict | list:
     """`pack`, undone: the same floats (JSON keeps a float's repr exactly)."""
-    if isinstance(tree.get("nonzero"), list):
+    if "nonzero" in tree and "users" in tree:
         values = [0.0] * tree["users"]
-        for i, value in tree["nonzero"]:
-            values[i] = value
+        nonzero = tree["nonzero"]  # {position: value}; [[position, value], ...] as ee0b71d wrote it
+        for i, value in nonzero.items() if isinstance(nonzero, dict) else nonzero:
+            values[int(i)] = value
         return values
     return {key: unpack(sub) for key, sub in tree.items()}
 

@@ -50,6 +50,10 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     }
     assert {k for k in steps if k.startswith("cold/")} == {"cold/popularity/seed0", "cold/sasrec/seed0", "cold/lstm-attn/seed0"}
     assert steps["main/lstm-attn/seed1"]["config"]["max_epochs"] == 2
+    # The seeds step trains the claims' models (sasrec here) before lstm-attn and lightgbm.
+    printed = [line.split(":")[0] for line in first.stdout.splitlines() if line.startswith("main/") and line.endswith("s)")]
+    assert printed[-3:] == ["main/sasrec/seed1", "main/lstm-attn/seed1", "main/lightgbm/seed1"], printed
+    assert all(step["git_commit"] == steps["main/sasrec/seed0"]["git_commit"] for step in steps.values())  # taken once, at the start
     assert not list(out.with_suffix(".models").glob("*unfinished*"))  # a fit's epoch state goes once its step is stored
     assert steps["main/sasrec/seed0"]["epoch_seconds"] == pytest.approx(sum(h["seconds"] for h in steps["main/sasrec/seed0"]["history"]), abs=0.11)
     assert steps["main/lightgbm/seed1"]["base_step"] == "main/lstm-attn/seed1"  # that seed's fit, not the first seed's
@@ -131,10 +135,14 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
         assert says in refused.stderr and "{" not in refused.stderr, refused.stderr  # what changed, not two dicts
     out.write_text(json.dumps(results))
 
-    # A step of other ranker code is not paired with this sasrec, and loses the pair it had.
+    # A step of other ranker code: refused, naming its commit, unless asked for; then it is not
+    # paired with this sasrec, and loses the pair it had.
     results["steps"]["main/lstm-attn/seed1"]["code_version"] = "other"
     out.write_text(json.dumps(results))
-    assert run(*args).returncode == 0
+    refused = run(*args)
+    commit = results["steps"]["main/lstm-attn/seed1"]["git_commit"]
+    assert refused.returncode == 2 and f"holds steps of other ranker code, other (commit {commit})" in refused.stderr, refused.stderr[-2000:]
+    assert run(*args, "--across-code").returncode == 0
     assert set(json.loads(out.read_text())["paired_vs_sasrec_by_seed"]["1"]) == set()
     assert set(json.loads(out.read_text())["paired_slices_by_seed"]["1"]) == set()
 
@@ -188,6 +196,7 @@ def _load_benchmark(monkeypatch):
         (["--models", ","], "--models takes comma-separated model names with none empty, got ','"),
         (["--models", "sasrec,,lstm-attn"], "none empty, got 'sasrec,,lstm-attn'"),  # probe: trained, dropping the empty name
         (["--out", "results.md"], "--out must end in .json"),
+        (["--out", "results.summary.json"], "--out must end in .json, not .summary.json"),  # review: read as a full JSON, overwritten unpacked
         (["--home", "not-a-home"], "is not a reelsense home"),
     ],
 )
@@ -286,11 +295,37 @@ def test_a_summary_packs_per_user_values_exactly_and_pair_seeds_reads_it(tmp_pat
     results = {"data": {"test_rows_sha1": "abc"}, "steps": {"a/seed0": {"code_version": "c0", "ndcg10_per_user": {"unmasked": values, "masked": values[::-1]}}}}
     results["steps"]["cold/a/seed0"] = {"code_version": "c0", "ndcg10_per_user": cold}
     summary = json.loads(json.dumps(microlens_report.slim(results)))  # through JSON, as written and read back
-    assert summary["steps"]["a/seed0"]["ndcg10_packed"]["unmasked"] == {"users": 6, "nonzero": [[1, values[1]], [4, 1.0], [5, values[5]]]}
+    assert summary["steps"]["a/seed0"]["ndcg10_packed"]["unmasked"] == {"users": 6, "nonzero": {"1": values[1], "4": 1.0, "5": values[5]}}
     assert "ndcg10_per_user" not in summary["steps"]["a/seed0"] and summary["steps"]["a/seed0"]["code_version"] == "c0"
     assert microlens_report.from_summary(summary) == results  # the same floats, bit for bit
+    listed = json.loads(json.dumps(summary))  # the first packed summaries (ee0b71d) listed [position, value] pairs
+    for protocol in ("unmasked", "masked"):
+        listed["steps"]["a/seed0"]["ndcg10_packed"][protocol]["nonzero"] = [
+            [int(i), v] for i, v in listed["steps"]["a/seed0"]["ndcg10_packed"][protocol]["nonzero"].items()
+        ]
+    assert microlens_report.from_summary(listed)["steps"]["a/seed0"] == results["steps"]["a/seed0"]
     assert microlens_report.from_summary(results) == results  # a full JSON: as it is
     path = tmp_path / "run.summary.json"
     path.write_text(json.dumps(summary))
     _, step = pair_seeds.read_step(f"{path}#a/seed0", {})
     assert step["ndcg10_per_user"]["masked"] == values[::-1]
+
+
+def test_a_summary_resumes_only_a_run_it_can(tmp_path, monkeypatch, capsys):
+    """Review: a summary written before it kept per-user values was resumed as finished steps
+    with nothing to pair, and the pairs committed in it were overwritten; a JSON older than the
+    summary retrained the steps only the summary held, without a word."""
+    benchmark = _load_benchmark(monkeypatch)
+    out, summary = tmp_path / "bench.json", tmp_path / "bench.summary.json"
+    step = {"code_version": "c0", "ndcg10_per_user": {"unmasked": [0.0, 1.0], "masked": [0.5, 0.0]}}
+    run_record = {"data": {"test_rows_sha1": "abc"}, "overrides": {}, "main_seed": 0}
+    summary.write_text(json.dumps({**run_record, "steps": {"main/a/seed0": {"code_version": "c0", "metrics": {}}}}))
+    with pytest.raises(ValueError, match=re.escape("was written before it kept per-user values (main/a/seed0 has none)")):
+        benchmark.resumed(out, summary)
+    full = {**run_record, "steps": {"main/a/seed0": step, "main/b/seed0": step}}
+    summary.write_text(json.dumps(benchmark.slim(full)))
+    assert benchmark.resumed(out, summary) == full  # no JSON: the summary's steps, values unpacked
+    assert "resuming from" in capsys.readouterr().out
+    out.write_text(json.dumps({**run_record, "steps": {"main/a/seed0": step}}))
+    assert benchmark.resumed(out, summary) == {**run_record, "steps": {"main/a/seed0": step}}  # the JSON is the run's
+    assert f"holds steps that {out} lacks (main/b/seed0): they are trained again" in capsys.readouterr().out  # and the summary's extra is named
