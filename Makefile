@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # (PyAV, decord and soundfile wheels bundle their own FFmpeg and libsndfile).
 APT_PACKAGES := chromium chromium-driver
 
-.PHONY: setup system demo test test-e2e test-chaos lint clean serve deploy worker image-test
+.PHONY: setup system demo test test-e2e test-chaos lint clean serve deploy worker image-test microlens
 
 setup: $(STAMP)
 
@@ -50,6 +50,18 @@ test-e2e: setup
 # test. CI runs them last.
 test-chaos: setup
 	$(BIN)/python -m pytest -m "chaos and not e2e"
+
+# The README's MicroLens-50K tables in one command: ingest and extract the titles (each skips what
+# is done), then every model, seed and cold-start step (about ten hours on 2 cores). Run again, it
+# resumes: from the JSON, or in a fresh checkout from the committed .summary.json.
+MICROLENS ?= ../shared/data/microlens-50k
+MICROLENS_HOME ?= $(CURDIR)/.reelsense-microlens
+microlens: setup
+	$(BIN)/reelsense --home $(MICROLENS_HOME) ingest microlens $(MICROLENS)
+	$(BIN)/reelsense --home $(MICROLENS_HOME) extract --config configs/microlens-text.toml
+	$(BIN)/python benchmarks/microlens.py --home $(MICROLENS_HOME) --out benchmarks/results/microlens-50k-whole.json \
+		--models popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm --seeds 0,1,2 \
+		--patience 10 --max-epochs 40 --cold-max-epochs 40
 
 # ruff (the rule set in pyproject.toml [tool.ruff.lint], and the formatter's check), then mypy on
 # the storage layer and the ranker interface ([tool.mypy]).

@@ -426,6 +426,7 @@ def main() -> None:
             trained[name, seed] = model  # a re-ranker's base: kept for it, and on disk for a resumed run
             kept.mkdir(parents=True, exist_ok=True)
             model.save(kept / f"{name}-seed{seed}.pt")
+        paired(results, seed)  # the .md pairs each step as it lands (a run may stop for hours before the next)
         save()
         discard(unfinished(key))
 
