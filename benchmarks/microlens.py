@@ -138,13 +138,12 @@ def resumed(out: Path, summary: Path) -> dict:
     values unpacked. ValueError for a summary that cannot resume a run."""
     if out.exists():
         results = json.loads(out.read_text())
-        if summary.exists():  # a summary committed since the JSON was written (review): say what it holds that the JSON lacks
+        if summary.exists():  # a summary committed since the JSON was written, or of another run: never overwritten unread (review, probe)
             extra = sorted(set(json.loads(summary.read_text()).get("steps", {})) - set(results.get("steps", {})))
             if extra:
-                print(
-                    f"{summary} holds steps that {out} lacks ({', '.join(extra)}): they are trained again, and the summary rewritten; "
-                    f"to resume from the summary instead, stop and move {out} away",
-                    flush=True,
+                raise ValueError(
+                    f"{summary} holds steps that {out} lacks ({', '.join(extra)}), and this run would overwrite it: to resume from "
+                    f"the summary, move {out} away; to train a step again, remove it from both files"
                 )
         return results
     if not summary.exists():
@@ -313,6 +312,7 @@ def main() -> None:
     models = sorted(models, key=lambda m: m in NEEDS_BASE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     code = provenance()
+    source = out if out.exists() else out.with_suffix(".summary.json")  # what the run resumes, for the messages below
     summary = out.with_suffix(".summary.json")
     try:
         results = resumed(out, summary)
@@ -325,10 +325,12 @@ def main() -> None:
             if st.get("code_version") not in (None, code["code_version"])
         }
     )
+    if other_code and args.across_code:  # said, not silent (probe)
+        print(f"--across-code: steps of ranker code {', '.join(v for v, _ in other_code)} are kept, and not paired with this code's", flush=True)
     if other_code and not args.across_code:
         was = ", ".join(f"{v} (commit {c or 'not recorded'})" for v, c in other_code)
         parser.error(
-            f"{out} holds steps of other ranker code, {was}, than this checkout's {code['code_version']}: they would not pair with "
+            f"{source} holds steps of other ranker code, {was}, than this checkout's {code['code_version']}: they would not pair with "
             f"steps trained now. Resume from a checkout of that commit (git worktree add DIR COMMIT; run this command in DIR with PYTHONPATH=DIR), "
             "use another --out, or pass --across-code"
         )
@@ -346,7 +348,7 @@ def main() -> None:
     for key, value in {**settings, "main_seed": seeds[0]}.items():  # the steps of one JSON are of one set of settings
         if results.get("steps") and key in before and before[key] != value:
             was, now = ("the default" if v is None else v for v in (before[key], value))
-            parser.error(f"{out} was run with {key} {was}, not {now}: resume it with the same settings, or use another --out")
+            parser.error(f"{source} was run with {key} {was}, not {now}: resume it with the same settings, or use another --out")
     results.setdefault("steps", {})
     results.update(
         {
@@ -392,7 +394,7 @@ def main() -> None:
         earlier["test_users"] = ranked[0]
     if results["steps"] and earlier != {k: shape[k] for k in earlier}:  # paired steps must rank the same test rows
         changed = "; ".join(f"{k} {earlier[k]}, now {shape[k]}" for k in earlier if earlier[k] != shape[k])
-        parser.error(f"{out} was run on other data or test users ({changed}): use another --out")
+        parser.error(f"{source} was run on other data or test users ({changed}): use another --out")
     results["data"] = {**shape, "load_seconds": round(time.perf_counter() - started, 1)}
     trained: dict[tuple[str, int], object] = {}  # (name, seed) -> the re-rankers' bases (lightgbm: lstm-attn)
     kept = out.with_suffix(".models")  # the bases' checkpoints, so that a resumed run can still fit their re-rankers
@@ -414,7 +416,10 @@ def main() -> None:
                 return
             if not checkpoint.exists() or base_step.get("code_version") != code["code_version"]:
                 why = f"no checkpoint of it in {kept}" if not checkpoint.exists() else "its step is of other ranker code"
-                print(f"{key}: skipped: {name} re-ranks {base}, and {why}: remove main/{base}/seed{seed} from the JSON to fit both again", flush=True)
+                print(
+                    f"{key}: skipped: {name} re-ranks {base}, and {why}: remove main/{base}/seed{seed} from the JSON and its summary to fit both again",
+                    flush=True,
+                )
                 return
             trained[base, seed] = make(base, overrides)
             trained[base, seed].load(checkpoint, data)
@@ -517,5 +522,8 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        print("interrupted: every finished step is in the JSON; run the same command again to resume", file=sys.stderr)
+        print(
+            "interrupted: every finished step is in the JSON and its summary, a fit under way in its last finished epoch; run the same command again to resume",
+            file=sys.stderr,
+        )
         sys.exit(130)

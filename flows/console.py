@@ -120,7 +120,13 @@ def dropped_note(results: dict) -> str | None:
         return None
     why = "; ".join(f"{', '.join(n for n, r in dropped.items() if r == reason)}: {reason}" for reason in dict.fromkeys(dropped.values()))
     again = [name for name, reason in dropped.items() if reason not in (RETIRED_ROW, UNTRAINED_ROW)]
-    how = f"; `reelsense evaluate --models {','.join(again)}{_same_evaluation(results)}` measures them here" if again else ""
+    stale = [name for name in again if name in results.get("train_before_evaluate", [])]
+    fits = [name for name in again if name not in stale]
+    how = f"; `reelsense evaluate --models {','.join(fits)}{_same_evaluation(results)}` measures them here" if fits else ""
+    if stale:  # their models are of other data: evaluate would refuse them (probe)
+        models = ",".join(stale)
+        evaluate = f"reelsense evaluate --models {models}{_same_evaluation(results)}"
+        how += f"; {', '.join(stale)} no longer fit the data: `reelsense train --models {models}`, then `{evaluate}`"
     return runnable(f"no longer in the table ({why}){how}")
 
 

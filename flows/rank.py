@@ -70,7 +70,11 @@ def train_one(
     if saved is not None and saved.get("reuse_key") == key:
         # Same rows, items, content, hyper-parameters, seed and code: training again would give the same model.
         if unfinished.is_file() and FitCheckpoint.for_fit(unfinished, model, data, seed).holds_this_fit():  # the key's hashing only then
-            discard(unfinished)  # this fit, finished and saved: of no use now (a stopped fit of other settings stays)
+            # This fit, finished and saved: of no use now (a stopped fit of other settings stays).
+            # Said (probe: a stopped `train --force` went without a word, `models` having offered it).
+            was = stopped_fit(unfinished)
+            say(f"discarding {name}'s stopped fit ({count(was['epochs'], 'epoch')} finished): the saved {saved['version']} is the same fit, finished")
+            discard(unfinished)
         return artifacts.load(models_dir, name, data, trained, device), {**saved, "reused": True}
     if force and unfinished.is_file():  # --force trains from epoch 1, not on from a stopped fit
         was = stopped_fit(unfinished)
@@ -266,7 +270,7 @@ def evaluate_rankers(
     results["data_fingerprint"] = artifacts.fingerprint(data)
     # Results of the same code only: the evaluation (its sampled negatives, popularity) is code too.
     results["code_version"] = artifacts.code_version()
-    results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir)
+    results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir, data)
     results["kept_from_earlier"] = [name for name in results["models"] if name not in models]
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(wh.reports_dir / f"{stem}.json", json.dumps(results, indent=1))
@@ -275,16 +279,18 @@ def evaluate_rankers(
     return results
 
 
-def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], models_dir: Path) -> dict[str, Any]:
+def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], models_dir: Path, data: Dataset | None = None) -> dict[str, Any]:
     """`evaluate --models a,b` updates a and b in the report and keeps the other models' results, when
     they were measured by the same code on the same data, content, seed and test users and are still the latest
     version of their model; otherwise the report holds only this run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
-    version, or leaves the table (its per-user ranks are not stored, so it cannot be paired again)."""
+    version, or leaves the table (its per-user ranks are not stored, so it cannot be paired again).
+    A dropped model that no longer fits `data` is listed in `train_before_evaluate` (probe: the
+    advice to evaluate it was refused, its model being of other data)."""
     previous = json.loads(path.read_text()) if path.exists() else {}
     what = {"data_fingerprint": "data", "seed": "seed", "evaluation": "test users", "code_version": "ranker code"}
     differ = [label for key, label in what.items() if previous.get(key) != results[key]]
     differ += ["content model"] if previous.get("protocol", {}).get("content") != results["protocol"]["content"] else []
-    kept, dropped = {}, {}
+    kept, dropped, stale = {}, {}, []
     for name, r in previous.get("models", {}).items():
         if name in evaluated:
             continue
@@ -296,12 +302,18 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
             dropped[name] = UNTRAINED_ROW
         elif differ:
             dropped[name] = f"the earlier evaluate had other {', '.join(differ)}"
+            try:
+                if data is not None:
+                    artifacts.check_with_base(models_dir, name, data)
+            except artifacts.ModelMismatch:
+                stale.append(name)
         elif r.get("version") != latest:
             dropped[name] = "retrained since the earlier evaluate"  # no stale versions
         else:
             kept[name] = dict(r)
     # Said where the rows went (probe: the first evaluate after an upgrade dropped six rows silently).
     results["dropped_from_earlier"] = dropped
+    results["train_before_evaluate"] = stale
     # The sasrec the table will show, evaluated now or kept (review: a kept row kept its pairing with a
     # sasrec that had gone stale and left the table).
     reference = (results["models"].get(REFERENCE) or kept.get(REFERENCE) or {}).get("version")

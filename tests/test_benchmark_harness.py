@@ -106,21 +106,18 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
 
     # A run stopped between lstm-attn and lightgbm: the resumed run re-ranks the kept lstm-attn
     # checkpoint of that seed, and gets what the uninterrupted run got.
-    results = json.loads(out.read_text())
-    del results["steps"]["main/lightgbm/seed1"]
-    out.write_text(json.dumps(results))
+    drop(out, "main/lightgbm/seed1")
     alone = run(*[a if a != "popularity,sasrec,lightgbm,lstm-attn" else "lightgbm" for a in args])
     assert alone.returncode == 0, alone.stderr[-3000:]
     resumed = json.loads(out.read_text())["steps"]["main/lightgbm/seed1"]
     assert resumed["ndcg10_per_user"] == steps["main/lightgbm/seed1"]["ndcg10_per_user"]
     # Without the checkpoint it cannot: it says so and trains nothing.
-    results = json.loads(out.read_text())
-    del results["steps"]["main/lightgbm/seed1"]
-    out.write_text(json.dumps(results))
+    drop(out, "main/lightgbm/seed1")
     (out.with_suffix(".models") / "lstm-attn-seed1.pt").unlink()
     alone = run(*[a if a != "popularity,sasrec,lightgbm,lstm-attn" else "lightgbm" for a in args])
     assert alone.returncode == 0 and "main/lightgbm/seed1: skipped: lightgbm re-ranks lstm-attn" in alone.stdout
-    assert "main/lightgbm/seed1" not in json.loads(out.read_text())["steps"]
+    results = json.loads(out.read_text())
+    assert "main/lightgbm/seed1" not in results["steps"]
 
     # Steps ranked other test rows (other data, or a JSON of the older harness run with another
     # --max-users): refused before anything runs.
@@ -167,6 +164,14 @@ def test_slices_are_named_for_what_they_hold(monkeypatch):
         "target's training count 5-19": [2],
         "target's training count 50 or more": [3],
     }
+
+
+def drop(out: Path, key: str) -> None:
+    """Remove step `key` from the run's JSON and its summary: it is then trained again."""
+    for path in (out, out.with_suffix(".summary.json")):
+        record = json.loads(path.read_text())
+        del record["steps"][key]
+        path.write_text(json.dumps(record))
 
 
 def _load_benchmark(monkeypatch):
@@ -314,7 +319,7 @@ def test_a_summary_packs_per_user_values_exactly_and_pair_seeds_reads_it(tmp_pat
 def test_a_summary_resumes_only_a_run_it_can(tmp_path, monkeypatch, capsys):
     """Review: a summary written before it kept per-user values was resumed as finished steps
     with nothing to pair, and the pairs committed in it were overwritten; a JSON older than the
-    summary retrained the steps only the summary held, without a word."""
+    summary overwrote the steps only the summary held."""
     benchmark = _load_benchmark(monkeypatch)
     out, summary = tmp_path / "bench.json", tmp_path / "bench.summary.json"
     step = {"code_version": "c0", "ndcg10_per_user": {"unmasked": [0.0, 1.0], "masked": [0.5, 0.0]}}
@@ -327,5 +332,7 @@ def test_a_summary_resumes_only_a_run_it_can(tmp_path, monkeypatch, capsys):
     assert benchmark.resumed(out, summary) == full  # no JSON: the summary's steps, values unpacked
     assert "resuming from" in capsys.readouterr().out
     out.write_text(json.dumps({**run_record, "steps": {"main/a/seed0": step}}))
-    assert benchmark.resumed(out, summary) == {**run_record, "steps": {"main/a/seed0": step}}  # the JSON is the run's
-    assert f"holds steps that {out} lacks (main/b/seed0): they are trained again" in capsys.readouterr().out  # and the summary's extra is named
+    with pytest.raises(ValueError, match=re.escape(f"holds steps that {out} lacks (main/b/seed0), and this run would overwrite it")):
+        benchmark.resumed(out, summary)  # probe: the summary's step was said to be trained again, then dropped untrained
+    out.write_text(json.dumps(full))
+    assert benchmark.resumed(out, summary) == full  # the JSON, holding every step the summary does

@@ -805,6 +805,11 @@ def test_rows_an_evaluate_leaves_out_are_named_with_why(tmp_path):
         "no longer in the table (sasrec, bpr-mf: the earlier evaluate had other ranker code; id-sequence: a retired ranker name; "
         "itemknn: no longer trained); `reelsense evaluate --models sasrec,bpr-mf --seed 3 --max-users 50` measures them here"
     )
+    # Probe: a model of other data was sent to `evaluate`, which refused it: train it first.
+    assert dropped_note({**upgraded, "train_before_evaluate": ["bpr-mf"]}).endswith(
+        "`reelsense evaluate --models sasrec` measures them here; bpr-mf no longer fit the data: "
+        "`reelsense train --models bpr-mf`, then `reelsense evaluate --models bpr-mf`"
+    )
     same["dropped_from_earlier"] = {"bpr-mf": "retrained since the earlier evaluate"}
 
     row = {"version": "v", "ctr_sampled": {}}

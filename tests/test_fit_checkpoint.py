@@ -215,8 +215,11 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     # A reused model removes a stopped fit of itself, never one of other settings (probe: the
     # printed command, without --config, reused the saved model and deleted the stopped fit).
     stopped_after(1, model, data, path, monkeypatch)
+    said.clear()
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
     assert metas["bpr-mf"]["reused"] and not path.exists()
+    # Said (probe: a stopped `train --force` of the saved model's own fit went without a word).
+    assert f"discarding bpr-mf's stopped fit (1 epoch finished): the saved {metas['bpr-mf']['version']} is the same fit, finished" in said, said
     stopped_after(1, lambda: build("bpr-mf", "cpu", {}, {**settings, "lr": 0.01}), data, path, monkeypatch)
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
     assert metas["bpr-mf"]["reused"] and path.exists()
