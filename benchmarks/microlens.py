@@ -312,8 +312,8 @@ def main() -> None:
     models = sorted(models, key=lambda m: m in NEEDS_BASE)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     code = provenance()
-    source = out if out.exists() else out.with_suffix(".summary.json")  # what the run resumes, for the messages below
     summary = out.with_suffix(".summary.json")
+    source = out if out.exists() else summary  # what the run resumes, for the messages below
     try:
         results = resumed(out, summary)
     except ValueError as e:
@@ -437,8 +437,6 @@ def main() -> None:
 
     for name in models if "main" in steps else []:  # 1. every model, the first seed
         warm_step(name, seeds[0])
-    paired(results, seeds[0])
-    save()
 
     split = cold_split(data, seed=0)  # 2. cold start
     item_rows, user_rows = item_cold_rows(data, split), user_cold_rows(data, split)
@@ -457,6 +455,7 @@ def main() -> None:
         step["ndcg10_per_user"] = {s: {p: ndcg(r, 10).tolist() for p, r in by_protocol.items()} for s, by_protocol in slice_ranks.items()}
         step["eval_seconds"] = round(time.perf_counter() - t, 1)
         results["steps"][key] = step
+        paired_cold(results, seeds[0])  # as the warm steps are paired: as each lands
         save()
         discard(unfinished(key))
         print(

@@ -302,11 +302,11 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
             dropped[name] = UNTRAINED_ROW
         elif differ:
             dropped[name] = f"the earlier evaluate had other {', '.join(differ)}"
-            try:
-                if data is not None:
+            if data is not None:
+                try:
                     artifacts.check_with_base(models_dir, name, data)
-            except artifacts.ModelMismatch:
-                stale.append(name)
+                except artifacts.ModelMismatch:
+                    stale.append(name)
         elif r.get("version") != latest:
             dropped[name] = "retrained since the earlier evaluate"  # no stale versions
         else:
