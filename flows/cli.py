@@ -123,6 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 130
+    except BrokenPipeError:
+        # probe: `reelsense ingest ... | head -1` ended in a traceback. The reader closed the pipe; what
+        # the command did is done (or stops here, as a Unix writer does). Exit as a writer killed by
+        # SIGPIPE, and send the rest of stdout nowhere so that Python's exit flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except RuntimeError as exc:
         if not str(exc).startswith("Timed out while attempting to connect to ephemeral Prefect API server"):
             raise

@@ -136,6 +136,27 @@ def test_sql_prints_repeated_column_names(home, capsys):
     assert json.loads(out) == [{"a": 1, "a_1": 2}]
 
 
+def test_output_to_a_closed_pipe_exits_as_sigpipe_without_a_traceback(home):
+    """Probe: `reelsense ingest ... | head -1` ended in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader (head) is gone before the command prints
+    try:
+        run = subprocess.run(
+            [str(Path(sys.executable).parent / "reelsense"), "--home", str(home), "sql", "SELECT * FROM events"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert run.returncode == 141, run.stderr  # 128 + SIGPIPE, as a shell reports a writer whose reader left
+    assert run.stderr == "", run.stderr
+
+
 def test_sql_shows_a_float_as_float_not_as_the_nearest_double(home, capsys):
     """Probe: `round(score, 3)` of a FLOAT score printed 2.9489998817443848."""
     query = "SELECT round(2.94899::FLOAT, 3) AS f, 0.1::DOUBLE AS d, NULL::FLOAT AS n, [0.1, NULL]::FLOAT[2] AS v"
