@@ -61,6 +61,7 @@ from warehouse.store import Warehouse
 
 CLAIMS = ("sasrec", "sasrec-content")  # the seeds step trains these again first: the claims rest on them
 SEEDED = (*CLAIMS, "lstm-attn", "lightgbm")  # the models the seeds step trains again
+COLD = ("popularity", "sasrec-content", "sasrec", "lstm-attn")  # the models the cold-start split trains
 
 
 # Slices of the test users (inclusive bounds; None: no upper bound). Known engagements are the
@@ -334,6 +335,11 @@ def main() -> None:
             f"steps trained now. Resume from a checkout of that commit (git worktree add DIR COMMIT; run this command in DIR with PYTHONPATH=DIR), "
             "use another --out, or pass --across-code"
         )
+    for name, base in NEEDS_BASE.items():  # probe: `--models lightgbm` alone wrote an empty table
+        if name in models and base not in models and not any(k.startswith(f"main/{base}/") for k in results.get("steps", {})):
+            where = f"{source} holds no step of it" if source.exists() else "no earlier run of this --out has one"
+            parser.error(f"--models: {name} re-ranks {base}, and {where}: list {base} in --models too")
+    had = set(results.get("steps", {}))  # the steps resumed, for the closing line
     results.pop("paired_slices_by_seed", None)  # rebuilt at the end of every run, in the shape of this code
     settings = {
         "max_epochs": args.max_epochs,
@@ -440,7 +446,7 @@ def main() -> None:
 
     split = cold_split(data, seed=0)  # 2. cold start
     item_rows, user_rows = item_cold_rows(data, split), user_cold_rows(data, split)
-    for name in [m for m in ("popularity", "sasrec-content", "sasrec", "lstm-attn") if m in models and "cold" in steps]:
+    for name in [m for m in COLD if m in models and "cold" in steps]:
         key = f"cold/{name}/seed{seeds[0]}"
         if key in results["steps"]:
             continue
@@ -474,7 +480,13 @@ def main() -> None:
         paired(results, seed)
     paired_slices(results, warm_slices(data, rows), len(rows))
     paired_cold(results, seeds[0])
+    if not results["steps"]:  # nothing resumed, nothing run: no empty table
+        print(f"nothing ran: --steps {args.steps} has no step for {', '.join(models)} (the cold split trains {', '.join(COLD)})", flush=True)
+        return
     save()
+    new = len(results["steps"]) - len(had & set(results["steps"]))
+    earlier = f", {len(had)} resumed from {source}" if had else ""
+    print(f"{new} step{'s' * (new != 1)} run now{earlier}; the tables: {out.with_suffix('.md')}", flush=True)
 
 
 def paired(results: dict, seed: int) -> None:

@@ -89,6 +89,8 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     again = run(*args)  # every step is in the JSON: nothing is trained again
     assert again.returncode == 0, again.stderr[-3000:]
     assert "NDCG@10 unmasked" not in again.stdout and "item-cold" not in again.stdout
+    # ... and says so (probe: a rerun with nothing to do printed nothing).
+    assert f"0 steps run now, {len(steps)} resumed from {out}; the tables: {out.with_suffix('.md')}" in again.stdout, again.stdout
     assert json.loads(out.read_text())["steps"]["main/lstm-attn/seed1"]["fit_seconds"] == steps["main/lstm-attn/seed1"]["fit_seconds"]
 
     # A fresh checkout has only the committed .summary.json: the run resumes from it, trains
@@ -143,6 +145,12 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     assert set(json.loads(out.read_text())["paired_vs_sasrec_by_seed"]["1"]) == set()
     assert set(json.loads(out.read_text())["paired_slices_by_seed"]["1"]) == set()
 
+    # No step of the models listed in the steps asked for: said, and no empty table written.
+    other = tmp_path / "other.json"
+    idle = run("--home", str(home), "--out", str(other), "--models", "itemknn", "--steps", "cold")
+    assert idle.returncode == 0 and "nothing ran: --steps cold has no step for itemknn" in idle.stdout, idle.stdout + idle.stderr[-2000:]
+    assert not list(tmp_path.glob("other.*"))
+
 
 def test_slices_are_named_for_what_they_hold(monkeypatch):
     benchmark = _load_benchmark(monkeypatch)
@@ -188,6 +196,8 @@ def _load_benchmark(monkeypatch):
         (["--delta-ratio", "0.5"], "was run with delta_ratio the default, not 0.5"),
         (["--max-users", "5"], "was run with max_users the default, not 5"),
         (["--models", "sasrec,nosuch"], "unknown ranker 'nosuch'"),
+        # Probe: wrote an empty table. The JSON here has no lstm-attn step for it to re-rank.
+        (["--models", "lightgbm"], "--models: lightgbm re-ranks lstm-attn, and {out} holds no step of it: list lstm-attn in --models too"),
         (["--seeds", "x"], "takes comma-separated seeds"),
         (["--max-users", "0"], "--max-users: takes a whole number above 0, got '0'"),
         # Probe, 2026-12-02: these wrote the first steps, then raised the rankers' ConfigError
@@ -220,6 +230,7 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
     with pytest.raises(SystemExit) as refused:
         benchmark.main()
     err = capsys.readouterr().err
+    says = says.replace("{out}", str(out))
     assert refused.value.code == 2 and says in err and err.count("\n") == 1, err  # one line, no usage
     assert json.loads(out.read_text()) == before
     assert not (tmp_path / "not-a-home").exists()
