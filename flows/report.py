@@ -103,6 +103,12 @@ def write_runs_index(wh: Warehouse) -> Path:
         for i, r in enumerate(runs)
     )
     body = f"<table><tr><th>run</th><th>model</th><th>scored at</th><th>explanations</th><th>user pages</th><th>report written at</th></tr>{rows}</table>"
+    if not runs:  # probe: after `score --replace` of the only run the index was an empty table, saying nothing
+        command = html.escape(f"reelsense --home {wh.home} report")
+        body = (
+            f"<p>No report here: <code>{command}</code> writes the latest score run's. A <code>score --replace</code> "
+            "or a <code>prune</code> removes the reports of the runs it replaces or removes.</p>"
+        )
     index = wh.reports_dir / "index.html"
     store.write_atomic(index, page("reelsense reports", body))
     if runs:

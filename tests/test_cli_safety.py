@@ -682,6 +682,13 @@ def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_u
     assert sorted(p.name for p in (rankers / "lstm-attn").iterdir() if p.is_dir()) == sorted([v1, v3])
     assert main(["--home", str(home), "prune", "--keep-runs", "1"]) == 0  # again: nothing more to remove
     assert "removed 0 runs (0 scores, 0 explanations) and 0 model versions" in capsys.readouterr().out
+    # The last report gone (here by a replace of its run): the index says how to write one.
+    assert main(["--home", str(home), "report", "--run-id", "new", "--plot-users", "0", "--device", "cpu"]) == 0
+    assert "new/index.html" in (home / "reports" / "index.html").read_text()
+    score_batch(str(home), model="lstm-attn", k=3, run_id="new", users=["user03"], device="cpu", replace=True)
+    index = (home / "reports" / "index.html").read_text()
+    assert "new/index.html" not in index and f"reelsense --home {home.absolute()} report</code> writes" in index, index
+    assert not (home / "reports" / "latest").exists()
 
 
 def test_a_report_removes_folders_of_reports_whose_process_died(tmp_path):
