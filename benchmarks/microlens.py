@@ -305,6 +305,16 @@ def main() -> None:
         check_rankers(models)
     except ReelsenseError as e:
         parser.error(f"--models: {e}")
+    # The steps this command covers, done or not: (key, seed). None is a typo that would look like a success.
+    planned = [(f"main/{m}/seed{seeds[0]}", seeds[0]) for m in models if "main" in steps]
+    planned += [(f"cold/{m}/seed{seeds[0]}", seeds[0]) for m in COLD if m in models and "cold" in steps]
+    planned += [(f"main/{m}/seed{s}", s) for m in SEEDED if m in models and "seeds" in steps for s in seeds[1:]]
+    if not planned:  # review: it loaded the data, then said "nothing ran" and exited 0
+        why = {
+            "cold": f"cold trains {', '.join(COLD)} only",
+            "seeds": f"seeds trains {', '.join(SEEDED)} only" if seeds[1:] else f"seeds trains the seeds after the first, and --seeds {seeds[0]} has one",
+        }
+        parser.error(f"--steps {args.steps} has no step for --models {args.models}: {'; '.join(why[s] for s in sorted(steps))}")
     if out.suffix != ".json" or out.name.endswith(".summary.json"):
         parser.error(f"--out must end in .json, not .summary.json (its .md and .summary.json are written beside it), got {out}")
     if not (Path(args.home) / "reelsense.duckdb").exists():
@@ -336,9 +346,12 @@ def main() -> None:
             "use another --out, or pass --across-code"
         )
     for name, base in NEEDS_BASE.items():  # probe: `--models lightgbm` alone wrote an empty table
-        if name in models and base not in models and not any(k.startswith(f"main/{base}/") for k in results.get("steps", {})):
-            where = f"{source} holds no step of it" if source.exists() else "no earlier run of this --out has one"
-            parser.error(f"--models: {name} re-ranks {base}, and {where}: list {base} in --models too")
+        # The seeds this run fits `name` with, where neither its step nor its base's is there to re-rank.
+        fits = [s for key, s in planned if key == f"main/{name}/seed{s}" and key not in results.get("steps", {})]
+        bare = [s for s in fits if base not in models and f"main/{base}/seed{s}" not in results.get("steps", {})]
+        if bare:
+            where = f"{source} holds no main/{base}/seed{bare[0]} step" if source.exists() else "no earlier run of this --out has its step"
+            parser.error(f"--models: {name} re-ranks the {base} of its seed, and {where}: list {base} in --models too")
     had = set(results.get("steps", {}))  # the steps resumed, for the closing line
     results.pop("paired_slices_by_seed", None)  # rebuilt at the end of every run, in the shape of this code
     settings = {
@@ -480,13 +493,10 @@ def main() -> None:
         paired(results, seed)
     paired_slices(results, warm_slices(data, rows), len(rows))
     paired_cold(results, seeds[0])
-    if not results["steps"]:  # nothing resumed, nothing run: no empty table
-        print(f"nothing ran: --steps {args.steps} has no step for {', '.join(models)} (the cold split trains {', '.join(COLD)})", flush=True)
-        return
     save()
     new = len(results["steps"]) - len(had & set(results["steps"]))
-    earlier = f", {len(had)} resumed from {source}" if had else ""
-    print(f"{new} step{'s' * (new != 1)} run now{earlier}; the tables: {out.with_suffix('.md')}", flush=True)
+    resumed_from = f", {len(had)} resumed from {source}" if had else ""
+    print(f"{new} step{'s' * (new != 1)} run now{resumed_from}; the tables: {out.with_suffix('.md')}", flush=True)
 
 
 def paired(results: dict, seed: int) -> None:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -81,6 +82,16 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports an error on its write end)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a captured stdout) or no poll
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # No telemetry from the embedded Prefect server: these machines may have no network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -105,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ReelsenseError(f"--home {args.home} is a file, not a folder; a home is a folder (made on first use)")
         try:
             status = args.run(args) or 0
+            sys.stdout.flush()  # buffered output to a pipe is written here, where a reader gone is caught below
         except BaseException:
             exit_if_bridged()  # a SIGTERM went through Prefect's bridge, whatever Prefect raised after it
             raise
@@ -124,11 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 130
     except BrokenPipeError:
-        # probe: `reelsense ingest ... | head -1` ended in a traceback. The reader closed the pipe; what
-        # the command did is done (or stops here, as a Unix writer does). Exit as a writer killed by
-        # SIGPIPE, and send the rest of stdout nowhere so that Python's exit flush does not raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # probe: `reelsense ingest ... | head -1` ended in a traceback. Where stdout's reader closed
+        # the pipe, what the command did is done (or stops here, as a Unix writer does): exit as a
+        # writer killed by SIGPIPE. Another broken pipe (a socket, a child process) is an error.
+        if not _stdout_reader_gone():
+            raise
+        if argv is None:  # the program: the rest of stdout goes nowhere, so that Python's exit flush does not raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except RuntimeError as exc:
         if not str(exc).startswith("Timed out while attempting to connect to ephemeral Prefect API server"):

@@ -104,7 +104,7 @@ def write_runs_index(wh: Warehouse) -> Path:
     )
     body = f"<table><tr><th>run</th><th>model</th><th>scored at</th><th>explanations</th><th>user pages</th><th>report written at</th></tr>{rows}</table>"
     if not runs:  # probe: after `score --replace` of the only run the index was an empty table, saying nothing
-        command = html.escape(f"reelsense --home {wh.home} report")
+        command = html.escape(f"reelsense --home {shlex.quote(str(wh.home))} report")
         body = (
             f"<p>No report here: <code>{command}</code> writes the latest score run's. A <code>score --replace</code> "
             "or a <code>prune</code> removes the reports of the runs it replaces or removes.</p>"

@@ -141,20 +141,25 @@ def test_output_to_a_closed_pipe_exits_as_sigpipe_without_a_traceback(home):
     import subprocess
     import sys
 
-    read, write = os.pipe()
-    os.close(read)  # the reader (head) is gone before the command prints
-    try:
-        run = subprocess.run(
-            [str(Path(sys.executable).parent / "reelsense"), "--home", str(home), "sql", "SELECT * FROM events"],
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        os.close(write)
-    assert run.returncode == 141, run.stderr  # 128 + SIGPIPE, as a shell reports a writer whose reader left
-    assert run.stderr == "", run.stderr
+    # Buffered (a pipe's default: the table is written at the end) and unbuffered stdout (review:
+    # the first raised only at Python's exit flush, after main() had returned).
+    for unbuffered in (False, True):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | ({"PYTHONUNBUFFERED": "1"} if unbuffered else {})
+        read, write = os.pipe()
+        os.close(read)  # the reader (head) is gone before the command prints
+        try:
+            run = subprocess.run(
+                [str(Path(sys.executable).parent / "reelsense"), "--home", str(home), "sql", "SELECT * FROM events"],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+                timeout=120,
+            )
+        finally:
+            os.close(write)
+        assert run.returncode == 141, (unbuffered, run.stderr)  # 128 + SIGPIPE, as a shell reports a writer whose reader left
+        assert run.stderr == "", (unbuffered, run.stderr)
 
 
 def test_sql_shows_a_float_as_float_not_as_the_nearest_double(home, capsys):
