@@ -133,14 +133,22 @@ def paired_slices(results: dict, slices: dict[str, npt.NDArray[np.int64]], users
             }
 
 
+def read_json(path: Path) -> dict:
+    """A results file, or ValueError naming it where it is not JSON (probe: the parser's message alone)."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): restore it (git checkout for a committed summary), move it away, or use another --out") from e
+
+
 def resumed(out: Path, summary: Path) -> dict:
     """The results to resume: the JSON where it is here (its steps are the run's: a step removed
     from it is trained again); in a fresh checkout without it, the summary's steps, per-user
     values unpacked. ValueError for a summary that cannot resume a run."""
     if out.exists():
-        results = json.loads(out.read_text())
+        results = read_json(out)
         if summary.exists():  # a summary committed since the JSON was written, or of another run: never overwritten unread (review, probe)
-            extra = sorted(set(json.loads(summary.read_text()).get("steps", {})) - set(results.get("steps", {})))
+            extra = sorted(set(read_json(summary).get("steps", {})) - set(results.get("steps", {})))
             if extra:
                 raise ValueError(
                     f"{summary} holds steps that {out} lacks ({', '.join(extra)}), and this run would overwrite it: to resume from "
@@ -149,14 +157,15 @@ def resumed(out: Path, summary: Path) -> dict:
         return results
     if not summary.exists():
         return {}
-    kept = json.loads(summary.read_text())
+    kept = read_json(summary)
     unpacked = [k for k, st in kept.get("steps", {}).items() if "ndcg10_packed" not in st]
     if unpacked:
         raise ValueError(
             f"{summary} was written before it kept per-user values ({unpacked[0]} has none), so it cannot resume a run: "
             "use the full JSON it was written with, or another --out"
         )
-    print(f"resuming from {summary} ({len(kept.get('steps', {}))} steps; {out} is not here)", flush=True)
+    n = len(kept.get("steps", {}))
+    print(f"resuming from {summary} ({n} step{'s' * (n != 1)}; {out} is not here)", flush=True)
     return from_summary(kept)
 
 

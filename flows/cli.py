@@ -82,6 +82,21 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _write_all(text: str) -> None:
+    """All of `text` to stdout. Probe: with PYTHONUNBUFFERED a pipe whose reader left mid-write took
+    part of one large write, the text layer dropped the rest unsaid, and the command exited 0; here a
+    short write is retried, and the retry raises BrokenPipeError."""
+    sys.stdout.flush()
+    raw = getattr(sys.stdout, "buffer", None)
+    if raw is None:  # a stdout without bytes underneath (a test's, a notebook's)
+        sys.stdout.write(text)
+        return
+    data = memoryview(text.encode(sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"))
+    while data:
+        data = data[raw.write(data) or 0 :]
+    raw.flush()
+
+
 def _stdout_reader_gone() -> bool:
     """Whether stdout is a pipe whose reader has closed it (poll reports an error on its write end)."""
     try:
@@ -114,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 restore, exit_if_bridged = _exit_at_once_on_interrupt()
         if args.home.exists() and not args.home.is_dir():  # probe: a NotADirectoryError traceback
             raise ReelsenseError(f"--home {args.home} is a file, not a folder; a home is a folder (made on first use)")
+        below = next((p for p in args.home.absolute().parents if p.exists() and not p.is_dir()), None)  # probe: the same, a level down
+        if below is not None:
+            raise ReelsenseError(f"--home {args.home} lies below {below}, which is a file, not a folder: choose a home whose parent folders are folders")
         try:
             status = args.run(args) or 0
             sys.stdout.flush()  # buffered output to a pipe is written here, where a reader gone is caught below
@@ -789,7 +807,7 @@ def _sql(args: argparse.Namespace) -> None:
         print(format_table(table, max_rows=50 if args.max_rows is None else args.max_rows, max_width=args.width))
         return
     shown = table if args.max_rows is None else table.slice(0, args.max_rows)
-    print(format_csv(shown) if args.format == "csv" else format_json(shown), end="")
+    _write_all(format_csv(shown) if args.format == "csv" else format_json(shown))
     if shown.num_rows < table.num_rows:  # on stderr: stdout stays a valid CSV or JSON document
         print(f"reelsense: {shown.num_rows} of {table.num_rows} rows (--max-rows)", file=sys.stderr)
 

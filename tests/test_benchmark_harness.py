@@ -245,6 +245,24 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
     assert not (tmp_path / "not-a-home").exists()
 
 
+def test_a_results_file_that_is_not_json_is_named(tmp_path, monkeypatch, capsys):
+    """Probe: a truncated JSON or summary gave the parser's message alone, naming no file."""
+    benchmark = _load_benchmark(monkeypatch)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "reelsense.duckdb").touch()
+    out = tmp_path / "bench.json"
+    for broken in (out, out.with_suffix(".summary.json")):
+        out.unlink(missing_ok=True)
+        broken.write_text('{"steps": {"main/sa')
+        monkeypatch.setattr(sys, "argv", ["microlens.py", "--home", str(home), "--out", str(out), "--models", "sasrec", "--seeds", "0"])
+        with pytest.raises(SystemExit) as refused:
+            benchmark.main()
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and f"{broken} is not valid JSON (" in err and "move it away, or use another --out" in err, err
+        broken.unlink()
+
+
 def _harness_json(path: Path, sha: str, steps: dict[str, tuple[str, list[float]]]) -> str:
     """A harness JSON holding steps of known per-user NDCG@10 (masked: half the unmasked values)."""
     record = {

@@ -162,6 +162,27 @@ def test_output_to_a_closed_pipe_exits_as_sigpipe_without_a_traceback(home):
         assert run.stderr == "", (unbuffered, run.stderr)
 
 
+def test_a_reader_leaving_mid_output_ends_a_large_csv_with_141(home):
+    """Probe: with PYTHONUNBUFFERED the pipe took part of one large write, the rest was dropped
+    unsaid, and `sql --format csv | head -1` exited 0."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    query = "SELECT range AS n, repeat('x', 40) AS pad FROM range(100000)"  # about 5 MB: many times a pipe's buffer
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "reelsense"), "--home", str(home), "sql", query, "--format", "csv", "--max-rows", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout.readline() == b"n,pad\n"
+    proc.stdout.close()  # head -1: the reader leaves while the command is still writing
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err, err
+
+
 def test_sql_shows_a_float_as_float_not_as_the_nearest_double(home, capsys):
     """Probe: `round(score, 3)` of a FLOAT score printed 2.9489998817443848."""
     query = "SELECT round(2.94899::FLOAT, 3) AS f, 0.1::DOUBLE AS d, NULL::FLOAT AS n, [0.1, NULL]::FLOAT[2] AS v"
