@@ -404,6 +404,10 @@ def main() -> None:
         tmp.write_text(json.dumps(slim(results), indent=1))
         tmp.replace(summary)
 
+    for step, trains in (("cold", COLD), ("seeds", SEEDED)):  # probe: a model a step does not train went unsaid
+        left = [m for m in models if m not in trains]
+        if step in steps and left and any(m in trains for m in models) and (step == "cold" or seeds[1:]):
+            print(f"--steps {step} trains {', '.join(trains)} only, not {', '.join(left)}", flush=True)
     started = time.perf_counter()
     ensure_samples(Warehouse(args.home), MAX_HISTORY)  # build-features, where events changed since
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)

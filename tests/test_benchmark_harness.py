@@ -150,6 +150,7 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     other = tmp_path / "other.json"
     cold = run("--home", str(home), "--out", str(other), "--models", "popularity,lightgbm", "--steps", "cold", "--seeds", "0")
     assert cold.returncode == 0 and "1 step run now; the tables: " in cold.stdout, cold.stdout + cold.stderr[-2000:]
+    assert "--steps cold trains popularity, sasrec-content, sasrec, lstm-attn only, not lightgbm" in cold.stdout  # probe: it went unsaid
     assert list(json.loads(other.read_text())["steps"]) == ["cold/popularity/seed0"]
 
 
