@@ -127,11 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # tests, a notebook) keeps its Ctrl-C and SIGTERM. serve stops its runner on Ctrl-C, as Prefect's serve does.
             if argv is None and args.command != "serve":
                 restore, exit_if_bridged = _exit_at_once_on_interrupt()
-        if args.home.exists() and not args.home.is_dir():  # probe: a NotADirectoryError traceback
+        # probe: a NotADirectoryError traceback, for a home that is a file or lies below one
+        afile = next((p for p in (args.home.absolute(), *args.home.absolute().parents) if p.exists() and not p.is_dir()), None)
+        if afile == args.home.absolute():
             raise ReelsenseError(f"--home {args.home} is a file, not a folder; a home is a folder (made on first use)")
-        below = next((p for p in args.home.absolute().parents if p.exists() and not p.is_dir()), None)  # probe: the same, a level down
-        if below is not None:
-            raise ReelsenseError(f"--home {args.home} lies below {below}, which is a file, not a folder: choose a home whose parent folders are folders")
+        if afile is not None:
+            raise ReelsenseError(f"--home {args.home} lies below {afile}, which is a file, not a folder: choose a home whose parent folders are folders")
         try:
             status = args.run(args) or 0
             sys.stdout.flush()  # buffered output to a pipe is written here, where a reader gone is caught below

@@ -102,8 +102,9 @@ def write_runs_index(wh: Warehouse) -> Path:
         f"<td>{r['explanations']}</td><td>{r['pages']}</td><td>{html.escape(str(r.get('written_at', '')))}</td></tr>"
         for i, r in enumerate(runs)
     )
-    body = f"<table><tr><th>run</th><th>model</th><th>scored at</th><th>explanations</th><th>user pages</th><th>report written at</th></tr>{rows}</table>"
-    if not runs:  # probe: after `score --replace` of the only run the index was an empty table, saying nothing
+    if runs:
+        body = f"<table><tr><th>run</th><th>model</th><th>scored at</th><th>explanations</th><th>user pages</th><th>report written at</th></tr>{rows}</table>"
+    else:  # probe: after `score --replace` of the only run the index was an empty table, saying nothing
         command = html.escape(f"reelsense --home {shlex.quote(str(wh.home))} report")
         body = (
             f"<p>No report here: <code>{command}</code> writes the latest score run's. A <code>score --replace</code> "
