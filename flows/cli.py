@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -82,19 +83,16 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _write_all(text: str) -> None:
-    """All of `text` to stdout. Probe: with PYTHONUNBUFFERED a pipe whose reader left mid-write took
-    part of one large write, the text layer dropped the rest unsaid, and the command exited 0; here a
-    short write is retried, and the retry raises BrokenPipeError."""
-    sys.stdout.flush()
-    raw = getattr(sys.stdout, "buffer", None)
-    if raw is None:  # a stdout without bytes underneath (a test's, a notebook's)
-        sys.stdout.write(text)
-        return
-    data = memoryview(text.encode(sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"))
-    while data:
-        data = data[raw.write(data) or 0 :]
-    raw.flush()
+def _stdout_that_writes_in_full() -> None:
+    """Probe: with PYTHONUNBUFFERED, stdout's text layer writes straight to the file descriptor, and a
+    pipe whose reader left mid-write took part of one large write: the rest was dropped unsaid and the
+    command exited 0. A BufferedWriter underneath retries a short write until all is written or the
+    pipe is gone (BrokenPipeError, exit 141). Line buffering keeps each line as prompt as unbuffered."""
+    if isinstance(getattr(sys.stdout, "buffer", None), io.RawIOBase):  # unbuffered: the text layer sits on the raw file
+        old = sys.stdout
+        old.flush()
+        raw = io.FileIO(old.fileno(), "w", closefd=False)  # the descriptor stays the original's to close
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=old.encoding, errors=old.errors, line_buffering=True)
 
 
 def _stdout_reader_gone() -> bool:
@@ -113,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Without PREFECT_API_URL each flow command starts a local Prefect server; Prefect waits 20 s for
     # it, which a busy 2-core machine can exceed.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    if argv is None:  # the program; a caller of main() in its own process keeps its stdout
+        _stdout_that_writes_in_full()
     parser = build_parser()
     args = parser.parse_args(argv)
     restore = lambda: None  # noqa: E731
@@ -808,7 +808,7 @@ def _sql(args: argparse.Namespace) -> None:
         print(format_table(table, max_rows=50 if args.max_rows is None else args.max_rows, max_width=args.width))
         return
     shown = table if args.max_rows is None else table.slice(0, args.max_rows)
-    _write_all(format_csv(shown) if args.format == "csv" else format_json(shown))
+    sys.stdout.write(format_csv(shown) if args.format == "csv" else format_json(shown))
     if shown.num_rows < table.num_rows:  # on stderr: stdout stays a valid CSV or JSON document
         print(f"reelsense: {shown.num_rows} of {table.num_rows} rows (--max-rows)", file=sys.stderr)
 
