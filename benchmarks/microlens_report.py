@@ -49,7 +49,9 @@ def fit_text(step: dict) -> str:
 def warm_tables(results: dict, seed: int) -> list[str]:
     """Both protocols' tables of the main seed, and what the score-batch path serves."""
     steps = results["steps"]
-    if not any(key.startswith("main/") for key in steps):  # a run of other steps only (review: empty tables under "no sasrec")
+    # A run of other steps only (review), or of other seeds only (probe: `--steps seeds` printed empty
+    # seed-0 tables under "no sasrec"): no table of the main seed.
+    if not any(key.startswith("main/") and key.endswith(f"/seed{seed}") for key in steps):
         return []
     lines = []
     if f"main/{REFERENCE}/seed{seed}" not in steps:

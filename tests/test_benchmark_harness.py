@@ -329,6 +329,23 @@ def test_the_cold_start_header_names_the_split_seed_and_the_training_seed_apart(
     assert any(line.startswith("| sasrec | 0.1000 / 0.0500 (7) |") for line in lines)
 
 
+def test_a_run_of_other_seeds_only_prints_no_empty_tables_of_the_main_seed(monkeypatch):
+    """Probe: `--steps seeds --seeds 0,1` printed "No sasrec in this run" and empty seed-0 tables
+    above the seed-1 models it had trained."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import microlens_report
+
+    overall = {"ndcg@10": 0.03, "ndcg@10_ci95": [0.02, 0.04], "hr@10": 0.06, "ndcg@20": 0.04, "hr@20": 0.1}
+    step = {"metrics": {p: {"overall": overall, "natural_cold_items": {"users": 0}} for p in ("unmasked", "masked")}, "fit_seconds": 1.0}
+    seed1 = {"main_seed": 0, "command": "c", "steps": {"main/sasrec/seed1": step}}
+    text = microlens_report.markdown(seed1)
+    assert "No sasrec" not in text and "seed 0" not in text, text
+    assert "| sasrec | 1 | 0.0300 (one seed: no spread) |" in text  # the seed-1 step is still shown, in the seeds table
+    # With a seed-0 step the main tables are there (the check is on the main seed, not on any seed).
+    seed0 = {**seed1, "steps": {"main/sasrec-content/seed0": step}}
+    assert "No sasrec in this run" in microlens_report.markdown(seed0) and "| sasrec-content | 0.0300 (0.0200-0.0400) |" in microlens_report.markdown(seed0)
+
+
 def test_a_summary_packs_per_user_values_exactly_and_pair_seeds_reads_it(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import microlens_report
