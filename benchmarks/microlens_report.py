@@ -49,12 +49,12 @@ def fit_text(step: dict) -> str:
 def warm_tables(results: dict, seed: int) -> list[str]:
     """Both protocols' tables of the main seed, and what the score-batch path serves."""
     steps = results["steps"]
-    # A run of other steps only (review), or of other seeds only (probe: `--steps seeds` printed empty
-    # seed-0 tables under "no sasrec"): no table of the main seed.
-    if not any(key.startswith("main/") and key.endswith(f"/seed{seed}") for key in steps):
-        return []
+    main = {key.split("/")[1]: step for key, step in steps.items() if key.startswith("main/") and key.endswith(f"/seed{seed}")}
+    if not main:  # a run of other steps only (review), or of other seeds (probe: empty seed-0 tables under "no sasrec")
+        seeded = any(key.startswith("main/") for key in steps)
+        return [f"No step of seed {seed} in this run: the seeds' tables below hold its models.", ""] if seeded else []
     lines = []
-    if f"main/{REFERENCE}/seed{seed}" not in steps:
+    if REFERENCE not in main:
         lines += [f"No {REFERENCE} in this run, so no paired comparison (its per-user ranks are what the pairing needs).", ""]
     for protocol in PROTOCOLS:
         lines += [
@@ -63,10 +63,7 @@ def warm_tables(results: dict, seed: int) -> list[str]:
             "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold-target HR@10 | vs sasrec NDCG@10 (paired 95% CI) | fit s | epochs |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for key, step in steps.items():
-            if not key.startswith("main/") or not key.endswith(f"/seed{seed}"):
-                continue
-            name = key.split("/")[1]
+        for name, step in main.items():
             m = step["metrics"][protocol]
             o, cold = m["overall"], m["natural_cold_items"]
             vs = paired_tables(results).get(str(seed), {}).get(name, {}).get(protocol)
@@ -84,10 +81,7 @@ def warm_tables(results: dict, seed: int) -> list[str]:
                 f"{fit_text(step)} | {epochs} |"
             )
         lines.append("")
-    lines += served_markdown(
-        {k.split("/")[1]: st["metrics"] for k, st in steps.items() if k.startswith("main/") and k.endswith(f"/seed{seed}")},
-        f"## the score-batch path, seed {seed} (engaged items removed)",
-    )
+    lines += served_markdown({name: step["metrics"] for name, step in main.items()}, f"## the score-batch path, seed {seed} (engaged items removed)")
     return lines
 
 

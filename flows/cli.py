@@ -83,11 +83,12 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _stdout_that_writes_in_full() -> None:
+def _buffer_unbuffered_stdout() -> None:
     """Probe: with PYTHONUNBUFFERED, stdout's text layer writes straight to the file descriptor, and a
     pipe whose reader left mid-write took part of one large write: the rest was dropped unsaid and the
     command exited 0. A BufferedWriter underneath retries a short write until all is written or the
-    pipe is gone (BrokenPipeError, exit 141). Line buffering keeps each line as prompt as unbuffered."""
+    pipe is gone (BrokenPipeError, exit 141). Line buffering keeps each line as prompt as unbuffered.
+    stderr is left as it is: short lines (errors, progress) that a pipe takes whole."""
     if isinstance(getattr(sys.stdout, "buffer", None), io.RawIOBase):  # unbuffered: the text layer sits on the raw file
         old = sys.stdout
         old.flush()
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # it, which a busy 2-core machine can exceed.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     if argv is None:  # the program; a caller of main() in its own process keeps its stdout
-        _stdout_that_writes_in_full()
+        _buffer_unbuffered_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     restore = lambda: None  # noqa: E731

@@ -339,7 +339,8 @@ def test_a_run_of_other_seeds_only_prints_no_empty_tables_of_the_main_seed(monke
     step = {"metrics": {p: {"overall": overall, "natural_cold_items": {"users": 0}} for p in ("unmasked", "masked")}, "fit_seconds": 1.0}
     seed1 = {"main_seed": 0, "command": "c", "steps": {"main/sasrec/seed1": step}}
     text = microlens_report.markdown(seed1)
-    assert "No sasrec" not in text and "seed 0" not in text, text
+    assert "No sasrec" not in text and "## history unmasked, all test users, seed 0" not in text, text
+    assert "No step of seed 0 in this run: the seeds' tables below hold its models." in text
     assert "| sasrec | 1 | 0.0300 (one seed: no spread) |" in text  # the seed-1 step is still shown, in the seeds table
     # With a seed-0 step the main tables are there (the check is on the main seed, not on any seed).
     seed0 = {**seed1, "steps": {"main/sasrec-content/seed0": step}}
