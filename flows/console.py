@@ -135,10 +135,6 @@ def _cold_text(cold: dict) -> str:
     return f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"
 
 
-def _counted(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def results_lines(results: dict) -> list[str]:
     """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
     what score-batch would write by default (the model's own top 10 of the items not engaged with),
@@ -310,9 +306,12 @@ def score_line(summary: dict[str, Any]) -> str:
     rate = f" ({summary['written'] / summary['seconds']:.0f} rows/s)" if summary["written"] and summary["seconds"] else ""
     gone = summary.get("replaced") or {}
     replaced = f"; the old run's {gone['scores']} scores and {gone['explanations']} explanations removed" if any(gone.values()) else ""
+    idle = summary.get("without_positives") or []  # probe: users with events but no positive were dropped unsaid
+    named = f" ({', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''})"
+    unscored = f"; {count(len(idle), 'user')} with events but no positive interaction yet not scored{named}" if idle else ""
     return (
-        f"score-batch {summary['run_id']}: {_counted(summary['users'], 'user')} x top {summary['k']} with {summary['model']}: "
-        f"{summary['written']} rows written, {summary['duplicates']} already there{replaced}; "
+        f"score-batch {summary['run_id']}: {count(summary['users'], 'user')} x top {summary['k']} with {summary['model']}: "
+        f"{count(summary['written'], 'row')} written, {summary['duplicates']} already there{replaced}{unscored}; "
         f"{summary['seconds']:.1f}s{rate}"
     )
 
@@ -443,7 +442,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += [f"Kept from an earlier evaluation of the same data and users: {', '.join(results['kept_from_earlier'])}.", ""]
     for protocol in PROTOCOLS:
         lines += [
-            f"## history {protocol} ({_counted(users['overall'], 'user')}; {_counted(users['natural_cold_items'], 'natural cold-item target')})",
+            f"## history {protocol} ({count(users['overall'], 'user')}; {count(users['natural_cold_items'], 'natural cold-item target')})",
             "",
             "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 (n) | vs sasrec NDCG@10 (paired 95% CI) |",
             "|---|---|---|---|---|---|---|",

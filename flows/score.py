@@ -198,6 +198,12 @@ def score_batch(
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
     current_samples(home)  # once, before the shards read it
     build = samples_build(wh)
+    idle = [r["user_id"] for r in db.analysis(wh, "users_without_positives", {"every": users is None, "users": users or []}).to_pylist()]
+    if users is not None and len(idle) == len(set(users)):  # before claim_run: a --replace removes nothing
+        raise ReelsenseError(
+            f"none of the users given to --users has a positive interaction yet (a like, comment, share or a watch of "
+            f"at least half), so nothing to score them from: {', '.join(idle[:5])}{' ...' if len(idle) > 5 else ''}"
+        )
     popularity = warehouse_popularity(wh, MAX_HISTORY, build=build)  # once for every shard: the whole table's counts
     run_id = run_id or new_run_id()
     # The shards' own check of the model against the features, asked first on one partition's users:
@@ -249,6 +255,7 @@ def score_batch(
         "k": k,
         "retrieval": retrieval,
         "replaced": removed,
+        "without_positives": idle,
     }
     get_run_logger().info("score-batch: %s", summary)
     return summary

@@ -359,6 +359,24 @@ def test_score_names_unknown_users(home, capsys):
     assert "none of the users given to --users has events: nobody, ghost" in capsys.readouterr().err
 
 
+def test_score_names_users_with_events_but_no_positive_interaction(home, capsys):
+    """Probe: users with only an impression or a short watch were dropped unsaid ("0 users ... 0 rows
+    written", exit 0): nothing to score them from (no positive, so no row in samples)."""
+    item = db.fetch(home, "SELECT min(item_id) AS i FROM items")[0]["i"]
+    later = (tiny_platform.START + timedelta(days=30)).isoformat()
+    rows = [["uimp", item, later, "impression", ""], ["uweak", item, later, "watch", "0.1"]]
+    assert _cli(home, "ingest", "events", str(write_csv(home.home / "idle.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], rows))) == 0
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "2", "--users", "uimp,uweak", "--run-id", "idle") == 2
+    err = capsys.readouterr().err
+    assert "none of the users given to --users has a positive interaction yet" in err and "uimp, uweak" in err, err
+    assert not db.fetch(home, "SELECT count(*) AS n FROM scores WHERE run_id = 'idle'")[0]["n"]
+    assert _cli(home, "score", "--k", "2", "--users", "uimp,user00", "--run-id", "some") == 0
+    assert "1 user x top 2 with lstm-attn: 2 rows written, 0 already there; 1 user with events but no positive interaction yet not scored (uimp);" in capsys.readouterr().out
+    assert _cli(home, "score", "--k", "2", "--run-id", "all") == 0  # every user: the two are named too
+    assert "2 users with events but no positive interaction yet not scored (uimp, uweak);" in capsys.readouterr().out
+
+
 def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeypatch):
     import flows.score
 
