@@ -372,7 +372,8 @@ def test_score_names_users_with_events_but_no_positive_interaction(home, capsys)
     assert "none of the users given to --users has a positive interaction yet" in err and "uimp, uweak" in err, err
     assert not db.fetch(home, "SELECT count(*) AS n FROM scores WHERE run_id = 'idle'")[0]["n"]
     assert _cli(home, "score", "--k", "2", "--users", "uimp,user00", "--run-id", "some") == 0
-    assert "1 user x top 2 with lstm-attn: 2 rows written, 0 already there; 1 user with events but no positive interaction yet not scored (uimp);" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 user x top 2 with lstm-attn: 2 rows written, 0 already there; 1 user with events but no positive interaction yet not scored (uimp);" in out
     assert _cli(home, "score", "--k", "2", "--run-id", "all") == 0  # every user: the two are named too
     assert "2 users with events but no positive interaction yet not scored (uimp, uweak);" in capsys.readouterr().out
 
