@@ -106,6 +106,19 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: one line, exit 130, and for `train --force` that the stopped fit is kept."""
+    print(INTERRUPTED, file=sys.stderr)
+    if args.command == "train" and args.force and any(Warehouse(args.home).models_dir.glob("rankers/*/unfinished.pt")):
+        # probe: the same command discarded the stopped fit again
+        print(
+            "reelsense: the stopped fit is kept: `train` without --force continues it, or reuses the saved model "
+            "when nothing it depends on changed (--force trains from epoch 1 again)",
+            file=sys.stderr,
+        )
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # No telemetry from the embedded Prefect server: these machines may have no network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -146,15 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reelsense: error: {runnable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        if args.command == "train" and args.force and any(Warehouse(args.home).models_dir.glob("rankers/*/unfinished.pt")):
-            # probe: the same command discarded the stopped fit again
-            print(
-                "reelsense: the stopped fit is kept: `train` without --force continues it, or reuses the saved model "
-                "when nothing it depends on changed (--force trains from epoch 1 again)",
-                file=sys.stderr,
-            )
-        return 130
+        return _interrupted(args)
     except BrokenPipeError:
         # probe: `reelsense ingest ... | head -1` ended in a traceback. Where stdout's reader closed
         # the pipe, what the command did is done (or stops here, as a Unix writer does): exit as a
@@ -165,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except RuntimeError as exc:
+        if str(exc) == "Query interrupted":  # probe: DuckDB turns a Ctrl-C mid-query into this (a traceback, exit 1)
+            return _interrupted(args)
         if not str(exc).startswith("Timed out while attempting to connect to ephemeral Prefect API server"):
             raise
         from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as WAIT

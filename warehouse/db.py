@@ -19,8 +19,9 @@ from __future__ import annotations
 import fcntl
 import re
 import shlex
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from string import Template
 from typing import Any
@@ -213,11 +214,43 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
     with connect(wh) as con:
         _require_one_select(con, sql)
         try:
-            return con.sql(sql, params=params).to_arrow_table()
+            with con.cursor() as cursor:  # DuckDB interrupts a cursor from another thread, not a busy connection
+                return _interruptible(cursor, lambda: cursor.sql(sql, params=params).to_arrow_table())
         except duckdb.PermissionException as exc:
             raise QueryError(f"query refused: {str(exc).splitlines()[0]}; queries read files only under {wh.tables_dir} (through the views)") from exc
         except duckdb.Error as exc:
             raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+
+
+def _interruptible(cursor: duckdb.DuckDBPyConnection, run: Any) -> pa.Table:
+    """`run()` (a query on `cursor`) on a worker thread, so that Ctrl-C stops it at once: probe,
+    DuckDB noticed a Ctrl-C only when the query ended (minutes later), then raised
+    RuntimeError("Query interrupted"). Here the main thread waits, takes the KeyboardInterrupt,
+    interrupts the cursor and raises it."""
+    done: dict[str, Any] = {}
+    finished = threading.Event()  # not Thread.join: a join cut short by Ctrl-C can report a live thread as ended
+
+    def work() -> None:
+        try:
+            done["table"] = run()
+        except BaseException as exc:  # handed to the main thread
+            done["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=work, name="reelsense-sql", daemon=True).start()
+    try:
+        while not finished.wait(0.1):
+            pass
+    except KeyboardInterrupt as stop:
+        cursor.interrupt()
+        while not finished.is_set():  # the cursor is busy until the worker ends; DuckDB's interrupt can raise another Ctrl-C
+            with suppress(KeyboardInterrupt):
+                finished.wait()
+        raise stop
+    if "error" in done:
+        raise done["error"]
+    return done["table"]
 
 
 def _kind(statement: Any) -> str:
