@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import io
 import json
 import logging
@@ -169,6 +170,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv is None:  # the program: the rest of stdout goes nowhere, so that Python's exit flush does not raise again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except OSError as exc:
+        # probe: a full disk (`> /dev/full`), a folder that cannot be made (`--home /proc/x`, `sample
+        # --out afile/sub`), no permission: tracebacks. The OS's reason and the path, in one line.
+        if exc.errno not in OS_ERRORS_OF_THE_USER or (exc.errno == errno.ENOENT and not exc.filename):
+            raise
+        what = f"{exc.filename}" if exc.filename else "the output (stdout)"
+        print(f"reelsense: error: {what}: {exc.strerror}; {OS_ERRORS_OF_THE_USER[exc.errno]}", file=sys.stderr)
+        if argv is None and not exc.filename:  # stdout's unwritten rest would raise again at Python's exit flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except RuntimeError as exc:
         if str(exc) == "Query interrupted":  # probe: DuckDB turns a Ctrl-C mid-query into this (a traceback, exit 1)
             return _interrupted(args)
@@ -191,6 +202,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 INTERRUPTED = "reelsense: interrupted; finished writes are kept, rerun the same command to complete"
+# What the machine refused, and what to do; other OS errors are bugs and keep their traceback.
+OS_ERRORS_OF_THE_USER = {
+    errno.ENOSPC: "free some space and rerun the same command (finished writes are kept)",
+    errno.EDQUOT: "free some space and rerun the same command (finished writes are kept)",
+    errno.EACCES: "choose a path you may write, or get permission to it",
+    errno.EPERM: "choose a path you may write, or get permission to it",
+    errno.EROFS: "choose a path on a writable file system",
+    errno.ENOTDIR: "a folder on that path is a file: choose another path",
+    errno.ENOENT: "check the path: a folder on it is missing or cannot be made there",
+}
 
 
 def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]]:

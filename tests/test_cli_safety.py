@@ -224,6 +224,30 @@ def test_ctrl_c_inside_a_duckdb_query_is_the_interrupted_line(home, capsys):
     assert time.monotonic() - started < 60  # the query stopped at the Ctrl-C, not at its end
 
 
+def test_a_full_disk_or_an_unwritable_path_is_a_one_line_error(home, tmp_path, capsys):
+    """Probe: `sql ... > /dev/full` and `sample --out afile/sub` ended in tracebacks (and "Exception
+    ignored" at exit): the path, the OS's reason and what to do, in one line."""
+    import subprocess
+    import sys
+
+    if Path("/dev/full").exists():
+        with open("/dev/full", "w") as full:
+            run = subprocess.run(
+                [str(Path(sys.executable).parent / "reelsense"), "--home", str(home), "sql", "SELECT * FROM events", "--format", "csv"],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+            )
+        assert run.returncode == 1, run.stderr
+        said = "reelsense: error: the output (stdout): No space left on device; free some space and rerun the same command"
+        assert run.stderr == f"{said} (finished writes are kept)\n"
+    (tmp_path / "afile").write_text("")
+    assert main(["sample", "--out", str(tmp_path / "afile" / "sub")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"reelsense: error: {tmp_path / 'afile' / 'sub'}") and "a folder on that path is a file" in err and err.count("\n") == 1, err
+
+
 def test_sql_shows_a_float_as_float_not_as_the_nearest_double(home, capsys):
     """Probe: `round(score, 3)` of a FLOAT score printed 2.9489998817443848."""
     query = "SELECT round(2.94899::FLOAT, 3) AS f, 0.1::DOUBLE AS d, NULL::FLOAT AS n, [0.1, NULL]::FLOAT[2] AS v"
