@@ -107,6 +107,13 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+def _home_source(home: Path, argv: Sequence[str]) -> str:
+    """How the home was given, for its errors (probe: REELSENSE_HOME's was called --home's)."""
+    if any(a == "--home" or a.startswith("--home=") for a in argv):
+        return f"--home {home}"
+    return f"REELSENSE_HOME={home}" if "REELSENSE_HOME" in os.environ else f"the default home {home}"
+
+
 def _interrupted(args: argparse.Namespace) -> int:
     """Ctrl-C: one line, exit 130, and for `train --force` that the stopped fit is kept."""
     print(INTERRUPTED, file=sys.stderr)
@@ -144,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 restore, exit_if_bridged = _exit_at_once_on_interrupt()
         # probe: a NotADirectoryError traceback, for a home that is a file or lies below one
         afile = next((p for p in (args.home.absolute(), *args.home.absolute().parents) if p.exists() and not p.is_dir()), None)
+        given = _home_source(args.home, sys.argv[1:] if argv is None else argv)
         if afile == args.home.absolute():
-            raise ReelsenseError(f"--home {args.home} is a file, not a folder; a home is a folder (made on first use)")
+            raise ReelsenseError(f"{given} is a file, not a folder; a home is a folder (made on first use)")
         if afile is not None:
-            raise ReelsenseError(f"--home {args.home} lies below {afile}, which is a file, not a folder: choose a home whose parent folders are folders")
+            raise ReelsenseError(f"{given} lies below {afile}, which is a file, not a folder: choose a home whose parent folders are folders")
         try:
             status = args.run(args) or 0
             sys.stdout.flush()  # buffered output to a pipe is written here, where a reader gone is caught below

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 
 import pyarrow as pa
@@ -217,6 +218,7 @@ def test_parquet_input_with_typed_columns(wh, tmp_path):
     [
         (None, "no such file"),
         ("folder", "a folder, not a file"),
+        ("fifo", "not a regular file"),  # probe: /dev/null was "no such file"
         (b"user,item\nu1,v1\n", "found columns [user, item]; expected user_id, item_id, event_ts, event (optional: watch_ratio)"),
         # probe: a repeated column was a pyarrow traceback; also where the file is not UTF-8 (read in Python)
         (b"user_id,item_id,event_ts,event,event\nu1,v1,2026-01-01T00:00:00Z,watch,like\n", "column event appears more than once"),
@@ -227,6 +229,8 @@ def test_whole_file_errors_are_one_line_with_exit_2(tmp_path, capsys, content, m
     path = tmp_path / "events.csv"
     if content == "folder":
         path.mkdir()
+    elif content == "fifo":
+        os.mkfifo(path)
     elif content is not None:
         path.write_bytes(content)
     status = main(["--home", str(tmp_path / "home"), "ingest", "events", str(path)])

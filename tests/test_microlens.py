@@ -52,3 +52,6 @@ def test_cli_microlens_count_is_359708(tmp_path, shared_data, capsys):
 def test_missing_microlens_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(tmp_path / "nowhere")]) == 2
     assert "no such directory" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")  # probe: a file was "no such directory"
+    assert main(["--home", str(tmp_path / "home"), "ingest", "microlens", str(tmp_path / "afile")]) == 2
+    assert f"{tmp_path / 'afile'}: a file, not a folder; expected the MicroLens folder" in capsys.readouterr().err

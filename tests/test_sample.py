@@ -105,6 +105,10 @@ def test_sample_refuses_to_write_into_the_root_of_a_home(tmp_path, capsys):
     assert f"--home {afile} is a file, not a folder" in capsys.readouterr().err
     assert main(["--home", str(afile / "sub"), "ingest", "events", str(afile)]) == 2  # probe: a traceback a level down
     assert f"--home {afile / 'sub'} lies below {afile}, which is a file, not a folder" in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as env:  # probe: REELSENSE_HOME's file was called --home's
+        env.setenv("REELSENSE_HOME", str(afile))
+        assert main(["sql", "SELECT 1"]) == 2
+        assert f"reelsense: error: REELSENSE_HOME={afile} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_sample_refuses_a_folder_of_other_files_and_regenerates_its_own(tmp_path, capsys):

@@ -123,7 +123,8 @@ def read_input_file(path: Path, required: tuple[str, ...], quarantine: Quarantin
     A CSV line with the wrong number of fields goes to `quarantine` (with its text) and the rest of
     the file is read."""
     if not path.is_file():
-        what = "a folder, not a file" if path.is_dir() else "no such file"
+        # probe: /dev/null (it exists) was "no such file"
+        what = "a folder, not a file" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
         raise InputFileError(f"{path}: {what}; expected a CSV or Parquet file with columns {', '.join(required)}")
     if path.suffix.lower() == ".parquet":
         try:

@@ -24,7 +24,8 @@ from warehouse.schemas import EVENTS, ITEMS, user_partition
 
 def find_file(root: Path, pattern: str) -> Path:
     if not root.is_dir():
-        raise InputFileError(f"{root}: no such directory; expected the MicroLens folder with *_pairs.tsv and *_titles.csv")
+        what = "a file, not a folder" if root.exists() else "no such directory"  # probe: a file was "no such directory"
+        raise InputFileError(f"{root}: {what}; expected the MicroLens folder with *_pairs.tsv and *_titles.csv")
     matches = sorted(root.glob(pattern))
     if len(matches) != 1:
         found = ", ".join(sorted(p.name for p in root.iterdir()))
