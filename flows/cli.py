@@ -107,9 +107,9 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
-def _home_source(home: Path, argv: Sequence[str]) -> str:
+def _home_source(home: Path) -> str:
     """How the home was given, for its errors (probe: REELSENSE_HOME's was called --home's)."""
-    if any(a == "--home" or a.startswith("--home=") for a in argv):
+    if home != default_home():  # given with --home (or an abbreviation of it: review)
         return f"--home {home}"
     return f"REELSENSE_HOME={home}" if "REELSENSE_HOME" in os.environ else f"the default home {home}"
 
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 restore, exit_if_bridged = _exit_at_once_on_interrupt()
         # probe: a NotADirectoryError traceback, for a home that is a file or lies below one
         afile = next((p for p in (args.home.absolute(), *args.home.absolute().parents) if p.exists() and not p.is_dir()), None)
-        given = _home_source(args.home, sys.argv[1:] if argv is None else argv)
+        given = _home_source(args.home)
         if afile == args.home.absolute():
             raise ReelsenseError(f"{given} is a file, not a folder; a home is a folder (made on first use)")
         if afile is not None:
@@ -179,13 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except OSError as exc:
-        # probe: a full disk (`> /dev/full`), a folder that cannot be made (`--home /proc/x`, `sample
-        # --out afile/sub`), no permission: tracebacks. The OS's reason and the path, in one line.
-        if exc.errno not in OS_ERRORS_OF_THE_USER or (exc.errno == errno.ENOENT and not exc.filename):
+        # probe: a full disk (`> /dev/full`), a forbidden or read-only path: tracebacks. The path (or
+        # stdout), the OS's reason and what to do, in one line; other OS errors keep their traceback.
+        on_stdout = not exc.filename and not _stdout_flushes()  # its unwritten rest fails again (review: not any OSError without a path)
+        space = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        if exc.errno not in OS_ERRORS_OF_THE_USER or not (exc.filename or on_stdout or space):
             raise
-        what = f"{exc.filename}" if exc.filename else "the output (stdout)"
-        print(f"reelsense: error: {what}: {exc.strerror}; {OS_ERRORS_OF_THE_USER[exc.errno]}", file=sys.stderr)
-        if argv is None and not exc.filename:  # stdout's unwritten rest would raise again at Python's exit flush
+        what = exc.filename if exc.filename else "the output (stdout)" if on_stdout else str(exc)
+        reason = f": {exc.strerror}" if exc.filename or on_stdout else ""
+        print(f"reelsense: error: {what}{reason}; {OS_ERRORS_OF_THE_USER[exc.errno]}", file=sys.stderr)
+        if argv is None and on_stdout:  # so that Python's exit flush does not raise again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except RuntimeError as exc:
@@ -218,8 +221,16 @@ OS_ERRORS_OF_THE_USER = {
     errno.EPERM: "choose a path you may write, or get permission to it",
     errno.EROFS: "choose a path on a writable file system",
     errno.ENOTDIR: "a folder on that path is a file: choose another path",
-    errno.ENOENT: "check the path: a folder on it is missing or cannot be made there",
 }
+
+
+def _stdout_flushes() -> bool:
+    """Whether stdout takes what it holds now (after an OS error: was stdout the one that failed?)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]]:
@@ -857,6 +868,10 @@ def _sample(args: argparse.Namespace) -> None:
         raise ReelsenseError(f"--out {args.out} is a file; the sample is written to a folder")
     _check_sample_out(args.out, Path(args.home))
     _check_sample_overwrite(args.out)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # probe: `--out afile/sub` or `--out /proc/x`, a traceback
+        raise ReelsenseError(f"--out {args.out}: cannot make the folder ({exc.strerror}: {exc.filename}); choose another folder") from exc
     truth = generate_sample(args.out, SampleConfig(seed=args.seed))
     print(f"sample (seed {args.seed}): {len(truth['items'])} items, {len(truth['users'])} users -> {args.out}")
 

@@ -306,9 +306,10 @@ def score_line(summary: dict[str, Any]) -> str:
     rate = f" ({summary['written'] / summary['seconds']:.0f} rows/s)" if summary["written"] and summary["seconds"] else ""
     gone = summary.get("replaced") or {}
     replaced = f"; the old run's {gone['scores']} scores and {gone['explanations']} explanations removed" if any(gone.values()) else ""
-    idle = summary.get("without_positives") or []  # probe: users with events but no positive were dropped unsaid
-    named = f" ({', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''})"
-    unscored = f"; {count(len(idle), 'user')} with events but no positive interaction yet not scored{named}" if idle else ""
+    idle = summary.get("without_positives") or 0  # probe: users with events but no positive were dropped unsaid
+    first = summary.get("without_positives_first") or []
+    named = f" ({', '.join(first)}{', ...' if idle > len(first) else ''})"
+    unscored = f"; {count(idle, 'user')} with events but no positive interaction yet not scored{named}" if idle else ""
     return (
         f"score-batch {summary['run_id']}: {count(summary['users'], 'user')} x top {summary['k']} with {summary['model']}: "
         f"{count(summary['written'], 'row')} written, {summary['duplicates']} already there{replaced}{unscored}; "

@@ -199,10 +199,12 @@ def score_batch(
     current_samples(home)  # once, before the shards read it
     build = samples_build(wh)
     idle = [r["user_id"] for r in db.analysis(wh, "users_without_positives", {"every": users is None, "users": users or []}).to_pylist()]
-    if users is not None and len(idle) == len(set(users)):  # before claim_run: a --replace removes nothing
+    # Here, not in the CLI before the flow starts: `samples` is current only now. Before claim_run:
+    # a --replace removes nothing.
+    if users is not None and set(users) <= set(idle):
         raise ReelsenseError(
             f"none of the users given to --users has a positive interaction yet (a like, comment, share or a watch of "
-            f"at least half), so nothing to score them from: {', '.join(idle[:5])}{' ...' if len(idle) > 5 else ''}"
+            f"at least half), so nothing to score them from: {', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''}"
         )
     popularity = warehouse_popularity(wh, MAX_HISTORY, build=build)  # once for every shard: the whole table's counts
     run_id = run_id or new_run_id()
@@ -255,7 +257,8 @@ def score_batch(
         "k": k,
         "retrieval": retrieval,
         "replaced": removed,
-        "without_positives": idle,
+        "without_positives": len(idle),  # a count and the first few: not millions of ids in the log (review)
+        "without_positives_first": idle[:5],
     }
     get_run_logger().info("score-batch: %s", summary)
     return summary

@@ -174,7 +174,7 @@ def _lock_down(wh: Warehouse, con: duckdb.DuckDBPyConnection) -> None:
     """The settings of every reading connection: files only under <home>/tables/ (the views' Parquet;
     the trailing slash keeps a sibling such as tables_old/ out), no extensions or network, and then
     no more SET, so a query cannot undo any of it."""
-    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: a cursor (query()'s) is a connection of its own (review)
     con.execute(f"SET allowed_directories = [{_sql_string(str(wh.tables_dir) + '/')}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
@@ -225,8 +225,9 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
 def _interruptible(cursor: duckdb.DuckDBPyConnection, run: Any) -> pa.Table:
     """`run()` (a query on `cursor`) on a worker thread, so that Ctrl-C stops it at once: probe,
     DuckDB noticed a Ctrl-C only when the query ended (minutes later), then raised
-    RuntimeError("Query interrupted"). Here the main thread waits, takes the KeyboardInterrupt,
-    interrupts the cursor and raises it."""
+    RuntimeError("Query interrupted"). Here the main thread waits; on Ctrl-C (or any exception) it
+    interrupts the cursor until the worker ends (DuckDB drops an interrupt that comes before the
+    query starts executing: review) and raises what it got."""
     done: dict[str, Any] = {}
     finished = threading.Event()  # not Thread.join: a join cut short by Ctrl-C can report a live thread as ended
 
@@ -238,16 +239,17 @@ def _interruptible(cursor: duckdb.DuckDBPyConnection, run: Any) -> pa.Table:
         finally:
             finished.set()
 
-    threading.Thread(target=work, name="reelsense-sql", daemon=True).start()
+    worker = threading.Thread(target=work, name="reelsense-sql", daemon=True)
     try:
+        worker.start()
         while not finished.wait(0.1):
             pass
-    except KeyboardInterrupt as stop:
-        cursor.interrupt()
-        while not finished.is_set():  # the cursor is busy until the worker ends; DuckDB's interrupt can raise another Ctrl-C
+    except BaseException:
+        while worker.ident is not None and not finished.is_set():  # the cursor is busy until the worker ends; DuckDB's interrupt can raise another Ctrl-C
+            cursor.interrupt()
             with suppress(KeyboardInterrupt):
-                finished.wait()
-        raise stop
+                finished.wait(0.05)
+        raise
     if "error" in done:
         raise done["error"]
     return done["table"]
