@@ -70,4 +70,26 @@ def serve_all(home: str, *, name: str = "default", paused: bool = False) -> None
             "PREFECT_API_URL is not set: start a Prefect server (`make serve` starts one on 127.0.0.1:4200) "
             "and export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
+    _check_reachable(str(PREFECT_API_URL.value()))
     serve(*build_deployments(home, name=name, paused=paused), pause_on_shutdown=False)
+
+
+def _check_reachable(url: str) -> None:
+    """The server at PREFECT_API_URL answers its health check; probe: an unreachable or malformed
+    URL was a 100-line httpx traceback."""
+    import httpx
+
+    from warehouse.errors import ReelsenseError
+
+    try:
+        answer = httpx.get(url.rstrip("/") + "/health", timeout=15)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    else:
+        if answer.status_code == 200:
+            return
+        why = f"its health check answered HTTP {answer.status_code}"
+    raise ReelsenseError(
+        f"no Prefect server answers at PREFECT_API_URL={url} ({why}): start one (`make serve` starts one on "
+        "127.0.0.1:4200) and export PREFECT_API_URL=http://127.0.0.1:4200/api"
+    )

@@ -51,6 +51,15 @@ def _wait(condition, timeout: float, what: str, proc: subprocess.Popen | None = 
     raise AssertionError(f"{what}: not ready after {timeout}s")
 
 
+@pytest.mark.parametrize("url, why", [("http://127.0.0.1:1/api", "ConnectError"), ("notaurl", "UnsupportedProtocol")])
+def test_serve_with_no_server_at_its_url_is_a_one_line_error(tmp_path, url, why):
+    """Probe: an unreachable or malformed PREFECT_API_URL was a 100-line httpx traceback, exit 1."""
+    env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(tmp_path / "prefect")}
+    run = subprocess.run([BIN / "reelsense", "--home", str(tmp_path / "home"), "serve"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(f"reelsense: error: no Prefect server answers at PREFECT_API_URL={url} ({why}") and run.stderr.count("\n") == 1, run.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_a_deployment_run_lands_in_the_warehouse(tmp_path):
