@@ -175,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # writer killed by SIGPIPE. Another broken pipe (a socket, a child process) is an error.
         if not _stdout_reader_gone():
             raise
-        if argv is None:  # the program: the rest of stdout goes nowhere, so that Python's exit flush does not raise again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if argv is None:  # the program (a caller of main() keeps its stdout)
+            _discard_stdout()
         return 128 + signal.SIGPIPE
     except OSError as exc:
         # probe: a full disk (`> /dev/full`), a forbidden or read-only path: tracebacks. The path (or
@@ -188,8 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = exc.filename if exc.filename else "the output (stdout)" if on_stdout else str(exc)
         reason = f": {exc.strerror}" if exc.filename or on_stdout else ""
         print(f"reelsense: error: {what}{reason}; {OS_ERRORS_OF_THE_USER[exc.errno]}", file=sys.stderr)
-        if argv is None and on_stdout:  # so that Python's exit flush does not raise again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if argv is None and on_stdout:
+            _discard_stdout()
         return 1
     except RuntimeError as exc:
         if str(exc) == "Query interrupted":  # probe: DuckDB turns a Ctrl-C mid-query into this (a traceback, exit 1)
@@ -222,6 +222,12 @@ OS_ERRORS_OF_THE_USER = {
     errno.EROFS: "choose a path on a writable file system",
     errno.ENOTDIR: "a folder on that path is a file: choose another path",
 }
+
+
+def _discard_stdout() -> None:
+    """Where stdout failed (its reader gone, a full disk), the rest of it goes nowhere, so that
+    Python's flush at exit does not raise again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _stdout_flushes() -> bool:
