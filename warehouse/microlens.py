@@ -3,7 +3,8 @@
 `reelsense ingest microlens DIR` reads from DIR:
 - `*_pairs.tsv`: `user_id<TAB>item ids in chronological order, space separated`. MicroLens logs
   comments, so each (user, position) becomes one `event='comment'` whose `event_ts` is the ordinal
-  position: Unix second i for the user's i-th item (there are no real timestamps);
+  position: Unix second i for the user's i-th item (there are no real timestamps). Each user has
+  one line; a second line for the same user is quarantined, since its order against the first is unknown;
 - `*_titles.csv`: `item,title`, one item per row;
 - `videos/<item>.mp4` (optional): attached as the item's video where the file exists.
 Writes `items`, `events` and `failures` like every other ingest; bad lines are quarantined.
@@ -60,6 +61,7 @@ def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
     items: list[str] = []
     ordinals: list[int] = []
     input_rows = 0
+    first_line: dict[str, int] = {}  # user -> the line that listed them
     with open(path, "rb") as handle:
         for line_no, line in enumerate(handle, start=1):
             parsed, error = _parse_pairs_line(line.removeprefix(b"\xef\xbb\xbf") if line_no == 1 else line)  # a BOM is no part of the first user id (probe)
@@ -68,6 +70,15 @@ def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
                 quarantine.add(f"line {line_no}: {error}", {"line": line.rstrip(b"\r\n")})
                 continue
             user, user_items = parsed
+            if user in first_line:  # probe: a second line gave the same timestamps twice; which order is meant is unknowable
+                quarantine.add(
+                    f"line {line_no}: user {user!r} is already listed on line {first_line[user]}; "
+                    "MicroLens lists each user once, in chronological order: merge the two lines",
+                    {"line": line.rstrip(b"\r\n")},
+                )
+                input_rows += 1
+                continue
+            first_line[user] = line_no
             input_rows += len(user_items)
             users.extend([user] * len(user_items))
             items.extend(user_items)
