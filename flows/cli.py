@@ -353,8 +353,18 @@ def default_home() -> Path:
     return Path(os.environ.get("REELSENSE_HOME", ".reelsense"))
 
 
+def _installed_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("reelsense")
+    except metadata.PackageNotFoundError:
+        return "(not installed: `make setup` installs it)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelsense", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"reelsense {_installed_version()}")  # probe: there was none
     parser.add_argument(
         "--home",
         type=Path,

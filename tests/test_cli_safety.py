@@ -1049,3 +1049,12 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
         "explanations without LightGBM's feature contributions: lightgbm g1 does not fit the warehouse's features; "
         "train on this data to explain with it: `reelsense train --models lstm-attn,lightgbm`"
     ]
+
+
+def test_version_names_the_installed_package(capsys):
+    """Probe: there was no --version."""
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"reelsense {metadata.version('reelsense')}\n"
