@@ -303,7 +303,9 @@ def alignment_lines(report: dict[str, Any]) -> list[str]:
 
 
 def score_line(summary: dict[str, Any]) -> str:
-    rate = f" ({summary['written'] / summary['seconds']:.0f} rows/s)" if summary["written"] and summary["seconds"] else ""
+    per_s = summary["written"] / summary["seconds"] if summary["written"] and summary["seconds"] else 0.0
+    shown = f"{per_s:.0f}" if per_s >= 10 else f"{per_s:.2g}"  # probe: "(0 rows/s)" for 4 rows in 9 s, and "(1 rows/s)"
+    rate = f" ({shown} {'row' if shown == '1' else 'rows'}/s)" if per_s else ""
     gone = summary.get("replaced") or {}
     replaced = f"; the old run's {gone['scores']} scores and {gone['explanations']} explanations removed" if any(gone.values()) else ""
     idle = summary.get("without_positives") or 0  # probe: users with events but no positive were dropped unsaid

@@ -532,3 +532,14 @@ def _served(wh: Warehouse, run_id: str) -> dict[str, set[str]]:
     for r in rows:
         out.setdefault(r["user_id"], set()).add(r["item_id"])
     return out
+
+
+def test_the_score_line_gives_a_slow_rate_its_digits_and_one_row_its_number():
+    """Probe: 4 rows in 9 s printed "(0 rows/s)", one row a second "(1 rows/s)"."""
+    from flows.console import score_line
+
+    base = {"run_id": "r", "users": 1, "k": 4, "model": "popularity@v", "duplicates": 0}
+    assert score_line({**base, "written": 4, "seconds": 9.0}).endswith("; 9.0s (0.44 rows/s)")
+    assert score_line({**base, "written": 1, "seconds": 1.0}).endswith("1 row written, 0 already there; 1.0s (1 row/s)")
+    assert score_line({**base, "written": 4000, "seconds": 1.4}).endswith("; 1.4s (2857 rows/s)")
+    assert score_line({**base, "written": 0, "seconds": 1.0}).endswith("0 rows written, 0 already there; 1.0s")
