@@ -21,6 +21,7 @@ import math
 import re
 import shlex
 import sys
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -340,27 +341,57 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
 
     def cell(value: object) -> str:
         text = "NULL" if value is None else str(value).replace("\n", "\\n")
-        return text if not max_width or len(text) <= max_width else text[: max_width - 3] + "..."
+        return text if not max_width or _columns_wide(text) <= max_width else _cut(text, max_width - 3) + "..."
+
+    def pad(text: str, width: int) -> str:
+        return text + " " * (width - _columns_wide(text))
 
     header = table.column_names
     rows = list(zip(*_columns(table.slice(0, max_rows), cell))) if header else []
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    widths = [max([_columns_wide(h)] + [_columns_wide(r[i]) for r in rows]) for i, h in enumerate(header)]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |", line]
-    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in rows]
+    out = [line, "| " + " | ".join(pad(h, w) for h, w in zip(header, widths)) + " |", line]
+    out += ["| " + " | ".join(pad(v, w) for v, w in zip(r, widths)) + " |" for r in rows]
     out.append(line)
     noun = "row" if table.num_rows == 1 else "rows"
     shown = f"{len(rows)} of {table.num_rows} {noun}" if table.num_rows > len(rows) else f"{table.num_rows} {noun}"
     return "\n".join(out + [shown])
 
 
+def _columns_wide(text: str) -> int:
+    """The columns `text` takes in a terminal: a CJK (East Asian wide) character two, a combining
+    mark none (probe: a title in Chinese pushed its row's bars out of line)."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _cut(text: str, columns: int) -> str:
+    """The longest start of `text` that fits in `columns` terminal columns."""
+    used = 0
+    for i, c in enumerate(text):
+        used += _columns_wide(c)
+        if used > columns:
+            return text[:i]
+    return text
+
+
 def format_csv(table: pa.Table) -> str:
-    """CSV with a header row and whole values: NULL as an empty field, lists and structs as JSON."""
+    """CSV with a header row and whole values: NULL as an empty field, lists and structs as JSON, a
+    float as Python writes it (NaN and infinities as nan, inf, -inf, as DuckDB's COPY writes them)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.column_names)
-    writer.writerows(zip(*_columns(table, lambda v: "" if v is None else v if isinstance(v, str) else _json_text(v))))
+    writer.writerows(zip(*_columns(table, _csv_field)))
     return buffer.getvalue()
+
+
+def _csv_field(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):  # probe: a NaN was "null", which no CSV reader takes for a float
+        return repr(value)
+    return _json_text(value)
 
 
 def format_json(table: pa.Table) -> str:

@@ -305,6 +305,20 @@ def test_sql_shows_a_float_as_float_not_as_the_nearest_double(home, capsys):
     assert status == 0 and out.strip() == '[{"s": {"a": 0.1, "b": [0.2]}, "m": [["k", 0.3]]}]'
 
 
+def test_sql_csv_keeps_nan_and_infinities_and_the_table_lines_up_wide_characters(home, capsys):
+    """Probe: csv printed NaN and inf as "null"; a title in Chinese pushed its row's bars out of line."""
+    query = "SELECT 'nan'::DOUBLE AS x, '-inf'::FLOAT AS y, '你好' AS t UNION ALL SELECT 1.5, 2, 'ab'"
+    status, out, _ = _sql(home, capsys, query, "--format", "csv")
+    assert status == 0 and out.splitlines() == ["x,y,t", "nan,-inf,你好", "1.5,2.0,ab"]
+    status, out, _ = _sql(home, capsys, query, "--format", "json")  # JSON has no NaN: null, as documented
+    assert status == 0 and json.loads(out) == [{"x": None, "y": None, "t": "你好"}, {"x": 1.5, "y": 2.0, "t": "ab"}]
+    status, out, _ = _sql(home, capsys, query)
+    lines = out.splitlines()
+    assert "| nan | -inf | 你好 |" in lines and "| 1.5 | 2.0  | ab   |" in lines
+    status, out, _ = _sql(home, capsys, "SELECT repeat('中', 30) AS t", "--width", "10")
+    assert status == 0 and "| 中中中... |" in out.splitlines()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
