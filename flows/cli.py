@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="table (cells cut at --width) or csv / json (full values)")
     sql.add_argument("--max-rows", type=int, help="rows printed (default: 50 for table, all for csv and json)")
-    sql.add_argument("--width", type=int, default=48, help="widest table cell in characters; 0: no limit")
+    sql.add_argument("--width", type=int, default=48, help="widest table cell in terminal columns (a wide CJK character takes two); 0: no limit")
     sql.set_defaults(run=_sql)
 
     compact = commands.add_parser(
@@ -865,7 +865,7 @@ def _sql(args: argparse.Namespace) -> None:
     if args.max_rows is not None and args.max_rows < 1:
         raise ReelsenseError(f"--max-rows is {args.max_rows}; expected 1 or more (leave it out for the default)")
     if args.width < 0 or 0 < args.width < 4:
-        raise ReelsenseError(f"--width is {args.width}; expected 4 or more characters, or 0 for no limit")
+        raise ReelsenseError(f"--width is {args.width}; expected 4 or more columns, or 0 for no limit")
     wh = Warehouse(args.home)
     table = db.query(wh, args.query, db.bind_params(args.query, args.param))
     if args.format == "table":

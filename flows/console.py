@@ -305,8 +305,8 @@ def alignment_lines(report: dict[str, Any]) -> list[str]:
 
 def score_line(summary: dict[str, Any]) -> str:
     per_s = summary["written"] / summary["seconds"] if summary["written"] and summary["seconds"] else 0.0
-    shown = f"{per_s:.0f}" if per_s >= 10 else f"{per_s:.2g}"  # probe: "(0 rows/s)" for 4 rows in 9 s, and "(1 rows/s)"
-    rate = f" ({shown} {'row' if shown == '1' else 'rows'}/s)" if per_s else ""
+    shown = f"{per_s:.0f}" if per_s >= 10 else f"{per_s:.2f}".rstrip("0").rstrip(".")  # probe: "(0 rows/s)" for 4 rows in 9 s
+    rate = f" ({shown} {'row' if shown == '1' else 'rows'}/s)" if shown != "0" else ""  # and "(1 rows/s)"
     gone = summary.get("replaced") or {}
     replaced = f"; the old run's {gone['scores']} scores and {gone['explanations']} explanations removed" if any(gone.values()) else ""
     idle = summary.get("without_positives") or 0  # probe: users with events but no positive were dropped unsaid
@@ -336,19 +336,21 @@ def report_line(wh: Any, summary: dict) -> str:
 
 
 def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) -> str:
-    """A plain-text table, like DuckDB's shell prints, with cells longer than `max_width` shortened
-    (0: no limit). Columns are taken by position, so repeated names (a self-join) are all shown."""
+    """A plain-text table, like DuckDB's shell prints, with cells wider than `max_width` terminal
+    columns shortened (0: no limit; a wide CJK character takes two). Columns are taken by position, so repeated names (a self-join) are all shown."""
 
     def cell(value: object) -> str:
         text = "NULL" if value is None else str(value).replace("\n", "\\n")
-        return text if not max_width or _columns_wide(text) <= max_width else _cut(text, max_width - 3) + "..."
+        if not max_width or 2 * len(text) <= max_width:  # fits whatever its characters (review: measure only where it may not)
+            return text
+        return text if _display_width(text) <= max_width else _cut(text, max_width - 3) + "..."
 
     def pad(text: str, width: int) -> str:
-        return text + " " * (width - _columns_wide(text))
+        return text + " " * (width - _display_width(text))
 
     header = table.column_names
     rows = list(zip(*_columns(table.slice(0, max_rows), cell))) if header else []
-    widths = [max([_columns_wide(h)] + [_columns_wide(r[i]) for r in rows]) for i, h in enumerate(header)]
+    widths = [max([_display_width(h)] + [_display_width(r[i]) for r in rows]) for i, h in enumerate(header)]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     out = [line, "| " + " | ".join(pad(h, w) for h, w in zip(header, widths)) + " |", line]
     out += ["| " + " | ".join(pad(v, w) for v, w in zip(r, widths)) + " |" for r in rows]
@@ -358,17 +360,25 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
     return "\n".join(out + [shown])
 
 
-def _columns_wide(text: str) -> int:
-    """The columns `text` takes in a terminal: a CJK (East Asian wide) character two, a combining
-    mark none (probe: a title in Chinese pushed its row's bars out of line)."""
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+def _display_width(text: str) -> int:
+    """The columns `text` takes in a terminal: a CJK (East Asian wide) character two; a combining
+    or enclosing mark and a format character (a Thai vowel sign, a variation selector, a zero-width
+    joiner) none (probe: a title in Chinese pushed its row's bars out of line). Emoji sequences
+    joined into one picture are still counted by their parts."""
+    return sum(_char_width(c) for c in text)
+
+
+def _char_width(c: str) -> int:
+    if c != "\u00ad" and unicodedata.category(c) in ("Mn", "Me", "Cf"):  # a soft hyphen shows
+        return 0
+    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
 
 
 def _cut(text: str, columns: int) -> str:
     """The longest start of `text` that fits in `columns` terminal columns."""
     used = 0
     for i, c in enumerate(text):
-        used += _columns_wide(c)
+        used += _char_width(c)
         if used > columns:
             return text[:i]
     return text
@@ -376,7 +386,8 @@ def _cut(text: str, columns: int) -> str:
 
 def format_csv(table: pa.Table) -> str:
     """CSV with a header row and whole values: NULL as an empty field, lists and structs as JSON, a
-    float as Python writes it (NaN and infinities as nan, inf, -inf, as DuckDB's COPY writes them)."""
+    float as Python writes it (NaN and infinities as nan, inf, -inf, as DuckDB's COPY writes them;
+    inside a list or struct they are JSON's null, as JSON has no such numbers)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.column_names)

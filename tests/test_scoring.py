@@ -543,3 +543,4 @@ def test_the_score_line_gives_a_slow_rate_its_digits_and_one_row_its_number():
     assert score_line({**base, "written": 1, "seconds": 1.0}).endswith("1 row written, 0 already there; 1.0s (1 row/s)")
     assert score_line({**base, "written": 4000, "seconds": 1.4}).endswith("; 1.4s (2857 rows/s)")
     assert score_line({**base, "written": 0, "seconds": 1.0}).endswith("0 rows written, 0 already there; 1.0s")
+    assert score_line({**base, "written": 1, "seconds": 20_000.0}).endswith("; 20000.0s")  # under 0.005 a second: no rate (review: "5e-05")
