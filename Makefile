@@ -52,7 +52,7 @@ test-chaos: setup
 	$(BIN)/python -m pytest -m "chaos and not e2e"
 
 # The README's MicroLens-50K tables in one command: ingest and extract the titles (each skips what
-# is done), then every model, seed and cold-start step (about ten hours on 2 cores). Run again, it
+# is done), then every model, seed and cold-start step (about eight hours on 2 cores). Run again, it
 # resumes: from the JSON, or in a fresh checkout from the committed .summary.json.
 MICROLENS ?= ../shared/data/microlens-50k
 MICROLENS_HOME ?= $(CURDIR)/.reelsense-microlens
