@@ -12,6 +12,7 @@ tracebacks included.
 from __future__ import annotations
 
 import csv
+import decimal
 import functools
 import html
 import io
@@ -340,7 +341,7 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
     columns shortened (0: no limit; a wide CJK character takes two). Columns are taken by position, so repeated names (a self-join) are all shown."""
 
     def cell(value: object) -> str:
-        text = "NULL" if value is None else str(value).replace("\n", "\\n")
+        text = "NULL" if value is None else str(value).replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")  # probe: a raw tab
         if not max_width or 2 * len(text) <= max_width:  # fits whatever its characters (review: measure only where it may not)
             return text
         return text if _display_width(text) <= max_width else _cut(text, max_width - 3) + "..."
@@ -402,6 +403,8 @@ def _csv_field(value: object) -> str:
         return value
     if isinstance(value, float):  # probe: a NaN was "null", which no CSV reader takes for a float
         return repr(value)
+    if isinstance(value, decimal.Decimal):  # its exact digits: 0.10 (a float would drop the scale)
+        return str(value)
     return _json_text(value)
 
 
@@ -424,12 +427,15 @@ def _columns(table: pa.Table, convert) -> list[list]:
 
 
 def _values(column: pa.ChunkedArray) -> list:
-    """The column as Python values. A FLOAT (float32), alone or inside a list (a FLOAT[dim] vector),
-    a STRUCT or a MAP, arrives as the nearest double (probe: `round(score, 3)` printed
-    2.9489998817443848): it becomes the double whose shortest text is the float32's (2.949), as
-    DuckDB's shell prints it."""
+    """The column as Python values, with those whose Python form is no text a user wants made so,
+    alone or inside a list, STRUCT or MAP:
+    - a FLOAT (float32) arrives as the nearest double (probe: `round(score, 3)` printed
+      2.9489998817443848): it becomes the double whose shortest text is the float32's (2.949), as
+      DuckDB's shell prints it;
+    - an INTERVAL (`MonthDayNano(months=0, days=3, ...)`) and a BLOB (`b'\\x00ab'`) become DuckDB's
+      text of them: `3 days`, `\\x00ab` (probe)."""
     values = column.to_pylist()
-    return [_shortest(v, column.type) for v in values] if _holds_float32(column.type) else values
+    return [_converted(v, column.type) for v in values] if _converts(column.type) else values
 
 
 def _inner(kind: pa.DataType) -> list[pa.DataType]:
@@ -442,27 +448,58 @@ def _inner(kind: pa.DataType) -> list[pa.DataType]:
     return []
 
 
-def _holds_float32(kind: pa.DataType) -> bool:
-    return pa.types.is_float32(kind) or any(_holds_float32(inner) for inner in _inner(kind))
+def _is_blob(kind: pa.DataType) -> bool:
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
 
 
-def _shortest(value: Any, kind: pa.DataType) -> Any:
+def _converts(kind: pa.DataType) -> bool:
+    leaf = pa.types.is_float32(kind) or pa.types.is_interval(kind) or _is_blob(kind)
+    return leaf or any(_converts(inner) for inner in _inner(kind))
+
+
+def _converted(value: Any, kind: pa.DataType) -> Any:
     if value is None:
         return None
     if pa.types.is_float32(kind):
         return float(str(np.float32(value)))
+    if pa.types.is_interval(kind):
+        return _interval_text(value.months, value.days, value.nanoseconds)
+    if _is_blob(kind):  # printable ASCII as is, every other byte (a backslash too) as \xHH
+        return "".join(chr(b) if 32 <= b < 127 and b != 0x5C else f"\\x{b:02X}" for b in value)
     if pa.types.is_map(kind):  # a list of (key, value) pairs
-        return [(_shortest(k, kind.key_type), _shortest(v, kind.item_type)) for k, v in value]
+        return [(_converted(k, kind.key_type), _converted(v, kind.item_type)) for k, v in value]
     if pa.types.is_struct(kind):
-        return {name: _shortest(value[name], kind.field(name).type) for name in value}
+        return {name: _converted(value[name], kind.field(name).type) for name in value}
     inner = _inner(kind)
-    return [_shortest(v, inner[0]) for v in value] if inner else value
+    return [_converted(v, inner[0]) for v in value] if inner else value
+
+
+def _interval_text(months: int, days: int, nanoseconds: int) -> str:
+    """An INTERVAL as DuckDB writes it: `1 year 2 months 3 days 04:05:06.5`, `-01:30:00`, `00:00:00`."""
+
+    def unit(n: int, name: str) -> str:
+        return f"{n} {name}" if abs(n) == 1 else f"{n} {name}s"
+
+    years, rest = divmod(abs(months), 12)
+    sign = -1 if months < 0 else 1
+    parts = [unit(n, name) for n, name in ((sign * years, "year"), (sign * rest, "month"), (days, "day")) if n]
+    micros = int(nanoseconds / 1000)
+    if micros or not parts:
+        hours, rest = divmod(abs(micros), 3_600_000_000)
+        minutes, rest = divmod(rest, 60_000_000)
+        seconds, fraction = divmod(rest, 1_000_000)
+        clock = f"{'-' if micros < 0 else ''}{hours:02d}:{minutes:02d}:{seconds:02d}"
+        parts.append(clock + (f".{fraction:06d}".rstrip("0") if fraction else ""))
+    return " ".join(parts)
 
 
 def _plain(value: object) -> object:
-    """A value json.dumps writes as valid JSON (NaN and infinities become null)."""
+    """A value json.dumps writes as valid JSON (NaN and infinities become null; a DECIMAL or HUGEINT
+    a number, which was a string, as in "0.10" (probe))."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

@@ -322,6 +322,23 @@ def test_sql_csv_keeps_nan_and_infinities_and_the_table_lines_up_wide_characters
     assert status == 0 and ["| e\u0301    |", "| สวัสดี |", "| a\u200db   |", "| wxyz |"] == out.splitlines()[3:7]
 
 
+def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_a_tab(home, capsys):
+    """Probe: INTERVAL printed as MonthDayNano(...) and [0, 3, 0], a BLOB as b'\\x00ab', a DECIMAL
+    as the string "0.10" in json, and a raw tab pushed the table's bars out of line."""
+    query = (
+        "SELECT INTERVAL '1 year 2 months 3 days 04:05:06.5' AS i, -INTERVAL 90 MINUTE AS n, '\\x00a\\x5C'::BLOB AS b, "
+        "0.10::DECIMAL(10, 2) AS d, 1::HUGEINT AS h, [INTERVAL 1 DAY] AS l, 'a\tb' AS t"
+    )
+    status, out, _ = _sql(home, capsys, query, "--format", "csv")
+    assert status == 0 and out.splitlines()[1] == '1 year 2 months 3 days 04:05:06.5,-01:30:00,\\x00a\\x5C,0.10,1,"[""1 day""]",a\tb'
+    status, out, _ = _sql(home, capsys, query, "--format", "json")
+    assert status == 0 and json.loads(out) == [
+        {"i": "1 year 2 months 3 days 04:05:06.5", "n": "-01:30:00", "b": "\\x00a\\x5C", "d": 0.1, "h": 1, "l": ["1 day"], "t": "a\tb"}
+    ]
+    status, out, _ = _sql(home, capsys, query)
+    assert status == 0 and "| 1 year 2 months 3 days 04:05:06.5 | -01:30:00 | \\x00a\\x5C | 0.10 | 1 | ['1 day'] | a\\tb |" in out.splitlines()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -314,12 +314,12 @@ def test_a_user_on_two_microlens_lines_is_quarantined_not_given_the_same_timesta
     root = tmp_path / "ml"
     root.mkdir()
     (root / "x_titles.csv").write_text("item,title\n1,a\n2,b\n3,c\n", encoding="utf-8")
-    (root / "x_pairs.tsv").write_text("u1\t1 2\nu2\t2\nu1\t3\n", encoding="utf-8")
+    (root / "x_pairs.tsv").write_text("u1\t1 2\n\nu2\t2\n \r\nu1\t3\n\n", encoding="utf-8")  # blank lines are no users (probe)
     home = tmp_path / "home"
     assert main(["--home", str(home), "ingest", "microlens", str(root)]) == 0
     out = capsys.readouterr().out
     assert "events: 3 pairs and 1 bad line in x_pairs.tsv: 3 accepted, 1 quarantined, 0 duplicates" in out
-    assert "line 3: user 'u1' is already listed on line 1; MicroLens lists each user once, in chronological order: merge the two lines" in out
+    assert "line 5: user 'u1' is already listed on line 1; MicroLens lists each user once, in chronological order: merge the two lines" in out
     rows = db.fetch(store.Warehouse(home), "SELECT user_id, item_id, epoch(event_ts) AS t FROM events ORDER BY user_id, t")
     assert rows == [{"user_id": "u1", "item_id": "1", "t": 0}, {"user_id": "u1", "item_id": "2", "t": 1}, {"user_id": "u2", "item_id": "2", "t": 0}]
 

@@ -4,7 +4,8 @@
 - `*_pairs.tsv`: `user_id<TAB>item ids in chronological order, space separated`. MicroLens logs
   comments, so each (user, position) becomes one `event='comment'` whose `event_ts` is the ordinal
   position: Unix second i for the user's i-th item (there are no real timestamps). Each user has
-  one line; a second line for the same user is quarantined, since its order against the first is unknown;
+  one line; a second line for the same user is quarantined, since its order against the first is
+  unknown; blank lines are skipped;
 - `*_titles.csv`: `item,title`, one item per row;
 - `videos/<item>.mp4` (optional): attached as the item's video where the file exists.
 Writes `items`, `events` and `failures` like every other ingest; bad lines are quarantined.
@@ -64,6 +65,8 @@ def _ingest_pairs(wh: store.Warehouse, path: Path) -> IngestReport:
     first_line: dict[str, int] = {}  # user -> the line that listed them
     with open(path, "rb") as handle:
         for line_no, line in enumerate(handle, start=1):
+            if not line.removeprefix(b"\xef\xbb\xbf").strip():  # a blank line is no user (probe: it was a failure)
+                continue
             parsed, error = _parse_pairs_line(line.removeprefix(b"\xef\xbb\xbf") if line_no == 1 else line)  # a BOM is no part of the first user id (probe)
             if parsed is None:
                 input_rows += 1
