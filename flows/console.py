@@ -341,7 +341,7 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
     columns shortened (0: no limit; a wide CJK character takes two). Columns are taken by position, so repeated names (a self-join) are all shown."""
 
     def cell(value: object) -> str:
-        text = "NULL" if value is None else str(value).replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")  # probe: a raw tab
+        text = "NULL" if value is None else (_nested_text(value) if isinstance(value, (list, tuple, dict)) else str(value)).translate(_CONTROLS)
         if not max_width or 2 * len(text) <= max_width:  # fits whatever its characters (review: measure only where it may not)
             return text
         return text if _display_width(text) <= max_width else _cut(text, max_width - 3) + "..."
@@ -349,7 +349,7 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
     def pad(text: str, width: int) -> str:
         return text + " " * (width - _display_width(text))
 
-    header = table.column_names
+    header = [name.translate(_CONTROLS) for name in table.column_names]
     rows = list(zip(*_columns(table.slice(0, max_rows), cell))) if header else []
     widths = [max([_display_width(h)] + [_display_width(r[i]) for r in rows]) for i, h in enumerate(header)]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
@@ -361,12 +361,29 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
     return "\n".join(out + [shown])
 
 
+# A control character in a cell or a name (a tab, a newline, an escape sequence) is shown escaped,
+# never sent to the terminal (probe: a raw tab pushed the row's bars out of line).
+_CONTROLS = {c: {9: "\\t", 10: "\\n", 13: "\\r"}.get(c, f"\\x{c:02X}") for c in (*range(32), *range(127, 160))}
+
+
+def _nested_text(value: object) -> str:
+    """A list, STRUCT or MAP in a table cell: Python's form of it ([0.1, None], {'a': 'x'}), but a
+    DECIMAL in it as its digits (review: [Decimal('1.10')])."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_nested_text(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_nested_text(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_nested_text(v)}" for k, v in value.items()) + "}"
+    return str(value) if isinstance(value, decimal.Decimal) else repr(value)
+
+
 def _display_width(text: str) -> int:
     """The columns `text` takes in a terminal: a CJK (East Asian wide) character two; a combining
     or enclosing mark and a format character (a Thai vowel sign, a variation selector, a zero-width
     joiner) none (probe: a title in Chinese pushed its row's bars out of line). Emoji sequences
     joined into one picture are still counted by their parts."""
-    return sum(_char_width(c) for c in text)
+    return len(text) if text.isascii() else sum(_char_width(c) for c in text)  # review: ASCII has no wide or zero-width character
 
 
 def _char_width(c: str) -> int:
@@ -418,7 +435,7 @@ def format_json(table: pa.Table) -> str:
             n += 1
             unique = f"{name}_{n}"
         names.append(unique)
-    rows = [json.dumps(dict(zip(names, row)), ensure_ascii=False, default=str) for row in zip(*_columns(table, _plain))]
+    rows = [_dumps(dict(zip(names, row))) for row in zip(*_columns(table, _plain))]
     return "[" + ",\n ".join(rows) + "]\n"
 
 
@@ -433,7 +450,8 @@ def _values(column: pa.ChunkedArray) -> list:
       2.9489998817443848): it becomes the double whose shortest text is the float32's (2.949), as
       DuckDB's shell prints it;
     - an INTERVAL (`MonthDayNano(months=0, days=3, ...)`) and a BLOB (`b'\\x00ab'`) become DuckDB's
-      text of them: `3 days`, `\\x00ab` (probe)."""
+      text of them: `3 days`, `\\x00ab` (probe). (Inside a list in the table, a string shows in
+      Python's quotes, its backslashes doubled.)"""
     values = column.to_pylist()
     return [_converted(v, column.type) for v in values] if _converts(column.type) else values
 
@@ -464,8 +482,8 @@ def _converted(value: Any, kind: pa.DataType) -> Any:
         return float(str(np.float32(value)))
     if pa.types.is_interval(kind):
         return _interval_text(value.months, value.days, value.nanoseconds)
-    if _is_blob(kind):  # printable ASCII as is, every other byte (a backslash too) as \xHH
-        return "".join(chr(b) if 32 <= b < 127 and b != 0x5C else f"\\x{b:02X}" for b in value)
+    if _is_blob(kind):  # printable ASCII as is, every other byte (a backslash and quotes too) as \xHH
+        return "".join(chr(b) if 32 <= b < 127 and b not in b"\\\"'" else f"\\x{b:02X}" for b in value)
     if pa.types.is_map(kind):  # a list of (key, value) pairs
         return [(_converted(k, kind.key_type), _converted(v, kind.item_type)) for k, v in value]
     if pa.types.is_struct(kind):
@@ -483,7 +501,7 @@ def _interval_text(months: int, days: int, nanoseconds: int) -> str:
     years, rest = divmod(abs(months), 12)
     sign = -1 if months < 0 else 1
     parts = [unit(n, name) for n, name in ((sign * years, "year"), (sign * rest, "month"), (days, "day")) if n]
-    micros = int(nanoseconds / 1000)
+    micros = abs(nanoseconds) // 1000 * (-1 if nanoseconds < 0 else 1)  # integers: a float drops digits (review)
     if micros or not parts:
         hours, rest = divmod(abs(micros), 3_600_000_000)
         minutes, rest = divmod(rest, 60_000_000)
@@ -498,8 +516,8 @@ def _plain(value: object) -> object:
     a number, which was a string, as in "0.10" (probe))."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+    if isinstance(value, decimal.Decimal):  # its exact digits, put in as a number by _dumps
+        return f"{_DECIMAL}{value}{_DECIMAL}"
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -511,7 +529,18 @@ def _plain(value: object) -> object:
 
 def _json_text(value: object) -> str:
     plain = _plain(value)
-    return plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
+    return plain if isinstance(plain, str) else _dumps(plain)
+
+
+# A DECIMAL's digits between two of these (private-use characters) in what _plain returns; _dumps
+# writes them as a JSON number, so that 12345678901234567890.123456789 keeps every digit (a float
+# would round it; review).
+_DECIMAL = "\ue000decimal\ue000"
+_DECIMAL_STRING = re.compile(f'"{_DECIMAL}([-0-9.E+]+){_DECIMAL}"')
+
+
+def _dumps(plain: object) -> str:
+    return _DECIMAL_STRING.sub(r"\1", json.dumps(plain, ensure_ascii=False, default=str))
 
 
 def results_markdown(results: dict[str, Any]) -> str:

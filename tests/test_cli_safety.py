@@ -322,21 +322,27 @@ def test_sql_csv_keeps_nan_and_infinities_and_the_table_lines_up_wide_characters
     assert status == 0 and ["| e\u0301    |", "| สวัสดี |", "| a\u200db   |", "| wxyz |"] == out.splitlines()[3:7]
 
 
-def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_a_tab(home, capsys):
+def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_controls(home, capsys):
     """Probe: INTERVAL printed as MonthDayNano(...) and [0, 3, 0], a BLOB as b'\\x00ab', a DECIMAL
-    as the string "0.10" in json, and a raw tab pushed the table's bars out of line."""
+    as the string "0.10" in json, and a raw tab pushed the table's bars out of line. Review: quotes
+    in a BLOB, a DECIMAL's digits past a double's, a control character in a column name."""
     query = (
-        "SELECT INTERVAL '1 year 2 months 3 days 04:05:06.5' AS i, -INTERVAL 90 MINUTE AS n, '\\x00a\\x5C'::BLOB AS b, "
-        "0.10::DECIMAL(10, 2) AS d, 1::HUGEINT AS h, [INTERVAL 1 DAY] AS l, 'a\tb' AS t"
+        "SELECT INTERVAL '1 year 2 months 3 days 04:05:06.5' AS i, -INTERVAL 90 MINUTE AS n, '\\x00a\\x5C\"''q'::BLOB AS b, "
+        "12345678901234567890.123456789::DECIMAL(38, 9) AS d, 1::HUGEINT AS h, [INTERVAL 1 DAY] AS l, [0.10::DECIMAL(4, 2)] AS ld, "
+        "'a\tb' || chr(27) AS \"t\tx\""
     )
     status, out, _ = _sql(home, capsys, query, "--format", "csv")
-    assert status == 0 and out.splitlines()[1] == '1 year 2 months 3 days 04:05:06.5,-01:30:00,\\x00a\\x5C,0.10,1,"[""1 day""]",a\tb'
+    row = '1 year 2 months 3 days 04:05:06.5,-01:30:00,\\x00a\\x5C\\x22\\x27q,12345678901234567890.123456789,1,"[""1 day""]",[0.10],a\tb\x1b'
+    assert status == 0 and out.splitlines()[1] == row
     status, out, _ = _sql(home, capsys, query, "--format", "json")
-    assert status == 0 and json.loads(out) == [
-        {"i": "1 year 2 months 3 days 04:05:06.5", "n": "-01:30:00", "b": "\\x00a\\x5C", "d": 0.1, "h": 1, "l": ["1 day"], "t": "a\tb"}
-    ]
-    status, out, _ = _sql(home, capsys, query)
-    assert status == 0 and "| 1 year 2 months 3 days 04:05:06.5 | -01:30:00 | \\x00a\\x5C | 0.10 | 1 | ['1 day'] | a\\tb |" in out.splitlines()
+    assert status == 0 and out == (
+        '[{"i": "1 year 2 months 3 days 04:05:06.5", "n": "-01:30:00", "b": "\\\\x00a\\\\x5C\\\\x22\\\\x27q", '
+        '"d": 12345678901234567890.123456789, "h": 1, "l": ["1 day"], "ld": [0.10], "t\\tx": "a\\tb\\u001b"}]\n'
+    )
+    status, out, _ = _sql(home, capsys, query, "--width", "0")
+    lines = out.splitlines()
+    assert status == 0 and lines[1].endswith("| h | l         | ld     | t\\tx     |")
+    assert lines[3] == "| 1 year 2 months 3 days 04:05:06.5 | -01:30:00 | \\x00a\\x5C\\x22\\x27q | 12345678901234567890.123456789 | 1 | ['1 day'] | [0.10] | a\\tb\\x1B |"
 
 
 @pytest.mark.parametrize(
