@@ -338,7 +338,8 @@ def report_line(wh: Any, summary: dict) -> str:
 
 def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) -> str:
     """A plain-text table, like DuckDB's shell prints, with cells wider than `max_width` terminal
-    columns shortened (0: no limit; a wide CJK character takes two). Columns are taken by position, so repeated names (a self-join) are all shown."""
+    columns shortened (0: no limit; a wide CJK character takes two). Columns are taken by position,
+    so repeated names (a self-join) are all shown."""
 
     def cell(value: object) -> str:
         text = "NULL" if value is None else (_nested_text(value) if isinstance(value, (list, tuple, dict)) else str(value)).translate(_CONTROLS)
@@ -420,8 +421,6 @@ def _csv_field(value: object) -> str:
         return value
     if isinstance(value, float):  # probe: a NaN was "null", which no CSV reader takes for a float
         return repr(value)
-    if isinstance(value, decimal.Decimal):  # its exact digits: 0.10 (a float would drop the scale)
-        return str(value)
     return _json_text(value)
 
 
@@ -512,8 +511,9 @@ def _interval_text(months: int, days: int, nanoseconds: int) -> str:
 
 
 def _plain(value: object) -> object:
-    """A value json.dumps writes as valid JSON (NaN and infinities become null; a DECIMAL or HUGEINT
-    a number, which was a string, as in "0.10" (probe))."""
+    """A value json.dumps writes as valid JSON: NaN and infinities become null; a DECIMAL or HUGEINT
+    becomes its digits marked for _dumps, which writes them as a JSON number (probe: it was the
+    string "0.10")."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, decimal.Decimal):  # its exact digits, put in as a number by _dumps
@@ -528,6 +528,8 @@ def _plain(value: object) -> object:
 
 
 def _json_text(value: object) -> str:
+    if isinstance(value, decimal.Decimal):  # its exact digits: 0.10 (a float would drop the scale)
+        return str(value)
     plain = _plain(value)
     return plain if isinstance(plain, str) else _dumps(plain)
 
