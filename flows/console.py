@@ -343,9 +343,7 @@ def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) ->
 
     def cell(value: object) -> str:
         text = "NULL" if value is None else (_nested_text(value) if isinstance(value, (list, tuple, dict)) else str(value)).translate(_CONTROLS)
-        if not max_width or 2 * len(text) <= max_width:  # fits whatever its characters (review: measure only where it may not)
-            return text
-        return text if _display_width(text) <= max_width else _cut(text, max_width - 3) + "..."
+        return text if not max_width or _display_width(text) <= max_width else _cut(text, max_width - 3) + "..."
 
     def pad(text: str, width: int) -> str:
         return text + " " * (width - _display_width(text))
