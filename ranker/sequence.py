@@ -36,7 +36,7 @@ from torch import nn
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
-from ranker.training import EarlyStopping, FitCheckpoint, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
+from ranker.training import Dropout, EarlyStopping, FitCheckpoint, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
 from warehouse.errors import ReelsenseError
 from warehouse.settings import check_ranges
 
@@ -70,6 +70,19 @@ class LstmAttnConfig:
         )
 
 
+@dataclass(frozen=True)
+class LossInputs:
+    """What every training step of a fit reads (LstmAttn.loss_inputs): the behaviour labels of each
+    row, the items that are not classes (padding, withheld), whether the softmax runs over every
+    item, and the negatives' sampling distribution with its log-Q correction (log K q_i)."""
+
+    labels: torch.Tensor
+    excluded: torch.Tensor
+    full: bool
+    sampling: npt.NDArray[np.float64]
+    log_q: torch.Tensor
+
+
 class LstmAttnNet(nn.Module):
     def __init__(self, n_items: int, cfg: LstmAttnConfig, content_dim: int, n_heads: int) -> None:
         super().__init__()
@@ -80,7 +93,7 @@ class LstmAttnNet(nn.Module):
         self.step = nn.Linear(cfg.dim + 1, cfg.dim)
         self.lstm = nn.LSTM(cfg.dim, cfg.dim, batch_first=True)
         self.query = nn.Linear(cfg.dim, cfg.dim, bias=False)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.behaviours = nn.Linear(cfg.dim, n_heads - 1) if n_heads > 1 else None  # like / comment / ... given engagement
 
     def encode(
@@ -88,7 +101,8 @@ class LstmAttnNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """History (B, T) of rows of `vectors`, right-aligned -> states (B, T, d) and the mask of
         real steps (B, T); `real` is that mask when the rows are renumbered (0 is not padding)."""
-        items = vectors[hist_items]  # (B, T, d)
+        # (B, T, d), by index_select: its backward adds rows, about twice as fast as indexing's on a CPU
+        items = vectors.index_select(0, hist_items.reshape(-1)).view(*hist_items.shape, -1)
         x = torch.relu(self.step(torch.cat([items + self.event_emb(hist_events), hist_ratios.clamp(-1, 3).unsqueeze(-1)], -1)))
         states, _ = self.lstm(self.drop(x))
         return self.drop(states) + items, (hist_items > 0) if real is None else real
@@ -108,17 +122,45 @@ class LstmAttnNet(nn.Module):
         last = (states[:, -1:] @ targets.transpose(-1, -2))[:, 0]  # (B, C)
         return last + (weights * match).sum(1), weights
 
+    def engage_scores(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """engage's scores (B, C) alone, the attention run over each row's real steps only: rows
+        sorted by how many steps their history has, cut into `groups`, each group's states trimmed
+        to its longest history. The same numbers as engage (padding's attention weight is exactly
+        0), for a fraction of the (B, T, C) work: 18% of MicroLens-50K's history steps are real
+        (benchmarks/lstm_attn_step.py)."""
+        steps = states.shape[1]
+        if len(states) == 0:
+            return states.new_zeros(0, targets.shape[-2])
+        span = torch.where(mask.any(1), steps - mask.int().argmax(1), 0)  # real steps, right-aligned
+        order = torch.argsort(span, stable=True)
+        sizes = [len(part) for part in order.tensor_split(min(groups, len(order))) if len(part)]
+        longest = torch.stack([part.max() for part in span[order].split(sizes)]).clamp(min=1).tolist()
+        # One gather into sorted order, then views (split's backward is one concatenation).
+        per_row = targets.index_select(0, order).split(sizes) if targets.dim() == 3 else [targets] * len(sizes)
+        pieces = zip(states.index_select(0, order).split(sizes), mask[order].split(sizes), per_row)
+        scores = [self.engage(s[:, steps - keep :], m[:, steps - keep :], t)[0] for (s, m, t), keep in zip(pieces, longest, strict=True)]
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=order.device)
+        return torch.cat(scores).index_select(0, inverse)
+
     def given_engaged(self, states: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits (B, C, heads - 1) of each behaviour given that the user engages with the target (B, C, d)."""
         pooled = weights.transpose(1, 2) @ states  # (B, C, d)
         return self.behaviours(pooled * targets)
 
 
-# Full ranking works in blocks of (users, items): each of engage's (users, T, items) temporaries is
-# then about 2.6 MB, kept in cache and reused by the allocator. Blocks of (256, 2048) made 42 MB
-# temporaries, each one freshly mapped and paged in: the same scores took 2.5-3x longer on 2 cores
-# (`benchmarks/lstm_attn_scoring.py`). A GPU keeps the larger blocks it had (not measured there).
-SCORE_BLOCK = {"cpu": (64, 512), "gpu": (256, 2048)}
+# Full ranking sorts its users by how many steps their history has and works in blocks of (users,
+# items), each block's attention trimmed to its longest history (engage_scores): the (users, T,
+# items) temporaries then stay small enough to be kept in cache and reused by the allocator (blocks
+# of (256, 2048) over untrimmed histories made 42 MB temporaries, each freshly mapped and paged in,
+# 2.5-3x slower on 2 cores). On MicroLens-50K's validation users (2 cores, benchmarks/
+# lstm_attn_scoring.py) trimmed blocks of (128, 1024) took 1.1 s per 2,048 users against 2.8 s
+# untrimmed at (64, 512). A GPU keeps the larger blocks it had (not measured there).
+SCORE_BLOCK = {"cpu": (128, 1024), "gpu": (256, 2048)}
+# A training batch's rows are cut into this many groups by history length, each group's attention
+# trimmed to its longest history: the (B, T, K) work of a MicroLens-50K batch falls to about a
+# quarter (18% of its history steps are real), and a step from 90 to 49 ms (benchmarks/lstm_attn_step.py).
+TRAIN_GROUPS = 8
 
 
 def _history(queries: Queries, rows: npt.NDArray[np.int64], device: str) -> tuple[torch.Tensor, ...]:
@@ -162,13 +204,7 @@ class LstmAttn:
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         train = np.flatnonzero(data.split == "train")
         valid = validation_rows(data, cfg.valid_users, seed)
-        labels = torch.as_tensor(np.stack([data.labels[h] for h in self.heads[1:]], 1) if len(self.heads) > 1 else np.zeros((len(data.targets), 0), np.float32))
-        excluded = torch.as_tensor(data.withheld, device=self.device)
-        excluded[0] = True
-        full = data.n_items <= cfg.full_softmax_max
-        sampling = np.where(excluded.cpu().numpy(), 0.0, np.maximum(data.train_counts, 1).astype(np.float64) ** 0.75)
-        sampling /= sampling.sum()
-        log_q = torch.as_tensor(np.log(np.maximum(sampling * cfg.negatives, 1e-30)), dtype=torch.float32, device=self.device)
+        loss_inputs = self.loss_inputs(data)
         drop = torch.Generator().manual_seed(seed)
         stopper = EarlyStopping(cfg.patience)
         resume = FitCheckpoint.for_fit(checkpoint, self, data, seed)
@@ -181,28 +217,7 @@ class LstmAttn:
             for rows in bar:
                 idx = train[rows]
                 keep = (torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop).to(self.device)
-                hist_items, hist_events, hist_ratios = _history(data.queries, idx, self.device)
-                targets = torch.as_tensor(data.targets[idx], device=self.device)
-                if full:
-                    vectors = self.net.items(keep if self.use_content else None)
-                    states, mask = self.net.encode(vectors, hist_items, hist_events, hist_ratios)
-                    scores, _ = self.net.engage(states, mask, vectors)  # (B, n + 1)
-                    loss = nn.functional.cross_entropy(scores.masked_fill(excluded, float("-inf")), targets)
-                else:
-                    # Only the items this batch touches get a vector (positions renumbered), not all n.
-                    negatives = torch.as_tensor(rng.choice(len(sampling), cfg.negatives, p=sampling), device=self.device)
-                    used, position = torch.unique(torch.cat([hist_items.ravel(), targets, negatives, targets.new_zeros(1)]), return_inverse=True)
-                    where = position[: hist_items.numel()].view_as(hist_items)
-                    local = torch.full((data.n_items + 1,), -1, dtype=torch.long, device=self.device)
-                    local[used] = torch.arange(len(used), device=self.device)
-                    vectors = self.net.items(keep if self.use_content else None, rows=used)
-                    states, mask = self.net.encode(vectors, where, hist_events, hist_ratios, real=hist_items > 0)
-                    loss = self._sampled_loss(states, mask, vectors, local[targets], local[negatives], log_q[used])
-                if len(self.heads) > 1:
-                    own = vectors[targets][:, None]  # (B, 1, d)
-                    _, weights = self.net.engage(states, mask, own)
-                    given = self.net.given_engaged(states, weights, own)[:, 0]
-                    loss = loss + nn.functional.binary_cross_entropy_with_logits(given, labels[idx].to(self.device))
+                loss = self.batch_loss(data, loss_inputs, idx, keep, rng)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -216,6 +231,46 @@ class LstmAttn:
                 break
         stopper.restore(self.net)
 
+    def loss_inputs(self, data: Dataset) -> LossInputs:
+        labels = np.stack([data.labels[h] for h in self.heads[1:]], 1) if len(self.heads) > 1 else np.zeros((len(data.targets), 0), np.float32)
+        excluded = torch.as_tensor(data.withheld, device=self.device)
+        excluded[0] = True
+        sampling = np.where(excluded.cpu().numpy(), 0.0, np.maximum(data.train_counts, 1).astype(np.float64) ** 0.75)
+        sampling /= sampling.sum()
+        log_q = torch.as_tensor(np.log(np.maximum(sampling * self.config.negatives, 1e-30)), dtype=torch.float32, device=self.device)
+        return LossInputs(torch.as_tensor(labels), excluded, data.n_items <= self.config.full_softmax_max, sampling, log_q)
+
+    def batch_loss(self, data: Dataset, inputs: LossInputs, idx: npt.NDArray[np.int64], keep: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The training loss of the rows `idx` (one step of fit): softmax cross-entropy over every
+        item, or sampled (negatives drawn from `rng`), plus the behaviour heads' where there are
+        several; `keep` (n_items + 1,) says which items keep their id correction this step."""
+        cfg = self.config
+        hist_items, hist_events, hist_ratios = _history(data.queries, idx, self.device)
+        targets = torch.as_tensor(data.targets[idx], device=self.device)
+        if inputs.full:
+            vectors = self.net.items(keep if self.use_content else None)
+            states, mask = self.net.encode(vectors, hist_items, hist_events, hist_ratios)
+            scores = self.net.engage_scores(states, mask, vectors, TRAIN_GROUPS)  # (B, n + 1)
+            loss = nn.functional.cross_entropy(scores.masked_fill(inputs.excluded, float("-inf")), targets)
+            rows = targets
+        else:
+            # Only the items this batch touches get a vector (positions renumbered), not all n.
+            negatives = torch.as_tensor(rng.choice(len(inputs.sampling), cfg.negatives, p=inputs.sampling), device=self.device)
+            used, position = torch.unique(torch.cat([hist_items.ravel(), targets, negatives, targets.new_zeros(1)]), return_inverse=True)
+            where = position[: hist_items.numel()].view_as(hist_items)
+            local = torch.full((data.n_items + 1,), -1, dtype=torch.long, device=self.device)
+            local[used] = torch.arange(len(used), device=self.device)
+            vectors = self.net.items(keep if self.use_content else None, rows=used)
+            states, mask = self.net.encode(vectors, where, hist_events, hist_ratios, real=hist_items > 0)
+            rows = local[targets]  # the targets' rows of `vectors`
+            loss = self._sampled_loss(states, mask, vectors, rows, local[negatives], inputs.log_q[used])
+        if len(self.heads) > 1:
+            own = vectors.index_select(0, rows)[:, None]  # (B, 1, d)
+            _, weights = self.net.engage(states, mask, own)
+            given = self.net.given_engaged(states, weights, own)[:, 0]
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(given, inputs.labels[idx].to(self.device))
+        return loss
+
     def _sampled_loss(
         self, states: torch.Tensor, mask: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor, negatives: npt.NDArray[np.int64], log_q: torch.Tensor
     ) -> torch.Tensor:
@@ -223,8 +278,8 @@ class LstmAttn:
         negative that is the row's own target is not a class for that row. Items are rows of
         `vectors` and `log_q`."""
         shared = torch.as_tensor(negatives, device=self.device)
-        positive, _ = self.net.engage(states, mask, vectors[targets][:, None])  # (B, 1)
-        negative, _ = self.net.engage(states, mask, vectors[shared])  # (B, K)
+        positive = self.net.engage_scores(states, mask, vectors.index_select(0, targets)[:, None], TRAIN_GROUPS)  # (B, 1)
+        negative = self.net.engage_scores(states, mask, vectors.index_select(0, shared), TRAIN_GROUPS)  # (B, K)
         negative = (negative - log_q[shared]).masked_fill(shared[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([positive - log_q[targets][:, None], negative], 1)
         return nn.functional.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=self.device))
@@ -241,8 +296,10 @@ class LstmAttn:
         for rows in minibatches(len(queries), 1024):
             states, mask = self.net.encode(vectors, *_history(queries, rows, self.device))
             targets = vectors[torch.as_tensor(np.ascontiguousarray(items[rows]), device=self.device)]
-            scores, weights = self.net.engage(states, mask, targets)
-            if head != "engage":
+            if head == "engage":
+                scores = self.net.engage_scores(states, mask, targets, TRAIN_GROUPS)
+            else:
+                scores, weights = self.net.engage(states, mask, targets)
                 given = self.net.given_engaged(states, weights, targets)[..., self.heads.index(head) - 1]
                 scores = scores + nn.functional.logsigmoid(given)
             out.append(scores.cpu().numpy())
@@ -254,10 +311,12 @@ class LstmAttn:
         vectors = self._vectors(None)
         scores = np.empty((len(queries), data.n_items + 1), np.float32)
         users, items = SCORE_BLOCK["cpu" if self.device == "cpu" else "gpu"]
-        for rows in minibatches(len(queries), users):
+        by_length = np.argsort((queries.hist_items > 0).sum(1), kind="stable")  # blocks of like histories
+        for block in minibatches(len(queries), users):
+            rows = by_length[block]
             states, mask = self.net.encode(vectors, *_history(queries, rows, self.device))
             for start in range(0, data.n_items + 1, items):
-                part, _ = self.net.engage(states, mask, vectors[start : start + items])
+                part = self.net.engage_scores(states, mask, vectors[start : start + items])
                 scores[rows, start : start + part.shape[1]] = part.cpu().numpy()
         scores[:, 0] = -np.inf
         if self.use_content:

@@ -19,7 +19,7 @@ from ranker.evaluate import earlier_items, evaluate_model, paired_bootstrap, ran
 from ranker.evaluate import test_rows as rows_to_evaluate
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, SoftmaxLoss, softmax_loss
-from ranker.sequence import LstmAttn, LstmAttnConfig
+from ranker.sequence import LstmAttn, LstmAttnConfig, LstmAttnNet
 from ranker.training import Dropout, ItemTower, next_item_sequences
 from warehouse import db, store
 from warehouse.errors import ConfigError
@@ -310,6 +310,61 @@ def test_sampled_softmax_over_every_item_with_uniform_q_is_the_full_softmax(plan
     skewed = torch.zeros(data.n_items + 1)
     skewed[targets[0]] = 2.0
     assert model._sampled_loss(*one, skewed).item() > model._sampled_loss(*one, torch.zeros(data.n_items + 1)).item()
+
+
+@pytest.mark.parametrize("groups", [1, 3, 8])
+def test_engage_scores_trimmed_to_real_steps_equal_engage(groups):
+    """lstm-attn's training and full ranking run the target attention over each group of rows'
+    real steps only (engage_scores): scores and gradients must be engage's, for histories of every
+    length (empty ones too), shared targets and per-row targets."""
+    torch.manual_seed(0)
+    net = LstmAttnNet(30, LstmAttnConfig(dim=8, dropout=0.0), content_dim=0, n_heads=1)
+    lengths = torch.tensor([0, 1, 6, 2, 0, 6, 3, 5, 1, 4, 6])
+    hist = torch.where(torch.arange(6) >= 6 - lengths[:, None], torch.randint(1, 31, (len(lengths), 6)), 0)  # right-aligned
+    events, ratios = torch.where(hist > 0, 2, 0), torch.rand(hist.shape)
+    for targets in (torch.randn(7, 8), torch.randn(len(lengths), 4, 8)):
+        results = []
+        for trimmed in (False, True):
+            net.zero_grad()
+            wanted = targets.clone().requires_grad_()
+            states, mask = net.encode(net.items(), hist, events, ratios)
+            scores = net.engage_scores(states, mask, wanted, groups) if trimmed else net.engage(states, mask, wanted)[0]
+            (scores * torch.linspace(-1, 1, scores.numel()).view_as(scores)).sum().backward()
+            results.append((scores.detach(), wanted.grad, [q.grad.clone() for q in net.parameters() if q.grad is not None]))
+        (plain, plain_target, plain_params), (fast, fast_target, fast_params) = results
+        assert torch.allclose(fast, plain, atol=1e-5) and torch.allclose(fast_target, plain_target, atol=1e-5)
+        assert len(fast_params) == len(plain_params) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast_params, plain_params))
+
+
+def test_sampled_loss_scores_each_behaviour_head_on_the_rows_own_target(tmp_path):
+    """With behaviour heads and the sampled softmax, the batch's items are renumbered: a head must
+    read each row's own target, not the item at the target's global index (a slip the full softmax,
+    whose rows are global, would never show)."""
+    wh = Warehouse(tmp_path)
+    rng = np.random.default_rng(3)
+    table = _events([(f"u{u}", f"i{rng.integers(1, 61)}", step) for u in range(12) for step in range(8)])
+    kinds = pa.array(["like" if k % 3 == 0 else "comment" for k in range(table.num_rows)])
+    store.append(wh, EVENTS, table.set_column(table.schema.get_field_index("event"), "event", kinds))
+    write_content(wh, {f"i{k}": 1.0 if k % 2 else -1.0 for k in range(1, 61)})
+    db.refresh_views(wh)
+    data = dataset(wh, max_history=10)
+    model = LstmAttn(use_content=True, config=replace(FAST_LSTM, full_softmax_max=0, negatives=4, dropout=0.0))
+    model._build(data)
+    assert len(model.heads) > 1, "the data must give the model a behaviour head"
+    inputs = model.loss_inputs(data)
+    idx = np.flatnonzero(data.split == "train")[:5]
+    keep = torch.ones(data.n_items + 1, dtype=torch.bool)
+    loss = model.batch_loss(data, inputs, idx, keep, np.random.default_rng(7))
+    # By hand, over every item's vector (global rows) and the same draw of negatives.
+    negatives = np.random.default_rng(7).choice(len(inputs.sampling), 4, p=inputs.sampling)
+    vectors = model.net.items(keep)
+    states, mask = model.net.encode(vectors, *[torch.as_tensor(a[idx]) for a in (data.queries.hist_items, data.queries.hist_events, data.queries.hist_ratios)])
+    targets = torch.as_tensor(data.targets[idx])
+    own = vectors[targets][:, None]
+    given = model.net.given_engaged(states, model.net.engage(states, mask, own)[1], own)[:, 0]
+    expected = model._sampled_loss(states, mask, vectors, targets, negatives, inputs.log_q)
+    expected = expected + torch.nn.functional.binary_cross_entropy_with_logits(given, inputs.labels[idx])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_masking_removes_earlier_items_but_never_the_target(tmp_path):
