@@ -197,7 +197,7 @@ def checked_meta(
         retrain = fix or f"retrain it: `reelsense train --models {name}` (it rebuilds the samples first)"
         raise ModelMismatch(
             f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
-            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema)}{retrain}"
+            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema, items_without_content(data))}{retrain}"
         )
     # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
     # another text model) are not the data the model was trained on.
@@ -205,19 +205,28 @@ def checked_meta(
         name,
         meta,
         schema,
+        without_content=items_without_content(data),
         new_items_ok=match == "schema" and name in MAPS_ITEMS_BY_ID,
         fix=fix or f"rerun `reelsense train --models {name}` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"),
     )
     return meta
 
 
-def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any]) -> str:
+def items_without_content(data: Dataset) -> int:
+    """Items of the vocabulary without a content vector (a row of zeros: never extracted, or not aligned)."""
+    return int((~data.content[1:].any(axis=1)).sum())
+
+
+def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any], without_content: int | None = None) -> str:
     """The steps a content model's new items need before a retrain can use them ("" where the items
     are those it was trained on, or the model reads no content). Probe: evaluate said only "retrain"
-    after `ingest items`, and training then stopped on the new items' missing vectors."""
+    after `ingest items`, and training then stopped on the new items' missing vectors. Where every
+    item has its vector (`without_content` 0) those steps are done, and are not named again (probe)."""
     saved = meta.get("feature_schema")
     if not saved or name not in READS_CONTENT or all(saved.get(k) == schema[k] for k in ("n_items", "item_vocabulary")):
         return ""
+    if without_content == 0:
+        return "the items changed since training (every item has its content vector): "
     steps = "`reelsense ingest items FILE`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")
     return f"the items changed since training: give new items their rows and content first ({steps}), then "
 
@@ -266,7 +275,10 @@ def check_schema(
     *,
     new_items_ok: bool = False,
     fix: str = "rerun `reelsense train` on this data, or score with a matching model",
+    without_content: int | None = None,
 ) -> None:
+    """ModelMismatch naming each feature where the saved ranker differs from `schema`, and `fix`;
+    `without_content`: the data's items without a content vector, for the advice on new items."""
     saved = meta.get("feature_schema")
     if saved is None:
         raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); {fix}")
@@ -283,7 +295,7 @@ def check_schema(
         if {"n_items", "item_vocabulary"} & set(changed):
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
-            fix = (new_items_first(name, meta, schema) or "the items changed since training: ") + fix
+            fix = (new_items_first(name, meta, schema, without_content) or "the items changed since training: ") + fix
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 
 

@@ -484,9 +484,21 @@ def validation_ndcg(model: Any, data: Dataset, rows: npt.NDArray[np.int64]) -> f
 
 def epoch_bar(batches: Iterable[Any], steps: int, name: str, epoch: int) -> Iterator[Any]:
     """A progress bar within an epoch (on stderr; hidden for epochs of fewer than 20 batches)."""
-    # Into a log file (not a terminal) an update every 30 s, not ten a second (probe: logs of megabytes).
-    every = 0.1 if sys.stderr.isatty() else 30.0
-    return tqdm(batches, total=steps, desc=f"{name} epoch {epoch + 1}", unit="batch", file=sys.stderr, leave=False, disable=steps < 20, mininterval=every)
+    # Into a log file (not a terminal) an update every 30 s, not ten a second (probe: logs of megabytes),
+    # and the first only after 30 s: a bar at 0/N was all an epoch shorter than that left (probe).
+    tty = sys.stderr.isatty()
+    every = 0.1 if tty else 30.0
+    return tqdm(
+        batches,
+        total=steps,
+        desc=f"{name} epoch {epoch + 1}",
+        unit="batch",
+        file=sys.stderr,
+        leave=False,
+        disable=steps < 20,
+        mininterval=every,
+        delay=0.0 if tty else every,
+    )
 
 
 def end_epoch(model: Any, epoch: int, losses: list[float], score: float, started: float) -> None:

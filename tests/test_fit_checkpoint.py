@@ -4,6 +4,8 @@ a finished one is not trained again."""
 
 from __future__ import annotations
 
+import io
+import sys
 from dataclasses import replace
 
 import pytest
@@ -14,7 +16,7 @@ from test_rankers import dataset
 from ranker.bprmf import BprMF, BprMfConfig
 from ranker.sasrec import Sasrec
 from ranker.sequence import LstmAttn
-from ranker.training import FitCheckpoint, discard
+from ranker.training import FitCheckpoint, discard, epoch_bar
 from warehouse import store
 from warehouse.errors import ReelsenseError
 
@@ -264,3 +266,19 @@ def test_settings_are_printed_as_a_rankers_toml_writes_them():
     from flows.cli import _toml_value
 
     assert [_toml_value(v) for v in (True, False, 0.001, 20, "x")] == ["true", "false", "0.001", "20", '"x"']
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_epoch_bar_draws_on_a_terminal_and_leaves_a_log_no_bar_at_zero(terminal, monkeypatch):
+    """A terminal sees the bar from the first batch; a log gets its first line only after 30 s, so
+    an epoch shorter than that leaves no "0/N" bar behind (probe: that was all a small fit logged)."""
+    err = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    for _ in epoch_bar(range(25), 25, "sasrec", 0):
+        pass
+    assert ("0/25" in err.getvalue()) is terminal

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -112,8 +113,6 @@ def test_scoring_refuses_a_model_whose_features_do_not_match(ranked_home):
     with pytest.raises(ReelsenseError, match="unknown ranker"):
         score_batch(str(ranked_home.home), model="nope")
     # Explaining says what explaining needs, not the scoring advice (probe, 2026-12-03).
-    from dataclasses import replace
-
     from flows.analyze import load_explainers
 
     changed = replace(data, content_source="text:other@1")
@@ -137,13 +136,22 @@ def test_stale_model_advice_names_the_steps_new_items_need(ranked_home, monkeypa
     assert artifacts.new_items_first("popularity", meta, grown) == ""
     monkeypatch.setattr(artifacts, "feature_schema", lambda _data: grown)
     monkeypatch.setattr(artifacts, "fingerprint", lambda _data: "0" * 16)  # new items change the data's fingerprint too
+    # A new item without its vector yet: the steps are named.
+    content = data.content.copy()
+    content[-1] = 0.0
+    unextracted = replace(data, content=content)
     with pytest.raises(ReelsenseError) as stale:
-        artifacts.checked_meta(ranked_home.models_dir, "lstm-attn", data)
+        artifacts.checked_meta(ranked_home.models_dir, "lstm-attn", unextracted)
     retrain = "retrain it: `reelsense train --models lstm-attn` (it rebuilds the samples first)"
     assert str(stale.value).endswith(f"the items changed since training: {steps}{retrain}")
     with pytest.raises(ReelsenseError) as scoring:  # score's check: lightgbm's features index items by training id
-        artifacts.checked_meta(ranked_home.models_dir, "lightgbm", data, match="schema")
+        artifacts.checked_meta(ranked_home.models_dir, "lightgbm", unextracted, match="schema")
     assert str(scoring.value).endswith(f"{steps}rerun `reelsense train --models lightgbm` on this data, or score with a matching model")
+    # Every item has its vector: those steps are done, and only the retrain is left (probe).
+    with pytest.raises(ReelsenseError) as done:
+        artifacts.checked_meta(ranked_home.models_dir, "lstm-attn", data)
+    assert str(done.value).endswith(f"the items changed since training (every item has its content vector): {retrain}")
+    assert artifacts.items_without_content(data) == 0 and artifacts.items_without_content(unextracted) == 1
 
 
 def test_models_lists_the_registry(ranked_home, capsys):
