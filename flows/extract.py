@@ -181,8 +181,8 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
     with Commits(lambda result: write_task(home, result, force), config.commit_items, lambda result: write_task.fn(home, result, force)) as commits:
         for batch, decoded in prefetched(batches, lambda b: decode_task.submit(b, config), config.prefetch_batches):
             commits.add(embed_task(decoded, config), len(batch))
-            bar.update(len(batch))
-            bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"])
+            bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"], refresh=False)
+            bar.update(len(batch))  # draws (at most every mininterval), the counts above with it
     # The last commits land as the block closes: the bar ends on the totals (probe: "committed=0"
     # beside "1 embedded").
     bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"])

@@ -282,3 +282,16 @@ def test_the_epoch_bar_draws_on_a_terminal_and_leaves_a_log_no_bar_at_zero(termi
     for _ in epoch_bar(range(25), 25, "sasrec", 0):
         pass
     assert ("0/25" in err.getvalue()) is terminal
+
+
+@pytest.mark.parametrize("name", ["sasrec", "lstm-attn"])
+def test_a_short_fit_into_a_log_draws_no_bar_line_a_step(name, data, capsys):
+    """The loss beside the bar was drawn at once each step, with 0 batches done (tqdm counts lazily):
+    a "0/N" line a step in a log (the MicroLens benchmark's stderr)."""
+    make = {
+        "sasrec": lambda: Sasrec(use_content=False, config=replace(FAST, max_epochs=1, batch=2)),
+        "lstm-attn": lambda: LstmAttn(config=replace(FAST_LSTM, max_epochs=1, batch=16)),
+    }
+    make[name]().fit(data, seed=0)
+    err = capsys.readouterr().err
+    assert f"{name} epoch 1: loss" in err and "batch/s" not in err
