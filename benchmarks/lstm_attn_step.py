@@ -9,7 +9,7 @@ same machine load:
 - `untrimmed`: over all T history steps of every row, padding included (`LstmAttnNet.engage`,
   what lstm-attn ran until 2026-12-05);
 - `trimmed`: rows grouped by history length, each group's attention over its real steps only
-  (`LstmAttnNet.engage_scores`, TRAIN_GROUPS groups).
+  (`LstmAttnNet.engage_scores`, ATTENTION_GROUPS groups).
 Before timing it checks on one batch that the two give the same loss and gradients (to float32
 rounding). Prints the share of history steps that are real, the median ms per step of each and the
 epoch time that implies; `--profile` adds torch.profiler's ops table of a trimmed round. Measured,
@@ -29,7 +29,7 @@ import torch
 
 from ranker.base import minibatches
 from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
-from ranker.sequence import TRAIN_GROUPS, LstmAttn, LstmAttnNet
+from ranker.sequence import ATTENTION_GROUPS, LstmAttn, LstmAttnNet
 from warehouse.store import Warehouse
 
 
@@ -66,11 +66,11 @@ def main() -> None:
     real = float((data.queries.hist_items[train] > 0).mean())
     softmax = "every item" if inputs.full else f"the target and {cfg.negatives} shared negatives"
     print(f"{model.name}: {len(train)} training rows, {len(batches)} steps an epoch, softmax over {softmax}")
-    print(f"{real:.1%} of history steps are real; trimmed: {TRAIN_GROUPS} groups a batch")
+    print(f"{real:.1%} of history steps are real; trimmed: {ATTENTION_GROUPS} groups a batch")
 
     def loss_of(idx: np.ndarray, rng: np.random.Generator, keep: torch.Tensor | None = None) -> torch.Tensor:
         keep = torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop if keep is None else keep
-        return model.batch_loss(data, inputs, train[idx], keep, rng)
+        return model.batch_loss(data, inputs, train[idx], keep=keep, rng=rng)
 
     net.eval()  # the same loss and gradients from both: no dropout in the check
     keep = torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop

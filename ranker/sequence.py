@@ -102,7 +102,7 @@ class LstmAttnNet(nn.Module):
         """History (B, T) of rows of `vectors`, right-aligned -> states (B, T, d) and the mask of
         real steps (B, T); `real` is that mask when the rows are renumbered (0 is not padding)."""
         # (B, T, d), by index_select: its backward adds rows, about twice as fast as indexing's on a CPU
-        items = vectors.index_select(0, hist_items.reshape(-1)).view(*hist_items.shape, -1)
+        items = vectors.index_select(0, hist_items.reshape(-1)).view(*hist_items.shape, vectors.shape[-1])
         x = torch.relu(self.step(torch.cat([items + self.event_emb(hist_events), hist_ratios.clamp(-1, 3).unsqueeze(-1)], -1)))
         states, _ = self.lstm(self.drop(x))
         return self.drop(states) + items, (hist_items > 0) if real is None else real
@@ -125,8 +125,8 @@ class LstmAttnNet(nn.Module):
     def engage_scores(self, states: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, groups: int = 1) -> torch.Tensor:
         """engage's scores (B, C) alone, the attention run over each row's real steps only: rows
         sorted by how many steps their history has, cut into `groups`, each group's states trimmed
-        to its longest history. The same numbers as engage (padding's attention weight is exactly
-        0), for a fraction of the (B, T, C) work: 18% of MicroLens-50K's history steps are real
+        to its longest history. engage's numbers to float32 rounding (padding's attention weight
+        is exactly 0; sums run in another order), for a fraction of the (B, T, C) work: 18% of MicroLens-50K's history steps are real
         (benchmarks/lstm_attn_step.py)."""
         steps = states.shape[1]
         if len(states) == 0:
@@ -134,7 +134,8 @@ class LstmAttnNet(nn.Module):
         span = torch.where(mask.any(1), steps - mask.int().argmax(1), 0)  # real steps, right-aligned
         order = torch.argsort(span, stable=True)
         sizes = [len(part) for part in order.tensor_split(min(groups, len(order))) if len(part)]
-        longest = torch.stack([part.max() for part in span[order].split(sizes)]).clamp(min=1).tolist()
+        ends = torch.as_tensor(np.cumsum(sizes) - 1, device=span.device)
+        longest = span[order][ends].clamp(min=1).tolist()  # sorted: each group's last row has its longest history
         # One gather into sorted order, then views (split's backward is one concatenation).
         per_row = targets.index_select(0, order).split(sizes) if targets.dim() == 3 else [targets] * len(sizes)
         pieces = zip(states.index_select(0, order).split(sizes), mask[order].split(sizes), per_row)
@@ -157,10 +158,11 @@ class LstmAttnNet(nn.Module):
 # lstm_attn_scoring.py) trimmed blocks of (128, 1024) took 1.1 s per 2,048 users against 2.8 s
 # untrimmed at (64, 512). A GPU keeps the larger blocks it had (not measured there).
 SCORE_BLOCK = {"cpu": (128, 1024), "gpu": (256, 2048)}
-# A training batch's rows are cut into this many groups by history length, each group's attention
-# trimmed to its longest history: the (B, T, K) work of a MicroLens-50K batch falls to about a
-# quarter (18% of its history steps are real), and a step from 90 to 49 ms (benchmarks/lstm_attn_step.py).
-TRAIN_GROUPS = 8
+# A training batch's rows (and score_items' queries) are cut into this many groups by history length,
+# each group's attention trimmed to its longest history: the (B, T, K) work of a MicroLens-50K batch
+# falls to about a quarter (18% of its history steps are real), and a step from 87 to 44 ms
+# (benchmarks/lstm_attn_step.py).
+ATTENTION_GROUPS = 8
 
 
 def _history(queries: Queries, rows: npt.NDArray[np.int64], device: str) -> tuple[torch.Tensor, ...]:
@@ -217,7 +219,7 @@ class LstmAttn:
             for rows in bar:
                 idx = train[rows]
                 keep = (torch.rand(data.n_items + 1, generator=drop) >= cfg.id_drop).to(self.device)
-                loss = self.batch_loss(data, loss_inputs, idx, keep, rng)
+                loss = self.batch_loss(data, loss_inputs, idx, keep=keep, rng=rng)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -241,7 +243,7 @@ class LstmAttn:
         log_q = torch.as_tensor(np.log(np.maximum(sampling * self.config.negatives, 1e-30)), dtype=torch.float32, device=self.device)
         return LossInputs(torch.as_tensor(labels), excluded, data.n_items <= self.config.full_softmax_max, sampling, log_q)
 
-    def batch_loss(self, data: Dataset, inputs: LossInputs, idx: npt.NDArray[np.int64], keep: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def batch_loss(self, data: Dataset, inputs: LossInputs, idx: npt.NDArray[np.int64], *, keep: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """The training loss of the rows `idx` (one step of fit): softmax cross-entropy over every
         item, or sampled (negatives drawn from `rng`), plus the behaviour heads' where there are
         several; `keep` (n_items + 1,) says which items keep their id correction this step."""
@@ -251,7 +253,7 @@ class LstmAttn:
         if inputs.full:
             vectors = self.net.items(keep if self.use_content else None)
             states, mask = self.net.encode(vectors, hist_items, hist_events, hist_ratios)
-            scores = self.net.engage_scores(states, mask, vectors, TRAIN_GROUPS)  # (B, n + 1)
+            scores = self.net.engage_scores(states, mask, vectors, ATTENTION_GROUPS)  # (B, n + 1)
             loss = nn.functional.cross_entropy(scores.masked_fill(inputs.excluded, float("-inf")), targets)
             rows = targets
         else:
@@ -279,8 +281,8 @@ class LstmAttn:
         negative that is the row's own target is not a class for that row. Items are rows of
         `vectors` and `log_q`."""
         shared = torch.as_tensor(negatives, device=self.device)
-        positive = self.net.engage_scores(states, mask, vectors.index_select(0, targets)[:, None], TRAIN_GROUPS)  # (B, 1)
-        negative = self.net.engage_scores(states, mask, vectors.index_select(0, shared), TRAIN_GROUPS)  # (B, K)
+        positive = self.net.engage_scores(states, mask, vectors.index_select(0, targets)[:, None], ATTENTION_GROUPS)  # (B, 1)
+        negative = self.net.engage_scores(states, mask, vectors.index_select(0, shared), ATTENTION_GROUPS)  # (B, K)
         negative = (negative - log_q[shared]).masked_fill(shared[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([positive - log_q[targets][:, None], negative], 1)
         return nn.functional.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=self.device))
@@ -298,7 +300,7 @@ class LstmAttn:
             states, mask = self.net.encode(vectors, *_history(queries, rows, self.device))
             targets = vectors[torch.as_tensor(np.ascontiguousarray(items[rows]), device=self.device)]
             if head == "engage":
-                scores = self.net.engage_scores(states, mask, targets, TRAIN_GROUPS)
+                scores = self.net.engage_scores(states, mask, targets, ATTENTION_GROUPS)
             else:
                 scores, weights = self.net.engage(states, mask, targets)
                 given = self.net.given_engaged(states, weights, targets)[..., self.heads.index(head) - 1]

@@ -13,6 +13,7 @@ import pytest
 import torch
 from test_rankers import _events, dataset, write_content
 
+from ranker import sequence
 from ranker.coldstart import ColdSplit, cold_split, item_cold_rows, user_cold_rows
 from ranker.data import EVENT_INDEX, MissingContent
 from ranker.evaluate import earlier_items, evaluate_model, paired_bootstrap, ranks_by_protocol, scoring_path
@@ -336,6 +337,26 @@ def test_engage_scores_trimmed_to_real_steps_equal_engage(groups):
         assert len(fast_params) == len(plain_params) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast_params, plain_params))
 
 
+def test_full_ranking_sorted_by_history_length_writes_each_users_scores_to_their_row(planted_wh, monkeypatch):
+    """score_all ranks users sorted by history length, in blocks: each user's row must hold engage's
+    scores of that user over every item, for histories of mixed lengths across several blocks of
+    users and of items."""
+    data = dataset(planted_wh, max_history=10)
+    model = LstmAttn(use_content=True, config=FAST_LSTM)
+    torch.manual_seed(0)
+    model._build(data)
+    test = np.flatnonzero(data.split == "test")
+    queries = data.queries.take(test).cut(np.arange(len(test)) % 11)  # 0 to 10 steps, unsorted
+    monkeypatch.setitem(sequence.SCORE_BLOCK, "cpu", (3, 4))
+    scores = model.score_all(data, queries)
+    with torch.no_grad():
+        vectors = model.net.items()
+        states, mask = model.net.encode(vectors, *[torch.as_tensor(a) for a in (queries.hist_items, queries.hist_events, queries.hist_ratios)])
+        expected = model.net.engage(states, mask, vectors)[0].numpy()
+    assert len(set((queries.hist_items > 0).sum(1))) == 11
+    assert np.allclose(scores[:, 1:], expected[:, 1:], atol=1e-5) and np.isneginf(scores[:, 0]).all()
+
+
 def test_sampled_loss_scores_each_behaviour_head_on_the_rows_own_target(tmp_path):
     """With behaviour heads and the sampled softmax, the batch's items are renumbered: a head must
     read each row's own target, not the item at the target's global index (a slip the full softmax,
@@ -354,7 +375,7 @@ def test_sampled_loss_scores_each_behaviour_head_on_the_rows_own_target(tmp_path
     inputs = model.loss_inputs(data)
     idx = np.flatnonzero(data.split == "train")[:5]
     keep = torch.ones(data.n_items + 1, dtype=torch.bool)
-    loss = model.batch_loss(data, inputs, idx, keep, np.random.default_rng(7))
+    loss = model.batch_loss(data, inputs, idx, keep=keep, rng=np.random.default_rng(7))
     # By hand, over every item's vector (global rows) and the same draw of negatives.
     negatives = np.random.default_rng(7).choice(len(inputs.sampling), 4, p=inputs.sampling)
     vectors = model.net.items(keep)
