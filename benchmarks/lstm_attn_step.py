@@ -18,7 +18,6 @@ never asserted in tests.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
@@ -26,11 +25,10 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
+from step_timing import home_data, print_profile, step_parser  # benchmarks/, beside this script
 
 from ranker.base import minibatches
-from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
 from ranker.sequence import ATTENTION_GROUPS, LstmAttn, LstmAttnNet
-from warehouse.store import Warehouse
 
 
 @contextmanager
@@ -45,15 +43,8 @@ def untrimmed():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", required=True)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--profile", action="store_true")
-    args = parser.parse_args()
-    wh = Warehouse(args.home)
-    ensure_samples(wh, MAX_HISTORY)
-    data = load_dataset(wh, MAX_HISTORY)
+    args = step_parser(__doc__).parse_args()
+    data = home_data(args.home)
     model = LstmAttn()
     torch.manual_seed(0)
     model._build(data)
@@ -110,12 +101,7 @@ def main() -> None:
         epoch = ms * math.ceil(len(train) / cfg.batch) / 1000
         print(f"{way:9s} median {ms:6.1f} ms a step (mean {mean:6.1f}), about {epoch:5.1f} s an epoch of training steps")
     if args.profile:
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for idx in batches[position : position + args.steps]:
-                step(idx)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        print_profile(step, batches[position : position + args.steps])
 
 
 if __name__ == "__main__":

@@ -17,18 +17,16 @@ adds torch.profiler's ops table of a fused round. Measured, never asserted in te
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 import torch
+from step_timing import home_data, print_profile, step_parser  # benchmarks/, beside this script
 
 from ranker.base import minibatches
-from ranker.data import MAX_HISTORY, ensure_samples, load_dataset
 from ranker.sasrec import Sasrec, SoftmaxLoss
 from ranker.training import Dropout, next_item_sequences
-from warehouse.store import Warehouse
 
 
 def autograd_loss(user: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -38,16 +36,10 @@ def autograd_loss(user: torch.Tensor, items: torch.Tensor, targets: torch.Tensor
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", required=True)
+    parser = step_parser(__doc__)
     parser.add_argument("--content", action="store_true", help="sasrec-content (default: sasrec)")
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    wh = Warehouse(args.home)
-    ensure_samples(wh, MAX_HISTORY)
-    data = load_dataset(wh, MAX_HISTORY)
+    data = home_data(args.home)
     model = Sasrec(use_content=args.content)
     torch.manual_seed(0)
     model._build(data)
@@ -105,15 +97,14 @@ def main() -> None:
             drop_layer(x)
         print(f"{name}: {(time.perf_counter() - started) / 200 * 1000:.2f} ms for a {tuple(x.shape)} batch")
     if args.profile:
-        from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for idx in batches[position : position + args.steps]:
-                loss = fused(*forward(idx))
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        def step(idx: np.ndarray) -> None:
+            loss = fused(*forward(idx))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+
+        print_profile(step, batches[position : position + args.steps])
 
 
 if __name__ == "__main__":
