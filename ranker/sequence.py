@@ -160,7 +160,7 @@ class LstmAttnNet(nn.Module):
 SCORE_BLOCK = {"cpu": (128, 1024), "gpu": (256, 2048)}
 # A training batch's rows (and score_items' queries) are cut into this many groups by history length,
 # each group's attention trimmed to its longest history: the (B, T, K) work of a MicroLens-50K batch
-# falls to about a quarter (18% of its history steps are real), and a step from 87 to 44 ms
+# falls to about a quarter (18% of its history steps are real), and a step from 87-99 to 44-60 ms
 # (benchmarks/lstm_attn_step.py).
 ATTENTION_GROUPS = 8
 
