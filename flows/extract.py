@@ -18,7 +18,6 @@ workers never coordinate, and more workers give more throughput until the storag
 
 from __future__ import annotations
 
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from extractors.pipeline import (
 from flows.runners import dask_runner
 from warehouse import db, store
 from warehouse.ingest import media_path
+from warehouse.progress import progress
 from warehouse.schemas import EMBEDDINGS, FAILURES
 from warehouse.store import Warehouse
 
@@ -202,7 +202,7 @@ def extract_items(
     work, skipped, beyond = plan_extraction(home, config, force, limit)
     how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
     logger.info("%d items to embed in %s (%s), %d skipped", len(work), how, ", ".join(model_ids(config).values()), skipped)
-    with tqdm(total=len(work), unit="item", desc="extract-items", file=sys.stderr, disable=not work) as bar:
+    with progress(total=len(work), unit="item", desc="extract-items", disable=not work) as bar:
         if shards:
             totals = _run_shards(home, work, config, force, shards, torch_threads, bar)
         else:

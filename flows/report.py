@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from flows.console import runnable, unpaired_note, vs_reference
 from ranker import artifacts, plots
@@ -33,6 +32,7 @@ from ranker.explain import attention_matrix, label, mean_contributions, profile_
 from ranker.names import REPORT_PAGES, TOP_K
 from ranker.scoring import current_queries
 from warehouse import db, store
+from warehouse.progress import progress
 from warehouse.store import Warehouse
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
@@ -155,7 +155,7 @@ def write_report(
 
     coords, groups = item_map.coords, item_map.groups
     figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
-    for user in tqdm(paged, desc="report pages", unit="user", leave=False):
+    for user in progress(paged, desc="report pages", unit="user", leave=False):
         _user_page(
             out,
             user,

@@ -19,10 +19,10 @@ from collections import Counter
 import numpy as np
 import numpy.typing as npt
 import torch
-from tqdm import tqdm
 
 from ranker.base import minibatches
 from ranker.data import EVENT_INDEX, Dataset, ModalityVectors, Queries
+from warehouse.progress import progress
 
 MODALITY_WORDS = {"frames": "the picture", "audio": "the music", "text": "the title"}
 EVENT_VERBS = {
@@ -162,7 +162,7 @@ def explain_pairs(
     features = ctr.contributions(data, queries, items[:, None])[:, 0] if ctr is not None else None  # (Q, F + 1)
     feature_names = [*ctr.feature_names, "bias"] if ctr is not None else None
     rows = []
-    for q in tqdm(range(len(queries)), desc="explanations", unit="pair", leave=False, mininterval=1, disable=len(queries) < 10_000):
+    for q in progress(range(len(queries)), desc="explanations", unit="pair", leave=False, disable=len(queries) < 10_000):
         steps = np.flatnonzero(queries.hist_items[q] > 0)
         hist_ids = [data.item_ids[i] for i in queries.hist_items[q, steps]]
         target = data.item_ids[items[q]]

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from ranker.data import Dataset
+from warehouse.progress import progress
 from warehouse.settings import check_ranges
 
 
@@ -132,7 +132,7 @@ def user_shifts(data: Dataset, tags: dict[str, dict[str, list[str]]], truth: dic
     users = data.queries.users[order]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
     out = {}
-    for rows in tqdm(np.split(order, starts[1:]) if len(users) else [], desc="interest shifts", unit="user", leave=False):
+    for rows in progress(np.split(order, starts[1:]) if len(users) else [], desc="interest shifts", unit="user", leave=False):
         user = data.queries.users[rows[0]]
         vectors = data.content[data.targets[rows]]
         found = detect_shifts(vectors, config)

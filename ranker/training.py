@@ -40,12 +40,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ranker.data import Dataset, MissingContent
 from ranker.metrics import ndcg, target_ranks
 from warehouse import store
 from warehouse.errors import ReelsenseError
+from warehouse.progress import progress
 
 
 class ItemTower(nn.Module):
@@ -484,21 +484,7 @@ def validation_ndcg(model: Any, data: Dataset, rows: npt.NDArray[np.int64]) -> f
 
 def epoch_bar(batches: Iterable[Any], steps: int, name: str, epoch: int) -> Iterator[Any]:
     """A progress bar within an epoch (on stderr; hidden for epochs of fewer than 20 batches)."""
-    # Into a log file (not a terminal) an update every 30 s, not ten a second (probe: logs of megabytes),
-    # and the first only after 30 s: a bar at 0/N was all an epoch shorter than that left (probe).
-    tty = sys.stderr.isatty()
-    every = 0.1 if tty else 30.0
-    return tqdm(
-        batches,
-        total=steps,
-        desc=f"{name} epoch {epoch + 1}",
-        unit="batch",
-        file=sys.stderr,
-        leave=False,
-        disable=steps < 20,
-        mininterval=every,
-        delay=0.0 if tty else every,
-    )
+    return progress(batches, total=steps, desc=f"{name} epoch {epoch + 1}", unit="batch", leave=False, disable=steps < 20)
 
 
 def end_epoch(model: Any, epoch: int, losses: list[float], score: float, started: float) -> None:
