@@ -184,8 +184,9 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
             bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"], refresh=False)
             bar.update(len(batch))  # draws (at most every mininterval), the counts above with it
     # The last commits land as the block closes: the bar ends on the totals (probe: "committed=0"
-    # beside "1 embedded").
-    bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"])
+    # beside "1 embedded"), drawn as the bar closes: a draw now would put a bar line into a log
+    # even for work shorter than its first line's delay, with no newline after it (probe).
+    bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"], refresh=False)
     return commits.totals
 
 

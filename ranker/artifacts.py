@@ -31,6 +31,7 @@ from ranker.data import POPULARITY, Dataset
 from ranker.names import NEEDS_BASE, READS_CONTENT
 from ranker.registry import build
 from warehouse import store
+from warehouse.db import sql_command
 from warehouse.errors import ReelsenseError
 
 
@@ -212,23 +213,35 @@ def checked_meta(
     return meta
 
 
-def items_without_content(data: Dataset) -> int:
-    """Items of the vocabulary without a content vector (a row of zeros: never extracted, or not aligned)."""
-    return int((~data.content[1:].any(axis=1)).sum())
+def items_without_content(data: Dataset) -> list[str]:
+    """Items of the vocabulary without a content vector (a row of zeros: not extracted yet, quarantined
+    by extract, or not aligned)."""
+    return [data.item_ids[i + 1] for i in np.flatnonzero(~data.content[1:].any(axis=1))]
 
 
-def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any], without_content: int | None = None) -> str:
+def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any], without_content: list[str] | None = None) -> str:
     """The steps a content model's new items need before a retrain can use them ("" where the items
     are those it was trained on, or the model reads no content). Probe: evaluate said only "retrain"
     after `ingest items`, and training then stopped on the new items' missing vectors. Where every
-    item has its vector (`without_content` 0) those steps are done, and are not named again (probe)."""
+    item has its vector (`without_content` empty) those steps are done, and are not named again; where
+    some have none, they are named, with what to do if extract quarantined them (probe: extract
+    skips a quarantined item, so the advice to run it again went round in a loop)."""
     saved = meta.get("feature_schema")
     if not saved or name not in READS_CONTENT or all(saved.get(k) == schema[k] for k in ("n_items", "item_vocabulary")):
         return ""
-    if without_content == 0:
+    if without_content is not None and not without_content:
         return "the items changed since training (every item has its content vector): "
     steps = "`reelsense ingest items FILE`, `reelsense extract`" + (", `reelsense align`" if str(saved.get("content", "")).startswith("fused:") else "")
-    return f"the items changed since training: give new items their rows and content first ({steps}), then "
+    if not without_content:
+        return f"the items changed since training: give new items their rows and content first ({steps}), then "
+    shown = ", ".join(without_content[:5]) + (" ..." if len(without_content) > 5 else "")
+    quarantined = sql_command("SELECT item_id, error FROM failures WHERE stage LIKE 'extract-items%' AND stage <> 'extract-items:audio'")
+    has = "has" if len(without_content) == 1 else "have"
+    return (
+        f"the items changed since training, and {len(without_content)} {has} no content vector ({shown}): to score them, give "
+        f"them their rows and content first ({steps}; an item that extract quarantined, and so skips, is listed by {quarantined}: "
+        "fix its media and ingest it again); to leave them unscored, go straight on; either way, "
+    )
 
 
 def load_with_base(
@@ -275,7 +288,7 @@ def check_schema(
     *,
     new_items_ok: bool = False,
     fix: str = "rerun `reelsense train` on this data, or score with a matching model",
-    without_content: int | None = None,
+    without_content: list[str] | None = None,
 ) -> None:
     """ModelMismatch naming each feature where the saved ranker differs from `schema`, and `fix`;
     `without_content`: the data's items without a content vector, for the advice on new items."""
