@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from ranker.names import REFERENCE
+from warehouse.db import QUARANTINED_ITEMS
 from warehouse.errors import ReelsenseError
 
 
@@ -290,6 +291,8 @@ def extract_line(summary: dict[str, Any]) -> str:
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
         f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
         + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past else "")
+        # Probe: "1 quarantined" said neither which nor why, and a rerun skips them.
+        + (f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)" if summary["quarantined"] else "")
     )
 
 

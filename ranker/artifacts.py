@@ -31,7 +31,7 @@ from ranker.data import POPULARITY, Dataset
 from ranker.names import NEEDS_BASE, READS_CONTENT
 from ranker.registry import build
 from warehouse import store
-from warehouse.db import sql_command
+from warehouse.db import QUARANTINED_ITEMS
 from warehouse.errors import ReelsenseError
 
 
@@ -235,11 +235,10 @@ def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any], wit
     if not without_content:
         return f"the items changed since training: give new items their rows and content first ({steps}), then "
     shown = ", ".join(without_content[:5]) + (" ..." if len(without_content) > 5 else "")
-    quarantined = sql_command("SELECT item_id, error FROM failures WHERE stage LIKE 'extract-items%' AND stage <> 'extract-items:audio'")
     has = "has" if len(without_content) == 1 else "have"
     return (
         f"the items changed since training, and {len(without_content)} {has} no content vector ({shown}): to score them, give "
-        f"them their rows and content first ({steps}; an item that extract quarantined, and so skips, is listed by {quarantined}: "
+        f"them their rows and content first ({steps}; an item that extract quarantined, and so skips, is listed by {QUARANTINED_ITEMS}: "
         "fix its media and ingest it again); to leave them unscored, go straight on; either way, "
     )
 

@@ -290,3 +290,13 @@ def test_batches_whose_titles_have_no_hashtag_merge_with_batches_that_have_one()
     tagged = BatchResult({("text", "t@1"): pa.table({"item_id": ["b"], "tags": [["#cats"]]})}, [], 1)
     merged = merge_results([untagged, tagged]).embeddings[("text", "t@1")]
     assert merged.column("tags").to_pylist() == [[], ["#cats"]]
+
+
+def test_the_extract_line_says_where_the_quarantined_items_and_their_reasons_are():
+    """Probe: "1 quarantined" said neither which item nor why, and a rerun of extract skips it."""
+    from flows.console import extract_line
+    from warehouse.db import QUARANTINED_ITEMS
+
+    summary = {"embedded": 2, "skipped": 0, "quarantined": 1, "audio_missing": 0, "vectors": 6, "seconds": 1.0, "items_per_s": 2.0}
+    assert extract_line(summary).endswith(f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)")
+    assert "failures" not in extract_line({**summary, "quarantined": 0})

@@ -78,6 +78,11 @@ def sql_command(query: str) -> str:
     return f"reelsense sql {word} --format csv"
 
 
+# The items extract quarantined (undecodable media, an encoder that refused them), with why: a rerun
+# of extract skips them (a bare "no audio" is recorded, not quarantined).
+QUARANTINED_ITEMS = sql_command("SELECT item_id, error FROM failures WHERE stage LIKE 'extract-items%' AND stage <> 'extract-items:audio'")
+
+
 def analysis(wh: Warehouse, name: str, params: dict[str, Any] | None = None) -> pa.Table:
     """Run warehouse/sql/analysis/<name>.sql over the tables (through `scratch`)."""
     sql = resources.files("warehouse").joinpath(f"sql/analysis/{name}.sql").read_text()
