@@ -356,8 +356,10 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     capsys.readouterr()
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 2
     err = capsys.readouterr().err
-    advice = "`R ingest items FILE`, `R extract`, `R align`), then rerun `R train --models lightgbm` on this data"
-    assert "does not fit the warehouse's features" in err and advice.replace("R", f"reelsense --home {home.home}") in err
+    steps = "1 has no content vector (brand-new): to score them, give them their rows and content first (`R ingest items FILE`, `R extract`, `R align`;"
+    retrain = "either way, rerun `R train --models lightgbm` on this data"
+    assert "does not fit the warehouse's features" in err
+    assert all(part.replace("R", f"reelsense --home {home.home}") in err for part in (steps, retrain))
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
 
 
