@@ -181,12 +181,11 @@ def _run_pipeline(home: str, work: list[WorkItem], config: ExtractConfig, force:
     with Commits(lambda result: write_task(home, result, force), config.commit_items, lambda result: write_task.fn(home, result, force)) as commits:
         for batch, decoded in prefetched(batches, lambda b: decode_task.submit(b, config), config.prefetch_batches):
             commits.add(embed_task(decoded, config), len(batch))
-            bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"], refresh=False)
+            bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"])
             bar.update(len(batch))  # draws (at most every mininterval), the counts above with it
     # The last commits land as the block closes: the bar ends on the totals (probe: "committed=0"
-    # beside "1 embedded"), drawn as the bar closes: a draw now would put a bar line into a log
-    # even for work shorter than its first line's delay, with no newline after it (probe).
-    bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"], refresh=False)
+    # beside "1 embedded"), drawn as it closes (a draw now put a bar line without a newline into a log).
+    bar.set_postfix(committed=commits.totals["embedded"], quarantined=commits.totals["quarantined"])
     return commits.totals
 
 

@@ -206,7 +206,7 @@ def checked_meta(
         name,
         meta,
         schema,
-        without_content=items_without_content(data),
+        data=data,
         new_items_ok=match == "schema" and name in MAPS_ITEMS_BY_ID,
         fix=fix or f"rerun `reelsense train --models {name}` on this data" + ("" if match == "fingerprint" else ", or score with a matching model"),
     )
@@ -287,10 +287,11 @@ def check_schema(
     *,
     new_items_ok: bool = False,
     fix: str = "rerun `reelsense train` on this data, or score with a matching model",
-    without_content: list[str] | None = None,
+    data: Dataset | None = None,
 ) -> None:
     """ModelMismatch naming each feature where the saved ranker differs from `schema`, and `fix`;
-    `without_content`: the data's items without a content vector, for the advice on new items."""
+    `data`: the data `schema` describes, whose items without a content vector the advice on new
+    items names (looked at only then)."""
     saved = meta.get("feature_schema")
     if saved is None:
         raise ModelMismatch(f"{name} {meta['version']} was saved without a feature schema (before registry v2); {fix}")
@@ -307,7 +308,8 @@ def check_schema(
         if {"n_items", "item_vocabulary"} & set(changed):
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
-            fix = (new_items_first(name, meta, schema, without_content) or "the items changed since training: ") + fix
+            missing = items_without_content(data) if data is not None else None
+            fix = (new_items_first(name, meta, schema, missing) or "the items changed since training: ") + fix
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 
 

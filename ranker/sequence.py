@@ -224,8 +224,7 @@ class LstmAttn:
                 loss.backward()
                 optimiser.step()
                 losses.append(loss.item())
-                # Shown at the bar's next draw: a draw now would show 0 batches done (tqdm counts lazily), a line a step in a log.
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             score = validation_ndcg(self, data, valid) if len(valid) else -float(np.mean(losses))
             end_epoch(self, epoch, losses, score, started)
             stop = stopper.should_stop(score, self.net)
