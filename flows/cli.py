@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pyarrow as pa
 
@@ -796,7 +796,7 @@ def _list_models(args: argparse.Namespace) -> None:
             print(f"reelsense: skipped {meta_json.parent}: its meta.json is unreadable: {error}", file=sys.stderr)
     stopped = sorted(p for p in (wh.models_dir / "rankers").glob("*/unfinished.pt") if p.is_file())
     for path in stopped:
-        print(runnable(_stopped_fit_line(path)))
+        print(runnable(_stopped_fit_line(path, wh)))
     if not saved:
         if not stopped:
             print(runnable(f"no trained models in {wh.models_dir}; run `reelsense train`"))
@@ -820,9 +820,10 @@ def _list_models(args: argparse.Namespace) -> None:
     print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows)))
 
 
-def _stopped_fit_line(path: Path) -> str:
+def _stopped_fit_line(path: Path, wh: Warehouse) -> str:
     """What `models` says of a stopped fit (ranker/training.py FitCheckpoint): how far it got, and
-    the `train` command, with its seed, settings and device, that continues it."""
+    the `train` command, with its seed, settings and device, that continues it, where the warehouse's
+    data still gives the fit's key (probe: it promised to continue a fit that new events restart)."""
     from ranker.artifacts import code_version
     from ranker.base import device_for
     from ranker.registry import build
@@ -848,7 +849,26 @@ def _stopped_fit_line(path: Path) -> str:
     device = f" --device {was['device']}" if was["device"] and was["device"] != device_for("auto") else ""
     command = f"`reelsense train --models {name}{seed}{device}{' --config FILE' if settings else ''}`"
     file = f" (FILE: a rankers TOML whose [{name}] table sets {settings})" if settings else ""
+    now = _fit_key_now(wh, name, was, path)
+    if now is None:
+        return f"{got}; `events` changed since, so {command} rebuilds the samples and, unless its rows come out the same, trains from epoch 1{file}"
+    if now != was["key"]:
+        return f"{got} on data, items or content that have changed since; {command} trains from epoch 1 and replaces it{file}"
     return f"{got}; {command} {'saves it without training' if was['finished'] else 'continues it'}{file}"
+
+
+def _fit_key_now(wh: Warehouse, name: str, was: dict[str, Any], path: Path) -> str | None:
+    """The key a `train` of `name` with a stopped fit's seed, settings and device would have on the
+    warehouse's data now (ranker/training.py FitCheckpoint.for_fit); None where `samples` is stale."""
+    from ranker.data import MAX_HISTORY, StaleSamples, load_dataset
+    from ranker.registry import build
+    from ranker.training import FitCheckpoint
+
+    try:
+        data = load_dataset(wh, MAX_HISTORY)
+    except StaleSamples:
+        return None
+    return FitCheckpoint.for_fit(path, build(name, was["device"] or "cpu", {}, was["config"]), data, was["seed"]).key
 
 
 def _toml_value(value: object) -> str:

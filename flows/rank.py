@@ -94,6 +94,7 @@ def train_one(
         "fit_continued_after": getattr(model, "fit_continued_after", 0),  # epochs an earlier, stopped `train` had finished
         "epoch_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1) if isinstance(history, list) else None,  # all epochs, whichever process
         "data_fingerprint": artifacts.fingerprint(data),
+        "rows_fingerprint": artifacts.rows_fingerprint(data),
         "reuse_key": key,
         "code_version": artifacts.code_version(),
         "base_version": getattr(getattr(model, "base", None), "version", None),
@@ -119,9 +120,14 @@ def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) 
     """Why a saved model's reuse key no longer matches, from what its meta.json recorded."""
     config = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None
     reasons = []
-    if saved.get("data_fingerprint") != artifacts.fingerprint(data):
-        reasons.append("its training rows changed (new events or a samples rebuild)")
     was, now = saved.get("feature_schema") or {}, artifacts.feature_schema(data)
+    if saved.get("data_fingerprint") != artifacts.fingerprint(data):
+        renumbered = was.get("item_vocabulary") != now.get("item_vocabulary")
+        if "rows_fingerprint" not in saved and renumbered:  # saved before rows_fingerprint: cannot tell which
+            reasons.append("its training rows changed (new events or a samples rebuild), or new items renumbered them")
+        elif saved.get("rows_fingerprint") != artifacts.rows_fingerprint(data):
+            reasons.append("its training rows changed (new events or a samples rebuild)")
+        # else the same rows, renumbered by new items: the item change is named below
     if was != now:
         # Name what changed (probe: new events that added a "watch" head read "the items or content changed").
         named = {"behaviours": "the behaviour heads", "max_history": "the history length"}
@@ -182,8 +188,13 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
             artifacts.check_with_base(models_dir, name, data)
         except artifacts.ModelMismatch as exc:
             refused[name] = exc
+    # Nothing is evaluated then (a table of some models would drop the others' rows); the models that
+    # fit are named with their command (probe: the error left them unsaid).
+    fitting = [name for name in models if name not in refused]
+    others = f"\nNothing was evaluated; the models that fit: `reelsense evaluate --models {','.join(fitting)}`" if fitting else ""
     if len(refused) == 1:
-        raise next(iter(refused.values()))
+        (exc,) = refused.values()
+        raise artifacts.ModelMismatch(f"{exc}{others}") from None
     if refused:  # each reason again, its advice shortened to the one command (probe: it repeated "retrain it: ..." per model)
         train = f"`reelsense train --models {','.join(refused)}`"
         reasons = []
@@ -194,7 +205,7 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
                 reasons.append(f"- [{name}] {exc}")
         raise artifacts.ModelMismatch(
             f"{len(refused)} models cannot be evaluated on this warehouse's data; {train} retrains them all, "
-            "after any step a reason below names first:\n" + "\n".join(reasons)
+            "after any step a reason below names first:\n" + "\n".join(reasons) + others
         )
     return {
         name: artifacts.load_with_base(models_dir, name, data, device) if name in NEEDS_BASE else artifacts.load(models_dir, name, data, {}, device)

@@ -5,7 +5,8 @@ A version is written once and never changed; `<name>/LATEST` names the newest. m
 config (seed, device), the training history, the evaluation metrics once `evaluate` has run, and two
 descriptions of the data:
 - `data_fingerprint`: a hash of the exact training rows (evaluation refuses a model trained on
-  other rows);
+  other rows), and `rows_fingerprint`, the same rows by item id (new items renumber the rows
+  without changing them);
 - `reuse_key`: the rows, the item vocabulary, the content vectors, the hyper-parameters, the seed
   and the code version; training reuses a saved model only when this matches;
 - `feature_schema`: what the model's inputs look like (item vocabulary, content source and width,
@@ -42,6 +43,19 @@ class ModelMismatch(ReelsenseError):
 def fingerprint(data: Dataset) -> str:
     digest = hashlib.sha256()
     for array in (data.targets, data.queries.hist_items, np.asarray([s[:2] for s in data.split], dtype="S2")):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def rows_fingerprint(data: Dataset) -> str:
+    """`fingerprint` by item id, not index: the same events give the same hash after new items renumber
+    the vocabulary (kept in meta.json to say why a model is retrained; probe: `train` said "its
+    training rows changed" after only `ingest items`)."""
+    ids = np.zeros(len(data.item_ids), np.uint64)
+    for i, item in enumerate(data.item_ids[1:], start=1):
+        ids[i] = int.from_bytes(hashlib.blake2b(item.encode(), digest_size=8).digest(), "little")
+    digest = hashlib.sha256()
+    for array in (ids[data.targets], ids[data.queries.hist_items], np.asarray([s[:2] for s in data.split], dtype="S2")):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
 
@@ -258,9 +272,27 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
     """The checks of `load_with_base` without loading any weights: ModelMismatch if the ranker, or
     the base it re-ranks, does not fit `data` (score-batch asks before it touches a run)."""
     if name in NEEDS_BASE:
+        base, trained_on = NEEDS_BASE[name], base_version(models_dir, name, version)
         base_fix = base_advice(name) if fix is None else f"{fix} (with {name}, which re-ranks it)"
-        checked_meta(models_dir, NEEDS_BASE[name], data, version=base_version(models_dir, name, version), match=match, fix=base_fix)
+        newer = (latest(models_dir, base) or {}).get("version")
+        if trained_on is not None and newer not in (None, trained_on) and _fits(models_dir, base, data, newer, match):
+            # Probe: after lstm-attn alone was retrained, the error named only the old lstm-attn.
+            base_fix = f"{fix} over" if fix else f"`reelsense train --models {name}` re-ranks"
+            base_fix += f" the latest {base} {newer}, which fits"
+        try:
+            checked_meta(models_dir, base, data, version=trained_on, match=match, fix=base_fix)
+        except ModelMismatch as exc:
+            ours = (read_meta(models_dir, name, version) if version else latest(models_dir, name)) or {}
+            raise ModelMismatch(f"{name} {ours.get('version', '')} re-ranks {base} {trained_on or ''}, which does not fit: {exc}") from None
     checked_meta(models_dir, name, data, version=version, match=match, fix=fix)
+
+
+def _fits(models_dir: Path, name: str, data: Dataset, version: str, match: str) -> bool:
+    try:
+        checked_meta(models_dir, name, data, version=version, match=match)
+    except ModelMismatch:
+        return False
+    return True
 
 
 def base_advice(name: str) -> str:

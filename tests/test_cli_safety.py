@@ -20,6 +20,7 @@ from conftest import write_csv
 from flows.cli import main
 from flows.console import count
 from flows.rank import retrain_reason
+from ranker.artifacts import fingerprint, rows_fingerprint
 from ranker.data import load_dataset
 from ranker.registry import build
 from warehouse import db
@@ -759,6 +760,22 @@ def test_train_settings_are_used_stored_and_retrain_when_changed(ranked_home, tm
     assert says == f"the behaviour heads changed ({', '.join(first['feature_schema']['behaviours'][:-1])} -> {heads})", says
     other_items = {**first, "feature_schema": {**first["feature_schema"], "n_items": 1}}
     assert retrain_reason(other_items, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 0) == "the items or content changed"
+    # New items renumber the rows without changing them (probe: "its training rows changed" after
+    # only `ingest items`): the rows are named only when they changed by item id, or cannot be told.
+    first_id = min(data.item_ids[1:])
+    path = tmp_path / "first.csv"
+    path.write_text(f"item_id,title,video_uri\n0{first_id},an item that sorts first,\n")
+    assert main(["--home", str(home), "ingest", "items", str(path)]) == 0
+    renumbered = load_dataset(Warehouse(home))
+    assert renumbered.item_ids[1] == f"0{first_id}" and fingerprint(renumbered) != fingerprint(data)
+    assert rows_fingerprint(renumbered) == rows_fingerprint(data) == first["rows_fingerprint"]
+    sasrec = build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002})
+    assert retrain_reason(first, sasrec, renumbered, 0) == "the items or content changed"
+    moved = "its training rows changed (new events or a samples rebuild)"
+    assert retrain_reason({**first, "rows_fingerprint": "other"}, sasrec, renumbered, 0) == f"{moved}; the items or content changed"
+    unknown = {k: v for k, v in first.items() if k != "rows_fingerprint"}  # saved by an older reelsense
+    assert retrain_reason(unknown, sasrec, renumbered, 0) == f"{moved}, or new items renumbered them; the items or content changed"
+    assert retrain_reason({**unknown, "data_fingerprint": "other"}, sasrec, data, 0) == moved  # the same items: the rows changed
 
 
 def test_align_settings_with_an_unknown_key_are_a_one_line_error(home, tmp_path, capsys):

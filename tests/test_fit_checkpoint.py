@@ -5,11 +5,14 @@ a finished one is not trained again."""
 from __future__ import annotations
 
 import io
+import shutil
 import sys
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 import torch
+from conftest import write_csv
 from test_content_rankers import FAST, FAST_LSTM, planted
 from test_rankers import dataset
 
@@ -196,6 +199,23 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     assert "train --models bpr-mf --seed 3 --config FILE` continues it (FILE: a rankers TOML whose [bpr-mf] table sets max_epochs = 3, patience = 3)" in out, (
         out
     )
+    # After new events the same command trains from epoch 1: said so, not "continues it" (probe).
+    later = tiny_platform.START + timedelta(days=30)
+    copy = tmp_path / "copy"
+    shutil.copytree(wh.home, copy)
+    event = write_csv(tmp_path / "one.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", "i000", later.isoformat(), "like", ""]])
+    assert cli(["--home", str(copy), "ingest", "events", str(event)]) == 0
+    capsys.readouterr()
+    assert cli(["--home", str(copy), "models"]) == 0
+    out = capsys.readouterr().out
+    assert "bpr-mf: a stopped fit (1 epoch finished, last saved " in out and "continues it" not in out, out
+    assert "; `events` changed since, so `reelsense --home " in out, out
+    assert "rebuilds the samples and, unless its rows come out the same, trains from epoch 1 (FILE:" in out, out
+    build_features(str(copy))
+    assert cli(["--home", str(copy), "models"]) == 0
+    out = capsys.readouterr().out
+    assert " on data, items or content that have changed since; `reelsense --home " in out, out
+    assert "--config FILE` trains from epoch 1 and replaces it (FILE:" in out, out
     # Inside a flow the fit's messages are log lines (log_prints), whose handler another test may
     # have made: the outcome is checked here, the words outside flows above.
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})

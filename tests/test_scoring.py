@@ -297,13 +297,30 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     assert "\n- [popularity] no trained popularity in " in err and "\n- [lstm-attn] lstm-attn " in err and err.count("\n") == 4
     assert (
         err.count("was trained on other data") == 2
-        and "\n- [lightgbm] lstm-attn " in err
+        and "\n- [lightgbm] lightgbm " in err
+        and " re-ranks lstm-attn " in err
         and "the command above retrains it (with lightgbm, which re-ranks it)" in err
     )
     assert "retrain it:" not in err  # one command for them all, not one per model
+    assert "Nothing was evaluated" not in err  # no model of the three fits
     assert _cli(home, "train", "--models", "popularity") == 0
     assert _cli(home, "evaluate", "--models", "popularity") == 0
     assert list(json.loads((home.reports_dir / "results.json").read_text())["models"]) == ["popularity"]
+    # lstm-attn retrained alone: lightgbm is the model refused, over the lstm-attn it was trained on,
+    # and its command is the one that re-ranks the new lstm-attn (probe: the error named only the
+    # old lstm-attn, and left the models that fit unsaid).
+    lightgbm, old_base = (artifacts.latest(home.models_dir, "lightgbm")[k] for k in ("version", "base_version"))
+    assert _cli(home, "train", "--models", "lstm-attn") == 0
+    new_base = artifacts.latest(home.models_dir, "lstm-attn")["version"]
+    capsys.readouterr()
+    assert _cli(home, "evaluate", "--models", "popularity,lstm-attn,lightgbm") == 2
+    err = capsys.readouterr().err
+    assert f"reelsense: error: lightgbm {lightgbm} re-ranks lstm-attn {old_base}, which does not fit: lstm-attn {old_base} was trained on other data" in err
+    assert f"; `reelsense --home {home.home} train --models lightgbm` re-ranks the latest lstm-attn {new_base}, which fits\n" in err
+    assert err.rstrip().endswith(f"Nothing was evaluated; the models that fit: `reelsense --home {home.home} evaluate --models popularity,lstm-attn`")
+    assert list(json.loads((home.reports_dir / "results.json").read_text())["models"]) == ["popularity"]
+    assert _cli(home, "train", "--models", "lightgbm") == 0
+    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == new_base
 
 
 def _explanation(run_id: str, user: str, item: str) -> dict:
