@@ -35,6 +35,7 @@ from ranker.names import REPORT_PAGES
 from ranker.scoring import current_queries
 from ranker.shifts import ShiftConfig, match_shifts, user_shifts
 from warehouse import db, store
+from warehouse.db import QUARANTINED_ITEMS
 from warehouse.errors import ReelsenseError
 from warehouse.schemas import EXPLANATIONS
 from warehouse.store import Warehouse
@@ -269,6 +270,20 @@ def analyze(
         return summary
 
 
+def unscorable_first(data: Dataset, user: str, item: str) -> None:
+    """ReelsenseError where `item` has no content vector: lstm-attn, which explains, scores it -inf,
+    and a "why" of its attention would explain a score it never gives (probe: it explained first and
+    said so after)."""
+    index = data.item_ids.index(item)
+    if not data.scorable[index]:
+        steps = "`reelsense extract`" + (", then `reelsense align`" if data.content_source.startswith("fused:") else "")
+        raise ReelsenseError(
+            f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
+            f"ranks items by their content) cannot score it, and score runs leave it out; {steps} gives it one (an item that "
+            f"extract quarantined, and so skips, is listed by {QUARANTINED_ITEMS}: fix its media and ingest it again)"
+        )
+
+
 def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = None, device: str = "auto") -> list[str]:
     """`reelsense explain`: the stored explanation of a scored pair, or one computed now."""
     known = db.analysis(wh, "known_pair", {"user": user, "item": item}).to_pylist()[0]
@@ -303,6 +318,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     else:
         current_samples(str(wh.home))
         data = load_dataset(wh, MAX_HISTORY)
+        unscorable_first(data, user, item)
         model, ctr = load_explainers(wh, data, device_for(device), runs[0]["model_version"] if runs else None)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair" + (

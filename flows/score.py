@@ -149,10 +149,15 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
     others = [r for r in held if r["model_version"] != model_version]
     if others:
         found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
+        # The safe ways first, the deleting one last (probe: --replace was the first advice given).
+        complete = ""
+        if len(held) == 1:
+            name, version = held[0]["model_version"].split("@", 1)
+            complete = f"; `reelsense score --model {name} --version {version} --run-id {run_id}` completes that run"
         raise RunConflict(
-            f"run id {run_id!r} already holds {found}, and this run scores with {model_version}; "
-            f"a run id belongs to one model version: pick another --run-id, or pass --replace "
-            f"to delete run {run_id!r} (its scores and explanations) first"
+            f"run id {run_id!r} already holds {found}, and this run scores with {model_version}: a run id belongs to one "
+            f"model version. Leave out --run-id (or pick another) for a new run{complete}; --replace deletes run "
+            f"{run_id!r} (its scores and explanations) and scores it again with {model_version}"
         )
     return {}
 

@@ -106,8 +106,10 @@ def summarise(
         verbs = sorted({EVENT_VERBS.get(history_events[i], "saw") for i in group}, key=list(EVENT_VERBS.values()).index)
         newest = min(history_age_s[i] for i in group)
         noun = "video" if count == 1 else "videos"
+        # "mostly" only where the group holds most of the attention (probe: "mostly" at 16%).
+        lead = "mostly" if round(group_mass * 100) >= 50 else "in part"  # as the share is printed
         parts.append(
-            f"mostly because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
+            f"{lead} because of the {count} {top_label} {noun} you {' or '.join(verbs)} "
             f"(the most recent {when(newest)}; {group_mass:.0%} of the attention, on {len(group)} of your "
             f"{len(history_tags)} recent interactions)"
         )

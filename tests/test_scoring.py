@@ -344,6 +344,9 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm") == 2
     err = capsys.readouterr().err
     assert f"run id 'c1' already holds {n} rows of lstm-attn@" in err and "--replace" in err
+    lstm = artifacts.latest(home.models_dir, "lstm-attn")["version"]
+    complete = f"`reelsense --home {home.home} score --model lstm-attn --version {lstm} --run-id c1` completes that run"
+    assert f"Leave out --run-id (or pick another) for a new run; {complete}; --replace deletes run 'c1'" in err  # the safe ways first
     assert len(err.strip().splitlines()) == 1
     held = db.fetch(home, "SELECT model_version, count(*) AS n FROM scores WHERE run_id = 'c1' GROUP BY ALL")
     assert len(held) == 1 and held[0]["n"] == n and held[0]["model_version"].startswith("lstm-attn@")
