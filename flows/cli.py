@@ -697,7 +697,7 @@ def _require(home: Path, spec, message: str) -> Warehouse:
 
 def _score(args: argparse.Namespace) -> None:
     from flows.console import score_line
-    from flows.score import check_arguments, claim_run, known_users, model_version, run_score
+    from flows.score import RunConflict, check_arguments, claim_run, known_users, misfit, model_version, run_score
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
     if args.candidates is not None and args.retrieval != "similarity":
@@ -722,7 +722,13 @@ def _score(args: argparse.Namespace) -> None:
             print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}; scoring the other {len(known)}", file=sys.stderr)
         users = [u for u in users if u in known]
     if args.run_id and not args.replace:
-        claim_run(wh, args.run_id, f"{args.model}@{model_version(wh, args.model, args.version)}", replace=False)
+        version = model_version(wh, args.model, args.version)
+        try:
+            claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False)
+        except RunConflict as conflict:
+            # A model that cannot score this warehouse is the first thing to fix (probe: the conflict's
+            # advice, --replace, then stopped on the model's misfit).
+            raise (misfit(wh, args.model, version) or conflict) from None
     elif args.version is not None:
         model_version(wh, args.model, args.version)  # an unknown --version is refused before the flow starts
     summary = run_score(

@@ -44,7 +44,7 @@ from flows.report import run_dir, write_runs_index
 from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import MAX_HISTORY, ItemPopularity, load_dataset, samples_build, warehouse_popularity
+from ranker.data import MAX_HISTORY, ItemPopularity, StaleSamples, load_dataset, samples_build, warehouse_popularity
 from ranker.names import CANDIDATES, RETRIEVALS, TOP_K, check_rankers
 from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
@@ -124,6 +124,21 @@ def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = 
             f"run id {run_id!r} cannot name the run's folder in `scores` and `explanations`; use letters, digits, '_', '-' or '.', "
             "at most 200 characters, not ending in .parquet, .tmp or .json"
         )
+
+
+def misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMismatch | None:
+    """Why `model` at `version` cannot score this warehouse (score_batch's own check, on one
+    partition's users), or None where it can, or where `samples` is not current (the flow rebuilds it
+    first, and checks then)."""
+    try:
+        first = load_dataset(wh, MAX_HISTORY, buckets=[0])
+    except StaleSamples:
+        return None
+    try:
+        artifacts.check_with_base(wh.models_dir, model, first, version=version, match="schema")
+    except artifacts.ModelMismatch as exc:
+        return exc
+    return None
 
 
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:

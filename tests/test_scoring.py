@@ -485,6 +485,22 @@ def test_a_base_that_no_longer_fits_is_named_as_lightgbms_with_both_to_retrain(h
     assert err.rstrip().endswith(f"; retrain it with lightgbm, which re-ranks it: `reelsense --home {home.home} train --models lstm-attn,lightgbm`")
 
 
+def test_a_run_of_another_model_with_a_model_that_does_not_fit_names_the_misfit_first(home, capsys):
+    """Probe: the run conflict's advice (--replace) came first, and --replace then stopped on the model."""
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0  # lstm-attn's run
+    base = artifacts.latest(home.models_dir, "lightgbm")["base_version"]
+    path = home.models_dir / "rankers" / "lstm-attn" / base / "meta.json"
+    meta = json.loads(path.read_text())
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm") == 2
+    assert "run id 'c1' already holds" in capsys.readouterr().err  # lightgbm fits: the conflict is the error
+    path.write_text(json.dumps({**meta, "feature_schema": {**meta["feature_schema"], "content": "text:other-model"}}))
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm") == 2
+    err = capsys.readouterr().err
+    assert f"lightgbm {artifacts.latest(home.models_dir, 'lightgbm')['version']} re-ranks lstm-attn {base}, which does not fit" in err
+    assert "already holds" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_rerank_never_keeps_a_candidate_the_model_cannot_score():
     """sasrec-content scores an item without content -inf: it is dropped like padding."""
     from ranker.data import Queries
