@@ -362,9 +362,17 @@ def _installed_version() -> str:
         return "(not installed: `make setup` installs it)"
 
 
+class _Version(argparse.Action):
+    """--version, read from the installed package only when asked (not on every parser build)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        print(f"reelsense {_installed_version()}")  # stdout, as argparse's own version action writes
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelsense", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"reelsense {_installed_version()}")  # probe: there was none
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the installed reelsense's version and exit")  # probe: there was none
     parser.add_argument(
         "--home",
         type=Path,

@@ -23,7 +23,7 @@ import re
 import shlex
 import sys
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -382,23 +382,34 @@ def _nested_text(value: object) -> str:
 
 def _display_width(text: str) -> int:
     """The columns `text` takes in a terminal: a CJK (East Asian wide) character two; a combining
-    or enclosing mark and a format character (a Thai vowel sign, a variation selector, a zero-width
-    joiner) none (probe: a title in Chinese pushed its row's bars out of line). Emoji sequences
-    joined into one picture are still counted by their parts."""
-    return len(text) if text.isascii() else sum(_char_width(c) for c in text)  # review: ASCII has no wide or zero-width character
+    or enclosing mark and a format character (a Thai vowel sign, a zero-width joiner) none (probe: a
+    title in Chinese pushed its row's bars out of line). Emoji joined into one picture count as that
+    picture: a wide character joined (U+200D) to a wide one before it, and a skin tone after one,
+    none; an emoji presentation selector (U+FE0F) makes a narrow character before it two."""
+    return len(text) if text.isascii() else sum(_widths(text))  # review: ASCII has no wide or zero-width character
 
 
-def _char_width(c: str) -> int:
-    if c != "\u00ad" and unicodedata.category(c) in ("Mn", "Me", "Cf"):  # a soft hyphen shows
-        return 0
-    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+def _widths(text: str) -> Iterator[int]:
+    """Each character's columns in `text` (see `_display_width`)."""
+    before, joined = 0, False  # the last visible character's columns; whether a joiner followed it
+    for c in text:
+        if c == "\ufe0f" and before == 1:  # ❤ + U+FE0F: the emoji, two columns
+            width, before = 1, 2
+        elif c != "\u00ad" and unicodedata.category(c) in ("Mn", "Me", "Cf"):  # a soft hyphen shows
+            width, joined = 0, joined or c == "\u200d"
+        else:
+            wide = unicodedata.east_asian_width(c) in ("W", "F")
+            tone = "\U0001f3fb" <= c <= "\U0001f3ff"
+            width = 0 if wide and before == 2 and (joined or tone) else 2 if wide else 1
+            before, joined = (before if width == 0 else width), False
+        yield width
 
 
 def _cut(text: str, columns: int) -> str:
     """The longest start of `text` that fits in `columns` terminal columns."""
     used = 0
-    for i, c in enumerate(text):
-        used += _char_width(c)
+    for i, width in enumerate(_widths(text)):
+        used += width
         if used > columns:
             return text[:i]
     return text

@@ -321,6 +321,12 @@ def test_sql_csv_keeps_nan_and_infinities_and_the_table_lines_up_wide_characters
     # Marks that take no column of their own: an accent, Thai vowel and tone signs, a zero-width joiner (review).
     status, out, _ = _sql(home, capsys, "SELECT 'e\u0301' AS t UNION ALL SELECT 'สวัสดี' UNION ALL SELECT 'a\u200db' UNION ALL SELECT 'wxyz'")
     assert status == 0 and ["| e\u0301    |", "| สวัสดี |", "| a\u200db   |", "| wxyz |"] == out.splitlines()[3:7]
+    # Emoji joined into one picture take its two columns: a family (joiners), a skin tone, a heart
+    # with the emoji selector; two emoji side by side four (probe: measured by their parts).
+    family, thumb, heart = "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\U0001f44d\U0001f3fd", "\u2764\ufe0f"
+    query = f"SELECT '{family}' AS t UNION ALL SELECT '{thumb}' UNION ALL SELECT '{heart}' UNION ALL SELECT '\U0001f44d\U0001f44d' UNION ALL SELECT 'abcd'"
+    status, out, _ = _sql(home, capsys, query)
+    assert status == 0 and [f"| {family}   |", f"| {thumb}   |", f"| {heart}   |", "| \U0001f44d\U0001f44d |", "| abcd |"] == out.splitlines()[3:8]
 
 
 def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_controls(home, capsys):
