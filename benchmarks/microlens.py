@@ -292,6 +292,11 @@ def main() -> None:
     parser.add_argument(
         "--patience", type=positive(int), help="early-stopping patience in epochs of sasrec*, lstm-attn* and bpr-mf (default: theirs, 10 as RecBole's)"
     )
+    parser.add_argument(
+        "--content-hidden",
+        type=positive(int),
+        help="content-first models: hidden units of a two-layer content projection (default: the model's, a linear one)",
+    )
     parser.add_argument("--id-drop", type=share, help="content-first models: share of items whose id correction is dropped per batch (default: the model's)")
     parser.add_argument(
         "--delta-ratio",
@@ -370,6 +375,7 @@ def main() -> None:
         "patience": args.patience,
         "id_drop": args.id_drop,
         "delta_ratio": args.delta_ratio,
+        "content_hidden": args.content_hidden,
         "max_users": args.max_users,
     }
     before = {**results.get("overrides", {}), "main_seed": results.get("main_seed")}
@@ -388,8 +394,15 @@ def main() -> None:
             "home": str(Path(args.home).resolve()),
         }
     )
-    # Each step records the config it trained with; --id-drop and --delta-ratio reach only the content-first models.
-    overrides = {"max_epochs": args.max_epochs, "batch": args.batch, "patience": args.patience, "id_drop": args.id_drop, "delta_ratio": args.delta_ratio}
+    # Each step records the config it trained with; --id-drop, --delta-ratio and --content-hidden reach only the content-first models.
+    overrides = {
+        "max_epochs": args.max_epochs,
+        "batch": args.batch,
+        "patience": args.patience,
+        "id_drop": args.id_drop,
+        "delta_ratio": args.delta_ratio,
+        "content_hidden": args.content_hidden,
+    }
     cold_overrides = {**overrides, "max_epochs": args.cold_max_epochs or args.max_epochs}
 
     def save() -> None:

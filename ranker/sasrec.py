@@ -78,6 +78,8 @@ class SasrecConfig:
     # (the same cold_neighbours and cold_temperature). Off: on the cold-start split it was no better
     # than training without it, paired (benchmarks/results/microlens-50k-history.md), and each epoch costs about a third more.
     borrow_dropped: bool = False
+    # The content projection f: 0, linear (W c, the default); N, two layers through N hidden units.
+    content_hidden: int = 0
 
     def __post_init__(self) -> None:
         rules = []
@@ -91,7 +93,7 @@ class SasrecConfig:
             self,
             positive=("dim", "layers", "heads", "inner", "batch", "max_epochs", "patience", "valid_users", "lr", "init_std", "delta_ratio", "cold_temperature"),
             shares=("dropout", "attn_dropout", "id_drop"),
-            counts=("cold_neighbours",),
+            counts=("cold_neighbours", "content_hidden"),
             rules=tuple(rules),
         )
 
@@ -121,7 +123,9 @@ class Block(nn.Module):
 class SasrecNet(nn.Module):
     def __init__(self, n_items: int, max_len: int, cfg: SasrecConfig, content_dim: int = 0) -> None:
         super().__init__()
-        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature, cfg.borrow_dropped)
+        self.items = ItemTower(
+            n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature, cfg.borrow_dropped, cfg.content_hidden
+        )
         self.pos = nn.Embedding(max_len, cfg.dim)
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-12)
         self.drop = Dropout(cfg.dropout)

@@ -60,13 +60,14 @@ class LstmAttnConfig:
     # by default: 20 @ 0.02 was chosen and measured on sasrec-content only (microlens-50k-history.md, the cold-start split).
     cold_neighbours: int = 0
     cold_temperature: float = 0.02
+    content_hidden: int = 0  # the content projection: 0 linear, N two layers through N units (as sasrec-content's)
 
     def __post_init__(self) -> None:
         check_ranges(
             self,
             positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio", "cold_temperature"),
             shares=("dropout", "id_drop"),
-            counts=("cold_neighbours", "full_softmax_max"),  # full_softmax_max 0: always the sampled softmax
+            counts=("cold_neighbours", "full_softmax_max", "content_hidden"),  # full_softmax_max 0: always the sampled softmax
         )
 
 
@@ -87,7 +88,7 @@ class LstmAttnNet(nn.Module):
     def __init__(self, n_items: int, cfg: LstmAttnConfig, content_dim: int, n_heads: int) -> None:
         super().__init__()
         self.dim = cfg.dim
-        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature)
+        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature, content_hidden=cfg.content_hidden)
         nn.init.normal_(self.items.ids.weight, std=0.1)
         self.event_emb = nn.Embedding(6, cfg.dim, padding_idx=0)
         self.step = nn.Linear(cfg.dim + 1, cfg.dim)

@@ -49,14 +49,26 @@ from warehouse.progress import progress
 
 
 class ItemTower(nn.Module):
-    """Item vectors (n_items + 1, d): id embeddings (content_dim 0) or W c + bounded delta."""
+    """Item vectors (n_items + 1, d): id embeddings (content_dim 0) or f(c) + bounded delta, where f is
+    a linear projection W c, or with `content_hidden` > 0 two layers (W2 GELU(W1 c)) of that width."""
 
     def __init__(
-        self, n_items: int, dim: int, content_dim: int, delta_ratio: float, neighbours: int = 0, temperature: float = 0.02, borrow_dropped: bool = False
+        self,
+        n_items: int,
+        dim: int,
+        content_dim: int,
+        delta_ratio: float,
+        neighbours: int = 0,
+        temperature: float = 0.02,
+        borrow_dropped: bool = False,
+        content_hidden: int = 0,
     ) -> None:
         super().__init__()
         self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
-        self.proj = nn.Linear(content_dim, dim) if content_dim else None
+        self.proj: nn.Module | None = None
+        if content_dim:
+            two = nn.Sequential(nn.Linear(content_dim, content_hidden), nn.GELU(), nn.Linear(content_hidden, dim)) if content_hidden else None
+            self.proj = two or nn.Linear(content_dim, dim)
         self.delta_ratio, self.neighbours, self.temperature = delta_ratio, neighbours, temperature
         self.borrow_dropped = borrow_dropped
         # Looked up from the warehouse on load, never saved: new items score without retraining.
@@ -198,7 +210,7 @@ def remap_items(
     """Move a checkpoint's per-item rows (`<prefix>ids.weight`) onto `data`'s vocabulary, by item id:
     items it was trained on keep their row, items new since training get zeros and no delta.
     Returns which items have a trained delta. A content projection of another width is refused."""
-    width = state.get(f"{prefix}proj.weight")
+    width = state.get(f"{prefix}proj.weight", state.get(f"{prefix}proj.0.weight"))  # linear, or the first of two layers
     if width is not None and width.shape[1] != data.content.shape[1]:
         raise MissingContent(
             f"{name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "

@@ -105,6 +105,26 @@ def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted
         assert cold_wins(twin, data) == pytest.approx(expected), model.name
 
 
+@pytest.mark.parametrize("family", ["sasrec", "lstm-attn"])
+def test_a_two_layer_content_projection_learns_the_planted_content_and_reloads(planted_wh, family, tmp_path):
+    """content_hidden N: f(c) = W2 GELU(W1 c) (ranker/training.py ItemTower), trained, saved and
+    loaded with its config; the cold targets are still found by content alone."""
+    data = dataset(planted_wh, max_history=10)
+    model = Sasrec(use_content=True, config=replace(FAST, content_hidden=8)) if family == "sasrec" else LstmAttn(config=replace(FAST_LSTM, content_hidden=8))
+    model.fit(data, seed=0)
+    first, second = model.net.items.proj[0], model.net.items.proj[2]
+    assert (first.in_features, first.out_features, second.out_features) == (data.content.shape[1], 8, model.config.dim)
+    assert cold_wins(model, data) >= 0.9
+    model.save(tmp_path / "model")
+    loaded = type(model)(use_content=True)
+    loaded.load(tmp_path / "model", data)
+    test = data.queries.take(np.flatnonzero(data.split == "test"))
+    assert loaded.config.content_hidden == 8
+    np.testing.assert_allclose(loaded.score_all(data, test), model.score_all(data, test), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="content_hidden"):
+        replace(FAST, content_hidden=-1)
+
+
 def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, tmp_path):
     data, model, _ = fitted
     model.save(tmp_path / "model")
