@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--b", required=True, help="the one compared with it, FILE.json#cold/NAME/seedN")
     parser.add_argument("--out", type=Path, help="results (.json)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    parser.add_argument("--across-code", action="store_true", help="pair steps of different ranker code (say why where it is quoted); both versions are recorded")
+    parser.add_argument("--across-code", action="store_true", help="pair steps of different ranker code (both versions are recorded)")
     args = parser.parse_args()
     result = compare(args.a, args.b, seed=args.seed, across_code=args.across_code)
     print("\n".join(lines(result)))
