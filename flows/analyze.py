@@ -35,7 +35,6 @@ from ranker.names import REPORT_PAGES
 from ranker.scoring import current_queries
 from ranker.shifts import ShiftConfig, match_shifts, user_shifts
 from warehouse import db, store
-from warehouse.db import QUARANTINED_ITEMS
 from warehouse.errors import ReelsenseError
 from warehouse.schemas import EXPLANATIONS
 from warehouse.store import Warehouse
@@ -270,17 +269,19 @@ def analyze(
         return summary
 
 
-def unscorable_first(data: Dataset, user: str, item: str) -> None:
+def refuse_unscorable(data: Dataset, user: str, item: str) -> None:
     """ReelsenseError where `item` has no content vector: lstm-attn, which explains, scores it -inf,
     and a "why" of its attention would explain a score it never gives (probe: it explained first and
     said so after)."""
     index = data.item_ids.index(item)
     if not data.scorable[index]:
-        steps = "`reelsense extract`" + (", then `reelsense align`" if data.content_source.startswith("fused:") else "")
+        steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (
+            ", then `reelsense align`" if data.content_source.startswith("fused:") else ""
+        )
         raise ReelsenseError(
             f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
-            f"ranks items by their content) cannot score it, and score runs leave it out; {steps} gives it one (an item that "
-            f"extract quarantined, and so skips, is listed by {QUARANTINED_ITEMS}: fix its media and ingest it again)"
+            f"ranks items by their content) cannot score it, and score runs leave it out; {steps} give it one (an item that "
+            f"extract quarantined, and so skips, is listed by {db.QUARANTINED_ITEMS}: fix its media and ingest it again)"
         )
 
 
@@ -318,7 +319,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     else:
         current_samples(str(wh.home))
         data = load_dataset(wh, MAX_HISTORY)
-        unscorable_first(data, user, item)
+        refuse_unscorable(data, user, item)
         model, ctr = load_explainers(wh, data, device_for(device), runs[0]["model_version"] if runs else None)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair" + (

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import dataclasses
 import errno
+import functools
 import io
 import json
 import logging
@@ -372,7 +373,9 @@ class _Version(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelsense", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action=_Version, nargs=0, help="show the installed reelsense's version and exit")  # probe: there was none
+    parser.add_argument(  # probe: there was none
+        "--version", action=_Version, nargs=0, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help="show the installed reelsense's version and exit"
+    )
     parser.add_argument(
         "--home",
         type=Path,
@@ -705,7 +708,7 @@ def _require(home: Path, spec, message: str) -> Warehouse:
 
 def _score(args: argparse.Namespace) -> None:
     from flows.console import score_line
-    from flows.score import RunConflict, check_arguments, claim_run, known_users, misfit, model_version, run_score
+    from flows.score import RunConflict, check_arguments, claim_run, find_misfit, known_users, model_version, run_score
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
     if args.candidates is not None and args.retrieval != "similarity":
@@ -736,7 +739,7 @@ def _score(args: argparse.Namespace) -> None:
         except RunConflict as conflict:
             # A model that cannot score this warehouse is the first thing to fix (probe: the conflict's
             # advice, --replace, then stopped on the model's misfit).
-            raise (misfit(wh, args.model, version) or conflict) from None
+            raise (find_misfit(wh, args.model, version) or conflict) from None
     elif args.version is not None:
         model_version(wh, args.model, args.version)  # an unknown --version is refused before the flow starts
     summary = run_score(
@@ -809,8 +812,9 @@ def _list_models(args: argparse.Namespace) -> None:
         except ReelsenseError as error:
             print(f"reelsense: skipped {meta_json.parent}: its meta.json is unreadable: {error}", file=sys.stderr)
     stopped = sorted(p for p in (wh.models_dir / "rankers").glob("*/unfinished.pt") if p.is_file())
+    data_now = _current_data(wh)  # loaded once, and only for a stopped fit that needs it
     for path in stopped:
-        print(runnable(_stopped_fit_line(path, wh)))
+        print(runnable(_stopped_fit_line(path, data_now)))
     if not saved:
         if not stopped:
             print(runnable(f"no trained models in {wh.models_dir}; run `reelsense train`"))
@@ -834,14 +838,14 @@ def _list_models(args: argparse.Namespace) -> None:
     print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows)))
 
 
-def _stopped_fit_line(path: Path, wh: Warehouse) -> str:
+def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
     """What `models` says of a stopped fit (ranker/training.py FitCheckpoint): how far it got, and
     the `train` command, with its seed, settings and device, that continues it, where the warehouse's
     data still gives the fit's key (probe: it promised to continue a fit that new events restart)."""
     from ranker.artifacts import code_version
     from ranker.base import device_for
     from ranker.registry import build
-    from ranker.training import stopped_fit
+    from ranker.training import FitCheckpoint, stopped_fit
 
     name, when = path.parent.name, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     was = stopped_fit(path)
@@ -863,26 +867,30 @@ def _stopped_fit_line(path: Path, wh: Warehouse) -> str:
     device = f" --device {was['device']}" if was["device"] and was["device"] != device_for("auto") else ""
     command = f"`reelsense train --models {name}{seed}{device}{' --config FILE' if settings else ''}`"
     file = f" (FILE: a rankers TOML whose [{name}] table sets {settings})" if settings else ""
-    now = _fit_key_now(wh, name, was, path)
-    if now is None:
-        return f"{got}; `events` changed since, so {command} rebuilds the samples and, unless its rows come out the same, trains from epoch 1{file}"
-    if now != was["key"]:
-        return f"{got} on data, items or content that have changed since; {command} trains from epoch 1 and replaces it{file}"
+    data = data_now()
+    if isinstance(data, str):  # samples not current: train rebuilds it, and only then can the key tell
+        return f"{got}; {data}: {command} rebuilds it first, then continues the fit if its rows come out the same, else trains from epoch 1{file}"
+    if FitCheckpoint.for_fit(path, build(name, was["device"] or "cpu", {}, was["config"]), data, was["seed"]).key != was["key"]:
+        return f"{got}; the data, items or content changed since it ran: {command} trains from epoch 1 and replaces it{file}"
     return f"{got}; {command} {'saves it without training' if was['finished'] else 'continues it'}{file}"
 
 
-def _fit_key_now(wh: Warehouse, name: str, was: dict[str, Any], path: Path) -> str | None:
-    """The key a `train` of `name` with a stopped fit's seed, settings and device would have on the
-    warehouse's data now (ranker/training.py FitCheckpoint.for_fit); None where `samples` is stale."""
-    from ranker.data import MAX_HISTORY, StaleSamples, load_dataset
-    from ranker.registry import build
-    from ranker.training import FitCheckpoint
+def _current_data(wh: Warehouse) -> Callable[[], Any]:
+    """The warehouse's ranker data, loaded at the first call and kept (`models` compares each
+    stopped fit's key with it); where `samples` is not current, why not (a str)."""
+    from ranker.data import MAX_HISTORY, load_dataset, stale_samples
 
-    try:
-        data = load_dataset(wh, MAX_HISTORY)
-    except StaleSamples:
-        return None
-    return FitCheckpoint.for_fit(path, build(name, was["device"] or "cpu", {}, was["config"]), data, was["seed"]).key
+    @functools.cache
+    def data() -> Any:
+        reason = stale_samples(wh, MAX_HISTORY)
+        if reason is not None:
+            return reason
+        try:
+            return load_dataset(wh, MAX_HISTORY)
+        except ReelsenseError as error:  # rebuilt meanwhile, or unreadable: said, not raised
+            return str(error)
+
+    return data
 
 
 def _toml_value(value: object) -> str:

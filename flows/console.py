@@ -384,25 +384,36 @@ def _display_width(text: str) -> int:
     """The columns `text` takes in a terminal: a CJK (East Asian wide) character two; a combining
     or enclosing mark and a format character (a Thai vowel sign, a zero-width joiner) none (probe: a
     title in Chinese pushed its row's bars out of line). Emoji joined into one picture count as that
-    picture: a wide character joined (U+200D) to a wide one before it, and a skin tone after one,
-    none; an emoji presentation selector (U+FE0F) makes a narrow character before it two."""
+    picture (probe: they were counted by their parts): an emoji joined (U+200D) to an emoji before it,
+    and a skin tone after one, none; the emoji selector (U+FE0F) makes a narrow emoji before it two."""
     return len(text) if text.isascii() else sum(_widths(text))  # review: ASCII has no wide or zero-width character
 
 
 def _widths(text: str) -> Iterator[int]:
     """Each character's columns in `text` (see `_display_width`)."""
-    before, joined = 0, False  # the last visible character's columns; whether a joiner followed it
+    last, emoji, joined = 0, False, False  # the last visible character's columns; whether it is an emoji; joined to it
     for c in text:
-        if c == "\ufe0f" and before == 1:  # ❤ + U+FE0F: the emoji, two columns
-            width, before = 1, 2
+        if c == "\ufe0f":  # ❤ + U+FE0F: the picture, two columns; after a joined part, nothing
+            width = 1 if emoji and last == 1 else 0
+            last += width
         elif c != "\u00ad" and unicodedata.category(c) in ("Mn", "Me", "Cf"):  # a soft hyphen shows
-            width, joined = 0, joined or c == "\u200d"
+            width = 0
+            joined = joined or (c == "\u200d" and emoji)  # a joiner after a CJK character joins nothing
         else:
-            wide = unicodedata.east_asian_width(c) in ("W", "F")
-            tone = "\U0001f3fb" <= c <= "\U0001f3ff"
-            width = 0 if wide and before == 2 and (joined or tone) else 2 if wide else 1
-            before, joined = (before if width == 0 else width), False
+            picture = _is_emoji(c)
+            if picture and emoji and (joined or "\U0001f3fb" <= c <= "\U0001f3ff"):  # part of the picture before
+                width = 0
+            else:
+                width = 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+            last, emoji, joined = width, picture, False
         yield width
+
+
+def _is_emoji(c: str) -> bool:
+    """Whether `c` is drawn as a picture that joins others (the emoji blocks, arrows to dingbats and
+    the symbols that take U+FE0F); not a CJK character."""
+    point = ord(c)
+    return point >= 0x1F000 or 0x2190 <= point <= 0x2BFF or c in "\u00a9\u00ae\u203c\u2049\u2122\u2139\u3030\u303d"
 
 
 def _cut(text: str, columns: int) -> str:

@@ -191,7 +191,7 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
     # Nothing is evaluated then (a table of some models would drop the others' rows); the models that
     # fit are named with their command (probe: the error left them unsaid).
     fitting = [name for name in models if name not in refused]
-    others = f"\nNothing was evaluated; the models that fit: `reelsense evaluate --models {','.join(fitting)}`" if fitting else ""
+    others = f"\nNothing was evaluated; the models that fit: `reelsense evaluate --models {','.join(fitting)}` (with your other options)" if fitting else ""
     if len(refused) == 1:
         (exc,) = refused.values()
         raise artifacts.ModelMismatch(f"{exc}{others}") from None

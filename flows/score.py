@@ -126,7 +126,7 @@ def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = 
         )
 
 
-def misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMismatch | None:
+def find_misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMismatch | None:
     """Why `model` at `version` cannot score this warehouse (score_batch's own check, on one
     partition's users), or None where it can, or where `samples` is not current (the flow rebuilds it
     first, and checks then)."""
@@ -168,7 +168,10 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
         complete = ""
         if len(held) == 1:
             name, version = held[0]["model_version"].split("@", 1)
-            complete = f"; `reelsense score --model {name} --version {version} --run-id {run_id}` completes that run"
+            complete = (
+                f"; `reelsense score --model {name} --version {version} --run-id {run_id}` completes that run "
+                "(with the --k, --retrieval, --candidates and --users it was started with)"
+            )
         raise RunConflict(
             f"run id {run_id!r} already holds {found}, and this run scores with {model_version}: a run id belongs to one "
             f"model version. Leave out --run-id (or pick another) for a new run{complete}; --replace deletes run "

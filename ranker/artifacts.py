@@ -19,6 +19,7 @@ descriptions of the data:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -271,28 +272,42 @@ def load_with_base(
 def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str | None = None, match: str = "fingerprint", fix: str | None = None) -> None:
     """The checks of `load_with_base` without loading any weights: ModelMismatch if the ranker, or
     the base it re-ranks, does not fit `data` (score-batch asks before it touches a run)."""
-    if name in NEEDS_BASE:
-        base, trained_on = NEEDS_BASE[name], base_version(models_dir, name, version)
+    ours = (read_meta(models_dir, name, version) if version else latest(models_dir, name)) if name in NEEDS_BASE else None
+    if ours is not None:  # (a re-ranker not trained yet: its own check below says so)
+        base, trained_on = NEEDS_BASE[name], ours.get("base_version")  # None: a registry from before base_version, the latest base
         base_fix = base_advice(name) if fix is None else f"{fix} (with {name}, which re-ranks it)"
-        newer = (latest(models_dir, base) or {}).get("version")
-        if trained_on is not None and newer not in (None, trained_on) and _fits(models_dir, base, data, newer, match):
-            # Probe: after lstm-attn alone was retrained, the error named only the old lstm-attn.
-            base_fix = f"{fix} over" if fix else f"`reelsense train --models {name}` re-ranks"
-            base_fix += f" the latest {base} {newer}, which fits"
         try:
             checked_meta(models_dir, base, data, version=trained_on, match=match, fix=base_fix)
-        except ModelMismatch as exc:
-            ours = (read_meta(models_dir, name, version) if version else latest(models_dir, name)) or {}
-            raise ModelMismatch(f"{name} {ours.get('version', '')} re-ranks {base} {trained_on or ''}, which does not fit: {exc}") from None
+        except ModelMismatch as first:
+            error = first
+            # Probe: after lstm-attn alone was retrained, the error named only the old lstm-attn.
+            newer = _reused_by_train(models_dir, base, data, match, not_version=trained_on)
+            if newer is not None:  # the same error, with the advice to re-rank the newer base
+                base_fix = (f"{fix} over" if fix else f"`reelsense train --models {name}` re-ranks") + f" the latest {base} {newer}, which fits"
+                try:
+                    checked_meta(models_dir, base, data, version=trained_on, match=match, fix=base_fix)
+                except ModelMismatch as again:
+                    error = again
+            which = f"{base} {trained_on}" if trained_on else base
+            raise ModelMismatch(f"{name} {ours['version']} re-ranks {which}, which does not fit: {error}") from None
     checked_meta(models_dir, name, data, version=version, match=match, fix=fix)
 
 
-def _fits(models_dir: Path, name: str, data: Dataset, version: str, match: str) -> bool:
+def _reused_by_train(models_dir: Path, name: str, data: Dataset, match: str, *, not_version: str | None) -> str | None:
+    """The latest version of `name` where it fits `data` and a plain `reelsense train` would reuse
+    it (the default seed and settings, this code), other than `not_version`; else None (review: the
+    advice claimed reuse for a model that train would retrain)."""
     try:
-        checked_meta(models_dir, name, data, version=version, match=match)
-    except ModelMismatch:
-        return False
-    return True
+        meta = latest(models_dir, name)
+        if meta is None or meta["version"] == not_version or meta.get("seed") != 0 or meta.get("code_version") != code_version():
+            return None
+        default = build(name, "cpu", {}).config
+        if meta.get("config") != (dataclasses.asdict(default) if dataclasses.is_dataclass(default) else None):
+            return None
+        checked_meta(models_dir, name, data, version=meta["version"], match=match)
+    except ReelsenseError:  # a damaged LATEST or meta.json: no claim
+        return None
+    return meta["version"]
 
 
 def base_advice(name: str) -> str:

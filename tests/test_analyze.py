@@ -404,6 +404,28 @@ def test_explain_refuses_an_item_without_content_before_explaining_it(analyzed, 
     assert main(["--home", str(home), "explain", "--user", "user00", "--item", "zz-new"]) == 2
     captured = capsys.readouterr()
     said = "reelsense: error: cannot explain item 'zz-new' for user 'user00': it has no content vector, so lstm-attn (which explains, and ranks "
-    assert captured.err.startswith(said) and f"`reelsense --home {home} extract`, then `reelsense --home {home} align` gives it one (" in captured.err
+    assert captured.err.startswith(said) and f"`reelsense --home {home} extract`, then `reelsense --home {home} align` give it one (" in captured.err
     assert "Why:" not in captured.out and "warning" not in captured.err  # nothing explained, no model loaded
-    assert any(line.startswith("Why: ") for line in explain_lines(type(wh)(home), "user00", "i000"))  # an item with content is explained
+    fresh = db.fetch(  # a pair with no stored explanation: computed now, through the check
+        wh,
+        "SELECT item_id FROM items WHERE item_id NOT IN (SELECT item_id FROM scores WHERE user_id = 'user00') "
+        "AND item_id NOT IN (SELECT item_id FROM events WHERE user_id = 'user00') ORDER BY 1 LIMIT 1",
+    )[0]["item_id"]
+    lines = explain_lines(type(wh)(home), "user00", fresh)
+    assert "computed now" in lines[0] and any(line.startswith("Why: ") for line in lines)  # an item with content is explained
+
+
+def test_the_why_says_mostly_only_for_at_least_half_of_the_attention():
+    def why(weights: list[float]) -> str:
+        return summarise(
+            attention_weights=np.array(weights, np.float32),
+            history_tags=[{"hashtag": [tag]} for tag in ("food", "travel", "dog")],
+            history_events=[3, 3, 3],
+            history_age_s=[10.0, 10.0, 10.0],
+            modality_names=[],
+            contributions=np.zeros(0, np.float32),
+            target_tags={},
+        )
+
+    assert why([0.5, 0.3, 0.2]).startswith("mostly because of the 1 #food video you liked (the most recent within a day of your last visit; 50% ")
+    assert why([0.49, 0.3, 0.21]).startswith("in part because of the 1 #food video you liked (the most recent within a day of your last visit; 49% ")

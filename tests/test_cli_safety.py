@@ -327,6 +327,11 @@ def test_sql_csv_keeps_nan_and_infinities_and_the_table_lines_up_wide_characters
     query = f"SELECT '{family}' AS t UNION ALL SELECT '{thumb}' UNION ALL SELECT '{heart}' UNION ALL SELECT '\U0001f44d\U0001f44d' UNION ALL SELECT 'abcd'"
     status, out, _ = _sql(home, capsys, query)
     assert status == 0 and [f"| {family}   |", f"| {thumb}   |", f"| {heart}   |", "| \U0001f44d\U0001f44d |", "| abcd |"] == out.splitlines()[3:8]
+    # Joined parts narrow on their own (health worker, couple with heart) are still one picture; a
+    # joiner between CJK characters joins nothing (review).
+    worker, couple, cjk = "\U0001f9d1\u200d\u2695\ufe0f", "\U0001f469\u200d\u2764\ufe0f\u200d\U0001f468", "\u4e2d\u200d\u6587"
+    status, out, _ = _sql(home, capsys, f"SELECT '{worker}' AS t UNION ALL SELECT '{couple}' UNION ALL SELECT '{cjk}'")
+    assert status == 0 and [f"| {worker}   |", f"| {couple}   |", f"| {cjk} |"] == out.splitlines()[3:6]
 
 
 def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_controls(home, capsys):
@@ -1115,10 +1120,16 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     ]
 
 
-def test_version_names_the_installed_package(capsys):
+def test_version_names_the_installed_package(capsys, monkeypatch):
     """Probe: there was no --version."""
     from importlib import metadata
 
+    from flows import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_installed_version", lambda: calls.append(1) or metadata.version("reelsense"))
+    cli.build_parser().parse_args(["models"])
+    assert calls == []  # read only when asked
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out == f"reelsense {metadata.version('reelsense')}\n"

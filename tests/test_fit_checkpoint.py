@@ -209,12 +209,12 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     assert cli(["--home", str(copy), "models"]) == 0
     out = capsys.readouterr().out
     assert "bpr-mf: a stopped fit (1 epoch finished, last saved " in out and "continues it" not in out, out
-    assert "; `events` changed since, so `reelsense --home " in out, out
-    assert "rebuilds the samples and, unless its rows come out the same, trains from epoch 1 (FILE:" in out, out
+    assert "; `events` changed since `samples` was built: `reelsense --home " in out, out
+    assert "rebuilds it first, then continues the fit if its rows come out the same, else trains from epoch 1 (FILE:" in out, out
     build_features(str(copy))
     assert cli(["--home", str(copy), "models"]) == 0
     out = capsys.readouterr().out
-    assert " on data, items or content that have changed since; `reelsense --home " in out, out
+    assert "; the data, items or content changed since it ran: `reelsense --home " in out, out
     assert "--config FILE` trains from epoch 1 and replaces it (FILE:" in out, out
     # Inside a flow the fit's messages are log lines (log_prints), whose handler another test may
     # have made: the outcome is checked here, the words outside flows above.

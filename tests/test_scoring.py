@@ -317,10 +317,22 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     err = capsys.readouterr().err
     assert f"reelsense: error: lightgbm {lightgbm} re-ranks lstm-attn {old_base}, which does not fit: lstm-attn {old_base} was trained on other data" in err
     assert f"; `reelsense --home {home.home} train --models lightgbm` re-ranks the latest lstm-attn {new_base}, which fits\n" in err
-    assert err.rstrip().endswith(f"Nothing was evaluated; the models that fit: `reelsense --home {home.home} evaluate --models popularity,lstm-attn`")
+    assert err.rstrip().endswith(f"Nothing was evaluated; the models that fit: `reelsense --home {home.home} evaluate --models popularity,lstm-attn` (with your other options)")
     assert list(json.loads((home.reports_dir / "results.json").read_text())["models"]) == ["popularity"]
+    # A latest lstm-attn that a plain `train` would not reuse (another seed) is not offered (review).
+    assert _cli(home, "train", "--models", "lstm-attn", "--seed", "3") == 0
+    capsys.readouterr()
+    assert _cli(home, "evaluate", "--models", "lightgbm") == 2
+    err = capsys.readouterr().err
+    assert "which fits" not in err and f"retrain it with lightgbm, which re-ranks it: `reelsense --home {home.home} train --models lstm-attn,lightgbm`" in err
     assert _cli(home, "train", "--models", "lightgbm") == 0
-    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == new_base
+    latest = artifacts.latest(home.models_dir, "lstm-attn")  # train reuses only the latest: seed 0's again, retrained
+    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == latest["version"] != new_base and latest["seed"] == 0
+    # No lightgbm trained: said as such (review: "lightgbm  re-ranks lstm-attn , which does not fit").
+    empty = home.home / "empty-models"
+    shutil.copytree(home.models_dir / "rankers" / "lstm-attn", empty / "rankers" / "lstm-attn")
+    with pytest.raises(artifacts.ModelMismatch, match=r"^no trained lightgbm in "):
+        artifacts.check_with_base(empty, "lightgbm", load_dataset(home, MAX_HISTORY))
 
 
 def _explanation(run_id: str, user: str, item: str) -> dict:
@@ -345,8 +357,8 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     err = capsys.readouterr().err
     assert f"run id 'c1' already holds {n} rows of lstm-attn@" in err and "--replace" in err
     lstm = artifacts.latest(home.models_dir, "lstm-attn")["version"]
-    complete = f"`reelsense --home {home.home} score --model lstm-attn --version {lstm} --run-id c1` completes that run"
-    assert f"Leave out --run-id (or pick another) for a new run; {complete}; --replace deletes run 'c1'" in err  # the safe ways first
+    complete = f"`reelsense --home {home.home} score --model lstm-attn --version {lstm} --run-id c1` completes that run (with the --k, --retrieval, "
+    assert f"Leave out --run-id (or pick another) for a new run; {complete}" in err and "started with); --replace deletes run 'c1'" in err  # safe ways first
     assert len(err.strip().splitlines()) == 1
     held = db.fetch(home, "SELECT model_version, count(*) AS n FROM scores WHERE run_id = 'c1' GROUP BY ALL")
     assert len(held) == 1 and held[0]["n"] == n and held[0]["model_version"].startswith("lstm-attn@")
