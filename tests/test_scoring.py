@@ -317,7 +317,8 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     err = capsys.readouterr().err
     assert f"reelsense: error: lightgbm {lightgbm} re-ranks lstm-attn {old_base}, which does not fit: lstm-attn {old_base} was trained on other data" in err
     assert f"; `reelsense --home {home.home} train --models lightgbm` re-ranks the latest lstm-attn {new_base}, which fits\n" in err
-    assert err.rstrip().endswith(f"Nothing was evaluated; the models that fit: `reelsense --home {home.home} evaluate --models popularity,lstm-attn` (with your other options)")
+    fitting = f"`reelsense --home {home.home} evaluate --models popularity,lstm-attn` (with your other options)"
+    assert err.rstrip().endswith(f"Nothing was evaluated; the models that fit: {fitting}")
     assert list(json.loads((home.reports_dir / "results.json").read_text())["models"]) == ["popularity"]
     # A latest lstm-attn that a plain `train` would not reuse (another seed) is not offered (review).
     assert _cli(home, "train", "--models", "lstm-attn", "--seed", "3") == 0
