@@ -117,14 +117,15 @@ def _home_source(home: Path) -> str:
 
 def _interrupted(args: argparse.Namespace) -> int:
     """Ctrl-C: one line, exit 130, and for `train --force` that the stopped fit is kept."""
-    print(INTERRUPTED, file=sys.stderr)
     if args.command == "train" and args.force and any(Warehouse(args.home).models_dir.glob("rankers/*/unfinished.pt")):
-        # probe: the same command discarded the stopped fit again
+        # Not "rerun the same command" (probe: --force discarded the stopped fit again).
         print(
-            "reelsense: the stopped fit is kept: `train` without --force continues it, or reuses the saved model "
+            "reelsense: interrupted; the stopped fit is kept: `train` without --force continues it, or reuses the saved model "
             "when nothing it depends on changed (--force trains from epoch 1 again)",
             file=sys.stderr,
         )
+    else:
+        print(INTERRUPTED, file=sys.stderr)
     return 130
 
 
@@ -842,7 +843,7 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
     """What `models` says of a stopped fit (ranker/training.py FitCheckpoint): how far it got, and
     the `train` command, with its seed, settings and device, that continues it, where the warehouse's
     data still gives the fit's key (probe: it promised to continue a fit that new events restart)."""
-    from ranker.artifacts import code_version
+    from ranker.artifacts import code_version, latest, reuse_key
     from ranker.base import device_for
     from ranker.registry import build
     from ranker.training import FitCheckpoint, stopped_fit
@@ -870,8 +871,13 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
     data = data_now()
     if isinstance(data, str):  # samples not current: train rebuilds it, and only then can the key tell
         return f"{got}; {data}: {command} rebuilds it first, then continues the fit if its rows come out the same, else trains from epoch 1{file}"
-    if FitCheckpoint.for_fit(path, build(name, was["device"] or "cpu", {}, was["config"]), data, was["seed"]).key != was["key"]:
+    model = build(name, was["device"] or "cpu", {}, was["config"])
+    if FitCheckpoint.for_fit(path, model, data, was["seed"]).key != was["key"]:
         return f"{got}; the data, items or content changed since it ran: {command} trains from epoch 1 and replaces it{file}"
+    saved = latest(path.parents[2], name)  # <models>/rankers/<name>/unfinished.pt
+    if saved is not None and saved.get("reuse_key") == reuse_key(name, model, data, was["seed"]):
+        # A stopped `train --force` of the saved model's own fit: train reuses the model and drops the file (probe).
+        return f"{got}; the saved {saved['version']} is this fit, finished: {command} reuses it and deletes the file (--force trains from epoch 1){file}"
     return f"{got}; {command} {'saves it without training' if was['finished'] else 'continues it'}{file}"
 
 

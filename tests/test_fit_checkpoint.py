@@ -238,6 +238,10 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     # printed command, without --config, reused the saved model and deleted the stopped fit).
     stopped_after(1, model, data, path, monkeypatch)
     said.clear()
+    saved = artifacts.latest(wh.models_dir, "bpr-mf")["version"]
+    assert cli(["--home", str(wh.home), "models"]) == 0  # probe: it said the command "continues it"
+    out = capsys.readouterr().out
+    assert f"; the saved {saved} is this fit, finished: `reelsense --home {wh.home} train --models bpr-mf --seed 3 --config FILE` reuses it and deletes" in out
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
     assert metas["bpr-mf"]["reused"] and not path.exists()
     # Said (probe: a stopped `train --force` of the saved model's own fit went without a word).
@@ -253,7 +257,9 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     monkeypatch.setattr("flows.rank.train_rankers", ctrl_c)
     capsys.readouterr()
     assert cli(["--home", str(wh.home), "train", "--models", "bpr-mf", "--force"]) == 130
-    assert "the stopped fit is kept: `train` without --force continues it, or reuses the saved model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("reelsense: interrupted; the stopped fit is kept: `train` without --force continues it, or reuses the saved model")
+    assert "rerun the same command" not in err  # probe: the same command, --force, starts over
 
     # `models` with continued and uncontinued versions side by side, and a stopped fit in the folder
     # of a ranker this version does not train (review: a traceback, then exit 2 listing nothing).
