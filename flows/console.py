@@ -290,7 +290,14 @@ def extract_line(summary: dict[str, Any]) -> str:
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
         f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
-        + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past else "")
+        + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past and not summary.get("forced") else "")
+        # Probe: with --force the items past the limit have their vectors; only --force embeds them again.
+        + (
+            f"; {count(past, 'item')} past --limit not embedded again (--force without --limit re-embeds them; a run without "
+            "either embeds only those without vectors)"
+            if past and summary.get("forced")
+            else ""
+        )
         # Probe: "1 quarantined" said neither which nor why, and a rerun skips them.
         + (f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)" if summary["quarantined"] else "")
     )

@@ -209,7 +209,14 @@ def extract_items(
             totals = _run_pipeline(home, work, config, force, bar)
     db.refresh_views(Warehouse(home))
     seconds = time.perf_counter() - started
-    summary = {**totals, "skipped": skipped, "past_limit": beyond, "seconds": round(seconds, 2), "items_per_s": round(len(work) / seconds, 2) if work else 0.0}
+    summary = {
+        **totals,
+        "skipped": skipped,
+        "past_limit": beyond,
+        "forced": force,
+        "seconds": round(seconds, 2),
+        "items_per_s": round(len(work) / seconds, 2) if work else 0.0,
+    }
     logger.info(
         "extract-items: %(embedded)d embedded, %(skipped)d skipped, %(quarantined)d quarantined, "
         "%(audio_missing)d without audio, %(vectors)d vectors, %(items_per_s).2f items/s",

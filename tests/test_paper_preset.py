@@ -50,6 +50,8 @@ def test_paper_preset_writes_every_modality_and_aligns_three(prefect_harness, ra
     summary = run_extract(str(wh.home), config, limit=4)
     assert (summary["embedded"], summary["vectors"], summary["quarantined"]) == (4, 12, 0)
     assert summary["past_limit"] == 2 and "; 2 items past --limit still to embed" in extract_line(summary)  # probe: not said
+    forced = extract_line({**summary, "forced": True})  # probe: "a run without --limit embeds them" did nothing after --force
+    assert "still to embed" not in forced and "; 2 items past --limit not embedded again (--force without --limit re-embeds them; " in forced
     assert rows_per_model(wh) == {
         ("frames", "clip@ViT-B-32-clip-random-init"): 4,
         ("text", "clip@ViT-B-32-clip-random-init"): 4,
