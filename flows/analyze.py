@@ -160,6 +160,13 @@ def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str,
     row_of = {u: i for i, u in enumerate(queries.users)}
     index = {item: i for i, item in enumerate(data.item_ids) if i}
     unknown = [f"user {u!r}" for u, _ in pairs if u not in row_of] + [f"item {i!r}" for _, i in pairs if i not in index]
+    missing = sorted({u for u, _ in pairs if u not in row_of})
+    idle = [r["user_id"] for r in db.analysis(wh, "known_users", {"users": missing}).to_pylist()] if missing else []
+    if idle and set(unknown) == {f"user {u!r}" for u in idle}:  # probe: a user with events was called unknown
+        raise ReelsenseError(
+            f"cannot explain: user {', '.join(map(repr, idle[:5]))} has events but no positive interaction yet (a like, comment, share "
+            "or a watch of at least half), so no history to explain a ranking from; score runs leave such users out too"
+        )
     if unknown:
         raise ReelsenseError(
             f"cannot explain: unknown {', '.join(sorted(set(unknown))[:5])} (a user needs at least one "

@@ -135,9 +135,16 @@ def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) 
         if any(was.get(k) != now.get(k) for k in (was.keys() | now.keys()) - named.keys()):
             reasons.append("the items or content changed")
     if saved.get("config") != config and saved.get("config") is not None and config is not None:
-        old = saved["config"]
-        changed = [f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(old.keys() | config.keys()) if old.get(k) != config.get(k)]
-        reasons.append(f"its settings changed ({', '.join(changed)})")
+        old, defaults = saved["config"], dataclasses.asdict(type(model.config)())
+        # A setting added since (at its default) is the code's change, not the user's (probe: sasrec
+        # said "content_hidden None -> 0", a setting refused for it).
+        changed = [
+            f"{k} {old.get(k)!r} -> {config.get(k)!r}"
+            for k in sorted(old.keys() | config.keys())
+            if old.get(k) != config.get(k) and not (k not in old and config.get(k) == defaults.get(k))
+        ]
+        if changed:
+            reasons.append(f"its settings changed ({', '.join(changed)})")
     if saved.get("seed") != seed:
         reasons.append(f"the seed changed ({saved.get('seed')} -> {seed})")
     if saved.get("code_version") != artifacts.code_version():

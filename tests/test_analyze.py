@@ -429,3 +429,20 @@ def test_the_why_says_mostly_only_for_at_least_half_of_the_attention():
 
     assert why([0.5, 0.3, 0.2]).startswith("mostly because of the 1 #food video you liked (the most recent within a day of your last visit; 50% ")
     assert why([0.49, 0.3, 0.21]).startswith("in part because of the 1 #food video you liked (the most recent within a day of your last visit; 49% ")
+
+
+def test_explain_names_a_user_with_events_but_no_positive_interaction_as_such(analyzed, tmp_path):
+    """Probe: such a user was called "unknown", where score says why it leaves them out."""
+    from flows.cli import main
+    from warehouse.errors import ReelsenseError
+
+    wh, _, _ = analyzed
+    home = tmp_path / "copy"
+    shutil.copytree(wh.home, home)
+    events = tmp_path / "idle.csv"
+    events.write_text("user_id,item_id,event_ts,event,watch_ratio\nnewcomer,i000,2026-06-01T00:00:00Z,impression,\n")
+    assert main(["--home", str(home), "ingest", "events", str(events)]) == 0
+    with pytest.raises(ReelsenseError, match=r"^cannot explain: user 'newcomer' has events but no positive interaction yet \(a like"):
+        explain_lines(type(wh)(home), "newcomer", "i001")
+    with pytest.raises(ReelsenseError, match=r"^cannot explain: unknown user 'nobody'"):
+        explain_lines(type(wh)(home), "nobody", "i001")

@@ -764,6 +764,10 @@ def test_train_settings_are_used_stored_and_retrain_when_changed(ranked_home, tm
     assert retrain_reason(first, build("sasrec", "cpu", {}, {"max_epochs": 3, "lr": 0.002}), data, 0) == "its settings changed (max_epochs 2 -> 3)"
     assert retrain_reason(first, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 1) == "the seed changed (0 -> 1)"
     assert "the ranker code changed" in retrain_reason({**first, "code_version": "older"}, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 0)
+    # A setting added since, at its default, is the code's change (probe: "content_hidden None -> 0").
+    older = {**first, "code_version": "older", "config": {k: v for k, v in first["config"].items() if k != "content_hidden"}}
+    says = retrain_reason(older, build("sasrec", "cpu", {}, {"max_epochs": 2, "lr": 0.002}), data, 0)
+    assert says.startswith("the ranker code changed") and "settings" not in says, says
     # New events that add a behaviour head are named as such, not as changed items (probe, 2026-12-04).
     fewer = {**first, "feature_schema": {**first["feature_schema"], "behaviours": first["feature_schema"]["behaviours"][:-1]}}
     heads = ", ".join(first["feature_schema"]["behaviours"])
