@@ -106,9 +106,17 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     except artifacts.ModelMismatch as exc:
         say(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", logging.WARNING)
         ctr_version = base_version = None
-    if base_version and not ctr_version:  # the run's lstm-attn: the newest LightGBM stage trained over it, if any
+    if not base_version and not ctr_version:  # the latest lstm-attn (probe: it was paired with a lightgbm over an older one)
+        base_version = (artifacts.latest(wh.models_dir, "lstm-attn") or {}).get("version")
+    if base_version and not ctr_version:  # that lstm-attn: the newest LightGBM stage trained over it, if any
         over_it = [m["version"] for m in artifacts.list_models(wh.models_dir) if m["name"] == "lightgbm" and m.get("base_version") == base_version]
         if not over_it:
+            if artifacts.latest(wh.models_dir, "lightgbm") is not None:
+                say(
+                    f"explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn {base_version} "
+                    "(`reelsense train --models lightgbm` trains one over the latest lstm-attn)",
+                    logging.WARNING,
+                )
             return _explainer(wh, data, device, base_version), None
         ctr_version = over_it[-1]
     model = _explainer(wh, data, device, base_version)

@@ -281,7 +281,9 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
         except ModelMismatch as first:
             error = first
             # Probe: after lstm-attn alone was retrained, the error named only the old lstm-attn.
-            newer = _reused_by_train(models_dir, base, data, match, not_version=trained_on)
+            # Not where items lack content: extract and align first would make the newer base stale too (probe).
+            lacking = base in READS_CONTENT and len(items_without_content(data)) > 0
+            newer = None if lacking else _reused_by_train(models_dir, base, data, match, not_version=trained_on)
             if newer is not None:  # the same error, with the advice to re-rank the newer base
                 base_fix = (f"{fix} over" if fix else f"`reelsense train --models {name}` re-ranks") + f" the latest {base} {newer}, which fits"
                 try:

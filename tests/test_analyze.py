@@ -446,3 +446,30 @@ def test_explain_names_a_user_with_events_but_no_positive_interaction_as_such(an
         explain_lines(type(wh)(home), "newcomer", "i001")
     with pytest.raises(ReelsenseError, match=r"^cannot explain: unknown user 'nobody'"):
         explain_lines(type(wh)(home), "nobody", "i001")
+
+
+def test_explain_pairs_the_latest_lstm_attn_only_with_a_lightgbm_trained_over_it(analyzed, tmp_path, capsys):
+    """Probe: after lstm-attn alone was retrained, explain showed the new lstm-attn's attention with
+    the feature contributions of a lightgbm trained over the old one."""
+    from flows.cli import main
+
+    wh, _, _ = analyzed
+    home = tmp_path / "copy"
+    shutil.copytree(wh.home, home)
+    copy = type(wh)(home)
+    assert main(["--home", str(home), "train", "--models", "lstm-attn", "--force"]) == 0
+    newest = artifacts.latest(copy.models_dir, "lstm-attn")["version"]
+    assert artifacts.latest(copy.models_dir, "lightgbm")["base_version"] != newest
+    fresh = db.fetch(
+        copy,
+        "SELECT item_id FROM items WHERE item_id NOT IN (SELECT item_id FROM scores WHERE user_id = 'user00') "
+        "AND item_id NOT IN (SELECT item_id FROM events WHERE user_id = 'user00') ORDER BY 1 LIMIT 1",
+    )[0]["item_id"]
+    capsys.readouterr()
+    lines = explain_lines(copy, "user00", fresh)
+    assert lines[0].endswith(f"model lstm-attn@{newest}") and not any("LightGBM feature contributions" in line for line in lines)
+    assert f"no lightgbm was trained over lstm-attn {newest} (`reelsense train --models lightgbm`" in capsys.readouterr().err
+    assert main(["--home", str(home), "train", "--models", "lightgbm"]) == 0
+    lines = explain_lines(copy, "user00", fresh)
+    lightgbm = artifacts.latest(copy.models_dir, "lightgbm")["version"]
+    assert lines[0].endswith(f"model lstm-attn@{newest}+lightgbm@{lightgbm}") and any("LightGBM feature contributions" in line for line in lines)

@@ -514,6 +514,19 @@ def test_a_run_of_another_model_with_a_model_that_does_not_fit_names_the_misfit_
     assert "already holds" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_the_newer_base_is_not_offered_while_items_lack_content(home, capsys):
+    """Probe: "either way, ... over the latest lstm-attn, which fits" followed the advice to extract
+    new items first, which makes that lstm-attn stale too."""
+    items = home.home / "new-items.csv"
+    items.write_text("item_id,title,video_uri\nzz-new,a video without media,\n")
+    assert _cli(home, "ingest", "items", str(items)) == 0
+    assert _cli(home, "train", "--models", "lstm-attn") == 0
+    capsys.readouterr()
+    assert _cli(home, "evaluate", "--models", "lightgbm") == 2
+    err = capsys.readouterr().err
+    assert "1 has no content vector (zz-new)" in err and "which fits" not in err, err
+
+
 def test_rerank_never_keeps_a_candidate_the_model_cannot_score():
     """sasrec-content scores an item without content -inf: it is dropped like padding."""
     from ranker.data import Queries
