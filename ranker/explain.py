@@ -85,9 +85,13 @@ def summarise(
     contributions: npt.NDArray[np.float32],
     target_tags: dict[str, list[str]],
     history_items: list[str] | None = None,
+    target_has: npt.NDArray[np.bool_] | None = None,
 ) -> str:
     """The explanation in words: the history items that carried most of the attention (grouped by
-    label, with what the user did and when), then which modality mattered most, with its tags."""
+    label, with what the user did and when), then which modality mattered most, with its tags.
+    `target_has`: which modalities the item itself has (its fusion weights above 0; default all):
+    only those are compared (probe: "the picture mattered" of an item without a video, whose
+    frames' contribution was that of the history's pictures)."""
     order = np.argsort(-attention_weights)
     chosen, mass = [], 0.0
     for i in order:  # the fewest history items holding half of the attention
@@ -115,8 +119,21 @@ def summarise(
         )
     else:
         parts.append("no history to go on: ranked by the item's content and popularity")
+    has = np.ones(len(modality_names), bool) if target_has is None else np.asarray(target_has, bool)
+    own = [(m, c) for m, c, h in zip(modality_names, contributions, has) if h]
     if not np.isfinite(contributions).all():  # the item has no content vector: nothing to take out
         parts.append("it has no content vector, so no modality contributed")
+    elif len(own) < len(modality_names):  # some modalities the item lacks: only its own are compared
+        lacks = " or ".join(MODALITY_WORDS.get(m, m).removeprefix("the ") for m, h in zip(modality_names, has) if not h)
+        if len(own) > 1:
+            ranked = sorted(own, key=lambda x: -x[1])
+            (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
+            parts.append(
+                f"it has no {lacks}; {_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
+                f"(leaving it out costs {best_c:+.2f} vs {worst_c:+.2f} of the score)"
+            )
+        elif own:
+            parts.append(f"it has no {lacks}; its {own[0][0]} content added {own[0][1]:+.2f} to the score")
     elif len(modality_names) > 1:
         ranked = sorted(zip(modality_names, contributions), key=lambda x: -x[1])
         (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
@@ -177,6 +194,7 @@ def explain_pairs(
             contributions=contributions[q],
             target_tags=item_tags.get(target, {}),
             history_items=hist_ids,
+            target_has=fusion[q] > 0,
         )
         rows.append(
             {

@@ -473,3 +473,25 @@ def test_explain_pairs_the_latest_lstm_attn_only_with_a_lightgbm_trained_over_it
     lines = explain_lines(copy, "user00", fresh)
     lightgbm = artifacts.latest(copy.models_dir, "lightgbm")["version"]
     assert lines[0].endswith(f"model lstm-attn@{newest}+lightgbm@{lightgbm}") and any("LightGBM feature contributions" in line for line in lines)
+
+
+def test_the_why_compares_only_the_modalities_the_item_has():
+    """Probe: an item without a video read "the picture mattered more than the title": leaving the
+    frames out had changed the history's pictures, not the item's."""
+
+    def why(has: list[bool]) -> str:
+        return summarise(
+            attention_weights=np.array([1.0], np.float32),
+            history_tags=[{"hashtag": ["food"]}],
+            history_events=[3],
+            history_age_s=[10.0],
+            modality_names=["audio", "frames", "text"],
+            contributions=np.array([0.1, 0.37, -1.16], np.float32),
+            target_tags={"hashtag": ["travel"]},
+            target_has=np.array(has),
+        )
+
+    assert why([True, True, True]).endswith("the picture mattered more than the title (travel) (leaving it out costs +0.37 vs -1.16 of the score)")
+    assert why([False, False, True]).endswith("; it has no music or picture; its text content added -1.16 to the score")
+    music = "the music mattered more than the title (travel) (leaving it out costs +0.10 vs -1.16 of the score)"
+    assert why([True, False, True]).endswith(f"; it has no picture; {music}")
