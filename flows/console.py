@@ -288,7 +288,9 @@ def extract_line(summary: dict[str, Any]) -> str:
     past = summary.get("past_limit", 0)  # probe: `--limit 2` did not say that items were left to embed
     return (
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
-        f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio; "
+        f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio"
+        + (f", {summary['without_media']} without media (a title vector only)" if summary.get("without_media") else "")
+        + "; "
         f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
         + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past and not summary.get("forced") else "")
         # Probe: with --force the items past the limit have their vectors; only --force embeds them again.

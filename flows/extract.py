@@ -214,6 +214,8 @@ def extract_items(
         "skipped": skipped,
         "past_limit": beyond,
         "forced": force,
+        # Items with no video or audio to decode get a title vector only (probe: "0 without audio" read as complete).
+        "without_media": sum(1 for w in work if not w.video_uri and not w.audio_uri) if {"frames", "audio"} & set(model_ids(config)) else 0,
         "seconds": round(seconds, 2),
         "items_per_s": round(len(work) / seconds, 2) if work else 0.0,
     }

@@ -52,6 +52,15 @@ def test_extract_embeds_quarantines_and_is_incremental(prefect_harness, sample_i
     assert forced["vectors"] == 13  # the broken clip's title is embedded too: text needs no video
     after = {r["item_id"]: r["created_at"] for r in db.fetch(wh, "SELECT item_id, created_at FROM embeddings WHERE modality = 'text'")}
     assert set(after) == set(before) | {"broken"} and all(after[i] > before[i] for i in before)
+    # An item with no media: a title vector only, said (probe: "0 without audio" read as complete).
+    from flows.console import extract_line
+
+    bare = wh.home / "bare.csv"
+    bare.write_text("item_id,title,video_uri\nbare,a title and nothing else,\n")
+    ingest_items(wh, bare)
+    summary = run_extract(str(wh.home), CONFIG)
+    assert (summary["embedded"], summary["without_media"]) == (1, 1) and counts(wh)["text"] == 14
+    assert ", 0 without audio, 1 without media (a title vector only); " in extract_line(summary)
 
 
 def test_media_inside_the_home_are_found_after_the_home_moves(prefect_harness, sample_items, tmp_path):
