@@ -5,8 +5,8 @@ each, the withheld items' HR@10 over the kept items' (the issue's cold/warm rati
 trained or loaded. microlens.py pairs a cold step only with the sasrec of its own run; this pairs
 any two (a model's variant against the run that trained the default, say).
 
-    .venv/bin/python benchmarks/pair_cold.py --a benchmarks/results/microlens-50k-whole.summary.json#cold/sasrec-content/seed0 \\
-        --b benchmarks/results/microlens-50k-cold-mlp256.summary.json#cold/sasrec-content/seed0 --across-code
+    .venv/bin/python benchmarks/pair_cold.py --a benchmarks/results/microlens-50k-whole.summary.json#cold/lstm-attn/seed0 \\
+        --b benchmarks/results/microlens-50k-cold-trimmed.summary.json#cold/lstm-attn/seed0 --across-code
 
 Both steps must hold the same test users (`test_rows_sha1`) and, unless `--across-code`, ran the same
 ranker code. Never asserted in tests.
@@ -57,6 +57,7 @@ def compare(a_ref: str, b_ref: str, *, seed: int = 0, across_code: bool = False)
             f"{a_ref} and {b_ref} ran different ranker code ({a['code_version']}, {b['code_version']}): --across-code pairs them anyway and records both"
         )
     result: dict[str, Any] = {"a": a_ref, "b": b_ref, "code_version_a": a["code_version"], "code_version_b": b["code_version"], "slices": {}}
+    result["in_one_step_only"] = sorted(set(a["ndcg10_per_user"]) ^ set(b["ndcg10_per_user"]))  # said, not dropped unsaid
     for name, by_protocol in a["ndcg10_per_user"].items():
         if name not in b["ndcg10_per_user"]:
             continue
@@ -83,6 +84,8 @@ def lines(result: dict[str, Any]) -> list[str]:
             f"{name} ({s['rows']} rows), unmasked: HR@10 a {s['hr@10']['a']:.4f}, b {s['hr@10']['b']:.4f}; NDCG@10 b - a "
             f"{d['diff']:+.4f} ({d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f})" + (f", x{d['ratio']:.2f}" if d["ratio"] is not None else "")
         )
+    if result["in_one_step_only"]:
+        out.append(f"slices in one step only, not paired: {', '.join(result['in_one_step_only'])}")
     ratio = result["cold_over_warm_hr10"]
     out.append(f"withheld-item HR@10 over kept-item HR@10, unmasked: a {ratio['a']:.2f}, b {ratio['b']:.2f}")
     return out

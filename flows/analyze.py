@@ -111,10 +111,11 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     if base_version and not ctr_version:  # that lstm-attn: the newest LightGBM stage trained over it, if any
         over_it = [m["version"] for m in artifacts.list_models(wh.models_dir) if m["name"] == "lightgbm" and m.get("base_version") == base_version]
         if not over_it:
-            if artifacts.latest(wh.models_dir, "lightgbm") is not None:
+            newest = (artifacts.latest(wh.models_dir, "lstm-attn") or {}).get("version")
+            if artifacts.latest(wh.models_dir, "lightgbm") is not None and base_version == newest:  # a run's older lstm-attn: as always, none
                 say(
-                    f"explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn {base_version} "
-                    "(`reelsense train --models lightgbm` trains one over the latest lstm-attn)",
+                    f"explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn {base_version}, "
+                    "the latest (`reelsense train --models lightgbm` trains one over it)",
                     logging.WARNING,
                 )
             return _explainer(wh, data, device, base_version), None
@@ -168,13 +169,6 @@ def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str,
     row_of = {u: i for i, u in enumerate(queries.users)}
     index = {item: i for i, item in enumerate(data.item_ids) if i}
     unknown = [f"user {u!r}" for u, _ in pairs if u not in row_of] + [f"item {i!r}" for _, i in pairs if i not in index]
-    missing = sorted({u for u, _ in pairs if u not in row_of})
-    idle = [r["user_id"] for r in db.analysis(wh, "known_users", {"users": missing}).to_pylist()] if missing else []
-    if idle and set(unknown) == {f"user {u!r}" for u in idle}:  # probe: a user with events was called unknown
-        raise ReelsenseError(
-            f"cannot explain: user {', '.join(map(repr, idle[:5]))} has events but no positive interaction yet (a like, comment, share "
-            "or a watch of at least half), so no history to explain a ranking from; score runs leave such users out too"
-        )
     if unknown:
         raise ReelsenseError(
             f"cannot explain: unknown {', '.join(sorted(set(unknown))[:5])} (a user needs at least one "
@@ -334,6 +328,11 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     else:
         current_samples(str(wh.home))
         data = load_dataset(wh, MAX_HISTORY)
+        if user not in set(current_queries(data).users):  # before any model loads (probe: such a user was called unknown)
+            raise ReelsenseError(
+                f"cannot explain: user {user!r} has events but no positive interaction yet (a like, comment, share or a watch "
+                "of at least half), so no history to explain a ranking from; score runs leave such users out too"
+            )
         refuse_unscorable(data, user, item)
         model, ctr = load_explainers(wh, data, device_for(device), runs[0]["model_version"] if runs else None)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]

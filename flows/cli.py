@@ -813,7 +813,7 @@ def _list_models(args: argparse.Namespace) -> None:
         except ReelsenseError as error:
             print(f"reelsense: skipped {meta_json.parent}: its meta.json is unreadable: {error}", file=sys.stderr)
     stopped = sorted(p for p in (wh.models_dir / "rankers").glob("*/unfinished.pt") if p.is_file())
-    data_now = _current_data(wh)  # loaded once, and only for a stopped fit that needs it
+    data_now = make_data_loader(wh)  # loaded once, and only for a stopped fit that needs it
     for path in stopped:
         print(runnable(_stopped_fit_line(path, data_now)))
     if not saved:
@@ -869,28 +869,38 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
     command = f"`reelsense train --models {name}{seed}{device}{' --config FILE' if settings else ''}`"
     file = f" (FILE: a rankers TOML whose [{name}] table sets {settings})" if settings else ""
     data = data_now()
-    if isinstance(data, str):  # samples not current: train rebuilds it, and only then can the key tell
+    if isinstance(data, StaleReason):  # samples not current: train rebuilds it, and only then can the key tell
         return f"{got}; {data}: {command} rebuilds it first, then continues the fit if its rows come out the same, else trains from epoch 1{file}"
+    if isinstance(data, str):  # the data cannot be read now: said as it is
+        return f"{got}; whether {command} continues it cannot be told now: {data}{file}"
     model = build(name, was["device"] or "cpu", {}, was["config"])
     if FitCheckpoint.for_fit(path, model, data, was["seed"]).key != was["key"]:
         return f"{got}; the data, items or content changed since it ran: {command} trains from epoch 1 and replaces it{file}"
-    saved = latest(path.parents[2], name)  # <models>/rankers/<name>/unfinished.pt
+    try:
+        saved = latest(path.parents[2], name)  # <models>/rankers/<name>/unfinished.pt
+    except ReelsenseError:  # a damaged LATEST: the table below skips it and says so
+        saved = None
     if saved is not None and saved.get("reuse_key") == reuse_key(name, model, data, was["seed"]):
         # A stopped `train --force` of the saved model's own fit: train reuses the model and drops the file (probe).
         return f"{got}; the saved {saved['version']} is this fit, finished: {command} reuses it and deletes the file (--force trains from epoch 1){file}"
     return f"{got}; {command} {'saves it without training' if was['finished'] else 'continues it'}{file}"
 
 
-def _current_data(wh: Warehouse) -> Callable[[], Any]:
+class StaleReason(str):
+    """Why `samples` is not current (ranker/data.py stale_samples), as `models` says it."""
+
+
+def make_data_loader(wh: Warehouse) -> Callable[[], Any]:
     """The warehouse's ranker data, loaded at the first call and kept (`models` compares each
-    stopped fit's key with it); where `samples` is not current, why not (a str)."""
+    stopped fit's key with it); where `samples` is not current, why not (a StaleReason); where the
+    data cannot be read, the error's text."""
     from ranker.data import MAX_HISTORY, load_dataset, stale_samples
 
     @functools.cache
     def data() -> Any:
         reason = stale_samples(wh, MAX_HISTORY)
         if reason is not None:
-            return reason
+            return StaleReason(reason)
         try:
             return load_dataset(wh, MAX_HISTORY)
         except ReelsenseError as error:  # rebuilt meanwhile, or unreadable: said, not raised

@@ -422,7 +422,7 @@ def _is_emoji(c: str) -> bool:
     """Whether `c` is drawn as a picture that joins others (the emoji blocks, arrows to dingbats and
     the symbols that take U+FE0F); not a CJK character."""
     point = ord(c)
-    return point >= 0x1F000 or 0x2190 <= point <= 0x2BFF or c in "\u00a9\u00ae\u203c\u2049\u2122\u2139\u3030\u303d"
+    return 0x1F000 <= point <= 0x1FAFF or 0x2190 <= point <= 0x2BFF or c in "\u00a9\u00ae\u203c\u2049\u2122\u2139\u3030\u303d"
 
 
 def _cut(text: str, columns: int) -> str:

@@ -266,7 +266,7 @@ def score_batch(
         raise ReelsenseError(
             f"{exc}; run {run_id} is incomplete ({held} rows from shards that finished are kept): fix the "
             f"cause, then `reelsense score --model {model} --version {version} --run-id {run_id}` completes "
-            "it, or add --replace to start it over"
+            "it (with the --k, --retrieval, --candidates and --users it was started with), or add --replace to start it over"
         ) from exc
     db.refresh_views(wh)
     seconds = time.perf_counter() - started

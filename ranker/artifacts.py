@@ -19,7 +19,6 @@ descriptions of the data:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -283,7 +282,7 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
             # Probe: after lstm-attn alone was retrained, the error named only the old lstm-attn.
             # Not where items lack content: extract and align first would make the newer base stale too (probe).
             lacking = base in READS_CONTENT and len(items_without_content(data)) > 0
-            newer = None if lacking else _reused_by_train(models_dir, base, data, match, not_version=trained_on)
+            newer = None if lacking or match != "fingerprint" else find_reusable_base(models_dir, base, data, not_version=trained_on)
             if newer is not None:  # the same error, with the advice to re-rank the newer base
                 base_fix = (f"{fix} over" if fix else f"`reelsense train --models {name}` re-ranks") + f" the latest {base} {newer}, which fits"
                 try:
@@ -295,18 +294,14 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
     checked_meta(models_dir, name, data, version=version, match=match, fix=fix)
 
 
-def _reused_by_train(models_dir: Path, name: str, data: Dataset, match: str, *, not_version: str | None) -> str | None:
-    """The latest version of `name` where it fits `data` and a plain `reelsense train` would reuse
-    it (the default seed and settings, this code), other than `not_version`; else None (review: the
-    advice claimed reuse for a model that train would retrain)."""
+def find_reusable_base(models_dir: Path, name: str, data: Dataset, *, not_version: str | None) -> str | None:
+    """The latest version of `name` where a plain `reelsense train` would reuse it on `data` (its
+    reuse key: the same rows, items, content vectors, default settings, seed 0 and this code), other
+    than `not_version`; else None (review: the advice claimed reuse for a model train would retrain)."""
     try:
         meta = latest(models_dir, name)
-        if meta is None or meta["version"] == not_version or meta.get("seed") != 0 or meta.get("code_version") != code_version():
+        if meta is None or meta["version"] == not_version or meta.get("reuse_key") != reuse_key(name, build(name, "cpu", {}), data, 0):
             return None
-        default = build(name, "cpu", {}).config
-        if meta.get("config") != (dataclasses.asdict(default) if dataclasses.is_dataclass(default) else None):
-            return None
-        checked_meta(models_dir, name, data, version=meta["version"], match=match)
     except ReelsenseError:  # a damaged LATEST or meta.json: no claim
         return None
     return meta["version"]

@@ -468,7 +468,7 @@ def test_explain_pairs_the_latest_lstm_attn_only_with_a_lightgbm_trained_over_it
     capsys.readouterr()
     lines = explain_lines(copy, "user00", fresh)
     assert lines[0].endswith(f"model lstm-attn@{newest}") and not any("LightGBM feature contributions" in line for line in lines)
-    assert f"no lightgbm was trained over lstm-attn {newest} (`reelsense train --models lightgbm`" in capsys.readouterr().err
+    assert f"no lightgbm was trained over lstm-attn {newest}, the latest (`reelsense train --models lightgbm` trains one" in capsys.readouterr().err
     assert main(["--home", str(home), "train", "--models", "lightgbm"]) == 0
     lines = explain_lines(copy, "user00", fresh)
     lightgbm = artifacts.latest(copy.models_dir, "lightgbm")["version"]
