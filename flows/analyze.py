@@ -106,12 +106,12 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     except artifacts.ModelMismatch as exc:
         say(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", logging.WARNING)
         ctr_version = base_version = None
+    newest = (artifacts.latest(wh.models_dir, "lstm-attn") or {}).get("version")
     if not base_version and not ctr_version:  # the latest lstm-attn (probe: it was paired with a lightgbm over an older one)
-        base_version = (artifacts.latest(wh.models_dir, "lstm-attn") or {}).get("version")
+        base_version = newest
     if base_version and not ctr_version:  # that lstm-attn: the newest LightGBM stage trained over it, if any
         over_it = [m["version"] for m in artifacts.list_models(wh.models_dir) if m["name"] == "lightgbm" and m.get("base_version") == base_version]
         if not over_it:
-            newest = (artifacts.latest(wh.models_dir, "lstm-attn") or {}).get("version")
             if artifacts.latest(wh.models_dir, "lightgbm") is not None and base_version == newest:  # a run's older lstm-attn: as always, none
                 say(
                     f"explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn {base_version}, "

@@ -201,7 +201,8 @@ def extract_items(
     started = time.perf_counter()
     work, skipped, beyond = plan_extraction(home, config, force, limit)
     how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
-    logger.info("%d items to embed in %s (%s), %d skipped", len(work), how, ", ".join(model_ids(config).values()), skipped)
+    models = model_ids(config)
+    logger.info("%d items to embed in %s (%s), %d skipped", len(work), how, ", ".join(models.values()), skipped)
     with progress(total=len(work), unit="item", desc="extract-items", disable=not work) as bar:
         if shards:
             totals = _run_shards(home, work, config, force, shards, torch_threads, bar)
@@ -215,7 +216,7 @@ def extract_items(
         "past_limit": beyond,
         "forced": force,
         # Items with no video or audio to decode get a title vector only (probe: "0 without audio" read as complete).
-        "without_media": sum(1 for w in work if not w.video_uri and not w.audio_uri) if {"frames", "audio"} & set(model_ids(config)) else 0,
+        "without_media": sum(1 for w in work if not w.video_uri and not w.audio_uri) if {"frames", "audio"} & set(models) else 0,
         "seconds": round(seconds, 2),
         "items_per_s": round(len(work) / seconds, 2) if work else 0.0,
     }

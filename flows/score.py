@@ -126,16 +126,19 @@ def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = 
         )
 
 
+def check_model_fits(wh: Warehouse, model: str, version: str, **load: Any) -> None:
+    """The shards' own check of `model` at `version` against the features, asked on one partition's
+    users (`load`: load_dataset's build and popularity); ModelMismatch if it cannot score this warehouse."""
+    artifacts.check_with_base(wh.models_dir, model, load_dataset(wh, MAX_HISTORY, buckets=[0], **load), version=version, match="schema")
+
+
 def find_misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMismatch | None:
-    """Why `model` at `version` cannot score this warehouse (score_batch's own check, on one
-    partition's users), or None where it can, or where `samples` is not current (the flow rebuilds it
-    first, and checks then)."""
+    """Why `model` at `version` cannot score this warehouse (`check_model_fits`), or None where it
+    can, or where `samples` is not current (the flow rebuilds it first, and checks then)."""
     try:
-        first = load_dataset(wh, MAX_HISTORY, buckets=[0])
+        check_model_fits(wh, model, version)
     except StaleSamples:
         return None
-    try:
-        artifacts.check_with_base(wh.models_dir, model, first, version=version, match="schema")
     except artifacts.ModelMismatch as exc:
         return exc
     return None
@@ -234,9 +237,7 @@ def score_batch(
     # The shards' own check of the model against the features, asked first on one partition's users:
     # a model that cannot score this warehouse is refused before claim_run, whose --replace removes
     # the old run (probe: a refused --replace left the run deleted and nothing in its place).
-    first = load_dataset(wh, MAX_HISTORY, buckets=[0], build=build, popularity=popularity)
-    artifacts.check_with_base(wh.models_dir, model, first, version=version, match="schema")
-    del first
+    check_model_fits(wh, model, version, build=build, popularity=popularity)
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
     started = time.perf_counter()
     futures = [

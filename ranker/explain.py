@@ -123,26 +123,18 @@ def summarise(
     own = [(m, c) for m, c, h in zip(modality_names, contributions, has) if h]
     if not np.isfinite(contributions).all():  # the item has no content vector: nothing to take out
         parts.append("it has no content vector, so no modality contributed")
-    elif len(own) < len(modality_names):  # some modalities the item lacks: only its own are compared
+    elif own:  # only the item's own modalities are compared
         lacks = " or ".join(MODALITY_WORDS.get(m, m).removeprefix("the ") for m, h in zip(modality_names, has) if not h)
+        said = f"it has no {lacks}; " if lacks else ""
         if len(own) > 1:
             ranked = sorted(own, key=lambda x: -x[1])
             (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
             parts.append(
-                f"it has no {lacks}; {_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
+                f"{said}{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
                 f"(leaving it out costs {best_c:+.2f} vs {worst_c:+.2f} of the score)"
             )
-        elif own:
-            parts.append(f"it has no {lacks}; its {own[0][0]} content added {own[0][1]:+.2f} to the score")
-    elif len(modality_names) > 1:
-        ranked = sorted(zip(modality_names, contributions), key=lambda x: -x[1])
-        (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
-        parts.append(
-            f"{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
-            f"(leaving it out costs {best_c:+.2f} vs {worst_c:+.2f} of the score)"
-        )
-    elif modality_names:
-        parts.append(f"its {modality_names[0]} content added {contributions[0]:+.2f} to the score")
+        else:
+            parts.append(f"{said}its {own[0][0]} content added {own[0][1]:+.2f} to the score")
     return "; ".join(parts)
 
 

@@ -29,6 +29,17 @@ def analyzed(ranked_home, tmp_path_factory):
     return ranked_home, run, analyze(str(ranked_home.home), run_id="run-report", truth_path=str(truth), max_plot_users=3)
 
 
+def unscored_item(wh, user: str) -> str:
+    """The first item that no run scored for `user` and that `user` has no event with: explain
+    computes its explanation now."""
+    return db.fetch(
+        wh,
+        "SELECT item_id FROM items WHERE item_id NOT IN (SELECT item_id FROM scores WHERE user_id = $1) "
+        "AND item_id NOT IN (SELECT item_id FROM events WHERE user_id = $1) ORDER BY 1 LIMIT 1",
+        [user],
+    )[0]["item_id"]
+
+
 def test_every_scored_pair_is_explained(analyzed):
     wh, run, summary = analyzed
     assert summary["explanations"] == run["written"] == tiny_platform.USERS * 4
@@ -169,11 +180,7 @@ def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):
     assert "modality contributions" in text and "LightGBM feature contributions" in text
     unscored = explain_lines(wh, "user00", "i000")
     assert "computed now" in unscored[0]
-    fresh = db.fetch(  # neither scored for the user nor engaged with: no report will ever store it (probe)
-        wh,
-        "SELECT item_id FROM items WHERE item_id NOT IN (SELECT item_id FROM scores WHERE user_id = 'user00') "
-        "AND item_id NOT IN (SELECT item_id FROM events WHERE user_id = 'user00' AND event <> 'impression') ORDER BY 1 LIMIT 1",
-    )[0]["item_id"]
+    fresh = unscored_item(wh, "user00")  # neither scored for the user nor engaged with: no report will ever store it (probe)
     assert "computed now: no stored explanation of this pair: no run scored it (" in explain_lines(wh, "user00", fresh)[0]
     assert not any(line.startswith("Note:") for line in lines)  # a scored item is never an engaged one
     # An item the user engaged with is explained as a score, not as a recommendation (probe).
@@ -406,11 +413,7 @@ def test_explain_refuses_an_item_without_content_before_explaining_it(analyzed, 
     said = "reelsense: error: cannot explain item 'zz-new' for user 'user00': it has no content vector, so lstm-attn (which explains, and ranks "
     assert captured.err.startswith(said) and f"`reelsense --home {home} extract`, then `reelsense --home {home} align` give it one (" in captured.err
     assert "Why:" not in captured.out and "warning" not in captured.err  # nothing explained, no model loaded
-    fresh = db.fetch(  # a pair with no stored explanation: computed now, through the check
-        wh,
-        "SELECT item_id FROM items WHERE item_id NOT IN (SELECT item_id FROM scores WHERE user_id = 'user00') "
-        "AND item_id NOT IN (SELECT item_id FROM events WHERE user_id = 'user00') ORDER BY 1 LIMIT 1",
-    )[0]["item_id"]
+    fresh = unscored_item(wh, "user00")  # a pair with no stored explanation: computed now, through the check
     lines = explain_lines(type(wh)(home), "user00", fresh)
     assert "computed now" in lines[0] and any(line.startswith("Why: ") for line in lines)  # an item with content is explained
 
@@ -460,11 +463,7 @@ def test_explain_pairs_the_latest_lstm_attn_only_with_a_lightgbm_trained_over_it
     assert main(["--home", str(home), "train", "--models", "lstm-attn", "--force"]) == 0
     newest = artifacts.latest(copy.models_dir, "lstm-attn")["version"]
     assert artifacts.latest(copy.models_dir, "lightgbm")["base_version"] != newest
-    fresh = db.fetch(
-        copy,
-        "SELECT item_id FROM items WHERE item_id NOT IN (SELECT item_id FROM scores WHERE user_id = 'user00') "
-        "AND item_id NOT IN (SELECT item_id FROM events WHERE user_id = 'user00') ORDER BY 1 LIMIT 1",
-    )[0]["item_id"]
+    fresh = unscored_item(copy, "user00")
     capsys.readouterr()
     lines = explain_lines(copy, "user00", fresh)
     assert lines[0].endswith(f"model lstm-attn@{newest}") and not any("LightGBM feature contributions" in line for line in lines)
