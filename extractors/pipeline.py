@@ -62,6 +62,9 @@ class BatchResult:
     embeddings: dict[tuple[str, str], pa.Table]
     failures: list[dict[str, Any]]
     embedded_items: int
+    # Of those, items with neither video nor audio to decode, where a media modality is configured:
+    # a title vector only (counted as embedded, not as planned: a title that fails is not one).
+    without_media: int = 0
 
 
 def merge_results(results: list[BatchResult]) -> BatchResult:
@@ -75,6 +78,7 @@ def merge_results(results: list[BatchResult]) -> BatchResult:
         {key: pa.concat_tables(parts, promote_options="permissive") for key, parts in tables.items()},
         [failure for result in results for failure in result.failures],
         sum(result.embedded_items for result in results),
+        sum(result.without_media for result in results),
     )
 
 
@@ -282,7 +286,8 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
             raise ConfigError(f"two encoders would write {modality} vectors of model {key[1]} in one batch")
         tables[key] = embeddings_table([d.work for d, _ in ready], modality, key[1], out, now)
         embedded.update(d.work.item_id for d, _ in ready)
-    return BatchResult(tables, failures, len(embedded))
+    bare = {d.work.item_id for d in items if not d.work.video_uri and not d.work.audio_uri} if {"frames", "audio"} & set(encoders) else set()
+    return BatchResult(tables, failures, len(embedded), len(bare & embedded))
 
 
 def _input(prepared: Prepared, modality: str) -> Any:

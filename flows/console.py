@@ -286,20 +286,15 @@ def say(message: str, level: int = logging.INFO) -> None:
 
 def extract_line(summary: dict[str, Any]) -> str:
     past = summary.get("past_limit", 0)  # probe: `--limit 2` did not say that items were left to embed
+    redone = summary.get("past_limit_embedded", 0)  # probe: "a run without --limit embeds them" did nothing after --force
     return (
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio"
         + (f", {summary['without_media']} without media (a title vector only)" if summary.get("without_media") else "")
         + "; "
         f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
-        + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past and not summary.get("forced") else "")
-        # Probe: with --force the items past the limit have their vectors; only --force embeds them again.
-        + (
-            f"; {count(past, 'item')} past --limit not embedded again (--force without --limit re-embeds them; a run without "
-            "either embeds only those without vectors)"
-            if past and summary.get("forced")
-            else ""
-        )
+        + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past else "")
+        + (f"; {count(redone, 'item')} past --limit not embedded again (--force without --limit re-embeds them)" if redone else "")
         # Probe: "1 quarantined" said neither which nor why, and a rerun skips them.
         + (f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)" if summary["quarantined"] else "")
     )

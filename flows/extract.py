@@ -51,9 +51,10 @@ from warehouse.store import Warehouse
 
 
 @task(name="plan-extraction", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int, int]:
+def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int, int, int]:
     """The items to embed (the first `limit` of those that need it, by item_id), how many were
-    skipped, and how many more need embedding past the limit."""
+    skipped, and of the items past the limit: how many a run without --force would embed (they lack
+    a vector), and how many only --force would (they have theirs)."""
     wh = Warehouse(home)
     models = model_ids(config)
     items = [
@@ -64,7 +65,13 @@ def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | 
     work, skipped = plan_work(items, done, failed, models, no_audio=no_audio, force=force)
     # The limit counts items that need embedding (probe: as the first N of all items, a second
     # `--limit 1` planned the same, already embedded item and never moved on).
-    return (work, skipped, 0) if limit is None else (work[:limit], skipped, max(0, len(work) - limit))
+    if limit is None:
+        return work, skipped, 0, 0
+    past = work[limit:]
+    # Review: after `--force --limit` the items past it that never had a vector were also called "not embedded again".
+    lacking = {w.item_id for w in plan_work(items, done, failed, models, no_audio=no_audio)[0]} if force else {w.item_id for w in past}
+    still = sum(w.item_id in lacking for w in past)
+    return work[:limit], skipped, still, len(past) - still
 
 
 @task(name="decode-batch", cache_policy=NO_CACHE)
@@ -89,10 +96,16 @@ def write_task(home: str, result: BatchResult, force: bool) -> dict[str, int]:
     # (an encoder could not take the item's input, or returned the wrong number of vectors;
     # retried on the next run, since a device out of memory is one such error).
     quarantined = sum(1 for f in result.failures if f["stage"] != f"{STAGE}:audio")
-    return {"vectors": written, "embedded": result.embedded_items, "quarantined": quarantined, "audio_missing": len(result.failures) - quarantined}
+    return {
+        "vectors": written,
+        "embedded": result.embedded_items,
+        "quarantined": quarantined,
+        "audio_missing": len(result.failures) - quarantined,
+        "without_media": result.without_media,
+    }
 
 
-COUNTS = ("vectors", "embedded", "quarantined", "audio_missing")
+COUNTS = ("vectors", "embedded", "quarantined", "audio_missing", "without_media")
 
 
 def _add(totals: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
@@ -199,7 +212,7 @@ def extract_items(
     whichever worker runs it (the Dask runner's processes or machines)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    work, skipped, beyond = plan_extraction(home, config, force, limit)
+    work, skipped, beyond, redone = plan_extraction(home, config, force, limit)
     how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
     models = model_ids(config)
     logger.info("%d items to embed in %s (%s), %d skipped", len(work), how, ", ".join(models.values()), skipped)
@@ -213,10 +226,8 @@ def extract_items(
     summary = {
         **totals,
         "skipped": skipped,
-        "past_limit": beyond,
-        "forced": force,
-        # Items with no video or audio to decode get a title vector only (probe: "0 without audio" read as complete).
-        "without_media": sum(1 for w in work if not w.video_uri and not w.audio_uri) if {"frames", "audio"} & set(models) else 0,
+        "past_limit": beyond,  # past --limit, without a vector: a run without --limit embeds them
+        "past_limit_embedded": redone,  # past --limit, with their vectors: only --force embeds them again
         "seconds": round(seconds, 2),
         "items_per_s": round(len(work) / seconds, 2) if work else 0.0,
     }

@@ -266,7 +266,13 @@ def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batc
 
     def write(merged: BatchResult) -> dict[str, int]:
         writes.append(merged)
-        return {"vectors": merged.embeddings[("text", "t@1")].num_rows, "embedded": merged.embedded_items, "quarantined": 0, "audio_missing": 0}
+        return {
+            "vectors": merged.embeddings[("text", "t@1")].num_rows,
+            "embedded": merged.embedded_items,
+            "quarantined": 0,
+            "audio_missing": 0,
+            "without_media": 0,
+        }
 
     with Commits(write, commit_items=5) as commits:
         for start in range(0, 8, 2):
@@ -286,6 +292,26 @@ def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batc
         commits.add(result(["c"]), 1)
         raise KeyboardInterrupt
     assert writes == []
+
+
+def test_items_without_media_are_counted_only_where_their_title_is_embedded():
+    """Review: `without_media` counted the items planned, so an item with no media whose title gave
+    no vector (here an empty one) was still called "a title vector only"."""
+    from extractors.decode import DecodedItem
+    from extractors.pipeline import Prepared, WorkItem, embed_batch, loaded_encoders, merge_results
+
+    encoders = loaded_encoders(CONFIG.replace(modalities=("frames", "text")))
+    frames = np.random.default_rng(0).integers(0, 255, (2, 48, 64, 3), dtype=np.uint8)
+
+    def prepared(item_id, title, video, media):
+        return Prepared(WorkItem(item_id, title, video, None, "hash", ["frames", "text"]), DecodedItem(item_id, media, None, 0, 1.0))
+
+    batch = [prepared("clip", "a clip", "clip.mp4", frames), prepared("bare", "a title only", None, None), prepared("blank", "", None, None)]
+    result = embed_batch(batch, encoders)
+    assert (result.embedded_items, result.without_media) == (2, 1)
+    assert merge_results([result, result]).without_media == 2
+    text_only = embed_batch(batch, {"text": encoders["text"]})  # no media modality: nothing is missing
+    assert (text_only.embedded_items, text_only.without_media) == (2, 0)
 
 
 def test_batches_whose_titles_have_no_hashtag_merge_with_batches_that_have_one():
