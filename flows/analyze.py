@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import say
-from flows.rank import current_samples
+from flows.rank import current_samples, latest_meta
 from flows.report import run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts
 from ranker.base import device_for
@@ -106,7 +106,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     except artifacts.ModelMismatch as exc:
         say(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", logging.WARNING)
         ctr_version = base_version = None
-    newest = (artifacts.latest(wh.models_dir, "lstm-attn") or {}).get("version")
+    newest = (latest_meta(wh.models_dir, "lstm-attn") or {}).get("version")
     if not base_version and not ctr_version:  # the latest lstm-attn (probe: it was paired with a lightgbm over an older one)
         base_version = newest
     if base_version and not ctr_version:  # that lstm-attn: the newest LightGBM stage trained over it, if any

@@ -611,18 +611,19 @@ def _extract(args: argparse.Namespace) -> None:
     summary = run_extract(
         str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers, dask_address=args.dask_address, shards=args.shards
     )
-    print(extract_line(summary))
+    print(runnable(extract_line(summary)))  # probe: its failures query ran on the default home
 
 
-def _check_truth(path: Path, option: str, key: str) -> None:
-    """Refuse, before any flow starts, a file that is not the sample's truth.json."""
+def _check_truth(path: Path, option: str, key: str, home: Path) -> None:
+    """Refuse, before any flow starts, a file that is not the sample's truth.json (`home`'s demo
+    writes one in its sample folder)."""
     try:
         if not isinstance(json.loads(path.read_text())[key], dict):
             raise TypeError(f"{key!r} is not an object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReelsenseError(
             f"{option} {path}: not a sample's truth.json ({type(exc).__name__}: {exc}); "
-            "`reelsense sample --out DIR` writes one beside its items.csv (the demo's: .reelsense/sample/truth.json)"
+            f"`reelsense sample --out DIR` writes one beside its items.csv (the demo's: {home / 'sample' / 'truth.json'})"
         ) from None
 
 
@@ -638,7 +639,7 @@ def _align(args: argparse.Namespace) -> None:
     if not wh.has_rows_on_disk(EMBEDDINGS):
         raise WarehouseNotFound(f"no embeddings in {wh.home}; run `reelsense extract` first")
     if args.topics is not None:  # probe: a bad file was a traceback, after the alignment was written
-        _check_truth(args.topics, "--topics", "items")
+        _check_truth(args.topics, "--topics", "items", Path(args.home))
     out = align_items(str(wh.home), retrain=args.retrain, config=config, topics_path=str(args.topics) if args.topics else None)
     if "report" not in out:
         print(f"align-items: only {', '.join(out['modalities']) or 'no'} modality: nothing to align")
@@ -741,8 +742,8 @@ def _score(args: argparse.Namespace) -> None:
             # A model that cannot score this warehouse is the first thing to fix (probe: the conflict's
             # advice, --replace, then stopped on the model's misfit).
             raise (find_misfit(wh, args.model, version) or conflict) from None
-    elif args.version is not None:
-        model_version(wh, args.model, args.version)  # an unknown --version is refused before the flow starts
+    else:  # an unknown --version, an untrained model or a damaged LATEST is refused before the flow starts
+        model_version(wh, args.model, args.version)
     summary = run_score(
         str(wh.home),
         dask_workers=args.dask_workers,
@@ -769,7 +770,7 @@ def _report(args: argparse.Namespace) -> None:
     if args.pages < 0 or args.plot_users < 0:
         raise ReelsenseError(f"--pages and --plot-users take 0 or more, got {args.pages} and {args.plot_users}")
     if args.truth is not None:
-        _check_truth(args.truth, "--truth", "users")
+        _check_truth(args.truth, "--truth", "users", Path(args.home))
     shift_config = override(ShiftConfig(), read_toml(args.config), str(args.config)) if args.config else ShiftConfig()
     run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow starts
     summary = analyze(
@@ -800,6 +801,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _list_models(args: argparse.Namespace) -> None:
+    from flows.rank import damaged_latest
     from ranker.artifacts import latest, list_models, read_meta
 
     wh = Warehouse(args.home)
@@ -813,11 +815,12 @@ def _list_models(args: argparse.Namespace) -> None:
         except ReelsenseError as error:
             print(f"reelsense: skipped {meta_json.parent}: its meta.json is unreadable: {error}", file=sys.stderr)
     for marker in sorted((wh.models_dir / "rankers").glob("*/LATEST")):  # review: a damaged LATEST went unsaid
+        name = marker.parent.name
         try:
-            latest(wh.models_dir, marker.parent.name)
+            latest(wh.models_dir, name)
         except ReelsenseError as error:
-            said = f"{marker} names no readable version ({error}); no {marker.parent.name} is marked latest: write one of its versions below into that file, "
-            print(f"reelsense: warning: {runnable(said + f'or run `reelsense train --models {marker.parent.name} --force`')}", file=sys.stderr)
+            said = f"{damaged_latest(wh.models_dir, name, error)}; no {name} is marked latest: write one of its versions below into that file, "
+            print(f"reelsense: warning: {runnable(said + f'or run `reelsense train --models {name}`')}", file=sys.stderr)
     stopped = sorted(p for p in (wh.models_dir / "rankers").glob("*/unfinished.pt") if p.is_file())
     data_now = make_data_loader(wh)  # loaded once, and only for a stopped fit that needs it
     for path in stopped:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 import time
 from datetime import datetime, timezone
@@ -56,6 +57,25 @@ def current_samples(home: str) -> None:
     say(f"{reason}: rebuilt `samples` from `events` (build-features) first")
 
 
+def damaged_latest(models_dir: Path, name: str, error: Exception) -> str:
+    """What is wrong with a ranker's LATEST file that names no readable version (probe: an emptied
+    file read "no model sasrec version  in ...", and only `--force` got past it, unsaid)."""
+    marker = models_dir / "rankers" / name / "LATEST"
+    return f"{marker} names no readable version ({'it is empty' if not marker.read_text().strip() else error})"
+
+
+def latest_meta(models_dir: Path, name: str) -> dict[str, Any] | None:
+    """The latest version's meta.json (None where none was saved); a damaged LATEST is an error
+    that names the file and the ways out."""
+    try:
+        return artifacts.latest(models_dir, name)
+    except artifacts.ModelMismatch as error:
+        raise artifacts.ModelMismatch(
+            f"{damaged_latest(models_dir, name, error)}: write a version `reelsense models` lists into that file, "
+            f"or run `reelsense train --models {name}` (it trains one anew)"
+        ) from None
+
+
 @task(name="train-one-ranker", cache_policy=NO_CACHE)
 def train_one(
     home: str, name: str, data: Dataset, trained: dict, seed: int, device: str, force: bool = False, settings: dict[str, Any] | None = None
@@ -63,7 +83,11 @@ def train_one(
     models_dir = Warehouse(home).models_dir
     model = build(name, device, trained, settings)
     key = artifacts.reuse_key(name, model, data, seed)
-    saved = None if force else artifacts.latest(models_dir, name)
+    try:
+        saved = None if force else artifacts.latest(models_dir, name)
+    except artifacts.ModelMismatch as error:  # no latest to reuse: this fit's version becomes the latest
+        say(f"{damaged_latest(models_dir, name, error)}: training {name} anew; the version it saves becomes the latest", logging.WARNING)
+        saved = None
     # Rankers trained in epochs keep their state here after each one: a stopped `train` continues
     # from its last finished epoch (a file of another fit, say other data, is replaced).
     unfinished = artifacts.unfinished_fit(models_dir, name)

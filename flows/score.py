@@ -39,7 +39,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import waiting_for_reports
-from flows.rank import current_samples
+from flows.rank import current_samples, latest_meta
 from flows.report import run_dir, write_runs_index
 from flows.runners import dask_runner
 from ranker import artifacts
@@ -146,7 +146,7 @@ def find_misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMisma
 
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     """The version a run with `model` (and `version`, default: the latest) will score with."""
-    meta = artifacts.read_meta(wh.models_dir, model, version) if version else artifacts.latest(wh.models_dir, model)
+    meta = artifacts.read_meta(wh.models_dir, model, version) if version else latest_meta(wh.models_dir, model)
     if meta is None:
         raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; run `reelsense train --models {model}` first")
     return meta["version"]

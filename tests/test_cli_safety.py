@@ -534,6 +534,7 @@ def test_report_and_align_with_a_bad_truth_file_is_a_one_line_error(scored_home,
         assert main(["--home", str(scored_home), "report", "--run-id", "full", "--truth", str(truth)]) == 2
         err = capsys.readouterr().err
         assert f"--truth {truth}: not a sample's truth.json ({reason}" in err and err.count("\n") == 1
+        assert f"(the demo's: {scored_home / 'sample' / 'truth.json'})" in err  # probe: it named the default home's
     # probe: align --topics read the file after aligning, and a bad one was a traceback (exit 1)
     for truth, reason in (*bad, (tmp_path / "other.json", "KeyError")):
         assert main(["--home", str(scored_home), "align", "--topics", str(truth)]) == 2
@@ -820,6 +821,16 @@ def test_extract_refuses_counts_below_their_least(home, capsys, args, least):
     with pytest.raises(SystemExit) as exit_:
         main(["--home", str(home), "extract", *args])
     assert exit_.value.code == 2 and f"expected {least} or more" in capsys.readouterr().err
+
+
+def test_the_extract_lines_failures_query_names_the_home(scored_home, capsys, monkeypatch):
+    """Probe: run as printed, the query listing the quarantined items read the default home."""
+    import flows.extract
+
+    summary = {"embedded": 2, "skipped": 0, "quarantined": 1, "audio_missing": 0, "vectors": 6, "seconds": 1.0, "items_per_s": 2.0}
+    monkeypatch.setattr(flows.extract, "run_extract", lambda *args, **kwargs: summary)
+    assert main(["--home", str(scored_home), "extract"]) == 0
+    assert f'; reelsense --home {scored_home} sql "SELECT item_id, error FROM failures ' in capsys.readouterr().out
 
 
 def test_extract_refuses_a_local_and_a_running_dask_cluster_at_once(home, capsys, monkeypatch):

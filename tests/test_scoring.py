@@ -486,6 +486,23 @@ def test_lightgbm_reranks_the_base_version_it_was_trained_on_not_the_latest(home
     assert artifacts.load(home.models_dir, "lstm-attn", data, {}, "cpu", match="schema").version == "zz-newer"
 
 
+def test_a_damaged_latest_is_named_with_its_ways_out_and_train_trains_anew(home, capsys, monkeypatch):
+    """Probe: an emptied LATEST stopped `train` with "no model lstm-attn version  in ..." (only
+    --force got past it, unsaid), and `score` said the same."""
+    marker = home.models_dir / "rankers" / "lstm-attn" / "LATEST"
+    before = marker.read_text().strip()
+    marker.write_text("")
+    assert _cli(home, "score", "--model", "lstm-attn", "--k", "3") == 2
+    err = capsys.readouterr().err
+    assert f"{marker} names no readable version (it is empty): write a version `reelsense --home {home.home} models` lists into that file, " in err
+    assert f"or run `reelsense --home {home.home} train --models lstm-attn` (it trains one anew)" in err, err
+    said: list[str] = []
+    monkeypatch.setattr("flows.rank.say", lambda message, *args, **kwargs: said.append(message))
+    assert _cli(home, "train", "--models", "lstm-attn") == 0
+    assert f"{marker} names no readable version (it is empty): training lstm-attn anew; the version it saves becomes the latest" in said, said
+    assert marker.read_text().strip() not in ("", before) and artifacts.latest(home.models_dir, "lstm-attn")["seed"] == 0
+
+
 def test_a_base_that_no_longer_fits_is_named_as_lightgbms_with_both_to_retrain(home, capsys):
     """Probe: `score --model lightgbm` named only lstm-attn and said to rerun `reelsense train`."""
     base = artifacts.latest(home.models_dir, "lightgbm")["base_version"]
