@@ -312,6 +312,34 @@ def test_pair_seeds_pairs_each_seed_and_the_seed_means_over_the_same_users(tmp_p
     assert (row["code_version"], row["code_version_b"]) == ("c0", "c9") and row["unmasked"]["b_minus_a"]["diff"] == pytest.approx(0.025)
 
 
+def test_same_steps_counts_the_users_whose_values_differ_and_the_largest_gaps(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import same_steps
+
+    a = _harness_json(tmp_path / "a.json", "abc", {"x/seed0": ("c0", [0.0, 0.5, 1.0]), "y/seed0": ("c0", [0.1, 0.2, 0.3]), "z/seed0": ("c0", [0.0])})
+    b = _harness_json(tmp_path / "b.json", "abc", {"x/seed0": ("c1", [0.0, 0.5, 1.0]), "y/seed0": ("c1", [0.1, 0.25, 0.3])})
+    result = same_steps.compare(a, b)
+    x, y = result["steps"]["x/seed0"], result["steps"]["y/seed0"]
+    assert x["same_per_user"] and x["users_differing"] == 0 and x["code_version"] == ["c0", "c1"]
+    # y: one user differs, in both protocols (masked values are half the unmasked ones)
+    assert not y["same_per_user"] and y["users_differing"] == 2 and y["largest_user_difference"] == pytest.approx(0.05)
+    assert result["only_a"] == ["z/seed0"] and result["only_b"] == []
+    text = "\n".join(same_steps.lines(result))
+    assert "x/seed0: every user's NDCG@10 the same" in text and "y/seed0: 2 user values differ (at most 0.05)" in text and "steps in a only: z/seed0" in text
+    # Metrics and curves: the largest gap, named; a cold step's slices are compared slice by slice.
+    one = {"code_version": "c", "metrics": {"unmasked": {"ndcg@10": 0.3}}, "history": [{"valid_ndcg@10": 0.1}, {"valid_ndcg@10": 0.2}]}
+    other = {**one, "metrics": {"unmasked": {"ndcg@10": 0.31}}, "history": [{"valid_ndcg@10": 0.1}, {"valid_ndcg@10": 0.23}]}
+    cold = {"code_version": "c", "ndcg10_per_user": {"cold_targets": {"unmasked": [0.0, 1.0]}}}
+    gaps = same_steps.compare_step({**one, **cold}, {**other, **cold})
+    assert gaps["largest_metric_difference"] == pytest.approx(0.01) and gaps["metric"] == "metrics/unmasked/ndcg@10"
+    assert gaps["largest_curve_difference"] == pytest.approx(0.03) and gaps["per_user_keys"] == ["cold_targets/unmasked"] and gaps["same_per_user"]
+    other_users = _harness_json(tmp_path / "other.json", "zzz", {"x/seed0": ("c0", [0.0, 0.5, 1.0])})
+    with pytest.raises(SystemExit, match="different test users"):
+        same_steps.compare(a, other_users)
+    with pytest.raises(SystemExit, match="no such file"):
+        same_steps.compare(a, str(tmp_path / "missing.json"))
+
+
 def test_the_cold_start_header_names_the_split_seed_and_the_training_seed_apart(monkeypatch):
     """The split's seed is fixed at 0; a run with --seeds 1 trains its cold models with seed 1, and
     the header said "seed 0" for both."""
