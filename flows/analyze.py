@@ -25,7 +25,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import say
-from flows.rank import current_samples, latest_meta
+from flows.latest import latest_meta, readable_latest
+from flows.rank import current_samples
 from flows.report import run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts
 from ranker.base import device_for
@@ -106,13 +107,14 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     except artifacts.ModelMismatch as exc:
         say(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", logging.WARNING)
         ctr_version = base_version = None
-    newest = (latest_meta(wh.models_dir, "lstm-attn") or {}).get("version")
     if not base_version and not ctr_version:  # the latest lstm-attn (probe: it was paired with a lightgbm over an older one)
-        base_version = newest
+        base_version = newest = (latest_meta(wh.models_dir, "lstm-attn") or {}).get("version")
+    else:  # the run's own models: a damaged LATEST does not stop them (review)
+        newest = (readable_latest(wh.models_dir, "lstm-attn") or {}).get("version")
     if base_version and not ctr_version:  # that lstm-attn: the newest LightGBM stage trained over it, if any
         over_it = [m["version"] for m in artifacts.list_models(wh.models_dir) if m["name"] == "lightgbm" and m.get("base_version") == base_version]
         if not over_it:
-            if artifacts.latest(wh.models_dir, "lightgbm") is not None and base_version == newest:  # a run's older lstm-attn: as always, none
+            if readable_latest(wh.models_dir, "lightgbm") is not None and base_version == newest:  # a run's older lstm-attn: as always, none
                 say(
                     f"explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn {base_version}, "
                     "the latest (`reelsense train --models lightgbm` trains one over it)",
@@ -126,7 +128,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
         ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema", fix=_retrain("lstm-attn,lightgbm"))
     except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
-        latest = artifacts.latest(wh.models_dir, "lightgbm")
+        latest = readable_latest(wh.models_dir, "lightgbm")
         if latest is not None and run_id and ctr_version and ctr_version != latest["version"] and _fits(wh, data, latest):
             # Probe: after a retrain the advice sent the user back to steps done already: newer models exist.
             say(
@@ -145,7 +147,7 @@ def _fits(wh: Warehouse, data: Dataset, ctr: dict[str, Any]) -> bool:
     """Whether the LightGBM stage `ctr` (registry meta) is over the latest lstm-attn and fits the
     warehouse: a rescore would then explain with it (review: advising a rescore whatever held)."""
     try:
-        if ctr.get("base_version") != (artifacts.latest(wh.models_dir, "lstm-attn") or {}).get("version"):
+        if ctr.get("base_version") != (readable_latest(wh.models_dir, "lstm-attn") or {}).get("version"):
             return False
         artifacts.check_with_base(wh.models_dir, "lightgbm", data, version=ctr["version"], match="schema")
     except ReelsenseError:

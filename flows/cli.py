@@ -801,8 +801,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _list_models(args: argparse.Namespace) -> None:
-    from flows.rank import damaged_latest
-    from ranker.artifacts import latest, list_models, read_meta
+    from flows.latest import latest_meta
+    from ranker.artifacts import list_models, read_meta
 
     wh = Warehouse(args.home)
     # A folder with no warehouse in it (probe: it printed "no trained models", exit 0; a file is refused by `main`).
@@ -815,12 +815,10 @@ def _list_models(args: argparse.Namespace) -> None:
         except ReelsenseError as error:
             print(f"reelsense: skipped {meta_json.parent}: its meta.json is unreadable: {error}", file=sys.stderr)
     for marker in sorted((wh.models_dir / "rankers").glob("*/LATEST")):  # review: a damaged LATEST went unsaid
-        name = marker.parent.name
         try:
-            latest(wh.models_dir, name)
+            latest_meta(wh.models_dir, marker.parent.name)
         except ReelsenseError as error:
-            said = f"{damaged_latest(wh.models_dir, name, error)}; no {name} is marked latest: write one of its versions below into that file, "
-            print(f"reelsense: warning: {runnable(said + f'or run `reelsense train --models {name}`')}", file=sys.stderr)
+            print(f"reelsense: warning: {runnable(str(error))}; until then no {marker.parent.name} is marked latest", file=sys.stderr)
     stopped = sorted(p for p in (wh.models_dir / "rankers").glob("*/unfinished.pt") if p.is_file())
     data_now = make_data_loader(wh)  # loaded once, and only for a stopped fit that needs it
     for path in stopped:

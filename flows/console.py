@@ -287,6 +287,7 @@ def say(message: str, level: int = logging.INFO) -> None:
 def extract_line(summary: dict[str, Any]) -> str:
     past = summary.get("past_limit", 0)  # probe: `--limit 2` did not say that items were left to embed
     redone = summary.get("past_limit_embedded", 0)  # probe: "a run without --limit embeds them" did nothing after --force
+    retried = summary.get("past_limit_quarantined", 0)
     return (
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio"
@@ -295,6 +296,7 @@ def extract_line(summary: dict[str, Any]) -> str:
         f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
         + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past else "")
         + (f"; {count(redone, 'item')} past --limit not embedded again (--force without --limit re-embeds them)" if redone else "")
+        + (f"; {count(retried, 'quarantined item')} past --limit not tried again (--force without --limit tries them)" if retried else "")
         # Probe: "1 quarantined" said neither which nor why, and a rerun skips them.
         + (f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)" if summary["quarantined"] else "")
     )

@@ -29,6 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
+from flows.latest import LATEST_ERRORS, damaged_latest, readable_latest
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -57,25 +58,6 @@ def current_samples(home: str) -> None:
     say(f"{reason}: rebuilt `samples` from `events` (build-features) first")
 
 
-def damaged_latest(models_dir: Path, name: str, error: Exception) -> str:
-    """What is wrong with a ranker's LATEST file that names no readable version (probe: an emptied
-    file read "no model sasrec version  in ...", and only `--force` got past it, unsaid)."""
-    marker = models_dir / "rankers" / name / "LATEST"
-    return f"{marker} names no readable version ({'it is empty' if not marker.read_text().strip() else error})"
-
-
-def latest_meta(models_dir: Path, name: str) -> dict[str, Any] | None:
-    """The latest version's meta.json (None where none was saved); a damaged LATEST is an error
-    that names the file and the ways out."""
-    try:
-        return artifacts.latest(models_dir, name)
-    except artifacts.ModelMismatch as error:
-        raise artifacts.ModelMismatch(
-            f"{damaged_latest(models_dir, name, error)}: write a version `reelsense models` lists into that file, "
-            f"or run `reelsense train --models {name}` (it trains one anew)"
-        ) from None
-
-
 @task(name="train-one-ranker", cache_policy=NO_CACHE)
 def train_one(
     home: str, name: str, data: Dataset, trained: dict, seed: int, device: str, force: bool = False, settings: dict[str, Any] | None = None
@@ -85,8 +67,8 @@ def train_one(
     key = artifacts.reuse_key(name, model, data, seed)
     try:
         saved = None if force else artifacts.latest(models_dir, name)
-    except artifacts.ModelMismatch as error:  # no latest to reuse: this fit's version becomes the latest
-        say(f"{damaged_latest(models_dir, name, error)}: training {name} anew; the version it saves becomes the latest", logging.WARNING)
+    except LATEST_ERRORS as error:  # no latest to reuse: this fit's version becomes the latest
+        say(f"{damaged_latest(models_dir, name, error, ways_out=False)}: training {name} anew; the version it saves becomes the latest", logging.WARNING)
         saved = None
     # Rankers trained in epochs keep their state here after each one: a stopped `train` continues
     # from its last finished epoch (a file of another fit, say other data, is replaced).
@@ -339,8 +321,8 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
         if name not in ALL_MODELS:
             dropped[name] = RETIRED_ROW
             continue
-        latest = (artifacts.latest(models_dir, name) or {}).get("version")
-        if latest is None:
+        latest = (readable_latest(models_dir, name) or {}).get("version")
+        if latest is None:  # a damaged LATEST too: `train` then trains it anew
             dropped[name] = UNTRAINED_ROW
         elif differ:
             dropped[name] = f"the earlier evaluate had other {', '.join(differ)}"

@@ -39,7 +39,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import waiting_for_reports
-from flows.rank import current_samples, latest_meta
+from flows.latest import latest_meta
+from flows.rank import current_samples
 from flows.report import run_dir, write_runs_index
 from flows.runners import dask_runner
 from ranker import artifacts

@@ -61,6 +61,16 @@ def test_extract_embeds_quarantines_and_is_incremental(prefect_harness, sample_i
     summary = run_extract(str(wh.home), CONFIG)
     assert (summary["embedded"], summary["without_media"]) == (1, 1) and counts(wh)["text"] == 14
     assert ", 0 without audio, 1 without media (a title vector only); " in extract_line(summary)
+    # Review: after --force --limit a quarantined item past the limit was "not embedded again", as if it had its vectors.
+    zz = wh.home / "zz.csv"
+    zz.write_text(f"item_id,title,video_uri\nzzbroken,another broken clip,{sample_items / 'videos' / 'broken.mp4'}\n")
+    ingest_items(wh, zz)
+    assert (run_extract(str(wh.home), CONFIG)["quarantined"]) == 1
+    forced = run_extract(str(wh.home), CONFIG.replace(modalities=("text",)), force=True, limit=2)  # bare and broken; then v0001-v0012, zzbroken
+    assert (forced["embedded"], forced["past_limit"], forced["past_limit_embedded"], forced["past_limit_quarantined"]) == (2, 0, 12, 1)
+    assert "; 12 items past --limit not embedded again (--force without --limit re-embeds them); 1 quarantined item past --limit not tried again " in (
+        extract_line(forced)
+    )
 
 
 def test_media_inside_the_home_are_found_after_the_home_moves(prefect_harness, sample_items, tmp_path):
@@ -295,22 +305,34 @@ def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batc
 
 
 def test_items_without_media_are_counted_only_where_their_title_is_embedded():
-    """Review: `without_media` counted the items planned, so an item with no media whose title gave
-    no vector (here an empty one) was still called "a title vector only"."""
+    """Review: `without_media` counted the items planned, so an item with no media whose title the
+    text encoder refused was still called "a title vector only"."""
     from extractors.decode import DecodedItem
+    from extractors.encoders import Embedded
     from extractors.pipeline import Prepared, WorkItem, embed_batch, loaded_encoders, merge_results
+    from warehouse.errors import EncoderInputError
 
-    encoders = loaded_encoders(CONFIG.replace(modalities=("frames", "text")))
+    class Titles:  # a text encoder that refuses one title, as an encoder refuses an input it cannot take
+        name, version = "titles", "1"
+
+        def embed(self, titles):
+            if "refused" in titles:
+                raise EncoderInputError("this title cannot be encoded")
+            return Embedded(np.ones((len(titles), 4), np.float32), [[] for _ in titles])
+
+    encoders = {"frames": loaded_encoders(CONFIG.replace(modalities=("frames",)))["frames"], "text": Titles()}
     frames = np.random.default_rng(0).integers(0, 255, (2, 48, 64, 3), dtype=np.uint8)
 
     def prepared(item_id, title, video, media):
-        return Prepared(WorkItem(item_id, title, video, None, "hash", ["frames", "text"]), DecodedItem(item_id, media, None, 0, 1.0))
+        needs = ["frames", "text"] if video else ["text"]  # as plan_work plans them
+        return Prepared(WorkItem(item_id, title, video, None, "hash", needs), DecodedItem(item_id, media, None, 0, 1.0))
 
-    batch = [prepared("clip", "a clip", "clip.mp4", frames), prepared("bare", "a title only", None, None), prepared("blank", "", None, None)]
+    batch = [prepared("clip", "a clip", "clip.mp4", frames), prepared("bare", "a title only", None, None), prepared("bad", "refused", None, None)]
     result = embed_batch(batch, encoders)
     assert (result.embedded_items, result.without_media) == (2, 1)
+    assert [(f["item_id"], f["stage"]) for f in result.failures] == [("bad", "extract-items:text:encoder")]
     assert merge_results([result, result]).without_media == 2
-    text_only = embed_batch(batch, {"text": encoders["text"]})  # no media modality: nothing is missing
+    text_only = embed_batch(batch, {"text": Titles()})  # no media modality: nothing is missing
     assert (text_only.embedded_items, text_only.without_media) == (2, 0)
 
 

@@ -250,7 +250,8 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     assert "bpr-mf: a stopped fit (1 epoch finished, last saved " in out and "--config FILE` continues it (FILE:" in out, out
     assert "is this fit" not in out and "*" not in out, out
     assert f"reelsense: warning: {marker} names no readable version (no model bpr-mf version no-such-version in " in err, err
-    assert f"write one of its versions below into that file, or run `reelsense --home {wh.home} train --models bpr-mf`" in err, err
+    assert f"readable versions (`reelsense --home {wh.home} models` lists them) into that file, or `reelsense --home {wh.home} train --models bpr-mf` " in err
+    assert err.rstrip().endswith("trains one anew; until then no bpr-mf is marked latest"), err
     marker.write_text(f"{saved}\n")
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
     assert metas["bpr-mf"]["reused"] and not path.exists()

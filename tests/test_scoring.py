@@ -491,11 +491,24 @@ def test_a_damaged_latest_is_named_with_its_ways_out_and_train_trains_anew(home,
     --force got past it, unsaid), and `score` said the same."""
     marker = home.models_dir / "rankers" / "lstm-attn" / "LATEST"
     before = marker.read_text().strip()
+    assert _cli(home, "score", "--model", "lstm-attn", "--k", "3", "--run-id", "r1") == 0  # a run, for explain and prune below
     marker.write_text("")
     assert _cli(home, "score", "--model", "lstm-attn", "--k", "3") == 2
     err = capsys.readouterr().err
-    assert f"{marker} names no readable version (it is empty): write a version `reelsense --home {home.home} models` lists into that file, " in err
-    assert f"or run `reelsense --home {home.home} train --models lstm-attn` (it trains one anew)" in err, err
+    ways_out = (
+        f"{marker} names no readable version (it is empty): write its one readable version (`reelsense --home {home.home} models` lists it) "
+        f"into that file, or `reelsense --home {home.home} train --models lstm-attn` trains one anew"
+    )
+    assert ways_out in err, err
+    assert _cli(home, "explain", "--user", "user00", "--item", "i001") == 2
+    assert ways_out in capsys.readouterr().err
+    # The run's own lstm-attn still explains it (review: the damaged LATEST stopped its report too).
+    assert _cli(home, "report", "--run-id", "r1") == 0, capsys.readouterr().err
+    capsys.readouterr()
+    versions = sorted(p.name for p in marker.parent.iterdir())
+    assert _cli(home, "prune", "--keep-runs", "1") == 2  # review: it deleted every version of lstm-attn
+    assert f"nothing pruned: prune keeps each ranker's latest version, and {ways_out}" in capsys.readouterr().err
+    assert sorted(p.name for p in marker.parent.iterdir()) == versions
     said: list[str] = []
     monkeypatch.setattr("flows.rank.say", lambda message, *args, **kwargs: said.append(message))
     assert _cli(home, "train", "--models", "lstm-attn") == 0
