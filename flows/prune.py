@@ -14,7 +14,7 @@ import shutil
 from typing import Any
 
 from flows.console import waiting_for_reports
-from flows.latest import latest_meta
+from flows.latest import check_latest
 from flows.report import run_dir, write_runs_index
 from flows.score import remove_runs
 from ranker import artifacts
@@ -28,11 +28,10 @@ def prune_runs(wh: Warehouse, keep: int) -> dict[str, Any]:
     """Keep the `keep` newest runs (by their latest scored_at); returns what went."""
     if keep < 1:
         raise ReelsenseError(f"--keep-runs must be at least 1, got {keep}; prune keeps the newest N score runs")
-    for marker in sorted((wh.models_dir / "rankers").glob("*/LATEST")):  # review: every version of such a ranker went
-        try:
-            latest_meta(wh.models_dir, marker.parent.name)
-        except ReelsenseError as error:
-            raise ReelsenseError(f"nothing pruned: prune keeps each ranker's latest version, and {error}") from None
+    try:  # review: prune kept no version of a ranker without a readable LATEST, deleting every one no run pins
+        check_latest(wh.models_dir)
+    except ReelsenseError as error:
+        raise ReelsenseError(f"nothing pruned: prune keeps each ranker's latest version, and {error}") from None
     with store.runs_lock(wh, exclusive=True, on_wait=waiting_for_reports):  # running reports finish first (flows/analyze.py)
         return _prune(wh, keep)
 

@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
-from flows.latest import LATEST_ERRORS, damaged_latest, readable_latest
+from flows.latest import LATEST_ERRORS, damaged_latest, latest_meta, readable_latest
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -198,6 +198,7 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
     refused: dict[str, artifacts.ModelMismatch] = {}
     for name in models:
         try:
+            latest_meta(models_dir, name)  # a damaged LATEST, named with the ways out (review)
             artifacts.check_with_base(models_dir, name, data)
         except artifacts.ModelMismatch as exc:
             refused[name] = exc

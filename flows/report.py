@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from flows.console import runnable, unpaired_note, vs_reference
-from flows.latest import readable_latest
+from flows.latest import latest_meta
 from ranker import artifacts, plots
 from ranker.data import Dataset
 from ranker.explain import attention_matrix, label, mean_contributions, profile_words
@@ -293,8 +293,14 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data:
     if measured == version:
         return ""
     held = f"{name} version {measured}" if measured else f"no {name}"
-    latest = (readable_latest(wh.models_dir, name) or {}).get("version")
-    if latest is None:  # a damaged LATEST too: `train` then trains one anew
+    damaged: artifacts.ModelMismatch | None = None
+    try:
+        latest = (latest_meta(wh.models_dir, name) or {}).get("version")
+    except artifacts.ModelMismatch as exc:
+        latest, damaged = None, exc
+    if damaged is not None:  # review: it said "no NAME is saved now" of saved versions
+        advice = f"no {html.escape(name)} is the latest now: {html.escape(str(damaged))}."
+    elif latest is None:
         advice = f"no {html.escape(name)} is saved now: <code>reelsense train --models {html.escape(name)}</code> trains one."
     elif latest != version:  # probe, 2026-12-03: it blamed an older --version where a retrain had come since
         advice = (

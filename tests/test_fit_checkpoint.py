@@ -249,7 +249,7 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     out, err = capsys.readouterr()
     assert "bpr-mf: a stopped fit (1 epoch finished, last saved " in out and "--config FILE` continues it (FILE:" in out, out
     assert "is this fit" not in out and "*" not in out, out
-    assert f"reelsense: warning: {marker} names no readable version (no model bpr-mf version no-such-version in " in err, err
+    assert f"reelsense: warning: {marker} names no readable version (it names no-such-version, which is not there): " in err, err
     assert f"readable versions (`reelsense --home {wh.home} models` lists them) into that file, or `reelsense --home {wh.home} train --models bpr-mf` " in err
     assert err.rstrip().endswith("trains one anew; until then no bpr-mf is marked latest"), err
     marker.write_text(f"{saved}\n")
@@ -297,6 +297,24 @@ def test_models_skips_a_damaged_model_folder_and_says_so(tmp_path, capsys):
     assert f"skipped {folder}: its meta.json is unreadable" in captured.err and "no trained models" in captured.out
     with pytest.raises(ReelsenseError, match=r"meta.json is damaged .*delete .* and run `reelsense train --models sasrec --force`"):
         artifacts.latest(tmp_path / "home" / "models", "sasrec")
+
+
+def test_a_damaged_latest_of_a_retired_or_unsaved_ranker_offers_only_what_works(tmp_path):
+    """Review: the advice named `train --models id-sequence` (retired) and versions that were not there."""
+    from flows.latest import check_latest, damaged_latest, latest_meta
+
+    models = tmp_path / "models"
+    for name in ("id-sequence", "sasrec"):
+        (models / "rankers" / name).mkdir(parents=True)
+        (models / "rankers" / name / "LATEST").write_text("gone\n")
+    retired = damaged_latest(models, "id-sequence", ValueError("unused"))
+    assert retired == f"{models / 'rankers' / 'id-sequence' / 'LATEST'} names no readable version (it names gone, which is not there): " + (
+        "delete that file (then no id-sequence is the latest)"
+    )
+    with pytest.raises(ReelsenseError, match=r"\(it names gone, which is not there\), and no version of sasrec is readable: `reelsense train --models sas"):
+        latest_meta(models, "sasrec")
+    (models / "rankers" / "sasrec" / "LATEST").unlink()  # no versions and no LATEST: nothing to refuse; a retired ranker is not checked
+    check_latest(models)
 
 
 def test_settings_are_printed_as_a_rankers_toml_writes_them():

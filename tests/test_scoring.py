@@ -491,22 +491,27 @@ def test_a_damaged_latest_is_named_with_its_ways_out_and_train_trains_anew(home,
     --force got past it, unsaid), and `score` said the same."""
     marker = home.models_dir / "rankers" / "lstm-attn" / "LATEST"
     before = marker.read_text().strip()
-    assert _cli(home, "score", "--model", "lstm-attn", "--k", "3", "--run-id", "r1") == 0  # a run, for explain and prune below
+    assert _cli(home, "score", "--model", "lstm-attn", "--k", "3", "--run-id", "r1") == 0  # a run, for report and prune below
+    spare = marker.parent / "aa-spare"  # a version no run pins and no lightgbm re-ranks: prune would delete it
+    shutil.copytree(marker.parent / before, spare)
+    meta = json.loads((spare / "meta.json").read_text())
+    (spare / "meta.json").write_text(json.dumps({**meta, "version": "aa-spare"}))
     marker.write_text("")
     assert _cli(home, "score", "--model", "lstm-attn", "--k", "3") == 2
     err = capsys.readouterr().err
     ways_out = (
-        f"{marker} names no readable version (it is empty): write its one readable version (`reelsense --home {home.home} models` lists it) "
+        f"{marker} names no readable version (it is empty): write one of its 2 readable versions (`reelsense --home {home.home} models` lists them) "
         f"into that file, or `reelsense --home {home.home} train --models lstm-attn` trains one anew"
     )
     assert ways_out in err, err
-    assert _cli(home, "explain", "--user", "user00", "--item", "i001") == 2
-    assert ways_out in capsys.readouterr().err
+    for command in (["explain", "--user", "user00", "--item", "i001"], ["evaluate", "--models", "lstm-attn"]):
+        assert _cli(home, *command) == 2
+        assert ways_out in capsys.readouterr().err, command
     # The run's own lstm-attn still explains it (review: the damaged LATEST stopped its report too).
     assert _cli(home, "report", "--run-id", "r1") == 0, capsys.readouterr().err
     capsys.readouterr()
     versions = sorted(p.name for p in marker.parent.iterdir())
-    assert _cli(home, "prune", "--keep-runs", "1") == 2  # review: it deleted every version of lstm-attn
+    assert _cli(home, "prune", "--keep-runs", "1") == 2  # review: it deleted every version of lstm-attn that no run pinned
     assert f"nothing pruned: prune keeps each ranker's latest version, and {ways_out}" in capsys.readouterr().err
     assert sorted(p.name for p in marker.parent.iterdir()) == versions
     said: list[str] = []
@@ -514,6 +519,10 @@ def test_a_damaged_latest_is_named_with_its_ways_out_and_train_trains_anew(home,
     assert _cli(home, "train", "--models", "lstm-attn") == 0
     assert f"{marker} names no readable version (it is empty): training lstm-attn anew; the version it saves becomes the latest" in said, said
     assert marker.read_text().strip() not in ("", before) and artifacts.latest(home.models_dir, "lstm-attn")["seed"] == 0
+    marker.unlink()  # a LATEST deleted by hand: prune refuses too (review: it kept no version as the latest)
+    assert _cli(home, "prune", "--keep-runs", "1") == 2
+    assert f"nothing pruned: prune keeps each ranker's latest version, and {marker.parent} holds 3 version(s) and no LATEST: " in capsys.readouterr().err
+    assert spare.is_dir()
 
 
 def test_a_base_that_no_longer_fits_is_named_as_lightgbms_with_both_to_retrain(home, capsys):
