@@ -34,44 +34,61 @@ def damaged_latest(models_dir: Path, name: str, error: Exception, *, ways_out: b
     """What is wrong with `name`'s LATEST file and, with `ways_out`, how to mend it (probe: an
     emptied file read "no model sasrec version  in ...", and only `--force` got past it, unsaid)."""
     marker = models_dir / "rankers" / name / "LATEST"
+    readable = readable_versions(models_dir, name)
     try:
         named = marker.read_text().strip()
-        why = "it is empty" if not named else f"it names {named}, which is not there" if not (marker.parent / named).is_dir() else str(error)
+        if not named:
+            why = "it is empty"
+        elif Path(named).name != named or named in (".", "..") or "\n" in named:  # probe: a path led to another ranker's version
+            why = f"it holds {named!r}, which is no version's name"
+        elif not (marker.parent / named).is_dir():
+            why = f"it names {named}, which is not there"
+        else:
+            why = f"it names {named}, which cannot be read: {error}"
+        what = f"{marker} names no readable version ({why})"
+    except FileNotFoundError:  # probe: "no trained lstm-attn" where versions were saved
+        what = f"{marker} is missing, though {name} has {len(readable)} saved version(s)"
     except (OSError, ValueError) as unreadable:
-        why = f"it cannot be read: {unreadable}"
-    what = f"{marker} names no readable version ({why})"
+        what = f"{marker} names no readable version (it cannot be read: {unreadable})"
     if not ways_out:
         return what
-    readable = len(readable_versions(models_dir, name))
     delete = f"delete that file (then no {name} is the latest)"
     if name not in ALL_MODELS:  # a ranker this version no longer trains (review: `train` refused the advice)
         return f"{what}: {delete}"
     train = f"`reelsense train --models {name}` trains one anew"
     if not readable:  # review: the advice sent users to versions that were not there
         return f"{what}, and no version of {name} is readable: {train}, or {delete}"
-    which = f"one of its {readable} readable versions (`reelsense models` lists them)"
-    which = "its one readable version (`reelsense models` lists it)" if readable == 1 else which
+    which = f"one of its {len(readable)} readable versions (the newest: {readable[-1]})" if len(readable) > 1 else f"its one readable version, {readable[0]}"
     return f"{what}: write {which} into that file, or {train}"
+
+
+def checked_latest(models_dir: Path, name: str) -> dict[str, Any] | None:
+    """artifacts.latest, where LATEST must name one of `name`'s own version folders (probe: a path
+    in it read another ranker's version), and a missing LATEST beside saved versions is an error."""
+    marker = models_dir / "rankers" / name / "LATEST"
+    if not marker.exists():
+        if readable_versions(models_dir, name):
+            raise FileNotFoundError(marker)
+        return None
+    meta = artifacts.latest(models_dir, name)
+    named = marker.read_text().strip()
+    if meta is not None and (Path(named).name != named or named in (".", "..") or meta.get("name") != name or meta.get("version") != named):
+        raise artifacts.ModelMismatch(f"its meta.json is of {meta.get('name')} {meta.get('version')}")
+    return meta
 
 
 def check_latest(models_dir: Path) -> None:
     """Refuse (ModelMismatch) where a ranker's versions have no readable latest: its LATEST is
     damaged, or gone while versions are there (prune would delete every version no run pins)."""
     for folder in sorted(p for p in (models_dir / "rankers").glob("*") if p.is_dir() and p.name in ALL_MODELS):
-        if (folder / "LATEST").exists():
-            latest_meta(models_dir, folder.name)
-        elif readable := readable_versions(models_dir, folder.name):  # review: a LATEST deleted by hand
-            raise artifacts.ModelMismatch(
-                f"{folder} holds {len(readable)} version(s) and no LATEST: write one of them ({readable[-1]} is the newest) into "
-                f"{folder / 'LATEST'}, or run `reelsense train --models {folder.name}`"
-            )
+        latest_meta(models_dir, folder.name)
 
 
 def latest_meta(models_dir: Path, name: str) -> dict[str, Any] | None:
-    """The latest version's meta.json (None where none was saved); a damaged LATEST is an error
-    that names the file and the ways out."""
+    """The latest version's meta.json (None where none was saved); a damaged or missing LATEST
+    beside saved versions is an error that names the file and the ways out."""
     try:
-        return artifacts.latest(models_dir, name)
+        return checked_latest(models_dir, name)
     except LATEST_ERRORS as error:
         raise artifacts.ModelMismatch(damaged_latest(models_dir, name, error)) from None
 
@@ -80,6 +97,6 @@ def readable_latest(models_dir: Path, name: str) -> dict[str, Any] | None:
     """The latest version's meta.json, None where none was saved or LATEST is damaged (for what
     is optional: explain's LightGBM stage, a comparison with the newest version)."""
     try:
-        return artifacts.latest(models_dir, name)
+        return checked_latest(models_dir, name)
     except LATEST_ERRORS:
         return None

@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
-from flows.latest import LATEST_ERRORS, damaged_latest, latest_meta, readable_latest
+from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_versions
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -66,7 +66,7 @@ def train_one(
     model = build(name, device, trained, settings)
     key = artifacts.reuse_key(name, model, data, seed)
     try:
-        saved = None if force else artifacts.latest(models_dir, name)
+        saved = None if force else checked_latest(models_dir, name)
     except LATEST_ERRORS as error:  # no latest to reuse: this fit's version becomes the latest
         say(f"{damaged_latest(models_dir, name, error, ways_out=False)}: training {name} anew; the version it saves becomes the latest", logging.WARNING)
         saved = None
@@ -322,8 +322,11 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
         if name not in ALL_MODELS:
             dropped[name] = RETIRED_ROW
             continue
-        latest = (readable_latest(models_dir, name) or {}).get("version")
-        if latest is None:  # a damaged LATEST too: `train` then trains it anew
+        try:
+            latest = (latest_meta(models_dir, name) or {}).get("version")
+        except artifacts.ModelMismatch:  # a damaged LATEST: the row stays while its version is saved (probe: "no longer trained")
+            latest = r.get("version") if r.get("version") in readable_versions(models_dir, name) else None
+        if latest is None:
             dropped[name] = UNTRAINED_ROW
         elif differ:
             dropped[name] = f"the earlier evaluate had other {', '.join(differ)}"

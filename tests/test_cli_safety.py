@@ -1093,7 +1093,10 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     monkeypatch.setattr(analyze, "_explainer", lambda wh, data, device, version: f"lstm-attn {version}")
     monkeypatch.setattr(artifacts, "checked_meta", lambda *a, **k: None)
     monkeypatch.setattr(artifacts, "list_models", lambda models_dir: registry)
-    monkeypatch.setattr(artifacts, "latest", lambda models_dir, name: registry[-1] if name == "lightgbm" else {"version": "b2"})
+    monkeypatch.setattr(artifacts, "latest", lambda models_dir, name: registry[-1] if name == "lightgbm" else {"name": "lstm-attn", "version": "b2"})
+    for name, version in (("lightgbm", "g2"), ("lstm-attn", "b2")):  # the LATEST files the stand-ins above read
+        (tmp_path / "rankers" / name).mkdir(parents=True)
+        (tmp_path / "rankers" / name / "LATEST").write_text(version)
     fits = {"g2": True}
 
     def check_with_base(models_dir, name, data, *, version, match):
@@ -1127,6 +1130,7 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert said == retrain
     registry.pop()  # g1 is the latest: the data changed under it, and retraining is the way out
+    (tmp_path / "rankers" / "lightgbm" / "LATEST").write_text("g1")
     said.clear()
     analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert said == [

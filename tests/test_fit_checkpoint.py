@@ -5,6 +5,7 @@ a finished one is not trained again."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import sys
 from dataclasses import replace
@@ -250,7 +251,7 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     assert "bpr-mf: a stopped fit (1 epoch finished, last saved " in out and "--config FILE` continues it (FILE:" in out, out
     assert "is this fit" not in out and "*" not in out, out
     assert f"reelsense: warning: {marker} names no readable version (it names no-such-version, which is not there): " in err, err
-    assert f"readable versions (`reelsense --home {wh.home} models` lists them) into that file, or `reelsense --home {wh.home} train --models bpr-mf` " in err
+    assert f"readable versions (the newest: {saved}) into that file, or `reelsense --home {wh.home} train --models bpr-mf` trains one anew" in err
     assert err.rstrip().endswith("trains one anew; until then no bpr-mf is marked latest"), err
     marker.write_text(f"{saved}\n")
     metas = train_rankers(str(wh.home), models=["bpr-mf"], seed=3, device="cpu", settings={"bpr-mf": settings})
@@ -315,6 +316,20 @@ def test_a_damaged_latest_of_a_retired_or_unsaved_ranker_offers_only_what_works(
         latest_meta(models, "sasrec")
     (models / "rankers" / "sasrec" / "LATEST").unlink()  # no versions and no LATEST: nothing to refuse; a retired ranker is not checked
     check_latest(models)
+    # Probe: a path in LATEST read another ranker's version (and prune deleted sasrec's only one); a
+    # deleted LATEST beside a saved version read "no trained sasrec".
+    for name, version in (("sasrec", "v1"), ("lstm-attn", "v2")):
+        (models / "rankers" / name / version).mkdir(parents=True)
+        (models / "rankers" / name / version / "meta.json").write_text(json.dumps({"name": name, "version": version}))
+    (models / "rankers" / "lstm-attn" / "LATEST").write_text("v2\n")
+    (models / "rankers" / "sasrec" / "LATEST").write_text("../lstm-attn/v2\n")
+    with pytest.raises(ReelsenseError, match=r"\(it holds '\.\./lstm-attn/v2', which is no version's name\): write its one readable version, v1 into"):
+        check_latest(models)
+    (models / "rankers" / "sasrec" / "LATEST").unlink()
+    with pytest.raises(ReelsenseError, match=r"LATEST is missing, though sasrec has 1 saved version\(s\): write its one readable version, v1 into that file"):
+        latest_meta(models, "sasrec")
+    (models / "rankers" / "sasrec" / "LATEST").write_text("v1\n")
+    assert latest_meta(models, "sasrec") == {"name": "sasrec", "version": "v1"}
 
 
 def test_settings_are_printed_as_a_rankers_toml_writes_them():

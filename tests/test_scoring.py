@@ -492,15 +492,15 @@ def test_a_damaged_latest_is_named_with_its_ways_out_and_train_trains_anew(home,
     marker = home.models_dir / "rankers" / "lstm-attn" / "LATEST"
     before = marker.read_text().strip()
     assert _cli(home, "score", "--model", "lstm-attn", "--k", "3", "--run-id", "r1") == 0  # a run, for report and prune below
-    spare = marker.parent / "aa-spare"  # a version no run pins and no lightgbm re-ranks: prune would delete it
+    spare = marker.parent / "zz-spare"  # a version no run pins and no lightgbm re-ranks: prune would delete it
     shutil.copytree(marker.parent / before, spare)
     meta = json.loads((spare / "meta.json").read_text())
-    (spare / "meta.json").write_text(json.dumps({**meta, "version": "aa-spare"}))
+    (spare / "meta.json").write_text(json.dumps({**meta, "version": "zz-spare"}))
     marker.write_text("")
     assert _cli(home, "score", "--model", "lstm-attn", "--k", "3") == 2
     err = capsys.readouterr().err
     ways_out = (
-        f"{marker} names no readable version (it is empty): write one of its 2 readable versions (`reelsense --home {home.home} models` lists them) "
+        f"{marker} names no readable version (it is empty): write one of its 2 readable versions (the newest: zz-spare) "
         f"into that file, or `reelsense --home {home.home} train --models lstm-attn` trains one anew"
     )
     assert ways_out in err, err
@@ -521,7 +521,9 @@ def test_a_damaged_latest_is_named_with_its_ways_out_and_train_trains_anew(home,
     assert marker.read_text().strip() not in ("", before) and artifacts.latest(home.models_dir, "lstm-attn")["seed"] == 0
     marker.unlink()  # a LATEST deleted by hand: prune refuses too (review: it kept no version as the latest)
     assert _cli(home, "prune", "--keep-runs", "1") == 2
-    assert f"nothing pruned: prune keeps each ranker's latest version, and {marker.parent} holds 3 version(s) and no LATEST: " in capsys.readouterr().err
+    assert f"nothing pruned: prune keeps each ranker's latest version, and {marker} is missing, though lstm-attn has 3 saved version(s): " in (
+        capsys.readouterr().err
+    )
     assert spare.is_dir()
 
 
