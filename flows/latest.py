@@ -67,7 +67,7 @@ def checked_latest(models_dir: Path, name: str) -> dict[str, Any] | None:
     in it read another ranker's version), and a missing LATEST beside saved versions is an error."""
     marker = models_dir / "rankers" / name / "LATEST"
     if not marker.exists():
-        if readable_versions(models_dir, name):
+        if name in ALL_MODELS and readable_versions(models_dir, name):  # a retired ranker's versions are no one's latest
             raise FileNotFoundError(marker)
         return None
     meta = artifacts.latest(models_dir, name)
