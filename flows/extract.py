@@ -68,7 +68,7 @@ def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | 
     # `--limit 1` planned the same, already embedded item and never moved on).
     past = [] if limit is None else work[limit:]
     # Review: after `--force --limit` the items past it that never had a vector were also called "not embedded again".
-    lacking = {w.item_id for w in plan_work(items, done, failed, models, no_audio=no_audio)[0]} if force else {w.item_id for w in past}
+    lacking = {w.item_id for w in plan_work(items, done, failed, models, no_audio=no_audio)[0]} if force and past else {w.item_id for w in past}
     kinds = ["to_embed" if w.item_id in lacking else "quarantined" if (w.item_id, w.content_hash) in failed else "embedded" for w in past]
     return work if limit is None else work[:limit], skipped, {kind: kinds.count(kind) for kind in ("to_embed", "embedded", "quarantined")}
 

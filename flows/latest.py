@@ -30,6 +30,11 @@ def readable_versions(models_dir: Path, name: str) -> list[str]:
     return found
 
 
+def _version_name(text: str) -> bool:
+    """Whether a LATEST's text can name a version folder of its own ranker (not a path, '.' or '..')."""
+    return Path(text).name == text and text not in (".", "..") and "\n" not in text
+
+
 def damaged_latest(models_dir: Path, name: str, error: Exception, *, ways_out: bool = True) -> str:
     """What is wrong with `name`'s LATEST file and, with `ways_out`, how to mend it (probe: an
     emptied file read "no model sasrec version  in ...", and only `--force` got past it, unsaid)."""
@@ -39,7 +44,7 @@ def damaged_latest(models_dir: Path, name: str, error: Exception, *, ways_out: b
         named = marker.read_text().strip()
         if not named:
             why = "it is empty"
-        elif Path(named).name != named or named in (".", "..") or "\n" in named:  # probe: a path led to another ranker's version
+        elif not _version_name(named):  # probe: a path led to another ranker's version
             why = f"it holds {named!r}, which is no version's name"
         elif not (marker.parent / named).is_dir():
             why = f"it names {named}, which is not there"
@@ -72,7 +77,7 @@ def checked_latest(models_dir: Path, name: str) -> dict[str, Any] | None:
         return None
     meta = artifacts.latest(models_dir, name)
     named = marker.read_text().strip()
-    if meta is not None and (Path(named).name != named or named in (".", "..") or meta.get("name") != name or meta.get("version") != named):
+    if meta is not None and (not _version_name(named) or meta.get("name") != name or meta.get("version") != named):
         raise artifacts.ModelMismatch(f"its meta.json is of {meta.get('name')} {meta.get('version')}")
     return meta
 
