@@ -288,8 +288,12 @@ def extract_line(summary: dict[str, Any]) -> str:
     past = summary.get("past_limit", 0)  # probe: `--limit 2` did not say that items were left to embed
     redone = summary.get("past_limit_embedded", 0)  # probe: "a run without --limit embeds them" did nothing after --force
     retried = summary.get("past_limit_quarantined", 0)
+    held = summary.get("skipped_quarantined", 0)  # probe: quarantined items were "skipped", as if embedded
+    why = f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)"
     return (
-        f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped, "
+        f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped"
+        + (f" ({held} of them quarantined before: --force tries them again)" if held else "")
+        + ", "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio"
         + (f", {summary['without_media']} without media (a title vector only)" if summary.get("without_media") else "")
         + "; "
@@ -298,7 +302,7 @@ def extract_line(summary: dict[str, Any]) -> str:
         + (f"; {count(redone, 'item')} past --limit not embedded again (--force without --limit re-embeds them)" if redone else "")
         + (f"; {count(retried, 'quarantined item')} past --limit not tried again (--force without --limit tries them)" if retried else "")
         # Probe: "1 quarantined" said neither which nor why, and a rerun skips them.
-        + (f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)" if summary["quarantined"] else "")
+        + (why if summary["quarantined"] or held else "")
     )
 
 

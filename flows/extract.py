@@ -53,9 +53,10 @@ from warehouse.store import Warehouse
 @task(name="plan-extraction", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int, dict[str, int]]:
     """The items to embed (the first `limit` of those that need it, by item_id), how many were
-    skipped, and the items past the limit by what a run without --limit would do with them:
-    "to_embed" (they lack a vector: any run embeds them), and after --force "embedded" (they have
-    their vectors) and "quarantined" (an earlier run quarantined them: only --force tries again)."""
+    skipped, and counts: "held", the skipped items that lack a vector but that an earlier run
+    quarantined (only --force tries them again), and the items past the limit by what a run
+    without --limit would do with them: "to_embed" (they lack a vector: any run embeds them), and
+    after --force "embedded" (they have their vectors) and "quarantined" (quarantined before)."""
     wh = Warehouse(home)
     models = model_ids(config)
     items = [
@@ -70,7 +71,10 @@ def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | 
     # Review: after `--force --limit` the items past it that never had a vector were also called "not embedded again".
     lacking = {w.item_id for w in plan_work(items, done, failed, models, no_audio=no_audio)[0]} if force and past else {w.item_id for w in past}
     kinds = ["to_embed" if w.item_id in lacking else "quarantined" if (w.item_id, w.content_hash) in failed else "embedded" for w in past]
-    return work if limit is None else work[:limit], skipped, {kind: kinds.count(kind) for kind in ("to_embed", "embedded", "quarantined")}
+    # Probe: an item quarantined before was one of the "skipped", as if it had its vectors.
+    held = 0 if force else sum((w.item_id, w.content_hash) in failed for w in plan_work(items, done, set(), models, no_audio=no_audio)[0])
+    counts = {kind: kinds.count(kind) for kind in ("to_embed", "embedded", "quarantined")}
+    return work if limit is None else work[:limit], skipped, {**counts, "held": held}
 
 
 @task(name="decode-batch", cache_policy=NO_CACHE)
@@ -211,7 +215,7 @@ def extract_items(
     whichever worker runs it (the Dask runner's processes or machines)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    work, skipped, past = plan_extraction(home, config, force, limit)
+    work, skipped, counts = plan_extraction(home, config, force, limit)
     how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
     models = model_ids(config)
     logger.info("%d items to embed in %s (%s), %d skipped", len(work), how, ", ".join(models.values()), skipped)
@@ -225,9 +229,10 @@ def extract_items(
     summary = {
         **totals,
         "skipped": skipped,
-        "past_limit": past["to_embed"],  # past --limit, without a vector: a run without --limit embeds them
-        "past_limit_embedded": past["embedded"],  # after --force: with their vectors, embedded again only by --force
-        "past_limit_quarantined": past["quarantined"],  # after --force: quarantined before, tried again only by --force
+        "skipped_quarantined": counts["held"],  # of the skipped: quarantined before, tried again only by --force
+        "past_limit": counts["to_embed"],  # past --limit, without a vector: a run without --limit embeds them
+        "past_limit_embedded": counts["embedded"],  # after --force: with their vectors, embedded again only by --force
+        "past_limit_quarantined": counts["quarantined"],  # after --force: quarantined before, tried again only by --force
         "seconds": round(seconds, 2),
         "items_per_s": round(len(work) / seconds, 2) if work else 0.0,
     }

@@ -44,7 +44,14 @@ def test_extract_embeds_quarantines_and_is_incremental(prefect_harness, sample_i
     assert [f["item_id"] for f in failures] == ["broken"] and "cannot decode video" in failures[0]["error"]
 
     again = run_extract(str(wh.home), CONFIG)
-    assert (again["embedded"], again["vectors"], again["skipped"]) == (0, 0, 13)
+    assert (again["embedded"], again["vectors"], again["skipped"], again["skipped_quarantined"]) == (0, 0, 13, 1)
+    from flows.console import extract_line
+    from warehouse.db import QUARANTINED_ITEMS
+
+    # Probe: the quarantined item was one of "13 skipped", unsaid.
+    assert "13 skipped (1 of them quarantined before: --force tries them again), 0 quarantined" in extract_line(again)
+    assert extract_line(again).endswith(f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)")
+    assert [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM quarantined_items")] == ["broken"]
     assert counts(wh) == {"frames": 12, "text": 12, "audio": 12}
 
     before = {r["item_id"]: r["created_at"] for r in db.fetch(wh, "SELECT item_id, created_at FROM embeddings WHERE modality = 'text'")}
@@ -52,8 +59,8 @@ def test_extract_embeds_quarantines_and_is_incremental(prefect_harness, sample_i
     assert forced["vectors"] == 13  # the broken clip's title is embedded too: text needs no video
     after = {r["item_id"]: r["created_at"] for r in db.fetch(wh, "SELECT item_id, created_at FROM embeddings WHERE modality = 'text'")}
     assert set(after) == set(before) | {"broken"} and all(after[i] > before[i] for i in before)
+    assert [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM quarantined_items")] == ["broken"]  # its media still undecodable
     # An item with no media: a title vector only, said (probe: "0 without audio" read as complete).
-    from flows.console import extract_line
 
     bare = wh.home / "bare.csv"
     bare.write_text("item_id,title,video_uri\nbare,a title and nothing else,\n")
@@ -103,6 +110,22 @@ def test_vectors_are_queryable_and_topics_are_nearest(prefect_harness, sample_it
         {"item": "v0001"},
     )
     assert nearest.column("item_id").to_pylist() == ["v0007"]
+
+
+def test_a_quarantined_item_whose_media_is_fixed_leaves_the_quarantine(prefect_harness, sample_items, wh, tmp_path):
+    """Probe: the printed query of quarantined items still listed one fixed and embedded since."""
+    clip = tmp_path / "clip.mp4"
+    shutil.copyfile(sample_items / "videos" / "broken.mp4", clip)
+    (tmp_path / "one.csv").write_text(f"item_id,title,video_uri\nfixme,a clip,{clip}\n")
+    config = CONFIG.replace(modalities=("frames",))
+    ingest_items(wh, tmp_path / "one.csv")
+    assert run_extract(str(wh.home), config)["quarantined"] == 1
+    assert [r["item_id"] for r in db.fetch(wh, "SELECT item_id FROM quarantined_items")] == ["fixme"]
+    shutil.copyfile(sample_items / "videos" / "v0001.mp4", clip)  # fixed, and ingested again
+    ingest_items(wh, tmp_path / "one.csv")
+    assert run_extract(str(wh.home), config)["embedded"] == 1
+    assert db.fetch(wh, "SELECT item_id FROM quarantined_items") == []
+    assert len(db.fetch(wh, "SELECT * FROM failures WHERE stage = 'extract-items'")) == 1  # history kept
 
 
 def test_a_changed_item_is_embedded_again(prefect_harness, sample_items, wh, tmp_path):

@@ -603,3 +603,51 @@ def test_a_run_remover_says_once_that_it_waits_for_a_running_report(wh):
     with store.runs_lock(wh, exclusive=True, on_wait=lambda: waited.append("free")):
         pass
     assert waited == ["busy"]
+
+
+def test_quarantined_items_lists_only_what_an_item_has_not_got_past(wh):
+    """Probe: the printed failures query listed items embedded since. The view keeps a failure of
+    the item's current content that no later vector of the failed modality answers."""
+    from warehouse.schemas import FAILURES
+
+    t0, t1, t2 = (datetime(2026, 1, d, tzinfo=timezone.utc) for d in (1, 2, 3))
+    item = {"title": "t", "video_uri": "v.mp4", "audio_uri": None, "duration_s": None, "source": "test", "ingested_at": t0}
+    hashes = {"media": "h1", "fixed": "h2", "forced": "h3", "frames": "h4", "audio": "h5", "text": "h6"}
+    items = [{**item, "item_id": i, "content_hash": h} for i, h in hashes.items()]
+    items.append({**item, "item_id": "fixed", "content_hash": "h2new", "ingested_at": t2})  # fixed media, ingested again
+    store.append(wh, ITEMS, pa.Table.from_pylist(items, schema=ITEMS.schema))
+
+    def failure(item_id, stage, at, content_hash, error="failed"):
+        record = json.dumps({"item_id": item_id, "content_hash": content_hash})
+        return {"stage": stage, "source": "v.mp4", "item_id": item_id, "user_id": None, "error": error, "record": record, "failed_at": at}
+
+    failures = [
+        failure("media", "extract-items", t0, "h1"),  # still undecodable
+        failure("media", "extract-items", t1, "h1", "failed again"),  # tried again (--force): one row per stage, the latest
+        failure("fixed", "extract-items", t0, "h2"),  # its earlier content
+        failure("forced", "extract-items", t0, "h3"),  # then embedded by --force
+        failure("frames", "extract-items:frames:encoder", t0, "h4"),  # a text vector since: still refused
+        failure("audio", "extract-items:audio:encoder", t0, "h5"),  # an audio vector since: got past it
+        failure("text", "extract-items:audio", t0, "h6"),  # no audio track: recorded, not quarantined
+    ]
+    store.append(wh, FAILURES, pa.Table.from_pylist(failures, schema=FAILURES.schema))
+    vectors = [("fixed", "frames", "h2new", t2), ("forced", "frames", "h3", t1), ("frames", "text", "h4", t1)]
+    vectors += [("audio", "audio", "h5", t1), ("media", "text", "h1", t2)]
+    store.append(
+        wh,
+        EMBEDDINGS,
+        pa.Table.from_pylist(
+            [
+                {"item_id": i, "modality": m, "model": "m@1", "dim": 1, "vector": [1.0], "tags": [], "content_hash": h, "created_at": at}
+                for i, m, h, at in vectors
+            ],
+            schema=EMBEDDINGS.schema,
+        ),
+    )
+    db.refresh_views(wh)
+    rows = db.fetch(wh, "SELECT item_id, stage, failed_at FROM quarantined_items ORDER BY item_id")
+    assert [(r["item_id"], r["stage"], r["failed_at"]) for r in rows] == [
+        ("frames", "extract-items:frames:encoder", t0),
+        ("media", "extract-items", t1),  # a title vector does not get past undecodable media
+    ]
+    assert db.QUARANTINED_ITEMS.startswith('reelsense sql "SELECT item_id, stage, error FROM quarantined_items')
