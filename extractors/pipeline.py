@@ -65,6 +65,8 @@ class BatchResult:
     # Of those, items with neither video nor audio to decode, where a media modality is configured:
     # a title vector only (counted as embedded, not as planned: a title that fails is not one).
     without_media: int = 0
+    # Items with media but an empty title, where text is configured: no text vector (nothing to embed).
+    without_title: int = 0
 
 
 def merge_results(results: list[BatchResult]) -> BatchResult:
@@ -79,6 +81,7 @@ def merge_results(results: list[BatchResult]) -> BatchResult:
         [failure for result in results for failure in result.failures],
         sum(result.embedded_items for result in results),
         sum(result.without_media for result in results),
+        sum(result.without_title for result in results),
     )
 
 
@@ -287,7 +290,8 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
         tables[key] = embeddings_table([d.work for d, _ in ready], modality, key[1], out, now)
         embedded.update(d.work.item_id for d, _ in ready)
     bare = {d.work.item_id for d in items if not d.work.video_uri and not d.work.audio_uri} if {"frames", "audio"} & set(encoders) else set()
-    return BatchResult(tables, failures, len(embedded), len(bare & embedded))
+    untitled = {d.work.item_id for d in items if not d.work.title} if "text" in encoders else set()
+    return BatchResult(tables, failures, len(embedded), len(bare & embedded), len(untitled & embedded))
 
 
 def _input(prepared: Prepared, modality: str) -> Any:

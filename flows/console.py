@@ -296,6 +296,8 @@ def extract_line(summary: dict[str, Any]) -> str:
         + ", "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio"
         + (f", {summary['without_media']} without media (a title vector only)" if summary.get("without_media") else "")
+        # Probe: an empty title beside good media got no text vector, unsaid.
+        + (f", {summary['without_title']} without a title (no text vector)" if summary.get("without_title") else "")
         + "; "
         f"{summary['vectors']} vectors in {summary['seconds']}s ({summary['items_per_s']} items/s)"
         + (f"; {count(past, 'item')} past --limit still to embed (a run without --limit embeds them)" if past else "")

@@ -105,10 +105,11 @@ def write_task(home: str, result: BatchResult, force: bool) -> dict[str, int]:
         "quarantined": quarantined,
         "audio_missing": len(result.failures) - quarantined,
         "without_media": result.without_media,
+        "without_title": result.without_title,
     }
 
 
-COUNTS = ("vectors", "embedded", "quarantined", "audio_missing", "without_media")
+COUNTS = ("vectors", "embedded", "quarantined", "audio_missing", "without_media", "without_title")
 
 
 def _add(totals: dict[str, int], counts: dict[str, int]) -> dict[str, int]:

@@ -305,6 +305,7 @@ def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batc
             "quarantined": 0,
             "audio_missing": 0,
             "without_media": 0,
+            "without_title": 0,
         }
 
     with Commits(write, commit_items=5) as commits:
@@ -347,7 +348,7 @@ def test_items_without_media_are_counted_only_where_their_title_is_embedded():
     frames = np.random.default_rng(0).integers(0, 255, (2, 48, 64, 3), dtype=np.uint8)
 
     def prepared(item_id, title, video, media):
-        needs = ["frames", "text"] if video else ["text"]  # as plan_work plans them
+        needs = (["frames"] if video else []) + (["text"] if title else [])  # as plan_work plans them
         return Prepared(WorkItem(item_id, title, video, None, "hash", needs), DecodedItem(item_id, media, None, 0, 1.0))
 
     batch = [prepared("clip", "a clip", "clip.mp4", frames), prepared("bare", "a title only", None, None), prepared("bad", "refused", None, None)]
@@ -357,6 +358,14 @@ def test_items_without_media_are_counted_only_where_their_title_is_embedded():
     assert merge_results([result, result]).without_media == 2
     text_only = embed_batch(batch, {"text": Titles()})  # no media modality: nothing is missing
     assert (text_only.embedded_items, text_only.without_media) == (2, 0)
+    # Probe: an empty title beside good media got no text vector, unsaid.
+    untitled = embed_batch([prepared("clip", "a clip", "clip.mp4", frames), prepared("silent", None, "quiet.mp4", frames)], encoders)
+    assert (untitled.embedded_items, untitled.without_title, untitled.without_media) == (2, 1, 0)
+    assert embed_batch(batch[:1] + [prepared("silent", None, "quiet.mp4", frames)], {"frames": encoders["frames"]}).without_title == 0  # no text configured
+    from flows.console import extract_line
+
+    summary = {"embedded": 2, "skipped": 0, "quarantined": 0, "audio_missing": 0, "vectors": 3, "seconds": 1.0, "items_per_s": 2.0}
+    assert ", 0 without audio, 1 without a title (no text vector); " in extract_line({**summary, "without_title": 1})
 
 
 def test_batches_whose_titles_have_no_hashtag_merge_with_batches_that_have_one():
