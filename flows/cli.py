@@ -141,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     restore = lambda: None  # noqa: E731
     exit_if_bridged = lambda: None  # noqa: E731
+    restore_quietly = False
     try:
         name_home(args.home, default_home())
         if args.command in FLOW_COMMANDS:
@@ -151,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # tests, a notebook) keeps its Ctrl-C and SIGTERM. serve stops its runner on Ctrl-C, as Prefect's serve does.
             if argv is None and args.command != "serve":
                 restore, exit_if_bridged = _exit_at_once_on_interrupt()
+                restore_quietly = True
         # probe: a NotADirectoryError traceback, for a home that is a file or lies below one
         afile = next((p for p in (args.home.absolute(), *args.home.absolute().parents) if p.exists() and not p.is_dir()), None)
         given = _home_source(args.home)
@@ -211,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         restore()
+        if restore_quietly:
+            _stop_at_once_while_exiting()
         name_home(None)
 
 
@@ -264,7 +268,7 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
         return lambda: None, lambda: None
     import prefect.flow_engine
     import prefect.utilities.engine as prefect_bridge
-    import psutil  # here, not in the handler: nothing that can fail or wait runs before the exit
+    import psutil  # noqa: F401  # loaded here: in the handler (_exit_now) its import is a lookup that cannot fail or wait
     from prefect.settings import PREFECT_API_URL
 
     bridge = prefect.flow_engine.capture_sigterm
@@ -297,18 +301,7 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
         if stopping:  # a second signal arrived before the first could ignore it
             return
         stopping.append(signum)
-        try:
-            for ignored in HANDLED:
-                signal.signal(ignored, signal.SIG_IGN)  # a second signal cannot cut this short
-            line = INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name)
-            os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
-            for child in psutil.Process().children(recursive=True):  # the Prefect server, Dask workers
-                try:
-                    child.terminate()
-                except psutil.Error:
-                    pass
-        finally:
-            os._exit(128 + signum)
+        _exit_now(signum, INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name))
 
     previous = {signum: signal.signal(signum, stop) for signum in HANDLED}
 
@@ -328,6 +321,42 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
     return restore, exit_if_bridged
 
 
+def _exit_now(signum: int, line: str) -> NoReturn:
+    """Say `line`, stop this process's children (the local Prefect server, Dask workers) and exit
+    with 128 + signum, ignoring further signals meanwhile (a second one cannot cut this short)."""
+    import psutil
+
+    try:
+        for ignored in HANDLED:
+            signal.signal(ignored, signal.SIG_IGN)
+        os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.terminate()
+            except psutil.Error:
+                pass
+    finally:
+        os._exit(128 + signum)
+
+
+def _stop_at_once_while_exiting() -> None:
+    """Once a flow command has ended, Python's exit runs Prefect's shutdown of its local server (an
+    atexit callback, which waits for the server): a Ctrl-C then printed Prefect's traceback
+    ("Exception ignored in atexit callback", probe). From here a signal stops the children and
+    exits at once, in one line."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if not stopping:
+            stopping.append(signum)
+            _exit_now(signum, EXIT_INTERRUPTED.format(name="Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name))
+
+    for signum in HANDLED:
+        signal.signal(signum, stop)
+
+
 class _NoTracebacksOnceStopping(logging.Filter):
     """Once a SIGTERM went through Prefect's bridge, the console gets no flow or task run record and
     no record with a traceback (the run's failure or crash as Prefect reports it): the command is
@@ -343,6 +372,7 @@ class _NoTracebacksOnceStopping(logging.Filter):
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 STOPPED = "reelsense: stopped by {name}; finished writes are kept, rerun the same command to complete"
+EXIT_INTERRUPTED = "reelsense: {name} as the command exited (its work had ended); the local Prefect server was stopped"
 
 
 DEVICE_HELP = "auto (default: a CUDA device where torch has one, else cpu), cpu, cuda or cuda:N"

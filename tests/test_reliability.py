@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extractors.sample import SampleConfig, generate_sample
+from flows.cli import EXIT_INTERRUPTED
 from ranker.data import StaleSamples, load_dataset
 from warehouse import db
 from warehouse.errors import ReelsenseError
@@ -264,6 +265,47 @@ def test_a_sigterm_that_prefect_loses_on_the_way_still_stops_with_143(tmp_path, 
     assert run.returncode == 143, run.stderr[-2000:]
     after = run.stderr.split("Beginning flow run", 1)[1].splitlines()[1:]  # what the console got once the flow began
     assert [line for line in after if line.strip() and "View at http" not in line] == [STOPPED_LINE], after
+
+
+CTRL_C_AS_IT_EXITS = """
+import signal, sys
+from prefect import flow
+from flows import cli
+
+@flow
+def quick(args):
+    return None
+
+cli._features = quick
+sys.argv = ["reelsense", "--home", sys.argv[1], "features"]
+status = cli.main()
+signal.raise_signal(signal.SIGINT)  # Ctrl-C once the command has ended: its local Prefect server still runs
+sys.exit(status)
+"""
+
+
+@pytest.mark.chaos
+def test_ctrl_c_as_the_command_exits_stops_its_server_in_one_line(tmp_path):
+    """Probe: a Ctrl-C while Python's exit stopped the command's own Prefect server printed Prefect's
+    atexit traceback. The command's work had ended; the server is stopped and one line says so."""
+    script = tmp_path / "exiting.py"
+    script.write_text(CTRL_C_AS_IT_EXITS)
+    env = {k: v for k, v in clean_env().items() if k != "PREFECT_API_URL"}  # its own local server, a child
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "home")], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+        deadline = time.monotonic() + 15
+        while group_alive(proc.pid) and time.monotonic() < deadline:  # the Prefect server stopped too
+            time.sleep(0.1)
+        left = group_alive(proc.pid)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.rstrip().splitlines()[-1] == EXIT_INTERRUPTED.format(name="Ctrl-C")
+    assert not left, "the local Prefect server outlived the command"
 
 
 def _kill_extraction(sample, how: str, attempt: int):
