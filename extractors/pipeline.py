@@ -1,6 +1,6 @@
 """The work of extract-items, as plain functions the Prefect flow wires together.
 
-    plan_work(items, done, failed, encoders)  -> which items need which encoders
+    plan_work(items, done, failed, encoders)  -> which items need which encoders (and how many were skipped)
     decode_batch(work, config, rates)          -> frames + audio per item (a shared pool of threads)
     prefetched(batches, submit, depth)         -> batches in order, the next `depth` decoding meanwhile
     embed_batch(decoded, encoders)             -> embeddings rows per model, failure rows
@@ -157,10 +157,11 @@ def plan_work(
     *,
     no_audio: set[tuple[str, str]] = frozenset(),
     force: bool = False,
-) -> tuple[list[WorkItem], int]:
-    """Items that still need an encoder, and how many were skipped: already embedded, quarantined
-    (`failed`), or, for audio, known to have none (`no_audio`); keys are (item_id, content_hash)."""
-    work, skipped = [], 0
+) -> tuple[list[WorkItem], int, int]:
+    """Items that still need an encoder, how many were skipped (already embedded, quarantined
+    (`failed`), or, for audio, known to have none: `no_audio`), and how many of those were held
+    back only by their quarantine (they lack a vector); keys are (item_id, content_hash)."""
+    work, skipped, held = [], 0, 0
     for row in items:
         item = WorkItem(row["item_id"], row["title"], row["video_uri"], row["audio_uri"], row["content_hash"])
         key = (item.item_id, item.content_hash)
@@ -171,7 +172,8 @@ def plan_work(
             work.append(item)
         else:
             skipped += 1
-    return work, skipped
+            held += bool(needed)
+    return work, skipped, held
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -273,7 +275,7 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
         key = (modality, model_id(encoder))
         out, errors = encode_each(encoder, [x for _, x in ready])
         failures += [
-            failure_row(d.work, f"encoder {key[1]} cannot take this {modality} input: {error}", stage=f"{STAGE}:{modality}:encoder")
+            failure_row(d.work, f"encoder {key[1]} cannot take this {modality} input: {error}", stage=f"{STAGE}:{modality}:encoder", model=key[1])
             for (d, _), error in zip(ready, errors)
             if error
         ]
@@ -283,7 +285,7 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
         if len(out.vectors) != len(ready) or len(out.tags) != len(ready):
             # Never write a partial or misaligned table: the items go to failures, and a rerun retries them.
             reason = f"encoder {key[1]} returned {len(out.vectors)} vectors and {len(out.tags)} tag lists for {len(ready)} {modality} inputs"
-            failures += [failure_row(d.work, reason, stage=f"{STAGE}:{modality}:encoder") for d, _ in ready]
+            failures += [failure_row(d.work, reason, stage=f"{STAGE}:{modality}:encoder", model=key[1]) for d, _ in ready]
             continue
         if key in tables:
             raise ConfigError(f"two encoders would write {modality} vectors of model {key[1]} in one batch")
@@ -318,8 +320,10 @@ def embeddings_table(items: Sequence[WorkItem], modality: str, model: str, out: 
     )
 
 
-def failure_row(item: WorkItem, error: str, *, stage: str = STAGE) -> dict[str, Any]:
+def failure_row(item: WorkItem, error: str, *, stage: str = STAGE, model: str | None = None) -> dict[str, Any]:
     record = {"item_id": item.item_id, "video_uri": item.video_uri, "audio_uri": item.audio_uri, "content_hash": item.content_hash}
+    if model is not None:  # an encoder's refusal: the view quarantined_items asks whether that model got past it since
+        record["model"] = model
     return {
         "stage": stage,
         "source": item.video_uri or item.audio_uri or "",

@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _buffer_unbuffered_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
-    restore = lambda: None  # noqa: E731
+    restore: Callable[..., None] = lambda signals=True: None  # noqa: E731
     exit_if_bridged = lambda: None  # noqa: E731
     restore_quietly = False
     try:
@@ -212,9 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     finally:
-        restore()
-        if restore_quietly:
+        if restore_quietly:  # before the handlers go: no moment in which a Ctrl-C raises here (review)
             _stop_at_once_while_exiting()
+        restore(signals=not restore_quietly)
         name_home(None)
 
 
@@ -265,7 +265,7 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
     kept off the console (what Prefect says of a run it is losing to the signal). Returns (what
     restores the previous handlers, exit_if_bridged)."""
     if threading.current_thread() is not threading.main_thread():
-        return lambda: None, lambda: None
+        return lambda signals=True: None, lambda: None
     import prefect.flow_engine
     import prefect.utilities.engine as prefect_bridge
     import psutil  # noqa: F401  # loaded here: in the handler (_exit_now) its import is a lookup that cannot fail or wait
@@ -295,23 +295,18 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
         # of its own to outlive the command, that report has no reader; skip the bridge. (With
         # PREFECT_API_URL the bridge marks the run Crashed on that server, then calls `stop`.)
         prefect.flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[assignment]
-    stopping: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        if stopping:  # a second signal arrived before the first could ignore it
-            return
-        stopping.append(signum)
-        _exit_now(signum, INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name))
-
+    stop = _stopper(lambda signum: INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name))
     previous = {signum: signal.signal(signum, stop) for signum in HANDLED}
 
-    def restore() -> None:
+    def restore(signals: bool = True) -> None:
+        """Put back what was replaced; the signal handlers too unless `signals` is False (the
+        caller has installed others)."""
         prefect.flow_engine.capture_sigterm = bridge  # type: ignore[assignment]
         if raise_termination is not None:
             prefect_bridge._prefect_sigterm_handler = raise_termination  # type: ignore[attr-defined]
         for handler in consoles:
             handler.removeFilter(quiet)
-        for signum, handler in previous.items():
+        for signum, handler in previous.items() if signals else ():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
     def exit_if_bridged() -> None:
@@ -342,19 +337,26 @@ def _exit_now(signum: int, line: str) -> NoReturn:
 def _stop_at_once_while_exiting() -> None:
     """Once a flow command has ended, Python's exit runs Prefect's shutdown of its local server (an
     atexit callback, which waits for the server): a Ctrl-C then printed Prefect's traceback
-    ("Exception ignored in atexit callback", probe). From here a signal stops the children and
-    exits at once, in one line."""
+    ("Exception ignored in atexit callback", probe). From here a signal stops the children (that
+    server, where the command started one) and exits at once with 128 + signum, in one line."""
     if threading.current_thread() is not threading.main_thread():
         return
+    stop = _stopper(lambda signum: EXIT_INTERRUPTED.format(name="Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name))
+    for signum in HANDLED:
+        signal.signal(signum, stop)
+
+
+def _stopper(line_of: Callable[[int], str]) -> Callable[[int, object], None]:
+    """A signal handler that exits at once (`_exit_now`) with the line for its signal; a second
+    signal that arrives before the first could ignore it does nothing."""
     stopping: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
         if not stopping:
             stopping.append(signum)
-            _exit_now(signum, EXIT_INTERRUPTED.format(name="Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name))
+            _exit_now(signum, line_of(signum))
 
-    for signum in HANDLED:
-        signal.signal(signum, stop)
+    return stop
 
 
 class _NoTracebacksOnceStopping(logging.Filter):
@@ -372,7 +374,7 @@ class _NoTracebacksOnceStopping(logging.Filter):
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 STOPPED = "reelsense: stopped by {name}; finished writes are kept, rerun the same command to complete"
-EXIT_INTERRUPTED = "reelsense: {name} as the command exited (its work had ended); the local Prefect server was stopped"
+EXIT_INTERRUPTED = "reelsense: {name} as the command exited, after it had ended (its finished writes are kept); its child processes were stopped"
 
 
 DEVICE_HELP = "auto (default: a CUDA device where torch has one, else cpu), cpu, cuda or cuda:N"

@@ -64,15 +64,14 @@ def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | 
     ]
     done = {tuple(r.values()) for r in db.analysis(wh, "extracted_keys", {"models": list(models.values())}).to_pylist()}
     failed, no_audio = ({tuple(r.values()) for r in db.analysis(wh, "failed_extractions", {"stage": stage}).to_pylist()} for stage in (STAGE, f"{STAGE}:audio"))
-    work, skipped = plan_work(items, done, failed, models, no_audio=no_audio, force=force)
+    work, skipped, held = plan_work(items, done, failed, models, no_audio=no_audio, force=force)
     # The limit counts items that need embedding (probe: as the first N of all items, a second
     # `--limit 1` planned the same, already embedded item and never moved on).
     past = [] if limit is None else work[limit:]
     # Review: after `--force --limit` the items past it that never had a vector were also called "not embedded again".
     lacking = {w.item_id for w in plan_work(items, done, failed, models, no_audio=no_audio)[0]} if force and past else {w.item_id for w in past}
     kinds = ["to_embed" if w.item_id in lacking else "quarantined" if (w.item_id, w.content_hash) in failed else "embedded" for w in past]
-    # Probe: an item quarantined before was one of the "skipped", as if it had its vectors.
-    held = 0 if force else sum((w.item_id, w.content_hash) in failed for w in plan_work(items, done, set(), models, no_audio=no_audio)[0])
+    # Probe: an item quarantined before was one of the "skipped", as if it had its vectors (held).
     counts = {kind: kinds.count(kind) for kind in ("to_embed", "embedded", "quarantined")}
     return work if limit is None else work[:limit], skipped, {**counts, "held": held}
 
@@ -219,7 +218,7 @@ def extract_items(
     work, skipped, counts = plan_extraction(home, config, force, limit)
     how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
     models = model_ids(config)
-    logger.info("%d items to embed in %s (%s), %d skipped", len(work), how, ", ".join(models.values()), skipped)
+    logger.info("%d items to embed in %s (%s), %d skipped (%d of them quarantined before)", len(work), how, ", ".join(models.values()), skipped, counts["held"])
     with progress(total=len(work), unit="item", desc="extract-items", disable=not work) as bar:
         if shards:
             totals = _run_shards(home, work, config, force, shards, torch_threads, bar)

@@ -278,9 +278,10 @@ def test_a_batch_committed_for_some_modalities_only_is_finished_for_the_rest():
     names = ("half", "whole", "bad", "new")
     items = [{"item_id": i, "title": f"title {i}", "video_uri": f"/v/{i}.mp4", "audio_uri": None, "content_hash": f"h{i}"} for i in names]
     done = {(i, m, model, f"h{i}") for i in ("half", "whole") for m, model in models.items() if not (i == "half" and m == "audio")}
-    work, skipped = plan_work(items, done, {("bad", "hbad")}, models)
+    work, skipped, held = plan_work(items, done, {("bad", "hbad")}, models)
     assert [(w.item_id, w.modalities) for w in work] == [("half", ["audio"]), ("new", ["frames", "text", "audio"])]
-    assert skipped == 2
+    assert (skipped, held) == (2, 1)  # whole has every vector; bad lacks them but is quarantined
+    assert plan_work(items, done, {("bad", "hbad"), ("whole", "hwhole")}, models)[1:] == (2, 1)  # whole is not held back: it has them all
 
 
 def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batch_fails():

@@ -607,47 +607,64 @@ def test_a_run_remover_says_once_that_it_waits_for_a_running_report(wh):
 
 def test_quarantined_items_lists_only_what_an_item_has_not_got_past(wh):
     """Probe: the printed failures query listed items embedded since. The view keeps a failure of
-    the item's current content that no later vector of the failed modality answers."""
+    the item's current content that no later vector of the failed modality (and model) answers,
+    and extract's planner holds back exactly the undecodable media it lists."""
     from warehouse.schemas import FAILURES
 
     t0, t1, t2 = (datetime(2026, 1, d, tzinfo=timezone.utc) for d in (1, 2, 3))
     item = {"title": "t", "video_uri": "v.mp4", "audio_uri": None, "duration_s": None, "source": "test", "ingested_at": t0}
-    hashes = {"media": "h1", "fixed": "h2", "forced": "h3", "frames": "h4", "audio": "h5", "text": "h6"}
-    items = [{**item, "item_id": i, "content_hash": h} for i, h in hashes.items()]
-    items.append({**item, "item_id": "fixed", "content_hash": "h2new", "ingested_at": t2})  # fixed media, ingested again
+    names = ("media", "fixed", "forced", "frames", "audio", "text", "before", "stale", "other", "aligned")
+    items = [{**item, "item_id": i, "content_hash": f"h-{i}"} for i in names]
+    items.append({**item, "item_id": "fixed", "content_hash": "h-fixed-new", "ingested_at": t2})  # fixed media, ingested again
+    items.append({**item, "item_id": "stale", "content_hash": "h-stale-old", "ingested_at": t0 - timedelta(days=1)})  # an earlier version
     store.append(wh, ITEMS, pa.Table.from_pylist(items, schema=ITEMS.schema))
 
-    def failure(item_id, stage, at, content_hash, error="failed"):
-        record = json.dumps({"item_id": item_id, "content_hash": content_hash})
-        return {"stage": stage, "source": "v.mp4", "item_id": item_id, "user_id": None, "error": error, "record": record, "failed_at": at}
+    def failure(item_id, stage, at, error="failed", model=None):
+        record = {"item_id": item_id, "content_hash": f"h-{item_id}", **({"model": model} if model else {})}
+        return {"stage": stage, "source": "v.mp4", "item_id": item_id, "user_id": None, "error": error, "record": json.dumps(record), "failed_at": at}
 
     failures = [
-        failure("media", "extract-items", t0, "h1"),  # still undecodable
-        failure("media", "extract-items", t1, "h1", "failed again"),  # tried again (--force): one row per stage, the latest
-        failure("fixed", "extract-items", t0, "h2"),  # its earlier content
-        failure("forced", "extract-items", t0, "h3"),  # then embedded by --force
-        failure("frames", "extract-items:frames:encoder", t0, "h4"),  # a text vector since: still refused
-        failure("audio", "extract-items:audio:encoder", t0, "h5"),  # an audio vector since: got past it
-        failure("text", "extract-items:audio", t0, "h6"),  # no audio track: recorded, not quarantined
+        failure("media", "extract-items", t0),  # still undecodable
+        failure("media", "extract-items", t1, "failed again"),  # tried again (--force): one row per stage, the latest
+        failure("fixed", "extract-items", t0),  # its earlier content
+        failure("forced", "extract-items", t0),  # then embedded by --force
+        failure("frames", "extract-items:frames:encoder", t0, model="f@1"),  # a text vector since: still refused
+        failure("audio", "extract-items:audio:encoder", t0),  # an audio vector since (no model recorded: any): got past it
+        failure("text", "extract-items:audio", t0),  # no audio track: recorded, not quarantined
+        failure("before", "extract-items:frames:encoder", t1, model="f@1"),  # its vector is older than the refusal
+        failure("stale", "extract-items:frames:encoder", t0, model="f@1"),  # a vector since, but of its earlier content
+        failure("other", "extract-items:frames:encoder", t0, model="f@2"),  # a vector since, but of another model
+        failure("aligned", "extract-items", t0),  # an aligned vector since: made from others, answers nothing
     ]
     store.append(wh, FAILURES, pa.Table.from_pylist(failures, schema=FAILURES.schema))
-    vectors = [("fixed", "frames", "h2new", t2), ("forced", "frames", "h3", t1), ("frames", "text", "h4", t1)]
-    vectors += [("audio", "audio", "h5", t1), ("media", "text", "h1", t2)]
+    assert store.append(wh, FAILURES, pa.Table.from_pylist([{**failures[8], "failed_at": t2}], schema=FAILURES.schema)).written == 0  # word for word: kept once
+    vectors = [("fixed", "frames", "h-fixed-new", t2, "f@1"), ("forced", "frames", "h-forced", t1, "f@1"), ("frames", "text", "h-frames", t1, "t@1")]
+    vectors += [("audio", "audio", "h-audio", t1, "a@1"), ("media", "text", "h-media", t2, "t@1"), ("before", "frames", "h-before", t0, "f@1")]
+    vectors += [("stale", "frames", "h-stale-old", t1, "f@1"), ("other", "frames", "h-other", t1, "f@1"), ("aligned", "frames", "h-aligned", t1, "aligned@x")]
     store.append(
         wh,
         EMBEDDINGS,
         pa.Table.from_pylist(
             [
-                {"item_id": i, "modality": m, "model": "m@1", "dim": 1, "vector": [1.0], "tags": [], "content_hash": h, "created_at": at}
-                for i, m, h, at in vectors
+                {"item_id": i, "modality": m, "model": model, "dim": 1, "vector": [1.0], "tags": [], "content_hash": h, "created_at": at}
+                for i, m, h, at, model in vectors
             ],
             schema=EMBEDDINGS.schema,
         ),
     )
     db.refresh_views(wh)
-    rows = db.fetch(wh, "SELECT item_id, stage, failed_at FROM quarantined_items ORDER BY item_id")
-    assert [(r["item_id"], r["stage"], r["failed_at"]) for r in rows] == [
+    expected = [
+        ("aligned", "extract-items", t0),
+        ("before", "extract-items:frames:encoder", t1),
         ("frames", "extract-items:frames:encoder", t0),
         ("media", "extract-items", t1),  # a title vector does not get past undecodable media
+        ("other", "extract-items:frames:encoder", t0),
+        ("stale", "extract-items:frames:encoder", t0),
     ]
-    assert db.QUARANTINED_ITEMS.startswith('reelsense sql "SELECT item_id, stage, error FROM quarantined_items')
+    rows = db.fetch(wh, "SELECT item_id, stage, failed_at FROM quarantined_items ORDER BY item_id")
+    assert [(r["item_id"], r["stage"], r["failed_at"]) for r in rows] == expected
+    stored = db.query(wh, "SELECT item_id FROM quarantined_items ORDER BY item_id, stage").column("item_id").to_pylist()  # the database's own view
+    assert stored == [e[0] for e in expected]
+    held = db.analysis(wh, "failed_extractions", {"stage": "extract-items"}).to_pylist()
+    assert sorted(r["item_id"] for r in held) == ["aligned", "media"]  # what extract skips: the media the view lists
+    assert db.QUARANTINED_ITEMS == 'reelsense sql "SELECT item_id, stage, error FROM quarantined_items ORDER BY item_id, stage" --format csv'

@@ -78,10 +78,10 @@ def sql_command(query: str) -> str:
     return f"reelsense sql {word} --format csv"
 
 
-# The items extract quarantined (undecodable media, an encoder that refused them), with why: a rerun
-# of extract skips them (a bare "no audio" is recorded, not quarantined). The view leaves out those
-# an item got past since (probe: the failures query listed items embedded since).
-QUARANTINED_ITEMS = sql_command("SELECT item_id, stage, error FROM quarantined_items ORDER BY item_id")
+# The items extract quarantined, with why: undecodable media (every rerun skips them) and an encoder
+# that refused their input (tried again on each run); a bare "no audio" is recorded, not quarantined.
+# The view leaves out what an item got past since (probe: a query of `failures` listed items embedded since).
+QUARANTINED_ITEMS = sql_command("SELECT item_id, stage, error FROM quarantined_items ORDER BY item_id, stage")
 
 
 def analysis(wh: Warehouse, name: str, params: dict[str, Any] | None = None) -> pa.Table:
