@@ -830,7 +830,7 @@ def test_the_extract_lines_failures_query_names_the_home(scored_home, capsys, mo
     summary = {"embedded": 2, "skipped": 0, "quarantined": 1, "audio_missing": 0, "vectors": 6, "seconds": 1.0, "items_per_s": 2.0}
     monkeypatch.setattr(flows.extract, "run_extract", lambda *args, **kwargs: summary)
     assert main(["--home", str(scored_home), "extract"]) == 0
-    assert f'; reelsense --home {scored_home} sql "SELECT item_id, error FROM failures ' in capsys.readouterr().out
+    assert f'; reelsense --home {scored_home} sql "SELECT item_id, stage, error FROM quarantined_items ' in capsys.readouterr().out
 
 
 def test_extract_refuses_a_local_and_a_running_dask_cluster_at_once(home, capsys, monkeypatch):
