@@ -157,15 +157,18 @@ def plan_work(
     *,
     no_audio: set[tuple[str, str]] = frozenset(),
     force: bool = False,
-) -> tuple[list[WorkItem], int, int]:
+) -> tuple[list[WorkItem], int, int, int]:
     """Items that still need an encoder, how many were skipped (already embedded, quarantined
-    (`failed`), or, for audio, known to have none: `no_audio`), and how many of those were held
-    back only by their quarantine (they lack a vector); keys are (item_id, content_hash)."""
-    work, skipped, held = [], 0, 0
+    (`failed`), or, for audio, known to have none: `no_audio`), how many of those were held back
+    only by their quarantine (they lack a vector), and how many have nothing any configured
+    modality can embed (no media, no title); keys are (item_id, content_hash)."""
+    work, skipped, held, empty = [], 0, 0, 0
     for row in items:
         item = WorkItem(row["item_id"], row["title"], row["video_uri"], row["audio_uri"], row["content_hash"])
         key = (item.item_id, item.content_hash)
-        has = {"frames": bool(item.video_uri), "text": bool(item.title), "audio": bool(item.audio_uri or item.video_uri) and (force or key not in no_audio)}
+        media = bool(item.audio_uri or item.video_uri)
+        has = {"frames": bool(item.video_uri), "text": has_title(item.title), "audio": media and (force or key not in no_audio)}
+        empty += not (has_title(item.title) and "text" in models or media and ({"frames", "audio"} & set(models)))
         needed = [m for m, model in models.items() if has[m] and (force or (item.item_id, m, model, item.content_hash) not in done)]
         if needed and (force or key not in failed):
             item.modalities = needed
@@ -173,7 +176,12 @@ def plan_work(
         else:
             skipped += 1
             held += bool(needed)
-    return work, skipped, held
+    return work, skipped, held, empty
+
+
+def has_title(title: str | None) -> bool:
+    """Whether a title has words to embed (probe: a title of spaces got a text vector)."""
+    return bool(title and title.strip())
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -292,7 +300,7 @@ def embed_batch(decoded: Sequence[Prepared | dict[str, Any]], encoders: dict[str
         tables[key] = embeddings_table([d.work for d, _ in ready], modality, key[1], out, now)
         embedded.update(d.work.item_id for d, _ in ready)
     bare = {d.work.item_id for d in items if not d.work.video_uri and not d.work.audio_uri} if {"frames", "audio"} & set(encoders) else set()
-    untitled = {d.work.item_id for d in items if not d.work.title} if "text" in encoders else set()
+    untitled = {d.work.item_id for d in items if not has_title(d.work.title)} if "text" in encoders else set()
     return BatchResult(tables, failures, len(embedded), len(bare & embedded), len(untitled & embedded))
 
 

@@ -116,17 +116,30 @@ def _home_source(home: Path) -> str:
 
 
 def _interrupted(args: argparse.Namespace) -> int:
-    """Ctrl-C: one line, exit 130, and for `train --force` that the stopped fit is kept."""
-    if args.command == "train" and args.force and any(Warehouse(args.home).models_dir.glob("rankers/*/unfinished.pt")):
-        # Not "rerun the same command" (probe: --force discarded the stopped fit again).
-        print(
-            "reelsense: interrupted; the stopped fit is kept: `train` without --force continues it, or reuses the saved model "
-            "when nothing it depends on changed (--force trains from epoch 1 again)",
-            file=sys.stderr,
-        )
-    else:
-        print(INTERRUPTED, file=sys.stderr)
+    """Ctrl-C (as KeyboardInterrupt): one line, exit 130."""
+    print(_stopped_line(args, signal.SIGINT), file=sys.stderr)
     return 130
+
+
+def _stopped_line(args: argparse.Namespace, signum: int) -> str:
+    """The one line of a command stopped by `signum`: finished writes are kept and the same command
+    completes the work; for `train --force` with a stopped fit kept, that `train` without --force
+    continues it (probe: the signal handler's line said "rerun the same command", which trained
+    from epoch 1 again); a query (`sql`) wrote nothing."""
+    how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    if args.command == "sql":
+        return f"reelsense: {how}"
+    if args.command == "train" and args.force:
+        try:
+            kept = any(Warehouse(args.home).models_dir.glob("rankers/*/unfinished.pt"))
+        except OSError:
+            kept = False
+        if kept:
+            return (
+                f"reelsense: {how}; the stopped fit is kept: `train` without --force continues it, or reuses the saved model "
+                "when nothing it depends on changed (--force trains from epoch 1 again)"
+            )
+    return INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # As the `reelsense` program only (argv None): a caller of main() in its own process (the
             # tests, a notebook) keeps its Ctrl-C and SIGTERM. serve stops its runner on Ctrl-C, as Prefect's serve does.
             if argv is None and args.command != "serve":
-                restore, exit_if_bridged = _exit_at_once_on_interrupt()
+                restore, exit_if_bridged = _exit_at_once_on_interrupt(lambda signum: _stopped_line(args, signum))
                 restore_quietly = True
         # probe: a NotADirectoryError traceback, for a home that is a file or lies below one
         afile = next((p for p in (args.home.absolute(), *args.home.absolute().parents) if p.exists() and not p.is_dir()), None)
@@ -245,7 +258,7 @@ def _stdout_flushes() -> bool:
     return True
 
 
-def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]]:
+def _exit_at_once_on_interrupt(line_of: Callable[[int], str]) -> tuple[Callable[..., None], Callable[[], None]]:
     """Ctrl-C (SIGINT) or SIGTERM during a flow command exits at once, its children stopped:
     status 130 for Ctrl-C, 143 for SIGTERM (what `kill`, systemd, `docker stop` and Kubernetes send).
 
@@ -262,8 +275,8 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
     not set" in its place (CI, 2026-12-02: exit 1 and a traceback). The bridge's handler is wrapped to
     note the signal, and `exit_if_bridged` (called by main when the command ends, by an exception
     or not) stops as `stop` does; until then Prefect's flow and task run logs and any traceback are
-    kept off the console (what Prefect says of a run it is losing to the signal). Returns (what
-    restores the previous handlers, exit_if_bridged)."""
+    kept off the console (what Prefect says of a run it is losing to the signal). `line_of(signum)`
+    is the line printed. Returns (what restores the previous handlers, exit_if_bridged)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda signals=True: None, lambda: None
     import prefect.flow_engine
@@ -295,7 +308,7 @@ def _exit_at_once_on_interrupt() -> tuple[Callable[[], None], Callable[[], None]
         # of its own to outlive the command, that report has no reader; skip the bridge. (With
         # PREFECT_API_URL the bridge marks the run Crashed on that server, then calls `stop`.)
         prefect.flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[assignment]
-    stop = _stopper(lambda signum: INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name))
+    stop = _stopper(line_of)
     previous = {signum: signal.signal(signum, stop) for signum in HANDLED}
 
     def restore(signals: bool = True) -> None:
@@ -325,9 +338,18 @@ def _exit_now(signum: int, line: str) -> NoReturn:
         for ignored in HANDLED:
             signal.signal(ignored, signal.SIG_IGN)
         os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
-        for child in psutil.Process().children(recursive=True):
+        children = psutil.Process().children(recursive=True)
+        for child in children:
             try:
                 child.terminate()
+            except psutil.Error:
+                pass
+        # Probe: the command exited while its Prefect server still ran for 1-2 s; wait for them
+        # (a few seconds at most, then SIGKILL), so that "stopped" holds once the command is gone.
+        _, alive = psutil.wait_procs(children, timeout=5)
+        for child in alive:
+            try:
+                child.kill()
             except psutil.Error:
                 pass
     finally:

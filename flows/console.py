@@ -289,11 +289,12 @@ def extract_line(summary: dict[str, Any]) -> str:
     redone = summary.get("past_limit_embedded", 0)  # probe: "a run without --limit embeds them" did nothing after --force
     retried = summary.get("past_limit_quarantined", 0)
     held = summary.get("skipped_quarantined", 0)  # probe: quarantined items were "skipped", as if embedded
+    empty = summary.get("skipped_empty", 0)  # probe: and so were items with nothing to embed
     why = f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)"
+    of_them = [f"{held} of them quarantined before: --force tries them again"] if held else []
+    of_them += [f"{count(empty, 'item')} with nothing to embed: no title, no media"] if empty else []
     return (
-        f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped"
-        + (f" ({held} of them quarantined before: --force tries them again)" if held else "")
-        + ", "
+        f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped" + (f" ({'; '.join(of_them)})" if of_them else "") + ", "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio"
         + (f", {summary['without_media']} without media (a title vector only)" if summary.get("without_media") else "")
         # Probe: an empty title beside good media got no text vector, unsaid.

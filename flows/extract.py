@@ -54,7 +54,8 @@ from warehouse.store import Warehouse
 def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | None) -> tuple[list[WorkItem], int, dict[str, int]]:
     """The items to embed (the first `limit` of those that need it, by item_id), how many were
     skipped, and counts: "held", the skipped items that lack a vector but that an earlier run
-    quarantined (only --force tries them again), and the items past the limit by what a run
+    quarantined (only --force tries them again), "empty", those with nothing to embed (no title,
+    no media), and the items past the limit by what a run
     without --limit would do with them: "to_embed" (they lack a vector: any run embeds them), and
     after --force "embedded" (they have their vectors) and "quarantined" (quarantined before)."""
     wh = Warehouse(home)
@@ -64,7 +65,7 @@ def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | 
     ]
     done = {tuple(r.values()) for r in db.analysis(wh, "extracted_keys", {"models": list(models.values())}).to_pylist()}
     failed, no_audio = ({tuple(r.values()) for r in db.analysis(wh, "failed_extractions", {"stage": stage}).to_pylist()} for stage in (STAGE, f"{STAGE}:audio"))
-    work, skipped, held = plan_work(items, done, failed, models, no_audio=no_audio, force=force)
+    work, skipped, held, empty = plan_work(items, done, failed, models, no_audio=no_audio, force=force)
     # The limit counts items that need embedding (probe: as the first N of all items, a second
     # `--limit 1` planned the same, already embedded item and never moved on).
     past = [] if limit is None else work[limit:]
@@ -73,7 +74,7 @@ def plan_extraction(home: str, config: ExtractConfig, force: bool, limit: int | 
     kinds = ["to_embed" if w.item_id in lacking else "quarantined" if (w.item_id, w.content_hash) in failed else "embedded" for w in past]
     # Probe: an item quarantined before was one of the "skipped", as if it had its vectors (held).
     counts = {kind: kinds.count(kind) for kind in ("to_embed", "embedded", "quarantined")}
-    return work if limit is None else work[:limit], skipped, {**counts, "held": held}
+    return work if limit is None else work[:limit], skipped, {**counts, "held": held, "empty": empty}
 
 
 @task(name="decode-batch", cache_policy=NO_CACHE)
@@ -230,6 +231,7 @@ def extract_items(
         **totals,
         "skipped": skipped,
         "skipped_quarantined": counts["held"],  # of the skipped: quarantined before, tried again only by --force
+        "skipped_empty": counts["empty"],  # of the skipped: nothing to embed (no title, no media)
         "past_limit": counts["to_embed"],  # past --limit, without a vector: a run without --limit embeds them
         "past_limit_embedded": counts["embedded"],  # after --force: with their vectors, embedded again only by --force
         "past_limit_quarantined": counts["quarantined"],  # after --force: quarantined before, tried again only by --force

@@ -278,10 +278,16 @@ def test_a_batch_committed_for_some_modalities_only_is_finished_for_the_rest():
     names = ("half", "whole", "bad", "new")
     items = [{"item_id": i, "title": f"title {i}", "video_uri": f"/v/{i}.mp4", "audio_uri": None, "content_hash": f"h{i}"} for i in names]
     done = {(i, m, model, f"h{i}") for i in ("half", "whole") for m, model in models.items() if not (i == "half" and m == "audio")}
-    work, skipped, held = plan_work(items, done, {("bad", "hbad")}, models)
+    work, skipped, held, empty = plan_work(items, done, {("bad", "hbad")}, models)
     assert [(w.item_id, w.modalities) for w in work] == [("half", ["audio"]), ("new", ["frames", "text", "audio"])]
-    assert (skipped, held) == (2, 1)  # whole has every vector; bad lacks them but is quarantined
-    assert plan_work(items, done, {("bad", "hbad"), ("whole", "hwhole")}, models)[1:] == (2, 1)  # whole is not held back: it has them all
+    assert (skipped, held, empty) == (2, 1, 0)  # whole has every vector; bad lacks them but is quarantined
+    assert plan_work(items, done, {("bad", "hbad"), ("whole", "hwhole")}, models)[1:] == (2, 1, 0)  # whole is not held back: it has them all
+    # Probe: a title of spaces got a text vector, and an item with nothing to embed was a bare "skipped".
+    rows = (("spaces", "   ", "/v/s.mp4"), ("nothing", " ", None))
+    bare = [{"item_id": i, "title": t, "video_uri": v, "audio_uri": None, "content_hash": f"h{i}"} for i, t, v in rows]
+    work, skipped, held, empty = plan_work(bare, set(), set(), models)
+    assert [(w.item_id, w.modalities) for w in work] == [("spaces", ["frames", "audio"])] and (skipped, held, empty) == (1, 0, 1)
+    assert plan_work(bare, set(), set(), {"text": "t@1"})[1:] == (2, 0, 2)  # text only: neither has a title
 
 
 def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batch_fails():
@@ -367,6 +373,11 @@ def test_items_without_media_are_counted_only_where_their_title_is_embedded():
 
     summary = {"embedded": 2, "skipped": 0, "quarantined": 0, "audio_missing": 0, "vectors": 3, "seconds": 1.0, "items_per_s": 2.0}
     assert ", 0 without audio, 1 without a title (no text vector); " in extract_line({**summary, "without_title": 1})
+    both = extract_line({**summary, "skipped": 3, "skipped_quarantined": 1, "skipped_empty": 2})
+    assert both.startswith(
+        "extract-items: 2 embedded, 3 skipped (1 of them quarantined before: --force tries them again; "
+        "2 items with nothing to embed: no title, no media), 0 quarantined"
+    )
 
 
 def test_batches_whose_titles_have_no_hashtag_merge_with_batches_that_have_one():

@@ -272,6 +272,24 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     err = capsys.readouterr().err
     assert err.startswith("reelsense: interrupted; the stopped fit is kept: `train` without --force continues it, or reuses the saved model")
     assert "rerun the same command" not in err  # probe: the same command, --force, starts over
+    # ... and so does the `reelsense` program's signal handler (probe: it printed "rerun the same command").
+    import signal
+    import sys
+
+    import flows.cli
+
+    lines = {}
+
+    def handlers(line_of):
+        lines.update({signum: line_of(signum) for signum in (signal.SIGINT, signal.SIGTERM)})
+        return (lambda signals=True: None), (lambda: None)
+
+    monkeypatch.setattr(flows.cli, "_exit_at_once_on_interrupt", handlers)
+    monkeypatch.setattr(flows.cli, "_stop_at_once_while_exiting", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["reelsense", "--home", str(wh.home), "train", "--models", "bpr-mf", "--force"])
+    assert cli(None) == 130
+    assert lines[signal.SIGINT].startswith("reelsense: interrupted; the stopped fit is kept: `train` without --force continues it")
+    assert lines[signal.SIGTERM].startswith("reelsense: stopped by SIGTERM; the stopped fit is kept: `train` without --force continues it")
 
     # `models` with continued and uncontinued versions side by side, and a stopped fit in the folder
     # of a ranker this version does not train (review: a traceback, then exit 2 listing nothing).
