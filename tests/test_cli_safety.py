@@ -219,7 +219,7 @@ def test_ctrl_c_inside_a_duckdb_query_is_the_interrupted_line(home, capsys):
         status, _, err = _sql(home, capsys, "SELECT max(hash(range)) AS h FROM range(100000000000)")
     finally:
         timer.cancel()
-    assert status == 130 and err.startswith("reelsense: interrupted;") and "Traceback" not in err, err
+    assert status == 130 and err == "reelsense: interrupted\n", err  # a query writes nothing: no "finished writes" (probe)
 
 
 def test_ctrl_c_interrupts_the_query_until_it_stops():
