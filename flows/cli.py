@@ -506,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="top-K items for every user (flow score-batch) into `scores`")
     score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS, help="the ranker that scores (default: lstm-attn)")
     score.add_argument("--version", help="a saved version of the model (default: its latest)")
-    score.add_argument("--k", type=int, default=TOP_K, help=f"items kept per user (default {TOP_K})")
+    score.add_argument("--k", type=_at_least(1), default=TOP_K, help=f"items kept per user, 1 or more (default {TOP_K})")
     score.add_argument(
         "--retrieval",
         choices=RETRIEVALS,
@@ -533,8 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the score-batch run to explain (default: the latest); its report goes to <home>/reports/<run>/, and <home>/reports/index.html lists them",
     )
     report.add_argument("--truth", type=Path, help="the sample's truth.json: score detected shifts against the planted ones")
-    report.add_argument("--plot-users", type=int, default=40, help="users whose pages get a figure (default: 40)")
-    report.add_argument("--pages", type=int, default=REPORT_PAGES, help=f"user pages: the run's most active users (default: {REPORT_PAGES})")
+    report.add_argument("--plot-users", type=_at_least(0), default=40, help="users whose pages get a figure, 0 or more (default: 40)")
+    report.add_argument("--pages", type=_at_least(0), default=REPORT_PAGES, help=f"user pages, the run's most active users, 0 or more (default {REPORT_PAGES})")
     report.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     report.add_argument("--config", type=Path, help="TOML file of interest-shift settings (ranker/shifts.py ShiftConfig), e.g. window = 16")
     report.set_defaults(run=_report)
@@ -821,8 +821,6 @@ def _report(args: argparse.Namespace) -> None:
     from ranker.shifts import ShiftConfig
 
     wh = _require(args.home, SCORES, "no scores in {home}; run `reelsense score` first")
-    if args.pages < 0 or args.plot_users < 0:
-        raise ReelsenseError(f"--pages and --plot-users take 0 or more, got {args.pages} and {args.plot_users}")
     if args.truth is not None:
         _check_truth(args.truth, "--truth", "users", Path(args.home))
     shift_config = override(ShiftConfig(), read_toml(args.config), str(args.config)) if args.config else ShiftConfig()

@@ -1152,3 +1152,13 @@ def test_version_names_the_installed_package(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out == f"reelsense {metadata.version('reelsense')}\n"
+
+
+def test_report_refuses_negative_pages_naming_the_option_given(home, capsys):
+    """Probe: `report --plot-users -1` said "--pages and --plot-users take 0 or more, got 300 and -1",
+    quoting a --pages never passed, and only once the home was read."""
+    for option in ("--plot-users", "--pages"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--home", str(home), "report", option, "-1"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"argument {option}: -1: expected 0 or more" in err, err

@@ -429,8 +429,6 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
 
     monkeypatch.setattr(flows.score, "run_score", lambda *a, **k: pytest.fail("a flow started for bad arguments"))
     for args, message in (
-        (["--k", "0"], "need k of 1 or more"),
-        (["--k", "-3"], "need k of 1 or more"),
         (["--k", "5", "--retrieval", "similarity", "--candidates", "4"], "need k <= candidates"),
         (["--candidates", "50"], "--candidates applies to --retrieval similarity"),
         (["--replace"], "--replace starts an existing run over and needs the run's --run-id"),  # probe: a new run, silently
@@ -443,7 +441,8 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
     assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capfd.readouterr().err
     for args, message in ((["--users", ""], "--users '' names no user"), (["--users", ",,"], "--users ',,' names no user")):
         assert _cli(home, "score", *args) == 2 and message in capfd.readouterr().err
-    for args in (["--device", "nope"], ["--dask-workers", "-1"]):  # probe: a torch traceback; a hang
+    # probe: --k abc was argparse's "invalid int value", and --k 0 was refused only after startup
+    for args in (["--device", "nope"], ["--dask-workers", "-1"], ["--k", "0"], ["--k", "-3"], ["--k", "abc"]):  # probe: a torch traceback; a hang
         with pytest.raises(SystemExit) as exit_info:
             _cli(home, "score", *args)
         assert exit_info.value.code == 2 and "expected" in capfd.readouterr().err, args
