@@ -154,7 +154,7 @@ def test_stale_model_advice_names_the_steps_new_items_need(ranked_home, monkeypa
     assert artifacts.items_without_content(data) == [] and artifacts.items_without_content(unextracted) == [data.item_ids[-1]]
     # The item without its vector is named, with what to do if extract quarantined it (which extract
     # then skips: its advice alone went round in a loop, probe).
-    assert f"1 has no content vector ({data.item_ids[-1]})" in str(stale.value) and "FROM failures" in str(stale.value)
+    assert f"1 has no content vector ({data.item_ids[-1]})" in str(stale.value) and "FROM quarantined_items" in str(stale.value)
 
 
 def test_models_lists_the_registry(ranked_home, capsys):
