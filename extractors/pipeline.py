@@ -160,15 +160,15 @@ def plan_work(
 ) -> tuple[list[WorkItem], int, int, int]:
     """Items that still need an encoder, how many were skipped (already embedded, quarantined
     (`failed`), or, for audio, known to have none: `no_audio`), how many of those were held back
-    only by their quarantine (they lack a vector), and how many have nothing any configured
-    modality can embed (no media, no title); keys are (item_id, content_hash)."""
+    only by their quarantine (they lack a vector), and how many have nothing the configured
+    modalities can embed (e.g. no title and no media); keys are (item_id, content_hash)."""
     work, skipped, held, empty = [], 0, 0, 0
     for row in items:
         item = WorkItem(row["item_id"], row["title"], row["video_uri"], row["audio_uri"], row["content_hash"])
         key = (item.item_id, item.content_hash)
         media = bool(item.audio_uri or item.video_uri)
         has = {"frames": bool(item.video_uri), "text": has_title(item.title), "audio": media and (force or key not in no_audio)}
-        empty += not (has_title(item.title) and "text" in models or media and ({"frames", "audio"} & set(models)))
+        empty += not any({"frames": bool(item.video_uri), "text": has_title(item.title), "audio": media}[m] for m in models)
         needed = [m for m, model in models.items() if has[m] and (force or (item.item_id, m, model, item.content_hash) not in done)]
         if needed and (force or key not in failed):
             item.modalities = needed
@@ -309,7 +309,7 @@ def _input(prepared: Prepared, modality: str) -> Any:
         return prepared.media.frames
     if modality == "audio":
         return prepared.media.audio
-    return prepared.work.title or None
+    return prepared.work.title if has_title(prepared.work.title) else None
 
 
 def embeddings_table(items: Sequence[WorkItem], modality: str, model: str, out: Embedded, now: datetime) -> pa.Table:

@@ -71,7 +71,7 @@ def _seed(text: str) -> int:
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type for a whole number of workers or shards, `minimum` or more."""
+    """An argparse type for a whole number (workers, shards, --limit, --k, pages), `minimum` or more."""
 
     def parse(text: str) -> int:
         try:
@@ -129,10 +129,13 @@ def _stopped_line(args: argparse.Namespace, signum: int) -> str:
     how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
     if args.command == "sql":
         return f"reelsense: {how}"
-    if args.command == "train" and args.force:
-        try:
-            kept = any(Warehouse(args.home).models_dir.glob("rankers/*/unfinished.pt"))
-        except OSError:
+    if args.command == "train" and getattr(args, "force", False):
+        try:  # a stopped fit of a ranker it trains (review: not one of another ranker, left from before)
+            names = _models(args.models) if args.models else list(ALL_MODELS)
+            names += [NEEDS_BASE[name] for name in names if name in NEEDS_BASE]
+            rankers = Warehouse(args.home).models_dir / "rankers"
+            kept = any((rankers / name / "unfinished.pt").exists() for name in names)
+        except (OSError, ReelsenseError):
             kept = False
         if kept:
             return (
@@ -329,27 +332,23 @@ def _exit_at_once_on_interrupt(line_of: Callable[[int], str]) -> tuple[Callable[
     return restore, exit_if_bridged
 
 
-def _exit_now(signum: int, line: str) -> NoReturn:
-    """Say `line`, stop this process's children (the local Prefect server, Dask workers) and exit
-    with 128 + signum, ignoring further signals meanwhile (a second one cannot cut this short)."""
+def _exit_now(signum: int, line_of: Callable[[int], str]) -> NoReturn:
+    """Say `line_of(signum)`, stop this process's children (the local Prefect server, Dask workers)
+    and exit with 128 + signum, ignoring further signals meanwhile (a second one cannot cut this short)."""
     import psutil
 
     try:
         for ignored in HANDLED:
             signal.signal(ignored, signal.SIG_IGN)
+        try:
+            line = line_of(signum)
+        except Exception:  # the handler must exit whatever happens: the generic line then
+            line = INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name)
         os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
-        children = psutil.Process().children(recursive=True)
-        for child in children:
+        # Not waited for: Python's multiprocessing helper ignores SIGTERM and ends once we have (review).
+        for child in psutil.Process().children(recursive=True):
             try:
                 child.terminate()
-            except psutil.Error:
-                pass
-        # Probe: the command exited while its Prefect server still ran for 1-2 s; wait for them
-        # (a few seconds at most, then SIGKILL), so that "stopped" holds once the command is gone.
-        _, alive = psutil.wait_procs(children, timeout=5)
-        for child in alive:
-            try:
-                child.kill()
             except psutil.Error:
                 pass
     finally:
@@ -376,7 +375,7 @@ def _stopper(line_of: Callable[[int], str]) -> Callable[[int, object], None]:
     def stop(signum: int, frame: object) -> None:
         if not stopping:
             stopping.append(signum)
-            _exit_now(signum, line_of(signum))
+            _exit_now(signum, line_of)
 
     return stop
 

@@ -292,7 +292,7 @@ def extract_line(summary: dict[str, Any]) -> str:
     empty = summary.get("skipped_empty", 0)  # probe: and so were items with nothing to embed
     why = f"; {QUARANTINED_ITEMS} lists why (fix the media, ingest the item again)"
     of_them = [f"{held} of them quarantined before: --force tries them again"] if held else []
-    of_them += [f"{count(empty, 'item')} with nothing to embed: no title, no media"] if empty else []
+    of_them += [f"{count(empty, 'item')} with nothing the configured modalities embed, such as no title and no media"] if empty else []
     return (
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped" + (f" ({'; '.join(of_them)})" if of_them else "") + ", "
         f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio"

@@ -219,7 +219,15 @@ def extract_items(
     work, skipped, counts = plan_extraction(home, config, force, limit)
     how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
     models = model_ids(config)
-    logger.info("%d items to embed in %s (%s), %d skipped (%d of them quarantined before)", len(work), how, ", ".join(models.values()), skipped, counts["held"])
+    logger.info(
+        "%d items to embed in %s (%s), %d skipped (%d of them quarantined before, %d with nothing to embed)",
+        len(work),
+        how,
+        ", ".join(models.values()),
+        skipped,
+        counts["held"],
+        counts["empty"],
+    )
     with progress(total=len(work), unit="item", desc="extract-items", disable=not work) as bar:
         if shards:
             totals = _run_shards(home, work, config, force, shards, torch_threads, bar)
@@ -231,7 +239,7 @@ def extract_items(
         **totals,
         "skipped": skipped,
         "skipped_quarantined": counts["held"],  # of the skipped: quarantined before, tried again only by --force
-        "skipped_empty": counts["empty"],  # of the skipped: nothing to embed (no title, no media)
+        "skipped_empty": counts["empty"],  # of the skipped: nothing the configured modalities embed
         "past_limit": counts["to_embed"],  # past --limit, without a vector: a run without --limit embeds them
         "past_limit_embedded": counts["embedded"],  # after --force: with their vectors, embedded again only by --force
         "past_limit_quarantined": counts["quarantined"],  # after --force: quarantined before, tried again only by --force

@@ -288,6 +288,8 @@ def test_a_batch_committed_for_some_modalities_only_is_finished_for_the_rest():
     work, skipped, held, empty = plan_work(bare, set(), set(), models)
     assert [(w.item_id, w.modalities) for w in work] == [("spaces", ["frames", "audio"])] and (skipped, held, empty) == (1, 0, 1)
     assert plan_work(bare, set(), set(), {"text": "t@1"})[1:] == (2, 0, 2)  # text only: neither has a title
+    heard = [{"item_id": "heard", "title": None, "video_uri": None, "audio_uri": "/a/h.mp3", "content_hash": "hh"}]
+    assert plan_work(heard, set(), set(), {"frames": "f@1", "text": "t@1"})[1:] == (1, 0, 1)  # review: an audio file, no frames or text to embed
 
 
 def test_batches_are_committed_commit_items_at_a_time_and_kept_when_a_later_batch_fails():
@@ -376,7 +378,7 @@ def test_items_without_media_are_counted_only_where_their_title_is_embedded():
     both = extract_line({**summary, "skipped": 3, "skipped_quarantined": 1, "skipped_empty": 2})
     assert both.startswith(
         "extract-items: 2 embedded, 3 skipped (1 of them quarantined before: --force tries them again; "
-        "2 items with nothing to embed: no title, no media), 0 quarantined"
+        "2 items with nothing the configured modalities embed, such as no title and no media), 0 quarantined"
     )
 
 

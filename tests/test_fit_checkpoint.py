@@ -290,6 +290,9 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     assert cli(None) == 130
     assert lines[signal.SIGINT].startswith("reelsense: interrupted; the stopped fit is kept: `train` without --force continues it")
     assert lines[signal.SIGTERM].startswith("reelsense: stopped by SIGTERM; the stopped fit is kept: `train` without --force continues it")
+    # Only a stopped fit of a ranker it trains counts (review: bpr-mf's fit is no sasrec's).
+    args = flows.cli.build_parser().parse_args(["--home", str(wh.home), "train", "--models", "sasrec", "--force"])
+    assert flows.cli._stopped_line(args, signal.SIGINT) == flows.cli.INTERRUPTED
 
     # `models` with continued and uncontinued versions side by side, and a stopped fit in the folder
     # of a ranker this version does not train (review: a traceback, then exit 2 listing nothing).
