@@ -166,9 +166,9 @@ def plan_work(
     for row in items:
         item = WorkItem(row["item_id"], row["title"], row["video_uri"], row["audio_uri"], row["content_hash"])
         key = (item.item_id, item.content_hash)
-        media = bool(item.audio_uri or item.video_uri)
-        has = {"frames": bool(item.video_uri), "text": has_title(item.title), "audio": media and (force or key not in no_audio)}
-        empty += not any({"frames": bool(item.video_uri), "text": has_title(item.title), "audio": media}[m] for m in models)
+        present = {"frames": bool(item.video_uri), "text": has_title(item.title), "audio": bool(item.audio_uri or item.video_uri)}
+        empty += not any(present[m] for m in models)
+        has = {**present, "audio": present["audio"] and (force or key not in no_audio)}
         needed = [m for m, model in models.items() if has[m] and (force or (item.item_id, m, model, item.content_hash) not in done)]
         if needed and (force or key not in failed):
             item.modalities = needed

@@ -142,6 +142,10 @@ def _stopped_line(args: argparse.Namespace, signum: int) -> str:
                 f"reelsense: {how}; the stopped fit is kept: `train` without --force continues it, or reuses the saved model "
                 "when nothing it depends on changed (--force trains from epoch 1 again)"
             )
+    return _generic_line(signum)
+
+
+def _generic_line(signum: int) -> str:
     return INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name)
 
 
@@ -343,7 +347,7 @@ def _exit_now(signum: int, line_of: Callable[[int], str]) -> NoReturn:
         try:
             line = line_of(signum)
         except Exception:  # the handler must exit whatever happens: the generic line then
-            line = INTERRUPTED if signum == signal.SIGINT else STOPPED.format(name=signal.Signals(signum).name)
+            line = _generic_line(signum)
         os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
         # Not waited for: Python's multiprocessing helper ignores SIGTERM and ends once we have (review).
         for child in psutil.Process().children(recursive=True):
