@@ -50,7 +50,9 @@ def modality_lines(row: dict[str, Any]) -> list[str]:
     lines = ["modality contributions (score lost when left out; the item's fusion weight):"]
     for name, value, fusion in zip(row["modality_names"], row["modality_contributions"], row["fusion_weights"] or []):
         shown = f"{value:+.3f}" if value is not None and np.isfinite(value) else "     -"
-        lines.append(f"  {name:<8} {shown}   fusion weight {fusion:.2f}")
+        # Probe: a value stood unlabelled for a modality the item lacks; it comes from the history alone.
+        lacks = "  (the item has none: the history's change alone)" if not fusion and shown.strip() != "-" else ""
+        lines.append(f"  {name:<8} {shown}   fusion weight {fusion:.2f}{lacks}")
     return lines
 
 
@@ -165,6 +167,21 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
         ) from exc
 
 
+def unaligned_in_use(data: Dataset, items: list[str]) -> None:
+    """Keep in `data.unaligned` only the items an explanation reads: those in `samples` (a target, or
+    a step of a history) and `items` (the pairs explained). An item extracted since align-items last
+    ran, with no interactions yet, plays no part in explaining an earlier run, so it no longer stops
+    `report` (probe: it did, until `align` ran); lstm-attn scores it -inf, as it has no vector."""
+    if not data.unaligned:
+        return
+    used = np.zeros(len(data.item_ids), bool)
+    used[data.targets] = used[data.queries.hist_items.ravel()] = True
+    used[0] = False  # padding
+    index = {item: i for i, item in enumerate(data.item_ids) if i}
+    wanted = set(items)
+    data.unaligned = [item for item in data.unaligned if item in wanted or used[index.get(item, 0)]]
+
+
 def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str, str]]) -> list[dict]:
     """Explanations of (user, item) pairs against each user's current history."""
     queries = current_queries(data)
@@ -191,8 +208,9 @@ def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str,
 def explain_scores(home: str, run_id: str, device: str, scored_by: str | None = None) -> tuple[list[dict], Dataset]:
     wh = Warehouse(home)
     data = load_dataset(wh, MAX_HISTORY)
-    model, ctr = load_explainers(wh, data, device, scored_by, run_id)
     scored = db.analysis(wh, "run_pairs", {"run": run_id}).to_pylist()
+    unaligned_in_use(data, [s["item_id"] for s in scored])
+    model, ctr = load_explainers(wh, data, device, scored_by, run_id)
     rows = explain_for(wh, data, model, ctr, [(s["user_id"], s["item_id"]) for s in scored])
     if rows:
         store.append(wh, EXPLANATIONS, pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows]))
@@ -336,6 +354,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
                 "of at least half), so no history to explain a ranking from; score runs leave such users out too"
             )
         refuse_unscorable(data, user, item)
+        unaligned_in_use(data, [item])
         model, ctr = load_explainers(wh, data, device_for(device), runs[0]["model_version"] if runs else None)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair" + (

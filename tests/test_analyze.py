@@ -157,6 +157,8 @@ def test_explain_says_in_one_line_that_an_item_without_content_has_no_modality_c
     assert modality_lines(row) == ["modality contributions: none (the item has no content vector, so there is nothing to leave out)"]
     row = {"modality_names": ["audio", "text"], "modality_contributions": [0.25, float("nan")], "fusion_weights": [0.5, 0.5]}
     assert modality_lines(row)[1:] == ["  audio    +0.250   fusion weight 0.50", "  text          -   fusion weight 0.50"]
+    row = {"modality_names": ["audio", "text"], "modality_contributions": [0.25, -0.125], "fusion_weights": [0.0, 1.0]}  # no audio
+    assert modality_lines(row)[1:] == ["  audio    +0.250   fusion weight 0.00  (the item has none: the history's change alone)", "  text     -0.125   fusion weight 1.00"]
 
 
 def test_an_lstm_attn_checkpoint_from_before_the_rework_is_a_clear_error(ranked_home, tmp_path):
@@ -494,3 +496,25 @@ def test_the_why_compares_only_the_modalities_the_item_has():
     assert why([False, False, True]).endswith("; it has no music or picture; its text content added -1.16 to the score")
     music = "the music mattered more than the title (travel) (leaving it out costs +0.10 vs -1.16 of the score)"
     assert why([True, False, True]).endswith(f"; it has no picture; {music}")
+
+
+def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_waits_for_align(analyzed, tmp_path, capsys):
+    """Probe: a newly extracted item, not yet aligned and with no interactions, stopped `report` of a
+    run scored before it arrived (it plays no part in the explanations). An unaligned item that a
+    history holds still stops it: its content would be zeros."""
+    from flows.cli import main
+
+    wh, _, _ = analyzed
+    home = tmp_path / "copy"
+    shutil.copytree(wh.home, home)
+    copy = type(wh)(home)
+    (tmp_path / "new.csv").write_text("item_id,title,video_uri\ni0new,brand new cooking clip #cooking,\n")
+    assert main(["--home", str(home), "ingest", "items", str(tmp_path / "new.csv")]) == 0
+    tiny_platform.add_item_vectors(copy, "i0new", aligned=False)  # extracted, align not rerun
+    assert main(["--home", str(home), "report", "--run-id", "run-report", "--plot-users", "0", "--pages", "2"]) == 0
+    assert "i0new" not in capsys.readouterr().err
+    events = tmp_path / "liked.csv"
+    events.write_text("user_id,item_id,event_ts,event,watch_ratio\nuser00,i0new,2026-06-01T00:00:00Z,like,\n")
+    assert main(["--home", str(home), "ingest", "events", str(events)]) == 0
+    assert main(["--home", str(home), "report", "--run-id", "run-report", "--plot-users", "0", "--pages", "2"]) == 2
+    assert "1 item has raw embeddings but no fused:aligned@tiny vector (i0new); run `reelsense" in capsys.readouterr().err
