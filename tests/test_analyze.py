@@ -158,7 +158,10 @@ def test_explain_says_in_one_line_that_an_item_without_content_has_no_modality_c
     row = {"modality_names": ["audio", "text"], "modality_contributions": [0.25, float("nan")], "fusion_weights": [0.5, 0.5]}
     assert modality_lines(row)[1:] == ["  audio    +0.250   fusion weight 0.50", "  text          -   fusion weight 0.50"]
     row = {"modality_names": ["audio", "text"], "modality_contributions": [0.25, -0.125], "fusion_weights": [0.0, 1.0]}  # no audio
-    assert modality_lines(row)[1:] == ["  audio    +0.250   fusion weight 0.00  (the item has none: the history's change alone)", "  text     -0.125   fusion weight 1.00"]
+    assert modality_lines(row)[1:] == [
+        "  audio    +0.250   fusion weight 0.00  (the item has none: the history's change alone)",
+        "  text     -0.125   fusion weight 1.00",
+    ]
 
 
 def test_an_lstm_attn_checkpoint_from_before_the_rework_is_a_clear_error(ranked_home, tmp_path):
