@@ -75,9 +75,11 @@ def checked_latest(models_dir: Path, name: str) -> dict[str, Any] | None:
         if name in ALL_MODELS and readable_versions(models_dir, name):  # a retired ranker's versions are no one's latest
             raise FileNotFoundError(marker)
         return None
-    meta = artifacts.latest(models_dir, name)
-    named = marker.read_text().strip()
-    if meta is not None and (not _version_name(named) or meta.get("name") != name or meta.get("version") != named):
+    named = marker.read_text().strip()  # read once: a train that moves LATEST meanwhile is not a mismatch
+    if not _version_name(named):
+        raise artifacts.ModelMismatch(f"it holds {named!r}, which is no version's name")
+    meta = artifacts.read_meta(models_dir, name, named)
+    if meta.get("name") != name or meta.get("version") != named:
         raise artifacts.ModelMismatch(f"its meta.json is of {meta.get('name')} {meta.get('version')}")
     return meta
 
