@@ -337,7 +337,7 @@ def _exit_at_once_on_interrupt(line_of: Callable[[int], str]) -> tuple[Callable[
 
 
 def _exit_now(signum: int, line_of: Callable[[int], str]) -> NoReturn:
-    """Say `line_of(signum)`, stop this process's children (the local Prefect server, Dask workers)
+    """Say `line_of(signum)`, kill this process's children (the local Prefect server, Dask workers)
     and exit with 128 + signum, ignoring further signals meanwhile (a second one cannot cut this short)."""
     import psutil
 
@@ -349,10 +349,12 @@ def _exit_now(signum: int, line_of: Callable[[int], str]) -> NoReturn:
         except Exception:  # the handler must exit whatever happens: the generic line then
             line = _generic_line(signum)
         os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
-        # Not waited for: Python's multiprocessing helper ignores SIGTERM and ends once we have (review).
+        # Killed, not sent SIGTERM (probe: a Prefect server stopped while it recorded task runs logged
+        # 160 lines of tracebacks to our terminal after the line; its writes are SQLite transactions,
+        # which a kill rolls back), and not waited for (multiprocessing's helper ignored SIGTERM).
         for child in psutil.Process().children(recursive=True):
             try:
-                child.terminate()
+                child.kill()
             except psutil.Error:
                 pass
     finally:
