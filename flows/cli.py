@@ -769,7 +769,7 @@ def _require(home: Path, spec, message: str) -> Warehouse:
 
 def _score(args: argparse.Namespace) -> None:
     from flows.console import score_line
-    from flows.score import RunConflict, check_arguments, claim_run, find_misfit, known_users, model_version, run_score
+    from flows.score import RunConflict, check_arguments, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
     if args.candidates is not None and args.retrieval != "similarity":
@@ -786,12 +786,12 @@ def _score(args: argparse.Namespace) -> None:
     if users is not None:
         known = set(known_users(wh, users))
         unknown = [u for u in users if u not in known]
+        cut = unpassable_users(wh, unknown) if unknown else ""
         if not known:
-            raise ReelsenseError(
-                f'none of the users given to --users has events: {", ".join(unknown)}; `reelsense sql "SELECT DISTINCT user_id FROM events"` lists them'
-            )
+            listed = cut or '; `reelsense sql "SELECT DISTINCT user_id FROM events"` lists them'
+            raise ReelsenseError(f"none of the users given to --users has events: {', '.join(unknown)}{listed}")
         if unknown:
-            print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}; scoring the other {len(known)}", file=sys.stderr)
+            print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}{cut}; scoring the other {len(known)}", file=sys.stderr)
         users = [u for u in users if u in known]
     if args.run_id and not args.replace:
         version = model_version(wh, args.model, args.version)
