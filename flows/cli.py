@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the --max-users sample, the sampled CTR negatives and the bootstrap (default 0)")
     evaluate.add_argument(
         "--max-users",
-        type=int,
+        type=_at_least(1),  # checked as parsed (probe: refused only after the imports)
         help="a quick evaluation on a seeded sample of test users, written to results-quick.json and not recorded in the registry (default: every test user)",
     )
     evaluate.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
@@ -745,8 +745,6 @@ def _evaluate(args: argparse.Namespace) -> None:
     from flows.rank import evaluate_rankers
 
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
-    if args.max_users is not None and args.max_users < 1:
-        raise ReelsenseError(f"--max-users must be at least 1, got {args.max_users}; leave it out to evaluate every test user")
     results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users, device=args.device, dataset=args.dataset)
     print(f"evaluate ({results['evaluation']}): {results['path']}")
     print("\n".join(results_lines(results)))

@@ -859,6 +859,15 @@ def test_a_seed_is_a_whole_number_from_zero(home, capsys, argv):
     assert exit_.value.code == 2 and "a seed is a whole number from 0 to 2147483647" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_evaluate_refuses_max_users_below_one_as_it_parses(tmp_path, capsys, count):
+    """Probe: `evaluate --max-users 0` was refused only once the flow's imports had run (and only
+    where the home had events)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--home", str(tmp_path / "none"), "evaluate", "--max-users", count])
+    assert exit_.value.code == 2 and f"--max-users: {count}: expected 1 or more" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("shards", ["0", "-2"])
 def test_score_refuses_fewer_than_one_shard(home, capsys, shards):
     with pytest.raises(SystemExit) as exit_:
