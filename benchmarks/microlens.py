@@ -283,7 +283,11 @@ class OneLineErrors(argparse.ArgumentParser):
 def main() -> None:
     parser = OneLineErrors(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True)
-    parser.add_argument("--out", default="benchmarks/results/microlens-50k.json")
+    parser.add_argument(
+        "--out",
+        required=True,  # probe: a default overwrote a committed table with a run on other data
+        help="the results JSON (its .md and .summary.json are written beside it); a rerun with the same --out resumes it",
+    )
     parser.add_argument("--models", default="popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm")
     parser.add_argument("--seeds", type=seed_list, default="0,1,2", help="training seeds; the first is the main tables' (default 0,1,2)")
     parser.add_argument("--max-epochs", type=positive(int), help="cap on epochs (default: the model's own, 300 for SASRec)")
@@ -339,6 +343,11 @@ def main() -> None:
     code = provenance()
     summary = out.with_suffix(".summary.json")
     source = out if out.exists() else summary  # what the run resumes, for the messages below
+    if not out.exists() and not summary.exists() and out.with_suffix(".md").exists():  # probe: a committed table was overwritten
+        parser.error(
+            f"{out.with_suffix('.md')} is there without the {out.name} or .summary.json of its run: this run would overwrite it; "
+            "use another --out, or move it away"
+        )
     try:
         results = resumed(out, summary)
     except ValueError as e:

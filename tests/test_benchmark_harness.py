@@ -223,6 +223,8 @@ def _load_benchmark(monkeypatch):
         (["--out", "results.md"], "--out must end in .json"),
         (["--out", "results.summary.json"], "--out must end in .json, not .summary.json"),  # review: read as a full JSON, overwritten unpacked
         (["--home", "not-a-home"], "is not a reelsense home"),
+        # Probe: a run with the default --out overwrote a committed table made on other data.
+        (["--out", "table.json"], "table.md is there without the table.json or .summary.json of its run: this run would overwrite it"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, capsys, change, says):
@@ -234,8 +236,9 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
     home.mkdir()
     (home / "reelsense.duckdb").touch()
     args = {"--home": str(home), "--out": str(out), "--models": "sasrec", "--seeds": "0"}
+    (tmp_path / "table.md").write_text("# a table committed alone\n")
     for flag, value in zip(change[::2], change[1::2]):
-        args[flag] = value if flag != "--home" else str(tmp_path / value)
+        args[flag] = value if flag not in ("--home", "--out") or value.endswith("summary.json") or value == "results.md" else str(tmp_path / value)
     monkeypatch.setattr(sys, "argv", ["microlens.py", *[x for pair in args.items() for x in pair]])
     with pytest.raises(SystemExit) as refused:
         benchmark.main()
@@ -244,6 +247,16 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, monkeypatch, c
     assert refused.value.code == 2 and says in err and err.count("\n") == 1, err  # one line, no usage
     assert json.loads(out.read_text()) == before
     assert not (tmp_path / "not-a-home").exists()
+    assert (tmp_path / "table.md").read_text() == "# a table committed alone\n"
+
+
+def test_the_benchmark_needs_its_out(tmp_path, monkeypatch, capsys):
+    """Probe: the default --out was a committed table's, which a run on the sample overwrote."""
+    benchmark = _load_benchmark(monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["microlens.py", "--home", str(tmp_path)])
+    with pytest.raises(SystemExit) as refused:
+        benchmark.main()
+    assert refused.value.code == 2 and "the following arguments are required: --out" in capsys.readouterr().err
 
 
 def test_a_results_file_that_is_not_json_is_named(tmp_path, monkeypatch, capsys):
