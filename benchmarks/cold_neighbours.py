@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -145,7 +146,7 @@ def main() -> None:
             parser.error("--borrow-dropped needs K above 0 (K@temperature, e.g. 20@0.02)")
         settings |= {"borrow_dropped": True, "cold_neighbours": k, "cold_temperature": temperature}
     model = make("sasrec-content", settings)
-    results: dict = {"command": " ".join(["python", *sys.argv]), "train_settings": settings, "rows": {k: len(v) for k, v in rows.items()}, "by_setting": {}}
+    results: dict = {"command": shlex.join(["python", *sys.argv]), "train_settings": settings, "rows": {k: len(v) for k, v in rows.items()}, "by_setting": {}}
     load_or_train(model, args.checkpoint, train_data, results)
     results["trained_config"] = dataclasses.asdict(model.config)  # a loaded checkpoint's own, whatever was asked
     seen = model.net.items.has_delta.cpu().numpy()

@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -209,7 +210,7 @@ def fit(model, data, seed: int, unfinished: Path, code: dict[str, str | None]) -
     model.fit(data, seed=seed, checkpoint=unfinished)
     history = getattr(model, "history", None) or []
     return {
-        "command": " ".join(["python", *sys.argv]),
+        "command": shlex.join(["python", *sys.argv]),
         **code,  # code_version: a run pairs steps of one ranker code only (see `paired`); git_commit
         "fit_seconds": round(time.perf_counter() - started, 1),  # this process's part of a continued fit
         "epoch_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1),  # every epoch, whichever process ran it
@@ -395,7 +396,7 @@ def main() -> None:
     results.setdefault("steps", {})
     results.update(
         {
-            "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
+            "command": shlex.join([sys.executable.split("/")[-1], *sys.argv]),
             "machine": f"{platform.node()}, {torch.get_num_threads()} torch threads",
             "max_history": MAX_HISTORY,
             "main_seed": seeds[0],

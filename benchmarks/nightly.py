@@ -33,6 +33,7 @@ import csv
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -171,7 +172,7 @@ def main() -> None:
     if not (registry / "LATEST").exists():
         parser.error(f"no trained {args.model} in {registry}; train one there first (reelsense train --models {args.model})")
     result: dict = {
-        "command": " ".join(["python", "benchmarks/nightly.py", *sys.argv[1:]]),
+        "command": shlex.join(["python", "benchmarks/nightly.py", *sys.argv[1:]]),
         "machine": f"{platform.node()}, {len(os.sched_getaffinity(0))} cores",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def main() -> None:
     ensure_samples(Warehouse(args.home), MAX_HISTORY)
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)
     train_data, rows = cold_rows(data) if args.split == "cold" else main_rows(data)
-    results: dict = {"command": " ".join(["python", *sys.argv]), "rows": {k: len(v) for k, v in rows.items()}, "sides": {}}
+    results: dict = {"command": shlex.join(["python", *sys.argv]), "rows": {k: len(v) for k, v in rows.items()}, "sides": {}}
     per: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for key, (name, path, borrow) in sides.items():
         record: dict[str, Any] = {"name": name, "checkpoint": str(path)}

@@ -22,6 +22,7 @@ import argparse
 import json
 import platform
 import resource
+import shlex
 import statistics
 import time
 from datetime import datetime, timedelta, timezone
@@ -215,7 +216,9 @@ def main() -> None:
     n_users, n_items, n_events = int(50_000 * args.scale), args.items or int(20_000 * args.scale), int(360_000 * args.scale)
     run_rows = args.run_rows or int(100_000 * args.scale)
     result: dict = {
-        "command": "python benchmarks/warehouse_scale.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "command": shlex.join(
+            ["python", "benchmarks/warehouse_scale.py", *[x for k, v in vars(args).items() if v is not None for x in (f"--{k.replace('_', '-')}", str(v))]]
+        ),
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()}), {len(__import__('os').sched_getaffinity(0))} cores",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sizes": {

@@ -12,6 +12,7 @@ re-projected without retraining) unless `--retrain` is given or the raw models c
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -158,7 +159,7 @@ def write_report(
                 "first_epoch_val": history[0]["val_loss"],
                 "best_val": history[meta["best_epoch"]]["val_loss"],
             },
-            "command": " ".join(["reelsense", *sys.argv[1:]]) if sys.argv else "reelsense align",
+            "command": shlex.join(["reelsense", *sys.argv[1:]]) if sys.argv else "reelsense align",
         }
     )
     path = Warehouse(home).reports_dir / "alignment.json"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -244,7 +245,7 @@ def evaluate_rankers(
         "dataset": dataset or str(wh.home),
         "home": str(wh.home.resolve()),  # where it ran: a copied or moved home says so in its report
         "seed": seed,
-        "command": " ".join(["reelsense", *sys.argv[1:]]),
+        "command": shlex.join(["reelsense", *sys.argv[1:]]),
         "evaluation": f"quick: {len(rows)} seeded test users of {int((data.split == 'test').sum())}" if quick else "full: every test user",
         "max_users": max_users if quick else None,
         "protocol": {

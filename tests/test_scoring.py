@@ -396,6 +396,21 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
 
 
+def test_the_recorded_evaluate_command_runs_as_written(ranked_home, tmp_path, monkeypatch):
+    """Probe: a home or --dataset with a space was recorded unquoted in results.json, .md and the
+    report, so the command could not be rerun as written."""
+    import shlex
+    import sys
+
+    home = tmp_path / "a home"
+    shutil.copytree(ranked_home.home, home)
+    argv = ["reelsense", "--home", str(home), "evaluate", "--models", "lstm-attn", "--dataset", "my data", "--max-users", "5"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert main(argv[1:]) == 0
+    results = json.loads((Warehouse(home).reports_dir / "results-quick.json").read_text())
+    assert shlex.split(results["command"]) == argv
+
+
 def test_score_names_unknown_users(home, capsys):
     assert _cli(home, "score", "--k", "2", "--users", "nobody,user00", "--run-id", "some") == 0
     captured = capsys.readouterr()
