@@ -98,8 +98,12 @@ def unpaired_note(results: dict) -> str | None:
     unpaired = [name for name, r in results["models"].items() if vs_reference(name, r, "unmasked") == "not paired"]
     if not unpaired:
         return None
-    train = "" if REFERENCE in results["models"] else f", with a {REFERENCE} trained on this data (`reelsense train --models {REFERENCE}`)"
-    command = f"reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{_same_evaluation(results)}"
+    # A sasrec whose row left the table for another reason than its model being gone is trained
+    # (probe: the note said to train one that was there).
+    dropped = (results.get("dropped_from_earlier") or {}).get(REFERENCE, UNTRAINED_ROW)
+    trained = REFERENCE in results["models"] or (dropped != UNTRAINED_ROW and REFERENCE not in results.get("train_before_evaluate", []))
+    train = "" if trained else f", with a {REFERENCE} trained on this data (`reelsense train --models {REFERENCE}`)"
+    command = f"reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{same_evaluation(results)}"
     # Probes: beside a kept sasrec row, or after sasrec alone was evaluated again at a new version,
     # the note said no sasrec was evaluated over the same users.
     kept = results.get("kept_from_earlier", [])
@@ -128,7 +132,7 @@ RETIRED_ROW = "a retired ranker name"
 UNTRAINED_ROW = "no longer trained"
 
 
-def _same_evaluation(results: dict) -> str:
+def same_evaluation(results: dict) -> str:
     """The flags that repeat an evaluation's seed and quick sample (review: a bare command evaluated
     every user at seed 0, and dropped the rest of a seed-3 table)."""
     return (f" --seed {results['seed']}" if results.get("seed") else "") + (f" --max-users {results['max_users']}" if results.get("max_users") else "")
@@ -144,10 +148,10 @@ def dropped_note(results: dict) -> str | None:
     again = [name for name, reason in dropped.items() if reason not in (RETIRED_ROW, UNTRAINED_ROW)]
     stale = [name for name in again if name in results.get("train_before_evaluate", [])]
     fits = [name for name in again if name not in stale]
-    how = f"; `reelsense evaluate --models {','.join(fits)}{_same_evaluation(results)}` measures them here" if fits else ""
+    how = f"; `reelsense evaluate --models {','.join(fits)}{same_evaluation(results)}` measures them here" if fits else ""
     if stale:  # their models are of other data: evaluate would refuse them (probe)
         models = ",".join(stale)
-        evaluate = f"reelsense evaluate --models {models}{_same_evaluation(results)}"
+        evaluate = f"reelsense evaluate --models {models}{same_evaluation(results)}"
         how += f"; {', '.join(stale)} no longer fit the data: `reelsense train --models {models}`, then `{evaluate}`"
     return runnable(f"no longer in the table ({why}){how}")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.console import runnable, split_users, unpaired_note, vs_reference
+from flows.console import runnable, same_evaluation, split_users, unpaired_note, vs_reference
 from flows.latest import latest_meta
 from ranker import artifacts, plots
 from ranker.data import Dataset
@@ -310,7 +310,9 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data:
     else:
         try:  # evaluate's own checks (probe, 2026-12-03: the advice below failed where new events had arrived)
             artifacts.check_with_base(wh.models_dir, name, data, version=version)
-            advice = f"that evaluation did not measure this version: <code>reelsense evaluate --models {html.escape(name)}</code> measures it."
+            # With that evaluation's seed and sample (probe: without them its other rows were dropped).
+            again = html.escape(f"reelsense evaluate --models {name}{same_evaluation(results)}")
+            advice = f"that evaluation did not measure this version: <code>{again}</code> measures it."
         except artifacts.ModelMismatch as exc:
             advice = f"that evaluation did not measure this version, and <code>reelsense evaluate</code> would refuse it now: {html.escape(str(exc))}"
     return (

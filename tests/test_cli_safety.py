@@ -998,6 +998,10 @@ def test_the_tables_tell_the_reference_from_a_model_not_paired():
         "sasrec is s2, evaluated without them (a kept row stores no per-user ranks to pair again); "
         "`reelsense evaluate --models bpr-mf,popularity,sasrec` pairs them"
     )
+    # Probe: sasrec's row left the table (another seed), and the note said to train one that was there.
+    other_seed = {"models": {"bpr-mf": {}}, "seed": 1, "dropped_from_earlier": {"sasrec": "the earlier evaluate had other seed"}}
+    assert unpaired_note(other_seed).endswith("`reelsense evaluate --models bpr-mf,sasrec --seed 1` pairs them")
+    assert unpaired_note({**other_seed, "train_before_evaluate": ["sasrec"]}).endswith("(`reelsense train --models sasrec`)")
     mixed = unpaired_note({"models": {**rows, "itemknn": {}}, "seed": 0, "kept_from_earlier": ["bpr-mf", "popularity"]})
     assert "(a kept row stores no per-user ranks to pair again); no sasrec was evaluated over the same users with itemknn; " in mixed
 
