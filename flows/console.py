@@ -610,8 +610,9 @@ def results_markdown(results: dict[str, Any]) -> str:
 
     lines = [f"# Results: {results['dataset']}", "", f"`{results['command']}` (seed {results['seed']}; {results['evaluation']})", ""]
     users = results["protocol"]["users"]
-    if results.get("kept_from_earlier"):
-        lines += [f"Kept from an earlier evaluation of the same data and users: {', '.join(results['kept_from_earlier'])}.", ""]
+    kept = results.get("kept_from_earlier", [])
+    if kept:  # marked * in the tables, as in the terminal's (probe)
+        lines += [f"\\* Kept from an earlier evaluation of the same data, seed and users: {', '.join(kept)}.", ""]
     for protocol in PROTOCOLS:
         lines += [
             f"## history {protocol} ({count(users['overall'], 'user')}; {count(users['natural_cold_items'], 'natural cold-item target')})",
@@ -623,8 +624,9 @@ def results_markdown(results: dict[str, Any]) -> str:
             o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
             vs_text = vs_reference(name, r, protocol)
             cold_text = _cold_text(cold)
+            shown = f"{name} \\*" if name in kept else name
             lines.append(
-                f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
+                f"| {shown} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |"
             )
         lines.append("")

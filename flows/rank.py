@@ -298,6 +298,8 @@ def evaluate_rankers(
     results["code_version"] = artifacts.code_version()
     results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir, data)
     results["kept_from_earlier"] = [name for name in results["models"] if name not in models]
+    if results["kept_from_earlier"] and not dataset:  # the kept rows' name (probe: it became the home's path)
+        results["dataset"] = json.loads((wh.reports_dir / f"{stem}.json").read_text()).get("dataset") or results["dataset"]
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(wh.reports_dir / f"{stem}.json", json.dumps(results, indent=1))
     artifacts.write_text(wh.reports_dir / f"{stem}.md", results_markdown(results))

@@ -263,7 +263,7 @@ def test_scoring_shards_whose_users_hold_fewer_behaviours_than_training(home, ca
 
 
 def test_evaluating_some_models_keeps_the_others_results(home, capsys):
-    assert _cli(home, "evaluate", "--models", "lstm-attn,lightgbm") == 0
+    assert _cli(home, "evaluate", "--models", "lstm-attn,lightgbm", "--dataset", "tiny platform") == 0
     first = json.loads((home.reports_dir / "results.json").read_text())
     assert list(first["models"]) == ["lstm-attn", "lightgbm"] and first["kept_from_earlier"] == []
     capsys.readouterr()
@@ -274,7 +274,10 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     assert list(again["models"]) == ["lstm-attn", "lightgbm"] and again["kept_from_earlier"] == ["lstm-attn"]
     assert again["models"]["lstm-attn"] == first["models"]["lstm-attn"]
     assert "lstm-attn *" in out and "kept from an earlier evaluate" in out
-    assert "Kept from an earlier evaluation" in (home.reports_dir / "results.md").read_text()
+    markdown = (home.reports_dir / "results.md").read_text()
+    assert "\\* Kept from an earlier evaluation of the same data, seed and users: lstm-attn." in markdown
+    assert "\n| lstm-attn \\* | " in markdown and "\n| lightgbm | " in markdown  # probe: the tables marked no kept row
+    assert markdown.startswith("# Results: tiny platform\n") and again["dataset"] == "tiny platform"  # the kept rows' name
     pairs = f"`reelsense --home {home.home} evaluate --models lstm-attn,lightgbm,sasrec` pairs them, with a sasrec trained on this data"
     assert f"\nNot paired: no sasrec was evaluated over the same users with lstm-attn, lightgbm; {pairs}" in (home.reports_dir / "results.md").read_text()
     assert f"not paired: no sasrec was evaluated over the same users with lstm-attn, lightgbm; {pairs}" in out  # review: no --home
