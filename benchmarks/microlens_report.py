@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows.console import served_markdown
+from flows.console import cold_text, served_markdown
 from ranker.coldstart import NEW_USER_STEPS
 from ranker.evaluate import PROTOCOLS
 from ranker.names import REFERENCE
@@ -54,11 +54,13 @@ def warm_tables(results: dict, seed: int) -> list[str]:
         seeded = any(key.startswith("main/") for key in steps)
         return [f"No step of seed {seed} in this run: the seeds' tables below hold its models.", ""] if seeded else []
     lines = []
+    sampled = (results.get("overrides") or {}).get("max_users")
+    who = f"{sampled} seeded test users (--max-users)" if sampled else "all test users"  # probe: "all" of a sample
     if REFERENCE not in main:
         lines += [f"No {REFERENCE} in this run, so no paired comparison (its per-user ranks are what the pairing needs).", ""]
     for protocol in PROTOCOLS:
         lines += [
-            f"## history {protocol}, all test users, seed {seed}",
+            f"## history {protocol}, {who}, seed {seed}",
             "",
             "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold-target HR@10 | vs sasrec NDCG@10 (paired 95% CI) | fit s | epochs |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -77,7 +79,7 @@ def warm_tables(results: dict, seed: int) -> list[str]:
             epochs = len(step["history"]) if step.get("history") else "-"
             lines.append(
                 f"| {name} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
-                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold.get('hr@10', 0):.4f} ({cold['users']}) | {vs_text} | "
+                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text(cold)} | {vs_text} | "  # probe: 0.0000 (0) for no cold target
                 f"{fit_text(step)} | {epochs} |"
             )
         lines.append("")

@@ -156,7 +156,7 @@ def dropped_note(results: dict) -> str | None:
     return runnable(f"no longer in the table ({why}){how}")
 
 
-def _cold_text(cold: dict) -> str:
+def cold_text(cold: dict) -> str:
     """A cold-item HR@10 with its user count: an HR@10 of 1.0000 over one user read as leakage (probe)."""
     return f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"
 
@@ -170,12 +170,12 @@ def results_lines(results: dict) -> list[str]:
     for name, r in results["models"].items():
         o, m, cold = r["unmasked"]["overall"], r["masked"]["overall"], r["unmasked"]["natural_cold_items"]
         vs_text = vs_reference(name, r, "unmasked")
-        cold_text = _cold_text(cold)
+        cold_shown = cold_text(cold)
         served = r.get("scoring_path", {})
         repeats = served.get("repeat_targets", repeats)
         served_text = f"{served['ndcg@10']:.4f}" if "ndcg@10" in served else "-"
         name = f"{name} *" if name in results.get("kept_from_earlier", []) else name
-        lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_text:>22}{served_text:>16}   {vs_text}")
+        lines.append(f"{name:<22}{o['ndcg@10']:>9.4f}{o['hr@10']:>8.4f}{m['ndcg@10']:>16.4f}{cold_shown:>22}{served_text:>16}   {vs_text}")
     if repeats is not None:
         lines.append(
             f"served: what score-batch writes by default, the model's own top 10 of the items the user has not "
@@ -623,11 +623,11 @@ def results_markdown(results: dict[str, Any]) -> str:
         for name, r in results["models"].items():
             o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
             vs_text = vs_reference(name, r, protocol)
-            cold_text = _cold_text(cold)
+            cold_shown = cold_text(cold)
             shown = f"{name} \\*" if name in kept else name
             lines.append(
                 f"| {shown} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
-                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_text} | {vs_text} |"
+                f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_shown} | {vs_text} |"
             )
         lines.append("")
     for note in (dropped_note(results), unpaired_note(results)):

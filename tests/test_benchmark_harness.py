@@ -386,6 +386,11 @@ def test_a_run_of_other_seeds_only_prints_no_empty_tables_of_the_main_seed(monke
     # With a seed-0 step the main tables are there (the check is on the main seed, not on any seed).
     seed0 = {**seed1, "steps": {"main/sasrec-content/seed0": step}}
     assert "No sasrec in this run" in microlens_report.markdown(seed0) and "| sasrec-content | 0.0300 (0.0200-0.0400) |" in microlens_report.markdown(seed0)
+    # Probe: a --max-users run's tables said "all test users", and no cold target read "0.0000 (0)".
+    text = microlens_report.markdown(seed0)
+    assert "## history unmasked, all test users, seed 0" in text and "| 0.0400 | 0.1000 | - | not paired |" in text, text
+    sampled = microlens_report.markdown({**seed0, "overrides": {"max_users": 50}})
+    assert "## history unmasked, 50 seeded test users (--max-users), seed 0" in sampled and "all test users" not in sampled
 
 
 def test_a_summary_packs_per_user_values_exactly_and_pair_seeds_reads_it(tmp_path, monkeypatch):
