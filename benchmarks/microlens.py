@@ -394,9 +394,12 @@ def main() -> None:
             was, now = ("the default" if v is None else v for v in (before[key], value))
             parser.error(f"{source} was run with {key} {was}, not {now}: resume it with the same settings, or use another --out")
     results.setdefault("steps", {})
+    command = shlex.join([sys.executable.split("/")[-1], *sys.argv])
+    earlier = results.get("commands") or ([results["command"]] if results.get("command") else [])
     results.update(
         {
-            "command": shlex.join([sys.executable.split("/")[-1], *sys.argv]),
+            "command": command,
+            "commands": [*[c for c in earlier if c != command], command],  # probe: the .md named the latest alone
             "machine": f"{platform.node()}, {torch.get_num_threads()} torch threads",
             "max_history": MAX_HISTORY,
             "main_seed": seeds[0],

@@ -29,12 +29,12 @@ def markdown(results: dict) -> str:
     # Named by its home and its shape (probe: every home was titled MicroLens-50K, with no user count).
     shape = ", ".join(f"{d[k]:,} {k.replace('_', ' ')}" for k in ("users", "items", "test_users") if isinstance(d.get(k), int))
     on = f"MicroLens benchmark on {results['home']}" if "home" in results else "MicroLens-50K"  # older JSONs: no home
-    lines = [
-        f"# {on} ({d.get('content', '?')}; {shape or 'shape not recorded'})",
-        "",
-        f"`{results['command']}`",
-        "",
-    ]
+    commands = results.get("commands") or [results["command"]]
+    lines = [f"# {on} ({d.get('content', '?')}; {shape or 'shape not recorded'})", ""]
+    if len(commands) > 1:  # steps of the same settings, run by other --models or --steps (probe: the latest alone was named)
+        lines += ["The commands that ran its steps, the latest last:", "", *[f"- `{c}`" for c in commands], ""]
+    else:
+        lines += [f"`{commands[0]}`", ""]
     lines += warm_tables(results, seed) + seed_tables(results) + slice_tables(results) + cold_tables(results)
     return "\n".join(lines) + "\n"
 

@@ -386,6 +386,10 @@ def test_a_run_of_other_seeds_only_prints_no_empty_tables_of_the_main_seed(monke
     # With a seed-0 step the main tables are there (the check is on the main seed, not on any seed).
     seed0 = {**seed1, "steps": {"main/sasrec-content/seed0": step}}
     assert "No sasrec in this run" in microlens_report.markdown(seed0) and "| sasrec-content | 0.0300 (0.0200-0.0400) |" in microlens_report.markdown(seed0)
+    # Probe: two commands ran the steps of one --out, and the .md named the latest alone.
+    both = microlens_report.markdown({**seed0, "commands": ["python a --models sasrec", "python a --models itemknn"]})
+    assert "The commands that ran its steps, the latest last:\n\n- `python a --models sasrec`\n- `python a --models itemknn`\n" in both
+    assert "\n`c`\n" in microlens_report.markdown(seed0)  # one command: as before
     # Probe: a --max-users run's tables said "all test users", and no cold target read "0.0000 (0)".
     text = microlens_report.markdown(seed0)
     assert "## history unmasked, all test users, seed 0" in text and "| 0.0400 | 0.1000 | - | not paired |" in text, text
