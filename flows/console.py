@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ranker.names import REFERENCE
+from ranker.names import NEEDS_BASE, REFERENCE
 from warehouse.db import QUARANTINED_ITEMS
 from warehouse.errors import ReelsenseError
 
@@ -161,6 +161,21 @@ def cold_text(cold: dict) -> str:
     return f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"
 
 
+def other_base_note(results: dict) -> str | None:
+    """Where a re-ranker's row re-ranks another version of its base than the base's row in the same
+    table (a kept lightgbm beside an lstm-attn retrained and evaluated since; probe: unsaid)."""
+    models = results["models"]
+    off = [
+        f"{name} re-ranks {base} {models[name]['base_version']}, not this table's {models[base]['version']}"
+        for name, base in NEEDS_BASE.items()
+        if name in models and base in models and models[name].get("base_version") not in (None, models[base].get("version"))
+    ]
+    if not off:
+        return None
+    names = ",".join(name for name in NEEDS_BASE if any(o.startswith(f"{name} ") for o in off))
+    return runnable(f"{'; '.join(off)}: `reelsense train --models {names}` trains one over it, then `reelsense evaluate --models {names}` measures it")
+
+
 def results_lines(results: dict) -> list[str]:
     """The results table of the terminal: NDCG@10 under both protocols, cold items, NDCG@10 of
     what score-batch would write by default (the model's own top 10 of the items not engaged with),
@@ -183,10 +198,9 @@ def results_lines(results: dict) -> list[str]:
         )
     if results.get("kept_from_earlier"):
         lines.append("* not evaluated by this command: kept from an earlier evaluate of the same data, seed and users")
-    if note := dropped_note(results):
-        lines.append(note)
-    if note := unpaired_note(results):
-        lines.append(note)
+    for note in (dropped_note(results), unpaired_note(results), other_base_note(results)):
+        if note:
+            lines.append(note)
     return lines
 
 
@@ -630,7 +644,7 @@ def results_markdown(results: dict[str, Any]) -> str:
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_shown} | {vs_text} |"
             )
         lines.append("")
-    for note in (dropped_note(results), unpaired_note(results)):
+    for note in (dropped_note(results), unpaired_note(results), other_base_note(results)):
         lines += [note[0].upper() + note[1:] + ".", ""] if note else []
     lines += served_markdown({name: r for name, r in results["models"].items()}, "## the score-batch path (engaged items removed)")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]

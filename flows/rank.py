@@ -272,6 +272,8 @@ def evaluate_rankers(
         started = time.perf_counter()
         metrics, ranks[name] = evaluate_model(trained[name], data, rows, seed=seed)
         results["models"][name] = {**metrics, "version": trained[name].version}
+        if name in NEEDS_BASE:  # the base version it re-ranks: the table says where that is not the base's row
+            results["models"][name]["base_version"] = trained[name].base.version
         get_run_logger().info("evaluated %s in %.1fs", name, time.perf_counter() - started)
     if REFERENCE in ranks:
         for name in models:

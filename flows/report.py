@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.console import runnable, same_evaluation, split_users, unpaired_note, vs_reference
+from flows.console import other_base_note, runnable, same_evaluation, split_users, unpaired_note, vs_reference
 from flows.latest import latest_meta
 from ranker import artifacts, plots
 from ranker.data import Dataset
@@ -341,7 +341,7 @@ def _results_table(results: dict[str, Any], home: Path) -> str:
         f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "
         f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>"
         + ("<p class=muted>* kept from an earlier evaluate of the same data, seed and users</p>" if results.get("kept_from_earlier") else "")
-        + (f"<p class=muted>{html.escape(note)}</p>" if (note := unpaired_note(results)) else "")
+        + "".join(f"<p class=muted>{html.escape(note)}</p>" for note in (unpaired_note(results), other_base_note(results)) if note)
         + _moved_note(results, home)
     )
 

@@ -1006,6 +1006,27 @@ def test_the_tables_tell_the_reference_from_a_model_not_paired():
     assert "(a kept row stores no per-user ranks to pair again); no sasrec was evaluated over the same users with itemknn; " in mixed
 
 
+def test_a_lightgbm_row_over_another_lstm_attn_than_the_tables_is_said():
+    """Probe: after lstm-attn was retrained and evaluated alone, the kept lightgbm row re-ranked the
+    old lstm-attn, and neither the table nor the report said so."""
+    from flows.console import other_base_note, results_lines
+
+    row = {"unmasked": {"overall": {"ndcg@10": 0.1, "hr@10": 0.2}, "natural_cold_items": {"users": 0}}, "masked": {"overall": {"ndcg@10": 0.1}}}
+    results = {
+        "models": {"lstm-attn": {**row, "version": "new"}, "lightgbm": {**row, "version": "g1", "base_version": "old"}},
+        "kept_from_earlier": ["lightgbm"],
+    }
+    said = (
+        "lightgbm re-ranks lstm-attn old, not this table's new: `reelsense train --models lightgbm` trains one over it, "
+        "then `reelsense evaluate --models lightgbm` measures it"
+    )
+    assert other_base_note(results) == said and said in results_lines(results)
+    results["models"]["lightgbm"]["base_version"] = "new"
+    assert other_base_note(results) is None
+    del results["models"]["lightgbm"]["base_version"]  # a row of an older results.json: nothing to compare
+    assert other_base_note(results) is None
+
+
 def test_a_kept_row_loses_its_pairing_once_its_sasrec_leaves_the_table(tmp_path):
     """Review: `evaluate --models popularity` after sasrec was retrained kept lstm-attn's paired
     difference against the old sasrec, which the table no longer showed."""
