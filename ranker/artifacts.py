@@ -132,10 +132,17 @@ def read_meta(models_dir: Path, name: str, version: str) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ModelMismatch(f"{path} is damaged ({error}); delete {path.parent} and run `reelsense train --models {name} --force`") from error
+        raise ModelMismatch(f"{path} is damaged ({error}); {_damaged_way_out(path, name)}") from error
     if not isinstance(meta, dict) or not {"name", "version"} <= meta.keys():
-        raise ModelMismatch(f"{path} is not a model's meta.json (no name or version); delete {path.parent} and run `reelsense train --models {name} --force`")
+        raise ModelMismatch(f"{path} is not a model's meta.json (no name or version); {_damaged_way_out(path, name)}")
     return meta
+
+
+def _damaged_way_out(meta_path: Path, name: str) -> str:
+    """What to do about a version whose meta.json cannot be read. Probe: the advice said `train
+    --force`, which a damaged version does not need (train never reuses it) and which, where
+    `train` already trained anew, read as a step still to take."""
+    return f"delete {meta_path.parent} (no command reads that version); `reelsense train --models {name}` trains {name} where no readable version fits"
 
 
 def list_models(models_dir: Path) -> list[dict[str, Any]]:

@@ -214,7 +214,7 @@ def remap_items(
     if width is not None and width.shape[1] != data.content.shape[1]:
         raise MissingContent(
             f"{name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "
-            f"{data.content.shape[1]}-d ({data.content_source}); retrain with `reelsense train --force`"
+            f"{data.content.shape[1]}-d ({data.content_source}); retrain it with `reelsense train --models {name}`"
         )
     old = {item: i for i, item in enumerate(saved_items)}
     rows = np.asarray([old.get(item, -1) for item in data.item_ids])
