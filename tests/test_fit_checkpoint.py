@@ -317,7 +317,8 @@ def test_models_skips_a_damaged_model_folder_and_says_so(tmp_path, capsys):
     assert cli(["--home", str(tmp_path / "home"), "models"]) == 0
     captured = capsys.readouterr()
     assert f"skipped {folder}: its meta.json is unreadable" in captured.err and "no trained models" in captured.out
-    with pytest.raises(ReelsenseError, match=r"meta.json is damaged .*; delete .* \(no command reads that version\); `reelsense train --models sasrec` trains sasrec where no"):
+    advice = r"meta.json is damaged .*; delete .* \(no command reads that version\); `reelsense train --models sasrec` trains sasrec where no"
+    with pytest.raises(ReelsenseError, match=advice):
         artifacts.latest(tmp_path / "home" / "models", "sasrec")
 
 
