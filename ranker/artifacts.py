@@ -147,17 +147,18 @@ def _damaged_way_out(meta_path: Path, name: str) -> str:
 
 def list_models(models_dir: Path) -> list[dict[str, Any]]:
     """Every saved version, by name then version (versions sort by time), with a `latest` flag."""
-    out = []
+    out, newest = [], {}
     for folder in sorted((models_dir / "rankers").glob("*/*/meta.json")):
         try:  # a damaged folder is no model (`reelsense models` names it)
             meta = read_meta(models_dir, folder.parent.parent.name, folder.parent.name)
         except ModelMismatch:
             continue
-        try:
-            newest = latest(models_dir, meta["name"])
-        except ModelMismatch:  # LATEST names a damaged or missing version
-            newest = None
-        out.append({**meta, "latest": newest is not None and newest["version"] == meta["version"]})
+        if meta["name"] not in newest:  # each ranker's LATEST read once
+            try:
+                newest[meta["name"]] = (latest(models_dir, meta["name"]) or {}).get("version")
+            except (ModelMismatch, OSError, ValueError):  # it names a damaged or missing version, is a folder or is not text
+                newest[meta["name"]] = None
+        out.append({**meta, "latest": newest[meta["name"]] == meta["version"]})
     return sorted(out, key=lambda m: (m["name"], m["version"]))
 
 
