@@ -220,7 +220,7 @@ def checked_meta(
         retrain = fix or f"retrain it: `reelsense train --models {name}` (it rebuilds the samples first)"
         raise ModelMismatch(
             f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
-            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema, items_without_content(data))}{retrain}"
+            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema, items_without_content(data), data.unaligned)}{retrain}"
         )
     # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
     # another text model) are not the data the model was trained on.
@@ -241,13 +241,16 @@ def items_without_content(data: Dataset) -> list[str]:
     return [data.item_ids[i + 1] for i in np.flatnonzero(~data.content[1:].any(axis=1))]
 
 
-def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any], without_content: list[str] | None = None) -> str:
+def new_items_first(
+    name: str, meta: dict[str, Any], schema: dict[str, Any], without_content: list[str] | None = None, unaligned: list[str] | None = None
+) -> str:
     """The steps a content model's new items need before a retrain can use them ("" where the items
     are those it was trained on, or the model reads no content). Probe: evaluate said only "retrain"
     after `ingest items`, and training then stopped on the new items' missing vectors. Where every
     item has its vector (`without_content` empty) those steps are done, and are not named again; where
     some have none, they are named, with what to do if extract quarantined them (probe: extract
-    skips a quarantined item, so the advice to run it again went round in a loop)."""
+    skips a quarantined item, so the advice to run it again went round in a loop); where all of them
+    are `unaligned` (raw embeddings, no fused vector), `align` alone is the step."""
     saved = meta.get("feature_schema")
     if not saved or name not in READS_CONTENT or all(saved.get(k) == schema[k] for k in ("n_items", "item_vocabulary")):
         return ""
@@ -258,6 +261,12 @@ def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any], wit
         return f"the items changed since training: give new items their rows and content first ({steps}), then "
     shown = ", ".join(without_content[:5]) + (" ..." if len(without_content) > 5 else "")
     has = "has" if len(without_content) == 1 else "have"
+    if set(without_content) <= set(unaligned or ()):  # extracted since align-items ran (probe: told to ingest and extract them again)
+        return (
+            f"the items changed since training, and {len(without_content)} {has} no {schema.get('content')} vector yet ({shown}), "
+            "only raw embeddings: to score them, run `reelsense align` first (it projects them with the trained alignment); "
+            "to leave them unscored, go straight on; either way, "
+        )
     return (
         f"the items changed since training, and {len(without_content)} {has} no content vector ({shown}): to score them, give "
         f"them their rows and content first ({steps}; an item that extract quarantined, and so skips, is listed by {QUARANTINED_ITEMS}: "
@@ -361,7 +370,8 @@ def check_schema(
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
             missing = items_without_content(data) if data is not None else None
-            fix = (new_items_first(name, meta, schema, missing) or "the items changed since training: ") + fix
+            unaligned = data.unaligned if data is not None else None
+            fix = (new_items_first(name, meta, schema, missing, unaligned) or "the items changed since training: ") + fix
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 
 

@@ -86,3 +86,15 @@ def test_only_the_alignments_own_raw_models_make_an_item_unaligned(ranked_home, 
     assert unaligned_items(wh, "aligned@tiny") == []
     add_raw("toy-text@1")
     assert unaligned_items(wh, "aligned@tiny") == ["i0new"]
+
+
+def test_a_misfit_of_new_items_that_only_lack_align_says_align_not_ingest_and_extract(ranked_home, tmp_path, capsys):
+    """Probe: evaluate after extract (align not rerun) told the user to ingest and extract the new
+    item again; it has its raw embeddings, and `align` alone gives it its fused vector."""
+    home = _home_with_new_item(ranked_home, tmp_path, aligned=False)
+    capsys.readouterr()
+    assert main(["--home", home, "evaluate", "--models", "lstm-attn"]) == 2
+    err = capsys.readouterr().err
+    said = "1 has no fused:aligned@tiny vector yet (i0new), only raw embeddings: to score them, run `reelsense --home"
+    assert said in err and "align` first (it projects them with the trained alignment)" in err, err
+    assert "extract`" not in err, err
