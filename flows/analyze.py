@@ -298,12 +298,23 @@ def analyze(
         return summary
 
 
-def refuse_unscorable(data: Dataset, user: str, item: str) -> None:
+def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> None:
     """ReelsenseError where `item` has no content vector: lstm-attn, which explains, scores it -inf,
     and a "why" of its attention would explain a score it never gives (probe: it explained first and
-    said so after)."""
+    said so after). An item whose row has no title and no media has nothing to embed: extract and
+    align cannot help it (probe: they were the advice)."""
     index = data.item_ids.index(item)
     if not data.scorable[index]:
+        from extractors.pipeline import has_title  # the extraction stack: only on this error path
+
+        row = db.fetch(wh, "SELECT title, video_uri, audio_uri FROM items WHERE item_id = $1", [item])
+        if row and not has_title(row[0]["title"]) and not row[0]["video_uri"] and not row[0]["audio_uri"]:
+            raise ReelsenseError(
+                f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
+                "ranks items by their content) cannot score it, and score runs leave it out; its row in `items` has no title, "
+                "video or audio, so there is nothing to embed: ingest its row again with a title or media (`reelsense ingest items "
+                "FILE`), then run `reelsense extract`" + (" and `reelsense align`" if data.content_source.startswith("fused:") else "")
+            )
         steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (
             ", then `reelsense align`" if data.content_source.startswith("fused:") else ""
         )
@@ -353,7 +364,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
                 f"cannot explain: user {user!r} has events but no positive interaction yet (a like, comment, share or a watch "
                 "of at least half), so no history to explain a ranking from; score runs leave such users out too"
             )
-        refuse_unscorable(data, user, item)
+        refuse_unscorable(wh, data, user, item)
         unaligned_in_use(data, [item])
         model, ctr = load_explainers(wh, data, device_for(device), runs[0]["model_version"] if runs else None)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]

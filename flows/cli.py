@@ -337,7 +337,7 @@ def _exit_at_once_on_interrupt(line_of: Callable[[int], str]) -> tuple[Callable[
 
 
 def _exit_now(signum: int, line_of: Callable[[int], str]) -> NoReturn:
-    """Say `line_of(signum)`, stop this process's children (the local Prefect server, Dask workers)
+    """Say `line_of(signum)`, kill this process's children (the local Prefect server, Dask workers)
     and exit with 128 + signum, ignoring further signals meanwhile (a second one cannot cut this short)."""
     import psutil
 
@@ -349,10 +349,12 @@ def _exit_now(signum: int, line_of: Callable[[int], str]) -> NoReturn:
         except Exception:  # the handler must exit whatever happens: the generic line then
             line = _generic_line(signum)
         os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
-        # Not waited for: Python's multiprocessing helper ignores SIGTERM and ends once we have (review).
+        # Killed, not sent SIGTERM (probe: a Prefect server stopped while it recorded task runs logged
+        # 160 lines of tracebacks to our terminal after the line; its writes are SQLite transactions,
+        # which a kill rolls back), and not waited for (multiprocessing's helper ignored SIGTERM).
         for child in psutil.Process().children(recursive=True):
             try:
-                child.terminate()
+                child.kill()
             except psutil.Error:
                 pass
     finally:
@@ -499,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the --max-users sample, the sampled CTR negatives and the bootstrap (default 0)")
     evaluate.add_argument(
         "--max-users",
-        type=int,
+        type=_at_least(1),  # checked as parsed (probe: refused only after the imports)
         help="a quick evaluation on a seeded sample of test users, written to results-quick.json and not recorded in the registry (default: every test user)",
     )
     evaluate.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
@@ -743,8 +745,6 @@ def _evaluate(args: argparse.Namespace) -> None:
     from flows.rank import evaluate_rankers
 
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
-    if args.max_users is not None and args.max_users < 1:
-        raise ReelsenseError(f"--max-users must be at least 1, got {args.max_users}; leave it out to evaluate every test user")
     results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users, device=args.device, dataset=args.dataset)
     print(f"evaluate ({results['evaluation']}): {results['path']}")
     print("\n".join(results_lines(results)))
@@ -767,7 +767,7 @@ def _require(home: Path, spec, message: str) -> Warehouse:
 
 def _score(args: argparse.Namespace) -> None:
     from flows.console import score_line
-    from flows.score import RunConflict, check_arguments, claim_run, find_misfit, known_users, model_version, run_score
+    from flows.score import RunConflict, check_arguments, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
     if args.candidates is not None and args.retrieval != "similarity":
@@ -784,12 +784,12 @@ def _score(args: argparse.Namespace) -> None:
     if users is not None:
         known = set(known_users(wh, users))
         unknown = [u for u in users if u not in known]
+        cut = unpassable_users(wh, unknown) if unknown else ""
         if not known:
-            raise ReelsenseError(
-                f'none of the users given to --users has events: {", ".join(unknown)}; `reelsense sql "SELECT DISTINCT user_id FROM events"` lists them'
-            )
+            listed = cut or '; `reelsense sql "SELECT DISTINCT user_id FROM events"` lists them'
+            raise ReelsenseError(f"none of the users given to --users has events: {', '.join(unknown)}{listed}")
         if unknown:
-            print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}; scoring the other {len(known)}", file=sys.stderr)
+            print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}{cut}; scoring the other {len(known)}", file=sys.stderr)
         users = [u for u in users if u in known]
     if args.run_id and not args.replace:
         version = model_version(wh, args.model, args.version)

@@ -94,14 +94,23 @@ def unpaired_note(results: dict) -> str | None:
     if not unpaired:
         return None
     train = "" if REFERENCE in results["models"] else f", with a {REFERENCE} trained on this data (`reelsense train --models {REFERENCE}`)"
-    # Probe: beside a kept sasrec row the note said no sasrec was evaluated over the same users.
-    why = (
-        f"{REFERENCE}'s row is kept from an earlier evaluate, which stores no per-user ranks to pair with"
-        if REFERENCE in results.get("kept_from_earlier", [])
-        else f"no {REFERENCE} was evaluated over the same users with"
-    )
     command = f"reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{_same_evaluation(results)}"
-    return runnable(f"not paired: {why} {', '.join(unpaired)}; `{command}` pairs them{train}")
+    # Probes: beside a kept sasrec row, or after sasrec alone was evaluated again at a new version,
+    # the note said no sasrec was evaluated over the same users.
+    kept = results.get("kept_from_earlier", [])
+    repaired = [name for name in unpaired if name in kept and results["models"][name].get("was_paired_with")]
+    if REFERENCE in kept:
+        why = f"{REFERENCE}'s row is kept from an earlier evaluate, which stores no per-user ranks to pair with {', '.join(unpaired)}"
+    elif repaired and repaired == unpaired and REFERENCE in results["models"]:
+        earlier = sorted({results["models"][name]["was_paired_with"] for name in repaired})
+        why = (
+            f"the rows of {', '.join(unpaired)} are kept from an earlier evaluate, paired there with {REFERENCE} "
+            f"{', '.join(earlier)}; this table's {REFERENCE} is {results['models'][REFERENCE].get('version')}, evaluated "
+            "without them (a kept row stores no per-user ranks to pair again)"
+        )
+    else:
+        why = f"no {REFERENCE} was evaluated over the same users with {', '.join(unpaired)}"
+    return runnable(f"not paired: {why}; `{command}` pairs them{train}")
 
 
 # Why an earlier row left the table where evaluate cannot measure it again (flows/rank.py merged_models).

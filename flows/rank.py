@@ -348,7 +348,8 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
     for r in kept.values():
         if r.get("vs_sasrec_version") != reference:
             r.pop("vs_sasrec", None)
-            r.pop("vs_sasrec_version", None)
+            if old := r.pop("vs_sasrec_version", None):  # what the note says of it (probe: "no sasrec ... over the same users")
+                r["was_paired_with"] = old
     merged = {**kept, **results["models"]}
     order = {name: i for i, name in enumerate(ALL_MODELS)}
     return dict(sorted(merged.items(), key=lambda item: order.get(item[0], len(order))))

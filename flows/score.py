@@ -189,6 +189,20 @@ def known_users(wh: Warehouse, users: list[str]) -> list[str]:
     return [r["user_id"] for r in db.analysis(wh, "known_users", {"users": users}).to_pylist()]
 
 
+def unpassable_users(wh: Warehouse, unknown: list[str]) -> str:
+    """Where ids given to --users that have no events were cut from stored ids (a comma in the id,
+    or spaces at an end), the sentence that names those ids, else "" (probe: " u9 " was called a
+    user with no events)."""
+    cut = [u for u in db.analysis(wh, "unpassable_users").column("user_id").to_pylist() if {p.strip() for p in u.split(",")} & set(unknown)]
+    if not cut:
+        return ""
+    shown = ", ".join(repr(u) for u in cut[:5]) + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
+    return (
+        f"; --users splits at commas and trims each id, so it cannot pass {shown} of `events`, which "
+        f"{'that id was' if len(unknown) == 1 else 'those ids were'} cut from: leave --users out to score every user"
+    )
+
+
 def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:
     """Remove the rows of `run_ids` from `spec`'s table (scores or explanations, both partitioned by
     run): the runs' partition folders go, journaled, and no other run is read; returns the rows removed."""

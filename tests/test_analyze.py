@@ -418,6 +418,13 @@ def test_explain_refuses_an_item_without_content_before_explaining_it(analyzed, 
     said = "reelsense: error: cannot explain item 'zz-new' for user 'user00': it has no content vector, so lstm-attn (which explains, and ranks "
     assert captured.err.startswith(said) and f"`reelsense --home {home} extract`, then `reelsense --home {home} align` give it one (" in captured.err
     assert "Why:" not in captured.out and "warning" not in captured.err  # nothing explained, no model loaded
+    # Probe: an item with no title and no media was sent to extract and align, which give it nothing.
+    items.write_text("item_id,title,video_uri\nzz-bare,,\n")
+    assert main(["--home", str(home), "ingest", "items", str(items)]) == 0
+    capsys.readouterr()
+    assert main(["--home", str(home), "explain", "--user", "user00", "--item", "zz-bare"]) == 2
+    err = capsys.readouterr().err
+    assert "its row in `items` has no title, video or audio, so there is nothing to embed: ingest its row again with a title" in err, err
     fresh = unscored_item(wh, "user00")  # a pair with no stored explanation: computed now, through the check
     lines = explain_lines(type(wh)(home), "user00", fresh)
     assert "computed now" in lines[0] and any(line.startswith("Why: ") for line in lines)  # an item with content is explained

@@ -859,6 +859,15 @@ def test_a_seed_is_a_whole_number_from_zero(home, capsys, argv):
     assert exit_.value.code == 2 and "a seed is a whole number from 0 to 2147483647" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_evaluate_refuses_max_users_below_one_as_it_parses(tmp_path, capsys, count):
+    """Probe: `evaluate --max-users 0` was refused only once the flow's imports had run (and only
+    where the home had events)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--home", str(tmp_path / "none"), "evaluate", "--max-users", count])
+    assert exit_.value.code == 2 and f"--max-users: {count}: expected 1 or more" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("shards", ["0", "-2"])
 def test_score_refuses_fewer_than_one_shard(home, capsys, shards):
     with pytest.raises(SystemExit) as exit_:
@@ -980,6 +989,15 @@ def test_the_tables_tell_the_reference_from_a_model_not_paired():
     quick = unpaired_note({"models": {"sasrec": {}, "bpr-mf": {}}, "seed": 3, "max_users": 500})
     again = "`reelsense evaluate --models bpr-mf,sasrec --seed 3 --max-users 500` pairs them"
     assert quick == f"not paired: no sasrec was evaluated over the same users with bpr-mf; {again}"
+    # Probe: after `train --models sasrec --force` and `evaluate --models sasrec`, the kept rows were
+    # said to have no sasrec over the same users; it was another sasrec version.
+    rows = {"sasrec": {"version": "s2"}, "bpr-mf": {"was_paired_with": "s1"}, "popularity": {"was_paired_with": "s1"}}
+    retrained = unpaired_note({"models": rows, "seed": 0, "kept_from_earlier": ["bpr-mf", "popularity"]})
+    assert retrained == (
+        "not paired: the rows of bpr-mf, popularity are kept from an earlier evaluate, paired there with sasrec s1; this table's "
+        "sasrec is s2, evaluated without them (a kept row stores no per-user ranks to pair again); "
+        "`reelsense evaluate --models bpr-mf,popularity,sasrec` pairs them"
+    )
 
 
 def test_a_kept_row_loses_its_pairing_once_its_sasrec_leaves_the_table(tmp_path):
@@ -999,6 +1017,7 @@ def test_a_kept_row_loses_its_pairing_once_its_sasrec_leaves_the_table(tmp_path)
     now = {**keys, "models": {"popularity": {"version": "p1"}}}
     merged = merged_models(tmp_path / "results.json", now, ["popularity"], models)
     assert list(merged) == ["popularity", "lstm-attn"] and "vs_sasrec" not in merged["lstm-attn"]  # sasrec v1 is stale: gone, and the pairing with it
+    assert merged["lstm-attn"]["was_paired_with"] == "v1"  # what the note names
     (models / "rankers" / "sasrec" / "LATEST").write_text("v1")
     (models / "rankers" / "sasrec" / "v1").mkdir()
     (models / "rankers" / "sasrec" / "v1" / "meta.json").write_text(json.dumps({"name": "sasrec", "version": "v1"}))

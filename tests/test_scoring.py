@@ -405,6 +405,25 @@ def test_score_names_unknown_users(home, capsys):
     assert "none of the users given to --users has events: nobody, ghost" in capsys.readouterr().err
 
 
+def test_score_says_which_stored_ids_users_cannot_pass(home, tmp_path, capsys):
+    """Probe: `--users " u9 "` (a stored id with spaces at its ends) and `--users "a,b"` (one with a
+    comma) were called users with no events; --users trims and splits them, and the error says so."""
+    later = (db.fetch(home, "SELECT max(event_ts) AS t FROM events")[0]["t"] + timedelta(days=1)).isoformat()
+    odd = write_csv(
+        tmp_path / "odd.csv",
+        ["user_id", "item_id", "event_ts", "event", "watch_ratio"],
+        [[" u9 ", "i000", later, "like", ""], ["a,b", "i001", later, "like", ""]],
+    )
+    assert _cli(home, "ingest", "events", str(odd)) == 0
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "2", "--users", " u9 ", "--run-id", "odd") == 2
+    err = capsys.readouterr().err
+    assert "none of the users given to --users has events: u9; --users splits at commas and trims each id, so it cannot pass ' u9 ' of" in err, err
+    assert _cli(home, "score", "--k", "2", "--users", "a,b,user00", "--run-id", "odd") == 0
+    err = capsys.readouterr().err
+    assert "unknown users (no events): a, b; --users splits at commas and trims each id, so it cannot pass 'a,b' of `events`" in err, err
+
+
 def test_score_names_users_with_events_but_no_positive_interaction(home, capsys):
     """Probe: users with only an impression or a short watch were dropped unsaid ("0 users ... 0 rows
     written", exit 0): nothing to score them from (no positive, so no row in samples)."""
