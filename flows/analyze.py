@@ -12,6 +12,7 @@ lists the runs' reports. An unknown run id is an error that writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -167,19 +168,20 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
         ) from exc
 
 
-def unaligned_in_use(data: Dataset, items: list[str]) -> None:
-    """Keep in `data.unaligned` only the items an explanation reads: those in `samples` (a target, or
-    a step of a history) and `items` (the pairs explained). An item extracted since align-items last
-    ran, with no interactions yet, plays no part in explaining an earlier run, so it no longer stops
-    `report` (probe: it did, until `align` ran); lstm-attn scores it -inf, as it has no vector."""
+def unaligned_in_use(data: Dataset, items: list[str]) -> Dataset:
+    """`data` with only the unaligned items an explanation reads (a copy; `data` is not changed):
+    those in `samples` (a target, or a step of a history) and `items` (the pairs explained). An item
+    extracted since align-items last ran, with no interactions yet, plays no part in explaining an
+    earlier run, so it no longer stops `report` (probe: it did, until `align` ran); lstm-attn scores
+    it -inf, as it has no vector."""
     if not data.unaligned:
-        return
+        return data
+    index = {item: i for i, item in enumerate(data.item_ids) if i}
     used = np.zeros(len(data.item_ids), bool)
     used[data.targets] = used[data.queries.hist_items.ravel()] = True
+    used[[index[item] for item in set(items) if item in index]] = True
     used[0] = False  # padding
-    index = {item: i for i, item in enumerate(data.item_ids) if i}
-    wanted = set(items)
-    data.unaligned = [item for item in data.unaligned if item in wanted or used[index.get(item, 0)]]
+    return dataclasses.replace(data, unaligned=[item for item in data.unaligned if used[index.get(item, 0)]])
 
 
 def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str, str]]) -> list[dict]:
@@ -209,8 +211,7 @@ def explain_scores(home: str, run_id: str, device: str, scored_by: str | None = 
     wh = Warehouse(home)
     data = load_dataset(wh, MAX_HISTORY)
     scored = db.analysis(wh, "run_pairs", {"run": run_id}).to_pylist()
-    unaligned_in_use(data, [s["item_id"] for s in scored])
-    model, ctr = load_explainers(wh, data, device, scored_by, run_id)
+    model, ctr = load_explainers(wh, unaligned_in_use(data, [s["item_id"] for s in scored]), device, scored_by, run_id)
     rows = explain_for(wh, data, model, ctr, [(s["user_id"], s["item_id"]) for s in scored])
     if rows:
         store.append(wh, EXPLANATIONS, pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows]))
@@ -307,17 +308,16 @@ def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> Non
     if not data.scorable[index]:
         from extractors.pipeline import has_title  # the extraction stack: only on this error path
 
-        row = db.fetch(wh, "SELECT title, video_uri, audio_uri FROM items WHERE item_id = $1", [item])
-        if row and not has_title(row[0]["title"]) and not row[0]["video_uri"] and not row[0]["audio_uri"]:
+        fused = data.content_source.startswith("fused:")
+        media = db.analysis(wh, "item_media", {"item": item}).to_pylist()
+        if media and not has_title(media[0]["title"]) and not media[0]["video_uri"] and not media[0]["audio_uri"]:
             raise ReelsenseError(
                 f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
                 "ranks items by their content) cannot score it, and score runs leave it out; its row in `items` has no title, "
                 "video or audio, so there is nothing to embed: ingest its row again with a title or media (`reelsense ingest items "
-                "FILE`), then run `reelsense extract`" + (" and `reelsense align`" if data.content_source.startswith("fused:") else "")
+                "FILE`), then run `reelsense extract`" + (" and `reelsense align`" if fused else "")
             )
-        steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (
-            ", then `reelsense align`" if data.content_source.startswith("fused:") else ""
-        )
+        steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (", then `reelsense align`" if fused else "")
         raise ReelsenseError(
             f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
             f"ranks items by their content) cannot score it, and score runs leave it out; {steps} give it one (an item that "
@@ -365,8 +365,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
                 "of at least half), so no history to explain a ranking from; score runs leave such users out too"
             )
         refuse_unscorable(wh, data, user, item)
-        unaligned_in_use(data, [item])
-        model, ctr = load_explainers(wh, data, device_for(device), runs[0]["model_version"] if runs else None)
+        model, ctr = load_explainers(wh, unaligned_in_use(data, [item]), device_for(device), runs[0]["model_version"] if runs else None)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair" + (
             "" if known["engaged"] else ": no run scored it (`reelsense report` stores explanations of the pairs a run scored)"

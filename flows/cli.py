@@ -70,8 +70,9 @@ def _seed(text: str) -> int:
     return value
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type for a whole number (workers, shards, --limit, --k, pages), `minimum` or more."""
+def _at_least(minimum: int, hint: str = "") -> Callable[[str], int]:
+    """An argparse type for a whole number (workers, shards, --limit, --k, pages), `minimum` or more;
+    `hint`: what to do instead, said with a number below it."""
 
     def parse(text: str) -> int:
         try:
@@ -79,7 +80,7 @@ def _at_least(minimum: int) -> Callable[[str], int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, {minimum} or more") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value}: expected {minimum} or more")
+            raise argparse.ArgumentTypeError(f"{value}: expected {minimum} or more" + (f"; {hint}" if hint else ""))
         return value
 
     return parse
@@ -336,8 +337,12 @@ def _exit_at_once_on_interrupt(line_of: Callable[[int], str]) -> tuple[Callable[
     return restore, exit_if_bridged
 
 
+# What the command line of Prefect's local (temporary) server holds: uvicorn serving this app.
+PREFECT_SERVER_APP = "prefect.server.api.server:create_app"
+
+
 def _exit_now(signum: int, line_of: Callable[[int], str]) -> NoReturn:
-    """Say `line_of(signum)`, kill this process's children (the local Prefect server, Dask workers)
+    """Say `line_of(signum)`, stop this process's children (the local Prefect server, Dask workers)
     and exit with 128 + signum, ignoring further signals meanwhile (a second one cannot cut this short)."""
     import psutil
 
@@ -349,12 +354,14 @@ def _exit_now(signum: int, line_of: Callable[[int], str]) -> NoReturn:
         except Exception:  # the handler must exit whatever happens: the generic line then
             line = _generic_line(signum)
         os.write(2, f"\n{line}\n".encode())  # not print: stderr may be mid-write (tqdm, logs)
-        # Killed, not sent SIGTERM (probe: a Prefect server stopped while it recorded task runs logged
-        # 160 lines of tracebacks to our terminal after the line; its writes are SQLite transactions,
-        # which a kill rolls back), and not waited for (multiprocessing's helper ignored SIGTERM).
+        # Not waited for (multiprocessing's helper ignores SIGTERM and ends once we have). The local
+        # Prefect server is killed (probe: sent SIGTERM while it recorded task runs, it logged 160
+        # lines of tracebacks to our terminal after the line; its writes are SQLite transactions,
+        # which a kill rolls back); the others get SIGTERM, so multiprocessing's resource tracker
+        # still frees what it tracks.
         for child in psutil.Process().children(recursive=True):
             try:
-                child.kill()
+                child.kill() if PREFECT_SERVER_APP in " ".join(child.cmdline()) else child.terminate()
             except psutil.Error:
                 pass
     finally:
@@ -501,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the --max-users sample, the sampled CTR negatives and the bootstrap (default 0)")
     evaluate.add_argument(
         "--max-users",
-        type=_at_least(1),  # checked as parsed (probe: refused only after the imports)
+        type=_at_least(1, "leave it out to evaluate every test user"),  # checked as parsed (probe: refused only after the imports)
         help="a quick evaluation on a seeded sample of test users, written to results-quick.json and not recorded in the registry (default: every test user)",
     )
     evaluate.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
@@ -766,7 +773,7 @@ def _require(home: Path, spec, message: str) -> Warehouse:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from flows.console import score_line
+    from flows.console import score_line, split_users
     from flows.score import RunConflict, check_arguments, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
 
     # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
@@ -778,7 +785,7 @@ def _score(args: argparse.Namespace) -> None:
     check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval, args.replace)
     check_dask(args.dask_workers, args.dask_address)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
-    users = list(dict.fromkeys(u.strip() for u in args.users.split(",") if u.strip())) if args.users is not None else None
+    users = split_users(args.users) if args.users is not None else None
     if users == []:
         raise ReelsenseError(f"--users {args.users!r} names no user; give comma-separated user ids, or leave --users out to score everyone")
     if users is not None:

@@ -77,6 +77,11 @@ def hide_user_error_tracebacks() -> None:
 # Tables and summary lines of the terminal (the CLI and the demo print these) -------------------
 
 
+def split_users(text: str) -> list[str]:
+    """The user ids of a --users value: split at commas, each trimmed, empty ones and repeats dropped."""
+    return list(dict.fromkeys(u.strip() for u in text.split(",") if u.strip()))
+
+
 def vs_reference(name: str, result: dict, protocol: str) -> str:
     """A model's paired NDCG@10 difference to sasrec under `protocol`, as the tables show it:
     "reference" on sasrec's own row, "not paired" where no sasrec of the same evaluation measured it
@@ -98,18 +103,23 @@ def unpaired_note(results: dict) -> str | None:
     # Probes: beside a kept sasrec row, or after sasrec alone was evaluated again at a new version,
     # the note said no sasrec was evaluated over the same users.
     kept = results.get("kept_from_earlier", [])
-    repaired = [name for name in unpaired if name in kept and results["models"][name].get("was_paired_with")]
     if REFERENCE in kept:
         why = f"{REFERENCE}'s row is kept from an earlier evaluate, which stores no per-user ranks to pair with {', '.join(unpaired)}"
-    elif repaired and repaired == unpaired and REFERENCE in results["models"]:
-        earlier = sorted({results["models"][name]["was_paired_with"] for name in repaired})
-        why = (
-            f"the rows of {', '.join(unpaired)} are kept from an earlier evaluate, paired there with {REFERENCE} "
-            f"{', '.join(earlier)}; this table's {REFERENCE} is {results['models'][REFERENCE].get('version')}, evaluated "
-            "without them (a kept row stores no per-user ranks to pair again)"
-        )
-    else:
-        why = f"no {REFERENCE} was evaluated over the same users with {', '.join(unpaired)}"
+    else:  # each row for its own reason
+        reference = results["models"].get(REFERENCE)
+        repaired = [n for n in unpaired if reference and n in kept and results["models"][n].get("was_paired_with")]
+        others = [n for n in unpaired if n not in repaired]
+        reasons = []
+        if repaired:
+            earlier = sorted({results["models"][n]["was_paired_with"] for n in repaired})
+            reasons.append(
+                f"the rows of {', '.join(repaired)} are kept from an earlier evaluate, paired there with {REFERENCE} "
+                f"{', '.join(earlier)}; this table's {REFERENCE} is {reference.get('version')}, evaluated without them "
+                "(a kept row stores no per-user ranks to pair again)"
+            )
+        if others:
+            reasons.append(f"no {REFERENCE} was evaluated over the same users with {', '.join(others)}")
+        why = "; ".join(reasons)
     return runnable(f"not paired: {why}; `{command}` pairs them{train}")
 
 

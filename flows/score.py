@@ -38,7 +38,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import waiting_for_reports
+from flows.console import split_users, waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
 from flows.report import run_dir, write_runs_index
@@ -191,15 +191,19 @@ def known_users(wh: Warehouse, users: list[str]) -> list[str]:
 
 def unpassable_users(wh: Warehouse, unknown: list[str]) -> str:
     """Where ids given to --users that have no events were cut from stored ids (a comma in the id,
-    or spaces at an end), the sentence that names those ids, else "" (probe: " u9 " was called a
-    user with no events)."""
-    cut = [u for u in db.analysis(wh, "unpassable_users").column("user_id").to_pylist() if {p.strip() for p in u.split(",")} & set(unknown)]
-    if not cut:
+    or spaces at an end), the sentence that names each with the stored id it came from, else ""
+    (probe: " u9 " was called a user with no events)."""
+    cut_from: dict[str, list[str]] = {}
+    for stored in db.analysis(wh, "unpassable_users").column("user_id").to_pylist():
+        for part in split_users(stored):
+            if part in unknown:
+                cut_from.setdefault(part, []).append(stored)
+    if not cut_from:
         return ""
-    shown = ", ".join(repr(u) for u in cut[:5]) + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
+    shown = "; ".join(f"{given} from {', '.join(repr(s) for s in stored[:3])}" for given, stored in list(cut_from.items())[:5])
     return (
-        f"; --users splits at commas and trims each id, so it cannot pass {shown} of `events`, which "
-        f"{'that id was' if len(unknown) == 1 else 'those ids were'} cut from: leave --users out to score every user"
+        f"; --users splits at commas and trims each id, so it cannot pass a stored id that holds a comma or spaces at its "
+        f"ends, and cut these from such ids of `events` ({shown}): leave --users out to score every user"
     )
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -425,6 +426,7 @@ def test_explain_refuses_an_item_without_content_before_explaining_it(analyzed, 
     assert main(["--home", str(home), "explain", "--user", "user00", "--item", "zz-bare"]) == 2
     err = capsys.readouterr().err
     assert "its row in `items` has no title, video or audio, so there is nothing to embed: ingest its row again with a title" in err, err
+    assert err.rstrip().endswith(f"then run `reelsense --home {home} extract` and `reelsense --home {home} align`"), err
     fresh = unscored_item(wh, "user00")  # a pair with no stored explanation: computed now, through the check
     lines = explain_lines(type(wh)(home), "user00", fresh)
     assert "computed now" in lines[0] and any(line.startswith("Why: ") for line in lines)  # an item with content is explained
@@ -543,8 +545,10 @@ def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_wai
     (tmp_path / "new.csv").write_text("item_id,title,video_uri\ni0new,brand new cooking clip #cooking,\n")
     assert main(["--home", str(home), "ingest", "items", str(tmp_path / "new.csv")]) == 0
     tiny_platform.add_item_vectors(copy, "i0new", aligned=False)  # extracted, align not rerun
+    written = json.loads((run_dir(copy, "run-report") / "report.json").read_text())["written_at"]
+    time.sleep(1.1)  # written_at is to the second
     assert main(["--home", str(home), "report", "--run-id", "run-report", "--plot-users", "0", "--pages", "2"]) == 0
-    assert "i0new" not in capsys.readouterr().err
+    assert json.loads((run_dir(copy, "run-report") / "report.json").read_text())["written_at"] > written  # written again
     events = tmp_path / "liked.csv"
     events.write_text("user_id,item_id,event_ts,event,watch_ratio\nuser00,i0new,2026-06-01T00:00:00Z,like,\n")
     assert main(["--home", str(home), "ingest", "events", str(events)]) == 0

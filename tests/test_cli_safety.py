@@ -865,7 +865,7 @@ def test_evaluate_refuses_max_users_below_one_as_it_parses(tmp_path, capsys, cou
     where the home had events)."""
     with pytest.raises(SystemExit) as exit_:
         main(["--home", str(tmp_path / "none"), "evaluate", "--max-users", count])
-    assert exit_.value.code == 2 and f"--max-users: {count}: expected 1 or more" in capsys.readouterr().err
+    assert exit_.value.code == 2 and f"--max-users: {count}: expected 1 or more; leave it out to evaluate every test user" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("shards", ["0", "-2"])
@@ -998,6 +998,8 @@ def test_the_tables_tell_the_reference_from_a_model_not_paired():
         "sasrec is s2, evaluated without them (a kept row stores no per-user ranks to pair again); "
         "`reelsense evaluate --models bpr-mf,popularity,sasrec` pairs them"
     )
+    mixed = unpaired_note({"models": {**rows, "itemknn": {}}, "seed": 0, "kept_from_earlier": ["bpr-mf", "popularity"]})
+    assert "(a kept row stores no per-user ranks to pair again); no sasrec was evaluated over the same users with itemknn; " in mixed
 
 
 def test_a_kept_row_loses_its_pairing_once_its_sasrec_leaves_the_table(tmp_path):

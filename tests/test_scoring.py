@@ -418,10 +418,11 @@ def test_score_says_which_stored_ids_users_cannot_pass(home, tmp_path, capsys):
     capsys.readouterr()
     assert _cli(home, "score", "--k", "2", "--users", " u9 ", "--run-id", "odd") == 2
     err = capsys.readouterr().err
-    assert "none of the users given to --users has events: u9; --users splits at commas and trims each id, so it cannot pass ' u9 ' of" in err, err
-    assert _cli(home, "score", "--k", "2", "--users", "a,b,user00", "--run-id", "odd") == 0
+    cut = "--users splits at commas and trims each id, so it cannot pass a stored id that holds a comma or spaces at its ends, and cut these"
+    assert f"none of the users given to --users has events: u9; {cut} from such ids of `events` (u9 from ' u9 '): leave --users out" in err, err
+    assert _cli(home, "score", "--k", "2", "--users", "a,b,ghost,user00", "--run-id", "odd") == 0
     err = capsys.readouterr().err
-    assert "unknown users (no events): a, b; --users splits at commas and trims each id, so it cannot pass 'a,b' of `events`" in err, err
+    assert "unknown users (no events): a, b, ghost; " in err and "(a from 'a,b'; b from 'a,b'): leave --users out" in err, err  # not ghost
 
 
 def test_score_names_users_with_events_but_no_positive_interaction(home, capsys):
