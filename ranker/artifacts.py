@@ -264,8 +264,8 @@ def new_items_first(
     if set(without_content) <= set(unaligned or ()):  # extracted since align-items ran (probe: told to ingest and extract them again)
         return (
             f"the items changed since training, and {len(without_content)} {has} no {schema.get('content')} vector yet ({shown}), "
-            "only raw embeddings: to score them, run `reelsense align` first (it projects them with the trained alignment); "
-            "to leave them unscored, go straight on; either way, "
+            "only raw embeddings: run `reelsense align` first (it projects them with the trained alignment; a content ranker's "
+            "train and score stop until it has run), then "
         )
     return (
         f"the items changed since training, and {len(without_content)} {has} no content vector ({shown}): to score them, give "

@@ -173,7 +173,7 @@ def test_an_lstm_attn_checkpoint_from_before_the_rework_is_a_clear_error(ranked_
 
     (tmp_path / "v1").mkdir()
     torch.save({"heads": ["engage"], "state": {}, "history": []}, tmp_path / "v1" / "model")  # the old format
-    with pytest.raises(ReelsenseError, match=r"saved by an older reelsense .*`reelsense train --models lstm-attn --force`"):
+    with pytest.raises(ReelsenseError, match=r"saved by an older reelsense .*`reelsense train --models lstm-attn`$"):
         LstmAttn().load(tmp_path / "v1" / "model", load_dataset(ranked_home))
 
 
@@ -505,7 +505,7 @@ def test_the_why_compares_only_the_modalities_the_item_has():
         )
 
     assert why([True, True, True]).endswith("the picture added to the score and the title (travel) took from it (leaving each out costs +0.37 and -1.16)")
-    assert why([False, False, True]).endswith("; it has no music or picture; its text content added -1.16 to the score")
+    assert why([False, False, True]).endswith("; it has no music or picture; its text content took 1.16 from the score")
     music = "the music added to the score and the title (travel) took from it (leaving each out costs +0.10 and -1.16)"
     assert why([True, False, True]).endswith(f"; it has no picture; {music}")
 
@@ -525,6 +525,7 @@ def test_the_why_says_mattered_more_only_where_both_modalities_added_to_the_scor
             target_tags={"hashtag": ["travel"], "music": ["piano"]},
         )
 
+    assert why([0.3, -0.001]).endswith("the title (travel) (leaving it out costs +0.30 vs +0.00 of the score)")  # signs as shown
     assert why([0.3, 0.1]).endswith("; the music (piano) mattered more than the title (travel) (leaving it out costs +0.30 vs +0.10 of the score)")
     assert why([0.3, -0.1]).endswith("; the music (piano) added to the score and the title (travel) took from it (leaving each out costs +0.30 and -0.10)")
     assert why([-0.3, -0.1]).endswith(
