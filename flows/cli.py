@@ -870,17 +870,12 @@ def _list_models(args: argparse.Namespace) -> None:
     # A folder with no warehouse in it (probe: it printed "no trained models", exit 0; a file is refused by `main`).
     if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
         raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
-    damaged = []
     for folder in sorted(p for p in (wh.models_dir / "rankers").glob("*") if p.is_dir()):  # review: a damaged LATEST went unsaid
         try:
             latest_meta(wh.models_dir, folder.name)
         except ReelsenseError as error:
-            damaged.append(folder.name)
             print(f"reelsense: warning: {runnable(str(error))}; until then no {folder.name} is marked latest", file=sys.stderr)
-    try:
-        saved = list_models(wh.models_dir)
-    except (OSError, ValueError):  # a LATEST that is no text or a folder (ranker/artifacts.py reads it): said above
-        raise ReelsenseError(f"the table of versions cannot be read until the LATEST of {', '.join(damaged)} is mended (above)") from None
+    saved = list_models(wh.models_dir)  # a damaged LATEST (said above) marks no version of its ranker latest
     for meta_json in sorted((wh.models_dir / "rankers").glob("*/*/meta.json")):  # those list_models skipped, named
         try:
             read_meta(wh.models_dir, meta_json.parent.parent.name, meta_json.parent.name)

@@ -12,8 +12,8 @@ from ranker import artifacts
 from ranker.names import ALL_MODELS
 
 # What reading a ranker's LATEST raises where it names no readable version (a deleted or damaged
-# folder, an emptied file), is a folder, or is not text. Where ranker/artifacts.py reads every
-# LATEST itself (`list_models`, behind `models` and explain's LightGBM stage) only the first is caught.
+# folder, an emptied file), is a folder, or is not text (ranker/artifacts.py's `list_models`, behind
+# `models` and explain's LightGBM stage, takes such a ranker to have no latest).
 LATEST_ERRORS = (artifacts.ModelMismatch, OSError, ValueError)
 
 

@@ -132,25 +132,33 @@ def read_meta(models_dir: Path, name: str, version: str) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ModelMismatch(f"{path} is damaged ({error}); delete {path.parent} and run `reelsense train --models {name} --force`") from error
+        raise ModelMismatch(f"{path} is damaged ({error}); {_damaged_way_out(path, name)}") from error
     if not isinstance(meta, dict) or not {"name", "version"} <= meta.keys():
-        raise ModelMismatch(f"{path} is not a model's meta.json (no name or version); delete {path.parent} and run `reelsense train --models {name} --force`")
+        raise ModelMismatch(f"{path} is not a model's meta.json (no name or version); {_damaged_way_out(path, name)}")
     return meta
+
+
+def _damaged_way_out(meta_path: Path, name: str) -> str:
+    """What to do about a version whose meta.json cannot be read. Probe: the advice said `train
+    --force`, which a damaged version does not need (train never reuses it) and which, where
+    `train` already trained anew, read as a step still to take."""
+    return f"delete {meta_path.parent} (no command reads that version); `reelsense train --models {name}` trains {name} where no readable version fits"
 
 
 def list_models(models_dir: Path) -> list[dict[str, Any]]:
     """Every saved version, by name then version (versions sort by time), with a `latest` flag."""
-    out = []
+    out, newest = [], {}
     for folder in sorted((models_dir / "rankers").glob("*/*/meta.json")):
         try:  # a damaged folder is no model (`reelsense models` names it)
             meta = read_meta(models_dir, folder.parent.parent.name, folder.parent.name)
         except ModelMismatch:
             continue
-        try:
-            newest = latest(models_dir, meta["name"])
-        except ModelMismatch:  # LATEST names a damaged or missing version
-            newest = None
-        out.append({**meta, "latest": newest is not None and newest["version"] == meta["version"]})
+        if meta["name"] not in newest:  # each ranker's LATEST read once
+            try:
+                newest[meta["name"]] = (latest(models_dir, meta["name"]) or {}).get("version")
+            except (ModelMismatch, OSError, ValueError):  # it names a damaged or missing version, is a folder or is not text
+                newest[meta["name"]] = None
+        out.append({**meta, "latest": newest[meta["name"]] == meta["version"]})
     return sorted(out, key=lambda m: (m["name"], m["version"]))
 
 
@@ -212,7 +220,7 @@ def checked_meta(
         retrain = fix or f"retrain it: `reelsense train --models {name}` (it rebuilds the samples first)"
         raise ModelMismatch(
             f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
-            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema, items_without_content(data))}{retrain}"
+            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema, items_without_content(data), data.unaligned)}{retrain}"
         )
     # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
     # another text model) are not the data the model was trained on.
@@ -233,13 +241,16 @@ def items_without_content(data: Dataset) -> list[str]:
     return [data.item_ids[i + 1] for i in np.flatnonzero(~data.content[1:].any(axis=1))]
 
 
-def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any], without_content: list[str] | None = None) -> str:
+def new_items_first(
+    name: str, meta: dict[str, Any], schema: dict[str, Any], without_content: list[str] | None = None, unaligned: list[str] | None = None
+) -> str:
     """The steps a content model's new items need before a retrain can use them ("" where the items
     are those it was trained on, or the model reads no content). Probe: evaluate said only "retrain"
     after `ingest items`, and training then stopped on the new items' missing vectors. Where every
     item has its vector (`without_content` empty) those steps are done, and are not named again; where
     some have none, they are named, with what to do if extract quarantined them (probe: extract
-    skips a quarantined item, so the advice to run it again went round in a loop)."""
+    skips a quarantined item, so the advice to run it again went round in a loop); where all of them
+    are `unaligned` (raw embeddings, no fused vector), `align` alone is the step."""
     saved = meta.get("feature_schema")
     if not saved or name not in READS_CONTENT or all(saved.get(k) == schema[k] for k in ("n_items", "item_vocabulary")):
         return ""
@@ -250,6 +261,12 @@ def new_items_first(name: str, meta: dict[str, Any], schema: dict[str, Any], wit
         return f"the items changed since training: give new items their rows and content first ({steps}), then "
     shown = ", ".join(without_content[:5]) + (" ..." if len(without_content) > 5 else "")
     has = "has" if len(without_content) == 1 else "have"
+    if set(without_content) <= set(unaligned or ()):  # extracted since align-items ran (probe: told to ingest and extract them again)
+        return (
+            f"the items changed since training, and {len(without_content)} {has} no {schema.get('content')} vector yet ({shown}), "
+            "only raw embeddings: run `reelsense align` first (it projects them with the trained alignment; a content ranker's "
+            "train and score stop until it has run), then "
+        )
     return (
         f"the items changed since training, and {len(without_content)} {has} no content vector ({shown}): to score them, give "
         f"them their rows and content first ({steps}; an item that extract quarantined, and so skips, is listed by {QUARANTINED_ITEMS}: "
@@ -353,7 +370,8 @@ def check_schema(
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
             missing = items_without_content(data) if data is not None else None
-            fix = (new_items_first(name, meta, schema, missing) or "the items changed since training: ") + fix
+            unaligned = data.unaligned if data is not None else None
+            fix = (new_items_first(name, meta, schema, missing, unaligned) or "the items changed since training: ") + fix
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 
 

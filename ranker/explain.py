@@ -129,12 +129,20 @@ def summarise(
         if len(own) > 1:
             ranked = sorted(own, key=lambda x: -x[1])
             (best, best_c), (worst, worst_c) = ranked[0], ranked[-1]
-            parts.append(
-                f"{said}{_modality_phrase(best, target_tags)} mattered more than {_modality_phrase(worst, target_tags)} "
-                f"(leaving it out costs {best_c:+.2f} vs {worst_c:+.2f} of the score)"
-            )
+            best_c, worst_c = round(float(best_c), 2) + 0.0, round(float(worst_c), 2) + 0.0  # signs as shown (+ 0.0: no -0.00)
+            first, last = _modality_phrase(best, target_tags), _modality_phrase(worst, target_tags)
+            # By sign (probe: "mattered more" stood over a cost of -0.22, a modality that lowered the score)
+            if worst_c >= 0:
+                compared = f"{first} mattered more than {last} (leaving it out costs {best_c:+.2f} vs {worst_c:+.2f} of the score)"
+            elif best_c > 0:
+                compared = f"{first} added to the score and {last} took from it (leaving each out costs {best_c:+.2f} and {worst_c:+.2f})"
+            else:
+                compared = f"no modality added to the score: {first} took least from it, {last} most (leaving each out costs {best_c:+.2f} and {worst_c:+.2f})"
+            parts.append(said + compared)
         else:
-            parts.append(f"{said}its {own[0][0]} content added {own[0][1]:+.2f} to the score")
+            cost = round(float(own[0][1]), 2) + 0.0
+            change = f"added {cost:+.2f} to" if cost >= 0 else f"took {-cost:.2f} from"  # review: "added -1.16"
+            parts.append(f"{said}its {own[0][0]} content {change} the score")
     return "; ".join(parts)
 
 

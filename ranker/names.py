@@ -40,3 +40,8 @@ def check_rankers(names: list[str]) -> None:
             f"unknown ranker{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
             f"pass {'one' if len(names) == 1 else 'some'} of {', '.join(ALL_MODELS)}"
         )
+
+
+def rerankers_of(name: str) -> list[str]:
+    """The rankers that re-rank `name`'s candidates: retraining `name` alone leaves them on its old version."""
+    return [reranker for reranker, base in NEEDS_BASE.items() if base == name]

@@ -364,7 +364,7 @@ class LstmAttn:
         if "config" not in saved:
             raise ReelsenseError(
                 f"{path.parent.name} of {self.name} was saved by an older reelsense (BCE-trained lstm-attn); "
-                f"retrain it with `reelsense train --models {self.name} --force`"
+                f"retrain it with `reelsense train --models {self.name}`"
             )
         self.config, self.history = replace(LstmAttnConfig(), **saved["config"]), saved["history"]
         state = saved["state"]

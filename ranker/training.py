@@ -43,6 +43,7 @@ from torch import nn
 
 from ranker.data import Dataset, MissingContent
 from ranker.metrics import ndcg, target_ranks
+from ranker.names import rerankers_of
 from warehouse import store
 from warehouse.errors import ReelsenseError
 from warehouse.progress import progress
@@ -214,7 +215,7 @@ def remap_items(
     if width is not None and width.shape[1] != data.content.shape[1]:
         raise MissingContent(
             f"{name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "
-            f"{data.content.shape[1]}-d ({data.content_source}); retrain with `reelsense train --force`"
+            f"{data.content.shape[1]}-d ({data.content_source}); retrain it with `reelsense train --models {','.join([name, *rerankers_of(name)])}`"
         )
     old = {item: i for i, item in enumerate(saved_items)}
     rows = np.asarray([old.get(item, -1) for item in data.item_ids])

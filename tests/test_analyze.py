@@ -98,8 +98,8 @@ def test_summary_in_words_by_hand():
     )
     assert text == (
         "mostly because of the 2 #travel videos you watched or liked (the most recent a day before your last visit; 85% of the attention, on "
-        "2 of your 3 recent interactions); the music (piano, slow) mattered more than the picture (plate) "
-        "(leaving it out costs +0.50 vs -0.10 of the score)"
+        "2 of your 3 recent interactions); the music (piano, slow) added to the score and the picture (plate) took from it "
+        "(leaving each out costs +0.50 and -0.10)"
     )
     # The count and the attention share are of the same videos: the #travel ones, not the #food one
     # that also sits among the most attended (probe finding: "the 1 #food video ... 62% on 3 videos").
@@ -173,7 +173,7 @@ def test_an_lstm_attn_checkpoint_from_before_the_rework_is_a_clear_error(ranked_
 
     (tmp_path / "v1").mkdir()
     torch.save({"heads": ["engage"], "state": {}, "history": []}, tmp_path / "v1" / "model")  # the old format
-    with pytest.raises(ReelsenseError, match=r"saved by an older reelsense .*`reelsense train --models lstm-attn --force`"):
+    with pytest.raises(ReelsenseError, match=r"saved by an older reelsense .*`reelsense train --models lstm-attn`$"):
         LstmAttn().load(tmp_path / "v1" / "model", load_dataset(ranked_home))
 
 
@@ -504,10 +504,33 @@ def test_the_why_compares_only_the_modalities_the_item_has():
             target_has=np.array(has),
         )
 
-    assert why([True, True, True]).endswith("the picture mattered more than the title (travel) (leaving it out costs +0.37 vs -1.16 of the score)")
-    assert why([False, False, True]).endswith("; it has no music or picture; its text content added -1.16 to the score")
-    music = "the music mattered more than the title (travel) (leaving it out costs +0.10 vs -1.16 of the score)"
+    assert why([True, True, True]).endswith("the picture added to the score and the title (travel) took from it (leaving each out costs +0.37 and -1.16)")
+    assert why([False, False, True]).endswith("; it has no music or picture; its text content took 1.16 from the score")
+    music = "the music added to the score and the title (travel) took from it (leaving each out costs +0.10 and -1.16)"
     assert why([True, False, True]).endswith(f"; it has no picture; {music}")
+
+
+def test_the_why_says_mattered_more_only_where_both_modalities_added_to_the_score():
+    """Probe: "the title mattered more than the music (leaving it out costs +0.22 vs -0.22)": the
+    music lowered the score. The sentence follows the signs of the two costs."""
+
+    def why(costs: list[float]) -> str:
+        return summarise(
+            attention_weights=np.array([1.0], np.float32),
+            history_tags=[{"hashtag": ["food"]}],
+            history_events=[3],
+            history_age_s=[10.0],
+            modality_names=["audio", "text"],
+            contributions=np.array(costs, np.float32),
+            target_tags={"hashtag": ["travel"], "music": ["piano"]},
+        )
+
+    assert why([0.3, -0.001]).endswith("the title (travel) (leaving it out costs +0.30 vs +0.00 of the score)")  # signs as shown
+    assert why([0.3, 0.1]).endswith("; the music (piano) mattered more than the title (travel) (leaving it out costs +0.30 vs +0.10 of the score)")
+    assert why([0.3, -0.1]).endswith("; the music (piano) added to the score and the title (travel) took from it (leaving each out costs +0.30 and -0.10)")
+    assert why([-0.3, -0.1]).endswith(
+        "; no modality added to the score: the title (travel) took least from it, the music (piano) most (leaving each out costs -0.10 and -0.30)"
+    )
 
 
 def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_waits_for_align(analyzed, tmp_path, capsys):

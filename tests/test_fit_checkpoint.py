@@ -317,7 +317,8 @@ def test_models_skips_a_damaged_model_folder_and_says_so(tmp_path, capsys):
     assert cli(["--home", str(tmp_path / "home"), "models"]) == 0
     captured = capsys.readouterr()
     assert f"skipped {folder}: its meta.json is unreadable" in captured.err and "no trained models" in captured.out
-    with pytest.raises(ReelsenseError, match=r"meta.json is damaged .*delete .* and run `reelsense train --models sasrec --force`"):
+    advice = r"meta.json is damaged .*; delete .* \(no command reads that version\); `reelsense train --models sasrec` trains sasrec where no"
+    with pytest.raises(ReelsenseError, match=advice):
         artifacts.latest(tmp_path / "home" / "models", "sasrec")
 
 
@@ -386,3 +387,29 @@ def test_a_short_fit_into_a_log_draws_no_bar_line_a_step(name, data, capsys):
     make[name]().fit(data, seed=0)
     err = capsys.readouterr().err
     assert f"{name} epoch 1: loss" in err and "batch/s" not in err
+
+
+def test_models_lists_the_versions_of_a_ranker_whose_latest_is_not_text_or_a_folder(tmp_path, capsys):
+    """Probe: list_models caught only a LATEST naming a damaged version; one of binary bytes or a
+    folder stopped `models` with a traceback."""
+    import json
+
+    from flows.cli import main as cli
+    from ranker import artifacts
+
+    models = tmp_path / "home" / "models"
+    folder = models / "rankers" / "sasrec" / "20260101T000000-deadbeef"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"name": "sasrec", "version": folder.name, "seed": 0, "data_fingerprint": "f"}))
+    marker = folder.parent / "LATEST"
+    marker.write_text(folder.name + "\n")
+    assert [m["latest"] for m in artifacts.list_models(models)] == [True]
+    marker.write_bytes(b"\xff\xfe\x00 not text")
+    assert [(m["version"], m["latest"]) for m in artifacts.list_models(models)] == [(folder.name, False)]
+    marker.unlink()
+    marker.mkdir()
+    assert [m["latest"] for m in artifacts.list_models(models)] == [False]
+    capsys.readouterr()
+    assert cli(["--home", str(tmp_path / "home"), "models"]) == 0  # it refused to list any version
+    out, err = capsys.readouterr()
+    assert folder.name in out and "until then no sasrec is marked latest" in err, (out, err)

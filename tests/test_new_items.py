@@ -86,3 +86,37 @@ def test_only_the_alignments_own_raw_models_make_an_item_unaligned(ranked_home, 
     assert unaligned_items(wh, "aligned@tiny") == []
     add_raw("toy-text@1")
     assert unaligned_items(wh, "aligned@tiny") == ["i0new"]
+
+
+def test_a_misfit_of_new_items_that_only_lack_align_says_align_not_ingest_and_extract(ranked_home, tmp_path, capsys):
+    """Probe: evaluate after extract (align not rerun) told the user to ingest and extract the new
+    item again; it has its raw embeddings, and `align` alone gives it its fused vector."""
+    home = _home_with_new_item(ranked_home, tmp_path, aligned=False)
+    capsys.readouterr()
+    assert main(["--home", home, "evaluate", "--models", "lstm-attn"]) == 2
+    err = capsys.readouterr().err
+    said = "1 has no fused:aligned@tiny vector yet (i0new), only raw embeddings: run `reelsense --home"
+    assert said in err and "align` first (it projects them with the trained alignment; a content ranker's train and score stop" in err, err
+    assert "extract`" not in err and "go straight on" not in err, err  # review: a content ranker cannot go on without align
+
+
+def test_a_checkpoint_of_another_content_width_names_the_models_to_retrain():
+    """Review: the advice said `train --force` (every model, from epoch 1); for lstm-attn, lightgbm
+    re-ranks it and must be retrained with it, or it stays on the old version."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pytest
+    import torch
+
+    from ranker.data import MissingContent
+    from ranker.training import remap_items
+
+    data = SimpleNamespace(content=np.zeros((3, 5), np.float32), content_source="text:minilm@1")
+    state = {"items.proj.weight": torch.zeros(4, 3)}
+    for name, models in (("lstm-attn", "lstm-attn,lightgbm"), ("sasrec-content", "sasrec-content")):
+        with pytest.raises(
+            MissingContent,
+            match=rf"trained on 3-d content vectors, the warehouse gives 5-d \(text:minilm@1\); retrain it with `reelsense train --models {models}`$",
+        ):
+            remap_items(state, "items.", ["<pad>", "a", "b"], torch.zeros(3, dtype=torch.bool), data, name=name)
