@@ -1,6 +1,6 @@
 """The MicroLens-50K ranking table: every model, all test users, both protocols, cold start.
 
-    .venv/bin/python benchmarks/microlens.py --home HOME [--out benchmarks/results/microlens-50k.json]
+    .venv/bin/python benchmarks/microlens.py --home HOME --out OUT.json
         [--models popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm] [--seeds 0,1,2] [--max-epochs N]
 
 HOME: `reelsense ingest microlens ../shared/data/microlens-50k` and

@@ -32,7 +32,7 @@ def markdown(results: dict) -> str:
     commands = results.get("commands") or [results["command"]]
     lines = [f"# {on} ({d.get('content', '?')}; {shape or 'shape not recorded'})", ""]
     if len(commands) > 1:  # steps of the same settings, run by other --models or --steps (probe: the latest alone was named)
-        lines += ["The commands that ran its steps, the latest last:", "", *[f"- `{c}`" for c in commands], ""]
+        lines += ["The commands run on this --out, the latest last:", "", *[f"- `{c}`" for c in commands], ""]
     else:
         lines += [f"`{commands[0]}`", ""]
     lines += warm_tables(results, seed) + seed_tables(results) + slice_tables(results) + cold_tables(results)
@@ -46,6 +46,11 @@ def fit_text(step: dict) -> str:
     return str(step["fit_seconds"])
 
 
+def _slice_text(m: dict, *metrics: str) -> str:
+    """A slice's metrics with its user count, '-' where it has no user (review: 0.0000 read as measured)."""
+    return " / ".join(f"{m.get(k, 0):.4f}" for k in metrics) + f" ({m['users']})" if m.get("users") else "-"
+
+
 def warm_tables(results: dict, seed: int) -> list[str]:
     """Both protocols' tables of the main seed, and what the score-batch path serves."""
     steps = results["steps"]
@@ -54,8 +59,8 @@ def warm_tables(results: dict, seed: int) -> list[str]:
         seeded = any(key.startswith("main/") for key in steps)
         return [f"No step of seed {seed} in this run: the seeds' tables below hold its models.", ""] if seeded else []
     lines = []
-    sampled = (results.get("overrides") or {}).get("max_users")
-    who = f"{sampled} seeded test users (--max-users)" if sampled else "all test users"  # probe: "all" of a sample
+    sampled, ranked = (results.get("overrides") or {}).get("max_users"), (results.get("data") or {}).get("test_users")
+    who = f"{ranked or sampled:,} test users (--max-users {sampled})" if sampled else "all test users"  # probe: "all" of a sample
     if REFERENCE not in main:
         lines += [f"No {REFERENCE} in this run, so no paired comparison (its per-user ranks are what the pairing needs).", ""]
     for protocol in PROTOCOLS:
@@ -162,13 +167,8 @@ def cold_tables(results: dict) -> list[str]:
         if not key.startswith("cold/"):
             continue
         c, w = step["item_cold"]["cold_targets"]["unmasked"], step["item_cold"]["warm_targets"]["unmasked"]
-        users = " | ".join(
-            f"{step['user_cold'][str(k)]['unmasked'].get('ndcg@10', 0):.4f} ({step['user_cold'][str(k)]['unmasked']['users']})" for k in NEW_USER_STEPS
-        )
-        lines.append(
-            f"| {key.split('/')[1]} | {c.get('hr@10', 0):.4f} / {c.get('ndcg@10', 0):.4f} ({c['users']}) | "
-            f"{w.get('hr@10', 0):.4f} / {w.get('ndcg@10', 0):.4f} ({w['users']}) | {users} |"
-        )
+        users = " | ".join(_slice_text(step["user_cold"][str(k)]["unmasked"], "ndcg@10") for k in NEW_USER_STEPS)
+        lines.append(f"| {key.split('/')[1]} | {_slice_text(c, 'hr@10', 'ndcg@10')} | {_slice_text(w, 'hr@10', 'ndcg@10')} | {users} |")
     if results.get("paired_cold_vs_sasrec"):
         lines += [
             "",

@@ -165,15 +165,16 @@ def other_base_note(results: dict) -> str | None:
     """Where a re-ranker's row re-ranks another version of its base than the base's row in the same
     table (a kept lightgbm beside an lstm-attn retrained and evaluated since; probe: unsaid)."""
     models = results["models"]
-    off = [
-        f"{name} re-ranks {base} {models[name]['base_version']}, not this table's {models[base]['version']}"
+    off = {
+        name: f"the {name} row re-ranks {base} {models[name]['base_version']}, not this table's {models[base].get('version')}"
         for name, base in NEEDS_BASE.items()
         if name in models and base in models and models[name].get("base_version") not in (None, models[base].get("version"))
-    ]
+    }
     if not off:
         return None
-    names = ",".join(name for name in NEEDS_BASE if any(o.startswith(f"{name} ") for o in off))
-    return runnable(f"{'; '.join(off)}: `reelsense train --models {names}` trains one over it, then `reelsense evaluate --models {names}` measures it")
+    names = ",".join(off)
+    measure = f"reelsense evaluate --models {names}{same_evaluation(results)}"  # that evaluation's seed and sample (review)
+    return runnable(f"{'; '.join(off.values())}: `reelsense train --models {names}` trains one over it, then `{measure}` measures it")
 
 
 def results_lines(results: dict) -> list[str]:

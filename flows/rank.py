@@ -298,10 +298,8 @@ def evaluate_rankers(
     results["data_fingerprint"] = artifacts.fingerprint(data)
     # Results of the same code only: the evaluation (its sampled negatives, popularity) is code too.
     results["code_version"] = artifacts.code_version()
-    results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir, data)
+    results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir, data, given_dataset=bool(dataset))
     results["kept_from_earlier"] = [name for name in results["models"] if name not in models]
-    if results["kept_from_earlier"] and not dataset:  # the kept rows' name (probe: it became the home's path)
-        results["dataset"] = json.loads((wh.reports_dir / f"{stem}.json").read_text()).get("dataset") or results["dataset"]
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(wh.reports_dir / f"{stem}.json", json.dumps(results, indent=1))
     artifacts.write_text(wh.reports_dir / f"{stem}.md", results_markdown(results))
@@ -309,13 +307,16 @@ def evaluate_rankers(
     return results
 
 
-def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], models_dir: Path, data: Dataset | None = None) -> dict[str, Any]:
+def merged_models(
+    path: Path, results: dict[str, Any], evaluated: list[str], models_dir: Path, data: Dataset | None = None, *, given_dataset: bool = True
+) -> dict[str, Any]:
     """`evaluate --models a,b` updates a and b in the report and keeps the other models' results, when
     they were measured by the same code on the same data, content, seed and test users and are still the latest
     version of their model; otherwise the report holds only this run's models. A kept model's paired comparison is dropped once sasrec is evaluated at another
     version, or leaves the table (its per-user ranks are not stored, so it cannot be paired again).
     A dropped model that no longer fits `data` is listed in `train_before_evaluate` (probe: the
-    advice to evaluate it was refused, its model being of other data)."""
+    advice to evaluate it was refused, its model being of other data). Without `given_dataset` (no
+    --dataset), the results keep the earlier name while they keep rows."""
     previous = json.loads(path.read_text()) if path.exists() else {}
     what = {"data_fingerprint": "data", "seed": "seed", "evaluation": "test users", "code_version": "ranker code"}
     differ = [label for key, label in what.items() if previous.get(key) != results[key]]
@@ -344,6 +345,11 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
             dropped[name] = "retrained since the earlier evaluate"  # no stale versions
         else:
             kept[name] = dict(r)
+            if name in NEEDS_BASE and not r.get("base_version"):  # a row written before rows recorded it (review)
+                try:
+                    kept[name]["base_version"] = artifacts.read_meta(models_dir, name, r["version"]).get("base_version")
+                except artifacts.ModelMismatch:
+                    pass
     # Said where the rows went (probe: the first evaluate after an upgrade dropped six rows silently).
     results["dropped_from_earlier"] = dropped
     results["train_before_evaluate"] = stale
@@ -356,6 +362,8 @@ def merged_models(path: Path, results: dict[str, Any], evaluated: list[str], mod
             if old := r.pop("vs_sasrec_version", None):  # what the note says of it (probe: "no sasrec ... over the same users")
                 r["was_paired_with"] = old
     merged = {**kept, **results["models"]}
+    if kept and not given_dataset and previous.get("dataset"):  # the kept rows' name (probe: it became the home's path)
+        results["dataset"] = previous["dataset"]
     order = {name: i for i, name in enumerate(ALL_MODELS)}
     return dict(sorted(merged.items(), key=lambda item: order.get(item[0], len(order))))
 

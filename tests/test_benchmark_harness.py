@@ -368,6 +368,10 @@ def test_the_cold_start_header_names_the_split_seed_and_the_training_seed_apart(
     header = next(line for line in lines if line.startswith("## cold start"))
     assert "by the split's seed 0; models trained with seed 1;" in header, header
     assert any(line.startswith("| sasrec | 0.1000 / 0.0500 (7) |") for line in lines)
+    empty = {"unmasked": {"users": 0}}  # review: a slice without users read 0.0000 / 0.0000 (0)
+    step["item_cold"]["cold_targets"] = empty
+    lines = microlens_report.cold_tables({"main_seed": 1, "steps": {"cold/sasrec/seed1": step}})
+    assert any(line.startswith("| sasrec | - | 0.1000 / 0.0500 (7) | 0.0500 (7) |") for line in lines), lines
 
 
 def test_a_run_of_other_seeds_only_prints_no_empty_tables_of_the_main_seed(monkeypatch):
@@ -388,13 +392,15 @@ def test_a_run_of_other_seeds_only_prints_no_empty_tables_of_the_main_seed(monke
     assert "No sasrec in this run" in microlens_report.markdown(seed0) and "| sasrec-content | 0.0300 (0.0200-0.0400) |" in microlens_report.markdown(seed0)
     # Probe: two commands ran the steps of one --out, and the .md named the latest alone.
     both = microlens_report.markdown({**seed0, "commands": ["python a --models sasrec", "python a --models itemknn"]})
-    assert "The commands that ran its steps, the latest last:\n\n- `python a --models sasrec`\n- `python a --models itemknn`\n" in both
+    assert "The commands run on this --out, the latest last:\n\n- `python a --models sasrec`\n- `python a --models itemknn`\n" in both
     assert "\n`c`\n" in microlens_report.markdown(seed0)  # one command: as before
     # Probe: a --max-users run's tables said "all test users", and no cold target read "0.0000 (0)".
     text = microlens_report.markdown(seed0)
     assert "## history unmasked, all test users, seed 0" in text and "| 0.0400 | 0.1000 | - | not paired |" in text, text
-    sampled = microlens_report.markdown({**seed0, "overrides": {"max_users": 50}})
-    assert "## history unmasked, 50 seeded test users (--max-users), seed 0" in sampled and "all test users" not in sampled
+    sampled = microlens_report.markdown({**seed0, "overrides": {"max_users": 50}, "data": {"test_users": 50}})
+    assert "## history unmasked, 50 test users (--max-users 50), seed 0" in sampled and "all test users" not in sampled
+    fewer = microlens_report.markdown({**seed0, "overrides": {"max_users": 500}, "data": {"test_users": 193}})  # review: all 193 of them
+    assert "## history unmasked, 193 test users (--max-users 500), seed 0" in fewer
 
 
 def test_a_summary_packs_per_user_values_exactly_and_pair_seeds_reads_it(tmp_path, monkeypatch):

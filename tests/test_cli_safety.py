@@ -1017,10 +1017,12 @@ def test_a_lightgbm_row_over_another_lstm_attn_than_the_tables_is_said():
         "kept_from_earlier": ["lightgbm"],
     }
     said = (
-        "lightgbm re-ranks lstm-attn old, not this table's new: `reelsense train --models lightgbm` trains one over it, "
+        "the lightgbm row re-ranks lstm-attn old, not this table's new: `reelsense train --models lightgbm` trains one over it, "
         "then `reelsense evaluate --models lightgbm` measures it"
     )
     assert other_base_note(results) == said and said in results_lines(results)
+    seeded = other_base_note({**results, "seed": 3, "max_users": 500})  # review: the table's seed and sample, or its other rows go
+    assert seeded is not None and seeded.endswith("then `reelsense evaluate --models lightgbm --seed 3 --max-users 500` measures it")
     results["models"]["lightgbm"]["base_version"] = "new"
     assert other_base_note(results) is None
     del results["models"]["lightgbm"]["base_version"]  # a row of an older results.json: nothing to compare
@@ -1050,6 +1052,15 @@ def test_a_kept_row_loses_its_pairing_once_its_sasrec_leaves_the_table(tmp_path)
     (models / "rankers" / "sasrec" / "v1" / "meta.json").write_text(json.dumps({"name": "sasrec", "version": "v1"}))
     merged = merged_models(tmp_path / "results.json", now, ["popularity"], models)
     assert list(merged) == ["popularity", "sasrec", "lstm-attn"] and merged["lstm-attn"]["vs_sasrec_version"] == "v1"  # kept beside it
+    # Review: a lightgbm row of a results.json written before rows recorded their base gets it from
+    # the registry, so the note on another base can be said; and without --dataset the name stays.
+    (models / "rankers" / "lightgbm" / "g1").mkdir(parents=True)
+    (models / "rankers" / "lightgbm" / "g1" / "meta.json").write_text(json.dumps({"name": "lightgbm", "version": "g1", "base_version": "v0"}))
+    (models / "rankers" / "lightgbm" / "LATEST").write_text("g1")
+    (tmp_path / "results.json").write_text(json.dumps({**earlier, "dataset": "tiny", "models": {"lightgbm": {"version": "g1"}}}))
+    now = {**keys, "dataset": "/some/home", "models": {"popularity": {"version": "p1"}}}
+    merged = merged_models(tmp_path / "results.json", now, ["popularity"], models, given_dataset=False)
+    assert merged["lightgbm"]["base_version"] == "v0" and now["dataset"] == "tiny"
 
 
 def test_the_commands_a_suggestion_names_are_the_clis():
@@ -1140,6 +1151,9 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     monkeypatch.setattr(artifacts, "checked_meta", lambda *a, **k: None)
     monkeypatch.setattr(artifacts, "list_models", lambda models_dir: registry)
     monkeypatch.setattr(artifacts, "latest", lambda models_dir, name: registry[-1] if name == "lightgbm" else {"name": "lstm-attn", "version": "b2"})
+    # flows/latest.py reads the LATEST file once and its version's meta.json by name
+    metas = {("lightgbm", m["version"]): m for m in registry} | {("lstm-attn", "b2"): {"name": "lstm-attn", "version": "b2"}}
+    monkeypatch.setattr(artifacts, "read_meta", lambda models_dir, name, version: metas[(name, version)])
     for name, version in (("lightgbm", "g2"), ("lstm-attn", "b2")):  # the LATEST files the stand-ins above read
         (tmp_path / "rankers" / name).mkdir(parents=True)
         (tmp_path / "rankers" / name / "LATEST").write_text(version)
