@@ -40,14 +40,14 @@ test: setup lint
 	$(BIN)/python -m pytest -m "not e2e and not chaos"
 
 # End to end: the demo twice through the CLI, a deployment run on a real Prefect server, and the
-# tests that start their own Prefect server (6 tests in 5:09 on 2 idle cores, 2026-12-05). CI runs
+# tests that start their own Prefect server (6 tests in 6:54 on 2 idle cores, 2026-12-05). CI runs
 # them after `make test`.
 test-e2e: setup
 	$(BIN)/python -m pytest -m e2e
 
 # Crash safety: extraction, feature builds, compaction and prune killed at each write point or
 # from outside (SIGKILL, Ctrl-C, SIGTERM), then resumed, and a SIGTERM that Prefect loses (11 tests
-# in 1:36 on 2 idle cores, 2026-12-05). The two that also start their own Prefect server are e2e
+# in 1:56 on 2 idle cores, 2026-12-05). The two that also start their own Prefect server are e2e
 # tests. CI runs them last.
 test-chaos: setup
 	$(BIN)/python -m pytest -m "chaos and not e2e"
