@@ -735,6 +735,11 @@ def _train(args: argparse.Namespace) -> None:
 
         settings = load_settings(args.config)  # checked before any training: unknown keys, wrong types
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
+    for name in {*models, *(NEEDS_BASE[m] for m in models if m in NEEDS_BASE)}:  # before any fit (probe: it failed after one)
+        if (wh.models_dir / "rankers" / name / "LATEST").is_dir():
+            from flows.latest import damaged_latest
+
+            raise ReelsenseError(damaged_latest(wh.models_dir, name, IsADirectoryError()))
     for name in models:
         base = NEEDS_BASE.get(name)
         if base and base not in models:
@@ -912,7 +917,8 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
     """What `models` says of a stopped fit (ranker/training.py FitCheckpoint): how far it got, and
     the `train` command, with its seed, settings and device, that continues it, where the warehouse's
     data still gives the fit's key (probe: it promised to continue a fit that new events restart)."""
-    from ranker.artifacts import code_version, latest, reuse_key
+    from flows.latest import readable_latest
+    from ranker.artifacts import code_version, reuse_key
     from ranker.base import device_for
     from ranker.registry import build
     from ranker.training import FitCheckpoint, stopped_fit
@@ -946,7 +952,7 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
     if FitCheckpoint.for_fit(path, model, data, was["seed"]).key != was["key"]:
         return f"{got}; the data, items or content changed since it ran: {command} trains from epoch 1 and replaces it{file}"
     try:
-        saved = latest(path.parents[2], name)  # <models>/rankers/<name>/unfinished.pt
+        saved = readable_latest(path.parents[2], name)  # <models>/rankers/<name>/unfinished.pt; None where LATEST is damaged (probe)
     except ReelsenseError:  # a damaged LATEST: the table below skips it and says so
         saved = None
     if saved is not None and saved.get("reuse_key") == reuse_key(name, model, data, was["seed"]):

@@ -40,6 +40,12 @@ def damaged_latest(models_dir: Path, name: str, error: Exception, *, ways_out: b
     emptied file read "no model sasrec version  in ...", and only `--force` got past it, unsaid)."""
     marker = models_dir / "rankers" / name / "LATEST"
     readable = readable_versions(models_dir, name)
+    if marker.is_dir():  # probe: the advice was to write a version into it
+        what = f"{marker} is a folder, not the file that names {name}'s latest version"
+        train = f"`reelsense train --models {name}` trains one anew" if name in ALL_MODELS else "then no version is the latest"
+        if not ways_out:
+            return what
+        return f"{what}: remove it (`rm -r {marker}`), then write one of its readable versions into a file of that name, or {train}"
     try:
         named = marker.read_text().strip()
         if not named:

@@ -69,6 +69,9 @@ def train_one(
     try:
         saved = None if force else checked_latest(models_dir, name)
     except LATEST_ERRORS as error:  # no latest to reuse: this fit's version becomes the latest
+        marker = models_dir / "rankers" / name / "LATEST"
+        if marker.is_dir():  # probe: a fit of a minute, then the LATEST write failed on the folder
+            raise artifacts.ModelMismatch(damaged_latest(models_dir, name, error)) from None
         say(f"{damaged_latest(models_dir, name, error, ways_out=False)}: training {name} anew; the version it saves becomes the latest", logging.WARNING)
         saved = None
     # Rankers trained in epochs keep their state here after each one: a stopped `train` continues
