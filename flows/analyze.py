@@ -309,6 +309,12 @@ def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> Non
         from extractors.pipeline import has_title  # the extraction stack: only on this error path
 
         fused = data.content_source.startswith("fused:")
+        if item in data.unaligned:  # extracted since align-items ran (probe: told to ingest and extract it again)
+            raise ReelsenseError(
+                f"cannot explain item {item!r} for user {user!r}: it has raw embeddings but no {data.content_source} vector yet, so "
+                "lstm-attn (which explains, and ranks items by their content) cannot score it; run `reelsense align` (it projects it "
+                "with the trained alignment), then explain it"
+            )
         media = db.analysis(wh, "item_media", {"item": item}).to_pylist()
         if media and not has_title(media[0]["title"]) and not media[0]["video_uri"] and not media[0]["audio_uri"]:
             raise ReelsenseError(

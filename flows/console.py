@@ -101,7 +101,8 @@ def unpaired_note(results: dict) -> str | None:
     # A sasrec whose row left the table for another reason than its model being gone is trained
     # (probe: the note said to train one that was there).
     dropped = (results.get("dropped_from_earlier") or {}).get(REFERENCE, UNTRAINED_ROW)
-    trained = REFERENCE in results["models"] or (dropped != UNTRAINED_ROW and REFERENCE not in results.get("train_before_evaluate", []))
+    was = dropped != UNTRAINED_ROW and REFERENCE not in results.get("train_before_evaluate", [])  # results.json of before the flag
+    trained = REFERENCE in results["models"] or results.get("reference_trained", was)
     train = "" if trained else f", with a {REFERENCE} trained on this data (`reelsense train --models {REFERENCE}`)"
     command = f"reelsense evaluate --models {','.join([*unpaired, REFERENCE])}{same_evaluation(results)}"
     # Probes: beside a kept sasrec row, or after sasrec alone was evaluated again at a new version,

@@ -30,7 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
-from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_versions
+from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_latest, readable_versions
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -303,6 +303,7 @@ def evaluate_rankers(
     results["code_version"] = artifacts.code_version()
     results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir, data, given_dataset=bool(dataset))
     results["kept_from_earlier"] = [name for name in results["models"] if name not in models]
+    results["reference_trained"] = readable_latest(wh.models_dir, REFERENCE) is not None  # the not-paired note's advice (probe)
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(wh.reports_dir / f"{stem}.json", json.dumps(results, indent=1))
     artifacts.write_text(wh.reports_dir / f"{stem}.md", results_markdown(results))

@@ -550,6 +550,9 @@ def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_wai
     time.sleep(1.1)  # written_at is to the second
     assert main(["--home", str(home), "report", "--run-id", "run-report", "--plot-users", "0", "--pages", "2"]) == 0
     assert json.loads((run_dir(copy, "run-report") / "report.json").read_text())["written_at"] > written  # written again
+    capsys.readouterr()
+    assert main(["--home", str(home), "explain", "--user", "user00", "--item", "i0new"]) == 2  # probe: it said ingest and extract
+    assert "it has raw embeddings but no fused:aligned@tiny vector yet, so lstm-attn" in capsys.readouterr().err
     events = tmp_path / "liked.csv"
     events.write_text("user_id,item_id,event_ts,event,watch_ratio\nuser00,i0new,2026-06-01T00:00:00Z,like,\n")
     assert main(["--home", str(home), "ingest", "events", str(events)]) == 0

@@ -1002,6 +1002,10 @@ def test_the_tables_tell_the_reference_from_a_model_not_paired():
     other_seed = {"models": {"bpr-mf": {}}, "seed": 1, "dropped_from_earlier": {"sasrec": "the earlier evaluate had other seed"}}
     assert unpaired_note(other_seed).endswith("`reelsense evaluate --models bpr-mf,sasrec --seed 1` pairs them")
     assert unpaired_note({**other_seed, "train_before_evaluate": ["sasrec"]}).endswith("(`reelsense train --models sasrec`)")
+    # Probe: a quick evaluate of popularity alone said to train the sasrec that was there; evaluate records it now.
+    quick = {"models": {"popularity": {}}, "seed": 0, "max_users": 50}
+    assert unpaired_note({**quick, "reference_trained": True}).endswith("`reelsense evaluate --models popularity,sasrec --max-users 50` pairs them")
+    assert unpaired_note({**quick, "reference_trained": False}).endswith("(`reelsense train --models sasrec`)")
     mixed = unpaired_note({"models": {**rows, "itemknn": {}}, "seed": 0, "kept_from_earlier": ["bpr-mf", "popularity"]})
     assert "(a kept row stores no per-user ranks to pair again); no sasrec was evaluated over the same users with itemknn; " in mixed
 
