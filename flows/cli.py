@@ -735,11 +735,6 @@ def _train(args: argparse.Namespace) -> None:
 
         settings = load_settings(args.config)  # checked before any training: unknown keys, wrong types
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
-    for name in {*models, *(NEEDS_BASE[m] for m in models if m in NEEDS_BASE)}:  # before any fit (probe: it failed after one)
-        if (wh.models_dir / "rankers" / name / "LATEST").is_dir():
-            from flows.latest import damaged_latest
-
-            raise ReelsenseError(damaged_latest(wh.models_dir, name, IsADirectoryError()))
     for name in models:
         base = NEEDS_BASE.get(name)
         if base and base not in models:

@@ -69,9 +69,6 @@ def train_one(
     try:
         saved = None if force else checked_latest(models_dir, name)
     except LATEST_ERRORS as error:  # no latest to reuse: this fit's version becomes the latest
-        marker = models_dir / "rankers" / name / "LATEST"
-        if marker.is_dir():  # probe: a fit of a minute, then the LATEST write failed on the folder
-            raise artifacts.ModelMismatch(damaged_latest(models_dir, name, error)) from None
         say(f"{damaged_latest(models_dir, name, error, ways_out=False)}: training {name} anew; the version it saves becomes the latest", logging.WARNING)
         saved = None
     # Rankers trained in epochs keep their state here after each one: a stopped `train` continues
@@ -171,6 +168,10 @@ def train_rankers(
     """Train (or reuse) each ranker; `settings` maps a ranker name to overrides of its config
     (a rankers TOML file, `reelsense train --config`); the registry stores the config it trained with."""
     logger = get_run_logger()
+    models_dir = Warehouse(home).models_dir
+    for name in _ordered(models):  # before any fit (probe: a minute's fit, then its LATEST write failed on the folder)
+        if (models_dir / "rankers" / name / "LATEST").is_dir():
+            raise artifacts.ModelMismatch(damaged_latest(models_dir, name, IsADirectoryError()))
     current_samples(home)
     data = load_dataset(Warehouse(home), MAX_HISTORY)
     trained: dict[str, Any] = {}
