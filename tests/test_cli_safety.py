@@ -1226,3 +1226,21 @@ def test_report_refuses_negative_pages_naming_the_option_given(home, capsys):
             main(["--home", str(home), "report", option, "-1"])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and f"argument {option}: -1: expected 0 or more" in err, err
+
+
+def test_a_latest_that_is_a_folder_stops_train_before_any_fit(tmp_path, capsys):
+    """Probe: `train` with a LATEST turned into a folder fitted for a minute, then failed writing
+    LATEST (three tracebacks); the advice said to write a version into the folder."""
+    import tiny_platform
+
+    home = tmp_path / "home"
+    tiny_platform.build(home)  # events and vectors; nothing trained
+    rankers = home / "models" / "rankers"
+    marker = rankers / "lstm-attn" / "LATEST"
+    marker.mkdir(parents=True)
+    before = sorted(p.name for p in (rankers / "lstm-attn").iterdir())
+    capsys.readouterr()
+    assert main(["--home", str(home), "train", "--models", "lightgbm"]) == 2  # lightgbm re-ranks lstm-attn
+    err = capsys.readouterr().err
+    assert f"{marker} is a folder, not the file that names lstm-attn's latest version: remove it (`rm -r {marker}`)" in err, err
+    assert "Traceback" not in err and sorted(p.name for p in (rankers / "lstm-attn").iterdir()) == before  # nothing trained

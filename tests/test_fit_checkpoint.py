@@ -413,24 +413,3 @@ def test_models_lists_the_versions_of_a_ranker_whose_latest_is_not_text_or_a_fol
     assert cli(["--home", str(tmp_path / "home"), "models"]) == 0  # it refused to list any version
     out, err = capsys.readouterr()
     assert folder.name in out and "until then no sasrec is marked latest" in err, (out, err)
-
-
-def test_a_latest_that_is_a_folder_stops_train_before_any_fit(ranked_home, tmp_path, capsys):
-    """Probe: `train` with a LATEST turned into a folder fitted for a minute, then failed writing
-    LATEST (three tracebacks); the advice said to write a version into the folder."""
-    import shutil
-
-    from flows.cli import main as cli
-
-    home = tmp_path / "home"
-    shutil.copytree(ranked_home.home, home)
-    rankers = home / "models" / "rankers"
-    marker = rankers / "lstm-attn" / "LATEST"
-    marker.unlink()
-    marker.mkdir()
-    before = sorted(p.name for p in (rankers / "lstm-attn").iterdir())
-    capsys.readouterr()
-    assert cli(["--home", str(home), "train", "--models", "lightgbm"]) == 2  # lightgbm re-ranks lstm-attn
-    err = capsys.readouterr().err
-    assert f"{marker} is a folder, not the file that names lstm-attn's latest version: remove it (`rm -r {marker}`)" in err, err
-    assert "Traceback" not in err and sorted(p.name for p in (rankers / "lstm-attn").iterdir()) == before  # nothing trained
