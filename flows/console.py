@@ -174,8 +174,12 @@ def other_base_note(results: dict) -> str | None:
     if not off:
         return None
     names = ",".join(off)
+    # The base row's training seed: `train --models lightgbm` trains its base at the seed it is given,
+    # and only one of that seed is reused (probe: the advice fitted a third lstm-attn at seed 0).
+    seeds = {models[NEEDS_BASE[name]].get("train_seed") for name in off} - {None, 0}
+    train_seed = f" --seed {seeds.pop()}" if len(seeds) == 1 else ""
     measure = f"reelsense evaluate --models {names}{same_evaluation(results)}"  # that evaluation's seed and sample (review)
-    return runnable(f"{'; '.join(off.values())}: `reelsense train --models {names}` trains one over it, then `{measure}` measures it")
+    return runnable(f"{'; '.join(off.values())}: `reelsense train --models {names}{train_seed}` trains one over it, then `{measure}` measures it")
 
 
 def results_lines(results: dict) -> list[str]:
@@ -648,12 +652,13 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append("")
     for note in (dropped_note(results), unpaired_note(results), other_base_note(results)):
         lines += [note[0].upper() + note[1:] + ".", ""] if note else []
-    lines += served_markdown({name: r for name, r in results["models"].items()}, "## the score-batch path (engaged items removed)")
+    shown_rows = {(f"{name} \\*" if name in kept else name): r for name, r in results["models"].items()}  # every table marks them (probe)
+    lines += served_markdown(shown_rows, "## the score-batch path (engaged items removed)")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
-    for name, r in results["models"].items():
+    for shown, r in shown_rows.items():
         c = r["ctr_sampled"]
         loss = "-" if c.get("logloss") is None else f"{c['logloss']:.4f}"
-        lines.append(f"| {name} | {c['auc']:.4f} | {c['gauc']:.4f} | {loss} |")
+        lines.append(f"| {shown} | {c['auc']:.4f} | {c['gauc']:.4f} | {loss} |")
     protocol = results["protocol"]
     lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in protocol.items() if k != "users"), ""]
     return "\n".join(lines)

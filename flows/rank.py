@@ -275,7 +275,10 @@ def evaluate_rankers(
     for name in models:
         started = time.perf_counter()
         metrics, ranks[name] = evaluate_model(trained[name], data, rows, seed=seed)
-        results["models"][name] = {**metrics, "version": trained[name].version}
+        # Its training seed too: the table's advice to train a re-ranker over this row must reuse this
+        # very base, not fit another at the default seed (probe: an lstm-attn trained with --seed 1).
+        train_seed = artifacts.read_meta(wh.models_dir, name, trained[name].version).get("seed")
+        results["models"][name] = {**metrics, "version": trained[name].version, "train_seed": train_seed}
         if name in NEEDS_BASE:  # the base version it re-ranks: the table says where that is not the base's row
             results["models"][name]["base_version"] = trained[name].base.version
         get_run_logger().info("evaluated %s in %.1fs", name, time.perf_counter() - started)

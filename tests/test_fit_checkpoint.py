@@ -227,6 +227,12 @@ def test_train_continues_a_stopped_fit_from_the_registry_and_removes_its_state_o
     assert without_seconds(metas["bpr-mf"]["history"]) == without_seconds(whole.history)
     assert metas["bpr-mf"]["fit_continued_after"] == 1
     assert all(torch.equal(a, b) for a, b in zip(weights(saved).values(), weights(whole).values(), strict=True))
+    # Its table row keeps the seed it was trained with, apart from the evaluation's seed (probe: a
+    # re-ranker's advice trained its base again at the default seed).
+    from flows.rank import evaluate_rankers
+
+    row = evaluate_rankers(str(wh.home), models=["bpr-mf"], seed=0, max_users=20, device="cpu")["models"]["bpr-mf"]
+    assert row["train_seed"] == 3 and row["version"] == metas["bpr-mf"]["version"], row
 
     # --force trains from epoch 1, and says what it discards.
     stopped_after(1, model, data, path, monkeypatch)
