@@ -181,7 +181,12 @@ def unaligned_in_use(data: Dataset, items: list[str]) -> Dataset:
     used[data.targets] = used[data.queries.hist_items.ravel()] = True
     used[[index[item] for item in set(items) if item in index]] = True
     used[0] = False  # padding
-    return dataclasses.replace(data, unaligned=[item for item in data.unaligned if used[index.get(item, 0)]])
+    read = [used[index.get(item, 0)] for item in data.unaligned]
+    return dataclasses.replace(
+        data,
+        unaligned=[item for item, r in zip(data.unaligned, read) if r],
+        unaligned_unread=[item for item, r in zip(data.unaligned, read) if not r],
+    )
 
 
 def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str, str]]) -> list[dict]:

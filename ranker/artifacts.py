@@ -220,7 +220,7 @@ def checked_meta(
         retrain = fix or f"retrain it: `reelsense train --models {name}` (it rebuilds the samples first)"
         raise ModelMismatch(
             f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
-            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema, items_without_content(data), data.unaligned)}{retrain}"
+            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema, items_without_content(data), data.unaligned + data.unaligned_unread)}{retrain}"
         )
     # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
     # another text model) are not the data the model was trained on.
@@ -370,7 +370,7 @@ def check_schema(
             # New items since training (probe: the advice named only `train`, which would fit a
             # content model to them without their content).
             missing = items_without_content(data) if data is not None else None
-            unaligned = data.unaligned if data is not None else None
+            unaligned = data.unaligned + data.unaligned_unread if data is not None else None  # probe: an explanation's copy named ingest and extract
             fix = (new_items_first(name, meta, schema, missing, unaligned) or "the items changed since training: ") + fix
         raise ModelMismatch(f"{name} {meta['version']} does not fit the warehouse's features ({'; '.join(differ)}); {fix}")
 

@@ -175,6 +175,9 @@ class Dataset:
     scorable: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     # items with raw embeddings but no vector of the fused content model (align-items not rerun)
     unaligned: list[str] = field(default_factory=list)
+    # unaligned items that an explanation does not read, set aside from `unaligned` so they do not stop
+    # it (flows.analyze.unaligned_in_use): still unaligned, and advice names `align` for them
+    unaligned_unread: list[str] = field(default_factory=list)
     # (n_items + 1,) items withheld from training entirely (cold-start split): not even negatives
     withheld: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
 

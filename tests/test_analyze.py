@@ -551,6 +551,15 @@ def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_wai
     assert main(["--home", str(home), "report", "--run-id", "run-report", "--plot-users", "0", "--pages", "2"]) == 0
     assert json.loads((run_dir(copy, "run-report") / "report.json").read_text())["written_at"] > written  # written again
     capsys.readouterr()
+    # The explanations' copy of the data sets the unread item aside, yet LightGBM's advice is still
+    # `align` alone (probe: it named ingest and extract too).
+    from flows.analyze import unaligned_in_use
+
+    seen = unaligned_in_use(load_dataset(copy, MAX_HISTORY), [])
+    assert seen.unaligned == [] and seen.unaligned_unread == ["i0new"]
+    for match in ("fingerprint", "schema"):
+        with pytest.raises(artifacts.ModelMismatch, match=r"1 has no fused:aligned@tiny vector yet \(i0new\), only raw embeddings: run `"):
+            artifacts.check_with_base(copy.models_dir, "lightgbm", seen, match=match)
     assert main(["--home", str(home), "explain", "--user", "user00", "--item", "i0new"]) == 2  # probe: it said ingest and extract
     assert "it has raw embeddings but no fused:aligned@tiny vector yet, so lstm-attn" in capsys.readouterr().err
     events = tmp_path / "liked.csv"
