@@ -218,9 +218,10 @@ def checked_meta(
     schema = feature_schema(data)
     if match == "fingerprint" and meta["data_fingerprint"] != fingerprint(data):
         retrain = fix or f"retrain it: `reelsense train --models {name}` (it rebuilds the samples first)"
+        first = new_items_first(name, meta, schema, items_without_content(data), data.unaligned + data.unaligned_unread)
         raise ModelMismatch(
             f"{name} {meta['version']} was trained on other data (fingerprint {meta['data_fingerprint']}, "
-            f"the warehouse gives {fingerprint(data)}); {new_items_first(name, meta, schema, items_without_content(data), data.unaligned + data.unaligned_unread)}{retrain}"
+            f"the warehouse gives {fingerprint(data)}); {first}{retrain}"
         )
     # Evaluation checks the schema too: the same rows with other content vectors (align --retrain,
     # another text model) are not the data the model was trained on.
