@@ -498,6 +498,10 @@ def main() -> None:
 
     split = cold_split(data, seed=0)  # 2. cold start
     item_rows, user_rows = item_cold_rows(data, split), user_cold_rows(data, split)
+    if args.max_users is not None:  # the sampled test users' rows only, as in the main step (probe: it ranked every user)
+        sampled = np.isin(data.queries.users, data.queries.users[rows])
+        item_rows = {s: r[sampled[r]] for s, r in item_rows.items()}
+        user_rows = {k: r[sampled[r]] for k, r in user_rows.items()}
     for name in [m for m in COLD if m in models and "cold" in steps]:
         key = f"cold/{name}/seed{seeds[0]}"
         if key in results["steps"]:

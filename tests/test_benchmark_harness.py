@@ -152,6 +152,14 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     assert cold.returncode == 0 and "1 step run now; the tables: " in cold.stdout, cold.stdout + cold.stderr[-2000:]
     assert "--steps cold trains popularity, sasrec-content, sasrec, lstm-attn only, not lightgbm" in cold.stdout  # probe: it went unsaid
     assert list(json.loads(other.read_text())["steps"]) == ["cold/popularity/seed0"]
+    # --max-users samples the cold step's users too (probe: it ranked every user there).
+    every = json.loads(other.read_text())["steps"]["cold/popularity/seed0"]["ndcg10_per_user"]
+    few = tmp_path / "few.json"
+    assert run("--home", str(home), "--out", str(few), "--models", "popularity", "--steps", "cold", "--seeds", "0", "--max-users", "5").returncode == 0
+    sampled = json.loads(few.read_text())["steps"]["cold/popularity/seed0"]["ndcg10_per_user"]
+    item_users = [sum(len(per_user[s]["unmasked"]) for s in ("cold_targets", "warm_targets")) for per_user in (sampled, every)]
+    assert item_users[0] <= 5 < item_users[1], item_users
+    assert all(len(sampled[s]["unmasked"]) <= min(5, len(every[s]["unmasked"])) for s in every)
 
 
 def test_slices_are_named_for_what_they_hold(monkeypatch):
