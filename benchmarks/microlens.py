@@ -438,6 +438,13 @@ def main() -> None:
     ensure_samples(Warehouse(args.home), MAX_HISTORY)  # build-features, where events changed since
     data = load_dataset(Warehouse(args.home), MAX_HISTORY)
     rows = test_rows(data, max_users=args.max_users, seed=0)
+    split = cold_split(data, seed=0)  # the cold-start split and its rows (step 2)
+    item_rows, user_rows = item_cold_rows(data, split), user_cold_rows(data, split)
+    if args.max_users is not None:  # the sampled test users' rows only, as in the main step (probe: it ranked every user)
+        sampled = np.isin(data.queries.users, data.queries.users[rows])
+        item_rows = {s: r[sampled[r]] for s, r in item_rows.items()}
+        user_rows = {k: r[sampled[r]] for k, r in user_rows.items()}
+    cold_rows = np.concatenate([*item_rows.values(), *user_rows.values()])
     shape = {
         "users": int(len(np.unique(data.queries.users))),
         "items": data.n_items,
@@ -445,11 +452,17 @@ def main() -> None:
         "content": data.content_source,
         "test_users": int(len(rows)),
         "test_rows_sha1": hashlib.sha1(np.ascontiguousarray(data.targets[rows]).tobytes() + rows.tobytes()).hexdigest()[:12],
+        "cold_rows": int(len(cold_rows)),
+        "cold_rows_sha1": hashlib.sha1(cold_rows.tobytes()).hexdigest()[:12],  # review: a resume must rank the same cold rows
     }
     earlier = {k: v for k, v in results.get("data", {}).items() if k in shape}
     ranked = [len(st["ndcg10_per_user"]["unmasked"]) for k, st in results["steps"].items() if k.startswith("main/") and "ndcg10_per_user" in st]
     if ranked and "test_users" not in earlier:  # a JSON of the older harness: its steps say how many users they ranked
         earlier["test_users"] = ranked[0]
+    cold_steps = [st["ndcg10_per_user"] for k, st in results["steps"].items() if k.startswith("cold/") and "ndcg10_per_user" in st]
+    cold_ranked = [sum(len(v["unmasked"]) for v in per_user.values()) for per_user in cold_steps]
+    if cold_ranked and "cold_rows" not in earlier:  # the same for its cold steps (before --max-users sampled them, they ranked every user)
+        earlier["cold_rows"] = cold_ranked[0]
     if results["steps"] and earlier != {k: shape[k] for k in earlier}:  # paired steps must rank the same test rows
         changed = "; ".join(f"{k} {earlier[k]}, now {shape[k]}" for k in earlier if earlier[k] != shape[k])
         parser.error(f"{source} was run on other data or test users ({changed}): use another --out")
@@ -496,12 +509,7 @@ def main() -> None:
     for name in models if "main" in steps else []:  # 1. every model, the first seed
         warm_step(name, seeds[0])
 
-    split = cold_split(data, seed=0)  # 2. cold start
-    item_rows, user_rows = item_cold_rows(data, split), user_cold_rows(data, split)
-    if args.max_users is not None:  # the sampled test users' rows only, as in the main step (probe: it ranked every user)
-        sampled = np.isin(data.queries.users, data.queries.users[rows])
-        item_rows = {s: r[sampled[r]] for s, r in item_rows.items()}
-        user_rows = {k: r[sampled[r]] for k, r in user_rows.items()}
+    # 2. cold start (the split and its rows: above)
     for name in [m for m in COLD if m in models and "cold" in steps]:
         key = f"cold/{name}/seed{seeds[0]}"
         if key in results["steps"]:
@@ -570,9 +578,11 @@ def paired_cold(results: dict, seed: int) -> None:
         name = key.split("/")[1]
         same_code = step.get("code_version") == ref_step.get("code_version")
         if key.startswith("cold/") and key.endswith(f"/seed{seed}") and name != REFERENCE and "ndcg10_per_user" in step and same_code:
+            # A slice without rows (a --max-users sample may hold no withheld user) has nothing to pair.
             out[name] = {
                 s: compare_to_values({p: np.asarray(v) for p, v in ref[s].items()}, {p: np.asarray(v) for p, v in by_protocol.items()}, seed=0)
                 for s, by_protocol in step["ndcg10_per_user"].items()
+                if s in ref and len(by_protocol["unmasked"]) == len(ref[s]["unmasked"]) > 0
             }
 
 

@@ -152,11 +152,13 @@ def cold_tables(results: dict) -> list[str]:
     steps = results["steps"]
     if not any(key.startswith("cold/") for key in steps):
         return []
+    sampled = (results.get("overrides") or {}).get("max_users")
+    who = f"; the rows of the {sampled:,} sampled test users (--max-users {sampled})" if sampled else ""  # review: as the warm headings say
     lines = [
         "",
         # The split's seed is fixed (microlens.py); the models train with the run's first seed.
         "## cold start (20% of items and 10% of users withheld from training by the split's seed 0; "
-        f"models trained with seed {results.get('main_seed', 0)}; history unmasked)",
+        f"models trained with seed {results.get('main_seed', 0)}; history unmasked{who})",
         "",
         "| model | withheld-item targets HR@10 / NDCG@10 | kept-item targets HR@10 / NDCG@10 | "
         + " | ".join(f"new users, {k} known: NDCG@10 (users)" for k in NEW_USER_STEPS)

@@ -185,7 +185,7 @@ def unaligned_in_use(data: Dataset, items: list[str]) -> Dataset:
     return dataclasses.replace(
         data,
         unaligned=[item for item, r in zip(data.unaligned, read) if r],
-        unaligned_unread=[item for item, r in zip(data.unaligned, read) if not r],
+        unaligned_unread=data.unaligned_unread + [item for item, r in zip(data.unaligned, read) if not r],
     )
 
 

@@ -30,7 +30,18 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
-from flows.console import count, format_csv, format_json, format_table, name_home, prefect_console_handlers, report_line, results_lines, runnable
+from flows.console import (
+    count,
+    format_csv,
+    format_json,
+    format_table,
+    name_home,
+    prefect_console_handlers,
+    report_line,
+    results_lines,
+    runnable,
+    toml_value,
+)
 from flows.runners import check_dask
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, TOP_K, check_rankers
 from warehouse import db, store
@@ -933,7 +944,7 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
         defaults = dataclasses.asdict(build(name, "cpu", {}).config)
     except ReelsenseError as error:  # a folder of no ranker this version trains
         return f"{got}; {error} ({path})"
-    settings = ", ".join(f"{k} = {_toml_value(v)}" for k, v in sorted(was["config"].items()) if defaults.get(k) != v)
+    settings = ", ".join(f"{k} = {toml_value(v)}" for k, v in sorted(was["config"].items()) if defaults.get(k) != v)
     seed = f" --seed {was['seed']}" if was["seed"] not in (None, 0) else ""
     device = f" --device {was['device']}" if was["device"] and was["device"] != device_for("auto") else ""
     command = f"`reelsense train --models {name}{seed}{device}{' --config FILE' if settings else ''}`"
@@ -977,11 +988,6 @@ def make_data_loader(wh: Warehouse) -> Callable[[], Any]:
             return str(error)
 
     return data
-
-
-def _toml_value(value: object) -> str:
-    """A setting as a rankers TOML file writes it (true, not True)."""
-    return json.dumps(value) if isinstance(value, (bool, str)) or value is None else repr(value)
 
 
 def _metric(meta: dict, slice_name: str, metric: str) -> str:

@@ -162,6 +162,11 @@ def cold_text(cold: dict) -> str:
     return f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"
 
 
+def toml_value(value: object) -> str:
+    """A setting as a rankers TOML file writes it (true, not True)."""
+    return json.dumps(value) if isinstance(value, (bool, str)) or value is None else repr(value)
+
+
 def other_base_note(results: dict) -> str | None:
     """Where a re-ranker's row re-ranks another version of its base than the base's row in the same
     table (a kept lightgbm beside an lstm-attn retrained and evaluated since; probe: unsaid)."""
@@ -174,12 +179,21 @@ def other_base_note(results: dict) -> str | None:
     if not off:
         return None
     names = ",".join(off)
-    # The base row's training seed: `train --models lightgbm` trains its base at the seed it is given,
-    # and only one of that seed is reused (probe: the advice fitted a third lstm-attn at seed 0).
-    seeds = {models[NEEDS_BASE[name]].get("train_seed") for name in off} - {None, 0}
+    # The base row's training seed and settings: `train --models lightgbm` trains its base with the seed
+    # and settings it is given and reuses only a base of both (probe: the advice fitted a third
+    # lstm-attn at seed 0); the re-ranker trains with that seed too.
+    bases = {NEEDS_BASE[name] for name in off}
+    seeds = {models[base].get("train_seed") for base in bases} - {None, 0}
     train_seed = f" --seed {seeds.pop()}" if len(seeds) == 1 else ""
+    settings = {base: models[base].get("train_settings") for base in bases if models[base].get("train_settings")}
+    config = " --config FILE" if settings else ""
+    file = "".join(
+        f" (FILE: a rankers TOML whose [{base}] table sets {', '.join(f'{k} = {toml_value(v)}' for k, v in sorted(s.items()))})" for base, s in settings.items()
+    )
     measure = f"reelsense evaluate --models {names}{same_evaluation(results)}"  # that evaluation's seed and sample (review)
-    return runnable(f"{'; '.join(off.values())}: `reelsense train --models {names}{train_seed}` trains one over it, then `{measure}` measures it")
+    how = f" with the seed and settings of this table's {', '.join(sorted(bases))}" if train_seed or config else ""
+    train = f"reelsense train --models {names}{train_seed}{config}"
+    return runnable(f"{'; '.join(off.values())}: `{train}` trains one over it{how}{file}, then `{measure}` measures it")
 
 
 def results_lines(results: dict) -> list[str]:
@@ -631,6 +645,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Results: {results['dataset']}", "", f"`{results['command']}` (seed {results['seed']}; {results['evaluation']})", ""]
     users = results["protocol"]["users"]
     kept = results.get("kept_from_earlier", [])
+    shown_rows = {(f"{name} \\*" if name in kept else name): r for name, r in results["models"].items()}  # in every table (probe)
     if kept:  # marked * in the tables, as in the terminal's (probe)
         lines += [f"\\* Kept from an earlier evaluation of the same data, seed and users: {', '.join(kept)}.", ""]
     for protocol in PROTOCOLS:
@@ -640,11 +655,10 @@ def results_markdown(results: dict[str, Any]) -> str:
             "| model | NDCG@10 (95% CI) | HR@10 | NDCG@20 | HR@20 | cold items HR@10 (n) | vs sasrec NDCG@10 (paired 95% CI) |",
             "|---|---|---|---|---|---|---|",
         ]
-        for name, r in results["models"].items():
+        for (name, r), shown in zip(results["models"].items(), shown_rows, strict=True):
             o, cold = r[protocol]["overall"], r[protocol]["natural_cold_items"]
             vs_text = vs_reference(name, r, protocol)
             cold_shown = cold_text(cold)
-            shown = f"{name} \\*" if name in kept else name
             lines.append(
                 f"| {shown} | {o['ndcg@10']:.4f} ({o['ndcg@10_ci95'][0]:.4f}-{o['ndcg@10_ci95'][1]:.4f}) | {o['hr@10']:.4f} | "
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_shown} | {vs_text} |"
@@ -652,7 +666,6 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append("")
     for note in (dropped_note(results), unpaired_note(results), other_base_note(results)):
         lines += [note[0].upper() + note[1:] + ".", ""] if note else []
-    shown_rows = {(f"{name} \\*" if name in kept else name): r for name, r in results["models"].items()}  # every table marks them (probe)
     lines += served_markdown(shown_rows, "## the score-batch path (engaged items removed)")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]
     for shown, r in shown_rows.items():

@@ -232,6 +232,14 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
     }
 
 
+def training_record(models_dir: Path, name: str, model: Any) -> dict[str, Any]:
+    """The seed a saved model was trained with and its settings that differ from the defaults."""
+    meta = artifacts.read_meta(models_dir, name, model.version)
+    config = meta.get("config") or {}
+    defaults = dataclasses.asdict(type(model.config)()) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
+    return {"train_seed": meta.get("seed"), "train_settings": {k: v for k, v in config.items() if k in defaults and defaults[k] != v}}
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate_rankers(
     home: str, models: list[str] = ALL_MODELS, seed: int = 0, max_users: int | None = None, device: str = "auto", dataset: str = ""
@@ -272,13 +280,13 @@ def evaluate_rankers(
         },
     }
     ranks = {}
+    # How each model was trained, read before any evaluation (review): the table's advice to train a
+    # re-ranker over a row must reuse that very base (probe: an lstm-attn trained with --seed 1).
+    trained_with = {name: training_record(wh.models_dir, name, trained[name]) for name in models}
     for name in models:
         started = time.perf_counter()
         metrics, ranks[name] = evaluate_model(trained[name], data, rows, seed=seed)
-        # Its training seed too: the table's advice to train a re-ranker over this row must reuse this
-        # very base, not fit another at the default seed (probe: an lstm-attn trained with --seed 1).
-        train_seed = artifacts.read_meta(wh.models_dir, name, trained[name].version).get("seed")
-        results["models"][name] = {**metrics, "version": trained[name].version, "train_seed": train_seed}
+        results["models"][name] = {**metrics, "version": trained[name].version, **trained_with[name]}
         if name in NEEDS_BASE:  # the base version it re-ranks: the table says where that is not the base's row
             results["models"][name]["base_version"] = trained[name].base.version
         get_run_logger().info("evaluated %s in %.1fs", name, time.perf_counter() - started)

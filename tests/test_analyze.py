@@ -533,7 +533,7 @@ def test_the_why_says_mattered_more_only_where_both_modalities_added_to_the_scor
     )
 
 
-def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_waits_for_align(analyzed, tmp_path, capsys):
+def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_waits_for_align(analyzed, tmp_path, capsys, monkeypatch):
     """Probe: a newly extracted item, not yet aligned and with no interactions, stopped `report` of a
     run scored before it arrived (it plays no part in the explanations). An unaligned item that a
     history holds still stops it: its content would be zeros."""
@@ -548,8 +548,12 @@ def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_wai
     tiny_platform.add_item_vectors(copy, "i0new", aligned=False)  # extracted, align not rerun
     written = json.loads((run_dir(copy, "run-report") / "report.json").read_text())["written_at"]
     time.sleep(1.1)  # written_at is to the second
+    said: list[str] = []  # a log line inside the flow: its words are taken where they are said
+    monkeypatch.setattr("flows.analyze.say", lambda message, *args, **kwargs: said.append(message))
     assert main(["--home", str(home), "report", "--run-id", "run-report", "--plot-users", "0", "--pages", "2"]) == 0
     assert json.loads((run_dir(copy, "run-report") / "report.json").read_text())["written_at"] > written  # written again
+    (lightgbm,) = [m for m in said if m.startswith("explanations without LightGBM's feature contributions")]
+    assert "only raw embeddings: run `reelsense" in lightgbm and "ingest items" not in lightgbm, lightgbm  # probe: it named ingest and extract too
     capsys.readouterr()
     # The explanations' copy of the data sets the unread item aside, yet LightGBM's advice is still
     # `align` alone (probe: it named ingest and extract too).

@@ -155,11 +155,24 @@ def test_each_seed_trains_the_claims_models_pairs_them_and_a_rerun_resumes(tmp_p
     # --max-users samples the cold step's users too (probe: it ranked every user there).
     every = json.loads(other.read_text())["steps"]["cold/popularity/seed0"]["ndcg10_per_user"]
     few = tmp_path / "few.json"
-    assert run("--home", str(home), "--out", str(few), "--models", "popularity", "--steps", "cold", "--seeds", "0", "--max-users", "5").returncode == 0
-    sampled = json.loads(few.read_text())["steps"]["cold/popularity/seed0"]["ndcg10_per_user"]
+    # With sasrec, each slice is paired; a sample's slice may hold no row (review: the pairing raised).
+    sample = ["--home", str(home), "--out", str(few), "--models", "popularity,sasrec", "--steps", "cold", "--seeds", "0", "--max-users", "5"]
+    sample += ["--cold-max-epochs", "1", "--patience", "1"]
+    sampled_run = run(*sample)
+    assert sampled_run.returncode == 0, sampled_run.stderr[-3000:]
+    results = json.loads(few.read_text())
+    sampled = results["steps"]["cold/popularity/seed0"]["ndcg10_per_user"]
     item_users = [sum(len(per_user[s]["unmasked"]) for s in ("cold_targets", "warm_targets")) for per_user in (sampled, every)]
     assert item_users[0] <= 5 < item_users[1], item_users
     assert all(len(sampled[s]["unmasked"]) <= min(5, len(every[s]["unmasked"])) for s in every)
+    assert set(results["paired_cold_vs_sasrec"]["popularity"]) == {s for s, v in sampled.items() if v["unmasked"]}
+    assert "history unmasked; the rows of the 5 sampled test users (--max-users 5))" in few.with_suffix(".md").read_text()
+    # A JSON whose cold steps ranked other rows (one of before this sampling, which ranked every user) is refused.
+    results["steps"]["cold/popularity/seed0"]["ndcg10_per_user"] = every
+    results["data"] = {k: v for k, v in results["data"].items() if not k.startswith("cold_rows")}
+    few.write_text(json.dumps(results))
+    refused = run(*sample)
+    assert refused.returncode == 2 and f"cold_rows {sum(len(v['unmasked']) for v in every.values())}, now " in refused.stderr, refused.stderr[-2000:]
 
 
 def test_slices_are_named_for_what_they_hold(monkeypatch):

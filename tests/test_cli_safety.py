@@ -1028,7 +1028,13 @@ def test_a_lightgbm_row_over_another_lstm_attn_than_the_tables_is_said():
     seeded = other_base_note({**results, "seed": 3, "max_users": 500})  # review: the table's seed and sample, or its other rows go
     assert seeded is not None and seeded.endswith("then `reelsense evaluate --models lightgbm --seed 3 --max-users 500` measures it")
     results["models"]["lstm-attn"]["train_seed"] = 1  # probe: without it, following the advice fitted a third lstm-attn at seed 0
-    assert "`reelsense train --models lightgbm --seed 1` trains one over it" in other_base_note(results)
+    reuses = "`reelsense train --models lightgbm --seed 1` trains one over it with the seed and settings of this table's lstm-attn, then"
+    assert reuses in other_base_note(results)
+    results["models"]["lstm-attn"]["train_settings"] = {"max_epochs": 2, "dim": 32}  # review: a base of other settings is not reused either
+    assert other_base_note(results).endswith(
+        "`reelsense train --models lightgbm --seed 1 --config FILE` trains one over it with the seed and settings of this table's lstm-attn "
+        "(FILE: a rankers TOML whose [lstm-attn] table sets dim = 32, max_epochs = 2), then `reelsense evaluate --models lightgbm` measures it"
+    )
     results["models"]["lightgbm"]["base_version"] = "new"
     assert other_base_note(results) is None
     del results["models"]["lightgbm"]["base_version"]  # a row of an older results.json: nothing to compare

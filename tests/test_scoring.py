@@ -6,6 +6,7 @@ unknown users are named before any flow starts (issue 17)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from datetime import timedelta
@@ -260,6 +261,32 @@ def test_scoring_shards_whose_users_hold_fewer_behaviours_than_training(home, ca
     assert len(per_user) == tiny_platform.USERS and {r["n"] for r in per_user} == {3}
     # lstm-attn, trained before the watch, still scores with the one head it has.
     assert _cli(home, "score", "--k", "3", "--run-id", "old-heads") == 0
+
+
+def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tables_lstm_attn(home, tmp_path, capsys):
+    """Probe and review: the note's `train --models lightgbm` fitted another lstm-attn at seed 0 and
+    default settings, where the table's was trained with --seed 1 and a rankers TOML."""
+    assert _cli(home, "evaluate", "--models", "lstm-attn,lightgbm") == 0
+    (tmp_path / "one.toml").write_text("[lstm-attn]\nmax_epochs = 1\n")
+    assert _cli(home, "train", "--models", "lstm-attn", "--seed", "1", "--config", str(tmp_path / "one.toml")) == 0
+    capsys.readouterr()
+    assert _cli(home, "evaluate", "--models", "lstm-attn") == 0
+    out = capsys.readouterr().out
+    results = json.loads((home.reports_dir / "results.json").read_text())
+    table = results["models"]["lstm-attn"]
+    assert table["train_seed"] == 1 and table["train_settings"] == {"max_epochs": 1}, table
+    advice = re.search(
+        r"`reelsense --home \S+ train --models lightgbm --seed 1 --config FILE` trains one over it with the seed and settings of this table's lstm-attn "
+        r"\(FILE: a rankers TOML whose \[lstm-attn\] table sets max_epochs = 1\), then `reelsense --home \S+ evaluate --models lightgbm` measures it",
+        out,
+    )
+    assert advice, out
+    assert _cli(home, "train", "--models", "lightgbm", "--seed", "1", "--config", str(tmp_path / "one.toml")) == 0  # as advised
+    assert artifacts.latest(home.models_dir, "lstm-attn")["version"] == table["version"]  # reused, not fitted again
+    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == table["version"]
+    capsys.readouterr()
+    assert _cli(home, "evaluate", "--models", "lightgbm") == 0
+    assert "trains one over it" not in capsys.readouterr().out
 
 
 def test_evaluating_some_models_keeps_the_others_results(home, capsys):
