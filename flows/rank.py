@@ -30,7 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
-from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_latest, readable_versions
+from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, mark_latest, readable_latest, readable_versions, same_fit
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -71,6 +71,13 @@ def train_one(
     except LATEST_ERRORS as error:  # no latest to reuse: this fit's version becomes the latest
         say(f"{damaged_latest(models_dir, name, error, ways_out=False)}: training {name} anew; the version it saves becomes the latest", logging.WARNING)
         saved = None
+    if not force and saved is not None and saved.get("reuse_key") != key and (earlier := same_fit(models_dir, name, key)):
+        # An earlier version is this very fit, though not the latest (probe: the table note's advice to
+        # train lightgbm with the seed of a table's older lstm-attn fitted that lstm-attn again): it is
+        # reused and made the latest, as training it again would have made its copy.
+        say(f"{name} {earlier['version']} is this fit (same data, content, settings, seed and code): reusing it, and marking it the latest")
+        mark_latest(models_dir, name, earlier["version"])
+        saved = earlier
     # Rankers trained in epochs keep their state here after each one: a stopped `train` continues
     # from its last finished epoch (a file of another fit, say other data, is replaced).
     unfinished = artifacts.unfinished_fit(models_dir, name)

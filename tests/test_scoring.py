@@ -281,8 +281,13 @@ def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tabl
         out,
     )
     assert advice, out
+    # Another lstm-attn trained since (probe): the advised train still reuses the table's, and makes it the latest.
+    assert _cli(home, "train", "--models", "lstm-attn", "--seed", "2", "--config", str(tmp_path / "one.toml")) == 0
+    assert artifacts.latest(home.models_dir, "lstm-attn")["version"] != table["version"]
+    versions = {m["version"] for m in artifacts.list_models(home.models_dir) if m["name"] == "lstm-attn"}
     assert _cli(home, "train", "--models", "lightgbm", "--seed", "1", "--config", str(tmp_path / "one.toml")) == 0  # as advised
     assert artifacts.latest(home.models_dir, "lstm-attn")["version"] == table["version"]  # reused, not fitted again
+    assert {m["version"] for m in artifacts.list_models(home.models_dir) if m["name"] == "lstm-attn"} == versions
     assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == table["version"]
     capsys.readouterr()
     assert _cli(home, "evaluate", "--models", "lightgbm") == 0
