@@ -361,9 +361,9 @@ def test_a_damaged_latest_of_a_retired_or_unsaved_ranker_offers_only_what_works(
 
 
 def test_settings_are_printed_as_a_rankers_toml_writes_them():
-    from flows.cli import _toml_value
+    from flows.console import toml_value
 
-    assert [_toml_value(v) for v in (True, False, 0.001, 20, "x")] == ["true", "false", "0.001", "20", '"x"']
+    assert [toml_value(v) for v in (True, False, 0.001, 20, "x")] == ["true", "false", "0.001", "20", '"x"']
 
 
 class _Terminal(io.StringIO):

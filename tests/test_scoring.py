@@ -366,8 +366,8 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     err = capsys.readouterr().err
     assert "which fits" not in err and f"retrain it with lightgbm, which re-ranks it: `reelsense --home {home.home} train --models lstm-attn,lightgbm`" in err
     assert _cli(home, "train", "--models", "lightgbm") == 0
-    latest = artifacts.latest(home.models_dir, "lstm-attn")  # train reuses only the latest: seed 0's again, retrained
-    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == latest["version"] != new_base and latest["seed"] == 0
+    latest = artifacts.latest(home.models_dir, "lstm-attn")  # seed 0's earlier fit, reused and the latest again (probe: it was fitted again)
+    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == latest["version"] == new_base and latest["seed"] == 0
     # No lightgbm trained: said as such (review: "lightgbm  re-ranks lstm-attn , which does not fit").
     empty = home.home / "empty-models"
     shutil.copytree(home.models_dir / "rankers" / "lstm-attn", empty / "rankers" / "lstm-attn")
