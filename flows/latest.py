@@ -113,18 +113,3 @@ def readable_latest(models_dir: Path, name: str) -> dict[str, Any] | None:
         return checked_latest(models_dir, name)
     except LATEST_ERRORS:
         return None
-
-
-def same_fit(models_dir: Path, name: str, key: str) -> dict[str, Any] | None:
-    """The newest readable saved version of `name` whose reuse key is `key` (the same data, content,
-    settings, seed and code), None where there is none."""
-    for version in reversed(readable_versions(models_dir, name)):  # version names sort by their time
-        meta = artifacts.read_meta(models_dir, name, version)
-        if meta.get("name") == name and meta.get("version") == version and meta.get("reuse_key") == key:
-            return meta
-    return None
-
-
-def mark_latest(models_dir: Path, name: str, version: str) -> None:
-    """Make `version` the one LATEST names (atomic, as a save writes it)."""
-    artifacts.write_text(models_dir / "rankers" / name / "LATEST", version + "\n")

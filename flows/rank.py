@@ -30,7 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
-from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, mark_latest, readable_latest, readable_versions, same_fit
+from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_latest, readable_versions
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -71,13 +71,6 @@ def train_one(
     except LATEST_ERRORS as error:  # no latest to reuse: this fit's version becomes the latest
         say(f"{damaged_latest(models_dir, name, error, ways_out=False)}: training {name} anew; the version it saves becomes the latest", logging.WARNING)
         saved = None
-    if not force and saved is not None and saved.get("reuse_key") != key and (earlier := same_fit(models_dir, name, key)):
-        # An earlier version is this very fit, though not the latest (probe: the table note's advice to
-        # train lightgbm with the seed of a table's older lstm-attn fitted that lstm-attn again): it is
-        # reused and made the latest, as training it again would have made its copy.
-        say(f"{name} {earlier['version']} is this fit (same data, content, settings, seed and code): reusing it, and marking it the latest")
-        mark_latest(models_dir, name, earlier["version"])
-        saved = earlier
     # Rankers trained in epochs keep their state here after each one: a stopped `train` continues
     # from its last finished epoch (a file of another fit, say other data, is replaced).
     unfinished = artifacts.unfinished_fit(models_dir, name)
@@ -239,11 +232,12 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
     }
 
 
-def training_record(models_dir: Path, name: str, model: Any) -> dict[str, Any]:
+def training_record(models_dir: Path, name: str, version: str) -> dict[str, Any]:
     """The seed a saved model was trained with and its settings that differ from the defaults."""
-    meta = artifacts.read_meta(models_dir, name, model.version)
-    config = meta.get("config") or {}
-    defaults = dataclasses.asdict(type(model.config)()) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
+    meta = artifacts.read_meta(models_dir, name, version)
+    config = meta.get("config") or {}  # None for a ranker without settings (lightgbm, itemknn, popularity)
+    model = build(name, "cpu", {}) if config else None  # its config's defaults (no weights are made before a fit)
+    defaults = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
     return {"train_seed": meta.get("seed"), "train_settings": {k: v for k, v in config.items() if k in defaults and defaults[k] != v}}
 
 
@@ -289,7 +283,7 @@ def evaluate_rankers(
     ranks = {}
     # How each model was trained, read before any evaluation (review): the table's advice to train a
     # re-ranker over a row must reuse that very base (probe: an lstm-attn trained with --seed 1).
-    trained_with = {name: training_record(wh.models_dir, name, trained[name]) for name in models}
+    trained_with = {name: training_record(wh.models_dir, name, trained[name].version) for name in models}
     for name in models:
         started = time.perf_counter()
         metrics, ranks[name] = evaluate_model(trained[name], data, rows, seed=seed)
@@ -368,11 +362,13 @@ def merged_models(
             dropped[name] = "retrained since the earlier evaluate"  # no stale versions
         else:
             kept[name] = dict(r)
-            if name in NEEDS_BASE and not r.get("base_version"):  # a row written before rows recorded it (review)
-                try:
+            try:  # what a row written before rows recorded it lacks (review)
+                if name in NEEDS_BASE and not r.get("base_version"):
                     kept[name]["base_version"] = artifacts.read_meta(models_dir, name, r["version"]).get("base_version")
-                except artifacts.ModelMismatch:
-                    pass
+                if "train_seed" not in r or "train_settings" not in r:  # the note's advice to reuse it needs both
+                    kept[name].update(training_record(models_dir, name, r["version"]))
+            except artifacts.ModelMismatch:
+                pass
     # Said where the rows went (probe: the first evaluate after an upgrade dropped six rows silently).
     results["dropped_from_earlier"] = dropped
     results["train_before_evaluate"] = stale
