@@ -152,8 +152,8 @@ def cold_tables(results: dict) -> list[str]:
     steps = results["steps"]
     if not any(key.startswith("cold/") for key in steps):
         return []
-    sampled = (results.get("overrides") or {}).get("max_users")
-    who = f"; the rows of the {sampled:,} sampled test users (--max-users {sampled})" if sampled else ""  # review: as the warm headings say
+    sampled, ranked = (results.get("overrides") or {}).get("max_users"), (results.get("data") or {}).get("test_users")
+    who = f"; the rows of the {ranked or sampled:,} sampled test users (--max-users {sampled})" if sampled else ""  # review: as the warm headings say
     lines = [
         "",
         # The split's seed is fixed (microlens.py); the models train with the run's first seed.

@@ -561,9 +561,15 @@ def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_wai
 
     seen = unaligned_in_use(load_dataset(copy, MAX_HISTORY), [])
     assert seen.unaligned == [] and seen.unaligned_unread == ["i0new"]
-    for match in ("fingerprint", "schema"):
-        with pytest.raises(artifacts.ModelMismatch, match=r"1 has no fused:aligned@tiny vector yet \(i0new\), only raw embeddings: run `"):
-            artifacts.check_with_base(copy.models_dir, "lightgbm", seen, match=match)
+    advice = r"1 has no fused:aligned@tiny vector yet \(i0new\), only raw embeddings: run `"
+    with pytest.raises(artifacts.ModelMismatch, match=advice):  # the schema's check (a new item leaves the rows' fingerprint as it was)
+        artifacts.check_with_base(copy.models_dir, "lightgbm", seen, match="schema")
+    meta_path = copy.models_dir / "rankers" / "lstm-attn" / artifacts.latest(copy.models_dir, "lstm-attn")["version"] / "meta.json"
+    kept_meta = meta_path.read_text()
+    meta_path.write_text(json.dumps({**json.loads(kept_meta), "data_fingerprint": "other rows"}))  # the fingerprint's check (review)
+    with pytest.raises(artifacts.ModelMismatch, match=r"was trained on other data \(fingerprint other rows, .*" + advice):
+        artifacts.checked_meta(copy.models_dir, "lstm-attn", seen)
+    meta_path.write_text(kept_meta)
     assert main(["--home", str(home), "explain", "--user", "user00", "--item", "i0new"]) == 2  # probe: it said ingest and extract
     assert "it has raw embeddings but no fused:aligned@tiny vector yet, so lstm-attn" in capsys.readouterr().err
     events = tmp_path / "liked.csv"
