@@ -60,7 +60,7 @@ MICROLENS_HOME ?= $(CURDIR)/.reelsense-microlens
 microlens: setup
 	$(BIN)/reelsense --home $(MICROLENS_HOME) ingest microlens $(MICROLENS)
 	$(BIN)/reelsense --home $(MICROLENS_HOME) extract --config configs/microlens-text.toml
-	$(BIN)/python benchmarks/microlens.py --home $(MICROLENS_HOME) --out benchmarks/results/microlens-50k-whole.json \
+	$(BIN)/python benchmarks/microlens.py --home $(MICROLENS_HOME) --out benchmarks/results/microlens-50k.json \
 		--models popularity,itemknn,bpr-mf,sasrec,sasrec-content,lstm-attn,lightgbm --seeds 0,1,2 \
 		--patience 10 --max-epochs 40 --cold-max-epochs 40
 
