@@ -37,10 +37,10 @@ from flows.console import (
     format_table,
     name_home,
     prefect_console_handlers,
+    rankers_toml,
     report_line,
     results_lines,
     runnable,
-    toml_value,
 )
 from flows.runners import check_dask
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, TOP_K, check_rankers
@@ -944,11 +944,11 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
         defaults = dataclasses.asdict(build(name, "cpu", {}).config)
     except ReelsenseError as error:  # a folder of no ranker this version trains
         return f"{got}; {error} ({path})"
-    settings = ", ".join(f"{k} = {toml_value(v)}" for k, v in sorted(was["config"].items()) if defaults.get(k) != v)
+    settings = {k: v for k, v in was["config"].items() if defaults.get(k) != v}
     seed = f" --seed {was['seed']}" if was["seed"] not in (None, 0) else ""
     device = f" --device {was['device']}" if was["device"] and was["device"] != device_for("auto") else ""
     command = f"`reelsense train --models {name}{seed}{device}{' --config FILE' if settings else ''}`"
-    file = f" (FILE: a rankers TOML whose [{name}] table sets {settings})" if settings else ""
+    file = rankers_toml(name, settings) if settings else ""
     data = data_now()
     if isinstance(data, StaleReason):  # samples not current: train rebuilds it, and only then can the key tell
         return f"{got}; {data}: {command} rebuilds it first, then continues the fit if its rows come out the same, else trains from epoch 1{file}"
@@ -957,10 +957,8 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
     model = build(name, was["device"] or "cpu", {}, was["config"])
     if FitCheckpoint.for_fit(path, model, data, was["seed"]).key != was["key"]:
         return f"{got}; the data, items or content changed since it ran: {command} trains from epoch 1 and replaces it{file}"
-    try:
-        saved = readable_latest(path.parents[2], name)  # <models>/rankers/<name>/unfinished.pt; None where LATEST is damaged (probe)
-    except ReelsenseError:  # a damaged LATEST: the table below skips it and says so
-        saved = None
+    # <models>/rankers/<name>/unfinished.pt; None where LATEST is damaged (the table below skips it and says so)
+    saved = readable_latest(path.parents[2], name)
     if saved is not None and saved.get("reuse_key") == reuse_key(name, model, data, was["seed"]):
         # A stopped `train --force` of the saved model's own fit: train reuses the model and drops the file (probe).
         return f"{got}; the saved {saved['version']} is this fit, finished: {command} reuses it and deletes the file (--force trains from epoch 1){file}"

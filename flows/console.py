@@ -167,6 +167,11 @@ def toml_value(value: object) -> str:
     return json.dumps(value) if isinstance(value, (bool, str)) or value is None else repr(value)
 
 
+def rankers_toml(name: str, settings: dict) -> str:
+    """What the FILE of an advised `--config FILE` holds: ` (FILE: a rankers TOML whose [name] table sets k = v, ...)`."""
+    return f" (FILE: a rankers TOML whose [{name}] table sets {', '.join(f'{k} = {toml_value(v)}' for k, v in sorted(settings.items()))})"
+
+
 def other_base_note(results: dict) -> str | None:
     """Where a re-ranker's row re-ranks another version of its base than the base's row in the same
     table (a kept lightgbm beside an lstm-attn retrained and evaluated since; probe: unsaid)."""
@@ -187,9 +192,7 @@ def other_base_note(results: dict) -> str | None:
     train_seed = f" --seed {seeds.pop()}" if len(seeds) == 1 else ""
     settings = {base: models[base].get("train_settings") for base in bases if models[base].get("train_settings")}
     config = " --config FILE" if settings else ""
-    file = "".join(
-        f" (FILE: a rankers TOML whose [{base}] table sets {', '.join(f'{k} = {toml_value(v)}' for k, v in sorted(s.items()))})" for base, s in settings.items()
-    )
+    file = "".join(rankers_toml(base, s) for base, s in settings.items())
     measure = f"reelsense evaluate --models {names}{same_evaluation(results)}"  # that evaluation's seed and sample (review)
     how = f" with the seed and settings of this table's {', '.join(sorted(bases))}" if train_seed or config else ""
     train = f"reelsense train --models {names}{train_seed}{config}"
