@@ -302,6 +302,11 @@ def main() -> None:
         type=positive(int),
         help="content-first models: hidden units of a two-layer content projection (default: the model's, a linear one)",
     )
+    parser.add_argument(
+        "--semantic-codes",
+        type=positive(int),
+        help="content-first models: K coarse and K x K fine semantic ids from the content (default: the model's, none)",
+    )
     parser.add_argument("--id-drop", type=share, help="content-first models: share of items whose id correction is dropped per batch (default: the model's)")
     parser.add_argument(
         "--delta-ratio",
@@ -386,6 +391,7 @@ def main() -> None:
         "id_drop": args.id_drop,
         "delta_ratio": args.delta_ratio,
         "content_hidden": args.content_hidden,
+        "semantic_codes": args.semantic_codes,
         "max_users": args.max_users,
     }
     before = {**results.get("overrides", {}), "main_seed": results.get("main_seed")}
@@ -407,7 +413,7 @@ def main() -> None:
             "home": str(Path(args.home).resolve()),
         }
     )
-    # Each step records the config it trained with; --id-drop, --delta-ratio and --content-hidden reach only the content-first models.
+    # Each step records the config it trained with; --id-drop, --delta-ratio, --content-hidden and --semantic-codes reach only the content-first models.
     overrides = {
         "max_epochs": args.max_epochs,
         "batch": args.batch,
@@ -415,6 +421,7 @@ def main() -> None:
         "id_drop": args.id_drop,
         "delta_ratio": args.delta_ratio,
         "content_hidden": args.content_hidden,
+        "semantic_codes": args.semantic_codes,
     }
     cold_overrides = {**overrides, "max_epochs": args.cold_max_epochs or args.max_epochs}
 

@@ -80,6 +80,9 @@ class SasrecConfig:
     borrow_dropped: bool = False
     # The content projection f: 0, linear (W c, the default); N, two layers through N hidden units.
     content_hidden: int = 0
+    # Semantic ids (ranker/training.py ItemTower): K coarse and K x K fine content codes, each a
+    # trained embedding added to f(c); 0: off (the default until measured better).
+    semantic_codes: int = 0
 
     def __post_init__(self) -> None:
         rules = []
@@ -93,7 +96,7 @@ class SasrecConfig:
             self,
             positive=("dim", "layers", "heads", "inner", "batch", "max_epochs", "patience", "valid_users", "lr", "init_std", "delta_ratio", "cold_temperature"),
             shares=("dropout", "attn_dropout", "id_drop"),
-            counts=("cold_neighbours", "content_hidden"),
+            counts=("cold_neighbours", "content_hidden", "semantic_codes"),
             rules=tuple(rules),
         )
 
@@ -124,7 +127,15 @@ class SasrecNet(nn.Module):
     def __init__(self, n_items: int, max_len: int, cfg: SasrecConfig, content_dim: int = 0) -> None:
         super().__init__()
         self.items = ItemTower(
-            n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature, cfg.borrow_dropped, cfg.content_hidden
+            n_items,
+            cfg.dim,
+            content_dim,
+            cfg.delta_ratio,
+            cfg.cold_neighbours,
+            cfg.cold_temperature,
+            cfg.borrow_dropped,
+            cfg.content_hidden,
+            cfg.semantic_codes,
         )
         self.pos = nn.Embedding(max_len, cfg.dim)
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-12)
@@ -266,6 +277,7 @@ class Sasrec:
         rng = np.random.default_rng(seed)
         self.history = []
         self._build(data)
+        self.net.items.fit_codes(data, seed)
         self.net.items.prepare_training(data)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         # Every labelled step of a sequence predicts its training row's target: exactly the pairs of

@@ -61,13 +61,14 @@ class LstmAttnConfig:
     cold_neighbours: int = 0
     cold_temperature: float = 0.02
     content_hidden: int = 0  # the content projection: 0 linear, N two layers through N units (as sasrec-content's)
+    semantic_codes: int = 0  # K coarse and K x K fine content codes added to f(c), as sasrec-content's; 0: off
 
     def __post_init__(self) -> None:
         check_ranges(
             self,
             positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio", "cold_temperature"),
             shares=("dropout", "id_drop"),
-            counts=("cold_neighbours", "full_softmax_max", "content_hidden"),  # full_softmax_max 0: always the sampled softmax
+            counts=("cold_neighbours", "full_softmax_max", "content_hidden", "semantic_codes"),  # full_softmax_max 0: always the sampled softmax
         )
 
 
@@ -88,7 +89,16 @@ class LstmAttnNet(nn.Module):
     def __init__(self, n_items: int, cfg: LstmAttnConfig, content_dim: int, n_heads: int) -> None:
         super().__init__()
         self.dim = cfg.dim
-        self.items = ItemTower(n_items, cfg.dim, content_dim, cfg.delta_ratio, cfg.cold_neighbours, cfg.cold_temperature, content_hidden=cfg.content_hidden)
+        self.items = ItemTower(
+            n_items,
+            cfg.dim,
+            content_dim,
+            cfg.delta_ratio,
+            cfg.cold_neighbours,
+            cfg.cold_temperature,
+            content_hidden=cfg.content_hidden,
+            semantic_codes=cfg.semantic_codes,
+        )
         nn.init.normal_(self.items.ids.weight, std=0.1)
         self.event_emb = nn.Embedding(6, cfg.dim, padding_idx=0)
         self.step = nn.Linear(cfg.dim + 1, cfg.dim)
@@ -204,6 +214,7 @@ class LstmAttn:
         rng = np.random.default_rng(seed)
         self.history = []
         self._build(data)
+        self.net.items.fit_codes(data, seed)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         train = np.flatnonzero(data.split == "train")
         valid = validation_rows(data, cfg.valid_users, seed)

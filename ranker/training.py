@@ -63,6 +63,7 @@ class ItemTower(nn.Module):
         temperature: float = 0.02,
         borrow_dropped: bool = False,
         content_hidden: int = 0,
+        semantic_codes: int = 0,
     ) -> None:
         super().__init__()
         self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
@@ -70,6 +71,21 @@ class ItemTower(nn.Module):
         if content_dim:
             two = nn.Sequential(nn.Linear(content_dim, content_hidden), nn.GELU(), nn.Linear(content_hidden, dim)) if content_hidden else None
             self.proj = two or nn.Linear(content_dim, dim)
+        # Semantic ids (off at 0): two codes per item from residual k-means of its content, a coarse
+        # one (K topics) and a fine one (K x K), each a trained embedding shared by the items with
+        # that code, so an item never seen in training gets what was learnt for items like it.
+        self.semantic_codes = semantic_codes if content_dim else 0
+        if self.semantic_codes:
+            self.coarse = nn.Embedding(self.semantic_codes, dim)
+            self.fine = nn.Embedding(self.semantic_codes**2, dim)
+            for table in (self.coarse, self.fine):
+                nn.init.normal_(table.weight, std=0.02)
+            # The codebook is part of the model (saved); each item's codes are not: they are
+            # assigned from the content looked up at load, so new items get codes too.
+            self.register_buffer("centroids", torch.zeros(2, self.semantic_codes, content_dim))
+            self.register_load_state_dict_post_hook(lambda tower, _keys: tower.assign_codes())
+        self.register_buffer("codes", torch.zeros(n_items + 1, 2, dtype=torch.long), persistent=False)
+        self.register_buffer("has_code", torch.zeros(n_items + 1, dtype=torch.bool), persistent=False)
         self.delta_ratio, self.neighbours, self.temperature = delta_ratio, neighbours, temperature
         self.borrow_dropped = borrow_dropped
         # Looked up from the warehouse on load, never saved: new items score without retraining.
@@ -94,8 +110,12 @@ class ItemTower(nn.Module):
         rows = torch.arange(self.ids.num_embeddings, device=self.ids.weight.device) if rows is None else rows
         if self.proj is None:
             return self.ids(rows) * (rows > 0).unsqueeze(-1)  # padding: zeros
+        replaced = content is not None
         content = self.content if content is None else content
         base = self.proj(content[rows])  # (R, d)
+        if self.semantic_codes:  # replaced content (an explanation) gets the codes of what replaced it
+            codes, has_code = self._codes(content) if replaced else (self.codes, self.has_code)
+            base = base + self._code_vectors(codes[rows], has_code[rows])
         deltas = self._bounded(self.ids(rows), base)
         mask = self.has_delta[rows] if keep is None else self.has_delta[rows] & keep[rows]
         vectors = base + deltas * mask.unsqueeze(-1)
@@ -103,12 +123,48 @@ class ItemTower(nn.Module):
         if borrowing:  # cold items (inference) or dropped ones (training, borrow_dropped) borrow their neighbours' corrections
             if not every:  # the donors may lie outside `rows`
                 base = self.proj(content)
+                if self.semantic_codes:
+                    base = base + self._code_vectors(codes, has_code)
                 deltas = self._bounded(self.ids.weight, base)
             if keep is None:
                 vectors = vectors + self._borrowed(base, deltas)[rows]
             else:
                 vectors = vectors + self._borrowed_when_dropped(base, deltas, keep)[rows]
         return vectors * (rows > 0).unsqueeze(-1)  # padding: zeros
+
+    def _code_vectors(self, codes: torch.Tensor, has_code: torch.Tensor) -> torch.Tensor:
+        """(R, d): each item's coarse plus fine code embedding; zeros for items without content."""
+        vectors = self.coarse(codes[:, 0]) + self.fine(codes[:, 0] * self.semantic_codes + codes[:, 1])
+        return vectors * has_code.unsqueeze(-1)
+
+    def fit_codes(self, data: Dataset, seed: int) -> None:
+        """The codebook from the items training sees (content and a trained delta), by residual
+        k-means seeded with `seed`: K unit centroids of the unit content vectors (spherical), then K
+        centroids of what each item's coarse centroid leaves; then every item's codes."""
+        if not self.semantic_codes:
+            return
+        trained = torch.as_tensor(np.flatnonzero(self.has_delta.cpu().numpy() & data.scorable), device=self.content.device)
+        if not len(trained):
+            raise ReelsenseError("semantic_codes: no item with content is seen in training, so there is nothing to build the codebook from")
+        generator = torch.Generator().manual_seed(seed)
+        unit = nn.functional.normalize(self.content[trained], dim=1)
+        coarse = _kmeans(unit, self.semantic_codes, generator, spherical=True)
+        residual = unit - coarse[_nearest_centroid(unit, coarse, spherical=True)]
+        self.centroids.copy_(torch.stack([coarse, _kmeans(residual, self.semantic_codes, generator, spherical=False)]))
+        self.assign_codes()
+
+    def assign_codes(self) -> None:
+        """Every item's (coarse, fine) codes from its content and the codebook (after a fit or a load)."""
+        if self.semantic_codes:
+            self.codes, self.has_code = self._codes(self.content)
+
+    def _codes(self, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        unit = nn.functional.normalize(content, dim=1)
+        coarse = _nearest_centroid(unit, self.centroids[0], spherical=True)
+        fine = _nearest_centroid(unit - self.centroids[0][coarse], self.centroids[1], spherical=False)
+        has_code = content.abs().sum(dim=1) > 0  # padding and items without content have none
+        has_code[0] = False
+        return torch.stack([coarse, fine], dim=1), has_code
 
     def _bounded(self, delta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """delta scaled down where it is longer than delta_ratio * ||base|| (row-wise)."""
@@ -185,6 +241,33 @@ class ItemTower(nn.Module):
             nearest.append(sims.topk(k, dim=1))
         weights = torch.softmax(torch.cat([n.values for n in nearest]) / self.temperature, dim=1)
         return item_t, donor_t[torch.cat([n.indices for n in nearest])], weights
+
+
+def _nearest_centroid(x: torch.Tensor, centroids: torch.Tensor, *, spherical: bool) -> torch.Tensor:
+    """(N,) index of each row's nearest centroid: the largest cosine (unit rows and centroids) or
+    the smallest euclidean distance; in blocks of 8,192 rows."""
+    out = []
+    for part in x.split(8192):
+        if spherical:
+            out.append((part @ centroids.T).argmax(dim=1))
+        else:
+            out.append(((centroids * centroids).sum(1) - 2 * part @ centroids.T).argmin(dim=1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+def _kmeans(x: torch.Tensor, k: int, generator: torch.Generator, *, spherical: bool, iterations: int = 25) -> torch.Tensor:
+    """(k, D) centroids of the rows of `x` by Lloyd's k-means from k rows drawn with `generator`
+    (with replacement when there are fewer rows than k); spherical: unit centroids, cosine. A
+    centroid left without rows keeps its place."""
+    first = torch.randperm(len(x), generator=generator)[:k] if len(x) >= k else torch.randint(len(x), (k,), generator=generator)
+    centroids = x[first.to(x.device)].clone()
+    for _ in range(iterations):
+        nearest = _nearest_centroid(x, centroids, spherical=spherical)
+        counts = torch.bincount(nearest, minlength=k).unsqueeze(1)
+        sums = torch.zeros_like(centroids).index_add_(0, nearest, x)
+        moved = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+        centroids = nn.functional.normalize(moved, dim=1) if spherical else moved
+    return centroids
 
 
 class Dropout(nn.Module):
