@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 import torch
 from test_rankers import _events, dataset, write_content
+from torch import nn
 
 from ranker import sequence
 from ranker.coldstart import ColdSplit, cold_split, item_cold_rows, user_cold_rows
@@ -21,7 +22,7 @@ from ranker.evaluate import test_rows as rows_to_evaluate
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, SoftmaxLoss, softmax_loss
 from ranker.sequence import LstmAttn, LstmAttnConfig, LstmAttnNet
-from ranker.training import Dropout, ItemTower, next_item_sequences
+from ranker.training import Dropout, ItemTower, _kmeans, _nearest_centroid, next_item_sequences
 from warehouse import db, store
 from warehouse.errors import ConfigError
 from warehouse.schemas import EVENTS
@@ -144,6 +145,77 @@ def test_new_items_are_scored_by_content_without_retraining(planted_wh, fitted, 
     group_a = np.array([grown.queries.users[r][0] == "a" for r in test])
     assert np.isfinite(scores[:, a9]).all()
     assert np.mean(np.where(group_a, scores[:, a9] > scores[:, b9], scores[:, b9] > scores[:, a9])) >= 0.9
+
+
+def test_kmeans_finds_separated_groups_and_repeats_with_its_seed():
+    """ranker/training.py _kmeans, the semantic codes' codebook: three separated groups of points
+    give one centroid each (their means), the same again with the same seed; spherical centroids
+    are unit vectors."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]])
+    x = torch.as_tensor(np.concatenate([c + 0.1 * rng.standard_normal((40, 3)) for c in centres]), dtype=torch.float32)
+    found = _kmeans(x, 3, torch.Generator().manual_seed(1), spherical=False)
+    groups = _nearest_centroid(x, found, spherical=False)
+    assert sorted(set(groups[:40].tolist()) | set(groups[40:80].tolist()) | set(groups[80:].tolist())) == [0, 1, 2]
+    assert all(len(set(groups[i : i + 40].tolist())) == 1 for i in (0, 40, 80))
+    for i in (0, 40, 80):
+        np.testing.assert_allclose(found[groups[i]].numpy(), x[i : i + 40].mean(0).numpy(), atol=1e-5)
+    assert torch.equal(found, _kmeans(x, 3, torch.Generator().manual_seed(1), spherical=False))
+    unit = _kmeans(nn.functional.normalize(x, dim=1), 3, torch.Generator().manual_seed(1), spherical=True)
+    np.testing.assert_allclose(unit.norm(dim=1).numpy(), 1.0, rtol=1e-5)
+    assert len(_kmeans(x[:2], 3, torch.Generator().manual_seed(1), spherical=False)) == 3  # fewer rows than k: drawn again
+
+
+@pytest.mark.parametrize("family", ["sasrec", "lstm-attn"])
+def test_semantic_codes_give_items_never_seen_in_training_the_codes_of_items_like_them(planted_wh, family, tmp_path):
+    """semantic_codes K (ranker/training.py ItemTower): the codebook is built from the items training
+    sees; a5 and b5 (test targets only) and items added after training get the coarse code of their
+    own group; the code embeddings are part of each item's vector; a reload (the codebook saved, the
+    codes assigned again from the warehouse) scores as the trained model; an explanation's replaced
+    content gets the codes of that content."""
+    data = dataset(planted_wh, max_history=10)
+    config = replace(FAST if family == "sasrec" else FAST_LSTM, semantic_codes=2, cold_neighbours=0)  # no borrowing: a replaced content's vectors are exact
+    model = Sasrec(use_content=True, config=config) if family == "sasrec" else LstmAttn(config=config)
+    model.fit(data, seed=0)
+    tower = model.net.items
+    index = {item: i for i, item in enumerate(data.item_ids)}
+    coarse = {item: int(tower.codes[i, 0]) for item, i in index.items() if item}
+    assert {coarse[f"a{k}"] for k in range(1, 6)} != {coarse[f"b{k}"] for k in range(1, 6)}
+    assert len({coarse[f"a{k}"] for k in range(1, 6)}) == 1 and len({coarse[f"b{k}"] for k in range(1, 6)}) == 1
+    assert not tower.has_code[0] and tower.has_code[1:].all()
+    assert cold_wins(model, data) >= 0.9
+    with torch.no_grad():
+        before = tower().clone()
+        tower.coarse.weight.mul_(2.0)
+        assert not torch.allclose(tower(), before)  # the code embeddings are in the item vectors
+        tower.coarse.weight.mul_(0.5)
+    a5, b5 = index["a5"], index["b5"]
+    swapped = tower.content.clone()
+    swapped[[a5, b5]] = swapped[[b5, a5]]
+    with torch.no_grad():
+        replaced = tower(content=swapped)
+    assert int(tower._codes(swapped)[0][a5, 0]) == coarse["b5"]
+    model.save(tmp_path / "model")
+    twin = type(model)(use_content=True)
+    twin.load(tmp_path / "model", replace(data, content=swapped.numpy()))
+    np.testing.assert_allclose(twin.net.items().detach().numpy(), replaced.numpy(), rtol=1e-5, atol=1e-6)
+    copy = Warehouse(tmp_path / "copy")
+    shutil.copytree(planted_wh.home, copy.home)
+    write_content(copy, {"a9": 1.0, "b9": -1.0}, seed=5)  # two items arrive after training
+    grown = dataset(copy, max_history=10)
+    loaded = type(model)(use_content=True)
+    loaded.load(tmp_path / "model", grown)
+    assert loaded.config.semantic_codes == 2
+    assert torch.equal(loaded.net.items.centroids, tower.centroids)
+    grown_codes = loaded.net.items.codes
+    assert int(grown_codes[grown.item_ids.index("a9"), 0]) == coarse["a1"] and int(grown_codes[grown.item_ids.index("b9"), 0]) == coarse["b1"]
+    old = [grown.item_ids.index(i) for i in data.item_ids[1:]]
+    test = data.queries.take(np.flatnonzero(data.split == "test"))
+    np.testing.assert_allclose(
+        loaded.score_all(grown, grown.queries.take(np.flatnonzero(grown.split == "test")))[:, old], model.score_all(data, test)[:, 1:], rtol=1e-4, atol=1e-4
+    )
+    with pytest.raises(ConfigError, match="semantic_codes"):
+        replace(config, semantic_codes=-1)
 
 
 def test_an_item_without_a_trained_delta_borrows_its_content_neighbours_mean_at_inference_only():
