@@ -44,6 +44,7 @@ from ranker.training import (
     epoch_bar,
     next_item_sequences,
     remap_items,
+    semantic_codes_rules,
     validation_ndcg,
     validation_rows,
 )
@@ -90,6 +91,7 @@ class SasrecConfig:
             rules.append(
                 "borrow_dropped borrows from the cold_neighbours nearest items, and cold_neighbours is 0; set cold_neighbours above 0 or borrow_dropped = false"
             )
+        rules.extend(semantic_codes_rules(self.semantic_codes))
         if isinstance(self.heads, int) and self.heads > 0 and self.dim % self.heads:
             rules.append(f"dim {self.dim} must be a multiple of heads {self.heads}")
         check_ranges(

@@ -36,7 +36,18 @@ from torch import nn
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries, check_content
-from ranker.training import Dropout, EarlyStopping, FitCheckpoint, ItemTower, end_epoch, epoch_bar, remap_items, validation_ndcg, validation_rows
+from ranker.training import (
+    Dropout,
+    EarlyStopping,
+    FitCheckpoint,
+    ItemTower,
+    end_epoch,
+    epoch_bar,
+    remap_items,
+    semantic_codes_rules,
+    validation_ndcg,
+    validation_rows,
+)
 from warehouse.errors import ReelsenseError
 from warehouse.settings import check_ranges
 
@@ -69,6 +80,7 @@ class LstmAttnConfig:
             positive=("dim", "lr", "batch", "max_epochs", "patience", "negatives", "valid_users", "delta_ratio", "cold_temperature"),
             shares=("dropout", "id_drop"),
             counts=("cold_neighbours", "full_softmax_max", "content_hidden", "semantic_codes"),  # full_softmax_max 0: always the sampled softmax
+            rules=tuple(semantic_codes_rules(self.semantic_codes)),
         )
 
 

@@ -45,8 +45,17 @@ from ranker.data import Dataset, MissingContent
 from ranker.metrics import ndcg, target_ranks
 from ranker.names import rerankers_of
 from warehouse import store
-from warehouse.errors import ReelsenseError
+from warehouse.errors import ConfigError, ReelsenseError
 from warehouse.progress import progress
+
+SEMANTIC_CODES_MAX = 1024  # the fine codes are a K x K table: 1,048,576 rows at most
+
+
+def semantic_codes_rules(value: Any) -> list[str]:
+    """The configs' rule for `semantic_codes` beyond being a count: a K x K table that fits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > SEMANTIC_CODES_MAX:
+        return [f"semantic_codes must be at most {SEMANTIC_CODES_MAX} (its fine codes are a K x K table, {value * value:,} rows), got {value}"]
+    return []
 
 
 class ItemTower(nn.Module):
@@ -144,8 +153,11 @@ class ItemTower(nn.Module):
         if not self.semantic_codes:
             return
         trained = torch.as_tensor(np.flatnonzero(self.has_delta.cpu().numpy() & data.scorable), device=self.content.device)
-        if not len(trained):
-            raise ReelsenseError("semantic_codes: no item with content is seen in training, so there is nothing to build the codebook from")
+        if len(trained) < self.semantic_codes:
+            raise ConfigError(
+                f"semantic_codes {self.semantic_codes} is more than the {len(trained)} items with content that training sees, "
+                f"so some codes would have no item; set semantic_codes to at most {len(trained)} (0 turns them off) in the rankers TOML"
+            )
         generator = torch.Generator().manual_seed(seed)
         unit = nn.functional.normalize(self.content[trained], dim=1)
         coarse = _kmeans(unit, self.semantic_codes, generator, spherical=True)

@@ -216,6 +216,10 @@ def test_semantic_codes_give_items_never_seen_in_training_the_codes_of_items_lik
     )
     with pytest.raises(ConfigError, match="semantic_codes"):
         replace(config, semantic_codes=-1)
+    with pytest.raises(ConfigError, match="at most 1024"):
+        replace(config, semantic_codes=1025)
+    with pytest.raises(ConfigError, match="more than the 8 items with content that training sees"):
+        type(model)(use_content=True, config=replace(config, semantic_codes=9)).fit(data, seed=0)
 
 
 def test_an_item_without_a_trained_delta_borrows_its_content_neighbours_mean_at_inference_only():
