@@ -11,7 +11,8 @@ the same rows (NDCG@10, bootstrap 95% CI):
 
     .venv/bin/python benchmarks/borrow_sides.py --home HOME --checkpoint cold.pt --out borrow-sides.json
 
-Never asserted in tests; benchmarks/results/microlens-50k-history.md quotes the run it names.
+Never asserted in tests; the README ("Tried: borrowing for candidates only") quotes its run,
+benchmarks/results/microlens-50k-cold-semantic64-borrow-sides.summary.json.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def candidates_only(model: Sasrec, queries: Queries) -> tuple[torch.Tensor, torc
         history = tower()
     finally:
         tower.cold = borrowing
-    users = [model.net.user(torch.as_tensor(queries.hist_items[rows]), history) for rows in minibatches(len(queries), 4096)]
+    users = [model.net.user(torch.as_tensor(queries.hist_items[rows], device=model.device), history) for rows in minibatches(len(queries), 4096)]
     return torch.cat(users), candidates
 
 

@@ -279,7 +279,7 @@ class Sasrec:
         rng = np.random.default_rng(seed)
         self.history = []
         self._build(data)
-        self.net.items.fit_codes(data, seed)
+        self.net.items.fit_codes(seed)
         self.net.items.prepare_training(data)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         # Every labelled step of a sequence predicts its training row's target: exactly the pairs of

@@ -226,7 +226,7 @@ class LstmAttn:
         rng = np.random.default_rng(seed)
         self.history = []
         self._build(data)
-        self.net.items.fit_codes(data, seed)
+        self.net.items.fit_codes(seed)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         train = np.flatnonzero(data.split == "train")
         valid = validation_rows(data, cfg.valid_users, seed)

@@ -6,6 +6,7 @@ without retraining).
 
 Content-first items (after Pembek et al., RecSys 2025): item i is
     e_i = W c_i + delta_i,   ||delta_i|| <= rho * ||W c_i||,
+(with `semantic_codes` K > 0, off by default, W c_i also gets two trained code embeddings, see ItemTower)
 with c_i the item's frozen content vector (fused, else text; looked up from the warehouse at load
 time, never stored in a checkpoint), W a learned projection, and delta_i a trainable id correction
 kept small by the norm bound. In each training batch delta is dropped whole for a seeded share of
@@ -20,7 +21,8 @@ corrections (itself excluded) as a cold item will at inference. Validation score
 will serve, with borrowing, so early stopping may pick another epoch. The weights sum
 to 1 however far the nearest items are: an item unlike every trained one still borrows in full (a
 known limit). An explanation that replaces the content keeps the borrowed correction, as a trained
-item keeps its own delta (the neighbours are those of the real content). Without content (the
+item keeps its own delta (the neighbours are those of the real content); its semantic codes, where
+on, are those of the replacing content. Without content (the
 id-only rankers) e_i is an id embedding.
 """
 
@@ -54,13 +56,19 @@ SEMANTIC_CODES_MAX = 1024  # the fine codes are a K x K table: 1,048,576 rows at
 def semantic_codes_rules(value: Any) -> list[str]:
     """The configs' rule for `semantic_codes` beyond being a count: a K x K table that fits."""
     if isinstance(value, int) and not isinstance(value, bool) and value > SEMANTIC_CODES_MAX:
-        return [f"semantic_codes must be at most {SEMANTIC_CODES_MAX} (its fine codes are a K x K table, {value * value:,} rows), got {value}"]
+        return [
+            f"semantic_codes must be at most {SEMANTIC_CODES_MAX} (its fine codes are a K x K table, {value * value:,} rows), got {value}; "
+            "set it lower (64 was measured; 0 turns the codes off)"
+        ]
     return []
 
 
 class ItemTower(nn.Module):
     """Item vectors (n_items + 1, d): id embeddings (content_dim 0) or f(c) + bounded delta, where f is
-    a linear projection W c, or with `content_hidden` > 0 two layers (W2 GELU(W1 c)) of that width."""
+    a linear projection W c, or with `content_hidden` > 0 two layers (W2 GELU(W1 c)) of that width;
+    with `semantic_codes` K > 0, f(c) also adds the item's coarse and fine code embeddings (after
+    Singh et al., RecSys 2024: residual k-means of the content over the items training sees, K and
+    K x K codes; the delta's bound counts them in f(c))."""
 
     def __init__(
         self,
@@ -146,17 +154,19 @@ class ItemTower(nn.Module):
         vectors = self.coarse(codes[:, 0]) + self.fine(codes[:, 0] * self.semantic_codes + codes[:, 1])
         return vectors * has_code.unsqueeze(-1)
 
-    def fit_codes(self, data: Dataset, seed: int) -> None:
+    def fit_codes(self, seed: int) -> None:
         """The codebook from the items training sees (content and a trained delta), by residual
         k-means seeded with `seed`: K unit centroids of the unit content vectors (spherical), then K
         centroids of what each item's coarse centroid leaves; then every item's codes."""
         if not self.semantic_codes:
             return
-        trained = torch.as_tensor(np.flatnonzero(self.has_delta.cpu().numpy() & data.scorable), device=self.content.device)
+        with_content = (self.content.abs().sum(dim=1) > 0).cpu().numpy()
+        trained = torch.as_tensor(np.flatnonzero(self.has_delta.cpu().numpy() & with_content), device=self.content.device)
         if len(trained) < self.semantic_codes:
             raise ConfigError(
                 f"semantic_codes {self.semantic_codes} is more than the {len(trained)} items with content that training sees, "
-                f"so some codes would have no item; set semantic_codes to at most {len(trained)} (0 turns them off) in the rankers TOML"
+                f"so some codes would have no item; set semantic_codes to at most {len(trained)} (0 turns them off), "
+                "in the rankers TOML or the benchmark's --semantic-codes"
             )
         generator = torch.Generator().manual_seed(seed)
         unit = nn.functional.normalize(self.content[trained], dim=1)
@@ -164,6 +174,14 @@ class ItemTower(nn.Module):
         residual = unit - coarse[_nearest_centroid(unit, coarse, spherical=True)]
         self.centroids.copy_(torch.stack([coarse, _kmeans(residual, self.semantic_codes, generator, spherical=False)]))
         self.assign_codes()
+        # A code no trained item has starts at zero (nothing learnt), not at its random start: an
+        # item that lands there at inference gets its other code and f(c), no noise (review).
+        with torch.no_grad():
+            codes = self.codes[trained]
+            for table, used in ((self.coarse, codes[:, 0]), (self.fine, codes[:, 0] * self.semantic_codes + codes[:, 1])):
+                unused = torch.ones(table.num_embeddings, dtype=torch.bool, device=used.device)
+                unused[used] = False
+                table.weight[unused] = 0.0
 
     def assign_codes(self) -> None:
         """Every item's (coarse, fine) codes from its content and the codebook (after a fit or a load)."""
@@ -223,6 +241,7 @@ class ItemTower(nn.Module):
         self.has_delta.copy_(torch.as_tensor(seen, device=self.has_delta.device))
         self.has_delta[0] = False
         self.cold, self.cold_donors, self.cold_weights = self.content_neighbours(data, seen)
+        self.assign_codes()  # from this content (before a fit or a load, the codebook is zeros: both set it again)
 
     def content_neighbours(self, data: Dataset, seen: npt.NDArray[np.bool_]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The cold items (content, no trained delta), for each its `neighbours` nearest items with

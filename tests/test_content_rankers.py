@@ -183,6 +183,17 @@ def test_semantic_codes_give_items_never_seen_in_training_the_codes_of_items_lik
     assert {coarse[f"a{k}"] for k in range(1, 6)} != {coarse[f"b{k}"] for k in range(1, 6)}
     assert len({coarse[f"a{k}"] for k in range(1, 6)}) == 1 and len({coarse[f"b{k}"] for k in range(1, 6)}) == 1
     assert not tower.has_code[0] and tower.has_code[1:].all()
+    # The codebook is the items training sees (a1-a4, b1-b4), never a5 and b5; a code none of them has starts at zero.
+    trained = torch.as_tensor([index[f"{g}{k}"] for g in "ab" for k in range(1, 5)])
+    assert torch.equal(tower.has_delta.nonzero().squeeze(1), trained)
+    again = _kmeans(nn.functional.normalize(tower.content[trained], dim=1), 2, torch.Generator().manual_seed(0), spherical=True)
+    torch.testing.assert_close(tower.centroids[0], again)
+    fresh = type(model)(use_content=True, config=replace(config, semantic_codes=3))  # 9 fine codes, 8 trained items
+    fresh._build(data)
+    fresh.net.items.fit_codes(seed=0)
+    codes, fine = fresh.net.items.codes, fresh.net.items.fine.weight
+    used = set((codes[trained, 0] * 3 + codes[trained, 1]).tolist())
+    assert all(fine[code].any() for code in used) and not any(fine[code].any() for code in set(range(9)) - used)
     assert cold_wins(model, data) >= 0.9
     with torch.no_grad():
         before = tower().clone()
