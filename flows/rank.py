@@ -37,7 +37,7 @@ from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, loa
 from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
 from ranker.registry import build
-from ranker.training import FitCheckpoint, discard, stopped_fit
+from ranker.training import FitCheckpoint, discard, items_for_codes, stopped_fit, too_many_codes
 from warehouse.store import Warehouse
 
 
@@ -174,6 +174,10 @@ def train_rankers(
             raise artifacts.ModelMismatch(damaged_latest(models_dir, name, IsADirectoryError()))
     current_samples(home)
     data = load_dataset(Warehouse(home), MAX_HISTORY)
+    for name in _ordered(models):  # settings the data decides, before any fit (probe: a second model's failed after the first trained)
+        codes = ((settings or {}).get(name) or {}).get("semantic_codes", 0)
+        if codes and data.content_source != "none" and codes > items_for_codes(data):
+            raise too_many_codes(codes, items_for_codes(data), f"[{name}] semantic_codes =")
     trained: dict[str, Any] = {}
     metas = {}
     for name in _ordered(models):

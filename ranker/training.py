@@ -57,10 +57,22 @@ def semantic_codes_rules(value: Any) -> list[str]:
     """The configs' rule for `semantic_codes` beyond being a count: a K x K table that fits."""
     if isinstance(value, int) and not isinstance(value, bool) and value > SEMANTIC_CODES_MAX:
         return [
-            f"semantic_codes must be at most {SEMANTIC_CODES_MAX} (its fine codes are a K x K table, {value * value:,} rows), got {value}; "
+            f"semantic_codes must be at most {SEMANTIC_CODES_MAX} (its fine codes are a K x K table), got {value}; "
             "set it lower (64 was measured; 0 turns the codes off)"
         ]
     return []
+
+
+def items_for_codes(data: Dataset) -> int:
+    """How many items a codebook of semantic codes is built from: those with content that training sees."""
+    return int((data.in_training & (np.abs(data.content).sum(axis=1) > 0)).sum())
+
+
+def too_many_codes(codes: int, items: int, where: str) -> ConfigError:
+    return ConfigError(
+        f"{where} {codes} is more than the {items} items with content that training sees, so some codes would have no item; "
+        f"set it to at most {items} (0 turns the codes off)"
+    )
 
 
 class ItemTower(nn.Module):
@@ -163,11 +175,7 @@ class ItemTower(nn.Module):
         with_content = (self.content.abs().sum(dim=1) > 0).cpu().numpy()
         trained = torch.as_tensor(np.flatnonzero(self.has_delta.cpu().numpy() & with_content), device=self.content.device)
         if len(trained) < self.semantic_codes:
-            raise ConfigError(
-                f"semantic_codes {self.semantic_codes} is more than the {len(trained)} items with content that training sees, "
-                f"so some codes would have no item; set semantic_codes to at most {len(trained)} (0 turns them off), "
-                "in the rankers TOML or the benchmark's --semantic-codes"
-            )
+            raise too_many_codes(self.semantic_codes, len(trained), "semantic_codes")
         generator = torch.Generator().manual_seed(seed)
         unit = nn.functional.normalize(self.content[trained], dim=1)
         coarse = _kmeans(unit, self.semantic_codes, generator, spherical=True)

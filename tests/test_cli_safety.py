@@ -745,6 +745,19 @@ def settings_error(capsys, path, text: str, argv: list[str]) -> str:
     return err
 
 
+def test_semantic_codes_beyond_the_items_training_sees_are_refused_before_any_fit(ranked_home, tmp_path, capsys):
+    """Probe: with [sasrec-content] and [lstm-attn] tables, sasrec-content trained and was saved, then
+    lstm-attn's semantic_codes (more than the items) stopped the command, naming no table."""
+    home = tmp_path / "home"
+    shutil.copytree(ranked_home.home, home)
+    text = "[sasrec-content]\nsemantic_codes = 2\nmax_epochs = 1\n\n[lstm-attn]\nsemantic_codes = 1000\n"
+    err = settings_error(capsys, tmp_path / "codes.toml", text, ["--home", str(home), "train", "--models", "sasrec-content,lstm-attn", "--device", "cpu"])
+    items = int(load_dataset(Warehouse(home)).in_training.sum())
+    assert f"[lstm-attn] semantic_codes = 1000 is more than the {items} items with content that training sees" in err, err
+    assert f"set it to at most {items} (0 turns the codes off)" in err, err
+    assert not (home / "models" / "rankers" / "sasrec-content").exists()  # nothing trained
+
+
 def test_train_settings_are_used_stored_and_retrain_when_changed(ranked_home, tmp_path, capsys):
     home = tmp_path / "home"
     shutil.copytree(ranked_home.home, home)
