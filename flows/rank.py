@@ -38,6 +38,7 @@ from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
 from ranker.registry import build
 from ranker.training import FitCheckpoint, discard, items_for_codes, stopped_fit, too_many_codes
+from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
 
 
@@ -320,12 +321,24 @@ def evaluate_rankers(
     results["code_version"] = artifacts.code_version()
     results["models"] = merged_models(wh.reports_dir / f"{stem}.json", results, models, wh.models_dir, data, given_dataset=bool(dataset))
     results["kept_from_earlier"] = [name for name in results["models"] if name not in models]
-    results["reference_trained"] = readable_latest(wh.models_dir, REFERENCE) is not None  # the not-paired note's advice (probe)
+    results["reference_trained"] = reference_fits(wh.models_dir, data)  # the not-paired note's advice (probes)
     wh.reports_dir.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(wh.reports_dir / f"{stem}.json", json.dumps(results, indent=1))
     artifacts.write_text(wh.reports_dir / f"{stem}.md", results_markdown(results))
     results["path"] = str(wh.reports_dir / f"{stem}.json")
     return results
+
+
+def reference_fits(models_dir: Path, data: Dataset) -> bool:
+    """Whether a sasrec trained on this very data is saved, so `evaluate --models ...,sasrec` runs as
+    it is (probe: after new events the note sent a user to evaluate a sasrec of the data before)."""
+    if readable_latest(models_dir, REFERENCE) is None:
+        return False
+    try:
+        artifacts.check_with_base(models_dir, REFERENCE, data)
+    except ReelsenseError:
+        return False
+    return True
 
 
 def merged_models(

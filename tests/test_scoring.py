@@ -263,6 +263,23 @@ def test_scoring_shards_whose_users_hold_fewer_behaviours_than_training(home, ca
     assert _cli(home, "score", "--k", "3", "--run-id", "old-heads") == 0
 
 
+def test_the_not_paired_note_says_to_train_sasrec_when_the_saved_one_is_of_other_data(home, tmp_path, capsys):
+    """Probe: after new events, the note's `evaluate --models ...,sasrec` was refused (the saved sasrec
+    was trained on the data before), and the note did not say to train it."""
+    (tmp_path / "one.toml").write_text("[sasrec]\nmax_epochs = 1\n")
+    assert _cli(home, "train", "--models", "sasrec", "--config", str(tmp_path / "one.toml")) == 0
+    later = (tiny_platform.START + timedelta(days=30)).isoformat()
+    event = write_csv(tmp_path / "one.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", "i000", later, "like", ""]])
+    assert _cli(home, "ingest", "events", str(event)) == 0
+    assert _cli(home, "train", "--models", "popularity") == 0
+    capsys.readouterr()
+    assert _cli(home, "evaluate", "--models", "popularity") == 0
+    out = capsys.readouterr().out
+    assert (
+        f"evaluate --models popularity,sasrec` pairs them, with a sasrec trained on this data (`reelsense --home {home.home} train --models sasrec`)" in out
+    ), out
+
+
 def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tables_lstm_attn(home, tmp_path, capsys):
     """Probe and review: the note's `train --models lightgbm` fitted another lstm-attn at seed 0 and
     default settings, where the table's was trained with --seed 1 and a rankers TOML."""
