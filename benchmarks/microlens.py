@@ -274,6 +274,17 @@ def share(text: str) -> float:
     return value
 
 
+def count(text: str) -> int:
+    """--cold-neighbours: a whole number of at least 0 (0 turns borrowing off)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"takes a whole number of at least 0, got {text!r}")
+    return value
+
+
 class OneLineErrors(argparse.ArgumentParser):
     """A refusal is one line (argparse printed its whole usage first; probe, 2026-12-02); --help has the usage."""
 
@@ -306,6 +317,11 @@ def main() -> None:
         "--semantic-codes",
         type=positive(int),
         help="content-first models: K coarse and K x K fine semantic ids from the content (default: the model's, none)",
+    )
+    parser.add_argument(
+        "--cold-neighbours",
+        type=count,
+        help="content-first models: items without a trained correction borrow those of their K nearest trained items (default: the model's; 0: off)",
     )
     parser.add_argument("--id-drop", type=share, help="content-first models: share of items whose id correction is dropped per batch (default: the model's)")
     parser.add_argument(
@@ -392,6 +408,7 @@ def main() -> None:
         "delta_ratio": args.delta_ratio,
         "content_hidden": args.content_hidden,
         "semantic_codes": args.semantic_codes,
+        "cold_neighbours": args.cold_neighbours,
         "max_users": args.max_users,
     }
     before = {**results.get("overrides", {}), "main_seed": results.get("main_seed")}
@@ -413,7 +430,7 @@ def main() -> None:
             "home": str(Path(args.home).resolve()),
         }
     )
-    # Each step records the config it trained with; --id-drop, --delta-ratio, --content-hidden and --semantic-codes reach only the content-first models.
+    # Each step records the config it trained with; the item-tower flags (--id-drop ... --cold-neighbours) reach only the content-first models.
     overrides = {
         "max_epochs": args.max_epochs,
         "batch": args.batch,
@@ -422,6 +439,7 @@ def main() -> None:
         "delta_ratio": args.delta_ratio,
         "content_hidden": args.content_hidden,
         "semantic_codes": args.semantic_codes,
+        "cold_neighbours": args.cold_neighbours,
     }
     cold_overrides = {**overrides, "max_epochs": args.cold_max_epochs or args.max_epochs}
 
