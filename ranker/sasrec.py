@@ -128,17 +128,7 @@ class Block(nn.Module):
 class SasrecNet(nn.Module):
     def __init__(self, n_items: int, max_len: int, cfg: SasrecConfig, content_dim: int = 0) -> None:
         super().__init__()
-        self.items = ItemTower(
-            n_items,
-            cfg.dim,
-            content_dim,
-            cfg.delta_ratio,
-            cfg.cold_neighbours,
-            cfg.cold_temperature,
-            cfg.borrow_dropped,
-            cfg.content_hidden,
-            cfg.semantic_codes,
-        )
+        self.items = ItemTower.for_config(n_items, content_dim, cfg)
         self.pos = nn.Embedding(max_len, cfg.dim)
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-12)
         self.drop = Dropout(cfg.dropout)

@@ -102,16 +102,7 @@ class LstmAttnNet(nn.Module):
     def __init__(self, n_items: int, cfg: LstmAttnConfig, content_dim: int, n_heads: int) -> None:
         super().__init__()
         self.dim = cfg.dim
-        self.items = ItemTower(
-            n_items,
-            cfg.dim,
-            content_dim,
-            cfg.delta_ratio,
-            cfg.cold_neighbours,
-            cfg.cold_temperature,
-            content_hidden=cfg.content_hidden,
-            semantic_codes=cfg.semantic_codes,
-        )
+        self.items = ItemTower.for_config(n_items, content_dim, cfg)
         nn.init.normal_(self.items.ids.weight, std=0.1)
         self.event_emb = nn.Embedding(6, cfg.dim, padding_idx=0)
         self.step = nn.Linear(cfg.dim + 1, cfg.dim)

@@ -131,6 +131,22 @@ class ItemTower(nn.Module):
         self.register_buffer("train_donors", torch.zeros(0, max(neighbours, 1), dtype=torch.long), persistent=False)
         self.register_buffer("train_weights", torch.zeros(0, max(neighbours, 1)), persistent=False)
 
+    @classmethod
+    def for_config(cls, n_items: int, content_dim: int, cfg: Any) -> ItemTower:
+        """The tower a ranker's config sets (SasrecConfig, LstmAttnConfig: the same field names;
+        borrow_dropped is sasrec-content's alone)."""
+        return cls(
+            n_items,
+            cfg.dim,
+            content_dim,
+            cfg.delta_ratio,
+            cfg.cold_neighbours,
+            cfg.cold_temperature,
+            getattr(cfg, "borrow_dropped", False),
+            cfg.content_hidden,
+            cfg.semantic_codes,
+        )
+
     def forward(self, keep: torch.Tensor | None = None, content: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Every item's vector (n_items + 1, d), or only those of `rows` (R,) -> (R, d). `keep`
         (n_items + 1,) bool drops deltas whole; `content` replaces the content vectors for this
