@@ -399,9 +399,10 @@ def main() -> None:
             parser.error(f"--models: {name} re-ranks the {base} of its seed, and {where}: list {base} in --models too")
     had = set(results.get("steps", {}))  # the steps resumed, for the closing line
     results.pop("paired_slices_by_seed", None)  # rebuilt at the end of every run, in the shape of this code
-    settings = {
+    # What the rankers train with, recorded by each step with its config; the item-tower flags
+    # (--id-drop ... --cold-neighbours) reach only the content-first models (`make`).
+    overrides = {
         "max_epochs": args.max_epochs,
-        "cold_max_epochs": args.cold_max_epochs,
         "batch": args.batch,
         "patience": args.patience,
         "id_drop": args.id_drop,
@@ -409,8 +410,9 @@ def main() -> None:
         "content_hidden": args.content_hidden,
         "semantic_codes": args.semantic_codes,
         "cold_neighbours": args.cold_neighbours,
-        "max_users": args.max_users,
     }
+    cold_overrides = {**overrides, "max_epochs": args.cold_max_epochs or args.max_epochs}
+    settings = {**overrides, "cold_max_epochs": args.cold_max_epochs, "max_users": args.max_users}  # the run's, for resuming
     before = {**results.get("overrides", {}), "main_seed": results.get("main_seed")}
     for key, value in {**settings, "main_seed": seeds[0]}.items():  # the steps of one JSON are of one set of settings
         if results.get("steps") and key in before and before[key] != value:
@@ -430,18 +432,6 @@ def main() -> None:
             "home": str(Path(args.home).resolve()),
         }
     )
-    # Each step records the config it trained with; the item-tower flags (--id-drop ... --cold-neighbours) reach only the content-first models.
-    overrides = {
-        "max_epochs": args.max_epochs,
-        "batch": args.batch,
-        "patience": args.patience,
-        "id_drop": args.id_drop,
-        "delta_ratio": args.delta_ratio,
-        "content_hidden": args.content_hidden,
-        "semantic_codes": args.semantic_codes,
-        "cold_neighbours": args.cold_neighbours,
-    }
-    cold_overrides = {**overrides, "max_epochs": args.cold_max_epochs or args.max_epochs}
 
     def save() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)

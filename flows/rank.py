@@ -30,7 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
-from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_latest, readable_versions
+from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_versions
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
@@ -177,8 +177,8 @@ def train_rankers(
     data = load_dataset(Warehouse(home), MAX_HISTORY)
     for name in _ordered(models):  # settings the data decides, before any fit (probe: a second model's failed after the first trained)
         codes = ((settings or {}).get(name) or {}).get("semantic_codes", 0)
-        if codes and data.content_source != "none" and codes > items_for_codes(data):
-            raise too_many_codes(codes, items_for_codes(data), f"[{name}] semantic_codes =")
+        if codes and data.content_source != "none" and codes > (items := items_for_codes(data)):
+            raise too_many_codes(codes, items, f"[{name}] semantic_codes =")
     trained: dict[str, Any] = {}
     metas = {}
     for name in _ordered(models):
@@ -332,11 +332,9 @@ def evaluate_rankers(
 def reference_fits(models_dir: Path, data: Dataset) -> bool:
     """Whether a sasrec trained on this very data is saved, so `evaluate --models ...,sasrec` runs as
     it is (probe: after new events the note sent a user to evaluate a sasrec of the data before)."""
-    if readable_latest(models_dir, REFERENCE) is None:
-        return False
     try:
-        artifacts.check_with_base(models_dir, REFERENCE, data)
-    except ReelsenseError:
+        artifacts.checked_meta(models_dir, REFERENCE, data)  # none saved, or a damaged LATEST, raise too
+    except (ReelsenseError, *LATEST_ERRORS):
         return False
     return True
 

@@ -188,8 +188,7 @@ class ItemTower(nn.Module):
         centroids of what each item's coarse centroid leaves; then every item's codes."""
         if not self.semantic_codes:
             return
-        with_content = (self.content.abs().sum(dim=1) > 0).cpu().numpy()
-        trained = torch.as_tensor(np.flatnonzero(self.has_delta.cpu().numpy() & with_content), device=self.content.device)
+        trained = torch.nonzero(self.has_delta & self.has_code).squeeze(1)  # has_code: content (set_items)
         if len(trained) < self.semantic_codes:
             raise too_many_codes(self.semantic_codes, len(trained), "semantic_codes")
         generator = torch.Generator().manual_seed(seed)
