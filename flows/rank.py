@@ -175,8 +175,9 @@ def train_rankers(
             raise artifacts.ModelMismatch(damaged_latest(models_dir, name, IsADirectoryError()))
     current_samples(home)
     data = load_dataset(Warehouse(home), MAX_HISTORY)
+    settings = {**(settings or {}), **base_settings(models_dir, models, settings or {})}
     for name in _ordered(models):  # settings the data decides, before any fit (probe: a second model's failed after the first trained)
-        codes = ((settings or {}).get(name) or {}).get("semantic_codes", 0)
+        codes = (settings.get(name) or {}).get("semantic_codes", 0)
         if codes and data.content_source != "none" and codes > (items := items_for_codes(data)):
             raise too_many_codes(codes, items, f"[{name}] semantic_codes =")
     trained: dict[str, Any] = {}
@@ -184,12 +185,38 @@ def train_rankers(
     for name in _ordered(models):
         # --force retrains the models asked for, not a base added for them (probe, 2026-12-03:
         # `train --models lightgbm --force` retrained lstm-attn too, for 20 minutes on MicroLens)
-        trained[name], metas[name] = train_one(home, name, data, trained, seed, device_for(device), force and name in models, (settings or {}).get(name))
+        trained[name], metas[name] = train_one(home, name, data, trained, seed, device_for(device), force and name in models, settings.get(name))
         if metas[name].get("reused"):
             logger.info("reused %s %s (same data, content, settings, code)", name, metas[name]["version"])
         else:
             logger.info("trained %s in %.1fs (version %s)", name, metas[name]["fit_seconds"], metas[name]["version"])
     return metas
+
+
+def base_settings(models_dir: Path, models: list[str], settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The settings of each base that is trained only for a re-ranker of `models` and that no rankers
+    TOML sets: those its latest version was trained with, so `train --models lightgbm` re-ranks the
+    lstm-attn the user trained (probe, 2026-12-06: over an lstm-attn of a TOML it trained a default
+    lstm-attn and made it the latest). A model asked for by name trains with the TOML's settings or
+    the defaults, as before."""
+    found = {}
+    for name in _ordered(models):
+        if name in models or name in settings:
+            continue
+        try:
+            saved = checked_latest(models_dir, name)
+        except LATEST_ERRORS:  # train_one names the damage and trains anew
+            continue
+        config = (saved or {}).get("config")
+        if not isinstance(config, dict):
+            continue
+        defaults = dataclasses.asdict(build(name, "cpu", {}).config)  # type: ignore[attr-defined]
+        chosen = {k: v for k, v in config.items() if k in defaults and v != defaults[k]}  # a setting added since keeps its default
+        if chosen:
+            said = ", ".join(f"{k} = {v!r}" for k, v in sorted(chosen.items()))
+            say(f"{name}, the base of {', '.join(m for m in models if NEEDS_BASE.get(m) == name)}: the settings of its latest {saved['version']} ({said})")  # type: ignore[index]
+            found[name] = chosen
+    return found
 
 
 def _ordered(models: list[str]) -> list[str]:

@@ -312,6 +312,23 @@ def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tabl
     assert "trains one over it" not in capsys.readouterr().out
 
 
+def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_path, caplog):
+    """Probe: `train --models lightgbm --force` over an lstm-attn of a rankers TOML trained a default
+    lstm-attn as its base and made it the latest."""
+    (tmp_path / "one.toml").write_text("[lstm-attn]\nmax_epochs = 1\n")
+    assert _cli(home, "train", "--models", "lstm-attn", "--config", str(tmp_path / "one.toml")) == 0
+    base = artifacts.latest(home.models_dir, "lstm-attn")["version"]
+    assert _cli(home, "train", "--models", "lightgbm", "--force") == 0
+    said = [r.getMessage() for r in caplog.records]  # the flow's log
+    assert f"lstm-attn, the base of lightgbm: the settings of its latest {base} (max_epochs = 1)" in said, said
+    assert artifacts.latest(home.models_dir, "lstm-attn")["version"] == base  # reused, not fitted again
+    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == base
+    # Asked for by name with a TOML, lstm-attn trains with its settings, as before.
+    (tmp_path / "two.toml").write_text("[lstm-attn]\nmax_epochs = 2\n")
+    assert _cli(home, "train", "--models", "lstm-attn,lightgbm", "--config", str(tmp_path / "two.toml")) == 0
+    assert artifacts.latest(home.models_dir, "lstm-attn")["config"]["max_epochs"] == 2
+
+
 def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     assert _cli(home, "evaluate", "--models", "lstm-attn,lightgbm", "--dataset", "tiny platform") == 0
     first = json.loads((home.reports_dir / "results.json").read_text())
