@@ -164,7 +164,8 @@ def list_models(models_dir: Path) -> list[dict[str, Any]]:
 
 def prune_versions(models_dir: Path, kept: set[str]) -> list[str]:
     """Delete the saved versions ("name@version") that are not in `kept`, not their ranker's
-    latest, and not the base of a version that stays (a re-ranker loads its base's version).
+    latest, not the base of a version that stays (a re-ranker loads its base's version) and not
+    the newest re-ranker over a base that stays (what explains that base's runs).
     Returns the deleted ones."""
     metas = list_models(models_dir)
     stays = {f"{m['name']}@{m['version']}" for m in metas if m["latest"] or f"{m['name']}@{m['version']}" in kept}
@@ -173,6 +174,10 @@ def prune_versions(models_dir: Path, kept: set[str]) -> list[str]:
         for m in metas
         if f"{m['name']}@{m['version']}" in stays and m.get("base_version") and m["name"] in NEEDS_BASE
     }
+    # A base that stays keeps the newest re-ranker over it: a run it scored is explained with that
+    # one's feature contributions (probe: prune deleted it, and `report` then went without them).
+    newest_over = {(m["name"], m["base_version"]): m["version"] for m in metas if m["name"] in NEEDS_BASE and m.get("base_version")}
+    stays |= {f"{reranker}@{version}" for (reranker, base_version), version in newest_over.items() if f"{NEEDS_BASE[reranker]}@{base_version}" in stays}
     gone = []
     for m in metas:
         if f"{m['name']}@{m['version']}" not in stays:

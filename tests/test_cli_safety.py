@@ -931,6 +931,26 @@ def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_u
     assert not (home / "reports" / "latest").exists()
 
 
+def test_prune_keeps_the_lightgbm_that_explains_a_kept_run_of_an_older_lstm_attn(ranked_home, tmp_path, capsys):
+    """Probe: a kept run scored by an older lstm-attn is explained with the newest lightgbm over that
+    version; prune deleted that lightgbm (neither latest nor any run's model), and the run's report
+    then went without LightGBM's feature contributions."""
+    from flows.score import score_batch
+
+    home = tmp_path / "home"
+    shutil.copytree(ranked_home.home, home, symlinks=True)
+    rankers = home / "models" / "rankers"
+    old_base, old_ctr = ((rankers / name / "LATEST").read_text().strip() for name in ("lstm-attn", "lightgbm"))
+    score_batch(str(home), model="lstm-attn", k=3, run_id="kept", users=["user00"], device="cpu")
+    assert main(["--home", str(home), "train", "--models", "lstm-attn,lightgbm", "--force", "--device", "cpu"]) == 0
+    assert main(["--home", str(home), "prune", "--keep-runs", "1"]) == 0
+    assert (rankers / "lightgbm" / old_ctr).is_dir() and (rankers / "lstm-attn" / old_base).is_dir()
+    capsys.readouterr()
+    assert main(["--home", str(home), "report", "--run-id", "kept", "--plot-users", "0", "--device", "cpu"]) == 0
+    models = db.fetch(Warehouse(home), "SELECT DISTINCT model_version FROM explanations WHERE run_id = 'kept'")
+    assert models == [{"model_version": f"lstm-attn@{old_base}+lightgbm@{old_ctr}"}], models
+
+
 def test_a_report_removes_folders_of_reports_whose_process_died(tmp_path):
     """Ctrl-C or a crash mid-report leaves `.<run>.tmp-<pid>-<tag>/` (figures, pages) behind; the
     next report of any run removes those of dead processes and keeps a live writer's."""
