@@ -911,12 +911,29 @@ def _list_models(args: argparse.Namespace) -> None:
             "data": m["data_fingerprint"],
             "fit_s": m.get("epoch_seconds") if m.get("fit_continued_after") else m.get("fit_seconds"),  # a continued fit: all its epochs
             "continued": str(m.get("fit_continued_after") or ""),  # epochs an earlier, stopped train had finished
+            "settings": _settings_cell(m),
             "ndcg@10": _metric(m, "overall", "ndcg@10"),
             "masked_ndcg@10": _metric(m, "masked", "ndcg@10"),
         }
         for m in saved
     ]
     print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows)))
+
+
+def _settings_cell(meta: dict[str, Any]) -> str:
+    """A saved version's settings other than this code's defaults, `k=v` (probe: only meta.json told
+    versions of other settings apart); "defaults", or "-" for a ranker without settings."""
+    from ranker.registry import build
+
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        return "-"
+    try:
+        defaults = dataclasses.asdict(build(meta["name"], "cpu", {}).config)  # type: ignore[attr-defined]
+    except ReelsenseError:  # a retired ranker's version: every setting it recorded
+        defaults = {}
+    chosen = [f"{k}={v}" for k, v in sorted(config.items()) if k not in defaults or defaults[k] != v]
+    return ", ".join(chosen) or "defaults"
 
 
 def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:

@@ -312,7 +312,7 @@ def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tabl
     assert "trains one over it" not in capsys.readouterr().out
 
 
-def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_path, caplog):
+def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_path, caplog, capsys):
     """Probe: `train --models lightgbm --force` over an lstm-attn of a rankers TOML trained a default
     lstm-attn as its base and made it the latest."""
     (tmp_path / "one.toml").write_text("[lstm-attn]\nmax_epochs = 1\n")
@@ -323,6 +323,12 @@ def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_p
     assert f"lstm-attn, the base of lightgbm: the settings of its latest {base} (max_epochs = 1)" in said, said
     assert artifacts.latest(home.models_dir, "lstm-attn")["version"] == base  # reused, not fitted again
     assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == base
+    latest_ctr = artifacts.latest(home.models_dir, "lightgbm")["version"]
+    capsys.readouterr()
+    assert _cli(home, "models") == 0  # each version's settings other than the defaults (probe: only meta.json told)
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    listed = {(row[0], row[1]): dict(zip(rows[0], row)) for row in rows[1:]}
+    assert listed[("lstm-attn", base)]["settings"] == "max_epochs=1" and listed[("lightgbm", latest_ctr)]["settings"] == "-", listed
     # Asked for by name with a TOML, lstm-attn trains with its settings, as before.
     (tmp_path / "two.toml").write_text("[lstm-attn]\nmax_epochs = 2\n")
     assert _cli(home, "train", "--models", "lstm-attn,lightgbm", "--config", str(tmp_path / "two.toml")) == 0
