@@ -923,17 +923,12 @@ def _list_models(args: argparse.Namespace) -> None:
 def _settings_cell(meta: dict[str, Any]) -> str:
     """A saved version's settings other than this code's defaults, `k=v` (probe: only meta.json told
     versions of other settings apart); "defaults", or "-" for a ranker without settings."""
-    from ranker.registry import build
+    from ranker.registry import chosen_settings
 
-    config = meta.get("config")
-    if not isinstance(config, dict):
+    chosen = chosen_settings(meta["name"], meta.get("config"))
+    if chosen is None:  # a retired ranker's version too
         return "-"
-    try:
-        defaults = dataclasses.asdict(build(meta["name"], "cpu", {}).config)  # type: ignore[attr-defined]
-    except ReelsenseError:  # a retired ranker's version: every setting it recorded
-        defaults = {}
-    chosen = [f"{k}={v}" for k, v in sorted(config.items()) if k not in defaults or defaults[k] != v]
-    return ", ".join(chosen) or "defaults"
+    return ", ".join(f"{k}={v}" for k, v in sorted(chosen.items())) or "defaults"
 
 
 def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:

@@ -675,6 +675,12 @@ def results_markdown(results: dict[str, Any]) -> str:
         c = r["ctr_sampled"]
         loss = "-" if c.get("logloss") is None else f"{c['logloss']:.4f}"
         lines.append(f"| {shown} | {c['auc']:.4f} | {c['gauc']:.4f} | {loss} |")
+    # Which fits the rows measure (probe: results.json recorded their seed and settings, results.md did not).
+    lines += ["", "## the models measured", "", "| model | version | training seed | settings other than the defaults |", "|---|---|---|---|"]
+    for (name, r), shown in zip(results["models"].items(), shown_rows, strict=True):
+        settings = ", ".join(f"{k}={v}" for k, v in sorted((r.get("train_settings") or {}).items())) or "-"
+        over = f" (re-ranks {NEEDS_BASE[name]} {r['base_version']})" if r.get("base_version") and name in NEEDS_BASE else ""
+        lines.append(f"| {shown} | {r.get('version', '-')}{over} | {r.get('train_seed', '-')} | {settings} |")
     protocol = results["protocol"]
     lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in protocol.items() if k != "users"), ""]
     return "\n".join(lines)

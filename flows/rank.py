@@ -36,7 +36,7 @@ from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
 from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
-from ranker.registry import build
+from ranker.registry import build, chosen_settings
 from ranker.training import FitCheckpoint, discard, items_for_codes, stopped_fit, too_many_codes
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
@@ -207,11 +207,7 @@ def base_settings(models_dir: Path, models: list[str], settings: dict[str, dict[
             saved = checked_latest(models_dir, name)
         except LATEST_ERRORS:  # train_one names the damage and trains anew
             continue
-        config = (saved or {}).get("config")
-        if not isinstance(config, dict):
-            continue
-        defaults = dataclasses.asdict(build(name, "cpu", {}).config)  # type: ignore[attr-defined]
-        chosen = {k: v for k, v in config.items() if k in defaults and v != defaults[k]}  # a setting added since keeps its default
+        chosen = chosen_settings(name, (saved or {}).get("config"))  # a setting added since keeps its default
         if chosen:
             said = ", ".join(f"{k} = {v!r}" for k, v in sorted(chosen.items()))
             say(f"{name}, the base of {', '.join(m for m in models if NEEDS_BASE.get(m) == name)}: the settings of its latest {saved['version']} ({said})")  # type: ignore[index]
@@ -267,10 +263,7 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
 def training_record(models_dir: Path, name: str, version: str) -> dict[str, Any]:
     """The seed a saved model was trained with and its settings that differ from the defaults."""
     meta = artifacts.read_meta(models_dir, name, version)
-    config = meta.get("config") or {}  # None for a ranker without settings (lightgbm, itemknn, popularity)
-    model = build(name, "cpu", {}) if config else None  # its config's defaults (no weights are made before a fit)
-    defaults = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
-    return {"train_seed": meta.get("seed"), "train_settings": {k: v for k, v in config.items() if k in defaults and defaults[k] != v}}
+    return {"train_seed": meta.get("seed"), "train_settings": chosen_settings(name, meta.get("config")) or {}}  # {}: lightgbm, itemknn, popularity
 
 
 @flow(name="evaluate", log_prints=True)

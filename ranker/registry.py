@@ -49,6 +49,17 @@ def build(name: str, device: str, trained: dict[str, Ranker], settings: dict[str
     return model
 
 
+def chosen_settings(name: str, config: Any) -> dict[str, Any] | None:
+    """The settings of a saved model's config (as its meta.json records it) that differ from this
+    code's defaults; a setting this code no longer has is left out. None for a ranker without
+    settings, or one this version does not train."""
+    defaults = _config(RANKERS[name]("cpu")) if name in RANKERS else None
+    if not isinstance(config, dict) or defaults is None:
+        return None
+    fields = dataclasses.asdict(defaults)
+    return {k: v for k, v in config.items() if k in fields and fields[k] != v}
+
+
 @runtime_checkable
 class Configurable(Protocol):
     """A ranker with a config dataclass (SasrecConfig, LstmAttnConfig, BprMfConfig) that a rankers TOML overrides."""

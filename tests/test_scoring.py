@@ -292,6 +292,7 @@ def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tabl
     results = json.loads((home.reports_dir / "results.json").read_text())
     table = results["models"]["lstm-attn"]
     assert table["train_seed"] == 1 and table["train_settings"] == {"max_epochs": 1}, table
+    assert f"\n| lstm-attn | {table['version']} | 1 | max_epochs=1 |\n" in (home.reports_dir / "results.md").read_text()  # probe: results.json alone said
     advice = re.search(
         r"`reelsense --home \S+ train --models lightgbm --seed 1 --config FILE` trains one over it with the seed and settings of this table's lstm-attn "
         r"\(FILE: a rankers TOML whose \[lstm-attn\] table sets max_epochs = 1\), then `reelsense --home \S+ evaluate --models lightgbm` measures it",
