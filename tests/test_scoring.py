@@ -330,10 +330,6 @@ def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_p
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     listed = {(row[0], row[1]): dict(zip(rows[0], row)) for row in rows[1:]}
     assert listed[("lstm-attn", base)]["settings"] == "max_epochs=1" and listed[("lightgbm", latest_ctr)]["settings"] == "-", listed
-    # Asked for by name with a TOML, lstm-attn trains with its settings, as before.
-    (tmp_path / "two.toml").write_text("[lstm-attn]\nmax_epochs = 2\n")
-    assert _cli(home, "train", "--models", "lstm-attn,lightgbm", "--config", str(tmp_path / "two.toml")) == 0
-    assert artifacts.latest(home.models_dir, "lstm-attn")["config"]["max_epochs"] == 2
 
 
 def test_evaluating_some_models_keeps_the_others_results(home, capsys):
