@@ -641,6 +641,11 @@ def _dumps(plain: object) -> str:
     return _DECIMAL_STRING.sub(r"\1", json.dumps(plain, ensure_ascii=False, default=str))
 
 
+def settings_text(row: dict[str, Any]) -> str:
+    """A results row's settings other than the defaults, `k=v, ...`, or "-"."""
+    return ", ".join(f"{k}={v}" for k, v in sorted((row.get("train_settings") or {}).items())) or "-"
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """results.md: the evaluation's tables in Markdown (both protocols, the score-batch path, CTR)."""
     from ranker.evaluate import PROTOCOLS  # lazily: the CLI imports this module before any command runs
@@ -678,7 +683,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     # Which fits the rows measure (probe: results.json recorded their seed and settings, results.md did not).
     lines += ["", "## the models measured", "", "| model | version | training seed | settings other than the defaults |", "|---|---|---|---|"]
     for (name, r), shown in zip(results["models"].items(), shown_rows, strict=True):
-        settings = ", ".join(f"{k}={v}" for k, v in sorted((r.get("train_settings") or {}).items())) or "-"
+        settings = settings_text(r)
         over = f" (re-ranks {NEEDS_BASE[name]} {r['base_version']})" if r.get("base_version") and name in NEEDS_BASE else ""
         lines.append(f"| {shown} | {r.get('version', '-')}{over} | {r.get('train_seed', '-')} | {settings} |")
     protocol = results["protocol"]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.console import other_base_note, runnable, same_evaluation, split_users, unpaired_note, vs_reference
+from flows.console import other_base_note, runnable, same_evaluation, settings_text, split_users, unpaired_note, vs_reference
 from flows.latest import latest_meta
 from ranker import artifacts, plots
 from ranker.data import Dataset
@@ -325,7 +325,7 @@ def other_models_note(wh: Warehouse, results: dict[str, Any], run_id: str, data:
 def _results_table(results: dict[str, Any], home: Path) -> str:
     head = (
         "<tr><th>model</th><th>NDCG@10</th><th>95% CI</th><th>HR@10</th><th>NDCG@10, history masked</th>"
-        "<th>vs sasrec (paired 95% CI)</th><th>AUC (sampled)</th></tr>"
+        "<th>vs sasrec (paired 95% CI)</th><th>AUC (sampled)</th><th>training seed</th><th>settings other than the defaults</th></tr>"
     )
     body = ""
     for name, r in results["models"].items():
@@ -335,7 +335,8 @@ def _results_table(results: dict[str, Any], home: Path) -> str:
         shown = f"{name} *" if name in results.get("kept_from_earlier", []) else name
         body += (
             f"<tr><td>{html.escape(shown)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
-            f"<td>{o['hr@10']:.4f}</td><td>{m['ndcg@10']:.4f}</td><td>{vs_text}</td><td>{r['ctr_sampled']['auc']:.4f}</td></tr>"
+            f"<td>{o['hr@10']:.4f}</td><td>{m['ndcg@10']:.4f}</td><td>{vs_text}</td><td>{r['ctr_sampled']['auc']:.4f}</td>"
+            f"<td>{html.escape(str(r.get('train_seed', '-')))}</td><td>{html.escape(settings_text(r))}</td></tr>"
         )
     return (
         f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "

@@ -283,6 +283,8 @@ def test_the_not_paired_note_says_to_train_sasrec_when_the_saved_one_is_of_other
 def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tables_lstm_attn(home, tmp_path, capsys):
     """Probe and review: the note's `train --models lightgbm` fitted another lstm-attn at seed 0 and
     default settings, where the table's was trained with --seed 1 and a rankers TOML."""
+    from flows.report import _results_table
+
     assert _cli(home, "evaluate", "--models", "lstm-attn,lightgbm") == 0
     (tmp_path / "one.toml").write_text("[lstm-attn]\nmax_epochs = 1\n")
     assert _cli(home, "train", "--models", "lstm-attn", "--seed", "1", "--config", str(tmp_path / "one.toml")) == 0
@@ -293,6 +295,7 @@ def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tabl
     table = results["models"]["lstm-attn"]
     assert table["train_seed"] == 1 and table["train_settings"] == {"max_epochs": 1}, table
     assert f"\n| lstm-attn | {table['version']} | 1 | max_epochs=1 |\n" in (home.reports_dir / "results.md").read_text()  # probe: results.json alone said
+    assert "<td>1</td><td>max_epochs=1</td></tr>" in _results_table(results, home.home)  # and the report's table
     advice = re.search(
         r"`reelsense --home \S+ train --models lightgbm --seed 1 --config FILE` trains one over it with the seed and settings of this table's lstm-attn "
         r"\(FILE: a rankers TOML whose \[lstm-attn\] table sets max_epochs = 1\), then `reelsense --home \S+ evaluate --models lightgbm` measures it",
