@@ -355,6 +355,9 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     stored = db.analysis(wh, "stored_explanation", {"user": user, "item": item, "run": wanted}).to_pylist() if wanted else []
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
+        ranked_by = next((r["model_version"] for r in runs if r["run_id"] == row["run_id"]), "")
+        if ranked_by.partition("@")[0] not in ("lstm-attn", "lightgbm"):  # probe: read as the ranker's own reasons
+            source += f" (ranked by {ranked_by}; the explanation is lstm-attn's, which explains the runs of every ranker)"
     elif run_id is not None:
         check_run(wh, run_id, without="the latest run that scored the pair")  # an unknown run is named, with the runs there are
         if run_id not in {r["run_id"] for r in runs}:  # probe: "report writes them" can never hold for a pair the run did not score

@@ -225,6 +225,26 @@ def test_explain_without_a_run_uses_the_newest_run_that_scored_the_pair(analyzed
         explain_lines(copy, "user00", "i000", run_id="run-report")
 
 
+def test_explain_of_a_run_of_another_ranker_says_which_ranked_it(analyzed, tmp_path):
+    """Probe: the stored explanation of a popularity run named lstm-attn alone, read as the reasons
+    of the ranker that scored it."""
+    from flows.rank import train_rankers
+
+    wh, _, _ = analyzed
+    home = tmp_path / "copy"
+    shutil.copytree(wh.home, home)
+    train_rankers(str(home), models=["popularity"])
+    score_batch(str(home), model="popularity", k=2, run_id="run-pop", users=["user00"])
+    analyze(str(home), run_id="run-pop", max_plot_users=0)
+    copy = type(wh)(home)
+    pop = artifacts.latest(copy.models_dir, "popularity")["version"]
+    item = db.fetch(copy, "SELECT item_id FROM scores WHERE run_id = 'run-pop' AND rank = 1")[0]["item_id"]
+    first = explain_lines(copy, "user00", item, run_id="run-pop")[0]
+    assert f"scored in run run-pop (ranked by popularity@{pop}; the explanation is lstm-attn's, which explains the runs of every ranker)" in first, first
+    own = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = 'run-report' LIMIT 1")[0]
+    assert "ranked by" not in explain_lines(wh, own["user_id"], own["item_id"], run_id="run-report")[0]  # a run of lstm-attn: said once, by its model
+
+
 def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed):
     """Probe, 2026-12-02: `reelsense report --run-id R` showed results.json of older models and data
     as if it were R's."""
