@@ -41,6 +41,7 @@ from flows.console import (
     report_line,
     results_lines,
     runnable,
+    settings_text,
 )
 from flows.runners import check_dask
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, TOP_K, check_rankers
@@ -497,7 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(run=_features)
     train = commands.add_parser("train", help="train the rankers (flow train-ranker)")
     train.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma-separated, from {', '.join(ALL_MODELS)}")
-    train.add_argument("--seed", type=_seed, default=0, help="training seed (default 0); a saved model of another seed is not reused")
+    train.add_argument(
+        "--seed",
+        type=_seed,
+        help="training seed (default 0; lstm-attn trained only as lightgbm's base: its latest's); a saved model of another seed is not reused",
+    )
     train.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     train.add_argument(
         "--force",
@@ -876,6 +881,7 @@ def _serve(args: argparse.Namespace) -> None:
 def _list_models(args: argparse.Namespace) -> None:
     from flows.latest import latest_meta
     from ranker.artifacts import list_models, read_meta
+    from ranker.registry import chosen_settings
 
     wh = Warehouse(args.home)
     # A folder with no warehouse in it (probe: it printed "no trained models", exit 0; a file is refused by `main`).
@@ -911,24 +917,13 @@ def _list_models(args: argparse.Namespace) -> None:
             "data": m["data_fingerprint"],
             "fit_s": m.get("epoch_seconds") if m.get("fit_continued_after") else m.get("fit_seconds"),  # a continued fit: all its epochs
             "continued": str(m.get("fit_continued_after") or ""),  # epochs an earlier, stopped train had finished
-            "settings": _settings_cell(m),
+            "settings": settings_text(chosen_settings(m["name"], m.get("config"))),  # a retired ranker's: "-"
             "ndcg@10": _metric(m, "overall", "ndcg@10"),
             "masked_ndcg@10": _metric(m, "masked", "ndcg@10"),
         }
         for m in saved
     ]
-    print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows)))
-
-
-def _settings_cell(meta: dict[str, Any]) -> str:
-    """A saved version's settings other than this code's defaults, `k=v` (probe: only meta.json told
-    versions of other settings apart); "defaults", or "-" for a ranker without settings."""
-    from ranker.registry import chosen_settings
-
-    chosen = chosen_settings(meta["name"], meta.get("config"))
-    if chosen is None:  # a retired ranker's version too
-        return "-"
-    return ", ".join(f"{k}={v}" for k, v in sorted(chosen.items())) or "defaults"
+    print(format_table(pa.Table.from_pylist(rows), max_rows=len(rows), max_width=0))  # review: settings were cut at 48 columns
 
 
 def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:

@@ -641,9 +641,12 @@ def _dumps(plain: object) -> str:
     return _DECIMAL_STRING.sub(r"\1", json.dumps(plain, ensure_ascii=False, default=str))
 
 
-def settings_text(row: dict[str, Any]) -> str:
-    """A results row's settings other than the defaults, `k=v, ...`, or "-"."""
-    return ", ".join(f"{k}={v}" for k, v in sorted((row.get("train_settings") or {}).items())) or "-"
+def settings_text(chosen: dict[str, Any] | None) -> str:
+    """Settings other than the defaults (ranker/registry.py `chosen_settings`) as `models`, results.md
+    and the report show them: `k=v, ...`, "defaults", or "-" for a ranker without settings."""
+    if chosen is None:
+        return "-"
+    return ", ".join(f"{k}={v}" for k, v in sorted(chosen.items())) or "defaults"
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -683,9 +686,9 @@ def results_markdown(results: dict[str, Any]) -> str:
     # Which fits the rows measure (probe: results.json recorded their seed and settings, results.md did not).
     lines += ["", "## the models measured", "", "| model | version | training seed | settings other than the defaults |", "|---|---|---|---|"]
     for (name, r), shown in zip(results["models"].items(), shown_rows, strict=True):
-        settings = settings_text(r)
         over = f" (re-ranks {NEEDS_BASE[name]} {r['base_version']})" if r.get("base_version") and name in NEEDS_BASE else ""
-        lines.append(f"| {shown} | {r.get('version', '-')}{over} | {r.get('train_seed', '-')} | {settings} |")
+        seed = "-" if r.get("train_seed") is None else r["train_seed"]
+        lines.append(f"| {shown} | {r.get('version', '-')}{over} | {seed} | {settings_text(r.get('train_settings'))} |")
     protocol = results["protocol"]
     lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in protocol.items() if k != "users"), ""]
     return "\n".join(lines)

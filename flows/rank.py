@@ -107,6 +107,7 @@ def train_one(
         "code_version": artifacts.code_version(),
         "base_version": getattr(getattr(model, "base", None), "version", None),
         "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,
+        "settings": dict(settings or {}) if dataclasses.is_dataclass(getattr(model, "config", None)) else None,  # those given (a TOML's)
         "feature_schema": artifacts.feature_schema(data),
         "content": data.content_source,
         "n_items": data.n_items,
@@ -164,10 +165,16 @@ def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) 
 
 @flow(name="train-ranker", log_prints=True)
 def train_rankers(
-    home: str, models: list[str] = ALL_MODELS, seed: int = 0, device: str = "auto", force: bool = False, settings: dict[str, dict[str, Any]] | None = None
+    home: str,
+    models: list[str] = ALL_MODELS,
+    seed: int | None = None,
+    device: str = "auto",
+    force: bool = False,
+    settings: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) each ranker; `settings` maps a ranker name to overrides of its config
-    (a rankers TOML file, `reelsense train --config`); the registry stores the config it trained with."""
+    (a rankers TOML file, `reelsense train --config`); the registry stores the config it trained with.
+    `seed` None: 0, except for a base trained only for its re-ranker (`base_fits`)."""
     logger = get_run_logger()
     models_dir = Warehouse(home).models_dir
     for name in _ordered(models):  # before any fit (probe: a minute's fit, then its LATEST write failed on the folder)
@@ -175,17 +182,20 @@ def train_rankers(
             raise artifacts.ModelMismatch(damaged_latest(models_dir, name, IsADirectoryError()))
     current_samples(home)
     data = load_dataset(Warehouse(home), MAX_HISTORY)
-    settings = {**(settings or {}), **base_settings(models_dir, models, settings or {})}
+    inherited = base_fits(models_dir, models, settings or {}, seed)
+    settings = {**(settings or {}), **{name: fit.settings for name, fit in inherited.items()}}
     for name in _ordered(models):  # settings the data decides, before any fit (probe: a second model's failed after the first trained)
         codes = (settings.get(name) or {}).get("semantic_codes", 0)
         if codes and data.content_source != "none" and codes > (items := items_for_codes(data)):
-            raise too_many_codes(codes, items, f"[{name}] semantic_codes =")
+            where = f"{name} {inherited[name].version}'s semantic_codes =" if name in inherited else f"[{name}] semantic_codes ="
+            raise too_many_codes(codes, items, where)
     trained: dict[str, Any] = {}
     metas = {}
     for name in _ordered(models):
         # --force retrains the models asked for, not a base added for them (probe, 2026-12-03:
         # `train --models lightgbm --force` retrained lstm-attn too, for 20 minutes on MicroLens)
-        trained[name], metas[name] = train_one(home, name, data, trained, seed, device_for(device), force and name in models, settings.get(name))
+        fit_seed = inherited[name].seed if name in inherited and inherited[name].seed is not None else seed or 0
+        trained[name], metas[name] = train_one(home, name, data, trained, fit_seed, device_for(device), force and name in models, settings.get(name))
         if metas[name].get("reused"):
             logger.info("reused %s %s (same data, content, settings, code)", name, metas[name]["version"])
         else:
@@ -193,12 +203,23 @@ def train_rankers(
     return metas
 
 
-def base_settings(models_dir: Path, models: list[str], settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The settings of each base that is trained only for a re-ranker of `models` and that no rankers
-    TOML sets: those its latest version was trained with, so `train --models lightgbm` re-ranks the
-    lstm-attn the user trained (probe, 2026-12-06: over an lstm-attn of a TOML it trained a default
-    lstm-attn and made it the latest). A model asked for by name trains with the TOML's settings or
-    the defaults, as before."""
+@dataclasses.dataclass(frozen=True)
+class Inherited:
+    """What a base trained only for its re-ranker takes from its latest version (`base_fits`)."""
+
+    version: str
+    settings: dict[str, Any]
+    seed: int | None  # None: the seed `train` was given
+
+
+def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str, Any]], seed: int | None) -> dict[str, Inherited]:
+    """For each base trained only for a re-ranker of `models` (lstm-attn for lightgbm) that no rankers
+    TOML sets: the settings, and the seed where `seed` is None (no --seed), of its latest version, so
+    `train --models lightgbm` re-ranks the lstm-attn the user trained (probe, 2026-12-06: over an
+    lstm-attn of a TOML it trained a default lstm-attn and made it the latest; review: and over one of
+    --seed 1, one of seed 0). The settings are those the latest was given (meta.json's `settings`;
+    before that was recorded, its config's values other than today's defaults). A model asked for by
+    name trains with the TOML's settings or the defaults, and --seed or 0, as before."""
     found = {}
     for name in _ordered(models):
         if name in models or name in settings:
@@ -207,11 +228,17 @@ def base_settings(models_dir: Path, models: list[str], settings: dict[str, dict[
             saved = checked_latest(models_dir, name)
         except LATEST_ERRORS:  # train_one names the damage and trains anew
             continue
-        chosen = chosen_settings(name, (saved or {}).get("config"))  # a setting added since keeps its default
-        if chosen:
-            said = ", ".join(f"{k} = {v!r}" for k, v in sorted(chosen.items()))
-            say(f"{name}, the base of {', '.join(m for m in models if NEEDS_BASE.get(m) == name)}: the settings of its latest {saved['version']} ({said})")  # type: ignore[index]
-            found[name] = chosen
+        if saved is None:
+            continue
+        given = saved.get("settings")
+        chosen = dict(given) if isinstance(given, dict) else chosen_settings(name, saved.get("config")) or {}
+        inherited = Inherited(saved["version"], chosen, saved.get("seed") if seed is None else None)
+        parts = ([f"seed {inherited.seed}"] if inherited.seed else []) + [f"{k} = {v!r}" for k, v in sorted(chosen.items())]
+        if parts:
+            what = "seed and settings" if inherited.seed and chosen else "seed" if inherited.seed else "settings"
+            rerankers = ", ".join(m for m in models if NEEDS_BASE.get(m) == name)
+            say(f"{name}, the base of {rerankers}: the {what} of its latest {saved['version']} ({'; '.join(parts)})")
+        found[name] = inherited
     return found
 
 
@@ -263,7 +290,7 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
 def training_record(models_dir: Path, name: str, version: str) -> dict[str, Any]:
     """The seed a saved model was trained with and its settings that differ from the defaults."""
     meta = artifacts.read_meta(models_dir, name, version)
-    return {"train_seed": meta.get("seed"), "train_settings": chosen_settings(name, meta.get("config")) or {}}  # {}: lightgbm, itemknn, popularity
+    return {"train_seed": meta.get("seed"), "train_settings": chosen_settings(name, meta.get("config"))}  # None: lightgbm, itemknn, popularity
 
 
 @flow(name="evaluate", log_prints=True)

@@ -336,7 +336,7 @@ def _results_table(results: dict[str, Any], home: Path) -> str:
         body += (
             f"<tr><td>{html.escape(shown)}</td><td>{o['ndcg@10']:.4f}</td><td>{ci[0]:.4f}-{ci[1]:.4f}</td>"
             f"<td>{o['hr@10']:.4f}</td><td>{m['ndcg@10']:.4f}</td><td>{vs_text}</td><td>{r['ctr_sampled']['auc']:.4f}</td>"
-            f"<td>{html.escape(str(r.get('train_seed', '-')))}</td><td>{html.escape(settings_text(r))}</td></tr>"
+            f"<td>{'-' if r.get('train_seed') is None else r['train_seed']}</td><td>{html.escape(settings_text(r.get('train_settings')))}</td></tr>"
         )
     return (
         f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "

@@ -240,7 +240,8 @@ def test_explain_of_a_run_of_another_ranker_says_which_ranked_it(analyzed, tmp_p
     pop = artifacts.latest(copy.models_dir, "popularity")["version"]
     item = db.fetch(copy, "SELECT item_id FROM scores WHERE run_id = 'run-pop' AND rank = 1")[0]["item_id"]
     first = explain_lines(copy, "user00", item, run_id="run-pop")[0]
-    assert f"scored in run run-pop (ranked by popularity@{pop}; the explanation is lstm-attn's, which explains the runs of every ranker)" in first, first
+    said = f"(ranked by popularity@{pop}; explained by the model named at the end of this line, which explains the runs of every ranker)"
+    assert f"scored in run run-pop {said}" in first and "; model lstm-attn@" in first, first
     own = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = 'run-report' LIMIT 1")[0]
     assert "ranked by" not in explain_lines(wh, own["user_id"], own["item_id"], run_id="run-report")[0]  # a run of lstm-attn: said once, by its model
 

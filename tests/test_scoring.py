@@ -318,13 +318,20 @@ def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tabl
 
 def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_path, caplog, capsys):
     """Probe: `train --models lightgbm --force` over an lstm-attn of a rankers TOML trained a default
-    lstm-attn as its base and made it the latest."""
+    lstm-attn as its base and made it the latest (review: and over one of --seed 1, one of seed 0)."""
     (tmp_path / "one.toml").write_text("[lstm-attn]\nmax_epochs = 1\n")
-    assert _cli(home, "train", "--models", "lstm-attn", "--config", str(tmp_path / "one.toml")) == 0
+    assert _cli(home, "train", "--models", "lstm-attn", "--seed", "1", "--config", str(tmp_path / "one.toml")) == 0
     base = artifacts.latest(home.models_dir, "lstm-attn")["version"]
     assert _cli(home, "train", "--models", "lightgbm", "--force") == 0
     said = [r.getMessage() for r in caplog.records]  # the flow's log
-    assert f"lstm-attn, the base of lightgbm: the settings of its latest {base} (max_epochs = 1)" in said, said
+    assert f"lstm-attn, the base of lightgbm: the seed and settings of its latest {base} (seed 1; max_epochs = 1)" in said, said
+    meta = home.models_dir / "rankers" / "lstm-attn" / base / "meta.json"
+    written = json.loads(meta.read_text())
+    assert written["settings"] == {"max_epochs": 1}  # those the TOML gave, carried on as given
+    meta.write_text(json.dumps({k: v for k, v in written.items() if k != "settings"}))  # saved before `settings` was recorded
+    caplog.clear()
+    assert _cli(home, "train", "--models", "lightgbm", "--force") == 0
+    assert f"lstm-attn, the base of lightgbm: the seed and settings of its latest {base} (seed 1; max_epochs = 1)" in [r.getMessage() for r in caplog.records]
     assert artifacts.latest(home.models_dir, "lstm-attn")["version"] == base  # reused, not fitted again
     assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == base
     latest_ctr = artifacts.latest(home.models_dir, "lightgbm")["version"]
