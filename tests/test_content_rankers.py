@@ -320,14 +320,12 @@ def test_fit_prepares_borrow_dropped_and_refuses_it_without_neighbours(planted_w
 
 def test_a_checkpoint_from_before_borrowing_keeps_scoring_cold_items_by_content_alone(fitted, tmp_path):
     data, model, _ = fitted
-    if not isinstance(model, Sasrec):
-        pytest.skip("lstm-attn does not borrow by default")
-    assert model.config.cold_neighbours > 0
+    assert model.config.cold_neighbours > 0  # lstm-attn's since 2026-12-06
     model.save(tmp_path / "model")
     saved = torch.load(tmp_path / "model", weights_only=False)
     del saved["config"]["cold_neighbours"], saved["config"]["cold_temperature"]  # as written before borrowing existed
     torch.save(saved, tmp_path / "older")
-    older = Sasrec(use_content=True)
+    older = type(model)(use_content=True)
     older.load(tmp_path / "older", data)
     assert older.config.cold_neighbours == 0
     cold = np.flatnonzero(~data.in_training & data.scorable)
