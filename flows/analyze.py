@@ -336,11 +336,12 @@ def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> Non
         )
 
 
-def ranked_by_another(model_version: str | None) -> str:
-    """ " (ranked by popularity@V; ...)" where a run was ranked by a model other than the one that
-    explains it (probe: the explanation of a popularity run named lstm-attn alone, and read as the
-    reasons popularity ranked the item); "" for a run of lstm-attn or lightgbm, or an unknown one."""
-    if not model_version or model_version.partition("@")[0] in ("lstm-attn", "lightgbm"):
+def ranked_by_another(model_version: str | None, explained_by: str) -> str:
+    """ " (ranked by popularity@V; ...)" where a run was ranked by a model other than the ones that
+    explain it (`explained_by`, "lstm-attn@V+lightgbm@L") (probe: the explanation of a popularity run
+    named lstm-attn alone, and read as the reasons popularity ranked the item; a lightgbm run explained
+    by newer versions did not say so); "" for a run its explainers scored, or an unknown run."""
+    if not model_version or model_version in explained_by.split("+"):
         return ""
     return f" (ranked by {model_version}; explained by the model named at the end of this line, which explains the runs of every ranker)"
 
@@ -364,7 +365,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     stored = db.analysis(wh, "stored_explanation", {"user": user, "item": item, "run": wanted}).to_pylist() if wanted else []
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
-        source += ranked_by_another(next((r["model_version"] for r in runs if r["run_id"] == row["run_id"]), None))
+        source += ranked_by_another(next((r["model_version"] for r in runs if r["run_id"] == row["run_id"]), None), row["model_version"])
     elif run_id is not None:
         check_run(wh, run_id, without="the latest run that scored the pair")  # an unknown run is named, with the runs there are
         if run_id not in {r["run_id"] for r in runs}:  # probe: "report writes them" can never hold for a pair the run did not score
@@ -393,8 +394,9 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         )  # probes: scoring never serves an engaged item, so no report will store its explanation; nor one of a pair no run scored
         if runs:  # scored, but the newest run that scored it has no explanation stored
             older = next((r["run_id"] for r in runs if r["explained"]), None)
+            ranked = ranked_by_another(runs[0]["model_version"], row["model_version"])
             source = (
-                f"computed now: run {runs[0]['run_id']}, the newest to score this pair{ranked_by_another(runs[0]['model_version'])}, has no stored "
+                f"computed now: run {runs[0]['run_id']}, the newest to score this pair{ranked}, has no stored "
                 f"explanation (`reelsense report --run-id {runs[0]['run_id']}` stores them)"
                 + (f"; run {older}'s is shown by `--run-id {older}`" if older else "")
             )

@@ -36,7 +36,7 @@ from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
 from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
-from ranker.registry import build, chosen_settings
+from ranker.registry import CONTENT_ONLY, build, chosen_settings
 from ranker.training import FitCheckpoint, discard, items_for_codes, stopped_fit, too_many_codes
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
@@ -147,10 +147,11 @@ def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) 
         old, defaults = saved["config"], dataclasses.asdict(type(model.config)())
         # A setting added since (at its default) is the code's change, not the user's (probe: sasrec
         # said "content_hidden None -> 0", a setting refused for it).
+        unused = CONTENT_ONLY if not getattr(model, "use_content", True) else set()  # an id-only ranker's item-tower keys (probe)
         changed = [
             f"{k} {old.get(k)!r} -> {config.get(k)!r}"
             for k in sorted(old.keys() | config.keys())
-            if old.get(k) != config.get(k) and not (k not in old and config.get(k) == defaults.get(k))
+            if old.get(k) != config.get(k) and not (k not in old and config.get(k) == defaults.get(k)) and k not in unused
         ]
         if changed:
             reasons.append(f"its settings changed ({', '.join(changed)})")
@@ -189,6 +190,8 @@ def train_rankers(
         if codes and data.content_source != "none" and codes > (items := items_for_codes(data)):
             where = f"{name} {inherited[name].version}'s semantic_codes =" if name in inherited else f"[{name}] semantic_codes ="
             raise too_many_codes(codes, items, where)
+    for name, fit in inherited.items():  # before any fit (probe: a stopped fit of hours was replaced)
+        keep_stopped_fit(models_dir, name, models, data, fit, settings.get(name), seed)
     trained: dict[str, Any] = {}
     metas = {}
     for name in _ordered(models):
@@ -234,12 +237,41 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
         chosen = dict(given) if isinstance(given, dict) else chosen_settings(name, saved.get("config")) or {}
         inherited = Inherited(saved["version"], chosen, saved.get("seed") if seed is None else None)
         parts = ([f"seed {inherited.seed}"] if inherited.seed else []) + [f"{k} = {v!r}" for k, v in sorted(chosen.items())]
-        if parts:
+        # A default changed since the latest was trained: said, not hidden behind "its settings" (probe)
+        was, now = saved.get("config") or {}, dataclasses.asdict(build(name, "cpu", {}, chosen).config)  # type: ignore[attr-defined]
+        moved = [f"{k} {was[k]!r} -> {now[k]!r}" for k in sorted(now) if k in was and was[k] != now[k] and k not in chosen]
+        if parts or moved:
             what = "seed and settings" if inherited.seed and chosen else "seed" if inherited.seed else "settings"
             rerankers = ", ".join(m for m in models if NEEDS_BASE.get(m) == name)
-            say(f"{name}, the base of {rerankers}: the {what} of its latest {saved['version']} ({'; '.join(parts)})")
+            given = f"the {what} of its latest {saved['version']} ({'; '.join(parts)})" if parts else f"the settings of its latest {saved['version']}"
+            since = f"; today's defaults where it had others ({', '.join(moved)})" if moved else ""
+            say(f"{name}, the base of {rerankers}: {given}{since}")
         found[name] = inherited
     return found
+
+
+def keep_stopped_fit(models_dir: Path, name: str, models: list[str], data: Dataset, fit: Inherited, settings: dict[str, Any] | None, seed: int | None) -> None:
+    """A base trained only for its re-ranker never replaces a stopped fit of its own (`train` of the
+    base, asked for by name, decides that): ReelsenseError where its latest cannot be reused and
+    unfinished.pt holds another fit (probe, 2026-12-06: `train --models lightgbm` took the latest's
+    seed and replaced a stopped lstm-attn fit of 9 epochs, with one log line)."""
+    unfinished = artifacts.unfinished_fit(models_dir, name)
+    was = stopped_fit(unfinished) if unfinished.is_file() else None
+    if not was or not was["readable"]:
+        return
+    model = build(name, "cpu", {}, settings)
+    fit_seed = fit.seed if fit.seed is not None else seed or 0
+    key = artifacts.reuse_key(name, model, data, fit_seed)
+    saved = artifacts.read_meta(models_dir, name, fit.version)
+    if saved.get("reuse_key") == key or FitCheckpoint.for_fit(unfinished, model, data, fit_seed).holds_this_fit():
+        return  # the latest is reused, or the stopped fit is this very fit and continues
+    rerankers = ",".join(m for m in models if NEEDS_BASE.get(m) == name)
+    raise ReelsenseError(
+        f"{rerankers} re-ranks {name}, which would be trained for it now (seed {fit_seed}, the latest {fit.version}'s "
+        f"settings) and so replace {name}'s stopped fit ({count(was['epochs'], 'epoch')} finished, {unfinished}); nothing was trained. "
+        f"`reelsense models` names the `train` that continues that fit (then `reelsense train --models {rerankers}` re-ranks it), "
+        f"or `reelsense train --models {name},{rerankers}` with the --seed and --config you want trains both and replaces it"
+    )
 
 
 def _ordered(models: list[str]) -> list[str]:

@@ -52,12 +52,15 @@ def build(name: str, device: str, trained: dict[str, Ranker], settings: dict[str
 def chosen_settings(name: str, config: Any) -> dict[str, Any] | None:
     """The settings of a saved model's config (as its meta.json records it) that differ from this
     code's defaults; a setting this code no longer has is left out. None for a ranker without
-    settings, or one this version does not train."""
-    defaults = _config(RANKERS[name]("cpu")) if name in RANKERS else None
+    settings, or one this version does not train. An id-only ranker's item-tower keys (`CONTENT_ONLY`)
+    are not its settings: it has no content path for them to change."""
+    model = RANKERS[name]("cpu") if name in RANKERS else None
+    defaults = _config(model) if model is not None else None
     if not isinstance(config, dict) or defaults is None:
         return None
     fields = dataclasses.asdict(defaults)
-    return {k: v for k, v in config.items() if k in fields and fields[k] != v}
+    unused = CONTENT_ONLY if not getattr(model, "use_content", True) else set()  # an id-only ranker's item-tower keys (probe)
+    return {k: v for k, v in config.items() if k in fields and fields[k] != v and k not in unused}
 
 
 @runtime_checkable

@@ -316,7 +316,7 @@ def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tabl
     assert "trains one over it" not in capsys.readouterr().out
 
 
-def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_path, caplog, capsys):
+def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_path, caplog, capsys, monkeypatch):
     """Probe: `train --models lightgbm --force` over an lstm-attn of a rankers TOML trained a default
     lstm-attn as its base and made it the latest (review: and over one of --seed 1, one of seed 0)."""
     (tmp_path / "one.toml").write_text("[lstm-attn]\nmax_epochs = 1\n")
@@ -340,6 +340,29 @@ def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_p
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     listed = {(row[0], row[1]): dict(zip(rows[0], row)) for row in rows[1:]}
     assert listed[("lstm-attn", base)]["settings"] == "max_epochs=1" and listed[("lightgbm", latest_ctr)]["settings"] == "-", listed
+    # An id-only ranker's item-tower keys are no settings of it (probe: lstm-attn-no-content showed cold_neighbours=0).
+    from ranker.registry import chosen_settings
+    from ranker.sequence import LstmAttnConfig
+
+    assert chosen_settings("lstm-attn-no-content", {**vars(LstmAttnConfig()), "cold_neighbours": 0, "dim": 8}) == {"dim": 8}
+    # A default changed since the latest was trained: said (probe: "the settings of its latest" hid it).
+    written = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**written, "settings": {"max_epochs": 1}, "config": {**written["config"], "cold_neighbours": 0}}))  # as before 2026-12-06
+    caplog.clear()
+    assert _cli(home, "train", "--models", "lightgbm") == 0
+    moved = f"the seed and settings of its latest {base} (seed 1; max_epochs = 1); today's defaults where it had others (cold_neighbours 0 -> 20)"
+    assert f"lstm-attn, the base of lightgbm: {moved}" in [r.getMessage() for r in caplog.records]
+    # A stopped lstm-attn fit is never replaced by a base trained only for lightgbm (probe: 9 epochs lost).
+    from test_fit_checkpoint import stopped_after
+
+    from ranker.sequence import LstmAttn
+
+    unfinished = artifacts.unfinished_fit(home.models_dir, "lstm-attn")
+    stopped_after(1, lambda: LstmAttn(use_content=True), load_dataset(home), unfinished, monkeypatch)
+    before = {name: artifacts.latest(home.models_dir, name)["version"] for name in ("lstm-attn", "lightgbm")}
+    assert _cli(home, "train", "--models", "lightgbm", "--seed", "0") == 2  # seed 0: the latest (seed 1) is not reused
+    assert "replace lstm-attn's stopped fit (1 epoch finished" in capsys.readouterr().err and unfinished.is_file()
+    assert {name: artifacts.latest(home.models_dir, name)["version"] for name in before} == before  # nothing was trained
 
 
 def test_evaluating_some_models_keeps_the_others_results(home, capsys):
