@@ -380,8 +380,8 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     markdown = (home.reports_dir / "results.md").read_text()
     assert "\\* Kept from an earlier evaluation of the same data, seed and users: lstm-attn." in markdown
     assert "\n| lstm-attn \\* | " in markdown and "\n| lightgbm | " in markdown  # probe: the tables marked no kept row
-    # Every table of it: both protocols, the score-batch path's two retrievals, the CTR metrics (probe).
-    assert markdown.count("\n| lstm-attn \\* | ") == 5 and "\n| lstm-attn | " not in markdown, markdown
+    # Every table of it: both protocols, the score-batch path's two retrievals, the CTR metrics, the models measured (probe).
+    assert markdown.count("\n| lstm-attn \\* | ") == 6 and "\n| lstm-attn | " not in markdown, markdown
     # The row's training seed, for advice that must reuse the very model (probe).
     assert again["models"]["lightgbm"]["train_seed"] == 0
     assert markdown.startswith("# Results: tiny platform\n") and again["dataset"] == "tiny platform"  # the kept rows' name
