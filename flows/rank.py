@@ -233,8 +233,7 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
             continue
         if saved is None:
             continue
-        given = saved.get("settings")
-        chosen = dict(given) if isinstance(given, dict) else chosen_settings(name, saved.get("config")) or {}
+        chosen = artifacts.given_settings(name, saved)
         inherited = Inherited(saved["version"], chosen, saved.get("seed") if seed is None else None)
         parts = ([f"seed {inherited.seed}"] if inherited.seed else []) + [f"{k} = {v!r}" for k, v in sorted(chosen.items())]
         # A default changed since the latest was trained: said, not hidden behind "its settings" (probe)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ranker.data import POPULARITY, Dataset
 from ranker.names import NEEDS_BASE, READS_CONTENT
-from ranker.registry import build
+from ranker.registry import build, chosen_settings
 from warehouse import store
 from warehouse.db import QUARANTINED_ITEMS
 from warehouse.errors import ReelsenseError
@@ -317,13 +317,23 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
     checked_meta(models_dir, name, data, version=version, match=match, fix=fix)
 
 
+def given_settings(name: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The settings a rankers TOML gave a saved version: meta.json's `settings`, or, where it was saved
+    before they were recorded, its config's values other than today's defaults."""
+    given = meta.get("settings")
+    return dict(given) if isinstance(given, dict) else chosen_settings(name, meta.get("config")) or {}
+
+
 def find_reusable_base(models_dir: Path, name: str, data: Dataset, *, not_version: str | None) -> str | None:
-    """The latest version of `name` where a plain `reelsense train` would reuse it on `data` (its
-    reuse key: the same rows, items, content vectors, default settings, seed 0 and this code), other
-    than `not_version`; else None (review: the advice claimed reuse for a model train would retrain)."""
+    """The latest version of base `name` where `reelsense train --models <its re-ranker>` would reuse
+    it on `data` (its reuse key: the same rows, items, content vectors and code, with the settings it
+    was given and its seed, which such a train takes from it: flows/rank.py `base_fits`), other than
+    `not_version`; else None (review: the advice claimed reuse for a model train would retrain)."""
     try:
         meta = latest(models_dir, name)
-        if meta is None or meta["version"] == not_version or meta.get("reuse_key") != reuse_key(name, build(name, "cpu", {}), data, 0):
+        if meta is None or meta["version"] == not_version:
+            return None
+        if meta.get("reuse_key") != reuse_key(name, build(name, "cpu", {}, given_settings(name, meta)), data, meta.get("seed") or 0):
             return None
     except ReelsenseError:  # a damaged LATEST or meta.json: no claim
         return None

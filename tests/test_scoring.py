@@ -430,15 +430,16 @@ def test_evaluating_some_models_keeps_the_others_results(home, capsys):
     fitting = f"`reelsense --home {home.home} evaluate --models popularity,lstm-attn` (with your other options)"
     assert err.rstrip().endswith(f"Nothing was evaluated; the models that fit: {fitting}")
     assert list(json.loads((home.reports_dir / "results.json").read_text())["models"]) == ["popularity"]
-    # A latest lstm-attn that a plain `train` would not reuse (another seed) is not offered (review).
+    # A latest lstm-attn of another seed is offered too: `train --models lightgbm` takes its seed and
+    # settings (before it did, it was not offered: that train fitted one of seed 0; review).
     assert _cli(home, "train", "--models", "lstm-attn", "--seed", "3") == 0
+    seeded = artifacts.latest(home.models_dir, "lstm-attn")["version"]
     capsys.readouterr()
     assert _cli(home, "evaluate", "--models", "lightgbm") == 2
     err = capsys.readouterr().err
-    assert "which fits" not in err and f"retrain it with lightgbm, which re-ranks it: `reelsense --home {home.home} train --models lstm-attn,lightgbm`" in err
+    assert f"; `reelsense --home {home.home} train --models lightgbm` re-ranks the latest lstm-attn {seeded}, which fits\n" in err, err
     assert _cli(home, "train", "--models", "lightgbm") == 0
-    latest = artifacts.latest(home.models_dir, "lstm-attn")  # train reuses only the latest: seed 0's again, retrained
-    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == latest["version"] != new_base and latest["seed"] == 0
+    assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == seeded == artifacts.latest(home.models_dir, "lstm-attn")["version"]
     # No lightgbm trained: said as such (review: "lightgbm  re-ranks lstm-attn , which does not fit").
     empty = home.home / "empty-models"
     shutil.copytree(home.models_dir / "rankers" / "lstm-attn", empty / "rankers" / "lstm-attn")
