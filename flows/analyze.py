@@ -343,6 +343,8 @@ def ranked_by_another(model_version: str | None, explained_by: str) -> str:
     by newer versions did not say so); "" for a run its explainers scored, or an unknown run."""
     if not model_version or model_version in explained_by.split("+"):
         return ""
+    if model_version.partition("@")[0] in ("lstm-attn", "lightgbm"):  # its own versions are gone or no longer fit
+        return f" (ranked by {model_version}, which cannot explain it now; explained by the model named at the end of this line)"
     return f" (ranked by {model_version}; explained by the model named at the end of this line, which explains the runs of every ranker)"
 
 

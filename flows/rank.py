@@ -191,7 +191,7 @@ def train_rankers(
             where = f"{name} {inherited[name].version}'s semantic_codes =" if name in inherited else f"[{name}] semantic_codes ="
             raise too_many_codes(codes, items, where)
     for name, fit in inherited.items():  # before any fit (probe: a stopped fit of hours was replaced)
-        keep_stopped_fit(models_dir, name, models, data, fit, settings.get(name), seed)
+        keep_stopped_fit(models_dir, name, models, data, fit=fit, settings=settings.get(name), seed=seed, device=device_for(device))
     trained: dict[str, Any] = {}
     metas = {}
     for name in _ordered(models):
@@ -238,31 +238,38 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
         parts = ([f"seed {inherited.seed}"] if inherited.seed else []) + [f"{k} = {v!r}" for k, v in sorted(chosen.items())]
         # A default changed since the latest was trained: said, not hidden behind "its settings" (probe)
         was, now = saved.get("config") or {}, dataclasses.asdict(build(name, "cpu", {}, chosen).config)  # type: ignore[attr-defined]
-        moved = [f"{k} {was[k]!r} -> {now[k]!r}" for k in sorted(now) if k in was and was[k] != now[k] and k not in chosen]
+        changed = [k for k in sorted(now) if k in was and was[k] != now[k] and k not in chosen]
+        moved = [f"{k} {was[k]!r} -> {now[k]!r}" for k in changed]
         if parts or moved:
             what = "seed and settings" if inherited.seed and chosen else "seed" if inherited.seed else "settings"
             rerankers = ", ".join(m for m in models if NEEDS_BASE.get(m) == name)
             given = f"the {what} of its latest {saved['version']} ({'; '.join(parts)})" if parts else f"the settings of its latest {saved['version']}"
-            since = f"; today's defaults where it had others ({', '.join(moved)})" if moved else ""
+            keep = f"a rankers TOML whose [{name}] table sets {', '.join(f'{k} = {was[k]!r}' for k in changed)} keeps them"
+            since = f"; today's defaults where it had others ({', '.join(moved)}; {keep})" if moved else ""
             say(f"{name}, the base of {rerankers}: {given}{since}")
         found[name] = inherited
     return found
 
 
-def keep_stopped_fit(models_dir: Path, name: str, models: list[str], data: Dataset, fit: Inherited, settings: dict[str, Any] | None, seed: int | None) -> None:
-    """A base trained only for its re-ranker never replaces a stopped fit of its own (`train` of the
-    base, asked for by name, decides that): ReelsenseError where its latest cannot be reused and
-    unfinished.pt holds another fit (probe, 2026-12-06: `train --models lightgbm` took the latest's
-    seed and replaced a stopped lstm-attn fit of 9 epochs, with one log line)."""
+def keep_stopped_fit(
+    models_dir: Path, name: str, models: list[str], data: Dataset, *, fit: Inherited, settings: dict[str, Any] | None, seed: int | None, device: str
+) -> None:
+    """A base trained only for its re-ranker never replaces a stopped fit of its own that its own
+    `train` could continue (`train` of the base, asked for by name, decides that): ReelsenseError where
+    its latest cannot be reused and unfinished.pt holds such another fit (probe, 2026-12-06: `train
+    --models lightgbm` took the latest's seed and replaced a stopped lstm-attn fit of 9 epochs, with one
+    log line). A fit of other code or other data, which no `train` continues, is replaced as before."""
     unfinished = artifacts.unfinished_fit(models_dir, name)
     was = stopped_fit(unfinished) if unfinished.is_file() else None
-    if not was or not was["readable"]:
+    if not was or not was["readable"] or was["code"] != artifacts.code_version() or was["config"] is None:
         return
-    model = build(name, "cpu", {}, settings)
+    own = build(name, was["device"] or "cpu", {}, was["config"])  # as `reelsense models` reads it (flows/cli.py)
+    if FitCheckpoint.for_fit(unfinished, own, data, was["seed"]).key != was["key"]:
+        return  # the data changed since it ran: its own `train` would start over too
+    model = build(name, device, {}, settings)
     fit_seed = fit.seed if fit.seed is not None else seed or 0
-    key = artifacts.reuse_key(name, model, data, fit_seed)
     saved = artifacts.read_meta(models_dir, name, fit.version)
-    if saved.get("reuse_key") == key or FitCheckpoint.for_fit(unfinished, model, data, fit_seed).holds_this_fit():
+    if saved.get("reuse_key") == artifacts.reuse_key(name, model, data, fit_seed) or FitCheckpoint.for_fit(unfinished, model, data, fit_seed).holds_this_fit():
         return  # the latest is reused, or the stopped fit is this very fit and continues
     rerankers = ",".join(m for m in models if NEEDS_BASE.get(m) == name)
     raise ReelsenseError(

@@ -317,11 +317,19 @@ def check_with_base(models_dir: Path, name: str, data: Dataset, *, version: str 
     checked_meta(models_dir, name, data, version=version, match=match, fix=fix)
 
 
+# Defaults as they were before a change (a version saved before meta.json recorded its `settings` has
+# them in its config as if chosen): lstm-attn's item tower until 2026-12-02, its borrowing until 2026-12-06.
+FORMER_DEFAULTS: dict[str, dict[str, list[Any]]] = {"lstm-attn": {"id_drop": [0.5], "delta_ratio": [0.5], "cold_neighbours": [0]}}
+
+
 def given_settings(name: str, meta: dict[str, Any]) -> dict[str, Any]:
     """The settings a rankers TOML gave a saved version: meta.json's `settings`, or, where it was saved
-    before they were recorded, its config's values other than today's defaults."""
+    before they were recorded, its config's values other than today's defaults and former ones."""
     given = meta.get("settings")
-    return dict(given) if isinstance(given, dict) else chosen_settings(name, meta.get("config")) or {}
+    if isinstance(given, dict):
+        return dict(given)
+    former = FORMER_DEFAULTS.get(name, {})
+    return {k: v for k, v in (chosen_settings(name, meta.get("config")) or {}).items() if v not in former.get(k, [])}
 
 
 def find_reusable_base(models_dir: Path, name: str, data: Dataset, *, not_version: str | None) -> str | None:

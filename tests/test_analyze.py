@@ -243,7 +243,7 @@ def test_explain_of_a_run_of_another_ranker_says_which_ranked_it(analyzed, tmp_p
     said = f"(ranked by popularity@{pop}; explained by the model named at the end of this line, which explains the runs of every ranker)"
     assert f"scored in run run-pop {said}" in first and "; model lstm-attn@" in first, first
     # A lightgbm run explained by other versions than its own says so too (probe).
-    assert ranked_by_another("lightgbm@old", "lstm-attn@new+lightgbm@new").startswith(" (ranked by lightgbm@old; explained by the model named")
+    assert ranked_by_another("lightgbm@old", "lstm-attn@new+lightgbm@new").startswith(" (ranked by lightgbm@old, which cannot explain it now; explained by")
     assert ranked_by_another("lightgbm@new", "lstm-attn@new+lightgbm@new") == "" == ranked_by_another("lstm-attn@new", "lstm-attn@new+lightgbm@new")
     own = db.fetch(wh, "SELECT user_id, item_id FROM scores WHERE run_id = 'run-report' LIMIT 1")[0]
     assert "ranked by" not in explain_lines(wh, own["user_id"], own["item_id"], run_id="run-report")[0]  # a run of lstm-attn: said once, by its model
