@@ -220,8 +220,9 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
     TOML sets: the settings, and the seed where `seed` is None (no --seed), of its latest version, so
     `train --models lightgbm` re-ranks the lstm-attn the user trained (probe, 2026-12-06: over an
     lstm-attn of a TOML it trained a default lstm-attn and made it the latest; review: and over one of
-    --seed 1, one of seed 0). The settings are those the latest was given (meta.json's `settings`;
-    before that was recorded, its config's values other than today's defaults). A model asked for by
+    --seed 1, one of seed 0). The settings are those the latest was given (ranker/artifacts.py
+    `given_settings`: meta.json's `settings`, else its config's values other than today's defaults and
+    former ones). A model asked for by
     name trains with the TOML's settings or the defaults, and --seed or 0, as before."""
     found = {}
     for name in _ordered(models):
