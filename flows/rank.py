@@ -36,7 +36,7 @@ from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
 from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
-from ranker.registry import CONTENT_ONLY, build, chosen_settings
+from ranker.registry import build, chosen_settings, ignored_settings
 from ranker.training import FitCheckpoint, discard, items_for_codes, stopped_fit, too_many_codes
 from warehouse.errors import ReelsenseError
 from warehouse.store import Warehouse
@@ -147,7 +147,7 @@ def retrain_reason(saved: dict[str, Any], model: Any, data: Dataset, seed: int) 
         old, defaults = saved["config"], dataclasses.asdict(type(model.config)())
         # A setting added since (at its default) is the code's change, not the user's (probe: sasrec
         # said "content_hidden None -> 0", a setting refused for it).
-        unused = CONTENT_ONLY if not getattr(model, "use_content", True) else set()  # an id-only ranker's item-tower keys (probe)
+        unused = ignored_settings(model)  # an id-only ranker's item-tower keys (probe)
         changed = [
             f"{k} {old.get(k)!r} -> {config.get(k)!r}"
             for k in sorted(old.keys() | config.keys())
@@ -191,13 +191,13 @@ def train_rankers(
             where = f"{name} {inherited[name].version}'s semantic_codes =" if name in inherited else f"[{name}] semantic_codes ="
             raise too_many_codes(codes, items, where)
     for name, fit in inherited.items():  # before any fit (probe: a stopped fit of hours was replaced)
-        keep_stopped_fit(models_dir, name, models, data, fit=fit, settings=settings.get(name), seed=seed, device=device_for(device))
+        keep_stopped_fit(models_dir, name, models, data, fit=fit, settings=settings.get(name), device=device_for(device))
     trained: dict[str, Any] = {}
     metas = {}
     for name in _ordered(models):
         # --force retrains the models asked for, not a base added for them (probe, 2026-12-03:
         # `train --models lightgbm --force` retrained lstm-attn too, for 20 minutes on MicroLens)
-        fit_seed = inherited[name].seed if name in inherited and inherited[name].seed is not None else seed or 0
+        fit_seed = inherited[name].seed if name in inherited else seed or 0
         trained[name], metas[name] = train_one(home, name, data, trained, fit_seed, device_for(device), force and name in models, settings.get(name))
         if metas[name].get("reused"):
             logger.info("reused %s %s (same data, content, settings, code)", name, metas[name]["version"])
@@ -212,7 +212,8 @@ class Inherited:
 
     version: str
     settings: dict[str, Any]
-    seed: int | None  # None: the seed `train` was given
+    seed: int  # the latest's where `train` was given no --seed, else --seed's
+    reuse_key: str | None  # the latest's: whether it is reused
 
 
 def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str, Any]], seed: int | None) -> dict[str, Inherited]:
@@ -235,14 +236,15 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
         if saved is None:
             continue
         chosen = artifacts.given_settings(name, saved)
-        inherited = Inherited(saved["version"], chosen, saved.get("seed") if seed is None else None)
-        parts = ([f"seed {inherited.seed}"] if inherited.seed else []) + [f"{k} = {v!r}" for k, v in sorted(chosen.items())]
+        taken = saved.get("seed") if seed is None else None  # the latest's seed, where no --seed was given
+        inherited = Inherited(saved["version"], chosen, taken if taken is not None else seed or 0, saved.get("reuse_key"))
+        parts = ([f"seed {taken}"] if taken else []) + [f"{k} = {v!r}" for k, v in sorted(chosen.items())]
         # A default changed since the latest was trained: said, not hidden behind "its settings" (probe)
         was, now = saved.get("config") or {}, dataclasses.asdict(build(name, "cpu", {}, chosen).config)  # type: ignore[attr-defined]
         changed = [k for k in sorted(now) if k in was and was[k] != now[k] and k not in chosen]
         moved = [f"{k} {was[k]!r} -> {now[k]!r}" for k in changed]
         if parts or moved:
-            what = "seed and settings" if inherited.seed and chosen else "seed" if inherited.seed else "settings"
+            what = "seed and settings" if taken and chosen else "seed" if taken else "settings"
             rerankers = ", ".join(m for m in models if NEEDS_BASE.get(m) == name)
             given = f"the {what} of its latest {saved['version']} ({'; '.join(parts)})" if parts else f"the settings of its latest {saved['version']}"
             keep = f"a rankers TOML whose [{name}] table sets {', '.join(f'{k} = {was[k]!r}' for k in changed)} keeps them"
@@ -252,9 +254,7 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
     return found
 
 
-def keep_stopped_fit(
-    models_dir: Path, name: str, models: list[str], data: Dataset, *, fit: Inherited, settings: dict[str, Any] | None, seed: int | None, device: str
-) -> None:
+def keep_stopped_fit(models_dir: Path, name: str, models: list[str], data: Dataset, *, fit: Inherited, settings: dict[str, Any] | None, device: str) -> None:
     """A base trained only for its re-ranker never replaces a stopped fit of its own that its own
     `train` could continue (`train` of the base, asked for by name, decides that): ReelsenseError where
     its latest cannot be reused and unfinished.pt holds such another fit (probe, 2026-12-06: `train
@@ -268,13 +268,11 @@ def keep_stopped_fit(
     if FitCheckpoint.for_fit(unfinished, own, data, was["seed"]).key != was["key"]:
         return  # the data changed since it ran: its own `train` would start over too
     model = build(name, device, {}, settings)
-    fit_seed = fit.seed if fit.seed is not None else seed or 0
-    saved = artifacts.read_meta(models_dir, name, fit.version)
-    if saved.get("reuse_key") == artifacts.reuse_key(name, model, data, fit_seed) or FitCheckpoint.for_fit(unfinished, model, data, fit_seed).holds_this_fit():
+    if fit.reuse_key == artifacts.reuse_key(name, model, data, fit.seed) or FitCheckpoint.for_fit(unfinished, model, data, fit.seed).holds_this_fit():
         return  # the latest is reused, or the stopped fit is this very fit and continues
     rerankers = ",".join(m for m in models if NEEDS_BASE.get(m) == name)
     raise ReelsenseError(
-        f"{rerankers} re-ranks {name}, which would be trained for it now (seed {fit_seed}, the latest {fit.version}'s "
+        f"{rerankers} re-ranks {name}, which would be trained for it now (seed {fit.seed}, the latest {fit.version}'s "
         f"settings) and so replace {name}'s stopped fit ({count(was['epochs'], 'epoch')} finished, {unfinished}); nothing was trained. "
         f"`reelsense models` names the `train` that continues that fit (then `reelsense train --models {rerankers}` re-ranks it), "
         f"or `reelsense train --models {name},{rerankers}` with the --seed and --config you want trains both and replaces it"

@@ -176,6 +176,7 @@ def prune_versions(models_dir: Path, kept: set[str]) -> list[str]:
     }
     # A base that stays keeps the newest re-ranker over it: a run it scored is explained with that
     # one's feature contributions (probe: prune deleted it, and `report` then went without them).
+    # (metas run by version, oldest first, so each base keeps the newest)
     newest_over = {(m["name"], m["base_version"]): m["version"] for m in metas if m["name"] in NEEDS_BASE and m.get("base_version")}
     stays |= {f"{reranker}@{version}" for (reranker, base_version), version in newest_over.items() if f"{NEEDS_BASE[reranker]}@{base_version}" in stays}
     gone = []

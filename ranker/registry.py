@@ -54,13 +54,21 @@ def chosen_settings(name: str, config: Any) -> dict[str, Any] | None:
     code's defaults; a setting this code no longer has is left out. None for a ranker without
     settings, or one this version does not train. An id-only ranker's item-tower keys (`CONTENT_ONLY`)
     are not its settings: it has no content path for them to change."""
-    model = RANKERS[name]("cpu") if name in RANKERS else None
-    defaults = _config(model) if model is not None else None
-    if not isinstance(config, dict) or defaults is None:
+    if name not in RANKERS or not isinstance(config, dict):
+        return None
+    model = RANKERS[name]("cpu")
+    defaults = _config(model)
+    if defaults is None:
         return None
     fields = dataclasses.asdict(defaults)
-    unused = CONTENT_ONLY if not getattr(model, "use_content", True) else set()  # an id-only ranker's item-tower keys (probe)
+    unused = ignored_settings(model)
     return {k: v for k, v in config.items() if k in fields and fields[k] != v and k not in unused}
+
+
+def ignored_settings(model: Ranker) -> set[str]:
+    """The config keys a ranker has but never uses: an id-only ranker's item-tower keys (`CONTENT_ONLY`),
+    which it has no content path for (probe: lstm-attn-no-content listed cold_neighbours as its setting)."""
+    return CONTENT_ONLY if not getattr(model, "use_content", True) else set()
 
 
 @runtime_checkable
