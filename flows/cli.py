@@ -501,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--seed",
         type=_seed,
-        help="training seed (default 0; lstm-attn trained only as lightgbm's base: its latest's); a saved model of another seed is not reused",
+        help="training seed (default 0; lstm-attn trained only as lightgbm's base: its latest's, and lightgbm then takes it too); "
+        "a saved model of another seed is not reused",
     )
     train.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     train.add_argument(
@@ -577,6 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve every flow as a scheduled Prefect deployment (needs PREFECT_API_URL)")
     serve.add_argument("--name", default="default", help="deployment name: `prefect deployment run 'extract-items/<name>'`")
     serve.add_argument("--paused", action="store_true", help="register the schedules paused (runs only when triggered)")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        help="rankers TOML for the scheduled train-ranker (as `train --config`), read at each run: an edit reaches the next run",
+    )
     serve.set_defaults(run=_serve)
     models = commands.add_parser("models", help="list the trained rankers in the model registry")
     models.set_defaults(run=_list_models)
@@ -871,11 +877,21 @@ def _explain(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from flows.rank import nightly_settings_warning, settings_summary
     from flows.serve import serve_all
 
     wh = Warehouse(args.home)
+    config = None
+    if args.config:
+        from ranker.registry import load_settings
+
+        config = args.config.resolve()  # the deployment runs elsewhere: an absolute path
+        settings = load_settings(config)  # its mistakes now, not at 02:00
+        print(f"serve: train-ranker/{args.name} trains with {config}: {settings_summary(settings)}")
+    elif warning := nightly_settings_warning(wh.models_dir):
+        print(f"reelsense: warning: {warning}", file=sys.stderr)
     wh.home.mkdir(parents=True, exist_ok=True)
-    serve_all(str(wh.home), name=args.name, paused=args.paused)
+    serve_all(str(wh.home), name=args.name, paused=args.paused, train_config=None if config is None else str(config))
 
 
 def _list_models(args: argparse.Namespace) -> None:

@@ -157,6 +157,28 @@ def dropped_note(results: dict) -> str | None:
     return runnable(f"no longer in the table ({why}){how}")
 
 
+def older_code_note(results: dict) -> str | None:
+    """Which rows measure fits of other ranker code than the evaluation's (an upgrade since they were
+    trained; probe: evaluate measured them and said nothing), and the train that refits them."""
+    now = results.get("code_version")
+    older = [name for name, r in results["models"].items() if r.get("train_code") not in (None, now)]
+    if not older:
+        return None
+    names = ",".join(older)
+    them = "it" if len(older) == 1 else "them"
+    # With the seed and settings the rows were trained with (probe: a bare train refits at seed 0 and the defaults).
+    seeds = {results["models"][name].get("train_seed") for name in older} - {None, 0}
+    seed = f" --seed {seeds.pop()}" if len(seeds) == 1 else ""
+    settings = {name: results["models"][name]["train_settings"] for name in older if results["models"][name].get("train_settings")}
+    config = " --config FILE" if settings else ""
+    file = "".join(rankers_toml(name, chosen) for name, chosen in settings.items())
+    return runnable(
+        f"{'a fit' if len(older) == 1 else 'fits'} of other ranker code than this evaluation's ({now}) in the table: {', '.join(older)} "
+        f"(trained before an upgrade); `reelsense train --models {names}{seed}{config}` "
+        f"retrains {them} with this code{file}, then `reelsense evaluate --models {names}{same_evaluation(results)}` measures {them}"
+    )
+
+
 def cold_text(cold: dict) -> str:
     """A cold-item HR@10 with its user count: an HR@10 of 1.0000 over one user read as leakage (probe)."""
     return f"{cold['hr@10']:.4f} ({cold['users']})" if cold.get("users") else "-"
@@ -221,7 +243,7 @@ def results_lines(results: dict) -> list[str]:
         )
     if results.get("kept_from_earlier"):
         lines.append("* not evaluated by this command: kept from an earlier evaluate of the same data, seed and users")
-    for note in (dropped_note(results), unpaired_note(results), other_base_note(results)):
+    for note in (dropped_note(results), unpaired_note(results), other_base_note(results), older_code_note(results)):
         if note:
             lines.append(note)
     return lines
@@ -675,7 +697,7 @@ def results_markdown(results: dict[str, Any]) -> str:
                 f"{o['ndcg@20']:.4f} | {o['hr@20']:.4f} | {cold_shown} | {vs_text} |"
             )
         lines.append("")
-    for note in (dropped_note(results), unpaired_note(results), other_base_note(results)):
+    for note in (dropped_note(results), unpaired_note(results), other_base_note(results), older_code_note(results)):
         lines += [note[0].upper() + note[1:] + ".", ""] if note else []
     lines += served_markdown(shown_rows, "## the score-batch path (engaged items removed)")
     lines += ["## sampled CTR metrics", "", "| model | AUC | GAUC | logloss |", "|---|---|---|---|"]

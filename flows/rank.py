@@ -172,11 +172,22 @@ def train_rankers(
     device: str = "auto",
     force: bool = False,
     settings: dict[str, dict[str, Any]] | None = None,
+    config: str | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) each ranker; `settings` maps a ranker name to overrides of its config
     (a rankers TOML file, `reelsense train --config`); the registry stores the config it trained with.
-    `seed` None: 0, except for a base trained only for its re-ranker (`base_fits`)."""
+    `config`: the path of such a TOML, read when the run starts (the train-ranker deployment's
+    parameter, `reelsense serve --config`: an edit of the file reaches the next scheduled run).
+    `seed` None: 0, except for a base trained only for its re-ranker (`base_fits`: its latest's seed),
+    and that re-ranker, which trains with its base's seed."""
     logger = get_run_logger()
+    if config is not None:
+        if settings is not None:
+            raise ReelsenseError("train-ranker: give either `settings` or `config` (a rankers TOML), not both")
+        from ranker.registry import load_settings
+
+        settings = load_settings(config)  # checked before any training: unknown keys, wrong types
+        logger.info("settings from %s: %s", config, settings_summary(settings))
     models_dir = Warehouse(home).models_dir
     for name in _ordered(models):  # before any fit (probe: a minute's fit, then its LATEST write failed on the folder)
         if (models_dir / "rankers" / name / "LATEST").is_dir():
@@ -198,12 +209,40 @@ def train_rankers(
         # --force retrains the models asked for, not a base added for them (probe, 2026-12-03:
         # `train --models lightgbm --force` retrained lstm-attn too, for 20 minutes on MicroLens)
         fit_seed = inherited[name].seed if name in inherited else seed or 0
+        if seed is None and NEEDS_BASE.get(name) in inherited:  # a re-ranker trains with its base's seed (probe: lightgbm at 0 over an lstm-attn of 1)
+            fit_seed = inherited[NEEDS_BASE[name]].seed
         trained[name], metas[name] = train_one(home, name, data, trained, fit_seed, device_for(device), force and name in models, settings.get(name))
         if metas[name].get("reused"):
             logger.info("reused %s %s (same data, content, settings, code)", name, metas[name]["version"])
         else:
             logger.info("trained %s in %.1fs (version %s)", name, metas[name]["fit_seconds"], metas[name]["version"])
     return metas
+
+
+def settings_summary(settings: dict[str, dict[str, Any]]) -> str:
+    """A rankers TOML's tables in one line: `[lstm-attn] max_epochs = 1; [sasrec] patience = 3`."""
+    tables = [f"[{name}] " + ", ".join(f"{k} = {v!r}" for k, v in sorted(values.items())) for name, values in sorted(settings.items()) if values]
+    return "; ".join(tables) or "no settings (every table empty)"
+
+
+def nightly_settings_warning(models_dir: Path) -> str | None:
+    """What `reelsense serve` without --config says where a latest ranker was given settings by a
+    rankers TOML: the nightly train-ranker trains the models asked for by name with the defaults
+    and makes them the latest (probe: the nightly run replaced a TOML's lstm-attn with a default one)."""
+    given = {}
+    for name in ALL_MODELS:
+        try:
+            saved = checked_latest(models_dir, name)
+        except LATEST_ERRORS:
+            continue
+        if saved is not None and (chosen := artifacts.given_settings(name, saved)):
+            given[name] = f"{name} {saved['version']} ({', '.join(f'{k} = {v!r}' for k, v in sorted(chosen.items()))})"
+    if not given:
+        return None
+    return (
+        f"the scheduled train-ranker trains with the defaults (no --config), but the latest {'; '.join(given.values())} "
+        f"{'was' if len(given) == 1 else 'were'} given other settings: `reelsense serve --config FILE` (a rankers TOML) keeps them"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +288,8 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
             given = f"the {what} of its latest {saved['version']} ({'; '.join(parts)})" if parts else f"the settings of its latest {saved['version']}"
             keep = f"a rankers TOML whose [{name}] table sets {', '.join(f'{k} = {was[k]!r}' for k in changed)} keeps them"
             since = f"; today's defaults where it had others ({', '.join(moved)}; {keep})" if moved else ""
-            say(f"{name}, the base of {rerankers}: {given}{since}")
+            also = f"; {rerankers} trains with seed {taken} too" if taken else ""
+            say(f"{name}, the base of {rerankers}: {given}{since}{also}")
         found[name] = inherited
     return found
 
@@ -325,9 +365,14 @@ def load_trained(home: str, data: Dataset, models: list[str], device: str) -> di
 
 
 def training_record(models_dir: Path, name: str, version: str) -> dict[str, Any]:
-    """The seed a saved model was trained with and its settings that differ from the defaults."""
+    """The seed a saved model was trained with, its settings that differ from the defaults and the
+    ranker code that trained it (a row of a fit of older code says so: flows/console.py `older_code_note`)."""
     meta = artifacts.read_meta(models_dir, name, version)
-    return {"train_seed": meta.get("seed"), "train_settings": chosen_settings(name, meta.get("config"))}  # None: lightgbm, itemknn, popularity
+    return {
+        "train_seed": meta.get("seed"),
+        "train_settings": chosen_settings(name, meta.get("config")),  # None: lightgbm, itemknn, popularity
+        "train_code": meta.get("code_version"),
+    }
 
 
 @flow(name="evaluate", log_prints=True)
@@ -464,7 +509,7 @@ def merged_models(
             try:  # what a row written before rows recorded it lacks (review)
                 if name in NEEDS_BASE and not r.get("base_version"):
                     kept[name]["base_version"] = artifacts.read_meta(models_dir, name, r["version"]).get("base_version")
-                if "train_seed" not in r or "train_settings" not in r:  # the note's advice to reuse it needs both
+                if any(k not in r for k in ("train_seed", "train_settings", "train_code")):  # the notes' advice needs them
                     kept[name].update(training_record(models_dir, name, r["version"]))
             except artifacts.ModelMismatch:
                 pass

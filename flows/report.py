@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.console import other_base_note, runnable, same_evaluation, settings_text, split_users, unpaired_note, vs_reference
+from flows.console import older_code_note, other_base_note, runnable, same_evaluation, settings_text, split_users, unpaired_note, vs_reference
 from flows.latest import latest_meta
 from ranker import artifacts, plots
 from ranker.data import Dataset
@@ -342,7 +342,7 @@ def _results_table(results: dict[str, Any], home: Path) -> str:
         f"<p class=muted>{html.escape(str(results.get('dataset', '')))}; {html.escape(results.get('evaluation', ''))}; "
         f"<code>{html.escape(results.get('command', ''))}</code></p><table>{head}{body}</table>"
         + ("<p class=muted>* kept from an earlier evaluate of the same data, seed and users</p>" if results.get("kept_from_earlier") else "")
-        + "".join(f"<p class=muted>{html.escape(note)}</p>" for note in (unpaired_note(results), other_base_note(results)) if note)
+        + "".join(f"<p class=muted>{html.escape(note)}</p>" for note in (unpaired_note(results), other_base_note(results), older_code_note(results)) if note)
         + _moved_note(results, home)
     )
 

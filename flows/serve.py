@@ -36,7 +36,8 @@ def load_flow(entrypoint: str):
     return getattr(importlib.import_module(module), name)
 
 
-def build_deployments(home: str, *, name: str = "default", paused: bool = False) -> list[Any]:
+def build_deployments(home: str, *, name: str = "default", paused: bool = False, train_config: str | None = None) -> list[Any]:
+    """One deployment per flow of DEPLOYMENTS; `train_config`: a rankers TOML that train-ranker reads at each run."""
     from prefect.deployments.runner import EntrypointType
 
     out = []
@@ -48,7 +49,7 @@ def build_deployments(home: str, *, name: str = "default", paused: bool = False)
                 name=name,
                 cron=cron,
                 paused=paused,
-                parameters={"home": home},
+                parameters={"home": home, **({"config": train_config} if flow_name == "train-ranker" and train_config else {})},
                 description=what,
                 tags=["reelsense"],
                 concurrency_limit=1,
@@ -58,7 +59,7 @@ def build_deployments(home: str, *, name: str = "default", paused: bool = False)
     return out
 
 
-def serve_all(home: str, *, name: str = "default", paused: bool = False) -> None:
+def serve_all(home: str, *, name: str = "default", paused: bool = False, train_config: str | None = None) -> None:
     """Register the deployments and run their flow runs until interrupted (blocks)."""
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
@@ -71,7 +72,7 @@ def serve_all(home: str, *, name: str = "default", paused: bool = False) -> None
             "and export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
     _check_reachable(str(PREFECT_API_URL.value()))
-    serve(*build_deployments(home, name=name, paused=paused), pause_on_shutdown=False)
+    serve(*build_deployments(home, name=name, paused=paused, train_config=train_config), pause_on_shutdown=False)
 
 
 def _check_reachable(url: str) -> None:

@@ -60,6 +60,53 @@ def test_serve_with_no_server_at_its_url_is_a_one_line_error(tmp_path, url, why)
     assert run.stderr.startswith(f"reelsense: error: no Prefect server answers at PREFECT_API_URL={url} ({why}") and run.stderr.count("\n") == 1, run.stderr
 
 
+def test_the_scheduled_train_ranker_reads_the_rankers_toml_serve_was_given(tmp_path, prefect_harness, capsys, monkeypatch):
+    """Probe: the nightly train-ranker took no rankers TOML, so it trained the defaults and made
+    them the latest over a model a TOML had set. `serve --config FILE` passes the file's path; the
+    flow reads it at each run (an edit reaches the next run) and checks it first."""
+    import tiny_platform
+
+    from flows.cli import main
+    from flows.rank import build_features, nightly_settings_warning, train_rankers
+    from flows.serve import build_deployments
+    from ranker import artifacts
+    from warehouse.errors import ConfigError, ReelsenseError
+
+    wh = tiny_platform.build(tmp_path / "home")
+    build_features(str(wh.home))
+    toml = tmp_path / "rankers.toml"
+    toml.write_text("[bpr-mf]\nmax_epochs = 1\n")
+    parameters = {d.flow_name: d.parameters for d in build_deployments(str(wh.home), train_config=str(toml))}
+    assert parameters["train-ranker"] == {"home": str(wh.home), "config": str(toml)}
+    assert all(p == {"home": str(wh.home)} for name, p in parameters.items() if name != "train-ranker"), parameters
+    assert nightly_settings_warning(wh.models_dir) is None  # nothing trained yet
+    meta = train_rankers(models=["bpr-mf"], device="cpu", **parameters["train-ranker"])["bpr-mf"]  # as the deployment calls it
+    assert meta["config"]["max_epochs"] == 1 and len(meta["history"]) == 1, meta
+    assert artifacts.latest(wh.models_dir, "bpr-mf")["settings"] == {"max_epochs": 1}
+    warning = nightly_settings_warning(wh.models_dir)
+    assert warning is not None and f"the latest bpr-mf {meta['version']} (max_epochs = 1) was given other settings" in warning, warning
+    toml.write_text("[bpr-mf]\nmax_epoch = 1\n")  # edited: read again by the next run, and checked before any fit
+    with pytest.raises(ConfigError, match="max_epoch"):
+        train_rankers(str(wh.home), models=["bpr-mf"], device="cpu", config=str(toml))
+    with pytest.raises(ReelsenseError, match="not both"):
+        train_rankers(str(wh.home), models=["bpr-mf"], device="cpu", config=str(toml), settings={"bpr-mf": {"max_epochs": 1}})
+    assert artifacts.latest(wh.models_dir, "bpr-mf")["version"] == meta["version"]
+    # serve checks the file before it registers anything, passes its absolute path on, and warns where
+    # no --config would keep a latest's settings. (Serving itself blocks: the e2e test below runs it.)
+    served: list[dict] = []
+    monkeypatch.setattr("flows.serve.serve_all", lambda home, **kwargs: served.append(kwargs))
+    capsys.readouterr()
+    assert main(["--home", str(wh.home), "serve", "--config", str(toml)]) == 2
+    assert "max_epoch" in capsys.readouterr().err and not served
+    toml.write_text("[bpr-mf]\nmax_epochs = 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--home", str(wh.home), "serve", "--config", "rankers.toml"]) == 0
+    assert served.pop() == {"name": "default", "paused": False, "train_config": str(toml)}
+    assert capsys.readouterr().out == f"serve: train-ranker/default trains with {toml}: [bpr-mf] max_epochs = 1\n"
+    assert main(["--home", str(wh.home), "serve"]) == 0
+    assert served.pop()["train_config"] is None and capsys.readouterr().err == f"reelsense: warning: {warning}\n"
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_a_deployment_run_lands_in_the_warehouse(tmp_path):

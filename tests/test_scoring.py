@@ -5,6 +5,7 @@ unknown users are named before any flow starts (issue 17)."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -280,6 +281,29 @@ def test_the_not_paired_note_says_to_train_sasrec_when_the_saved_one_is_of_other
     ), out
 
 
+def test_a_row_of_a_fit_trained_by_older_ranker_code_says_so_and_how_to_refit_it(home, capsys):
+    """Probe: after an upgrade `evaluate` measured the fits of the older code and said nothing."""
+    from flows.report import _results_table
+
+    version = artifacts.latest(home.models_dir, "lstm-attn")["version"]
+    meta = home.models_dir / "rankers" / "lstm-attn" / version / "meta.json"
+    assert _cli(home, "evaluate", "--models", "lstm-attn", "--max-users", "20") == 0
+    assert "other ranker code" not in capsys.readouterr().out  # trained by this code
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "code_version": "0123456789ab", "seed": 2}))  # as an upgrade leaves it
+    assert _cli(home, "evaluate", "--models", "lstm-attn", "--max-users", "20") == 0
+    results = json.loads((home.reports_dir / "results-quick.json").read_text())
+    note = (
+        f"of other ranker code than this evaluation's ({artifacts.code_version()}) in the table: lstm-attn (trained before an upgrade); "
+        f"`reelsense --home {home.home} train --models lstm-attn --seed 2` retrains it with this code, "
+        f"then `reelsense --home {home.home} evaluate --models lstm-attn --max-users 20` measures it"
+    )
+    assert results["models"]["lstm-attn"]["train_code"] == "0123456789ab"
+    assert f"\na fit {note}\n" in capsys.readouterr().out
+    assert f"\nA fit {note}.\n" in (home.reports_dir / "results-quick.md").read_text()
+    shown = _results_table(results, home.home)  # the report's, its commands as written (no flow run's home here)
+    assert html.escape(f"a fit {note}".replace(f" --home {home.home}", "")) in shown, shown
+
+
 def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tables_lstm_attn(home, tmp_path, capsys):
     """Probe and review: the note's `train --models lightgbm` fitted another lstm-attn at seed 0 and
     default settings, where the table's was trained with --seed 1 and a rankers TOML."""
@@ -324,14 +348,19 @@ def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_p
     base = artifacts.latest(home.models_dir, "lstm-attn")["version"]
     assert _cli(home, "train", "--models", "lightgbm", "--force") == 0
     said = [r.getMessage() for r in caplog.records]  # the flow's log
-    assert f"lstm-attn, the base of lightgbm: the seed and settings of its latest {base} (seed 1; max_epochs = 1)" in said, said
+    assert f"lstm-attn, the base of lightgbm: the seed and settings of its latest {base} (seed 1; max_epochs = 1); lightgbm trains with seed 1 too" in said, (
+        said
+    )
+    assert artifacts.latest(home.models_dir, "lightgbm")["seed"] == 1  # the base's seed (probe: lightgbm took 0)
     meta = home.models_dir / "rankers" / "lstm-attn" / base / "meta.json"
     written = json.loads(meta.read_text())
     assert written["settings"] == {"max_epochs": 1}  # those the TOML gave, carried on as given
     meta.write_text(json.dumps({k: v for k, v in written.items() if k != "settings"}))  # saved before `settings` was recorded
     caplog.clear()
     assert _cli(home, "train", "--models", "lightgbm", "--force") == 0
-    assert f"lstm-attn, the base of lightgbm: the seed and settings of its latest {base} (seed 1; max_epochs = 1)" in [r.getMessage() for r in caplog.records]
+    assert f"lstm-attn, the base of lightgbm: the seed and settings of its latest {base} (seed 1; max_epochs = 1); lightgbm trains with seed 1 too" in [
+        r.getMessage() for r in caplog.records
+    ]
     assert artifacts.latest(home.models_dir, "lstm-attn")["version"] == base  # reused, not fitted again
     assert artifacts.latest(home.models_dir, "lightgbm")["base_version"] == base
     latest_ctr = artifacts.latest(home.models_dir, "lightgbm")["version"]
@@ -352,7 +381,7 @@ def test_a_lightgbm_alone_re_ranks_the_lstm_attn_trained_with_a_toml(home, tmp_p
     caplog.clear()
     assert _cli(home, "train", "--models", "lightgbm") == 0
     moved = f"the seed and settings of its latest {base} (seed 1; max_epochs = 1); today's defaults where it had others (cold_neighbours 0 -> 20; "
-    moved += "a rankers TOML whose [lstm-attn] table sets cold_neighbours = 0 keeps them)"
+    moved += "a rankers TOML whose [lstm-attn] table sets cold_neighbours = 0 keeps them); lightgbm trains with seed 1 too"
     assert f"lstm-attn, the base of lightgbm: {moved}" in [r.getMessage() for r in caplog.records]
     # A stopped lstm-attn fit is never replaced by a base trained only for lightgbm (probe: 9 epochs lost).
     from test_fit_checkpoint import stopped_after
