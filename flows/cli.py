@@ -583,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="rankers TOML for the scheduled train-ranker (as `train --config`), read at each run: an edit reaches the next run",
     )
+    serve.add_argument("--seed", type=_seed, help="training seed of the scheduled train-ranker (default 0)")
     serve.set_defaults(run=_serve)
     models = commands.add_parser("models", help="list the trained rankers in the model registry")
     models.set_defaults(run=_list_models)
@@ -881,17 +882,17 @@ def _serve(args: argparse.Namespace) -> None:
     from flows.serve import serve_all
 
     wh = Warehouse(args.home)
-    config = None
+    config, settings = None, None
     if args.config:
         from ranker.registry import load_settings
 
-        config = args.config.resolve()  # the deployment runs elsewhere: an absolute path
+        config = args.config.resolve()  # flow runs start in another working folder
         settings = load_settings(config)  # its mistakes now, not at 02:00
         print(f"serve: train-ranker/{args.name} trains with {config}: {settings_summary(settings)}")
-    elif warning := nightly_settings_warning(wh.models_dir):
+    if warning := nightly_settings_warning(wh.models_dir, settings, args.seed):
         print(f"reelsense: warning: {warning}", file=sys.stderr)
     wh.home.mkdir(parents=True, exist_ok=True)
-    serve_all(str(wh.home), name=args.name, paused=args.paused, train_config=None if config is None else str(config))
+    serve_all(str(wh.home), name=args.name, paused=args.paused, train_config=None if config is None else str(config), train_seed=args.seed)
 
 
 def _list_models(args: argparse.Namespace) -> None:

@@ -158,24 +158,30 @@ def dropped_note(results: dict) -> str | None:
 
 
 def older_code_note(results: dict) -> str | None:
-    """Which rows measure fits of other ranker code than the evaluation's (an upgrade since they were
-    trained; probe: evaluate measured them and said nothing), and the train that refits them."""
-    now = results.get("code_version")
-    older = [name for name, r in results["models"].items() if r.get("train_code") not in (None, now)]
+    """Which rows measure fits of other ranker code than the evaluation's (an upgrade, a local edit of
+    ranker/ or a model copied from another checkout; probe: evaluate measured them and said nothing),
+    and the trains that refit them with the seed and settings each was trained with: one per seed
+    (review: one --seed for rows of several refitted some at the wrong one). A re-ranker whose base
+    is of this code takes no --seed: without one it trains over its base's latest, with its seed."""
+    now, rows = results.get("code_version"), results["models"]
+    older = [name for name, r in rows.items() if r.get("train_code") not in (None, now)]
     if not older:
         return None
-    names = ",".join(older)
-    them = "it" if len(older) == 1 else "them"
-    # With the seed and settings the rows were trained with (probe: a bare train refits at seed 0 and the defaults).
-    seeds = {results["models"][name].get("train_seed") for name in older} - {None, 0}
-    seed = f" --seed {seeds.pop()}" if len(seeds) == 1 else ""
-    settings = {name: results["models"][name]["train_settings"] for name in older if results["models"][name].get("train_settings")}
+    groups: dict[int, list[str]] = {}
+    for name in older:
+        base = NEEDS_BASE.get(name)
+        owner = base if base in older else None if base else name  # whose seed the train takes
+        groups.setdefault(-1 if owner is None else rows[owner].get("train_seed") or 0, []).append(name)
+    settings = {name: rows[name]["train_settings"] for name in older if rows[name].get("train_settings")}
     config = " --config FILE" if settings else ""
+    trains = [f"`reelsense train --models {','.join(names)}{f' --seed {seed}' if seed > 0 else ''}{config}`" for seed, names in sorted(groups.items())]
     file = "".join(rankers_toml(name, chosen) for name, chosen in settings.items())
+    them = "it" if len(older) == 1 else "them"
+    codes = ", ".join(f"{name} (code {rows[name]['train_code']})" for name in older)
     return runnable(
-        f"{'a fit' if len(older) == 1 else 'fits'} of other ranker code than this evaluation's ({now}) in the table: {', '.join(older)} "
-        f"(trained before an upgrade); `reelsense train --models {names}{seed}{config}` "
-        f"retrains {them} with this code{file}, then `reelsense evaluate --models {names}{same_evaluation(results)}` measures {them}"
+        f"{'a fit' if len(older) == 1 else 'fits'} of other ranker code than this evaluation's ({now}) in the table: {codes}; "
+        f"{' and '.join(trains)} {'retrain' if len(trains) > 1 else 'retrains'} {them} with this code{file}, "
+        f"then `reelsense evaluate --models {','.join(older)}{same_evaluation(results)}` measures {them}"
     )
 
 
@@ -191,7 +197,12 @@ def toml_value(value: object) -> str:
 
 def rankers_toml(name: str, settings: dict) -> str:
     """What the FILE of an advised `--config FILE` holds: ` (FILE: a rankers TOML whose [name] table sets k = v, ...)`."""
-    return f" (FILE: a rankers TOML whose [{name}] table sets {', '.join(f'{k} = {toml_value(v)}' for k, v in sorted(settings.items()))})"
+    return f" (FILE: a rankers TOML whose [{name}] table sets {toml_pairs(settings)})"
+
+
+def toml_pairs(settings: dict) -> str:
+    """Settings as a rankers TOML table writes them, in one line: `k = v, ...` (true, not True)."""
+    return ", ".join(f"{k} = {toml_value(v)}" for k, v in sorted(settings.items()))
 
 
 def other_base_note(results: dict) -> str | None:

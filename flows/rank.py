@@ -29,16 +29,16 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say
+from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say, toml_pairs
 from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_versions
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, build_samples, ensure_samples, load_dataset
 from ranker.evaluate import compare_to, evaluate_model, evaluation_slices, test_rows
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, REFERENCE, check_rankers
-from ranker.registry import build, chosen_settings, ignored_settings
+from ranker.registry import build, chosen_settings, ignored_settings, load_settings
 from ranker.training import FitCheckpoint, discard, items_for_codes, stopped_fit, too_many_codes
-from warehouse.errors import ReelsenseError
+from warehouse.errors import ConfigError, ReelsenseError
 from warehouse.store import Warehouse
 
 
@@ -183,9 +183,9 @@ def train_rankers(
     logger = get_run_logger()
     if config is not None:
         if settings is not None:
-            raise ReelsenseError("train-ranker: give either `settings` or `config` (a rankers TOML), not both")
-        from ranker.registry import load_settings
-
+            raise ConfigError("train-ranker: give either `settings` or `config` (the path of a rankers TOML), not both: drop one")
+        if not Path(config).is_absolute():  # a flow run's working folder is not the user's (review)
+            raise ConfigError(f"train-ranker: config {config!r} is a relative path; give the rankers TOML's absolute path")
         settings = load_settings(config)  # checked before any training: unknown keys, wrong types
         logger.info("settings from %s: %s", config, settings_summary(settings))
     models_dir = Warehouse(home).models_dir
@@ -221,27 +221,39 @@ def train_rankers(
 
 def settings_summary(settings: dict[str, dict[str, Any]]) -> str:
     """A rankers TOML's tables in one line: `[lstm-attn] max_epochs = 1; [sasrec] patience = 3`."""
-    tables = [f"[{name}] " + ", ".join(f"{k} = {v!r}" for k, v in sorted(values.items())) for name, values in sorted(settings.items()) if values]
-    return "; ".join(tables) or "no settings (every table empty)"
+    return "; ".join(f"[{name}] {toml_pairs(values)}" for name, values in sorted(settings.items()) if values) or "no settings (every table empty)"
 
 
-def nightly_settings_warning(models_dir: Path) -> str | None:
-    """What `reelsense serve` without --config says where a latest ranker was given settings by a
-    rankers TOML: the nightly train-ranker trains the models asked for by name with the defaults
-    and makes them the latest (probe: the nightly run replaced a TOML's lstm-attn with a default one)."""
-    given = {}
+def nightly_settings_warning(models_dir: Path, settings: dict[str, dict[str, Any]] | None = None, seed: int | None = None) -> str | None:
+    """What `reelsense serve` says where the scheduled train-ranker (every ranker, with `settings`,
+    a rankers TOML's, and `seed` or 0) would replace a latest ranker trained otherwise: it makes
+    its fits the latest (probe: the nightly run replaced a TOML's lstm-attn with a default one;
+    review: and one of --seed 1; a TOML's value equal to the default is no difference)."""
+    nightly_seed = seed or 0
+    other = {}
     for name in ALL_MODELS:
         try:
             saved = checked_latest(models_dir, name)
         except LATEST_ERRORS:
             continue
-        if saved is not None and (chosen := artifacts.given_settings(name, saved)):
-            given[name] = f"{name} {saved['version']} ({', '.join(f'{k} = {v!r}' for k, v in sorted(chosen.items()))})"
-    if not given:
+        if saved is None:
+            continue
+        differs = []
+        if saved.get("config") is not None:  # a ranker with settings: the configs the two fits train with
+            was, given = artifacts.given_settings(name, saved), (settings or {}).get(name, {})
+            if dataclasses.asdict(build(name, "cpu", {}, was).config) != dataclasses.asdict(build(name, "cpu", {}, given).config):  # type: ignore[attr-defined]
+                differs.append(toml_pairs(was) or "the defaults")
+        if (saved.get("seed") or 0) != nightly_seed:
+            differs.append(f"seed {saved.get('seed') or 0}")
+        if differs:
+            other[name] = f"{name} {saved['version']} ({'; '.join(differs)})"
+    if not other:
         return None
+    nightly = f"{'the defaults' if not settings else 'its rankers TOML'} at seed {nightly_seed}"
     return (
-        f"the scheduled train-ranker trains with the defaults (no --config), but the latest {'; '.join(given.values())} "
-        f"{'was' if len(given) == 1 else 'were'} given other settings: `reelsense serve --config FILE` (a rankers TOML) keeps them"
+        f"the scheduled train-ranker trains every ranker with {nightly} and makes each fit the latest, but the latest "
+        f"{'; '.join(other.values())} {'was' if len(other) == 1 else 'were'} trained otherwise: `reelsense serve --config FILE --seed N` "
+        "(a rankers TOML with their settings, their seed) keeps them"
     )
 
 
@@ -277,7 +289,7 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
         chosen = artifacts.given_settings(name, saved)
         taken = saved.get("seed") if seed is None else None  # the latest's seed, where no --seed was given
         inherited = Inherited(saved["version"], chosen, taken if taken is not None else seed or 0, saved.get("reuse_key"))
-        parts = ([f"seed {taken}"] if taken else []) + [f"{k} = {v!r}" for k, v in sorted(chosen.items())]
+        parts = ([f"seed {taken}"] if taken else []) + ([toml_pairs(chosen)] if chosen else [])
         # A default changed since the latest was trained: said, not hidden behind "its settings" (probe)
         was, now = saved.get("config") or {}, dataclasses.asdict(build(name, "cpu", {}, chosen).config)  # type: ignore[attr-defined]
         changed = [k for k in sorted(now) if k in was and was[k] != now[k] and k not in chosen]
@@ -286,7 +298,7 @@ def base_fits(models_dir: Path, models: list[str], settings: dict[str, dict[str,
             what = "seed and settings" if taken and chosen else "seed" if taken else "settings"
             rerankers = ", ".join(m for m in models if NEEDS_BASE.get(m) == name)
             given = f"the {what} of its latest {saved['version']} ({'; '.join(parts)})" if parts else f"the settings of its latest {saved['version']}"
-            keep = f"a rankers TOML whose [{name}] table sets {', '.join(f'{k} = {was[k]!r}' for k in changed)} keeps them"
+            keep = f"a rankers TOML whose [{name}] table sets {toml_pairs({k: was[k] for k in changed})} keeps them"
             since = f"; today's defaults where it had others ({', '.join(moved)}; {keep})" if moved else ""
             also = f"; {rerankers} trains with seed {taken} too" if taken else ""
             say(f"{name}, the base of {rerankers}: {given}{since}{also}")

@@ -2,7 +2,7 @@
 process (Prefect's `serve`), which runs each triggered or scheduled flow run in a subprocess.
 
     make serve                                   # local Prefect server on 127.0.0.1:4200, then this
-    reelsense --home DIR serve [--name default] [--paused]
+    reelsense --home DIR serve [--name default] [--paused] [--config RANKERS_TOML] [--seed N]
     prefect deployment run 'extract-items/default'
 
 The deployments talk to the Prefect API named by PREFECT_API_URL (`make serve` points it at the
@@ -36,8 +36,9 @@ def load_flow(entrypoint: str):
     return getattr(importlib.import_module(module), name)
 
 
-def build_deployments(home: str, *, name: str = "default", paused: bool = False, train_config: str | None = None) -> list[Any]:
-    """One deployment per flow of DEPLOYMENTS; `train_config`: a rankers TOML that train-ranker reads at each run."""
+def build_deployments(home: str, *, name: str = "default", paused: bool = False, train_config: str | None = None, train_seed: int | None = None) -> list[Any]:
+    """One deployment per flow of DEPLOYMENTS; `train_config`: the absolute path of a rankers TOML
+    that train-ranker reads at each run; `train_seed`: its training seed (None: 0)."""
     from prefect.deployments.runner import EntrypointType
 
     out = []
@@ -49,7 +50,7 @@ def build_deployments(home: str, *, name: str = "default", paused: bool = False,
                 name=name,
                 cron=cron,
                 paused=paused,
-                parameters={"home": home, **({"config": train_config} if flow_name == "train-ranker" and train_config else {})},
+                parameters={"home": home, **(_train_parameters(train_config, train_seed) if flow_name == "train-ranker" else {})},
                 description=what,
                 tags=["reelsense"],
                 concurrency_limit=1,
@@ -59,8 +60,12 @@ def build_deployments(home: str, *, name: str = "default", paused: bool = False,
     return out
 
 
-def serve_all(home: str, *, name: str = "default", paused: bool = False, train_config: str | None = None) -> None:
-    """Register the deployments and run their flow runs until interrupted (blocks)."""
+def _train_parameters(config: str | None, seed: int | None) -> dict[str, Any]:
+    return {**({"config": config} if config else {}), **({"seed": seed} if seed is not None else {})}
+
+
+def serve_all(home: str, *, name: str = "default", paused: bool = False, train_config: str | None = None, train_seed: int | None = None) -> None:
+    """Register the deployments (`build_deployments`) and run their flow runs until interrupted (blocks)."""
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
 
@@ -72,7 +77,7 @@ def serve_all(home: str, *, name: str = "default", paused: bool = False, train_c
             "and export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
     _check_reachable(str(PREFECT_API_URL.value()))
-    serve(*build_deployments(home, name=name, paused=paused, train_config=train_config), pause_on_shutdown=False)
+    serve(*build_deployments(home, name=name, paused=paused, train_config=train_config, train_seed=train_seed), pause_on_shutdown=False)
 
 
 def _check_reachable(url: str) -> None:

@@ -61,38 +61,43 @@ def test_serve_with_no_server_at_its_url_is_a_one_line_error(tmp_path, url, why)
 
 
 def test_the_scheduled_train_ranker_reads_the_rankers_toml_serve_was_given(tmp_path, prefect_harness, capsys, monkeypatch):
-    """Probe: the nightly train-ranker took no rankers TOML, so it trained the defaults and made
-    them the latest over a model a TOML had set. `serve --config FILE` passes the file's path; the
-    flow reads it at each run (an edit reaches the next run) and checks it first."""
+    """Probe: the nightly train-ranker took no rankers TOML and no seed, so it trained the defaults at
+    seed 0 and made them the latest over a model a TOML or --seed had set. `serve --config FILE --seed
+    N` passes the file's path and the seed; the flow reads the file at each run (an edit reaches the
+    next run) and checks it first; serve warns where the nightly run would replace another fit."""
     import tiny_platform
 
     from flows.cli import main
     from flows.rank import build_features, nightly_settings_warning, train_rankers
     from flows.serve import build_deployments
     from ranker import artifacts
-    from warehouse.errors import ConfigError, ReelsenseError
+    from warehouse.errors import ConfigError
 
     wh = tiny_platform.build(tmp_path / "home")
     build_features(str(wh.home))
-    toml = tmp_path / "rankers.toml"
+    toml = (tmp_path / "rankers.toml").resolve()
     toml.write_text("[bpr-mf]\nmax_epochs = 1\n")
-    parameters = {d.flow_name: d.parameters for d in build_deployments(str(wh.home), train_config=str(toml))}
-    assert parameters["train-ranker"] == {"home": str(wh.home), "config": str(toml)}
+    parameters = {d.flow_name: d.parameters for d in build_deployments(str(wh.home), train_config=str(toml), train_seed=1)}
+    assert parameters["train-ranker"] == {"home": str(wh.home), "config": str(toml), "seed": 1}
     assert all(p == {"home": str(wh.home)} for name, p in parameters.items() if name != "train-ranker"), parameters
     assert nightly_settings_warning(wh.models_dir) is None  # nothing trained yet
     meta = train_rankers(models=["bpr-mf"], device="cpu", **parameters["train-ranker"])["bpr-mf"]  # as the deployment calls it
-    assert meta["config"]["max_epochs"] == 1 and len(meta["history"]) == 1, meta
+    assert meta["config"]["max_epochs"] == 1 and len(meta["history"]) == 1 and meta["seed"] == 1, meta
     assert artifacts.latest(wh.models_dir, "bpr-mf")["settings"] == {"max_epochs": 1}
     warning = nightly_settings_warning(wh.models_dir)
-    assert warning is not None and f"the latest bpr-mf {meta['version']} (max_epochs = 1) was given other settings" in warning, warning
+    assert warning is not None and f"the latest bpr-mf {meta['version']} (max_epochs = 1; seed 1) was trained otherwise" in warning, warning
+    assert nightly_settings_warning(wh.models_dir, {"bpr-mf": {"max_epochs": 1}}, 1) is None  # the nightly run trains the same
+    assert f"bpr-mf {meta['version']} (seed 1) was" in (nightly_settings_warning(wh.models_dir, {"bpr-mf": {"max_epochs": 1}}, None) or "")
     toml.write_text("[bpr-mf]\nmax_epoch = 1\n")  # edited: read again by the next run, and checked before any fit
     with pytest.raises(ConfigError, match="max_epoch"):
         train_rankers(str(wh.home), models=["bpr-mf"], device="cpu", config=str(toml))
-    with pytest.raises(ReelsenseError, match="not both"):
+    with pytest.raises(ConfigError, match="not both"):
         train_rankers(str(wh.home), models=["bpr-mf"], device="cpu", config=str(toml), settings={"bpr-mf": {"max_epochs": 1}})
+    with pytest.raises(ConfigError, match="relative path; give the rankers TOML's absolute path"):  # a flow run's folder is not the user's
+        train_rankers(str(wh.home), models=["bpr-mf"], device="cpu", config="rankers.toml")
     assert artifacts.latest(wh.models_dir, "bpr-mf")["version"] == meta["version"]
     # serve checks the file before it registers anything, passes its absolute path on, and warns where
-    # no --config would keep a latest's settings. (Serving itself blocks: the e2e test below runs it.)
+    # the nightly run would replace a latest trained otherwise. (Serving itself blocks: the e2e test below runs it.)
     served: list[dict] = []
     monkeypatch.setattr("flows.serve.serve_all", lambda home, **kwargs: served.append(kwargs))
     capsys.readouterr()
@@ -100,9 +105,10 @@ def test_the_scheduled_train_ranker_reads_the_rankers_toml_serve_was_given(tmp_p
     assert "max_epoch" in capsys.readouterr().err and not served
     toml.write_text("[bpr-mf]\nmax_epochs = 1\n")
     monkeypatch.chdir(tmp_path)
-    assert main(["--home", str(wh.home), "serve", "--config", "rankers.toml"]) == 0
-    assert served.pop() == {"name": "default", "paused": False, "train_config": str(toml)}
-    assert capsys.readouterr().out == f"serve: train-ranker/default trains with {toml}: [bpr-mf] max_epochs = 1\n"
+    assert main(["--home", str(wh.home), "serve", "--config", "rankers.toml", "--seed", "1"]) == 0
+    assert served.pop() == {"name": "default", "paused": False, "train_config": str(toml), "train_seed": 1}
+    said = capsys.readouterr()
+    assert said.out == f"serve: train-ranker/default trains with {toml}: [bpr-mf] max_epochs = 1\n" and said.err == "", said
     assert main(["--home", str(wh.home), "serve"]) == 0
     assert served.pop()["train_config"] is None and capsys.readouterr().err == f"reelsense: warning: {warning}\n"
 

@@ -293,7 +293,7 @@ def test_a_row_of_a_fit_trained_by_older_ranker_code_says_so_and_how_to_refit_it
     assert _cli(home, "evaluate", "--models", "lstm-attn", "--max-users", "20") == 0
     results = json.loads((home.reports_dir / "results-quick.json").read_text())
     note = (
-        f"of other ranker code than this evaluation's ({artifacts.code_version()}) in the table: lstm-attn (trained before an upgrade); "
+        f"of other ranker code than this evaluation's ({artifacts.code_version()}) in the table: lstm-attn (code 0123456789ab); "
         f"`reelsense --home {home.home} train --models lstm-attn --seed 2` retrains it with this code, "
         f"then `reelsense --home {home.home} evaluate --models lstm-attn --max-users 20` measures it"
     )
@@ -302,6 +302,30 @@ def test_a_row_of_a_fit_trained_by_older_ranker_code_says_so_and_how_to_refit_it
     assert f"\nA fit {note}.\n" in (home.reports_dir / "results-quick.md").read_text()
     shown = _results_table(results, home.home)  # the report's, its commands as written (no flow run's home here)
     assert html.escape(f"a fit {note}".replace(f" --home {home.home}", "")) in shown, shown
+    assert _cli(home, "train", "--models", "lstm-attn", "--seed", "2") == 0  # as advised
+    assert artifacts.latest(home.models_dir, "lstm-attn")["seed"] == 2
+    assert _cli(home, "evaluate", "--models", "lstm-attn", "--max-users", "20") == 0
+    assert "other ranker code" not in capsys.readouterr().out
+
+
+def test_the_older_code_note_refits_each_row_at_its_own_seed():
+    """Review: one --seed for rows of several seeds refitted sasrec at lstm-attn's seed; a lightgbm
+    over a base of this code takes its base's seed, so its own would fit another base."""
+    from flows.console import older_code_note
+
+    def row(seed, code="old", settings=None):
+        return {"train_seed": seed, "train_code": code, "train_settings": settings}
+
+    results = {"code_version": "new", "seed": 0, "models": {"sasrec": row(0), "lstm-attn": row(2, settings={"max_epochs": 1}), "lightgbm": row(2)}}
+    note = older_code_note(results)
+    trains = "`reelsense train --models sasrec --config FILE` and `reelsense train --models lstm-attn,lightgbm --seed 2 --config FILE` retrain them"
+    assert trains + " with this code (FILE: a rankers TOML whose [lstm-attn] table sets max_epochs = 1)" in note, note
+    assert note.startswith("fits of other ranker code than this evaluation's (new) in the table: sasrec (code old), lstm-attn (code old), lightgbm"), note
+    results["models"]["lstm-attn"]["train_code"] = "new"
+    note = older_code_note(results)
+    assert "`reelsense train --models lightgbm` and `reelsense train --models sasrec` retrain them with this code, then" in note, note
+    results["models"] = {"sasrec": row(0, "new"), "popularity": row(None, None)}  # a meta.json without code_version: no claim
+    assert older_code_note(results) is None
 
 
 def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tables_lstm_attn(home, tmp_path, capsys):
