@@ -173,8 +173,10 @@ def older_code_note(results: dict) -> str | None:
         owner = base if base in older else None if base else name  # whose seed the train takes
         groups.setdefault(-1 if owner is None else rows[owner].get("train_seed") or 0, []).append(name)
     settings = {name: rows[name]["train_settings"] for name in older if rows[name].get("train_settings")}
-    config = " --config FILE" if settings else ""
-    trains = [f"`reelsense train --models {','.join(names)}{f' --seed {seed}' if seed > 0 else ''}{config}`" for seed, names in sorted(groups.items())]
+    trains = [
+        f"`reelsense train --models {','.join(names)}{f' --seed {seed}' if seed > 0 else ''}{' --config FILE' if set(names) & set(settings) else ''}`"
+        for seed, names in sorted(groups.items())
+    ]
     file = "".join(rankers_toml(name, chosen) for name, chosen in settings.items())
     them = "it" if len(older) == 1 else "them"
     codes = ", ".join(f"{name} (code {rows[name]['train_code']})" for name in older)

@@ -230,7 +230,7 @@ def nightly_settings_warning(models_dir: Path, settings: dict[str, dict[str, Any
     its fits the latest (probe: the nightly run replaced a TOML's lstm-attn with a default one;
     review: and one of --seed 1; a TOML's value equal to the default is no difference)."""
     nightly_seed = seed or 0
-    other = {}
+    other, seeds = {}, set()
     for name in ALL_MODELS:
         try:
             saved = checked_latest(models_dir, name)
@@ -243,6 +243,7 @@ def nightly_settings_warning(models_dir: Path, settings: dict[str, dict[str, Any
             was, given = artifacts.given_settings(name, saved), (settings or {}).get(name, {})
             if dataclasses.asdict(build(name, "cpu", {}, was).config) != dataclasses.asdict(build(name, "cpu", {}, given).config):  # type: ignore[attr-defined]
                 differs.append(toml_pairs(was) or "the defaults")
+        seeds.add(saved.get("seed") or 0)
         if (saved.get("seed") or 0) != nightly_seed:
             differs.append(f"seed {saved.get('seed') or 0}")
         if differs:
@@ -250,10 +251,16 @@ def nightly_settings_warning(models_dir: Path, settings: dict[str, dict[str, Any
     if not other:
         return None
     nightly = f"{'the defaults' if not settings else 'its rankers TOML'} at seed {nightly_seed}"
+    # One seed trains every ranker: where the latests have several, no --seed keeps them all (probe).
+    keep = (
+        "`reelsense serve --config FILE --seed N` (a rankers TOML with their settings, their seed) keeps them"
+        if len(seeds) == 1
+        else f"the latests have seeds {', '.join(map(str, sorted(seeds)))} and serve's one --seed trains every ranker, so it keeps those of "
+        "one seed (`reelsense serve --config FILE --seed N`, a rankers TOML with their settings)"
+    )
     return (
         f"the scheduled train-ranker trains every ranker with {nightly} and makes each fit the latest, but the latest "
-        f"{'; '.join(other.values())} {'was' if len(other) == 1 else 'were'} trained otherwise: `reelsense serve --config FILE --seed N` "
-        "(a rankers TOML with their settings, their seed) keeps them"
+        f"{'; '.join(other.values())} {'was' if len(other) == 1 else 'were'} trained otherwise: {keep}"
     )
 
 

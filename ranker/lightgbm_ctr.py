@@ -68,9 +68,10 @@ class LightGBMCtr:
             "monotone_constraints": [1] + [0] * (len(FEATURES) - 1),
             "seed": seed,
             "deterministic": True,
-            # 0: OpenMP's default, which follows OMP_NUM_THREADS (probe: a fixed 2 took 34-176 s for a
-            # 0.3 s fit where another process shared the 2 cores and OMP_NUM_THREADS was 1).
-            "num_threads": 0,
+            # One thread: the fit's rows are few (a validation sample's candidates), and OpenMP threads
+            # that spin while another process holds a core took 145-195 s for a 0.9 s fit (probes,
+            # 2026-12-06: 2 threads, or 0 = OpenMP's default, on 2 shared cores; the same trees).
+            "num_threads": 1,
             "verbose": -1,
         }
         self.booster = lgb.train(params, train, num_boost_round=200)

@@ -111,6 +111,10 @@ def test_the_scheduled_train_ranker_reads_the_rankers_toml_serve_was_given(tmp_p
     assert said.out == f"serve: train-ranker/default trains with {toml}: [bpr-mf] max_epochs = 1\n" and said.err == "", said
     assert main(["--home", str(wh.home), "serve"]) == 0
     assert served.pop()["train_config"] is None and capsys.readouterr().err == f"reelsense: warning: {warning}\n"
+    # Latests of several seeds: serve's one --seed keeps those of one of them, said so (probe: "--seed N keeps them" could not).
+    train_rankers(str(wh.home), models=["popularity"], device="cpu")
+    several = nightly_settings_warning(wh.models_dir, {"bpr-mf": {"max_epochs": 1}}, 1) or ""
+    assert "popularity " in several and "(seed 0) was trained otherwise: the latests have seeds 0, 1 and serve's one --seed" in several, several
 
 
 @pytest.mark.slow

@@ -318,7 +318,7 @@ def test_the_older_code_note_refits_each_row_at_its_own_seed():
 
     results = {"code_version": "new", "seed": 0, "models": {"sasrec": row(0), "lstm-attn": row(2, settings={"max_epochs": 1}), "lightgbm": row(2)}}
     note = older_code_note(results)
-    trains = "`reelsense train --models sasrec --config FILE` and `reelsense train --models lstm-attn,lightgbm --seed 2 --config FILE` retrain them"
+    trains = "`reelsense train --models sasrec` and `reelsense train --models lstm-attn,lightgbm --seed 2 --config FILE` retrain them"
     assert trains + " with this code (FILE: a rankers TOML whose [lstm-attn] table sets max_epochs = 1)" in note, note
     assert note.startswith("fits of other ranker code than this evaluation's (new) in the table: sasrec (code old), lstm-attn (code old), lightgbm"), note
     results["models"]["lstm-attn"]["train_code"] = "new"
