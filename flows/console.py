@@ -170,14 +170,15 @@ def older_code_note(results: dict) -> str | None:
     groups: dict[int, list[str]] = {}
     for name in older:
         base = NEEDS_BASE.get(name)
-        owner = base if base in older else None if base else name  # whose seed the train takes
-        groups.setdefault(-1 if owner is None else rows[owner].get("train_seed") or 0, []).append(name)
+        owner = base if base in older else None if base else name  # whose seed the train takes (None: no --seed)
+        groups.setdefault(0 if owner is None else rows[owner].get("train_seed") or 0, []).append(name)
     settings = {name: rows[name]["train_settings"] for name in older if rows[name].get("train_settings")}
     trains = [
         f"`reelsense train --models {','.join(names)}{f' --seed {seed}' if seed > 0 else ''}{' --config FILE' if set(names) & set(settings) else ''}`"
         for seed, names in sorted(groups.items())
     ]
-    file = "".join(rankers_toml(name, chosen) for name, chosen in settings.items())
+    # One FILE for every train (review: a parenthesis per table read as several files).
+    file = f" (FILE: a rankers TOML {' and '.join(f'whose [{name}] table sets {toml_pairs(chosen)}' for name, chosen in settings.items())})" if settings else ""
     them = "it" if len(older) == 1 else "them"
     codes = ", ".join(f"{name} (code {rows[name]['train_code']})" for name in older)
     return runnable(

@@ -243,10 +243,10 @@ def nightly_settings_warning(models_dir: Path, settings: dict[str, dict[str, Any
             was, given = artifacts.given_settings(name, saved), (settings or {}).get(name, {})
             try:
                 same = dataclasses.asdict(build(name, "cpu", {}, was).config) == dataclasses.asdict(build(name, "cpu", {}, given).config)  # type: ignore[attr-defined]
-            except ConfigError:  # a setting this code no longer has: the nightly run cannot train it either
-                same = False
-            if not same:
-                differs.append(toml_pairs(was) or "the defaults")
+                if not same:
+                    differs.append(toml_pairs(was) or "the defaults")
+            except ConfigError:  # a setting this code no longer has: no TOML keeps it (review)
+                differs.append(f"{toml_pairs(was)}, which this code no longer has: no TOML keeps it")
         seeds.add(saved.get("seed") or 0)
         if (saved.get("seed") or 0) != nightly_seed:
             differs.append(f"seed {saved.get('seed') or 0}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -109,12 +110,19 @@ def test_the_scheduled_train_ranker_reads_the_rankers_toml_serve_was_given(tmp_p
     assert served.pop() == {"name": "default", "paused": False, "train_config": str(toml), "train_seed": 1}
     said = capsys.readouterr()
     assert said.out == f"serve: train-ranker/default trains with {toml}: [bpr-mf] max_epochs = 1\n" and said.err == "", said
+    assert main(["--home", str(wh.home), "serve", "--config", "rankers.toml"]) == 0  # the TOML's settings, but seed 0 (review)
+    assert f"bpr-mf {meta['version']} (seed 1) was trained otherwise" in capsys.readouterr().err and served.pop()["train_seed"] is None
     assert main(["--home", str(wh.home), "serve"]) == 0
     assert served.pop()["train_config"] is None and capsys.readouterr().err == f"reelsense: warning: {warning}\n"
     # Latests of several seeds: serve's one --seed keeps those of one of them, said so (probe: "--seed N keeps them" could not).
     train_rankers(str(wh.home), models=["popularity"], device="cpu")
     several = nightly_settings_warning(wh.models_dir, {"bpr-mf": {"max_epochs": 1}}, 1) or ""
     assert "popularity " in several and "(seed 0) was trained otherwise: the latests have seeds 0, 1 and serve's one --seed" in several, several
+    # A setting this code no longer has: said, not a crash, and no TOML is offered to keep it (review).
+    meta_json = wh.models_dir / "rankers" / "bpr-mf" / meta["version"] / "meta.json"
+    meta_json.write_text(json.dumps({**json.loads(meta_json.read_text()), "settings": {"gone_key": 3}}))
+    gone = nightly_settings_warning(wh.models_dir, None, 1) or ""
+    assert f"bpr-mf {meta['version']} (gone_key = 3, which this code no longer has: no TOML keeps it)" in gone, gone
 
 
 @pytest.mark.slow

@@ -316,14 +316,20 @@ def test_the_older_code_note_refits_each_row_at_its_own_seed():
     def row(seed, code="old", settings=None):
         return {"train_seed": seed, "train_code": code, "train_settings": settings}
 
-    results = {"code_version": "new", "seed": 0, "models": {"sasrec": row(0), "lstm-attn": row(2, settings={"max_epochs": 1}), "lightgbm": row(2)}}
+    results = {
+        "code_version": "new",
+        "seed": 0,
+        "models": {"sasrec": row(0, settings={"patience": 3}), "lstm-attn": row(2, settings={"max_epochs": 1}), "lightgbm": row(2)},
+    }
     note = older_code_note(results)
-    trains = "`reelsense train --models sasrec` and `reelsense train --models lstm-attn,lightgbm --seed 2 --config FILE` retrain them"
-    assert trains + " with this code (FILE: a rankers TOML whose [lstm-attn] table sets max_epochs = 1)" in note, note
+    trains = "`reelsense train --models sasrec --config FILE` and `reelsense train --models lstm-attn,lightgbm --seed 2 --config FILE` retrain them"
+    file = "(FILE: a rankers TOML whose [sasrec] table sets patience = 3 and whose [lstm-attn] table sets max_epochs = 1)"
+    assert f"{trains} with this code {file}, then" in note, note
     assert note.startswith("fits of other ranker code than this evaluation's (new) in the table: sasrec (code old), lstm-attn (code old), lightgbm"), note
     results["models"]["lstm-attn"]["train_code"] = "new"
-    note = older_code_note(results)
-    assert "`reelsense train --models lightgbm` and `reelsense train --models sasrec` retrain them with this code, then" in note, note
+    results["models"]["sasrec"]["train_settings"] = None
+    note = older_code_note(results)  # neither takes a --seed: one train (lightgbm's base then gives it its seed)
+    assert "`reelsense train --models sasrec,lightgbm` retrains them with this code, then" in note, note
     results["models"] = {"sasrec": row(0, "new"), "popularity": row(None, None)}  # a meta.json without code_version: no claim
     assert older_code_note(results) is None
 
