@@ -41,6 +41,7 @@ from flows.console import (
     report_line,
     results_lines,
     runnable,
+    settings_summary,
     settings_text,
 )
 from flows.runners import check_dask
@@ -878,7 +879,7 @@ def _explain(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from flows.rank import nightly_settings_warning, settings_summary
+    from flows.rank import nightly_settings_warning
     from flows.serve import serve_all
 
     wh = Warehouse(args.home)
@@ -972,7 +973,7 @@ def _stopped_fit_line(path: Path, data_now: Callable[[], Any]) -> str:
     seed = f" --seed {was['seed']}" if was["seed"] not in (None, 0) else ""
     device = f" --device {was['device']}" if was["device"] and was["device"] != device_for("auto") else ""
     command = f"`reelsense train --models {name}{seed}{device}{' --config FILE' if settings else ''}`"
-    file = rankers_toml(name, settings) if settings else ""
+    file = rankers_toml({name: settings})
     data = data_now()
     if isinstance(data, StaleReason):  # samples not current: train rebuilds it, and only then can the key tell
         return f"{got}; {data}: {command} rebuilds it first, then continues the fit if its rows come out the same, else trains from epoch 1{file}"

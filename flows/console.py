@@ -177,8 +177,7 @@ def older_code_note(results: dict) -> str | None:
         f"`reelsense train --models {','.join(names)}{f' --seed {seed}' if seed > 0 else ''}{' --config FILE' if set(names) & set(settings) else ''}`"
         for seed, names in sorted(groups.items())
     ]
-    # One FILE for every train (review: a parenthesis per table read as several files).
-    file = f" (FILE: a rankers TOML {' and '.join(f'whose [{name}] table sets {toml_pairs(chosen)}' for name, chosen in settings.items())})" if settings else ""
+    file = rankers_toml(settings)
     them = "it" if len(older) == 1 else "them"
     codes = ", ".join(f"{name} (code {rows[name]['train_code']})" for name in older)
     return runnable(
@@ -198,9 +197,18 @@ def toml_value(value: object) -> str:
     return json.dumps(value) if isinstance(value, (bool, str)) or value is None else repr(value)
 
 
-def rankers_toml(name: str, settings: dict) -> str:
-    """What the FILE of an advised `--config FILE` holds: ` (FILE: a rankers TOML whose [name] table sets k = v, ...)`."""
-    return f" (FILE: a rankers TOML whose [{name}] table sets {toml_pairs(settings)})"
+def rankers_toml(tables: dict[str, dict]) -> str:
+    """What the FILE of an advised `--config FILE` holds, one file for every table (review: a
+    parenthesis per table read as several files): ` (FILE: a rankers TOML whose [a] table sets k = v,
+    ... and whose [b] table sets ...)`; "" for no table."""
+    if not tables:
+        return ""
+    return f" (FILE: a rankers TOML {' and '.join(f'whose [{name}] table sets {toml_pairs(chosen)}' for name, chosen in tables.items())})"
+
+
+def settings_summary(settings: dict[str, dict[str, Any]]) -> str:
+    """A rankers TOML's tables in one line: `[lstm-attn] max_epochs = 1; [sasrec] patience = 3`."""
+    return "; ".join(f"[{name}] {toml_pairs(values)}" for name, values in sorted(settings.items()) if values) or "no settings (every table empty)"
 
 
 def toml_pairs(settings: dict) -> str:
@@ -228,7 +236,7 @@ def other_base_note(results: dict) -> str | None:
     train_seed = f" --seed {seeds.pop()}" if len(seeds) == 1 else ""
     settings = {base: models[base].get("train_settings") for base in bases if models[base].get("train_settings")}
     config = " --config FILE" if settings else ""
-    file = "".join(rankers_toml(base, s) for base, s in settings.items())
+    file = rankers_toml(settings)
     measure = f"reelsense evaluate --models {names}{same_evaluation(results)}"  # that evaluation's seed and sample (review)
     how = f" with the seed and settings of this table's {', '.join(sorted(bases))}" if train_seed or config else ""
     train = f"reelsense train --models {names}{train_seed}{config}"

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say, toml_pairs
+from flows.console import RETIRED_ROW, UNTRAINED_ROW, count, results_markdown, say, settings_summary, toml_pairs
 from flows.latest import LATEST_ERRORS, checked_latest, damaged_latest, latest_meta, readable_versions
 from ranker import artifacts
 from ranker.base import device_for
@@ -219,11 +219,6 @@ def train_rankers(
     return metas
 
 
-def settings_summary(settings: dict[str, dict[str, Any]]) -> str:
-    """A rankers TOML's tables in one line: `[lstm-attn] max_epochs = 1; [sasrec] patience = 3`."""
-    return "; ".join(f"[{name}] {toml_pairs(values)}" for name, values in sorted(settings.items()) if values) or "no settings (every table empty)"
-
-
 def nightly_settings_warning(models_dir: Path, settings: dict[str, dict[str, Any]] | None = None, seed: int | None = None) -> str | None:
     """What `reelsense serve` says where the scheduled train-ranker (every ranker, with `settings`,
     a rankers TOML's, and `seed` or 0) would replace a latest ranker trained otherwise: it makes
@@ -247,9 +242,10 @@ def nightly_settings_warning(models_dir: Path, settings: dict[str, dict[str, Any
                     differs.append(toml_pairs(was) or "the defaults")
             except ConfigError:  # a setting this code no longer has: no TOML keeps it (review)
                 differs.append(f"{toml_pairs(was)}, which this code no longer has: no TOML keeps it")
-        seeds.add(saved.get("seed") or 0)
-        if (saved.get("seed") or 0) != nightly_seed:
-            differs.append(f"seed {saved.get('seed') or 0}")
+        latest_seed = saved.get("seed") or 0
+        seeds.add(latest_seed)
+        if latest_seed != nightly_seed:
+            differs.append(f"seed {latest_seed}")
         if differs:
             other[name] = f"{name} {saved['version']} ({'; '.join(differs)})"
     if not other:
