@@ -79,7 +79,7 @@ class Configurable(Protocol):
 
 
 # Settings of the content-first item tower (ranker/training.py ItemTower): nothing to an id-only model.
-CONTENT_ONLY = {"id_drop", "delta_ratio", "cold_neighbours", "cold_temperature", "borrow_dropped", "content_hidden", "semantic_codes"}
+CONTENT_ONLY = {"id_drop", "delta_ratio", "cold_neighbours", "cold_temperature", "borrow_dropped", "content_hidden", "semantic_codes", "unseen_negatives"}
 
 
 def _owners(keys: list[str]) -> list[str]:

@@ -43,6 +43,7 @@ from ranker.training import (
     end_epoch,
     epoch_bar,
     next_item_sequences,
+    not_classes,
     remap_items,
     semantic_codes_rules,
     validation_ndcg,
@@ -79,6 +80,9 @@ class SasrecConfig:
     # (the same cold_neighbours and cold_temperature). Off: on the cold-start split it was no better
     # than training without it, paired (benchmarks/results/microlens-50k-history.md), and each epoch costs about a third more.
     borrow_dropped: bool = False
+    # Items training never sees are not classes of the softmax (ranker/training.py not_classes);
+    # true: they are negatives, as before 2026-12-06.
+    unseen_negatives: bool = False
     # The content projection f: 0, linear (W c, the default); N, two layers through N hidden units.
     content_hidden: int = 0
     # Semantic ids (ranker/training.py ItemTower): K coarse and K x K fine content codes, each a
@@ -278,7 +282,8 @@ class Sasrec:
         valid = validation_rows(data, cfg.valid_users, seed)
         stopper = EarlyStopping(cfg.patience)
         drop_rng = torch.Generator().manual_seed(seed)
-        loss_of = SoftmaxLoss(torch.as_tensor(data.withheld, device=self.device) if data.withheld.any() else None)
+        excluded = not_classes(data, content=self.use_content, unseen_negatives=cfg.unseen_negatives)
+        loss_of = SoftmaxLoss(torch.as_tensor(excluded, device=self.device) if excluded.any() else None)
         resume = FitCheckpoint.for_fit(checkpoint, self, data, seed)
         resume.track(self, self.net, optimiser, stopper, rng, drop_rng, max_epochs=cfg.max_epochs)
         for epoch in range(resume.restore(), cfg.max_epochs):

@@ -43,6 +43,7 @@ from ranker.training import (
     ItemTower,
     end_epoch,
     epoch_bar,
+    not_classes,
     remap_items,
     semantic_codes_rules,
     validation_ndcg,
@@ -75,6 +76,7 @@ class LstmAttnConfig:
     cold_temperature: float = 0.02
     content_hidden: int = 0  # the content projection: 0 linear, N two layers through N units (as sasrec-content's)
     semantic_codes: int = 0  # K coarse and K x K fine content codes added to f(c), as sasrec-content's; 0: off
+    unseen_negatives: bool = False  # as sasrec-content's: items training never sees are no classes unless true
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -252,7 +254,7 @@ class LstmAttn:
 
     def loss_inputs(self, data: Dataset) -> LossInputs:
         labels = np.stack([data.labels[h] for h in self.heads[1:]], 1) if len(self.heads) > 1 else np.zeros((len(data.targets), 0), np.float32)
-        excluded = torch.as_tensor(data.withheld, device=self.device)
+        excluded = torch.as_tensor(not_classes(data, content=self.use_content, unseen_negatives=self.config.unseen_negatives), device=self.device)
         excluded[0] = True
         sampling = np.where(excluded.cpu().numpy(), 0.0, np.maximum(data.train_counts, 1).astype(np.float64) ** 0.75)
         sampling /= sampling.sum()

@@ -63,6 +63,21 @@ def semantic_codes_rules(value: Any) -> list[str]:
     return []
 
 
+def not_classes(data: Dataset, *, content: bool, unseen_negatives: bool = False) -> npt.NDArray[np.bool_]:
+    """The items (n_items + 1,) that a training softmax leaves out, full or sampled: those withheld
+    from training entirely (the cold-start split) and, for a content-first model unless
+    `unseen_negatives`, every item training never sees (no training row holds it: no delta of its
+    own). As negatives only, such items teach the content projection to score their content low: on
+    a home that retrains after new uploads, the uploads still without engagement fell from 247 of
+    4,020 top-20 places (scored without retraining) to none after the retrain (probe, 2026-12-06). An
+    id-only model keeps them as classes: it has nothing but training to place them by."""
+    excluded = data.withheld.copy() if len(data.withheld) else np.zeros(data.n_items + 1, bool)
+    if content and not unseen_negatives:
+        excluded |= ~data.in_training
+    excluded[0] = False  # padding: the losses leave it out themselves
+    return excluded
+
+
 def items_for_codes(data: Dataset) -> int:
     """How many items a codebook of semantic codes is built from: those with content that training sees."""
     return int((data.in_training & (np.abs(data.content).sum(axis=1) > 0)).sum())

@@ -22,7 +22,7 @@ from ranker.evaluate import test_rows as rows_to_evaluate
 from ranker.popularity import Popularity
 from ranker.sasrec import Sasrec, SasrecConfig, SoftmaxLoss, softmax_loss
 from ranker.sequence import LstmAttn, LstmAttnConfig, LstmAttnNet
-from ranker.training import Dropout, ItemTower, _kmeans, _nearest_centroid, next_item_sequences
+from ranker.training import Dropout, ItemTower, _kmeans, _nearest_centroid, next_item_sequences, not_classes
 from warehouse import db, store
 from warehouse.errors import ConfigError
 from warehouse.schemas import EVENTS
@@ -525,6 +525,31 @@ def test_paired_bootstrap_on_a_constructed_case():
     assert same["ci95"][0] < 0 < same["ci95"][1]
     with pytest.raises(ValueError, match="equal"):
         paired_bootstrap(b, b[:10])
+
+
+@pytest.mark.parametrize("family", ["sasrec", "lstm-attn", "lstm-attn-sampled"])
+def test_items_training_never_sees_are_no_negatives_of_a_content_model_unless_asked(planted_wh, family):
+    """a5 and b5 are in no training row. As negatives only, they taught the content projection to score
+    content like theirs low (probe: new uploads left every top 20 after a retrain). By default a
+    content model's training ignores them: with their content changed, every epoch's loss is the same
+    to the bit. With unseen_negatives = true they are negatives again and the losses change; the
+    id-only twin keeps them as classes. ranker.training.not_classes says which items are left out."""
+    data = dataset(planted_wh, max_history=10)
+    a5, b5 = data.item_ids.index("a5"), data.item_ids.index("b5")
+    changed = data.content.copy()
+    changed[[a5, b5]] = -3 * changed[[b5, a5]]
+    other = replace(data, content=changed)
+
+    def losses(model_data, **settings):
+        model = _pair(family)[0]
+        model.config = replace(model.config, max_epochs=2, **settings)
+        model.fit(model_data, seed=0)
+        return [h["train_loss"] for h in model.history]
+
+    assert losses(data) == losses(other)
+    assert losses(data, unseen_negatives=True) != losses(other, unseen_negatives=True)
+    assert list(np.flatnonzero(not_classes(data, content=True))) == sorted([a5, b5])
+    assert not not_classes(data, content=False).any() and not not_classes(data, content=True, unseen_negatives=True).any()
 
 
 def test_cold_split_never_trains_on_withheld_items_or_users(planted_wh):

@@ -54,9 +54,9 @@ def dataset(wh: Warehouse, max_history: int = 10):
     return load_dataset(wh, max_history)
 
 
-def write_content(wh: Warehouse, items: dict[str, float], *, dim: int = 8, seed: int = 0) -> None:
+def write_content(wh: Warehouse, items: dict[str, float], *, dim: int = 8, seed: int = 0, axis: int = 0) -> None:
     """Items with a text vector each: `items` maps an item id to its group's direction (+1 / -1
-    along the first axis), plus a little seeded noise, as extract-items would write them."""
+    along the first axis, or along `axis`), plus a little seeded noise, as extract-items would write them."""
     rng = np.random.default_rng(seed)
     now = datetime(2026, 2, 1, tzinfo=timezone.utc)
     ids = list(items)
@@ -81,7 +81,7 @@ def write_content(wh: Warehouse, items: dict[str, float], *, dim: int = 8, seed:
         ),
     )
     vectors = rng.normal(0, 0.3, (len(ids), dim)).astype(np.float32)
-    vectors[:, 0] += np.asarray([items[i] for i in ids], np.float32)
+    vectors[:, axis] += np.asarray([items[i] for i in ids], np.float32)
     store.append(
         wh,
         EMBEDDINGS,
