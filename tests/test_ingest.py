@@ -144,6 +144,30 @@ def test_reingest_changes_no_count(wh, tmp_path):
     assert (second.accepted, second.duplicates) == (0, len(GOOD_EVENTS))
 
 
+def test_an_event_again_with_another_watch_ratio_is_quarantined_not_counted_a_duplicate(wh, tmp_path):
+    """Probe: a watch at 0.2 and the same watch at 0.95 (same user, item, time and type) were counted
+    as a duplicate and the 0.95 lost without a word, in one file and against a stored event. The
+    first is kept; the other is quarantined naming both ratios; exact repeats stay duplicates, and a
+    ratio stored as float32 is the same ratio."""
+    watch = ["u1", "v1", "2026-01-01T10:00:00Z", "watch"]
+    first = ingest_events(wh, write_csv(tmp_path / "a.csv", EVENT_HEADER, [[*watch, "0.2"], [*watch, "0.95"], [*watch, "0.2"], GOOD_EVENTS[1]]))
+    assert (first.accepted, first.quarantined, first.duplicates) == (2, 1, 1)
+    again = ingest_events(wh, write_csv(tmp_path / "b.csv", EVENT_HEADER, [[*watch, "0.9"], [*watch, "0.2"], [*watch, ""], GOOD_EVENTS[1], GOOD_EVENTS[2]]))
+    assert (again.accepted, again.quarantined, again.duplicates) == (1, 2, 2)
+    db.refresh_views(wh)
+    assert [r["watch_ratio"] for r in db.fetch(wh, "SELECT watch_ratio FROM events WHERE event = 'watch'")] == [pytest.approx(0.2)]
+    errors = [r["error"] for r in db.fetch(wh, "SELECT error FROM failures ORDER BY error")]
+    stem = "the watch of user 'u1' on item 'v1' at 2026-01-01T10:00:00+00:00"
+    assert errors == [
+        f"{stem} appears earlier in this file with watch_ratio 0.2, this row has 0.95; an event is stored once per user, item, time and type: "
+        "the first is kept (fix the source, or give a repeat watch its own event_ts)",
+        f"{stem} is already stored with watch_ratio 0.2, this row has 0.9; an event is stored once per user, item, time and type: "
+        "the first is kept (fix the source, or give a repeat watch its own event_ts)",
+        f"{stem} is already stored with watch_ratio 0.2, this row has empty; an event is stored once per user, item, time and type: "
+        "the first is kept (fix the source, or give a repeat watch its own event_ts)",
+    ]
+
+
 def test_bad_items_are_quarantined(wh, tmp_path):
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "a.mp4").write_bytes(b"x")

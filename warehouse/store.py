@@ -157,6 +157,26 @@ def append(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
     return WriteResult(written=fresh.num_rows, duplicates=batch.num_rows - fresh.num_rows)
 
 
+def stored_rows(wh: Warehouse, spec: TableSpec, batch: pa.Table, columns: list[str]) -> pa.Table:
+    """The stored rows that share a key with a row of `batch`: their key and `columns`. What append
+    would count as duplicates, for a check of what they hold (ingest: an event stored with another
+    watch ratio). Tables of versioned entities (`latest_by`) are not for this: every version is read."""
+    batch = conform(spec, batch)
+    wanted = list(dict.fromkeys([*spec.key, *columns]))
+    files = _colliding_files(wh, spec, batch) if batch.num_rows else None
+    if files is None:
+        return pa.Table.from_batches([], schema=pa.schema([spec.schema.field(c) for c in wanted]))
+    con = duckdb.connect()
+    try:
+        con.register("batch_keys", batch.select(list(spec.key)))
+        match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
+        picked = ", ".join(f"s.{_quote(c)}" for c in wanted)
+        sql = f"SELECT {picked} FROM read_parquet(?, hive_partitioning = {_hive_option(spec)}) s WHERE EXISTS (SELECT 1 FROM batch_keys b WHERE {match})"
+        return con.sql(sql, params=[files]).to_arrow_table()
+    finally:
+        con.close()
+
+
 def _colliding_files(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[str] | None:
     """The stored files a batch's keys could collide with (None: none stored). Where the key
     decides the partition, only the partitions the batch writes; else every file of the table."""
