@@ -200,7 +200,9 @@ def toml_value(value: object) -> str:
 def rankers_toml(tables: dict[str, dict]) -> str:
     """What the FILE of an advised `--config FILE` holds, one file for every table (review: a
     parenthesis per table read as several files): ` (FILE: a rankers TOML whose [a] table sets k = v,
-    ... and whose [b] table sets ...)`; "" for no table."""
+    ... and whose [b] table sets ...)`; "" where no table sets anything (probe: a stopped fit of the
+    defaults read "whose [sasrec-content] table sets )")."""
+    tables = {name: chosen for name, chosen in tables.items() if chosen}
     if not tables:
         return ""
     return f" (FILE: a rankers TOML {' and '.join(f'whose [{name}] table sets {toml_pairs(chosen)}' for name, chosen in tables.items())})"

@@ -361,9 +361,12 @@ def test_a_damaged_latest_of_a_retired_or_unsaved_ranker_offers_only_what_works(
 
 
 def test_settings_are_printed_as_a_rankers_toml_writes_them():
-    from flows.console import toml_value
+    from flows.console import rankers_toml, toml_value
 
     assert [toml_value(v) for v in (True, False, 0.001, 20, "x")] == ["true", "false", "0.001", "20", '"x"']
+    # A table of no settings is no FILE to write (probe: "whose [sasrec-content] table sets )").
+    assert rankers_toml({"sasrec-content": {}}) == ""
+    assert rankers_toml({"sasrec": {}, "bpr-mf": {"patience": 3}}) == " (FILE: a rankers TOML whose [bpr-mf] table sets patience = 3)"
 
 
 class _Terminal(io.StringIO):
