@@ -244,6 +244,8 @@ def test_parquet_input_with_typed_columns(wh, tmp_path):
         ("folder", "a folder, not a file"),
         ("fifo", "not a regular file"),  # probe: /dev/null was "no such file"
         (b"user,item\nu1,v1\n", "found columns [user, item]; expected user_id, item_id, event_ts, event (optional: watch_ratio)"),
+        # probe: a semicolon-separated file was one column, without a word why
+        (b"user_id;item_id;event_ts;event\nu1;v1;2026-01-01T00:00:00Z;watch\n", "the header looks separated by ';': reelsense reads comma-separated files"),
         # probe: a repeated column was a pyarrow traceback; also where the file is not UTF-8 (read in Python)
         (b"user_id,item_id,event_ts,event,event\nu1,v1,2026-01-01T00:00:00Z,watch,like\n", "column event appears more than once"),
         (b"user_id,item_id,event_ts,event,event\nu1,v\xff,2026-01-01T00:00:00Z,watch,like\n", "column event appears more than once"),

@@ -235,7 +235,10 @@ def _field_count_error(line: int | None, expected: int, found: int, header: list
 def _check_columns(path: Path, found: list[str], required: tuple[str, ...], optional: tuple[str, ...]) -> None:
     if not set(required) <= set(found):
         expected = ", ".join(required) + (f" (optional: {', '.join(optional)})" if optional else "")
-        raise SchemaError(f"{path}: found columns [{', '.join(found)}]; expected {expected}")
+        # Probe: a semicolon-separated file read as one column "item_id;title;video_uri", without a word why.
+        other = next((sep for sep in (";", "\t", "|") if len(found) == 1 and sep in found[0]), None)
+        hint = f"; the header looks separated by {other!r}: reelsense reads comma-separated files, so save it with commas" if other else ""
+        raise SchemaError(f"{path}: found columns [{', '.join(found)}]; expected {expected}{hint}")
     # A column named twice is ambiguous (which one holds the values?); one ingest does not read
     # may repeat (probe: a repeated `event` was a pyarrow traceback).
     repeated = sorted({name for name in found if found.count(name) > 1 and name in (*required, *optional)})
