@@ -2,7 +2,7 @@
 whether the trees and predictions come out the same (hashes of the model text without its parameters,
 and of the predictions).
 
-    .venv/bin/python benchmarks/lightgbm_threads.py --home HOME [--threads 1,0,2]
+    .venv/bin/python benchmarks/lightgbm_threads.py --home HOME [--threads 1,0,2] [--users 2000]
 
 0 is OpenMP's default (OMP_NUM_THREADS, else every core). Run it on idle cores and again while
 another process holds them (the probe's case): spinning OpenMP threads then take minutes. The predict
@@ -10,6 +10,8 @@ timed is the trees' alone, over the test users' re-ranked candidates (the base m
 evaluate and score-batch run it; the base model's scoring is left out."""
 
 from __future__ import annotations
+
+import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
 
 import argparse
 import hashlib
@@ -29,12 +31,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", required=True)
     parser.add_argument("--threads", default="1,0,2", help="comma-separated num_threads values to time")
+    parser.add_argument("--users", type=int, default=2000, help="the first N test users whose candidates predict scores (all items of 50,000 would not fit)")
     args = parser.parse_args()
     wh = Warehouse(args.home)
     data = load_dataset(wh, MAX_HISTORY)
     base = artifacts.load(wh.models_dir, "lstm-attn", data, {}, "cpu")
     train = lgb.train
-    test = data.queries.take(np.flatnonzero(data.split == "test"))
+    test = data.queries.take(np.flatnonzero(data.split == "test")[: args.users])
     candidates = features = None
     for threads in (int(t) for t in args.threads.split(",")):
         # The fit as ranker/lightgbm_ctr.py runs it, with only num_threads changed.
@@ -51,8 +54,11 @@ def main() -> None:
         raw = model.booster.predict(features, raw_score=True, num_threads=threads)
         predicting = time.perf_counter() - started
         predictions = hashlib.sha1(np.ascontiguousarray(raw).tobytes()).hexdigest()[:12]
-        print(f"num_threads {threads}: fit {seconds:.2f}s, trees {trees}; predict of {len(features):,} rows "
-              f"({len(test):,} test users' candidates) {predicting:.2f}s, predictions {predictions}", flush=True)
+        print(
+            f"num_threads {threads}: fit {seconds:.2f}s, trees {trees}; predict of {len(features):,} rows "
+            f"({len(test):,} test users' candidates) {predicting:.2f}s, predictions {predictions}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ def not_classes(data: Dataset, *, content: bool, unseen_negatives: bool = False)
     a home that retrains after new uploads, the uploads still without engagement fell from 247 of
     4,020 top-20 places (scored without retraining) to none after the retrain (probe, 2026-12-06). An
     id-only model keeps them as classes: it has nothing but training to place them by."""
+    if len(data.in_training) != data.n_items + 1:
+        raise ValueError(f"not_classes: in_training holds {len(data.in_training)} items, not n_items + 1 = {data.n_items + 1} (load_dataset sets it)")
     excluded = data.withheld.copy() if len(data.withheld) else np.zeros(data.n_items + 1, bool)
     if content and not unseen_negatives:
         excluded |= ~data.in_training
@@ -580,7 +582,9 @@ def differences(was: dict[str, Any], now: dict[str, Any]) -> str:
     if was["seed"] is not None and was["seed"] != now.get("seed"):
         changed.append(f"seed {was['seed']} (now {now.get('seed')})")
     old, new = was["config"] or {}, now.get("config") or {}
-    settings = [f"{k} {old.get(k)!r} (now {new.get(k)!r})" for k in sorted(old.keys() | new.keys()) if was["config"] is not None and old.get(k) != new.get(k)]
+    # A setting the stopped fit's config lacks was added since: a change of the code, said below (review).
+    keys = sorted(old.keys() | new.keys()) if was["config"] is not None else []
+    settings = [f"{k} {old.get(k)!r} (now {new.get(k)!r})" for k in keys if k in old and old.get(k) != new.get(k)]
     if settings:
         changed.append("settings " + ", ".join(settings))
     if was["code"] is not None and was["code"] != now.get("code"):

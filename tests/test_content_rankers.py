@@ -533,7 +533,7 @@ def test_items_training_never_sees_are_no_negatives_of_a_content_model_unless_as
     content like theirs low (probe: new uploads left every top 20 after a retrain). By default a
     content model's training ignores them: with their content changed, every epoch's loss is the same
     to the bit. With unseen_negatives = true they are negatives again and the losses change; the
-    id-only twin keeps them as classes. ranker.training.not_classes says which items are left out."""
+    id-only twin keeps them as classes (not_classes, which says which items are left out, leaves none out for it)."""
     data = dataset(planted_wh, max_history=10)
     a5, b5 = data.item_ids.index("a5"), data.item_ids.index("b5")
     changed = data.content.copy()

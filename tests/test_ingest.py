@@ -157,7 +157,7 @@ def test_an_event_again_with_another_watch_ratio_is_quarantined_not_counted_a_du
     db.refresh_views(wh)
     assert [r["watch_ratio"] for r in db.fetch(wh, "SELECT watch_ratio FROM events WHERE event = 'watch'")] == [pytest.approx(0.2)]
     errors = [r["error"] for r in db.fetch(wh, "SELECT error FROM failures ORDER BY error")]
-    stem = "the watch of user 'u1' on item 'v1' at 2026-01-01T10:00:00+00:00"
+    stem = "the 'watch' event of user 'u1' on item 'v1' at 2026-01-01T10:00:00+00:00"
     assert errors == [
         f"{stem} appears earlier in this file with watch_ratio 0.2, this row has 0.95; an event is stored once per user, item, time and type: "
         "the first is kept (fix the source, or give a repeat watch its own event_ts)",
@@ -388,6 +388,24 @@ def test_concurrent_ingests_of_the_same_items_store_each_row_once(wh, tmp_path):
         accepted = pool.starmap(_ingest_items_at, [(str(wh.home), str(path))] * 2)
     assert sorted(accepted) == [0, 500]
     assert store.read(wh, ITEMS).num_rows == 500
+
+
+def _ingest_events_at(home: str, path: str) -> tuple[int, int]:
+    report = ingest_events(store.Warehouse(home), path)
+    return report.accepted, report.quarantined
+
+
+def test_concurrent_ingests_of_one_watch_at_two_ratios_store_one_and_quarantine_the_other(wh, tmp_path):
+    """Review: the ratio check ran before append took the table lock, so two ingests at once both
+    passed it and the second ratio was lost as a duplicate again. It runs inside append, under the lock."""
+    import multiprocessing
+
+    files = [write_csv(tmp_path / f"{r}.csv", EVENT_HEADER, [["u1", f"v{i}", "2026-01-01T10:00:00Z", "watch", r] for i in range(300)]) for r in ("0.2", "0.95")]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        outcomes = pool.starmap(_ingest_events_at, [(str(wh.home), str(f)) for f in files])
+    assert sorted(outcomes) == [(0, 300), (300, 0)]
+    db.refresh_views(wh)
+    assert db.table_counts(wh)["events"] == 300 and db.table_counts(wh)["failures"] == 300
 
 
 @pytest.mark.parametrize(

@@ -259,42 +259,22 @@ def ingest_events(wh: store.Warehouse, path: str | Path) -> IngestReport:
         else:
             good.append(row)
             records.append(record)
-    good = _without_conflicts(wh, good, records, quarantine)
-    return _commit(wh, EVENTS, events_table(good), quarantine, len(raw) + malformed, str(path))
+    return _commit(wh, EVENTS, events_table(good), quarantine, len(raw) + malformed, str(path), records=records)
 
 
-def _without_conflicts(wh: store.Warehouse, rows: list[dict[str, Any]], records: list[dict[str, Any]], quarantine: Quarantine) -> list[dict[str, Any]]:
-    """The events whose key (user, item, time, type) no earlier row of the file and no stored event
-    holds with another watch ratio; those that do are quarantined, the first one kept. Exact repeats
-    stay in (the store counts them as duplicates). A probe's 0.2 and 0.95 of one watch were counted
-    as a duplicate, and the 0.95 was lost without a word."""
-
-    def key(row: dict[str, Any]) -> tuple:
-        return row["user_id"], row["item_id"], row["event_ts"], row["event"]
-
-    def what(row: dict[str, Any]) -> str:
-        return f"the {row['event']} of user {row['user_id']!r} on item {row['item_id']!r} at {row['event_ts'].isoformat()}"
-
-    stored = store.stored_rows(wh, EVENTS, events_table(rows), ["watch_ratio"]).to_pylist() if rows else []
-    first = {key(r): (r["watch_ratio"], "is already stored") for r in stored}
-    kept = []
-    for row, record in zip(rows, records):
-        ratio, where = first.setdefault(key(row), (row["watch_ratio"], "appears earlier in this file"))
-        if ratio != row["watch_ratio"] and not (ratio is not None and row["watch_ratio"] is not None and math.isclose(ratio, row["watch_ratio"], rel_tol=1e-6)):
-            quarantine.add(
-                f"{what(row)} {where} with watch_ratio {_ratio(ratio)}, this row has {_ratio(row['watch_ratio'])}; "
-                "an event is stored once per user, item, time and type: the first is kept (fix the source, or give a repeat watch its own event_ts)",
-                record,
-                item_id=row["item_id"],
-                user_id=row["user_id"],
-            )
-        else:
-            kept.append(row)
-    return kept
+def _conflict_error(row: dict[str, Any], conflict: store.Conflict) -> str:
+    """Why an event that repeats another's key with another watch ratio is quarantined (probe: a
+    watch at 0.2 and again at 0.95 was counted a duplicate and the 0.95 lost without a word)."""
+    where = "is already stored" if conflict.stored else "appears earlier in this file"
+    return (
+        f"the {row['event']!r} event of user {row['user_id']!r} on item {row['item_id']!r} at {row['event_ts'].isoformat()} {where} "
+        f"with watch_ratio {_ratio(conflict.first['watch_ratio'])}, this row has {_ratio(row['watch_ratio'])}; an event is stored once "
+        "per user, item, time and type: the first is kept (fix the source, or give a repeat watch its own event_ts)"
+    )
 
 
 def _ratio(value: float | None) -> str:
-    return "empty" if value is None else f"{value:g}"
+    return "empty" if value is None else f"{value:.7g}"  # a float32 as stored: 0.2, not 0.200000003
 
 
 def validate_event(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -500,10 +480,25 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _commit(wh: store.Warehouse, spec: Any, good: pa.Table, quarantine: Quarantine, input_rows: int, source: str, *, pairs: bool = False) -> IngestReport:
+def _commit(
+    wh: store.Warehouse,
+    spec: Any,
+    good: pa.Table,
+    quarantine: Quarantine,
+    input_rows: int,
+    source: str,
+    *,
+    pairs: bool = False,
+    records: list[dict[str, Any]] | None = None,
+) -> IngestReport:
+    """Store the good rows and the quarantine; events (with their raw `records`) are compared on
+    watch_ratio, and one that repeats a key with another ratio is quarantined, not a duplicate."""
     if spec is ITEMS:
         good = _home_relative(wh, good)
-    result = store.append(wh, spec, good)
+    result = store.append(wh, spec, good, compare=("watch_ratio",) if records is not None else ())
+    for conflict in result.conflicts:
+        row = good.slice(conflict.row, 1).to_pylist()[0]
+        quarantine.add(_conflict_error(row, conflict), records[conflict.row], item_id=row["item_id"], user_id=row["user_id"])
     quarantine.write(wh)
     return IngestReport(
         table=spec.name,

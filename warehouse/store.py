@@ -114,9 +114,20 @@ class Warehouse:
 
 
 @dataclass(frozen=True)
+class Conflict:
+    """A batch row whose key is stored, or held by an earlier row of its batch, with other values of
+    append's `compare` columns: `first` holds those values (of the stored row where `stored`)."""
+
+    row: int
+    first: dict[str, Any]
+    stored: bool
+
+
+@dataclass(frozen=True)
 class WriteResult:
     written: int
     duplicates: int
+    conflicts: tuple[Conflict, ...] = ()
 
 
 def conform(spec: TableSpec, batch: pa.Table) -> pa.Table:
@@ -144,37 +155,87 @@ def conform(spec: TableSpec, batch: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def append(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
-    """Store the rows of `batch` whose key is not stored yet; return what was written and skipped."""
+def append(wh: Warehouse, spec: TableSpec, batch: pa.Table, *, compare: tuple[str, ...] = ()) -> WriteResult:
+    """Store the rows of `batch` whose key is not stored yet; return what was written and skipped.
+    With `compare` columns, a row whose key is stored (or held by an earlier row of the batch) with
+    other values of them is no duplicate but a conflict: not written, and returned for the caller
+    to report (ingest: the same event again with another watch ratio). Checked under the table's
+    lock, in the same scan of the stored rows as the keys."""
     batch = conform(spec, batch)
     table_dir = wh.table_dir(spec)
     table_dir.mkdir(parents=True, exist_ok=True)
     with _table_lock(table_dir):
-        fresh = _new_rows(spec, batch, _colliding_files(wh, spec, batch))
+        stored = _colliding_files(wh, spec, batch)
+        conflicts = _conflicts(spec, batch, stored, compare) if compare and batch.num_rows else ()
+        kept = batch
+        if conflicts:
+            keep = np.ones(batch.num_rows, bool)
+            keep[[c.row for c in conflicts]] = False
+            kept = batch.filter(pa.array(keep))
+        fresh = _new_rows(spec, kept, stored)
         if fresh.num_rows:
             _write_partitions(spec, table_dir, fresh)
             crash_point("append:after-write")
-    return WriteResult(written=fresh.num_rows, duplicates=batch.num_rows - fresh.num_rows)
+    return WriteResult(written=fresh.num_rows, duplicates=kept.num_rows - fresh.num_rows, conflicts=conflicts)
 
 
-def stored_rows(wh: Warehouse, spec: TableSpec, batch: pa.Table, columns: list[str]) -> pa.Table:
-    """The stored rows that share a key with a row of `batch`: their key and `columns`. What append
-    would count as duplicates, for a check of what they hold (ingest: an event stored with another
-    watch ratio). Tables of versioned entities (`latest_by`) are not for this: every version is read."""
-    batch = conform(spec, batch)
-    wanted = list(dict.fromkeys([*spec.key, *columns]))
-    files = _colliding_files(wh, spec, batch) if batch.num_rows else None
-    if files is None:
-        return pa.Table.from_batches([], schema=pa.schema([spec.schema.field(c) for c in wanted]))
+def _conflicts(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | None, compare: tuple[str, ...]) -> tuple[Conflict, ...]:
+    """The rows of `batch` whose key a stored row holds with other `compare` values, or, where none
+    is stored, the batch's first row of that key (nulls equal, as for the key)."""
+    if spec.latest_by:
+        raise ValueError(f"{spec.name}: compare is for tables of one row per key, not versioned ones")
+    columns = list(dict.fromkeys([*spec.key, *compare]))
+    rows = batch.select(columns).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
+
+    def same_key(a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{_quote(k)} IS NOT DISTINCT FROM {b}.{_quote(k)}" for k in spec.key)
+
+    def differs(a: str, b: str) -> str:
+        return "(" + " OR ".join(f"{a}.{_quote(c)} IS DISTINCT FROM {b}.{_quote(c)}" for c in compare) + ")"
+
+    keys = ", ".join(_quote(k) for k in spec.key)
+    firsts = f"(SELECT * FROM batch_rows QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _row) = 1)"
+    if stored_glob is None:
+        stored, params = f"(SELECT {', '.join(_quote(c) for c in columns)} FROM batch_rows WHERE false)", []
+    else:
+        relation, params = _stored_relation(spec, batch, stored_glob)
+        stored = f"(SELECT {', '.join(_quote(c) for c in columns)} FROM {relation})"
+    # The stored row where there is one, else the batch's first of the key; its values, as the row's `first`.
+    held = ", ".join(f"CASE WHEN s._row_stored THEN s.{_quote(c)} ELSE f.{_quote(c)} END" for c in compare)
+    sql = (
+        f"SELECT b._row, coalesce(s._row_stored, false), {held} FROM batch_rows b JOIN {firsts} f ON {same_key('f', 'b')} "
+        f"LEFT JOIN (SELECT *, true AS _row_stored FROM {stored}) s ON {same_key('s', 'b')} "
+        f"WHERE CASE WHEN s._row_stored THEN {differs('b', 's')} ELSE {differs('b', 'f')} END ORDER BY b._row"
+    )
     con = duckdb.connect()
     try:
-        con.register("batch_keys", batch.select(list(spec.key)))
-        match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
-        picked = ", ".join(f"s.{_quote(c)}" for c in wanted)
-        sql = f"SELECT {picked} FROM read_parquet(?, hive_partitioning = {_hive_option(spec)}) s WHERE EXISTS (SELECT 1 FROM batch_keys b WHERE {match})"
-        return con.sql(sql, params=[files]).to_arrow_table()
+        con.register("batch_rows", rows)
+        found = con.execute(sql, params).fetchall()
     finally:
         con.close()
+    return tuple(Conflict(row=r[0], first=dict(zip(compare, r[2:])), stored=bool(r[1])) for r in found)
+
+
+def _stored_relation(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str]) -> tuple[str, list]:
+    """The stored rows that can share a key with `batch`, as SQL over read_parquet and its
+    parameters: the current version of versioned entities, and only rows whose every key column lies
+    within the batch's range of it (filters DuckDB pushes into the Parquet scan, so row groups outside
+    the ranges, earlier days of events or other score runs, are skipped on their statistics instead of
+    read; a column with nulls in the batch is not filtered: a null key matches a stored null)."""
+    stored = f"read_parquet(?, hive_partitioning = {_hive_option(spec)})"
+    if spec.latest_by:  # versioned entities: only the current version counts as already stored
+        stored = f"(SELECT * FROM {stored} QUALIFY row_number() OVER (PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)"
+    params: list = [stored_glob]
+    ranges = []
+    for name in spec.key:
+        column = batch.column(name)
+        if column.null_count == 0:
+            low, high = pc.min_max(column).values()
+            ranges.append(f"{_quote(name)} BETWEEN ? AND ?")
+            params += [low.as_py(), high.as_py()]
+    if ranges:
+        stored = f"(SELECT * FROM {stored} WHERE {' AND '.join(ranges)})"
+    return stored, params
 
 
 def _colliding_files(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[str] | None:
@@ -437,23 +498,7 @@ def _new_rows(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | N
     key_cols = ", ".join(_quote(k) for k in spec.key)
     sql = f"SELECT _row FROM batch_keys QUALIFY row_number() OVER (PARTITION BY {key_cols} ORDER BY _row) = 1"
     match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
-    stored = f"read_parquet(?, hive_partitioning = {_hive_option(spec)})"
-    if spec.latest_by:  # versioned entities: only the current version counts as already stored
-        stored = f"(SELECT * FROM {stored} QUALIFY row_number() OVER (PARTITION BY {_quote(spec.latest_by)} ORDER BY {spec.version_order}) = 1)"
-    # Only stored rows whose every key column lies within the batch's range of it can match:
-    # filters DuckDB pushes into the Parquet scan, so row groups outside the ranges (earlier
-    # days of events, other score runs) are skipped on their statistics instead of read. A
-    # column with nulls in the batch is not filtered (a null key matches a stored null).
-    params: list = [stored_glob]
-    ranges = []
-    for name in spec.key:
-        column = batch.column(name)
-        if column.null_count == 0:
-            low, high = pc.min_max(column).values()
-            ranges.append(f"{_quote(name)} BETWEEN ? AND ?")
-            params += [low.as_py(), high.as_py()]
-    if ranges:
-        stored = f"(SELECT * FROM {stored} WHERE {' AND '.join(ranges)})"
+    stored, params = _stored_relation(spec, batch, stored_glob)
     sql = f"SELECT b._row FROM ({sql}) f JOIN batch_keys b USING (_row) WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE {match})"
     rows = con.execute(sql + " ORDER BY b._row", params).fetchnumpy()["_row"]
     con.close()
