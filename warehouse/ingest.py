@@ -495,10 +495,11 @@ def _commit(
     watch_ratio, and one that repeats a key with another ratio is quarantined, not a duplicate."""
     if spec is ITEMS:
         good = _home_relative(wh, good)
+    raw = records or []
     result = store.append(wh, spec, good, compare=("watch_ratio",) if records is not None else ())
-    for conflict in result.conflicts:
+    for conflict in result.conflicts:  # only where records were given
         row = good.slice(conflict.row, 1).to_pylist()[0]
-        quarantine.add(_conflict_error(row, conflict), records[conflict.row], item_id=row["item_id"], user_id=row["user_id"])
+        quarantine.add(_conflict_error(row, conflict), raw[conflict.row], item_id=row["item_id"], user_id=row["user_id"])
     quarantine.write(wh)
     return IngestReport(
         table=spec.name,

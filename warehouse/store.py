@@ -196,7 +196,7 @@ def _conflicts(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | 
     keys = ", ".join(_quote(k) for k in spec.key)
     firsts = f"(SELECT * FROM batch_rows QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _row) = 1)"
     if stored_glob is None:
-        stored, params = f"(SELECT {', '.join(_quote(c) for c in columns)} FROM batch_rows WHERE false)", []
+        stored, params = f"(SELECT {', '.join(_quote(c) for c in columns)} FROM batch_rows WHERE false)", list[Any]()
     else:
         relation, params = _stored_relation(spec, batch, stored_glob)
         stored = f"(SELECT {', '.join(_quote(c) for c in columns)} FROM {relation})"
