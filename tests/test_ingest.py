@@ -160,11 +160,11 @@ def test_an_event_again_with_another_watch_ratio_is_quarantined_not_counted_a_du
     stem = "the 'watch' event of user 'u1' on item 'v1' at 2026-01-01T10:00:00+00:00"
     assert errors == [
         f"{stem} appears earlier in this file with watch_ratio 0.2, this row has 0.95; an event is stored once per user, item, time and type: "
-        "the first is kept (fix the source, or give a repeat watch its own event_ts)",
+        "the first is kept (fix the source, or give a repeated event its own event_ts)",
         f"{stem} is already stored with watch_ratio 0.2, this row has 0.9; an event is stored once per user, item, time and type: "
-        "the first is kept (fix the source, or give a repeat watch its own event_ts)",
+        "the first is kept (fix the source, or give a repeated event its own event_ts)",
         f"{stem} is already stored with watch_ratio 0.2, this row has empty; an event is stored once per user, item, time and type: "
-        "the first is kept (fix the source, or give a repeat watch its own event_ts)",
+        "the first is kept (fix the source, or give a repeated event its own event_ts)",
     ]
 
 

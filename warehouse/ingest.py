@@ -269,7 +269,7 @@ def _conflict_error(row: dict[str, Any], conflict: store.Conflict) -> str:
     return (
         f"the {row['event']!r} event of user {row['user_id']!r} on item {row['item_id']!r} at {row['event_ts'].isoformat()} {where} "
         f"with watch_ratio {_ratio(conflict.first['watch_ratio'])}, this row has {_ratio(row['watch_ratio'])}; an event is stored once "
-        "per user, item, time and type: the first is kept (fix the source, or give a repeat watch its own event_ts)"
+        "per user, item, time and type: the first is kept (fix the source, or give a repeated event its own event_ts)"
     )
 
 
