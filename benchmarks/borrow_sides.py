@@ -17,8 +17,6 @@ benchmarks/results/microlens-50k-cold-semantic64-borrow-sides.summary.json.
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import argparse
 import dataclasses
 import json

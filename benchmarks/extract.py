@@ -20,8 +20,6 @@ table; measured, never asserted in tests.
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import argparse
 import multiprocessing
 import os

@@ -11,8 +11,6 @@ evaluate and score-batch run it; the base model's scoring is left out."""
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import argparse
 import hashlib
 import time

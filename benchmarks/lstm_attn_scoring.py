@@ -15,8 +15,6 @@ stopping on MicroLens-50K). Measured, never asserted in tests.
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import argparse
 import statistics
 import time

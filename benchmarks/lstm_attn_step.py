@@ -18,8 +18,6 @@ never asserted in tests.
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import math
 import statistics
 import time

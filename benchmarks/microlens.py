@@ -30,8 +30,6 @@ Measured, never asserted; wall time per step is recorded.
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import argparse
 import dataclasses
 import hashlib

@@ -19,8 +19,6 @@ docs/musicnn_parity.md.
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import argparse
 import os
 import subprocess

@@ -17,8 +17,6 @@ Never asserted in tests; benchmarks/results/microlens-50k-history.md quotes the 
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import argparse
 import json
 import shlex

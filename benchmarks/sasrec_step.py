@@ -17,8 +17,6 @@ adds torch.profiler's ops table of a fused round. Measured, never asserted in te
 
 from __future__ import annotations
 
-import warehouse.threads  # isort: skip  # noqa: F401  (before torch loads: idle OpenMP threads sleep)
-
 import statistics
 import time
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import warehouse.threads  # noqa: F401  (as the product: idle OpenMP threads sleep; before any test module loads torch)
 from warehouse.store import Warehouse
 
 REPO = Path(__file__).resolve().parents[1]
