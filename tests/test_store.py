@@ -71,6 +71,26 @@ def test_append_twice_writes_once(wh):
     assert len(list(wh.part_files(EVENTS))) == 1
 
 
+def test_append_with_compare_sorts_rows_into_written_duplicates_and_conflicts_in_one_scan(wh):
+    """`compare`: a row repeating a key with other values is a conflict (against the stored row
+    where there is one, else the batch's first of the key); the same values are a duplicate. A key a
+    hand-made file holds twice is still one conflict per batch row, not two."""
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows = [event_row("u1", "i1", t, "watch", 0.2), event_row("u1", "i1", t, "watch", 0.9), event_row("u1", "i1", t, "watch", 0.2), event_row("u1", "i2", t, "like", None)]
+    first = store.append(wh, EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema), compare=("watch_ratio",))
+    assert (first.written, first.duplicates) == (2, 1)
+    assert [(c.row, c.stored, c.first["watch_ratio"]) for c in first.conflicts] == [(1, False, pytest.approx(0.2))]
+    # i2's like again, now with a ratio (a conflict with the stored null); i1's 0.2 again (a duplicate)
+    again = [event_row("u1", "i2", t, "like", 0.5), event_row("u1", "i1", t, "watch", 0.2), event_row("u1", "i3", t, "watch", 0.4)]
+    second = store.append(wh, EVENTS, pa.Table.from_pylist(again, schema=EVENTS.schema), compare=("watch_ratio",))
+    assert (second.written, second.duplicates) == (1, 1)
+    assert [(c.row, c.stored, c.first) for c in second.conflicts] == [(0, True, {"watch_ratio": None})]
+    folder = next(wh.part_files(EVENTS)).parent  # a file that repeats a stored key (append never writes one)
+    pq.write_table(pa.Table.from_pylist([event_row("u1", "i1", t, "watch", 0.2)], schema=EVENTS.schema), folder / "part-by-hand.parquet")
+    third = store.append(wh, EVENTS, pa.Table.from_pylist([event_row("u1", "i1", t, "watch", 0.7)], schema=EVENTS.schema), compare=("watch_ratio",))
+    assert (third.written, third.duplicates, len(third.conflicts)) == (0, 0, 1)
+
+
 def test_missing_column_is_a_schema_error(wh):
     with pytest.raises(SchemaError, match=r"lacks columns \['event'"):
         store.append(wh, EVENTS, pa.table({"user_id": ["u"], "item_id": ["i"], "event_ts": [1]}))

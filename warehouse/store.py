@@ -48,6 +48,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -160,28 +161,30 @@ def append(wh: Warehouse, spec: TableSpec, batch: pa.Table, *, compare: tuple[st
     With `compare` columns, a row whose key is stored (or held by an earlier row of the batch) with
     other values of them is no duplicate but a conflict: not written, and returned for the caller
     to report (ingest: the same event again with another watch ratio). Checked under the table's
-    lock, in the same scan of the stored rows as the keys."""
+    lock, in the one scan of the stored rows that also finds the new keys."""
     batch = conform(spec, batch)
     table_dir = wh.table_dir(spec)
     table_dir.mkdir(parents=True, exist_ok=True)
     with _table_lock(table_dir):
         stored = _colliding_files(wh, spec, batch)
-        conflicts = _conflicts(spec, batch, stored, compare) if compare and batch.num_rows else ()
-        kept = batch
-        if conflicts:
-            keep = np.ones(batch.num_rows, bool)
-            keep[[c.row for c in conflicts]] = False
-            kept = batch.filter(pa.array(keep))
-        fresh = _new_rows(spec, kept, stored)
+        if compare and batch.num_rows:
+            fresh_rows, conflicts = _fresh_and_conflicts(spec, batch, stored, compare)
+            fresh = batch.take(pa.array(fresh_rows, pa.int64()))
+        else:
+            fresh, conflicts = _new_rows(spec, batch, stored), ()
         if fresh.num_rows:
             _write_partitions(spec, table_dir, fresh)
             crash_point("append:after-write")
-    return WriteResult(written=fresh.num_rows, duplicates=kept.num_rows - fresh.num_rows, conflicts=conflicts)
+    return WriteResult(written=fresh.num_rows, duplicates=batch.num_rows - len(conflicts) - fresh.num_rows, conflicts=conflicts)
 
 
-def _conflicts(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | None, compare: tuple[str, ...]) -> tuple[Conflict, ...]:
-    """The rows of `batch` whose key a stored row holds with other `compare` values, or, where none
-    is stored, the batch's first row of that key (nulls equal, as for the key)."""
+def _fresh_and_conflicts(
+    spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | None, compare: tuple[str, ...]
+) -> tuple[npt.NDArray[np.int64], tuple[Conflict, ...]]:
+    """One scan of the stored rows for both: the rows of `batch` to write (first of their key in the
+    batch, key not stored) and the conflicts, the rows whose key a stored row holds with other
+    `compare` values or, where none is stored, the batch's first row of that key (nulls equal, as for
+    the key). The rest are duplicates."""
     if spec.latest_by:
         raise ValueError(f"{spec.name}: compare is for tables of one row per key, not versioned ones")
     columns = list(dict.fromkeys([*spec.key, *compare]))
@@ -200,20 +203,30 @@ def _conflicts(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str] | 
     else:
         relation, params = _stored_relation(spec, batch, stored_glob)
         stored = f"(SELECT {', '.join(_quote(c) for c in columns)} FROM {relation})"
-    # The stored row where there is one, else the batch's first of the key; its values, as the row's `first`.
-    held = ", ".join(f"CASE WHEN s._row_stored THEN s.{_quote(c)} ELSE f.{_quote(c)} END" for c in compare)
+    # The stored row where there is one, else the batch's first of the key: the row's `first` values.
+    held = ", ".join(f"CASE WHEN s._row_stored THEN s.{_quote(c)} ELSE f.{_quote(c)} END AS _held{i}" for i, c in enumerate(compare))
     sql = (
-        f"SELECT b._row, coalesce(s._row_stored, false), {held} FROM batch_rows b JOIN {firsts} f ON {same_key('f', 'b')} "
-        f"LEFT JOIN (SELECT *, true AS _row_stored FROM {stored}) s ON {same_key('s', 'b')} "
-        f"WHERE CASE WHEN s._row_stored THEN {differs('b', 's')} ELSE {differs('b', 'f')} END ORDER BY b._row"
+        f"SELECT b._row AS _row, coalesce(s._row_stored, false) AS _stored, b._row = f._row AS _first, "
+        f"coalesce(CASE WHEN s._row_stored THEN {differs('b', 's')} ELSE {differs('b', 'f')} END, false) AS _conflict, {held} "
+        f"FROM batch_rows b JOIN {firsts} f ON {same_key('f', 'b')} "
+        f"LEFT JOIN (SELECT *, true AS _row_stored FROM {stored}) s ON {same_key('s', 'b')} ORDER BY b._row"
     )
     con = duckdb.connect()
     try:
         con.register("batch_rows", rows)
-        found = con.execute(sql, params).fetchall()
+        found = con.sql(sql, params=params).to_arrow_table()
     finally:
         con.close()
-    return tuple(Conflict(row=r[0], first=dict(zip(compare, r[2:])), stored=bool(r[1])) for r in found)
+    # A key stored twice (append never writes that; a hand-made file could) joins a row twice: its first counts.
+    once = np.unique(found.column("_row").to_numpy(), return_index=True)[1]
+    found = found.take(pa.array(once, pa.int64()))
+    row, is_stored, first, conflict = (found.column(c).to_numpy(zero_copy_only=False) for c in ("_row", "_stored", "_first", "_conflict"))
+    held_rows = found.filter(pa.array(conflict)).select([f"_held{i}" for i in range(len(compare))]).to_pylist()
+    conflicts = tuple(
+        Conflict(row=int(r), first=dict(zip(compare, values.values())), stored=bool(s))
+        for r, s, values in zip(row[conflict], is_stored[conflict], held_rows, strict=True)
+    )
+    return row[first & ~is_stored & ~conflict], conflicts
 
 
 def _stored_relation(spec: TableSpec, batch: pa.Table, stored_glob: str | list[str]) -> tuple[str, list]:
