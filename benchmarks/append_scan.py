@@ -18,6 +18,7 @@ from warehouse import store
 from warehouse.schemas import EVENTS
 from warehouse.store import Warehouse
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True)

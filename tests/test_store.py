@@ -76,7 +76,8 @@ def test_append_with_compare_sorts_rows_into_written_duplicates_and_conflicts_in
     where there is one, else the batch's first of the key); the same values are a duplicate. A key a
     hand-made file holds twice is still one conflict per batch row, not two."""
     t = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    rows = [event_row("u1", "i1", t, "watch", 0.2), event_row("u1", "i1", t, "watch", 0.9), event_row("u1", "i1", t, "watch", 0.2), event_row("u1", "i2", t, "like", None)]
+    watch = [event_row("u1", "i1", t, "watch", ratio) for ratio in (0.2, 0.9, 0.2)]
+    rows = [*watch, event_row("u1", "i2", t, "like", None)]
     first = store.append(wh, EVENTS, pa.Table.from_pylist(rows, schema=EVENTS.schema), compare=("watch_ratio",))
     assert (first.written, first.duplicates) == (2, 1)
     assert [(c.row, c.stored, c.first["watch_ratio"]) for c in first.conflicts] == [(1, False, pytest.approx(0.2))]
