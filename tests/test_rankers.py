@@ -287,3 +287,20 @@ def test_an_empty_build_of_samples_is_current_and_a_pinned_build_must_still_be_t
     with pytest.raises(StaleSamples, match="rebuilt while this run read it"):
         load_dataset(wh, build=build)
     assert len(load_dataset(wh, build=samples_build(wh)).targets) == 1
+
+
+def test_a_compaction_of_events_keeps_samples_current_and_a_new_event_still_makes_it_stale(tmp_path):
+    """Probe: compaction changes the files of `events`, not its rows, yet the next command said
+    "`events` changed since `samples` was built" and rebuilt it. A samples built from other files
+    than those compacted stays stale."""
+    wh = Warehouse(tmp_path)
+    for k in range(3):  # three appends: three small files of u1's partition
+        store.append(wh, EVENTS, _events([("u1", f"i{k}", k)]))
+    assert ensure_samples(wh) is not None
+    build = samples_build(wh)
+    assert store.compact(wh, EVENTS) == (3, 1)
+    assert ensure_samples(wh) is None and samples_build(wh) == build
+    store.append(wh, EVENTS, _events([("u1", "i3", 3)]))
+    store.append(wh, EVENTS, _events([("u1", "i4", 4)]))
+    assert store.compact(wh, EVENTS) == (3, 1)  # samples was built before these two: still stale after
+    assert ensure_samples(wh) == "`events` changed since `samples` was built" and samples_build(wh) != build

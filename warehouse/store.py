@@ -381,12 +381,26 @@ def compact(wh: Warehouse, spec: TableSpec, *, min_files: int = 2) -> tuple[int,
         count = sum(1 for _ in wh.part_files(spec))  # nothing to merge: readers are not held up
         return count, count
     with _readers_lock(wh, exclusive=True), _table_lock(table_dir):
-        before = sum(1 for _ in wh.part_files(spec))
+        state = files_state(wh, spec)
         folders = sorted({path.parent for path in wh.part_files(spec)})
         for folder in folders:
             if len(_small_files(folder)) >= min_files:
                 _compact_folder(spec, table_dir, folder)
-        return before, sum(1 for _ in wh.part_files(spec))
+        _carry_built_from(wh, spec, state)
+        return len(state), sum(1 for _ in wh.part_files(spec))
+
+
+def _carry_built_from(wh: Warehouse, spec: TableSpec, was: list[list[Any]]) -> None:
+    """Compaction changes a table's files, not its rows: a derived table built from exactly the files
+    before it (samples from events) is recorded as built from the files after it, so the next command
+    does not rebuild it for nothing (probe: every compaction made `samples` stale). The caller holds
+    the readers' lock exclusively, so no build or overwrite runs meanwhile; a crash before this line
+    leaves the old record, which only costs that rebuild."""
+    now = files_state(wh, spec)
+    for other in TABLES.values():
+        record = built_from(wh, other)
+        if record is not None and record.get(spec.name) == was:
+            _write_json_atomic(wh.table_dir(other) / BUILT_FROM, {**record, spec.name: now})
 
 
 def _small_files(folder: Path) -> list[Path]:
