@@ -92,6 +92,15 @@ def _retrain(models: str) -> str:
     return f"train on this data to explain with it: `reelsense train --models {models}`"
 
 
+def _rescore(run_id: str, name: str) -> str:
+    """What to do about a run whose own model cannot explain it (training again makes a new version;
+    the run's stays as it was): rescore the run with the latest models, then report it."""
+    return (
+        f"`reelsense score --run-id {run_id} --model {name} --replace` (with the --k and --users it was scored with) rescores the run "
+        f"with the latest models, and `reelsense report --run-id {run_id}` then explains it with them"
+    )
+
+
 def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | None = None, run_id: str | None = None) -> tuple[Any, Any]:
     """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it.
     `scored_by` ("name@version", a run's model): a run scored by lstm-attn or lightgbm is explained
@@ -101,12 +110,16 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     name, _, version = (scored_by or "").partition("@")
     ctr_version = version if name == "lightgbm" else None
     base_version = version if name == "lstm-attn" else None
+    # Probe: the advice was to train, which cannot make the run's own version fit (explain after a
+    # retrain said to run the `train` just run); where the run is known, rescoring it is the way.
     try:
         if ctr_version:
             base_version = artifacts.base_version(wh.models_dir, "lightgbm", ctr_version)
-            artifacts.checked_meta(wh.models_dir, "lightgbm", data, version=ctr_version, match="schema", fix=_retrain("lightgbm"))
+            fix = _rescore(run_id, name) if run_id else _retrain("lightgbm")
+            artifacts.checked_meta(wh.models_dir, "lightgbm", data, version=ctr_version, match="schema", fix=fix)
         if base_version:
-            artifacts.checked_meta(wh.models_dir, "lstm-attn", data, version=base_version, match="schema", fix=_retrain("lstm-attn"))
+            fix = _rescore(run_id, name) if run_id else _retrain("lstm-attn")
+            artifacts.checked_meta(wh.models_dir, "lstm-attn", data, version=base_version, match="schema", fix=fix)
     except artifacts.ModelMismatch as exc:
         say(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", logging.WARNING)
         ctr_version = base_version = None
@@ -136,9 +149,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
             # Probe: after a retrain the advice sent the user back to steps done already: newer models exist.
             say(
                 f"explanations without LightGBM's feature contributions: the run's lightgbm {ctr_version} does not fit the "
-                f"warehouse now, and a newer one ({latest['version']}) was trained since; `reelsense score --run-id {run_id} "
-                f"--model {name} --replace` (with the --k and --users it was scored with) rescores the run with the latest models, "
-                "and `reelsense report` then explains it with them",
+                f"warehouse now, and a newer one ({latest['version']}) was trained since; {_rescore(run_id, name)}",
                 logging.WARNING,
             )
         elif latest is not None:  # trained, but not for this data: say so
@@ -389,7 +400,8 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
                 "of at least half), so no history to explain a ranking from; score runs leave such users out too"
             )
         refuse_unscorable(wh, data, user, item)
-        model, ctr = load_explainers(wh, unaligned_in_use(data, [item]), device_for(device), runs[0]["model_version"] if runs else None)
+        scored_by, newest_run = (runs[0]["model_version"], runs[0]["run_id"]) if runs else (None, None)
+        model, ctr = load_explainers(wh, unaligned_in_use(data, [item]), device_for(device), scored_by, newest_run)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair" + (
             "" if known["engaged"] else ": no run scored it (`reelsense report` stores explanations of the pairs a run scored)"

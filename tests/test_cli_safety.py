@@ -1220,7 +1220,7 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     assert said == [
         "explanations without LightGBM's feature contributions: the run's lightgbm g1 does not fit the warehouse now, and a newer "
         "one (g2) was trained since; `reelsense score --run-id r1 --model lstm-attn --replace` (with the --k and --users it was "
-        "scored with) rescores the run with the latest models, and `reelsense report` then explains it with them"
+        "scored with) rescores the run with the latest models, and `reelsense report --run-id r1` then explains it with them"
     ]
     retrain = [
         "explanations without LightGBM's feature contributions: lightgbm g1 does not fit the warehouse's features; "
@@ -1242,6 +1242,20 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
         "explanations without LightGBM's feature contributions: lightgbm g1 does not fit the warehouse's features; "
         "train on this data to explain with it: `reelsense train --models lstm-attn,lightgbm`"
     ]
+
+    # Probe: the run's own lstm-attn no longer fits (new items since); the advice was to train, which
+    # cannot make that version fit (and `explain` repeated it after the retrain): rescoring the run can.
+    def run_model_misfits(models_dir, name, data, *, version, match, fix):
+        raise artifacts.ModelMismatch(f"{name} {version} does not fit the warehouse's items; {fix}")
+
+    monkeypatch.setattr(artifacts, "checked_meta", run_model_misfits)
+    said.clear()
+    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    assert said[0] == (
+        "the run was scored by lstm-attn@b1, which cannot explain it now (lstm-attn b1 does not fit the warehouse's items; "
+        "`reelsense score --run-id r1 --model lstm-attn --replace` (with the --k and --users it was scored with) rescores the run "
+        "with the latest models, and `reelsense report --run-id r1` then explains it with them); explaining it with the latest models"
+    )
 
 
 def test_version_names_the_installed_package(capsys, monkeypatch):
