@@ -115,6 +115,11 @@ def write_aligned(home: str, model: AlignmentModel, version: str, item_ids: list
     return written
 
 
+# Contrastive alignment learns from items holding two modalities, each the others' negatives: one
+# such item has nothing to be told apart from.
+MIN_PAIRED_ITEMS = 2
+
+
 @flow(name="align-items", log_prints=True)
 def align_items(home: str, retrain: bool = False, config: AlignConfig = AlignConfig(), topics_path: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
@@ -122,6 +127,10 @@ def align_items(home: str, retrain: bool = False, config: AlignConfig = AlignCon
     if len(vectors) < 2:
         logger.warning("align-items: %d modality (%s): nothing to align", len(vectors), ", ".join(vectors) or "none")
         return {"written": 0, "modalities": sorted(vectors)}
+    paired = int((np.stack([~np.isnan(v).any(1) for v in vectors.values()]).sum(0) >= 2).sum())
+    if paired < MIN_PAIRED_ITEMS:  # probe: 223 titles and one video trained an "alignment" with nothing to contrast
+        logger.warning("align-items: %d item(s) hold two or more modalities (%s): nothing to align", paired, ", ".join(sorted(vectors)))
+        return {"written": 0, "modalities": sorted(vectors), "paired": paired}
     existing = None if retrain else latest_model(home)
     if existing and existing[1]["raw_models"] == raw_models:
         model, meta = existing

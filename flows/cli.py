@@ -719,7 +719,7 @@ def _check_truth(path: Path, option: str, key: str, home: Path) -> None:
 
 def _align(args: argparse.Namespace) -> None:
     from extractors.align import AlignConfig
-    from flows.align import align_items
+    from flows.align import MIN_PAIRED_ITEMS, align_items
     from flows.console import alignment_lines
 
     config = override(AlignConfig(), read_toml(args.config), str(args.config)) if args.config else AlignConfig()
@@ -731,6 +731,13 @@ def _align(args: argparse.Namespace) -> None:
     if args.topics is not None:  # probe: a bad file was a traceback, after the alignment was written
         _check_truth(args.topics, "--topics", "items", Path(args.home))
     out = align_items(str(wh.home), retrain=args.retrain, config=config, topics_path=str(args.topics) if args.topics else None)
+    if "report" not in out and "paired" in out:
+        print(
+            f"align-items: {count(out['paired'], 'item')} of the warehouse {'holds' if out['paired'] == 1 else 'hold'} two or more of its "
+            f"modalities ({', '.join(out['modalities'])}), and alignment needs at least {MIN_PAIRED_ITEMS}: nothing to align; "
+            "extract more items' frames or audio first"
+        )
+        return
     if "report" not in out:
         print(f"align-items: only {', '.join(out['modalities']) or 'no'} modality: nothing to align")
         return

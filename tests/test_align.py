@@ -192,6 +192,27 @@ def test_one_modality_is_nothing_to_align(prefect_harness, wh):
     assert align_items(str(wh.home), config=CONFIG) == {"written": 0, "modalities": ["text"]}
 
 
+def test_one_item_with_two_modalities_is_nothing_to_align_and_two_are_something(prefect_harness, wh):
+    """Probe: 223 titles and one video's frames and audio trained an "alignment" (best epoch 0, no
+    held-out pair) whose fused vectors then stood in for the titles. One item with two modalities
+    has nothing to be told apart from; two are the least contrastive learning needs."""
+    views, _ = latent_views(n=30)
+    views["frames"][1:] = np.nan  # i000 holds frames and text, the other 29 a title alone
+    _warehouse_with(wh, {"text": views["text"], "frames": views["frames"]})
+    assert align_items(str(wh.home), config=CONFIG) == {"written": 0, "modalities": ["frames", "text"], "paired": 1}
+    assert not (wh.models_dir / "align").exists()
+    frames = np.full_like(views["frames"], np.nan)
+    frames[1] = latent_views(n=30)[0]["frames"][1]  # i001's frames too
+    _warehouse_with(wh, {"frames": frames})
+    assert align_items(str(wh.home), config=CONFIG)["written"] == 30 + 2 + 30  # text, frames, fused
+
+
+def test_a_report_without_held_out_pairs_says_so_instead_of_a_bare_header():
+    from flows.console import alignment_lines
+
+    assert alignment_lines({"retrieval": {}, "held_out_items": 44}) == ["no pair to measure: none of the 44 held-out items holds two modalities"]
+
+
 def test_only_rows_holding_a_vector_are_stored():
     from extractors.align import rows_to_store
 
