@@ -64,6 +64,8 @@ class AlignmentModel(nn.Module):
     def fit_standardisation(self, x: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> None:
         for m in self.modalities:
             rows = x[m][present[m]]
+            if len(rows) == 0:  # no training item holds it (all in the held-out split): left as is (it was an IndexError)
+                continue
             getattr(self, f"mean_{m}").copy_(rows.mean(0))
             getattr(self, f"std_{m}").copy_(rows.std(0).clamp_min(1e-6) if len(rows) > 1 else torch.ones_like(rows[0]))
 

@@ -11,6 +11,7 @@ re-projected without retraining) unless `--retrain` is given or the raw models c
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 import sys
@@ -115,8 +116,8 @@ def write_aligned(home: str, model: AlignmentModel, version: str, item_ids: list
     return written
 
 
-# Contrastive alignment learns from items holding two modalities, each the others' negatives: one
-# such item has nothing to be told apart from.
+# Contrastive alignment learns a pair of modalities from the items holding both, each the others'
+# negatives: one such item has nothing to be told apart from (fewer than this: nothing to align).
 MIN_PAIRED_ITEMS = 2
 
 
@@ -127,9 +128,10 @@ def align_items(home: str, retrain: bool = False, config: AlignConfig = AlignCon
     if len(vectors) < 2:
         logger.warning("align-items: %d modality (%s): nothing to align", len(vectors), ", ".join(vectors) or "none")
         return {"written": 0, "modalities": sorted(vectors)}
-    paired = int((np.stack([~np.isnan(v).any(1) for v in vectors.values()]).sum(0) >= 2).sum())
+    present = {m: ~np.isnan(v).any(1) for m, v in vectors.items()}
+    paired = max(int((present[a] & present[b]).sum()) for a, b in itertools.combinations(sorted(present), 2))
     if paired < MIN_PAIRED_ITEMS:  # probe: 223 titles and one video trained an "alignment" with nothing to contrast
-        logger.warning("align-items: %d item(s) hold two or more modalities (%s): nothing to align", paired, ", ".join(sorted(vectors)))
+        logger.warning("align-items: at most %d item(s) hold the same two modalities (of %s): nothing to align", paired, ", ".join(sorted(vectors)))
         return {"written": 0, "modalities": sorted(vectors), "paired": paired}
     existing = None if retrain else latest_model(home)
     if existing and existing[1]["raw_models"] == raw_models:

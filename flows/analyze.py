@@ -110,16 +110,12 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     name, _, version = (scored_by or "").partition("@")
     ctr_version = version if name == "lightgbm" else None
     base_version = version if name == "lstm-attn" else None
-    # Probe: the advice was to train, which cannot make the run's own version fit (explain after a
-    # retrain said to run the `train` just run); where the run is known, rescoring it is the way.
     try:
         if ctr_version:
             base_version = artifacts.base_version(wh.models_dir, "lightgbm", ctr_version)
-            fix = _rescore(run_id, name) if run_id else _retrain("lightgbm")
-            artifacts.checked_meta(wh.models_dir, "lightgbm", data, version=ctr_version, match="schema", fix=fix)
+            _check_runs_model(wh, data, "lightgbm", ctr_version, _retrain("lightgbm"), run_id, name, version)
         if base_version:
-            fix = _rescore(run_id, name) if run_id else _retrain("lstm-attn")
-            artifacts.checked_meta(wh.models_dir, "lstm-attn", data, version=base_version, match="schema", fix=fix)
+            _check_runs_model(wh, data, "lstm-attn", base_version, _retrain("lstm-attn"), run_id, name, version)
     except artifacts.ModelMismatch as exc:
         say(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", logging.WARNING)
         ctr_version = base_version = None
@@ -155,6 +151,35 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
         elif latest is not None:  # trained, but not for this data: say so
             say(f"explanations without LightGBM's feature contributions: {exc}", logging.WARNING)
     return model, ctr
+
+
+def _check_runs_model(wh: Warehouse, data: Dataset, model: str, version: str, retrain: str, run_id: str | None, name: str, scored: str) -> None:
+    """ModelMismatch where the run's `model` of `version` does not fit the warehouse, with the way out:
+    where a newer `name` (the run's ranker) than the run's `scored` version is the latest and fits,
+    rescoring the run (probe: the advice was to train, which cannot make the run's own version fit,
+    and `explain` repeated it after the retrain); otherwise `retrain` (review: the run's model may be
+    the latest, which a rescore would load and refuse again)."""
+    try:
+        artifacts.checked_meta(wh.models_dir, model, data, version=version, match="schema", fix=retrain)
+    except artifacts.ModelMismatch:
+        if not (run_id and _newer_fits(wh, data, name, scored)):
+            raise
+        artifacts.checked_meta(wh.models_dir, model, data, version=version, match="schema", fix=_rescore(run_id, name))  # raises again
+
+
+def _newer_fits(wh: Warehouse, data: Dataset, name: str, version: str) -> bool:
+    """Whether the latest `name` is newer than `version` and fits the warehouse (a lightgbm: over the
+    latest lstm-attn too), so that a rescore would score and explain with it."""
+    latest = readable_latest(wh.models_dir, name)
+    if latest is None or latest["version"] == version:
+        return False
+    if name == "lightgbm":
+        return _fits(wh, data, latest)
+    try:
+        artifacts.checked_meta(wh.models_dir, name, data, version=latest["version"], match="schema")
+    except ReelsenseError:
+        return False
+    return True
 
 
 def _fits(wh: Warehouse, data: Dataset, ctr: dict[str, Any]) -> bool:

@@ -733,9 +733,9 @@ def _align(args: argparse.Namespace) -> None:
     out = align_items(str(wh.home), retrain=args.retrain, config=config, topics_path=str(args.topics) if args.topics else None)
     if "report" not in out and "paired" in out:
         print(
-            f"align-items: {count(out['paired'], 'item')} of the warehouse {'holds' if out['paired'] == 1 else 'hold'} two or more of its "
-            f"modalities ({', '.join(out['modalities'])}), and alignment needs at least {MIN_PAIRED_ITEMS}: nothing to align; "
-            "extract more items' frames or audio first"
+            f"align-items: at most {count(out['paired'], 'item')} of the warehouse {'holds' if out['paired'] == 1 else 'hold'} the same two "
+            f"of its modalities ({', '.join(out['modalities'])}), and alignment needs at least {MIN_PAIRED_ITEMS}: nothing to align until "
+            "more items hold two"
         )
         return
     if "report" not in out:

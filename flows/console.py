@@ -418,7 +418,9 @@ def extract_line(summary: dict[str, Any]) -> str:
 def alignment_lines(report: dict[str, Any]) -> list[str]:
     topics = "   topic-NN (random)" if report.get("topic_neighbours") else ""  # only with `--topics`
     if not report["retrieval"]:  # probe: a header with no row under it
-        return [f"no pair to measure: none of the {report['held_out_items']} held-out items holds two modalities"]
+        if not report["held_out_items"]:
+            return ["not measured: no item was held out (fewer than 10 items)"]
+        return [f"not measured: fewer than 2 of the {report['held_out_items']} held-out items hold the same two modalities"]
     lines = [f"{'pair':<16}{'R@1':>7}{'R@10':>7}{'median':>8}   random R@10{topics}"]
     for pair, r in report["retrieval"].items():
         a, b = r["aligned"], r["random"]

@@ -201,16 +201,21 @@ def test_one_item_with_two_modalities_is_nothing_to_align_and_two_are_something(
     _warehouse_with(wh, {"text": views["text"], "frames": views["frames"]})
     assert align_items(str(wh.home), config=CONFIG) == {"written": 0, "modalities": ["frames", "text"], "paired": 1}
     assert not (wh.models_dir / "align").exists()
+    audio = np.full_like(views["audio"], np.nan)
+    audio[1] = views["audio"][1]  # i001's audio: two items hold two modalities, but not the same two (review)
+    _warehouse_with(wh, {"audio": audio})
+    assert align_items(str(wh.home), config=CONFIG) == {"written": 0, "modalities": ["audio", "frames", "text"], "paired": 1}
     frames = np.full_like(views["frames"], np.nan)
-    frames[1] = latent_views(n=30)[0]["frames"][1]  # i001's frames too
+    frames[1] = latent_views(n=30)[0]["frames"][1]  # i001's frames too: i000 and i001 hold text and frames
     _warehouse_with(wh, {"frames": frames})
-    assert align_items(str(wh.home), config=CONFIG)["written"] == 30 + 2 + 30  # text, frames, fused
+    assert align_items(str(wh.home), config=CONFIG)["written"] == 30 + 2 + 1 + 30  # text, frames, audio, fused
 
 
 def test_a_report_without_held_out_pairs_says_so_instead_of_a_bare_header():
     from flows.console import alignment_lines
 
-    assert alignment_lines({"retrieval": {}, "held_out_items": 44}) == ["no pair to measure: none of the 44 held-out items holds two modalities"]
+    assert alignment_lines({"retrieval": {}, "held_out_items": 44}) == ["not measured: fewer than 2 of the 44 held-out items hold the same two modalities"]
+    assert alignment_lines({"retrieval": {}, "held_out_items": 0}) == ["not measured: no item was held out (fewer than 10 items)"]
 
 
 def test_only_rows_holding_a_vector_are_stored():

@@ -1244,17 +1244,28 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     ]
 
     # Probe: the run's own lstm-attn no longer fits (new items since); the advice was to train, which
-    # cannot make that version fit (and `explain` repeated it after the retrain): rescoring the run can.
-    def run_model_misfits(models_dir, name, data, *, version, match, fix):
-        raise artifacts.ModelMismatch(f"{name} {version} does not fit the warehouse's items; {fix}")
+    # cannot make that version fit (and `explain` repeated it after the retrain): rescoring the run can,
+    # where the latest lstm-attn (b2) is newer and fits; where it does not fit either, training is the way.
+    misfits = {"b1"}
 
-    monkeypatch.setattr(artifacts, "checked_meta", run_model_misfits)
+    def checked_meta(models_dir, name, data, *, version, match, fix=None):
+        if version in misfits:
+            raise artifacts.ModelMismatch(f"{name} {version} does not fit the warehouse's items; {fix or 'retrain it'}")
+
+    monkeypatch.setattr(artifacts, "checked_meta", checked_meta)
     said.clear()
     analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert said[0] == (
         "the run was scored by lstm-attn@b1, which cannot explain it now (lstm-attn b1 does not fit the warehouse's items; "
         "`reelsense score --run-id r1 --model lstm-attn --replace` (with the --k and --users it was scored with) rescores the run "
         "with the latest models, and `reelsense report --run-id r1` then explains it with them); explaining it with the latest models"
+    )
+    misfits.add("b2")  # review: the latest misfits too (content changed, nothing retrained): a rescore would be refused
+    said.clear()
+    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    assert said[0] == (
+        "the run was scored by lstm-attn@b1, which cannot explain it now (lstm-attn b1 does not fit the warehouse's items; "
+        "train on this data to explain with it: `reelsense train --models lstm-attn`); explaining it with the latest models"
     )
 
 

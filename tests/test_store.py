@@ -90,6 +90,11 @@ def test_append_with_compare_sorts_rows_into_written_duplicates_and_conflicts_in
     pq.write_table(pa.Table.from_pylist([event_row("u1", "i1", t, "watch", 0.2)], schema=EVENTS.schema), folder / "part-by-hand.parquet")
     third = store.append(wh, EVENTS, pa.Table.from_pylist([event_row("u1", "i1", t, "watch", 0.7)], schema=EVENTS.schema), compare=("watch_ratio",))
     assert (third.written, third.duplicates, len(third.conflicts)) == (0, 0, 1)
+    # review: a hand-made row of the key with the batch's value; the stored 0.2 still makes it a conflict
+    pq.write_table(pa.Table.from_pylist([event_row("u1", "i1", t, "watch", 0.7)], schema=EVENTS.schema), folder / "part-by-hand-2.parquet")
+    for _ in range(5):  # whichever the join meets first
+        fourth = store.append(wh, EVENTS, pa.Table.from_pylist([event_row("u1", "i1", t, "watch", 0.7)], schema=EVENTS.schema), compare=("watch_ratio",))
+        assert (fourth.written, fourth.duplicates, len(fourth.conflicts)) == (0, 0, 1)
 
 
 def test_missing_column_is_a_schema_error(wh):

@@ -217,8 +217,11 @@ def _fresh_and_conflicts(
         found = con.sql(sql, params=params).to_arrow_table()
     finally:
         con.close()
-    # A key stored twice (append never writes that; a hand-made file could) joins a row twice: its first counts.
-    once = np.unique(found.column("_row").to_numpy(), return_index=True)[1]
+    # A key stored twice (append never writes that; a hand-made file could) joins a row twice: one
+    # result per row, a conflict where either stored row conflicts (review: the join's order decided).
+    joined, clash = found.column("_row").to_numpy(), found.column("_conflict").to_numpy(zero_copy_only=False)
+    order = np.lexsort((~clash, joined))  # by row, conflicts first
+    once = order[np.unique(joined[order], return_index=True)[1]]
     found = found.take(pa.array(once, pa.int64()))
     row, is_stored, first, conflict = (found.column(c).to_numpy(zero_copy_only=False) for c in ("_row", "_stored", "_first", "_conflict"))
     held_rows = found.filter(pa.array(conflict)).select([f"_held{i}" for i in range(len(compare))]).to_pylist()
