@@ -832,7 +832,7 @@ def _score(args: argparse.Namespace) -> None:
     if args.run_id and not args.replace:
         version = model_version(wh, args.model, args.version)
         try:
-            claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False)
+            claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False, k=args.k)
         except RunConflict as conflict:
             # A model that cannot score this warehouse is the first thing to fix (probe: the conflict's
             # advice, --replace, then stopped on the model's misfit).

@@ -153,10 +153,12 @@ def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     return meta["version"]
 
 
-def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) -> dict[str, int]:
+def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool, k: int | None = None) -> dict[str, int]:
     """Make `run_id` a run of `model_version` ("name@version"). A run holding another version's
     scores is refused, or with `replace` removed first (its report, explanations and scores); a run
-    of the same version is left as it is, to be completed. Returns the rows removed per table."""
+    of the same version is left as it is, to be completed, unless it holds ranks beyond `k` (a run of
+    a larger --k: probe, `--k 5` on it said only "0 rows written, 1005 already there"). Returns the
+    rows removed per table."""
     if replace:  # report, then explanations: a crash in between leaves scores to explain again, never stale explanations
         with store.runs_lock(wh, exclusive=True, on_wait=waiting_for_reports):  # a report of the run being written is finished first
             report = run_dir(wh, run_id)
@@ -180,6 +182,15 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool) 
             f"run id {run_id!r} already holds {found}, and this run scores with {model_version}: a run id belongs to one "
             f"model version. Leave out --run-id (or pick another) for a new run{complete}; --replace deletes run "
             f"{run_id!r} (its scores and explanations) and scores it again with {model_version}"
+        )
+    if k is not None and held and held[0]["max_rank"] > k:
+        top = held[0]["max_rank"]
+        name, version = model_version.split("@", 1)
+        raise RunConflict(
+            f"run id {run_id!r} holds each user's top {top} (scored with --k {top}), and this run asks for the top {k}: a run "
+            f"holds one --k. `reelsense score --model {name} --version {version} --run-id {run_id} --k {top}` completes that run; "
+            f"leave out --run-id (or pick another) for a new run of the top {k}; --replace deletes run {run_id!r} and scores it "
+            f"again with --k {k}"
         )
     return {}
 
@@ -257,7 +268,7 @@ def score_batch(
     # a model that cannot score this warehouse is refused before claim_run, whose --replace removes
     # the old run (probe: a refused --replace left the run deleted and nothing in its place).
     check_model_fits(wh, model, version, build=build, popularity=popularity)
-    removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace)
+    removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace, k=k)
     started = time.perf_counter()
     futures = [
         score_shard.submit(

@@ -66,6 +66,10 @@ def test_score_batch_writes_top_k_per_user_once_per_run_id(ranked_home):
     assert first["users"] == tiny_platform.USERS and first["written"] == tiny_platform.USERS * 5
     again = score_batch(str(ranked_home.home), model="lstm-attn", k=5, n_candidates=12, run_id="run-a")
     assert again["written"] == 0 and again["duplicates"] == tiny_platform.USERS * 5
+    # Probe: a smaller --k on the run said only "0 rows written, 180 already there"; now it is refused, named
+    refused = r"run id 'run-a' holds each user's top 5 \(scored with --k 5\), and this run asks for the top 3: a run holds one --k"
+    with pytest.raises(ReelsenseError, match=refused):
+        score_batch(str(ranked_home.home), model="lstm-attn", k=3, n_candidates=12, run_id="run-a")
     rows = db.fetch(
         ranked_home,
         "SELECT user_id, count(*) AS n, list(rank ORDER BY score DESC) AS ranks, "
