@@ -135,9 +135,12 @@ def to_tensors(vectors: Vectors) -> tuple[dict[str, torch.Tensor], dict[str, tor
     return x, present
 
 
+HOLD_OUT_FROM = 10  # items: with fewer, none is held out (all train, and the validation loss is the training items')
+
+
 def split_items(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
-    n_val = max(2, int(round(n * val_fraction))) if n >= 10 else 0
+    n_val = max(2, int(round(n * val_fraction))) if n >= HOLD_OUT_FROM else 0
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 

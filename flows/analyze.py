@@ -141,7 +141,7 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     except ReelsenseError as exc:
         ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
         latest = readable_latest(wh.models_dir, "lightgbm")
-        if latest is not None and run_id and ctr_version and ctr_version != latest["version"] and _fits(wh, data, latest):
+        if latest is not None and run_id and ctr_version and _newer_fits(wh, data, "lightgbm", ctr_version):
             # Probe: after a retrain the advice sent the user back to steps done already: newer models exist.
             say(
                 f"explanations without LightGBM's feature contributions: the run's lightgbm {ctr_version} does not fit the "

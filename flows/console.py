@@ -419,7 +419,9 @@ def alignment_lines(report: dict[str, Any]) -> list[str]:
     topics = "   topic-NN (random)" if report.get("topic_neighbours") else ""  # only with `--topics`
     if not report["retrieval"]:  # probe: a header with no row under it
         if not report["held_out_items"]:
-            return ["not measured: no item was held out (fewer than 10 items)"]
+            from extractors.align import HOLD_OUT_FROM  # here, not at import: the CLI loads this module before any command
+
+            return [f"not measured: no item was held out (fewer than {HOLD_OUT_FROM} items)"]
         return [f"not measured: fewer than 2 of the {report['held_out_items']} held-out items hold the same two modalities"]
     lines = [f"{'pair':<16}{'R@1':>7}{'R@10':>7}{'median':>8}   random R@10{topics}"]
     for pair, r in report["retrieval"].items():
