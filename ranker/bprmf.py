@@ -22,7 +22,7 @@ from torch import nn
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries
-from ranker.training import EarlyStopping, FitCheckpoint, end_epoch, epoch_bar, validation_ndcg, validation_rows
+from ranker.training import EarlyStopping, FitCheckpoint, end_epoch, epoch_bar, unscorable, validation_ndcg, validation_rows
 from warehouse.settings import check_ranges
 
 
@@ -51,6 +51,7 @@ class BprMF:
         self.users: nn.Embedding | None = None
         self.items: nn.Embedding | None = None
         self.history: list[dict[str, float]] = []
+        self.trained = np.zeros(0, bool)  # items a training row holds (ranker/training.py unscorable)
 
     def _build(self, n_users: int, n_items: int) -> None:
         self.users = nn.Embedding(n_users, self.config.dim)
@@ -70,6 +71,7 @@ class BprMF:
         users = sorted(set(data.queries.users[train]))
         self.user_index = {u: i for i, u in enumerate(users)}
         self._build(len(users), data.n_items)
+        self.trained = data.in_training.copy()
         u = torch.as_tensor([self.user_index[x] for x in data.queries.users[train]])
         pos = torch.as_tensor(data.targets[train])
         weights = nn.ModuleList([self.users, self.items, self.bias])  # what early stopping keeps
@@ -113,17 +115,18 @@ class BprMF:
     def score_items(self, data: Dataset, queries: Queries, items: np.ndarray) -> np.ndarray:
         users = self._user_vectors(queries)  # (Q, d)
         items_t = torch.as_tensor(np.ascontiguousarray(items))
-        return ((self.items(items_t) * users[:, None, :]).sum(-1) + self.bias(items_t).squeeze(-1)).numpy()
+        scores = ((self.items(items_t) * users[:, None, :]).sum(-1) + self.bias(items_t).squeeze(-1)).numpy()
+        return np.where(unscorable(data, False, self.trained)[items], -np.inf, scores).astype(np.float32)
 
     @torch.no_grad()
     def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
         scores = (self._user_vectors(queries) @ self.items.weight.T + self.bias.weight.T).numpy()
-        scores[:, 0] = -np.inf
+        scores[:, unscorable(data, False, self.trained)] = -np.inf
         return scores
 
     def save(self, path: Path) -> None:
         state = {name: getattr(self, name).state_dict() for name in ("users", "items", "bias")}
-        torch.save({"config": asdict(self.config), "history": self.history, "user_index": self.user_index, **state}, path)
+        torch.save({"config": asdict(self.config), "history": self.history, "user_index": self.user_index, "trained": self.trained, **state}, path)
 
     def load(self, path: Path, data: Dataset) -> None:
         state = torch.load(path, weights_only=False)
@@ -132,5 +135,7 @@ class BprMF:
         self.history = state.get("history", [])
         self.user_index = state["user_index"]
         self._build(len(self.user_index), data.n_items)
+        # A checkpoint from before it recorded what training held scores every item, as it did then.
+        self.trained = np.asarray(state.get("trained", np.ones(data.n_items + 1, bool)), bool)
         for name in ("users", "items", "bias"):
             getattr(self, name).load_state_dict(state[name])

@@ -46,6 +46,7 @@ from ranker.training import (
     not_classes,
     remap_items,
     semantic_codes_rules,
+    unscorable,
     validation_ndcg,
     validation_rows,
 )
@@ -324,8 +325,7 @@ class Sasrec:
         users, vectors = self.user_vectors(queries)
         scores = (users @ vectors.T).cpu().numpy()
         scores[:, 0] = -np.inf
-        if self.use_content:
-            scores[:, ~data.scorable] = -np.inf  # neither content nor a trained id: nothing to score with
+        scores[:, unscorable(data, self.use_content, self.net.items.has_delta)] = -np.inf
         return scores
 
     def score_items(self, data: Dataset, queries: Queries, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:

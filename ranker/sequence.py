@@ -46,6 +46,7 @@ from ranker.training import (
     not_classes,
     remap_items,
     semantic_codes_rules,
+    unscorable,
     validation_ndcg,
     validation_rows,
 )
@@ -340,8 +341,7 @@ class LstmAttn:
                 part = self.net.engage_scores(states, mask, vectors[start : start + items])
                 scores[rows, start : start + part.shape[1]] = part.cpu().numpy()
         scores[:, 0] = -np.inf
-        if self.use_content:
-            scores[:, ~data.scorable] = -np.inf  # neither content nor a trained id: nothing to score with
+        scores[:, unscorable(data, self.use_content, self.net.items.has_delta)] = -np.inf
         return scores
 
     @torch.no_grad()
@@ -358,9 +358,7 @@ class LstmAttn:
         return self.net.items(content=override)
 
     def _unscorable(self, data: Dataset, scores: npt.NDArray[np.float32], items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        if self.use_content:
-            scores = np.where(data.scorable[items], scores, -np.inf).astype(np.float32)
-        return scores
+        return np.where(unscorable(data, self.use_content, self.net.items.has_delta)[items], -np.inf, scores).astype(np.float32)
 
     def save(self, path: Path) -> None:
         torch.save(

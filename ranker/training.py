@@ -80,6 +80,22 @@ def not_classes(data: Dataset, *, content: bool, unseen_negatives: bool = False)
     return excluded
 
 
+def unscorable(data: Dataset, content: bool, trained: torch.Tensor | npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The items (n_items + 1,) a ranker has nothing to score with, ranked below every other item.
+    A content-first model: neither content nor a trained id. An id-only model: no training row
+    holds the item (`trained`, the model's record), so its embedding is where initialisation left
+    it, near zero, which outscores the many items whose dot product with a user is negative (a demo
+    home whose item zz999 had one event, a user's test target: in 35 of 201 users' sasrec top-10s;
+    none since). Padding (0) is always unscorable."""
+    if content:
+        out = ~np.asarray(data.scorable, bool)
+    else:
+        out = ~(trained.cpu().numpy() if isinstance(trained, torch.Tensor) else np.asarray(trained, bool))
+    out = out.copy()
+    out[0] = True
+    return out
+
+
 def items_for_codes(data: Dataset) -> int:
     """How many items a codebook of semantic codes is built from: those with content that training sees."""
     return int((data.in_training & (np.abs(data.content).sum(axis=1) > 0)).sum())

@@ -15,6 +15,7 @@ from test_rankers import _events, dataset, write_content
 from torch import nn
 
 from ranker import sequence
+from ranker.bprmf import BprMF, BprMfConfig
 from ranker.coldstart import ColdSplit, cold_split, item_cold_rows, user_cold_rows
 from ranker.data import EVENT_INDEX, MissingContent
 from ranker.evaluate import earlier_items, evaluate_model, paired_bootstrap, ranks_by_protocol, scoring_path
@@ -84,9 +85,9 @@ def fitted(planted_wh, request):
 def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted, tmp_path):
     """a5 and b5 are never seen in training, so only content tells them apart. The content model
     prefers each user's own group's new item, follows the content when the two items' vectors are
-    swapped, and ignores their id parameters (swapping those changes nothing). The id-only model's
-    choice is its id parameters alone: swap them and every choice flips, so whichever item it
-    prefers (0, 0.5 or 1 of the users, by seed) was set by its initialisation, not by the group."""
+    swapped, and ignores their id parameters (swapping those changes nothing). The id-only model has
+    only its initialisation for them, so it ranks both below every item training held, for every
+    user (ranker/training.py unscorable), whatever their id parameters."""
     data, content, ids = fitted
     a5, b5 = data.item_ids.index("a5"), data.item_ids.index("b5")
     assert not data.in_training[a5] and not data.in_training[b5]  # a5 and b5 are test targets only
@@ -97,13 +98,35 @@ def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted
     reloaded = type(content)(use_content=True)
     reloaded.load(tmp_path / "content", replace(data, content=swapped))
     assert cold_wins(reloaded, replace(data, content=swapped)) <= 0.1, content.name
-    for model, flips in ((content, False), (ids, True)):
+    for model in (content, ids):
         twin = copy.deepcopy(model)
         with torch.no_grad():
             rows = twin.net.items.ids.weight
             rows[[a5, b5]] = rows[[b5, a5]].clone()
-        expected = 1 - cold_wins(model, data) if flips else cold_wins(model, data)
-        assert cold_wins(twin, data) == pytest.approx(expected), model.name
+        assert cold_wins(twin, data) == pytest.approx(cold_wins(model, data)), model.name
+    scores = ids.score_all(data, data.queries.take(np.flatnonzero(data.split == "test")))
+    trained = np.flatnonzero(data.in_training)
+    assert np.isneginf(scores[:, [a5, b5]]).all() and np.isfinite(scores[:, trained]).all(), ids.name
+    assert cold_wins(ids, data) == 0.0
+
+
+def test_bpr_mf_ranks_items_no_training_row_holds_last_also_after_a_reload(planted_wh, tmp_path):
+    """bpr-mf has nothing but training to place an item by: a5 and b5 (test targets only) score
+    -inf for every user, below every trained item, as its saved and reloaded model scores them."""
+    data = dataset(planted_wh, max_history=10)
+    model = BprMF(BprMfConfig(max_epochs=3, patience=3, batch=64))
+    model.fit(data, seed=0)
+    test = data.queries.take(np.flatnonzero(data.split == "test"))
+    cold = [data.item_ids.index("a5"), data.item_ids.index("b5")]
+    model.save(tmp_path / "bpr")
+    loaded = BprMF()
+    loaded.load(tmp_path / "bpr", data)
+    for scorer in (model, loaded):
+        scores = scorer.score_all(data, test)
+        assert np.isneginf(scores[:, cold]).all() and np.isfinite(scores[:, np.flatnonzero(data.in_training)]).all()
+        candidates = np.tile(np.array([cold[0], int(np.flatnonzero(data.in_training)[0])]), (len(test), 1))
+        picked = scorer.score_items(data, test, candidates)
+        assert np.isneginf(picked[:, 0]).all() and np.isfinite(picked[:, 1]).all()
 
 
 @pytest.mark.parametrize("family", ["sasrec", "lstm-attn"])
