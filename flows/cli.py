@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
+from flows.arguments import check_arguments, check_keep_runs
 from flows.console import (
     count,
     format_csv,
@@ -640,9 +641,10 @@ def _compact(args: argparse.Namespace) -> None:
 
 
 def _prune(args: argparse.Namespace) -> None:
+    check_keep_runs(args.keep_runs)  # before the import (3-4 s of torch and Prefect)
+    wh = _require(args.home, SCORES, "no scores in {home}; nothing to prune")
     from flows.prune import prune_runs
 
-    wh = _require(args.home, SCORES, "no scores in {home}; nothing to prune")
     out = prune_runs(wh, args.keep_runs)
     print(
         f"prune: kept {count(len(out['kept_runs']), 'run')} ({', '.join(out['kept_runs'])}); removed {count(len(out['runs']), 'run')} "
@@ -688,15 +690,16 @@ def _ingest_events(args: argparse.Namespace) -> None:
 
 def _extract(args: argparse.Namespace) -> None:
     from extractors.config import load_config
-    from extractors.pipeline import check_checkpoints
-    from flows.console import extract_line
-    from flows.extract import run_extract
 
     check_dask(args.dask_workers, args.dask_address)
     config = load_config(args.config).replace(preset=args.preset)
     wh = Warehouse(args.home)
     if not wh.has_rows_on_disk(ITEMS):
         raise WarehouseNotFound(f"no items in {wh.home}; run `reelsense ingest items FILE` (or `reelsense demo`) first")
+    from extractors.pipeline import check_checkpoints  # after the checks above: torch takes seconds to import
+    from flows.console import extract_line
+    from flows.extract import run_extract
+
     check_checkpoints(config)  # a missing checkpoint is one line before any flow starts, not after decoding
     summary = run_extract(
         str(wh.home), config, force=args.force, limit=args.limit, dask_workers=args.dask_workers, dask_address=args.dask_address, shards=args.shards
@@ -757,8 +760,6 @@ def _features(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from flows.rank import train_rankers
-
     models = _models(args.models)
     settings = None
     if args.config:
@@ -771,6 +772,8 @@ def _train(args: argparse.Namespace) -> None:
         if base and base not in models:
             forced = f" (--force retrains only the models named: add {base} to --models to retrain it too)" if args.force else ""
             print(f"train-ranker: {name} re-ranks {base}, so {base} is trained (or reused) too{forced}")
+    from flows.rank import train_rankers  # after the checks: torch and Prefect take seconds to import
+
     metas = train_rankers(str(wh.home), models=models, seed=args.seed, device=args.device, force=args.force, settings=settings)
     for name, meta in metas.items():
         how = "reused (same data, content, settings, code)" if meta.get("reused") else f"{meta['fit_seconds']:.1f}s"
@@ -780,10 +783,11 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from flows.rank import evaluate_rankers
-
+    models = _models(args.models)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
-    results = evaluate_rankers(str(wh.home), models=_models(args.models), seed=args.seed, max_users=args.max_users, device=args.device, dataset=args.dataset)
+    from flows.rank import evaluate_rankers  # after the checks: torch and Prefect take seconds to import
+
+    results = evaluate_rankers(str(wh.home), models=models, seed=args.seed, max_users=args.max_users, device=args.device, dataset=args.dataset)
     print(f"evaluate ({results['evaluation']}): {results['path']}")
     print("\n".join(results_lines(results)))
 
@@ -805,9 +809,9 @@ def _require(home: Path, spec, message: str) -> Warehouse:
 
 def _score(args: argparse.Namespace) -> None:
     from flows.console import score_line, split_users
-    from flows.score import RunConflict, check_arguments, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
 
-    # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts.
+    # Everything a user can get wrong is refused here, before a flow (and its Prefect server) starts;
+    # the arguments before flows.score is imported (3-4 s of torch and Prefect).
     if args.candidates is not None and args.retrieval != "similarity":
         raise ReelsenseError(
             "--candidates applies to --retrieval similarity; the default retrieval ranks every item (drop --candidates, or add --retrieval similarity)"
@@ -816,6 +820,8 @@ def _score(args: argparse.Namespace) -> None:
     check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval, args.replace)
     check_dask(args.dask_workers, args.dask_address)
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
+    from flows.score import RunConflict, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
+
     users = split_users(args.users) if args.users is not None else None
     if users == []:
         raise ReelsenseError(f"--users {args.users!r} names no user; give comma-separated user ids, or leave --users out to score everyone")

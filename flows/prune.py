@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from flows.arguments import check_keep_runs
 from flows.console import waiting_for_reports
 from flows.latest import check_latest
 from flows.report import run_dir, write_runs_index
@@ -26,8 +27,7 @@ from warehouse.store import Warehouse
 
 def prune_runs(wh: Warehouse, keep: int) -> dict[str, Any]:
     """Keep the `keep` newest runs (by their latest scored_at); returns what went."""
-    if keep < 1:
-        raise ReelsenseError(f"--keep-runs must be at least 1, got {keep}; prune keeps the newest N score runs")
+    check_keep_runs(keep)
     try:  # review: prune kept no version of a ranker without a readable LATEST, deleting every one no run pins
         check_latest(wh.models_dir)
     except ReelsenseError as error:

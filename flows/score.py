@@ -38,6 +38,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.arguments import check_arguments
 from flows.console import split_users, waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -46,7 +47,7 @@ from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, ItemPopularity, StaleSamples, load_dataset, samples_build, warehouse_popularity
-from ranker.names import CANDIDATES, RETRIEVALS, TOP_K, check_rankers
+from ranker.names import CANDIDATES, RETRIEVALS, TOP_K
 from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -107,24 +108,6 @@ def score_shard(
     )
     result = store.append(wh, SCORES, rows)
     return {"users": len(queries), "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
-
-
-def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = None, retrieval: str = RETRIEVALS[0], replace: bool = False) -> None:
-    """Refuse arguments no run can use (the CLI calls this before it starts any flow)."""
-    check_rankers([model])
-    if replace and run_id is None:
-        raise ReelsenseError("--replace starts an existing run over and needs the run's --run-id; without one, a new run is started anyway (drop --replace)")
-    if retrieval not in RETRIEVALS:
-        raise ReelsenseError(f"unknown retrieval {retrieval!r}; pass --retrieval {' or '.join(RETRIEVALS)}")
-    if k < 1:
-        raise ReelsenseError(f"need k of 1 or more, got k={k}; pass --k 1 or more")
-    if retrieval == "similarity" and n_candidates < k:
-        raise ReelsenseError(f"need k <= candidates, got k={k}, candidates={n_candidates}; pass --candidates at least --k")
-    if run_id is not None and not store.partition_value_ok(run_id):
-        raise ReelsenseError(
-            f"run id {run_id!r} cannot name the run's folder in `scores` and `explanations`; use letters, digits, '_', '-' or '.', "
-            "at most 200 characters, not ending in .parquet, .tmp or .json"
-        )
 
 
 def check_model_fits(wh: Warehouse, model: str, version: str, **load: Any) -> None:

@@ -381,6 +381,8 @@ def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_cont
         (["LOAD httpfs"], "found a LOAD statement"),
         (["-- a comment\nINSTALL httpfs"], "found an INSTALL statement"),  # review
         (["UPDATE EXTENSIONS"], "found an UPDATE statement"),  # review: a ValueError traceback from duckdb's statement type
+        (["SELECT * FROM evnets"], "evnets does not exist!; the warehouse's tables and views: current_embeddings, embeddings, engagements, events,"),  # probe: DuckDB's line alone
+        (["SELECT nosuchfn(1)"], "nosuchfn does not exist!"),
     ],
 )
 def test_sql_bad_input_is_a_one_line_error(home, capsys, args, message):
@@ -1310,3 +1312,30 @@ def test_a_latest_that_is_a_folder_stops_train_before_any_fit(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{marker} is a folder, not the file that names lstm-attn's latest version: remove it (`rm -r {marker}`)" in err, err
     assert "Traceback" not in err and sorted(p.name for p in (rankers / "lstm-attn").iterdir()) == before  # nothing trained
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--models", "nosuch"], "unknown ranker 'nosuch'"),
+        (["evaluate", "--models", "nosuch"], "unknown ranker 'nosuch'"),
+        (["score", "--retrieval", "similarity", "--candidates", "5", "--k", "10"], "need k <= candidates"),
+        (["score", "--run-id", "a b"], "cannot name the run's folder"),
+        (["prune", "--keep-runs", "0"], "--keep-runs must be at least 1"),
+        (["extract", "--config", "/nonexistent/extract.toml"], "does not exist"),
+    ],
+)
+def test_a_bad_argument_is_refused_before_torch_is_imported(home, argv, message):
+    """Importing a flow takes 3-4 s on 2 cores (torch and Prefect): the CLI checks the arguments
+    before it, so a mistake is named at once (probe: 4-5 s for each of these). A fresh interpreter,
+    since this one has torch already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from flows.cli import main; status = main(sys.argv[1:]); "
+        "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(status)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "--home", str(home), *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert "torch not imported" in done.stdout

@@ -601,7 +601,7 @@ def test_explanations_of_an_older_home_move_into_run_partitions_and_a_run_drops_
 
 @pytest.mark.parametrize("run_id", ["a b", "v2.parquet", "x.tmp", "abc\n", "r" * 201])
 def test_a_run_id_that_cannot_name_its_folder_is_refused_before_a_run(run_id):
-    from flows.score import check_arguments
+    from flows.arguments import check_arguments
 
     assert not store.partition_value_ok(run_id)
     with pytest.raises(ReelsenseError, match="cannot name the run's folder"):

@@ -224,6 +224,12 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
                 return _interruptible(cursor, lambda: cursor.sql(sql, params=params).to_arrow_table())
         except duckdb.PermissionException as exc:
             raise QueryError(f"query refused: {str(exc).splitlines()[0]}; queries read files only under {wh.tables_dir} (through the views)") from exc
+        except duckdb.CatalogException as exc:
+            if "Table with name" not in str(exc):  # a function or type, not a table
+                raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+            # probe: a misspelt table was DuckDB's line alone
+            views = sorted(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall())
+            raise QueryError(f"query failed: {str(exc).splitlines()[0]}; the warehouse's tables and views: {', '.join(views) or 'none yet'}") from exc
         except duckdb.Error as exc:
             raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
 
