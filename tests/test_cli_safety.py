@@ -381,7 +381,7 @@ def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_cont
         (["LOAD httpfs"], "found a LOAD statement"),
         (["-- a comment\nINSTALL httpfs"], "found an INSTALL statement"),  # review
         (["UPDATE EXTENSIONS"], "found an UPDATE statement"),  # review: a ValueError traceback from duckdb's statement type
-        (["SELECT * FROM evnets"], "evnets does not exist!; the warehouse's tables and views: current_embeddings, embeddings, engagements, events,"),  # probe: DuckDB's line alone
+        (["SELECT * FROM evnets"], "evnets does not exist!; the warehouse's tables and views: current_embeddings, embeddings, engagements, events,"),
         (["SELECT nosuchfn(1)"], "nosuchfn does not exist!"),
     ],
 )
