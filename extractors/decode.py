@@ -16,8 +16,10 @@ decoder's message; a video without an audio track is not an error: `DecodedItem.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -84,12 +86,19 @@ def _frames_exact(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:
             raise MediaDecodeError(f"{path}: cannot decode video (decord: {first_line(decord_error)}; PyAV: {first_line(pyav_error)})") from pyav_error
 
 
-def _frames_decord(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:
+@functools.cache
+def _decord() -> Any:
+    """decord, imported on first use, with its FFmpeg's log lines ("moov atom not found") off: they
+    went to the terminal beside extract's summary (probe). The quarantine gets each decoder's error
+    ("Invalid data found when processing input"), not those lines."""
     import decord
 
-    # Its FFmpeg's own lines ("moov atom not found") went to the terminal beside extract's summary
-    # (probe); the reason reaches the quarantine through the exception either way.
     decord.logging.set_level(decord.logging.QUIET)
+    return decord
+
+
+def _frames_decord(path: str, n: int) -> tuple[npt.NDArray[np.uint8], float]:
+    decord = _decord()
     reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     total = len(reader)
     if total == 0:

@@ -22,7 +22,7 @@ from torch import nn
 
 from ranker.base import minibatches
 from ranker.data import Dataset, Queries
-from ranker.training import EarlyStopping, FitCheckpoint, end_epoch, epoch_bar, unscorable, validation_ndcg, validation_rows
+from ranker.training import EarlyStopping, FitCheckpoint, end_epoch, epoch_bar, mask_unscorable, not_classes, unscorable, validation_ndcg, validation_rows
 from warehouse.settings import check_ranges
 
 
@@ -51,7 +51,7 @@ class BprMF:
         self.users: nn.Embedding | None = None
         self.items: nn.Embedding | None = None
         self.history: list[dict[str, float]] = []
-        self.trained = np.zeros(0, bool)  # items a training row holds (ranker/training.py unscorable)
+        self.trained: np.ndarray | None = None  # items a training row held (ranker/training.py unscorable)
 
     def _build(self, n_users: int, n_items: int) -> None:
         self.users = nn.Embedding(n_users, self.config.dim)
@@ -72,6 +72,9 @@ class BprMF:
         self.user_index = {u: i for i, u in enumerate(users)}
         self._build(len(users), data.n_items)
         self.trained = data.in_training.copy()
+        # Negatives are drawn uniformly from the items that are classes: not the cold split's withheld
+        # items, which training must not see at all (where none is withheld: every item, as before).
+        classes = np.flatnonzero(~not_classes(data, content=False))[1:]
         u = torch.as_tensor([self.user_index[x] for x in data.queries.users[train]])
         pos = torch.as_tensor(data.targets[train])
         weights = nn.ModuleList([self.users, self.items, self.bias])  # what early stopping keeps
@@ -84,7 +87,7 @@ class BprMF:
         for epoch in range(resume.restore(), cfg.max_epochs):
             started, losses = time.perf_counter(), []
             for rows in epoch_bar(minibatches(len(train), cfg.batch, rng), math.ceil(len(train) / cfg.batch), self.name, epoch):
-                neg = torch.as_tensor(rng.integers(1, data.n_items + 1, len(rows)))
+                neg = torch.as_tensor(classes[rng.integers(0, len(classes), len(rows))])
                 ub, pb = self.users(u[rows]), self.items(pos[rows])
                 nb = self.items(neg)
                 diff = (ub * (pb - nb)).sum(1) + (self.bias(pos[rows]) - self.bias(neg)).squeeze(1)
@@ -116,17 +119,18 @@ class BprMF:
         users = self._user_vectors(queries)  # (Q, d)
         items_t = torch.as_tensor(np.ascontiguousarray(items))
         scores = ((self.items(items_t) * users[:, None, :]).sum(-1) + self.bias(items_t).squeeze(-1)).numpy()
-        return np.where(unscorable(data, False, self.trained)[items], -np.inf, scores).astype(np.float32)
+        return mask_unscorable(scores, items, unscorable(data, False, self.trained))
 
     @torch.no_grad()
     def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
         scores = (self._user_vectors(queries) @ self.items.weight.T + self.bias.weight.T).numpy()
-        scores[:, unscorable(data, False, self.trained)] = -np.inf
+        scores[:, unscorable(data, False, self.trained)] = -np.inf  # padding among them
         return scores
 
     def save(self, path: Path) -> None:
         state = {name: getattr(self, name).state_dict() for name in ("users", "items", "bias")}
-        torch.save({"config": asdict(self.config), "history": self.history, "user_index": self.user_index, "trained": self.trained, **state}, path)
+        trained = None if self.trained is None else torch.as_tensor(self.trained)
+        torch.save({"config": asdict(self.config), "history": self.history, "user_index": self.user_index, "trained": trained, **state}, path)
 
     def load(self, path: Path, data: Dataset) -> None:
         state = torch.load(path, weights_only=False)
@@ -136,6 +140,6 @@ class BprMF:
         self.user_index = state["user_index"]
         self._build(len(self.user_index), data.n_items)
         # A checkpoint from before it recorded what training held scores every item, as it did then.
-        self.trained = np.asarray(state.get("trained", np.ones(data.n_items + 1, bool)), bool)
+        self.trained = None if state.get("trained") is None else torch.as_tensor(state["trained"]).numpy().astype(bool)
         for name in ("users", "items", "bias"):
             getattr(self, name).load_state_dict(state[name])

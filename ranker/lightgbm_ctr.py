@@ -89,15 +89,20 @@ class LightGBMCtr:
 
     def score_all(self, data: Dataset, queries: Queries) -> np.ndarray:
         """The base model's ranking, with its top `top_k` re-ordered by the trees: in each row every
-        item outside the top `top_k` scores below every re-ranked item (its base order kept)."""
+        item outside the top `top_k` scores below every re-ranked item (its base order kept). An item
+        the base scores -inf (nothing to score it with) stays -inf, also inside the top `top_k` (a
+        row with fewer scorable items: review)."""
         scores = self.base.score_all(data, queries)
         top = np.argsort(-scores, axis=1)[:, : self.top_k]
-        reranked = self.score_items(data, queries, top)  # (Q, top_k)
+        scorable = np.isfinite(np.take_along_axis(scores, top, axis=1))
+        reranked = np.where(scorable, self.score_items(data, queries, top), -np.inf)  # (Q, top_k)
         finite = np.where(np.isfinite(scores), scores, -np.inf)
         row_max = finite.max(1, keepdims=True)
         row_max = np.where(np.isfinite(row_max), row_max, 0.0)
+        lowest = np.where(scorable, reranked, np.inf).min(1, keepdims=True)
+        lowest = np.where(np.isfinite(lowest), lowest, 0.0)
         # Shift the rest so that its best item sits 1 below the row's lowest re-ranked score.
-        out = scores - row_max + (reranked.min(1, keepdims=True) - 1)
+        out = scores - row_max + (lowest - 1)
         np.put_along_axis(out, top, reranked, axis=1)
         out[:, 0] = -np.inf
         return out.astype(np.float32)

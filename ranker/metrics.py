@@ -8,11 +8,13 @@ import numpy.typing as npt
 
 def target_ranks(scores: npt.NDArray[np.float32], targets: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     """1-based rank of each row's target among all columns; ties share the average rank, so a
-    constant scorer gets the middle rank, not the best one."""
+    constant scorer gets the middle rank, not the best one. A target scored -inf (an item the model
+    has nothing to score with, or a masked one) is never served: it takes the last rank, not the
+    average of the other -inf items', which a small catalogue could put in the top 10 (review)."""
     target_scores = scores[np.arange(len(scores)), targets][:, None]
     greater = (scores > target_scores).sum(1)
     ties = (scores == target_scores).sum(1) - 1
-    return 1 + greater + ties / 2
+    return np.where(np.isneginf(target_scores[:, 0]), float(scores.shape[1]), 1 + greater + ties / 2)
 
 
 def hit_rate(ranks: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64]:

@@ -45,6 +45,7 @@ from ranker.training import (
     next_item_sequences,
     not_classes,
     remap_items,
+    saved_trained,
     semantic_codes_rules,
     unscorable,
     validation_ndcg,
@@ -255,6 +256,7 @@ class Sasrec:
         self.history: list[dict[str, float]] = []
         self.heads = ["engage"]
         self.item_ids: list[str] = []
+        self.trained: npt.NDArray[np.bool_] | None = None  # items a training row held (ranker/training.py unscorable)
 
     def _build(self, data: Dataset, seen: npt.NDArray[np.bool_] | None = None) -> None:
         """The net for `data`'s items; `seen`: the items with a trained delta (default: those training sees)."""
@@ -263,6 +265,7 @@ class Sasrec:
             check_content(data, self.name)
             content_dim = data.content.shape[1]
         self.item_ids = list(data.item_ids)
+        self.trained = data.in_training.copy()  # a load replaces it with the checkpoint's
         self.net = SasrecNet(data.n_items, data.queries.hist_items.shape[1], self.config, content_dim).to(self.device)
         self.net.items.set_items(data, data.in_training if seen is None else seen)
 
@@ -324,8 +327,7 @@ class Sasrec:
     def score_all(self, data: Dataset, queries: Queries) -> npt.NDArray[np.float32]:
         users, vectors = self.user_vectors(queries)
         scores = (users @ vectors.T).cpu().numpy()
-        scores[:, 0] = -np.inf
-        scores[:, unscorable(data, self.use_content, self.net.items.has_delta)] = -np.inf
+        scores[:, unscorable(data, self.use_content, self.trained)] = -np.inf  # padding among them
         return scores
 
     def score_items(self, data: Dataset, queries: Queries, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -336,6 +338,7 @@ class Sasrec:
             {
                 "config": asdict(self.config),
                 "item_ids": self.item_ids,
+                "trained": None if self.trained is None else torch.as_tensor(self.trained),
                 "state": self.net.state_dict(),
                 "has_delta": self.net.items.has_delta.cpu(),
                 "history": self.history,
@@ -352,5 +355,6 @@ class Sasrec:
         state = saved["state"]
         seen = remap_items(state, "items.", saved["item_ids"], saved["has_delta"], data, name=self.name)
         self._build(data, seen)
+        self.trained = saved_trained(saved, data)
         self.net.load_state_dict(state)
         self.net.eval()

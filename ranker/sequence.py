@@ -43,8 +43,10 @@ from ranker.training import (
     ItemTower,
     end_epoch,
     epoch_bar,
+    mask_unscorable,
     not_classes,
     remap_items,
+    saved_trained,
     semantic_codes_rules,
     unscorable,
     validation_ndcg,
@@ -202,6 +204,7 @@ class LstmAttn:
         self.net: LstmAttnNet | None = None
         self.heads: list[str] = []
         self.item_ids: list[str] = []
+        self.trained: npt.NDArray[np.bool_] | None = None  # items a training row held (ranker/training.py unscorable)
         self.history: list[dict[str, float]] = []
 
     def _build(self, data: Dataset, heads: list[str] | None = None, seen: npt.NDArray[np.bool_] | None = None) -> None:
@@ -211,6 +214,7 @@ class LstmAttn:
             content_dim = data.content.shape[1]
         self.heads = list(heads if heads is not None else data.behaviours)  # a loaded model keeps its trained heads
         self.item_ids = list(data.item_ids)
+        self.trained = data.in_training.copy()  # a load replaces it with the checkpoint's
         self.net = LstmAttnNet(data.n_items, self.config, content_dim, len(self.heads)).to(self.device)
         self.net.items.set_items(data, data.in_training if seen is None else seen)  # seen: items with a trained delta
 
@@ -325,7 +329,8 @@ class LstmAttn:
                 given = self.net.given_engaged(states, weights, targets)[..., self.heads.index(head) - 1]
                 scores = scores + nn.functional.logsigmoid(given)
             out.append(scores.cpu().numpy())
-        return self._unscorable(data, np.concatenate(out) if out else np.zeros(items.shape, np.float32), items)
+        scores = np.concatenate(out) if out else np.zeros(items.shape, np.float32)
+        return mask_unscorable(scores, items, unscorable(data, self.use_content, self.trained))
 
     @torch.no_grad()
     def score_all(self, data: Dataset, queries: Queries) -> npt.NDArray[np.float32]:
@@ -340,8 +345,7 @@ class LstmAttn:
             for start in range(0, data.n_items + 1, items):
                 part = self.net.engage_scores(states, mask, vectors[start : start + items])
                 scores[rows, start : start + part.shape[1]] = part.cpu().numpy()
-        scores[:, 0] = -np.inf
-        scores[:, unscorable(data, self.use_content, self.net.items.has_delta)] = -np.inf
+        scores[:, unscorable(data, self.use_content, self.trained)] = -np.inf  # padding among them
         return scores
 
     @torch.no_grad()
@@ -357,15 +361,13 @@ class LstmAttn:
         override = None if content is None or not self.use_content else torch.as_tensor(content, device=self.device)
         return self.net.items(content=override)
 
-    def _unscorable(self, data: Dataset, scores: npt.NDArray[np.float32], items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        return np.where(unscorable(data, self.use_content, self.net.items.has_delta)[items], -np.inf, scores).astype(np.float32)
-
     def save(self, path: Path) -> None:
         torch.save(
             {
                 "config": asdict(self.config),
                 "heads": self.heads,
                 "item_ids": self.item_ids,
+                "trained": None if self.trained is None else torch.as_tensor(self.trained),
                 "state": self.net.state_dict(),
                 "has_delta": self.net.items.has_delta.cpu(),
                 "history": self.history,
@@ -387,5 +389,6 @@ class LstmAttn:
         state = saved["state"]
         seen = remap_items(state, "items.", saved["item_ids"], saved["has_delta"], data, name=self.name)
         self._build(data, saved["heads"], seen)
+        self.trained = saved_trained(saved, data)
         self.net.load_state_dict(state)
         self.net.eval()

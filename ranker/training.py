@@ -80,20 +80,36 @@ def not_classes(data: Dataset, *, content: bool, unseen_negatives: bool = False)
     return excluded
 
 
-def unscorable(data: Dataset, content: bool, trained: torch.Tensor | npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+def unscorable(data: Dataset, content: bool, trained: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_]:
     """The items (n_items + 1,) a ranker has nothing to score with, ranked below every other item.
-    A content-first model: neither content nor a trained id. An id-only model: no training row
-    holds the item (`trained`, the model's record), so its embedding is where initialisation left
-    it, near zero, which outscores the many items whose dot product with a user is negative (a demo
-    home whose item zz999 had one event, a user's test target: in 35 of 201 users' sasrec top-10s;
-    none since). Padding (0) is always unscorable."""
+    A content-first model: those without content. An id-only model: those no training row holds
+    (`trained`, the model's record of `data.in_training` at its fit; None for a checkpoint saved
+    before it kept one, which scores every item as it did then). Such an item was at most a
+    negative in training, so its place says nothing about any user, yet it could outscore most
+    items (a demo home's item with one event, a user's test target, was in 35 of 201 users' sasrec
+    top-10s; none since 2026-12-06). Padding (0) is always unscorable."""
     if content:
         out = ~np.asarray(data.scorable, bool)
+    elif trained is None:
+        out = np.zeros(data.n_items + 1, bool)
     else:
-        out = ~(trained.cpu().numpy() if isinstance(trained, torch.Tensor) else np.asarray(trained, bool))
+        out = ~np.asarray(trained, bool)
     out = out.copy()
     out[0] = True
     return out
+
+
+def mask_unscorable(scores: npt.NDArray[np.float32], items: npt.NDArray[np.int64], unscorable_items: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """`scores` (Q, C) of `items` (Q, C), with the unscorable items' at -inf."""
+    return np.where(unscorable_items[items], -np.inf, scores).astype(np.float32)
+
+
+def saved_trained(saved: dict[str, Any], data: Dataset) -> npt.NDArray[np.bool_] | None:
+    """A checkpoint's `trained` record on `data`'s vocabulary, by item id (an item new since
+    training: False); None where the checkpoint has none."""
+    if saved.get("trained") is None:
+        return None
+    return by_item_id(saved["item_ids"], torch.as_tensor(saved["trained"]), data)
 
 
 def items_for_codes(data: Dataset) -> int:
@@ -387,16 +403,28 @@ def remap_items(
             f"{name} was trained on {width.shape[1]}-d content vectors, the warehouse gives "
             f"{data.content.shape[1]}-d ({data.content_source}); retrain it with `reelsense train --models {','.join([name, *rerankers_of(name)])}`"
         )
-    old = {item: i for i, item in enumerate(saved_items)}
-    rows = np.asarray([old.get(item, -1) for item in data.item_ids])
+    rows = saved_rows(saved_items, data)
     known = rows >= 0
     weights = state[f"{prefix}ids.weight"]
     ids = torch.zeros(data.n_items + 1, weights.shape[1])
     ids[torch.as_tensor(known)] = weights[torch.as_tensor(rows[known])]
     state[f"{prefix}ids.weight"] = ids
-    seen = np.zeros(data.n_items + 1, bool)
-    seen[known] = saved_has_delta.numpy()[rows[known]]
-    return seen
+    return by_item_id(saved_items, saved_has_delta, data)
+
+
+def saved_rows(saved_items: list[str], data: Dataset) -> npt.NDArray[np.int64]:
+    """For each of `data`'s items, its row in a checkpoint saved with `saved_items` (-1: new since)."""
+    old = {item: i for i, item in enumerate(saved_items)}
+    return np.asarray([old.get(item, -1) for item in data.item_ids], np.int64)
+
+
+def by_item_id(saved_items: list[str], saved_mask: torch.Tensor, data: Dataset) -> npt.NDArray[np.bool_]:
+    """A checkpoint's per-item flags on `data`'s vocabulary, by item id; an item new since: False."""
+    rows = saved_rows(saved_items, data)
+    known = rows >= 0
+    out = np.zeros(data.n_items + 1, bool)
+    out[known] = saved_mask.cpu().numpy().astype(bool)[rows[known]]
+    return out
 
 
 class EarlyStopping:

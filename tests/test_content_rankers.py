@@ -98,16 +98,41 @@ def test_only_a_content_model_finds_a_target_that_only_content_identifies(fitted
     reloaded = type(content)(use_content=True)
     reloaded.load(tmp_path / "content", replace(data, content=swapped))
     assert cold_wins(reloaded, replace(data, content=swapped)) <= 0.1, content.name
-    for model in (content, ids):
-        twin = copy.deepcopy(model)
-        with torch.no_grad():
-            rows = twin.net.items.ids.weight
-            rows[[a5, b5]] = rows[[b5, a5]].clone()
-        assert cold_wins(twin, data) == pytest.approx(cold_wins(model, data)), model.name
-    scores = ids.score_all(data, data.queries.take(np.flatnonzero(data.split == "test")))
+    twin = copy.deepcopy(content)
+    with torch.no_grad():
+        rows = twin.net.items.ids.weight
+        rows[[a5, b5]] = rows[[b5, a5]].clone()
+    assert cold_wins(twin, data) == pytest.approx(cold_wins(content, data)), content.name
+    test = data.queries.take(np.flatnonzero(data.split == "test"))
     trained = np.flatnonzero(data.in_training)
-    assert np.isneginf(scores[:, [a5, b5]]).all() and np.isfinite(scores[:, trained]).all(), ids.name
+    for scorer in (ids, reloaded_as_saved(ids, data, tmp_path / "ids")):
+        scores = scorer.score_all(data, test)
+        assert np.isneginf(scores[:, [a5, b5]]).all() and np.isfinite(scores[:, trained]).all(), ids.name
+        candidates = np.tile([a5, b5, trained[0]], (len(test), 1))
+        np.testing.assert_allclose(scorer.score_items(data, test, candidates), np.take_along_axis(scores, candidates, axis=1), rtol=1e-5)
     assert cold_wins(ids, data) == 0.0
+
+
+def reloaded_as_saved(model, data, path):
+    """`model` saved to `path` and loaded again, as `score` loads it."""
+    model.save(path)
+    loaded = type(model)(use_content=model.use_content)
+    loaded.load(path, data)
+    return loaded
+
+
+def test_a_checkpoint_saved_before_the_trained_record_scores_every_item(fitted, tmp_path):
+    """An id-only checkpoint from before 2026-12-06 has no `trained` record: loaded, it scores the
+    items no training row held as it did then (finite), not at -inf."""
+    data, _, ids = fitted
+    ids.save(tmp_path / "new")
+    saved = torch.load(tmp_path / "new", weights_only=False)
+    del saved["trained"]
+    torch.save(saved, tmp_path / "old")
+    old = type(ids)(use_content=False)
+    old.load(tmp_path / "old", data)
+    scores = old.score_all(data, data.queries.take(np.flatnonzero(data.split == "test")))
+    assert np.isfinite(scores[:, 1:]).all() and np.isneginf(scores[:, 0]).all()
 
 
 def test_bpr_mf_ranks_items_no_training_row_holds_last_also_after_a_reload(planted_wh, tmp_path):
@@ -127,6 +152,12 @@ def test_bpr_mf_ranks_items_no_training_row_holds_last_also_after_a_reload(plant
         candidates = np.tile(np.array([cold[0], int(np.flatnonzero(data.in_training)[0])]), (len(test), 1))
         picked = scorer.score_items(data, test, candidates)
         assert np.isneginf(picked[:, 0]).all() and np.isfinite(picked[:, 1]).all()
+    saved = torch.load(tmp_path / "bpr", weights_only=False)
+    del saved["trained"]  # a checkpoint from before the record: every item scored, as then
+    torch.save(saved, tmp_path / "old")
+    old = BprMF()
+    old.load(tmp_path / "old", data)
+    assert np.isfinite(old.score_all(data, test)[:, 1:]).all()
 
 
 @pytest.mark.parametrize("family", ["sasrec", "lstm-attn"])
@@ -695,8 +726,8 @@ def test_a_new_users_k_known_interactions_are_engagements_not_impressions(tmp_pa
 def test_the_scoring_path_recalls_by_content_and_the_content_model_serves_it(fitted):
     """score-batch's path on the planted data: each user's own group's new item is the most
     similar item they have not engaged with, so 3 similarity candidates always hold it, whichever
-    model re-ranks them; the content model puts it first. (What the id-only model serves first is
-    decided by its initialisation: the test above.)"""
+    model re-ranks them; the content model puts it first. (The id-only model ranks it last: the
+    test above.)"""
     data, content, ids = fitted
     rows = np.flatnonzero(data.split == "test")
     models = (("content", content), ("ids", ids))
@@ -708,7 +739,8 @@ def test_the_scoring_path_recalls_by_content_and_the_content_model_serves_it(fit
 def test_the_default_scoring_path_serves_what_the_masked_protocol_ranks(fitted):
     """score-batch's default retrieval is the model's own ranking with engaged items removed, so a
     target's place in what it writes is its rank under the masked protocol (a repeated target: a
-    miss), for every model."""
+    miss), for every model (the id-only model's targets here are items no training row holds, at
+    -inf: never served, and last in the ranks)."""
     data, content, ids = fitted
     rows = np.flatnonzero(data.split == "test")
     seen = earlier_items(data, rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -239,12 +240,19 @@ def test_parquet_input_with_typed_columns(wh, tmp_path):
 
 def test_a_time_without_a_zone_is_read_as_utc(wh, tmp_path):
     """As the README says: ISO text without an offset and a Parquet timestamp without a time zone are
-    UTC; an offset is honoured. Each row below is 10:00 UTC on 2026-01-01."""
+    UTC, whatever the machine's zone; an offset is honoured. Each row below is 10:00 UTC on 2026-01-01."""
     rows = [["u1", "v1", "2026-01-01T10:00:00", "watch", ""], ["u2", "v1", "2026-01-01T12:00:00+02:00", "watch", ""]]
-    ingest_events(wh, write_csv(tmp_path / "events.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], rows))
     naive = pa.table({"user_id": ["u3"], "item_id": ["v1"], "event_ts": pa.array([1767261600], pa.timestamp("s")), "event": ["watch"]})
     pq.write_table(naive, tmp_path / "events.parquet")
-    ingest_events(wh, tmp_path / "events.parquet")
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"  # a machine 5 hours behind UTC
+    time.tzset()
+    try:
+        ingest_events(wh, write_csv(tmp_path / "events.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], rows))
+        ingest_events(wh, tmp_path / "events.parquet")
+    finally:
+        os.environ.pop("TZ") if zone is None else os.environ.update(TZ=zone)
+        time.tzset()
     db.refresh_views(wh)
     got = db.query(wh, "SELECT user_id, epoch(event_ts)::BIGINT AS t FROM events ORDER BY user_id").to_pylist()
     assert got == [{"user_id": u, "t": 1767261600} for u in ("u1", "u2", "u3")]

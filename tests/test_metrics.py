@@ -15,6 +15,9 @@ def test_ranks_hits_and_ndcg_by_hand():
     assert ranks.tolist() == [3.0, 1.0, 2.0]  # row 3: three-way tie -> average of ranks 1..3 is 2
     assert hit_rate(ranks, 1).tolist() == [0, 1, 0]
     assert ndcg(ranks, 2) == pytest.approx([0.0, 1.0, 1 / np.log2(3)])
+    # A target at -inf is never served: the last rank (4 columns), not the -inf items' average (3)
+    unscored = np.array([[-np.inf, 0.3, -np.inf, -np.inf]], np.float32)
+    assert target_ranks(unscored, np.array([2])).tolist() == [4.0] and hit_rate(target_ranks(unscored, np.array([2])), 3).tolist() == [0]
 
 
 def test_auc_gauc_and_logloss_by_hand():

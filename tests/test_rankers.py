@@ -180,6 +180,24 @@ def test_lightgbm_ranks_every_item_outside_its_top_k_below_every_reranked_item(c
         assert (np.argsort(-scores[row, rest], kind="stable") == np.argsort(-base[row, rest], kind="stable")).all()
 
 
+def test_lightgbm_keeps_the_items_its_base_cannot_score_at_minus_inf(checkerboard, trained, monkeypatch):
+    """A top_k beyond the items the base can score takes -inf items into the re-ranked top; they must
+    stay -inf (the trees gave them finite scores: review), and the others stay finite."""
+    data, model = checkerboard, trained["lightgbm"]
+    queries = data.queries.take(np.flatnonzero(data.split == "test"))
+    base_all, cut = model.base.score_all, [1, 2]
+
+    def without_two(d, q):
+        scores = base_all(d, q).copy()
+        scores[:, cut] = -np.inf
+        return scores
+
+    monkeypatch.setattr(model.base, "score_all", without_two)
+    monkeypatch.setattr(model, "top_k", data.n_items + 1)
+    scores = model.score_all(data, queries)
+    assert np.isneginf(scores[:, [0, *cut]]).all() and np.isfinite(scores[:, 3:]).all()
+
+
 def test_ranker_names_are_defined_once_and_unknown_names_are_config_errors():
     """ranker/names.py (importable without torch) and the registry list the same rankers, in order;
     a name that is not a ranker, or a re-ranker without its base, is a ConfigError saying what to do."""

@@ -194,7 +194,7 @@ def _views_elsewhere(wh: Warehouse) -> list[str]:
     with _database_lock(wh, exclusive=False):
         con = duckdb.connect(str(wh.db_path), read_only=True)
         try:
-            stored = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+            stored = stored_views(con)
         finally:
             con.close()
     moved = [spec.name for spec in TABLES.values() if wh.has_rows_on_disk(spec) and _sql_string(wh.parquet_glob(spec)) not in (stored.get(spec.name) or "")]
@@ -202,6 +202,11 @@ def _views_elsewhere(wh: Warehouse) -> list[str]:
     # view still globs files, and a glob of none fails every query.
     emptied = [spec.name for spec in TABLES.values() if not wh.has_rows_on_disk(spec) and "read_parquet" in (stored.get(spec.name) or "")]
     return moved + emptied + [name for name in DERIVED_VIEWS if name not in stored]
+
+
+def stored_views(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The database's own views (every table is one), by name, with their SQL."""
+    return dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
 
 
 def _rebuild_moved_views(wh: Warehouse, stale: list[str]) -> None:
@@ -228,8 +233,8 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
             if "Table with name" not in str(exc):  # a function or type, not a table
                 raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
             # probe: a misspelt table was DuckDB's line alone
-            views = sorted(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall())
-            raise QueryError(f"query failed: {str(exc).splitlines()[0]}; the warehouse's tables and views: {', '.join(views) or 'none yet'}") from exc
+            views = ", ".join(sorted(stored_views(con))) or "none yet"
+            raise QueryError(f"query failed: {str(exc).splitlines()[0]}; the warehouse's tables and views: {views}") from exc
         except duckdb.Error as exc:
             raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
 
