@@ -767,6 +767,12 @@ def _train(args: argparse.Namespace) -> None:
 
         settings = load_settings(args.config)  # checked before any training: unknown keys, wrong types
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
+    content = [name for name in models if name in READS_CONTENT]
+    if content and not wh.has_rows_on_disk(ITEMS):  # probe: "run extract" first, which then said "no items"
+        raise WarehouseNotFound(
+            f"{', '.join(content)} {'needs' if len(content) == 1 else 'need'} content vectors, and {wh.home} has no items to embed: "
+            "run `reelsense ingest items FILE`, then `reelsense extract`, first, or train only id-only rankers"
+        )
     for name in models:
         base = NEEDS_BASE.get(name)
         if base and base not in models:
@@ -819,12 +825,12 @@ def _score(args: argparse.Namespace) -> None:
     args.candidates = CANDIDATES if args.candidates is None else args.candidates
     check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval, args.replace)
     check_dask(args.dask_workers, args.dask_address)
-    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
-    from flows.score import RunConflict, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
-
     users = split_users(args.users) if args.users is not None else None
     if users == []:
         raise ReelsenseError(f"--users {args.users!r} names no user; give comma-separated user ids, or leave --users out to score everyone")
+    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
+    from flows.score import RunConflict, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
+
     if users is not None:
         known = set(known_users(wh, users))
         unknown = [u for u in users if u not in known]

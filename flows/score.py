@@ -110,6 +110,14 @@ def score_shard(
     return {"users": len(queries), "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
 
 
+def _run_rows(wh: Warehouse, run_id: str) -> int:
+    """The rows `scores` holds for `run_id` (views refreshed first)."""
+    db.refresh_views(wh)
+    if not wh.has_rows_on_disk(SCORES):
+        return 0
+    return sum(r["n_rows"] for r in db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist())
+
+
 def check_model_fits(wh: Warehouse, model: str, version: str, **load: Any) -> None:
     """The shards' own check of `model` at `version` against the features, asked on one partition's
     users (`load`: load_dataset's build and popularity); ModelMismatch if it cannot score this warehouse."""
@@ -252,6 +260,7 @@ def score_batch(
     # the old run (probe: a refused --replace left the run deleted and nothing in its place).
     check_model_fits(wh, model, version, build=build, popularity=popularity)
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace, k=k)
+    before = _run_rows(wh, run_id)  # a rerun of a finished run, or one completing a stopped run
     started = time.perf_counter()
     futures = [
         score_shard.submit(
@@ -273,10 +282,11 @@ def score_batch(
     try:
         parts = [f.result() for f in futures]
     except ReelsenseError as exc:  # a shard failed: the others' rows stay, and the run can be completed
-        db.refresh_views(wh)
-        held = sum(r["n_rows"] for r in db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist()) if wh.has_rows_on_disk(SCORES) else 0
+        held = _run_rows(wh, run_id)
         if not held:
             raise
+        if held == before:  # probe: a finished run was called "incomplete" when a rerun wrote nothing
+            raise ReelsenseError(f"{exc}; run {run_id} is as it was ({held} rows): this call wrote none") from exc
         raise ReelsenseError(
             f"{exc}; run {run_id} is incomplete ({held} rows from shards that finished are kept): fix the "
             f"cause, then `reelsense score --model {model} --version {version} --run-id {run_id}` completes "

@@ -381,8 +381,10 @@ def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_cont
         (["LOAD httpfs"], "found a LOAD statement"),
         (["-- a comment\nINSTALL httpfs"], "found an INSTALL statement"),  # review
         (["UPDATE EXTENSIONS"], "found an UPDATE statement"),  # review: a ValueError traceback from duckdb's statement type
-        (["SELECT * FROM evnets"], "evnets does not exist!; the warehouse's tables and views: current_embeddings, embeddings, engagements, events,"),
+        (["SELECT * FROM evnets"], 'Did you mean "events"?; the warehouse\'s tables and views: current_embeddings, embeddings, engagements, events,'),
         (["SELECT nosuchfn(1)"], "nosuchfn does not exist!"),
+        (["SELECT lenght('a')"], 'lenght does not exist! Did you mean "length"?'),  # probe: the hint was dropped
+        (["SELECT user_idd FROM events"], 'Candidate bindings: "user_id"'),
     ],
 )
 def test_sql_bad_input_is_a_one_line_error(home, capsys, args, message):
@@ -1321,6 +1323,7 @@ def test_a_latest_that_is_a_folder_stops_train_before_any_fit(tmp_path, capsys):
         (["evaluate", "--models", "nosuch"], "unknown ranker 'nosuch'"),
         (["score", "--retrieval", "similarity", "--candidates", "5", "--k", "10"], "need k <= candidates"),
         (["score", "--run-id", "a b"], "cannot name the run's folder"),
+        (["score", "--users", " , "], "names no user"),
         (["prune", "--keep-runs", "0"], "--keep-runs must be at least 1"),
         (["extract", "--config", "/nonexistent/extract.toml"], "does not exist"),
     ],
@@ -1339,3 +1342,10 @@ def test_a_bad_argument_is_refused_before_torch_is_imported(home, argv, message)
     done = subprocess.run([sys.executable, "-c", code, "--home", str(home), *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert "torch not imported" in done.stdout
+
+
+def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(home, capsys):
+    """Probe: the advice was `reelsense extract`, which then said "no items": two errors to the cause."""
+    assert main(["--home", str(home), "train", "--models", "lstm-attn"]) == 2
+    err = capsys.readouterr().err
+    assert "has no items to embed: run `reelsense" in err and "ingest items FILE`, then `reelsense" in err

@@ -572,6 +572,37 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
 
 
+def test_a_failed_shard_calls_a_run_incomplete_only_when_this_call_wrote_part_of_it(home, capsys, monkeypatch):
+    """Probe: a rerun of a finished run whose shards all failed said "run c1 is incomplete (N rows
+    from shards that finished are kept)", though it was complete and the call wrote nothing. Where
+    some shards of the call finish and one fails, the run is incomplete, and says so."""
+    import threading
+
+    import flows.score
+
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
+    held = db.fetch(home, "SELECT count(*) AS n FROM scores WHERE run_id = 'c1'")[0]["n"]
+    real, calls, lock = flows.score.retrieve, [], threading.Lock()
+
+    def failing(*args, fail_all: bool, **kwargs):
+        with lock:
+            calls.append(1)
+            first = len(calls) == 1
+        if fail_all or first:
+            raise ReelsenseError("a shard could not score")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flows.score, "retrieve", lambda *a, **kw: failing(*a, fail_all=True, **kw))
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 2
+    err = capsys.readouterr().err
+    assert f"run c1 is as it was ({held} rows): this call wrote none" in err and "incomplete" not in err
+    calls.clear()  # now only the first shard to score fails
+    monkeypatch.setattr(flows.score, "retrieve", lambda *a, **kw: failing(*a, fail_all=False, **kw))
+    assert _cli(home, "score", "--k", "3", "--run-id", "c2") == 2
+    assert "run c2 is incomplete" in capsys.readouterr().err
+
+
 def test_the_recorded_evaluate_command_runs_as_written(ranked_home, tmp_path, monkeypatch):
     """Probe: a home or --dataset with a space was recorded unquoted in results.json, .md and the
     report, so the command could not be rerun as written."""

@@ -204,6 +204,14 @@ def _views_elsewhere(wh: Warehouse) -> list[str]:
     return moved + emptied + [name for name in DERIVED_VIEWS if name not in stored]
 
 
+def duckdb_reason(exc: Exception) -> str:
+    """DuckDB's error on one line: its first line, and its hint lines ("Did you mean "length"?",
+    "Candidate bindings: ..."), which the first line alone dropped (probe); not the query echo."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    hints = [line for line in lines[1:] if line.startswith(("Did you mean", "Candidate bindings"))]
+    return " ".join([lines[0], *hints]) if lines else type(exc).__name__
+
+
 def stored_views(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """The database's own views (every table is one), by name, with their SQL."""
     return dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
@@ -231,12 +239,12 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
             raise QueryError(f"query refused: {str(exc).splitlines()[0]}; queries read files only under {wh.tables_dir} (through the views)") from exc
         except duckdb.CatalogException as exc:
             if "Table with name" not in str(exc):  # a function or type, not a table
-                raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+                raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
             # probe: a misspelt table was DuckDB's line alone
             views = ", ".join(sorted(stored_views(con))) or "none yet"
-            raise QueryError(f"query failed: {str(exc).splitlines()[0]}; the warehouse's tables and views: {views}") from exc
+            raise QueryError(f"query failed: {duckdb_reason(exc)}; the warehouse's tables and views: {views}") from exc
         except duckdb.Error as exc:
-            raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+            raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
 
 
 def _interruptible(cursor: duckdb.DuckDBPyConnection, run: Any) -> pa.Table:
@@ -291,7 +299,7 @@ def _require_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+        raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
     if not statements:
         raise QueryError('empty query: found no SQL statement; expected one SELECT, e.g. "SELECT count(*) FROM events"')
     kinds = [_kind(s) for s in statements]
@@ -306,7 +314,7 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
     try:
         names = set().union(*(s.named_parameters for s in duckdb.extract_statements(sql)))
     except duckdb.Error as exc:
-        raise QueryError(f"query failed: {str(exc).splitlines()[0]}") from exc
+        raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
     if not values:
         if names:
             raise QueryError(
