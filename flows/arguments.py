@@ -31,3 +31,10 @@ def check_keep_runs(keep: int) -> None:
     """Refuse a prune that would keep no run."""
     if keep < 1:
         raise ReelsenseError(f"--keep-runs must be at least 1, got {keep}; prune keeps the newest N score runs")
+
+
+def check_version(version: str | None) -> None:
+    """Refuse a --version that is not a version's name: one folder under the model's own, never a
+    path (`--version ../lstm-attn/V` read another model's record, then failed to load it)."""
+    if version is not None and (not version or "/" in version or "\\" in version or version.startswith(".")):
+        raise ReelsenseError(f"--version {version!r} is not a version name; `reelsense models` lists each model's versions (e.g. 20261206T151445-b7c3bb44)")

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
-from flows.arguments import check_arguments, check_keep_runs
+from flows.arguments import check_arguments, check_keep_runs, check_version
 from flows.console import (
     count,
     format_csv,
@@ -824,6 +824,7 @@ def _score(args: argparse.Namespace) -> None:
         )
     args.candidates = CANDIDATES if args.candidates is None else args.candidates
     check_arguments(args.model, args.k, args.candidates, args.run_id, args.retrieval, args.replace)
+    check_version(args.version)
     check_dask(args.dask_workers, args.dask_address)
     users = split_users(args.users) if args.users is not None else None
     if users == []:

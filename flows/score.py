@@ -138,7 +138,15 @@ def find_misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMisma
 
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     """The version a run with `model` (and `version`, default: the latest) will score with."""
-    meta = artifacts.read_meta(wh.models_dir, model, version) if version else latest_meta(wh.models_dir, model)
+    try:
+        meta = artifacts.read_meta(wh.models_dir, model, version) if version else latest_meta(wh.models_dir, model)
+    except artifacts.ModelMismatch as error:
+        rankers = wh.models_dir / "rankers"
+        owners = sorted(d.name for d in rankers.iterdir() if (d / str(version) / "meta.json").is_file()) if version and rankers.is_dir() else []
+        if not owners or (wh.models_dir / "rankers" / model / str(version)).exists():
+            raise
+        # probe: it said only "no model sasrec version V", V being an lstm-attn's
+        raise artifacts.ModelMismatch(f"{error}; {version} is a version of {' and '.join(owners)}: pass --model {owners[0]}") from None
     if meta is None:
         raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; run `reelsense train --models {model}` first")
     return meta["version"]

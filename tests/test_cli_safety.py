@@ -1324,6 +1324,7 @@ def test_a_latest_that_is_a_folder_stops_train_before_any_fit(tmp_path, capsys):
         (["score", "--retrieval", "similarity", "--candidates", "5", "--k", "10"], "need k <= candidates"),
         (["score", "--run-id", "a b"], "cannot name the run's folder"),
         (["score", "--users", " , "], "names no user"),
+        (["score", "--version", "../lstm-attn/20261206T151445-b7c3bb44"], "is not a version name"),
         (["prune", "--keep-runs", "0"], "--keep-runs must be at least 1"),
         (["extract", "--config", "/nonexistent/extract.toml"], "does not exist"),
     ],

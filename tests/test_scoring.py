@@ -603,6 +603,13 @@ def test_a_failed_shard_calls_a_run_incomplete_only_when_this_call_wrote_part_of
     assert "run c2 is incomplete" in capsys.readouterr().err
 
 
+def test_a_version_of_another_model_is_named_as_such(home, capsys):
+    """Probe: `score --model lightgbm --version V`, V an lstm-attn version, said only "no model lightgbm version V"."""
+    version = sorted(p.name for p in (home.models_dir / "rankers" / "lstm-attn").iterdir() if p.is_dir())[-1]
+    assert _cli(home, "score", "--model", "lightgbm", "--version", version) == 2
+    assert f"{version} is a version of lstm-attn: pass --model lstm-attn" in capsys.readouterr().err
+
+
 def test_the_recorded_evaluate_command_runs_as_written(ranked_home, tmp_path, monkeypatch):
     """Probe: a home or --dataset with a space was recorded unquoted in results.json, .md and the
     report, so the command could not be rerun as written."""
