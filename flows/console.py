@@ -442,9 +442,14 @@ def score_line(summary: dict[str, Any]) -> str:
     first = summary.get("without_positives_first") or []
     named = f" ({', '.join(first)}{', ...' if idle > len(first) else ''})"
     unscored = f"; {count(idle, 'user')} with events but no positive interaction yet not scored{named}" if idle else ""
+    grown = ""
+    if summary.get("extended_from"):
+        grown = f"; the run held each user's top {summary['extended_from']} before and now the top {summary['k']}"
+        if summary.get("report"):
+            grown += f": its report and explanations cover the top {summary['extended_from']} until `reelsense report --run-id {summary['run_id']}`"
     return (
         f"score-batch {summary['run_id']}: {count(summary['users'], 'user')} x top {summary['k']} with {summary['model']}: "
-        f"{count(summary['written'], 'row')} written, {summary['duplicates']} already there{replaced}{unscored}; "
+        f"{count(summary['written'], 'row')} written, {summary['duplicates']} already there{replaced}{unscored}{grown}; "
         f"{summary['seconds']:.1f}s{rate}"
     )
 

@@ -269,6 +269,7 @@ def score_batch(
     check_model_fits(wh, model, version, build=build, popularity=popularity)
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace, k=k)
     before = _run_rows(wh, run_id)  # a rerun of a finished run, or one completing a stopped run
+    held_top = max((r["max_rank"] for r in db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist()), default=0) if before else 0
     started = time.perf_counter()
     futures = [
         score_shard.submit(
@@ -312,6 +313,9 @@ def score_batch(
         "k": k,
         "retrieval": retrieval,
         "replaced": removed,
+        # probe: a larger --k added ranks to a run whose report and explanations stayed at the old top
+        "extended_from": held_top if 0 < held_top < k else 0,
+        "report": str(run_dir(wh, run_id)) if 0 < held_top < k and run_dir(wh, run_id).exists() else None,
         "without_positives": len(idle),  # a count and the first few: not millions of ids in the log (review)
         "without_positives_first": idle[:5],
     }

@@ -610,6 +610,20 @@ def test_a_version_of_another_model_is_named_as_such(home, capsys):
     assert f"{version} is a version of lstm-attn: pass --model lstm-attn" in capsys.readouterr().err
 
 
+def test_a_larger_k_on_a_reported_run_says_the_report_covers_the_old_top_until_reported_again(home, capsys):
+    """Probe: `score --run-id e1 --k 5` after a k=3 run and its report added ranks 4-5 without a word
+    that the report and explanations stayed at the top 3. It says so, and `report` covers them."""
+    assert _cli(home, "score", "--k", "3", "--run-id", "e1") == 0
+    assert _cli(home, "report", "--run-id", "e1", "--plot-users", "1", "--pages", "1") == 0
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "5", "--run-id", "e1") == 0
+    out = capsys.readouterr().out
+    assert "the run held each user's top 3 before and now the top 5: its report and explanations cover the top 3 until `reelsense" in out
+    assert _cli(home, "report", "--run-id", "e1", "--plot-users", "1", "--pages", "1") == 0
+    counts = db.fetch(home, "SELECT (SELECT count(*) FROM scores WHERE run_id = 'e1') AS s, (SELECT count(*) FROM explanations WHERE run_id = 'e1') AS e")[0]
+    assert counts["s"] == counts["e"] > 0
+
+
 def test_the_recorded_evaluate_command_runs_as_written(ranked_home, tmp_path, monkeypatch):
     """Probe: a home or --dataset with a space was recorded unquoted in results.json, .md and the
     report, so the command could not be rerun as written."""
