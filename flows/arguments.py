@@ -4,6 +4,8 @@ The flows call the same checks for callers that skip the CLI."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ranker.names import RETRIEVALS, check_rankers
 from warehouse import store
 from warehouse.errors import ReelsenseError
@@ -33,8 +35,13 @@ def check_keep_runs(keep: int) -> None:
         raise ReelsenseError(f"--keep-runs must be at least 1, got {keep}; prune keeps the newest N score runs")
 
 
+def is_version_name(text: str) -> bool:
+    """Whether `text` can name a version folder of a ranker: one folder name, not a path, '.' or '..'
+    (a LATEST file's text, or a --version: `../lstm-attn/V` read another model's record)."""
+    return bool(text.strip()) and Path(text).name == text and text not in (".", "..") and "\n" not in text
+
+
 def check_version(version: str | None) -> None:
-    """Refuse a --version that is not a version's name: one folder under the model's own, never a
-    path (`--version ../lstm-attn/V` read another model's record, then failed to load it)."""
-    if version is not None and (not version or "/" in version or "\\" in version or version.startswith(".")):
-        raise ReelsenseError(f"--version {version!r} is not a version name; `reelsense models` lists each model's versions (e.g. 20261206T151445-b7c3bb44)")
+    """Refuse a --version that is not a version's name."""
+    if version is not None and not is_version_name(version):
+        raise ReelsenseError(f"--version {version!r} is not a version name; `reelsense models` lists each model's versions")

@@ -443,10 +443,8 @@ def score_line(summary: dict[str, Any]) -> str:
     named = f" ({', '.join(first)}{', ...' if idle > len(first) else ''})"
     unscored = f"; {count(idle, 'user')} with events but no positive interaction yet not scored{named}" if idle else ""
     grown = ""
-    if summary.get("extended_from"):
-        grown = f"; the run held each user's top {summary['extended_from']} before and now the top {summary['k']}"
-        if summary.get("report"):
-            grown += f": its report and explanations cover the top {summary['extended_from']} until `reelsense report --run-id {summary['run_id']}`"
+    if summary.get("report_predates"):  # probe: a larger --k added ranks the run's report never saw
+        grown = f"; the run's report predates these rows: `reelsense report --run-id {summary['run_id']}` brings it and its explanations up to date"
     return (
         f"score-batch {summary['run_id']}: {count(summary['users'], 'user')} x top {summary['k']} with {summary['model']}: "
         f"{count(summary['written'], 'row')} written, {summary['duplicates']} already there{replaced}{unscored}{grown}; "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from flows.arguments import is_version_name
 from ranker import artifacts
 from ranker.names import ALL_MODELS
 
@@ -30,11 +31,6 @@ def readable_versions(models_dir: Path, name: str) -> list[str]:
     return found
 
 
-def _version_name(text: str) -> bool:
-    """Whether a LATEST's text can name a version folder of its own ranker (not a path, '.' or '..')."""
-    return Path(text).name == text and text not in (".", "..") and "\n" not in text
-
-
 def damaged_latest(models_dir: Path, name: str, error: Exception, *, ways_out: bool = True) -> str:
     """What is wrong with `name`'s LATEST file and, with `ways_out`, how to mend it (probe: an
     emptied file read "no model sasrec version  in ...", and only `--force` got past it, unsaid)."""
@@ -50,7 +46,7 @@ def damaged_latest(models_dir: Path, name: str, error: Exception, *, ways_out: b
         named = marker.read_text().strip()
         if not named:
             why = "it is empty"
-        elif not _version_name(named):  # probe: a path led to another ranker's version
+        elif not is_version_name(named):  # probe: a path led to another ranker's version
             why = f"it holds {named!r}, which is no version's name"
         elif not (marker.parent / named).is_dir():
             why = f"it names {named}, which is not there"
@@ -82,7 +78,7 @@ def checked_latest(models_dir: Path, name: str) -> dict[str, Any] | None:
             raise FileNotFoundError(marker)
         return None
     named = marker.read_text().strip()  # read once: a train that moves LATEST meanwhile is not a mismatch
-    if not _version_name(named):
+    if not is_version_name(named):
         raise artifacts.ModelMismatch(f"it holds {named!r}, which is no version's name")
     meta = artifacts.read_meta(models_dir, name, named)
     if meta.get("name") != name or meta.get("version") != named:

@@ -37,8 +37,9 @@ import numpy as np
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
 
-from flows.arguments import check_arguments
+from flows.arguments import check_arguments, check_version
 from flows.console import split_users, waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -47,7 +48,7 @@ from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, ItemPopularity, StaleSamples, load_dataset, samples_build, warehouse_popularity
-from ranker.names import CANDIDATES, RETRIEVALS, TOP_K
+from ranker.names import ALL_MODELS, CANDIDATES, RETRIEVALS, TOP_K
 from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -138,15 +139,18 @@ def find_misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMisma
 
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     """The version a run with `model` (and `version`, default: the latest) will score with."""
+    check_version(version)
     try:
         meta = artifacts.read_meta(wh.models_dir, model, version) if version else latest_meta(wh.models_dir, model)
     except artifacts.ModelMismatch as error:
-        rankers = wh.models_dir / "rankers"
-        owners = sorted(d.name for d in rankers.iterdir() if (d / str(version) / "meta.json").is_file()) if version and rankers.is_dir() else []
-        if not owners or (wh.models_dir / "rankers" / model / str(version)).exists():
-            raise
         # probe: it said only "no model sasrec version V", V being an lstm-attn's
-        raise artifacts.ModelMismatch(f"{error}; {version} is a version of {' and '.join(owners)}: pass --model {owners[0]}") from None
+        if not version or (wh.models_dir / "rankers" / model / version).exists():  # its own version, damaged: said as it is
+            raise
+        owners = [m["name"] for m in artifacts.list_models(wh.models_dir) if m["version"] == version and m["name"] in ALL_MODELS]
+        if not owners:
+            raise
+        which = f"--model {owners[0]}" if len(owners) == 1 else f"--model with one of {', '.join(owners)}"
+        raise artifacts.ModelMismatch(f"{error}; {version} is a version of {' and '.join(owners)}: pass {which}") from None
     if meta is None:
         raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; run `reelsense train --models {model}` first")
     return meta["version"]
@@ -268,8 +272,6 @@ def score_batch(
     # the old run (probe: a refused --replace left the run deleted and nothing in its place).
     check_model_fits(wh, model, version, build=build, popularity=popularity)
     removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace, k=k)
-    before = _run_rows(wh, run_id)  # a rerun of a finished run, or one completing a stopped run
-    held_top = max((r["max_rank"] for r in db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist()), default=0) if before else 0
     started = time.perf_counter()
     futures = [
         score_shard.submit(
@@ -288,34 +290,38 @@ def score_batch(
         )
         for buckets in shard_buckets(shards)
     ]
-    try:
-        parts = [f.result() for f in futures]
-    except ReelsenseError as exc:  # a shard failed: the others' rows stay, and the run can be completed
+    wait(futures)  # every shard ends before the run's rows are counted (review: the count raced the shards still writing)
+    parts, failed = [], []
+    for future in futures:
+        try:
+            parts.append(future.result())
+        except ReelsenseError as exc:  # a shard failed: the others' rows stay, and the run can be completed
+            failed.append(exc)
+    written = sum(p["written"] for p in parts)
+    if failed:
         held = _run_rows(wh, run_id)
         if not held:
-            raise
-        if held == before:  # probe: a finished run was called "incomplete" when a rerun wrote nothing
-            raise ReelsenseError(f"{exc}; run {run_id} is as it was ({held} rows): this call wrote none") from exc
+            raise failed[0]
+        # Not "incomplete": a rerun of a finished run fails the same way and writes nothing (probe).
         raise ReelsenseError(
-            f"{exc}; run {run_id} is incomplete ({held} rows from shards that finished are kept): fix the "
-            f"cause, then `reelsense score --model {model} --version {version} --run-id {run_id}` completes "
-            "it (with the --k, --retrieval, --candidates and --users it was started with), or add --replace to start it over"
-        ) from exc
+            f"{failed[0]}; run {run_id} holds {held} rows, {written} of them written now by the shards that finished: fix the "
+            f"cause, then `reelsense score --model {model} --version {version} --run-id {run_id}` scores what it lacks "
+            "(with the --k, --retrieval, --candidates and --users it was started with), or add --replace to start it over"
+        ) from failed[0]
     db.refresh_views(wh)
     seconds = time.perf_counter() - started
     summary = {
         "run_id": run_id,
         "model": model,
         "users": sum(p["users"] for p in parts),
-        "written": sum(p["written"] for p in parts),
+        "written": written,
         "duplicates": sum(p["duplicates"] for p in parts),
         "seconds": round(seconds, 2),
         "k": k,
         "retrieval": retrieval,
         "replaced": removed,
-        # probe: a larger --k added ranks to a run whose report and explanations stayed at the old top
-        "extended_from": held_top if 0 < held_top < k else 0,
-        "report": str(run_dir(wh, run_id)) if 0 < held_top < k and run_dir(wh, run_id).exists() else None,
+        # probe: a larger --k added ranks to a run whose report and explanations stayed as they were
+        "report_predates": written > 0 and run_dir(wh, run_id).exists(),
         "without_positives": len(idle),  # a count and the first few: not millions of ids in the log (review)
         "without_positives_first": idle[:5],
     }

@@ -385,6 +385,7 @@ def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_cont
         (["SELECT nosuchfn(1)"], "nosuchfn does not exist!"),
         (["SELECT lenght('a')"], 'lenght does not exist! Did you mean "length"?'),  # probe: the hint was dropped
         (["SELECT user_idd FROM events"], 'Candidate bindings: "user_id"'),
+        (["SELECT substr()"], "Candidate functions: substr(string VARCHAR"),
     ],
 )
 def test_sql_bad_input_is_a_one_line_error(home, capsys, args, message):

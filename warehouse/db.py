@@ -207,9 +207,15 @@ def _views_elsewhere(wh: Warehouse) -> list[str]:
 def duckdb_reason(exc: Exception) -> str:
     """DuckDB's error on one line: its first line, and its hint lines ("Did you mean "length"?",
     "Candidate bindings: ..."), which the first line alone dropped (probe); not the query echo."""
-    lines = [line.strip() for line in str(exc).splitlines()]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
     hints = [line for line in lines[1:] if line.startswith(("Did you mean", "Candidate bindings"))]
-    return " ".join([lines[0], *hints]) if lines else type(exc).__name__
+    if "Candidate functions:" in lines:  # a wrong signature: the signatures it has, the first three
+        at = lines.index("Candidate functions:")
+        shown = lines[at + 1 : at + 4]
+        hints.append(f"Candidate functions: {'; '.join(shown)}{'; ...' if len(lines) > at + 4 else ''}")
+    return " ".join([lines[0], *hints])
 
 
 def stored_views(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -236,7 +242,7 @@ def query(wh: Warehouse, sql: str, params: list[Any] | dict[str, Any] | None = N
             with con.cursor() as cursor:  # DuckDB interrupts a cursor from another thread, not a busy connection
                 return _interruptible(cursor, lambda: cursor.sql(sql, params=params).to_arrow_table())
         except duckdb.PermissionException as exc:
-            raise QueryError(f"query refused: {str(exc).splitlines()[0]}; queries read files only under {wh.tables_dir} (through the views)") from exc
+            raise QueryError(f"query refused: {duckdb_reason(exc)}; queries read files only under {wh.tables_dir} (through the views)") from exc
         except duckdb.CatalogException as exc:
             if "Table with name" not in str(exc):  # a function or type, not a table
                 raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
