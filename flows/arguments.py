@@ -38,7 +38,7 @@ def check_keep_runs(keep: int) -> None:
 def is_version_name(text: str) -> bool:
     """Whether `text` can name a version folder of a ranker: one folder name, not a path, '.' or '..'
     (a LATEST file's text, or a --version: `../lstm-attn/V` read another model's record)."""
-    return bool(text.strip()) and Path(text).name == text and text not in (".", "..") and "\n" not in text
+    return bool(text.strip()) and Path(text).name == text and text not in (".", "..", "LATEST") and "\n" not in text
 
 
 def check_version(version: str | None) -> None:

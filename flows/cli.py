@@ -867,7 +867,7 @@ def _score(args: argparse.Namespace) -> None:
         version=args.version,
         replace=args.replace,
     )
-    print(score_line(summary))
+    print(runnable(score_line(summary)))
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -73,7 +73,7 @@ def run_demo(wh: Warehouse, *, seed: int = 7) -> None:
     print(f"[8/9] score-batch (each user's top {TOP_K} by lstm-attn among the items they have not engaged with):", flush=True)
     # One run id per model version: rerunning the demo completes that run and duplicates nothing.
     scored = score_batch(str(wh.home), model="lstm-attn", k=TOP_K, run_id=f"demo-{metas['lstm-attn']['version']}")
-    print("  " + score_line(scored))
+    print("  " + runnable(score_line(scored)))
     print("[9/9] analyze (explanations, interest profiles and shifts, plots, HTML report):", flush=True)
     print("  " + report_line(wh, analyze(str(wh.home), run_id=scored["run_id"], truth_path=str(truth_path))))
     user, item = _first_pair(wh, scored["run_id"])

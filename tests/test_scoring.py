@@ -625,7 +625,8 @@ def test_a_larger_k_on_a_reported_run_says_the_report_covers_the_old_top_until_r
     capsys.readouterr()
     assert _cli(home, "score", "--k", "5", "--run-id", "e1") == 0
     out = capsys.readouterr().out
-    assert "the run's report predates these rows: `reelsense report --run-id e1` brings it and its explanations up to date" in out
+    # the command names the home (probe: a bare `reelsense report` reported on the default home)
+    assert f"the run's report predates these rows: `reelsense --home {home.home} report --run-id e1` brings it and its explanations up to date" in out
     assert _cli(home, "score", "--k", "5", "--run-id", "e1") == 0  # nothing written: nothing said
     assert "predates" not in capsys.readouterr().out
     assert _cli(home, "report", "--run-id", "e1", "--plot-users", "1", "--pages", "1") == 0
