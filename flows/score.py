@@ -111,12 +111,9 @@ def score_shard(
     return {"users": len(queries), "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
 
 
-def _run_rows(wh: Warehouse, run_id: str) -> int:
-    """The rows `scores` holds for `run_id` (views refreshed first)."""
-    db.refresh_views(wh)
-    if not wh.has_rows_on_disk(SCORES):
-        return 0
-    return sum(r["n_rows"] for r in db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist())
+def run_held(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
+    """What `scores` holds of `run_id`: one row per model version, with its rows and largest rank."""
+    return db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
 
 
 def check_model_fits(wh: Warehouse, model: str, version: str, **load: Any) -> None:
@@ -169,7 +166,7 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool, 
                 shutil.rmtree(report)
                 write_runs_index(wh)
             return {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
-    held = db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
+    held = run_held(wh, run_id)
     others = [r for r in held if r["model_version"] != model_version]
     if others:
         found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
@@ -299,7 +296,8 @@ def score_batch(
             failed.append(exc)
     written = sum(p["written"] for p in parts)
     if failed:
-        held = _run_rows(wh, run_id)
+        db.refresh_views(wh)  # the shards' new files
+        held = sum(r["n_rows"] for r in run_held(wh, run_id))
         if not held:
             raise failed[0]
         # Not "incomplete": a rerun of a finished run fails the same way and writes nothing (probe).
