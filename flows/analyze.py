@@ -25,6 +25,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.arguments import check_pair, check_run
 from flows.console import say
 from flows.latest import latest_meta, readable_latest
 from flows.rank import current_samples
@@ -55,22 +56,6 @@ def modality_lines(row: dict[str, Any]) -> list[str]:
         lacks = "  (the item has none: the history's change alone)" if not fusion and shown.strip() != "-" else ""
         lines.append(f"  {name:<8} {shown}   fusion weight {fusion:.2f}{lacks}")
     return lines
-
-
-def check_run(wh: Warehouse, run_id: str | None, *, without: str = "the latest run") -> dict[str, Any]:
-    """The score-batch run to report (the latest when `run_id` is None): its id, scored_at, model
-    version and rows. An unknown run is an error, raised before anything is written; `without`
-    says what the command does when --run-id is left out."""
-    runs = db.analysis(wh, "runs").to_pylist()
-    if not runs:
-        raise ReelsenseError(f"no scores in {wh.home}; run `reelsense score` first")
-    if run_id is None:
-        return runs[0]
-    found = [r for r in runs if r["run_id"] == run_id]
-    if not found:
-        known = ", ".join(r["run_id"] for r in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
-        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; leave out --run-id for {without}")
-    return found[0]
 
 
 def item_tags(wh: Warehouse) -> dict[str, dict[str, list[str]]]:
@@ -386,16 +371,7 @@ def ranked_by_another(model_version: str | None, explained_by: str) -> str:
 
 def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = None, device: str = "auto") -> list[str]:
     """`reelsense explain`: the stored explanation of a scored pair, or one computed now."""
-    known = db.analysis(wh, "known_pair", {"user": user, "item": item}).to_pylist()[0]
-    if not known["events"] or not known["item"]:
-        unknown = []  # (what, id, why, a query that lists some that exist)
-        if not known["events"]:
-            unknown.append(("user", user, "(no events)", "SELECT DISTINCT user_id FROM events ORDER BY user_id LIMIT 5"))
-        if not known["item"]:
-            unknown.append(("item", item, "(not in items or events)", "SELECT item_id, title FROM items ORDER BY item_id LIMIT 5"))
-        what = " and ".join(f"unknown {kind} {value!r} {why}" for kind, value, why, _ in unknown)
-        hints = "; ".join(f'`reelsense sql "{sql}"` lists some {kind}s' for kind, _, _, sql in unknown)
-        raise ReelsenseError(f"cannot explain: {what}; {hints}")
+    known = check_pair(wh, user, item)
     # Without --run-id: the newest run that scored the pair. An older run's stored explanation is not
     # shown in its place (probe, 2026-12-02: it was, with no word that a newer run existed).
     runs = db.analysis(wh, "pair_runs", {"user": user, "item": item}).to_pylist()

@@ -5,10 +5,12 @@ The flows call the same checks for callers that skip the CLI."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ranker.names import RETRIEVALS, check_rankers
-from warehouse import store
+from ranker.names import ALL_MODELS, RETRIEVALS, check_rankers
+from warehouse import db, store
 from warehouse.errors import ReelsenseError
+from warehouse.store import Warehouse
 
 
 def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = None, retrieval: str = RETRIEVALS[0], replace: bool = False) -> None:
@@ -45,3 +47,52 @@ def check_version(version: str | None) -> None:
     """Refuse a --version that is not a version's name."""
     if version is not None and not is_version_name(version):
         raise ReelsenseError(f"--version {version!r} is not a version name; `reelsense models` lists each model's versions")
+
+
+def check_saved_version(models_dir: Path, model: str, version: str | None) -> None:
+    """Refuse a --version that `model` has no folder for, naming the models that have one of that
+    name (probe: `--model sasrec --version V`, V an lstm-attn version, said only "no model sasrec
+    version V"; and said it after 5 s of imports)."""
+    check_version(version)
+    rankers = models_dir / "rankers"
+    if version is None or (rankers / model / version).exists():  # its own version, damaged or not: loading says which
+        return
+    owners = sorted(p.name for p in rankers.iterdir() if p.name in ALL_MODELS and (p / version).is_dir()) if rankers.is_dir() else []
+    which = f"--model {owners[0]}" if len(owners) == 1 else f"--model with one of {', '.join(owners)}"
+    raise ReelsenseError(
+        f"no model {model} version {version} in {rankers}; "
+        + (f"{version} is a version of {' and '.join(owners)}: pass {which}" if owners else "`reelsense models` lists them")
+    )
+
+
+def check_run(wh: Warehouse, run_id: str | None, *, without: str = "the latest run") -> dict[str, Any]:
+    """The score-batch run to report (the latest when `run_id` is None): its id, scored_at, model
+    version and rows. An unknown run is an error, raised before anything is written; `without`
+    says what the command does when --run-id is left out."""
+    runs = db.analysis(wh, "runs").to_pylist()
+    if not runs:
+        raise ReelsenseError(f"no scores in {wh.home}; run `reelsense score` first")
+    if run_id is None:
+        return runs[0]
+    found = [r for r in runs if r["run_id"] == run_id]
+    if not found:
+        known = ", ".join(r["run_id"] for r in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; leave out --run-id for {without}")
+    return found[0]
+
+
+def check_pair(wh: Warehouse, user: str, item: str) -> dict[str, Any]:
+    """What `explain` knows of the pair (known_pair.sql: the user's events, the item, the user's
+    events with the item); an unknown user or item is an error that names it, with a query that
+    lists some that exist."""
+    known = db.analysis(wh, "known_pair", {"user": user, "item": item}).to_pylist()[0]
+    if not known["events"] or not known["item"]:
+        unknown = []  # (what, id, why, a query that lists some that exist)
+        if not known["events"]:
+            unknown.append(("user", user, "(no events)", "SELECT DISTINCT user_id FROM events ORDER BY user_id LIMIT 5"))
+        if not known["item"]:
+            unknown.append(("item", item, "(not in items or events)", "SELECT item_id, title FROM items ORDER BY item_id LIMIT 5"))
+        what = " and ".join(f"unknown {kind} {value!r} {why}" for kind, value, why, _ in unknown)
+        hints = "; ".join(f'`reelsense sql "{sql}"` lists some {kind}s' for kind, _, _, sql in unknown)
+        raise ReelsenseError(f"cannot explain: {what}; {hints}")
+    return known

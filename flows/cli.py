@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
-from flows.arguments import check_arguments, check_keep_runs, check_version
+from flows.arguments import check_arguments, check_keep_runs, check_pair, check_run, check_saved_version, check_version
 from flows.console import (
     count,
     format_csv,
@@ -535,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     score = commands.add_parser("score", help="top-K items for every user (flow score-batch) into `scores`")
-    score.add_argument("--model", default="lstm-attn", choices=ALL_MODELS, help="the ranker that scores (default: lstm-attn)")
+    # No argparse choices: check_arguments names a retired ranker for what it is (probe: `--model
+    # id-sequence` got argparse's bare "invalid choice", while train and evaluate explained it).
+    score.add_argument("--model", default="lstm-attn", help=f"the ranker that scores, one of {', '.join(ALL_MODELS)} (default: lstm-attn)")
     score.add_argument("--version", help="a saved version of the model (default: its latest)")
     score.add_argument("--k", type=_at_least(1), default=TOP_K, help=f"items kept per user, 1 or more (default {TOP_K})")
     score.add_argument(
@@ -799,10 +801,12 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _models(text: str) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    check_rankers(names)
-    if not names:
+    names = [m.strip() for m in text.split(",")]
+    if not any(names):
         raise ReelsenseError(f"--models {text!r} names no ranker; give some of {', '.join(ALL_MODELS)}, comma-separated")
+    if "" in names:  # probe: `sasrec,,` was read as sasrec while "" was refused
+        raise ReelsenseError(f"--models {text!r} has an empty name (two commas in a row, or one at an end); give names like {ALL_MODELS[3]},{ALL_MODELS[4]}")
+    check_rankers(names)
     return names
 
 
@@ -830,6 +834,7 @@ def _score(args: argparse.Namespace) -> None:
     if users == []:
         raise ReelsenseError(f"--users {args.users!r} names no user; give comma-separated user ids, or leave --users out to score everyone")
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
+    check_saved_version(wh.models_dir, args.model, args.version)
     from flows.score import RunConflict, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
 
     if users is not None:
@@ -871,14 +876,14 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from flows.analyze import analyze, check_run
-    from ranker.shifts import ShiftConfig
-
     wh = _require(args.home, SCORES, "no scores in {home}; run `reelsense score` first")
     if args.truth is not None:
         _check_truth(args.truth, "--truth", "users", Path(args.home))
+    run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow (and torch) loads: probe, 5 s
+    from flows.analyze import analyze
+    from ranker.shifts import ShiftConfig
+
     shift_config = override(ShiftConfig(), read_toml(args.config), str(args.config)) if args.config else ShiftConfig()
-    run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow starts
     summary = analyze(
         str(wh.home),
         run_id=run_id,
@@ -892,9 +897,12 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _explain(args: argparse.Namespace) -> None:
+    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
+    check_pair(wh, args.user, args.item)  # an unknown user, item or run is named before torch loads (probe: 5 s)
+    if args.run_id is not None:
+        check_run(wh, args.run_id, without="the latest run that scored the pair")
     from flows.analyze import explain_lines
 
-    wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
     print(runnable("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device))))
 
 

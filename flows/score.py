@@ -39,7 +39,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.arguments import check_arguments, check_version
+from flows.arguments import check_arguments, check_saved_version
 from flows.console import split_users, waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -48,7 +48,7 @@ from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, ItemPopularity, StaleSamples, load_dataset, samples_build, warehouse_popularity
-from ranker.names import ALL_MODELS, CANDIDATES, RETRIEVALS, TOP_K
+from ranker.names import CANDIDATES, RETRIEVALS, TOP_K
 from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -136,18 +136,8 @@ def find_misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMisma
 
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     """The version a run with `model` (and `version`, default: the latest) will score with."""
-    check_version(version)
-    try:
-        meta = artifacts.read_meta(wh.models_dir, model, version) if version else latest_meta(wh.models_dir, model)
-    except artifacts.ModelMismatch as error:
-        # probe: it said only "no model sasrec version V", V being an lstm-attn's
-        if not version or (wh.models_dir / "rankers" / model / version).exists():  # its own version, damaged: said as it is
-            raise
-        owners = [m["name"] for m in artifacts.list_models(wh.models_dir) if m["version"] == version and m["name"] in ALL_MODELS]
-        if not owners:
-            raise
-        which = f"--model {owners[0]}" if len(owners) == 1 else f"--model with one of {', '.join(owners)}"
-        raise artifacts.ModelMismatch(f"{error}; {version} is a version of {' and '.join(owners)}: pass {which}") from None
+    check_saved_version(wh.models_dir, model, version)
+    meta = artifacts.read_meta(wh.models_dir, model, version) if version else latest_meta(wh.models_dir, model)
     if meta is None:
         raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; run `reelsense train --models {model}` first")
     return meta["version"]

@@ -1328,6 +1328,12 @@ def test_a_latest_that_is_a_folder_stops_train_before_any_fit(tmp_path, capsys):
         (["score", "--version", "../lstm-attn/20261206T151445-b7c3bb44"], "is not a version name"),
         (["prune", "--keep-runs", "0"], "--keep-runs must be at least 1"),
         (["extract", "--config", "/nonexistent/extract.toml"], "does not exist"),
+        (["train", "--models", "sasrec,,"], "--models 'sasrec,,' has an empty name"),  # probe: read as sasrec
+        (["score", "--model", "id-sequence"], "'id-sequence' is retired"),  # probe: argparse's bare "invalid choice"
+        (["score", "--model", "sasrec", "--version", "20261206T151445-b7c3bb44"], "no model sasrec version 20261206T151445-b7c3bb44"),
+        (["report", "--run-id", "nope"], "no scores in"),
+        (["explain", "--user", "nosuch", "--item", "v1"], "unknown user 'nosuch' (no events)"),
+        (["explain", "--user", "u1", "--item", "v1", "--run-id", "nope"], "no scores in"),
     ],
 )
 def test_a_bad_argument_is_refused_before_torch_is_imported(home, argv, message):

@@ -69,9 +69,13 @@ def test_image_encoder_sees_a_cat_in_a_real_photo():
     assert any("cat" in t or t == "tabby" for t in tags), tags
 
 
-def test_minilm_ranks_a_paraphrase_above_an_unrelated_sentence():
+def test_minilm_ranks_a_paraphrase_above_an_unrelated_sentence(capfd):
     encoder = MiniLM()
     encoder.load("cpu")
+    # probe: transformers' "Loading weights" bar printed amid extract's lines; its setting is restored
+    from transformers.utils import logging as hf_logging
+
+    assert "Loading weights" not in capfd.readouterr().err and hf_logging.is_progress_bar_enabled()
     v = encoder.embed(["A kitten is sleeping on the sofa", "A small cat naps on the couch", "Interest rates rose again today"]).vectors
     assert v[0] @ v[1] > v[0] @ v[2] + 0.3
 
