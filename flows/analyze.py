@@ -25,7 +25,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.arguments import check_pair, check_run
+from flows.arguments import check_pair, check_pair_runs, check_run
 from flows.console import say
 from flows.latest import latest_meta, readable_latest
 from flows.rank import current_samples
@@ -374,20 +374,13 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
     known = check_pair(wh, user, item)
     # Without --run-id: the newest run that scored the pair. An older run's stored explanation is not
     # shown in its place (probe, 2026-12-02: it was, with no word that a newer run existed).
-    runs = db.analysis(wh, "pair_runs", {"user": user, "item": item}).to_pylist()
+    runs = check_pair_runs(wh, user, item, run_id)
     wanted = run_id if run_id is not None else (runs[0]["run_id"] if runs and runs[0]["explained"] else None)
     stored = db.analysis(wh, "stored_explanation", {"user": user, "item": item, "run": wanted}).to_pylist() if wanted else []
     if stored:
         row, source = stored[0], f"scored in run {stored[0]['run_id']}"
         source += ranked_by_another(next((r["model_version"] for r in runs if r["run_id"] == row["run_id"]), None), row["model_version"])
-    elif run_id is not None:
-        check_run(wh, run_id, without="the latest run that scored the pair")  # an unknown run is named, with the runs there are
-        if run_id not in {r["run_id"] for r in runs}:  # probe: "report writes them" can never hold for a pair the run did not score
-            scored = ", ".join(repr(r["run_id"]) for r in runs)
-            raise ReelsenseError(
-                f"run {run_id!r} did not score item {item!r} for user {user!r}, so it has no explanation of the pair; "
-                + (f"the runs that scored it: {scored}" if runs else "no run scored it: leave out --run-id to compute one now")
-            )
+    elif run_id is not None:  # a run that scored the pair (check_pair_runs), with nothing stored
         raise ReelsenseError(
             f"run {run_id!r} has no explanation for user {user!r} and item {item!r} yet; `reelsense report --run-id {run_id}` "
             "stores them, or leave out --run-id for the newest run that scored the pair (computed now where it has none stored)"
@@ -405,8 +398,9 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         model, ctr = load_explainers(wh, unaligned_in_use(data, [item]), device_for(device), scored_by, newest_run)
         row = explain_for(wh, data, model, ctr, [(user, item)])[0]
         source = "computed now: no stored explanation of this pair" + (
-            "" if known["engaged"] else ": no run scored it (`reelsense report` stores explanations of the pairs a run scored)"
+            "" if known["engaged"] else ": no run scored it, and reports store explanations only of the pairs a run scored"
         )  # probes: scoring never serves an engaged item, so no report will store its explanation; nor one of a pair no run scored
+        # (probe, 2026-12-06: a `reelsense report` hint there read as a way to store it; no report does)
         if runs:  # scored, but the newest run that scored it has no explanation stored
             older = next((r["run_id"] for r in runs if r["explained"]), None)
             ranked = ranked_by_another(runs[0]["model_version"], row["model_version"])

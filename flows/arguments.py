@@ -24,6 +24,8 @@ def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = 
         raise ReelsenseError(f"need k of 1 or more, got k={k}; pass --k 1 or more")
     if retrieval == "similarity" and n_candidates < k:
         raise ReelsenseError(f"need k <= candidates, got k={k}, candidates={n_candidates}; pass --candidates at least --k")
+    if run_id is not None and run_id.startswith("."):  # probe: '.', '..' and '...' scored, their report in reports/~2e~2e/
+        raise ReelsenseError(f"run id {run_id!r} starts with '.', and so cannot name its report folder (reports/<run>/); give it another first character")
     if run_id is not None and not store.partition_value_ok(run_id):
         raise ReelsenseError(
             f"run id {run_id!r} cannot name the run's folder in `scores` and `explanations`; use letters, digits, '_', '-' or '.', "
@@ -96,3 +98,19 @@ def check_pair(wh: Warehouse, user: str, item: str) -> dict[str, Any]:
         hints = "; ".join(f'`reelsense sql "{sql}"` lists some {kind}s' for kind, _, _, sql in unknown)
         raise ReelsenseError(f"cannot explain: {what}; {hints}")
     return known
+
+
+def check_pair_runs(wh: Warehouse, user: str, item: str, run_id: str | None) -> list[dict[str, Any]]:
+    """The score runs that scored the pair, newest first (pair_runs.sql); with `run_id`, an error
+    where that run is unknown (named with the runs there are) or did not score the pair (probe: "report
+    writes them" can never hold for such a pair; and said after 6 s of imports)."""
+    if run_id is not None:
+        check_run(wh, run_id, without="the latest run that scored the pair")
+    runs = db.analysis(wh, "pair_runs", {"user": user, "item": item}).to_pylist()
+    if run_id is not None and run_id not in {r["run_id"] for r in runs}:
+        scored = ", ".join(repr(r["run_id"]) for r in runs)
+        raise ReelsenseError(
+            f"run {run_id!r} did not score item {item!r} for user {user!r}, so it has no explanation of the pair; "
+            + (f"the runs that scored it: {scored}" if runs else "no run scored it: leave out --run-id to compute one now")
+        )
+    return runs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import errno
 import functools
 import io
@@ -30,7 +31,7 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
-from flows.arguments import check_arguments, check_keep_runs, check_pair, check_run, check_saved_version, check_version
+from flows.arguments import check_arguments, check_keep_runs, check_pair, check_pair_runs, check_run, check_saved_version, check_version
 from flows.console import (
     count,
     format_csv,
@@ -630,7 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _compact(args: argparse.Namespace) -> None:
     unknown = [name for name in args.tables if name not in TABLES]
     if unknown:
-        raise ReelsenseError(f"unknown table {unknown[0]!r}; pass some of {', '.join(TABLES)} (or none: every table)")
+        near = difflib.get_close_matches(unknown[0], TABLES, n=1)  # probe: `compact evnets` suggested nothing
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise ReelsenseError(f"unknown table {unknown[0]!r}; {hint}pass some of {', '.join(TABLES)} (or none: every table)")
     wh = Warehouse(args.home)
     if not wh.tables_dir.exists():
         raise WarehouseNotFound(f"no warehouse in {wh.home}; run `reelsense ingest` (or `reelsense demo`) first")
@@ -765,6 +768,7 @@ def _train(args: argparse.Namespace) -> None:
     models = _models(args.models)
     settings = None
     if args.config:
+        read_toml(args.config)  # a missing file or bad TOML is said before the 4 s import below (probe)
         from ranker.registry import load_settings
 
         settings = load_settings(args.config)  # checked before any training: unknown keys, wrong types
@@ -880,10 +884,11 @@ def _report(args: argparse.Namespace) -> None:
     if args.truth is not None:
         _check_truth(args.truth, "--truth", "users", Path(args.home))
     run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow (and torch) loads: probe, 5 s
-    from flows.analyze import analyze
-    from ranker.shifts import ShiftConfig
+    from ranker.shifts import ShiftConfig  # numpy only: the config is checked before the flow's import too
 
     shift_config = override(ShiftConfig(), read_toml(args.config), str(args.config)) if args.config else ShiftConfig()
+    from flows.analyze import analyze
+
     summary = analyze(
         str(wh.home),
         run_id=run_id,
@@ -899,8 +904,7 @@ def _report(args: argparse.Namespace) -> None:
 def _explain(args: argparse.Namespace) -> None:
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
     check_pair(wh, args.user, args.item)  # an unknown user, item or run is named before torch loads (probe: 5 s)
-    if args.run_id is not None:
-        check_run(wh, args.run_id, without="the latest run that scored the pair")
+    check_pair_runs(wh, args.user, args.item, args.run_id)
     from flows.analyze import explain_lines
 
     print(runnable("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device))))
@@ -925,14 +929,15 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _list_models(args: argparse.Namespace) -> None:
+    wh = Warehouse(args.home)
+    # A folder with no warehouse in it (probe: it printed "no trained models", exit 0; a file is refused by `main`);
+    # said before the imports (probe: 3.2-3.5 s for a mistyped --home).
+    if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
+        raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     from flows.latest import latest_meta
     from ranker.artifacts import list_models, read_meta
     from ranker.registry import chosen_settings
 
-    wh = Warehouse(args.home)
-    # A folder with no warehouse in it (probe: it printed "no trained models", exit 0; a file is refused by `main`).
-    if not wh.home.is_dir() or not (wh.models_dir.is_dir() or wh.db_path.exists()):
-        raise ReelsenseError(f"no warehouse at {wh.home}; run `reelsense ingest ...` or `reelsense demo` first, or pass --home")
     for folder in sorted(p for p in (wh.models_dir / "rankers").glob("*") if p.is_dir()):  # review: a damaged LATEST went unsaid
         try:
             latest_meta(wh.models_dir, folder.name)

@@ -187,7 +187,8 @@ def test_explain_prints_a_stored_pair_and_computes_an_unscored_one(analyzed):
     unscored = explain_lines(wh, "user00", "i000")
     assert "computed now" in unscored[0]
     fresh = unscored_item(wh, "user00")  # neither scored for the user nor engaged with: no report will ever store it (probe)
-    assert "computed now: no stored explanation of this pair: no run scored it (" in explain_lines(wh, "user00", fresh)[0]
+    first = explain_lines(wh, "user00", fresh)[0]
+    assert "computed now: no stored explanation of this pair: no run scored it, and reports store" in first and "`reelsense report`" not in first
     assert not any(line.startswith("Note:") for line in lines)  # a scored item is never an engaged one
     # An item the user engaged with is explained as a score, not as a recommendation (probe).
     engaged = db.fetch(wh, "SELECT item_id, count(*) AS n FROM events WHERE user_id = 'user00' AND event <> 'impression' GROUP BY 1 ORDER BY 1 LIMIT 1")[0]

@@ -1334,6 +1334,7 @@ def test_a_latest_that_is_a_folder_stops_train_before_any_fit(tmp_path, capsys):
         (["report", "--run-id", "nope"], "no scores in"),
         (["explain", "--user", "nosuch", "--item", "v1"], "unknown user 'nosuch' (no events)"),
         (["explain", "--user", "u1", "--item", "v1", "--run-id", "nope"], "no scores in"),
+        (["train", "--config", "/nonexistent/rankers.toml"], "does not exist"),
     ],
 )
 def test_a_bad_argument_is_refused_before_torch_is_imported(home, argv, message):
@@ -1357,3 +1358,11 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
     assert main(["--home", str(home), "train", "--models", "lstm-attn"]) == 2
     err = capsys.readouterr().err
     assert "has no items to embed: run `reelsense" in err and "ingest items FILE`, then `reelsense" in err
+
+
+def test_a_misspelt_table_to_compact_gets_the_near_name(home, capsys):
+    """Probe: `compact evnets` listed the tables but suggested nothing, where `sql` does."""
+    assert main(["--home", str(home), "compact", "evnets"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown table 'evnets'; did you mean 'events'? pass some of " in err, err
+    assert main(["--home", str(home), "compact", "zzz"]) == 2 and "did you mean" not in capsys.readouterr().err

@@ -545,6 +545,9 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     # --replace removes the old run's scores and explanations first.
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 0
     assert f"{n} rows written, 0 already there; the old run's {n} scores and 1 explanations removed" in capsys.readouterr().out
+    # --replace of a run that holds nothing says so (probe: a mistyped run id to replace went unsaid).
+    assert _cli(home, "score", "--k", "1", "--run-id", "c1-typo", "--replace") == 0
+    assert "--replace found no run c1-typo to remove, so this is a new run" in capsys.readouterr().out
     rows = db.fetch(home, "SELECT user_id, model_version, rank FROM scores WHERE run_id = 'c1'")
     assert len(rows) == n and {r["model_version"].split("@")[0] for r in rows} == {"lightgbm"}
     assert sum(r["rank"] == 1 for r in rows) == tiny_platform.USERS
@@ -709,10 +712,14 @@ def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeyp
         assert _cli(home, "score", *args) == 2, args
         err = capfd.readouterr().err
         assert f"reelsense: error: {message}" in err and "Traceback" not in err, args
-    with pytest.raises(SystemExit) as exit_info:  # argparse: not one of the rankers
-        _cli(home, "score", "--model", "nope")
-    assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capfd.readouterr().err
-    for args, message in ((["--users", ""], "--users '' names no user"), (["--users", ",,"], "--users ',,' names no user")):
+    assert _cli(home, "score", "--model", "nope") == 2  # the ranker check of train and evaluate, not argparse's choices
+    assert "unknown ranker 'nope'; pass one of " in capfd.readouterr().err
+    for args, message in (
+        (["--users", ""], "--users '' names no user"),
+        (["--users", ",,"], "--users ',,' names no user"),
+        (["--users", "user00,,user01"], "--users 'user00,,user01' has an empty name"),  # probe: dropped unsaid, as --models refuses
+        (["--run-id", ".."], "run id '..' starts with '.'"),  # probe: its report went to reports/~2e~2e/
+    ):
         assert _cli(home, "score", *args) == 2 and message in capfd.readouterr().err
     # probe: --k abc was argparse's "invalid int value", and --k 0 was refused only after startup
     for args in (["--device", "nope"], ["--dask-workers", "-1"], ["--k", "0"], ["--k", "-3"], ["--k", "abc"]):  # probe: a torch traceback; a hang
