@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
-from flows.arguments import check_arguments, check_keep_runs, check_pair, check_pair_runs, check_run, check_saved_version, check_version
+from flows.arguments import check_arguments, check_keep_runs, check_pair, check_pair_runs, check_run, check_saved_version, check_users, check_version
 from flows.console import (
     count,
     format_csv,
@@ -839,18 +839,12 @@ def _score(args: argparse.Namespace) -> None:
         raise ReelsenseError(f"--users {args.users!r} names no user; give comma-separated user ids, or leave --users out to score everyone")
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE` first")
     check_saved_version(wh.models_dir, args.model, args.version)
-    from flows.score import RunConflict, claim_run, find_misfit, known_users, model_version, run_score, unpassable_users
-
     if users is not None:
-        known = set(known_users(wh, users))
-        unknown = [u for u in users if u not in known]
-        cut = unpassable_users(wh, unknown) if unknown else ""
-        if not known:
-            listed = cut or '; `reelsense sql "SELECT DISTINCT user_id FROM events"` lists them'
-            raise ReelsenseError(f"none of the users given to --users has events: {', '.join(unknown)}{listed}")
-        if unknown:
-            print(f"reelsense: warning: unknown users (no events): {', '.join(unknown)}{cut}; scoring the other {len(known)}", file=sys.stderr)
-        users = [u for u in users if u in known]
+        users, warning = check_users(wh, users)
+        if warning:
+            print(f"reelsense: warning: {warning}", file=sys.stderr)
+    from flows.score import RunConflict, claim_run, find_misfit, model_version, run_score
+
     if args.run_id and not args.replace:
         version = model_version(wh, args.model, args.version)
         try:

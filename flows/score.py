@@ -40,7 +40,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
 from flows.arguments import check_arguments, check_saved_version
-from flows.console import split_users, waiting_for_reports
+from flows.console import waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
 from flows.report import run_dir, write_runs_index
@@ -183,29 +183,6 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool, 
             f"again with --k {k}"
         )
     return {}
-
-
-def known_users(wh: Warehouse, users: list[str]) -> list[str]:
-    """The users of `users` that have any event in the warehouse."""
-    return [r["user_id"] for r in db.analysis(wh, "known_users", {"users": users}).to_pylist()]
-
-
-def unpassable_users(wh: Warehouse, unknown: list[str]) -> str:
-    """Where ids given to --users that have no events were cut from stored ids (a comma in the id,
-    or spaces at an end), the sentence that names each with the stored id it came from, else ""
-    (probe: " u9 " was called a user with no events)."""
-    cut_from: dict[str, list[str]] = {}
-    for stored in db.analysis(wh, "unpassable_users").column("user_id").to_pylist():
-        for part in split_users(stored):
-            if part in unknown:
-                cut_from.setdefault(part, []).append(stored)
-    if not cut_from:
-        return ""
-    shown = "; ".join(f"{given} from {', '.join(repr(s) for s in stored[:3])}" for given, stored in list(cut_from.items())[:5])
-    return (
-        f"; --users splits at commas and trims each id, so it cannot pass a stored id that holds a comma or spaces at its "
-        f"ends, and cut these from such ids of `events` ({shown}): leave --users out to score every user"
-    )
 
 
 def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:
