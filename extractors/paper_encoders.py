@@ -27,6 +27,7 @@ from extractors.encoders import (
     frames_to_tensor,
     hashtags,
     micro_batch,
+    quiet_weight_loading,
     sampled_version,
     split_by_item,
 )
@@ -223,7 +224,8 @@ class ClapAudio:
         from clap_module.factory import load_state_dict
 
         try:
-            model, self.config = create_model(self.audio_model, self.text_model, precision="fp32", device=device, enable_fusion=False)
+            with quiet_weight_loading():  # its roberta text branch loads through transformers
+                model, self.config = create_model(self.audio_model, self.text_model, precision="fp32", device=device, enable_fusion=False)
         except OSError as exc:  # the roberta text branch reads roberta-base from the HF cache
             raise ModelNotFound(
                 f"CLAP text branch '{self.text_model}' needs its Hugging Face files offline ({exc}); "

@@ -4,12 +4,15 @@ The flows call the same checks for callers that skip the CLI."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
+from flows.console import comma_names
 from ranker.names import ALL_MODELS, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
+from warehouse.schemas import SCORES
 from warehouse.store import Warehouse
 
 
@@ -24,8 +27,6 @@ def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = 
         raise ReelsenseError(f"need k of 1 or more, got k={k}; pass --k 1 or more")
     if retrieval == "similarity" and n_candidates < k:
         raise ReelsenseError(f"need k <= candidates, got k={k}, candidates={n_candidates}; pass --candidates at least --k")
-    if run_id is not None and run_id.startswith("."):  # probe: '.', '..' and '...' scored, their report in reports/~2e~2e/
-        raise ReelsenseError(f"run id {run_id!r} starts with '.', and so cannot name its report folder (reports/<run>/); give it another first character")
     if run_id is not None and not store.partition_value_ok(run_id):
         raise ReelsenseError(
             f"run id {run_id!r} cannot name the run's folder in `scores` and `explanations`; use letters, digits, '_', '-' or '.', "
@@ -59,7 +60,8 @@ def check_saved_version(models_dir: Path, model: str, version: str | None) -> No
     rankers = models_dir / "rankers"
     if version is None or (rankers / model / version).exists():  # its own version, damaged or not: loading says which
         return
-    owners = sorted(p.name for p in rankers.iterdir() if p.name in ALL_MODELS and (p / version).is_dir()) if rankers.is_dir() else []
+    # a saved version has its meta.json (review: an empty folder was named, and `--model` it then failed)
+    owners = sorted(p.name for p in rankers.iterdir() if p.name in ALL_MODELS and (p / version / "meta.json").is_file()) if rankers.is_dir() else []
     which = f"--model {owners[0]}" if len(owners) == 1 else f"--model with one of {', '.join(owners)}"
     raise ReelsenseError(
         f"no model {model} version {version} in {rankers}; "
@@ -135,7 +137,7 @@ def _unpassable_users(wh: Warehouse, unknown: list[str]) -> str:
     (probe: " u9 " was called a user with no events)."""
     cut_from: dict[str, list[str]] = {}
     for stored in db.analysis(wh, "unpassable_users").column("user_id").to_pylist():
-        for part in (p.strip() for p in stored.split(",")):  # as --users splits it
+        for part in comma_names(stored):  # as --users reads it
             if part in unknown:
                 cut_from.setdefault(part, []).append(stored)
     if not cut_from:
@@ -144,4 +146,18 @@ def _unpassable_users(wh: Warehouse, unknown: list[str]) -> str:
     return (
         f"; --users splits at commas and trims each id, so it cannot pass a stored id that holds a comma or spaces at its "
         f"ends, and cut these from such ids of `events` ({shown}): leave --users out to score every user"
+    )
+
+
+def replace_warning(wh: Warehouse, run_id: str) -> str:
+    """What to warn of `score --replace` where `run_id` holds no scores: nothing is replaced and a
+    new run is scored, with the run ids near it named ("" where the run holds scores). A warning,
+    not an error: a nightly `--run-id nightly --replace` starts that way (probe: a mistyped run id
+    went unsaid; review: said only after a whole scoring pass, it came too late)."""
+    runs = [r["run_id"] for r in db.analysis(wh, "runs").to_pylist()] if wh.has_rows_on_disk(SCORES) else []
+    if run_id in runs:
+        return ""
+    near = difflib.get_close_matches(run_id, runs, n=3)
+    return f"--replace: no run {run_id!r} holds scores, so nothing is replaced and a new run {run_id!r} is scored" + (
+        f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
     )

@@ -31,13 +31,24 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
-from flows.arguments import check_arguments, check_keep_runs, check_pair, check_pair_runs, check_run, check_saved_version, check_users, check_version
+from flows.arguments import (
+    check_arguments,
+    check_keep_runs,
+    check_pair,
+    check_pair_runs,
+    check_run,
+    check_saved_version,
+    check_users,
+    check_version,
+    replace_warning,
+)
 from flows.console import (
     count,
     format_csv,
     format_json,
     format_table,
     name_home,
+    option_names,
     prefect_console_handlers,
     rankers_toml,
     report_line,
@@ -805,11 +816,9 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _models(text: str) -> list[str]:
-    names = [m.strip() for m in text.split(",")]
-    if not any(names):
+    names = option_names("--models", text, "sasrec,lstm-attn")
+    if not names:
         raise ReelsenseError(f"--models {text!r} names no ranker; give some of {', '.join(ALL_MODELS)}, comma-separated")
-    if "" in names:  # probe: `sasrec,,` was read as sasrec while "" was refused
-        raise ReelsenseError(f"--models {text!r} has an empty name (two commas in a row, or one at an end); give names like {ALL_MODELS[3]},{ALL_MODELS[4]}")
     check_rankers(names)
     return names
 
@@ -843,6 +852,8 @@ def _score(args: argparse.Namespace) -> None:
         users, warning = check_users(wh, users)
         if warning:
             print(f"reelsense: warning: {warning}", file=sys.stderr)
+    if args.replace and (warning := replace_warning(wh, args.run_id)):
+        print(f"reelsense: warning: {warning}", file=sys.stderr)
     from flows.score import RunConflict, claim_run, find_misfit, model_version, run_score
 
     if args.run_id and not args.replace:
@@ -898,7 +909,8 @@ def _report(args: argparse.Namespace) -> None:
 def _explain(args: argparse.Namespace) -> None:
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
     check_pair(wh, args.user, args.item)  # an unknown user, item or run is named before torch loads (probe: 5 s)
-    check_pair_runs(wh, args.user, args.item, args.run_id)
+    if args.run_id is not None:
+        check_pair_runs(wh, args.user, args.item, args.run_id)
     from flows.analyze import explain_lines
 
     print(runnable("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device))))

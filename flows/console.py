@@ -77,13 +77,25 @@ def hide_user_error_tracebacks() -> None:
 # Tables and summary lines of the terminal (the CLI and the demo print these) -------------------
 
 
+def comma_names(text: str) -> list[str]:
+    """The names of a comma-separated value as --users and --models read it: split at commas, each
+    trimmed, empty ones and repeats dropped (`report` and `score` also ask it which stored ids
+    --users can pass)."""
+    return list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+
+
+def option_names(option: str, text: str, example: str) -> list[str]:
+    """comma_names of an option's value ([] where it names none); an empty name among others is an
+    error (probe: `--models sasrec,,` was read as sasrec, `--users` dropped one unsaid)."""
+    names = comma_names(text)
+    if names and any(not n.strip() for n in text.split(",")):
+        raise ReelsenseError(f"{option} {text!r} has an empty name (two commas in a row, or one at an end); give names like {example}")
+    return names
+
+
 def split_users(text: str) -> list[str]:
-    """The user ids of a --users value: split at commas, each trimmed, repeats dropped; [] where it
-    names none. An empty name among others is an error, as in --models (probe: dropped unsaid)."""
-    names = [u.strip() for u in text.split(",")]
-    if any(names) and "" in names:
-        raise ReelsenseError(f"--users {text!r} has an empty name (two commas in a row, or one at an end); give comma-separated user ids")
-    return list(dict.fromkeys(u for u in names if u))
+    """The user ids of a --users value (option_names)."""
+    return option_names("--users", text, "u1,u2")
 
 
 def vs_reference(name: str, result: dict, protocol: str) -> str:
@@ -442,9 +454,6 @@ def score_line(summary: dict[str, Any]) -> str:
     rate = f" ({shown} {'row' if shown == '1' else 'rows'}/s)" if shown != "0" else ""  # and "(1 rows/s)"
     gone = summary.get("replaced") or {}
     replaced = f"; the old run's {gone['scores']} scores and {gone['explanations']} explanations removed" if any(gone.values()) else ""
-    if gone and not any(gone.values()):  # --replace of a run that held nothing (probe: a mistyped run id went unsaid)
-        runs = '`reelsense sql "SELECT DISTINCT run_id FROM scores"` lists the runs'
-        replaced = f"; --replace found no run {summary['run_id']} to remove, so this is a new run ({runs})"
     idle = summary.get("without_positives") or 0  # probe: users with events but no positive were dropped unsaid
     first = summary.get("without_positives_first") or []
     named = f" ({', '.join(first)}{', ...' if idle > len(first) else ''})"

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.console import older_code_note, other_base_note, runnable, same_evaluation, settings_text, split_users, unpaired_note, vs_reference
+from flows.console import comma_names, older_code_note, other_base_note, runnable, same_evaluation, settings_text, unpaired_note, vs_reference
 from flows.latest import latest_meta
 from ranker import artifacts, plots
 from ranker.data import Dataset
@@ -262,7 +262,7 @@ def rescore_advice(wh: Warehouse, name: str, run_id: str, data: Dataset, *, list
     users = [r["user_id"] for r in rows]
     everyone = len(current_queries(data))
     partial = 0 < len(users) < everyone
-    passable = all(split_users(u) == [u] for u in users)  # what --users can pass
+    passable = all(comma_names(u) == [u] for u in users)  # what --users can pass (review: split_users raised on 'a,')
     if partial and len(users) <= listed and passable:
         command += " --users=" + shlex.quote(",".join(users))  # `=`: an id may start with "-" (review)
     advice = f"<code>{html.escape(command)}</code> rescores it with the latest"

@@ -39,7 +39,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.arguments import check_arguments, check_saved_version
+from flows.arguments import check_arguments, check_saved_version, check_users
 from flows.console import waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -218,6 +218,10 @@ def score_batch(
 ) -> dict[str, Any]:
     check_arguments(model, k, n_candidates, run_id, retrieval, replace)
     wh = Warehouse(home)
+    if users:  # the CLI's check, for callers that skip it (review: unknown users went unsaid)
+        users, warning = check_users(wh, users)
+        if warning:
+            get_run_logger().warning(warning)
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
     current_samples(home)  # once, before the shards read it
     build = samples_build(wh)

@@ -1339,8 +1339,13 @@ def test_a_latest_that_is_a_folder_stops_train_before_any_fit(tmp_path, capsys):
 )
 def test_a_bad_argument_is_refused_before_torch_is_imported(home, argv, message):
     """Importing a flow takes 3-4 s on 2 cores (torch and Prefect): the CLI checks the arguments
-    before it, so a mistake is named at once (probe: 4-5 s for each of these). A fresh interpreter,
-    since this one has torch already."""
+    before it, so a mistake is named at once (probe: 4-5 s for each of these)."""
+    _refused_without_torch(home, argv, message)
+
+
+def _refused_without_torch(home: Path, argv: list[str], message: str) -> None:
+    """`reelsense --home HOME ARGV` fails with `message` before torch is imported: in a fresh
+    interpreter, since this one has torch already."""
     import subprocess
     import sys
 
@@ -1351,6 +1356,21 @@ def test_a_bad_argument_is_refused_before_torch_is_imported(home, argv, message)
     done = subprocess.run([sys.executable, "-c", code, "--home", str(home), *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert "torch not imported" in done.stdout
+
+
+def test_a_run_user_or_version_mistake_on_a_scored_home_is_refused_before_torch_is_imported(scored_home):
+    """Review: the cases above meet an empty home's "no scores" first; these need runs to check against."""
+    u, i = db.fetch(  # a pair run `full` scored and run `two` did not
+        Warehouse(scored_home), "SELECT user_id, item_id FROM scores WHERE run_id = 'full' AND user_id NOT IN ('user00', 'user01') LIMIT 1"
+    )[0].values()
+    for argv, message in (
+        (["report", "--run-id", "nope"], "no scores with run id 'nope'; the runs are (newest first): two, full"),
+        (["explain", "--user", u, "--item", i, "--run-id", "nope"], "no scores with run id 'nope'"),
+        (["explain", "--user", u, "--item", i, "--run-id", "two"], f"run 'two' did not score item {i!r} for user {u!r}"),
+        (["score", "--users", "ghost,nobody"], "none of the users given to --users has events: ghost, nobody"),
+        (["score", "--model", "sasrec", "--version", "nope"], "no model sasrec version nope"),
+    ):
+        _refused_without_torch(scored_home, argv, message)
 
 
 def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(home, capsys):
