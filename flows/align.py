@@ -174,6 +174,20 @@ def write_report(
         }
     )
     path = Warehouse(home).reports_dir / "alignment.json"
+    if topics is None and "topic_neighbours" in (before := _read_report(path)):  # probe: dropped unsaid
+        get_run_logger().warning(
+            "align: %s no longer holds the topic-neighbour figures that `%s` wrote; pass --topics FILE (a truth.json) for them",
+            path,
+            before.get("command", "an earlier align"),
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     store.write_atomic(path, json.dumps(report, indent=1))
     return report
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    """The alignment report at `path`, or {} where there is none readable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

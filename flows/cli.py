@@ -917,8 +917,10 @@ def _explain(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from flows.serve import check_server, serve_all
+
+    check_server()  # before the imports below and any warning (probe: 4.7 s, then a warning, then this error)
     from flows.rank import nightly_settings_warning
-    from flows.serve import serve_all
 
     wh = Warehouse(args.home)
     config, settings = None, None
@@ -929,7 +931,7 @@ def _serve(args: argparse.Namespace) -> None:
         settings = load_settings(config)  # its mistakes now, not at 02:00
         print(f"serve: train-ranker/{args.name} trains with {config}: {settings_summary(settings)}")
     if warning := nightly_settings_warning(wh.models_dir, settings, args.seed):
-        print(f"reelsense: warning: {warning}", file=sys.stderr)
+        print(f"reelsense: warning: {runnable(warning)}", file=sys.stderr)  # probe: its command lacked --home
     wh.home.mkdir(parents=True, exist_ok=True)
     serve_all(str(wh.home), name=args.name, paused=args.paused, train_config=None if config is None else str(config), train_seed=args.seed)
 

@@ -417,7 +417,8 @@ def extract_line(summary: dict[str, Any]) -> str:
     of_them += [f"{count(empty, 'item')} with nothing the configured modalities embed, such as no title and no media"] if empty else []
     return (
         f"extract-items: {summary['embedded']} embedded, {summary['skipped']} skipped" + (f" ({'; '.join(of_them)})" if of_them else "") + ", "
-        f"{summary['quarantined']} quarantined, {summary['audio_missing']} without audio"
+        f"{summary['quarantined']} quarantined"
+        + (f", {summary['audio_missing']} without audio" if "audio" in summary.get("modalities", ["audio"]) else "")
         + (f", {summary['without_media']} without media (a title vector only)" if summary.get("without_media") else "")
         # Probe: an empty title beside good media got no text vector, unsaid.
         + (f", {summary['without_title']} without a title (no text vector)" if summary.get("without_title") else "")

@@ -42,6 +42,7 @@ from extractors.pipeline import (
     plan_work,
     prefetched,
 )
+from flows.console import count
 from flows.runners import dask_runner
 from warehouse import db, store
 from warehouse.ingest import media_path
@@ -220,8 +221,8 @@ def extract_items(
     how = f"{shards} shards" if shards else f"batches of {config.batch_items}"
     models = model_ids(config)
     logger.info(
-        "%d items to embed in %s (%s), %d skipped (%d of them quarantined before, %d with nothing to embed)",
-        len(work),
+        "%s to embed in %s (%s), %d skipped (%d of them quarantined before, %d with nothing to embed)",
+        count(len(work), "item"),  # probe: "1 items"
         how,
         ", ".join(models.values()),
         skipped,
@@ -243,6 +244,7 @@ def extract_items(
         "past_limit": counts["to_embed"],  # past --limit, without a vector: a run without --limit embeds them
         "past_limit_embedded": counts["embedded"],  # after --force: with their vectors, embedded again only by --force
         "past_limit_quarantined": counts["quarantined"],  # after --force: quarantined before, tried again only by --force
+        "modalities": sorted(models),  # the configured ones: "without audio" only where audio is one (probe)
         "seconds": round(seconds, 2),
         "items_per_s": round(len(work) / seconds, 2) if work else 0.0,
     }

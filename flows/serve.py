@@ -67,6 +67,14 @@ def _train_parameters(config: str | None, seed: int | None) -> dict[str, Any]:
 def serve_all(home: str, *, name: str = "default", paused: bool = False, train_config: str | None = None, train_seed: int | None = None) -> None:
     """Register the deployments (`build_deployments`) and run their flow runs until interrupted (blocks)."""
     from prefect import serve
+
+    check_server()
+    serve(*build_deployments(home, name=name, paused=paused, train_config=train_config, train_seed=train_seed), pause_on_shutdown=False)
+
+
+def check_server() -> None:
+    """A Prefect server answers at PREFECT_API_URL, else a ReelsenseError that says how to start one.
+    The CLI asks it first (probe: the error came after 4.7 s of imports and an unrelated warning)."""
     from prefect.settings import PREFECT_API_URL
 
     from warehouse.errors import ReelsenseError
@@ -77,7 +85,6 @@ def serve_all(home: str, *, name: str = "default", paused: bool = False, train_c
             "and export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
     _check_reachable(str(PREFECT_API_URL.value()))
-    serve(*build_deployments(home, name=name, paused=paused, train_config=train_config, train_seed=train_seed), pause_on_shutdown=False)
 
 
 def _check_reachable(url: str) -> None:

@@ -4,6 +4,7 @@ views of the same latent item, so aligned heads must find each item's partners."
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timezone
 
 import numpy as np
@@ -148,10 +149,12 @@ def _warehouse_with(wh, views, titles=None):
     return ids
 
 
-def test_align_flow_writes_queryable_aligned_and_fused_vectors(prefect_harness, wh):
-    views, _ = latent_views(n=150, missing_audio=0.2)
+def test_align_flow_writes_queryable_aligned_and_fused_vectors(prefect_harness, wh, caplog):
+    views, topics = latent_views(n=150, missing_audio=0.2)
     ids = _warehouse_with(wh, views)
-    out = align_items(str(wh.home), config=CONFIG)
+    truth = wh.home / "truth.json"
+    truth.write_text(json.dumps({"items": dict(zip(ids, topics))}))
+    out = align_items(str(wh.home), config=CONFIG, topics_path=str(truth))
     n_audio = int((~np.isnan(views["audio"]).any(1)).sum())
     assert out["written"] == 150 * 3 + n_audio  # frames, text, fused for all; audio where present
     report = json.loads((wh.reports_dir / "alignment.json").read_text())
@@ -173,7 +176,11 @@ def test_align_flow_writes_queryable_aligned_and_fused_vectors(prefect_harness, 
         [ids[3]],
     )
     assert nearest.column(0).to_pylist() == [ids[3]]
+    assert "topic_neighbours" in report and not [r for r in caplog.records if "topic-neighbour" in r.getMessage()]
     assert align_items(str(wh.home), config=CONFIG)["written"] == 0  # idempotent, model reused
+    # without --topics the report loses its topic figures, and says so (probe: dropped unsaid)
+    assert "topic_neighbours" not in json.loads((wh.reports_dir / "alignment.json").read_text())
+    assert [r for r in caplog.records if "no longer holds the topic-neighbour figures" in r.getMessage() and r.levelno == logging.WARNING]
 
 
 def test_changed_items_are_reprojected_without_retraining(prefect_harness, wh):

@@ -1343,9 +1343,9 @@ def test_a_bad_argument_is_refused_before_torch_is_imported(home, argv, message)
     _refused_without_torch(home, argv, message)
 
 
-def _refused_without_torch(home: Path, argv: list[str], message: str) -> None:
+def _refused_without_torch(home: Path, argv: list[str], message: str, env: dict[str, str] | None = None) -> None:
     """`reelsense --home HOME ARGV` fails with `message` before torch is imported: in a fresh
-    interpreter, since this one has torch already."""
+    interpreter, since this one has torch already (`env`: variables to set for it)."""
     import subprocess
     import sys
 
@@ -1353,7 +1353,9 @@ def _refused_without_torch(home: Path, argv: list[str], message: str) -> None:
         "import sys; from flows.cli import main; status = main(sys.argv[1:]); "
         "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(status)"
     )
-    done = subprocess.run([sys.executable, "-c", code, "--home", str(home), *argv], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--home", str(home), *argv], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert "torch not imported" in done.stdout
 
@@ -1371,6 +1373,9 @@ def test_a_run_user_or_version_mistake_on_a_scored_home_is_refused_before_torch_
         (["score", "--model", "sasrec", "--version", "nope"], "no model sasrec version nope"),
     ):
         _refused_without_torch(scored_home, argv, message)
+    # serve without a server: said first (probe: after 4.7 s of imports and a warning about ranker settings)
+    no_server = "no Prefect server answers at PREFECT_API_URL=http://127.0.0.1:1/api"
+    _refused_without_torch(scored_home, ["serve"], no_server, env={"PREFECT_API_URL": "http://127.0.0.1:1/api"})
 
 
 def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(home, capsys):

@@ -68,6 +68,7 @@ def test_extract_embeds_quarantines_and_is_incremental(prefect_harness, sample_i
     summary = run_extract(str(wh.home), CONFIG)
     assert (summary["embedded"], summary["without_media"]) == (1, 1) and counts(wh)["text"] == 14
     assert ", 0 without audio, 1 without media (a title vector only); " in extract_line(summary)
+    assert summary["modalities"] == sorted(CONFIG.modalities) and "without audio" not in extract_line({**summary, "modalities": ["text"]})  # probe
     # Review: after --force --limit a quarantined item past the limit was "not embedded again", as if it had its vectors.
     zz = wh.home / "zz.csv"
     zz.write_text(f"item_id,title,video_uri\nzzbroken,another broken clip,{sample_items / 'videos' / 'broken.mp4'}\n")
