@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -35,6 +36,7 @@ from extractors.align import (
     train_alignment,
     vectors_from_rows,
 )
+from flows.console import say
 from warehouse import db, store
 from warehouse.schemas import EMBEDDINGS
 from warehouse.store import Warehouse
@@ -173,12 +175,17 @@ def write_report(
             "command": shlex.join(["reelsense", *sys.argv[1:]]) if sys.argv else "reelsense align",
         }
     )
-    path = Warehouse(home).reports_dir / "alignment.json"
+    if topics_path:
+        report["topics_file"] = str(Path(topics_path).resolve())
+    wh = Warehouse(home)
+    path = wh.reports_dir / "alignment.json"
     if topics is None and "topic_neighbours" in (before := _read_report(path)):  # probe: dropped unsaid
-        get_run_logger().warning(
-            "align: %s no longer holds the topic-neighbour figures that `%s` wrote; pass --topics FILE (a truth.json) for them",
-            path,
-            before.get("command", "an earlier align"),
+        # the file the earlier report was given (the demo's, sample/truth.json, before reports named it)
+        truth = before.get("topics_file") or str(wh.home / "sample" / "truth.json")
+        say(
+            f"align: {path} no longer holds the topic-neighbour figures an earlier align wrote: "
+            f"`reelsense align --topics {shlex.quote(truth)}` writes them again",
+            logging.WARNING,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     store.write_atomic(path, json.dumps(report, indent=1))

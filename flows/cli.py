@@ -852,8 +852,6 @@ def _score(args: argparse.Namespace) -> None:
         users, warning = check_users(wh, users)
         if warning:
             print(f"reelsense: warning: {warning}", file=sys.stderr)
-    if args.replace and (warning := replace_warning(wh, args.run_id)):
-        print(f"reelsense: warning: {warning}", file=sys.stderr)
     from flows.score import RunConflict, claim_run, find_misfit, model_version, run_score
 
     if args.run_id and not args.replace:
@@ -866,6 +864,8 @@ def _score(args: argparse.Namespace) -> None:
             raise (find_misfit(wh, args.model, version) or conflict) from None
     else:  # an unknown --version, an untrained model or a damaged LATEST is refused before the flow starts
         model_version(wh, args.model, args.version)
+    if args.replace and (warning := replace_warning(wh, args.run_id)):  # after the model checks (review)
+        print(f"reelsense: warning: {warning}", file=sys.stderr)
     summary = run_score(
         str(wh.home),
         dask_workers=args.dask_workers,
@@ -919,6 +919,8 @@ def _explain(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from flows.serve import check_server, serve_all
 
+    if args.config:
+        read_toml(args.config)  # a missing file or bad TOML at once; its settings are checked below
     check_server()  # before the imports below and any warning (probe: 4.7 s, then a warning, then this error)
     from flows.rank import nightly_settings_warning
 

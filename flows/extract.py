@@ -248,10 +248,10 @@ def extract_items(
         "seconds": round(seconds, 2),
         "items_per_s": round(len(work) / seconds, 2) if work else 0.0,
     }
+    audio = f", {summary['audio_missing']} without audio" if "audio" in models else ""  # review: as extract_line
     logger.info(
-        "extract-items: %(embedded)d embedded, %(skipped)d skipped, %(quarantined)d quarantined, "
-        "%(audio_missing)d without audio, %(vectors)d vectors, %(items_per_s).2f items/s",
-        summary,
+        "extract-items: %(embedded)d embedded, %(skipped)d skipped, %(quarantined)d quarantined%(audio)s, %(vectors)d vectors, %(items_per_s).2f items/s",
+        {**summary, "audio": audio},
     )
     return summary
 

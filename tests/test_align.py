@@ -180,7 +180,8 @@ def test_align_flow_writes_queryable_aligned_and_fused_vectors(prefect_harness, 
     assert align_items(str(wh.home), config=CONFIG)["written"] == 0  # idempotent, model reused
     # without --topics the report loses its topic figures, and says so (probe: dropped unsaid)
     assert "topic_neighbours" not in json.loads((wh.reports_dir / "alignment.json").read_text())
-    assert [r for r in caplog.records if "no longer holds the topic-neighbour figures" in r.getMessage() and r.levelno == logging.WARNING]
+    warned = [r.getMessage() for r in caplog.records if "no longer holds the topic-neighbour figures" in r.getMessage() and r.levelno == logging.WARNING]
+    assert warned and f" align --topics {truth.resolve()}` writes them again" in warned[0]  # review: a command to follow
 
 
 def test_changed_items_are_reprojected_without_retraining(prefect_harness, wh):

@@ -303,7 +303,8 @@ def test_the_reports_rescore_advice_keeps_the_runs_users_and_k(analyzed, tmp_pat
     from warehouse.schemas import SCORES
 
     odd = db.fetch(copy, "SELECT * FROM scores WHERE run_id = 'run-three' ORDER BY user_id, rank")
-    odd_ids = {users[0]: "a,b", users[1]: "c,"}  # review: "c," made split_users raise "--users 'c,' has an empty name"
+    # review: ",c" made split_users raise "--users ',c' has an empty name"; it sorts first, so all() reaches it
+    odd_ids = {users[0]: "a,b", users[1]: ",c"}
     rows = [{**r, "run_id": "run-odd", "user_id": odd_ids.get(r["user_id"], r["user_id"])} for r in odd]
     store.append(copy, SCORES, pa.Table.from_pylist(rows, schema=SCORES.schema))
     cannot = rescore_advice(copy, "lstm-attn", "run-odd", now)

@@ -69,19 +69,21 @@ def test_image_encoder_sees_a_cat_in_a_real_photo():
     assert any("cat" in t or t == "tabby" for t in tags), tags
 
 
-def test_minilm_ranks_a_paraphrase_above_an_unrelated_sentence(capfd, monkeypatch):
+def test_minilm_ranks_a_paraphrase_above_an_unrelated_sentence(capfd):
     from transformers.utils import logging as hf_logging
 
-    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # bars on, so the check below can fail
-    hf_logging.enable_progress_bar()
-    encoder = MiniLM()
-    encoder.load("cpu")
-    # probe: transformers' "Loading weights" bar printed amid extract's lines; the setting is restored
-    assert "Loading weights" not in capfd.readouterr().err and hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # and left off where it was off
-    MiniLM().load("cpu")
-    assert not hf_logging.is_progress_bar_enabled()
-    hf_logging.enable_progress_bar()
+    shown = hf_logging.is_progress_bar_enabled()
+    try:
+        hf_logging.enable_progress_bar()  # bars on, so the check below can fail
+        encoder = MiniLM()
+        encoder.load("cpu")
+        # probe: transformers' "Loading weights" bar printed amid extract's lines; the setting is restored
+        assert "Loading weights" not in capfd.readouterr().err and hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # and left off where it was off
+        MiniLM().load("cpu")
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        (hf_logging.enable_progress_bar if shown else hf_logging.disable_progress_bar)()
     v = encoder.embed(["A kitten is sleeping on the sofa", "A small cat naps on the couch", "Interest rates rose again today"]).vectors
     assert v[0] @ v[1] > v[0] @ v[2] + 0.3
 

@@ -615,8 +615,12 @@ def test_a_failed_shard_says_what_the_run_holds_and_what_this_call_wrote(home, c
 def test_a_version_of_another_model_is_named_as_such(home, capsys):
     """Probe: `score --model sasrec --version V`, V an lstm-attn version, said only "no model sasrec version V"."""
     version = sorted(p.name for p in (home.models_dir / "rankers" / "lstm-attn").iterdir() if p.is_dir())[-1]
+    rankers = home.models_dir / "rankers"
+    empty = next(m for m in ("bpr-mf", "itemknn", "popularity") if not (rankers / m / version).exists())
+    (rankers / empty / version).mkdir(parents=True)  # a folder without meta.json is no version of it (review)
     assert _cli(home, "score", "--model", "sasrec", "--version", version) == 2  # no sasrec is trained here
     err = capsys.readouterr().err
+    assert empty not in err, err
     # lightgbm, trained in the same second on the same data, can share the version's name
     assert f"{version} is a version of " in err and "lstm-attn" in err and "pass --model " in err, err
 
