@@ -1,6 +1,7 @@
 """Checks of command arguments that need neither torch nor Prefect, so the CLI refuses a bad
 argument in a fraction of a second, before it imports a flow (importing one takes 3-4 s on 2 cores).
-The flows call the same checks for callers that skip the CLI."""
+Some ask the warehouse (the runs, users and pairs a command names; DuckDB only). The flows call
+the same checks for callers that skip the CLI, except `replace_warning`, which the CLI prints."""
 
 from __future__ import annotations
 
