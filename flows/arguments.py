@@ -150,14 +150,19 @@ def _unpassable_users(wh: Warehouse, unknown: list[str]) -> str:
     )
 
 
+def run_held(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
+    """What `scores` holds of `run_id`: one row per model version, with its rows and largest rank."""
+    return db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
+
+
 def replace_warning(wh: Warehouse, run_id: str) -> str:
     """What to warn of `score --replace` where `run_id` holds no scores: nothing is replaced and a
     new run is scored, with the run ids near it named ("" where the run holds scores). A warning,
     not an error: a nightly `--run-id nightly --replace` starts that way (probe: a mistyped run id
     went unsaid; review: said only after a whole scoring pass, it came too late)."""
-    runs = [r["run_id"] for r in db.analysis(wh, "runs").to_pylist()] if wh.has_rows_on_disk(SCORES) else []
-    if run_id in runs:
+    if run_held(wh, run_id):
         return ""
+    runs = [r["run_id"] for r in db.analysis(wh, "runs").to_pylist()] if wh.has_rows_on_disk(SCORES) else []
     near = difflib.get_close_matches(run_id, runs, n=3)
     return f"--replace: no run {run_id!r} holds scores, so nothing is replaced and a new run {run_id!r} is scored" + (
         f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""

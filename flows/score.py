@@ -39,7 +39,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.arguments import check_arguments, check_saved_version, check_users
+from flows.arguments import check_arguments, check_saved_version, check_users, run_held
 from flows.console import waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -109,11 +109,6 @@ def score_shard(
     )
     result = store.append(wh, SCORES, rows)
     return {"users": len(queries), "written": result.written, "duplicates": result.duplicates, "seconds": time.perf_counter() - started}
-
-
-def run_held(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
-    """What `scores` holds of `run_id`: one row per model version, with its rows and largest rank."""
-    return db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
 
 
 def check_model_fits(wh: Warehouse, model: str, version: str, **load: Any) -> None:

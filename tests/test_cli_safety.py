@@ -1340,12 +1340,14 @@ def test_a_latest_that_is_a_folder_stops_train_before_any_fit(tmp_path, capsys):
 def test_a_bad_argument_is_refused_before_torch_is_imported(home, argv, message):
     """Importing a flow takes 3-4 s on 2 cores (torch and Prefect): the CLI checks the arguments
     before it, so a mistake is named at once (probe: 4-5 s for each of these)."""
-    _refused_without_torch(home, argv, message)
+    done = _without_torch(home, argv)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert "torch not imported" in done.stdout
 
 
-def _refused_without_torch(home: Path, argv: list[str], message: str, env: dict[str, str] | None = None) -> None:
-    """`reelsense --home HOME ARGV` fails with `message` before torch is imported: in a fresh
-    interpreter, since this one has torch already (`env`: variables to set for it)."""
+def _without_torch(home: Path, argv: list[str], env: dict[str, str] | None = None):
+    """`reelsense --home HOME ARGV` in a fresh interpreter (this one has torch already) that prints
+    whether torch was imported; `env`: variables to set for it."""
     import subprocess
     import sys
 
@@ -1353,11 +1355,9 @@ def _refused_without_torch(home: Path, argv: list[str], message: str, env: dict[
         "import sys; from flows.cli import main; status = main(sys.argv[1:]); "
         "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(status)"
     )
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code, "--home", str(home), *argv], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
     )
-    assert done.returncode != 0 and message in done.stderr, done.stderr
-    assert "torch not imported" in done.stdout
 
 
 def test_a_run_user_or_version_mistake_on_a_scored_home_is_refused_before_torch_is_imported(scored_home):
@@ -1372,10 +1372,13 @@ def test_a_run_user_or_version_mistake_on_a_scored_home_is_refused_before_torch_
         (["score", "--users", "ghost,nobody"], "none of the users given to --users has events: ghost, nobody"),
         (["score", "--model", "sasrec", "--version", "nope"], "no model sasrec version nope"),
     ):
-        _refused_without_torch(scored_home, argv, message)
+        done = _without_torch(scored_home, argv)
+        assert done.returncode != 0 and message in done.stderr, (argv, done.stderr)
+        assert "torch not imported" in done.stdout, argv
     # serve without a server: said first (probe: after 4.7 s of imports and a warning about ranker settings)
-    no_server = "no Prefect server answers at PREFECT_API_URL=http://127.0.0.1:1/api"
-    _refused_without_torch(scored_home, ["serve"], no_server, env={"PREFECT_API_URL": "http://127.0.0.1:1/api"})
+    done = _without_torch(scored_home, ["serve"], env={"PREFECT_API_URL": "http://127.0.0.1:1/api"})
+    assert done.returncode != 0 and "no Prefect server answers at PREFECT_API_URL=http://127.0.0.1:1/api" in done.stderr, done.stderr
+    assert "torch not imported" in done.stdout
 
 
 def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(home, capsys):
