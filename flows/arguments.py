@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.console import comma_names
+from ranker.data import stale_samples
 from ranker.names import ALL_MODELS, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -121,15 +122,35 @@ def check_pair_runs(wh: Warehouse, user: str, item: str, run_id: str | None) -> 
 
 def check_users(wh: Warehouse, users: list[str]) -> tuple[list[str], str]:
     """The users of --users that have events, and a warning naming those that have none ("" where
-    all do); an error where none has. Asked before the score flow's import (probe: 5.5 s)."""
+    all do); an error where none has, or where `samples` is current and none has a positive
+    interaction. Asked before the score flow's import (probe: 5.5 s)."""
     known = {r["user_id"] for r in db.analysis(wh, "known_users", {"users": users}).to_pylist()}
     unknown = [u for u in users if u not in known]
     cut = _unpassable_users(wh, unknown) if unknown else ""
     if not known:
         listed = cut or '; `reelsense sql "SELECT DISTINCT user_id FROM events"` lists them'
         raise ReelsenseError(f"none of the users given to --users has events: {', '.join(unknown)}{listed}")
+    kept = [u for u in users if u in known]
+    if stale_samples(wh) is None:  # `samples` says who has a positive only where it is current; else the flow asks after its rebuild
+        check_positive_users(kept, idle_users(wh, kept))
     warning = f"unknown users (no events): {', '.join(unknown)}{cut}; scoring the other {len(known)}" if unknown else ""
-    return [u for u in users if u in known], warning
+    return kept, warning
+
+
+def idle_users(wh: Warehouse, users: list[str] | None) -> list[str]:
+    """The users of `users` (every user where None) with events but no positive interaction, so no
+    row in `samples` to score them from (users_without_positives.sql); read `samples` current."""
+    return [r["user_id"] for r in db.analysis(wh, "users_without_positives", {"every": users is None, "users": users or []}).to_pylist()]
+
+
+def check_positive_users(users: list[str] | None, idle: list[str]) -> None:
+    """Refuse a --users of only users without a positive interaction (`idle_users`). The CLI asks
+    where `samples` is current, the flow after rebuilding it (probe: said after the flow's 13 s start)."""
+    if users is not None and set(users) <= set(idle):
+        raise ReelsenseError(
+            f"none of the users given to --users has a positive interaction yet (a like, comment, share or a watch of "
+            f"at least half), so nothing to score them from: {', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''}"
+        )
 
 
 def _unpassable_users(wh: Warehouse, unknown: list[str]) -> str:

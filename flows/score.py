@@ -39,7 +39,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.arguments import check_arguments, check_saved_version, check_users, run_held
+from flows.arguments import check_arguments, check_positive_users, check_saved_version, check_users, idle_users, run_held
 from flows.console import waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -220,14 +220,8 @@ def score_batch(
     version = model_version(wh, model, version)  # every shard scores with this one, even if training ends meanwhile
     current_samples(home)  # once, before the shards read it
     build = samples_build(wh)
-    idle = [r["user_id"] for r in db.analysis(wh, "users_without_positives", {"every": users is None, "users": users or []}).to_pylist()]
-    # Here, not in the CLI before the flow starts: `samples` is current only now. Before claim_run:
-    # a --replace removes nothing.
-    if users is not None and set(users) <= set(idle):
-        raise ReelsenseError(
-            f"none of the users given to --users has a positive interaction yet (a like, comment, share or a watch of "
-            f"at least half), so nothing to score them from: {', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''}"
-        )
+    idle = idle_users(wh, users)
+    check_positive_users(users, idle)  # again: `samples` may be rebuilt only now. Before claim_run: a --replace removes nothing.
     popularity = warehouse_popularity(wh, MAX_HISTORY, build=build)  # once for every shard: the whole table's counts
     run_id = run_id or new_run_id()
     # The shards' own check of the model against the features, asked first on one partition's users:

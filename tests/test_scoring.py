@@ -686,9 +686,11 @@ def test_score_says_which_stored_ids_users_cannot_pass(home, tmp_path, capsys):
     assert "unknown users (no events): a, b, c, ghost; " in err and "(a from 'a,b'; b from 'a,b'; c from 'c,,d'): leave --users out" in err, err  # not ghost
 
 
-def test_score_names_users_with_events_but_no_positive_interaction(home, capsys):
+def test_score_names_users_with_events_but_no_positive_interaction(home, capsys, monkeypatch):
     """Probe: users with only an impression or a short watch were dropped unsaid ("0 users ... 0 rows
     written", exit 0): nothing to score them from (no positive, so no row in samples)."""
+    import flows.score
+
     item = db.fetch(home, "SELECT min(item_id) AS i FROM items")[0]["i"]
     later = (tiny_platform.START + timedelta(days=30)).isoformat()
     rows = [["uimp", item, later, "impression", ""], ["uweak", item, later, "watch", "0.1"]]
@@ -703,6 +705,10 @@ def test_score_names_users_with_events_but_no_positive_interaction(home, capsys)
     assert "1 user x top 2 with lstm-attn: 2 rows written, 0 already there; 1 user with events but no positive interaction yet not scored (uimp);" in out
     assert _cli(home, "score", "--k", "2", "--run-id", "all") == 0  # every user: the two are named too
     assert "2 users with events but no positive interaction yet not scored (uimp, uweak);" in capsys.readouterr().out
+    # `samples` is current now, so the CLI refuses them before a flow starts (probe: after its 13 s start)
+    monkeypatch.setattr(flows.score, "run_score", lambda *a, **k: pytest.fail("a flow started for users with nothing to score"))
+    assert _cli(home, "score", "--k", "2", "--users", "uweak,uimp", "--run-id", "idle") == 2
+    assert "none of the users given to --users has a positive interaction yet" in capsys.readouterr().err
 
 
 def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeypatch):
