@@ -131,10 +131,10 @@ def check_users(wh: Warehouse, users: list[str]) -> tuple[list[str], str]:
         listed = cut or '; `reelsense sql "SELECT DISTINCT user_id FROM events"` lists them'
         raise ReelsenseError(f"none of the users given to --users has events: {', '.join(unknown)}{listed}")
     kept = [u for u in users if u in known]
+    unknown_part = f"unknown users (no events): {', '.join(unknown)}{cut}" if unknown else ""
     if stale_samples(wh) is None:  # `samples` says who has a positive only where it is current; else the flow asks after its rebuild
-        check_positive_users(kept, idle_users(wh, kept))
-    warning = f"unknown users (no events): {', '.join(unknown)}{cut}; scoring the other {len(known)}" if unknown else ""
-    return kept, warning
+        check_positive_users(kept, idle_users(wh, kept), also=unknown_part)  # probe: the unknown ones went unsaid
+    return kept, f"{unknown_part}; scoring the other {len(known)}" if unknown else ""
 
 
 def idle_users(wh: Warehouse, users: list[str] | None) -> list[str]:
@@ -143,13 +143,14 @@ def idle_users(wh: Warehouse, users: list[str] | None) -> list[str]:
     return [r["user_id"] for r in db.analysis(wh, "users_without_positives", {"every": users is None, "users": users or []}).to_pylist()]
 
 
-def check_positive_users(users: list[str] | None, idle: list[str]) -> None:
-    """Refuse a --users of only users without a positive interaction (`idle_users`). The CLI asks
-    where `samples` is current, the flow after rebuilding it (probe: said after the flow's 13 s start)."""
+def check_positive_users(users: list[str] | None, idle: list[str], *, also: str = "") -> None:
+    """Refuse a --users of only users without a positive interaction (`idle_users`), adding `also`
+    (what else is wrong with them). The CLI asks where `samples` is current, the flow after rebuilding
+    it (probe: said after the flow's 13 s start)."""
     if users is not None and set(users) <= set(idle):
         raise ReelsenseError(
             f"none of the users given to --users has a positive interaction yet (a like, comment, share or a watch of "
-            f"at least half), so nothing to score them from: {', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''}"
+            f"at least half), so nothing to score them from: {', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''}" + (f"; {also}" if also else "")
         )
 
 

@@ -707,8 +707,9 @@ def test_score_names_users_with_events_but_no_positive_interaction(home, capsys,
     assert "2 users with events but no positive interaction yet not scored (uimp, uweak);" in capsys.readouterr().out
     # `samples` is current now, so the CLI refuses them before a flow starts (probe: after its 13 s start)
     monkeypatch.setattr(flows.score, "run_score", lambda *a, **k: pytest.fail("a flow started for users with nothing to score"))
-    assert _cli(home, "score", "--k", "2", "--users", "uweak,uimp", "--run-id", "idle") == 2
-    assert "none of the users given to --users has a positive interaction yet" in capsys.readouterr().err
+    assert _cli(home, "score", "--k", "2", "--users", "uweak,uimp,ghost", "--run-id", "idle") == 2
+    err = capsys.readouterr().err
+    assert "none of the users given to --users has a positive interaction yet" in err and "uimp, uweak; unknown users (no events): ghost" in err, err
 
 
 def test_score_refuses_bad_arguments_before_starting_a_flow(home, capfd, monkeypatch):
