@@ -58,6 +58,7 @@ from flows.console import (
     settings_text,
 )
 from flows.runners import check_dask
+from ranker.data import stale_samples
 from ranker.names import ALL_MODELS, CANDIDATES, NEEDS_BASE, READS_CONTENT, REPORT_PAGES, RETRIEVALS, TOP_K, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError, WarehouseNotFound
@@ -852,12 +853,13 @@ def _score(args: argparse.Namespace) -> None:
         users, warning = check_users(wh, users)
         if warning:
             print(f"reelsense: warning: {warning}", file=sys.stderr)
-    from flows.score import RunConflict, claim_run, find_misfit, model_version, run_score
+    from flows.score import RunConflict, claim_run, find_misfit, model_version, ranking_inputs, run_score
 
     if args.run_id and not args.replace:
         version = model_version(wh, args.model, args.version)
-        try:
-            claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False, k=args.k)
+        try:  # the data's digest where `samples` is current; else the flow checks it after the rebuild
+            ranked_from = ranking_inputs(wh) if stale_samples(wh) is None else None
+            claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False, k=args.k, ranked_from=ranked_from)
         except RunConflict as conflict:
             # A model that cannot score this warehouse is the first thing to fix (probe: the conflict's
             # advice, --replace, then stopped on the model's misfit).
@@ -1041,7 +1043,7 @@ def make_data_loader(wh: Warehouse) -> Callable[[], Any]:
     """The warehouse's ranker data, loaded at the first call and kept (`models` compares each
     stopped fit's key with it); where `samples` is not current, why not (a StaleReason); where the
     data cannot be read, the error's text."""
-    from ranker.data import MAX_HISTORY, load_dataset, stale_samples
+    from ranker.data import MAX_HISTORY, load_dataset
 
     @functools.cache
     def data() -> Any:

@@ -26,7 +26,7 @@ from ranker.data import MAX_HISTORY, StaleSamples, ensure_samples, load_dataset,
 from ranker.scoring import current_queries, engaged_pairs, similarity_candidates
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import EVENT_PARTITIONS, EXPLANATIONS
+from warehouse.schemas import EVENT_PARTITIONS, EXPLANATIONS, SCORES
 from warehouse.store import Warehouse
 
 
@@ -684,6 +684,47 @@ def test_score_says_which_stored_ids_users_cannot_pass(home, tmp_path, capsys):
     assert _cli(home, "score", "--k", "2", "--users", "a,b,c,ghost,user00", "--run-id", "odd") == 0
     err = capsys.readouterr().err
     assert "unknown users (no events): a, b, c, ghost; " in err and "(a from 'a,b'; b from 'a,b'; c from 'c,,d'): leave --users out" in err, err  # not ghost
+
+
+def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(home, capsys, monkeypatch):
+    """Probe: after new events, completing a run (`score --run-id R`, the README's way after a crash)
+    wrote the changed users' new top lists beside their old ones (two items at rank 1, items engaged
+    with since), and "N users x top K" said nothing of it."""
+    import flows.score
+
+    users, n = tiny_platform.USERS, tiny_platform.USERS * 3
+    assert _cli(home, "score", "--k", "3", "--run-id", "d1") == 0
+    assert _cli(home, "features") == 0  # `samples` rebuilt from the same events: the same data
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 0  # extended by each user's rank 4
+    assert f"{users} rows written, {n} already there" in capsys.readouterr().out
+    top = db.fetch(home, "SELECT item_id FROM scores WHERE run_id = 'd1' AND user_id = 'user00' AND rank = 1")[0]["item_id"]
+    later = (db.fetch(home, "SELECT max(event_ts) AS t FROM events")[0]["t"] + timedelta(days=1)).isoformat()
+    liked = write_csv(home.home / "liked.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", top, later, "like", ""]])
+    assert _cli(home, "ingest", "events", str(liked)) == 0
+    capsys.readouterr()
+    refused = "run id 'd1' was ranked from other data: `events` changed since its rows were written"
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 2  # asked by the flow, after it rebuilds `samples`
+    assert refused in capsys.readouterr().err
+    # `samples` is current now: the CLI refuses before a flow starts
+    monkeypatch.setattr(flows.score, "run_score", lambda *a, **k: pytest.fail("a flow started for a run of other data"))
+    assert _cli(home, "score", "--k", "5", "--run-id", "d1") == 2
+    assert refused in capsys.readouterr().err
+    monkeypatch.undo()
+    ranks = db.fetch(home, "SELECT user_id, list(rank ORDER BY rank) AS r FROM scores WHERE run_id = 'd1' GROUP BY user_id")
+    assert len(ranks) == users and all(r["r"] == [1, 2, 3, 4] for r in ranks)  # nothing added
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1", "--replace") == 0  # scored again, from the current data
+    ranks = db.fetch(home, "SELECT user_id, list(rank ORDER BY rank) AS r, list(item_id) AS i FROM scores WHERE run_id = 'd1' GROUP BY user_id")
+    assert len(ranks) == users and all(r["r"] == [1, 2, 3, 4] for r in ranks)
+    assert top not in next(r["i"] for r in ranks if r["user_id"] == "user00")  # engaged with since: not served
+    # A run scored before the digest was recorded (NULL) is completed as before: nothing to compare.
+    old = db.fetch(home, "SELECT * EXCLUDE (ranked_from) FROM scores WHERE run_id = 'd1' AND user_id = 'user00'")
+    store.append(home, SCORES, pa.Table.from_pylist([{**r, "run_id": "old"} for r in old]))  # conform: ranked_from NULL
+    db.refresh_views(home)
+    assert db.fetch(home, "SELECT count(*) AS n FROM scores WHERE run_id = 'old' AND ranked_from IS NULL")[0]["n"] == 4
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "4", "--run-id", "old") == 0
+    assert f"{users * 4 - 4} rows written, 4 already there" in capsys.readouterr().out
 
 
 def test_score_names_users_with_events_but_no_positive_interaction(home, capsys, monkeypatch):
