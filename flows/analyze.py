@@ -240,7 +240,9 @@ def explain_scores(home: str, run_id: str, device: str, scored_by: str | None = 
     model, ctr = load_explainers(wh, unaligned_in_use(data, [s["item_id"] for s in scored]), device, scored_by, run_id)
     rows = explain_for(wh, data, model, ctr, [(s["user_id"], s["item_id"]) for s in scored])
     if rows:
-        store.append(wh, EXPLANATIONS, pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows]))
+        # Replaced, not appended: a report after new events explains from the new histories, and the
+        # table keeps what the page shows (probe: the page said 4 #gaming videos, `explain` the 3 stored).
+        store.replace(wh, EXPLANATIONS, pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows]))
         db.refresh_views(wh)
     return rows, data
 

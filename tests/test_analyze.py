@@ -4,6 +4,7 @@ ones, and the HTML report opened in a real headless Chromium."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 import shutil
@@ -490,6 +491,30 @@ def test_explain_names_a_user_with_events_but_no_positive_interaction_as_such(an
         explain_lines(type(wh)(home), "newcomer", "i001")
     with pytest.raises(ReelsenseError, match=r"^cannot explain: unknown user 'nobody'"):
         explain_lines(type(wh)(home), "nobody", "i001")
+
+
+def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyzed, tmp_path):
+    """Probe: a second `report` of a run after new events wrote the page from the new histories but
+    kept the stored explanations (`explain`, the table) from the old ones."""
+    from flows.cli import main
+
+    wh, _, _ = analyzed
+    home = tmp_path / "copy"
+    shutil.copytree(wh.home, home)
+    copy = type(wh)(home)
+    db.refresh_views(copy)
+    before = db.fetch(copy, "SELECT item_id, history_item_ids FROM explanations WHERE run_id = 'run-report' AND user_id = 'user00'")
+    liked = unscored_item(copy, "user00")
+    events = tmp_path / "liked.csv"
+    events.write_text(f"user_id,item_id,event_ts,event,watch_ratio\nuser00,{liked},2026-06-01T00:00:00Z,like,\n")
+    assert main(["--home", str(home), "ingest", "events", str(events)]) == 0
+    analyze(str(home), run_id="run-report", max_plot_users=1)
+    after = db.fetch(copy, "SELECT item_id, history_item_ids, summary FROM explanations WHERE run_id = 'run-report' AND user_id = 'user00'")
+    assert sorted(r["item_id"] for r in after) == sorted(r["item_id"] for r in before)  # one row a pair, none added
+    assert all(r["history_item_ids"][-1] == liked for r in after) and not any(r["history_item_ids"][-1] == liked for r in before)
+    page = (run_dir(copy, "run-report") / "users" / "user00.html").read_text()
+    assert all(html.escape(r["summary"]) in page for r in after)
+    assert db.fetch(copy, "SELECT count(*) AS n FROM explanations WHERE run_id = 'run-report'")[0]["n"] == tiny_platform.USERS * 4
 
 
 def test_explain_pairs_the_latest_lstm_attn_only_with_a_lightgbm_trained_over_it(analyzed, tmp_path, capsys):

@@ -318,6 +318,19 @@ def test_replace_swaps_rows_with_the_same_key_and_keeps_the_rest(wh):
     assert rows == {"a": 1.0, "b": 2.0, "c": 1.0, "d": 2.0}
 
 
+def test_replace_reads_only_the_partitions_its_rows_belong_to(wh):
+    """A report replaces its run's explanations: another partition is never read (an unreadable file
+    there is left alone), so the cost does not grow with the other runs."""
+    store.append(wh, EMBEDDINGS, _embedding_batch(["a", "b"], 1.0))
+    other = wh.table_dir(EMBEDDINGS) / "modality=frames"
+    other.mkdir()
+    (other / "part-damaged.parquet").write_bytes(b"not parquet")
+    assert store.replace(wh, EMBEDDINGS, _embedding_batch(["b"], 2.0)) == store.WriteResult(written=1, duplicates=1)
+    text = [p for p in wh.part_files(EMBEDDINGS) if p.parent.name == "modality=text"]
+    values = sorted(v for p in text for v in pq.read_table(p).column("vector").to_pylist())
+    assert [v[0] for v in values] == [1.0, 2.0] and (other / "part-damaged.parquet").read_bytes() == b"not parquet"
+
+
 @pytest.mark.parametrize("landed", [True, False])
 def test_a_replace_cut_short_is_rolled_forward_or_back(wh, landed):
     """What `replace` leaves if killed between its journal and its last unlink."""

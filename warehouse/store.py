@@ -596,14 +596,17 @@ def replace(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> WriteResult:
 
 
 def _files_with_keys(wh: Warehouse, spec: TableSpec, batch: pa.Table) -> list[Path]:
-    if not wh.has_rows_on_disk(spec) or batch.num_rows == 0:
+    """The stored files that hold a key of `batch`: read among the files it could collide with only
+    (`_colliding_files`: a run's explanations replaced without reading any other run's)."""
+    stored = _colliding_files(wh, spec, batch) if batch.num_rows else None
+    if stored is None:
         return []
     con = duckdb.connect()
     con.register("batch_keys", batch.select(list(spec.key)))
     hive = _hive_option(spec)
     match = " AND ".join(f"s.{_quote(k)} IS NOT DISTINCT FROM b.{_quote(k)}" for k in spec.key)
     files = con.execute(
-        f"SELECT DISTINCT s.filename FROM read_parquet(?, hive_partitioning = {hive}, filename = true) s JOIN batch_keys b ON {match}", [wh.parquet_glob(spec)]
+        f"SELECT DISTINCT s.filename FROM read_parquet(?, hive_partitioning = {hive}, filename = true) s JOIN batch_keys b ON {match}", [stored]
     ).fetchall()
     con.close()
     return sorted(Path(f) for (f,) in files)
