@@ -25,7 +25,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.arguments import check_pair, check_pair_runs, check_run
+from flows.arguments import check_pair, check_pair_runs, check_run, idle_user_error
 from flows.console import say
 from flows.latest import latest_meta, readable_latest
 from flows.rank import current_samples
@@ -391,10 +391,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         current_samples(str(wh.home))
         data = load_dataset(wh, MAX_HISTORY)
         if user not in set(current_queries(data).users):  # before any model loads (probe: such a user was called unknown)
-            raise ReelsenseError(
-                f"cannot explain: user {user!r} has events but no positive interaction yet (a like, comment, share or a watch "
-                "of at least half), so no history to explain a ranking from; score runs leave such users out too"
-            )
+            raise idle_user_error(user)
         refuse_unscorable(wh, data, user, item)
         scored_by, newest_run = (runs[0]["model_version"], runs[0]["run_id"]) if runs else (None, None)
         model, ctr = load_explainers(wh, unaligned_in_use(data, [item]), device_for(device), scored_by, newest_run)

@@ -17,6 +17,9 @@ from warehouse.errors import ReelsenseError
 from warehouse.schemas import SCORES
 from warehouse.store import Warehouse
 
+# What makes an interaction positive (warehouse/sql/features/sequences.sql), as refusals say it.
+POSITIVE = "a like, comment, share, or a watch of at least half (a watch without a watch_ratio counts as whole)"
+
 
 def check_arguments(model: str, k: int, n_candidates: int, run_id: str | None = None, retrieval: str = RETRIEVALS[0], replace: bool = False) -> None:
     """Refuse score arguments no run can use."""
@@ -101,7 +104,17 @@ def check_pair(wh: Warehouse, user: str, item: str) -> dict[str, Any]:
         what = " and ".join(f"unknown {kind} {value!r} {why}" for kind, value, why, _ in unknown)
         hints = "; ".join(f'`reelsense sql "{sql}"` lists some {kind}s' for kind, _, _, sql in unknown)
         raise ReelsenseError(f"cannot explain: {what}; {hints}")
+    if stale_samples(wh) is None and idle_users(wh, [user]):  # else explain asks after rebuilding `samples`
+        raise idle_user_error(user)
     return known
+
+
+def idle_user_error(user: str) -> ReelsenseError:
+    """`explain` of a user with events but no positive interaction (probe: refused after 5.5 s of imports)."""
+    return ReelsenseError(
+        f"cannot explain: user {user!r} has events but no positive interaction yet ({POSITIVE}), so no history to explain "
+        "a ranking from; score runs leave such users out too"
+    )
 
 
 def check_pair_runs(wh: Warehouse, user: str, item: str, run_id: str | None) -> list[dict[str, Any]]:
@@ -148,9 +161,10 @@ def check_positive_users(users: list[str] | None, idle: list[str], *, also: str 
     (what else is wrong with them). The CLI asks where `samples` is current, the flow after rebuilding
     it (probe: said after the flow's 13 s start)."""
     if users is not None and set(users) <= set(idle):
+        named = ", ".join(idle[:5]) + (", ..." if len(idle) > 5 else "")
         raise ReelsenseError(
-            f"none of the users given to --users has a positive interaction yet (a like, comment, share or a watch of "
-            f"at least half), so nothing to score them from: {', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''}" + (f"; {also}" if also else "")
+            f"none of the users given to --users has a positive interaction yet ({POSITIVE}), so nothing to score them from: {named}"
+            + (f"; {also}" if also else "")
         )
 
 

@@ -476,7 +476,7 @@ def test_the_why_says_mostly_only_for_at_least_half_of_the_attention():
     assert why([0.49, 0.3, 0.21]).startswith("in part because of the 1 #food video you liked (the most recent within a day of your last visit; 49% ")
 
 
-def test_explain_names_a_user_with_events_but_no_positive_interaction_as_such(analyzed, tmp_path):
+def test_explain_names_a_user_with_events_but_no_positive_interaction_as_such(analyzed, tmp_path, monkeypatch, capsys):
     """Probe: such a user was called "unknown", where score says why it leaves them out."""
     from flows.cli import main
     from warehouse.errors import ReelsenseError
@@ -489,6 +489,12 @@ def test_explain_names_a_user_with_events_but_no_positive_interaction_as_such(an
     assert main(["--home", str(home), "ingest", "events", str(events)]) == 0
     with pytest.raises(ReelsenseError, match=r"^cannot explain: user 'newcomer' has events but no positive interaction yet \(a like"):
         explain_lines(type(wh)(home), "newcomer", "i001")
+    # `samples` is current now: refused before the explain flow's module loads (probe: after 5.5 s)
+    import flows.analyze
+
+    monkeypatch.setattr(flows.analyze, "explain_lines", lambda *a, **k: pytest.fail("explain went on for a user with no history"))
+    assert main(["--home", str(home), "explain", "--user", "newcomer", "--item", "i001"]) == 2
+    assert "cannot explain: user 'newcomer' has events but no positive interaction yet" in capsys.readouterr().err
     with pytest.raises(ReelsenseError, match=r"^cannot explain: unknown user 'nobody'"):
         explain_lines(type(wh)(home), "nobody", "i001")
 
