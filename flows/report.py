@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import re
 import shlex
 import shutil
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.console import comma_names, older_code_note, other_base_note, runnable, same_evaluation, settings_text, unpaired_note, vs_reference
+from flows.console import comma_names, older_code_note, other_base_note, runnable, same_evaluation, say, settings_text, unpaired_note, vs_reference
 from flows.latest import latest_meta
 from ranker import artifacts, plots
 from ranker.data import Dataset
@@ -155,20 +157,40 @@ def write_report(
         return item_map.path(shifts.get(user, {}).get("item_ids", []))
 
     coords, groups = item_map.coords, item_map.groups
-    figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
-    for user in progress(paged, desc="report pages", unit="user", leave=False):
-        _user_page(
-            out,
-            user,
-            data=data,
-            rows=by_user.get(user, []),
-            profile=profiles.get(user, {}),
-            shift=shifts.get(user),
-            tags=tags,
-            plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None,
-        )
+    with missing_glyphs() as missing:
+        figures = _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
+        for user in progress(paged, desc="report pages", unit="user", leave=False):
+            _user_page(
+                out,
+                user,
+                data=data,
+                rows=by_user.get(user, []),
+                profile=profiles.get(user, {}),
+                shift=shifts.get(user),
+                tags=tags,
+                plot=(coords, groups, trajectory(user)) if user in plotted and len(coords) else None,
+            )
+    if missing:
+        shown = " ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        say(f"{len(missing)} characters of the labels are not in the plots' font ({shown}): the plots draw them as boxes, the pages show them", logging.WARNING)
     (out / "index.html").write_text(_index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts), data=data))
     return len(paged)
+
+
+@contextmanager
+def missing_glyphs() -> Iterator[list[str]]:
+    """Gathers matplotlib's "Glyph N missing from font(s)" warnings of the plots drawn inside it
+    into the list it yields, a character each, once (probe: one item tagged #旅行 printed 164 of
+    them); other warnings are shown as they came."""
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        yield found
+    for w in caught:
+        glyph = re.match(r"Glyph (\d+) .*missing from font", str(w.message))
+        if glyph is None:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        elif chr(int(glyph.group(1))) not in found:
+            found.append(chr(int(glyph.group(1))))
 
 
 def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags) -> list[tuple[str, str]]:

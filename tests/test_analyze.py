@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import io
 import json
 import re
 import shutil
@@ -383,6 +384,29 @@ def test_report_command_line(analyzed, capsys):
     assert "analyze run-report: 144 explanations, 36 user pages" in out and "index.html" in out
     assert main(["--home", str(wh.home), "explain", "--user", "nobody", "--item", "i000"]) == 2
     assert "unknown user 'nobody'" in capsys.readouterr().err
+
+
+def test_characters_missing_from_the_plot_font_are_gathered_once_and_other_warnings_still_shown():
+    """Probe: one item tagged #旅行 printed 164 matplotlib warnings during `report`."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flows.report import missing_glyphs
+
+    with pytest.warns(UserWarning, match="^another warning$") as shown:
+        with missing_glyphs() as missing:
+            for _ in range(3):
+                fig, ax = plt.subplots()
+                ax.set_title("#旅行 trip")
+                fig.savefig(io.BytesIO(), format="png")
+                plt.close(fig)
+            warnings.warn("another warning", UserWarning, stacklevel=1)
+    assert missing == ["旅", "行"]
+    assert [str(w.message) for w in shown] == ["another warning"]
 
 
 def test_the_item_map_samples_a_large_catalogue_but_keeps_the_drawn_users_items():
