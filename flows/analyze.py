@@ -347,14 +347,14 @@ def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> Non
         if media and not has_title(media[0]["title"]) and not media[0]["video_uri"] and not media[0]["audio_uri"]:
             raise ReelsenseError(
                 f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
-                "ranks items by their content) cannot score it, and score runs leave it out; its row in `items` has no title, "
+                "ranks items by their content) cannot score it, and the runs of content rankers leave it out; its row in `items` has no title, "
                 "video or audio, so there is nothing to embed: ingest its row again with a title or media (`reelsense ingest items "
                 "FILE`), then run `reelsense extract`" + (" and `reelsense align`" if fused else "")
             )
         steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (", then `reelsense align`" if fused else "")
         raise ReelsenseError(
             f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
-            f"ranks items by their content) cannot score it, and score runs leave it out; {steps} give it one (an item that "
+            f"ranks items by their content) cannot score it, and the runs of content rankers leave it out; {steps} give it one (an item that "
             f"extract quarantined, and so skips, is listed by {db.QUARANTINED_ITEMS}: fix its media and ingest it again)"
         )
 
