@@ -25,7 +25,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.arguments import check_pair, check_pair_runs, check_run, idle_user_error
+from flows.arguments import check_pair, check_pair_runs, check_run, idle_user_error, ranking_inputs
 from flows.console import say
 from flows.latest import latest_meta, readable_latest
 from flows.rank import current_samples
@@ -39,7 +39,7 @@ from ranker.scoring import current_queries
 from ranker.shifts import ShiftConfig, match_shifts, user_shifts
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import EXPLANATIONS
+from warehouse.schemas import EXPLANATIONS, SCORES
 from warehouse.store import Warehouse
 
 SHIFT_TOLERANCE = 5  # interactions between a detected and a planted shift that still count as a match
@@ -265,6 +265,15 @@ def analyze(
         run = check_run(wh, run_id)
         run_id = run["run_id"]
         current_samples(home)
+        made = store.partition_record(wh, SCORES, run_id)
+        if made is not None and made.get("ranked_from") != ranking_inputs(wh):  # review: said nowhere
+            say(
+                f"run {run_id} was ranked from other data than the warehouse holds now (`events`, `items` or the content vectors "
+                "changed since): its report explains each pair from the current histories, not those it was ranked from; "
+                f"`reelsense score --model {run['model_version'].split('@')[0]} --run-id {run_id} --replace` (with the run's --k and "
+                "--users) scores it again from the current data",
+                logging.WARNING,
+            )
         explanations, data = explain_scores(home, run_id, device_for(device), run["model_version"])
         tags = item_tags(wh)
         truth = json.loads(Path(truth_path).read_text()) if truth_path else None

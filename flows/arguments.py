@@ -191,6 +191,13 @@ def run_held(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
     return db.analysis(wh, "run_models", {"run_id": run_id}).to_pylist() if wh.has_rows_on_disk(SCORES) else []
 
 
+def ranking_inputs(wh: Warehouse) -> str:
+    """The digest of the data a score run ranks from now (analysis/ranking_inputs.sql: `samples`,
+    the engaged pairs, the items and their content vectors' keys); read it with `samples` current.
+    A run keeps it beside its rows (flows/score.py claim_run)."""
+    return db.analysis(wh, "ranking_inputs").column("digest")[0].as_py()
+
+
 def replace_warning(wh: Warehouse, run_id: str) -> str:
     """What to warn of `score --replace` where `run_id` holds no scores: nothing is replaced and a
     new run is scored, with the run ids near it named ("" where the run holds scores). A warning,

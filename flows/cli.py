@@ -40,7 +40,9 @@ from flows.arguments import (
     check_saved_version,
     check_users,
     check_version,
+    ranking_inputs,
     replace_warning,
+    run_held,
 )
 from flows.console import (
     count,
@@ -853,12 +855,12 @@ def _score(args: argparse.Namespace) -> None:
         users, warning = check_users(wh, users)
         if warning:
             print(f"reelsense: warning: {warning}", file=sys.stderr)
-    from flows.score import RunConflict, claim_run, find_misfit, model_version, ranking_inputs, run_score
+    from flows.score import RunConflict, claim_run, find_misfit, model_version, run_score
 
     if args.run_id and not args.replace:
         version = model_version(wh, args.model, args.version)
-        try:  # the data's digest where `samples` is current; else the flow checks it after the rebuild
-            ranked_from = ranking_inputs(wh) if stale_samples(wh) is None else None
+        try:  # the data's digest where the run holds rows and `samples` is current; else the flow checks it after the rebuild
+            ranked_from = ranking_inputs(wh) if run_held(wh, args.run_id) and stale_samples(wh) is None else None
             claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False, k=args.k, ranked_from=ranked_from)
         except RunConflict as conflict:
             # A model that cannot score this warehouse is the first thing to fix (probe: the conflict's

@@ -181,16 +181,19 @@ def write_report(
 def missing_glyphs() -> Iterator[list[str]]:
     """Gathers matplotlib's "Glyph N missing from font(s)" warnings of the plots drawn inside it
     into the list it yields, a character each, once (probe: one item tagged #旅行 printed 164 of
-    them); other warnings are shown as they came."""
+    them); other warnings are shown when it ends, also where it ends with an error."""
     found: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        yield found
-    for w in caught:
-        glyph = re.match(r"Glyph (\d+) .*missing from font", str(w.message))
-        if glyph is None:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-        elif chr(int(glyph.group(1))) not in found:
-            found.append(chr(int(glyph.group(1))))
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield found
+    finally:
+        for w in caught:
+            glyph = re.match(r"Glyph (\d+) .*missing from font", str(w.message))
+            if glyph is None:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            elif chr(int(glyph.group(1))) not in found:
+                found.append(chr(int(glyph.group(1))))
 
 
 def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags) -> list[tuple[str, str]]:

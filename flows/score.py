@@ -39,7 +39,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.arguments import check_arguments, check_positive_users, check_saved_version, check_users, idle_users, run_held
+from flows.arguments import check_arguments, check_positive_users, check_saved_version, check_users, idle_users, ranking_inputs, run_held
 from flows.console import waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -78,7 +78,6 @@ def score_shard(
     device: str,
     version: str,
     build: str | None,
-    ranked_from: str,
     popularity: ItemPopularity | None = None,
 ) -> dict[str, Any]:
     wh = Warehouse(home)
@@ -106,7 +105,6 @@ def score_shard(
             "rank": pa.array(np.cumsum(kept, axis=1)[kept], pa.int32()),  # kept items are each row's first ones
             "model_version": pa.array([f"{model_name}@{model.version}"] * n),
             "scored_at": pa.array([datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC")),
-            "ranked_from": pa.array([ranked_from] * n, pa.string()),
         }
     )
     result = store.append(wh, SCORES, rows)
@@ -131,12 +129,6 @@ def find_misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMisma
     return None
 
 
-def ranking_inputs(wh: Warehouse) -> str:
-    """The digest of the data a run scored now ranks from (analysis/ranking_inputs.sql: `samples`
-    and the engaged pairs); read it with `samples` current."""
-    return db.analysis(wh, "ranking_inputs").column("digest")[0].as_py()
-
-
 def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     """The version a run with `model` (and `version`, default: the latest) will score with."""
     check_saved_version(wh.models_dir, model, version)
@@ -146,21 +138,35 @@ def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     return meta["version"]
 
 
-def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool, k: int | None = None, ranked_from: str | None = None) -> dict[str, int]:
+def claim_run(
+    wh: Warehouse, run_id: str, model_version: str, *, replace: bool, k: int | None = None, ranked_from: str | None = None, record: bool = False
+) -> dict[str, int]:
     """Make `run_id` a run of `model_version` ("name@version"). A run holding another version's
     scores is refused, or with `replace` removed first (its report, explanations and scores); a run
     of the same version is left as it is, to be completed, unless it holds ranks beyond `k` (a run of
     a larger --k: probe, `--k 5` on it said only "0 rows written, 1005 already there") or was ranked
-    from other data than `ranked_from` (`ranking_inputs`; None: not checked). Returns the rows
-    removed per table."""
+    from other data than `ranked_from` (`ranking_inputs`, kept beside the run's rows; None: not
+    checked; a run scored before it was kept, 2026-12-07: not checked either). With `record`, a run
+    that holds no rows now keeps `ranked_from`. Returns the rows removed per table."""
     if replace:  # report, then explanations: a crash in between leaves scores to explain again, never stale explanations
         with store.runs_lock(wh, exclusive=True, on_wait=waiting_for_reports):  # a report of the run being written is finished first
             report = run_dir(wh, run_id)
             if report.exists():
                 shutil.rmtree(report)
                 write_runs_index(wh)
-            return {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
-    held = run_held(wh, run_id)
+            removed = {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
+        held: list[dict[str, Any]] = []
+    else:
+        removed, held = {}, run_held(wh, run_id)
+        check_held(run_id, model_version, held, k=k, ranked_from=ranked_from, made=store.partition_record(wh, SCORES, run_id))
+    if record and ranked_from is not None and not held:  # before any shard writes: a run cut short knows its data
+        store.record_partition(wh, SCORES, run_id, {"ranked_from": ranked_from, "recorded_at": datetime.now(timezone.utc).isoformat()})
+    return removed
+
+
+def check_held(run_id: str, model_version: str, held: list[dict[str, Any]], *, k: int | None, ranked_from: str | None, made: dict[str, Any] | None) -> None:
+    """RunConflict where the rows a run holds (`held`: run_held) cannot be completed by a run of
+    `model_version` with `k` from the data `ranked_from`; `made`: the run's kept record."""
     others = [r for r in held if r["model_version"] != model_version]
     if others:
         found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
@@ -177,13 +183,14 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool, 
             f"model version. Leave out --run-id (or pick another) for a new run{complete}; --replace deletes run "
             f"{run_id!r} (its scores and explanations) and scores it again with {model_version}"
         )
-    if ranked_from is not None and held and held[0]["ranked_from"] and ranked_from not in held[0]["ranked_from"]:
+    if ranked_from is not None and held and made is not None and made.get("ranked_from") != ranked_from:
         # Probe: after new events a completion wrote the users' new top lists beside their old ones
         # (two items at rank 1, items engaged with since), and the summary said nothing of it.
         raise RunConflict(
-            f"run id {run_id!r} was ranked from other data: `events` changed since its rows were written, so completing "
-            f"or extending it now would put two rankings in one run. Leave out --run-id (or pick another) for a new run of "
-            f"the current data; --replace deletes run {run_id!r} and scores it again from the current data"
+            f"run id {run_id!r} was ranked from other data than the warehouse holds now (`events`, `items` or the content "
+            f"vectors changed since, or the DuckDB version that hashes them), so completing or extending it now would put two "
+            f"rankings in one run. Leave out --run-id (or pick another) for a new run of the current data; --replace "
+            f"deletes run {run_id!r} and scores it again from the current data"
         )
     if k is not None and held and held[0]["max_rank"] > k:
         top = held[0]["max_rank"]
@@ -194,7 +201,6 @@ def claim_run(wh: Warehouse, run_id: str, model_version: str, *, replace: bool, 
             f"leave out --run-id (or pick another) for a new run of the top {k}; --replace deletes run {run_id!r} and scores it "
             f"again with --k {k}"
         )
-    return {}
 
 
 def remove_runs(wh: Warehouse, spec: TableSpec, run_ids: set[str]) -> int:
@@ -240,13 +246,13 @@ def score_batch(
     idle = idle_users(wh, users)
     check_positive_users(users, idle)  # again: `samples` may be rebuilt only now. Before claim_run: a --replace removes nothing.
     popularity = warehouse_popularity(wh, MAX_HISTORY, build=build)  # once for every shard: the whole table's counts
-    ranked_from = ranking_inputs(wh)
+    ranked_from = ranking_inputs(wh)  # of this build; kept beside the run's rows
     run_id = run_id or new_run_id()
     # The shards' own check of the model against the features, asked first on one partition's users:
     # a model that cannot score this warehouse is refused before claim_run, whose --replace removes
     # the old run (probe: a refused --replace left the run deleted and nothing in its place).
     check_model_fits(wh, model, version, build=build, popularity=popularity)
-    removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace, k=k, ranked_from=ranked_from)
+    removed = claim_run(wh, run_id, f"{model}@{version}", replace=replace, k=k, ranked_from=ranked_from, record=True)
     started = time.perf_counter()
     futures = [
         score_shard.submit(
@@ -261,7 +267,6 @@ def score_batch(
             device=device_for(device),
             version=version,
             build=build,
-            ranked_from=ranked_from,
             popularity=popularity,
         )
         for buckets in shard_buckets(shards)

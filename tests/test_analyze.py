@@ -7,6 +7,7 @@ import dataclasses
 import html
 import io
 import json
+import logging
 import re
 import shutil
 import time
@@ -523,7 +524,7 @@ def test_explain_names_a_user_with_events_but_no_positive_interaction_as_such(an
         explain_lines(type(wh)(home), "nobody", "i001")
 
 
-def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyzed, tmp_path):
+def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyzed, tmp_path, caplog):
     """Probe: a second `report` of a run after new events wrote the page from the new histories but
     kept the stored explanations (`explain`, the table) from the old ones."""
     from flows.cli import main
@@ -538,7 +539,11 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     events = tmp_path / "liked.csv"
     events.write_text(f"user_id,item_id,event_ts,event,watch_ratio\nuser00,{liked},2026-06-01T00:00:00Z,like,\n")
     assert main(["--home", str(home), "ingest", "events", str(events)]) == 0
+    other = "run run-report was ranked from other data than the warehouse holds now"
+    assert not [r for r in caplog.records if other in r.getMessage()]  # the fixture's report: the data it was ranked from
     analyze(str(home), run_id="run-report", max_plot_users=1)
+    warned = [r for r in caplog.records if other in r.getMessage() and r.levelno == logging.WARNING]
+    assert len(warned) == 1 and f"`reelsense --home {home} score --model lstm-attn --run-id run-report --replace`" in warned[0].getMessage()
     after = db.fetch(copy, "SELECT item_id, history_item_ids, summary FROM explanations WHERE run_id = 'run-report' AND user_id = 'user00'")
     assert sorted(r["item_id"] for r in after) == sorted(r["item_id"] for r in before)  # one row a pair, none added
     assert all(r["history_item_ids"][-1] == liked for r in after) and not any(r["history_item_ids"][-1] == liked for r in before)

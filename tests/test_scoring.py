@@ -19,6 +19,7 @@ import pytest
 import tiny_platform
 from conftest import write_csv
 
+from flows.arguments import ranking_inputs
 from flows.cli import main
 from flows.score import run_score, score_batch, shard_buckets
 from ranker import artifacts
@@ -703,7 +704,7 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     liked = write_csv(home.home / "liked.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", top, later, "like", ""]])
     assert _cli(home, "ingest", "events", str(liked)) == 0
     capsys.readouterr()
-    refused = "run id 'd1' was ranked from other data: `events` changed since its rows were written"
+    refused = "run id 'd1' was ranked from other data than the warehouse holds now (`events`, `items` or the content vectors changed"
     assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 2  # asked by the flow, after it rebuilds `samples`
     assert refused in capsys.readouterr().err
     # `samples` is current now: the CLI refuses before a flow starts
@@ -717,14 +718,20 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     ranks = db.fetch(home, "SELECT user_id, list(rank ORDER BY rank) AS r, list(item_id) AS i FROM scores WHERE run_id = 'd1' GROUP BY user_id")
     assert len(ranks) == users and all(r["r"] == [1, 2, 3, 4] for r in ranks)
     assert top not in next(r["i"] for r in ranks if r["user_id"] == "user00")  # engaged with since: not served
-    # A run scored before the digest was recorded (NULL) is completed as before: nothing to compare.
-    old = db.fetch(home, "SELECT * EXCLUDE (ranked_from) FROM scores WHERE run_id = 'd1' AND user_id = 'user00'")
-    store.append(home, SCORES, pa.Table.from_pylist([{**r, "run_id": "old"} for r in old]))  # conform: ranked_from NULL
+    kept = store.partition_record(home, SCORES, "d1")
+    assert kept is not None and kept["ranked_from"] == ranking_inputs(home)  # the replaced run's: the current data
+    # A run scored before runs kept their digest is completed as before: nothing to compare.
+    old = db.fetch(home, "SELECT * FROM scores WHERE run_id = 'd1' AND user_id = 'user00'")
+    store.append(home, SCORES, pa.Table.from_pylist([{**r, "run_id": "old"} for r in old]))
     db.refresh_views(home)
-    assert db.fetch(home, "SELECT count(*) AS n FROM scores WHERE run_id = 'old' AND ranked_from IS NULL")[0]["n"] == 4
+    assert store.partition_record(home, SCORES, "old") is None
     capsys.readouterr()
     assert _cli(home, "score", "--k", "4", "--run-id", "old") == 0
     assert f"{users * 4 - 4} rows written, 4 already there" in capsys.readouterr().out
+    assert store.partition_record(home, SCORES, "old") is None  # its rows were not ranked from it: none kept
+    # Pruned with its run (prune keeps the newest runs): no record outlives its rows.
+    assert _cli(home, "prune", "--keep-runs", "1") == 0
+    assert store.partition_record(home, SCORES, "d1") is None and not (home.table_dir(SCORES) / "run_id=d1").exists()
 
 
 def test_score_names_users_with_events_but_no_positive_interaction(home, capsys, monkeypatch):

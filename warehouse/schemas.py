@@ -173,14 +173,9 @@ SCORES = TableSpec(
             pa.field("rank", pa.int32(), nullable=False),
             pa.field("model_version", pa.string(), nullable=False),
             pa.field("scored_at", _TS, nullable=False),
-            # A digest of the data the run ranked from (analysis/ranking_inputs.sql): a run is
-            # completed or extended only from the same data (probe: after new events, a completion
-            # gave users two top lists). Null in runs scored before it was recorded.
-            pa.field("ranked_from", pa.string()),
         ]
     ),
     key=("run_id", "user_id", "item_id"),
-    added_later=("ranked_from",),
     # One folder per run (run_id=<id>/): a night's append checks its keys against its own run only,
     # and pruning a run removes its folder, whatever the number of runs before it.
     partition_by="run_id",

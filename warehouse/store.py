@@ -9,7 +9,7 @@ Readers glob `*.parquet`, so they never see a half-written file, and a crash mid
 most a `.tmp` file that the next writer removes. An exclusive `flock` per table serialises the
 dedupe-then-write step, so concurrent writers of overlapping rows store each row exactly once.
 
-`replace` (used by `--force` recomputation) swaps stored rows for new ones with the same key. It
+`replace` (extract `--force`, a report's explanations of its run) swaps stored rows for new ones with the same key. It
 rewrites the affected files under a journal (`.journal.json`: the files it adds and removes), so a
 crash between writing and removing is rolled forward or back by the next writer: rows are never
 lost or doubled.
@@ -64,6 +64,8 @@ _HIVE_TYPES = {pa.string(): "VARCHAR", pa.int16(): "SMALLINT"}
 BUILT_FROM = ".built_from.json"
 # Beside each partition's files: each file's range of every key column (see `_overlapping_files`).
 KEY_RANGES = ".key_ranges.arrow"
+# Beside a partition's files: what its rows were made from (see `record_partition`).
+MADE_FROM = ".made_from.json"
 # In <home>/tables/: readers hold it shared, whatever removes files exclusively (see `reading`).
 READERS_LOCK = ".readers.lock"
 # Compaction merges files under SMALL_FILE_BYTES into files of about that size (bounded memory).
@@ -472,9 +474,31 @@ def drop_partitions(wh: Warehouse, spec: TableSpec, values: set[str]) -> int:
             _swap(table_dir, spec, [], doomed)
         for folder in folders:
             (folder / KEY_RANGES).unlink(missing_ok=True)
+            (folder / MADE_FROM).unlink(missing_ok=True)
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
     return removed
+
+
+def record_partition(wh: Warehouse, spec: TableSpec, value: str, record: dict[str, Any]) -> None:
+    """Keep `record`, what the rows of one partition (`column=value/`) are made from, beside its
+    files: written whole (`write_atomic`), replacing an earlier one, and removed with the partition
+    (`drop_partitions`). A score run's: the digest of the data it ranked from (flows/score.py).
+    Per partition, not per row: no column to add to files written before."""
+    if not partition_value_ok(value):
+        raise SchemaError(f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; use letters, digits, '_', '-' or '.'")
+    folder = wh.table_dir(spec) / f"{spec.partition_by}={value}"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / MADE_FROM, json.dumps(record))
+
+
+def partition_record(wh: Warehouse, spec: TableSpec, value: str) -> dict[str, Any] | None:
+    """The record `record_partition` kept for one partition, or None (none kept, or unreadable)."""
+    path = wh.table_dir(spec) / f"{spec.partition_by}={value}" / MADE_FROM
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
 
 
 def built_from(wh: Warehouse, spec: TableSpec) -> dict[str, Any] | None:

@@ -39,10 +39,10 @@ flagged AS (
     FROM interactions
 ),
 with_history AS (
-    SELECT *,
-           list(item_id) OVER w AS h_items,
-           list(event) OVER w AS h_events,
-           list(coalesce(watch_ratio, -1)::FLOAT) OVER w AS h_ratios
+    SELECT *,  -- in time order, and item order within a timestamp: the same lists whatever order the files are read in
+           list(item_id ORDER BY ts, item_id) OVER w AS h_items,
+           list(event ORDER BY ts, item_id) OVER w AS h_events,
+           list(coalesce(watch_ratio, -1)::FLOAT ORDER BY ts, item_id) OVER w AS h_ratios
     FROM flagged
     WINDOW w AS (PARTITION BY user_id ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 ),
