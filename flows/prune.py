@@ -40,6 +40,8 @@ def _prune(wh: Warehouse, keep: int) -> dict[str, Any]:
     runs = db.analysis(wh, "runs").to_pylist() if wh.has_rows_on_disk(SCORES) else []
     doomed = {r["run_id"] for r in runs[keep:]}
     removed = {spec.name: remove_runs(wh, spec, doomed) for spec in (EXPLANATIONS, SCORES)}
+    # Run folders without rows: the record of a run that wrote none, or of a removal cut short (review).
+    store.drop_partitions(wh, SCORES, set(store.empty_partitions(wh, SCORES)))
     for run_id in sorted(doomed):
         folder = run_dir(wh, run_id)
         if folder.exists():

@@ -7,7 +7,8 @@
 Users are sharded by their `events` partition (user_bucket): the flow rebuilds `samples` first when
 events changed, computes the whole table's popularity once, and each shard task reads its users'
 rows of that build of `samples` (a rebuild during the run, by another command after an ingest,
-makes the remaining shards refuse with `StaleSamples`: rerun with the same --run-id) and their
+makes the remaining shards refuse with `StaleSamples`: rerun with the same --run-id and --replace, or
+without --replace where the rebuild changed no data) and their
 engaged items
 (warehouse/sql/analysis/engaged_items.sql), loads the model
 (checked against the warehouse's feature schema), keeps the model's own top K of every item each
@@ -284,6 +285,14 @@ def score_batch(
         held = sum(r["n_rows"] for r in run_held(wh, run_id))
         if not held:
             raise failed[0]
+        if any(isinstance(f, StaleSamples) for f in failed):  # review: completing it, the advice below, is refused now
+            raise ReelsenseError(
+                f"{failed[0]}; run {run_id} holds {held} rows, {written} of them written now: `samples` was rebuilt while it ran, so "
+                f"where the data changed (an ingest) the run cannot be completed from the data it was ranked from. `reelsense score "
+                f"--model {model} --version {version} --run-id {run_id} --replace` scores it again from the current data (with the "
+                "--k, --retrieval, --candidates and --users it was started with); where the rebuild changed no data (`features`), "
+                "the same command without --replace completes it"
+            ) from failed[0]
         # Not "incomplete": a rerun of a finished run fails the same way and writes nothing (probe).
         raise ReelsenseError(
             f"{failed[0]}; run {run_id} holds {held} rows, {written} of them written now by the shards that finished: fix the "

@@ -612,6 +612,24 @@ def test_a_failed_shard_says_what_the_run_holds_and_what_this_call_wrote(home, c
     written = db.fetch(home, "SELECT count(*) AS n FROM scores WHERE run_id = 'c2'")[0]["n"]
     assert 0 < written < held and f"run c2 holds {written} rows, {written} of them written now" in err, err
 
+    # A shard that found `samples` rebuilt mid-run: completing the run from the new data is refused
+    # now (claim_run's digest), so the advice is --replace (review: it advised the refused completion).
+    def stale(*args, **kwargs):
+        with lock:
+            calls.append(1)
+            first = len(calls) == 1
+        if first:
+            raise StaleSamples("`samples` was rebuilt while this run read it (build x is gone); run it again")
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    calls.clear()
+    monkeypatch.setattr(flows.score, "retrieve", stale)
+    assert _cli(home, "score", "--k", "3", "--run-id", "c3") == 2
+    err = capsys.readouterr().err
+    assert "`samples` was rebuilt while it ran, so where the data changed (an ingest) the run cannot be completed" in err, err
+    assert f"`reelsense --home {home.home} score --model lstm-attn --version " in err and "--run-id c3 --replace` scores it again" in err
+
 
 def test_a_version_of_another_model_is_named_as_such(home, capsys):
     """Probe: `score --model sasrec --version V`, V an lstm-attn version, said only "no model sasrec version V"."""
@@ -729,9 +747,19 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert _cli(home, "score", "--k", "4", "--run-id", "old") == 0
     assert f"{users * 4 - 4} rows written, 4 already there" in capsys.readouterr().out
     assert store.partition_record(home, SCORES, "old") is None  # its rows were not ranked from it: none kept
-    # Pruned with its run (prune keeps the newest runs): no record outlives its rows.
+    # A record that cannot be read is named, not taken for none (which would turn the check off).
+    made = home.table_dir(SCORES) / "run_id=d1" / ".made_from.json"
+    good = made.read_text()
+    made.write_text("{not json")
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 2
+    assert f"{made} cannot be read" in capsys.readouterr().err
+    made.write_text(good)
+    # Pruned with its run (prune keeps the newest runs): no record outlives its rows, nor does the
+    # record of a run that wrote none.
+    store.record_partition(home, SCORES, "none-written", {"ranked_from": "x"})
     assert _cli(home, "prune", "--keep-runs", "1") == 0
     assert store.partition_record(home, SCORES, "d1") is None and not (home.table_dir(SCORES) / "run_id=d1").exists()
+    assert not (home.table_dir(SCORES) / "run_id=none-written").exists() and (home.table_dir(SCORES) / "run_id=old").is_dir()
 
 
 def test_score_names_users_with_events_but_no_positive_interaction(home, capsys, monkeypatch):

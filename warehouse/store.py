@@ -489,16 +489,33 @@ def record_partition(wh: Warehouse, spec: TableSpec, value: str, record: dict[st
         raise SchemaError(f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; use letters, digits, '_', '-' or '.'")
     folder = wh.table_dir(spec) / f"{spec.partition_by}={value}"
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / MADE_FROM, json.dumps(record))
+    with _table_lock(wh.table_dir(spec)):  # a writer's recovery removes hidden .tmp files: not this one mid-write (review)
+        write_atomic(folder / MADE_FROM, json.dumps(record))
 
 
 def partition_record(wh: Warehouse, spec: TableSpec, value: str) -> dict[str, Any] | None:
-    """The record `record_partition` kept for one partition, or None (none kept, or unreadable)."""
+    """The record `record_partition` kept for one partition, or None where it kept none; a record
+    that cannot be read is an error (review: read as none, it turned the check it serves off)."""
     path = wh.table_dir(spec) / f"{spec.partition_by}={value}" / MADE_FROM
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = exc
+    if not isinstance(record, dict):
+        raise SchemaError(f"{path} cannot be read ({record}); it records what the rows of {spec.name} {spec.partition_by}={value} were made from")
+    return record
+
+
+def empty_partitions(wh: Warehouse, spec: TableSpec) -> list[str]:
+    """The partition values whose folder holds no rows (a record or an index left by a run that wrote
+    none, or by a removal cut short): `prune` removes them."""
+    root = wh.table_dir(spec)
+    if spec.partition_by is None or not root.is_dir():
+        return []
+    folders = [f for f in root.glob(f"{spec.partition_by}=*") if f.is_dir()]
+    return sorted(f.name.split("=", 1)[1] for f in folders if not any(f.glob("*.parquet")))
 
 
 def built_from(wh: Warehouse, spec: TableSpec) -> dict[str, Any] | None:

@@ -39,15 +39,22 @@ flagged AS (
     FROM interactions
 ),
 with_history AS (
-    SELECT *,  -- in time order, and item order within a timestamp: the same lists whatever order the files are read in
-           list(item_id ORDER BY ts, item_id) OVER w AS h_items,
-           list(event ORDER BY ts, item_id) OVER w AS h_events,
-           list(coalesce(watch_ratio, -1)::FLOAT ORDER BY ts, item_id) OVER w AS h_ratios
+    -- Each interaction's earlier ones in time order, and in item order within a timestamp (the same
+    -- lists whatever order the files are read in): the rows before it by (ts, item_id), cut to the
+    -- n_earlier strictly earlier in time, so events sharing a timestamp never see each other. (An
+    -- ordered list() over the RANGE frame sorts each frame again: 2-3.5x slower, review.)
+    SELECT *,
+           list(item_id) OVER r AS all_items,
+           list(event) OVER r AS all_events,
+           list(coalesce(watch_ratio, -1)::FLOAT) OVER r AS all_ratios,
+           count(*) OVER w AS n_earlier
     FROM flagged
-    WINDOW w AS (PARTITION BY user_id ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+    WINDOW w AS (PARTITION BY user_id ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+           r AS (PARTITION BY user_id ORDER BY ts, item_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 ),
 targets AS (
     SELECT *,
+           all_items[1:n_earlier] AS h_items, all_events[1:n_earlier] AS h_events, all_ratios[1:n_earlier] AS h_ratios,
            row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, item_id DESC) AS from_end,
            count(*) OVER (PARTITION BY user_id) AS n_positive
     FROM with_history WHERE positive
