@@ -198,6 +198,19 @@ def ranking_inputs(wh: Warehouse) -> str:
     return db.analysis(wh, "ranking_inputs").column("digest")[0].as_py()
 
 
+def unrecorded_warning(wh: Warehouse, run_id: str) -> str:
+    """What to warn of completing `run_id` where it holds rows but keeps no record of the data it was
+    ranked from (scored before runs kept one, 2026-12-07): its completion is not checked, so after
+    new events a user may get a second list (probe). "" where it keeps one or holds no rows."""
+    if store.partition_record(wh, SCORES, run_id) is not None or not run_held(wh, run_id):
+        return ""
+    return (
+        f"run {run_id!r} keeps no record of the data it was ranked from (it was scored before runs kept one), so this "
+        "completion is not checked against it: where events, items or content vectors changed since, some users may get "
+        f"a second list; `--replace` scores run {run_id!r} again from the current data, and keeps the record"
+    )
+
+
 def replace_warning(wh: Warehouse, run_id: str) -> str:
     """What to warn of `score --replace` where `run_id` holds no scores: nothing is replaced and a
     new run is scored, with the run ids near it named ("" where the run holds scores). A warning,

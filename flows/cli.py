@@ -43,6 +43,7 @@ from flows.arguments import (
     ranking_inputs,
     replace_warning,
     run_held,
+    unrecorded_warning,
 )
 from flows.console import (
     count,
@@ -869,6 +870,8 @@ def _score(args: argparse.Namespace) -> None:
     else:  # an unknown --version, an untrained model or a damaged LATEST is refused before the flow starts
         model_version(wh, args.model, args.version)
     if args.replace and (warning := replace_warning(wh, args.run_id)):  # after the model checks (review)
+        print(f"reelsense: warning: {warning}", file=sys.stderr)
+    if args.run_id and not args.replace and (warning := unrecorded_warning(wh, args.run_id)):
         print(f"reelsense: warning: {warning}", file=sys.stderr)
     summary = run_score(
         str(wh.home),

@@ -48,8 +48,8 @@ from flows.report import run_dir, write_runs_index
 from flows.runners import dask_runner
 from ranker import artifacts
 from ranker.base import device_for
-from ranker.data import MAX_HISTORY, ItemPopularity, StaleSamples, load_dataset, samples_build, warehouse_popularity
-from ranker.names import CANDIDATES, RETRIEVALS, TOP_K
+from ranker.data import MAX_HISTORY, ItemPopularity, StaleSamples, check_content, load_dataset, samples_build, warehouse_popularity
+from ranker.names import CANDIDATES, READS_CONTENT, RETRIEVALS, TOP_K
 from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
@@ -113,9 +113,14 @@ def score_shard(
 
 
 def check_model_fits(wh: Warehouse, model: str, version: str, **load: Any) -> None:
-    """The shards' own check of `model` at `version` against the features, asked on one partition's
-    users (`load`: load_dataset's build and popularity); ModelMismatch if it cannot score this warehouse."""
-    artifacts.check_with_base(wh.models_dir, model, load_dataset(wh, MAX_HISTORY, buckets=[0], **load), version=version, match="schema")
+    """The shards' own checks of `model` at `version`, asked on one partition's users (`load`:
+    load_dataset's build and popularity): against the features (ModelMismatch), and for a content
+    ranker the content (MissingContent: items extracted since align ran, or no content at all;
+    probe: a --replace refused by it in the shards had removed the run already)."""
+    data = load_dataset(wh, MAX_HISTORY, buckets=[0], **load)
+    artifacts.check_with_base(wh.models_dir, model, data, version=version, match="schema")
+    if model in READS_CONTENT:
+        check_content(data, model)
 
 
 def find_misfit(wh: Warehouse, model: str, version: str) -> artifacts.ModelMismatch | None:

@@ -577,6 +577,20 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
 
 
+def test_a_replace_refused_for_content_extracted_since_align_keeps_the_run(home, capsys):
+    """Probe: an item ingested and extracted (not aligned), then `score --run-id R --replace` as the
+    digest's refusal advises: the shards refused ("run align") after the run had been removed."""
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
+    before = db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL")
+    items = write_csv(home.home / "new.csv", ["item_id", "title", "video_uri"], [["i0new", "brand new cooking clip #cooking", ""]])
+    assert _cli(home, "ingest", "items", str(items)) == 0
+    tiny_platform.add_item_vectors(home, "i0new", aligned=False)  # extracted, align not rerun
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--replace") == 2
+    assert "1 item has raw embeddings but no fused:" in capsys.readouterr().err
+    assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
+
+
 def test_a_failed_shard_says_what_the_run_holds_and_what_this_call_wrote(home, capsys, monkeypatch):
     """Probe: a rerun of a finished run whose shards all failed said "run c1 is incomplete (N rows
     from shards that finished are kept)", though it was complete and the call wrote nothing. Now it
@@ -745,7 +759,9 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert store.partition_record(home, SCORES, "old") is None
     capsys.readouterr()
     assert _cli(home, "score", "--k", "4", "--run-id", "old") == 0
-    assert f"{users * 4 - 4} rows written, 4 already there" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert f"{users * 4 - 4} rows written, 4 already there" in out
+    assert "warning: run 'old' keeps no record of the data it was ranked from" in err and "`--replace` scores run 'old' again" in err
     assert store.partition_record(home, SCORES, "old") is None  # its rows were not ranked from it: none kept
     # A record that cannot be read is named, not taken for none (which would turn the check off).
     made = home.table_dir(SCORES) / "run_id=d1" / ".made_from.json"
