@@ -561,7 +561,8 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
 
 def test_a_refused_replace_keeps_the_run(home, capsys):
     """Probe: events naming an item the trained lightgbm never saw, then `score --replace` with it:
-    refused (the model does not fit), and the run it was to replace had already been deleted."""
+    refused (the model does not fit), and the run it was to replace had already been deleted; and
+    (probe, 2026-12-07) the same for content extracted since align."""
     assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
     before = db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL")
     later = (db.fetch(home, "SELECT max(event_ts) AS t FROM events")[0]["t"] + timedelta(days=1)).isoformat()
@@ -575,13 +576,9 @@ def test_a_refused_replace_keeps_the_run(home, capsys):
     assert "does not fit the warehouse's features" in err
     assert all(part.replace("R", f"reelsense --home {home.home}") in err for part in (steps, retrain))
     assert db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL") == before
-
-
-def test_a_replace_refused_for_content_extracted_since_align_keeps_the_run(home, capsys):
-    """Probe: an item ingested and extracted (not aligned), then `score --run-id R --replace` as the
-    digest's refusal advises: the shards refused ("run align") after the run had been removed."""
-    assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
-    before = db.fetch(home, "SELECT user_id, item_id, rank FROM scores WHERE run_id = 'c1' ORDER BY ALL")
+    # Probe: an item ingested and extracted, not aligned, then `--replace` (as the refusal of a run
+    # ranked from other data advises) with lstm-attn: the shards refused ("run align") after the run
+    # had been removed. Its content is checked before now.
     items = write_csv(home.home / "new.csv", ["item_id", "title", "video_uri"], [["i0new", "brand new cooking clip #cooking", ""]])
     assert _cli(home, "ingest", "items", str(items)) == 0
     tiny_platform.add_item_vectors(home, "i0new", aligned=False)  # extracted, align not rerun
