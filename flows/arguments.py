@@ -199,10 +199,10 @@ def ranking_inputs(wh: Warehouse) -> str:
 
 
 def unrecorded_warning(wh: Warehouse, run_id: str) -> str:
-    """What to warn of completing `run_id` where it holds rows but keeps no record of the data it was
-    ranked from (scored before runs kept one, 2026-12-07): its completion is not checked, so after
-    new events a user may get a second list (probe). "" where it keeps one or holds no rows."""
-    if store.partition_record(wh, SCORES, run_id) is not None or not run_held(wh, run_id):
+    """What to warn of completing `run_id`, a run that holds rows, where it keeps no record of the
+    data it was ranked from (scored before runs kept one, 2026-12-07): its completion is not
+    checked, so after new events a user may get a second list (probe). "" where it keeps one."""
+    if store.partition_record(wh, SCORES, run_id) is not None:
         return ""
     return (
         f"run {run_id!r} keeps no record of the data it was ranked from (it was scored before runs kept one), so this "

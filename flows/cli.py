@@ -858,10 +858,11 @@ def _score(args: argparse.Namespace) -> None:
             print(f"reelsense: warning: {warning}", file=sys.stderr)
     from flows.score import RunConflict, claim_run, find_misfit, model_version, run_score
 
+    held = bool(args.run_id and not args.replace and run_held(wh, args.run_id))  # a run to complete
     if args.run_id and not args.replace:
         version = model_version(wh, args.model, args.version)
         try:  # the data's digest where the run holds rows and `samples` is current; else the flow checks it after the rebuild
-            ranked_from = ranking_inputs(wh) if run_held(wh, args.run_id) and stale_samples(wh) is None else None
+            ranked_from = ranking_inputs(wh) if held and stale_samples(wh) is None else None
             claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False, k=args.k, ranked_from=ranked_from)
         except RunConflict as conflict:
             # A model that cannot score this warehouse is the first thing to fix (probe: the conflict's
@@ -871,7 +872,7 @@ def _score(args: argparse.Namespace) -> None:
         model_version(wh, args.model, args.version)
     if args.replace and (warning := replace_warning(wh, args.run_id)):  # after the model checks (review)
         print(f"reelsense: warning: {warning}", file=sys.stderr)
-    if args.run_id and not args.replace and (warning := unrecorded_warning(wh, args.run_id)):
+    if held and (warning := unrecorded_warning(wh, args.run_id)):
         print(f"reelsense: warning: {warning}", file=sys.stderr)
     summary = run_score(
         str(wh.home),

@@ -485,9 +485,7 @@ def record_partition(wh: Warehouse, spec: TableSpec, value: str, record: dict[st
     files: written whole (`write_atomic`), replacing an earlier one, and removed with the partition
     (`drop_partitions`). A score run's: the digest of the data it ranked from (flows/score.py).
     Per partition, not per row: no column to add to files written before."""
-    if not partition_value_ok(value):
-        raise SchemaError(f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; use letters, digits, '_', '-' or '.'")
-    folder = wh.table_dir(spec) / f"{spec.partition_by}={value}"
+    folder = _partition_folder(wh.table_dir(spec), spec, value)
     folder.mkdir(parents=True, exist_ok=True)
     with _table_lock(wh.table_dir(spec)):  # a writer's recovery removes hidden .tmp files: not this one mid-write (review)
         write_atomic(folder / MADE_FROM, json.dumps(record))
@@ -496,15 +494,16 @@ def record_partition(wh: Warehouse, spec: TableSpec, value: str, record: dict[st
 def partition_record(wh: Warehouse, spec: TableSpec, value: str) -> dict[str, Any] | None:
     """The record `record_partition` kept for one partition, or None where it kept none; a record
     that cannot be read is an error (review: read as none, it turned the check it serves off)."""
-    path = wh.table_dir(spec) / f"{spec.partition_by}={value}" / MADE_FROM
+    path = _partition_folder(wh.table_dir(spec), spec, value) / MADE_FROM
+    what = f"it records what the rows of {spec.name} {spec.partition_by}={value} were made from"
     try:
         record = json.loads(path.read_text())
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        record = exc
+        raise SchemaError(f"{path} cannot be read ({exc}); {what}") from exc
     if not isinstance(record, dict):
-        raise SchemaError(f"{path} cannot be read ({record}); it records what the rows of {spec.name} {spec.partition_by}={value} were made from")
+        raise SchemaError(f"{path} cannot be read (it holds {type(record).__name__}, not a record); {what}")
     return record
 
 
@@ -587,12 +586,17 @@ def _partitions(spec: TableSpec, table_dir: Path, rows: pa.Table) -> list[tuple[
     column = rows.column(spec.partition_by)
     parts = []
     for value in pc.unique(column).to_pylist():
-        if not partition_value_ok(value):
-            raise SchemaError(f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; use letters, digits, '_', '-' or '.'")
-        folder = table_dir / f"{spec.partition_by}={value}"
+        folder = _partition_folder(table_dir, spec, value)
         folder.mkdir(exist_ok=True)
         parts.append((folder, rows.filter(pc.equal(column, value)).drop_columns([spec.partition_by])))
     return parts
+
+
+def _partition_folder(table_dir: Path, spec: TableSpec, value: object) -> Path:
+    """The folder of one partition (`column=value/`); SchemaError where `value` cannot name one."""
+    if not partition_value_ok(value):
+        raise SchemaError(f"{spec.name}.{spec.partition_by} value {value!r} cannot name a partition folder; use letters, digits, '_', '-' or '.'")
+    return table_dir / f"{spec.partition_by}={value}"
 
 
 def _new_part_name() -> str:
