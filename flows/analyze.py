@@ -266,14 +266,15 @@ def analyze(
         run_id = run["run_id"]
         current_samples(home)
         made = store.partition_record(wh, SCORES, run_id)
+        stale = ""  # said in the log and, for whoever opens the report later, at the top of its page
         if made is not None and made.get("ranked_from") != ranking_inputs(wh):  # review: said nowhere
-            say(
+            stale = (
                 f"run {run_id} was ranked from other data than the warehouse holds now (`events`, `items` or the content vectors "
                 "changed since): its report explains each pair from the current histories, not those it was ranked from; "
                 f"`reelsense score --model {run['model_version'].split('@')[0]} --run-id {run_id} --replace` (with the run's --k and "
-                "--users) scores it again from the current data",
-                logging.WARNING,
+                "--users) scores it again from the current data"
             )
+            say(stale, logging.WARNING)
         explanations, data = explain_scores(home, run_id, device_for(device), run["model_version"])
         tags = item_tags(wh)
         truth = json.loads(Path(truth_path).read_text()) if truth_path else None
@@ -315,6 +316,7 @@ def analyze(
                 max_plot_users=max_plot_users,
                 run_id=run_id,
                 max_pages=max_pages,
+                warning=stale,
             )
             (report_dir / "report.json").write_text(
                 json.dumps(
@@ -325,6 +327,8 @@ def analyze(
                         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "explanations": summary["explanations"],
                         "pages": summary["pages"],
+                        # None: a run scored before runs kept what they ranked from (legacy)
+                        "ranked_from_current_data": None if made is None else not stale,
                     },
                     indent=1,
                 )

@@ -135,9 +135,11 @@ def write_report(
     max_plot_users: int,
     run_id: str,
     max_pages: int = REPORT_PAGES,
+    warning: str = "",
 ) -> int:
     """Write the report of a run into `out`; return the number of user pages: the run's users (all
-    users where the run has no explanations), the `max_pages` most active of them."""
+    users where the run has no explanations), the `max_pages` most active of them. `warning`, where
+    given, heads its index page."""
     (out / "users").mkdir(parents=True, exist_ok=True)
     by_user: dict[str, list[dict]] = {}
     for row in explanations:
@@ -173,7 +175,7 @@ def write_report(
     if missing:
         shown = " ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         say(f"{len(missing)} characters of the labels are not in the plots' font ({shown}): the plots draw them as boxes, the pages show them", logging.WARNING)
-    (out / "index.html").write_text(_index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts), data=data))
+    (out / "index.html").write_text(_index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts), data=data, warning=warning))
     return len(paged)
 
 
@@ -234,8 +236,8 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     return figures
 
 
-def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str, total: int, data: Dataset) -> str:
-    parts = []
+def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str, total: int, data: Dataset, warning: str = "") -> str:
+    parts = [runnable(f"<p class=warn>{html.escape(warning)}</p>", markup=True)] if warning else []
     results = wh.reports_dir / "results.json"
     if results.exists():
         loaded = json.loads(results.read_text())

@@ -538,6 +538,9 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     copy = type(wh)(home)
     db.refresh_views(copy)
     assert store.partition_record(copy, SCORES, "run-report")["ranked_from"] == ranking_inputs(copy)  # the fixture's: no warning then
+    index = run_dir(copy, "run-report") / "index.html"
+    assert json.loads((index.parent / "report.json").read_text())["ranked_from_current_data"] is True
+    assert "ranked from other data" not in index.read_text()
     before = db.fetch(copy, "SELECT item_id, history_item_ids FROM explanations WHERE run_id = 'run-report' AND user_id = 'user00'")
     liked = unscored_item(copy, "user00")
     events = tmp_path / "liked.csv"
@@ -548,6 +551,9 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     analyze(str(home), run_id="run-report", max_plot_users=1)
     warned = [r for r in caplog.records if other in r.getMessage() and r.levelno == logging.WARNING]
     assert len(warned) == 1 and f"`reelsense --home {home} score --model lstm-attn --run-id run-report --replace`" in warned[0].getMessage()
+    # said to whoever opens the report later, not only in the log of the run that wrote it (review)
+    assert f"<p class=warn>{html.escape(other)}" in index.read_text() and html.escape(f"reelsense --home {home} score") in index.read_text()
+    assert json.loads((index.parent / "report.json").read_text())["ranked_from_current_data"] is False
     after = db.fetch(copy, "SELECT item_id, history_item_ids, summary FROM explanations WHERE run_id = 'run-report' AND user_id = 'user00'")
     assert sorted(r["item_id"] for r in after) == sorted(r["item_id"] for r in before)  # one row a pair, none added
     assert all(r["history_item_ids"][-1] == liked for r in after) and not any(r["history_item_ids"][-1] == liked for r in before)
