@@ -454,7 +454,10 @@ def score_line(summary: dict[str, Any]) -> str:
     shown = f"{per_s:.0f}" if per_s >= 10 else f"{per_s:.2f}".rstrip("0").rstrip(".")  # probe: "(0 rows/s)" for 4 rows in 9 s
     rate = f" ({shown} {'row' if shown == '1' else 'rows'}/s)" if shown != "0" else ""  # and "(1 rows/s)"
     gone = summary.get("replaced") or {}
-    replaced = f"; the old run's {gone['scores']} scores and {gone['explanations']} explanations removed" if any(gone.values()) else ""
+    replaced = ""
+    if any(gone.values()):
+        what = [f"{gone['scores']} scores", f"{gone['explanations']} explanations"] + (["its report"] if gone.get("report") else [])  # a deleted report went unsaid
+        replaced = f"; the old run's {', '.join(what[:-1])} and {what[-1]} removed"
     idle = summary.get("without_positives") or 0  # probe: users with events but no positive were dropped unsaid
     first = summary.get("without_positives_first") or []
     named = f" ({', '.join(first)}{', ...' if idle > len(first) else ''})"

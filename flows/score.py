@@ -153,14 +153,16 @@ def claim_run(
     a larger --k: probe, `--k 5` on it said only "0 rows written, 1005 already there") or was ranked
     from other data than `ranked_from` (`ranking_inputs`, kept beside the run's rows; None: not
     checked; a run scored before it was kept, 2026-12-07: not checked either). With `record`, a run
-    that holds no rows now keeps `ranked_from`. Returns the rows removed per table."""
+    that holds no rows now keeps `ranked_from`. Returns the rows removed per table, and under
+    "report" 1 where the run's report was removed."""
     if replace:  # report, then explanations: a crash in between leaves scores to explain again, never stale explanations
         with store.runs_lock(wh, exclusive=True, on_wait=waiting_for_reports):  # a report of the run being written is finished first
             report = run_dir(wh, run_id)
-            if report.exists():
+            reported = report.exists()
+            if reported:
                 shutil.rmtree(report)
                 write_runs_index(wh)
-            removed = {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
+            removed = {"report": int(reported)} | {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
         held: list[dict[str, Any]] = []
     else:
         removed, held = {}, run_held(wh, run_id)

@@ -21,6 +21,7 @@ from conftest import write_csv
 
 from flows.arguments import ranking_inputs
 from flows.cli import main
+from flows.report import run_dir
 from flows.score import run_score, score_batch, shard_buckets
 from ranker import artifacts
 from ranker.data import MAX_HISTORY, StaleSamples, ensure_samples, load_dataset, warehouse_popularity
@@ -543,9 +544,13 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     # The same model version completes the run, duplicating nothing.
     assert _cli(home, "score", "--k", "3", "--run-id", "c1") == 0
     assert f"0 rows written, {n} already there" in capsys.readouterr().out
-    # --replace removes the old run's scores and explanations first.
+    # --replace removes the old run's report, scores and explanations first, and says so.
+    report = run_dir(home, "c1")
+    report.mkdir(parents=True)
+    (report / "index.html").write_text("the old run's report")
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 0
-    assert f"{n} rows written, 0 already there; the old run's {n} scores and 1 explanations removed" in capsys.readouterr().out
+    assert f"{n} rows written, 0 already there; the old run's {n} scores, 1 explanations and its report removed" in capsys.readouterr().out
+    assert not report.exists()
     # --replace of a run that holds nothing says so, naming the near run (probe: a mistyped run id went unsaid).
     assert _cli(home, "score", "--k", "1", "--run-id", "c1x", "--replace") == 0
     warned = "reelsense: warning: --replace: no run 'c1x' holds scores, so nothing is replaced and a new run 'c1x' is scored (did you mean 'c1'"
