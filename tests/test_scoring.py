@@ -10,7 +10,7 @@ import json
 import re
 import shutil
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -756,7 +756,8 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert kept is not None and kept["ranked_from"] == ranking_inputs(home)  # the replaced run's: the current data
     # A run scored before runs kept their digest is completed as before: nothing to compare.
     old = db.fetch(home, "SELECT * FROM scores WHERE run_id = 'd1' AND user_id = 'user00'")
-    store.append(home, SCORES, pa.Table.from_pylist([{**r, "run_id": "old"} for r in old]))
+    now = datetime.now(timezone.utc)  # the newest run by when it was first scored: prune keeps it below
+    store.append(home, SCORES, pa.Table.from_pylist([{**r, "run_id": "old", "scored_at": now} for r in old]))
     db.refresh_views(home)
     assert store.partition_record(home, SCORES, "old") is None
     capsys.readouterr()
@@ -778,6 +779,21 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert _cli(home, "prune", "--keep-runs", "1") == 0
     assert store.partition_record(home, SCORES, "d1") is None and not (home.table_dir(SCORES) / "run_id=d1").exists()
     assert not (home.table_dir(SCORES) / "run_id=none-written").exists() and (home.table_dir(SCORES) / "run_id=old").is_dir()
+
+
+def test_a_run_completed_later_is_not_made_newer_than_runs_scored_after_it(home, capsys):
+    """Probe: runs were ordered by their last row's time, so completing an old run by a few rows made
+    it the newest: `prune --keep-runs 1` kept it and deleted the run scored hours after it, and
+    `report` without --run-id picked it."""
+    assert _cli(home, "score", "--k", "2", "--run-id", "first") == 0
+    assert _cli(home, "score", "--k", "2", "--run-id", "second") == 0
+    assert _cli(home, "score", "--k", "3", "--run-id", "first") == 0  # extended by each user's rank 3, after `second`
+    assert "rows written" in capsys.readouterr().out
+    runs = [r["run_id"] for r in db.analysis(home, "runs").to_pylist()]
+    assert runs.index("second") < runs.index("first"), runs
+    assert _cli(home, "prune", "--keep-runs", "1") == 0
+    assert "kept 1 run (second)" in capsys.readouterr().out
+    assert {r["run_id"] for r in db.fetch(home, "SELECT DISTINCT run_id FROM scores")} == {"second"}
 
 
 def test_score_names_users_with_events_but_no_positive_interaction(home, capsys, monkeypatch):
