@@ -153,8 +153,9 @@ def claim_run(
     a larger --k: probe, `--k 5` on it said only "0 rows written, 1005 already there") or was ranked
     from other data than `ranked_from` (`ranking_inputs`, kept beside the run's rows; None: not
     checked; a run scored before it was kept, 2026-12-07: not checked either). With `record`, a run
-    that holds no rows now keeps `ranked_from`. Returns the rows removed per table, and under
-    "report" 1 where the run's report was removed."""
+    that holds no rows now keeps `ranked_from` and `k` (its --k: its largest rank is less where
+    users have fewer items to rank, probe), and a run extended to a larger `k` keeps that. Returns
+    the rows removed per table, and under "report" 1 where the run's report was removed."""
     if replace:  # report, then explanations: a crash in between leaves scores to explain again, never stale explanations
         with store.runs_lock(wh, exclusive=True, on_wait=waiting_for_reports):  # a report of the run being written is finished first
             report = run_dir(wh, run_id)
@@ -164,11 +165,14 @@ def claim_run(
                 write_runs_index(wh)
             removed = {"report": int(reported)} | {spec.name: remove_runs(wh, spec, {run_id}) for spec in (EXPLANATIONS, SCORES)}
         held: list[dict[str, Any]] = []
+        made = None
     else:
-        removed, held = {}, run_held(wh, run_id)
-        check_held(run_id, model_version, held, k=k, ranked_from=ranked_from, made=store.partition_record(wh, SCORES, run_id))
+        removed, held, made = {}, run_held(wh, run_id), store.partition_record(wh, SCORES, run_id)
+        check_held(run_id, model_version, held, k=k, ranked_from=ranked_from, made=made)
     if record and ranked_from is not None and not held:  # before any shard writes: a run cut short knows its data
-        store.record_partition(wh, SCORES, run_id, {"ranked_from": ranked_from, "recorded_at": datetime.now(timezone.utc).isoformat()})
+        store.record_partition(wh, SCORES, run_id, {"ranked_from": ranked_from, "k": k, "recorded_at": datetime.now(timezone.utc).isoformat()})
+    elif record and made is not None and k is not None and k > (made.get("k") or 0):  # extended: it holds the larger --k now
+        store.record_partition(wh, SCORES, run_id, {**made, "k": k})
     return removed
 
 
@@ -176,11 +180,14 @@ def check_held(run_id: str, model_version: str, held: list[dict[str, Any]], *, k
     """RunConflict where the rows a run holds (`held`: run_held) cannot be completed by a run of
     `model_version` with `k` from the data `ranked_from`; `made`: the run's kept record."""
     others = [r for r in held if r["model_version"] != model_version]
+    stale = ranked_from is not None and held and made is not None and made.get("ranked_from") != ranked_from
     if others:
         found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
         # The safe ways first, the deleting one last (probe: --replace was the first advice given).
         complete = ""
-        if len(held) == 1:
+        if stale:  # probe: the completion advised here was then refused as of other data
+            complete = f" (run {run_id!r} cannot be completed either: it was ranked from other data than the warehouse holds now)"
+        elif len(held) == 1:
             name, version = held[0]["model_version"].split("@", 1)
             complete = (
                 f"; `reelsense score --model {name} --version {version} --run-id {run_id}` completes that run "
@@ -189,9 +196,9 @@ def check_held(run_id: str, model_version: str, held: list[dict[str, Any]], *, k
         raise RunConflict(
             f"run id {run_id!r} already holds {found}, and this run scores with {model_version}: a run id belongs to one "
             f"model version. Leave out --run-id (or pick another) for a new run{complete}; --replace deletes run "
-            f"{run_id!r} (its scores and explanations) and scores it again with {model_version}"
+            f"{run_id!r} (its scores, explanations and report) and scores it again with {model_version}"
         )
-    if ranked_from is not None and held and made is not None and made.get("ranked_from") != ranked_from:
+    if stale:
         # Probe: after new events a completion wrote the users' new top lists beside their old ones
         # (two items at rank 1, items engaged with since), and the summary said nothing of it.
         raise RunConflict(
@@ -200,11 +207,14 @@ def check_held(run_id: str, model_version: str, held: list[dict[str, Any]], *, k
             f"rankings in one run. Leave out --run-id (or pick another) for a new run of the current data; --replace "
             f"deletes run {run_id!r} and scores it again from the current data"
         )
-    if k is not None and held and held[0]["max_rank"] > k:
-        top = held[0]["max_rank"]
+    recorded = (made or {}).get("k")
+    top = recorded or (held[0]["max_rank"] if held else 0)  # a run of before 2026-12-07 keeps no --k: its largest rank
+    if k is not None and held and top > k:
         name, version = model_version.split("@", 1)
+        # probe: a --k 1000 run of 85 items a user was said to be "scored with --k 85"
+        holds = f"was scored with --k {top}" if recorded else f"holds each user's top {top} at most (its largest rank: it was scored with --k {top} or more)"
         raise RunConflict(
-            f"run id {run_id!r} holds each user's top {top} (scored with --k {top}), and this run asks for the top {k}: a run "
+            f"run id {run_id!r} {holds}, and this run asks for the top {k}: a run "
             f"holds one --k. `reelsense score --model {name} --version {version} --run-id {run_id} --k {top}` completes that run; "
             f"leave out --run-id (or pick another) for a new run of the top {k}; --replace deletes run {run_id!r} and scores it "
             f"again with --k {k}"

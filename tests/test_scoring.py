@@ -69,7 +69,7 @@ def test_score_batch_writes_top_k_per_user_once_per_run_id(ranked_home):
     again = score_batch(str(ranked_home.home), model="lstm-attn", k=5, n_candidates=12, run_id="run-a")
     assert again["written"] == 0 and again["duplicates"] == tiny_platform.USERS * 5
     # Probe: a smaller --k on the run said only "0 rows written, 180 already there"; now it is refused, named
-    refused = r"run id 'run-a' holds each user's top 5 \(scored with --k 5\), and this run asks for the top 3: a run holds one --k"
+    refused = r"run id 'run-a' was scored with --k 5, and this run asks for the top 3: a run holds one --k"
     with pytest.raises(ReelsenseError, match=refused):
         score_batch(str(ranked_home.home), model="lstm-attn", k=3, n_candidates=12, run_id="run-a")
     rows = db.fetch(
@@ -731,8 +731,10 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert _cli(home, "score", "--k", "3", "--run-id", "d1") == 0
     assert _cli(home, "features") == 0  # `samples` rebuilt from the same events: the same data
     capsys.readouterr()
+    assert store.partition_record(home, SCORES, "d1")["k"] == 3
     assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 0  # extended by each user's rank 4
     assert f"{users} rows written, {n} already there" in capsys.readouterr().out
+    assert store.partition_record(home, SCORES, "d1")["k"] == 4  # the run's --k now
     top = db.fetch(home, "SELECT item_id FROM scores WHERE run_id = 'd1' AND user_id = 'user00' AND rank = 1")[0]["item_id"]
     later = (db.fetch(home, "SELECT max(event_ts) AS t FROM events")[0]["t"] + timedelta(days=1)).isoformat()
     liked = write_csv(home.home / "liked.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", top, later, "like", ""]])
@@ -745,6 +747,11 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     monkeypatch.setattr(flows.score, "run_score", lambda *a, **k: pytest.fail("a flow started for a run of other data"))
     assert _cli(home, "score", "--k", "5", "--run-id", "d1") == 2
     assert refused in capsys.readouterr().err
+    # Another model version on it: its refusal does not advise the completion refused above (probe)
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1", "--model", "lightgbm") == 2
+    err = capsys.readouterr().err
+    assert "run 'd1' cannot be completed either: it was ranked from other data than the warehouse holds now" in err, err
+    assert "completes that run" not in err and "--replace deletes run 'd1' (its scores, explanations and report)" in err
     monkeypatch.undo()
     ranks = db.fetch(home, "SELECT user_id, list(rank ORDER BY rank) AS r FROM scores WHERE run_id = 'd1' GROUP BY user_id")
     assert len(ranks) == users and all(r["r"] == [1, 2, 3, 4] for r in ranks)  # nothing added
@@ -766,6 +773,16 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert f"{users * 4 - 4} rows written, 4 already there" in out
     assert "warning: run 'old' keeps no record of the data it was ranked from" in err and "`--replace` scores run 'old' again" in err
     assert store.partition_record(home, SCORES, "old") is None  # its rows were not ranked from it: none kept
+    # Such a run keeps no --k either: its largest rank is all that is known of it (probe: a --k 1000
+    # run of fewer items a user was said to be "scored with --k 85").
+    assert _cli(home, "score", "--k", "2", "--run-id", "old") == 2
+    assert "run id 'old' holds each user's top 4 at most (its largest rank: it was scored with --k 4 or more)" in capsys.readouterr().err
+    items = db.fetch(home, "SELECT count(*) AS n FROM items")[0]["n"]
+    assert _cli(home, "score", "--k", str(items + 5), "--run-id", "big", "--users", "user00") == 0
+    assert max(r["rank"] for r in db.fetch(home, "SELECT rank FROM scores WHERE run_id = 'big'")) < items + 5
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "2", "--run-id", "big", "--users", "user01") == 2
+    assert f"run id 'big' was scored with --k {items + 5}, and this run asks for the top 2" in capsys.readouterr().err
     # A record that cannot be read is named, not taken for none (which would turn the check off).
     made = home.table_dir(SCORES) / "run_id=d1" / ".made_from.json"
     good = made.read_text()
@@ -776,7 +793,7 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     # Pruned with its run (prune keeps the newest runs): no record outlives its rows, nor does the
     # record of a run that wrote none.
     store.record_partition(home, SCORES, "none-written", {"ranked_from": "x"})
-    assert _cli(home, "prune", "--keep-runs", "1") == 0
+    assert _cli(home, "prune", "--keep-runs", "2") == 0  # big and old
     assert store.partition_record(home, SCORES, "d1") is None and not (home.table_dir(SCORES) / "run_id=d1").exists()
     assert not (home.table_dir(SCORES) / "run_id=none-written").exists() and (home.table_dir(SCORES) / "run_id=old").is_dir()
 
