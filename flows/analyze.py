@@ -25,11 +25,11 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.arguments import check_pair, check_pair_runs, check_run, idle_user_error, ranking_inputs
+from flows.arguments import changed_inputs, check_pair, check_pair_runs, check_run, idle_user_error, ranking_inputs
 from flows.console import say
 from flows.latest import latest_meta, readable_latest
 from flows.rank import current_samples
-from flows.report import run_dir, run_folder, write_report, write_runs_index
+from flows.report import rescore_command, run_dir, run_folder, write_report, write_runs_index
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, Queries, load_dataset, modality_vectors
@@ -247,6 +247,28 @@ def explain_scores(home: str, run_id: str, device: str, scored_by: str | None = 
     return rows, data
 
 
+UNRECORDED_NOTE = (
+    "This run was scored before runs kept a record of the data they ranked from: whether events, items or content vectors "
+    "changed since is not known; the report explains each pair from the current data."
+)
+
+
+def stale_warning(wh: Warehouse, run_id: str, name: str, changed: str, data: Dataset) -> str:
+    """What to warn of a report of `run_id` where `changed` ("events", "items": `changed_inputs`)
+    since it was ranked; "" where nothing did. Probe: it claimed changed histories where only an
+    item had been added, and its command left out the run's --k."""
+    if not changed:
+        return ""
+    command, users, everyone, named = rescore_command(wh, name, run_id, data)
+    what = (
+        "`events` changed since, so its report explains each pair from the current histories, which can differ from those it was ranked from"
+        if changed == "events"
+        else "`items` or the content vectors changed since (no event did), so its report explains each pair with the current items and vectors"
+    )
+    users_note = f" (it scored {len(users)} of {everyone} users; this command scores every user)" if 0 < len(users) < everyone and not named else ""
+    return f"run {run_id} was ranked from other data than the warehouse holds now: {what}; `{command}` scores it again from the current data{users_note}"
+
+
 @flow(name="analyze", log_prints=True)
 def analyze(
     home: str,
@@ -266,16 +288,13 @@ def analyze(
         run_id = run["run_id"]
         current_samples(home)
         made = store.partition_record(wh, SCORES, run_id)
-        stale = ""  # said in the log and, for whoever opens the report later, at the top of its page
-        if made is not None and made.get("ranked_from") != ranking_inputs(wh):  # review: said nowhere
-            stale = (
-                f"run {run_id} was ranked from other data than the warehouse holds now (`events`, `items` or the content vectors "
-                "changed since): its report explains each pair from the current histories, not those it was ranked from; "
-                f"`reelsense score --model {run['model_version'].split('@')[0]} --run-id {run_id} --replace` (with the run's --k and "
-                "--users) scores it again from the current data"
-            )
-            say(stale, logging.WARNING)
+        changed = changed_inputs(made["ranked_from"], ranking_inputs(wh)) if made is not None else ""
         explanations, data = explain_scores(home, run_id, device_for(device), run["model_version"])
+        stale = stale_warning(wh, run_id, run["model_version"].split("@")[0], changed, data)
+        if stale:  # in the log, the summary line and, for whoever opens the report later, atop its page
+            say(stale, logging.WARNING)
+        elif made is None:
+            say(f"run {run_id} was scored before runs kept a record of the data they ranked from: whether it changed since is not known")
         tags = item_tags(wh)
         truth = json.loads(Path(truth_path).read_text()) if truth_path else None
         profiles: dict[str, dict[str, list]] = {}
@@ -283,6 +302,7 @@ def analyze(
             profiles.setdefault(r["user_id"], {}).setdefault(r["kind"], []).append((r["tag"], r["share"]))
         shifts = user_shifts(data, tags, truth, shift_config)
         summary: dict[str, Any] = {"run_id": run_id, "explanations": len(explanations), "users": len(shifts)}
+        summary["ranked_from"] = changed or ("same" if made else "unknown")  # changed: "events" or "items"
         with run_folder(wh, run_id) as report_dir:
             (report_dir / "plots").mkdir(parents=True, exist_ok=True)
             if truth is not None:
@@ -317,6 +337,7 @@ def analyze(
                 run_id=run_id,
                 max_pages=max_pages,
                 warning=stale,
+                note="" if made else UNRECORDED_NOTE,
             )
             (report_dir / "report.json").write_text(
                 json.dumps(
@@ -328,7 +349,7 @@ def analyze(
                         "explanations": summary["explanations"],
                         "pages": summary["pages"],
                         # None: a run scored before runs kept what they ranked from (legacy)
-                        "ranked_from_current_data": None if made is None else not stale,
+                        "ranked_from_current_data": None if made is None else not changed,
                     },
                     indent=1,
                 )

@@ -86,8 +86,18 @@ def check_run(wh: Warehouse, run_id: str | None, *, without: str = "the latest r
     found = [r for r in runs if r["run_id"] == run_id]
     if not found:
         known = ", ".join(r["run_id"] for r in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
-        raise ReelsenseError(f"no scores with run id {run_id!r}; the runs are (newest first): {known}; leave out --run-id for {without}")
+        near = near_runs(run_id, [r["run_id"] for r in runs])  # probe: `--run-id R1` beside a run r1
+        raise ReelsenseError(
+            f"no scores with run id {run_id!r}{f' (did you mean {near}?)' if near else ''}; the runs are (newest first): {known}; "
+            f"leave out --run-id for {without}"
+        )
     return found[0]
+
+
+def near_runs(run_id: str, runs: list[str]) -> str:
+    """The run ids of `runs` close to `run_id`, case aside, as "'a' or 'b'" ("" where none is)."""
+    lower = {r.lower(): r for r in runs}
+    return " or ".join(repr(lower[m]) for m in difflib.get_close_matches(run_id.lower(), list(lower), n=3))
 
 
 def check_pair(wh: Warehouse, user: str, item: str) -> dict[str, Any]:
@@ -198,6 +208,16 @@ def ranking_inputs(wh: Warehouse) -> str:
     return db.analysis(wh, "ranking_inputs").column("digest")[0].as_py()
 
 
+def changed_inputs(recorded: str, current: str) -> str:
+    """What differs between two `ranking_inputs` digests: "events" where the histories or engaged
+    pairs do (ranking_inputs.sql's first two parts), else "items" (the item vocabulary or content
+    vectors' keys), else "" (the same data)."""
+    if recorded == current:
+        return ""
+    was, now = recorded.split("-"), current.split("-")
+    return "events" if len(was) != len(now) or was[:2] != now[:2] else "items"
+
+
 def unrecorded_warning(wh: Warehouse, run_id: str) -> str:
     """What to warn of completing `run_id`, a run that holds rows, where it keeps no record of the
     data it was ranked from (scored before runs kept one, 2026-12-07): its completion is not
@@ -219,7 +239,6 @@ def replace_warning(wh: Warehouse, run_id: str) -> str:
     if run_held(wh, run_id):
         return ""
     runs = [r["run_id"] for r in db.analysis(wh, "runs").to_pylist()] if wh.has_rows_on_disk(SCORES) else []
-    near = difflib.get_close_matches(run_id, runs, n=3)
-    return f"--replace: no run {run_id!r} holds scores, so nothing is replaced and a new run {run_id!r} is scored" + (
-        f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
-    )
+    near = near_runs(run_id, runs)
+    said = f"--replace: no run {run_id!r} holds scores, so nothing is replaced and a new run {run_id!r} is scored"
+    return said + (f" (did you mean {near}?)" if near else "")

@@ -668,7 +668,7 @@ def _prune(args: argparse.Namespace) -> None:
     out = prune_runs(wh, args.keep_runs)
     print(
         f"prune: kept {count(len(out['kept_runs']), 'run')} ({', '.join(out['kept_runs'])}); removed {count(len(out['runs']), 'run')} "
-        f"({count(out['rows']['scores'], 'score')}, {count(out['rows']['explanations'], 'explanation')}) and "
+        f"({count(out['rows']['scores'], 'score')}, {count(out['rows']['explanations'], 'explanation')}, {count(out['reports'], 'report')}) and "
         f"{count(len(out['model_versions']), 'model version')} no kept run uses"
     )
 

@@ -454,10 +454,9 @@ def score_line(summary: dict[str, Any]) -> str:
     shown = f"{per_s:.0f}" if per_s >= 10 else f"{per_s:.2f}".rstrip("0").rstrip(".")  # probe: "(0 rows/s)" for 4 rows in 9 s
     rate = f" ({shown} {'row' if shown == '1' else 'rows'}/s)" if shown != "0" else ""  # and "(1 rows/s)"
     gone = summary.get("replaced") or {}
-    replaced = ""
-    if any(gone.values()):
-        what = [f"{gone['scores']} scores", f"{gone['explanations']} explanations"] + (["its report"] if gone.get("report") else [])  # a deleted report went unsaid
-        replaced = f"; the old run's {', '.join(what[:-1])} and {what[-1]} removed"
+    # probe: "the old run's 1 scores and 0 explanations removed"; a deleted report went unsaid
+    what = [count(gone[t], t[:-1]) for t in ("scores", "explanations") if gone.get(t)] + (["its report"] if gone.get("report") else [])
+    replaced = f"; the old run's {', '.join(what[:-1])}{' and ' if len(what) > 1 else ''}{what[-1]} removed" if what else ""
     idle = summary.get("without_positives") or 0  # probe: users with events but no positive were dropped unsaid
     first = summary.get("without_positives_first") or []
     named = f" ({', '.join(first)}{', ...' if idle > len(first) else ''})"
@@ -484,7 +483,12 @@ def report_line(wh: Any, summary: dict) -> str:
         if shifts
         else ""
     )
-    return f"analyze {summary['run_id']}: {count(summary['explanations'], 'explanation')}, {count(summary['pages'], 'user page')}{quality}; {summary['report']}"
+    stale = {  # probe: said only in the log and on the page
+        "events": "; ranked from other data than the warehouse holds now (events changed since: see the warning)",
+        "items": "; ranked from other data than the warehouse holds now (items or content vectors changed since: see the warning)",
+    }.get(summary.get("ranked_from", ""), "")
+    made = f"{count(summary['explanations'], 'explanation')}, {count(summary['pages'], 'user page')}"
+    return f"analyze {summary['run_id']}: {made}{quality}{stale}; {summary['report']}"
 
 
 def format_table(table: pa.Table, *, max_rows: int = 50, max_width: int = 48) -> str:

@@ -26,7 +26,7 @@ from warehouse.store import Warehouse
 
 
 def prune_runs(wh: Warehouse, keep: int) -> dict[str, Any]:
-    """Keep the `keep` newest runs (by their latest scored_at); returns what went."""
+    """Keep the `keep` newest runs (by when each was first scored: runs.sql); returns what went."""
     check_keep_runs(keep)
     try:  # review: prune kept no version of a ranker without a readable LATEST, deleting every one no run pins
         check_latest(wh.models_dir)
@@ -42,11 +42,13 @@ def _prune(wh: Warehouse, keep: int) -> dict[str, Any]:
     removed = {spec.name: remove_runs(wh, spec, doomed) for spec in (EXPLANATIONS, SCORES)}
     # Run folders without rows: the record of a run that wrote none, or of a removal cut short (review).
     store.drop_partitions(wh, SCORES, set(store.empty_partitions(wh, SCORES)))
+    reports = 0
     for run_id in sorted(doomed):
         folder = run_dir(wh, run_id)
         if folder.exists():
             shutil.rmtree(folder)
+            reports += 1
     if doomed and wh.reports_dir.exists():
         write_runs_index(wh)
     versions = artifacts.prune_versions(wh.models_dir, {r["model_version"] for r in runs[:keep]})
-    return {"runs": sorted(doomed), "rows": removed, "kept_runs": [r["run_id"] for r in runs[:keep]], "model_versions": versions}
+    return {"runs": sorted(doomed), "rows": removed, "reports": reports, "kept_runs": [r["run_id"] for r in runs[:keep]], "model_versions": versions}

@@ -36,6 +36,7 @@ from ranker.names import REPORT_PAGES, TOP_K
 from ranker.scoring import current_queries
 from warehouse import db, store
 from warehouse.progress import progress
+from warehouse.schemas import SCORES
 from warehouse.store import Warehouse
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
@@ -136,10 +137,11 @@ def write_report(
     run_id: str,
     max_pages: int = REPORT_PAGES,
     warning: str = "",
+    note: str = "",
 ) -> int:
     """Write the report of a run into `out`; return the number of user pages: the run's users (all
-    users where the run has no explanations), the `max_pages` most active of them. `warning`, where
-    given, heads its index page."""
+    users where the run has no explanations), the `max_pages` most active of them. `warning` and
+    `note`, where given, head its index page."""
     (out / "users").mkdir(parents=True, exist_ok=True)
     by_user: dict[str, list[dict]] = {}
     for row in explanations:
@@ -175,7 +177,7 @@ def write_report(
     if missing:
         shown = " ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         say(f"{len(missing)} characters of the labels are not in the plots' font ({shown}): the plots draw them as boxes, the pages show them", logging.WARNING)
-    (out / "index.html").write_text(_index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts), data=data, warning=warning))
+    (out / "index.html").write_text(_index(wh, out, figures, paged, profiles, shifts, run_id, total=len(by_user or shifts), data=data, header=(warning, note)))
     return len(paged)
 
 
@@ -236,8 +238,8 @@ def _index_plots(out, data, by_user, coords, groups, trajectory, featured, tags)
     return figures
 
 
-def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str, total: int, data: Dataset, warning: str = "") -> str:
-    parts = [runnable(f"<p class=warn>{html.escape(warning)}</p>", markup=True)] if warning else []
+def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: str, total: int, data: Dataset, header: tuple[str, str] = ("", "")) -> str:
+    parts = [runnable(f"<p class={style}>{html.escape(text)}</p>", markup=True) for style, text in zip(("warn", "muted"), header) if text]
     results = wh.reports_dir / "results.json"
     if results.exists():
         loaded = json.loads(results.read_text())
@@ -275,30 +277,38 @@ def _index(wh: Warehouse, out: Path, figures, users, profiles, shifts, run_id: s
     return page("reelsense report", "".join(parts), up=f"<p><a href='../index.html'>all reports</a> · run {html.escape(run_id)}</p>")
 
 
-def rescore_advice(wh: Warehouse, name: str, run_id: str, data: Dataset, *, listed: int = 20) -> str:
-    """HTML: the `reelsense score` that rescores `run_id` with the run's --k and users (probe,
-    2026-12-03: a bare `--replace` rescored a 3-user run over every user with k 20). The users go
-    on the command line when the run scored fewer than `score` picks by default, at most `listed`
-    of them, and each passes through --users (no comma, no spaces at its ends); otherwise the
-    advice gives the query that lists them. Runs do not record --retrieval or --candidates."""
+def rescore_command(wh: Warehouse, name: str, run_id: str, data: Dataset, *, listed: int = 20) -> tuple[str, list[str], int, bool]:
+    """The `reelsense score` that rescores `run_id` with the run's --k (kept beside its rows; its
+    largest rank where a run of before 2026-12-07 keeps none) and users (probe, 2026-12-03: a bare
+    `--replace` rescored a 3-user run over every user with k 20), with the run's users, how many
+    users `score` picks by default, and whether the command names the run's users: it does where the
+    run scored fewer than that, at most `listed` of them, each passable by --users (no comma, no
+    spaces at its ends)."""
     rows = db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()
-    command = f"reelsense score --model {name} --run-id {run_id} --replace"
-    kept = max((r["kept"] for r in rows), default=TOP_K)
+    command = f"reelsense score --model {name} --run-id {shlex.quote(run_id)} --replace"
+    kept = (store.partition_record(wh, SCORES, run_id) or {}).get("k") or max((r["kept"] for r in rows), default=TOP_K)
     if kept != TOP_K:
         command += f" --k {kept}"
     users = [r["user_id"] for r in rows]
     everyone = len(current_queries(data))
-    partial = 0 < len(users) < everyone
-    passable = all(comma_names(u) == [u] for u in users)  # what --users can pass (review: split_users raised on 'a,')
-    if partial and len(users) <= listed and passable:
+    named = 0 < len(users) < everyone and len(users) <= listed and all(comma_names(u) == [u] for u in users)
+    if named:
         command += " --users=" + shlex.quote(",".join(users))  # `=`: an id may start with "-" (review)
+    return command, users, everyone, named
+
+
+def rescore_advice(wh: Warehouse, name: str, run_id: str, data: Dataset, *, listed: int = 20) -> str:
+    """HTML: `rescore_command`, and where it cannot name the run's users, the query that lists them.
+    Runs do not record --retrieval or --candidates."""
+    command, users, everyone, named = rescore_command(wh, name, run_id, data, listed=listed)
+    unnamed = 0 < len(users) < everyone and not named  # a run of some users
     advice = f"<code>{html.escape(command)}</code> rescores it with the latest"
-    if partial and not passable:
+    if unnamed and not all(comma_names(u) == [u] for u in users):  # what --users can pass (review: split_users raised on 'a,')
         advice += (
             f"; the run scored {len(users)} of {everyone} users, and some of their ids hold a comma or spaces at their ends, "
             "which <code>--users</code> cannot pass: this command scores every user"
         )
-    elif partial and len(users) > listed:
+    elif unnamed:  # more than `listed`
         query = f"SELECT DISTINCT user_id FROM scores WHERE run_id = '{run_id.replace(chr(39), chr(39) * 2)}'"
         advice += (
             f"; the run scored {len(users)} of {everyone} users: without <code>--users</code> naming them "

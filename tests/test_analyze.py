@@ -313,6 +313,11 @@ def test_the_reports_rescore_advice_keeps_the_runs_users_and_k(analyzed, tmp_pat
     cannot = rescore_advice(copy, "lstm-attn", "run-odd", now)
     assert cannot.startswith("<code>reelsense score --model lstm-attn --run-id run-odd --replace --k 5</code> rescores it with the latest; ")
     assert f"the run scored 3 of {everyone} users, and some of their ids hold a comma or spaces at their ends" in cannot
+    # The --k a run keeps, not its largest rank, which is less where users have fewer items to rank (probe)
+    items = db.fetch(copy, "SELECT count(*) AS n FROM items")[0]["n"]
+    score_batch(str(home), model="lstm-attn", k=items + 5, run_id="run-big", users=users[:1])
+    big = f"<code>reelsense score --model lstm-attn --run-id run-big --replace --k {items + 5} --users={users[0]}</code> rescores"
+    assert rescore_advice(copy, "lstm-attn", "run-big", now).startswith(big)
     score_batch(str(home), model="lstm-attn", run_id="run-default")  # every user, the default k: nothing to add
     command = "<code>reelsense score --model lstm-attn --run-id run-default --replace</code>"
     assert rescore_advice(copy, "lstm-attn", "run-default", now).startswith(command + " rescores")
@@ -524,7 +529,7 @@ def test_explain_names_a_user_with_events_but_no_positive_interaction_as_such(an
         explain_lines(type(wh)(home), "nobody", "i001")
 
 
-def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyzed, tmp_path, caplog):
+def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyzed, tmp_path, caplog, capsys):
     """Probe: a second `report` of a run after new events wrote the page from the new histories but
     kept the stored explanations (`explain`, the table) from the old ones."""
     from flows.arguments import ranking_inputs
@@ -542,6 +547,19 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     assert json.loads((index.parent / "report.json").read_text())["ranked_from_current_data"] is True
     assert "ranked from other data" not in index.read_text()
     before = db.fetch(copy, "SELECT item_id, history_item_ids FROM explanations WHERE run_id = 'run-report' AND user_id = 'user00'")
+    # A new item with no events changes no history: the warning says what changed (probe: it said the
+    # histories had), and the summary line says it too
+    new_item = tmp_path / "new-item.csv"
+    new_item.write_text("item_id,title,video_uri\nzz-new,a video not extracted yet,\n")
+    assert main(["--home", str(home), "ingest", "items", str(new_item)]) == 0
+    capsys.readouterr()
+    assert main(["--home", str(home), "report", "--run-id", "run-report", "--pages", "1", "--plot-users", "0"]) == 0
+    out = capsys.readouterr().out
+    said = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "run run-report was ranked from other data than the warehouse holds now: `items` or the content vectors changed since (no event did)" in said, said
+    assert "; ranked from other data than the warehouse holds now (items or content vectors changed since: see the warning);" in out, out
+    assert "current histories" not in said and "current histories" not in index.read_text()
+    caplog.clear()
     liked = unscored_item(copy, "user00")
     events = tmp_path / "liked.csv"
     events.write_text(f"user_id,item_id,event_ts,event,watch_ratio\nuser00,{liked},2026-06-01T00:00:00Z,like,\n")
@@ -550,7 +568,10 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     assert store.partition_record(copy, SCORES, "run-report")["ranked_from"] != ranking_inputs(copy)  # the ingest changed it
     analyze(str(home), run_id="run-report", max_plot_users=1)
     warned = [r for r in caplog.records if other in r.getMessage() and r.levelno == logging.WARNING]
-    assert len(warned) == 1 and f"`reelsense --home {home} score --model lstm-attn --run-id run-report --replace`" in warned[0].getMessage()
+    events_changed = "`events` changed since, so its report explains each pair from the current histories, which can differ from those it was ranked from"
+    assert len(warned) == 1 and events_changed in warned[0].getMessage()
+    k = db.fetch(copy, "SELECT max(rank) AS k FROM scores WHERE run_id = 'run-report'")[0]["k"]  # the run's --k (probe: left out)
+    assert f"`reelsense --home {home} score --model lstm-attn --run-id run-report --replace --k {k}` scores it again" in warned[0].getMessage()
     # said to whoever opens the report later, not only in the log of the run that wrote it (review)
     assert f"<p class=warn>{html.escape(other)}" in index.read_text() and html.escape(f"reelsense --home {home} score") in index.read_text()
     assert json.loads((index.parent / "report.json").read_text())["ranked_from_current_data"] is False
@@ -560,6 +581,12 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     page = (run_dir(copy, "run-report") / "users" / "user00.html").read_text()
     assert all(html.escape(r["summary"]) in page for r in after)
     assert db.fetch(copy, "SELECT count(*) AS n FROM explanations WHERE run_id = 'run-report'")[0]["n"] == tiny_platform.USERS * 4
+    # A run scored before runs kept their data's digest: not known, and the page says so (probe: silent)
+    (copy.table_dir(SCORES) / "run_id=run-report" / ".made_from.json").unlink()
+    summary = analyze(str(home), run_id="run-report", max_plot_users=0, max_pages=1)
+    assert summary["ranked_from"] == "unknown" and json.loads((index.parent / "report.json").read_text())["ranked_from_current_data"] is None
+    assert "<p class=muted>This run was scored before runs kept a record of the data they ranked from" in index.read_text()
+    assert "ranked from other data" not in index.read_text()
 
 
 def test_explain_pairs_the_latest_lstm_attn_only_with_a_lightgbm_trained_over_it(analyzed, tmp_path, capsys):

@@ -917,16 +917,20 @@ def test_prune_keeps_the_newest_runs_their_reports_and_the_model_versions_they_u
     older = db.fetch(wh, "SELECT count(DISTINCT run_id) AS runs, count(*) AS n FROM scores WHERE run_id <> 'new'")[0]
     explained = db.fetch(wh, "SELECT count(*) AS n FROM explanations WHERE run_id <> 'new'")[0]["n"]
     assert older["runs"] >= 1 and explained >= 6  # old, and any run the shared fixture holds
+    from flows.report import run_dir
+
+    reports = sum(run_dir(wh, r["run_id"]).exists() for r in db.fetch(wh, "SELECT DISTINCT run_id FROM scores WHERE run_id <> 'new'"))
+    assert reports >= 1  # old's
     assert main(["--home", str(home), "prune", "--keep-runs", "1"]) == 0
     out = capsys.readouterr().out
-    removed = f"removed {count(older['runs'], 'run')} ({older['n']} scores, {explained} explanations)"
+    removed = f"removed {count(older['runs'], 'run')} ({older['n']} scores, {explained} explanations, {count(reports, 'report')})"
     assert f"kept 1 run (new); {removed} and 1 model version no kept run uses" in out, out
     assert db.fetch(wh, "SELECT DISTINCT run_id FROM scores") == [{"run_id": "new"}]
     assert db.fetch(wh, "SELECT count(*) AS n FROM explanations WHERE run_id = 'old'") == [{"n": 0}]
     assert not (home / "reports" / "old").exists() and "old/index.html" not in (home / "reports" / "index.html").read_text()
     assert sorted(p.name for p in (rankers / "lstm-attn").iterdir() if p.is_dir()) == sorted([v1, v3])
     assert main(["--home", str(home), "prune", "--keep-runs", "1"]) == 0  # again: nothing more to remove
-    assert "removed 0 runs (0 scores, 0 explanations) and 0 model versions" in capsys.readouterr().out
+    assert "removed 0 runs (0 scores, 0 explanations, 0 reports) and 0 model versions" in capsys.readouterr().out
     # The last report gone (here by a replace of its run): the index says how to write one.
     assert main(["--home", str(home), "report", "--run-id", "new", "--plot-users", "0", "--device", "cpu"]) == 0
     assert "new/index.html" in (home / "reports" / "index.html").read_text()
@@ -1367,6 +1371,7 @@ def test_a_run_user_or_version_mistake_on_a_scored_home_is_refused_before_torch_
     )[0].values()
     for argv, message in (
         (["report", "--run-id", "nope"], "no scores with run id 'nope'; the runs are (newest first): two, full"),
+        (["report", "--run-id", "FULL"], "no scores with run id 'FULL' (did you mean 'full'?); the runs are"),  # probe: case aside
         (["explain", "--user", u, "--item", i, "--run-id", "nope"], "no scores with run id 'nope'"),
         (["explain", "--user", u, "--item", i, "--run-id", "two"], f"run 'two' did not score item {i!r} for user {u!r}"),
         (["score", "--users", "ghost,nobody"], "none of the users given to --users has events: ghost, nobody"),

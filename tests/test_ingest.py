@@ -446,3 +446,14 @@ def test_concurrent_ingests_of_one_watch_at_two_ratios_store_one_and_quarantine_
 )
 def test_a_bad_event_time_is_quoted_as_the_input_wrote_it(value, says):
     assert parse_timestamp(value) == (None, says)
+
+
+def test_an_event_type_with_spaces_and_a_lowercase_iso_time_are_read_as_meant(wh, tmp_path):
+    """Probe: spaces around event_ts and watch_ratio were trimmed but ' watch ' was an unknown type,
+    and RFC 3339's lowercase 't' and 'z' were unparseable."""
+    rows = [["u1", "v1", "2026-01-12t10:00:00z", " watch ", " 0.6 "], ["u1", "v2", " 2026-01-12T10:00:01Z ", "like", ""]]
+    report = ingest_events(wh, write_csv(tmp_path / "events.csv", EVENT_HEADER, rows))
+    assert (report.accepted, report.quarantined) == (2, 0)
+    db.refresh_views(wh)
+    stored = db.fetch(wh, "SELECT item_id, event, epoch(event_ts) AS t FROM events ORDER BY item_id")
+    assert [(r["item_id"], r["event"], r["t"]) for r in stored] == [("v1", "watch", 1768212000), ("v2", "like", 1768212001)]

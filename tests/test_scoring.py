@@ -549,7 +549,7 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     report.mkdir(parents=True)
     (report / "index.html").write_text("the old run's report")
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 0
-    assert f"{n} rows written, 0 already there; the old run's {n} scores, 1 explanations and its report removed" in capsys.readouterr().out
+    assert f"{n} rows written, 0 already there; the old run's {n} scores, 1 explanation and its report removed" in capsys.readouterr().out
     assert not report.exists()
     # --replace of a run that holds nothing says so, naming the near run (probe: a mistyped run id went unsaid).
     assert _cli(home, "score", "--k", "1", "--run-id", "c1x", "--replace") == 0

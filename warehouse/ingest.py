@@ -288,6 +288,8 @@ def validate_event(record: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     for name in ("user_id", "item_id"):
         if not row[name]:
             return row, f"missing {name}"
+    if row["event"] is not None:  # spaces at its ends trimmed, as event_ts's and watch_ratio's are (probe)
+        row["event"] = row["event"].strip()
     if row["event"] not in EVENT_TYPES:
         return row, f"unknown event type {row['event']!r}; expected one of {', '.join(EVENT_TYPES)}"
     text = row["event_ts"]  # as written (decoded), for the messages
@@ -331,7 +333,7 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
             value = float(text)
         except ValueError:
             try:
-                parsed = datetime.fromisoformat(text)
+                parsed = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lowercase 't' and 'z' (probe)
             except ValueError:
                 return None, f"unparseable event_ts {text!r}; expected ISO-8601 or Unix seconds"
             ts, error = parse_timestamp(parsed)
