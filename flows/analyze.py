@@ -248,22 +248,24 @@ def explain_scores(home: str, run_id: str, device: str, scored_by: str | None = 
 
 
 UNRECORDED_NOTE = (
-    "This run was scored before runs kept a record of the data they ranked from: whether events, items or content vectors "
-    "changed since is not known; the report explains each pair from the current data."
+    "scored before runs kept a record of the data they ranked from, so whether events, items or content vectors "
+    "changed since is not known; the report explains each pair from the current data"
 )
 
 
-def stale_warning(wh: Warehouse, run_id: str, name: str, changed: str, data: Dataset) -> str:
-    """What to warn of a report of `run_id` where `changed` ("events", "items": `changed_inputs`)
+def stale_warning(wh: Warehouse, run_id: str, *, name: str, changed: str, data: Dataset) -> str:
+    """What to warn of a report of `run_id` where `changed` ("histories", "items": `changed_inputs`)
     since it was ranked; "" where nothing did. Probe: it claimed changed histories where only an
     item had been added, and its command left out the run's --k."""
     if not changed:
         return ""
     command, users, everyone, named = rescore_command(wh, name, run_id, data)
     what = (
-        "`events` changed since, so its report explains each pair from the current histories, which can differ from those it was ranked from"
-        if changed == "events"
-        else "`items` or the content vectors changed since (no event did), so its report explains each pair with the current items and vectors"
+        "the histories or engaged items it ranked from (`samples`, built from `events`) changed since, so its report explains each "
+        "pair from the current histories, which can differ from those it was ranked from"
+        if changed == "histories"
+        else "the items (`items`, or items only `events` name) or their content vectors changed since, not the histories, so its "
+        "report explains each pair with the current items and vectors"
     )
     users_note = f" (it scored {len(users)} of {everyone} users; this command scores every user)" if 0 < len(users) < everyone and not named else ""
     return f"run {run_id} was ranked from other data than the warehouse holds now: {what}; `{command}` scores it again from the current data{users_note}"
@@ -290,11 +292,11 @@ def analyze(
         made = store.partition_record(wh, SCORES, run_id)
         changed = changed_inputs(made["ranked_from"], ranking_inputs(wh)) if made is not None else ""
         explanations, data = explain_scores(home, run_id, device_for(device), run["model_version"])
-        stale = stale_warning(wh, run_id, run["model_version"].split("@")[0], changed, data)
+        stale = stale_warning(wh, run_id, name=run["model_version"].split("@")[0], changed=changed, data=data)
         if stale:  # in the log, the summary line and, for whoever opens the report later, atop its page
             say(stale, logging.WARNING)
         elif made is None:
-            say(f"run {run_id} was scored before runs kept a record of the data they ranked from: whether it changed since is not known")
+            say(f"run {run_id}: {UNRECORDED_NOTE}")
         tags = item_tags(wh)
         truth = json.loads(Path(truth_path).read_text()) if truth_path else None
         profiles: dict[str, dict[str, list]] = {}
@@ -302,7 +304,7 @@ def analyze(
             profiles.setdefault(r["user_id"], {}).setdefault(r["kind"], []).append((r["tag"], r["share"]))
         shifts = user_shifts(data, tags, truth, shift_config)
         summary: dict[str, Any] = {"run_id": run_id, "explanations": len(explanations), "users": len(shifts)}
-        summary["ranked_from"] = changed or ("same" if made else "unknown")  # changed: "events" or "items"
+        summary["data_changed"] = changed or ("none" if made else "unknown")  # changed: "histories" or "items"
         with run_folder(wh, run_id) as report_dir:
             (report_dir / "plots").mkdir(parents=True, exist_ok=True)
             if truth is not None:
@@ -337,7 +339,7 @@ def analyze(
                 run_id=run_id,
                 max_pages=max_pages,
                 warning=stale,
-                note="" if made else UNRECORDED_NOTE,
+                note="" if made else f"This run was {UNRECORDED_NOTE}.",
             )
             (report_dir / "report.json").write_text(
                 json.dumps(

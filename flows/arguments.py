@@ -208,14 +208,16 @@ def ranking_inputs(wh: Warehouse) -> str:
     return db.analysis(wh, "ranking_inputs").column("digest")[0].as_py()
 
 
-def changed_inputs(recorded: str, current: str) -> str:
-    """What differs between two `ranking_inputs` digests: "events" where the histories or engaged
-    pairs do (ranking_inputs.sql's first two parts), else "items" (the item vocabulary or content
-    vectors' keys), else "" (the same data)."""
-    if recorded == current:
-        return ""
-    was, now = recorded.split("-"), current.split("-")
-    return "events" if len(was) != len(now) or was[:2] != now[:2] else "items"
+def changed_inputs(recorded: str, current: str, *, samples_current: bool = True) -> str:
+    """What differs between two `ranking_inputs` digests: "histories" where `samples` or the engaged
+    pairs do (ranking_inputs.sql's first two parts), else "items" where the item vocabulary or the
+    content vectors' keys do, else "". With `samples_current` False (`samples` not rebuilt since
+    `events` changed) its part is not compared: "" then means no change seen outside it."""
+    was, now = recorded.split("-"), current.split("-")  # each part a sum of unsigned hashes: no "-" inside
+    first = 0 if samples_current else 1
+    if len(was) != len(now) or was[first:2] != now[first:2]:
+        return "histories"
+    return "items" if was[2:] != now[2:] else ""
 
 
 def unrecorded_warning(wh: Warehouse, run_id: str) -> str:

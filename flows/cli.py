@@ -861,9 +861,10 @@ def _score(args: argparse.Namespace) -> None:
     held = bool(args.run_id and not args.replace and run_held(wh, args.run_id))  # a run to complete
     if args.run_id and not args.replace:
         version = model_version(wh, args.model, args.version)
-        try:  # the data's digest where the run holds rows and `samples` is current; else the flow checks it after the rebuild
-            ranked_from = ranking_inputs(wh) if held and stale_samples(wh) is None else None
-            claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False, k=args.k, ranked_from=ranked_from)
+        try:  # the data's digest where the run holds rows; with `samples` stale its part is left out, and the flow checks it after the rebuild
+            ranked_from = ranking_inputs(wh) if held else None
+            samples_current = stale_samples(wh) is None
+            claim_run(wh, args.run_id, f"{args.model}@{version}", replace=False, k=args.k, ranked_from=ranked_from, samples_current=samples_current)
         except RunConflict as conflict:
             # A model that cannot score this warehouse is the first thing to fix (probe: the conflict's
             # advice, --replace, then stopped on the model's misfit).

@@ -455,7 +455,7 @@ def score_line(summary: dict[str, Any]) -> str:
     rate = f" ({shown} {'row' if shown == '1' else 'rows'}/s)" if shown != "0" else ""  # and "(1 rows/s)"
     gone = summary.get("replaced") or {}
     # probe: "the old run's 1 scores and 0 explanations removed"; a deleted report went unsaid
-    what = [count(gone[t], t[:-1]) for t in ("scores", "explanations") if gone.get(t)] + (["its report"] if gone.get("report") else [])
+    what = [count(gone[t], t[:-1]) for t in ("scores", "explanations") if gone.get(t)] + (["report"] if gone.get("report") else [])
     replaced = f"; the old run's {', '.join(what[:-1])}{' and ' if len(what) > 1 else ''}{what[-1]} removed" if what else ""
     idle = summary.get("without_positives") or 0  # probe: users with events but no positive were dropped unsaid
     first = summary.get("without_positives_first") or []
@@ -484,9 +484,9 @@ def report_line(wh: Any, summary: dict) -> str:
         else ""
     )
     stale = {  # probe: said only in the log and on the page
-        "events": "; ranked from other data than the warehouse holds now (events changed since: see the warning)",
+        "histories": "; ranked from other data than the warehouse holds now (histories changed since: see the warning)",
         "items": "; ranked from other data than the warehouse holds now (items or content vectors changed since: see the warning)",
-    }.get(summary.get("ranked_from", ""), "")
+    }.get(summary.get("data_changed", ""), "")
     made = f"{count(summary['explanations'], 'explanation')}, {count(summary['pages'], 'user page')}"
     return f"analyze {summary['run_id']}: {made}{quality}{stale}; {summary['report']}"
 

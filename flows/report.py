@@ -285,7 +285,8 @@ def rescore_command(wh: Warehouse, name: str, run_id: str, data: Dataset, *, lis
     run scored fewer than that, at most `listed` of them, each passable by --users (no comma, no
     spaces at its ends)."""
     rows = db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()
-    command = f"reelsense score --model {name} --run-id {shlex.quote(run_id)} --replace"
+    run = f"--run-id={run_id}" if run_id.startswith("-") else f"--run-id {run_id}"  # review: "--run-id -r1" is refused by argparse
+    command = f"reelsense score --model {name} {run} --replace"
     kept = (store.partition_record(wh, SCORES, run_id) or {}).get("k") or max((r["kept"] for r in rows), default=TOP_K)
     if kept != TOP_K:
         command += f" --k {kept}"

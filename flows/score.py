@@ -18,7 +18,7 @@ its rows to `scores` with the run id and the model version. A user with fewer th
 gets fewer rows.
 
 A run id belongs to one model version (`claim_run`): reusing it with another model or version is
-refused, unless `replace=True` (`--replace`), which first removes the run's explanations and then
+refused, unless `replace=True` (`--replace`), which first removes the run's report and explanations, then
 its scores (the run's partition folder in each table), both journaled, so a crash leaves the old
 table or the new one. Appends are idempotent by (run_id, user_id, item_id), so a run repeated with
 the same `--run-id` and model version after a crash completes the missing shards and duplicates
@@ -40,7 +40,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.arguments import check_arguments, check_positive_users, check_saved_version, check_users, idle_users, ranking_inputs, run_held
+from flows.arguments import changed_inputs, check_arguments, check_positive_users, check_saved_version, check_users, idle_users, ranking_inputs, run_held
 from flows.console import waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -145,14 +145,24 @@ def model_version(wh: Warehouse, model: str, version: str | None) -> str:
 
 
 def claim_run(
-    wh: Warehouse, run_id: str, model_version: str, *, replace: bool, k: int | None = None, ranked_from: str | None = None, record: bool = False
+    wh: Warehouse,
+    run_id: str,
+    model_version: str,
+    *,
+    replace: bool,
+    k: int | None = None,
+    ranked_from: str | None = None,
+    samples_current: bool = True,
+    record: bool = False,
 ) -> dict[str, int]:
     """Make `run_id` a run of `model_version` ("name@version"). A run holding another version's
     scores is refused, or with `replace` removed first (its report, explanations and scores); a run
     of the same version is left as it is, to be completed, unless it holds ranks beyond `k` (a run of
     a larger --k: probe, `--k 5` on it said only "0 rows written, 1005 already there") or was ranked
     from other data than `ranked_from` (`ranking_inputs`, kept beside the run's rows; None: not
-    checked; a run scored before it was kept, 2026-12-07: not checked either). With `record`, a run
+    checked; a run scored before it was kept, 2026-12-07: not checked either; `samples_current`
+    False: `ranked_from` was read from a `samples` not rebuilt since `events` changed, so its part
+    is not compared, and the flow checks again after the rebuild). With `record`, a run
     that holds no rows now keeps `ranked_from` and `k` (its --k: its largest rank is less where
     users have fewer items to rank, probe), and a run extended to a larger `k` keeps that. Returns
     the rows removed per table, and under "report" 1 where the run's report was removed."""
@@ -168,7 +178,7 @@ def claim_run(
         made = None
     else:
         removed, held, made = {}, run_held(wh, run_id), store.partition_record(wh, SCORES, run_id)
-        check_held(run_id, model_version, held, k=k, ranked_from=ranked_from, made=made)
+        check_held(run_id, model_version, held, k=k, ranked_from=ranked_from, made=made, samples_current=samples_current)
     if record and ranked_from is not None and not held:  # before any shard writes: a run cut short knows its data
         store.record_partition(wh, SCORES, run_id, {"ranked_from": ranked_from, "k": k, "recorded_at": datetime.now(timezone.utc).isoformat()})
     elif record and made is not None and k is not None and k > (made.get("k") or 0):  # extended: it holds the larger --k now
@@ -176,11 +186,25 @@ def claim_run(
     return removed
 
 
-def check_held(run_id: str, model_version: str, held: list[dict[str, Any]], *, k: int | None, ranked_from: str | None, made: dict[str, Any] | None) -> None:
+def check_held(
+    run_id: str,
+    model_version: str,
+    held: list[dict[str, Any]],
+    *,
+    k: int | None,
+    ranked_from: str | None,
+    made: dict[str, Any] | None,
+    samples_current: bool = True,
+) -> None:
     """RunConflict where the rows a run holds (`held`: run_held) cannot be completed by a run of
-    `model_version` with `k` from the data `ranked_from`; `made`: the run's kept record."""
+    `model_version` with `k` from the data `ranked_from`; `made`: the run's kept record (claim_run)."""
     others = [r for r in held if r["model_version"] != model_version]
-    stale = ranked_from is not None and held and made is not None and made.get("ranked_from") != ranked_from
+    known = ranked_from is not None and bool(held) and made is not None
+    stale = False
+    if ranked_from is not None and held and made is not None:
+        stale = bool(changed_inputs(made["ranked_from"], ranked_from, samples_current=samples_current))
+    recorded = (made or {}).get("k")
+    top = recorded or (held[0]["max_rank"] if held else 0)  # a run of before 2026-12-07 keeps no --k: its largest rank
     if others:
         found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
         # The safe ways first, the deleting one last (probe: --replace was the first advice given).
@@ -189,9 +213,10 @@ def check_held(run_id: str, model_version: str, held: list[dict[str, Any]], *, k
             complete = f" (run {run_id!r} cannot be completed either: it was ranked from other data than the warehouse holds now)"
         elif len(held) == 1:
             name, version = held[0]["model_version"].split("@", 1)
+            unsure = " if no event changed since (the run is checked against them once `samples` is rebuilt)" if known and not samples_current else ""
             complete = (
-                f"; `reelsense score --model {name} --version {version} --run-id {run_id}` completes that run "
-                "(with the --k, --retrieval, --candidates and --users it was started with)"
+                f"; `reelsense score --model {name} --version {version} --run-id {run_id} --k {top}` completes that run{unsure} "
+                "(with the --retrieval, --candidates and --users it was started with)"
             )
         raise RunConflict(
             f"run id {run_id!r} already holds {found}, and this run scores with {model_version}: a run id belongs to one "
@@ -207,8 +232,6 @@ def check_held(run_id: str, model_version: str, held: list[dict[str, Any]], *, k
             f"rankings in one run. Leave out --run-id (or pick another) for a new run of the current data; --replace "
             f"deletes run {run_id!r} and scores it again from the current data"
         )
-    recorded = (made or {}).get("k")
-    top = recorded or (held[0]["max_rank"] if held else 0)  # a run of before 2026-12-07 keeps no --k: its largest rank
     if k is not None and held and top > k:
         name, version = model_version.split("@", 1)
         # probe: a --k 1000 run of 85 items a user was said to be "scored with --k 85"

@@ -556,7 +556,11 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     assert main(["--home", str(home), "report", "--run-id", "run-report", "--pages", "1", "--plot-users", "0"]) == 0
     out = capsys.readouterr().out
     said = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    assert "run run-report was ranked from other data than the warehouse holds now: `items` or the content vectors changed since (no event did)" in said, said
+    items_changed = (
+        "run run-report was ranked from other data than the warehouse holds now: the items (`items`, or items only `events` name) "
+        "or their content vectors changed since, not the histories"
+    )
+    assert items_changed in said, said
     assert "; ranked from other data than the warehouse holds now (items or content vectors changed since: see the warning);" in out, out
     assert "current histories" not in said and "current histories" not in index.read_text()
     caplog.clear()
@@ -568,7 +572,10 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     assert store.partition_record(copy, SCORES, "run-report")["ranked_from"] != ranking_inputs(copy)  # the ingest changed it
     analyze(str(home), run_id="run-report", max_plot_users=1)
     warned = [r for r in caplog.records if other in r.getMessage() and r.levelno == logging.WARNING]
-    events_changed = "`events` changed since, so its report explains each pair from the current histories, which can differ from those it was ranked from"
+    events_changed = (
+        "the histories or engaged items it ranked from (`samples`, built from `events`) changed since, so its report explains each pair "
+        "from the current histories, which can differ from those it was ranked from"
+    )
     assert len(warned) == 1 and events_changed in warned[0].getMessage()
     k = db.fetch(copy, "SELECT max(rank) AS k FROM scores WHERE run_id = 'run-report'")[0]["k"]  # the run's --k (probe: left out)
     assert f"`reelsense --home {home} score --model lstm-attn --run-id run-report --replace --k {k}` scores it again" in warned[0].getMessage()
@@ -584,7 +591,7 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     # A run scored before runs kept their data's digest: not known, and the page says so (probe: silent)
     (copy.table_dir(SCORES) / "run_id=run-report" / ".made_from.json").unlink()
     summary = analyze(str(home), run_id="run-report", max_plot_users=0, max_pages=1)
-    assert summary["ranked_from"] == "unknown" and json.loads((index.parent / "report.json").read_text())["ranked_from_current_data"] is None
+    assert summary["data_changed"] == "unknown" and json.loads((index.parent / "report.json").read_text())["ranked_from_current_data"] is None
     assert "<p class=muted>This run was scored before runs kept a record of the data they ranked from" in index.read_text()
     assert "ranked from other data" not in index.read_text()
 

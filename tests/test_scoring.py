@@ -536,7 +536,7 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     err = capsys.readouterr().err
     assert f"run id 'c1' already holds {n} rows of lstm-attn@" in err and "--replace" in err
     lstm = artifacts.latest(home.models_dir, "lstm-attn")["version"]
-    complete = f"`reelsense --home {home.home} score --model lstm-attn --version {lstm} --run-id c1` completes that run (with the --k, --retrieval, "
+    complete = f"`reelsense --home {home.home} score --model lstm-attn --version {lstm} --run-id c1 --k 3` completes that run (with the --retrieval, "
     assert f"Leave out --run-id (or pick another) for a new run; {complete}" in err and "started with); --replace deletes run 'c1'" in err  # safe ways first
     assert len(err.strip().splitlines()) == 1
     held = db.fetch(home, "SELECT model_version, count(*) AS n FROM scores WHERE run_id = 'c1' GROUP BY ALL")
@@ -549,7 +549,7 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     report.mkdir(parents=True)
     (report / "index.html").write_text("the old run's report")
     assert _cli(home, "score", "--k", "3", "--run-id", "c1", "--model", "lightgbm", "--replace") == 0
-    assert f"{n} rows written, 0 already there; the old run's {n} scores, 1 explanation and its report removed" in capsys.readouterr().out
+    assert f"{n} rows written, 0 already there; the old run's {n} scores, 1 explanation and report removed" in capsys.readouterr().out
     assert not report.exists()
     # --replace of a run that holds nothing says so, naming the near run (probe: a mistyped run id went unsaid).
     assert _cli(home, "score", "--k", "1", "--run-id", "c1x", "--replace") == 0
@@ -740,18 +740,19 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     liked = write_csv(home.home / "liked.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", top, later, "like", ""]])
     assert _cli(home, "ingest", "events", str(liked)) == 0
     capsys.readouterr()
+    # Another model version on it, `samples` not rebuilt yet: the new engaged pair shows without it, and
+    # the refusal does not advise the completion that would be refused (review)
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1", "--model", "lightgbm") == 2
+    err = capsys.readouterr().err
+    assert "run 'd1' cannot be completed either: it was ranked from other data than the warehouse holds now" in err, err
+    assert "completes that run" not in err and "--replace deletes run 'd1' (its scores, explanations and report)" in err
     refused = "run id 'd1' was ranked from other data than the warehouse holds now (`events`, `items` or the content vectors changed"
-    assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 2  # asked by the flow, after it rebuilds `samples`
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 2  # the CLI's check too, before any flow
     assert refused in capsys.readouterr().err
     # `samples` is current now: the CLI refuses before a flow starts
     monkeypatch.setattr(flows.score, "run_score", lambda *a, **k: pytest.fail("a flow started for a run of other data"))
     assert _cli(home, "score", "--k", "5", "--run-id", "d1") == 2
     assert refused in capsys.readouterr().err
-    # Another model version on it: its refusal does not advise the completion refused above (probe)
-    assert _cli(home, "score", "--k", "4", "--run-id", "d1", "--model", "lightgbm") == 2
-    err = capsys.readouterr().err
-    assert "run 'd1' cannot be completed either: it was ranked from other data than the warehouse holds now" in err, err
-    assert "completes that run" not in err and "--replace deletes run 'd1' (its scores, explanations and report)" in err
     monkeypatch.undo()
     ranks = db.fetch(home, "SELECT user_id, list(rank ORDER BY rank) AS r FROM scores WHERE run_id = 'd1' GROUP BY user_id")
     assert len(ranks) == users and all(r["r"] == [1, 2, 3, 4] for r in ranks)  # nothing added
@@ -761,6 +762,18 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert top not in next(r["i"] for r in ranks if r["user_id"] == "user00")  # engaged with since: not served
     kept = store.partition_record(home, SCORES, "d1")
     assert kept is not None and kept["ranked_from"] == ranking_inputs(home)  # the replaced run's: the current data
+    # A like of an item the user engaged with already changes `samples` alone: the CLI cannot see it
+    # before the rebuild, so a version conflict's completion advice is hedged, and the flow refuses.
+    again = (tiny_platform.START + timedelta(days=90)).isoformat()
+    repeat = write_csv(home.home / "again.csv", ["user_id", "item_id", "event_ts", "event", "watch_ratio"], [["user00", top, again, "like", ""]])
+    assert _cli(home, "ingest", "events", str(repeat)) == 0
+    capsys.readouterr()
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1", "--model", "lightgbm") == 2
+    assert (
+        "--run-id d1 --k 4` completes that run if no event changed since (the run is checked against them once `samples` is rebuilt)" in capsys.readouterr().err
+    )
+    assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 2  # asked by the flow, after it rebuilds `samples`
+    assert refused in capsys.readouterr().err
     # A run scored before runs kept their digest is completed as before: nothing to compare.
     old = db.fetch(home, "SELECT * FROM scores WHERE run_id = 'd1' AND user_id = 'user00'")
     now = datetime.now(timezone.utc)  # the newest run by when it was first scored: prune keeps it below
@@ -800,14 +813,19 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
 
 def test_a_run_completed_later_is_not_made_newer_than_runs_scored_after_it(home, capsys):
     """Probe: runs were ordered by their last row's time, so completing an old run by a few rows made
-    it the newest: `prune --keep-runs 1` kept it and deleted the run scored hours after it, and
-    `report` without --run-id picked it."""
+    it the newest: `prune --keep-runs 1` kept it and deleted the run scored hours after it (and
+    `report` without --run-id and `explain` took it for the newest)."""
+    from flows.arguments import check_run
+
     assert _cli(home, "score", "--k", "2", "--run-id", "first") == 0
     assert _cli(home, "score", "--k", "2", "--run-id", "second") == 0
     assert _cli(home, "score", "--k", "3", "--run-id", "first") == 0  # extended by each user's rank 3, after `second`
     assert "rows written" in capsys.readouterr().out
     runs = [r["run_id"] for r in db.analysis(home, "runs").to_pylist()]
-    assert runs.index("second") < runs.index("first"), runs
+    assert runs.index("second") < runs.index("first") and check_run(home, None)["run_id"] == "second", runs
+    pair = db.fetch(home, "SELECT user_id, item_id FROM scores WHERE run_id = 'second' AND rank = 1 LIMIT 1")[0]
+    by_explain = [r["run_id"] for r in db.analysis(home, "pair_runs", {"user": pair["user_id"], "item": pair["item_id"]}).to_pylist()]
+    assert by_explain.index("second") < by_explain.index("first"), by_explain  # `explain`'s newest run
     assert _cli(home, "prune", "--keep-runs", "1") == 0
     assert "kept 1 run (second)" in capsys.readouterr().out
     assert {r["run_id"] for r in db.fetch(home, "SELECT DISTINCT run_id FROM scores")} == {"second"}
