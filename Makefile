@@ -46,9 +46,9 @@ test-e2e: setup
 	$(BIN)/python -m pytest -m e2e
 
 # Crash safety: extraction, feature builds, compaction and prune killed at each write point or
-# from outside (SIGKILL, Ctrl-C, SIGTERM), then resumed, and a SIGTERM that Prefect loses (11 tests
-# in 1:56 on 2 idle cores, 2026-12-05). The two that also start their own Prefect server are e2e
-# tests. CI runs them last.
+# from outside (SIGKILL, Ctrl-C, SIGTERM), then resumed, a SIGTERM that Prefect loses, and processes
+# at once (two extractions, concurrent view refreshes). The two that also start their own Prefect
+# server are e2e tests. CI runs them last.
 test-chaos: setup
 	$(BIN)/python -m pytest -m "chaos and not e2e"
 

@@ -517,6 +517,7 @@ def test_prune_waits_for_a_running_report(tmp_path):
 # 3. Concurrency -------------------------------------------------------------------------------
 
 
+@pytest.mark.chaos  # processes at once, as the crash tests' are: in make test-chaos (make test keeps under 12 minutes)
 def test_two_concurrent_extractions_embed_each_item_once(sample):
     home = fresh_home(sample, "concurrent")
     runs = [start(home, "extract", "--config", str(sample / "audio.toml")) for _ in range(2)]
@@ -534,6 +535,7 @@ def _refresh_and_query(home: str, rounds: int) -> None:
         assert db.query(wh, "SELECT count(*) AS n FROM events").column("n")[0].as_py() == 1
 
 
+@pytest.mark.chaos  # processes at once: in make test-chaos
 def test_concurrent_view_refreshes_and_queries_wait_instead_of_failing(tmp_path):
     """DuckDB allows one read-write process or many readers; without the database lock, processes
     refreshing views while others query fail with "Could not set lock on file"."""
