@@ -26,10 +26,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.arguments import changed_inputs, check_pair, check_pair_runs, check_run, idle_user_error, ranking_inputs
-from flows.console import say
+from flows.console import run_option, say
 from flows.latest import latest_meta, readable_latest
 from flows.rank import current_samples
 from flows.report import rescore_command, run_dir, run_folder, write_report, write_runs_index
+from flows.score import find_misfit, model_version
 from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, Queries, load_dataset, modality_vectors
@@ -81,8 +82,8 @@ def _rescore(run_id: str, name: str) -> str:
     """What to do about a run whose own model cannot explain it (training again makes a new version;
     the run's stays as it was): rescore the run with the latest models, then report it."""
     return (
-        f"`reelsense score --run-id {run_id} --model {name} --replace` (with the --k and --users it was scored with) rescores the run "
-        f"with the latest models, and `reelsense report --run-id {run_id}` then explains it with them"
+        f"`reelsense score {run_option(run_id)} --model {name} --replace` (with the --k and --users it was scored with) rescores the run "
+        f"with the latest models, and `reelsense report {run_option(run_id)}` then explains it with them"
     )
 
 
@@ -268,7 +269,14 @@ def stale_warning(wh: Warehouse, run_id: str, *, name: str, changed: str, data: 
         "report explains each pair with the current items and vectors"
     )
     users_note = f" (it scored {len(users)} of {everyone} users; this command scores every user)" if 0 < len(users) < everyone and not named else ""
-    return f"run {run_id} was ranked from other data than the warehouse holds now: {what}; `{command}` scores it again from the current data{users_note}"
+    rescore = f"`{command}` scores it again from the current data{users_note}"
+    try:  # probe: a popularity run's advice failed after a new item: its latest model did not fit the data
+        misfit = find_misfit(wh, name, model_version(wh, name, None))
+    except ReelsenseError as exc:  # no trained version of it left
+        misfit = exc
+    if misfit is not None:
+        rescore = f"no {name} fits the current data ({misfit}): `reelsense train --models {name}`, then {rescore}"
+    return f"run {run_id} was ranked from other data than the warehouse holds now: {what}; {rescore}"
 
 
 @flow(name="analyze", log_prints=True)
@@ -420,7 +428,7 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
         source += ranked_by_another(next((r["model_version"] for r in runs if r["run_id"] == row["run_id"]), None), row["model_version"])
     elif run_id is not None:  # a run that scored the pair (check_pair_runs), with nothing stored
         raise ReelsenseError(
-            f"run {run_id!r} has no explanation for user {user!r} and item {item!r} yet; `reelsense report --run-id {run_id}` "
+            f"run {run_id!r} has no explanation for user {user!r} and item {item!r} yet; `reelsense report {run_option(run_id)}` "
             "stores them, or leave out --run-id for the newest run that scored the pair (computed now where it has none stored)"
         )
     else:
@@ -441,8 +449,8 @@ def explain_lines(wh: Warehouse, user: str, item: str, *, run_id: str | None = N
             ranked = ranked_by_another(runs[0]["model_version"], row["model_version"])
             source = (
                 f"computed now: run {runs[0]['run_id']}, the newest to score this pair{ranked}, has no stored "
-                f"explanation (`reelsense report --run-id {runs[0]['run_id']}` stores them)"
-                + (f"; run {older}'s is shown by `--run-id {older}`" if older else "")
+                f"explanation (`reelsense report {run_option(runs[0]['run_id'])}` stores them)"
+                + (f"; run {older}'s is shown by `{run_option(older)}`" if older else "")
             )
     tags = item_tags(wh)
     lines = [

@@ -84,6 +84,20 @@ def comma_names(text: str) -> list[str]:
     return list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
+def run_option(run_id: str) -> str:
+    """`--run-id R` as a suggested command passes it: `--run-id=R` where R starts with "-", which
+    argparse would read as an option (probe: the advice printed `--run-id -x`, refused)."""
+    return f"--run-id={run_id}" if run_id.startswith("-") else f"--run-id {run_id}"
+
+
+def users_option(users: list[str], *, listed: int = 20) -> str:
+    """`--users=...` naming `users` as a suggested command passes them, or "" where there are more
+    than `listed` or one cannot pass (a comma, or spaces at its ends: --users splits and trims)."""
+    if not users or len(users) > listed or any(comma_names(u) != [u] for u in users):
+        return ""
+    return " --users=" + shlex.quote(",".join(users))  # `=`: an id may start with "-" (review)
+
+
 def option_names(option: str, text: str, example: str) -> list[str]:
     """comma_names of an option's value ([] where it names none); an empty name among others is an
     error (probe: `--models sasrec,,` was read as sasrec, `--users` dropped one unsaid)."""
@@ -463,7 +477,7 @@ def score_line(summary: dict[str, Any]) -> str:
     unscored = f"; {count(idle, 'user')} with events but no positive interaction yet not scored{named}" if idle else ""
     grown = ""
     if summary.get("report_predates"):  # probe: a larger --k added ranks the run's report never saw
-        grown = f"; the run's report predates these rows: `reelsense report --run-id {summary['run_id']}` brings it and its explanations up to date"
+        grown = f"; the run's report predates these rows: `reelsense report {run_option(summary['run_id'])}` brings it and its explanations up to date"
     return (
         f"score-batch {summary['run_id']}: {count(summary['users'], 'user')} x top {summary['k']} with {summary['model']}: "
         f"{count(summary['written'], 'row')} written, {summary['duplicates']} already there{replaced}{unscored}{grown}; "

@@ -27,7 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from flows.console import comma_names, older_code_note, other_base_note, runnable, same_evaluation, say, settings_text, unpaired_note, vs_reference
+from flows.console import (
+    comma_names,
+    older_code_note,
+    other_base_note,
+    run_option,
+    runnable,
+    same_evaluation,
+    say,
+    settings_text,
+    unpaired_note,
+    users_option,
+    vs_reference,
+)
 from flows.latest import latest_meta
 from ranker import artifacts, plots
 from ranker.data import Dataset
@@ -285,17 +297,14 @@ def rescore_command(wh: Warehouse, name: str, run_id: str, data: Dataset, *, lis
     run scored fewer than that, at most `listed` of them, each passable by --users (no comma, no
     spaces at its ends)."""
     rows = db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()
-    run = f"--run-id={run_id}" if run_id.startswith("-") else f"--run-id {run_id}"  # review: "--run-id -r1" is refused by argparse
-    command = f"reelsense score --model {name} {run} --replace"
+    command = f"reelsense score --model {name} {run_option(run_id)} --replace"
     kept = (store.partition_record(wh, SCORES, run_id) or {}).get("k") or max((r["kept"] for r in rows), default=TOP_K)
     if kept != TOP_K:
         command += f" --k {kept}"
     users = [r["user_id"] for r in rows]
     everyone = len(current_queries(data))
-    named = 0 < len(users) < everyone and len(users) <= listed and all(comma_names(u) == [u] for u in users)
-    if named:
-        command += " --users=" + shlex.quote(",".join(users))  # `=`: an id may start with "-" (review)
-    return command, users, everyone, named
+    named = users_option(users, listed=listed) if 0 < len(users) < everyone else ""
+    return command + named, users, everyone, bool(named)
 
 
 def rescore_advice(wh: Warehouse, name: str, run_id: str, data: Dataset, *, listed: int = 20) -> str:

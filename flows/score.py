@@ -41,7 +41,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
 from flows.arguments import changed_inputs, check_arguments, check_positive_users, check_saved_version, check_users, idle_users, ranking_inputs, run_held
-from flows.console import waiting_for_reports
+from flows.console import run_option, users_option, waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
 from flows.report import run_dir, write_runs_index
@@ -178,7 +178,8 @@ def claim_run(
         made = None
     else:
         removed, held, made = {}, run_held(wh, run_id), store.partition_record(wh, SCORES, run_id)
-        check_held(run_id, model_version, held, k=k, ranked_from=ranked_from, made=made, samples_current=samples_current)
+        users = [r["user_id"] for r in db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()] if held else []
+        check_held(run_id, model_version, held, k=k, ranked_from=ranked_from, made=made, samples_current=samples_current, users=users)
     if record and ranked_from is not None and not held:  # before any shard writes: a run cut short knows its data
         store.record_partition(wh, SCORES, run_id, {"ranked_from": ranked_from, "k": k, "recorded_at": datetime.now(timezone.utc).isoformat()})
     elif record and made is not None and k is not None and k > (made.get("k") or 0):  # extended: it holds the larger --k now
@@ -195,9 +196,12 @@ def check_held(
     ranked_from: str | None,
     made: dict[str, Any] | None,
     samples_current: bool = True,
+    users: list[str] | None = None,
 ) -> None:
     """RunConflict where the rows a run holds (`held`: run_held) cannot be completed by a run of
-    `model_version` with `k` from the data `ranked_from`; `made`: the run's kept record (claim_run)."""
+    `model_version` with `k` from the data `ranked_from`; `made`: the run's kept record (claim_run);
+    `users`: the run's users, named in the completing command where few (probe: without them it
+    scored a 3-user run over every user)."""
     others = [r for r in held if r["model_version"] != model_version]
     known = ranked_from is not None and bool(held) and made is not None
     stale = False
@@ -205,6 +209,12 @@ def check_held(
         stale = bool(changed_inputs(made["ranked_from"], ranked_from, samples_current=samples_current))
     recorded = (made or {}).get("k")
     top = recorded or (held[0]["max_rank"] if held else 0)  # a run of before 2026-12-07 keeps no --k: its largest rank
+    named = users_option(users or [])
+    started = f"(with the --retrieval{', --candidates and --users' if not named else ' and --candidates'} it was started with)"
+
+    def completing(name: str, version: str) -> str:
+        return f"`reelsense score --model {name} --version {version} {run_option(run_id)} --k {top}{named}` completes that run"
+
     if others:
         found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
         # The safe ways first, the deleting one last (probe: --replace was the first advice given).
@@ -213,11 +223,9 @@ def check_held(
             complete = f" (run {run_id!r} cannot be completed either: it was ranked from other data than the warehouse holds now)"
         elif len(held) == 1:
             name, version = held[0]["model_version"].split("@", 1)
-            unsure = " if no event changed since (the run is checked against them once `samples` is rebuilt)" if known and not samples_current else ""
-            complete = (
-                f"; `reelsense score --model {name} --version {version} --run-id {run_id} --k {top}` completes that run{unsure} "
-                "(with the --retrieval, --candidates and --users it was started with)"
-            )
+            # probe: "if no event changed" was not the condition: an event outside the histories changes none
+            unsure = " if the histories it ranked from did not change (checked once `samples` is rebuilt)" if known and not samples_current else ""
+            complete = f"; {completing(name, version)}{unsure} {started}"
         raise RunConflict(
             f"run id {run_id!r} already holds {found}, and this run scores with {model_version}: a run id belongs to one "
             f"model version. Leave out --run-id (or pick another) for a new run{complete}; --replace deletes run "
@@ -238,7 +246,7 @@ def check_held(
         holds = f"was scored with --k {top}" if recorded else f"holds each user's top {top} at most (its largest rank: it was scored with --k {top} or more)"
         raise RunConflict(
             f"run id {run_id!r} {holds}, and this run asks for the top {k}: a run "
-            f"holds one --k. `reelsense score --model {name} --version {version} --run-id {run_id} --k {top}` completes that run; "
+            f"holds one --k. {completing(name, version)} {started}; "
             f"leave out --run-id (or pick another) for a new run of the top {k}; --replace deletes run {run_id!r} and scores it "
             f"again with --k {k}"
         )
@@ -329,14 +337,14 @@ def score_batch(
             raise ReelsenseError(
                 f"{failed[0]}; run {run_id} holds {held} rows, {written} of them written now: `samples` was rebuilt while it ran, so "
                 f"where the data changed (an ingest) the run cannot be completed from the data it was ranked from. `reelsense score "
-                f"--model {model} --version {version} --run-id {run_id} --replace` scores it again from the current data (with the "
+                f"--model {model} --version {version} {run_option(run_id)} --replace` scores it again from the current data (with the "
                 "--k, --retrieval, --candidates and --users it was started with); where the rebuild changed no data (`features`), "
                 "the same command without --replace completes it"
             ) from failed[0]
         # Not "incomplete": a rerun of a finished run fails the same way and writes nothing (probe).
         raise ReelsenseError(
             f"{failed[0]}; run {run_id} holds {held} rows, {written} of them written now by the shards that finished: fix the "
-            f"cause, then `reelsense score --model {model} --version {version} --run-id {run_id}` scores what it lacks "
+            f"cause, then `reelsense score --model {model} --version {version} {run_option(run_id)}` scores what it lacks "
             "(with the --k, --retrieval, --candidates and --users it was started with), or add --replace to start it over"
         ) from failed[0]
     db.refresh_views(wh)

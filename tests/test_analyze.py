@@ -563,6 +563,14 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     assert items_changed in said, said
     assert "; ranked from other data than the warehouse holds now (items or content vectors changed since: see the warning);" in out, out
     assert "current histories" not in said and "current histories" not in index.read_text()
+    assert "scores it again from the current data" in said and "train --models lstm-attn`, then" not in said  # lstm-attn fits the new item
+    # A run of a model that no longer fits (lightgbm's item count grew): the advice trains it first (probe: it failed as printed)
+    from flows.analyze import stale_warning
+
+    said = stale_warning(copy, "run-report", name="lightgbm", changed="items", data=load_dataset(copy, MAX_HISTORY))
+    assert "; no lightgbm fits the current data (lightgbm " in said and "`reelsense train --models lightgbm`, then `reelsense score --model lightgbm" in said, (
+        said
+    )
     caplog.clear()
     liked = unscored_item(copy, "user00")
     events = tmp_path / "liked.csv"

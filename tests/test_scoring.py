@@ -779,9 +779,7 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert _cli(home, "ingest", "events", str(repeat)) == 0
     capsys.readouterr()
     assert _cli(home, "score", "--k", "4", "--run-id", "d1", "--model", "lightgbm") == 2
-    assert (
-        "--run-id d1 --k 4` completes that run if no event changed since (the run is checked against them once `samples` is rebuilt)" in capsys.readouterr().err
-    )
+    assert "--run-id d1 --k 4` completes that run if the histories it ranked from did not change (checked once `samples` is rebuilt)" in capsys.readouterr().err
     assert _cli(home, "score", "--k", "4", "--run-id", "d1") == 2  # asked by the flow, after it rebuilds `samples`
     assert refused in capsys.readouterr().err
     # A run scored before runs kept their digest is completed as before: nothing to compare.
@@ -805,7 +803,15 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     assert max(r["rank"] for r in db.fetch(home, "SELECT rank FROM scores WHERE run_id = 'big'")) < items + 5
     capsys.readouterr()
     assert _cli(home, "score", "--k", "2", "--run-id", "big", "--users", "user01") == 2
-    assert f"run id 'big' was scored with --k {items + 5}, and this run asks for the top 2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"run id 'big' was scored with --k {items + 5}, and this run asks for the top 2" in err
+    # its completing command names the run's users (probe: without them it scored every user)
+    assert f"--run-id big --k {items + 5} --users=user00` completes that run (with the --retrieval and --candidates it was started with)" in err, err
+    # a run id that starts with "-" is passed as --run-id=-x, which the parser reads (probe: `--run-id -x` it refuses)
+    from flows.cli import build_parser
+    from flows.console import run_option
+
+    assert build_parser().parse_args(["score", *run_option("-x").split(" ")]).run_id == "-x" and run_option("x") == "--run-id x"
     # A record that cannot be read is named, not taken for none (which would turn the check off).
     made = home.table_dir(SCORES) / "run_id=d1" / ".made_from.json"
     good = made.read_text()
