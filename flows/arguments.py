@@ -208,6 +208,12 @@ def ranking_inputs(wh: Warehouse) -> str:
     return db.analysis(wh, "ranking_inputs").column("digest")[0].as_py()
 
 
+def run_k(made: dict[str, Any] | None, largest_rank: int) -> int:
+    """A run's --k: the one kept beside its rows (`made`: its record), or where a run of before
+    2026-12-07 keeps none, its largest rank (less than its --k where users had fewer items to rank)."""
+    return (made or {}).get("k") or largest_rank
+
+
 def changed_inputs(recorded: str, current: str, *, samples_current: bool = True) -> str:
     """What differs between two `ranking_inputs` digests: "histories" where `samples` or the engaged
     pairs do (ranking_inputs.sql's first two parts), else "items" where the item vocabulary or the

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from flows.arguments import run_k
 from flows.console import (
     comma_names,
     older_code_note,
@@ -298,7 +299,7 @@ def rescore_command(wh: Warehouse, name: str, run_id: str, data: Dataset, *, lis
     spaces at its ends)."""
     rows = db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()
     command = f"reelsense score --model {name} {run_option(run_id)} --replace"
-    kept = (store.partition_record(wh, SCORES, run_id) or {}).get("k") or max((r["kept"] for r in rows), default=TOP_K)
+    kept = run_k(store.partition_record(wh, SCORES, run_id), max((r["kept"] for r in rows), default=TOP_K))
     if kept != TOP_K:
         command += f" --k {kept}"
     users = [r["user_id"] for r in rows]

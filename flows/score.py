@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,7 +41,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.arguments import changed_inputs, check_arguments, check_positive_users, check_saved_version, check_users, idle_users, ranking_inputs, run_held
+from flows.arguments import changed_inputs, check_arguments, check_positive_users, check_saved_version, check_users, idle_users, ranking_inputs, run_held, run_k
 from flows.console import run_option, users_option, waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -178,7 +179,10 @@ def claim_run(
         made = None
     else:
         removed, held, made = {}, run_held(wh, run_id), store.partition_record(wh, SCORES, run_id)
-        users = [r["user_id"] for r in db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()] if held else []
+
+        def users() -> list[str]:  # read only for a refusal's advice: not on every completion (a run may hold 50,000 users)
+            return [r["user_id"] for r in db.analysis(wh, "run_users", {"run_id": run_id}).to_pylist()]
+
         check_held(run_id, model_version, held, k=k, ranked_from=ranked_from, made=made, samples_current=samples_current, users=users)
     if record and ranked_from is not None and not held:  # before any shard writes: a run cut short knows its data
         store.record_partition(wh, SCORES, run_id, {"ranked_from": ranked_from, "k": k, "recorded_at": datetime.now(timezone.utc).isoformat()})
@@ -196,24 +200,21 @@ def check_held(
     ranked_from: str | None,
     made: dict[str, Any] | None,
     samples_current: bool = True,
-    users: list[str] | None = None,
+    users: Callable[[], list[str]] = list,
 ) -> None:
     """RunConflict where the rows a run holds (`held`: run_held) cannot be completed by a run of
     `model_version` with `k` from the data `ranked_from`; `made`: the run's kept record (claim_run);
-    `users`: the run's users, named in the completing command where few (probe: without them it
-    scored a 3-user run over every user)."""
+    `users`: the run's users, asked for a refusal only and named in its completing command where
+    few (probe: without them it scored a 3-user run over every user)."""
     others = [r for r in held if r["model_version"] != model_version]
     known = ranked_from is not None and bool(held) and made is not None
-    stale = False
-    if ranked_from is not None and held and made is not None:
-        stale = bool(changed_inputs(made["ranked_from"], ranked_from, samples_current=samples_current))
-    recorded = (made or {}).get("k")
-    top = recorded or (held[0]["max_rank"] if held else 0)  # a run of before 2026-12-07 keeps no --k: its largest rank
-    named = users_option(users or [])
-    started = f"(with the --retrieval{', --candidates and --users' if not named else ' and --candidates'} it was started with)"
+    stale = known and bool(changed_inputs(made["ranked_from"], ranked_from, samples_current=samples_current))  # known: neither is None
+    top = run_k(made, held[0]["max_rank"] if held else 0)
 
-    def completing(name: str, version: str) -> str:
-        return f"`reelsense score --model {name} --version {version} {run_option(run_id)} --k {top}{named}` completes that run"
+    def completing(name: str, version: str, unsure: str = "") -> str:
+        named = users_option(users())
+        started = f"(with the --retrieval{' and --candidates' if named else ', --candidates and --users'} it was started with)"
+        return f"`reelsense score --model {name} --version {version} {run_option(run_id)} --k {top}{named}` completes that run{unsure} {started}"
 
     if others:
         found = ", ".join(f"{r['n_rows']} rows of {r['model_version']}" for r in held)
@@ -225,7 +226,7 @@ def check_held(
             name, version = held[0]["model_version"].split("@", 1)
             # probe: "if no event changed" was not the condition: an event outside the histories changes none
             unsure = " if the histories it ranked from did not change (checked once `samples` is rebuilt)" if known and not samples_current else ""
-            complete = f"; {completing(name, version)}{unsure} {started}"
+            complete = "; " + completing(name, version, unsure)
         raise RunConflict(
             f"run id {run_id!r} already holds {found}, and this run scores with {model_version}: a run id belongs to one "
             f"model version. Leave out --run-id (or pick another) for a new run{complete}; --replace deletes run "
@@ -243,10 +244,14 @@ def check_held(
     if k is not None and held and top > k:
         name, version = model_version.split("@", 1)
         # probe: a --k 1000 run of 85 items a user was said to be "scored with --k 85"
-        holds = f"was scored with --k {top}" if recorded else f"holds each user's top {top} at most (its largest rank: it was scored with --k {top} or more)"
+        holds = (
+            f"was scored with --k {top}"
+            if (made or {}).get("k")
+            else f"holds each user's top {top} at most (its largest rank: it was scored with --k {top} or more)"
+        )
         raise RunConflict(
             f"run id {run_id!r} {holds}, and this run asks for the top {k}: a run "
-            f"holds one --k. {completing(name, version)} {started}; "
+            f"holds one --k. {completing(name, version)}; "
             f"leave out --run-id (or pick another) for a new run of the top {k}; --replace deletes run {run_id!r} and scores it "
             f"again with --k {k}"
         )
