@@ -112,6 +112,10 @@ def write_runs_index(wh: Warehouse) -> Path:
     runs = [
         json.loads(f.read_text()) | {"dir": f.parent.name} for f in wh.reports_dir.glob("*/report.json") if not f.parent.name.startswith(".")
     ]  # not a report being written
+    # When each run was first scored, from `scores` (review: a report written before 2026-12-07 keeps
+    # its run's last-row time); a report whose run has gone keeps its own.
+    first = {r["run_id"]: r["scored_at"].isoformat() for r in db.analysis(wh, "runs").to_pylist()} if wh.has_rows_on_disk(SCORES) else {}
+    runs = [r | {"scored_at": first.get(r["run_id"], r.get("scored_at"))} for r in runs]
     runs.sort(key=lambda r: (r.get("scored_at") or "", r.get("written_at") or ""), reverse=True)
     rows = "".join(
         f"<tr><td><a href='{html.escape(r['dir'])}/index.html'>{html.escape(r['run_id'])}</a>{' (latest)' if i == 0 else ''}</td>"

@@ -24,7 +24,7 @@ from ranker.artifacts import fingerprint, rows_fingerprint
 from ranker.data import load_dataset
 from ranker.registry import build
 from warehouse import db
-from warehouse.errors import ConfigError, QueryError
+from warehouse.errors import ConfigError, QueryError, ReelsenseError
 from warehouse.store import Warehouse
 
 HEADER = ["user_id", "item_id", "event_ts", "event", "watch_ratio"]
@@ -377,6 +377,7 @@ def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_cont
         # probe: DuckDB's own "Values were not provided for the following prepared statement parameters"
         (["SELECT $1 AS a, $2 AS b", "--param", "x"], "the query has placeholders up to $2 and 1 --param value; pass one --param VALUE per"),
         (["SELECT 1", "--param", "x"], "the query has no placeholder and 1 --param value"),
+        (["SELECT $1 AS a, $who AS b", "--param", "5", "--param", "who=u1"], "mixes numbered ($1, $2, ...) and named ($name) placeholders"),
         (["INSTALL httpfs"], "found an INSTALL statement; the warehouse is read-only"),  # probe: "a LOAD statement"
         (["LOAD httpfs"], "found a LOAD statement"),
         (["-- a comment\nINSTALL httpfs"], "found an INSTALL statement"),  # review
@@ -487,6 +488,14 @@ def test_reports_of_different_runs_do_not_overwrite_each_other(scored_home, caps
     # reporting the older run again keeps `two` the latest: latest is the newest scored run
     assert main(["--home", str(scored_home), "report", "--run-id", "full", "--plot-users", "0", "--device", "cpu"]) == 0
     assert (reports / "latest").read_text() == "two/index.html\n" and "scores from run two" in two.read_text()
+    # the order is the warehouse's, not a report's stored time (review: a report written before
+    # 2026-12-07 keeps its run's last-row time, later than the next run's first)
+    from flows.report import write_runs_index
+
+    stored = json.loads((reports / "full" / "report.json").read_text())
+    (reports / "full" / "report.json").write_text(json.dumps(stored | {"scored_at": "2999-01-01T00:00:00+00:00"}))
+    write_runs_index(Warehouse(scored_home))
+    assert (reports / "latest").read_text() == "two/index.html\n" and "2999" not in (reports / "index.html").read_text()
     assert not [p.name for p in reports.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
     assert main(["--home", str(scored_home), "report", "--run-id", "full", "--pages", "5", "--plot-users", "0"]) == 0
     assert "108 explanations, 5 user pages" in capsys.readouterr().out
@@ -1391,6 +1400,14 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
     assert main(["--home", str(home), "train", "--models", "lstm-attn"]) == 2
     err = capsys.readouterr().err
     assert "has no items to embed: run `reelsense" in err and "ingest items FILE`, then `reelsense" in err
+    # and so does report, whose explanations come from lstm-attn (probe: it said to train one, which refused)
+    from flows.analyze import load_explainers
+    from ranker.data import ensure_samples
+
+    wh = Warehouse(home)
+    ensure_samples(wh)
+    with pytest.raises(ReelsenseError, match=r"which the warehouse lacks: `reelsense ingest items FILE` \(item_id,title,video_uri\), `reelsense extract`"):
+        load_explainers(wh, load_dataset(wh), "cpu")
 
 
 def test_a_misspelt_table_to_compact_gets_the_near_name(home, capsys):

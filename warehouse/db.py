@@ -319,6 +319,13 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
     $name takes `name=value`."""
     try:
         names = set().union(*(s.named_parameters for s in duckdb.extract_statements(sql)))
+    except duckdb.NotImplementedException as exc:  # probe: DuckDB's raw "Mixing named and positional parameters is not supported yet"
+        if "named and positional" not in str(exc):
+            raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
+        raise QueryError(
+            "the query mixes numbered ($1, $2, ...) and named ($name) placeholders, which DuckDB does not support; "
+            "use numbered ones throughout (--param VALUE, in order) or named ones throughout (--param NAME=VALUE)"
+        ) from exc
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
     if not values:
