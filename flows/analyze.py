@@ -185,11 +185,12 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
     try:
         return artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=version, match="schema", fix=_retrain("lstm-attn"))
     except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
+        reason = str(exc)
         if data.content_source == "none":  # probe: it advised training lstm-attn, which then refused for want of content
             first = "`reelsense extract`" if db.table_counts(wh)["items"] else "`reelsense ingest items FILE` (item_id,title,video_uri), `reelsense extract`"
-            exc = artifacts.ModelMismatch(f"it needs the items' content vectors, which the warehouse lacks: {first}, then `reelsense train --models lstm-attn`")
+            reason = f"it needs the items' content vectors, which the warehouse lacks: {first}, then `reelsense train --models lstm-attn`"
         raise artifacts.ModelMismatch(
-            f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {exc}"
+            f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {reason}"
         ) from exc
 
 
