@@ -12,7 +12,6 @@ lists the runs' reports. An unknown run id is an error that writes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -27,11 +26,11 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.arguments import changed_inputs, check_pair, check_pair_runs, check_run, idle_user_error, ranking_inputs
 from flows.console import run_option, say
-from flows.latest import latest_meta, readable_latest
+from flows.explainers import load_explainers, unaligned_in_use
 from flows.rank import current_samples
-from flows.report import rescore_command, run_dir, run_folder, write_report, write_runs_index
+from flows.report import run_dir, run_folder, write_report, write_runs_index
+from flows.report_rankers import rescore_command
 from flows.score import find_misfit, model_version
-from ranker import artifacts
 from ranker.base import device_for
 from ranker.data import MAX_HISTORY, Dataset, Queries, load_dataset, modality_vectors
 from ranker.explain import explain_pairs, label, profile_words, step_ages
@@ -70,149 +69,6 @@ def history_ages(wh: Warehouse, queries: Queries, data: Dataset) -> np.ndarray:
     """(Q, T) seconds between each history step's latest interaction and the user's latest event."""
     rows = db.analysis(wh, "last_interactions", {"users": [str(u) for u in queries.users]}).to_pylist()
     return step_ages(queries, data.item_ids, {(r["user_id"], r["item_id"]): r["ts"] for r in rows})
-
-
-def _retrain(models: str) -> str:
-    """What to do about a model that no longer fits the warehouse, when explaining (not the
-    scoring advice, "score with a matching model"); `models`: those to train, comma-separated."""
-    return f"train on this data to explain with it: `reelsense train --models {models}`"
-
-
-def _rescore(run_id: str, name: str) -> str:
-    """What to do about a run whose own model cannot explain it (training again makes a new version;
-    the run's stays as it was): rescore the run with the latest models, then report it."""
-    return (
-        f"`reelsense score {run_option(run_id)} --model {name} --replace` (with the --k and --users it was scored with) rescores the run "
-        f"with the latest models, and `reelsense report {run_option(run_id)}` then explains it with them"
-    )
-
-
-def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | None = None, run_id: str | None = None) -> tuple[Any, Any]:
-    """lstm-attn (attention, modality contributions) and, when trained, the LightGBM stage over it.
-    `scored_by` ("name@version", a run's model): a run scored by lstm-attn or lightgbm is explained
-    by the versions that scored it (lstm-attn with the newest lightgbm over it) while the registry
-    holds them and they fit the warehouse; otherwise by the latest, with a warning. `run_id`: the
-    run, named in the advice where newer models than its own exist."""
-    name, _, version = (scored_by or "").partition("@")
-    ctr_version = version if name == "lightgbm" else None
-    base_version = version if name == "lstm-attn" else None
-    try:
-        if ctr_version:
-            base_version = artifacts.base_version(wh.models_dir, "lightgbm", ctr_version)
-            _check_runs_model(wh, data, "lightgbm", ctr_version, _retrain("lightgbm"), run_id, name, version)
-        if base_version:
-            _check_runs_model(wh, data, "lstm-attn", base_version, _retrain("lstm-attn"), run_id, name, version)
-    except artifacts.ModelMismatch as exc:
-        say(f"the run was scored by {scored_by}, which cannot explain it now ({exc}); explaining it with the latest models", logging.WARNING)
-        ctr_version = base_version = None
-    if not base_version and not ctr_version:  # the latest lstm-attn (probe: it was paired with a lightgbm over an older one)
-        base_version = newest = (latest_meta(wh.models_dir, "lstm-attn") or {}).get("version")
-    else:  # the run's own models: a damaged LATEST does not stop them (review)
-        newest = (readable_latest(wh.models_dir, "lstm-attn") or {}).get("version")
-    if base_version and not ctr_version:  # that lstm-attn: the newest LightGBM stage trained over it, if any
-        over_it = [m["version"] for m in artifacts.list_models(wh.models_dir) if m["name"] == "lightgbm" and m.get("base_version") == base_version]
-        if not over_it:
-            if readable_latest(wh.models_dir, "lightgbm") is not None and base_version == newest:  # a run's older lstm-attn: as always, none
-                say(
-                    f"explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn {base_version}, "
-                    "the latest (`reelsense train --models lightgbm` trains one over it)",
-                    logging.WARNING,
-                )
-            return _explainer(wh, data, device, base_version), None
-        ctr_version = over_it[-1]
-    model = _explainer(wh, data, device, base_version)
-    try:
-        # With the lstm-attn version it was trained on (the latest lstm-attn may be newer).
-        ctr = artifacts.load_with_base(wh.models_dir, "lightgbm", data, device, version=ctr_version, match="schema", fix=_retrain("lstm-attn,lightgbm"))
-    except ReelsenseError as exc:
-        ctr = None  # the CTR stage is optional: explanations then carry no feature contributions
-        latest = readable_latest(wh.models_dir, "lightgbm")
-        if latest is not None and run_id and ctr_version and _newer_fits(wh, data, "lightgbm", ctr_version):
-            # Probe: after a retrain the advice sent the user back to steps done already: newer models exist.
-            say(
-                f"explanations without LightGBM's feature contributions: the run's lightgbm {ctr_version} does not fit the "
-                f"warehouse now, and a newer one ({latest['version']}) was trained since; {_rescore(run_id, name)}",
-                logging.WARNING,
-            )
-        elif latest is not None:  # trained, but not for this data: say so
-            say(f"explanations without LightGBM's feature contributions: {exc}", logging.WARNING)
-    return model, ctr
-
-
-def _check_runs_model(wh: Warehouse, data: Dataset, model: str, version: str, retrain: str, run_id: str | None, name: str, scored: str) -> None:
-    """ModelMismatch where the run's `model` of `version` does not fit the warehouse, with the way out:
-    where a newer `name` (the run's ranker) than the run's `scored` version is the latest and fits,
-    rescoring the run (probe: the advice was to train, which cannot make the run's own version fit,
-    and `explain` repeated it after the retrain); otherwise `retrain` (review: the run's model may be
-    the latest, which a rescore would load and refuse again)."""
-    try:
-        artifacts.checked_meta(wh.models_dir, model, data, version=version, match="schema", fix=retrain)
-    except artifacts.ModelMismatch:
-        if not (run_id and _newer_fits(wh, data, name, scored)):
-            raise
-        artifacts.checked_meta(wh.models_dir, model, data, version=version, match="schema", fix=_rescore(run_id, name))  # raises again
-
-
-def _newer_fits(wh: Warehouse, data: Dataset, name: str, version: str) -> bool:
-    """Whether the latest `name` is newer than `version` and fits the warehouse (a lightgbm: over the
-    latest lstm-attn too), so that a rescore would score and explain with it."""
-    latest = readable_latest(wh.models_dir, name)
-    if latest is None or latest["version"] == version:
-        return False
-    if name == "lightgbm":
-        return _fits(wh, data, latest)
-    try:
-        artifacts.checked_meta(wh.models_dir, name, data, version=latest["version"], match="schema")
-    except ReelsenseError:
-        return False
-    return True
-
-
-def _fits(wh: Warehouse, data: Dataset, ctr: dict[str, Any]) -> bool:
-    """Whether the LightGBM stage `ctr` (registry meta) is over the latest lstm-attn and fits the
-    warehouse: a rescore would then explain with it (review: advising a rescore whatever held)."""
-    try:
-        if ctr.get("base_version") != (readable_latest(wh.models_dir, "lstm-attn") or {}).get("version"):
-            return False
-        artifacts.check_with_base(wh.models_dir, "lightgbm", data, version=ctr["version"], match="schema")
-    except ReelsenseError:
-        return False
-    return True
-
-
-def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -> Any:
-    """lstm-attn of `version` (None: the latest), whichever ranker scored the run."""
-    try:
-        return artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=version, match="schema", fix=_retrain("lstm-attn"))
-    except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
-        reason = str(exc)
-        if data.content_source == "none":  # probe: it advised training lstm-attn, which then refused for want of content
-            first = "`reelsense extract`" if db.table_counts(wh)["items"] else "`reelsense ingest items FILE` (item_id,title,video_uri), `reelsense extract`"
-            reason = f"it needs the items' content vectors, which the warehouse lacks: {first}, then `reelsense train --models lstm-attn`"
-        raise artifacts.ModelMismatch(
-            f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {reason}"
-        ) from exc
-
-
-def unaligned_in_use(data: Dataset, items: list[str]) -> Dataset:
-    """`data` with only the unaligned items an explanation reads (a copy; `data` is not changed):
-    those in `samples` (a target, or a step of a history) and `items` (the pairs explained). An item
-    extracted since align-items last ran, with no interactions yet, plays no part in explaining an
-    earlier run, so it no longer stops `report` (probe: it did, until `align` ran); lstm-attn scores
-    it -inf, as it has no vector."""
-    if not data.unaligned:
-        return data
-    index = {item: i for i, item in enumerate(data.item_ids) if i}
-    used = np.zeros(len(data.item_ids), bool)
-    used[data.targets] = used[data.queries.hist_items.ravel()] = True
-    used[[index[item] for item in set(items) if item in index]] = True
-    used[0] = False  # padding
-    read = [used[index.get(item, 0)] for item in data.unaligned]
-    return dataclasses.replace(
-        data,
-        unaligned=[item for item, r in zip(data.unaligned, read) if r],
-        unaligned_unread=data.unaligned_unread + [item for item, r in zip(data.unaligned, read) if not r],
-    )
 
 
 def explain_for(wh: Warehouse, data: Dataset, model, ctr, pairs: list[tuple[str, str]]) -> list[dict]:

@@ -256,7 +256,7 @@ def test_explain_of_a_run_of_another_ranker_says_which_ranked_it(analyzed, tmp_p
 def test_the_rankers_table_of_other_models_is_flagged_in_a_runs_report(analyzed):
     """Probe, 2026-12-02: `reelsense report --run-id R` showed results.json of older models and data
     as if it were R's."""
-    from flows.report import other_models_note
+    from flows.report_rankers import other_models_note
 
     wh, _, _ = analyzed
     version = db.fetch(wh, "SELECT any_value(model_version) AS v FROM scores WHERE run_id = 'run-report'")[0]["v"].split("@")[1]
@@ -280,7 +280,7 @@ def test_the_reports_rescore_advice_keeps_the_runs_users_and_k(analyzed, tmp_pat
     """Probe, 2026-12-03: the report advised `reelsense score --model M --run-id R --replace`, which
     rescored a 3-user, k=5 run over every user with k=20."""
     from flows.rank import train_rankers
-    from flows.report import other_models_note, rescore_advice
+    from flows.report_rankers import other_models_note, rescore_advice
 
     wh, _, _ = analyzed
     now = load_dataset(wh, MAX_HISTORY)
@@ -688,7 +688,7 @@ def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_wai
     written = json.loads((run_dir(copy, "run-report") / "report.json").read_text())["written_at"]
     time.sleep(1.1)  # written_at is to the second
     said: list[str] = []  # a log line inside the flow: its words are taken where they are said
-    monkeypatch.setattr("flows.analyze.say", lambda message, *args, **kwargs: said.append(message))
+    monkeypatch.setattr("flows.explainers.say", lambda message, *args, **kwargs: said.append(message))
     assert main(["--home", str(home), "report", "--run-id", "run-report", "--plot-users", "0", "--pages", "2"]) == 0
     assert json.loads((run_dir(copy, "run-report") / "report.json").read_text())["written_at"] > written  # written again
     (lightgbm,) = [m for m in said if m.startswith("explanations without LightGBM's feature contributions")]
@@ -696,7 +696,7 @@ def test_report_of_an_earlier_run_goes_on_while_an_item_without_interactions_wai
     capsys.readouterr()
     # The explanations' copy of the data sets the unread item aside, yet LightGBM's advice is still
     # `align` alone (probe: it named ingest and extract too).
-    from flows.analyze import unaligned_in_use
+    from flows.explainers import unaligned_in_use
 
     seen = unaligned_in_use(load_dataset(copy, MAX_HISTORY), [])
     assert seen.unaligned == [] and seen.unaligned_unread == ["i0new"]

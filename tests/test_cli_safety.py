@@ -1189,7 +1189,7 @@ def test_rows_an_evaluate_leaves_out_are_named_with_why(tmp_path):
 
 def test_a_copied_homes_report_says_where_its_results_were_evaluated(tmp_path):
     """Probe: after `cp -a home home2`, home2's report named home and its evaluate command, which would act there."""
-    from flows.report import _moved_note
+    from flows.report_rankers import _moved_note
 
     here, there = tmp_path / "home2", tmp_path / "home"
     here.mkdir()
@@ -1204,13 +1204,13 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     """Probe: after new items, `ingest items`, `extract`, `align` and a retrain of every model, the
     report of an older run warned that its LightGBM stage needs exactly those steps again; newer
     models exist, so the way out is rescoring the run."""
-    import flows.analyze as analyze
+    import flows.explainers as explainers
     from ranker import artifacts
 
     said: list[str] = []
     registry = [{"name": "lightgbm", "version": "g1", "base_version": "b1"}, {"name": "lightgbm", "version": "g2", "base_version": "b2"}]
-    monkeypatch.setattr(analyze, "say", lambda message, level=None: said.append(message))
-    monkeypatch.setattr(analyze, "_explainer", lambda wh, data, device, version: f"lstm-attn {version}")
+    monkeypatch.setattr(explainers, "say", lambda message, level=None: said.append(message))
+    monkeypatch.setattr(explainers, "_explainer", lambda wh, data, device, version: f"lstm-attn {version}")
     monkeypatch.setattr(artifacts, "checked_meta", lambda *a, **k: None)
     monkeypatch.setattr(artifacts, "list_models", lambda models_dir: registry)
     monkeypatch.setattr(artifacts, "latest", lambda models_dir, name: registry[-1] if name == "lightgbm" else {"name": "lstm-attn", "version": "b2"})
@@ -1233,7 +1233,7 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
 
     monkeypatch.setattr(artifacts, "load_with_base", stale)
     wh = SimpleNamespace(models_dir=tmp_path)
-    model, ctr = analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    model, ctr = explainers.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert (model, ctr) == ("lstm-attn b1", None)
     assert said == [
         "explanations without LightGBM's feature contributions: the run's lightgbm g1 does not fit the warehouse now, and a newer "
@@ -1246,16 +1246,16 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     ]
     fits["g2"] = False  # the newer stage does not fit the warehouse either: a rescore would not help
     said.clear()
-    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    explainers.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert said == retrain
     fits["g2"], registry[-1]["base_version"] = True, "b0"  # it fits, but over an lstm-attn other than the latest
     said.clear()
-    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    explainers.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert said == retrain
     registry.pop()  # g1 is the latest: the data changed under it, and retraining is the way out
     (tmp_path / "rankers" / "lightgbm" / "LATEST").write_text("g1")
     said.clear()
-    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    explainers.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert said == [
         "explanations without LightGBM's feature contributions: lightgbm g1 does not fit the warehouse's features; "
         "train on this data to explain with it: `reelsense train --models lstm-attn,lightgbm`"
@@ -1272,7 +1272,7 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
 
     monkeypatch.setattr(artifacts, "checked_meta", checked_meta)
     said.clear()
-    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    explainers.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert said[0] == (
         "the run was scored by lstm-attn@b1, which cannot explain it now (lstm-attn b1 does not fit the warehouse's items; "
         "`reelsense score --run-id r1 --model lstm-attn --replace` (with the --k and --users it was scored with) rescores the run "
@@ -1280,7 +1280,7 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     )
     misfits.add("b2")  # review: the latest misfits too (content changed, nothing retrained): a rescore would be refused
     said.clear()
-    analyze.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
+    explainers.load_explainers(wh, None, "cpu", "lstm-attn@b1", "r1")
     assert said[0] == (
         "the run was scored by lstm-attn@b1, which cannot explain it now (lstm-attn b1 does not fit the warehouse's items; "
         "train on this data to explain with it: `reelsense train --models lstm-attn`); explaining it with the latest models"
@@ -1401,7 +1401,7 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
     err = capsys.readouterr().err
     assert "has no items to embed: run `reelsense" in err and "ingest items FILE`, then `reelsense" in err
     # and so does report, whose explanations come from lstm-attn (probe: it said to train one, which refused)
-    from flows.analyze import load_explainers
+    from flows.explainers import load_explainers
     from ranker.data import ensure_samples
 
     wh = Warehouse(home)

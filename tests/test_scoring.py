@@ -121,7 +121,7 @@ def test_scoring_refuses_a_model_whose_features_do_not_match(ranked_home):
     with pytest.raises(ReelsenseError, match="unknown ranker"):
         score_batch(str(ranked_home.home), model="nope")
     # Explaining says what explaining needs, not the scoring advice (probe, 2026-12-03).
-    from flows.analyze import load_explainers
+    from flows.explainers import load_explainers
 
     changed = replace(data, content_source="text:other@1")
     with pytest.raises(ReelsenseError, match="or score with a matching model"):
@@ -289,7 +289,7 @@ def test_the_not_paired_note_says_to_train_sasrec_when_the_saved_one_is_of_other
 
 def test_a_row_of_a_fit_trained_by_older_ranker_code_says_so_and_how_to_refit_it(home, capsys):
     """Probe: after an upgrade `evaluate` measured the fits of the older code and said nothing."""
-    from flows.report import _results_table
+    from flows.report_rankers import results_table
 
     version = artifacts.latest(home.models_dir, "lstm-attn")["version"]
     meta = home.models_dir / "rankers" / "lstm-attn" / version / "meta.json"
@@ -306,7 +306,7 @@ def test_a_row_of_a_fit_trained_by_older_ranker_code_says_so_and_how_to_refit_it
     assert results["models"]["lstm-attn"]["train_code"] == "0123456789ab"
     assert f"\na fit {note}\n" in capsys.readouterr().out
     assert f"\nA fit {note}.\n" in (home.reports_dir / "results-quick.md").read_text()
-    shown = _results_table(results, home.home)  # the report's, its commands as written (no flow run's home here)
+    shown = results_table(results, home.home)  # the report's, its commands as written (no flow run's home here)
     assert html.escape(f"a fit {note}".replace(f" --home {home.home}", "")) in shown, shown
     assert _cli(home, "train", "--models", "lstm-attn", "--seed", "2") == 0  # as advised
     assert artifacts.latest(home.models_dir, "lstm-attn")["seed"] == 2
@@ -343,7 +343,7 @@ def test_the_older_code_note_refits_each_row_at_its_own_seed():
 def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tables_lstm_attn(home, tmp_path, capsys):
     """Probe and review: the note's `train --models lightgbm` fitted another lstm-attn at seed 0 and
     default settings, where the table's was trained with --seed 1 and a rankers TOML."""
-    from flows.report import _results_table
+    from flows.report_rankers import results_table
 
     assert _cli(home, "evaluate", "--models", "lstm-attn,lightgbm") == 0
     (tmp_path / "one.toml").write_text("[lstm-attn]\nmax_epochs = 1\n")
@@ -355,7 +355,7 @@ def test_following_the_note_on_a_lightgbm_over_another_lstm_attn_reuses_the_tabl
     table = results["models"]["lstm-attn"]
     assert table["train_seed"] == 1 and table["train_settings"] == {"max_epochs": 1}, table
     assert f"\n| lstm-attn | {table['version']} | 1 | max_epochs=1 |\n" in (home.reports_dir / "results.md").read_text()  # probe: results.json alone said
-    assert "<td>1</td><td>max_epochs=1</td></tr>" in _results_table(results, home.home)  # and the report's table
+    assert "<td>1</td><td>max_epochs=1</td></tr>" in results_table(results, home.home)  # and the report's table
     advice = re.search(
         r"`reelsense --home \S+ train --models lightgbm --seed 1 --config FILE` trains one over it with the seed and settings of this table's lstm-attn "
         r"\(FILE: a rankers TOML whose \[lstm-attn\] table sets max_epochs = 1\), then `reelsense --home \S+ evaluate --models lightgbm` measures it",
