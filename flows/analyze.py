@@ -159,7 +159,13 @@ def analyze(
         current_samples(home)
         made = store.partition_record(wh, SCORES, run_id)
         changed = changed_inputs(made["ranked_from"], ranking_inputs(wh)) if made is not None else ""
-        explanations, data = explain_scores(home, run_id, device_for(device), run["model_version"])
+        try:
+            explanations, data = explain_scores(home, run_id, device_for(device), run["model_version"])
+        except ReelsenseError:  # review: a failure here hid that the run's data had changed
+            if changed:
+                what = "the histories or engaged items" if changed == "histories" else "the items or their content vectors"
+                say(f"run {run_id} was ranked from other data than the warehouse holds now ({what} changed since)", logging.WARNING)
+            raise
         stale = stale_warning(wh, run_id, name=run["model_version"].split("@")[0], changed=changed, data=data)
         if stale:  # in the log, the summary line and, for whoever opens the report later, atop its page
             say(stale, logging.WARNING)

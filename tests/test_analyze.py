@@ -596,6 +596,20 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     page = (run_dir(copy, "run-report") / "users" / "user00.html").read_text()
     assert all(html.escape(r["summary"]) in page for r in after)
     assert db.fetch(copy, "SELECT count(*) AS n FROM explanations WHERE run_id = 'run-report'")[0]["n"] == tiny_platform.USERS * 4
+    # A failure explaining the run does not hide that its data changed (review: it was said after that step)
+    import flows.analyze
+    from warehouse.errors import ReelsenseError
+
+    def fails(*args, **kwargs):
+        raise ReelsenseError("no explainer")
+
+    caplog.clear()
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(ReelsenseError, match="no explainer"):
+        patch.setattr(flows.analyze, "explain_scores", fails)
+        analyze(str(home), run_id="run-report", max_plot_users=0)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "run run-report was ranked from other data than the warehouse holds now (the histories or engaged items changed since)"
+    ]
     # A run scored before runs kept their data's digest: not known, and the page says so (probe: silent)
     (copy.table_dir(SCORES) / "run_id=run-report" / ".made_from.json").unlink()
     summary = analyze(str(home), run_id="run-report", max_plot_users=0, max_pages=1)
