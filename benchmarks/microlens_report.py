@@ -1,5 +1,7 @@
 """The markdown of benchmarks/microlens.py's JSON: the warm tables of the main seed, the served
-path, the seeds, the slices and the cold-start split, each table from the steps it names."""
+path, the seeds, the slices, the cold-start split and each fit's validation curve, each table from
+the steps it names. Run alone, it writes a run's .md again from its JSON or .summary.json:
+`python benchmarks/microlens_report.py benchmarks/results/microlens-50k-whole-v4.summary.json`."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def markdown(results: dict) -> str:
         lines += ["The commands run on this --out, the latest last:", "", *[f"- `{c}`" for c in commands], ""]
     else:
         lines += [f"`{commands[0]}`", ""]
-    lines += warm_tables(results, seed) + seed_tables(results) + slice_tables(results) + cold_tables(results)
+    lines += warm_tables(results, seed) + seed_tables(results) + slice_tables(results) + cold_tables(results) + curve_tables(results)
     return "\n".join(lines) + "\n"
 
 
@@ -187,6 +189,32 @@ def cold_tables(results: dict) -> list[str]:
     return lines
 
 
+def curve_tables(results: dict) -> list[str]:
+    """Each trained step's validation curve: NDCG@10 of full ranking after every epoch (what early
+    stopping read), its best epoch marked *, and why it stopped."""
+    rows = []
+    for key, step in results["steps"].items():
+        history = step.get("history") or []
+        if not history:  # popularity, itemknn, lightgbm: nothing trained by epochs
+            continue
+        scores = [e["valid_ndcg@10"] for e in history]
+        best = int(np.argmax(scores))
+        curve = " ".join(f"{v:.4f}".lstrip("0") + ("*" if i == best else "") for i, v in enumerate(scores))
+        capped = step.get("config", {}).get("max_epochs") == len(history)
+        rows.append(f"| {key} | {len(history)}{' (the cap)' if capped else ''} | {history[best]['epoch']} | {curve} |")
+    if not rows:
+        return []
+    return [
+        "",
+        "## validation curves (NDCG@10 of full ranking on the validation targets after each epoch; * the best, whose weights are kept)",
+        "",
+        "| step | epochs | best epoch | NDCG@10 by epoch |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def pack(tree: dict | list) -> dict:
     """Per-user NDCG@10 (a list, or a dict of them by protocol or slice) as each list's length and
     its nonzero entries: a user scores above 0 only with the target in the top 10, about 3 in 100
@@ -227,3 +255,16 @@ def from_summary(summary: dict) -> dict:
         if "ndcg10_packed" in step:
             steps[key]["ndcg10_per_user"] = unpack(step["ndcg10_packed"])
     return {**summary, "steps": steps}
+
+
+if __name__ == "__main__":  # the .md of a run, again, from its JSON or .summary.json (next to it)
+    import json
+    import sys
+    from pathlib import Path
+
+    if len(sys.argv) != 2 or not sys.argv[1].endswith(".json"):
+        sys.exit("usage: python benchmarks/microlens_report.py RUN.json | RUN.summary.json (writes RUN.md beside it)")
+    source = Path(sys.argv[1])
+    target = source.with_name(source.name.removesuffix(".json").removesuffix(".summary") + ".md")
+    target.write_text(markdown(from_summary(json.loads(source.read_text()))))
+    print(target)

@@ -470,3 +470,17 @@ def test_a_summary_resumes_only_a_run_it_can(tmp_path, monkeypatch, capsys):
         benchmark.resumed(out, summary)  # probe: the summary's step was said to be trained again, then dropped untrained
     out.write_text(json.dumps(full))
     assert benchmark.resumed(out, summary) == full  # the JSON, holding every step the summary does
+
+
+def test_the_report_shows_each_fits_validation_curve_and_its_best_epoch(monkeypatch):
+    """The issue: a peer trained to convergence, its curve shown. A fit stopped by the cap says so."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import microlens_report
+
+    history = [{"epoch": e + 1, "valid_ndcg@10": v} for e, v in enumerate([0.01, 0.03, 0.02])]
+    steps = {"main/sasrec/seed0": {"history": history, "config": {"max_epochs": 3}}, "main/itemknn/seed0": {"history": []}}
+    lines = microlens_report.curve_tables({"steps": steps})
+    assert "| main/sasrec/seed0 | 3 (the cap) | 2 | .0100 .0300* .0200 |" in lines and not any("itemknn" in line for line in lines)
+    steps["main/sasrec/seed0"]["config"]["max_epochs"] = 300  # stopped by patience, not the cap
+    assert "| main/sasrec/seed0 | 3 | 2 | .0100 .0300* .0200 |" in microlens_report.curve_tables({"steps": steps})
+    assert microlens_report.curve_tables({"steps": {"main/popularity/seed0": {}}}) == []
