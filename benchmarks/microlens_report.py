@@ -6,13 +6,16 @@ the steps it names. Run alone, it writes a run's .md again from its JSON or .sum
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from flows.console import cold_text, served_markdown
 from ranker.coldstart import NEW_USER_STEPS
 from ranker.evaluate import PROTOCOLS
 from ranker.names import REFERENCE
+from ranker.training import EarlyStopping
 
 MIN_SLICE_USERS = 30  # a smaller slice gets no interval: its bootstrap says little
+_NO_WEIGHTS = torch.nn.Module()  # what `kept_epoch` hands EarlyStopping: the curve alone is replayed
 
 
 def times(ratio: float | None) -> str:
@@ -189,26 +192,39 @@ def cold_tables(results: dict) -> list[str]:
     return lines
 
 
+def kept_epoch(scores: list[float], patience: int) -> tuple[int, bool]:
+    """The index of the epoch whose weights a fit kept, by training's own rule (`EarlyStopping`: a
+    gain must clear 1e-4; review: the highest point is not always it), and whether the patience ran out."""
+    stop, kept, ran_out = EarlyStopping(patience), 0, False
+    for i, score in enumerate(scores):
+        before = stop.best
+        ran_out = stop.should_stop(score, _NO_WEIGHTS)
+        kept = i if stop.best != before else kept
+    return kept, ran_out
+
+
 def curve_tables(results: dict) -> list[str]:
     """Each trained step's validation curve: NDCG@10 of full ranking after every epoch (what early
-    stopping read), its best epoch marked *, and why it stopped."""
+    stopping read), the epoch whose weights were kept marked *, and what stopped the fit."""
     rows = []
     for key, step in results["steps"].items():
         history = step.get("history") or []
         if not history:  # popularity, itemknn, lightgbm: nothing trained by epochs
             continue
+        config = step.get("config", {})
         scores = [e["valid_ndcg@10"] for e in history]
-        best = int(np.argmax(scores))
-        curve = " ".join(f"{v:.4f}".lstrip("0") + ("*" if i == best else "") for i, v in enumerate(scores))
-        capped = step.get("config", {}).get("max_epochs") == len(history)
-        rows.append(f"| {key} | {len(history)}{' (the cap)' if capped else ''} | {history[best]['epoch']} | {curve} |")
+        kept, ran_out = kept_epoch(scores, config.get("patience", 10))
+        curve = " ".join(f"{v:.4f}".lstrip("0") + ("*" if i == kept else "") for i, v in enumerate(scores))
+        capped = config.get("max_epochs") == len(history)
+        why = "the patience and the cap at once" if ran_out and capped else "the patience" if ran_out else "the cap" if capped else "?"
+        rows.append(f"| {key} | {len(history)}, {why} | {history[kept]['epoch']} | {curve} |")
     if not rows:
         return []
     return [
         "",
-        "## validation curves (NDCG@10 of full ranking on the validation targets after each epoch; * the best, whose weights are kept)",
+        "## validation curves (NDCG@10 of full ranking on the validation targets after each epoch; * the epoch whose weights are kept)",
         "",
-        "| step | epochs | best epoch | NDCG@10 by epoch |",
+        "| step | epochs, stopped by | kept epoch | NDCG@10 by epoch |",
         "|---|---|---|---|",
         *rows,
         "",

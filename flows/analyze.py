@@ -164,7 +164,12 @@ def analyze(
         except ReelsenseError:  # review: a failure here hid that the run's data had changed
             if changed:
                 what = "the histories or engaged items" if changed == "histories" else "the items or their content vectors"
-                say(f"run {run_id} was ranked from other data than the warehouse holds now ({what} changed since)", logging.WARNING)
+                again = f"reelsense score --model {run['model_version'].split('@')[0]} {run_option(run_id)} --replace"
+                say(
+                    f"run {run_id} was ranked from other data than the warehouse holds now ({what} changed since); "
+                    f"`{again}` (with the --k and --users it was scored with) scores it again from the current data",
+                    logging.WARNING,
+                )
             raise
         stale = stale_warning(wh, run_id, name=run["model_version"].split("@")[0], changed=changed, data=data)
         if stale:  # in the log, the summary line and, for whoever opens the report later, atop its page

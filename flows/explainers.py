@@ -4,7 +4,7 @@ Explanations come from lstm-attn (attention, modality contributions) and, where 
 it, the LightGBM stage (feature contributions), whichever ranker scored the run. A run scored by
 lstm-attn or lightgbm is explained by the versions that scored it while they fit the warehouse;
 otherwise by the latest, with a warning that says what to do. Reads the model registry
-(`<home>/models`) and, for advice, the `items` table; writes nothing.
+(`<home>/models`) and, for advice, whether the `items` table has rows; writes nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from flows.console import run_option, say
 from flows.latest import latest_meta, readable_latest
 from ranker import artifacts
 from ranker.data import Dataset
-from warehouse import db
 from warehouse.errors import ReelsenseError
+from warehouse.schemas import ITEMS
 from warehouse.store import Warehouse
 
 
@@ -139,8 +139,11 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
     except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
         reason = str(exc)
         if data.content_source == "none":  # probe: it advised training lstm-attn, which then refused for want of content
-            first = "`reelsense extract`" if db.table_counts(wh)["items"] else "`reelsense ingest items FILE` (item_id,title,video_uri), `reelsense extract`"
-            reason = f"it needs the items' content vectors, which the warehouse lacks: {first}, then `reelsense train --models lstm-attn`"
+            first = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
+            reason = (
+                f"it needs the items' content vectors, which the warehouse lacks: {first}`reelsense extract` (and `reelsense align` "
+                f"for several modalities), then `reelsense train --models lstm-attn` ({exc})"
+            )
         raise artifacts.ModelMismatch(
             f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {reason}"
         ) from exc

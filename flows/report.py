@@ -96,7 +96,8 @@ def _remove_abandoned(reports: Path) -> None:
 
 def write_runs_index(wh: Warehouse) -> Path:
     """`reports/index.html` listing every run's report (from each `reports/<run>/report.json`),
-    newest run first, and `reports/latest` naming the newest one's index. Returns the index."""
+    newest run first by when `scores` holds it was first scored (the `runs` query, one pass over
+    `scores`), and `reports/latest` naming the newest one's index. Returns the index."""
     runs = [
         json.loads(f.read_text()) | {"dir": f.parent.name} for f in wh.reports_dir.glob("*/report.json") if not f.parent.name.startswith(".")
     ]  # not a report being written

@@ -214,7 +214,7 @@ def check_held(
     def completing(name: str, version: str, unsure: str = "") -> str:
         named = users_option(users())
         started = f"(with the --retrieval{' and --candidates' if named else ', --candidates and --users'} it was started with)"
-        if held and made is None and ranked_from is not None:  # probe: said as if checked; the warning came only when it ran
+        if made is None:  # no record of its data: the completion is unchecked (probe: said as if checked; the warning came only when it ran)
             started += ", unchecked: the run keeps no record of the data it was ranked from, so whether that data changed since is not known"
         return f"`reelsense score --model {name} --version {version} {run_option(run_id)} --k {top}{named}` completes that run{unsure} {started}"
 

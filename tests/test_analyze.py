@@ -608,7 +608,9 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
         patch.setattr(flows.analyze, "explain_scores", fails)
         analyze(str(home), run_id="run-report", max_plot_users=0)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "run run-report was ranked from other data than the warehouse holds now (the histories or engaged items changed since)"
+        f"run run-report was ranked from other data than the warehouse holds now (the histories or engaged items changed since); "
+        f"`reelsense --home {home} score --model lstm-attn --run-id run-report --replace` (with the --k and --users it was scored with) "
+        "scores it again from the current data"
     ]
     # A run scored before runs kept their data's digest: not known, and the page says so (probe: silent)
     (copy.table_dir(SCORES) / "run_id=run-report" / ".made_from.json").unlink()

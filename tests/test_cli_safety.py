@@ -377,7 +377,7 @@ def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_cont
         # probe: DuckDB's own "Values were not provided for the following prepared statement parameters"
         (["SELECT $1 AS a, $2 AS b", "--param", "x"], "the query has placeholders up to $2 and 1 --param value; pass one --param VALUE per"),
         (["SELECT 1", "--param", "x"], "the query has no placeholder and 1 --param value"),
-        (["SELECT $1 AS a, $who AS b", "--param", "5", "--param", "who=u1"], "mixes numbered ($1, $2, ...) and named ($name) placeholders"),
+        (["SELECT $1 AS a, $who AS b", "--param", "5", "--param", "who=u1"], "mixes positional ($1, $2, ... or ?) and named ($name) placeholders"),
         (["INSTALL httpfs"], "found an INSTALL statement; the warehouse is read-only"),  # probe: "a LOAD statement"
         (["LOAD httpfs"], "found a LOAD statement"),
         (["-- a comment\nINSTALL httpfs"], "found an INSTALL statement"),  # review
@@ -1408,6 +1408,11 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
     ensure_samples(wh)
     with pytest.raises(ReelsenseError, match=r"which the warehouse lacks: `reelsense ingest items FILE` \(item_id,title,video_uri\), `reelsense extract`"):
         load_explainers(wh, load_dataset(wh), "cpu")
+    items = write_csv(home / "items.csv", ["item_id", "title", "video_uri"], [["i1", "a title", ""]])
+    assert main(["--home", str(home), "ingest", "items", str(items)]) == 0
+    with pytest.raises(ReelsenseError, match=r"which the warehouse lacks: `reelsense extract` \(and `reelsense align` for several") as refused:
+        load_explainers(wh, load_dataset(wh), "cpu")
+    assert "ingest items" not in str(refused.value) and "no trained lstm-attn in" in str(refused.value)  # the cause kept
 
 
 def test_a_misspelt_table_to_compact_gets_the_near_name(home, capsys):

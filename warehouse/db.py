@@ -323,8 +323,8 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
         if "named and positional" not in str(exc):
             raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
         raise QueryError(
-            "the query mixes numbered ($1, $2, ...) and named ($name) placeholders, which DuckDB does not support; "
-            "use numbered ones throughout (--param VALUE, in order) or named ones throughout (--param NAME=VALUE)"
+            "the query mixes positional ($1, $2, ... or ?) and named ($name) placeholders, which DuckDB does not support; "
+            "use positional ones throughout (--param VALUE, in order) or named ones throughout (--param NAME=VALUE)"
         ) from exc
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {duckdb_reason(exc)}") from exc
