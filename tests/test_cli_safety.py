@@ -373,7 +373,12 @@ def test_sql_writes_intervals_blobs_and_decimals_as_duckdb_does_and_escapes_cont
         (["SELECT 1", "--width", "-5"], "--width is -5"),
         (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "nobody=u1"], "the query has $user"),
         (["SELECT count(*) FROM events WHERE user_id = $user", "--param", "u1"], "expected NAME=VALUE"),
-        (["SELECT $1"], "the query has placeholders $1 and no --param gives them values"),
+        (["SELECT $1"], "the query has placeholder $1 and no --param gives it a value"),
+        (["SELECT $a AS x, $b AS y"], "the query has placeholders $a, $b and no --param gives them values"),
+        # probe: DuckDB's raw "Parameter argument/count mismatch" and "Values were not provided"; a repeated name took the last
+        (["SELECT $3 AS v, $1 AS w", "--param", "a", "--param", "b", "--param", "c"], "the query uses $3 but not $2: positional placeholders run"),
+        (["SELECT $a AS x, $b AS y", "--param", "a=1"], "no --param gives $b a value; pass --param NAME=VALUE for each of $a, $b"),
+        (["SELECT $a AS x", "--param", "a=1", "--param", "a=2"], "--param a=... is given twice ('1' and '2')"),
         # probe: DuckDB's own "Values were not provided for the following prepared statement parameters"
         (["SELECT $1 AS a, $2 AS b", "--param", "x"], "the query has placeholders up to $2 and 1 --param value; pass one --param VALUE per"),
         (["SELECT 1", "--param", "x"], "the query has no placeholder and 1 --param value"),

@@ -331,12 +331,18 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
     if not values:
         if names:
             raise QueryError(
-                f"the query has placeholders {', '.join('$' + n for n in sorted(names))} and no --param gives them values; "
+                f"the query has placeholder{'s' if len(names) > 1 else ''} {', '.join('$' + n for n in sorted(names))} and no --param gives "
+                f"{'them values' if len(names) > 1 else 'it a value'}; "
                 "pass one --param VALUE per $1, $2, ... in order, or --param NAME=VALUE per $name"
             )
         return None
     if all(name.isdigit() for name in names):
         wanted = max((int(n) for n in names), default=0)
+        skipped = [f"${i}" for i in range(1, wanted) if str(i) not in names]
+        if skipped:  # probe: DuckDB's raw "Parameter argument/count mismatch"
+            raise QueryError(
+                f"the query uses ${wanted} but not {', '.join(skipped)}: positional placeholders run $1, $2, ... with no gap, one --param VALUE each"
+            )
         if len(values) != wanted:  # probe: DuckDB's "Values were not provided for the following prepared statement parameters"
             have = "no placeholder" if not wanted else f"placeholders up to ${wanted}" if wanted > 1 else "placeholder $1"
             raise QueryError(
@@ -352,7 +358,15 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
                 f"{', '.join('$' + n for n in sorted(names))}; expected NAME=VALUE, e.g. "
                 f"--param {sorted(names)[0]}=..."
             )
+        if name in named:  # probe: the last of two values was taken, unsaid
+            raise QueryError(f"--param {name}=... is given twice ({named[name]!r} and {text!r}); give each $name one value")
         named[name] = text
+    missing = sorted(names - set(named))
+    if missing:  # probe: DuckDB's raw "Values were not provided for the following parameters"
+        raise QueryError(
+            f"no --param gives {', '.join('$' + n for n in missing)} a value; pass --param NAME=VALUE for each of "
+            f"{', '.join('$' + n for n in sorted(names))}"
+        )
     return named
 
 
