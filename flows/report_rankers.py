@@ -66,10 +66,10 @@ def rescore_advice(wh: Warehouse, name: str, run_id: str, data: Dataset, *, list
             "which <code>--users</code> cannot pass: this command scores every user"
         )
     elif unnamed:  # more than `listed`
-        query = f"SELECT DISTINCT user_id FROM scores WHERE run_id = '{run_id.replace(chr(39), chr(39) * 2)}'"
         advice += (
             f"; the run scored {len(users)} of {everyone} users: without <code>--users</code> naming them "
-            f"(<code>{html.escape(db.sql_command(query))}</code> lists them: run it before <code>--replace</code> deletes the run's rows) it scores every user"
+            f"(<code>{html.escape(db.run_users_command(run_id))}</code> lists them: run it before <code>--replace</code> deletes the run's rows) "
+            "it scores every user"
         )
     return advice + " (add the <code>--retrieval</code> and <code>--candidates</code> it was scored with, if not the defaults: runs do not record them)"
 

@@ -212,8 +212,14 @@ def check_held(
     top = run_k(made, held[0]["max_rank"] if held else 0)
 
     def completing(name: str, version: str, unsure: str = "") -> str:
-        named = users_option(users())
-        started = f"(with the --retrieval{' and --candidates' if named else ', --candidates and --users'} it was started with)"
+        ran = users()
+        named = users_option(ran)
+        started = "(with the --retrieval and --candidates it was started with)"
+        if ran and not named:  # probe: run as printed, a 26-user run was extended to every user
+            started = (
+                f"(with the --retrieval and --candidates it was started with, and --users naming its {len(ran)} users, which "
+                f"`{db.run_users_command(run_id)}` lists: without them it scores every user)"
+            )
         if made is None:  # no record of its data: the completion is unchecked (probe: said as if checked; the warning came only when it ran)
             started += ", unchecked: the run keeps no record of the data it was ranked from, so whether that data changed since is not known"
         return f"`reelsense score --model {name} --version {version} {run_option(run_id)} --k {top}{named}` completes that run{unsure} {started}"

@@ -294,7 +294,7 @@ def test_the_reports_rescore_advice_keeps_the_runs_users_and_k(analyzed, tmp_pat
     score_batch(str(home), model="lstm-attn", k=5, run_id="run-three", users=users[::-1])
     three = f"<code>reelsense score --model lstm-attn --run-id run-three --replace --k 5 --users={','.join(users)}</code> rescores it with the latest ("
     assert rescore_advice(copy, "lstm-attn", "run-three", now).startswith(three)
-    query = "reelsense sql &quot;SELECT DISTINCT user_id FROM scores WHERE run_id = &#x27;run-three&#x27;&quot; --format csv"
+    query = "reelsense sql &quot;SELECT DISTINCT user_id FROM scores WHERE run_id = &#x27;run-three&#x27; ORDER BY user_id&quot; --format csv"
     many = rescore_advice(copy, "lstm-attn", "run-three", now, listed=2)
     assert many.startswith("<code>reelsense score --model lstm-attn --run-id run-three --replace --k 5</code> rescores it with the latest; ")
     lists = f"(<code>{query}</code> lists them: run it before <code>--replace</code> deletes the run's rows)"

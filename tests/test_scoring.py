@@ -800,8 +800,10 @@ def test_a_run_is_completed_or_extended_only_from_the_data_it_was_ranked_from(ho
     err = capsys.readouterr().err
     assert "run id 'old' holds each user's top 4 at most (its largest rank: it was scored with --k 4 or more)" in err
     # and its completion is not said as if checked (probe: the warning came only when it ran)
-    unchecked = "(with the --retrieval, --candidates and --users it was started with), unchecked: the run keeps no record of the data"
-    assert f"--run-id old --k 4` completes that run {unchecked}" in err, err
+    # more users than it names: the query that lists them, and what leaving them out does (probe: run as printed, it extended the run)
+    listed = f"and --users naming its {users} users, which `reelsense --home {home.home} sql \"SELECT DISTINCT user_id FROM scores WHERE run_id = 'old'"
+    assert f"--run-id old --k 4` completes that run (with the --retrieval and --candidates it was started with, {listed}" in err, err
+    assert "lists: without them it scores every user), unchecked: the run keeps no record of the data" in err
     items = db.fetch(home, "SELECT count(*) AS n FROM items")[0]["n"]
     assert _cli(home, "score", "--k", str(items + 5), "--run-id", "big", "--users", "user00") == 0
     assert max(r["rank"] for r in db.fetch(home, "SELECT rank FROM scores WHERE run_id = 'big'")) < items + 5

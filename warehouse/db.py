@@ -78,6 +78,11 @@ def sql_command(query: str) -> str:
     return f"reelsense sql {word} --format csv"
 
 
+def run_users_command(run_id: str) -> str:
+    """The `reelsense sql` that lists a score run's users (for advice that cannot name them all)."""
+    return sql_command(f"SELECT DISTINCT user_id FROM scores WHERE run_id = '{run_id.replace(chr(39), chr(39) * 2)}' ORDER BY user_id")
+
+
 # The items extract quarantined, with why: undecodable media (every rerun skips them) and an encoder
 # that refused their input (tried again on each run); a bare "no audio" is recorded, not quarantined.
 # The view leaves out what an item got past since (probe: a query of `failures` listed items embedded since).
@@ -364,8 +369,7 @@ def bind_params(sql: str, values: list[str]) -> list[str] | dict[str, str] | Non
     missing = sorted(names - set(named))
     if missing:  # probe: DuckDB's raw "Values were not provided for the following parameters"
         raise QueryError(
-            f"no --param gives {', '.join('$' + n for n in missing)} a value; pass --param NAME=VALUE for each of "
-            f"{', '.join('$' + n for n in sorted(names))}"
+            f"no --param gives {', '.join('$' + n for n in missing)} a value; pass --param NAME=VALUE for each of {', '.join('$' + n for n in sorted(names))}"
         )
     return named
 
