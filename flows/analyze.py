@@ -114,10 +114,11 @@ UNRECORDED_NOTE = (
 )
 
 
-def stale_warning(wh: Warehouse, run_id: str, *, name: str, changed: str, data: Dataset) -> str:
+def stale_warning(wh: Warehouse, run_id: str, *, name: str, changed: str, data: Dataset, version: str | None = None) -> str:
     """What to warn of a report of `run_id` where `changed` ("histories", "items": `changed_inputs`)
-    since it was ranked; "" where nothing did. Probe: it claimed changed histories where only an
-    item had been added, and its command left out the run's --k."""
+    since it was ranked; "" where nothing did. `version`: of the run's model `name`, said where the
+    rescore would use another. Probe: it claimed changed histories where only an item had been
+    added, and its command left out the run's --k."""
     if not changed:
         return ""
     command, users, everyone, named = rescore_command(wh, name, run_id, data)
@@ -131,11 +132,18 @@ def stale_warning(wh: Warehouse, run_id: str, *, name: str, changed: str, data: 
     users_note = f" (it scored {len(users)} of {everyone} users; this command scores every user)" if 0 < len(users) < everyone and not named else ""
     rescore = f"`{command}` scores it again from the current data{users_note}"
     try:  # probe: a popularity run's advice failed after a new item: its latest model did not fit the data
-        misfit = find_misfit(wh, name, model_version(wh, name, None))
+        latest = model_version(wh, name, None)
+        misfit = find_misfit(wh, name, latest)
     except ReelsenseError as exc:  # no trained version of it left
-        misfit = exc
+        latest, misfit = None, exc
     if misfit is not None:
         rescore = f"no {name} fits the current data ({misfit}): `reelsense train --models {name}`, then {rescore}"
+    elif version and latest != version:  # probe 48: run as printed, it rescored with the latest version, unsaid
+        try:
+            keeps = find_misfit(wh, name, version) is None
+        except ReelsenseError:  # the run's version is gone
+            keeps = False
+        rescore += f" with the latest {name}, {latest} (the run was scored by {version}" + (f"; `--version {version}` keeps that one)" if keeps else ")")
     return f"run {run_id} was ranked from other data than the warehouse holds now: {what}; {rescore}"
 
 
@@ -171,7 +179,8 @@ def analyze(
                     logging.WARNING,
                 )
             raise
-        stale = stale_warning(wh, run_id, name=run["model_version"].split("@")[0], changed=changed, data=data)
+        name, _, version = run["model_version"].partition("@")
+        stale = stale_warning(wh, run_id, name=name, changed=changed, data=data, version=version)
         if stale:  # in the log, the summary line and, for whoever opens the report later, atop its page
             say(stale, logging.WARNING)
         elif made is None:

@@ -567,6 +567,11 @@ def test_a_report_after_new_events_stores_the_explanations_its_page_shows(analyz
     # A run of a model that no longer fits (lightgbm's item count grew): the advice trains it first (probe: it failed as printed)
     from flows.analyze import stale_warning
 
+    # a rescore with another version than the run's says so (probe 48: it switched version unsaid)
+    latest = artifacts.latest(copy.models_dir, "lstm-attn")["version"]
+    said = stale_warning(copy, "run-report", name="lstm-attn", changed="items", data=load_dataset(copy, MAX_HISTORY), version="20200101T000000-gone")
+    assert f"scores it again from the current data with the latest lstm-attn, {latest} (the run was scored by 20200101T000000-gone)" in said
+    assert "--version" not in said  # that version is gone: nothing to keep
     said = stale_warning(copy, "run-report", name="lightgbm", changed="items", data=load_dataset(copy, MAX_HISTORY))
     assert "; no lightgbm fits the current data (lightgbm " in said and "`reelsense train --models lightgbm`, then `reelsense score --model lightgbm" in said, (
         said
