@@ -64,10 +64,13 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
     if base_version and not ctr_version:  # that lstm-attn: the newest LightGBM stage trained over it, if any
         over_it = [m["version"] for m in artifacts.list_models(wh.models_dir) if m["name"] == "lightgbm" and m.get("base_version") == base_version]
         if not over_it:
-            if readable_latest(wh.models_dir, "lightgbm") is not None and base_version == newest:  # a run's older lstm-attn: as always, none
+            latest_ctr = readable_latest(wh.models_dir, "lightgbm")
+            if latest_ctr is not None and base_version == newest:
+                say(f"explanations without LightGBM's feature contributions: {_no_ctr_over_latest(wh, data, base_version, run_id, name)}", logging.WARNING)
+            elif latest_ctr is not None and run_id and _fits(wh, data, latest_ctr):  # the run's own older lstm-attn (probe 48: it went unsaid)
                 say(
                     f"explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn {base_version}, "
-                    "the latest (`reelsense train --models lightgbm` trains one over it)",
+                    f"which scored the run; {_rescore(run_id, name)}",
                     logging.WARNING,
                 )
             return _explainer(wh, data, device, base_version), None
@@ -89,6 +92,19 @@ def load_explainers(wh: Warehouse, data: Dataset, device: str, scored_by: str | 
         elif latest is not None:  # trained, but not for this data: say so
             say(f"explanations without LightGBM's feature contributions: {exc}", logging.WARNING)
     return model, ctr
+
+
+def _no_ctr_over_latest(wh: Warehouse, data: Dataset, base_version: str, run_id: str | None, name: str) -> str:
+    """Why the latest lstm-attn has no LightGBM stage, and what trains one: over it where the data has
+    not changed since it was trained; else (probe 48: the advice trained a new lstm-attn and a stage
+    over that, and the report stayed without) a new pair, and a run of lstm-attn rescored with it."""
+    said = f"no lightgbm was trained over lstm-attn {base_version}, the latest"
+    trained_on = (readable_latest(wh.models_dir, "lstm-attn") or {}).get("data_fingerprint")
+    if trained_on is None or trained_on == artifacts.fingerprint(data):
+        return f"{said} (`reelsense train --models lightgbm` trains one over it)"
+    report = f"reelsense report {run_option(run_id)}" if run_id else "reelsense report"
+    then = f"; {_rescore(run_id, name)}" if run_id and name in ("lstm-attn", "lightgbm") else f"; `{report}` then explains with them"
+    return f"{said}, and the data changed since it was trained: `reelsense train --models lightgbm` trains a new lstm-attn and one over that{then}"
 
 
 def _check_runs_model(wh: Warehouse, data: Dataset, model: str, version: str, retrain: str, run_id: str | None, name: str, scored: str) -> None:

@@ -1290,6 +1290,31 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
         "the run was scored by lstm-attn@b1, which cannot explain it now (lstm-attn b1 does not fit the warehouse's items; "
         "train on this data to explain with it: `reelsense train --models lstm-attn`); explaining it with the latest models"
     )
+    # Probe 48: the run's own older lstm-attn has no lightgbm over it: it went unsaid; the latest pair fits, so a rescore explains with both
+    misfits.clear()
+    registry[:] = [{"name": "lightgbm", "version": "g3", "base_version": "b2"}]
+    metas[("lightgbm", "g3")] = registry[0]
+    (tmp_path / "rankers" / "lightgbm" / "LATEST").write_text("g3")
+    fits["g3"] = True
+    said.clear()
+    explainers.load_explainers(wh, None, "cpu", "lstm-attn@b0", "r1")
+    assert said == [
+        "explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn b0, which scored the run; "
+        "`reelsense score --run-id r1 --model lstm-attn --replace` (with the --k and --users it was scored with) rescores the run "
+        "with the latest models, and `reelsense report --run-id r1` then explains it with them"
+    ]
+    # Probe 48: the latest lstm-attn has none over it and the data changed since it was trained: `train --models lightgbm`
+    # trains a new lstm-attn too (the advice said "over it")
+    registry[0]["base_version"] = "b1"
+    metas[("lstm-attn", "b2")]["data_fingerprint"] = "then"
+    monkeypatch.setattr(artifacts, "fingerprint", lambda data: "now")
+    said.clear()
+    explainers.load_explainers(wh, None, "cpu", "sasrec@s1", "r1")
+    assert said == [
+        "explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn b2, the latest, and the data "
+        "changed since it was trained: `reelsense train --models lightgbm` trains a new lstm-attn and one over that; "
+        "`reelsense report --run-id r1` then explains with them"
+    ]
 
 
 def test_version_names_the_installed_package(capsys, monkeypatch):
