@@ -54,7 +54,7 @@ from ranker.names import CANDIDATES, READS_CONTENT, RETRIEVALS, TOP_K
 from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import EVENT_PARTITIONS, EXPLANATIONS, SCORES, TableSpec
+from warehouse.schemas import EMBEDDINGS, EVENT_PARTITIONS, EXPLANATIONS, ITEMS, SCORES, TableSpec
 from warehouse.store import Warehouse
 
 
@@ -141,7 +141,14 @@ def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     check_saved_version(wh.models_dir, model, version)
     meta = artifacts.read_meta(wh.models_dir, model, version) if version else latest_meta(wh.models_dir, model)
     if meta is None:
-        raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; run `reelsense train --models {model}` first")
+        fix = f"run `reelsense train --models {model}` first"
+        if model in READS_CONTENT and not wh.has_rows_on_disk(EMBEDDINGS):  # probe 48: that training then refused for want of content
+            first = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
+            fix = (
+                f"it reads the items' content vectors, which the warehouse lacks: {first}`reelsense extract`, then `reelsense train "
+                f"--models {model}`; or score with an id-only ranker: `reelsense train --models sasrec`, then `reelsense score --model sasrec`"
+            )
+        raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; {fix}")
     return meta["version"]
 
 

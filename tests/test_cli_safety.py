@@ -1430,6 +1430,11 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
     assert main(["--home", str(home), "train", "--models", "lstm-attn"]) == 2
     err = capsys.readouterr().err
     assert "has no items to embed: run `reelsense" in err and "ingest items FILE`, then `reelsense" in err
+    # and score (probe 48: it said to train lstm-attn, which then refused), with the id-only way
+    assert main(["--home", str(home), "score"]) == 2
+    err = capsys.readouterr().err
+    assert "no trained lstm-attn in" in err and "content vectors, which the warehouse lacks: `reelsense" in err and "ingest items FILE`" in err, err
+    assert "or score with an id-only ranker: `reelsense" in err and "score --model sasrec`" in err
     # and so does report, whose explanations come from lstm-attn (probe: it said to train one, which refused)
     from flows.explainers import load_explainers
     from ranker.data import ensure_samples
