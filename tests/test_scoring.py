@@ -536,8 +536,9 @@ def test_a_run_id_belongs_to_one_model_version(home, capsys):
     err = capsys.readouterr().err
     assert f"run id 'c1' already holds {n} rows of lstm-attn@" in err and "--replace" in err
     lstm = artifacts.latest(home.models_dir, "lstm-attn")["version"]
-    complete = f"`reelsense --home {home.home} score --model lstm-attn --version {lstm} --run-id c1 --k 3` completes that run (with the --retrieval, "
-    assert f"Leave out --run-id (or pick another) for a new run; {complete}" in err and "started with); --replace deletes run 'c1'" in err  # safe ways first
+    complete = f"`reelsense --home {home.home} score --model lstm-attn --version {lstm} --run-id c1 --k 3` completes that run (with the --retrieval and "
+    assert f"Leave out --run-id (or pick another) for a new run; {complete}" in err, err
+    assert "without them it scores every user); --replace deletes run 'c1'" in err  # safe ways first
     assert len(err.strip().splitlines()) == 1
     held = db.fetch(home, "SELECT model_version, count(*) AS n FROM scores WHERE run_id = 'c1' GROUP BY ALL")
     assert len(held) == 1 and held[0]["n"] == n and held[0]["model_version"].startswith("lstm-attn@")
