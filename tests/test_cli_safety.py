@@ -1296,9 +1296,13 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     metas[("lightgbm", "g3")] = registry[0]
     (tmp_path / "rankers" / "lightgbm" / "LATEST").write_text("g3")
     fits["g3"] = True
-    said.clear()
-    explainers.load_explainers(wh, None, "cpu", "lstm-attn@b0", "r1")
-    assert said == [
+
+    def warnings_explaining(scored_by: str) -> list[str]:
+        said.clear()
+        explainers.load_explainers(wh, None, "cpu", scored_by, "r1")
+        return said
+
+    assert warnings_explaining("lstm-attn@b0") == [
         "explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn b0, which scored the run; "
         "`reelsense score --run-id r1 --model lstm-attn --replace` (with the --k and --users it was scored with) rescores the run "
         "with the latest models, and `reelsense report --run-id r1` then explains it with them"
@@ -1308,9 +1312,7 @@ def test_a_runs_stale_ctr_stage_after_a_retrain_points_to_rescoring(monkeypatch,
     registry[0]["base_version"] = "b1"
     metas[("lstm-attn", "b2")]["data_fingerprint"] = "then"
     monkeypatch.setattr(artifacts, "fingerprint", lambda data: "now")
-    said.clear()
-    explainers.load_explainers(wh, None, "cpu", "sasrec@s1", "r1")
-    assert said == [
+    assert warnings_explaining("sasrec@s1") == [
         "explanations without LightGBM's feature contributions: no lightgbm was trained over lstm-attn b2, the latest, and the data "
         "changed since it was trained: `reelsense train --models lightgbm` trains a new lstm-attn and one over that; "
         "`reelsense report --run-id r1` then explains with them"
