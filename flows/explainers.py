@@ -156,9 +156,10 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
         reason = str(exc)
         if data.content_source == "none":  # probe: it advised training lstm-attn, which then refused for want of content
             first = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
+            cause = "" if reason.startswith("no trained lstm-attn") else f" ({exc})"  # probe 49: the plain "none trained" said train twice
             reason = (
                 f"it needs the items' content vectors, which the warehouse lacks: {first}`reelsense extract` (and `reelsense align` "
-                f"for several modalities), then `reelsense train --models lstm-attn` ({exc})"
+                f"for several modalities), then `reelsense train --models lstm-attn`{cause}"
             )
         raise artifacts.ModelMismatch(
             f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {reason}"

@@ -146,7 +146,8 @@ def model_version(wh: Warehouse, model: str, version: str | None) -> str:
             first = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
             fix = (
                 f"it reads the items' content vectors, which the warehouse lacks: {first}`reelsense extract`, then `reelsense train "
-                f"--models {model}`; or score with an id-only ranker: `reelsense train --models sasrec`, then `reelsense score --model sasrec`"
+                f"--models {model}`; or score with an id-only ranker (`report` explains no run before those steps): `reelsense train --models sasrec`, "
+                "then `reelsense score --model sasrec`"
             )
         raise artifacts.ModelMismatch(f"no trained {model} in {wh.models_dir / 'rankers'}; {fix}")
     return meta["version"]
