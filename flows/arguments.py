@@ -14,7 +14,7 @@ from ranker.data import stale_samples
 from ranker.names import ALL_MODELS, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import SCORES
+from warehouse.schemas import ITEMS, SCORES
 from warehouse.store import Warehouse
 
 # What makes an interaction positive (warehouse/sql/features/sequences.sql), as refusals say it.
@@ -206,6 +206,14 @@ def ranking_inputs(wh: Warehouse) -> str:
     the engaged pairs, the items and their content vectors' keys); read it with `samples` current.
     A run keeps it beside its rows (flows/score.py claim_run)."""
     return db.analysis(wh, "ranking_inputs").column("digest")[0].as_py()
+
+
+def content_steps(wh: Warehouse) -> str:
+    """The commands that give the warehouse its items' content vectors, from where it stands: ingest
+    items where it has none, then extract (and align for several modalities). One wording for the
+    advice of `score` and `report` (probe 48: each said to train lstm-attn, which then refused)."""
+    ingest = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
+    return f"{ingest}`reelsense extract` (and `reelsense align` for several modalities)"
 
 
 def run_k(made: dict[str, Any] | None, largest_rank: int) -> int:

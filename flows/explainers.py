@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from flows.arguments import content_steps
 from flows.console import run_option, say
 from flows.latest import latest_meta, readable_latest
 from ranker import artifacts
 from ranker.data import Dataset
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import ITEMS
 from warehouse.store import Warehouse
 
 
@@ -155,12 +155,8 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
     except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
         reason = str(exc)
         if data.content_source == "none":  # probe: it advised training lstm-attn, which then refused for want of content
-            first = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
             cause = "" if reason.startswith("no trained lstm-attn") else f" ({exc})"  # probe 49: the plain "none trained" said train twice
-            reason = (
-                f"it needs the items' content vectors, which the warehouse lacks: {first}`reelsense extract` (and `reelsense align` "
-                f"for several modalities), then `reelsense train --models lstm-attn`{cause}"
-            )
+            reason = f"it needs the items' content vectors, which the warehouse lacks: {content_steps(wh)}, then `reelsense train --models lstm-attn`{cause}"
         raise artifacts.ModelMismatch(
             f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {reason}"
         ) from exc

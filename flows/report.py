@@ -26,10 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.console import (
-    runnable,
-    say,
-)
+from flows.console import runnable, say
 from flows.report_rankers import other_models_note, results_table
 from ranker import plots
 from ranker.data import Dataset

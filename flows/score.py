@@ -41,7 +41,18 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.arguments import changed_inputs, check_arguments, check_positive_users, check_saved_version, check_users, idle_users, ranking_inputs, run_held, run_k
+from flows.arguments import (
+    changed_inputs,
+    check_arguments,
+    check_positive_users,
+    check_saved_version,
+    check_users,
+    content_steps,
+    idle_users,
+    ranking_inputs,
+    run_held,
+    run_k,
+)
 from flows.console import run_option, users_option, waiting_for_reports
 from flows.latest import latest_meta
 from flows.rank import current_samples
@@ -54,7 +65,7 @@ from ranker.names import CANDIDATES, READS_CONTENT, RETRIEVALS, TOP_K
 from ranker.scoring import current_queries, engaged_pairs, retrieve
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import EMBEDDINGS, EVENT_PARTITIONS, EXPLANATIONS, ITEMS, SCORES, TableSpec
+from warehouse.schemas import EMBEDDINGS, EVENT_PARTITIONS, EXPLANATIONS, SCORES, TableSpec
 from warehouse.store import Warehouse
 
 
@@ -143,9 +154,8 @@ def model_version(wh: Warehouse, model: str, version: str | None) -> str:
     if meta is None:
         fix = f"run `reelsense train --models {model}` first"
         if model in READS_CONTENT and not wh.has_rows_on_disk(EMBEDDINGS):  # probe 48: that training then refused for want of content
-            first = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
             fix = (
-                f"it reads the items' content vectors, which the warehouse lacks: {first}`reelsense extract`, then `reelsense train "
+                f"it reads the items' content vectors, which the warehouse lacks: {content_steps(wh)}, then `reelsense train "
                 f"--models {model}`; or score with an id-only ranker (`report` explains no run before those steps): `reelsense train --models sasrec`, "
                 "then `reelsense score --model sasrec`"
             )
