@@ -216,6 +216,16 @@ def content_steps(wh: Warehouse) -> str:
     return f"{ingest}`reelsense extract` (and `reelsense align` for several modalities)"
 
 
+def explanations_need_content(wh: Warehouse, cause: str = "") -> str:
+    """Why a warehouse without content vectors explains no run: explanations come from lstm-attn,
+    which reads them. Said by `report` before its flow starts (probe 48: after ~15 s of it) and by
+    the explainer's load (flows/explainers.py); `cause`: the load's own error, if any."""
+    return (
+        "explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: it needs "
+        f"the items' content vectors, which the warehouse lacks: {content_steps(wh)}, then `reelsense train --models lstm-attn`{cause}"
+    )
+
+
 def run_k(made: dict[str, Any] | None, largest_rank: int) -> int:
     """A run's --k: the one kept beside its rows (`made`: its record), or where a run of before
     2026-12-07 keeps none, its largest rank (less than its --k where users had fewer items to rank)."""

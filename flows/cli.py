@@ -40,6 +40,7 @@ from flows.arguments import (
     check_saved_version,
     check_users,
     check_version,
+    explanations_need_content,
     ranking_inputs,
     replace_warning,
     run_held,
@@ -898,6 +899,8 @@ def _report(args: argparse.Namespace) -> None:
     if args.truth is not None:
         _check_truth(args.truth, "--truth", "users", Path(args.home))
     run_id = check_run(wh, args.run_id)["run_id"]  # an unknown run is refused before the flow (and torch) loads: probe, 5 s
+    if not wh.has_rows_on_disk(EMBEDDINGS):  # probe 48: said only after ~15 s of starting the flow
+        raise ReelsenseError(explanations_need_content(wh))
     from ranker.shifts import ShiftConfig  # numpy only: the config is checked before the flow's import too
 
     shift_config = override(ShiftConfig(), read_toml(args.config), str(args.config)) if args.config else ShiftConfig()
@@ -920,6 +923,8 @@ def _explain(args: argparse.Namespace) -> None:
     check_pair(wh, args.user, args.item)  # an unknown user, item or run is named before torch loads (probe: 5 s)
     if args.run_id is not None:
         check_pair_runs(wh, args.user, args.item, args.run_id)
+    if not wh.has_rows_on_disk(EMBEDDINGS):
+        raise ReelsenseError(explanations_need_content(wh))
     from flows.analyze import explain_lines
 
     print(runnable("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device))))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.arguments import content_steps
+from flows.arguments import explanations_need_content
 from flows.console import run_option, say
 from flows.latest import latest_meta, readable_latest
 from ranker import artifacts
@@ -153,12 +153,11 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
     try:
         return artifacts.load(wh.models_dir, "lstm-attn", data, {}, device, version=version, match="schema", fix=_retrain("lstm-attn"))
     except artifacts.ModelMismatch as exc:  # whichever ranker scored the run, explanations come from lstm-attn
-        reason = str(exc)
         if data.content_source == "none":  # probe: it advised training lstm-attn, which then refused for want of content
-            cause = "" if reason.startswith("no trained lstm-attn") else f" ({exc})"  # probe 49: the plain "none trained" said train twice
-            reason = f"it needs the items' content vectors, which the warehouse lacks: {content_steps(wh)}, then `reelsense train --models lstm-attn`{cause}"
+            cause = "" if str(exc).startswith("no trained lstm-attn") else f" ({exc})"  # probe 49: the plain "none trained" said train twice
+            raise artifacts.ModelMismatch(explanations_need_content(wh, cause)) from exc
         raise artifacts.ModelMismatch(
-            f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {reason}"
+            f"explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: {exc}"
         ) from exc
 
 

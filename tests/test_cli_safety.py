@@ -1452,6 +1452,25 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
     assert "ingest items" not in str(refused.value) and str(refused.value).count("train --models lstm-attn") == 1  # said once (probe 49)
 
 
+def test_report_and_explain_without_content_vectors_say_so_before_torch_loads(home):
+    """Probe 48: `report` in a home without content vectors said what to do only after ~15 s of
+    starting its flow (and `explain` after loading the data); both refuse before torch loads now."""
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from warehouse import store
+    from warehouse.schemas import SCORES
+
+    row = {"run_id": "r1", "user_id": "u1", "item_id": "v2", "score": 1.0, "rank": 1, "model_version": "v", "scored_at": datetime.now(timezone.utc)}
+    store.append(Warehouse(home), SCORES, pa.Table.from_pylist([row], schema=SCORES.schema))  # as an id-only ranker's run leaves it
+    for argv in (["report", "--run-id", "r1"], ["explain", "--user", "u1", "--item", "v1"]):
+        done = _without_torch(home, argv)
+        assert done.returncode == 2 and "explanations come from lstm-attn" in done.stderr, (argv, done.stderr)
+        assert "which the warehouse lacks: `reelsense" in done.stderr and "ingest items FILE`" in done.stderr, done.stderr
+        assert "torch not imported" in done.stdout, argv
+
+
 def test_a_misspelt_table_to_compact_gets_the_near_name(home, capsys):
     """Probe: `compact evnets` listed the tables but suggested nothing, where `sql` does."""
     assert main(["--home", str(home), "compact", "evnets"]) == 2
