@@ -275,6 +275,15 @@ def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> Non
                 "video or audio, so there is nothing to embed: ingest its row again with a title or media (`reelsense ingest items "
                 "FILE`), then run `reelsense extract`" + (" and `reelsense align`" if fused else "")
             )
+        held = db.fetch(wh, "SELECT stage, error FROM quarantined_items WHERE item_id = $item ORDER BY stage", {"item": item})
+        if held:  # probe 48: the generic advice came first, and the quarantine only as an aside
+            why = "; ".join(f"{r['stage']}: {r['error']}" for r in held)
+            raise ReelsenseError(
+                f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and ranks "
+                f"items by their content) cannot score it: extract quarantined it ({why}) and skips it until its content changes; "
+                "fix its media, ingest its row again (`reelsense ingest items FILE`), then run `reelsense extract`"
+                + (" and `reelsense align`" if fused else "")
+            )
         steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (", then `reelsense align`" if fused else "")
         raise ReelsenseError(
             f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "

@@ -11,8 +11,10 @@ import logging
 import re
 import shutil
 import time
+from datetime import datetime, timezone
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import tiny_platform
 
@@ -23,7 +25,8 @@ from ranker import artifacts
 from ranker.data import MAX_HISTORY, load_dataset, modality_vectors
 from ranker.explain import leave_one_modality_out, summarise
 from ranker.scoring import current_queries
-from warehouse import db
+from warehouse import db, store
+from warehouse.schemas import FAILURES
 
 
 @pytest.fixture(scope="module")
@@ -485,6 +488,26 @@ def test_explain_refuses_an_item_without_content_before_explaining_it(analyzed, 
     err = capsys.readouterr().err
     assert "its row in `items` has no title, video or audio, so there is nothing to embed: ingest its row again with a title" in err, err
     assert err.rstrip().endswith(f"then run `reelsense --home {home} extract` and `reelsense --home {home} align`"), err
+    # Probe 48: an item extract quarantined got the generic advice first, and the quarantine as an aside.
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    items.write_text(f"item_id,title,video_uri\nzz-broken,,{tmp_path / 'broken.mp4'}\n")
+    assert main(["--home", str(home), "ingest", "items", str(items)]) == 0
+    capsys.readouterr()
+    copy = type(wh)(home)
+    (content_hash,) = [r["content_hash"] for r in db.fetch(copy, "SELECT content_hash FROM items WHERE item_id = 'zz-broken'")]
+    failure = {
+        "stage": "extract-items",
+        "source": "run-x",
+        "item_id": "zz-broken",
+        "user_id": None,
+        "error": "av: invalid data",
+        "record": json.dumps({"content_hash": content_hash}),
+        "failed_at": datetime.now(timezone.utc),
+    }  # as extract writes it
+    store.append(copy, FAILURES, pa.Table.from_pylist([failure], schema=FAILURES.schema))
+    assert main(["--home", str(home), "explain", "--user", "user00", "--item", "zz-broken"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot score it: extract quarantined it (extract-items: av: invalid data) and skips it until its content changes; fix its media" in err, err
     fresh = unscored_item(wh, "user00")  # a pair with no stored explanation: computed now, through the check
     lines = explain_lines(type(wh)(home), "user00", fresh)
     assert "computed now" in lines[0] and any(line.startswith("Why: ") for line in lines)  # an item with content is explained
