@@ -24,7 +24,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.arguments import changed_inputs, check_pair, check_pair_runs, check_run, idle_user_error, ranking_inputs
+from flows.arguments import changed_inputs, check_pair, check_pair_runs, check_run, idle_user_error, quarantine_reason, ranking_inputs
 from flows.console import run_option, say
 from flows.explainers import load_explainers, unaligned_in_use
 from flows.rank import current_samples
@@ -275,20 +275,15 @@ def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> Non
                 "video or audio, so there is nothing to embed: ingest its row again with a title or media (`reelsense ingest items "
                 "FILE`), then run `reelsense extract`" + (" and `reelsense align`" if fused else "")
             )
-        held = db.fetch(wh, "SELECT stage, error FROM quarantined_items WHERE item_id = $item ORDER BY stage", {"item": item})
-        if held:  # probe 48: the generic advice came first, and the quarantine only as an aside
-            why = "; ".join(f"{r['stage']}: {r['error']}" for r in held)
+        if held := quarantine_reason(wh, item):  # probe 48: the generic advice came first, and the quarantine only as an aside
             raise ReelsenseError(
                 f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and ranks "
-                f"items by their content) cannot score it: extract quarantined it ({why}) and skips it until its content changes; "
-                "fix its media, ingest its row again (`reelsense ingest items FILE`), then run `reelsense extract`"
-                + (" and `reelsense align`" if fused else "")
+                f"items by their content) cannot score it: {held}" + ("; once extracted, `reelsense align` projects it" if fused else "")
             )
         steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (", then `reelsense align`" if fused else "")
         raise ReelsenseError(
             f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
-            f"ranks items by their content) cannot score it, and the runs of content rankers leave it out; {steps} give it one (an item that "
-            f"extract quarantined, and so skips, is listed by {db.QUARANTINED_ITEMS}: fix its media and ingest it again)"
+            f"ranks items by their content) cannot score it, and the runs of content rankers leave it out; {steps} give it one"
         )
 
 

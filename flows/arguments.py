@@ -9,12 +9,12 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from flows.console import comma_names
+from flows.console import comma_names, count
 from ranker.data import stale_samples
 from ranker.names import ALL_MODELS, RETRIEVALS, check_rankers
 from warehouse import db, store
 from warehouse.errors import ReelsenseError
-from warehouse.schemas import ITEMS, SCORES
+from warehouse.schemas import EMBEDDINGS, ITEMS, SCORES
 from warehouse.store import Warehouse
 
 # What makes an interaction positive (warehouse/sql/features/sequences.sql), as refusals say it.
@@ -210,20 +210,53 @@ def ranking_inputs(wh: Warehouse) -> str:
 
 def content_steps(wh: Warehouse) -> str:
     """The commands that give the warehouse its items' content vectors, from where it stands: ingest
-    items where it has none, then extract (and align for several modalities). One wording for the
-    advice of `score` and `report` (probe 48: each said to train lstm-attn, which then refused)."""
+    items where it has none, then extract (and align for several modalities), and the items extract
+    skips for undecodable media, if any (review: where it quarantined them all, "run extract" alone
+    was a loop). One wording for the advice of `score`, `report` and `explain` (probe 48: each said
+    to train lstm-attn, which then refused)."""
     ingest = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
-    return f"{ingest}`reelsense extract` (and `reelsense align` for several modalities)"
-
-
-def explanations_need_content(wh: Warehouse, cause: str = "") -> str:
-    """Why a warehouse without content vectors explains no run: explanations come from lstm-attn,
-    which reads them. Said by `report` before its flow starts (probe 48: after ~15 s of it) and by
-    the explainer's load (flows/explainers.py); `cause`: the load's own error, if any."""
-    return (
-        "explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored the run: it needs "
-        f"the items' content vectors, which the warehouse lacks: {content_steps(wh)}, then `reelsense train --models lstm-attn`{cause}"
+    skipped = db.analysis(wh, "failed_extractions", {"stage": "extract-items"}).num_rows if wh.has_rows_on_disk(ITEMS) else 0
+    held = (
+        f"; extract skips the {count(skipped, 'item')} whose media it could not decode until they are fixed and ingested again: "
+        f"`{db.QUARANTINED_ITEMS}` lists why"
     )
+    return f"{ingest}`reelsense extract` (and `reelsense align` for several modalities{held if skipped else ''})"
+
+
+def has_content_vectors(wh: Warehouse) -> bool:
+    """Whether any item has a vector the content rankers read (a fused or text one: content_models.sql,
+    as `load_dataset` picks them); raw frames or audio vectors before `align` are not (review)."""
+    return wh.has_rows_on_disk(EMBEDDINGS) and db.analysis(wh, "content_models").num_rows > 0
+
+
+EXPLAINED_BY = "explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored"
+
+
+def explanations_need_content(wh: Warehouse, cause: str = "", scored: str = "the run") -> str:
+    """Why a warehouse without content vectors explains nothing: explanations come from lstm-attn,
+    which reads them. Said by `report` and `explain` before a flow starts or torch loads (probe 48:
+    after ~15 s) and by the explainer's load (flows/explainers.py); `cause`: the load's own error;
+    `scored`: what was scored ("it" for a pair, which no run may have scored)."""
+    return (
+        f"{EXPLAINED_BY} {scored}: it needs the items' content vectors, which the warehouse lacks: {content_steps(wh)}, "
+        f"then `reelsense train --models lstm-attn`{cause}"
+    )
+
+
+def quarantine_reason(wh: Warehouse, item: str) -> str:
+    """Why extract holds `item` back (item_quarantine.sql), worded by stage, or "" (review: an
+    encoder's refusal is tried again on each run, unlike undecodable media)."""
+    reasons = []
+    for row in db.analysis(wh, "item_quarantine", {"item": item}).to_pylist():
+        if row["stage"] == "extract-items":
+            reasons.append(
+                f"extract could not decode its media ({row['error']}) and skips it until they are fixed and its row is ingested "
+                "again (`reelsense ingest items FILE`; `reelsense extract --force` tries it again as it is)"
+            )
+        else:  # extract-items:<modality>:encoder
+            modality = row["stage"].split(":")[1]
+            reasons.append(f"the {modality} encoder refused its input ({row['error']}); `reelsense extract` tries it again on each run")
+    return "; ".join(reasons)
 
 
 def run_k(made: dict[str, Any] | None, largest_rank: int) -> int:

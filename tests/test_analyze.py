@@ -478,7 +478,7 @@ def test_explain_refuses_an_item_without_content_before_explaining_it(analyzed, 
     assert main(["--home", str(home), "explain", "--user", "user00", "--item", "zz-new"]) == 2
     captured = capsys.readouterr()
     said = "reelsense: error: cannot explain item 'zz-new' for user 'user00': it has no content vector, so lstm-attn (which explains, and ranks "
-    assert captured.err.startswith(said) and f"`reelsense --home {home} extract`, then `reelsense --home {home} align` give it one (" in captured.err
+    assert captured.err.startswith(said) and f"`reelsense --home {home} extract`, then `reelsense --home {home} align` give it one\n" in captured.err
     assert "Why:" not in captured.out and "warning" not in captured.err  # nothing explained, no model loaded
     # Probe: an item with no title and no media was sent to extract and align, which give it nothing.
     items.write_text("item_id,title,video_uri\nzz-bare,,\n")
@@ -507,7 +507,14 @@ def test_explain_refuses_an_item_without_content_before_explaining_it(analyzed, 
     store.append(copy, FAILURES, pa.Table.from_pylist([failure], schema=FAILURES.schema))
     assert main(["--home", str(home), "explain", "--user", "user00", "--item", "zz-broken"]) == 2
     err = capsys.readouterr().err
-    assert "cannot score it: extract quarantined it (extract-items: av: invalid data) and skips it until its content changes; fix its media" in err, err
+    assert "cannot score it: extract could not decode its media (av: invalid data) and skips it until they are fixed and its row is" in err, err
+    # An encoder's refusal is tried again on each run (review: it was called skipped, with media to fix)
+    failure = {**failure, "stage": "extract-items:frames:encoder", "error": "CUDA out of memory", "failed_at": datetime.now(timezone.utc)}
+    store.append(copy, FAILURES, pa.Table.from_pylist([failure], schema=FAILURES.schema))
+    assert main(["--home", str(home), "explain", "--user", "user00", "--item", "zz-broken"]) == 2
+    err = capsys.readouterr().err
+    assert "extract --force` tries it again as it is); the frames encoder refused its input (CUDA out of memory); `reelsense" in err, err
+    assert "extract` tries it again on each run" in err, err
     fresh = unscored_item(wh, "user00")  # a pair with no stored explanation: computed now, through the check
     lines = explain_lines(type(wh)(home), "user00", fresh)
     assert "computed now" in lines[0] and any(line.startswith("Why: ") for line in lines)  # an item with content is explained

@@ -1454,21 +1454,45 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
 
 def test_report_and_explain_without_content_vectors_say_so_before_torch_loads(home):
     """Probe 48: `report` in a home without content vectors said what to do only after ~15 s of
-    starting its flow (and `explain` after loading the data); both refuse before torch loads now."""
+    starting its flow (and `explain` after loading the data); both refuse before torch loads now,
+    also where the only vectors are raw ones no ranker reads before `align` (review), and `explain`
+    gives the item's own quarantine first (review: "run extract" alone was a loop for it)."""
     from datetime import datetime, timezone
 
     import pyarrow as pa
 
     from warehouse import store
-    from warehouse.schemas import SCORES
+    from warehouse.schemas import EMBEDDINGS, FAILURES, SCORES
 
-    row = {"run_id": "r1", "user_id": "u1", "item_id": "v2", "score": 1.0, "rank": 1, "model_version": "v", "scored_at": datetime.now(timezone.utc)}
-    store.append(Warehouse(home), SCORES, pa.Table.from_pylist([row], schema=SCORES.schema))  # as an id-only ranker's run leaves it
-    for argv in (["report", "--run-id", "r1"], ["explain", "--user", "u1", "--item", "v1"]):
+    wh, now = Warehouse(home), datetime.now(timezone.utc)
+    row = {"run_id": "r1", "user_id": "u1", "item_id": "v2", "score": 1.0, "rank": 1, "model_version": "sasrec@v", "scored_at": now}
+    store.append(wh, SCORES, pa.Table.from_pylist([row], schema=SCORES.schema))  # as an id-only ranker's run leaves it
+    report, explain = ["report", "--run-id", "r1"], ["explain", "--user", "u1", "--item", "v1"]
+    for argv in (report, explain):
         done = _without_torch(home, argv)
         assert done.returncode == 2 and "explanations come from lstm-attn" in done.stderr, (argv, done.stderr)
         assert "which the warehouse lacks: `reelsense" in done.stderr and "ingest items FILE`" in done.stderr, done.stderr
         assert "torch not imported" in done.stdout, argv
+    # Items, v1's media undecodable, v2 with frames vectors only (no align yet): still no content vector
+    (home / "garbage.mp4").write_bytes(b"not a video")
+    rows = [[item, "", str(home / "garbage.mp4")] for item in ("v1", "v2")]
+    items = write_csv(home / "items.csv", ["item_id", "title", "video_uri"], rows)
+    assert main(["--home", str(home), "ingest", "items", str(items)]) == 0
+    hashes = {r["item_id"]: r["content_hash"] for r in db.fetch(wh, "SELECT item_id, content_hash FROM items")}
+    frames = {"item_id": "v2", "modality": "frames", "model": "f@1", "dim": 2, "vector": [1.0, 0.0], "tags": None, "content_hash": hashes["v2"],
+              "created_at": now, "fusion_weights": None}  # fmt: skip
+    store.append(wh, EMBEDDINGS, pa.Table.from_pylist([frames], schema=EMBEDDINGS.schema))
+    failure = {"stage": "extract-items", "source": "x", "item_id": "v1", "user_id": None, "error": "moov atom not found",
+               "record": json.dumps({"item_id": "v1", "content_hash": hashes["v1"]}), "failed_at": now}  # fmt: skip
+    store.append(wh, FAILURES, pa.Table.from_pylist([failure], schema=FAILURES.schema))
+    done = _without_torch(home, report)
+    assert done.returncode == 2 and "which the warehouse lacks: `reelsense" in done.stderr and "ingest items" not in done.stderr, done.stderr
+    assert "for several modalities; extract skips the 1 item whose media it could not decode until they are fixed and ingested again" in done.stderr
+    assert "torch not imported" in done.stdout
+    done = _without_torch(home, explain)
+    said = "reelsense: error: cannot explain item 'v1' for user 'u1': extract could not decode its media (moov atom not found) and skips it"
+    assert done.returncode == 2 and done.stderr.startswith(said), done.stderr
+    assert "; and besides, explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored it:" in done.stderr
 
 
 def test_a_misspelt_table_to_compact_gets_the_near_name(home, capsys):
