@@ -110,7 +110,8 @@ def check_pair(wh: Warehouse, user: str, item: str) -> dict[str, Any]:
         if not known["events"]:
             unknown.append(("user", user, "(no events)", "SELECT DISTINCT user_id FROM events ORDER BY user_id LIMIT 5"))
         if not known["item"]:
-            unknown.append(("item", item, "(not in items or events)", "SELECT item_id, title FROM items ORDER BY item_id LIMIT 5"))
+            some = "SELECT item_id, title FROM items" if wh.has_rows_on_disk(ITEMS) else "SELECT DISTINCT item_id FROM events"  # probe 50: items empty
+            unknown.append(("item", item, "(not in items or events)", f"{some} ORDER BY item_id LIMIT 5"))
         what = " and ".join(f"unknown {kind} {value!r} {why}" for kind, value, why, _ in unknown)
         hints = "; ".join(f'`reelsense sql "{sql}"` lists some {kind}s' for kind, _, _, sql in unknown)
         raise ReelsenseError(f"cannot explain: {what}; {hints}")
@@ -138,7 +139,13 @@ def check_pair_runs(wh: Warehouse, user: str, item: str, run_id: str | None) -> 
         scored = ", ".join(repr(r["run_id"]) for r in runs)
         raise ReelsenseError(
             f"run {run_id!r} did not score item {item!r} for user {user!r}, so it has no explanation of the pair; "
-            + (f"the runs that scored it: {scored}" if runs else "no run scored it: leave out --run-id to compute one now")
+            + (
+                f"the runs that scored it: {scored}"
+                if runs
+                else "no run scored it: leave out --run-id to compute one now"
+                if has_content_vectors(wh)  # probe 50: it said so where nothing can be computed
+                else f"no run scored it, and none can be computed now: {explanations_need_content(wh, scored='it')}"
+            )
         )
     return runs
 

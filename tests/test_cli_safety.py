@@ -1452,7 +1452,7 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
     assert "ingest items" not in str(refused.value) and str(refused.value).count("train --models lstm-attn") == 1  # said once (probe 49)
 
 
-def test_report_and_explain_without_content_vectors_say_so_before_torch_loads(home):
+def test_report_and_explain_without_content_vectors_say_so_before_torch_loads(home, capsys):
     """Probe 48: `report` in a home without content vectors said what to do only after ~15 s of
     starting its flow (and `explain` after loading the data); both refuse before torch loads now,
     also where the only vectors are raw ones no ranker reads before `align` (review), and `explain`
@@ -1473,6 +1473,13 @@ def test_report_and_explain_without_content_vectors_say_so_before_torch_loads(ho
         assert done.returncode == 2 and "explanations come from lstm-attn" in done.stderr, (argv, done.stderr)
         assert "which the warehouse lacks: `reelsense" in done.stderr and "ingest items FILE`" in done.stderr, done.stderr
         assert "torch not imported" in done.stdout, argv
+    # probe 50: --run-id of a run that did not score the pair said "compute one now", which cannot work here;
+    # and an unknown item's hint queried the empty `items`
+    assert main(["--home", str(home), "explain", "--user", "u1", "--item", "v1", "--run-id", "r1"]) == 2
+    err = capsys.readouterr().err
+    assert "no run scored it, and none can be computed now: explanations come from lstm-attn" in err and "compute one now" not in err, err
+    assert main(["--home", str(home), "explain", "--user", "u1", "--item", "nope"]) == 2
+    assert 'sql "SELECT DISTINCT item_id FROM events ORDER BY item_id LIMIT 5"` lists some items' in capsys.readouterr().err
     # Items, v1's media undecodable, v2 with frames vectors only (no align yet): still no content vector
     (home / "garbage.mp4").write_bytes(b"not a video")
     rows = [[item, "", str(home / "garbage.mp4")] for item in ("v1", "v2")]
