@@ -24,7 +24,16 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.arguments import changed_inputs, check_pair, check_pair_runs, check_run, idle_user_error, quarantine_reason, ranking_inputs
+from flows.arguments import (
+    changed_inputs,
+    check_pair,
+    check_pair_runs,
+    check_run,
+    content_steps,
+    idle_user_error,
+    quarantine_reason,
+    ranking_inputs,
+)
 from flows.console import run_option, say
 from flows.explainers import load_explainers, unaligned_in_use
 from flows.rank import current_samples
@@ -279,6 +288,11 @@ def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> Non
             raise ReelsenseError(
                 f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and ranks "
                 f"items by their content) cannot score it: {held}" + ("; once extracted, `reelsense align` projects it" if fused else "")
+            )
+        if data.content_source == "none":  # no item has one: the warehouse's way there, and the lstm-attn that explains (review 51)
+            raise ReelsenseError(
+                f"cannot explain item {item!r} for user {user!r}: no item has a content vector yet, so lstm-attn (which explains, and "
+                f"ranks items by their content) cannot score it: {content_steps(wh)}, then `reelsense train --models lstm-attn`"
             )
         steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (", then `reelsense align`" if fused else "")
         raise ReelsenseError(

@@ -144,7 +144,7 @@ def check_pair_runs(wh: Warehouse, user: str, item: str, run_id: str | None) -> 
                 if runs
                 else "no run scored it: leave out --run-id to compute one now"
                 if has_content_vectors(wh)  # probe 50: it said so where nothing can be computed
-                else f"no run scored it, and none can be computed now: {explanations_need_content(wh, scored='it')}"
+                else f"no run scored it, and none can be computed now: {explanations_need_content(wh, run=False)}"
             )
         )
     return runs
@@ -216,18 +216,30 @@ def ranking_inputs(wh: Warehouse) -> str:
 
 
 def content_steps(wh: Warehouse) -> str:
-    """The commands that give the warehouse its items' content vectors, from where it stands: ingest
-    items where it has none, then extract (and align for several modalities), and the items extract
-    skips for undecodable media, if any (review: where it quarantined them all, "run extract" alone
-    was a loop). One wording for the advice of `score`, `report` and `explain` (probe 48: each said
-    to train lstm-attn, which then refused)."""
-    ingest = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
+    """The commands that give the warehouse its items' content vectors (a text vector, or a fused one
+    that align makes from two modalities), from where it stands: ingest items where it has none, then
+    extract (and align for several modalities); where extract gave the items raw vectors of one
+    modality other than text, new content (reviews: "extract, align" then did nothing); and the
+    items extract skips for undecodable media, if any. One wording for the advice of `score`,
+    `report` and `explain` (probe 48: each said to train lstm-attn, which then refused)."""
+    raw = sorted({r["modality"] for r in db.analysis(wh, "raw_models").to_pylist()}) if wh.has_rows_on_disk(EMBEDDINGS) else []
+    if len(raw) == 1 and raw != ["text"]:
+        steps = (
+            f"the items have {raw[0]} vectors only, and `reelsense align` needs two modalities on at least 2 items: ingest the items "
+            "again with titles (or media with audio), then `reelsense extract` and `reelsense align`"
+        )
+    elif len(raw) > 1 and "text" not in raw:
+        steps = f"`reelsense align` (it fuses the items' {' and '.join(raw)} vectors)"
+    else:
+        ingest = "" if wh.has_rows_on_disk(ITEMS) else "`reelsense ingest items FILE` (item_id,title,video_uri), "
+        steps = f"{ingest}`reelsense extract` (and `reelsense align` for several modalities)"
     skipped = db.analysis(wh, "failed_extractions", {"stage": "extract-items"}).num_rows if wh.has_rows_on_disk(ITEMS) else 0
-    held = (
-        f"; extract skips the {count(skipped, 'item')} whose media it could not decode until they are fixed and ingested again: "
-        f"`{db.QUARANTINED_ITEMS}` lists why"
-    )
-    return f"{ingest}`reelsense extract` (and `reelsense align` for several modalities{held if skipped else ''})"
+    if skipped:
+        steps += (
+            f"; extract skips the {count(skipped, 'item')} whose media it could not decode until they are fixed and ingested again "
+            f"(`{db.QUARANTINED_ITEMS}` lists them)"
+        )
+    return steps
 
 
 def has_content_vectors(wh: Warehouse) -> bool:
@@ -236,17 +248,17 @@ def has_content_vectors(wh: Warehouse) -> bool:
     return wh.has_rows_on_disk(EMBEDDINGS) and db.analysis(wh, "content_models").num_rows > 0
 
 
-EXPLAINED_BY = "explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored"
+EXPLAINED_BY = "explanations come from lstm-attn (its attention and modality contributions)"
 
 
-def explanations_need_content(wh: Warehouse, cause: str = "", scored: str = "the run") -> str:
+def explanations_need_content(wh: Warehouse, cause: str = "", *, run: bool = True) -> str:
     """Why a warehouse without content vectors explains nothing: explanations come from lstm-attn,
-    which reads them. Said by `report` and `explain` before a flow starts or torch loads (probe 48:
-    after ~15 s) and by the explainer's load (flows/explainers.py); `cause`: the load's own error;
-    `scored`: what was scored ("it" for a pair, which no run may have scored)."""
+    which reads them. Said by `report` before its flow starts (probe 48: after ~15 s of it), by the
+    explainer's load (flows/explainers.py) and for a pair no run scored (`run` False); `cause`: the
+    load's own error."""
     return (
-        f"{EXPLAINED_BY} {scored}: it needs the items' content vectors, which the warehouse lacks: {content_steps(wh)}, "
-        f"then `reelsense train --models lstm-attn`{cause}"
+        f"{EXPLAINED_BY}{', whichever ranker scored the run' if run else ''}, and lstm-attn needs the items' content vectors, which the "
+        f"warehouse lacks: {content_steps(wh)}, then `reelsense train --models lstm-attn`{cause}"
     )
 
 

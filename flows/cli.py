@@ -42,7 +42,6 @@ from flows.arguments import (
     check_version,
     explanations_need_content,
     has_content_vectors,
-    quarantine_reason,
     ranking_inputs,
     replace_warning,
     run_held,
@@ -923,13 +922,8 @@ def _report(args: argparse.Namespace) -> None:
 def _explain(args: argparse.Namespace) -> None:
     wh = _require(args.home, EVENTS, "no events in {home}; run `reelsense ingest events FILE`, then `reelsense train`")
     check_pair(wh, args.user, args.item)  # an unknown user, item or run is named before torch loads (probe: 5 s)
-    runs = check_pair_runs(wh, args.user, args.item, args.run_id)
-    wanted = args.run_id if args.run_id is not None else (runs[0]["run_id"] if runs else None)
-    stored = any(r["run_id"] == wanted and r["explained"] for r in runs)  # shown as stored: no model, no content needed
-    if not stored and not has_content_vectors(wh):  # probe 48: said after loading the data; the item's own reason first (review)
-        held = quarantine_reason(wh, args.item)
-        first = f"cannot explain item {args.item!r} for user {args.user!r}: {held}; and besides, " if held else ""
-        raise ReelsenseError(first + explanations_need_content(wh, scored="it"))
+    if args.run_id is not None:
+        check_pair_runs(wh, args.user, args.item, args.run_id)
     from flows.analyze import explain_lines
 
     print(runnable("\n".join(explain_lines(wh, args.user, args.item, run_id=args.run_id, device=args.device))))

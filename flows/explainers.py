@@ -156,7 +156,7 @@ def _explainer(wh: Warehouse, data: Dataset, device: str, version: str | None) -
         if data.content_source == "none":  # probe: it advised training lstm-attn, which then refused for want of content
             cause = "" if str(exc).startswith("no trained lstm-attn") else f" ({exc})"  # probe 49: the plain "none trained" said train twice
             raise artifacts.ModelMismatch(explanations_need_content(wh, cause)) from exc
-        raise artifacts.ModelMismatch(f"{EXPLAINED_BY} the run: {exc}") from exc
+        raise artifacts.ModelMismatch(f"{EXPLAINED_BY}, whichever ranker scored the run: {exc}") from exc
 
 
 def unaligned_in_use(data: Dataset, items: list[str]) -> Dataset:

@@ -1452,11 +1452,11 @@ def test_training_a_content_ranker_on_a_home_without_items_says_to_ingest_items(
     assert "ingest items" not in str(refused.value) and str(refused.value).count("train --models lstm-attn") == 1  # said once (probe 49)
 
 
-def test_report_and_explain_without_content_vectors_say_so_before_torch_loads(home, capsys):
+def test_report_and_explain_without_content_vectors_name_the_way_there(home, capsys):
     """Probe 48: `report` in a home without content vectors said what to do only after ~15 s of
-    starting its flow (and `explain` after loading the data); both refuse before torch loads now,
-    also where the only vectors are raw ones no ranker reads before `align` (review), and `explain`
-    gives the item's own quarantine first (review: "run extract" alone was a loop for it)."""
+    starting its flow; it refuses before torch loads now, also where the only vectors are raw ones
+    of one modality, which align cannot fuse (reviews: "extract, align" did nothing there).
+    `explain` gives the item's own reason first, and the whole way where no item has content."""
     from datetime import datetime, timezone
 
     import pyarrow as pa
@@ -1467,20 +1467,24 @@ def test_report_and_explain_without_content_vectors_say_so_before_torch_loads(ho
     wh, now = Warehouse(home), datetime.now(timezone.utc)
     row = {"run_id": "r1", "user_id": "u1", "item_id": "v2", "score": 1.0, "rank": 1, "model_version": "sasrec@v", "scored_at": now}
     store.append(wh, SCORES, pa.Table.from_pylist([row], schema=SCORES.schema))  # as an id-only ranker's run leaves it
-    report, explain = ["report", "--run-id", "r1"], ["explain", "--user", "u1", "--item", "v1"]
-    for argv in (report, explain):
-        done = _without_torch(home, argv)
-        assert done.returncode == 2 and "explanations come from lstm-attn" in done.stderr, (argv, done.stderr)
-        assert "which the warehouse lacks: `reelsense" in done.stderr and "ingest items FILE`" in done.stderr, done.stderr
-        assert "torch not imported" in done.stdout, argv
+    report = ["report", "--run-id", "r1"]
+    done = _without_torch(home, report)
+    assert done.returncode == 2 and "explanations come from lstm-attn (its attention and modality contributions), whichever" in done.stderr
+    assert "which the warehouse lacks: `reelsense" in done.stderr and "ingest items FILE`" in done.stderr, done.stderr
+    assert "torch not imported" in done.stdout
+    assert main(["--home", str(home), "explain", "--user", "u1", "--item", "v1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot explain item 'v1' for user 'u1': no item has a content vector yet, so lstm-attn" in err and "ingest items FILE`" in err, err
+    assert err.rstrip().endswith("train --models lstm-attn`"), err
     # probe 50: --run-id of a run that did not score the pair said "compute one now", which cannot work here;
     # and an unknown item's hint queried the empty `items`
     assert main(["--home", str(home), "explain", "--user", "u1", "--item", "v1", "--run-id", "r1"]) == 2
     err = capsys.readouterr().err
     assert "no run scored it, and none can be computed now: explanations come from lstm-attn" in err and "compute one now" not in err, err
+    assert "whichever ranker" not in err and "and lstm-attn needs the items' content vectors" in err, err
     assert main(["--home", str(home), "explain", "--user", "u1", "--item", "nope"]) == 2
     assert 'sql "SELECT DISTINCT item_id FROM events ORDER BY item_id LIMIT 5"` lists some items' in capsys.readouterr().err
-    # Items, v1's media undecodable, v2 with frames vectors only (no align yet): still no content vector
+    # Items: v1's media undecodable, v2 with frames vectors only: no vector a ranker reads, and align has one modality
     (home / "garbage.mp4").write_bytes(b"not a video")
     rows = [[item, "", str(home / "garbage.mp4")] for item in ("v1", "v2")]
     items = write_csv(home / "items.csv", ["item_id", "title", "video_uri"], rows)
@@ -1493,13 +1497,15 @@ def test_report_and_explain_without_content_vectors_say_so_before_torch_loads(ho
                "record": json.dumps({"item_id": "v1", "content_hash": hashes["v1"]}), "failed_at": now}  # fmt: skip
     store.append(wh, FAILURES, pa.Table.from_pylist([failure], schema=FAILURES.schema))
     done = _without_torch(home, report)
-    assert done.returncode == 2 and "which the warehouse lacks: `reelsense" in done.stderr and "ingest items" not in done.stderr, done.stderr
-    assert "for several modalities; extract skips the 1 item whose media it could not decode until they are fixed and ingested again" in done.stderr
-    assert "torch not imported" in done.stdout
-    done = _without_torch(home, explain)
-    said = "reelsense: error: cannot explain item 'v1' for user 'u1': extract could not decode its media (moov atom not found) and skips it"
-    assert done.returncode == 2 and done.stderr.startswith(said), done.stderr
-    assert "; and besides, explanations come from lstm-attn (its attention and modality contributions), whichever ranker scored it:" in done.stderr
+    said = "which the warehouse lacks: the items have frames vectors only, and `reelsense"
+    assert done.returncode == 2 and said in done.stderr and "align` needs two modalities on at least 2 items: ingest the items again" in done.stderr
+    assert "torch not imported" in done.stdout, done.stderr
+    assert "; extract skips the 1 item whose media it could not decode until they are fixed and ingested again (`reelsense" in done.stderr
+    capsys.readouterr()
+    assert main(["--home", str(home), "explain", "--user", "u1", "--item", "v1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot explain item 'v1' for user 'u1': it has no content vector, so lstm-attn (which explains, and ranks items by their" in err
+    assert "cannot score it: extract could not decode its media (moov atom not found) and skips it until they are fixed" in err, err
 
 
 def test_a_misspelt_table_to_compact_gets_the_near_name(home, capsys):
