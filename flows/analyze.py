@@ -270,35 +270,28 @@ def refuse_unscorable(wh: Warehouse, data: Dataset, user: str, item: str) -> Non
         from extractors.pipeline import has_title  # the extraction stack: only on this error path
 
         fused = data.content_source.startswith("fused:")
+        cannot = f"cannot explain item {item!r} for user {user!r}"
+        unscored = "so lstm-attn (which explains, and ranks items by their content) cannot score it"
         if item in data.unaligned:  # extracted since align-items ran (probe: told to ingest and extract it again)
             raise ReelsenseError(
-                f"cannot explain item {item!r} for user {user!r}: it has raw embeddings but no {data.content_source} vector yet, so "
-                "lstm-attn (which explains, and ranks items by their content) cannot score it; run `reelsense align` (it projects it "
+                f"{cannot}: it has raw embeddings but no {data.content_source} vector yet, {unscored}; run `reelsense align` (it projects it "
                 "with the trained alignment), then explain it"
             )
         media = db.analysis(wh, "item_media", {"item": item}).to_pylist()
         if media and not has_title(media[0]["title"]) and not media[0]["video_uri"] and not media[0]["audio_uri"]:
             raise ReelsenseError(
-                f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
-                "ranks items by their content) cannot score it, and the runs of content rankers leave it out; its row in `items` has no title, "
+                f"{cannot}: it has no content vector, {unscored}, and the runs of content rankers leave it out; its row in `items` has no title, "
                 "video or audio, so there is nothing to embed: ingest its row again with a title or media (`reelsense ingest items "
                 "FILE`), then run `reelsense extract`" + (" and `reelsense align`" if fused else "")
             )
         if held := quarantine_reason(wh, item):  # probe 48: the generic advice came first, and the quarantine only as an aside
             raise ReelsenseError(
-                f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and ranks "
-                f"items by their content) cannot score it: {held}" + ("; once extracted, `reelsense align` projects it" if fused else "")
+                f"{cannot}: it has no content vector, {unscored}: {held}" + ("; once extracted, `reelsense align` projects it" if fused else "")
             )
         if data.content_source == "none":  # no item has one: the warehouse's way there, and the lstm-attn that explains (review 51)
-            raise ReelsenseError(
-                f"cannot explain item {item!r} for user {user!r}: no item has a content vector yet, so lstm-attn (which explains, and "
-                f"ranks items by their content) cannot score it: {content_steps(wh)}, then `reelsense train --models lstm-attn`"
-            )
+            raise ReelsenseError(f"{cannot}: no item has a content vector yet, {unscored}: {content_steps(wh)}, then `reelsense train --models lstm-attn`")
         steps = "`reelsense ingest items FILE` (where it has no row in `items`), `reelsense extract`" + (", then `reelsense align`" if fused else "")
-        raise ReelsenseError(
-            f"cannot explain item {item!r} for user {user!r}: it has no content vector, so lstm-attn (which explains, and "
-            f"ranks items by their content) cannot score it, and the runs of content rankers leave it out; {steps} give it one"
-        )
+        raise ReelsenseError(f"{cannot}: it has no content vector, {unscored}, and the runs of content rankers leave it out; {steps} give it one")
 
 
 def ranked_by_another(model_version: str | None, explained_by: str) -> str:
